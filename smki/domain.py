@@ -1,0 +1,71 @@
+"""Domain vocabulary shared by the RA, the CA, the store and the interfaces (spec §1, §3.1, §4).
+
+Plain enums only: no behaviour, no I/O. Their values are the codes that appear on the wire and in
+the store, so they never change once released.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class Usage(StrEnum):
+    """Key usage of an end-entity certificate: exactly one per certificate (spec §4.1, §4.2)."""
+
+    DS = "DS"  # digitalSignature
+    KA = "KA"  # keyAgreement
+
+
+class CertKind(StrEnum):
+    """Which profile a certificate was issued under."""
+
+    ROOT = "root"
+    ORGANISATION_CA = "org-ca"
+    DEVICE_CA = "device-ca"
+    ORGANISATION = "org"
+    DEVICE = "device"
+
+
+class CertificatePolicy(StrEnum):
+    """The two Certificate Policies a Party may become an Authorised Subscriber for."""
+
+    ORGANISATION = "organisation"
+    DEVICE = "device"
+
+
+class CertStatus(StrEnum):
+    """Repository status codes (spec §3.1)."""
+
+    PENDING = "P"
+    IN_USE = "I"
+    NOT_IN_USE = "N"
+    EXPIRED = "E"
+    REVOKED = "R"
+
+
+class Route(StrEnum):
+    """How a request reached smki: decided by the listener, never by the client (spec §3)."""
+
+    GATEWAY = "gateway"  # a DCC Gateway Connection
+    SPOTI = "spoti"  # the SMKI Portal interface Over The Internet
+    OPERATOR = "operator"  # a CA/RA operator at the console (not subscriber-facing)
+
+
+class RemotePartyRole(IntEnum):
+    """Remote Party Roles (spec §4): the OU of an Organisation Certificate, as two hex digits."""
+
+    ROOT = 0
+    RECOVERY = 1
+    SUPPLIER = 2
+    NETWORK_OPERATOR = 3
+    ACCESS_CONTROL_BROKER = 4
+    TRANSITIONAL_COS = 5
+    WAN_PROVIDER = 6
+    ISSUING_AUTHORITY = 7
+    LOAD_CONTROLLER = 8
+    OTHER = 127
+
+    @property
+    def ou(self) -> str:
+        """The OU text: two hex digits, e.g. ``02`` for supplier, ``7F`` for other."""
+        return f"{int(self):02X}"

@@ -1,0 +1,108 @@
+"""File key backend: each CA key is an encrypted PKCS#8 PEM file, mode 0600, under ``<home>/keys``.
+
+The passphrase is given to the backend by the caller (the CLI reads ``SMKI_KEY_PASSPHRASE`` or
+prompts); it is held in memory only and never written anywhere. Files are created atomically with
+O_EXCL so a crash never leaves a half-written key and an existing key is never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from smki.keys.base import KeyBackendError
+
+MIN_PASSPHRASE_LENGTH = 8
+
+
+class FileSigner:
+    """A signer over a decrypted in-memory key; the key object never leaves this class."""
+
+    def __init__(self, label: str, key: ec.EllipticCurvePrivateKey) -> None:
+        self._label = label
+        self._key = key
+        self._algorithm = ec.ECDSA(hashes.SHA256())
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._key.public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data, self._algorithm)
+
+    def __repr__(self) -> str:  # never show key material, even by accident in a log
+        return f"FileSigner(label={self._label!r})"
+
+
+class FileKeyBackend:
+    """Encrypted PKCS#8 files; see the module docstring."""
+
+    name = "file"
+
+    def __init__(self, directory: Path, passphrase: bytes) -> None:
+        if len(passphrase) < MIN_PASSPHRASE_LENGTH:
+            raise KeyBackendError(
+                "key.passphrase-too-short",
+                f"the key passphrase must be at least {MIN_PASSPHRASE_LENGTH} characters",
+            )
+        self._directory = directory
+        self._passphrase = passphrase
+
+    def __repr__(self) -> str:
+        return f"FileKeyBackend(directory={str(self._directory)!r})"
+
+    def _path(self, label: str) -> Path:
+        if not label or not all(c.isalnum() or c in "-_" for c in label):
+            raise KeyBackendError("key.bad-label", f"key label {label!r} must be letters, digits, '-' or '_'")
+        return self._directory / f"{label}.key.pem"
+
+    def exists(self, label: str) -> bool:
+        return self._path(label).exists()
+
+    def generate(self, label: str) -> ec.EllipticCurvePublicKey:
+        path = self._path(label)
+        self._directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self._directory, 0o700)
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(self._passphrase),
+        )
+        tmp = path.with_suffix(".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError as exc:
+            raise KeyBackendError("key.busy", f"{tmp} exists: another key ceremony is running?") from exc
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(pem)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, path)  # fails if the key exists: never overwrite a CA key
+            except FileExistsError as exc:
+                raise KeyBackendError("key.exists", f"a key labelled {label!r} already exists") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return key.public_key()
+
+    def signer(self, label: str) -> FileSigner:
+        path = self._path(label)
+        try:
+            pem = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise KeyBackendError("key.missing", f"no key labelled {label!r} in {self._directory}") from exc
+        try:
+            key = serialization.load_pem_private_key(pem, password=self._passphrase)
+        except (ValueError, TypeError) as exc:
+            raise KeyBackendError("key.locked", f"cannot decrypt key {label!r}: wrong passphrase?") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise KeyBackendError("key.wrong-type", f"key {label!r} is not a P-256 key")
+        return FileSigner(label, key)
