@@ -1,0 +1,14 @@
+"""The store: the only code that talks to the database (certificates and the audit log).
+
+``Store.open(url)`` → ``store.migrate()`` → reads on ``store`` and writes in
+``with store.transaction() as tx:``. See ``smki.store.store`` for the guarantees.
+"""
+
+from smki.store.records import CertificateRecord, NewCertificate, normalise_serial
+from smki.store.store import MAX_PAGE, CertificateQuery, Store
+from smki.store.transaction import Transaction
+
+__all__ = [
+    "MAX_PAGE",
+    "CertificateQuery",
+    "CertificateRecord", "NewCertificate", "Store", "Transaction", "normalise_serial"]

@@ -1,0 +1,62 @@
+"""Engines for SQLite (the embedded default) and PostgreSQL, with the settings the store relies on.
+
+SQLite: WAL (readers never block the writer), ``synchronous=NORMAL`` (a committed transaction
+survives a process crash — kill -9 — in WAL mode; only an OS crash or power loss can lose the last
+few commits, and never leaves a torn one), foreign keys on, a busy timeout so concurrent processes
+wait instead of failing. pysqlite's own transaction handling is switched off and write transactions
+start with ``BEGIN IMMEDIATE``: two writers then serialise at BEGIN rather than one failing with
+"database is locked" when it upgrades a read lock mid-transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from smki.errors import SmkiError
+
+#: Execution option a connection carries when it will write (see ``_begin``).
+WRITE_OPTION = "smki_write"
+BUSY_TIMEOUT_MS = 60_000
+
+
+def create_store_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
+    """An Engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://…``)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise SmkiError("store.bad-url", f"not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, synchronous)
+    if backend == "postgresql":
+        if parsed.get_driver_name() not in ("psycopg",):
+            raise SmkiError("store.bad-url", "PostgreSQL URLs must use psycopg 3: postgresql+psycopg://…")
+        return create_engine(url, pool_pre_ping=True)
+    raise SmkiError("store.bad-url", f"unsupported database {backend!r}: use sqlite or postgresql+psycopg")
+
+
+def _sqlite_engine(url: str, synchronous: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

@@ -1,0 +1,223 @@
+"""The store's front door: open a database, migrate it, read from it, and write in transactions.
+
+Guarantees callers rely on:
+
+* A write happens only inside ``with store.transaction() as tx:``; the whole block commits or none
+  of it does, and a block that changed certificates without appending an audit record refuses to
+  commit (``store.unaudited-change``). So a certificate is never recorded without its audit record.
+* Reads return frozen records (``CertificateRecord``, ``AuditRow``), never ORM objects.
+* Large reads (audit verification, extracts) stream rows with keyset pagination, so memory stays
+  flat whatever the table size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, Select, func, select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from smki.audit import AuditReport, AuditRow, verify_chain
+from smki.domain import CertKind, CertStatus, Usage
+from smki.errors import SmkiError
+from smki.store.engine import WRITE_OPTION, create_store_engine
+from smki.store.migrate import current_revision, head_revision, upgrade
+from smki.store.models import audit_head, audit_log, certificates
+from smki.store.records import CertificateRecord, normalise_serial
+from smki.store.transaction import Transaction
+
+_c = certificates.c
+_a = audit_log.c
+_PAGE = 5_000
+#: The largest page a search may ask for: interfaces paginate rather than fetch everything.
+MAX_PAGE = 1_000
+
+
+@dataclass(frozen=True)
+class CertificateQuery:
+    """Search criteria (all optional, combined with AND) plus keyset pagination."""
+
+    kind: CertKind | None = None
+    status: CertStatus | None = None
+    usage: Usage | None = None
+    device_id: bytes | None = None
+    entity_id: bytes | None = None
+    role: int | None = None
+    issued_from: datetime | None = None
+    issued_before: datetime | None = None
+    batch_id: str | None = None
+    after_id: int = 0
+    limit: int = 100
+
+
+class Store:
+    """A database holding certificates and the audit log. Open with ``Store.open(url)``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        return cls(create_store_engine(url))
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to this version of smki (a no-op when it is current)."""
+        try:
+            if current_revision(self._engine) == head_revision():
+                return
+            upgrade(self._engine)
+        except OperationalError as exc:
+            raise SmkiError("store.unavailable", f"cannot reach the database: {_first_line(exc)}") from exc
+
+    # -- writes ------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction: commits when the block ends normally, rolls back on any exception."""
+        try:
+            with self._engine.connect() as conn:
+                conn = conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    tx = Transaction(conn)
+                    yield tx
+                    tx.finish()
+        except OperationalError as exc:
+            raise SmkiError("store.unavailable", f"the database refused the write: {_first_line(exc)}") from exc
+
+    # -- certificate reads -------------------------------------------------------------------
+
+    def _certificates(self, stmt: Select[tuple[object, ...]]) -> list[CertificateRecord]:
+        try:
+            with self._engine.connect() as conn:
+                return [CertificateRecord.from_row(row) for row in conn.execute(stmt)]
+        except SQLAlchemyError as exc:
+            raise SmkiError("store.unavailable", f"cannot read from the database: {_first_line(exc)}") from exc
+
+    def certificate_by_serial(self, serial: str | int) -> CertificateRecord | None:
+        rows = self._certificates(select(certificates).where(_c.serial == normalise_serial(serial)))
+        return rows[0] if rows else None
+
+    def certificates_for_device(self, device_id: bytes, usage: Usage | None = None) -> list[CertificateRecord]:
+        stmt = select(certificates).where(_c.device_id == device_id)
+        if usage is not None:
+            stmt = stmt.where(_c.usage == usage.value)
+        return self._certificates(stmt.order_by(_c.id))
+
+    def certificates_for_entity(self, entity_id: bytes) -> list[CertificateRecord]:
+        return self._certificates(select(certificates).where(_c.entity_id == entity_id).order_by(_c.id))
+
+    def find_certificates(self, query: CertificateQuery) -> list[CertificateRecord]:
+        """One page of matching certificates in insertion order; pass the last ``id`` as ``after_id``."""
+        if not 1 <= query.limit <= MAX_PAGE:
+            raise SmkiError("store.bad-page", f"a page holds 1 to {MAX_PAGE} certificates")
+        stmt = select(certificates).where(_c.id > query.after_id)
+        if query.kind is not None:
+            stmt = stmt.where(_c.kind == query.kind.value)
+        if query.status is not None:
+            stmt = stmt.where(_c.status == query.status.value)
+        if query.usage is not None:
+            stmt = stmt.where(_c.usage == query.usage.value)
+        if query.device_id is not None:
+            stmt = stmt.where(_c.device_id == query.device_id)
+        if query.entity_id is not None:
+            stmt = stmt.where(_c.entity_id == query.entity_id)
+        if query.role is not None:
+            stmt = stmt.where(_c.role == query.role)
+        if query.issued_from is not None:
+            stmt = stmt.where(_c.issued_at >= query.issued_from)
+        if query.issued_before is not None:
+            stmt = stmt.where(_c.issued_at < query.issued_before)
+        if query.batch_id is not None:
+            stmt = stmt.where(_c.batch_id == query.batch_id)
+        return self._certificates(stmt.order_by(_c.id).limit(query.limit))
+
+    def count_device_certificates(self, device_id: bytes) -> int:
+        """How many Device Certificates were ever issued for a Device ID (the 100-per-device limit)."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).where(_c.device_id == device_id)).scalar_one())
+
+    def ca_certificate(self, kind: CertKind) -> CertificateRecord | None:
+        """The newest in-use CA certificate of ``kind`` (root, org-ca, device-ca)."""
+        stmt = (
+            select(certificates)
+            .where(_c.kind == kind.value, _c.status == CertStatus.IN_USE.value)
+            .order_by(_c.id.desc())
+            .limit(1)
+        )
+        rows = self._certificates(stmt)
+        return rows[0] if rows else None
+
+    def iter_certificates(self, query: CertificateQuery) -> Iterator[CertificateRecord]:
+        """Every matching certificate, fetched page by page (flat memory; for extracts)."""
+        after = query.after_id
+        while True:
+            page = self.find_certificates(
+                CertificateQuery(**{**query.__dict__, "after_id": after, "limit": MAX_PAGE})
+            )
+            yield from page
+            if len(page) < MAX_PAGE:
+                return
+            after = page[-1].id
+
+    # -- audit reads -------------------------------------------------------------------------
+
+    def audit_head(self) -> tuple[int, bytes]:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+            return int(row.seq), bytes(row.hash)
+
+    def audit_rows(self, start: int = 1) -> Iterator[AuditRow]:
+        """Audit records from ``start`` in sequence order, streamed a page at a time."""
+        after = start - 1
+        while True:
+            with self._engine.connect() as conn:
+                rows = conn.execute(select(audit_log).where(_a.seq > after).order_by(_a.seq).limit(_PAGE)).all()
+            for row in rows:
+                yield _audit_row(row)
+            if len(rows) < _PAGE:
+                return
+            after = int(rows[-1].seq)
+
+    def audit_tail(self, count: int) -> list[AuditRow]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(audit_log).order_by(_a.seq.desc()).limit(count)).all()
+        return [_audit_row(row) for row in reversed(rows)]
+
+    def verify_audit(self) -> AuditReport:
+        """Check the whole hash chain and that it ends at the head row."""
+        return verify_chain(self.audit_rows(), self.audit_head())
+
+
+def _audit_row(row: object) -> AuditRow:
+    m = row._mapping  # type: ignore[attr-defined]
+    return AuditRow(
+        seq=int(m["seq"]),
+        at=m["at"],
+        actor=m["actor"],
+        action=m["action"],
+        subject=m["subject"],
+        details=m["details"],
+        prev_hash=bytes(m["prev_hash"]),
+        hash=bytes(m["hash"]),
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", exc)) or type(exc).__name__
+    return text.strip().splitlines()[0][:200]

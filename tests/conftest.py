@@ -1,0 +1,75 @@
+"""Fixtures shared by the whole suite: a fresh database per test, on SQLite or PostgreSQL.
+
+``SMKI_TEST_DATABASE_URL`` (set by ``scripts/with-postgres.sh``) selects PostgreSQL: each test then
+gets its own database, cloned from a migrated template made once per test worker, so tests never
+see each other's rows and the suite runs the same on both engines.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from smki.store import Store
+
+ADMIN_URL = os.environ.get("SMKI_TEST_DATABASE_URL", "")
+
+
+def _admin_execute(statement: str) -> None:
+    engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def _url_for(name: str) -> str:
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def _pg_template(worker_id: str) -> Iterator[str | None]:
+    if not ADMIN_URL:
+        yield None
+        return
+    name = f"smki_tpl_{worker_id}_{uuid.uuid4().hex[:8]}"
+    _admin_execute(f'CREATE DATABASE "{name}"')
+    store = Store.open(_url_for(name))
+    store.migrate()
+    store.close()
+    yield name
+    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, _pg_template: str | None) -> Iterator[str]:
+    """A URL of an empty, migrated database that only this test uses."""
+    if _pg_template is None:
+        path = tmp_path / "smki.db"
+        store = Store.open(f"sqlite:///{path}")
+        store.migrate()
+        store.close()
+        yield f"sqlite:///{path}"
+        return
+    name = f"smki_t_{uuid.uuid4().hex[:12]}"
+    _admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template}"')
+    try:
+        yield _url_for(name)
+    finally:
+        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    opened = Store.open(database_url)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -1,0 +1,179 @@
+"""The store's guarantees, on whichever engine the suite runs (SQLite, or PostgreSQL via
+SMKI_TEST_DATABASE_URL): atomic audited writes, one in-use Device Certificate per usage, a
+tamper-evident audit chain, and paginated reads."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from smki.audit import AuditEvent
+from smki.domain import CertKind, CertStatus, Usage
+from smki.errors import SmkiError
+from smki.store import CertificateQuery, NewCertificate, Store, normalise_serial
+from smki.store.models import Base
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+DEVICE = bytes.fromhex("00db123456789001")
+
+
+def device_cert(serial: int, *, device: bytes = DEVICE, usage: Usage = Usage.DS,
+                status: CertStatus = CertStatus.IN_USE, batch: str | None = None) -> NewCertificate:
+    return NewCertificate(
+        serial=normalise_serial(serial), kind=CertKind.DEVICE, issuer_key_id="40" * 8, status=status,
+        not_before=NOW, not_after=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), der=b"\x30\x00" + bytes(8),
+        issued_at=NOW, usage=usage, device_id=device, batch_id=batch,
+    )
+
+
+def issue(store: Store, *rows: NewCertificate) -> None:
+    with store.transaction() as tx:
+        tx.add_certificates(list(rows))
+        tx.append_audit([AuditEvent("test", "certificate.issued", r.serial) for r in rows])
+
+
+def test_schema_from_migrations_matches_the_models(store: Store) -> None:
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_migrate_twice_is_a_no_op(store: Store) -> None:
+    store.migrate()
+    store.migrate()
+    assert store.audit_head() == (0, bytes(32))
+
+
+def test_written_certificates_read_back_exactly(store: Store) -> None:
+    issue(store, device_cert(1), device_cert(2, usage=Usage.KA))
+    record = store.certificate_by_serial("0x1")
+    assert record is not None
+    assert record.serial == "0" * 31 + "1"
+    assert (record.kind, record.usage, record.device_id, record.status) == (
+        CertKind.DEVICE, Usage.DS, DEVICE, CertStatus.IN_USE)
+    assert record.not_before == NOW and record.not_after.year == 9999
+    assert [r.usage for r in store.certificates_for_device(DEVICE)] == [Usage.DS, Usage.KA]
+    assert store.count_device_certificates(DEVICE) == 2
+    assert store.certificate_by_serial(99) is None
+
+
+def test_a_change_without_an_audit_record_is_refused_and_rolled_back(store: Store) -> None:
+    with pytest.raises(SmkiError) as info, store.transaction() as tx:
+        tx.add_certificates([device_cert(1)])
+    assert info.value.code == "store.unaudited-change"
+    assert store.certificate_by_serial(1) is None
+
+
+def test_an_exception_rolls_back_certificates_and_audit_together(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.add_certificates([device_cert(1)])
+        tx.append_audit([AuditEvent("test", "certificate.issued", "1")])
+        raise RuntimeError("crash between write and commit")
+    assert store.certificate_by_serial(1) is None
+    assert store.audit_head()[0] == 0
+    assert store.verify_audit().ok
+
+
+def test_duplicate_serial_is_a_coded_error(store: Store) -> None:
+    issue(store, device_cert(7))
+    with pytest.raises(SmkiError) as info:
+        issue(store, device_cert(7, usage=Usage.KA))
+    assert info.value.code == "store.duplicate-serial"
+
+
+def test_one_in_use_certificate_per_device_and_usage(store: Store) -> None:
+    issue(store, device_cert(1))
+    with pytest.raises(SmkiError) as info:
+        issue(store, device_cert(2))
+    assert info.value.code == "store.duplicate-in-use"
+    with store.transaction() as tx:
+        assert tx.retire_in_use_device_certificates([(DEVICE, Usage.DS)]) == 1
+        tx.add_certificates([device_cert(2)])
+        tx.append_audit([AuditEvent("test", "certificate.issued", "2")])
+    statuses = {r.serial[-1]: r.status for r in store.certificates_for_device(DEVICE)}
+    assert statuses == {"1": CertStatus.NOT_IN_USE, "2": CertStatus.IN_USE}
+
+
+def test_revocation_records_time_and_reason(store: Store) -> None:
+    issue(store, device_cert(5))
+    with store.transaction() as tx:
+        tx.set_certificate_status(5, CertStatus.REVOKED, reason=1, at=NOW)
+        tx.append_audit([AuditEvent("test", "certificate.revoked", "5")])
+    record = store.certificate_by_serial(5)
+    assert record is not None and record.status is CertStatus.REVOKED
+    assert (record.revoked_at, record.revocation_reason) == (NOW, 1)
+    with pytest.raises(SmkiError) as info, store.transaction() as tx:
+        tx.set_certificate_status(6, CertStatus.REVOKED)
+    assert info.value.code == "store.certificate-not-found"
+
+
+@pytest.mark.parametrize("bad", ["", "xyz", "-1", "0", "1" * 33, "0x"])
+def test_bad_serials_are_refused(bad: str) -> None:
+    with pytest.raises(SmkiError) as info:
+        normalise_serial(bad)
+    assert info.value.code == "store.bad-serial"
+
+
+def test_search_pages_with_a_keyset_cursor(store: Store) -> None:
+    rows = [device_cert(i, device=i.to_bytes(8, "big"), batch="b1" if i % 2 else None) for i in range(1, 26)]
+    issue(store, *rows)
+    seen: list[str] = []
+    after = 0
+    while page := store.find_certificates(CertificateQuery(kind=CertKind.DEVICE, after_id=after, limit=10)):
+        seen += [r.serial for r in page]
+        after = page[-1].id
+    assert seen == [r.serial for r in rows]
+    odd = store.find_certificates(CertificateQuery(batch_id="b1", limit=100))
+    assert len(odd) == 13
+    later = store.find_certificates(CertificateQuery(issued_from=NOW + timedelta(seconds=1)))
+    assert later == []
+    assert len(list(store.iter_certificates(CertificateQuery(usage=Usage.DS)))) == 25
+    with pytest.raises(SmkiError):
+        store.find_certificates(CertificateQuery(limit=0))
+
+
+def test_audit_chain_detects_an_edited_record(store: Store) -> None:
+    for i in range(1, 6):
+        issue(store, device_cert(i, device=i.to_bytes(8, "big")))
+    assert store.verify_audit().ok and store.verify_audit().checked == 5
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3"))
+    report = store.verify_audit()
+    assert not report.ok and report.first_bad_seq == 3
+
+
+def test_audit_chain_detects_deleted_newest_records(store: Store) -> None:
+    for i in range(1, 4):
+        issue(store, device_cert(i, device=i.to_bytes(8, "big")))
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 3"))
+    report = store.verify_audit()
+    assert not report.ok and report.first_bad_seq == 3
+
+
+def _append_many(url: str, worker: int, count: int) -> None:
+    store = Store.open(url)
+    try:
+        for i in range(count):
+            with store.transaction() as tx:
+                tx.append_audit([AuditEvent(f"w{worker}", "test.append", str(i))])
+    finally:
+        store.close()
+
+
+def test_concurrent_writers_keep_one_unbroken_chain(database_url: str, store: Store) -> None:
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_append_many, args=(database_url, w, 40)) for w in range(3)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(120)
+        assert p.exitcode == 0
+    report = store.verify_audit()
+    assert report.ok, report.reason
+    assert report.checked == 120
