@@ -19,11 +19,14 @@ Design choices, for 10⁸ Device Certificates and ~13,000 inserts/s:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import cast
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
+    Date,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -113,3 +116,99 @@ class AuditHead(Base):
 certificates = cast(Table, Certificate.__table__)
 audit_log = cast(Table, AuditLog.__table__)
 audit_head = cast(Table, AuditHead.__table__)
+
+
+# -- The Registration Authority's register (issue 3) ----------------------------------------------
+# Small sets (roles, connections) are JSON text: they are read whole with their row, never searched.
+
+
+class Party(Base):
+    __tablename__ = "parties"
+
+    party_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    category: Mapped[str] = mapped_column(String(40), nullable=False)
+    srept_passed: Mapped[date | None] = mapped_column(Date)
+    uept_completed: Mapped[date | None] = mapped_column(Date)
+    registered_user_roles: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
+    gateway_connections: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class PartyEntity(Base):
+    __tablename__ = "party_entities"
+
+    entity_id: Mapped[bytes] = mapped_column(LargeBinary(8), primary_key=True)
+    party_id: Mapped[str] = mapped_column(ForeignKey("parties.party_id"), nullable=False, index=True)
+    roles: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+
+    party_id: Mapped[str] = mapped_column(ForeignKey("parties.party_id"), primary_key=True)
+    policy: Mapped[str] = mapped_column(String(16), primary_key=True)
+    standing: Mapped[str] = mapped_column(String(16), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+
+    staff_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    roles: Mapped[str] = mapped_column(Text, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+
+class Aro(Base):
+    __tablename__ = "aros"
+
+    aro_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    party_id: Mapped[str] = mapped_column(ForeignKey("parties.party_id"), nullable=False, index=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    nominated_by: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    identity_verified: Mapped[date | None] = mapped_column(Date)
+    identity_check: Mapped[str | None] = mapped_column(Text)
+    verified_by: Mapped[str | None] = mapped_column(String(64))
+    screened: Mapped[date | None] = mapped_column(Date)
+    screening_standard: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class Application(Base):
+    __tablename__ = "applications"
+
+    application_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    party_id: Mapped[str] = mapped_column(ForeignKey("parties.party_id"), nullable=False, index=True)
+    policy: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    proposed_by: Mapped[str | None] = mapped_column(String(64))
+    proposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    proposal: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision: Mapped[str | None] = mapped_column(Text)
+
+
+class EvidenceRow(Base):
+    __tablename__ = "evidence"
+
+    evidence_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.application_id"), nullable=False,
+                                                index=True)
+    kind: Mapped[str] = mapped_column(String(40), nullable=False)
+    reference: Mapped[str] = mapped_column(Text, nullable=False)
+    recorded_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    recorded_on: Mapped[date] = mapped_column(Date, nullable=False)
+
+
+parties = cast(Table, Party.__table__)
+party_entities = cast(Table, PartyEntity.__table__)
+subscriptions = cast(Table, Subscription.__table__)
+staff = cast(Table, Staff.__table__)
+aros = cast(Table, Aro.__table__)
+applications = cast(Table, Application.__table__)
+evidence = cast(Table, EvidenceRow.__table__)

@@ -27,6 +27,7 @@ from smki.store.engine import WRITE_OPTION, create_store_engine
 from smki.store.migrate import current_revision, head_revision, upgrade
 from smki.store.models import audit_head, audit_log, certificates
 from smki.store.records import CertificateRecord, normalise_serial
+from smki.store.registry import RegistryReader
 from smki.store.transaction import Transaction
 
 _c = certificates.c
@@ -58,6 +59,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self.registry = RegistryReader(engine)
 
     @classmethod
     def open(cls, url: str) -> Store:

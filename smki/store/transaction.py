@@ -23,6 +23,7 @@ from smki.domain import CertStatus, Usage
 from smki.errors import NotFound, SmkiError
 from smki.store.models import audit_head, audit_log, certificates
 from smki.store.records import NewCertificate, normalise_serial
+from smki.store.registry import RegistryWriter
 
 _c = certificates.c
 
@@ -58,6 +59,10 @@ class Transaction:
         self._head_dirty = False
         self._changes = 0
         self._audited = 0
+        self.registry = RegistryWriter(conn, self._count_change)
+
+    def _count_change(self) -> None:
+        self._changes += 1
 
     def add_certificates(self, rows: Sequence[NewCertificate]) -> None:
         """Insert certificates in bulk. A duplicate serial raises ``store.duplicate-serial``."""

@@ -1,0 +1,312 @@
+"""The Registration Authority's register in the database: Parties, their Entity Identifiers and
+subscriptions, RA staff, AROs, applications and evidence.
+
+Reads return frozen records; writes go through ``RegistryWriter``, which only exists inside a
+``Store.transaction()`` (``tx.registry``), so every register change is committed with its audit
+record or not at all. The records carry facts only; the RA's pure policy engine (``smki.ra``)
+decides what they mean.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from smki.errors import NotFound, SmkiError
+from smki.store.models import applications, aros, evidence, parties, party_entities, staff, subscriptions
+
+
+@dataclass(frozen=True)
+class PartyRecord:
+    party_id: str
+    name: str
+    category: str
+    srept_passed: date | None
+    uept_completed: date | None
+    registered_user_roles: tuple[str, ...]
+    gateway_connections: tuple[str, ...]
+    created_at: datetime
+    entities: Mapping[bytes, tuple[int, ...]] = field(default_factory=dict)
+    subscriptions: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StaffRecord:
+    staff_id: str
+    name: str
+    roles: tuple[str, ...]
+    active: bool
+
+
+@dataclass(frozen=True)
+class AroRecord:
+    aro_id: str
+    party_id: str
+    name: str
+    nominated_by: str
+    status: str
+    identity_verified: date | None
+    identity_check: str | None
+    verified_by: str | None
+    screened: date | None
+    screening_standard: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    evidence_id: int
+    application_id: int
+    kind: str
+    reference: str
+    recorded_by: str
+    recorded_on: date
+
+
+@dataclass(frozen=True)
+class ApplicationRecord:
+    application_id: int
+    party_id: str
+    policy: str
+    status: str
+    created_at: datetime
+    proposed_by: str | None
+    proposed_at: datetime | None
+    proposal: dict[str, Any] | None
+    decided_by: str | None
+    decided_at: datetime | None
+    decision: dict[str, Any] | None
+    evidence: tuple[EvidenceRecord, ...] = ()
+
+
+def _json_list(text: str) -> tuple[Any, ...]:
+    return tuple(json.loads(text))
+
+
+def _json_or_none(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else dict(json.loads(text))
+
+
+class RegistryReader:
+    """Reads of the register (``store.registry``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def party(self, party_id: str) -> PartyRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(parties).where(parties.c.party_id == party_id)).one_or_none()
+            if row is None:
+                return None
+            return self._party(conn, row)
+
+    def require_party(self, party_id: str) -> PartyRecord:
+        record = self.party(party_id)
+        if record is None:
+            raise NotFound("ra.party-not-found", f"no Party {party_id!r}")
+        return record
+
+    def parties(self) -> list[PartyRecord]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(parties).order_by(parties.c.party_id)).all()
+            return [self._party(conn, row) for row in rows]
+
+    def party_for_entity(self, entity_id: bytes) -> str | None:
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                select(party_entities.c.party_id).where(party_entities.c.entity_id == entity_id)
+            ).scalar_one_or_none()
+            return None if value is None else str(value)
+
+    def _party(self, conn: Connection, row: Any) -> PartyRecord:
+        entity_rows = conn.execute(select(party_entities).where(party_entities.c.party_id == row.party_id)).all()
+        sub_rows = conn.execute(select(subscriptions).where(subscriptions.c.party_id == row.party_id)).all()
+        return PartyRecord(
+            party_id=row.party_id,
+            name=row.name,
+            category=row.category,
+            srept_passed=row.srept_passed,
+            uept_completed=row.uept_completed,
+            registered_user_roles=_json_list(row.registered_user_roles),
+            gateway_connections=_json_list(row.gateway_connections),
+            created_at=row.created_at,
+            entities={bytes(e.entity_id): tuple(int(r) for r in json.loads(e.roles)) for e in entity_rows},
+            subscriptions={s.policy: s.standing for s in sub_rows},
+        )
+
+    def staff(self, staff_id: str) -> StaffRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(staff).where(staff.c.staff_id == staff_id)).one_or_none()
+        if row is None:
+            return None
+        return StaffRecord(row.staff_id, row.name, _json_list(row.roles), bool(row.active))
+
+    def staff_members(self) -> list[StaffRecord]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(staff).order_by(staff.c.staff_id)).all()
+        return [StaffRecord(r.staff_id, r.name, _json_list(r.roles), bool(r.active)) for r in rows]
+
+    def aro(self, aro_id: str) -> AroRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(aros).where(aros.c.aro_id == aro_id)).one_or_none()
+        return None if row is None else AroRecord(**row._mapping)
+
+    def aros(self, party_id: str | None = None) -> list[AroRecord]:
+        stmt = select(aros).order_by(aros.c.aro_id)
+        if party_id is not None:
+            stmt = stmt.where(aros.c.party_id == party_id)
+        with self._engine.connect() as conn:
+            return [AroRecord(**row._mapping) for row in conn.execute(stmt)]
+
+    def application(self, application_id: int) -> ApplicationRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(applications).where(applications.c.application_id == application_id)
+            ).one_or_none()
+            if row is None:
+                return None
+            return self._application(conn, row)
+
+    def applications(self, *, party_id: str | None = None, status: str | None = None) -> list[ApplicationRecord]:
+        stmt = select(applications).order_by(applications.c.application_id)
+        if party_id is not None:
+            stmt = stmt.where(applications.c.party_id == party_id)
+        if status is not None:
+            stmt = stmt.where(applications.c.status == status)
+        with self._engine.connect() as conn:
+            return [self._application(conn, row) for row in conn.execute(stmt).all()]
+
+    def _application(self, conn: Connection, row: Any) -> ApplicationRecord:
+        ev = conn.execute(
+            select(evidence).where(evidence.c.application_id == row.application_id).order_by(evidence.c.evidence_id)
+        ).all()
+        return ApplicationRecord(
+            application_id=int(row.application_id),
+            party_id=row.party_id,
+            policy=row.policy,
+            status=row.status,
+            created_at=row.created_at,
+            proposed_by=row.proposed_by,
+            proposed_at=row.proposed_at,
+            proposal=_json_or_none(row.proposal),
+            decided_by=row.decided_by,
+            decided_at=row.decided_at,
+            decision=_json_or_none(row.decision),
+            evidence=tuple(EvidenceRecord(**e._mapping) for e in ev),
+        )
+
+
+class RegistryWriter:
+    """Register changes within one transaction (``tx.registry``); each counts as an audited change."""
+
+    def __init__(self, conn: Connection, on_change: Any) -> None:
+        self._conn = conn
+        self._on_change = on_change
+
+    def _execute(self, stmt: Any, params: Any = None, *, missing: str | None = None) -> Any:
+        try:
+            result = self._conn.execute(stmt, params) if params is not None else self._conn.execute(stmt)
+        except IntegrityError as exc:
+            raise SmkiError("ra.conflict", "that record already exists or refers to a missing one") from exc
+        if missing is not None and result.rowcount == 0:
+            raise NotFound("ra.not-found", missing)
+        self._on_change()
+        return result
+
+    def add_party(self, party_id: str, name: str, category: str) -> None:
+        self._execute(insert(parties).values(
+            party_id=party_id, name=name, category=category, registered_user_roles="[]",
+            gateway_connections="[]", created_at=datetime.now(UTC),
+        ))
+
+    def update_party(self, party_id: str, *, srept_passed: date | bool | None = False,
+                     uept_completed: date | bool | None = False,
+                     registered_user_roles: Sequence[str] | None = None,
+                     gateway_connections: Sequence[str] | None = None) -> None:
+        """Change a Party's dated evidence. ``False`` (the default) leaves a date unchanged; ``None`` clears it."""
+        values: dict[str, Any] = {}
+        if srept_passed is not False:
+            values["srept_passed"] = srept_passed
+        if uept_completed is not False:
+            values["uept_completed"] = uept_completed
+        if registered_user_roles is not None:
+            values["registered_user_roles"] = json.dumps(sorted(set(registered_user_roles)))
+        if gateway_connections is not None:
+            values["gateway_connections"] = json.dumps(sorted(set(gateway_connections)))
+        if values:
+            self._execute(update(parties).where(parties.c.party_id == party_id).values(**values),
+                          missing=f"no Party {party_id!r}")
+
+    def set_entity(self, party_id: str, entity_id: bytes, roles: Sequence[int]) -> None:
+        """Give a Party an Entity Identifier with the Remote Party Roles it may hold under it."""
+        existing = self._conn.execute(
+            select(party_entities.c.party_id).where(party_entities.c.entity_id == entity_id)
+        ).scalar_one_or_none()
+        if existing is not None and existing != party_id:
+            raise SmkiError("ra.entity-taken", f"Entity Identifier {entity_id.hex()} belongs to another Party")
+        roles_json = json.dumps(sorted({int(r) for r in roles}))
+        if existing is None:
+            self._execute(insert(party_entities).values(entity_id=entity_id, party_id=party_id, roles=roles_json))
+        else:
+            self._execute(update(party_entities).where(party_entities.c.entity_id == entity_id)
+                          .values(roles=roles_json))
+
+    def set_subscription(self, party_id: str, policy: str, standing: str) -> None:
+        now = datetime.now(UTC)
+        result = self._conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.party_id == party_id, subscriptions.c.policy == policy)
+            .values(standing=standing, updated_at=now)
+        )
+        if result.rowcount == 0:
+            self._execute(insert(subscriptions).values(party_id=party_id, policy=policy, standing=standing,
+                                                       updated_at=now))
+        else:
+            self._on_change()
+
+    def add_staff(self, staff_id: str, name: str, roles: Sequence[str]) -> None:
+        self._execute(insert(staff).values(staff_id=staff_id, name=name, roles=json.dumps(sorted(set(roles))),
+                                           active=True))
+
+    def add_aro(self, aro_id: str, party_id: str, name: str, nominated_by: str) -> None:
+        self._execute(insert(aros).values(
+            aro_id=aro_id, party_id=party_id, name=name, nominated_by=nominated_by, status="active",
+            created_at=datetime.now(UTC),
+        ))
+
+    def update_aro(self, aro_id: str, **values: Any) -> None:
+        allowed = {"status", "identity_verified", "identity_check", "verified_by", "screened", "screening_standard"}
+        unknown = set(values) - allowed
+        if unknown:
+            raise SmkiError("ra.bad-field", f"cannot change {sorted(unknown)} of an ARO")
+        self._execute(update(aros).where(aros.c.aro_id == aro_id).values(**values), missing=f"no ARO {aro_id!r}")
+
+    def add_application(self, party_id: str, policy: str) -> int:
+        result = self._execute(insert(applications).values(
+            party_id=party_id, policy=policy, status="open", created_at=datetime.now(UTC),
+        ))
+        return int(result.inserted_primary_key[0])
+
+    def add_evidence(self, application_id: int, kind: str, reference: str, recorded_by: str, recorded_on: date) -> int:
+        result = self._execute(insert(evidence).values(
+            application_id=application_id, kind=kind, reference=reference, recorded_by=recorded_by,
+            recorded_on=recorded_on,
+        ))
+        return int(result.inserted_primary_key[0])
+
+    def update_application(self, application_id: int, *, expect_status: str | None = None, **values: Any) -> None:
+        """Change an application; with ``expect_status`` only if it is still in that status (no lost race)."""
+        for key in ("proposal", "decision"):
+            if key in values and values[key] is not None:
+                values[key] = json.dumps(values[key], sort_keys=True)
+        stmt = update(applications).where(applications.c.application_id == application_id)
+        if expect_status is not None:
+            stmt = stmt.where(applications.c.status == expect_status)
+        self._execute(stmt.values(**values),
+                      missing=f"application {application_id} does not exist or is no longer {expect_status}")

@@ -1,0 +1,76 @@
+"""The RA register in the store: records round-trip, conflicts are coded, changes need an audit record."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from smki.audit import AuditEvent
+from smki.errors import SmkiError
+from smki.store import Store
+
+ENTITY = bytes.fromhex("90b3d51f30010000")
+
+
+def _audit(tx_action: str) -> list[AuditEvent]:
+    return [AuditEvent("ra:test", tx_action, "x")]
+
+
+def test_party_with_entities_subscriptions_and_aros_round_trips(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.registry.add_party("SUP1", "Supplier One", "large-supplier")
+        tx.registry.update_party("SUP1", srept_passed=date(2019, 1, 2), gateway_connections=["GW-1"],
+                                 registered_user_roles=["import-supplier"])
+        tx.registry.set_entity("SUP1", ENTITY, [2, 2, 127])
+        tx.registry.set_subscription("SUP1", "device", "approved")
+        tx.registry.add_aro("ARO1", "SUP1", "Ann Example", "SRO Sam")
+        tx.registry.update_aro("ARO1", identity_verified=date(2020, 1, 1), verified_by="op1",
+                               identity_check="passport")
+        tx.append_audit(_audit("party.added"))
+    party = store.registry.require_party("SUP1")
+    assert party.srept_passed == date(2019, 1, 2) and party.uept_completed is None
+    assert party.gateway_connections == ("GW-1",)
+    assert party.entities == {ENTITY: (2, 127)}
+    assert party.subscriptions == {"device": "approved"}
+    assert store.registry.party_for_entity(ENTITY) == "SUP1"
+    aro = store.registry.aro("ARO1")
+    assert aro is not None and aro.identity_verified == date(2020, 1, 1) and aro.status == "active"
+    with store.transaction() as tx:
+        tx.registry.set_subscription("SUP1", "device", "suspended")
+        tx.append_audit(_audit("subscriber.suspended"))
+    assert store.registry.require_party("SUP1").subscriptions["device"] == "suspended"
+
+
+def test_an_entity_identifier_belongs_to_one_party(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.registry.add_party("A", "A", "other")
+        tx.registry.add_party("B", "B", "other")
+        tx.registry.set_entity("A", ENTITY, [2])
+        tx.append_audit(_audit("party.added"))
+    with pytest.raises(SmkiError) as info, store.transaction() as tx:
+        tx.registry.set_entity("B", ENTITY, [2])
+    assert info.value.code == "ra.entity-taken"
+
+
+def test_application_status_changes_only_from_the_expected_status(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.registry.add_party("A", "A", "other")
+        app_id = tx.registry.add_application("A", "device")
+        tx.registry.add_evidence(app_id, "installation-need", "REF-1", "op1", date(2020, 1, 1))
+        tx.registry.update_application(app_id, expect_status="open", status="proposed", proposed_by="op1",
+                                       proposal={"outcome": "approve"})
+        tx.append_audit(_audit("application.proposed"))
+    record = store.registry.application(app_id)
+    assert record is not None and record.status == "proposed" and record.proposal == {"outcome": "approve"}
+    assert [e.reference for e in record.evidence] == ["REF-1"]
+    with pytest.raises(SmkiError) as info, store.transaction() as tx:
+        tx.registry.update_application(app_id, expect_status="open", status="proposed")
+    assert info.value.code == "ra.not-found"
+
+
+def test_register_changes_need_an_audit_record(store: Store) -> None:
+    with pytest.raises(SmkiError) as info, store.transaction() as tx:
+        tx.registry.add_party("A", "A", "other")
+    assert info.value.code == "store.unaudited-change"
+    assert store.registry.party("A") is None
