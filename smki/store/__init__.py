@@ -4,11 +4,24 @@
 ``with store.transaction() as tx:``. See ``smki.store.store`` for the guarantees.
 """
 
-from smki.store.records import CertificateRecord, NewCertificate, normalise_serial
+from smki.store.records import (
+    CertificateRecord,
+    NewCertificate,
+    RevocationListRecord,
+    RevokedEntry,
+    normalise_serial,
+)
 from smki.store.store import MAX_PAGE, CertificateQuery, Store
 from smki.store.transaction import Transaction
 
 __all__ = [
     "MAX_PAGE",
     "CertificateQuery",
-    "CertificateRecord", "NewCertificate", "Store", "Transaction", "normalise_serial"]
+    "CertificateRecord",
+    "NewCertificate",
+    "RevocationListRecord",
+    "RevokedEntry",
+    "Store",
+    "Transaction",
+    "normalise_serial",
+]

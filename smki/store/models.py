@@ -23,6 +23,7 @@ from datetime import date, datetime
 from typing import cast
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -73,6 +75,8 @@ class Certificate(Base):
     batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revocation_reason: Mapped[int | None] = mapped_column(SmallInteger)
+    #: When the row last changed (issue or status change): daily Repository increments select on it.
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
 
     __table_args__ = (
         Index("ix_certificates_device_id_usage_status", "device_id", "usage", "status"),
@@ -212,3 +216,25 @@ staff = cast(Table, Staff.__table__)
 aros = cast(Table, Aro.__table__)
 applications = cast(Table, Application.__table__)
 evidence = cast(Table, EvidenceRow.__table__)
+
+
+class RevocationList(Base):
+    """Every CRL (Organisation CA) and ARL (Root) ever published, kept retrievable by number."""
+
+    __tablename__ = "revocation_lists"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(3), nullable=False)
+    number: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    this_update: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    next_update: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    entries: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("kind", "number", name="uq_revocation_lists_kind_number"),
+        CheckConstraint("kind IN ('CRL', 'ARL')", name="kind"),
+    )
+
+
+revocation_lists = cast(Table, RevocationList.__table__)

@@ -75,6 +75,7 @@ class NewCertificate:
             "der": self.der,
             "issued_at": self.issued_at,
             "batch_id": self.batch_id,
+            "changed_at": self.issued_at,
         }
 
 
@@ -98,6 +99,7 @@ class CertificateRecord:
     batch_id: str | None
     revoked_at: datetime | None
     revocation_reason: int | None
+    changed_at: datetime
 
     @classmethod
     def from_row(cls, row: Any) -> CertificateRecord:
@@ -120,4 +122,26 @@ class CertificateRecord:
             batch_id=m["batch_id"],
             revoked_at=m["revoked_at"],
             revocation_reason=m["revocation_reason"],
+            changed_at=m["changed_at"],
         )
+
+
+@dataclass(frozen=True)
+class RevocationListRecord:
+    """A published CRL or ARL."""
+
+    kind: str  # "CRL" or "ARL"
+    number: int
+    this_update: datetime
+    next_update: datetime
+    entries: int
+    der: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedEntry:
+    """One line of a CRL/ARL: which certificate, when, why (RFC 5280 reason code, None = unspecified)."""
+
+    serial: int
+    revoked_at: datetime
+    reason: int | None

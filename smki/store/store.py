@@ -25,8 +25,8 @@ from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.store.engine import WRITE_OPTION, create_store_engine
 from smki.store.migrate import current_revision, head_revision, upgrade
-from smki.store.models import audit_head, audit_log, certificates
-from smki.store.records import CertificateRecord, normalise_serial
+from smki.store.models import audit_head, audit_log, certificates, revocation_lists
+from smki.store.records import CertificateRecord, RevocationListRecord, RevokedEntry, normalise_serial
 from smki.store.registry import RegistryReader
 from smki.store.transaction import Transaction
 
@@ -50,6 +50,7 @@ class CertificateQuery:
     issued_from: datetime | None = None
     issued_before: datetime | None = None
     batch_id: str | None = None
+    changed_since: datetime | None = None
     after_id: int = 0
     limit: int = 100
 
@@ -147,6 +148,8 @@ class Store:
             stmt = stmt.where(_c.issued_at < query.issued_before)
         if query.batch_id is not None:
             stmt = stmt.where(_c.batch_id == query.batch_id)
+        if query.changed_since is not None:
+            stmt = stmt.where(_c.changed_at >= query.changed_since)
         return self._certificates(stmt.order_by(_c.id).limit(query.limit))
 
     def count_device_certificates(self, device_id: bytes) -> int:
@@ -176,6 +179,40 @@ class Store:
             if len(page) < MAX_PAGE:
                 return
             after = page[-1].id
+
+    # -- revocation ------------------------------------------------------------------------------
+
+    def revoked_entries(self, kinds: tuple[CertKind, ...], issuer_key_id: str) -> Iterator[RevokedEntry]:
+        """Every revoked certificate of ``kinds`` issued by ``issuer_key_id``, streamed (for CRLs/ARLs)."""
+        stmt = (
+            select(_c.serial, _c.revoked_at, _c.revocation_reason)
+            .where(_c.status == CertStatus.REVOKED.value, _c.issuer_key_id == issuer_key_id,
+                   _c.kind.in_([k.value for k in kinds]))
+            .order_by(_c.id)
+            .execution_options(yield_per=_PAGE)
+        )
+        with self._engine.connect() as conn:
+            for row in conn.execute(stmt):
+                yield RevokedEntry(int(row.serial, 16), row.revoked_at, row.revocation_reason)
+
+    def revocation_list(self, kind: str, number: int | None = None) -> RevocationListRecord | None:
+        """The CRL/ARL with ``number``, or the newest one."""
+        _r = revocation_lists.c
+        stmt = select(revocation_lists).where(_r.kind == kind)
+        stmt = stmt.where(_r.number == number) if number is not None else stmt.order_by(_r.number.desc()).limit(1)
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).one_or_none()
+        if row is None:
+            return None
+        m = row._mapping
+        return RevocationListRecord(m["kind"], int(m["number"]), m["this_update"], m["next_update"],
+                                    int(m["entries"]), bytes(m["der"]))
+
+    def revocation_list_numbers(self, kind: str) -> list[int]:
+        _r = revocation_lists.c
+        with self._engine.connect() as conn:
+            return [int(n) for n in conn.execute(select(_r.number).where(_r.kind == kind).order_by(_r.number))
+                    .scalars()]
 
     # -- audit reads -------------------------------------------------------------------------
 

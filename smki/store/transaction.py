@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from smki.audit import AuditEvent, canonical_details, row_hash
 from smki.domain import CertStatus, Usage
 from smki.errors import NotFound, SmkiError
-from smki.store.models import audit_head, audit_log, certificates
-from smki.store.records import NewCertificate, normalise_serial
+from smki.store.models import audit_head, audit_log, certificates, revocation_lists
+from smki.store.records import NewCertificate, RevocationListRecord, normalise_serial
 from smki.store.registry import RegistryWriter
 
 _c = certificates.c
@@ -30,7 +30,7 @@ _c = certificates.c
 _RETIRE = (
     update(certificates)
     .where(_c.device_id == bindparam("b_device"), _c.usage == bindparam("b_usage"), _c.status == "I")
-    .values(status=CertStatus.NOT_IN_USE.value)
+    .values(status=CertStatus.NOT_IN_USE.value, changed_at=bindparam("b_at"))
 )
 _INSERT_CERTS = insert(certificates)
 _INSERT_AUDIT = insert(audit_log)
@@ -80,7 +80,8 @@ class Transaction:
         its replacement. Returns how many certificates changed status."""
         if not pairs:
             return 0
-        params = [{"b_device": device_id, "b_usage": Usage(usage).value} for device_id, usage in pairs]
+        now = datetime.now(UTC)
+        params = [{"b_device": device_id, "b_usage": Usage(usage).value, "b_at": now} for device_id, usage in pairs]
         result = self._conn.execute(_RETIRE, params)
         changed = int(result.rowcount)
         self._changes += changed
@@ -96,7 +97,7 @@ class Transaction:
     ) -> None:
         """Change one certificate's status; revoking ('R') records the time and CRL reason code."""
         status = CertStatus(status)
-        values: dict[str, object] = {"status": status.value}
+        values: dict[str, object] = {"status": status.value, "changed_at": datetime.now(UTC)}
         if status is CertStatus.REVOKED:
             values["revoked_at"] = at if at is not None else datetime.now(UTC)
             values["revocation_reason"] = reason
@@ -109,6 +110,18 @@ class Transaction:
             raise integrity_error(exc) from exc
         if result.rowcount == 0:
             raise NotFound("store.certificate-not-found", f"no certificate with serial {serial}")
+        self._changes += 1
+
+    def add_revocation_list(self, record: RevocationListRecord) -> None:
+        """Record a newly signed CRL/ARL; its number must be new for its kind."""
+        try:
+            self._conn.execute(insert(revocation_lists).values(
+                kind=record.kind, number=record.number, this_update=record.this_update,
+                next_update=record.next_update, entries=record.entries, der=record.der,
+            ))
+        except IntegrityError as exc:
+            raise SmkiError("store.duplicate-crl-number",
+                            f"{record.kind} number {record.number} was already published") from exc
         self._changes += 1
 
     def append_audit(self, events: Sequence[AuditEvent]) -> list[int]:

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("batch_id", sa.String(64), nullable=True),
         sa.Column("revoked_at", UTCDateTime, nullable=True),
         sa.Column("revocation_reason", sa.SmallInteger, nullable=True),
+        sa.Column("changed_at", UTCDateTime, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_certificates"),
         sa.UniqueConstraint("serial", name="uq_certificates_serial"),
         sa.CheckConstraint("status IN ('P', 'I', 'N', 'E', 'R')", name="ck_certificates_status"),
@@ -54,6 +55,7 @@ def upgrade() -> None:
     op.create_index("ix_certificates_not_before", "certificates", ["not_before"])
     op.create_index("ix_certificates_issued_at", "certificates", ["issued_at"])
     op.create_index("ix_certificates_batch_id", "certificates", ["batch_id"])
+    op.create_index("ix_certificates_changed_at", "certificates", ["changed_at"])
     op.create_index("ix_certificates_device_id_usage_status", "certificates", ["device_id", "usage", "status"])
     op.create_index("ix_certificates_status_issuer_key_id", "certificates", ["status", "issuer_key_id"])
     op.create_index(
