@@ -246,7 +246,7 @@ def _point(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
 
 
-def _require_signer(signer: Signer, key: ec.EllipticCurvePublicKey, what: str) -> None:
+def require_signer(signer: Signer, key: ec.EllipticCurvePublicKey, what: str) -> None:
     """Refuse to sign with a key that is not the issuer's: the result would never verify."""
     if _point(signer.public_key()) != _point(key):
         raise SmkiError("ca.wrong-signer", f"key {signer.label!r} is not the key of the {what}")
@@ -332,7 +332,7 @@ def build_subordinate_ca(
     )
     key = _p256(subject_key)
     root_key = _p256(root.public_key())
-    _require_signer(root_signer, root_key, "Root")
+    require_signer(root_signer, root_key, "Root")
     not_before, not_after = day_validity(now, settings.ca_validity_years, root.not_valid_after_utc)
     builder = (
         x509.CertificateBuilder()
@@ -363,7 +363,7 @@ def build_organisation(
     """An Organisation Certificate (spec §4.2; references ``Z1-supplier-ds``, ``90b3d51f30010000-ka``)."""
     key = _public_key(request.spki_der, request.point)
     issuer_key = _p256(issuer.public_key())
-    _require_signer(signer, issuer_key, "Organisation CA")
+    require_signer(signer, issuer_key, "Organisation CA")
     not_before, not_after = day_validity(
         now, settings.organisation_validity_years, issuer.not_valid_after_utc
     )
@@ -431,6 +431,6 @@ def build_device(
 ) -> x509.Certificate:
     """A Device Certificate the slow, obviously-right way; ``DeviceCertificateFactory`` must match it."""
     issuer_key = _p256(issuer.public_key())
-    _require_signer(signer, issuer_key, "Device CA")
+    require_signer(signer, issuer_key, "Device CA")
     tbs = device_tbs(request, issuer, settings, now, serial or random_serial())
     return _sign_tbs(tbs, signer, issuer_key, "Device Certificate")
