@@ -57,7 +57,7 @@ _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")
 
 
 @cache
-def _throwaway_key() -> ec.EllipticCurvePrivateKey:
+def throwaway_key() -> ec.EllipticCurvePrivateKey:
     """A per-process P-256 key used only to make ``cryptography`` emit TBS bytes; never trusted."""
     return ec.generate_private_key(ec.SECP256R1())
 
@@ -253,7 +253,7 @@ def require_signer(signer: Signer, key: ec.EllipticCurvePublicKey, what: str) ->
 
 
 def _draft(builder: x509.CertificateBuilder) -> x509.Certificate:
-    return builder.sign(_throwaway_key(), hashes.SHA256())
+    return builder.sign(throwaway_key(), hashes.SHA256())
 
 
 def _sign_tbs(
@@ -308,7 +308,7 @@ def build_root(
     key = _p256(signer.public_key())
     serial = _check_serial(serial or random_serial())
     validity = day_validity(now, settings.root_validity_years)
-    stand_in = _draft(_root_builder(_throwaway_key().public_key(), settings, serial, validity))
+    stand_in = _draft(_root_builder(throwaway_key().public_key(), settings, serial, validity))
     refuse_on_errors(pkilint_findings(stand_in.public_bytes(Encoding.DER)), "Root certificate")
     draft = _draft(_root_builder(key, settings, serial, validity))
     return _sign_tbs(draft.tbs_certificate_bytes, signer, None, "Root certificate")
