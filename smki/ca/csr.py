@@ -1,0 +1,573 @@
+"""Decoding and checking PKCS#10 Certificate Signing Requests (spec §3.2, §4.4).
+
+A CSR is hostile input: it arrives from a subscriber's systems, often by the hundred thousand
+overnight (spec §3.3: 375,000 batched CSRs between 20:00 and 08:00). So this module:
+
+* accepts exactly the text forms the Portal and web services take (§3.2) and nothing else;
+* parses with ``cryptography`` (strict DER) and re-walks the few raw bytes whose encoding matters
+  (the signature AlgorithmIdentifier, the SubjectPublicKeyInfo, the attribute list, the
+  hardwareModuleName), because ``cryptography`` normalises them away: a compressed point, for
+  instance, loads as an ordinary P-256 key;
+* returns only what the CA needs (:mod:`smki.ca.requests`); the CA builds every certificate from the
+  profile and never copies a CSR extension;
+* refuses with :class:`~smki.errors.SmkiError` and one of the stable codes in :data:`ERROR_CODES`.
+  Nothing else escapes, whatever the bytes.
+
+Cost matters: ``decode_csr_text`` + ``check_device_csr`` run once per CSR of every batch, so the
+checks are ordered cheapest first and the common path (a well-formed P-256 CSR) does one
+``cryptography`` parse, one point decode and one ECDSA verification.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+from smki.ca.oids import HARDWARE_MODULE_NAME, X500_UNIQUE_IDENTIFIER
+from smki.ca.requests import DeviceRequest, OrganisationRequest
+from smki.domain import RemotePartyRole, Usage
+from smki.errors import SmkiError
+
+#: Largest DER CSR accepted. A P-256 Device CSR is about 280 bytes; anything near this is not one.
+MAX_CSR_BYTES = 8192
+#: Largest text accepted before decoding: base64 of MAX_CSR_BYTES wrapped at 64 columns with CRLF,
+#: plus PEM armour and some surrounding whitespace. Checked first, so a huge upload costs nothing.
+MAX_CSR_TEXT_BYTES = 4 * ((MAX_CSR_BYTES + 2) // 3) * 66 // 64 + 256
+
+#: Every refusal code this module raises → one line saying what it means (docs/csr-errors.md, API).
+ERROR_CODES: dict[str, str] = {
+    "csr.malformed": "not a PKCS#10 CSR in an accepted text form, or not strict DER",
+    "csr.too-large": f"the CSR is larger than {MAX_CSR_BYTES} bytes (DER) or its text is too long",
+    "csr.signature-algorithm": "the CSR is not signed with ecdsa-with-SHA256 (no parameters)",
+    "csr.key-not-p256": "the public key is not an EC key on the named curve P-256 (prime256v1)",
+    "csr.compressed-point": "the P-256 public key is a compressed point; the profile needs uncompressed",
+    "csr.key-invalid": "the P-256 public key is not a valid uncompressed point on the curve",
+    "csr.bad-signature": "the CSR's self-signature does not verify: no proof of possession of the key",
+    "csr.unexpected-attribute": "the CSR carries an attribute other than one extensionRequest",
+    "csr.unexpected-extension": "the CSR requests an extension the profile does not allow",
+    "csr.key-usage-ambiguous": "keyUsage is missing or is not exactly digitalSignature or keyAgreement",
+    "csr.subject-not-empty": "a Device CSR must have an empty subject",
+    "csr.device-id-missing": "a Device CSR must request a subjectAltName with a hardwareModuleName",
+    "csr.device-id-invalid": (
+        "the subjectAltName is not exactly one hardwareModuleName whose hwSerialNum is 8 octets"
+    ),
+    "csr.subject-invalid": (
+        "an Organisation CSR subject may hold only single-valued CN (≤64), OU and x500UniqueIdentifier"
+    ),
+    "csr.role-invalid": "OU is missing, not two hex digits, not a known Remote Party Role, or is 00 (root)",
+    "csr.entity-id-invalid": "x500UniqueIdentifier is missing or not a BIT STRING of exactly 64 bits",
+}
+
+_SHOWN = 40  # never echo more than this many characters of input in a message
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "…")
+
+
+def _fail(code: str, message: str) -> SmkiError:
+    assert code in ERROR_CODES, code
+    return SmkiError(code, message)
+
+
+# --------------------------------------------------------------------------------------------
+# Text forms (spec §3.2)
+
+_PEM_LABELS = (b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST")
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/=]*")
+_WRAP_WIDTHS = (64, 76)
+
+
+def decode_csr_text(data: bytes) -> bytes:
+    """Return the DER of a CSR given in one of the accepted text forms (spec §3.2).
+
+    Accepted: raw DER (first byte 0x30, taken as is); PEM with a ``CERTIFICATE REQUEST`` or
+    ``NEW CERTIFICATE REQUEST`` label; the same base64 body without the armour; base64 on one line
+    or wrapped at 64 or 76 columns with ``\\n`` or ``\\r\\n``. Whitespace around the text is ignored;
+    anything else (other labels, PEM headers, text around the armour, ragged lines, stray
+    characters) is ``csr.malformed``, so what the Portal accepts is exactly what is documented.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise _fail("csr.malformed", f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > MAX_CSR_TEXT_BYTES:
+        raise _fail("csr.too-large", f"{len(data)} bytes of input; the limit is {MAX_CSR_TEXT_BYTES}")
+    if data[:1] == b"\x30":
+        # Raw DER: taken byte for byte (stripping could eat a final 0x20 or 0x0a of the signature).
+        if len(data) > MAX_CSR_BYTES:
+            raise _fail("csr.too-large", f"{len(data)} bytes of DER; the limit is {MAX_CSR_BYTES}")
+        return data
+    text = data.strip()
+    if not text:
+        raise _fail("csr.malformed", "empty input")
+    lines = text.split(b"\n")
+    if lines[0].startswith(b"-----"):
+        lines = _unarmour(lines)
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+    if len(lines) > 1:
+        width = len(lines[0])
+        if width not in _WRAP_WIDTHS:
+            raise _fail("csr.malformed", f"base64 lines are {width} wide; use one line, or 64 or 76 columns")
+        for line in lines[1:-1]:
+            if len(line) != width:
+                raise _fail("csr.malformed", f"base64 lines must all be {width} wide but the last")
+        if not 0 < len(lines[-1]) <= width:
+            raise _fail("csr.malformed", f"the last base64 line must hold 1 to {width} characters")
+    body = b"".join(lines)
+    if not _BASE64_LINE.fullmatch(body):
+        raise _fail("csr.malformed", "not PEM, base64 or DER (unexpected characters)")
+    try:
+        der = binascii.a2b_base64(body, strict_mode=True)
+    except binascii.Error:
+        raise _fail("csr.malformed", "invalid base64 (bad length or padding)") from None
+    if len(der) > MAX_CSR_BYTES:
+        raise _fail("csr.too-large", f"{len(der)} bytes of DER; the limit is {MAX_CSR_BYTES}")
+    if der[:1] != b"\x30":
+        raise _fail("csr.malformed", "the base64 does not decode to a DER SEQUENCE")
+    return der
+
+
+def _unarmour(lines: list[bytes]) -> list[bytes]:
+    """The body lines between a CSR PEM's BEGIN and END lines (no headers, nothing around)."""
+    first = lines[0].rstrip(b"\r")
+    last = lines[-1].rstrip(b"\r")
+    for label in _PEM_LABELS:
+        if first == b"-----BEGIN " + label + b"-----":
+            if len(lines) < 3 or last != b"-----END " + label + b"-----":
+                raise _fail("csr.malformed", f"PEM without a matching END {label.decode()} line")
+            return lines[1:-1]
+    raise _fail("csr.malformed", "PEM label must be CERTIFICATE REQUEST or NEW CERTIFICATE REQUEST")
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny strict DER reader: just enough to walk the few structures cryptography normalises.
+
+
+class _DerError(Exception):
+    """Raised by the reader; always turned into an SmkiError by its caller."""
+
+
+def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, value start, value end) of the DER TLV at ``pos``; strict: short tags, minimal lengths."""
+    if pos + 2 > end:
+        raise _DerError("truncated")
+    tag = buf[pos]
+    if tag & 0x1F == 0x1F:
+        raise _DerError("multi-byte tag")
+    first = buf[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 3 or pos + count > end or buf[pos] == 0:
+            raise _DerError("bad length")
+        length = int.from_bytes(buf[pos : pos + count], "big")
+        if length < 0x80:
+            raise _DerError("non-minimal length")
+        pos += count
+    if pos + length > end:
+        raise _DerError("truncated")
+    return tag, pos, pos + length
+
+
+def _expect(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    got, start, stop = _tlv(buf, pos, end)
+    if got != tag:
+        raise _DerError(f"expected tag {tag:#04x}, got {got:#04x}")
+    return start, stop
+
+
+def _valid_oid_body(body: bytes) -> bool:
+    # Non-empty, last octet ends a sub-identifier, no sub-identifier starts with a 0x80 pad octet.
+    if not body or body[-1] & 0x80:
+        return False
+    previous = 0
+    for octet in body:
+        if octet == 0x80 and not previous & 0x80:
+            return False
+        previous = octet
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed encodings
+
+_ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
+#: SubjectPublicKeyInfo prefix of every P-256 key with a named curve and an uncompressed point.
+_P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+_P256_SPKI_LENGTH = len(_P256_SPKI_PREFIX) + 65
+_EC_PUBLIC_KEY = bytes.fromhex("2a8648ce3d0201")
+_PRIME256V1 = bytes.fromhex("2a8648ce3d030107")
+_EXTENSION_REQUEST = bytes.fromhex("2a864886f70d01090e")
+_CURVE = ec.SECP256R1()
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+#: Extensions a CSR may request besides keyUsage (and subjectAltName on Device CSRs). They are
+#: harmless because the CA never copies them: subjectKeyIdentifier (the CA computes its own, §4)
+#: and basicConstraints with cA FALSE (OpenSSL's default ``v3_req`` adds it). A basicConstraints
+#: asking for cA TRUE is refused.
+_HARMLESS = frozenset({ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.BASIC_CONSTRAINTS})
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What both CSR kinds share once structure, key and proof of possession are checked."""
+
+    csr: x509.CertificateSigningRequest
+    subject_der: bytes
+    spki_der: bytes
+    point: bytes
+    has_extension_request: bool
+
+
+def _check_common(der: bytes) -> _Checked:
+    """Structure, signature algorithm, P-256 key and self-signature, in that (cost) order."""
+    if not isinstance(der, bytes | bytearray | memoryview):
+        raise _fail("csr.malformed", f"expected DER bytes, got {type(der).__name__}")
+    der = bytes(der)
+    if len(der) > MAX_CSR_BYTES:
+        raise _fail("csr.too-large", f"{len(der)} bytes of DER; the limit is {MAX_CSR_BYTES}")
+    try:
+        csr = x509.load_der_x509_csr(der)
+    except ValueError:
+        raise _fail("csr.malformed", "not a DER-encoded PKCS#10 CertificationRequest") from None
+    try:
+        # CertificationRequest ::= SEQUENCE { certificationRequestInfo, signatureAlgorithm, signature }
+        start, end = _expect(der, 0, len(der), 0x30)
+        if end != len(der):
+            raise _DerError("trailing data")
+        _, tbs_start, tbs_end = _tlv(der, start, end)
+        tbs = der[start:tbs_end]
+        _, _, alg_end = _tlv(der, tbs_end, end)
+        algorithm = der[tbs_end:alg_end]
+        sig_start, sig_end = _expect(der, alg_end, end, 0x03)
+        # CertificationRequestInfo ::= SEQUENCE { version, subject, subjectPKInfo, [0] attributes }
+        version_start, version_end = _expect(der, tbs_start, tbs_end, 0x02)
+        _, _, subject_end = _tlv(der, version_end, tbs_end)
+        _, _, spki_end = _tlv(der, subject_end, tbs_end)
+        attributes_start, attributes_end = _expect(der, spki_end, tbs_end, 0xA0)
+        if attributes_end != tbs_end:
+            raise _DerError("data after the attributes")
+    except _DerError as error:
+        raise _fail("csr.malformed", f"bad CSR structure ({error})") from None
+    if der[version_start:version_end] != b"\x00":
+        raise _fail("csr.malformed", "CSR version must be v1 (0)")
+    if algorithm != _ECDSA_WITH_SHA256:
+        raise _fail(
+            "csr.signature-algorithm",
+            f"signed with {csr.signature_algorithm_oid.dotted_string[:_SHOWN]}; "
+            "the CSR must be signed with ecdsa-with-SHA256",
+        )
+    spki = der[subject_end:spki_end]
+    point = _p256_point(csr, spki)
+    try:
+        public_key = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, point)
+    except ValueError:
+        raise _fail("csr.key-invalid", "the public key is not a point on P-256") from None
+    if der[sig_start] != 0:
+        raise _fail("csr.bad-signature", "the signature BIT STRING has unused bits")
+    try:
+        public_key.verify(der[sig_start + 1 : sig_end], tbs, _ECDSA_SHA256)
+    except InvalidSignature:
+        raise _fail("csr.bad-signature", "the CSR's signature does not verify with its own key") from None
+    has_extension_request = _check_attributes(der, attributes_start, attributes_end)
+    return _Checked(csr, der[version_end:subject_end], spki, point, has_extension_request)
+
+
+def _p256_point(csr: x509.CertificateSigningRequest, spki: bytes) -> bytes:
+    """The 65-byte uncompressed point of a named-curve P-256 SPKI, or the precise refusal."""
+    if len(spki) == _P256_SPKI_LENGTH and spki.startswith(_P256_SPKI_PREFIX) and spki[26] == 0x04:
+        return spki[len(_P256_SPKI_PREFIX) :]
+    # Not the one accepted encoding: work out what it is, from the raw bytes first.
+    try:
+        start, end = _expect(spki, 0, len(spki), 0x30)
+        alg_start, alg_end = _expect(spki, start, end, 0x30)
+        oid_start, oid_end = _expect(spki, alg_start, alg_end, 0x06)
+        is_ec = spki[oid_start:oid_end] == _EC_PUBLIC_KEY
+        named_p256 = is_ec and spki[oid_end:alg_end] == b"\x06\x08" + _PRIME256V1
+        key_start, key_end = _expect(spki, alg_end, end, 0x03)
+        key = spki[key_start:key_end]
+    except _DerError:
+        raise _fail("csr.malformed", "bad SubjectPublicKeyInfo") from None
+    if named_p256:
+        if len(key) == 34 and key[0] == 0 and key[1] in (2, 3):
+            raise _fail("csr.compressed-point", "the P-256 public key is compressed; send it uncompressed")
+        raise _fail("csr.key-invalid", "the P-256 public key is not a 65-byte uncompressed point")
+    described = _describe_key(csr, is_ec, spki[oid_start:oid_end])
+    raise _fail("csr.key-not-p256", f"the public key is {described}; only EC P-256 is accepted")
+
+
+def _describe_key(csr: x509.CertificateSigningRequest, is_ec: bool, algorithm: bytes) -> str:
+    try:
+        key = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        key = None
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA-{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC on curve {key.curve.name[:_SHOWN]}"
+    if is_ec:
+        return "EC without the named curve prime256v1"
+    if key is not None:
+        return type(key).__name__.removesuffix("PublicKey")[:_SHOWN]
+    return f"of algorithm {_oid_text(algorithm)[:_SHOWN]}"
+
+
+def _oid_text(body: bytes) -> str:
+    """Dotted text of an OID's content octets, for messages only."""
+    if not _valid_oid_body(body):
+        return "(invalid OID)"
+    arcs: list[int] = []
+    value = 0
+    for octet in body:
+        value = (value << 7) | (octet & 0x7F)
+        if not octet & 0x80:
+            arcs.append(value)
+            value = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(arc) for arc in [first, arcs[0] - 40 * first, *arcs[1:]])
+
+
+def _check_attributes(der: bytes, start: int, end: int) -> bool:
+    """Allow at most one attribute, extensionRequest, with exactly one value; True if present."""
+    seen = False
+    pos = start
+    try:
+        while pos < end:
+            attr_start, attr_end = _expect(der, pos, end, 0x30)
+            oid_start, oid_end = _expect(der, attr_start, attr_end, 0x06)
+            if der[oid_start:oid_end] != _EXTENSION_REQUEST:
+                raise _fail("csr.unexpected-attribute", "only the extensionRequest attribute is accepted")
+            if seen:
+                raise _fail("csr.unexpected-attribute", "more than one extensionRequest attribute")
+            values_start, values_end = _expect(der, oid_end, attr_end, 0x31)
+            _, _, value_end = _tlv(der, values_start, values_end)
+            if value_end != values_end or values_end != attr_end:
+                raise _fail("csr.unexpected-attribute", "extensionRequest must have exactly one value")
+            seen = True
+            pos = attr_end
+    except _DerError as error:
+        raise _fail("csr.malformed", f"bad CSR attributes ({error})") from None
+    return seen
+
+
+def _extensions(checked: _Checked) -> x509.Extensions:
+    if not checked.has_extension_request:
+        return x509.Extensions([])
+    try:
+        return checked.csr.extensions
+    except x509.DuplicateExtension as error:
+        raise _fail("csr.malformed", f"extension {error.oid.dotted_string[:_SHOWN]} is repeated") from None
+    except (ValueError, x509.UnsupportedGeneralNameType):
+        raise _fail("csr.malformed", "the requested extensions are not valid DER") from None
+
+
+def _check_extensions(extensions: x509.Extensions, allowed: frozenset[x509.ObjectIdentifier]) -> Usage:
+    """Refuse anything not allowed; return the single usage keyUsage asks for."""
+    usage: Usage | None = None
+    found_key_usage = False
+    for extension in extensions:
+        oid = extension.oid
+        if oid == ExtensionOID.KEY_USAGE:
+            found_key_usage = True
+            usage = _usage(extension.value)
+        elif oid == ExtensionOID.BASIC_CONSTRAINTS:
+            value = extension.value
+            if isinstance(value, x509.BasicConstraints) and value.ca:
+                raise _fail("csr.unexpected-extension", "basicConstraints asks for a CA certificate")
+        elif oid not in allowed and oid not in _HARMLESS:
+            raise _fail(
+                "csr.unexpected-extension", f"extension {oid.dotted_string[:_SHOWN]} may not be requested"
+            )
+    if not found_key_usage:
+        raise _fail(
+            "csr.key-usage-ambiguous", "no keyUsage requested; ask for digitalSignature or keyAgreement"
+        )
+    assert usage is not None
+    return usage
+
+
+_KEY_USAGE_FLAGS = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+)
+
+
+def _usage(value: x509.ExtensionType) -> Usage:
+    if not isinstance(value, x509.KeyUsage):  # pragma: no cover - cryptography always decodes it
+        raise _fail("csr.key-usage-ambiguous", "keyUsage could not be read")
+    flags = [flag for flag in _KEY_USAGE_FLAGS if getattr(value, flag)]
+    if value.key_agreement:  # encipher_only/decipher_only are only defined alongside keyAgreement
+        flags += [flag for flag in ("encipher_only", "decipher_only") if getattr(value, flag)]
+    if flags == ["digital_signature"]:
+        return Usage.DS
+    if flags == ["key_agreement"]:
+        return Usage.KA
+    asked = ", ".join(flags) or "nothing"
+    raise _fail(
+        "csr.key-usage-ambiguous",
+        f"keyUsage asks for {asked}; ask for exactly digitalSignature or keyAgreement",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Device CSRs (spec §4.1, §4.4)
+
+_DEVICE_EXTENSIONS = frozenset({ExtensionOID.KEY_USAGE, ExtensionOID.SUBJECT_ALTERNATIVE_NAME})
+_ORGANISATION_EXTENSIONS = frozenset({ExtensionOID.KEY_USAGE})
+
+
+def check_device_csr(der: bytes) -> DeviceRequest:
+    """Check a Device CSR and return what the CA needs: Device ID, usage and key.
+
+    Requirements (spec §4.4): strict DER PKCS#10 v1, signed with ecdsa-with-SHA256 by its own P-256
+    key (uncompressed point), empty subject, and an extensionRequest with exactly one keyUsage
+    (digitalSignature or keyAgreement) and a subjectAltName holding exactly one hardwareModuleName
+    (RFC 4108) whose hwSerialNum is the 8-octet EUI-64. The hwType is not checked: the CA writes the
+    configured one. Any other requested extension is refused (see ``_HARMLESS``).
+    """
+    checked = _check_common(der)
+    if checked.subject_der != b"\x30\x00":
+        raise _fail("csr.subject-not-empty", "a Device CSR must have an empty subject")
+    extensions = _extensions(checked)
+    usage = _check_extensions(extensions, _DEVICE_EXTENSIONS)
+    try:
+        san = extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except x509.ExtensionNotFound:
+        raise _fail("csr.device-id-missing", "no subjectAltName hardwareModuleName (Device ID)") from None
+    assert isinstance(san, x509.SubjectAlternativeName)
+    names = list(san)
+    if not any(isinstance(n, x509.OtherName) and n.type_id == HARDWARE_MODULE_NAME for n in names):
+        raise _fail("csr.device-id-missing", "the subjectAltName holds no hardwareModuleName (Device ID)")
+    if len(names) != 1:
+        raise _fail(
+            "csr.device-id-invalid",
+            f"the subjectAltName holds {len(names)} names; it must hold one hardwareModuleName only",
+        )
+    name = names[0]
+    assert isinstance(name, x509.OtherName)
+    return DeviceRequest(_hw_serial_num(name.value), usage, checked.spki_der, checked.point)
+
+
+def _hw_serial_num(value: bytes) -> bytes:
+    """hwSerialNum of ``HardwareModuleName ::= SEQUENCE { hwType OID, hwSerialNum OCTET STRING }``.
+
+    ``cryptography`` gives the otherName value without its ``[0] EXPLICIT`` wrapper, i.e. the DER
+    of the SEQUENCE. Read with the strict reader rather than pyasn1: this runs for every CSR.
+    """
+    try:
+        start, end = _expect(value, 0, len(value), 0x30)
+        if end != len(value):
+            raise _DerError("trailing data")
+        oid_start, oid_end = _expect(value, start, end, 0x06)
+        serial_start, serial_end = _expect(value, oid_end, end, 0x04)
+        if serial_end != end:
+            raise _DerError("data after hwSerialNum")
+    except _DerError as error:
+        raise _fail("csr.device-id-invalid", f"hardwareModuleName is not RFC 4108 DER ({error})") from None
+    if not _valid_oid_body(value[oid_start:oid_end]):
+        raise _fail("csr.device-id-invalid", "hardwareModuleName hwType is not a valid OID")
+    if serial_end - serial_start != 8:
+        raise _fail(
+            "csr.device-id-invalid",
+            f"hwSerialNum is {serial_end - serial_start} octets; a Device ID is 8 (EUI-64)",
+        )
+    return value[serial_start:serial_end]
+
+
+# --------------------------------------------------------------------------------------------
+# Organisation CSRs (spec §4.2, §4.4)
+
+_UB_COMMON_NAME = 64  # RFC 5280 ub-common-name
+
+
+def check_organisation_csr(der: bytes) -> OrganisationRequest:
+    """Check an Organisation CSR and return entity, role, usage, optional CN and key.
+
+    The subject holds, in any order and each at most once in its own single-valued RDN: an
+    optional CN (1 to 64 characters), OU = the Remote Party Role as two hex digits (any string type,
+    either case; ``00`` root is never requestable) and x500UniqueIdentifier (2.5.4.45) = a BIT
+    STRING of exactly 64 bits, the Entity Identifier. The only extension requested is keyUsage
+    (plus the harmless ones in ``_HARMLESS``). Whether the Party may use that entity and role is the
+    RA's decision (spec §2.1 rule 8), not this module's.
+    """
+    checked = _check_common(der)
+    usage = _check_extensions(_extensions(checked), _ORGANISATION_EXTENSIONS)
+    try:
+        rdns = checked.csr.subject.rdns
+    except ValueError:
+        raise _fail("csr.malformed", "the subject is not valid DER") from None
+    common_name: str | None = None
+    role_text: str | bytes | None = None
+    entity: str | bytes | None = None
+    for rdn in rdns:
+        attributes = list(rdn)
+        if len(attributes) != 1:
+            raise _fail("csr.subject-invalid", "the subject has a multi-valued RDN")
+        attribute = attributes[0]
+        oid = attribute.oid
+        if oid == NameOID.COMMON_NAME:
+            if common_name is not None:
+                raise _fail("csr.subject-invalid", "the subject has more than one CN")
+            if not isinstance(attribute.value, str) or not 0 < len(attribute.value) <= _UB_COMMON_NAME:
+                raise _fail("csr.subject-invalid", f"CN must be text of 1 to {_UB_COMMON_NAME} characters")
+            common_name = attribute.value
+        elif oid == NameOID.ORGANIZATIONAL_UNIT_NAME:
+            if role_text is not None:
+                raise _fail("csr.role-invalid", "the subject has more than one OU (role)")
+            role_text = attribute.value
+        elif oid == X500_UNIQUE_IDENTIFIER:
+            if entity is not None:
+                raise _fail("csr.entity-id-invalid", "the subject has more than one x500UniqueIdentifier")
+            entity = attribute.value
+        else:
+            shown = oid.dotted_string[:_SHOWN]
+            raise _fail("csr.subject-invalid", f"subject attribute {shown} is not allowed")
+    return OrganisationRequest(
+        _entity_id(entity), _role(role_text), usage, common_name, checked.spki_der, checked.point
+    )
+
+
+_TWO_HEX = re.compile(r"[0-9A-Fa-f]{2}")
+
+
+def _role(value: str | bytes | None) -> RemotePartyRole:
+    if value is None:
+        raise _fail("csr.role-invalid", "no OU: the Remote Party Role is missing")
+    if not isinstance(value, str) or not _TWO_HEX.fullmatch(value):
+        shown = _shown(value) if isinstance(value, str) else "a BIT STRING"
+        raise _fail("csr.role-invalid", f"OU {shown} is not a Remote Party Role in two hex digits")
+    number = int(value, 16)
+    try:
+        role = RemotePartyRole(number)
+    except ValueError:
+        raise _fail("csr.role-invalid", f"OU {value!r} is not a known Remote Party Role") from None
+    if role is RemotePartyRole.ROOT:
+        raise _fail("csr.role-invalid", "OU 00 is the root role and cannot be requested")
+    return role
+
+
+def _entity_id(value: str | bytes | None) -> bytes:
+    # cryptography returns a BIT STRING attribute as its raw content: the unused-bits octet, then
+    # the bits. Any other ASN.1 type comes back as str.
+    if value is None:
+        raise _fail("csr.entity-id-invalid", "no x500UniqueIdentifier: the Entity Identifier is missing")
+    if not isinstance(value, bytes):
+        raise _fail("csr.entity-id-invalid", "x500UniqueIdentifier must be a BIT STRING, not text")
+    if len(value) != 9 or value[0] != 0:
+        bits = max(0, (len(value) - 1) * 8 - (value[0] if value else 0))
+        raise _fail("csr.entity-id-invalid", f"x500UniqueIdentifier has {bits} bits; it must have 64")
+    return value[1:]

@@ -1,0 +1,206 @@
+"""The fast Device Certificate factory: the hot path of batch issuance (spec §3.3, §5).
+
+A Device Certificate differs from the next one only in its serial, notBefore, public key, SKI,
+Device ID and keyUsage bit; everything else (issuer name, validity end, policies, AKI, hwType,
+the extension headers) is constant for a given Device CA and configuration. Building each one
+with ``cryptography``'s ``CertificateBuilder`` also signs it with a throw-away key and re-encodes
+every field, which costs several times the real ECDSA signature.
+
+So the factory derives a template *from the profile's own output*: it asks
+``smki.ca.profiles.device_tbs`` for one prototype TBSCertificate per key usage, cuts it into its DER
+pieces, checks that each variable field sits where expected, and afterwards only splices the
+variable bytes between the constant ones. The profile is therefore written once (in
+``profiles.py``), and the tests prove byte identity with ``build_device`` for random inputs.
+No pkilint here: the profile is linted in the tests, not per certificate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from smki.ca.der import der_tlv, signed_structure
+from smki.ca.keyid import key_identifier_from_point
+from smki.ca.profiles import (
+    P256_SPKI_PREFIX,
+    device_tbs,
+    normalise_time,
+    random_serial,
+    require_signer,
+)
+from smki.ca.requests import DeviceRequest
+from smki.config import Settings
+from smki.domain import Usage
+from smki.errors import SmkiError
+from smki.keys.base import Signer
+
+_MAX_SERIAL = 1 << 159  # 20 octets, RFC 5280 §4.1.2.2
+_P256 = ec.SECP256R1()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """One issued Device Certificate: its DER, serial and notBefore (what the store records)."""
+
+    der: bytes
+    serial: int
+    not_before: datetime
+
+
+def split_tlvs(data: bytes) -> list[bytes]:
+    """Split concatenated DER TLVs (single-octet tags, definite lengths) into whole TLVs."""
+    out: list[bytes] = []
+    i = 0
+    while i < len(data):
+        first = data[i + 1]
+        if first < 0x80:
+            start, length = i + 2, first
+        else:
+            count = first & 0x7F
+            start = i + 2 + count
+            length = int.from_bytes(data[i + 2 : start], "big")
+        end = start + length
+        if end > len(data):
+            raise ValueError("truncated DER")
+        out.append(data[i:end])
+        i = end
+    return out
+
+
+def tlv_content(tlv: bytes) -> bytes:
+    """The value octets of one DER TLV."""
+    first = tlv[1]
+    return tlv[2:] if first < 0x80 else tlv[2 + (first & 0x7F) :]
+
+
+def encode_time(moment: datetime) -> bytes:
+    """RFC 5280 §4.1.2.5: UTCTime for 1950-2049, GeneralizedTime otherwise (as ``cryptography``)."""
+    if 1950 <= moment.year < 2050:
+        return b"\x17\x0d" + moment.strftime("%y%m%d%H%M%SZ").encode("ascii")
+    return b"\x18\x0f" + f"{moment.year:04d}".encode("ascii") + moment.strftime("%m%d%H%M%SZ").encode("ascii")
+
+
+def encode_serial(serial: int) -> bytes:
+    """DER INTEGER of a positive serial (a leading zero octet only when the top bit is set)."""
+    if not 0 < serial < _MAX_SERIAL:
+        raise SmkiError("ca.bad-serial", "a certificate serial must be positive and at most 20 octets")
+    return der_tlv(0x02, serial.to_bytes(serial.bit_length() // 8 + 1, "big"))
+
+
+@dataclass(frozen=True, slots=True)
+class _UsageTemplate:
+    extensions_header: bytes  # [3] { SEQUENCE { — lengths are constant for a usage
+    key_usage: bytes  # the whole keyUsage Extension
+
+
+class DeviceCertificateFactory:
+    """Issues Device Certificates byte-identical to ``build_device``, by splicing a template."""
+
+    def __init__(self, issuer: x509.Certificate, signer: Signer, settings: Settings) -> None:
+        issuer_key = issuer.public_key()
+        if not isinstance(issuer_key, ec.EllipticCurvePublicKey):
+            raise SmkiError("ca.bad-key", "the Device CA key must be EC P-256")
+        require_signer(signer, issuer_key, "Device CA")
+        self._signer = signer
+        self._last_now: datetime | None = None
+        self._last_moment = datetime.min
+        self._last_not_before = b""
+        self._templates: dict[str, _UsageTemplate] = {}
+        prototype_key = ec.generate_private_key(_P256).public_key()
+        point = prototype_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        spki = prototype_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        device_id = bytes.fromhex("a55aa55aa55aa55a")
+        ski = key_identifier_from_point(point)
+        prototype_now = normalise_time(datetime(2020, 1, 1))
+        constant: tuple[bytes, ...] | None = None
+        for usage in Usage:
+            tbs = device_tbs(DeviceRequest(device_id, usage, spki, point), issuer, settings, prototype_now, 1)
+            fields = split_tlvs(tlv_content(tbs))
+            if len(fields) != 8:
+                raise SmkiError("ca.template", "the Device profile's TBSCertificate has an unexpected shape")
+            version, _serial, algorithm, issuer_name, validity, subject, spki_field, explicit = fields
+            not_after = split_tlvs(tlv_content(validity))[1]
+            extensions = split_tlvs(tlv_content(tlv_content(explicit)))
+            if len(extensions) != 5 or spki_field != spki or spki[: -len(point)] != P256_SPKI_PREFIX:
+                raise SmkiError("ca.template", "the Device profile's extensions have an unexpected shape")
+            key_usage, ski_ext, san_ext, policies, aki = extensions
+            if not (ski_ext.endswith(ski) and san_ext.endswith(device_id)):
+                raise SmkiError(
+                    "ca.template", "the Device profile's SKI or subjectAltName is not where expected"
+                )
+            pieces = (
+                version,
+                algorithm + issuer_name,
+                not_after,
+                subject,
+                ski_ext[: -len(ski)],
+                san_ext[: -len(device_id)],
+                policies + aki,
+            )
+            if constant is not None and pieces != constant:
+                raise SmkiError("ca.template", "the DS and KA Device profiles differ beyond keyUsage")
+            constant = pieces
+            body_length = len(tlv_content(tlv_content(explicit)))
+            header = der_tlv(0xA3, der_tlv(0x30, b"\x00" * body_length))[:-body_length]
+            self._templates[usage] = _UsageTemplate(header, key_usage)
+        assert constant is not None
+        (
+            self._version,
+            self._algorithm_issuer,
+            self._not_after,
+            self._subject,
+            self._ski_prefix,
+            self._san_prefix,
+            self._tail,
+        ) = constant
+
+    def _not_before(self, now: datetime) -> tuple[datetime, bytes]:
+        """notBefore TLV, cached per second: a batch issues thousands in the same second."""
+        if now != self._last_now:
+            moment = normalise_time(now)
+            self._last_not_before = encode_time(moment)
+            self._last_moment = moment
+            self._last_now = now
+        return self._last_moment, self._last_not_before
+
+    def issue(self, request: DeviceRequest, now: datetime, serial: int | None = None) -> IssuedCertificate:
+        """Issue one Device Certificate for a checked request; ``serial`` defaults to a random one."""
+        template = self._templates.get(request.usage)
+        if template is None:
+            raise SmkiError("ca.bad-usage", f"a Device Certificate usage is DS or KA, got {request.usage!r}")
+        device_id = request.device_id
+        if len(device_id) != 8:
+            raise SmkiError("ca.bad-device-id", f"a Device ID is an 8-octet EUI-64, got {len(device_id)}")
+        point = request.point
+        if len(point) != 65 or request.spki_der != P256_SPKI_PREFIX + point:
+            raise SmkiError("ca.bad-key", "the public key must be P-256 with an uncompressed point")
+        try:
+            ec.EllipticCurvePublicKey.from_encoded_point(_P256, point)  # on-curve check, ~4 µs
+        except ValueError as exc:
+            raise SmkiError("ca.bad-key", "the public key is not a valid P-256 point") from exc
+        if serial is None:
+            serial = random_serial()
+        moment, not_before = self._not_before(now)
+        body = b"".join(
+            (
+                self._version,
+                encode_serial(serial),
+                self._algorithm_issuer,
+                der_tlv(0x30, not_before + self._not_after),
+                self._subject,
+                request.spki_der,
+                template.extensions_header,
+                template.key_usage,
+                self._ski_prefix,
+                key_identifier_from_point(point),
+                self._san_prefix,
+                device_id,
+                self._tail,
+            )
+        )
+        tbs = der_tlv(0x30, body)
+        return IssuedCertificate(signed_structure(tbs, self._signer.sign(tbs)), serial, moment)
