@@ -238,3 +238,22 @@ class RevocationList(Base):
 
 
 revocation_lists = cast(Table, RevocationList.__table__)
+
+
+class DualControl(Base):
+    """An action one RA operator proposed that a different RA approver must approve (four-eyes)."""
+
+    __tablename__ = "dual_control"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(40), nullable=False)
+    subject: Mapped[str] = mapped_column(String(64), nullable=False)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    proposed_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+dual_control = cast(Table, DualControl.__table__)

@@ -19,7 +19,16 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smki.errors import NotFound, SmkiError
-from smki.store.models import applications, aros, evidence, parties, party_entities, staff, subscriptions
+from smki.store.models import (
+    applications,
+    aros,
+    dual_control,
+    evidence,
+    parties,
+    party_entities,
+    staff,
+    subscriptions,
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,19 @@ class ApplicationRecord:
     decided_at: datetime | None
     decision: dict[str, Any] | None
     evidence: tuple[EvidenceRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class DualControlRecord:
+    id: int
+    action: str
+    subject: str
+    payload: dict[str, Any]
+    status: str  # pending / approved / refused
+    proposed_by: str
+    proposed_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
 
 
 def _json_list(text: str) -> tuple[Any, ...]:
@@ -182,6 +204,18 @@ class RegistryReader:
         with self._engine.connect() as conn:
             return [self._application(conn, row) for row in conn.execute(stmt).all()]
 
+    def dual_control(self, item_id: int) -> DualControlRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(dual_control).where(dual_control.c.id == item_id)).one_or_none()
+        return None if row is None else _dual(row)
+
+    def dual_control_items(self, status: str | None = None) -> list[DualControlRecord]:
+        stmt = select(dual_control).order_by(dual_control.c.id)
+        if status is not None:
+            stmt = stmt.where(dual_control.c.status == status)
+        with self._engine.connect() as conn:
+            return [_dual(row) for row in conn.execute(stmt)]
+
     def _application(self, conn: Connection, row: Any) -> ApplicationRecord:
         ev = conn.execute(
             select(evidence).where(evidence.c.application_id == row.application_id).order_by(evidence.c.evidence_id)
@@ -200,6 +234,12 @@ class RegistryReader:
             decision=_json_or_none(row.decision),
             evidence=tuple(EvidenceRecord(**e._mapping) for e in ev),
         )
+
+
+def _dual(row: Any) -> DualControlRecord:
+    m = dict(row._mapping)
+    m["payload"] = json.loads(m["payload"])
+    return DualControlRecord(**m)
 
 
 class RegistryWriter:
@@ -310,3 +350,18 @@ class RegistryWriter:
             stmt = stmt.where(applications.c.status == expect_status)
         self._execute(stmt.values(**values),
                       missing=f"application {application_id} does not exist or is no longer {expect_status}")
+
+    def propose_dual_control(self, action: str, subject: str, payload: dict[str, Any], proposed_by: str) -> int:
+        result = self._execute(insert(dual_control).values(
+            action=action, subject=subject, payload=json.dumps(payload, sort_keys=True), status="pending",
+            proposed_by=proposed_by, proposed_at=datetime.now(UTC),
+        ))
+        return int(result.inserted_primary_key[0])
+
+    def decide_dual_control(self, item_id: int, status: str, decided_by: str) -> None:
+        """Approve or refuse a pending item; only one decision can ever be made on it."""
+        self._execute(
+            update(dual_control).where(dual_control.c.id == item_id, dual_control.c.status == "pending")
+            .values(status=status, decided_by=decided_by, decided_at=datetime.now(UTC)),
+            missing=f"dual-control item {item_id} does not exist or was already decided",
+        )

@@ -1,4 +1,4 @@
-"""Published CRLs and ARLs, kept retrievable by number.
+"""Published CRLs and ARLs (kept retrievable by number), and actions awaiting a second person.
 
 Revision ID: 0003
 Revises: 0002
@@ -34,7 +34,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("kind", "number", name="uq_revocation_lists_kind_number"),
         sa.CheckConstraint("kind IN ('CRL', 'ARL')", name="ck_revocation_lists_kind"),
     )
+    op.create_table(
+        "dual_control",
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("action", sa.String(40), nullable=False),
+        sa.Column("subject", sa.String(64), nullable=False),
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("proposed_by", sa.String(64), nullable=False),
+        sa.Column("proposed_at", UTCDateTime, nullable=False),
+        sa.Column("decided_by", sa.String(64), nullable=True),
+        sa.Column("decided_at", UTCDateTime, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_dual_control"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("dual_control")
     op.drop_table("revocation_lists")

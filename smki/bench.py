@@ -1,0 +1,98 @@
+"""Benchmarks that anyone can rerun: ``smki bench issue --count 10000 --count 100000``.
+
+Each run issues a batch end to end in a fresh home — parse, validate, sign, persist, audit — in a
+child process, so its peak memory (the parent's and the largest worker's) is measured cleanly.
+In the same run, ``openssl speed ecdsap256`` on all cores gives the machine's raw limit: one
+verify (the CSR's proof of possession) plus one sign per certificate. Figures are ratios within
+one run because these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+BENCH_PASSPHRASE = "bench-passphrase-not-secret"
+
+
+@dataclass(frozen=True)
+class IssueRun:
+    count: int
+    issued: int
+    seconds: float
+    certs_per_second: float
+    parent_peak_mib: float
+    worker_peak_mib: float
+
+
+def write_device_csrs(path: Path, count: int, start: int = 0x00DB000000000000) -> None:
+    """Write ``count`` Device CSRs as one multi-PEM file, streamed."""
+    from smki.ca.devcsr import device_csr_stream
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        for _device, _usage, der in device_csr_stream(count, first_device=start, keys=64):
+            handle.write(x509.load_der_x509_csr(der).public_bytes(Encoding.PEM))
+
+
+def openssl_limit(cores: int, seconds: int = 3) -> tuple[float, float, float]:
+    """(sign/s, verify/s, certs/s) for ECDSA P-256 on ``cores`` cores, from ``openssl speed``."""
+    output = subprocess.run(
+        ["openssl", "speed", "-multi", str(cores), "-seconds", str(seconds), "ecdsap256"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    match = re.search(r"256 bits ecdsa \(nistp256\)\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)", output)
+    if not match:
+        raise RuntimeError(f"cannot read openssl speed output:\n{output}")
+    sign, verify = float(match.group(1)), float(match.group(2))
+    return sign, verify, 1.0 / (1.0 / sign + 1.0 / verify)
+
+
+def _child(source: Path, home: Path, database_url: str, count: int, workers: int | None) -> None:
+    """Runs in the child process: set up a home, issue the batch, print a JSON line of figures."""
+    from smki.config import Settings
+    from smki.services.batch_sources import read_batch_source
+    from smki.services.ca_admin import initialise_ca
+    from smki.services.context import open_home
+    from smki.services.device_issuance import issue_device_batch
+
+    secret = BENCH_PASSPHRASE.encode()
+    initialise_ca(Settings(home=home, database_url=database_url), secret, actor="bench")
+    opened = open_home(home, secret)
+    started = time.perf_counter()
+    summary = issue_device_batch(opened, read_batch_source(source), actor="bench", batch_ref="bench",
+                                 workers=workers)
+    seconds = time.perf_counter() - started
+    opened.close()
+    self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps(asdict(IssueRun(count, summary.issued, seconds, summary.issued / seconds,
+                                     self_peak, child_peak))))
+
+
+def run_issue_benchmark(count: int, workdir: Path, database_url: str = "", workers: int | None = None) -> IssueRun:
+    source = workdir / f"csrs-{count}.pem"
+    if not source.exists():
+        write_device_csrs(source, count)
+    home = Path(tempfile.mkdtemp(prefix=f"home-{count}-", dir=workdir))
+    code = (
+        "import sys; from pathlib import Path; from smki.bench import _child; "
+        f"_child(Path({str(source)!r}), Path({str(home)!r}), {database_url!r}, {count}, {workers!r})"
+    )
+    env = dict(os.environ, SMKI_KEY_PASSPHRASE=BENCH_PASSPHRASE)
+    env.pop("SMKI_DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{result.stderr[-4000:]}")
+    return IssueRun(**json.loads(result.stdout.strip().splitlines()[-1]))

@@ -1,0 +1,41 @@
+"""``smki bench``: rerunnable performance measurements (see docs/performance.md)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from smki.bench import openssl_limit, run_issue_benchmark
+from smki.interfaces.cli.common import console
+
+app = typer.Typer(help="Performance benchmarks.", no_args_is_help=True)
+
+
+@app.command("issue")
+def issue(
+    count: Annotated[list[int], typer.Option("--count", help="Batch sizes to run (repeatable).")] = [10_000],  # noqa: B006
+    database_url: Annotated[str, typer.Option(help="Store to use (default: SQLite in a temp home).")] = "",
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Where CSRs and homes go (default: a temp dir).")] = None,
+) -> None:
+    """Batch Device issuance end to end (parse, validate, sign, persist, audit) vs openssl's limit."""
+    cores = os.cpu_count() or 1
+    base = workdir or Path(tempfile.mkdtemp(prefix="smki-bench-"))
+    console.print(f"cores: {cores}; work directory: {base}")
+    sign, verify, limit = openssl_limit(cores)
+    console.print(f"openssl speed ecdsap256 -multi {cores}: {sign:,.0f} sign/s, {verify:,.0f} verify/s "
+                  f"→ limit {limit:,.0f} certs/s (one verify + one sign each)")
+    table = Table(title="Batch Device issuance (store: " + (database_url or "SQLite") + ")")
+    for column in ("CSRs", "seconds", "certs/s", "% of limit", "parent peak MiB", "worker peak MiB"):
+        table.add_column(column, justify="right")
+    for n in count:
+        run = run_issue_benchmark(n, base, database_url, workers)
+        table.add_row(f"{n:,}", f"{run.seconds:.2f}", f"{run.certs_per_second:,.0f}",
+                      f"{100 * run.certs_per_second / limit:.0f}%", f"{run.parent_peak_mib:.0f}",
+                      f"{run.worker_peak_mib:.0f}")
+    console.print(table)

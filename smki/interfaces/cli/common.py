@@ -1,0 +1,57 @@
+"""What every CLI command shares: the ``--home`` option, the key secret, the console, the actor."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from smki.config import DEFAULT_HOME, Settings, load_settings
+from smki.errors import ConfigError
+from smki.services.context import Home, open_home
+
+console = Console()
+err_console = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path,
+    typer.Option("--home", envvar="SMKI_HOME", help="The smki home directory (config, database, keys)."),
+]
+DEFAULT_HOME_PATH = DEFAULT_HOME
+
+PASSPHRASE_ENV = "SMKI_KEY_PASSPHRASE"
+PIN_ENV = "SMKI_PKCS11_PIN"
+
+
+def actor() -> str:
+    """Who is acting, for the audit log: ``SMKI_ACTOR`` or the operating-system user."""
+    return os.environ.get("SMKI_ACTOR") or f"operator:{getpass.getuser()}"
+
+
+def read_secret(settings: Settings, *, confirm: bool = False) -> bytes:
+    """The key passphrase (file backend) or token PIN (PKCS#11), from the environment or a prompt.
+
+    Never from a file or an argument: those end up in shell history and process listings.
+    """
+    env = PIN_ENV if settings.key_backend == "pkcs11" else PASSPHRASE_ENV
+    value = os.environ.get(env)
+    if value:
+        return value.encode()
+    if not os.isatty(0):
+        raise ConfigError("key.secret-missing", f"set {env} (no terminal to prompt on)")
+    label = "Token PIN" if settings.key_backend == "pkcs11" else "CA key passphrase"
+    text: str = typer.prompt(label, hide_input=True, confirmation_prompt=confirm)
+    return text.encode()
+
+
+def open_for_reading(home: Path) -> Home:
+    return open_home(home)
+
+
+def open_for_signing(home: Path) -> Home:
+    settings = load_settings(home)
+    return open_home(home, read_secret(settings))

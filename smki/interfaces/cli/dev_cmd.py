@@ -1,0 +1,82 @@
+"""``smki dev``: helpers for tests and demonstrations (never needed in production)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from smki.domain import RemotePartyRole, Usage
+from smki.errors import SmkiError
+from smki.eui64 import parse_eui64
+from smki.interfaces.cli.common import console
+
+app = typer.Typer(help="Development helpers: make test CSRs.", no_args_is_help=True)
+make = typer.Typer(help="Make CSRs (with fresh P-256 keys) for tests and demos.", no_args_is_help=True)
+app.add_typer(make, name="make-csr")
+
+UsageOption = Annotated[Usage, typer.Option("--usage", help="DS (digitalSignature) or KA (keyAgreement).")]
+
+
+def _write(out: Path, der: bytes, key_out: Path | None, key: ec.EllipticCurvePrivateKey) -> None:
+    from cryptography.x509 import load_der_x509_csr
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM))
+    if key_out is not None:
+        key_out.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+        key_out.chmod(0o600)
+    console.print(f"wrote {out}")
+
+
+@make.command("device")
+def device(
+    device_id: Annotated[str, typer.Option("--device-id", help="The Device's EUI-64.")],
+    out: Annotated[Path, typer.Option("--out")],
+    usage: UsageOption = Usage.DS,
+    key_out: Annotated[Path | None, typer.Option("--key-out", help="Also write the private key.")] = None,
+) -> None:
+    """A Device CSR: empty subject, hardwareModuleName SAN with the Device ID, one key usage."""
+    from smki.ca.devcsr import make_device_csr
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = make_device_csr(parse_eui64(device_id), usage, key)
+    _write(out, der, key_out, key)
+
+
+@make.command("org")
+def org(
+    entity_id: Annotated[str, typer.Option("--entity-id", help="The Party's Entity Identifier (EUI-64).")],
+    out: Annotated[Path, typer.Option("--out")],
+    role: Annotated[int, typer.Option("--role", help="Remote Party Role number, e.g. 2 for supplier.")] = 2,
+    usage: UsageOption = Usage.DS,
+    common_name: Annotated[str | None, typer.Option("--cn")] = None,
+    key_out: Annotated[Path | None, typer.Option("--key-out")] = None,
+) -> None:
+    """An Organisation CSR: OU = role, x500UniqueIdentifier = Entity Identifier."""
+    from smki.ca.devcsr import make_organisation_csr
+
+    try:
+        party_role = RemotePartyRole(role)
+    except ValueError as exc:
+        raise SmkiError("role.invalid", f"{role} is not a Remote Party Role") from exc
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = make_organisation_csr(parse_eui64(entity_id), party_role, usage, common_name, key)
+    _write(out, der, key_out, key)
+
+
+@make.command("batch")
+def batch(
+    count: Annotated[int, typer.Option("--count", min=1, max=10_000_000)],
+    out: Annotated[Path, typer.Option("--out", help="A multi-PEM file to write.")],
+    start: Annotated[str, typer.Option("--start", help="First Device ID.")] = "00DB000000000000",
+) -> None:
+    """COUNT Device CSRs (DS and KA for consecutive Device IDs) in one multi-PEM file."""
+    from smki.bench import write_device_csrs
+
+    write_device_csrs(out, count, int.from_bytes(parse_eui64(start), "big"))
+    console.print(f"wrote {count} CSRs to {out}")

@@ -1,0 +1,147 @@
+"""``smki issue``: CA-operator issuance from CSRs (no RA policy: see ``smki request`` for that)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from smki.errors import SmkiError
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, err_console, open_for_signing
+from smki.services.batch_sources import BatchItem, read_batch_source
+from smki.services.device_issuance import DeviceOutcome, issue_device_batch
+from smki.services.org_issuance import issue_organisation
+
+app = typer.Typer(help="Issue certificates from PKCS#10 CSRs (CA operator).", no_args_is_help=True)
+
+OutDir = Annotated[Path, typer.Option("--out", help="Directory for the certificates (created if missing).")]
+
+
+def _pem(der: bytes) -> bytes:
+    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _read_input(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(1024 * 1024)
+    except OSError as exc:
+        raise SmkiError("input.unreadable", f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+@app.command("org")
+def org(
+    csr: Annotated[Path, typer.Argument(help="An Organisation CSR (PEM, DER or base64).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the certificate (PEM).")],
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Issue one Organisation Certificate."""
+    opened = open_for_signing(home)
+    try:
+        issued = issue_organisation(opened, _read_input(csr), actor=actor())
+    finally:
+        opened.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out, _pem(issued.der))
+    console.print(f"issued {issued.serial} → {out}")
+
+
+class _BatchWriter:
+    """Writes each committed chunk's certificates and a results.csv line per CSR, with progress."""
+
+    def __init__(self, out: Path, progress: Progress | None, task: TaskID | None) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.out = out
+        self.progress = progress
+        self.task = task
+        self.results = (out / "results.csv").open("a", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.results)
+        if self.results.tell() == 0:
+            self.writer.writerow(["item", "status", "serial", "file", "error_code", "error_message"])
+        self.errors: list[DeviceOutcome] = []
+
+    def __call__(self, outcomes: Sequence[DeviceOutcome]) -> None:
+        for outcome in outcomes:
+            if outcome.ok:
+                assert outcome.der is not None
+                name = f"{outcome.file_stem}.pem"
+                _write_atomic(self.out / name, _pem(outcome.der))
+                self.writer.writerow([outcome.item_id, "issued", outcome.serial, name, "", ""])
+            else:
+                self.errors.append(outcome)
+                self.writer.writerow([outcome.item_id, "rejected", "", "", outcome.error_code,
+                                      outcome.error_message])
+        self.results.flush()
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task, len(outcomes))
+
+    def close(self) -> None:
+        self.results.close()
+
+
+def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, out: Path,
+               workers: int | None, chunk_size: int, total: int | None) -> None:
+    opened = open_for_signing(home)
+    batch_ref = f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    iterable = items if items is not None else read_batch_source(source)  # type: ignore[arg-type]
+    progress = Progress(TextColumn("[bold]issuing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err_console, transient=False, disable=not err_console.is_terminal)
+    with progress:
+        task = progress.add_task("issue", total=total)
+        writer = _BatchWriter(out, progress, task)
+        try:
+            summary = issue_device_batch(opened, iterable, actor=actor(), batch_ref=batch_ref,
+                                         workers=workers, chunk_size=chunk_size, on_chunk=writer)
+        finally:
+            writer.close()
+            opened.close()
+    for outcome in writer.errors[:20]:
+        err_console.print(f"rejected {outcome.item_id}: {outcome.error_code}: {outcome.error_message}",
+                          highlight=False, soft_wrap=True)
+    if len(writer.errors) > 20:
+        err_console.print(f"… and {len(writer.errors) - 20} more (see {out / 'results.csv'})")
+    rate = summary.issued / summary.seconds if summary.seconds else 0.0
+    console.print(f"batch {summary.batch_ref}: {summary.issued} issued, {summary.rejected} rejected "
+                  f"in {summary.seconds:.1f}s ({rate:,.0f} certs/s) → {out}")
+    if summary.issued == 0 and summary.rejected:
+        raise typer.Exit(1)
+
+
+@app.command("device")
+def device(
+    csrs: Annotated[list[Path], typer.Argument(help="Device CSR files (PEM, DER or base64).")],
+    out: OutDir,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Issue Device Certificates, one PEM per certificate named <eui>-<ds|ka>.pem."""
+    items = [BatchItem(i, str(path), _read_input(path)) for i, path in enumerate(csrs)]
+    _run_batch(home, items, None, out, workers=0, chunk_size=500, total=len(items))
+
+
+@app.command("batch")
+def batch(
+    source: Annotated[
+        Path, typer.Argument(help="A directory of CSR files, a multi-PEM file, or a .json/.csv manifest.")
+    ],
+    out: OutDir,
+    home: HomeOption = DEFAULT_HOME_PATH,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core; 0: none).")] = None,
+    chunk_size: Annotated[int, typer.Option(help="CSRs committed per transaction.", min=1, max=10000)] = 500,
+) -> None:
+    """Issue a batch of Device Certificates using all cores; bad CSRs are reported, not fatal."""
+    _run_batch(home, None, source, out, workers=workers, chunk_size=chunk_size, total=None)

@@ -1,0 +1,55 @@
+"""The ``smki`` command: CA-operator and RA-staff commands, one Typer sub-app per area.
+
+``run`` is the entry point. It is the CLI's single error boundary: a ``SmkiError`` becomes one
+line on stderr (``error: <code>: <message>``) and exit status 1; nothing becomes a traceback
+unless ``SMKI_DEBUG`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from smki.errors import SmkiError
+from smki.interfaces.cli import audit_cmd, bench_cmd, ca_cmd, cert_cmd, dev_cmd, issue_cmd, repo_cmd
+from smki.interfaces.cli.common import err_console
+
+app = typer.Typer(
+    name="smki",
+    help="GB Smart Metering Key Infrastructure: Registration Authority, CA and Repository.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(ca_cmd.app, name="ca")
+app.add_typer(issue_cmd.app, name="issue")
+app.add_typer(cert_cmd.app, name="cert")
+app.add_typer(repo_cmd.app, name="repo")
+app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(dev_cmd.app, name="dev")
+app.add_typer(bench_cmd.app, name="bench")
+
+
+def run() -> None:
+    try:
+        app()
+    except SmkiError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.code}: {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("SMKI_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]error:[/] internal: {type(exc).__name__}: {exc} (set SMKI_DEBUG=1 for details)",
+            highlight=False, soft_wrap=True,
+        )
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,158 @@
+"""Where a batch of Device CSRs comes from: a directory, a multi-PEM file, or a JSON/CSV manifest.
+
+Every source is read lazily, one item at a time, so a batch of any size is streamed rather than
+held in memory. An item is only an identifier and the bytes the submitter gave; decoding and
+checking the CSR is the CA's job (``smki.ca.csr``), so a bad item becomes a per-item error there
+and never stops the batch. A source that cannot be read at all (missing file, broken manifest)
+is a ``batch.*`` error for the whole batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from smki.errors import SmkiError
+
+CSR_FILE_SUFFIXES = (".csr", ".pem", ".der", ".req", ".b64")
+MAX_ITEM_BYTES = 64 * 1024  # far above any P-256 CSR; the CA refuses anything over its own limit
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----.*?-----END (?:NEW )?CERTIFICATE REQUEST-----",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One CSR of a batch: its position, the submitter's identifier for it, and its raw bytes."""
+
+    index: int
+    item_id: str
+    data: bytes
+
+
+class BatchSourceError(SmkiError):
+    """The batch as a whole cannot be read (codes ``batch.*``)."""
+
+
+def read_batch_source(path: Path) -> Iterator[BatchItem]:
+    """Yield the items of ``path``, choosing the reader from what the path is."""
+    if path.is_dir():
+        return _from_directory(path)
+    if not path.exists():
+        raise BatchSourceError("batch.source-missing", f"{path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _from_json_manifest(path)
+    if suffix == ".csv":
+        return _from_csv_manifest(path)
+    return _from_multi_pem(path)
+
+
+def _read_limited(path: Path) -> bytes:
+    # Read at most one byte past the limit: an oversized item then fails the CSR size check on its
+    # own, without a huge file ever being read into memory.
+    with path.open("rb") as handle:
+        return handle.read(MAX_ITEM_BYTES + 1)
+
+
+def _from_directory(path: Path) -> Iterator[BatchItem]:
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CSR_FILE_SUFFIXES)
+    if not files:
+        raise BatchSourceError(
+            "batch.empty", f"{path} holds no CSR files ({', '.join(CSR_FILE_SUFFIXES)})"
+        )
+    for index, file in enumerate(files):
+        yield BatchItem(index, file.name, _read_limited(file))
+
+
+def _from_multi_pem(path: Path) -> Iterator[BatchItem]:
+    """PEM blocks one after another; streamed block by block, never the whole file at once."""
+    index = 0
+    buffer = b""
+    with path.open("rb") as handle:
+        for line in handle:
+            buffer += line
+            if b"-----END" in line:
+                match = _PEM_BLOCK.search(buffer)
+                if match:
+                    yield BatchItem(index, f"{path.name}#{index + 1}", match.group(0))
+                    index += 1
+                buffer = b""
+            elif len(buffer) > MAX_ITEM_BYTES:
+                raise BatchSourceError(
+                    "batch.malformed", f"{path}: item {index + 1} is not a PEM CSR block or is too large"
+                )
+    if buffer.strip():
+        raise BatchSourceError("batch.malformed", f"{path}: trailing data after item {index}")
+    if index == 0:
+        raise BatchSourceError("batch.empty", f"{path} holds no PEM certificate requests")
+
+
+def _manifest_entry(base: Path, index: int, item_id: str, csr: str | None, file: str | None) -> BatchItem:
+    if csr:
+        text = csr.strip()
+        if text.startswith("-----BEGIN"):
+            return BatchItem(index, item_id, text.encode("ascii", "replace"))
+        try:
+            return BatchItem(index, item_id, base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            return BatchItem(index, item_id, text.encode("ascii", "replace"))
+    if file:
+        target = (base / file).resolve()
+        if not target.is_file():
+            return BatchItem(index, item_id, b"")  # reported per item as malformed, not fatal
+        return BatchItem(index, item_id, _read_limited(target))
+    return BatchItem(index, item_id, b"")
+
+
+def _from_json_manifest(path: Path) -> Iterator[BatchItem]:
+    """A JSON list of ``{"id": …, "csr": base64-or-PEM}`` or ``{"id": …, "file": relative path}``."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BatchSourceError("batch.malformed", f"{path}: not a JSON manifest ({exc})") from exc
+    if isinstance(entries, dict) and isinstance(entries.get("csrs"), list):
+        entries = entries["csrs"]
+    if not isinstance(entries, list) or not entries:
+        raise BatchSourceError("batch.malformed", f"{path}: expected a non-empty JSON list of CSR entries")
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            yield BatchItem(index, str(index + 1), b"")
+            continue
+        item_id = str(entry.get("id", index + 1))
+        csr = entry.get("csr")
+        file = entry.get("file")
+        yield _manifest_entry(
+            path.parent,
+            index,
+            item_id,
+            csr if isinstance(csr, str) else None,
+            file if isinstance(file, str) else None,
+        )
+
+
+def _from_csv_manifest(path: Path) -> Iterator[BatchItem]:
+    """A CSV with a header naming ``id`` and ``csr`` (base64 or PEM) or ``file`` columns."""
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise BatchSourceError("batch.malformed", f"{path}: {exc}") from exc
+    with handle:
+        reader = csv.DictReader(handle)
+        fields = set(reader.fieldnames or [])
+        if not ({"csr", "file"} & fields):
+            raise BatchSourceError("batch.malformed", f"{path}: the CSV header needs a 'csr' or 'file' column")
+        try:
+            for index, row in enumerate(reader):
+                yield _manifest_entry(
+                    path.parent, index, row.get("id") or str(index + 1), row.get("csr"), row.get("file")
+                )
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise BatchSourceError("batch.malformed", f"{path}: {exc}") from exc

@@ -1,0 +1,108 @@
+"""The key ceremony: create the Root, Organisation CA and Device CA, and record them.
+
+Keys are generated inside the configured key backend; the three certificates are stored as
+certificates of kind root / org-ca / device-ca, with one audit record each, in one transaction.
+Their PEM files are also written to the home directory so operators can hand them to ``openssl``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from smki.audit import AuditEvent
+from smki.config import Settings, write_default_config
+from smki.domain import CertKind, CertStatus
+from smki.errors import SmkiError
+from smki.services.context import Home, open_home
+
+CA_FILES = {
+    CertKind.ROOT: "root.pem",
+    CertKind.ORGANISATION_CA: "organisation-ca.pem",
+    CertKind.DEVICE_CA: "device-ca.pem",
+}
+
+
+@dataclass(frozen=True)
+class CaSummary:
+    kind: CertKind
+    subject: str
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    key_id: str
+    path: Path
+
+
+def initialise_ca(settings: Settings, secret: bytes, *, actor: str, now: datetime | None = None) -> list[CaSummary]:
+    """Run the key ceremony for a new home. Refuses if a hierarchy already exists there."""
+    from smki.ca.hierarchy import create_hierarchy
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    if not settings.config_path.exists():
+        write_default_config(settings)
+    home = open_home(settings.home, secret)
+    home = replace(home, settings=settings)
+    try:
+        if home.store.ca_certificate(CertKind.ROOT) is not None:
+            raise SmkiError("ca.exists", f"{settings.home} already holds a CA hierarchy")
+        moment = (now or datetime.now(UTC)).replace(microsecond=0)
+        hierarchy = create_hierarchy(home.backend(), settings, moment)
+        certificates = {
+            CertKind.ROOT: hierarchy.root,
+            CertKind.ORGANISATION_CA: hierarchy.organisation_ca,
+            CertKind.DEVICE_CA: hierarchy.device_ca,
+        }
+        _record_ca_certificates(home, certificates, actor)
+        for kind, cert in certificates.items():
+            path = settings.home / CA_FILES[kind]
+            path.write_bytes(cert.public_bytes(Encoding.PEM))
+        return describe_ca(home)
+    finally:
+        home.close()
+
+
+def _record_ca_certificates(home: Home, certificates: dict[CertKind, x509.Certificate], actor: str) -> None:
+    from smki.ca.keyid import key_identifier
+    from smki.store import NewCertificate
+
+    root_key_id = key_identifier(certificates[CertKind.ROOT].public_key()).hex()  # type: ignore[arg-type]
+    rows = []
+    events = []
+    for kind, cert in certificates.items():
+        serial = f"{cert.serial_number:032x}"
+        rows.append(NewCertificate(
+            serial=serial, kind=kind, usage=None, issuer_key_id=root_key_id, device_id=None,
+            entity_id=None, role=None, status=CertStatus.IN_USE,
+            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+            der=cert.public_bytes(Encoding.DER), issued_at=cert.not_valid_before_utc, batch_id=None,
+        ))
+        events.append(AuditEvent(actor, "ca.created", serial, {
+            "kind": kind.value, "subject": cert.subject.rfc4514_string(),
+        }))
+    with home.store.transaction() as tx:
+        tx.add_certificates(rows)
+        tx.append_audit(events)
+
+
+def describe_ca(home: Home) -> list[CaSummary]:
+    """The current CA certificates of a home, for ``smki ca show``."""
+    from smki.ca.keyid import key_identifier
+
+    summaries = []
+    for kind in CA_FILES:
+        cert = home.ca_certificate(kind)
+        summaries.append(CaSummary(
+            kind=kind,
+            subject=cert.subject.rfc4514_string(),
+            serial=f"{cert.serial_number:032x}",
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            key_id=key_identifier(cert.public_key()).hex(),  # type: ignore[arg-type]
+            path=home.settings.home / CA_FILES[kind],
+        ))
+    return summaries

@@ -1,0 +1,60 @@
+"""An opened smki home: its settings, its store, and (on demand) its key backend.
+
+Every service takes a ``Home``. Interfaces open one per command or per server process; the key
+secret (file passphrase or token PIN) is handed in by the interface, which is the only layer that
+reads environment variables or prompts for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+
+from smki.config import Settings, load_settings
+from smki.domain import CertKind
+from smki.errors import ConfigError, NotFound
+
+if TYPE_CHECKING:
+    from smki.keys.base import KeyBackend
+    from smki.store import Store
+
+
+@dataclass
+class Home:
+    settings: Settings
+    store: Store
+    secret: bytes | None = None
+    _backend: KeyBackend | None = field(default=None, repr=False)
+
+    def backend(self) -> KeyBackend:
+        """The key backend, opened on first use (issuance needs it; searches don't)."""
+        if self._backend is None:
+            if self.secret is None:
+                raise ConfigError("key.secret-missing", "this command needs the CA key passphrase or PIN")
+            from smki.keys import open_backend
+
+            self._backend = open_backend(self.settings, self.secret)
+        return self._backend
+
+    def ca_certificate(self, kind: CertKind) -> x509.Certificate:
+        record = self.store.ca_certificate(kind)
+        if record is None:
+            raise NotFound("ca.not-initialised", f"no {kind.value} certificate: run 'smki ca init' first")
+        return x509.load_der_x509_certificate(record.der)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = True) -> Home:
+    """Open the home directory's settings and store (migrating the schema to the current version)."""
+    from smki.store import Store
+
+    settings = load_settings(home)
+    store = Store.open(settings.resolved_database_url)
+    if migrate:
+        store.migrate()
+    return Home(settings=settings, store=store, secret=secret)

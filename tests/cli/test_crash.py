@@ -1,0 +1,71 @@
+"""kill -9 in the middle of a batch: every certificate is either fully recorded or not issued."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from smki.bench import write_device_csrs
+from smki.domain import CertKind
+from smki.store import CertificateQuery, Store
+from tests.cli.helpers import openssl_verify
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def test_sigkill_mid_batch_leaves_only_whole_records(ca_home: Path, env: dict[str, str], tmp_path: Path,
+                                                     database_url: str) -> None:
+    source = tmp_path / "csrs.pem"
+    write_device_csrs(source, 40_000)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smki.interfaces.cli.main", "issue", "batch", str(source), "--out", str(out),
+         "--workers", "2", "--chunk-size", "250", "--home", str(ca_home)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while _lines(out / "results.csv") < 1500 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the batch finished before it could be killed: make it larger"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    store = Store.open(database_url)
+    try:
+        report = store.verify_audit()
+        assert report.ok, report
+        device_ca = x509.load_pem_x509_certificate((ca_home / "device-ca.pem").read_bytes())
+        public_key = device_ca.public_key()
+        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        certificates = list(store.iter_certificates(CertificateQuery(kind=CertKind.DEVICE)))
+        assert 1500 <= len(certificates) < 40_000
+        serials = [c.serial for c in certificates]
+        assert len(set(serials)) == len(serials)
+        for record in certificates:
+            cert = x509.load_der_x509_certificate(record.der)
+            public_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+            assert f"{cert.serial_number:032x}" == record.serial
+        issued_events = {row.subject for row in store.audit_rows() if row.action == "certificate.issued"}
+        assert issued_events == set(serials)
+    finally:
+        store.close()
+    # Every certificate the CLI released was committed first.
+    released = sorted(out.glob("*.pem"))
+    assert released
+    sample = released[:: max(1, len(released) // 50)]
+    check = openssl_verify(ca_home / "root.pem", ca_home / "device-ca.pem", *sample)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert len(released) <= len(certificates)
