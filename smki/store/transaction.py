@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smki.audit import AuditEvent, canonical_details, row_hash
@@ -27,11 +27,6 @@ from smki.store.registry import RegistryWriter
 
 _c = certificates.c
 
-_RETIRE = (
-    update(certificates)
-    .where(_c.device_id == bindparam("b_device"), _c.usage == bindparam("b_usage"), _c.status == "I")
-    .values(status=CertStatus.NOT_IN_USE.value, changed_at=bindparam("b_at"))
-)
 _INSERT_CERTS = insert(certificates)
 _INSERT_AUDIT = insert(audit_log)
 
@@ -65,24 +60,73 @@ class Transaction:
         self._changes += 1
 
     def add_certificates(self, rows: Sequence[NewCertificate]) -> None:
-        """Insert certificates in bulk. A duplicate serial raises ``store.duplicate-serial``."""
+        """Insert certificates in bulk. A duplicate serial raises ``store.duplicate-serial``.
+
+        The hot path of batch issuance: one driver-level ``executemany`` of plain tuples, skipping
+        SQLAlchemy's per-row type processing (times are converted here, once, by ``_db_time``).
+        """
         if not rows:
             return
-        params = [row.as_params() for row in rows]
+        when = self._db_time
+        params = [
+            (r.serial, r.kind.value, None if r.usage is None else r.usage.value, r.issuer_key_id, r.device_id,
+             r.entity_id, r.role, r.status.value, when(r.not_before), when(r.not_after), r.der, when(r.issued_at),
+             r.batch_id, when(r.issued_at))
+            for r in rows
+        ]
         try:
-            self._conn.execute(_INSERT_CERTS, params)
+            self._conn.exec_driver_sql(self._insert_sql, params)
         except IntegrityError as exc:
             raise integrity_error(exc) from exc
         self._changes += len(rows)
 
+    @property
+    def _insert_sql(self) -> str:
+        columns = ("serial, kind, usage, issuer_key_id, device_id, entity_id, role, status, not_before, not_after, "
+                   "der, issued_at, batch_id, changed_at")
+        marks = ", ".join([self._mark] * 14)
+        return f"INSERT INTO certificates ({columns}) VALUES ({marks})"
+
+    @property
+    def _mark(self) -> str:
+        return "?" if self._conn.dialect.paramstyle == "qmark" else "%s"
+
+    def _db_time(self, value: datetime) -> object:
+        """A time as the driver takes it: aware UTC for PostgreSQL, SQLAlchemy's SQLite text otherwise."""
+        if value.tzinfo is None:
+            raise SmkiError("store.naive-datetime", "times given to the store must be time-zone aware")
+        value = value.astimezone(UTC)
+        if self._conn.dialect.name == "sqlite":
+            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value
+
     def retire_in_use_device_certificates(self, pairs: Sequence[tuple[bytes, Usage]]) -> int:
         """Set a device's in-use ('I') certificate for a usage to not-in-use ('N'); call before adding
-        its replacement. Returns how many certificates changed status."""
+        its replacement. Returns how many certificates changed status.
+
+        One indexed SELECT finds which of the pairs have an in-use certificate at all (in a fresh
+        batch, almost none), and only those are updated.
+        """
         if not pairs:
             return 0
-        now = datetime.now(UTC)
-        params = [{"b_device": device_id, "b_usage": Usage(usage).value, "b_at": now} for device_id, usage in pairs]
-        result = self._conn.execute(_RETIRE, params)
+        wanted = {(bytes(device_id), Usage(usage).value) for device_id, usage in pairs}
+        devices = sorted({device for device, _ in wanted})
+        found: list[tuple[bytes, str]] = []
+        for start in range(0, len(devices), 500):
+            stmt = select(_c.device_id, _c.usage).where(
+                _c.device_id.in_(devices[start:start + 500]), _c.status == CertStatus.IN_USE.value
+            )
+            found += [(bytes(row.device_id), row.usage) for row in self._conn.execute(stmt)]
+        hits = [pair for pair in found if pair in wanted]
+        if not hits:
+            return 0
+        now = self._db_time(datetime.now(UTC))
+        m = self._mark
+        result = self._conn.exec_driver_sql(
+            f"UPDATE certificates SET status = 'N', changed_at = {m} "
+            f"WHERE device_id = {m} AND usage = {m} AND status = 'I'",
+            [(now, device_id, usage) for device_id, usage in hits],
+        )
         changed = int(result.rowcount)
         self._changes += changed
         return changed
@@ -136,21 +180,14 @@ class Transaction:
             seq += 1
             details = canonical_details(event.details)
             digest = row_hash(prev, seq, at, event.actor, event.action, event.subject, details)
-            params.append(
-                {
-                    "seq": seq,
-                    "at": at,
-                    "actor": event.actor,
-                    "action": event.action,
-                    "subject": event.subject,
-                    "details": details,
-                    "prev_hash": prev,
-                    "hash": digest,
-                }
-            )
+            params.append((seq, at, event.actor, event.action, event.subject, details, prev, digest))
             seqs.append(seq)
             prev = digest
-        self._conn.execute(_INSERT_AUDIT, params)
+        marks = ", ".join([self._mark] * 8)
+        self._conn.exec_driver_sql(
+            f"INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) VALUES ({marks})",
+            params,
+        )
         self._head = (seq, prev)
         self._head_dirty = True
         self._audited += len(events)
