@@ -317,7 +317,7 @@ def build_root(
     key as subject and signer. Only the key, SKI and signature differ from the real Root.
     """
     key = _p256(signer.public_key())
-    serial = _check_serial(serial or random_serial())
+    serial = _check_serial(random_serial() if serial is None else serial)
     validity = day_validity(now, settings.root_validity_years)
     stand_in = _draft(_root_builder(throwaway_key().public_key(), settings, serial, validity))
     refuse_on_errors(pkilint_findings(stand_in.public_bytes(Encoding.DER)), "Root certificate")
@@ -348,7 +348,7 @@ def build_subordinate_ca(
     not_before, not_after = day_validity(now, settings.ca_validity_years, root.not_valid_after_utc)
     builder = (
         x509.CertificateBuilder()
-        .serial_number(_check_serial(serial or random_serial()))
+        .serial_number(_check_serial(random_serial() if serial is None else serial))
         .issuer_name(root.subject)
         .subject_name(name)
         .not_valid_before(not_before)
@@ -382,7 +382,7 @@ def build_organisation(
     )
     builder = (
         x509.CertificateBuilder()
-        .serial_number(_check_serial(serial or random_serial()))
+        .serial_number(_check_serial(random_serial() if serial is None else serial))
         .issuer_name(issuer.subject)
         .subject_name(organisation_name(request))
         .not_valid_before(not_before)
@@ -446,5 +446,5 @@ def build_device(
     issuer_key = _p256(issuer.public_key())
     require_signer(signer, issuer_key, "Device CA")
     require_issuer_valid(issuer, now, "Device CA")
-    tbs = device_tbs(request, issuer, settings, now, serial or random_serial())
+    tbs = device_tbs(request, issuer, settings, now, random_serial() if serial is None else serial)
     return _sign_tbs(tbs, signer, issuer_key, "Device Certificate")
