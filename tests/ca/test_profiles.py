@@ -437,11 +437,12 @@ def test_bad_kind_and_serial_are_refused(det_ca: DeterministicCA) -> None:
             NOW,
         )
     assert err.value.code == "ca.bad-kind"
-    with pytest.raises(SmkiError) as err:
-        build_device(
-            device_request(), det_ca.device_ca, det_ca.device_signer, det_ca.settings, NOW, serial=1 << 159
-        )
-    assert err.value.code == "ca.bad-serial"
+    for serial in (0, -5, 1 << 159):
+        with pytest.raises(SmkiError) as err:
+            build_device(
+                device_request(), det_ca.device_ca, det_ca.device_signer, det_ca.settings, NOW, serial=serial
+            )
+        assert err.value.code == "ca.bad-serial"
 
 
 def test_lint_refusal_happens_before_the_real_signature(
