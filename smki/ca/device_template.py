@@ -161,7 +161,7 @@ class DeviceCertificateFactory:
         ) = constant
 
     def _not_before(self, now: datetime) -> tuple[datetime, bytes]:
-        """notBefore TLV, cached per second: a batch issues thousands in the same second."""
+        """notBefore TLV for the last ``now`` seen: a batch passes one ``now`` for all its requests."""
         if now != self._last_now:
             require_issuer_valid(self._issuer, now, "Device CA")
             moment = normalise_time(now)
