@@ -20,7 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
 from smki.ca.der import signed_structure
-from smki.ca.profiles import issuer_key_identifier, normalise_time, require_signer, throwaway_key
+from smki.ca.profiles import (
+    issuer_key_identifier,
+    normalise_time,
+    require_issuer_valid,
+    require_signer,
+    throwaway_key,
+)
 from smki.errors import SmkiError
 from smki.keys.base import Signer
 
@@ -74,6 +80,7 @@ def build_crl(
     if not isinstance(issuer_key, ec.EllipticCurvePublicKey):
         raise SmkiError("ca.bad-key", "a CRL issuer key must be EC P-256")
     require_signer(signer, issuer_key, "CRL issuer")
+    require_issuer_valid(issuer, this_update, "CRL issuer")
     if not 0 <= number < _MAX_NUMBER:
         raise SmkiError("ca.bad-crl-number", "a CRL number must be non-negative and at most 20 octets")
     this_update = normalise_time(this_update)

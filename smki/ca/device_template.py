@@ -30,6 +30,7 @@ from smki.ca.profiles import (
     device_tbs,
     normalise_time,
     random_serial,
+    require_issuer_valid,
     require_signer,
 )
 from smki.ca.requests import DeviceRequest
@@ -105,6 +106,7 @@ class DeviceCertificateFactory:
         if not isinstance(issuer_key, ec.EllipticCurvePublicKey):
             raise SmkiError("ca.bad-key", "the Device CA key must be EC P-256")
         require_signer(signer, issuer_key, "Device CA")
+        self._issuer = issuer
         self._signer = signer
         self._last_now: datetime | None = None
         self._last_moment = datetime.min
@@ -159,8 +161,9 @@ class DeviceCertificateFactory:
         ) = constant
 
     def _not_before(self, now: datetime) -> tuple[datetime, bytes]:
-        """notBefore TLV, cached per second: a batch issues thousands in the same second."""
+        """notBefore TLV for the last ``now`` seen: a batch passes one ``now`` for all its requests."""
         if now != self._last_now:
+            require_issuer_valid(self._issuer, now, "Device CA")
             moment = normalise_time(now)
             self._last_not_before = encode_time(moment)
             self._last_moment = moment

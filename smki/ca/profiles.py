@@ -252,6 +252,17 @@ def require_signer(signer: Signer, key: ec.EllipticCurvePublicKey, what: str) ->
         raise SmkiError("ca.wrong-signer", f"key {signer.label!r} is not the key of the {what}")
 
 
+def require_issuer_valid(issuer: x509.Certificate, now: datetime, what: str) -> None:
+    """Refuse to issue at a time outside the issuer's own validity: nothing could chain to it."""
+    moment = normalise_time(now)
+    if not issuer.not_valid_before_utc <= moment <= issuer.not_valid_after_utc:
+        raise SmkiError(
+            "ca.issuer-not-valid",
+            f"the {what} certificate is not valid at {moment:%Y-%m-%d %H:%M:%SZ}"
+            f" ({issuer.not_valid_before_utc:%Y-%m-%d} to {issuer.not_valid_after_utc:%Y-%m-%d})",
+        )
+
+
 def _draft(builder: x509.CertificateBuilder) -> x509.Certificate:
     return builder.sign(throwaway_key(), hashes.SHA256())
 
@@ -306,7 +317,7 @@ def build_root(
     key as subject and signer. Only the key, SKI and signature differ from the real Root.
     """
     key = _p256(signer.public_key())
-    serial = _check_serial(serial or random_serial())
+    serial = _check_serial(random_serial() if serial is None else serial)
     validity = day_validity(now, settings.root_validity_years)
     stand_in = _draft(_root_builder(throwaway_key().public_key(), settings, serial, validity))
     refuse_on_errors(pkilint_findings(stand_in.public_bytes(Encoding.DER)), "Root certificate")
@@ -333,10 +344,11 @@ def build_subordinate_ca(
     key = _p256(subject_key)
     root_key = _p256(root.public_key())
     require_signer(root_signer, root_key, "Root")
+    require_issuer_valid(root, now, "Root")
     not_before, not_after = day_validity(now, settings.ca_validity_years, root.not_valid_after_utc)
     builder = (
         x509.CertificateBuilder()
-        .serial_number(_check_serial(serial or random_serial()))
+        .serial_number(_check_serial(random_serial() if serial is None else serial))
         .issuer_name(root.subject)
         .subject_name(name)
         .not_valid_before(not_before)
@@ -364,12 +376,13 @@ def build_organisation(
     key = _public_key(request.spki_der, request.point)
     issuer_key = _p256(issuer.public_key())
     require_signer(signer, issuer_key, "Organisation CA")
+    require_issuer_valid(issuer, now, "Organisation CA")
     not_before, not_after = day_validity(
         now, settings.organisation_validity_years, issuer.not_valid_after_utc
     )
     builder = (
         x509.CertificateBuilder()
-        .serial_number(_check_serial(serial or random_serial()))
+        .serial_number(_check_serial(random_serial() if serial is None else serial))
         .issuer_name(issuer.subject)
         .subject_name(organisation_name(request))
         .not_valid_before(not_before)
@@ -432,5 +445,6 @@ def build_device(
     """A Device Certificate the slow, obviously-right way; ``DeviceCertificateFactory`` must match it."""
     issuer_key = _p256(issuer.public_key())
     require_signer(signer, issuer_key, "Device CA")
-    tbs = device_tbs(request, issuer, settings, now, serial or random_serial())
+    require_issuer_valid(issuer, now, "Device CA")
+    tbs = device_tbs(request, issuer, settings, now, random_serial() if serial is None else serial)
     return _sign_tbs(tbs, signer, issuer_key, "Device Certificate")
