@@ -8,9 +8,11 @@ Design choices, for 10⁸ Device Certificates and ~13,000 inserts/s:
 * ``serial`` is 32 lower-case hex characters (a 128-bit serial, zero-padded): text so it prints and
   matches the Repository interface's hex form; unique.
 * Indexes are only those a query needs, because each one costs every insert: serial (unique),
-  (device_id, usage, status) for "a device's certificates / the in-use one", entity_id,
-  (status, issuer_key_id) for "all revoked / revoked by this CA" (CRLs, extracts), not_before,
-  issued_at (incremental extracts, time-range searches), and batch_id. A partial unique index also
+  (device_id, usage, status) for "a device's certificates / the in-use one", issued_at
+  (time-range searches), changed_at (daily increments), batch_id, and two *partial* indexes
+  that device rows (almost all rows) never enter: entity_id where set, and issuer_key_id of
+  revoked certificates (CRLs/ARLs). A status index would let the planner scan every in-use
+  certificate instead of using the device index, so there is none. A partial unique index also
   makes "one in-use Device Certificate per device and usage" a database guarantee, so two workers
   racing on the same device cannot both leave one in use.
 * ``audit_head`` is a single row (id = 1) holding the newest (seq, hash): locking it serialises
@@ -56,6 +58,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+_REVOKED = text("status = 'R'")
+_HAS_ENTITY = text("entity_id IS NOT NULL")
+
+
 class Certificate(Base):
     __tablename__ = "certificates"
 
@@ -65,10 +71,10 @@ class Certificate(Base):
     usage: Mapped[str | None] = mapped_column(String(2))
     issuer_key_id: Mapped[str] = mapped_column(String(64), nullable=False)
     device_id: Mapped[bytes | None] = mapped_column(LargeBinary(8))
-    entity_id: Mapped[bytes | None] = mapped_column(LargeBinary(8), index=True)
+    entity_id: Mapped[bytes | None] = mapped_column(LargeBinary(8))
     role: Mapped[int | None] = mapped_column(SmallInteger)
     status: Mapped[str] = mapped_column(String(1), nullable=False)
-    not_before: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     not_after: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
@@ -80,7 +86,8 @@ class Certificate(Base):
 
     __table_args__ = (
         Index("ix_certificates_device_id_usage_status", "device_id", "usage", "status"),
-        Index("ix_certificates_status_issuer_key_id", "status", "issuer_key_id"),
+        Index("ix_certificates_revoked", "issuer_key_id", sqlite_where=_REVOKED, postgresql_where=_REVOKED),
+        Index("ix_certificates_entity_id", "entity_id", sqlite_where=_HAS_ENTITY, postgresql_where=_HAS_ENTITY),
         Index(
             "uq_certificates_device_in_use",
             "device_id",

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import Engine, Select, func, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from smki.audit import AuditReport, AuditRow, verify_chain
@@ -186,7 +186,7 @@ class Store:
         """Every revoked certificate of ``kinds`` issued by ``issuer_key_id``, streamed (for CRLs/ARLs)."""
         stmt = (
             select(_c.serial, _c.revoked_at, _c.revocation_reason)
-            .where(_c.status == CertStatus.REVOKED.value, _c.issuer_key_id == issuer_key_id,
+            .where(text("status = 'R'"), _c.issuer_key_id == issuer_key_id,  # literal: matches the partial index
                    _c.kind.in_([k.value for k in kinds]))
             .order_by(_c.id)
             .execution_options(yield_per=_PAGE)

@@ -67,7 +67,14 @@ class Transaction:
         """
         if not rows:
             return
-        when = self._db_time
+        cache: dict[datetime, object] = {}
+
+        def when(value: datetime) -> object:  # a chunk shares a handful of distinct times
+            converted = cache.get(value)
+            if converted is None:
+                converted = cache[value] = self._db_time(value)
+            return converted
+
         params = [
             (r.serial, r.kind.value, None if r.usage is None else r.usage.value, r.issuer_key_id, r.device_id,
              r.entity_id, r.role, r.status.value, when(r.not_before), when(r.not_after), r.der, when(r.issued_at),

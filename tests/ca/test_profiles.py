@@ -356,7 +356,8 @@ def _compressed(request: DeviceRequest | OrganisationRequest) -> tuple[bytes, by
     ("mutate", "code"),
     [
         (lambda r: DeviceRequest(r.device_id[:7], r.usage, r.spki_der, r.point), "ca.bad-device-id"),
-        (lambda r: DeviceRequest(r.device_id, r.usage, r.spki_der, r.point[:-1] + b"\x00"), "ca.bad-key"),
+        (lambda r: DeviceRequest(r.device_id, r.usage, r.spki_der, r.point[:-1] + bytes([r.point[-1] ^ 1])),
+         "ca.bad-key"),
         (lambda r: DeviceRequest(r.device_id, r.usage, *_compressed(r)), "ca.bad-key"),
         (
             lambda r: DeviceRequest(

@@ -58,8 +58,10 @@ def test_sigkill_mid_batch_leaves_only_whole_records(ca_home: Path, env: dict[st
             cert = x509.load_der_x509_certificate(record.der)
             public_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
             assert f"{cert.serial_number:032x}" == record.serial
-        issued_events = {row.subject for row in store.audit_rows() if row.action == "certificate.issued"}
-        assert issued_events == set(serials)
+        audited = [entry[0] for row in store.audit_rows() if row.action == "device-certificates.issued"
+                   for entry in row.details_dict["issued"]]
+        assert len(audited) == len(set(audited))
+        assert set(audited) == set(serials)
     finally:
         store.close()
     # Every certificate the CLI released was committed first.

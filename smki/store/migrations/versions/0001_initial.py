@@ -24,6 +24,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _IN_USE = sa.text("status = 'I' AND device_id IS NOT NULL")
+_REVOKED = sa.text("status = 'R'")
+_HAS_ENTITY = sa.text("entity_id IS NOT NULL")
 
 
 def upgrade() -> None:
@@ -51,13 +53,14 @@ def upgrade() -> None:
         sa.CheckConstraint("status IN ('P', 'I', 'N', 'E', 'R')", name="ck_certificates_status"),
         sa.CheckConstraint("usage IS NULL OR usage IN ('DS', 'KA')", name="ck_certificates_usage"),
     )
-    op.create_index("ix_certificates_entity_id", "certificates", ["entity_id"])
-    op.create_index("ix_certificates_not_before", "certificates", ["not_before"])
+    op.create_index("ix_certificates_entity_id", "certificates", ["entity_id"], sqlite_where=_HAS_ENTITY,
+                    postgresql_where=_HAS_ENTITY)
     op.create_index("ix_certificates_issued_at", "certificates", ["issued_at"])
     op.create_index("ix_certificates_batch_id", "certificates", ["batch_id"])
     op.create_index("ix_certificates_changed_at", "certificates", ["changed_at"])
     op.create_index("ix_certificates_device_id_usage_status", "certificates", ["device_id", "usage", "status"])
-    op.create_index("ix_certificates_status_issuer_key_id", "certificates", ["status", "issuer_key_id"])
+    op.create_index("ix_certificates_revoked", "certificates", ["issuer_key_id"], sqlite_where=_REVOKED,
+                    postgresql_where=_REVOKED)
     op.create_index(
         "uq_certificates_device_in_use",
         "certificates",
