@@ -154,7 +154,6 @@ MP074 = BASELINE.extend(
     "Organisation only",
     application_rules={DEVICE: ("device.uept-completed", "device.gateway-channel")},
     request_rules={
-        ORG: ("channel.spoti-organisation-only",),
         DEVICE: (
             "device.uept-completed",
             "device.gateway-channel",
