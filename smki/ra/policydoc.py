@@ -7,11 +7,21 @@ Pure string functions: the test suite compares the generated tables with the one
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
-from smki.domain import CertificatePolicy
+from smki.domain import CertificatePolicy, RemotePartyRole, Route
 from smki.errors import SmkiError
+from smki.ra.engine import decide_request, render_explanation
 from smki.ra.rules import all_rules
 from smki.ra.rulesets import RULESETS, RuleSet
+from smki.ra.state import (
+    AroState,
+    AroStatus,
+    CertificateRequestFacts,
+    PartyCategory,
+    PartyState,
+    SubscriberStanding,
+)
 
 BEGIN = "<!-- generated:{name}:begin (smki.ra.policydoc; do not edit by hand) -->"
 END = "<!-- generated:{name}:end -->"
@@ -78,10 +88,30 @@ def rules_by_ruleset_markdown(rulesets: Sequence[RuleSet] = RULESETS) -> str:
     return "\n".join(lines)
 
 
+def example_explanation() -> str:
+    """``smki ra explain`` of a Device CSR over SPOTI from an approved, qualified Device subscriber."""
+    party = PartyState(
+        party_id="P1",
+        name="Acme Energy",
+        category=PartyCategory.LARGE_SUPPLIER,
+        entity_roles={bytes.fromhex("90B3D51F30010000"): frozenset({RemotePartyRole.SUPPLIER})},
+        srept_passed=date(2018, 6, 1),
+        uept_completed=date(2018, 9, 1),
+        registered_user_roles=frozenset({"import-supplier"}),
+        gateway_connections=("GW-0001",),
+        subscriber={CertificatePolicy.DEVICE: SubscriberStanding.APPROVED},
+    )
+    aro = AroState("A1", "P1", AroStatus.ACTIVE, identity_verified=date(2018, 7, 1), screened=None)
+    facts = CertificateRequestFacts(CertificatePolicy.DEVICE, Route.SPOTI)
+    decision = decide_request(facts, party, aro, date(2021, 2, 1))
+    return "```text\n" + render_explanation(decision) + "```"
+
+
 GENERATED = {
     "rules": rules_table_markdown,
     "rulesets": rulesets_table_markdown,
     "rules-by-ruleset": rules_by_ruleset_markdown,
+    "example-explanation": example_explanation,
 }
 
 
