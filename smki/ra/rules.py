@@ -147,6 +147,13 @@ class StaffContext:
 C = TypeVar("C")
 
 
+class RuleScope(StrEnum):
+    """Where a policy rule may be listed: it reads request facts (and the ARO) only if ``request``."""
+
+    ANY = "any"  # reads only the Party (and the application, if any): usable in both places
+    REQUEST = "request"  # reads the request or the ARO: request rules only
+
+
 @dataclass(frozen=True)
 class Rule(Generic[C]):
     """A registered rule: id, one-line description, SEC reference, and the check itself."""
@@ -155,6 +162,7 @@ class Rule(Generic[C]):
     description: str
     reference: str
     check: Callable[[C], Verdict]
+    scope: RuleScope = RuleScope.ANY
 
     def evaluate(self, context: C) -> RuleResult:
         """Run the check and attach the rule's id and reference to the verdict."""
@@ -178,12 +186,16 @@ def _register(table: dict[str, Rule[C]], rule: Rule[C]) -> None:
 
 
 def policy_rule(
-    rule_id: str, description: str, reference: str
+    rule_id: str, description: str, reference: str, *, scope: RuleScope = RuleScope.ANY
 ) -> Callable[[Callable[[RuleContext], Verdict]], Callable[[RuleContext], Verdict]]:
-    """Register a policy rule under ``rule_id`` (decorator). Ids are permanent once released."""
+    """Register a policy rule under ``rule_id`` (decorator). Ids are permanent once released.
+
+    ``scope=RuleScope.REQUEST`` marks a rule that reads the request or the ARO; rule sets refuse to
+    list it for applications, so a misplaced rule fails when the rule set is built, not mid-decision.
+    """
 
     def register(check: Callable[[RuleContext], Verdict]) -> Callable[[RuleContext], Verdict]:
-        _register(POLICY_RULES, Rule(rule_id, description, reference, check))
+        _register(POLICY_RULES, Rule(rule_id, description, reference, check, scope))
         return check
 
     return register
@@ -321,6 +333,7 @@ def srept_passed(ctx: RuleContext) -> Verdict:
     "A Device CSR is accepted only over a DCC Gateway Connection, whatever the requester's status",
     "MP074 (SEC November 2019 Release): CSRs for Device Certificates are submitted via a DCC Gateway "
     "Connection; SEC Appendices D, M and N as amended by MP074",
+    scope=RuleScope.REQUEST,
 )
 def device_via_gateway(ctx: RuleContext) -> Verdict:
     """No route but the Gateway may carry a Device CSR: not SPOTI, and not the operator console.
@@ -341,6 +354,7 @@ def device_via_gateway(ctx: RuleContext) -> Verdict:
     "SPOTI (the SMKI Portal over the Internet) serves Organisation Certificates only",
     "MP074 Modification Report §7 (DCC comments adopted): Parties using SPOTI can only access "
     "Organisation Certificates, not Device Certificates; SEC Appendix N as amended by MP074",
+    scope=RuleScope.REQUEST,
 )
 def spoti_organisation_only(ctx: RuleContext) -> Verdict:
     """SPOTI may carry Organisation CSRs only; other routes are not this rule's business."""
@@ -362,6 +376,7 @@ def spoti_organisation_only(ctx: RuleContext) -> Verdict:
     "The Party is an approved Authorised Subscriber for the Certificate Policy (not suspended/withdrawn)",
     "SEC Section L (SMKI) and Appendix D (SMKI RAPP): only an Authorised Subscriber for a Certificate "
     "Policy may have Certificates issued under it",
+    scope=RuleScope.REQUEST,
 )
 def authorised_for_policy(ctx: RuleContext) -> Verdict:
     """Read live standing: a suspension or withdrawal takes effect on the very next request."""
@@ -382,6 +397,7 @@ CA_ROLES = frozenset({RemotePartyRole.ROOT, RemotePartyRole.ISSUING_AUTHORITY})
     "An Organisation CSR names one of the requesting Party's own Entity Identifiers",
     "SEC Appendix D (SMKI RAPP): an Organisation Certificate binds the Subscriber's own Entity "
     "Identifier (spec §2.1 rule 8)",
+    scope=RuleScope.REQUEST,
 )
 def entity_belongs_to_party(ctx: RuleContext) -> Verdict:
     """A Party must never obtain a certificate that speaks for another organisation's identifier."""
@@ -401,6 +417,7 @@ def entity_belongs_to_party(ctx: RuleContext) -> Verdict:
     "An Organisation CSR names a Remote Party Role recorded for that Entity Identifier (never a CA role)",
     "SEC Appendix D (SMKI RAPP): the Remote Party Role in an Organisation Certificate is one the "
     "Subscriber may hold (spec §2.1 rule 8, §4); CA roles 00/07 excluded [design]",
+    scope=RuleScope.REQUEST,
 )
 def role_permitted(ctx: RuleContext) -> Verdict:
     """The OU of the certificate is the role other systems trust; only a recorded role may be named."""
@@ -424,7 +441,12 @@ def role_permitted(ctx: RuleContext) -> Verdict:
 REF_ARO = "SEC Appendix D (SMKI RAPP): Authorised Responsible Officers act for a Party on SMKI services"
 
 
-@policy_rule("aro.active", "The ARO acting on the request is active (not suspended or revoked)", REF_ARO)
+@policy_rule(
+    "aro.active",
+    "The ARO acting on the request is active (not suspended or revoked)",
+    REF_ARO,
+    scope=RuleScope.REQUEST,
+)
 def aro_active(ctx: RuleContext) -> Verdict:
     """A suspended ARO is stopped on its very next request, because status is read live."""
     aro = ctx.need_aro("aro.active")
@@ -437,6 +459,7 @@ def aro_active(ctx: RuleContext) -> Verdict:
     "aro.identity-verified",
     "The ARO's identity has been verified by the RA",
     f"{REF_ARO}; identity verified by the RA (spec §1)",
+    scope=RuleScope.REQUEST,
 )
 def aro_identity_verified(ctx: RuleContext) -> Verdict:
     """Nobody acts for a Party on SMKI services until the RA has verified who they are."""
@@ -448,6 +471,7 @@ def aro_identity_verified(ctx: RuleContext) -> Verdict:
     "aro.screened",
     "The ARO has been security-screened to BS 7858:2019 or equivalent",
     "MP127 (effective 2020-11-29): AROs security-screened to BS 7858:2019 or equivalent (SECCo MP127)",
+    scope=RuleScope.REQUEST,
 )
 def aro_screened(ctx: RuleContext) -> Verdict:
     """MP127 adds screening; rule sets before it do not list this rule, so it never bites earlier."""
@@ -459,6 +483,7 @@ def aro_screened(ctx: RuleContext) -> Verdict:
     "aro.belongs-to-party",
     "The ARO acting on the request was nominated by the requesting Party",
     f"{REF_ARO}; an ARO acts only for the Party whose SRO nominated it [design]",
+    scope=RuleScope.REQUEST,
 )
 def aro_belongs_to_party(ctx: RuleContext) -> Verdict:
     """An ARO's credentials never let it act for another Party."""

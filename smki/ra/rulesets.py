@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from smki.domain import CertificatePolicy
 from smki.errors import SmkiError
-from smki.ra.rules import APPROVAL_RULES, POLICY_RULES, STAFF_RULES
+from smki.ra.rules import APPROVAL_RULES, POLICY_RULES, STAFF_RULES, RuleScope
 
 ORG = CertificatePolicy.ORGANISATION
 DEVICE = CertificatePolicy.DEVICE
@@ -64,6 +64,13 @@ class RuleSet:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "application_rules", _per_policy(self.application_rules, self.name))
+        for ids in self.application_rules.values():
+            for rule_id in ids:
+                if POLICY_RULES[rule_id].scope is RuleScope.REQUEST:
+                    raise SmkiError(
+                        "ra.rule-misplaced",
+                        f"{self.name}: {rule_id} reads a request and cannot judge an application",
+                    )
         object.__setattr__(self, "request_rules", _per_policy(self.request_rules, self.name))
         object.__setattr__(
             self, "control_rules", _known(self.control_rules, {**APPROVAL_RULES, **STAFF_RULES}, self.name)

@@ -99,6 +99,12 @@ def test_ruleset_override_answers_what_if_and_names_the_ruleset_used() -> None:
             "ra.rule-duplicate",
         ),
         (lambda: MP127.extend("X", date(2040, 1, 1), "d", control_rules=("aro.active",)), "ra.rule-unknown"),
+        (
+            lambda: MP127.extend(
+                "X", date(2040, 1, 1), "d", application_rules={CertificatePolicy.DEVICE: ("aro.active",)}
+            ),
+            "ra.rule-misplaced",
+        ),
         (lambda: ruleset_named("MP999"), "ra.ruleset-unknown"),
         (lambda: ruleset_for(date(2020, 1, 1), ()), "ra.ruleset-none"),
     ],
