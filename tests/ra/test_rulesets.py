@@ -114,6 +114,7 @@ def test_ruleset_override_answers_what_if_and_names_the_ruleset_used() -> None:
         "unknown-rule",
         "duplicate-rule",
         "policy-rule-as-control",
+        "request-rule-on-application",
         "unknown-name",
         "none",
     ],
