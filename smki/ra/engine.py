@@ -14,7 +14,6 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from smki.domain import CertificatePolicy
 from smki.errors import SmkiError
 from smki.ra.rules import (
     APPROVAL_RULES,
@@ -296,7 +295,6 @@ def render_explanation(decision: Decision) -> str:
 
 
 __all__ = [
-    "CertificatePolicy",
     "Decision",
     "DecisionKind",
     "Outcome",
