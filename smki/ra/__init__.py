@@ -1,0 +1,60 @@
+"""Registration Authority policy: the SEC rules, rule sets versioned by SEC Release, and decisions.
+
+Pure code (no I/O, no clock, no database): callers pass snapshots of the facts and the date. The
+rules live in :mod:`smki.ra.rules`, which rules apply when in :mod:`smki.ra.rulesets`, and the
+decisions in :mod:`smki.ra.engine`; docs/policy.md lists every rule.
+"""
+
+from smki.ra.engine import (
+    Decision,
+    DecisionKind,
+    Outcome,
+    PolicyRefusal,
+    check_dual_control,
+    check_staff_role,
+    decide_application,
+    decide_request,
+    render_explanation,
+)
+from smki.ra.rules import RuleResult, StaffAction
+from smki.ra.rulesets import RULESETS, RuleSet, ruleset_for, ruleset_named
+from smki.ra.state import (
+    Application,
+    AroState,
+    AroStatus,
+    CertificateRequestFacts,
+    Evidence,
+    EvidenceBasis,
+    PartyCategory,
+    PartyState,
+    StaffRole,
+    SubscriberStanding,
+)
+
+__all__ = [
+    "RULESETS",
+    "Application",
+    "AroState",
+    "AroStatus",
+    "CertificateRequestFacts",
+    "Decision",
+    "DecisionKind",
+    "Evidence",
+    "EvidenceBasis",
+    "Outcome",
+    "PartyCategory",
+    "PartyState",
+    "PolicyRefusal",
+    "RuleResult",
+    "RuleSet",
+    "StaffAction",
+    "StaffRole",
+    "SubscriberStanding",
+    "check_dual_control",
+    "check_staff_role",
+    "decide_application",
+    "decide_request",
+    "render_explanation",
+    "ruleset_for",
+    "ruleset_named",
+]

@@ -1,0 +1,309 @@
+"""The RA policy engine: decide applications and requests under the rule set in force, and explain.
+
+Pure: the caller passes the Party's and ARO's state and the date; nothing here reads a clock, a
+file or a database. Every rule of the rule set is evaluated, never stopping at the first failure,
+so a refusal lists *every* failing rule with its reason and SEC reference, and a stored decision
+(:meth:`Decision.to_dict`) can be re-explained later without the state it was made from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from smki.errors import SmkiError
+from smki.ra.rules import (
+    APPROVAL_RULES,
+    POLICY_RULES,
+    STAFF_RULES,
+    ApprovalContext,
+    RuleContext,
+    RuleResult,
+    StaffAction,
+    StaffContext,
+)
+from smki.ra.rulesets import RULESETS, RuleSet, ruleset_for
+from smki.ra.state import (
+    Application,
+    AroState,
+    CertificateRequestFacts,
+    EvidenceBasis,
+    PartyState,
+    StaffRole,
+)
+
+DECISION_FORMAT = 1
+"""Version of :meth:`Decision.to_dict`'s layout; bump it (and read old ones) if it ever changes."""
+
+
+class Outcome(StrEnum):
+    """What the RA decided."""
+
+    APPROVE = "approve"
+    REFUSE = "refuse"
+
+
+class DecisionKind(StrEnum):
+    """Whether a decision is on an application for subscriber status or on a certificate request."""
+
+    APPLICATION = "application"
+    REQUEST = "request"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision with its full rule-by-rule explanation and the rule set it was made under."""
+
+    outcome: Outcome
+    ruleset: str
+    decided_on: date
+    results: tuple[RuleResult, ...]
+    kind: DecisionKind
+    subject: str
+    evidence_basis: EvidenceBasis = EvidenceBasis.INSTALLATION_NEED
+
+    @property
+    def approved(self) -> bool:
+        """True when every rule passed."""
+        return self.outcome is Outcome.APPROVE
+
+    @property
+    def failed(self) -> tuple[RuleResult, ...]:
+        """The rules that failed, in evaluation order (empty when approved)."""
+        return tuple(r for r in self.results if not r.passed)
+
+    @property
+    def failed_ids(self) -> tuple[str, ...]:
+        """Ids of the rules that failed: what a refusal reports to the requester."""
+        return tuple(r.rule_id for r in self.failed)
+
+    def refusal(self) -> PolicyRefusal:
+        """The error to raise for a refused decision (a ``ra.refused`` SmkiError carrying the decision)."""
+        if self.approved:
+            raise SmkiError("ra.not-refused", "an approved decision has no refusal")
+        return PolicyRefusal(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able record of the decision, for the store and for ``smki ra explain``."""
+        return {
+            "format": DECISION_FORMAT,
+            "kind": self.kind.value,
+            "subject": self.subject,
+            "outcome": self.outcome.value,
+            "ruleset": self.ruleset,
+            "decided_on": self.decided_on.isoformat(),
+            "evidence_basis": self.evidence_basis.value,
+            "results": [
+                {"rule_id": r.rule_id, "passed": r.passed, "reason": r.reason, "reference": r.reference}
+                for r in self.results
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        """Rebuild a stored decision; a malformed or inconsistent record is ``ra.decision-invalid``."""
+        try:
+            return _decision_from_dict(data)
+        except SmkiError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SmkiError("ra.decision-invalid", f"not a stored decision: {exc}") from None
+
+
+class PolicyRefusal(SmkiError):
+    """A request or application refused by the RA rules; carries the decision for its explanation."""
+
+    def __init__(self, decision: Decision) -> None:
+        ids = ", ".join(decision.failed_ids)
+        super().__init__("ra.refused", f"refused under rule set {decision.ruleset} by {ids}")
+        self.decision = decision
+
+    def __reduce__(self) -> tuple[type[PolicyRefusal], tuple[Decision]]:  # type: ignore[override]
+        return (type(self), (self.decision,))
+
+
+def _invalid(message: str) -> SmkiError:
+    return SmkiError("ra.decision-invalid", message)
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{what} must be text")
+    return value
+
+
+def _decision_from_dict(data: Mapping[str, Any]) -> Decision:
+    if not isinstance(data, Mapping):
+        raise _invalid("a stored decision is a mapping")
+    if data.get("format") != DECISION_FORMAT:
+        raise _invalid(f"unsupported decision format {data.get('format')!r}")
+    raw_results = data["results"]
+    if not isinstance(raw_results, list):
+        raise _invalid("results must be a list")
+    results = []
+    for raw in raw_results:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("passed"), bool):
+            raise _invalid("each result needs rule_id, passed (true/false), reason and reference")
+        results.append(
+            RuleResult(
+                rule_id=_text(raw["rule_id"], "rule_id"),
+                passed=raw["passed"],
+                reason=_text(raw["reason"], "reason"),
+                reference=_text(raw["reference"], "reference"),
+            )
+        )
+    outcome = Outcome(_text(data["outcome"], "outcome"))
+    if outcome is not _outcome(results):
+        raise _invalid(f"outcome {outcome.value} does not follow from the rule results")
+    return Decision(
+        outcome=outcome,
+        ruleset=_text(data["ruleset"], "ruleset"),
+        decided_on=date.fromisoformat(_text(data["decided_on"], "decided_on")),
+        results=tuple(results),
+        kind=DecisionKind(_text(data["kind"], "kind")),
+        subject=_text(data["subject"], "subject"),
+        evidence_basis=EvidenceBasis.parse(_text(data["evidence_basis"], "evidence_basis")),
+    )
+
+
+def _outcome(results: Iterable[RuleResult]) -> Outcome:
+    return Outcome.APPROVE if all(r.passed for r in results) else Outcome.REFUSE
+
+
+def _evaluate(rule_ids: Iterable[str], context: RuleContext) -> tuple[RuleResult, ...]:
+    # Every rule runs, whatever the earlier ones said: a refusal must name all its reasons.
+    return tuple(POLICY_RULES[rule_id].evaluate(context) for rule_id in rule_ids)
+
+
+def _chosen(on: date, ruleset: RuleSet | None) -> RuleSet:
+    return ruleset if ruleset is not None else ruleset_for(on, RULESETS)
+
+
+def decide_application(
+    application: Application,
+    party: PartyState,
+    on: date,
+    *,
+    evidence_basis: EvidenceBasis | str = EvidenceBasis.INSTALLATION_NEED,
+    ruleset: RuleSet | None = None,
+) -> Decision:
+    """Decide an application for Authorised Subscriber status under the rule set in force on ``on``.
+
+    ``ruleset`` overrides the choice by date, for what-if questions ("under MP127, would…?");
+    the decision still names the rule set actually used.
+    """
+    basis = EvidenceBasis.parse(evidence_basis)
+    if application.party_id != party.party_id:
+        raise SmkiError(
+            "ra.party-mismatch",
+            f"application {application.application_id} is for {application.party_id}, not {party.party_id}",
+        )
+    rules = _chosen(on, ruleset)
+    context = RuleContext(
+        party=party, on=on, policy=application.policy, evidence_basis=basis, application=application
+    )
+    results = _evaluate(rules.for_application(application.policy), context)
+    return Decision(
+        outcome=_outcome(results),
+        ruleset=rules.name,
+        decided_on=on,
+        results=results,
+        kind=DecisionKind.APPLICATION,
+        subject=(
+            f"application {application.application_id}: {application.policy.value} Authorised "
+            f"Subscriber status for {party.party_id}"
+        ),
+        evidence_basis=basis,
+    )
+
+
+def decide_request(
+    facts: CertificateRequestFacts,
+    party: PartyState,
+    aro: AroState,
+    on: date,
+    *,
+    evidence_basis: EvidenceBasis | str = EvidenceBasis.INSTALLATION_NEED,
+    ruleset: RuleSet | None = None,
+) -> Decision:
+    """Decide a certificate request (any route) before any key is touched.
+
+    Applies the rule set's request rules for the request's Certificate Policy: channel rules,
+    subscriber standing, the Party's standing facts (SREPT; from MP074 UEPT and a Gateway
+    Connection for Device), the ARO rules and, for Organisation CSRs, the entity and role rules.
+    The ARO need not belong to ``party``: ``aro.belongs-to-party`` refuses it if not.
+    """
+    basis = EvidenceBasis.parse(evidence_basis)
+    rules = _chosen(on, ruleset)
+    context = RuleContext(
+        party=party, on=on, policy=facts.policy, evidence_basis=basis, request=facts, aro=aro
+    )
+    results = _evaluate(rules.for_request(facts.policy), context)
+    return Decision(
+        outcome=_outcome(results),
+        ruleset=rules.name,
+        decided_on=on,
+        results=results,
+        kind=DecisionKind.REQUEST,
+        subject=(
+            f"{facts.policy.value} certificate request from {party.party_id} by ARO {aro.aro_id} "
+            f"via {facts.route.value}"
+        ),
+        evidence_basis=basis,
+    )
+
+
+def check_dual_control(proposed_by: str, approver: str, approver_roles: Iterable[StaffRole]) -> RuleResult:
+    """``ra.dual-control``: a different person, holding the RA approver role, approves or refuses."""
+    context = ApprovalContext(proposed_by, approver, frozenset(approver_roles))
+    return APPROVAL_RULES["ra.dual-control"].evaluate(context)
+
+
+def check_staff_role(person: str, roles: Iterable[StaffRole], action: StaffAction) -> RuleResult:
+    """``ra.staff-role``: ``person`` holds a staff role that permits ``action``."""
+    return STAFF_RULES["ra.staff-role"].evaluate(StaffContext(person, frozenset(roles), action))
+
+
+def render_explanation(decision: Decision) -> str:
+    """A plain-text table of the decision, rule by rule, for ``smki ra explain`` and the audit trail."""
+    head = [
+        ("Decision", decision.outcome.value.upper()),
+        ("Subject", decision.subject),
+        ("Rule set", decision.ruleset),
+        ("Decided on", decision.decided_on.isoformat()),
+        ("Evidence basis", decision.evidence_basis.value),
+    ]
+    label = max(len(k) for k, _ in head)
+    lines = [f"{k:<{label}}  {v}" for k, v in head]
+    lines.append("")
+    width = max([len("rule"), *(len(r.rule_id) for r in decision.results)])
+    lines.append(f"{'result':<6}  {'rule':<{width}}  reason")
+    lines.append(f"{'-' * 6}  {'-' * width}  {'-' * 6}")
+    for r in decision.results:
+        lines.append(f"{'PASS' if r.passed else 'FAIL':<6}  {r.rule_id:<{width}}  {r.reason}")
+        lines.append(f"{'':<6}  {'':<{width}}  ref: {r.reference}")
+    lines.append("")
+    if decision.approved:
+        lines.append(f"Approved: all {len(decision.results)} rules passed.")
+    else:
+        failed = decision.failed_ids
+        lines.append(f"Refused by {len(failed)} of {len(decision.results)} rules: {', '.join(failed)}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "Decision",
+    "DecisionKind",
+    "Outcome",
+    "PolicyRefusal",
+    "StaffAction",
+    "StaffRole",
+    "check_dual_control",
+    "check_staff_role",
+    "decide_application",
+    "decide_request",
+    "render_explanation",
+]

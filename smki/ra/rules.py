@@ -1,0 +1,546 @@
+"""Every rule the Registration Authority applies, in one place, each citing what it rests on.
+
+A rule is a small pure function named after what it decides. It is registered with a stable id
+(the id appears in stored decisions, refusals and docs, so it never changes), a one-line
+description, and the SEC reference text it rests on. References marked ``[design]`` are smki's own
+decisions where the public record is silent (spec §2.2, §6).
+
+Rules do not know about dates of SEC Releases: *which* rules apply on a given day is data, kept in
+:mod:`smki.ra.rulesets`. A rule only reads the facts in its context and the decision date (facts
+dated after the decision date were not yet true). Each returns a :class:`Verdict` whose reason is
+one line saying why, so a refusal explains itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Generic, NamedTuple, TypeVar
+
+from smki.domain import CertificatePolicy, RemotePartyRole, Route
+from smki.errors import SmkiError
+from smki.ra.state import (
+    INSTALLATION_NEED_EVIDENCE,
+    Application,
+    AroState,
+    AroStatus,
+    CertificateRequestFacts,
+    EvidenceBasis,
+    PartyState,
+    StaffRole,
+    SubscriberStanding,
+)
+
+# --- the result types --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One rule's verdict in a decision: which rule, pass/fail, why, and what it rests on."""
+
+    rule_id: str
+    passed: bool
+    reason: str
+    reference: str
+
+
+class Verdict(NamedTuple):
+    """What a rule function returns; the registry adds the rule id and reference."""
+
+    passed: bool
+    reason: str
+
+
+def ok(reason: str) -> Verdict:
+    """A passing verdict with its one-line reason."""
+    return Verdict(True, reason)
+
+
+def fail(reason: str) -> Verdict:
+    """A failing verdict with its one-line reason."""
+    return Verdict(False, reason)
+
+
+# --- contexts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """The facts a policy rule may read.
+
+    ``application`` is set when deciding an application for Authorised Subscriber status;
+    ``request`` and ``aro`` when deciding a certificate request. ``policy`` is the Certificate
+    Policy in question either way.
+    """
+
+    party: PartyState
+    on: date
+    policy: CertificatePolicy
+    evidence_basis: EvidenceBasis = EvidenceBasis.INSTALLATION_NEED
+    application: Application | None = None
+    request: CertificateRequestFacts | None = None
+    aro: AroState | None = None
+
+    def need_request(self, rule_id: str) -> CertificateRequestFacts:
+        """The request facts; a rule set that lists a request rule for applications is a bug."""
+        if self.request is None:
+            raise SmkiError("ra.rule-misplaced", f"rule {rule_id} needs a certificate request")
+        return self.request
+
+    def need_aro(self, rule_id: str) -> AroState:
+        """The ARO acting on the request; only request rules may read it."""
+        if self.aro is None:
+            raise SmkiError("ra.rule-misplaced", f"rule {rule_id} needs the ARO acting on a request")
+        return self.aro
+
+
+class StaffAction(StrEnum):
+    """What an RA staff member is trying to do, for the ``ra.staff-role`` rule."""
+
+    RECORD_EVIDENCE = "record-evidence"
+    PROPOSE = "propose"
+    DECIDE = "decide"  # approve or refuse a proposal
+    SUSPEND = "suspend"  # suspend/withdraw a subscriber, suspend an ARO
+    MANAGE_REGISTER = "manage-register"  # parties, their status evidence, ARO nomination/verification
+    READ = "read"
+
+
+STAFF_PERMISSIONS: dict[StaffRole, frozenset[StaffAction]] = {
+    StaffRole.RA_OPERATOR: frozenset(
+        {
+            StaffAction.RECORD_EVIDENCE,
+            StaffAction.PROPOSE,
+            StaffAction.SUSPEND,
+            StaffAction.MANAGE_REGISTER,
+            StaffAction.READ,
+        }
+    ),
+    StaffRole.RA_APPROVER: frozenset({StaffAction.DECIDE, StaffAction.SUSPEND, StaffAction.READ}),
+    StaffRole.AUDITOR: frozenset({StaffAction.READ}),
+}
+"""[design] Which staff role may do what. Suspension is open to operators and approvers because it
+only ever withdraws a capability and must be quick; approving never is open to operators."""
+
+
+@dataclass(frozen=True)
+class ApprovalContext:
+    """Facts for ``ra.dual-control``: who proposed a decision and who is approving or refusing it."""
+
+    proposed_by: str
+    approver: str
+    approver_roles: frozenset[StaffRole]
+
+
+@dataclass(frozen=True)
+class StaffContext:
+    """Facts for ``ra.staff-role``: a person, the roles they hold, and what they are attempting."""
+
+    person: str
+    roles: frozenset[StaffRole]
+    action: StaffAction
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+C = TypeVar("C")
+
+
+class RuleScope(StrEnum):
+    """Where a policy rule may be listed: it reads request facts (and the ARO) only if ``request``."""
+
+    ANY = "any"  # reads only the Party (and the application, if any): usable in both places
+    REQUEST = "request"  # reads the request or the ARO: request rules only
+
+
+@dataclass(frozen=True)
+class Rule(Generic[C]):
+    """A registered rule: id, one-line description, SEC reference, and the check itself."""
+
+    rule_id: str
+    description: str
+    reference: str
+    check: Callable[[C], Verdict]
+    scope: RuleScope = RuleScope.ANY
+
+    def evaluate(self, context: C) -> RuleResult:
+        """Run the check and attach the rule's id and reference to the verdict."""
+        verdict = self.check(context)
+        return RuleResult(self.rule_id, verdict.passed, verdict.reason, self.reference)
+
+
+POLICY_RULES: dict[str, Rule[RuleContext]] = {}
+"""Rules that decide applications and certificate requests; rule sets name them by id."""
+
+APPROVAL_RULES: dict[str, Rule[ApprovalContext]] = {}
+STAFF_RULES: dict[str, Rule[StaffContext]] = {}
+
+
+def _register(table: dict[str, Rule[C]], rule: Rule[C]) -> None:
+    if rule.rule_id in POLICY_RULES or rule.rule_id in APPROVAL_RULES or rule.rule_id in STAFF_RULES:
+        raise SmkiError("ra.rule-duplicate", f"rule {rule.rule_id} is already registered")
+    if "\n" in rule.description or "\n" in rule.reference:
+        raise SmkiError("ra.rule-invalid", f"rule {rule.rule_id}: description and reference are one line")
+    table[rule.rule_id] = rule
+
+
+def policy_rule(
+    rule_id: str, description: str, reference: str, *, scope: RuleScope = RuleScope.ANY
+) -> Callable[[Callable[[RuleContext], Verdict]], Callable[[RuleContext], Verdict]]:
+    """Register a policy rule under ``rule_id`` (decorator). Ids are permanent once released.
+
+    ``scope=RuleScope.REQUEST`` marks a rule that reads the request or the ARO; rule sets refuse to
+    list it for applications, so a misplaced rule fails when the rule set is built, not mid-decision.
+    """
+
+    def register(check: Callable[[RuleContext], Verdict]) -> Callable[[RuleContext], Verdict]:
+        _register(POLICY_RULES, Rule(rule_id, description, reference, check, scope))
+        return check
+
+    return register
+
+
+def all_rules() -> list[Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext]]:
+    """Every registered rule, policy rules first then the RA staff rules, in registration order."""
+    return [*POLICY_RULES.values(), *APPROVAL_RULES.values(), *STAFF_RULES.values()]
+
+
+def describe(rule_id: str) -> Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext]:
+    """The registered rule ``rule_id``, or a ``ra.rule-unknown`` refusal."""
+    for table in (POLICY_RULES, APPROVAL_RULES, STAFF_RULES):
+        if rule_id in table:
+            return table[rule_id]
+    raise SmkiError("ra.rule-unknown", f"no rule is registered as {rule_id!r}")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _dated_fact(when: date | None, on: date, what: str) -> Verdict:
+    """Pass if ``what`` is recorded on or before the decision date; say which way it went."""
+    if when is None:
+        return fail(f"{what}: not recorded")
+    if when > on:
+        return fail(f"{what} dated {when.isoformat()}, after the decision date {on.isoformat()}")
+    return ok(f"{what} on {when.isoformat()}")
+
+
+def _eui(value: bytes) -> str:
+    return "-".join(f"{b:02X}" for b in value)
+
+
+def _role(role: RemotePartyRole) -> str:
+    return f"{role.ou} ({role.name.lower().replace('_', ' ')})"
+
+
+def _roles(roles: Iterable[RemotePartyRole]) -> str:
+    shown = ", ".join(_role(r) for r in sorted(roles))
+    return shown or "none"
+
+
+# --- Device Certificate policy: application (RAPP §5.5, MP074) ----------------------------------
+
+REF_RAPP_55 = "SEC Appendix D (SMKI RAPP) §5.5"
+REF_MP074 = "as amended by MP074 (SEC November 2019 Release, 2019-11-07)"
+
+
+@policy_rule(
+    "device.evidence-of-need",
+    "Reasonable evidence that the applicant needs Device Certificates, on the configured evidence basis",
+    f"{REF_RAPP_55}; Agreed Interpretation written into the SEC by MP074; 'registered-user' basis from "
+    "the DCC's comments in the MP074 Modification Report §7",
+)
+def evidence_of_need(ctx: RuleContext) -> Verdict:
+    """Installation need (RAPP §5.5 evidence recorded by the RA) or, by option, Registered User status.
+
+    Under ``installation-need`` the evidence is attached to the application, so at request time
+    (no application) the rule defers to the approval that recorded it; under ``registered-user``
+    the basis is a standing fact of the Party and is checked again on every request.
+    """
+    party = ctx.party
+    if ctx.evidence_basis is EvidenceBasis.REGISTERED_USER:
+        missing = []
+        if not party.registered_user_roles:
+            missing.append("holds no Registered User role")
+        if not party.gateway_connections:
+            missing.append("has no DCC Gateway Connection")
+        if missing:
+            return fail(f"registered-user basis: {party.party_id} " + " and ".join(missing))
+        return ok(
+            f"registered-user basis: Registered User ({', '.join(sorted(party.registered_user_roles))})"
+            f" with DCC Gateway Connection {party.gateway_connections[0]}"
+        )
+    if ctx.application is None:
+        return ok("installation-need basis: judged on the approved Device subscriber application")
+    needs = [e for e in ctx.application.evidence if e.kind == INSTALLATION_NEED_EVIDENCE]
+    usable = [e for e in needs if e.reference.strip() and e.recorded_by.strip() and e.recorded_on <= ctx.on]
+    if usable:
+        first = usable[0]
+        return ok(
+            f"installation-need evidence {first.reference!r} recorded by {first.recorded_by}"
+            f" on {first.recorded_on.isoformat()}"
+        )
+    if needs:
+        return fail(
+            "installation-need evidence lacks a reference or recorder, or is dated after "
+            f"{ctx.on.isoformat()}"
+        )
+    return fail("no installation-need evidence (RAPP §5.5) recorded on the application")
+
+
+@policy_rule(
+    "device.uept-completed",
+    "The Party has completed the User Entry Process Tests (UEPT)",
+    f"{REF_RAPP_55}, {REF_MP074}: the RA shall ensure the applicant has completed UEPT",
+)
+def uept_completed(ctx: RuleContext) -> Verdict:
+    """MP074: only organisations that have completed UEPT may hold Device Certificates."""
+    return _dated_fact(ctx.party.uept_completed, ctx.on, "UEPT completed")
+
+
+@policy_rule(
+    "device.gateway-channel",
+    "The Party has a DCC Gateway Connection through which its Device CSRs will be submitted",
+    f"{REF_RAPP_55}, {REF_MP074}: CSRs will be submitted via a DCC Gateway Connection",
+)
+def gateway_channel(ctx: RuleContext) -> Verdict:
+    """MP074: Device CSRs come over a DCC Gateway Connection, so the Party must have one."""
+    if not ctx.party.gateway_connections:
+        return fail(f"{ctx.party.party_id} has no DCC Gateway Connection")
+    return ok(f"DCC Gateway Connection {', '.join(ctx.party.gateway_connections)}")
+
+
+# --- every Certificate Policy ------------------------------------------------------------------
+
+
+@policy_rule(
+    "any.srept-passed",
+    "The Party has passed the SMKI and Repository Entry Process Tests (SREPT)",
+    "SREPT must be passed before a Party applies to be an Authorised Subscriber for any Certificate "
+    "Policy (DCC SMKI and Repository testing; spec §1)",
+)
+def srept_passed(ctx: RuleContext) -> Verdict:
+    """SREPT gates every Certificate Policy, at application and again on each request."""
+    return _dated_fact(ctx.party.srept_passed, ctx.on, "SREPT passed")
+
+
+# --- request time: channel ---------------------------------------------------------------------
+
+
+@policy_rule(
+    "channel.device-via-gateway",
+    "A Device CSR is accepted only over a DCC Gateway Connection, whatever the requester's status",
+    "MP074 (SEC November 2019 Release): CSRs for Device Certificates are submitted via a DCC Gateway "
+    "Connection; SEC Appendices D, M and N as amended by MP074",
+    scope=RuleScope.REQUEST,
+)
+def device_via_gateway(ctx: RuleContext) -> Verdict:
+    """No route but the Gateway may carry a Device CSR: not SPOTI, and not the operator console.
+
+    [design] The console is refused too: the SEC text admits no exception, and the MP074 invariant
+    (no Device Certificate unless the request came over the Gateway) must hold for every route.
+    """
+    request = ctx.need_request("channel.device-via-gateway")
+    if request.policy is not CertificatePolicy.DEVICE:
+        return ok("not a Device CSR")
+    if request.route is Route.GATEWAY:
+        return ok("Device CSR arrived over a DCC Gateway Connection")
+    return fail(f"Device CSR arrived by {request.route.value}; only a DCC Gateway Connection may carry one")
+
+
+@policy_rule(
+    "channel.spoti-organisation-only",
+    "SPOTI (the SMKI Portal over the Internet) serves Organisation Certificates only",
+    "MP074 Modification Report §7 (DCC comments adopted): Parties using SPOTI can only access "
+    "Organisation Certificates, not Device Certificates; SEC Appendix N as amended by MP074",
+    scope=RuleScope.REQUEST,
+)
+def spoti_organisation_only(ctx: RuleContext) -> Verdict:
+    """SPOTI may carry Organisation CSRs only; other routes are not this rule's business."""
+    request = ctx.need_request("channel.spoti-organisation-only")
+    if request.route is Route.OPERATOR:
+        return ok("operator console, not SPOTI")
+    if request.route is not Route.SPOTI:
+        return ok(f"arrived by {request.route.value}, not SPOTI")
+    if request.policy is CertificatePolicy.ORGANISATION:
+        return ok("Organisation CSR over SPOTI")
+    return fail("SPOTI serves Organisation Certificates only, and this is a Device CSR")
+
+
+# --- request time: subscriber standing ---------------------------------------------------------
+
+
+@policy_rule(
+    "subscriber.authorised-for-policy",
+    "The Party is an approved Authorised Subscriber for the Certificate Policy (not suspended/withdrawn)",
+    "SEC Section L (SMKI) and Appendix D (SMKI RAPP): only an Authorised Subscriber for a Certificate "
+    "Policy may have Certificates issued under it",
+    scope=RuleScope.REQUEST,
+)
+def authorised_for_policy(ctx: RuleContext) -> Verdict:
+    """Read live standing: a suspension or withdrawal takes effect on the very next request."""
+    standing = ctx.party.standing(ctx.policy)
+    if standing is SubscriberStanding.APPROVED:
+        return ok(f"approved {ctx.policy.value} subscriber")
+    return fail(f"{ctx.party.party_id} is {standing.value}, not approved, as a {ctx.policy.value} subscriber")
+
+
+# --- request time: Organisation CSRs -----------------------------------------------------------
+
+CA_ROLES = frozenset({RemotePartyRole.ROOT, RemotePartyRole.ISSUING_AUTHORITY})
+"""[design] Roles that name the CAs themselves (OU 00 Root, 07 Organisation CA): never a subscriber's."""
+
+
+@policy_rule(
+    "org.entity-belongs-to-party",
+    "An Organisation CSR names one of the requesting Party's own Entity Identifiers",
+    "SEC Appendix D (SMKI RAPP): an Organisation Certificate binds the Subscriber's own Entity "
+    "Identifier (spec §2.1 rule 8)",
+    scope=RuleScope.REQUEST,
+)
+def entity_belongs_to_party(ctx: RuleContext) -> Verdict:
+    """A Party must never obtain a certificate that speaks for another organisation's identifier."""
+    request = ctx.need_request("org.entity-belongs-to-party")
+    eid = request.entity_id
+    if eid is None:
+        return fail("the CSR names no Entity Identifier")
+    if len(eid) != 8:
+        return fail(f"the CSR's Entity Identifier is {len(eid)} octets, not 8")
+    if eid not in ctx.party.entity_roles:
+        return fail(f"Entity Identifier {_eui(eid)} is not one of {ctx.party.party_id}'s")
+    return ok(f"Entity Identifier {_eui(eid)} is {ctx.party.party_id}'s")
+
+
+@policy_rule(
+    "org.role-permitted",
+    "An Organisation CSR names a Remote Party Role recorded for that Entity Identifier (never a CA role)",
+    "SEC Appendix D (SMKI RAPP): the Remote Party Role in an Organisation Certificate is one the "
+    "Subscriber may hold (spec §2.1 rule 8, §4); CA roles 00/07 excluded [design]",
+    scope=RuleScope.REQUEST,
+)
+def role_permitted(ctx: RuleContext) -> Verdict:
+    """The OU of the certificate is the role other systems trust; only a recorded role may be named."""
+    request = ctx.need_request("org.role-permitted")
+    role = request.role
+    if role is None:
+        return fail("the CSR names no Remote Party Role")
+    if role in CA_ROLES:
+        return fail(f"role {_role(role)} is a CA role, never issued to a subscriber")
+    eid = request.entity_id
+    if eid is None or eid not in ctx.party.entity_roles:
+        return fail(f"role {_role(role)} cannot be permitted: the Entity Identifier is not the Party's")
+    permitted = ctx.party.entity_roles[eid]
+    if role not in permitted:
+        return fail(f"role {_role(role)} is not recorded for {_eui(eid)} (may hold: {_roles(permitted)})")
+    return ok(f"role {_role(role)} is recorded for {_eui(eid)}")
+
+
+# --- request time: the ARO acting for the Party ------------------------------------------------
+
+REF_ARO = "SEC Appendix D (SMKI RAPP): Authorised Responsible Officers act for a Party on SMKI services"
+
+
+@policy_rule(
+    "aro.active",
+    "The ARO acting on the request is active (not suspended or revoked)",
+    REF_ARO,
+    scope=RuleScope.REQUEST,
+)
+def aro_active(ctx: RuleContext) -> Verdict:
+    """A suspended ARO is stopped on its very next request, because status is read live."""
+    aro = ctx.need_aro("aro.active")
+    if aro.status is AroStatus.ACTIVE:
+        return ok(f"ARO {aro.aro_id} is active")
+    return fail(f"ARO {aro.aro_id} is {aro.status.value}")
+
+
+@policy_rule(
+    "aro.identity-verified",
+    "The ARO's identity has been verified by the RA",
+    f"{REF_ARO}; identity verified by the RA (spec §1)",
+    scope=RuleScope.REQUEST,
+)
+def aro_identity_verified(ctx: RuleContext) -> Verdict:
+    """Nobody acts for a Party on SMKI services until the RA has verified who they are."""
+    aro = ctx.need_aro("aro.identity-verified")
+    return _dated_fact(aro.identity_verified, ctx.on, f"ARO {aro.aro_id} identity verified")
+
+
+@policy_rule(
+    "aro.screened",
+    "The ARO has been security-screened to BS 7858:2019 or equivalent",
+    "MP127 (effective 2020-11-29): AROs security-screened to BS 7858:2019 or equivalent (SECCo MP127)",
+    scope=RuleScope.REQUEST,
+)
+def aro_screened(ctx: RuleContext) -> Verdict:
+    """MP127 adds screening; rule sets before it do not list this rule, so it never bites earlier."""
+    aro = ctx.need_aro("aro.screened")
+    return _dated_fact(aro.screened, ctx.on, f"ARO {aro.aro_id} screened to BS 7858:2019")
+
+
+@policy_rule(
+    "aro.belongs-to-party",
+    "The ARO acting on the request was nominated by the requesting Party",
+    f"{REF_ARO}; an ARO acts only for the Party whose SRO nominated it [design]",
+    scope=RuleScope.REQUEST,
+)
+def aro_belongs_to_party(ctx: RuleContext) -> Verdict:
+    """An ARO's credentials never let it act for another Party."""
+    aro = ctx.need_aro("aro.belongs-to-party")
+    if aro.party_id == ctx.party.party_id:
+        return ok(f"ARO {aro.aro_id} acts for {ctx.party.party_id}")
+    return fail(f"ARO {aro.aro_id} acts for {aro.party_id}, not {ctx.party.party_id}")
+
+
+# --- RA staff: dual control and roles ----------------------------------------------------------
+
+
+def _same_person(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def dual_control(ctx: ApprovalContext) -> Verdict:
+    """Four eyes: the proposer never decides, and only an RA approver decides."""
+    problems = []
+    if not ctx.proposed_by.strip() or not ctx.approver.strip():
+        problems.append("proposer and approver must both be named")
+    elif _same_person(ctx.proposed_by, ctx.approver):
+        problems.append(f"{ctx.approver} proposed this and cannot also approve or refuse it")
+    if StaffRole.RA_APPROVER not in ctx.approver_roles:
+        problems.append(f"{ctx.approver or 'the approver'} does not hold the RA approver role")
+    if problems:
+        return fail("; ".join(problems))
+    return ok(f"proposed by {ctx.proposed_by}, decided by RA approver {ctx.approver}")
+
+
+_register(
+    APPROVAL_RULES,
+    Rule(
+        "ra.dual-control",
+        "A decision is proposed by one person and approved or refused by a different RA approver",
+        "[design] four-eyes control of RA decisions (issue 3 item 4), following the RAPP's separation "
+        "of RA duties",
+        dual_control,
+    ),
+)
+
+
+def staff_role(ctx: StaffContext) -> Verdict:
+    """Each RA action needs a staff role that permits it; the auditor only reads."""
+    allowed = sorted(r.value for r in ctx.roles if ctx.action in STAFF_PERMISSIONS[r])
+    if allowed:
+        return ok(f"{ctx.person} may {ctx.action.value} as {allowed[0]}")
+    held = ", ".join(sorted(r.value for r in ctx.roles)) or "no RA staff role"
+    return fail(f"{ctx.person} ({held}) may not {ctx.action.value}")
+
+
+_register(
+    STAFF_RULES,
+    Rule(
+        "ra.staff-role",
+        "The RA staff member holds a role permitting the action (operator, approver, read-only auditor)",
+        "[design] RA staff roles: RA operator, RA approver, auditor (issue 3 item 1)",
+        staff_role,
+    ),
+)
