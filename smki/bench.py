@@ -61,12 +61,24 @@ def openssl_limit(cores: int, seconds: int = 3) -> tuple[float, float, float]:
 
 def _child(source: Path, home: Path, database_url: str, count: int, workers: int | None) -> None:
     """Runs in the child process: set up a home, issue the batch, print a JSON line of figures."""
+    import threading
+
     from smki.config import Settings
     from smki.services.batch_sources import read_batch_source
     from smki.services.ca_admin import initialise_ca
     from smki.services.context import open_home
     from smki.services.device_issuance import issue_device_batch
 
+    peaks: dict[int, float] = {}
+    stop = threading.Event()
+
+    def sample() -> None:  # pool workers are the forkserver's children, so RUSAGE_CHILDREN misses them
+        while not stop.wait(0.1):
+            for pid, peak in _descendant_peaks(os.getpid()).items():
+                peaks[pid] = max(peaks.get(pid, 0.0), peak)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     secret = BENCH_PASSPHRASE.encode()
     initialise_ca(Settings(home=home, database_url=database_url), secret, actor="bench")
     opened = open_home(home, secret)
@@ -75,10 +87,42 @@ def _child(source: Path, home: Path, database_url: str, count: int, workers: int
                                  workers=workers)
     seconds = time.perf_counter() - started
     opened.close()
+    stop.set()
+    sampler.join()
     self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    child_peak = max(peaks.values(), default=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     print(json.dumps(asdict(IssueRun(count, summary.issued, seconds, summary.issued / seconds,
                                      self_peak, child_peak))))
+
+
+def _descendant_peaks(root: int) -> dict[int, float]:
+    """Peak resident memory (MiB, VmHWM) of every live descendant of ``root``, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    family = {root}
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in family and pid not in family:
+                family.add(pid)
+                changed = True
+    peaks = {}
+    for pid in family - {root}:
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        peaks[pid] = int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return peaks
 
 
 def run_issue_benchmark(count: int, workdir: Path, database_url: str = "", workers: int | None = None) -> IssueRun:

@@ -54,7 +54,7 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
             # Checkpoint every ~64 MB of WAL rather than 4 MB: a checkpoint fsyncs the database,
             # and batch issuance writes a few hundred KB per commit.
             cursor.execute("PRAGMA wal_autocheckpoint=16000")
-            cursor.execute("PRAGMA cache_size=-65536")
+            cursor.execute("PRAGMA cache_size=-16384")
         finally:
             cursor.close()
 
