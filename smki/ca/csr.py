@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -237,6 +238,8 @@ def _check_common(der: bytes) -> _Checked:
         raise _fail("csr.too-large", f"{len(der)} bytes of DER; the limit is {MAX_CSR_BYTES}")
     try:
         csr = x509.load_der_x509_csr(der)
+    except x509.InvalidVersion:
+        raise _fail("csr.malformed", "CSR version must be v1 (0)") from None
     except ValueError:
         raise _fail("csr.malformed", "not a DER-encoded PKCS#10 CertificationRequest") from None
     try:
@@ -260,14 +263,15 @@ def _check_common(der: bytes) -> _Checked:
         raise _fail("csr.malformed", f"bad CSR structure ({error})") from None
     if der[version_start:version_end] != b"\x00":
         raise _fail("csr.malformed", "CSR version must be v1 (0)")
+    # The key first: an RSA CSR is refused as "RSA key", the cause, not as "RSA signature".
+    spki = der[subject_end:spki_end]
+    point = _p256_point(csr, spki)
     if algorithm != _ECDSA_WITH_SHA256:
         raise _fail(
             "csr.signature-algorithm",
             f"signed with {csr.signature_algorithm_oid.dotted_string[:_SHOWN]}; "
             "the CSR must be signed with ecdsa-with-SHA256",
         )
-    spki = der[subject_end:spki_end]
-    point = _p256_point(csr, spki)
     try:
         public_key = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, point)
     except ValueError:
@@ -370,29 +374,31 @@ def _extensions(checked: _Checked) -> x509.Extensions:
         raise _fail("csr.malformed", "the requested extensions are not valid DER") from None
 
 
-def _check_extensions(extensions: x509.Extensions, allowed: frozenset[x509.ObjectIdentifier]) -> Usage:
-    """Refuse anything not allowed; return the single usage keyUsage asks for."""
-    usage: Usage | None = None
-    found_key_usage = False
+def _check_extensions(extensions: x509.Extensions, allowed: frozenset[x509.ObjectIdentifier]) -> None:
+    """Refuse any requested extension that is neither ``allowed`` nor harmless."""
     for extension in extensions:
         oid = extension.oid
-        if oid == ExtensionOID.KEY_USAGE:
-            found_key_usage = True
-            usage = _usage(extension.value)
-        elif oid == ExtensionOID.BASIC_CONSTRAINTS:
+        if oid in allowed:
+            continue
+        if oid == ExtensionOID.BASIC_CONSTRAINTS:
             value = extension.value
             if isinstance(value, x509.BasicConstraints) and value.ca:
                 raise _fail("csr.unexpected-extension", "basicConstraints asks for a CA certificate")
-        elif oid not in allowed and oid not in _HARMLESS:
+        elif oid not in _HARMLESS:
             raise _fail(
                 "csr.unexpected-extension", f"extension {oid.dotted_string[:_SHOWN]} may not be requested"
             )
-    if not found_key_usage:
+
+
+def _requested_usage(extensions: x509.Extensions) -> Usage:
+    """The single usage keyUsage asks for (DS or KA)."""
+    try:
+        value = extensions.get_extension_for_oid(ExtensionOID.KEY_USAGE).value
+    except x509.ExtensionNotFound:
         raise _fail(
             "csr.key-usage-ambiguous", "no keyUsage requested; ask for digitalSignature or keyAgreement"
-        )
-    assert usage is not None
-    return usage
+        ) from None
+    return _usage(value)
 
 
 _KEY_USAGE_FLAGS = (
@@ -443,7 +449,7 @@ def check_device_csr(der: bytes) -> DeviceRequest:
     if checked.subject_der != b"\x30\x00":
         raise _fail("csr.subject-not-empty", "a Device CSR must have an empty subject")
     extensions = _extensions(checked)
-    usage = _check_extensions(extensions, _DEVICE_EXTENSIONS)
+    _check_extensions(extensions, _DEVICE_EXTENSIONS)
     try:
         san = extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
     except x509.ExtensionNotFound:
@@ -459,7 +465,8 @@ def check_device_csr(der: bytes) -> DeviceRequest:
         )
     name = names[0]
     assert isinstance(name, x509.OtherName)
-    return DeviceRequest(_hw_serial_num(name.value), usage, checked.spki_der, checked.point)
+    device_id = _hw_serial_num(name.value)
+    return DeviceRequest(device_id, _requested_usage(extensions), checked.spki_der, checked.point)
 
 
 def _hw_serial_num(value: bytes) -> bytes:
@@ -505,9 +512,13 @@ def check_organisation_csr(der: bytes) -> OrganisationRequest:
     RA's decision (spec §2.1 rule 8), not this module's.
     """
     checked = _check_common(der)
-    usage = _check_extensions(_extensions(checked), _ORGANISATION_EXTENSIONS)
+    extensions = _extensions(checked)
+    _check_extensions(extensions, _ORGANISATION_EXTENSIONS)
+    usage = _requested_usage(extensions)
     try:
-        rdns = checked.csr.subject.rdns
+        with warnings.catch_warnings():  # cryptography warns on over-long values; we refuse them below
+            warnings.simplefilter("ignore")
+            rdns = checked.csr.subject.rdns
     except ValueError:
         raise _fail("csr.malformed", "the subject is not valid DER") from None
     common_name: str | None = None
