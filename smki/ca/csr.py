@@ -297,6 +297,7 @@ def _p256_point(csr: x509.CertificateSigningRequest, spki: bytes) -> bytes:
         oid_start, oid_end = _expect(spki, alg_start, alg_end, 0x06)
         is_ec = spki[oid_start:oid_end] == _EC_PUBLIC_KEY
         named_p256 = is_ec and spki[oid_end:alg_end] == b"\x06\x08" + _PRIME256V1
+        named_curve = is_ec and spki[oid_end : oid_end + 1] == b"\x06"
         key_start, key_end = _expect(spki, alg_end, end, 0x03)
         key = spki[key_start:key_end]
     except _DerError:
@@ -305,6 +306,10 @@ def _p256_point(csr: x509.CertificateSigningRequest, spki: bytes) -> bytes:
         if len(key) == 34 and key[0] == 0 and key[1] in (2, 3):
             raise _fail("csr.compressed-point", "the P-256 public key is compressed; send it uncompressed")
         raise _fail("csr.key-invalid", "the P-256 public key is not a 65-byte uncompressed point")
+    if is_ec and not named_curve:
+        raise _fail(
+            "csr.key-not-p256", "the EC key has explicit curve parameters; use the named curve prime256v1"
+        )
     described = _describe_key(csr, is_ec, spki[oid_start:oid_end])
     raise _fail("csr.key-not-p256", f"the public key is {described}; only EC P-256 is accepted")
 
@@ -401,26 +406,29 @@ def _requested_usage(extensions: x509.Extensions) -> Usage:
     return _usage(value)
 
 
-_KEY_USAGE_FLAGS = (
-    "digital_signature",
-    "content_commitment",
-    "key_encipherment",
-    "data_encipherment",
-    "key_agreement",
-    "key_cert_sign",
-    "crl_sign",
-)
+#: cryptography's KeyUsage attribute → the RFC 5280 name used in messages.
+_KEY_USAGE_FLAGS = {
+    "digital_signature": "digitalSignature",
+    "content_commitment": "nonRepudiation",
+    "key_encipherment": "keyEncipherment",
+    "data_encipherment": "dataEncipherment",
+    "key_agreement": "keyAgreement",
+    "key_cert_sign": "keyCertSign",
+    "crl_sign": "cRLSign",
+    "encipher_only": "encipherOnly",
+    "decipher_only": "decipherOnly",
+}
 
 
 def _usage(value: x509.ExtensionType) -> Usage:
     if not isinstance(value, x509.KeyUsage):  # pragma: no cover - cryptography always decodes it
         raise _fail("csr.key-usage-ambiguous", "keyUsage could not be read")
-    flags = [flag for flag in _KEY_USAGE_FLAGS if getattr(value, flag)]
-    if value.key_agreement:  # encipher_only/decipher_only are only defined alongside keyAgreement
-        flags += [flag for flag in ("encipher_only", "decipher_only") if getattr(value, flag)]
-    if flags == ["digital_signature"]:
+    # encipher_only/decipher_only raise unless keyAgreement is set, so read them only then.
+    readable = list(_KEY_USAGE_FLAGS)[: 9 if value.key_agreement else 7]
+    flags = [_KEY_USAGE_FLAGS[flag] for flag in readable if getattr(value, flag)]
+    if flags == ["digitalSignature"]:
         return Usage.DS
-    if flags == ["key_agreement"]:
+    if flags == ["keyAgreement"]:
         return Usage.KA
     asked = ", ".join(flags) or "nothing"
     raise _fail(
@@ -578,7 +586,10 @@ def _entity_id(value: str | bytes | None) -> bytes:
         raise _fail("csr.entity-id-invalid", "no x500UniqueIdentifier: the Entity Identifier is missing")
     if not isinstance(value, bytes):
         raise _fail("csr.entity-id-invalid", "x500UniqueIdentifier must be a BIT STRING, not text")
+    if not value or value[0] > 7 or (len(value) == 1 and value[0]):
+        # Typically 8 octets written without the unused-bits octet: a malformed BIT STRING.
+        raise _fail("csr.entity-id-invalid", "x500UniqueIdentifier is not a valid BIT STRING (unused bits)")
     if len(value) != 9 or value[0] != 0:
-        bits = max(0, (len(value) - 1) * 8 - (value[0] if value else 0))
+        bits = (len(value) - 1) * 8 - value[0]
         raise _fail("csr.entity-id-invalid", f"x500UniqueIdentifier has {bits} bits; it must have 64")
     return value[1:]
