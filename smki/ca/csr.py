@@ -60,7 +60,7 @@ ERROR_CODES: dict[str, str] = {
         "the subjectAltName is not exactly one hardwareModuleName whose hwSerialNum is 8 octets"
     ),
     "csr.subject-invalid": (
-        "an Organisation CSR subject may hold only single-valued CN (≤64), OU and x500UniqueIdentifier"
+        "an Organisation CSR subject may hold only single-valued CN, OU and x500UniqueIdentifier"
     ),
     "csr.role-invalid": "OU is missing, not two hex digits, not a known Remote Party Role, or is 00 (root)",
     "csr.entity-id-invalid": "x500UniqueIdentifier is missing or not a BIT STRING of exactly 64 bits",
@@ -506,18 +506,21 @@ def _hw_serial_num(value: bytes) -> bytes:
 # --------------------------------------------------------------------------------------------
 # Organisation CSRs (spec §4.2, §4.4)
 
-_UB_COMMON_NAME = 64  # RFC 5280 ub-common-name
+#: RFC 5280 ub-common-name, counted as cryptography counts it (UTF-8 bytes), so that every CN
+#: accepted here can be written into a certificate by cryptography without error.
+_UB_COMMON_NAME = 64
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def check_organisation_csr(der: bytes) -> OrganisationRequest:
     """Check an Organisation CSR and return entity, role, usage, optional CN and key.
 
     The subject holds, in any order and each at most once in its own single-valued RDN: an
-    optional CN (1 to 64 characters), OU = the Remote Party Role as two hex digits (any string type,
-    either case; ``00`` root is never requestable) and x500UniqueIdentifier (2.5.4.45) = a BIT
-    STRING of exactly 64 bits, the Entity Identifier. The only extension requested is keyUsage
-    (plus the harmless ones in ``_HARMLESS``). Whether the Party may use that entity and role is the
-    RA's decision (spec §2.1 rule 8), not this module's.
+    optional CN (1 to 64 bytes in UTF-8, no control characters), OU = the Remote Party Role as two
+    hex digits (any string type, either case; ``00`` root is never requestable) and
+    x500UniqueIdentifier (2.5.4.45) = a BIT STRING of exactly 64 bits, the Entity Identifier. The
+    only extension requested is keyUsage (plus the harmless ones in ``_HARMLESS``). Whether the
+    Party may use that entity and role is the RA's decision (spec §2.1 rule 8), not this module's.
     """
     checked = _check_common(der)
     extensions = _extensions(checked)
@@ -541,9 +544,7 @@ def check_organisation_csr(der: bytes) -> OrganisationRequest:
         if oid == NameOID.COMMON_NAME:
             if common_name is not None:
                 raise _fail("csr.subject-invalid", "the subject has more than one CN")
-            if not isinstance(attribute.value, str) or not 0 < len(attribute.value) <= _UB_COMMON_NAME:
-                raise _fail("csr.subject-invalid", f"CN must be text of 1 to {_UB_COMMON_NAME} characters")
-            common_name = attribute.value
+            common_name = _common_name(attribute.value)
         elif oid == NameOID.ORGANIZATIONAL_UNIT_NAME:
             if role_text is not None:
                 raise _fail("csr.role-invalid", "the subject has more than one OU (role)")
@@ -558,6 +559,14 @@ def check_organisation_csr(der: bytes) -> OrganisationRequest:
     return OrganisationRequest(
         _entity_id(entity), _role(role_text), usage, common_name, checked.spki_der, checked.point
     )
+
+
+def _common_name(value: str | bytes) -> str:
+    if not isinstance(value, str) or not 0 < len(value.encode()) <= _UB_COMMON_NAME:
+        raise _fail("csr.subject-invalid", f"CN must be text of 1 to {_UB_COMMON_NAME} bytes in UTF-8")
+    if _CONTROL.search(value):
+        raise _fail("csr.subject-invalid", "CN must not contain control characters")
+    return value
 
 
 _TWO_HEX = re.compile(r"[0-9A-Fa-f]{2}")

@@ -443,6 +443,22 @@ HOSTILE: list[Case] = [
         lambda: org((NameOID.ORGANIZATION_NAME, "x"), (OU, "02"), (UID, UID_OK)),
         ORG,
     ),
+    (
+        "csr.subject-invalid",
+        "CN with a newline",
+        lambda: org((CN, "Z1\nOU=02"), (OU, "02"), (UID, UID_OK)),
+        ORG,
+    ),
+    (
+        "csr.subject-invalid",
+        "CN of 33 characters, 66 bytes in UTF-8",
+        lambda: org_subject(
+            x509.Name(
+                [x509.NameAttribute(CN, "é" * 33, _validate=False), x509.NameAttribute(OU, "02"), uid(UID_OK)]
+            )
+        ),
+        ORG,
+    ),
     ("csr.subject-invalid", "two CNs", lambda: org((CN, "a"), (CN, "b"), (OU, "02"), (UID, UID_OK)), ORG),
     (
         "csr.subject-invalid",
