@@ -266,6 +266,17 @@ HOSTILE: list[Case] = [
     ),
     ("csr.key-not-p256", "RSA key", lambda: device_key(rsa.generate_private_key(65537, 2048)), DEV),
     ("csr.key-not-p256", "P-384 key", lambda: device_key(ec.generate_private_key(ec.SECP384R1())), DEV),
+    ("csr.key-not-p256", "secp256k1 key", lambda: device_key(ec.generate_private_key(ec.SECP256K1())), DEV),
+    (
+        "csr.key-not-p256",
+        "unknown key algorithm",
+        lambda: device(
+            E_KU_DS,
+            E_SAN,
+            spki=der_tlv(0x30, der_tlv(0x30, oid_der("1.2.3.4")) + der_tlv(0x03, b"\x00" + POINT)),
+        ),
+        DEV,
+    ),
     ("csr.key-not-p256", "Ed25519 key", lambda: device_key(ed25519.Ed25519PrivateKey.generate()), DEV),
     (
         "csr.key-not-p256",

@@ -6,12 +6,23 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smki.ca.csr import ERROR_CODES, check_device_csr, check_organisation_csr, decode_csr_text
-from smki.ca.devcsr import device_csr_stream, make_device_csr, make_organisation_csr
+from smki.ca.devcsr import (
+    device_csr_stream,
+    key_usage,
+    make_device_csr,
+    make_organisation_csr,
+    organisation_subject,
+)
+from smki.ca.oids import X500_UNIQUE_IDENTIFIER as UID
 from smki.domain import RemotePartyRole, Usage
 from smki.errors import SmkiError
 
@@ -23,6 +34,7 @@ ORG_DER = make_organisation_csr(
 SEEDS = [DEVICE_DER, ORG_DER]
 CHECKS: list[Callable[[bytes], object]] = [check_device_csr, check_organisation_csr]
 
+OU = NameOID.ORGANIZATIONAL_UNIT_NAME
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -150,3 +162,21 @@ def test_device_csr_stream_yields_ds_and_ka_for_consecutive_devices() -> None:
 def test_device_csr_stream_uses_a_fresh_key_per_csr_by_default() -> None:
     points = {check_device_csr(der).point for _, _, der in device_csr_stream(4)}
     assert len(points) == 4
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.text(min_size=1, max_size=4), st.text("0123456789abcdefABCDEFG", min_size=2, max_size=2)))
+def test_ou_is_accepted_exactly_when_it_is_a_requestable_role_in_two_hex_digits(ou: str) -> None:
+    entity = [a for a in organisation_subject(bytes(8), RemotePartyRole.SUPPLIER) if a.oid == UID]
+    subject = x509.Name([x509.NameAttribute(OU, ou, _type=_ASN1Type.UTF8String), *entity])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    builder = builder.add_extension(key_usage(Usage.DS), critical=True)
+    der = builder.sign(KEY, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    requestable = {role.ou for role in RemotePartyRole if role is not RemotePartyRole.ROOT}
+    try:
+        request = check_organisation_csr(der)
+    except SmkiError as error:
+        assert error.code == "csr.role-invalid"
+        assert ou.upper() not in requestable or len(ou) != 2
+    else:
+        assert ou.upper() in requestable and request.role.ou == ou.upper()
