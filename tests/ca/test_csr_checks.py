@@ -105,7 +105,7 @@ def builder_csr(
     subject: x509.Name,
     extensions: list[tuple[x509.ExtensionType, bool]],
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey = KEY,
-    algorithm: hashes.HashAlgorithm | None = None,
+    algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None = None,
 ) -> bytes:
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
     for value, critical in extensions:
@@ -116,10 +116,10 @@ def builder_csr(
 
 
 def name(*attributes: tuple[x509.ObjectIdentifier, str | bytes]) -> x509.Name:
-    out = []
+    out: list[x509.NameAttribute[str] | x509.NameAttribute[bytes]] = []
     for oid, value in attributes:
         if isinstance(value, bytes):
-            out.append(x509.NameAttribute(oid, value, _type=_ASN1Type.BitString))  # type: ignore[arg-type]
+            out.append(x509.NameAttribute(oid, value, _type=_ASN1Type.BitString))
         else:
             out.append(x509.NameAttribute(oid, value))
     return x509.Name(out)
@@ -222,8 +222,8 @@ def org_subject(subject: x509.Name) -> bytes:
     return builder_csr(subject, [(key_usage(Usage.DS), True)])
 
 
-def uid(value: bytes) -> x509.NameAttribute:
-    return x509.NameAttribute(UID, value, _type=_ASN1Type.BitString)  # type: ignore[arg-type]
+def uid(value: bytes) -> x509.NameAttribute[bytes]:
+    return x509.NameAttribute(UID, value, _type=_ASN1Type.BitString)
 
 
 def ext_value(extension: x509.ExtensionType) -> bytes:
@@ -598,7 +598,7 @@ def test_organisation_csr_yields_entity_role_usage_and_name(
 def test_organisation_subject_order_case_and_string_type_are_free() -> None:
     subject = x509.Name(
         [
-            x509.NameAttribute(UID, UID_OK, _type=_ASN1Type.BitString),  # type: ignore[arg-type]
+            x509.NameAttribute(UID, UID_OK, _type=_ASN1Type.BitString),
             x509.NameAttribute(OU, "7f", _type=_ASN1Type.PrintableString),
             x509.NameAttribute(CN, "Other Party", _type=_ASN1Type.PrintableString),
         ]

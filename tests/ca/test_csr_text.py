@@ -71,8 +71,8 @@ def test_accepted_forms_check_as_the_same_device() -> None:
 
 
 def test_accepts_bytearray_and_memoryview() -> None:
-    assert decode_csr_text(bytearray(B64)) == DER
-    assert decode_csr_text(memoryview(B64)) == DER
+    assert decode_csr_text(bytearray(B64)) == DER  # type: ignore[arg-type]
+    assert decode_csr_text(memoryview(B64)) == DER  # type: ignore[arg-type]
 
 
 def test_der_is_taken_verbatim_even_when_it_ends_like_whitespace() -> None:
