@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import binascii
 import re
-import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import ExtensionOID
 
-from smki.ca.oids import HARDWARE_MODULE_NAME, X500_UNIQUE_IDENTIFIER
+from smki.ca.oids import HARDWARE_MODULE_NAME
 from smki.ca.requests import DeviceRequest, OrganisationRequest
 from smki.domain import RemotePartyRole, Usage
 from smki.errors import SmkiError
@@ -517,52 +516,91 @@ def check_organisation_csr(der: bytes) -> OrganisationRequest:
 
     The subject holds, in any order and each at most once in its own single-valued RDN: an
     optional CN (1 to 64 bytes in UTF-8, no control characters), OU = the Remote Party Role as two
-    hex digits (any string type, either case; ``00`` root is never requestable) and
-    x500UniqueIdentifier (2.5.4.45) = a BIT STRING of exactly 64 bits, the Entity Identifier. The
-    only extension requested is keyUsage (plus the harmless ones in ``_HARMLESS``). Whether the
-    Party may use that entity and role is the RA's decision (spec §2.1 rule 8), not this module's.
+    hex digits (either case; ``00`` root is never requestable) and x500UniqueIdentifier
+    (2.5.4.45) = a BIT STRING of exactly 64 bits, the Entity Identifier. CN and OU are UTF8String
+    or PrintableString (RFC 5280 §4.1.2.6). The only extension requested is keyUsage (plus the
+    harmless ones in ``_HARMLESS``). Whether the Party may use that entity and role is the RA's
+    decision (spec §2.1 rule 8), not this module's.
     """
     checked = _check_common(der)
     extensions = _extensions(checked)
     _check_extensions(extensions, _ORGANISATION_EXTENSIONS)
     usage = _requested_usage(extensions)
-    try:
-        with warnings.catch_warnings():  # cryptography warns on over-long values; we refuse them below
-            warnings.simplefilter("ignore")
-            rdns = checked.csr.subject.rdns
-    except ValueError:
-        raise _fail("csr.malformed", "the subject is not valid DER") from None
     common_name: str | None = None
-    role_text: str | bytes | None = None
-    entity: str | bytes | None = None
-    for rdn in rdns:
-        attributes = list(rdn)
-        if len(attributes) != 1:
-            raise _fail("csr.subject-invalid", "the subject has a multi-valued RDN")
-        attribute = attributes[0]
-        oid = attribute.oid
-        if oid == NameOID.COMMON_NAME:
+    role_text: str | None = None
+    entity: bytes | None = None
+    for oid, tag, value in _subject_attributes(checked.subject_der):
+        if oid == _CN:
             if common_name is not None:
                 raise _fail("csr.subject-invalid", "the subject has more than one CN")
-            common_name = _common_name(attribute.value)
-        elif oid == NameOID.ORGANIZATIONAL_UNIT_NAME:
+            common_name = _common_name(_directory_string(tag, value, "csr.subject-invalid", "CN"))
+        elif oid == _OU:
             if role_text is not None:
                 raise _fail("csr.role-invalid", "the subject has more than one OU (role)")
-            role_text = attribute.value
-        elif oid == X500_UNIQUE_IDENTIFIER:
+            role_text = _directory_string(tag, value, "csr.role-invalid", "OU")
+        elif oid == _UID:
             if entity is not None:
                 raise _fail("csr.entity-id-invalid", "the subject has more than one x500UniqueIdentifier")
-            entity = attribute.value
+            if tag != 0x03:
+                raise _fail("csr.entity-id-invalid", "x500UniqueIdentifier must be a BIT STRING, not text")
+            entity = value
         else:
-            shown = oid.dotted_string[:_SHOWN]
+            shown = _oid_text(oid)[:_SHOWN]
             raise _fail("csr.subject-invalid", f"subject attribute {shown} is not allowed")
     return OrganisationRequest(
         _entity_id(entity), _role(role_text), usage, common_name, checked.spki_der, checked.point
     )
 
 
-def _common_name(value: str | bytes) -> str:
-    if not isinstance(value, str) or not 0 < len(value.encode()) <= _UB_COMMON_NAME:
+_CN = bytes.fromhex("550403")
+_OU = bytes.fromhex("55040b")
+_UID = bytes.fromhex("55042d")
+_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]*")
+
+
+def _subject_attributes(subject: bytes) -> list[tuple[bytes, int, bytes]]:
+    """(OID content, value tag, value content) of each single-valued RDN of a DER Name.
+
+    Read with the strict reader rather than through ``cryptography``'s Name, which coerces values
+    by type (and raises TypeError or warns on some hostile combinations).
+    """
+    attributes: list[tuple[bytes, int, bytes]] = []
+    try:
+        start, end = _expect(subject, 0, len(subject), 0x30)
+        pos = start
+        while pos < end:
+            set_start, set_end = _expect(subject, pos, end, 0x31)
+            atv_start, atv_end = _expect(subject, set_start, set_end, 0x30)
+            if atv_end != set_end:
+                raise _fail("csr.subject-invalid", "the subject has a multi-valued RDN")
+            oid_start, oid_end = _expect(subject, atv_start, atv_end, 0x06)
+            tag, value_start, value_end = _tlv(subject, oid_end, atv_end)
+            if value_end != atv_end:
+                raise _DerError("data after an attribute value")
+            attributes.append((subject[oid_start:oid_end], tag, subject[value_start:value_end]))
+            pos = set_end
+    except _DerError as error:
+        raise _fail("csr.malformed", f"bad subject ({error})") from None
+    return attributes
+
+
+def _directory_string(tag: int, value: bytes, code: str, what: str) -> str:
+    """Text of a UTF8String or PrintableString; anything else is refused under ``code``."""
+    if tag == 0x0C:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _fail(code, f"{what} is not valid UTF-8") from None
+    if tag == 0x13:
+        text = value.decode("latin-1")
+        if _PRINTABLE.fullmatch(text):
+            return text
+        raise _fail(code, f"{what} has characters a PrintableString may not hold")
+    raise _fail(code, f"{what} must be a UTF8String or PrintableString (tag {tag:#04x})")
+
+
+def _common_name(value: str) -> str:
+    if not 0 < len(value.encode()) <= _UB_COMMON_NAME:
         raise _fail("csr.subject-invalid", f"CN must be text of 1 to {_UB_COMMON_NAME} bytes in UTF-8")
     if _CONTROL.search(value):
         raise _fail("csr.subject-invalid", "CN must not contain control characters")
@@ -572,12 +610,11 @@ def _common_name(value: str | bytes) -> str:
 _TWO_HEX = re.compile(r"[0-9A-Fa-f]{2}")
 
 
-def _role(value: str | bytes | None) -> RemotePartyRole:
+def _role(value: str | None) -> RemotePartyRole:
     if value is None:
         raise _fail("csr.role-invalid", "no OU: the Remote Party Role is missing")
-    if not isinstance(value, str) or not _TWO_HEX.fullmatch(value):
-        shown = _shown(value) if isinstance(value, str) else "a BIT STRING"
-        raise _fail("csr.role-invalid", f"OU {shown} is not a Remote Party Role in two hex digits")
+    if not _TWO_HEX.fullmatch(value):
+        raise _fail("csr.role-invalid", f"OU {_shown(value)} is not a Remote Party Role in two hex digits")
     number = int(value, 16)
     try:
         role = RemotePartyRole(number)
@@ -588,13 +625,10 @@ def _role(value: str | bytes | None) -> RemotePartyRole:
     return role
 
 
-def _entity_id(value: str | bytes | None) -> bytes:
-    # cryptography returns a BIT STRING attribute as its raw content: the unused-bits octet, then
-    # the bits. Any other ASN.1 type comes back as str.
+def _entity_id(value: bytes | None) -> bytes:
+    """The 8 octets of a BIT STRING's content: the unused-bits octet (0), then 64 bits."""
     if value is None:
         raise _fail("csr.entity-id-invalid", "no x500UniqueIdentifier: the Entity Identifier is missing")
-    if not isinstance(value, bytes):
-        raise _fail("csr.entity-id-invalid", "x500UniqueIdentifier must be a BIT STRING, not text")
     if not value or value[0] > 7 or (len(value) == 1 and value[0]):
         # Typically 8 octets written without the unused-bits octet: a malformed BIT STRING.
         raise _fail("csr.entity-id-invalid", "x500UniqueIdentifier is not a valid BIT STRING (unused bits)")
