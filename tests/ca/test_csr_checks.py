@@ -222,6 +222,13 @@ def org_subject(subject: x509.Name) -> bytes:
     return builder_csr(subject, [(key_usage(Usage.DS), True)])
 
 
+def raw_org(*attributes: bytes) -> bytes:
+    """An Organisation CSR whose subject is these DER AttributeTypeAndValues (one RDN each) + a UID."""
+    rdns = [der_tlv(0x31, attribute) for attribute in attributes]
+    rdns.append(der_tlv(0x31, der_tlv(0x30, oid_der("2.5.4.45") + der_tlv(0x03, UID_OK))))
+    return sign(cri(der_tlv(0x30, b"".join(rdns)), attributes=(ext_request(E_KU_DS),)))
+
+
 def uid(value: bytes) -> x509.NameAttribute[bytes]:
     return x509.NameAttribute(UID, value, _type=_ASN1Type.BitString)
 
@@ -468,6 +475,18 @@ HOSTILE: list[Case] = [
                 [x509.NameAttribute(CN, "é" * 33, _validate=False), x509.NameAttribute(OU, "02"), uid(UID_OK)]
             )
         ),
+        ORG,
+    ),
+    (  # found by the property tests: cryptography's Name raised TypeError on this
+        "csr.subject-invalid",
+        "CN as a BIT STRING",
+        lambda: raw_org(der_tlv(0x30, oid_der("2.5.4.3") + der_tlv(0x03, b"\x00Z1"))),
+        ORG,
+    ),
+    (
+        "csr.role-invalid",
+        "OU as a BMPString",
+        lambda: raw_org(der_tlv(0x30, oid_der("2.5.4.11") + der_tlv(0x1E, b"\x000\x002"))),
         ORG,
     ),
     ("csr.subject-invalid", "two CNs", lambda: org((CN, "a"), (CN, "b"), (OU, "02"), (UID, UID_OK)), ORG),
