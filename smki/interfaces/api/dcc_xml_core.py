@@ -159,7 +159,12 @@ class _Builder:
 
     def chars(self, data: str) -> None:
         if self.stack:
-            self.stack[-1].parts.append(data)
+            node = self.stack[-1]
+            # Whitespace between child elements means nothing; dropping it keeps a pretty-printed
+            # 50,000-entry batch from accumulating megabytes of indentation in the root.
+            if node.children and data.isspace():
+                return
+            node.parts.append(data)
 
     def doctype(self, *_args: object) -> None:
         raise self.fail("DTDs and entity declarations are not accepted (<!DOCTYPE>)")
