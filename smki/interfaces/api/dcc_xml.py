@@ -231,15 +231,16 @@ def dcc_error_for(
     """
     ad_hoc = service is Service.AD_HOC
     text = _one_line(message)
+    coded = _one_line(f"{code}: {message}")
     rule_ids = [rule for rule in rules if rule]
     if rule_ids:
-        listed = "refused by RA rule(s): " + ", ".join(rule_ids)
+        listed = _one_line("refused by RA rule(s): " + ", ".join(rule_ids))
         if ad_hoc:
             return DccOutcome(AdHocStatus.WORKFLOW_ERROR, DccError(RA_WORKFLOW_CODE, listed))
         return DccOutcome(DeviceStatus.INELIGIBLE, DccError(RULE_CODES.get(rule_ids[0], RULE_OTHER), listed))
     if code.startswith("csr."):
         status = AdHocStatus.CSR_ERROR if ad_hoc else DeviceStatus.CSR_ERROR
-        return DccOutcome(status, DccError(CSR_ERROR_CODES.get(code, CSR_OTHER), f"{code}: {text}"))
+        return DccOutcome(status, DccError(CSR_ERROR_CODES.get(code, CSR_OTHER), coded))
     if code == UNKNOWN_DEVICE and ad_hoc:
         return DccOutcome(AdHocStatus.UNKNOWN_DEVICE, DccError(UNKNOWN_DEVICE_CODE, text))
     if code.startswith("FM:") and ad_hoc:
@@ -249,10 +250,10 @@ def dcc_error_for(
         return DccOutcome(status, DccError(ANOMALY_CODE, text))
     if code.startswith(_CA_PREFIXES):
         status = AdHocStatus.CA_ERROR if ad_hoc else DeviceStatus.CA_ERROR
-        return DccOutcome(status, DccError(CA_CODE, f"{code}: {text}"))
+        return DccOutcome(status, DccError(CA_CODE, coded))
     workflow = AdHocStatus.WORKFLOW_ERROR if ad_hoc else DeviceStatus.WORKFLOW_ERROR
     known = code.startswith(_WORKFLOW_PREFIXES) or code in {UNKNOWN_DEVICE}
-    return DccOutcome(workflow, DccError(WORKFLOW_CODE if known else OTHER_CODE, f"{code}: {text}"))
+    return DccOutcome(workflow, DccError(WORKFLOW_CODE if known else OTHER_CODE, coded))
 
 
 def dcc_error_from(service: Service, error: SmkiError, rules: Iterable[str] = ()) -> DccOutcome:
@@ -261,7 +262,10 @@ def dcc_error_from(service: Service, error: SmkiError, rules: Iterable[str] = ()
 
 
 def _one_line(message: str) -> str:
-    """ErrorText is one line of printable text, at most 500 characters."""
+    """ErrorText is one line of printable text, at most 500 characters, with no edge whitespace.
+
+    Edge whitespace would not survive a round trip (readers strip values), so it is never sent.
+    """
     flat = " ".join(message.split())
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in flat)
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in flat).strip()
     return cleaned if len(cleaned) <= 500 else cleaned[:499] + "…"
