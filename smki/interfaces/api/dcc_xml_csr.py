@@ -53,6 +53,8 @@ VERSION = "1.0"
 BUILD = f"smki-{__version__}"
 #: SEC Appendix M: at most 50,000 CSRs in one batch.
 MAX_BATCH_CSRS = 50_000
+#: The DCC's own ErrorText for FM:AA2, verbatim (SEC Appendix M), so clients matching on it still match.
+TOO_MANY_CSRS_TEXT = "Number of submitted CSRs exceeds maximum volume"
 #: Default body limit for ``SubmitCSRBatch`` (50,000 typical Device CSRs are ~25-30 MB).
 DEFAULT_BATCH_MAX_BYTES = 64 * 1024 * 1024
 
@@ -198,8 +200,8 @@ class DeviceCertificateSigningResponse:
             raise ValueError("status must be an AdHocStatus")
         _check_outcome(self.status, self.certificate_der, self.error, "response")
         check_xml_text(self.build, "Build")
-        if not self.build.strip() or self.version != VERSION:
-            raise ValueError("Build must not be blank and Version must be 1.0")
+        if not self.build.strip() or self.build != self.build.strip() or self.version != VERSION:
+            raise ValueError("Build must be non-blank without surrounding whitespace; Version must be 1.0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,7 +543,7 @@ class _BatchReader:
         if len(self.csrs) >= self.max_csrs:
             raise DccFormatError(
                 FM_TOO_MANY_CSRS,
-                f"Number of submitted CSRs exceeds maximum volume ({self.max_csrs})",
+                TOO_MANY_CSRS_TEXT,
                 rid,
             )
         check_attributes(node, ("ID",), rid)
