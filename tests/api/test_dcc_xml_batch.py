@@ -313,3 +313,11 @@ def test_a_50000_entry_result_streams_and_reads_back() -> None:
 def test_results_round_trip(statuses: list[DeviceStatus]) -> None:
     result = CSRBatchResult(BatchStatus.COMPLETED, tuple(_entry(n, s) for n, s in enumerate(statuses)))
     assert parse_csr_batch_result(render_csr_batch_result(result)) == result
+
+
+def test_the_benchmark_command_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from smki.interfaces.api import dcc_xml_bench
+
+    dcc_xml_bench.main(["--count", "200"])
+    out = capsys.readouterr().out
+    assert "SubmitCSRBatch parse: 200 CSRs" in out and "CSRBatchResult render (streamed): 200" in out

@@ -67,6 +67,11 @@ SPEC_RULES = [
 DCC_SYNTAX = re.compile(r"[A-Z]{2}:[A-Za-z0-9]+")
 
 
+@pytest.fixture
+def xsd() -> Libxml2Schemas:
+    return require_xsd()
+
+
 def test_every_csr_check_has_its_own_valid_cr_code() -> None:
     for code in CA_CSR_CODES:
         assert code in CSR_ERROR_CODES, f"{code} has no DCC code"
@@ -154,3 +159,26 @@ def test_every_outcome_renders_into_a_valid_response(
         body = render_csr_batch_result(result)
         assert parse_csr_batch_result(body) == result
         assert xsd.errors_for("device-csr-batch.xsd", body) == []
+
+
+def test_every_table_code_renders_in_both_services(xsd: Libxml2Schemas) -> None:
+    """Each code smki can send appears, byte for byte, in a schema-valid response of its service."""
+    batch_entries = []
+    for n, code in enumerate([*CSR_ERROR_CODES, "csr.new", "issuance.anomaly", "key.locked", "capacity.x", "x.y"]):
+        adhoc = dcc_error_for(Service.AD_HOC, code, "reason")
+        body = render_device_csr_response(DeviceCertificateSigningResponse("r", 1, adhoc.status, error=adhoc.error))
+        assert f"<ErrorCode>{adhoc.error.code}</ErrorCode>".encode() in body
+        assert xsd.errors_for("device-csr-adhoc.xsd", body) == []
+        outcome = dcc_error_for(Service.BATCH, code, "reason")
+        batch_entries.append(DeviceCertificate(f"c{n}", outcome.status, error=outcome.error))  # type: ignore[arg-type]
+    for n, rule in enumerate(RULE_CODES):
+        outcome = dcc_error_for(Service.BATCH, "ra.refused", "x", [rule])
+        batch_entries.append(DeviceCertificate(f"r{n}", outcome.status, error=outcome.error))  # type: ignore[arg-type]
+    for code in (UNKNOWN_DEVICE,):
+        adhoc = dcc_error_for(Service.AD_HOC, code, "reason")
+        body = render_device_csr_response(DeviceCertificateSigningResponse("r", 1, adhoc.status, error=adhoc.error))
+        assert b"<Status>UNKNOWN_DEVICE</Status><Error><ErrorCode>UD:AA1</ErrorCode>" in body
+    body = render_csr_batch_result(CSRBatchResult(BatchStatus.COMPLETED, tuple(batch_entries)))
+    assert xsd.errors_for("device-csr-batch.xsd", body) == []
+    sent = {entry.error.code for entry in parse_csr_batch_result(body).certificates if entry.error}
+    assert set(CSR_ERROR_CODES.values()) | set(RULE_CODES.values()) <= sent

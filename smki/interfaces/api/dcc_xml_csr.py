@@ -131,7 +131,7 @@ class DccError:
 
     def __post_init__(self) -> None:
         if not isinstance(self.code, str) or not _ERROR_CODE.fullmatch(self.code) or len(self.code) > 10:
-            raise ValueError(f"ErrorCode {self.code!r} must match [A-Z]{{2}}:[A-Za-z0-9]+ and be at most 10 chars")
+            raise ValueError(f"ErrorCode {shown(str(self.code))} must match [A-Z]{{2}}:[A-Za-z0-9]+, at most 10 chars")
         check_xml_text(self.text, "ErrorText")
 
 
