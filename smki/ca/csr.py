@@ -28,9 +28,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import ExtensionOID
 
-from smki.ca.oids import HARDWARE_MODULE_NAME, X500_UNIQUE_IDENTIFIER
+from smki.ca.oids import HARDWARE_MODULE_NAME
 from smki.ca.requests import DeviceRequest, OrganisationRequest
 from smki.domain import RemotePartyRole, Usage
 from smki.errors import SmkiError
@@ -59,7 +59,7 @@ ERROR_CODES: dict[str, str] = {
         "the subjectAltName is not exactly one hardwareModuleName whose hwSerialNum is 8 octets"
     ),
     "csr.subject-invalid": (
-        "an Organisation CSR subject may hold only single-valued CN (≤64), OU and x500UniqueIdentifier"
+        "an Organisation CSR subject may hold only single-valued CN, OU and x500UniqueIdentifier"
     ),
     "csr.role-invalid": "OU is missing, not two hex digits, not a known Remote Party Role, or is 00 (root)",
     "csr.entity-id-invalid": "x500UniqueIdentifier is missing or not a BIT STRING of exactly 64 bits",
@@ -237,6 +237,8 @@ def _check_common(der: bytes) -> _Checked:
         raise _fail("csr.too-large", f"{len(der)} bytes of DER; the limit is {MAX_CSR_BYTES}")
     try:
         csr = x509.load_der_x509_csr(der)
+    except x509.InvalidVersion:
+        raise _fail("csr.malformed", "CSR version must be v1 (0)") from None
     except ValueError:
         raise _fail("csr.malformed", "not a DER-encoded PKCS#10 CertificationRequest") from None
     try:
@@ -260,14 +262,15 @@ def _check_common(der: bytes) -> _Checked:
         raise _fail("csr.malformed", f"bad CSR structure ({error})") from None
     if der[version_start:version_end] != b"\x00":
         raise _fail("csr.malformed", "CSR version must be v1 (0)")
+    # The key first: an RSA CSR is refused as "RSA key", the cause, not as "RSA signature".
+    spki = der[subject_end:spki_end]
+    point = _p256_point(csr, spki)
     if algorithm != _ECDSA_WITH_SHA256:
         raise _fail(
             "csr.signature-algorithm",
             f"signed with {csr.signature_algorithm_oid.dotted_string[:_SHOWN]}; "
             "the CSR must be signed with ecdsa-with-SHA256",
         )
-    spki = der[subject_end:spki_end]
-    point = _p256_point(csr, spki)
     try:
         public_key = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, point)
     except ValueError:
@@ -293,6 +296,7 @@ def _p256_point(csr: x509.CertificateSigningRequest, spki: bytes) -> bytes:
         oid_start, oid_end = _expect(spki, alg_start, alg_end, 0x06)
         is_ec = spki[oid_start:oid_end] == _EC_PUBLIC_KEY
         named_p256 = is_ec and spki[oid_end:alg_end] == b"\x06\x08" + _PRIME256V1
+        named_curve = is_ec and spki[oid_end : oid_end + 1] == b"\x06"
         key_start, key_end = _expect(spki, alg_end, end, 0x03)
         key = spki[key_start:key_end]
     except _DerError:
@@ -301,6 +305,10 @@ def _p256_point(csr: x509.CertificateSigningRequest, spki: bytes) -> bytes:
         if len(key) == 34 and key[0] == 0 and key[1] in (2, 3):
             raise _fail("csr.compressed-point", "the P-256 public key is compressed; send it uncompressed")
         raise _fail("csr.key-invalid", "the P-256 public key is not a 65-byte uncompressed point")
+    if is_ec and not named_curve:
+        raise _fail(
+            "csr.key-not-p256", "the EC key has explicit curve parameters; use the named curve prime256v1"
+        )
     described = _describe_key(csr, is_ec, spki[oid_start:oid_end])
     raise _fail("csr.key-not-p256", f"the public key is {described}; only EC P-256 is accepted")
 
@@ -370,51 +378,56 @@ def _extensions(checked: _Checked) -> x509.Extensions:
         raise _fail("csr.malformed", "the requested extensions are not valid DER") from None
 
 
-def _check_extensions(extensions: x509.Extensions, allowed: frozenset[x509.ObjectIdentifier]) -> Usage:
-    """Refuse anything not allowed; return the single usage keyUsage asks for."""
-    usage: Usage | None = None
-    found_key_usage = False
+def _check_extensions(extensions: x509.Extensions, allowed: frozenset[x509.ObjectIdentifier]) -> None:
+    """Refuse any requested extension that is neither ``allowed`` nor harmless."""
     for extension in extensions:
         oid = extension.oid
-        if oid == ExtensionOID.KEY_USAGE:
-            found_key_usage = True
-            usage = _usage(extension.value)
-        elif oid == ExtensionOID.BASIC_CONSTRAINTS:
+        if oid in allowed:
+            continue
+        if oid == ExtensionOID.BASIC_CONSTRAINTS:
             value = extension.value
             if isinstance(value, x509.BasicConstraints) and value.ca:
                 raise _fail("csr.unexpected-extension", "basicConstraints asks for a CA certificate")
-        elif oid not in allowed and oid not in _HARMLESS:
+        elif oid not in _HARMLESS:
             raise _fail(
                 "csr.unexpected-extension", f"extension {oid.dotted_string[:_SHOWN]} may not be requested"
             )
-    if not found_key_usage:
+
+
+def _requested_usage(extensions: x509.Extensions) -> Usage:
+    """The single usage keyUsage asks for (DS or KA)."""
+    try:
+        value = extensions.get_extension_for_oid(ExtensionOID.KEY_USAGE).value
+    except x509.ExtensionNotFound:
         raise _fail(
             "csr.key-usage-ambiguous", "no keyUsage requested; ask for digitalSignature or keyAgreement"
-        )
-    assert usage is not None
-    return usage
+        ) from None
+    return _usage(value)
 
 
-_KEY_USAGE_FLAGS = (
-    "digital_signature",
-    "content_commitment",
-    "key_encipherment",
-    "data_encipherment",
-    "key_agreement",
-    "key_cert_sign",
-    "crl_sign",
-)
+#: cryptography's KeyUsage attribute → the RFC 5280 name used in messages.
+_KEY_USAGE_FLAGS = {
+    "digital_signature": "digitalSignature",
+    "content_commitment": "nonRepudiation",
+    "key_encipherment": "keyEncipherment",
+    "data_encipherment": "dataEncipherment",
+    "key_agreement": "keyAgreement",
+    "key_cert_sign": "keyCertSign",
+    "crl_sign": "cRLSign",
+    "encipher_only": "encipherOnly",
+    "decipher_only": "decipherOnly",
+}
 
 
 def _usage(value: x509.ExtensionType) -> Usage:
     if not isinstance(value, x509.KeyUsage):  # pragma: no cover - cryptography always decodes it
         raise _fail("csr.key-usage-ambiguous", "keyUsage could not be read")
-    flags = [flag for flag in _KEY_USAGE_FLAGS if getattr(value, flag)]
-    if value.key_agreement:  # encipher_only/decipher_only are only defined alongside keyAgreement
-        flags += [flag for flag in ("encipher_only", "decipher_only") if getattr(value, flag)]
-    if flags == ["digital_signature"]:
+    # encipher_only/decipher_only raise unless keyAgreement is set, so read them only then.
+    readable = list(_KEY_USAGE_FLAGS)[: 9 if value.key_agreement else 7]
+    flags = [_KEY_USAGE_FLAGS[flag] for flag in readable if getattr(value, flag)]
+    if flags == ["digitalSignature"]:
         return Usage.DS
-    if flags == ["key_agreement"]:
+    if flags == ["keyAgreement"]:
         return Usage.KA
     asked = ", ".join(flags) or "nothing"
     raise _fail(
@@ -443,7 +456,7 @@ def check_device_csr(der: bytes) -> DeviceRequest:
     if checked.subject_der != b"\x30\x00":
         raise _fail("csr.subject-not-empty", "a Device CSR must have an empty subject")
     extensions = _extensions(checked)
-    usage = _check_extensions(extensions, _DEVICE_EXTENSIONS)
+    _check_extensions(extensions, _DEVICE_EXTENSIONS)
     try:
         san = extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
     except x509.ExtensionNotFound:
@@ -459,7 +472,8 @@ def check_device_csr(der: bytes) -> DeviceRequest:
         )
     name = names[0]
     assert isinstance(name, x509.OtherName)
-    return DeviceRequest(_hw_serial_num(name.value), usage, checked.spki_der, checked.point)
+    device_id = _hw_serial_num(name.value)
+    return DeviceRequest(device_id, _requested_usage(extensions), checked.spki_der, checked.point)
 
 
 def _hw_serial_num(value: bytes) -> bytes:
@@ -491,65 +505,116 @@ def _hw_serial_num(value: bytes) -> bytes:
 # --------------------------------------------------------------------------------------------
 # Organisation CSRs (spec §4.2, §4.4)
 
-_UB_COMMON_NAME = 64  # RFC 5280 ub-common-name
+#: RFC 5280 ub-common-name, counted as cryptography counts it (UTF-8 bytes), so that every CN
+#: accepted here can be written into a certificate by cryptography without error.
+_UB_COMMON_NAME = 64
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def check_organisation_csr(der: bytes) -> OrganisationRequest:
     """Check an Organisation CSR and return entity, role, usage, optional CN and key.
 
     The subject holds, in any order and each at most once in its own single-valued RDN: an
-    optional CN (1 to 64 characters), OU = the Remote Party Role as two hex digits (any string type,
-    either case; ``00`` root is never requestable) and x500UniqueIdentifier (2.5.4.45) = a BIT
-    STRING of exactly 64 bits, the Entity Identifier. The only extension requested is keyUsage
-    (plus the harmless ones in ``_HARMLESS``). Whether the Party may use that entity and role is the
-    RA's decision (spec §2.1 rule 8), not this module's.
+    optional CN (1 to 64 bytes in UTF-8, no control characters), OU = the Remote Party Role as two
+    hex digits (either case; ``00`` root is never requestable) and x500UniqueIdentifier
+    (2.5.4.45) = a BIT STRING of exactly 64 bits, the Entity Identifier. CN and OU are UTF8String
+    or PrintableString (RFC 5280 §4.1.2.6). The only extension requested is keyUsage (plus the
+    harmless ones in ``_HARMLESS``). Whether the Party may use that entity and role is the RA's
+    decision (spec §2.1 rule 8), not this module's.
     """
     checked = _check_common(der)
-    usage = _check_extensions(_extensions(checked), _ORGANISATION_EXTENSIONS)
-    try:
-        rdns = checked.csr.subject.rdns
-    except ValueError:
-        raise _fail("csr.malformed", "the subject is not valid DER") from None
+    extensions = _extensions(checked)
+    _check_extensions(extensions, _ORGANISATION_EXTENSIONS)
+    usage = _requested_usage(extensions)
     common_name: str | None = None
-    role_text: str | bytes | None = None
-    entity: str | bytes | None = None
-    for rdn in rdns:
-        attributes = list(rdn)
-        if len(attributes) != 1:
-            raise _fail("csr.subject-invalid", "the subject has a multi-valued RDN")
-        attribute = attributes[0]
-        oid = attribute.oid
-        if oid == NameOID.COMMON_NAME:
+    role_text: str | None = None
+    entity: bytes | None = None
+    for oid, tag, value in _subject_attributes(checked.subject_der):
+        if oid == _CN:
             if common_name is not None:
                 raise _fail("csr.subject-invalid", "the subject has more than one CN")
-            if not isinstance(attribute.value, str) or not 0 < len(attribute.value) <= _UB_COMMON_NAME:
-                raise _fail("csr.subject-invalid", f"CN must be text of 1 to {_UB_COMMON_NAME} characters")
-            common_name = attribute.value
-        elif oid == NameOID.ORGANIZATIONAL_UNIT_NAME:
+            common_name = _common_name(_directory_string(tag, value, "csr.subject-invalid", "CN"))
+        elif oid == _OU:
             if role_text is not None:
                 raise _fail("csr.role-invalid", "the subject has more than one OU (role)")
-            role_text = attribute.value
-        elif oid == X500_UNIQUE_IDENTIFIER:
+            role_text = _directory_string(tag, value, "csr.role-invalid", "OU")
+        elif oid == _UID:
             if entity is not None:
                 raise _fail("csr.entity-id-invalid", "the subject has more than one x500UniqueIdentifier")
-            entity = attribute.value
+            if tag != 0x03:
+                raise _fail("csr.entity-id-invalid", "x500UniqueIdentifier must be a BIT STRING, not text")
+            entity = value
         else:
-            shown = oid.dotted_string[:_SHOWN]
+            shown = _oid_text(oid)[:_SHOWN]
             raise _fail("csr.subject-invalid", f"subject attribute {shown} is not allowed")
     return OrganisationRequest(
         _entity_id(entity), _role(role_text), usage, common_name, checked.spki_der, checked.point
     )
 
 
+_CN = bytes.fromhex("550403")
+_OU = bytes.fromhex("55040b")
+_UID = bytes.fromhex("55042d")
+_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]*")
+
+
+def _subject_attributes(subject: bytes) -> list[tuple[bytes, int, bytes]]:
+    """(OID content, value tag, value content) of each single-valued RDN of a DER Name.
+
+    Read with the strict reader rather than through ``cryptography``'s Name, which coerces values
+    by type (and raises TypeError or warns on some hostile combinations).
+    """
+    attributes: list[tuple[bytes, int, bytes]] = []
+    try:
+        start, end = _expect(subject, 0, len(subject), 0x30)
+        pos = start
+        while pos < end:
+            set_start, set_end = _expect(subject, pos, end, 0x31)
+            atv_start, atv_end = _expect(subject, set_start, set_end, 0x30)
+            if atv_end != set_end:
+                raise _fail("csr.subject-invalid", "the subject has a multi-valued RDN")
+            oid_start, oid_end = _expect(subject, atv_start, atv_end, 0x06)
+            tag, value_start, value_end = _tlv(subject, oid_end, atv_end)
+            if value_end != atv_end:
+                raise _DerError("data after an attribute value")
+            attributes.append((subject[oid_start:oid_end], tag, subject[value_start:value_end]))
+            pos = set_end
+    except _DerError as error:
+        raise _fail("csr.malformed", f"bad subject ({error})") from None
+    return attributes
+
+
+def _directory_string(tag: int, value: bytes, code: str, what: str) -> str:
+    """Text of a UTF8String or PrintableString; anything else is refused under ``code``."""
+    if tag == 0x0C:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _fail(code, f"{what} is not valid UTF-8") from None
+    if tag == 0x13:
+        text = value.decode("latin-1")
+        if _PRINTABLE.fullmatch(text):
+            return text
+        raise _fail(code, f"{what} has characters a PrintableString may not hold")
+    raise _fail(code, f"{what} must be a UTF8String or PrintableString (tag {tag:#04x})")
+
+
+def _common_name(value: str) -> str:
+    if not 0 < len(value.encode()) <= _UB_COMMON_NAME:
+        raise _fail("csr.subject-invalid", f"CN must be text of 1 to {_UB_COMMON_NAME} bytes in UTF-8")
+    if _CONTROL.search(value):
+        raise _fail("csr.subject-invalid", "CN must not contain control characters")
+    return value
+
+
 _TWO_HEX = re.compile(r"[0-9A-Fa-f]{2}")
 
 
-def _role(value: str | bytes | None) -> RemotePartyRole:
+def _role(value: str | None) -> RemotePartyRole:
     if value is None:
         raise _fail("csr.role-invalid", "no OU: the Remote Party Role is missing")
-    if not isinstance(value, str) or not _TWO_HEX.fullmatch(value):
-        shown = _shown(value) if isinstance(value, str) else "a BIT STRING"
-        raise _fail("csr.role-invalid", f"OU {shown} is not a Remote Party Role in two hex digits")
+    if not _TWO_HEX.fullmatch(value):
+        raise _fail("csr.role-invalid", f"OU {_shown(value)} is not a Remote Party Role in two hex digits")
     number = int(value, 16)
     try:
         role = RemotePartyRole(number)
@@ -560,14 +625,14 @@ def _role(value: str | bytes | None) -> RemotePartyRole:
     return role
 
 
-def _entity_id(value: str | bytes | None) -> bytes:
-    # cryptography returns a BIT STRING attribute as its raw content: the unused-bits octet, then
-    # the bits. Any other ASN.1 type comes back as str.
+def _entity_id(value: bytes | None) -> bytes:
+    """The 8 octets of a BIT STRING's content: the unused-bits octet (0), then 64 bits."""
     if value is None:
         raise _fail("csr.entity-id-invalid", "no x500UniqueIdentifier: the Entity Identifier is missing")
-    if not isinstance(value, bytes):
-        raise _fail("csr.entity-id-invalid", "x500UniqueIdentifier must be a BIT STRING, not text")
+    if not value or value[0] > 7 or (len(value) == 1 and value[0]):
+        # Typically 8 octets written without the unused-bits octet: a malformed BIT STRING.
+        raise _fail("csr.entity-id-invalid", "x500UniqueIdentifier is not a valid BIT STRING (unused bits)")
     if len(value) != 9 or value[0] != 0:
-        bits = max(0, (len(value) - 1) * 8 - (value[0] if value else 0))
+        bits = (len(value) - 1) * 8 - value[0]
         raise _fail("csr.entity-id-invalid", f"x500UniqueIdentifier has {bits} bits; it must have 64")
     return value[1:]

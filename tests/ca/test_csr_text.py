@@ -1,0 +1,155 @@
+"""The text forms a CSR may arrive in (spec §3.2), and everything else refused as csr.malformed."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import textwrap
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from smki.ca.csr import MAX_CSR_BYTES, MAX_CSR_TEXT_BYTES, check_device_csr, decode_csr_text
+from smki.ca.devcsr import make_device_csr
+from smki.domain import Usage
+from smki.errors import SmkiError
+
+DEVICE = bytes.fromhex("00db123456789001")
+
+
+def _der_with_two_padding_characters() -> bytes:
+    # The signature's length varies by a byte or two; pick a CSR whose base64 ends in "==" so the
+    # padding cases below are about padding, whatever the key.
+    while True:
+        der = make_device_csr(DEVICE, Usage.KA)
+        if len(der) % 3 == 1:
+            return der
+
+
+DER = _der_with_two_padding_characters()
+B64 = base64.b64encode(DER)
+
+
+def wrapped(width: int, newline: bytes = b"\n") -> bytes:
+    return newline.join(B64[i : i + width] for i in range(0, len(B64), width))
+
+
+def pem(label: bytes, body: bytes, newline: bytes = b"\n") -> bytes:
+    return newline.join([b"-----BEGIN " + label + b"-----", body, b"-----END " + label + b"-----"]) + newline
+
+
+ACCEPTED = {
+    "raw DER": DER,
+    "cryptography PEM": x509.load_der_x509_csr(DER).public_bytes(serialization.Encoding.PEM),
+    "openssl PEM": subprocess.run(
+        ["openssl", "req", "-inform", "DER", "-outform", "PEM"], input=DER, capture_output=True, check=True
+    ).stdout,
+    "PEM, NEW CERTIFICATE REQUEST": pem(b"NEW CERTIFICATE REQUEST", wrapped(64)),
+    "PEM, CRLF": pem(b"CERTIFICATE REQUEST", wrapped(64, b"\r\n"), b"\r\n"),
+    "PEM, 76 columns": pem(b"CERTIFICATE REQUEST", wrapped(76)),
+    "PEM, body on one line": pem(b"CERTIFICATE REQUEST", B64),
+    "headerless, 64 columns": wrapped(64) + b"\n",
+    "headerless, 76 columns": wrapped(76),
+    "headerless, 64 columns CRLF": wrapped(64, b"\r\n") + b"\r\n",
+    "headerless, 76 columns CRLF": wrapped(76, b"\r\n"),
+    "one line (web service form)": B64,
+    "one line, surrounding whitespace": b"  \r\n\t" + B64 + b"\r\n\n ",
+    "PEM, surrounding whitespace": b"\n\n" + pem(b"CERTIFICATE REQUEST", wrapped(64)) + b"  \n",
+}
+
+
+@pytest.mark.parametrize("form", list(ACCEPTED))
+def test_accepted_form_decodes_to_the_der(form: str) -> None:
+    assert decode_csr_text(ACCEPTED[form]) == DER
+
+
+def test_accepted_forms_check_as_the_same_device() -> None:
+    for data in ACCEPTED.values():
+        request = check_device_csr(decode_csr_text(data))
+        assert (request.device_id, request.usage) == (DEVICE, Usage.KA)
+
+
+def test_accepts_bytearray_and_memoryview() -> None:
+    assert decode_csr_text(bytearray(B64)) == DER  # type: ignore[arg-type]
+    assert decode_csr_text(memoryview(B64)) == DER  # type: ignore[arg-type]
+
+
+def test_der_is_taken_verbatim_even_when_it_ends_like_whitespace() -> None:
+    # A signature's last octet can be 0x0a or 0x20: stripping would corrupt DER.
+    assert decode_csr_text(DER[:-1] + b"\n") == DER[:-1] + b"\n"
+
+
+REFUSED = {
+    "empty": b"",
+    "whitespace only": b" \r\n\t ",
+    "certificate PEM": pem(b"CERTIFICATE", wrapped(64)),
+    "PEM without END": b"-----BEGIN CERTIFICATE REQUEST-----\n" + wrapped(64),
+    "PEM with mismatched END": b"-----BEGIN CERTIFICATE REQUEST-----\n"
+    + wrapped(64)
+    + b"\n-----END NEW CERTIFICATE REQUEST-----",
+    "PEM with a header": pem(b"CERTIFICATE REQUEST", b"Proc-Type: 4,ENCRYPTED\n\n" + wrapped(64)),
+    "PEM with text before": b"my csr\n" + pem(b"CERTIFICATE REQUEST", wrapped(64)),
+    "PEM with text after": pem(b"CERTIFICATE REQUEST", wrapped(64)) + b"thanks\n",
+    "PEM with empty body": b"-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n",
+    "72 columns": wrapped(72),
+    "ragged lines": wrapped(64).replace(b"\n", b"", 1),
+    "blank line inside": wrapped(64).replace(b"\n", b"\n\n", 1),
+    "trailing space on a line": wrapped(64).replace(b"\n", b" \n", 1),
+    "space inside base64": B64[:10] + b" " + B64[10:],
+    "URL-safe alphabet": base64.urlsafe_b64encode(DER).replace(b"+", b"-") + b"-_",
+    "missing padding": B64.rstrip(b"="),
+    "data after padding": B64 + b"AAAA",
+    "one padding character short": B64[:-1],
+    "extra padding": B64 + b"=",
+    "base64 of text": base64.b64encode(b"hello, this is not a CSR"),
+    "hex": DER.hex().encode(),
+    "non-ASCII": "ü".encode() + B64,
+    "NUL bytes": b"\x00" * 16,
+    "str instead of bytes": B64.decode(),
+}
+
+
+@pytest.mark.parametrize("form", list(REFUSED))
+def test_other_forms_are_malformed(form: str) -> None:
+    with pytest.raises(SmkiError) as raised:
+        decode_csr_text(REFUSED[form])  # type: ignore[arg-type]  # one case passes a str on purpose
+    assert raised.value.code == "csr.malformed", raised.value.message
+
+
+def test_oversized_text_is_refused_before_decoding() -> None:
+    with pytest.raises(SmkiError) as raised:
+        decode_csr_text(b"A" * (MAX_CSR_TEXT_BYTES + 1))
+    assert raised.value.code == "csr.too-large"
+
+
+def test_oversized_der_is_refused() -> None:
+    with pytest.raises(SmkiError) as raised:
+        decode_csr_text(b"\x30\x82\x20\x01" + bytes(MAX_CSR_BYTES))
+    assert raised.value.code == "csr.too-large"
+
+
+def test_base64_decoding_to_oversized_der_is_refused() -> None:
+    big = b"\x30\x82\x22\x00" + bytes(MAX_CSR_BYTES + 0x100)
+    text = base64.b64encode(big)
+    assert len(text) <= MAX_CSR_TEXT_BYTES
+    with pytest.raises(SmkiError) as raised:
+        decode_csr_text(text)
+    assert raised.value.code == "csr.too-large"
+
+
+def test_largest_der_fits_in_the_text_limit_in_every_form() -> None:
+    largest = b"\x30\x82\x1f\xfc" + bytes(MAX_CSR_BYTES - 4)
+    body = base64.b64encode(largest)
+    crlf64 = b"\r\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    text = pem(b"NEW CERTIFICATE REQUEST", crlf64, b"\r\n")
+    assert len(text) <= MAX_CSR_TEXT_BYTES
+    assert decode_csr_text(text) == largest
+
+
+def test_textwrap_of_pem_body_matches_what_openssl_writes() -> None:
+    # Guard for the helpers above: our 64-column wrapping is OpenSSL's.
+    openssl = ACCEPTED["openssl PEM"].decode()
+    assert (
+        openssl == pem(b"CERTIFICATE REQUEST", "\n".join(textwrap.wrap(B64.decode(), 64)).encode()).decode()
+    )
