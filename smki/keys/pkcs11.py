@@ -32,14 +32,17 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pkcs11
@@ -147,11 +150,40 @@ _libraries: dict[str, _Library] = {}
 _links: dict[tuple[str, str], _TokenLink] = {}
 
 
+_host_guard = threading.Lock()
+
+
 def _after_fork_in_child() -> None:
     """A lock held by a parent thread at ``fork`` would never be released in the child."""
-    global _registry_lock
+    global _registry_lock, _host_guard
     _registry_lock = threading.Lock()
+    _host_guard = threading.Lock()
     _links.clear()  # the parent's sessions and login are not ours; never close them from here
+
+
+@contextmanager
+def _host_lock(module: str) -> Iterator[None]:
+    """Serialise module start-up and login across the smki processes on this host.
+
+    SoftHSM rewrites its token file on every login and reads it when initialised, without
+    reliable locking: batch workers starting together then see a broken token (``GeneralError``,
+    or no token at all for the life of the process). Both happen once per process, so taking an
+    advisory lock around them costs nothing. ``lockf`` locks belong to the process and are not
+    inherited over ``fork``; the thread lock covers threads of this process.
+    """
+    name = hashlib.sha256(module.encode("utf-8")).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"smki-pkcs11-{name}.lock"
+    with _host_guard:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:  # e.g. another user's lock file: carry on unlocked rather than refuse
+            yield
+            return
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -166,16 +198,38 @@ def _library(path: str) -> _Library:
         if loaded is not None and loaded.pid == os.getpid():
             return loaded
         try:
-            if loaded is None:
-                lib = pkcs11.lib(path)
-            else:  # inherited over fork: same module in memory, the parent's state inside it
-                lib = loaded.lib
-                lib.reinitialize()
+            with _host_lock(path):
+                if loaded is None:
+                    lib = pkcs11.lib(path)
+                else:  # inherited over fork: same module in memory, the parent's state inside it
+                    lib = loaded.lib
+                    lib.reinitialize()
         except p11.PKCS11Error as exc:
             raise KeyBackendError("key.module-missing", f"cannot load the PKCS#11 module {path}") from exc
         loaded = _Library(path, lib, os.getpid())
         _libraries[path] = loaded
         return loaded
+
+
+def _find_token(lib: Any, label: str) -> Any:
+    """The one token labelled ``label``, skipping slots that fail to answer.
+
+    ``pkcs11.lib.get_token`` gives up on the first slot whose token errors, so one broken token
+    (SoftHSM: a deleted token directory) would hide every healthy token in the same module.
+    """
+    found: list[Any] = []
+    for slot in lib.get_slots(token_present=True):
+        try:
+            token = slot.get_token()
+        except p11.PKCS11Error:
+            continue
+        if token.label == label:
+            found.append(token)
+    if not found:
+        raise p11.NoSuchToken(label)
+    if len(found) > 1:
+        raise p11.MultipleTokensReturned(label)
+    return found[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,10 +284,11 @@ class _TokenLink:
             no_token = "key.token-failed" if self._ever_logged_in else "key.token-not-found"
             lib = self.library.lib
             try:
-                if not lib.initialized:  # finalised under us: start the module again
-                    lib.initialize()
-                token = lib.get_token(token_label=self.token_label)
-                self._anchor = token.open(rw=True, user_pin=self._pin)
+                with _host_lock(self.library.path):
+                    if not lib.initialized:  # finalised under us: start the module again
+                        lib.initialize()
+                    token = _find_token(lib, self.token_label)
+                    self._anchor = token.open(rw=True, user_pin=self._pin)
                 self._token = token
             except p11.PKCS11Error as exc:
                 raise translate(exc, doing, no_token=no_token) from exc
