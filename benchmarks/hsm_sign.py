@@ -1,12 +1,13 @@
 """Signatures per second: the file key backend beside PKCS#11 on a throw-away SoftHSM2 token.
 
-    python benchmarks/hsm_sign.py [--seconds 3] [--processes 1,2] [--threads 1] [--json]
+    python benchmarks/hsm_sign.py [--seconds 2] [--repeat 3] [--processes 1,2] [--threads 1] [--json]
 
 Both backends are measured in the same run, on the same machine, the way batch issuance uses
 them: each worker is a forkserver process that opens its own backend with ``open_backend`` (the
 token's login and session pool are per process), waits for the others, then signs
 ``--payload`` bytes (about one TBSCertificate) for ``--seconds``. A row is the total over its
-workers; the ratio is PKCS#11 ÷ file at the same process count.
+workers, best of ``--repeat`` interleaved rounds; the ratio is PKCS#11 ÷ file at the same
+process count.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def softhsm_module() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of one measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each row is the best round")
     parser.add_argument("--processes", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--threads", type=int, default=1, help="signing threads per worker")
     parser.add_argument("--payload", type=int, default=400, help="bytes signed per signature")
@@ -113,7 +115,8 @@ def main() -> None:
         home = Path(tmp)
         (home / "tokens").mkdir()
         conf = home / "softhsm2.conf"
-        conf.write_text(f"directories.tokendir = {home / 'tokens'}\nobjectstore.backend = file\n")
+        settings_text = f"directories.tokendir = {home / 'tokens'}\nobjectstore.backend = file\n"
+        conf.write_text(settings_text + "log.level = ERROR\n")
         os.environ["SOFTHSM2_CONF"] = str(conf)  # before the forkserver starts: workers inherit it
         module = softhsm_module()
         init = ["softhsm2-util", "--init-token", "--free", "--label", "bench", "--so-pin", "bench-so-0000"]
@@ -128,15 +131,21 @@ def main() -> None:
         open_backend(file_settings, FILE_SECRET).generate(LABEL)
         hsm_settings = Settings(home=home, key_backend="pkcs11", pkcs11_module=module, pkcs11_token="bench")
 
-        rows: list[Row] = []
-        for processes in counts:
-            rows.append(measure(file_settings, FILE_SECRET, processes, args))
-            rows.append(measure(hsm_settings, PIN, processes, args))
+        best: dict[tuple[str, int], Row] = {}
+        for _ in range(args.repeat):  # interleaved rounds, best of each: a busy machine only slows
+            for processes in counts:
+                for settings, secret in ((file_settings, FILE_SECRET), (hsm_settings, PIN)):
+                    row = measure(settings, secret, processes, args)
+                    key = (row.backend, processes)
+                    if key not in best or row.signs_per_second > best[key].signs_per_second:
+                        best[key] = row
+        rows = list(best.values())
 
     if args.json:
         print(json.dumps([asdict(row) for row in rows], indent=2))
         return
-    print(f"ECDSA P-256 over {args.payload} bytes, {args.seconds:g} s per row, {os.cpu_count()} CPUs")
+    rounds = f"best of {args.repeat} x {args.seconds:g} s"
+    print(f"ECDSA P-256 over {args.payload} bytes, {rounds}, {os.cpu_count()} CPUs")
     print(f"{'processes':>9} {'threads':>7} {'file /s':>10} {'pkcs11 /s':>10} {'ratio':>6}")
     for processes in counts:
         by_backend = {row.backend: row for row in rows if row.processes == processes}
