@@ -277,6 +277,8 @@ class _TokenLink:
 
     def login(self) -> None:
         """Open the anchor session and log in; every pooled session inherits the login."""
+        if self._anchor is not None:  # the common case, without queueing on the module lock
+            return
         with self.calls():
             if self._anchor is not None:
                 return
