@@ -39,6 +39,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SESSIONS = 4
 SESSION_WAIT_SECONDS = 60.0
+HOST_LOCK_WAIT_SECONDS = 30.0
 P256_COORDINATE_BYTES = 32
 
 _PIN_ERRORS = (
@@ -169,21 +171,32 @@ def _host_lock(module: str) -> Iterator[None]:
     reliable locking: batch workers starting together then see a broken token (``GeneralError``,
     or no token at all for the life of the process). Both happen once per process, so taking an
     advisory lock around them costs nothing. ``lockf`` locks belong to the process and are not
-    inherited over ``fork``; the thread lock covers threads of this process.
+    inherited over ``fork``; the thread lock covers threads of this process. The lock only helps:
+    if it cannot be had (another user's file, a holder that never lets go) we go on without it.
     """
-    name = hashlib.sha256(module.encode("utf-8")).hexdigest()[:16]
+    name = hashlib.sha256(module.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"smki-pkcs11-{name}.lock"
     with _host_guard:
+        fd: int | None = None
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:  # e.g. another user's lock file: carry on unlocked rather than refuse
-            yield
-            return
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            deadline = time.monotonic() + HOST_LOCK_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        log.warning("%s stayed locked; starting the PKCS#11 module without it", path)
+                        break
+                    time.sleep(0.005)
+        except OSError:
+            pass
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)  # releases the lock
+            if fd is not None:
+                os.close(fd)  # releases the lock
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -205,7 +218,7 @@ def _library(path: str) -> _Library:
                     lib = loaded.lib
                     lib.reinitialize()
         except p11.PKCS11Error as exc:
-            raise KeyBackendError("key.module-missing", f"cannot load the PKCS#11 module {path}") from exc
+            raise KeyBackendError("key.module-missing", f"cannot load the PKCS#11 module {path!r}") from exc
         loaded = _Library(path, lib, os.getpid())
         _libraries[path] = loaded
         return loaded
@@ -259,6 +272,7 @@ class _TokenLink:
         self._anchor: Any = None  # pkcs11.Session holding the login
         self._token: Any = None  # pkcs11.Token found at login
         self._ever_logged_in = False
+        self._pin_refused = False
         self.users = 0
         self.ceremony = threading.Lock()
 
@@ -283,6 +297,10 @@ class _TokenLink:
             if self._anchor is not None:
                 return
             doing = f"logging in to token {self.token_label!r}"
+            if self._pin_refused:  # never burn the token's PIN retry counter in a loop
+                raise KeyBackendError(
+                    "key.locked", f"{doing}: the token refused the PIN; reopen with the right one"
+                )
             no_token = "key.token-failed" if self._ever_logged_in else "key.token-not-found"
             lib = self.library.lib
             try:
@@ -293,7 +311,9 @@ class _TokenLink:
                     self._anchor = token.open(rw=True, user_pin=self._pin)
                 self._token = token
             except p11.PKCS11Error as exc:
-                raise translate(exc, doing, no_token=no_token) from exc
+                error = translate(exc, doing, no_token=no_token)
+                self._pin_refused = error.code == "key.locked"
+                raise error from exc
             self._ever_logged_in = True
 
     @contextmanager

@@ -27,6 +27,7 @@ MODULE_CANDIDATES = (
 )
 TOKEN = "smki-test"
 DOOMED_TOKEN = "smki-doomed"  # deleted from disk by the token-failure test
+PIN_TOKEN = "smki-pin"  # its PIN is changed under a live backend
 PIN = "7391-0462-smki"  # distinctive, so "the PIN never appears in X" is a meaningful check
 SO_PIN = "so-8127-3364"
 
@@ -79,7 +80,7 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
     conf = root / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {token_dir}\nobjectstore.backend = file\nlog.level = ERROR\n")
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
-    for label in (TOKEN, DOOMED_TOKEN):
+    for label in (TOKEN, DOOMED_TOKEN, PIN_TOKEN):
         init_token(label, env)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SOFTHSM2_CONF", str(conf))

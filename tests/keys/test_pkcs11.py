@@ -24,7 +24,7 @@ from smki.config import Settings
 from smki.keys import open_backend
 from smki.keys.base import KeyBackendError
 from smki.keys.pkcs11 import Pkcs11KeyBackend, _libraries
-from tests.keys.conftest import DOOMED_TOKEN, PIN, SoftHsm
+from tests.keys.conftest import DOOMED_TOKEN, PIN, PIN_TOKEN, SoftHsm
 
 pytestmark = pytest.mark.pkcs11
 
@@ -333,6 +333,11 @@ def test_backend_inherited_over_fork_logs_in_again_in_the_child(backend: Pkcs11K
 # Token failures: coded errors, never raw PKCS#11 exceptions, and resumable
 
 
+# python-pkcs11 may also report, from a search object's __del__, that the module it belonged to
+# was finalised ("Exception ignored in OperationContext.__del__"): noise from the library itself.
+finalising = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
 def test_signer_whose_token_directory_disappears_raises_coded_errors(softhsm: SoftHsm) -> None:
     with softhsm.backend(token=DOOMED_TOKEN) as doomed:
         label = fresh_label()
@@ -346,6 +351,7 @@ def test_signer_whose_token_directory_disappears_raises_coded_errors(softhsm: So
             assert info.value.code.startswith("key.")
 
 
+@finalising
 def test_finalized_module_fails_the_call_cleanly_and_the_next_one_resumes(backend: Pkcs11KeyBackend) -> None:
     label = fresh_label()
     public = backend.generate(label)
@@ -358,6 +364,7 @@ def test_finalized_module_fails_the_call_cleanly_and_the_next_one_resumes(backen
     assert verifies(public, signer.sign(b"resumed"), b"resumed")
 
 
+@finalising
 def test_token_failure_mid_batch_of_threads_never_leaks_raw_errors(backend: Pkcs11KeyBackend) -> None:
     label = fresh_label()
     public = backend.generate(label)
@@ -404,3 +411,43 @@ def test_token_failure_mid_batch_of_threads_never_leaks_raw_errors(backend: Pkcs
     assert failures and all(error.code == "key.token-failed" for error in failures)
     assert all(verifies(public, sig, msg) for msg, sig in signed)  # nothing "signed" that is not valid
     assert len(signed) > finalized_at  # and signing resumed by itself once the module was back
+
+
+SET_PIN = r"""
+import sys
+import pkcs11
+
+module, token, old, new = sys.argv[1:]
+with pkcs11.lib(module).get_token(token_label=token).open(rw=True, user_pin=old) as session:
+    session.set_pin(old, new)
+"""
+
+
+@finalising
+def test_a_pin_refused_at_re_login_is_never_retried(softhsm: SoftHsm) -> None:
+    """A real HSM blocks its PIN after a few wrong tries: a long-running process must not loop."""
+
+    def set_pin(old: str, new: str) -> None:
+        subprocess.run([sys.executable, "-c", SET_PIN, softhsm.module, PIN_TOKEN, old, new], check=True)
+
+    with softhsm.backend(token=PIN_TOKEN) as opened:
+        label = fresh_label()
+        public = opened.generate(label)
+        signer = opened.signer(label)
+        set_pin(PIN, "4242-changed")  # someone changes the PIN while smki runs …
+        next(iter(_libraries.values())).lib.finalize()  # … and the HSM restarts
+        try:
+            with pytest.raises(KeyBackendError) as failed:
+                signer.sign(b"during")
+            assert failed.value.code == "key.token-failed"
+            with pytest.raises(KeyBackendError) as refused:
+                signer.sign(b"re-login with the old PIN")
+            assert refused.value.code == "key.locked"
+        finally:
+            set_pin("4242-changed", PIN)
+        with pytest.raises(KeyBackendError) as latched:  # PIN right again, but no new attempt
+            signer.sign(b"after")
+        assert latched.value.code == "key.locked"
+    next(iter(_libraries.values())).lib.finalize()  # SoftHSM re-reads a changed PIN only on restart
+    with softhsm.backend(token=PIN_TOKEN) as reopened:  # reopening with the PIN is the way back
+        assert verifies(public, reopened.signer(label).sign(b"again"), b"again")
