@@ -145,6 +145,10 @@ class _Library:
     lib: Any  # pkcs11.lib
     pid: int
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # Bumped whenever we start the module again after it was finalised under us. Session and
+    # object handles are plain numbers that a restarted module hands out afresh, so a handle from
+    # an older epoch may now name another thread's session or another key: never use or close it.
+    epoch: int = 0
 
 
 _registry_lock = threading.Lock()
@@ -252,7 +256,8 @@ def _find_token(lib: Any, label: str) -> Any:
 @dataclass
 class _Pooled:
     session: Any  # pkcs11.Session
-    generation: int
+    generation: int  # which login it was opened under (see ``reset``)
+    epoch: int  # which start of the module (see ``_Library.epoch``)
     keys: dict[str, Any] = field(default_factory=dict)  # label -> pkcs11.PrivateKey
 
 
@@ -270,9 +275,11 @@ class _TokenLink:
         self._open = 0
         self._generation = 0
         self._anchor: Any = None  # pkcs11.Session holding the login
+        self._anchor_epoch = 0
         self._token: Any = None  # pkcs11.Token found at login
         self._ever_logged_in = False
         self._pin_refused = False
+        self._login_lock = threading.Lock()
         self.users = 0
         self.ceremony = threading.Lock()
 
@@ -289,13 +296,18 @@ class _TokenLink:
         """Serialise calls into the module unless told the module is thread-safe."""
         return self.library.lock if self._serialize else nullcontext()
 
+    def _logged_in(self) -> bool:
+        return self._anchor is not None and self._anchor_epoch == self.library.epoch
+
     def login(self) -> None:
         """Open the anchor session and log in; every pooled session inherits the login."""
-        if self._anchor is not None:  # the common case, without queueing on the module lock
+        if self._logged_in():  # the common case, without queueing on the module lock
             return
-        with self.calls():
-            if self._anchor is not None:
+        with self._login_lock, self.calls():
+            if self._logged_in():
                 return
+            if self._anchor is not None:  # a login from before a module restart: drop it unused
+                self.reset()
             doing = f"logging in to token {self.token_label!r}"
             if self._pin_refused:  # never burn the token's PIN retry counter in a loop
                 raise KeyBackendError(
@@ -304,11 +316,13 @@ class _TokenLink:
             no_token = "key.token-failed" if self._ever_logged_in else "key.token-not-found"
             lib = self.library.lib
             try:
-                with _host_lock(self.library.path):
+                with _host_lock(self.library.path), self.library.lock:
                     if not lib.initialized:  # finalised under us: start the module again
                         lib.initialize()
+                        self.library.epoch += 1
                     token = _find_token(lib, self.token_label)
                     self._anchor = token.open(rw=True, user_pin=self._pin)
+                    self._anchor_epoch = self.library.epoch
                 self._token = token
             except p11.PKCS11Error as exc:
                 error = translate(exc, doing, no_token=no_token)
@@ -318,10 +332,20 @@ class _TokenLink:
 
     @contextmanager
     def session(self, doing: str) -> Iterator[_Pooled]:
-        """Lend a pooled session; a PKCS#11 failure inside becomes a ``KeyBackendError``."""
+        """Lend a pooled session, holding the module lock while it is used.
+
+        A PKCS#11 failure inside becomes a ``KeyBackendError``; a session from before a module
+        restart is refused (and dropped) before anything touches it.
+        """
         pooled = self._acquire(doing)
         try:
-            yield pooled
+            with self.calls():
+                if pooled.epoch != self.library.epoch:
+                    raise _Stale(doing)
+                yield pooled
+        except _Stale:
+            self._discard(pooled, whole_login=True)
+            raise KeyBackendError("key.token-failed", f"{doing}: the PKCS#11 module was restarted") from None
         except p11.PKCS11Error as exc:
             error = translate(exc, doing)
             self._discard(pooled, whole_login=error.code == "key.token-failed")
@@ -332,28 +356,35 @@ class _TokenLink:
         self._release(pooled)
 
     def _acquire(self, doing: str) -> _Pooled:
-        self.login()
-        with self._pool:
-            while True:
+        while True:
+            self.login()
+            with self._pool:
+                while not self._idle and self._open >= self.max_sessions:
+                    if not self._pool.wait(SESSION_WAIT_SECONDS):
+                        raise KeyBackendError("key.busy", f"{doing}: no token session became free")
                 if self._idle:
                     return self._idle.pop()
-                if self._open < self.max_sessions:
-                    self._open += 1
-                    generation = self._generation
-                    break
-                if not self._pool.wait(SESSION_WAIT_SECONDS):
-                    raise KeyBackendError("key.busy", f"{doing}: no token session became free")
-        try:
-            with self.calls():
-                session = self._token.open(rw=True)
-        except p11.PKCS11Error as exc:
-            with self._pool:
-                if generation == self._generation:
-                    self._open -= 1
-                self._pool.notify()
-            self.reset(generation)
-            raise translate(exc, doing) from exc
-        return _Pooled(session, generation)
+                self._open += 1
+                generation = self._generation
+            session = None
+            try:
+                with self.calls():
+                    epoch = self.library.epoch
+                    if self._anchor is not None and generation == self._generation:
+                        session = self._token.open(rw=True)
+            except p11.PKCS11Error as exc:
+                self._unreserve(generation)
+                self.reset(generation)
+                raise translate(exc, doing) from exc
+            if session is not None:
+                return _Pooled(session, generation, epoch)
+            self._unreserve(generation)  # the login was dropped meanwhile: log in again first
+
+    def _unreserve(self, generation: int) -> None:
+        with self._pool:
+            if generation == self._generation:
+                self._open -= 1
+            self._pool.notify()
 
     def _release(self, pooled: _Pooled) -> None:
         with self._pool:
@@ -362,21 +393,19 @@ class _TokenLink:
                 self._idle.append(pooled)
             self._pool.notify()
         if not current:  # lent out before a reset: its login is gone
-            self._close_quietly(pooled.session)
+            self._close_quietly(pooled.session, pooled.epoch)
 
     def _discard(self, pooled: _Pooled, whole_login: bool) -> None:
-        self._close_quietly(pooled.session)
-        with self._pool:
-            if pooled.generation == self._generation:
-                self._open -= 1
-            self._pool.notify()
+        self._close_quietly(pooled.session, pooled.epoch)
+        self._unreserve(pooled.generation)
         if whole_login:
             self.reset(pooled.generation)
 
-    def _close_quietly(self, session: Any) -> None:
+    def _close_quietly(self, session: Any, epoch: int) -> None:
         try:
             with self.calls():
-                session.close()
+                if epoch == self.library.epoch:  # else its handle may be someone else's session now
+                    session.close()
         except p11.PKCS11Error:
             pass  # the token is gone or the session already died with it
 
@@ -393,13 +422,18 @@ class _TokenLink:
             self._generation += 1
             self._open = 0
             anchor, self._anchor = self._anchor, None
+            anchor_epoch = self._anchor_epoch
             self._pool.notify_all()
         if generation is not None:
             log.warning("PKCS#11 token %r failed; dropping its sessions and login", self.token_label)
         for pooled in idle:
-            self._close_quietly(pooled.session)
+            self._close_quietly(pooled.session, pooled.epoch)
         if anchor is not None:
-            self._close_quietly(anchor)  # last: closing the anchor logs the token out
+            self._close_quietly(anchor, anchor_epoch)  # last: closing the anchor logs the token out
+
+
+class _Stale(Exception):
+    """A pooled session from before the module was restarted (internal; never escapes)."""
 
 
 def _link(module: str, token_label: str, pin: str, max_sessions: int, serialize: bool) -> _TokenLink:
@@ -548,13 +582,13 @@ class Pkcs11KeyBackend:
     def exists(self, label: str) -> bool:
         check_label(label)
         link = self._live
-        with link.session(f"looking for key {label!r}") as pooled, link.calls():
+        with link.session(f"looking for key {label!r}") as pooled:
             return bool(self._objects(pooled.session, label))
 
     def generate(self, label: str) -> ec.EllipticCurvePublicKey:
         check_label(label)
         link = self._live
-        with link.ceremony, link.session(f"generating key {label!r}") as pooled, link.calls():
+        with link.ceremony, link.session(f"generating key {label!r}") as pooled:
             session = pooled.session
             if self._objects(session, label):
                 raise KeyBackendError("key.exists", f"a key labelled {label!r} already exists on the token")
@@ -585,7 +619,7 @@ class Pkcs11KeyBackend:
     def public_key(self, label: str) -> ec.EllipticCurvePublicKey:
         check_label(label)
         link = self._live
-        with link.session(f"reading public key {label!r}") as pooled, link.calls():
+        with link.session(f"reading public key {label!r}") as pooled:
             return _public_key(self._one(pooled.session, label, ObjectClass.PUBLIC_KEY))
 
     def key_policy(self, label: str) -> KeyPolicy:
@@ -600,7 +634,7 @@ class Pkcs11KeyBackend:
             Attribute.TOKEN,
             Attribute.PRIVATE,
         ]
-        with link.session(f"reading key {label!r}") as pooled, link.calls():
+        with link.session(f"reading key {label!r}") as pooled:
             values = self._one(pooled.session, label, ObjectClass.PRIVATE_KEY).get_attributes(names)
         return KeyPolicy(*(bool(values[name]) for name in names))
 
@@ -610,7 +644,7 @@ class Pkcs11KeyBackend:
     def sign_digest(self, label: str, digest: bytes) -> bytes:
         """Raw ``CKM_ECDSA`` over a SHA-256 ``digest`` with the key ``label`` (``r || s``)."""
         link = self._live
-        with link.session(f"signing with key {label!r}") as pooled, link.calls():
+        with link.session(f"signing with key {label!r}") as pooled:
             key = pooled.keys.get(label)
             if key is None:
                 key = pooled.keys[label] = self._one(pooled.session, label, ObjectClass.PRIVATE_KEY)
