@@ -27,7 +27,8 @@ Why it is built this way:
   message naming the failure, never data. After a token-level failure the whole login is dropped,
   so the call that failed fails cleanly and the next one logs in afresh: a batch can be resumed
   once the HSM is back. The PIN is therefore held in this process's memory (as the file backend
-  holds its passphrase) and never written, logged or shown in a ``repr``.
+  holds its passphrase) and never written, logged or shown in a ``repr``. A PIN the token refuses
+  at such a re-login is not tried again: HSMs block a PIN after a few wrong attempts.
 """
 
 from __future__ import annotations
