@@ -640,7 +640,13 @@ class Pkcs11KeyBackend:
         return KeyPolicy(*(bool(values[name]) for name in names))
 
     def signer(self, label: str) -> Pkcs11Signer:
-        return Pkcs11Signer(self, label, self.public_key(label))
+        """A signer for ``label``; both halves must be on the token now, not at the first signature."""
+        check_label(label)
+        link = self._live
+        with link.session(f"opening key {label!r}") as pooled:
+            public = _public_key(self._one(pooled.session, label, ObjectClass.PUBLIC_KEY))
+            pooled.keys[label] = self._one(pooled.session, label, ObjectClass.PRIVATE_KEY)
+        return Pkcs11Signer(self, label, public)
 
     def sign_digest(self, label: str, digest: bytes) -> bytes:
         """Raw ``CKM_ECDSA`` over a SHA-256 ``digest`` with the key ``label`` (``r || s``)."""

@@ -104,6 +104,28 @@ def test_missing_key(backend: Pkcs11KeyBackend) -> None:
     assert info.value.code == "key.missing"
 
 
+DESTROY_PRIVATE = r"""
+import sys
+import pkcs11
+from pkcs11 import ObjectClass
+
+module, token, pin, label = sys.argv[1:]
+with pkcs11.lib(module).get_token(token_label=token).open(rw=True, user_pin=pin) as session:
+    session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label).destroy()
+"""
+
+
+def test_a_signer_needs_the_private_half_on_the_token(backend: Pkcs11KeyBackend, softhsm: SoftHsm) -> None:
+    label = fresh_label()
+    backend.generate(label)
+    command = [sys.executable, "-c", DESTROY_PRIVATE, softhsm.module, softhsm.token, PIN, label]
+    subprocess.run(command, check=True, timeout=60)
+    assert backend.exists(label)  # the public half is still there …
+    with pytest.raises(KeyBackendError) as info:
+        backend.signer(label)  # … but a signer is refused up front, not at the first signature
+    assert info.value.code == "key.missing"
+
+
 # Run in a separate process with python-pkcs11 alone, so the check does not trust smki's code.
 EXTRACTION_PROBE = r"""
 import json, sys
