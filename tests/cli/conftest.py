@@ -1,21 +1,56 @@
+"""CLI fixtures: an environment for the ``smki`` subprocess and a home with a CA hierarchy.
+
+``ca_home`` uses the file key backend unless a test module parametrizes ``key_backend`` with
+``"pkcs11"``: then the key ceremony runs on a throw-away SoftHSM2 token made for that test (a new
+process sees tokens created before it starts, so each test gets its own token directory).
+"""
+
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.cli.helpers import smki, smki_env
 
-
-@pytest.fixture
-def env(database_url: str) -> dict[str, str]:
-    return smki_env(database_url)
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+TOKEN_PIN = "5501-smki-cli"
 
 
 @pytest.fixture
-def ca_home(tmp_path: Path, env: dict[str, str]) -> Path:
-    """A home with a freshly initialised CA hierarchy."""
+def key_backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "file"))
+
+
+@pytest.fixture
+def env(database_url: str, key_backend: str, tmp_path: Path) -> dict[str, str]:
+    extra: dict[str, str] = {}
+    if key_backend == "pkcs11":
+        if not (Path(SOFTHSM_MODULE).exists() and shutil.which("softhsm2-util")):
+            pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)")
+        tokens = tmp_path / "softhsm-tokens"
+        tokens.mkdir()
+        conf = tmp_path / "softhsm2.conf"
+        conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+        extra = {"SOFTHSM2_CONF": str(conf), "SMKI_PKCS11_PIN": TOKEN_PIN}
+        subprocess.run(
+            ["softhsm2-util", "--init-token", "--free", "--label", "smki-ca", "--pin", TOKEN_PIN,
+             "--so-pin", "so-" + TOKEN_PIN],
+            check=True, capture_output=True, env={**os.environ, **extra},
+        )
+    return smki_env(database_url, **extra)
+
+
+@pytest.fixture
+def ca_home(tmp_path: Path, env: dict[str, str], key_backend: str) -> Path:
+    """A home with a freshly initialised CA hierarchy (file keys, or a SoftHSM2 token)."""
     home = tmp_path / "home"
-    result = smki(["ca", "init", "--home", str(home)], env)
+    args = ["ca", "init", "--home", str(home)]
+    if key_backend == "pkcs11":
+        args += ["--keys", "pkcs11", "--module", SOFTHSM_MODULE, "--token", "smki-ca"]
+    result = smki(args, env)
     assert result.code == 0, result.err
     return home

@@ -6,6 +6,7 @@ import csv
 import stat
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID
@@ -13,6 +14,9 @@ from cryptography.x509.oid import ExtensionOID
 from smki.ca.devcsr import make_device_csr, make_organisation_csr
 from smki.domain import RemotePartyRole, Usage
 from tests.cli.helpers import PASSPHRASE, openssl_verify, smki
+
+# Every test here runs with CA keys in encrypted files and again on a SoftHSM2 token (issue 7).
+pytestmark = pytest.mark.parametrize("key_backend", ["file", "pkcs11"], indirect=True)
 
 DEVICE = bytes.fromhex("00DB123456789001")
 ENTITY = bytes.fromhex("90B3D51F30010000")
@@ -24,21 +28,29 @@ def _pem_csr(der: bytes) -> bytes:
     return x509.load_der_x509_csr(der).public_bytes(Encoding.PEM)
 
 
-def test_ceremony_creates_three_cas_with_protected_keys(ca_home: Path, env: dict[str, str]) -> None:
+def test_ceremony_creates_three_cas_with_protected_keys(ca_home: Path, env: dict[str, str], key_backend: str,
+                                                       database_url: str) -> None:
     root = x509.load_pem_x509_certificate((ca_home / "root.pem").read_bytes())
     for name in ("organisation-ca.pem", "device-ca.pem"):
         ca = x509.load_pem_x509_certificate((ca_home / name).read_bytes())
         assert ca.issuer == root.subject
         assert isinstance(root.public_key(), ec.EllipticCurvePublicKey)
         ca.verify_directly_issued_by(root)
-    keys = sorted((ca_home / "keys").iterdir())
-    assert [k.name for k in keys] == ["device-ca.key.pem", "organisation-ca.key.pem", "root.key.pem"]
-    for key in keys:
-        assert stat.S_IMODE(key.stat().st_mode) == 0o600
-        assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
-    for path in ca_home.rglob("*"):  # the passphrase is never written anywhere
+    if key_backend == "file":
+        keys = sorted((ca_home / "keys").iterdir())
+        assert [k.name for k in keys] == ["device-ca.key.pem", "organisation-ca.key.pem", "root.key.pem"]
+        for key in keys:
+            assert stat.S_IMODE(key.stat().st_mode) == 0o600
+            assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
+    else:
+        assert not (ca_home / "keys").exists()  # the keys never left the token
+    secret = env.get("SMKI_PKCS11_PIN", PASSPHRASE).encode()
+    for path in ca_home.rglob("*"):  # the passphrase or PIN is never written anywhere
         if path.is_file():
-            assert PASSPHRASE.encode() not in path.read_bytes()
+            assert secret not in path.read_bytes()
+            assert b"PRIVATE KEY" not in path.read_bytes() or path.parent.name == "keys"
+    if database_url.startswith("sqlite"):
+        assert secret not in Path(database_url.removeprefix("sqlite:///")).read_bytes()
     shown = smki(["ca", "show", "--home", str(ca_home)], env)
     assert shown.code == 0 and "device-ca" in shown.out and "org-ca" in shown.out
     again = smki(["ca", "init", "--home", str(ca_home)], env)
@@ -143,7 +155,7 @@ def test_errors_are_one_line_never_a_traceback(ca_home: Path, env: dict[str, str
     org_csr = tmp_path / "org.csr"
     org_csr.write_bytes(_pem_csr(org_der))
     locked = smki(["issue", "org", str(org_csr), "--out", str(tmp_path / "x.pem"), "--home", str(ca_home)],
-                  dict(env, SMKI_KEY_PASSPHRASE="wrong-passphrase"))
+                  dict(env, SMKI_KEY_PASSPHRASE="wrong-passphrase", SMKI_PKCS11_PIN="wrong-pin-0000"))
     assert locked.code == 1 and locked.err.startswith("error: key.locked:")
     assert not (tmp_path / "x.pem").exists()
     for result in (missing, refused, locked):
