@@ -59,7 +59,8 @@ def openssl_limit(cores: int, seconds: int = 3) -> tuple[float, float, float]:
     return sign, verify, 1.0 / (1.0 / sign + 1.0 / verify)
 
 
-def _child(source: Path, home: Path, database_url: str, count: int, workers: int | None) -> None:
+def _child(source: Path, home: Path, database_url: str, count: int, workers: int | None,
+           backend: str = "file", module: str = "", token: str = "") -> None:
     """Runs in the child process: set up a home, issue the batch, print a JSON line of figures."""
     import threading
 
@@ -80,7 +81,10 @@ def _child(source: Path, home: Path, database_url: str, count: int, workers: int
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     secret = BENCH_PASSPHRASE.encode()
-    initialise_ca(Settings(home=home, database_url=database_url), secret, actor="bench")
+    if backend == "pkcs11":
+        secret = os.environ["SMKI_PKCS11_PIN"].encode()
+    initialise_ca(Settings(home=home, database_url=database_url, key_backend=backend, pkcs11_module=module,
+                           pkcs11_token=token), secret, actor="bench")
     opened = open_home(home, secret)
     started = time.perf_counter()
     summary = issue_device_batch(opened, read_batch_source(source), actor="bench", batch_ref="bench",
@@ -125,16 +129,38 @@ def _descendant_peaks(root: int) -> dict[int, float]:
     return peaks
 
 
-def run_issue_benchmark(count: int, workdir: Path, database_url: str = "", workers: int | None = None) -> IssueRun:
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def softhsm_token(workdir: Path, label: str) -> dict[str, str]:
+    """A throw-away SoftHSM2 token under ``workdir`` (for the PKCS#11 run); returns the env to reach it."""
+    directory = workdir / f"softhsm-{label}"
+    (directory / "tokens").mkdir(parents=True, exist_ok=True)
+    conf = directory / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    env = {"SOFTHSM2_CONF": str(conf), "SMKI_PKCS11_PIN": "bench-pin-0000"}
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", env["SMKI_PKCS11_PIN"],
+                    "--so-pin", "bench-so-pin-0000"], check=True, capture_output=True, env={**os.environ, **env})
+    return env
+
+
+def run_issue_benchmark(count: int, workdir: Path, database_url: str = "", workers: int | None = None,
+                        backend: str = "file") -> IssueRun:
     source = workdir / f"csrs-{count}.pem"
     if not source.exists():
         write_device_csrs(source, count)
-    home = Path(tempfile.mkdtemp(prefix=f"home-{count}-", dir=workdir))
+    home = Path(tempfile.mkdtemp(prefix=f"home-{count}-{backend}-", dir=workdir))
+    env = dict(os.environ, SMKI_KEY_PASSPHRASE=BENCH_PASSPHRASE)
+    module = token = ""
+    if backend == "pkcs11":
+        token = home.name
+        module = SOFTHSM_MODULE
+        env.update(softhsm_token(workdir, token))
     code = (
         "import sys; from pathlib import Path; from smki.bench import _child; "
-        f"_child(Path({str(source)!r}), Path({str(home)!r}), {database_url!r}, {count}, {workers!r})"
+        f"_child(Path({str(source)!r}), Path({str(home)!r}), {database_url!r}, {count}, {workers!r}, "
+        f"{backend!r}, {module!r}, {token!r})"
     )
-    env = dict(os.environ, SMKI_KEY_PASSPHRASE=BENCH_PASSPHRASE)
     env.pop("SMKI_DATABASE_URL", None)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if result.returncode != 0:

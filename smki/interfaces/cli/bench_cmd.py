@@ -22,6 +22,8 @@ def issue(
     database_url: Annotated[str, typer.Option(help="Store to use (default: SQLite in a temp home).")] = "",
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Where CSRs and homes go (default: a temp dir).")] = None,
+    backend: Annotated[list[str], typer.Option("--backend", help="file and/or pkcs11 (SoftHSM2), repeatable.")]
+    = ["file"],  # noqa: B006
 ) -> None:
     """Batch Device issuance end to end (parse, validate, sign, persist, audit) vs openssl's limit."""
     cores = os.cpu_count() or 1
@@ -31,11 +33,20 @@ def issue(
     console.print(f"openssl speed ecdsap256 -multi {cores}: {sign:,.0f} sign/s, {verify:,.0f} verify/s "
                   f"→ limit {limit:,.0f} certs/s (one verify + one sign each)")
     table = Table(title="Batch Device issuance (store: " + (database_url or "SQLite") + ")")
-    for column in ("CSRs", "seconds", "certs/s", "% of limit", "parent peak MiB", "worker peak MiB"):
+    for column in ("backend", "CSRs", "seconds", "certs/s", "% of limit", "vs file", "parent peak MiB",
+                   "worker peak MiB"):
         table.add_column(column, justify="right")
+    unknown = set(backend) - {"file", "pkcs11"}
+    if unknown:
+        raise typer.BadParameter(f"unknown backend(s): {', '.join(sorted(unknown))}")
     for n in count:
-        run = run_issue_benchmark(n, base, database_url, workers)
-        table.add_row(f"{n:,}", f"{run.seconds:.2f}", f"{run.certs_per_second:,.0f}",
-                      f"{100 * run.certs_per_second / limit:.0f}%", f"{run.parent_peak_mib:.0f}",
-                      f"{run.worker_peak_mib:.0f}")
+        file_rate = None
+        for name in backend:  # same batch, same run: the ratio is what to compare on a noisy machine
+            run = run_issue_benchmark(n, base, database_url, workers, name)
+            if name == "file":
+                file_rate = run.certs_per_second
+            ratio = f"{run.certs_per_second / file_rate:.2f}" if file_rate and name != "file" else "-"
+            table.add_row(name, f"{n:,}", f"{run.seconds:.2f}", f"{run.certs_per_second:,.0f}",
+                          f"{100 * run.certs_per_second / limit:.0f}%", ratio, f"{run.parent_peak_mib:.0f}",
+                          f"{run.worker_peak_mib:.0f}")
     console.print(table)
