@@ -32,7 +32,7 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
-	$(BIN)/smki bench issue --count 10000 --count 100000
+	$(BIN)/smki bench issue --count 10000 --count 100000 --backend file --backend pkcs11
 
 clean:
 	rm -rf $(VENV) smki-data
