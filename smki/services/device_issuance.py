@@ -19,6 +19,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from smki.services.context import Home
 
 DEFAULT_CHUNK = 500
+#: The code of a CSR that failed through no fault of its own (DCC status ISSUANCE_ANOMALY).
+ISSUANCE_ANOMALY = "issuance.anomaly"
+BATCH_ISSUED_ACTION = "device-certificates.issued"
 DEVICE_CA_LABEL = "device-ca"
 DEVICE_NOT_AFTER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # spec §4.1: no defined expiry
 
@@ -104,6 +108,9 @@ def _issue_one(factory: DeviceCertificateFactory, item: BatchItem, now: datetime
         issued = factory.issue(request, now)
     except SmkiError as exc:
         return DeviceOutcome(item.index, item.item_id, error_code=exc.code, error_message=exc.message)
+    except Exception as exc:  # a fault of ours, not of the CSR: report it for this CSR, keep the batch going
+        return DeviceOutcome(item.index, item.item_id, error_code=ISSUANCE_ANOMALY,
+                             error_message=f"internal error while issuing ({type(exc).__name__}); nothing was issued")
     return DeviceOutcome(
         item.index,
         item.item_id,
@@ -175,7 +182,7 @@ def _record_chunk(home: Home, outcomes: Sequence[DeviceOutcome], actor: str, bat
             batch_id=batch_ref,
         ))
         issued_list.append([outcome.serial, outcome.device_id.hex(), outcome.usage.value, outcome.index])
-    event = AuditEvent(actor, "device-certificates.issued", batch_ref, {
+    event = AuditEvent(actor, BATCH_ISSUED_ACTION, batch_ref, {
         "batch": batch_ref, "issued": issued_list, "rejected": rejected_list,
     })
     with home.store.transaction() as tx:
@@ -201,12 +208,15 @@ def issue_device_batch(
     workers: int | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None = None,
+    resume: bool = False,
 ) -> BatchSummary:
     """Issue a Device Certificate for every good CSR in ``items``; report bad ones individually.
 
     ``on_chunk`` receives each chunk's outcomes after they are committed (for files, progress,
     responses). ``workers=0`` issues in this process (small batches, tests); the default is one
-    worker per core.
+    worker per core. ``resume=True`` continues an earlier run of the same ``batch_ref`` over the
+    same items: items whose certificate that run committed (per its audit records) are skipped, so
+    nothing is issued twice; the rest — never reached, or failed (e.g. an HSM fault) — are issued.
     """
     import time
 
@@ -219,8 +229,14 @@ def issue_device_batch(
     issuer_der = issuer.public_bytes(Encoding.DER)
     issuer_key_id = _key_id_hex(issuer)
     n_workers = (os.cpu_count() or 1) if workers is None else workers
+    done: set[int] = set()
+    if resume:
+        for row in home.store.audit_rows_for(batch_ref, BATCH_ISSUED_ACTION):
+            done.update(int(entry[3]) for entry in row.details_dict["issued"])
+        items = (item for item in items if item.index not in done)
     with home.store.transaction() as tx:
-        tx.append_audit([AuditEvent(actor, "batch.started", batch_ref, {"kind": "device"})])
+        tx.append_audit([AuditEvent(actor, "batch.resumed" if resume else "batch.started", batch_ref,
+                                    {"kind": "device", "already_issued": len(done)})])
 
     counts = [0, 0]
 
@@ -245,12 +261,18 @@ def issue_device_batch(
             initargs=(home.settings, home.secret, issuer_der),
         ) as pool:
             pending: deque[Future[list[DeviceOutcome]]] = deque()
-            for chunk in _chunks(items, chunk_size):
-                pending.append(pool.submit(_issue_chunk, chunk))
-                if len(pending) >= 2 * n_workers:
+            try:
+                for chunk in _chunks(items, chunk_size):
+                    pending.append(pool.submit(_issue_chunk, chunk))
+                    if len(pending) >= 2 * n_workers:
+                        commit(pending.popleft().result())
+                while pending:
                     commit(pending.popleft().result())
-            while pending:
-                commit(pending.popleft().result())
+            except BrokenProcessPool as exc:
+                raise SmkiError(
+                    "batch.worker-failed",
+                    f"a worker process died; {counts[0]} certificates were committed — resume batch {batch_ref}",
+                ) from exc
 
     with home.store.transaction() as tx:
         tx.append_audit([AuditEvent(actor, "batch.completed", batch_ref, {

@@ -113,6 +113,8 @@ class AuditLog(Base):
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
     hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
 
+    __table_args__ = (Index("ix_audit_log_subject", "subject"),)
+
 
 class AuditHead(Base):
     __tablename__ = "audit_head"

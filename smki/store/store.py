@@ -233,6 +233,14 @@ class Store:
                 return
             after = int(rows[-1].seq)
 
+    def audit_rows_for(self, subject: str, action: str | None = None) -> list[AuditRow]:
+        """The audit records about one subject (a serial, a batch reference, a party…), in order."""
+        stmt = select(audit_log).where(_a.subject == subject)
+        if action is not None:
+            stmt = stmt.where(_a.action == action)
+        with self._engine.connect() as conn:
+            return [_audit_row(row) for row in conn.execute(stmt.order_by(_a.seq))]
+
     def audit_tail(self, count: int) -> list[AuditRow]:
         with self._engine.connect() as conn:
             rows = conn.execute(select(audit_log).order_by(_a.seq.desc()).limit(count)).all()

@@ -95,9 +95,9 @@ class _BatchWriter:
 
 
 def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, out: Path,
-               workers: int | None, chunk_size: int, total: int | None) -> None:
+               workers: int | None, chunk_size: int, total: int | None, resume: str | None = None) -> None:
     opened = open_for_signing(home)
-    batch_ref = f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    batch_ref = resume or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
     iterable = items if items is not None else read_batch_source(source)  # type: ignore[arg-type]
     progress = Progress(TextColumn("[bold]issuing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err_console, transient=False, disable=not err_console.is_terminal)
@@ -106,7 +106,8 @@ def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, o
         writer = _BatchWriter(out, progress, task)
         try:
             summary = issue_device_batch(opened, iterable, actor=actor(), batch_ref=batch_ref,
-                                         workers=workers, chunk_size=chunk_size, on_chunk=writer)
+                                         workers=workers, chunk_size=chunk_size, on_chunk=writer,
+                                         resume=resume is not None)
         finally:
             writer.close()
             opened.close()
@@ -142,6 +143,8 @@ def batch(
     home: HomeOption = DEFAULT_HOME_PATH,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core; 0: none).")] = None,
     chunk_size: Annotated[int, typer.Option(help="CSRs committed per transaction.", min=1, max=10000)] = 500,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", help="Continue batch REF over the same SOURCE: skip what it issued, issue the rest.")] = None,
 ) -> None:
     """Issue a batch of Device Certificates using all cores; bad CSRs are reported, not fatal."""
-    _run_batch(home, None, source, out, workers=workers, chunk_size=chunk_size, total=None)
+    _run_batch(home, None, source, out, workers=workers, chunk_size=chunk_size, total=None, resume=resume)

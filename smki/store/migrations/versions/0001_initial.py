@@ -82,6 +82,7 @@ def upgrade() -> None:
         sa.Column("hash", sa.LargeBinary(32), nullable=False),
         sa.PrimaryKeyConstraint("seq", name="pk_audit_log"),
     )
+    op.create_index("ix_audit_log_subject", "audit_log", ["subject"])
     head = op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
