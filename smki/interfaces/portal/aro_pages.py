@@ -1,0 +1,314 @@
+"""ARO pages: the Party's standing, applications and evidence, CSRs, certificates, revocation, batches.
+
+What a page offers follows the listener's route (spec §3): on SPOTI the Device pages are not
+registered at all, and a Device CSR pasted into the single-CSR form is refused by the RA rules
+(``channel.device-via-gateway``) with the rule's SEC reference shown, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+
+from smki.domain import CertificatePolicy, CertKind
+from smki.errors import SmkiError
+from smki.eui64 import parse_eui64
+from smki.interfaces.portal import ra_local as ra
+from smki.interfaces.portal.dcc_status import classify_batch_outcome
+from smki.interfaces.portal.identity import PortalIdentity, identity_of
+from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download
+from smki.services.device_issuance import DeviceOutcome
+from smki.services.portal_batches import MAX_ZIP_BYTES, read_portal_zip, request_name
+from smki.store import CertificateQuery, CertificateRecord, normalise_serial
+
+MAX_CSR_UPLOAD = 64 * 1024
+MAX_EVIDENCE_UPLOAD = 10 * 1024 * 1024
+_SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def aro_of(request: Request) -> PortalIdentity:
+    identity = identity_of(request)
+    if identity.kind != "aro":
+        raise SmkiError("portal.forbidden", "these pages are for Authorised Responsible Officers")
+    return identity
+
+
+def requester(ctx: PortalContext, identity: PortalIdentity) -> ra.Requester:
+    assert identity.party_id is not None and identity.aro_id is not None
+    return ra.Requester(identity.party_id, identity.aro_id, ctx.route)
+
+
+async def _read_upload(value: Any, limit: int, what: str) -> bytes:
+    if not isinstance(value, UploadFile) or not value.filename:
+        return b""
+    data = await value.read(limit + 1)
+    if len(data) > limit:
+        raise SmkiError("portal.upload-too-large", f"the {what} is over {limit // 1024} KiB")
+    return data
+
+
+def party_certificates(ctx: PortalContext, party_id: str, *, serial: str = "",
+                       status: str = "") -> list[CertificateRecord]:
+    """The Party's Organisation Certificates: those naming one of its Entity Identifiers."""
+    home = ctx.home()
+    party = home.store.registry.require_party(party_id)
+    found: list[CertificateRecord] = []
+    for entity in party.entities:
+        found.extend(home.store.certificates_for_entity(entity))
+    if serial:
+        found = [c for c in found if serial.lower().lstrip("0") in c.serial.lstrip("0")]
+    if status:
+        found = [c for c in found if c.status.value == status]
+    return sorted(found, key=lambda c: c.id, reverse=True)
+
+
+def _owned(ctx: PortalContext, identity: PortalIdentity, serial: str) -> CertificateRecord:
+    """A certificate this ARO may download: its Party's own, or (on the Gateway) a Device Certificate,
+    which the Repository publishes to every Gateway user anyway."""
+    assert identity.party_id is not None
+    home = ctx.home()
+    try:
+        record = home.store.certificate_by_serial(normalise_serial(serial))
+    except SmkiError:
+        record = None
+    if record is not None:
+        if record.kind is CertKind.DEVICE and ctx.gateway:
+            return record
+        party = home.store.registry.require_party(identity.party_id)
+        if record.kind is CertKind.ORGANISATION and record.entity_id in party.entities:
+            return record
+    raise SmkiError("certificate.not-found", f"no certificate {serial[:40]} for this Party")
+
+
+def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
+    @router.get("/aro")
+    def aro_home(request: Request) -> Response:
+        identity = aro_of(request)
+        assert identity.party_id is not None
+        home = ctx.home()
+        party = home.store.registry.require_party(identity.party_id)
+        applications = home.store.registry.applications(party_id=identity.party_id)
+        explained = {a.application_id: ra.explain(home, a.application_id) for a in applications
+                     if a.status in ("open", "proposed")}
+        aro = home.store.registry.aro(identity.aro_id or "")
+        standings = [(p.value, party.subscriptions.get(p.value, "none")) for p in CertificatePolicy]
+        return ctx.render(request, "aro_home.html", party=party, aro=aro, standings=standings,
+                          applications=applications, explained=explained, policies=list(CertificatePolicy))
+
+    @router.post("/aro/apply")
+    async def aro_apply(request: Request) -> Response:
+        try:
+            identity, form = await ctx.check_form(request)
+            identity = aro_of(request)
+            assert identity.party_id is not None
+            try:
+                policy = CertificatePolicy(str(form.get("policy", "")))
+            except ValueError:
+                raise SmkiError("portal.bad-policy", "choose the Organisation or the Device policy") from None
+            ra.apply(ctx.home(), identity.party_id, policy, actor=f"aro:{identity.aro_id}")
+        except SmkiError as exc:
+            return ctx.error_page(request, exc)
+        return ctx.redirect(request, "/aro", "applied")
+
+    @router.post("/aro/applications/{application_id}/evidence")
+    async def aro_evidence(request: Request, application_id: int) -> Response:
+        try:
+            identity, form = await ctx.check_form(request)
+            identity = aro_of(request)
+            home = ctx.home()
+            record = ra.require_application(home, application_id)
+            if record.party_id != identity.party_id:
+                raise SmkiError("ra.application-not-found", f"no application {application_id} for this Party")
+            upload = form.get("document")
+            data = await _read_upload(upload, MAX_EVIDENCE_UPLOAD, "evidence file")
+            description = str(form.get("description", "")).strip()
+            if not data:
+                raise SmkiError("portal.evidence-missing", "choose a file to upload as evidence")
+            digest = hashlib.sha256(data).hexdigest()
+            assert isinstance(upload, UploadFile)
+            name = _SAFE_FILE.sub("_", upload.filename or "evidence")[-80:]
+            folder = ctx.portal_dir() / "evidence" / str(application_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{digest[:16]}-{name}").write_bytes(data)
+            reference = f"{name} sha256:{digest}" + (f" — {description[:200]}" if description else "")
+            ra.add_evidence(home, application_id, "document", reference, actor=f"aro:{identity.aro_id}")
+        except SmkiError as exc:
+            return ctx.error_page(request, exc)
+        return ctx.redirect(request, "/aro", "evidence")
+
+    @router.get("/aro/csr")
+    def csr_form(request: Request) -> Response:
+        aro_of(request)
+        return ctx.render(request, "csr.html", pasted="")
+
+    @router.post("/aro/csr")
+    async def csr_submit(request: Request) -> Response:
+        pasted = ""
+        try:
+            identity, form = await ctx.check_form(request)
+            identity = aro_of(request)
+            pasted = str(form.get("csr_text", ""))[:MAX_CSR_UPLOAD]
+            data = await _read_upload(form.get("csr_file"), MAX_CSR_UPLOAD, "CSR file") or pasted.encode()
+            if not data.strip():
+                raise SmkiError("portal.csr-missing", "upload a CSR file or paste the CSR text")
+            return _issue_single(request, ctx, identity, data)
+        except SmkiError as exc:
+            return ctx.error_page(request, exc, "csr.html", pasted=pasted)
+
+    @router.get("/aro/certificates")
+    def certificates(request: Request) -> Response:
+        identity = aro_of(request)
+        assert identity.party_id is not None
+        serial = request.query_params.get("serial", "").strip()[:64]
+        status = request.query_params.get("status", "").strip()[:1]
+        device = request.query_params.get("device", "").strip()[:40]
+        found = party_certificates(ctx, identity.party_id, serial=serial, status=status)
+        devices: list[CertificateRecord] = []
+        error = None
+        if device and ctx.gateway:
+            try:
+                devices = ctx.home().store.find_certificates(
+                    CertificateQuery(kind=CertKind.DEVICE, device_id=parse_eui64(device), limit=200))
+            except SmkiError as exc:
+                error = describe(exc)
+        return ctx.render(request, "certificates.html", certificates=found, devices=devices, error=error,
+                          query={"serial": serial, "status": status, "device": device})
+
+    @router.get("/aro/certificates/{serial}.{fmt}")
+    def certificate_download(request: Request, serial: str, fmt: str) -> Response:
+        identity = aro_of(request)
+        try:
+            record = _owned(ctx, identity, serial)
+        except SmkiError as exc:
+            return ctx.error_page(request, exc)
+        if fmt == "der":
+            return download(record.der, f"{record.serial}.der", "application/pkix-cert")
+        if fmt == "pem":
+            pem = x509.load_der_x509_certificate(record.der).public_bytes(Encoding.PEM)
+            return download(pem, f"{record.serial}.pem", "application/x-pem-file")
+        return ctx.error_page(request, SmkiError("portal.bad-format", "download as .pem or .der"))
+
+    @router.post("/aro/certificates/{serial}/revoke")
+    async def certificate_revoke(request: Request, serial: str) -> Response:
+        from smki.services.revocation import parse_reason, revoke_organisation_certificate
+
+        try:
+            identity, form = await ctx.check_form(request)
+            identity = aro_of(request)
+            record = _owned(ctx, identity, serial)
+            if record.kind is not CertKind.ORGANISATION:
+                raise SmkiError("revoke.device-certificate", "only Organisation Certificates are revoked here")
+            if form.get("confirm") != "yes":
+                raise SmkiError("portal.confirm", "tick the box to confirm the revocation")
+            reason = parse_reason(str(form.get("reason", "unspecified")))
+            revoke_organisation_certificate(ctx.home(), record.serial, reason, actor=f"aro:{identity.aro_id}",
+                                            details={"party": identity.party_id, "route": ctx.route.value})
+        except SmkiError as exc:
+            return ctx.error_page(request, exc)
+        return ctx.redirect(request, "/aro/certificates", "revoked")
+
+    if ctx.gateway:
+        _add_batch_routes(router, ctx)
+
+
+def _issue_single(request: Request, ctx: PortalContext, identity: PortalIdentity, data: bytes) -> Response:
+    from smki.ca.csr import decode_csr_text
+
+    home = ctx.home()
+    who = requester(ctx, identity)
+    der = decode_csr_text(data)
+    policy = ra.csr_policy(der)
+    if policy is CertificatePolicy.ORGANISATION:
+        issued = ra.request_organisation(home, who, der)
+        serial, cert_der = issued.serial, issued.der
+    else:
+        ra.authorise(home, who, CertificatePolicy.DEVICE)  # refuses on SPOTI before anything else
+        outcome = ra.request_device(home, who, der, ref=f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}")
+        if not outcome.ok:
+            raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
+        assert outcome.serial is not None and outcome.der is not None
+        serial, cert_der = outcome.serial, outcome.der
+    cert = x509.load_der_x509_certificate(cert_der)
+    return ctx.render(request, "issued.html", serial=serial, policy=policy.value,
+                      pem=cert.public_bytes(Encoding.PEM).decode())
+
+
+def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
+    @router.get("/aro/batches")
+    def batches(request: Request) -> Response:
+        identity = aro_of(request)
+        assert identity.party_id is not None
+        mine = sorted(ctx.batches().for_party(identity.party_id), key=lambda b: b.batch_ref, reverse=True)
+        return ctx.render(request, "batches.html", batches=mine)
+
+    @router.post("/aro/batches")
+    async def batch_upload(request: Request) -> Response:
+        try:
+            identity, form = await ctx.check_form(request)
+            identity = aro_of(request)
+            upload = form.get("batch")
+            data = await _read_upload(upload, MAX_ZIP_BYTES, "ZIP file")
+            if not data:
+                raise SmkiError("portal.batch-missing", "choose a ZIP file of .csr files")
+            assert isinstance(upload, UploadFile)
+            items = read_portal_zip(data)
+            home = ctx.home()
+            who = requester(ctx, identity)
+            ra.authorise(home, who, CertificatePolicy.DEVICE)  # refuse the whole upload up front
+            assert identity.party_id is not None
+            ref = f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}"
+
+            def run(batch_items: Any, on_chunk: Any) -> object:
+                return ra.request_device_batch(home, who, batch_items, batch_ref=ref, workers=ctx.workers,
+                                               on_chunk=on_chunk)
+
+            ctx.batches().start(batch_ref=ref, party_id=identity.party_id, name=request_name(upload.filename),
+                                items=items, classify=_classify, run=run)
+        except SmkiError as exc:
+            identity_ok = getattr(request.state, "identity", None)
+            mine = ctx.batches().for_party(identity_ok.party_id) if isinstance(identity_ok, PortalIdentity) \
+                and identity_ok.party_id else []
+            return ctx.error_page(request, exc, "batches.html", batches=mine)
+        return ctx.redirect(request, f"/aro/batches/{ref}")
+
+    @router.get("/aro/batches/{ref}")
+    def batch_page(request: Request, ref: str) -> Response:
+        identity = aro_of(request)
+        try:
+            batch = ctx.batches().get(ref, identity.party_id or "")
+        except SmkiError as exc:
+            return ctx.error_page(request, exc)
+        return ctx.render(request, "batch.html", batch=batch)
+
+    @router.get("/aro/batches/{ref}/status")
+    def batch_status(request: Request, ref: str) -> Response:
+        identity = aro_of(request)
+        try:
+            batch = ctx.batches().get(ref, identity.party_id or "")
+        except SmkiError as exc:
+            return JSONResponse({"error": exc.code, "message": exc.message}, status_code=404,
+                                headers=SECURITY_HEADERS)
+        return JSONResponse(batch.as_json(), headers=SECURITY_HEADERS)
+
+    @router.get("/aro/batches/{ref}/response.zip")
+    def batch_response(request: Request, ref: str) -> Response:
+        identity = aro_of(request)
+        try:
+            batch = ctx.batches().get(ref, identity.party_id or "")
+            if batch.response_path is None:
+                raise SmkiError("portal.batch-not-ready", "the batch has not finished yet")
+        except SmkiError as exc:
+            return ctx.error_page(request, exc)
+        return download(batch.response_path.read_bytes(), f"{batch.name}-result.zip", "application/zip")
+
+
+def _classify(outcome: DeviceOutcome) -> tuple[str, str]:
+    return classify_batch_outcome(outcome)

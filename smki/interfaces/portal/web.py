@@ -1,0 +1,167 @@
+"""What every Portal page shares: the templates, the per-listener context, form tokens, responses.
+
+Pages are rendered on the server (Jinja2 with autoescaping); the one script only enhances the
+batch progress page. Every response carries a Content-Security-Policy that allows nothing but the
+listener itself (``'self'``), so even a template mistake cannot make the browser fetch from, or
+post to, another host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from smki.domain import Route
+from smki.errors import SmkiError
+from smki.interfaces.portal.identity import PortalIdentity, identity_of
+from smki.ra import PolicyRefusal, RuleResult
+from smki.services.context import Home
+from smki.services.portal_batches import PortalBatches
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+#: Messages shown after a successful action (Post/Redirect/Get: the redirect names one by key).
+NOTICES: Mapping[str, str] = {
+    "applied": "Your application was opened. The RA will review it and record its decision here.",
+    "evidence": "The evidence was recorded against the application.",
+    "proposed": "The proposal was recorded. A different RA approver must now approve or refuse it.",
+    "approved": "The application was approved: the Party is now an Authorised Subscriber for that policy.",
+    "refused": "The application was refused; the rule-by-rule explanation is stored with it.",
+    "nominated": "The ARO was nominated.",
+    "verified": "The ARO's identity verification was recorded.",
+    "screened": "The ARO's security screening was recorded.",
+    "suspended": "The ARO was suspended; it cannot act from its very next request.",
+    "revoked": "The certificate was revoked and a new CRL was published.",
+    "published": "The revocation list was signed and published.",
+}
+
+_env = Environment(
+    loader=PackageLoader("smki.interfaces.portal", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+_env.filters["when"] = _when
+
+
+@dataclass
+class PortalContext:
+    """One mounted Portal: its home, the listener's route, and the process's batches."""
+
+    home_factory: Callable[[], Home]
+    route: Route
+    workers: int | None = None
+    prefix: str = "/portal"
+    token_key: bytes = field(default_factory=lambda: os.urandom(32))
+    _batches: PortalBatches | None = None
+
+    def home(self) -> Home:
+        return self.home_factory()
+
+    @property
+    def gateway(self) -> bool:
+        return self.route is Route.GATEWAY
+
+    def batches(self) -> PortalBatches:
+        if self._batches is None:
+            self._batches = PortalBatches(self.portal_dir() / "batches")
+        return self._batches
+
+    def portal_dir(self) -> Path:
+        return self.home().settings.home / "portal"
+
+    def token(self, identity: PortalIdentity) -> str:
+        """A form token bound to the identity: a cross-site form post (which the browser would send
+        with the user's client certificate) cannot know it."""
+        return hmac.new(self.token_key, identity.key.encode(), hashlib.sha256).hexdigest()
+
+    async def check_form(self, request: Request) -> tuple[PortalIdentity, Any]:
+        """The caller's identity and the posted form, after checking the form token."""
+        identity = identity_of(request)
+        form = await request.form()
+        token = form.get("csrf")
+        if not isinstance(token, str) or not hmac.compare_digest(token, self.token(identity)):
+            raise SmkiError("portal.form-expired", "this form has expired or came from another site; reload the page")
+        return identity, form
+
+    def render(self, request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+        identity = getattr(request.state, "identity", None)
+        notice = NOTICES.get(request.query_params.get("done", ""))
+        body = _env.get_template(template).render(
+            identity=identity if isinstance(identity, PortalIdentity) else None,
+            csrf=self.token(identity) if isinstance(identity, PortalIdentity) else "",
+            route=self.route, gateway=self.gateway, base=self.base(request), notice=notice, **values,
+        )
+        return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
+
+    def error_page(self, request: Request, exc: SmkiError, template: str = "error.html",
+                   status_code: int | None = None, **values: Any) -> HTMLResponse:
+        """Render ``template`` with the refusal shown (and the user's input kept in ``values``)."""
+        return self.render(request, template, status_code or status_for(exc), error=describe(exc), **values)
+
+
+    def base(self, request: Request) -> str:
+        """Where the Portal is mounted (``/portal`` under the app's root path), for every link."""
+        return str(request.scope.get("root_path", "")) + self.prefix
+
+    def redirect(self, request: Request, path: str, done: str | None = None) -> RedirectResponse:
+        target = self.base(request) + path + (f"?done={done}" if done else "")
+        return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+
+
+def download(data: bytes, filename: str, media_type: str) -> Response:
+    headers = dict(SECURITY_HEADERS)
+    headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return Response(data, media_type=media_type, headers=headers)
+
+
+@dataclass(frozen=True)
+class ShownError:
+    """A refusal as a page shows it: code, message, and (for RA refusals) each failing rule."""
+
+    code: str
+    message: str
+    rules: tuple[RuleResult, ...] = ()
+    ruleset: str | None = None
+
+
+def describe(exc: SmkiError) -> ShownError:
+    if isinstance(exc, PolicyRefusal):
+        return ShownError(exc.code, exc.message, exc.decision.failed, exc.decision.ruleset)
+    return ShownError(exc.code, exc.message)
+
+
+def status_for(exc: SmkiError) -> int:
+    code = exc.code
+    if code == "portal.unauthenticated":
+        return 401
+    if code in ("ra.refused", "portal.forbidden", "portal.form-expired") or code.startswith("staff."):
+        return 403
+    if code.endswith("not-found") or code.endswith("-unknown"):
+        return 404
+    return 400
