@@ -9,11 +9,13 @@ Static assets are served from this package: no page refers to any other host.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from importlib.resources import files
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from smki.domain import Route
 from smki.errors import SmkiError
@@ -37,7 +39,7 @@ def create_portal_router(home_factory: Callable[[], Home], route: Route, *, work
     if route not in (Route.GATEWAY, Route.SPOTI):
         raise SmkiError("portal.bad-route", "the Portal is served on the Gateway or the SPOTI route only")
     ctx = PortalContext(home_factory, route, workers=workers, prefix=prefix)
-    router = APIRouter(prefix=prefix, include_in_schema=False)
+    router = APIRouter(prefix=prefix, include_in_schema=False, route_class=_route_class(ctx))
 
     @router.get("")
     @router.get("/")
@@ -60,3 +62,21 @@ def create_portal_router(home_factory: Callable[[], Home], route: Route, *, work
     add_aro_routes(router, ctx)
     add_staff_routes(router, ctx)
     return router
+
+
+def _route_class(ctx: PortalContext) -> type[APIRoute]:
+    """Routes that show any refusal a page did not handle itself as an error page, never a traceback."""
+
+    class PortalRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def guarded(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except SmkiError as exc:
+                    return ctx.error_page(request, exc)
+
+            return guarded
+
+    return PortalRoute

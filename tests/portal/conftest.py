@@ -1,0 +1,145 @@
+"""Portal fixtures: a home with a CA and a registered Party, and the Portal on both routes.
+
+Until the HTTP listeners (issue 4) land, the tests serve the Portal from a tiny test app whose
+middleware sets ``request.state.identity`` from an ``X-Test-Identity`` header — standing in for
+the listener that sets it from the verified client certificate. The browser tests run it under
+uvicorn on 127.0.0.1 over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.testclient import TestClient
+
+from smki.audit import AuditEvent
+from smki.config import Settings
+from smki.domain import CertificatePolicy, Route
+from smki.interfaces.portal import ra_local as ra
+from smki.interfaces.portal.app import create_portal_router
+from smki.interfaces.portal.identity import PortalIdentity
+from smki.services.ca_admin import initialise_ca
+from smki.services.context import Home, open_home
+
+PASSPHRASE = b"portal-test-passphrase"
+PARTY = "SUPP1"
+ARO = "aro1"
+OTHER_PARTY = "NETOP2"
+ENTITY = bytes.fromhex("90b3d51f30010000")
+OTHER_ENTITY = bytes.fromhex("90b3d51f30020000")
+OPERATOR, APPROVER, AUDITOR = "op1", "ap1", "aud1"
+
+
+def parse_identity(text: str) -> PortalIdentity | None:
+    """``aro:PARTY:ARO`` or ``staff:ID`` (test only: the listener reads the client certificate)."""
+    parts = text.split(":")
+    if parts[0] == "aro" and len(parts) == 3:
+        return PortalIdentity("aro", party_id=parts[1], aro_id=parts[2])
+    if parts[0] == "staff" and len(parts) == 2:
+        return PortalIdentity("staff", staff_id=parts[1])
+    return None
+
+
+def make_app(home: Home, route: Route) -> FastAPI:
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def identity(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        found = parse_identity(request.headers.get("x-test-identity", ""))
+        if found is not None:
+            request.state.identity = found
+        return await call_next(request)
+
+    app.include_router(create_portal_router(lambda: home, route, workers=0))
+    return app
+
+
+def register(home: Home, *, device_applied: bool = True, org_approved: bool = True) -> int | None:
+    """RA staff, a Device-ready Party (SREPT, UEPT, Gateway) with a verified, screened ARO, another Party."""
+    from smki.services.staff import add_staff
+
+    add_staff(home, OPERATOR, "Olive Operator", ["ra-operator"], actor="admin")
+    add_staff(home, APPROVER, "Abe Approver", ["ra-approver"], actor="admin")
+    add_staff(home, AUDITOR, "Ada Auditor", ["auditor"], actor="admin")
+    with home.store.transaction() as tx:
+        tx.registry.add_party(PARTY, "Supplier One Ltd", "large-supplier")
+        tx.registry.update_party(PARTY, srept_passed=date(2019, 1, 10), uept_completed=date(2019, 2, 1),
+                                 registered_user_roles=["import-supplier"], gateway_connections=["DGC-001"])
+        tx.registry.set_entity(PARTY, ENTITY, [2])
+        tx.registry.add_party(OTHER_PARTY, "Network Two plc", "electricity-network-operator")
+        tx.registry.set_entity(OTHER_PARTY, OTHER_ENTITY, [3])
+        if org_approved:
+            tx.registry.set_subscription(PARTY, "organisation", "approved")
+        tx.append_audit([AuditEvent("admin", "test.setup", PARTY)])
+    ra.nominate_aro(home, PARTY, ARO, "Ann Officer", nominated_by="SRO Sam", staff_id=OPERATOR)
+    ra.verify_aro(home, ARO, "passport and utility bill", staff_id=OPERATOR)
+    ra.screen_aro(home, ARO, "BS 7858:2019", staff_id=OPERATOR)
+    if device_applied:
+        return ra.apply(home, PARTY, CertificatePolicy.DEVICE, actor=f"aro:{ARO}")
+    return None
+
+
+def approve_device(home: Home, application_id: int) -> None:
+    ra.add_evidence(home, application_id, "installation-need", "RAPP 5.5 installation plan", actor=f"staff:{OPERATOR}")
+    ra.propose(home, application_id, staff_id=OPERATOR, approve=True)
+    ra.decide(home, application_id, staff_id=APPROVER, approve=True)
+
+
+@pytest.fixture
+def home(tmp_path: Path, database_url: str) -> Iterator[Home]:
+    path = tmp_path / "home"
+    initialise_ca(Settings(home=path, database_url=database_url), PASSPHRASE, actor="admin")
+    opened = open_home(path, PASSPHRASE)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@dataclass
+class Clients:
+    gateway: TestClient
+    spoti: TestClient
+
+
+@pytest.fixture
+def clients(home: Home) -> Iterator[Clients]:
+    with TestClient(make_app(home, Route.GATEWAY)) as gw, TestClient(make_app(home, Route.SPOTI)) as sp:
+        yield Clients(gw, sp)
+
+
+class LiveServer:
+    """uvicorn serving an app on 127.0.0.1 in a thread, on a free port."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def url(self) -> str:
+        sock = self.server.servers[0].sockets[0]
+        host, port = sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

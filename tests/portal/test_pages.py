@@ -1,0 +1,298 @@
+"""The Portal's pages over HTTP (no browser): identities, routes, refusals, downloads, dual control."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from smki.ca.devcsr import make_device_csr, make_organisation_csr
+from smki.domain import RemotePartyRole, Usage
+from smki.services.context import Home
+from smki.services.portal_batches import read_response_zip, write_portal_zip
+from tests.portal.conftest import (
+    APPROVER,
+    ARO,
+    AUDITOR,
+    ENTITY,
+    OPERATOR,
+    OTHER_ENTITY,
+    PARTY,
+    Clients,
+    approve_device,
+    register,
+)
+
+ARO_H = {"x-test-identity": f"aro:{PARTY}:{ARO}"}
+
+
+def staff(sid: str) -> dict[str, str]:
+    return {"x-test-identity": f"staff:{sid}"}
+
+
+def token(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert found, "page has no form token"
+    return found.group(1)
+
+
+def pem_csr(der: bytes) -> str:
+    return x509.load_der_x509_csr(der).public_bytes(Encoding.PEM).decode()
+
+
+def _columns(text: str, width: int) -> list[str]:
+    return [text[i:i + width] for i in range(0, len(text), width)]
+
+
+def test_without_a_credential_nothing_is_shown(clients: Clients) -> None:
+    page = clients.gateway.get("/portal/aro")
+    assert page.status_code == 401
+    assert "portal.unauthenticated" in page.text
+    assert "Content-Security-Policy" in page.headers and "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_aro_sees_standing_and_the_rule_by_rule_explanation(home: Home, clients: Clients) -> None:
+    register(home)
+    page = clients.gateway.get("/portal/aro", headers=ARO_H)
+    assert page.status_code == 200
+    assert 'data-policy="organisation">approved' in page.text
+    assert 'data-policy="device">applied' in page.text
+    # the open Device application fails only the evidence-of-need rule until the RA records evidence
+    assert "device.evidence-of-need" in page.text and "1 of 4 rules fail" in page.text
+
+
+def test_staff_pages_refuse_an_aro_and_aro_pages_refuse_staff(home: Home, clients: Clients) -> None:
+    register(home)
+    assert clients.gateway.get("/portal/staff/applications", headers=ARO_H).status_code == 403
+    assert clients.gateway.get("/portal/aro", headers=staff(OPERATOR)).status_code == 403
+
+
+def test_a_form_without_its_token_is_refused(home: Home, clients: Clients) -> None:
+    register(home)
+    reply = clients.gateway.post("/portal/aro/apply", data={"policy": "organisation"}, headers=ARO_H)
+    assert reply.status_code == 403 and "portal.form-expired" in reply.text
+
+
+def test_dual_control_over_http(home: Home, clients: Clients) -> None:
+    app_id = register(home)
+    gw = clients.gateway
+    page = gw.get("/portal/staff/applications", headers=staff(OPERATOR))
+    t_op = token(page)
+    gw.post(f"/portal/staff/applications/{app_id}/evidence", headers=staff(OPERATOR),
+            data={"csrf": t_op, "kind": "installation-need", "reference": "install plan 2024"})
+    reply = gw.post(f"/portal/staff/applications/{app_id}/propose", headers=staff(OPERATOR),
+                    data={"csrf": t_op, "outcome": "approve", "note": "meets 5.5"}, follow_redirects=True)
+    assert "A different RA approver must now approve" in reply.text
+    # the operator cannot approve; nor can an auditor
+    refused = gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff(OPERATOR), data={"csrf": t_op})
+    assert refused.status_code == 403 and "staff.role-required" in refused.text
+    t_aud = token(gw.get("/portal/staff/parties", headers=staff(AUDITOR)))
+    assert gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff(AUDITOR),
+                   data={"csrf": t_aud}).status_code == 403
+    t_ap = token(gw.get("/portal/staff/applications", headers=staff(APPROVER)))
+    done = gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff(APPROVER), data={"csrf": t_ap},
+                   follow_redirects=True)
+    assert done.status_code == 200 and "now an Authorised Subscriber" in done.text
+    assert home.store.registry.require_party(PARTY).subscriptions["device"] == "approved"
+
+
+def test_a_person_holding_both_roles_cannot_approve_their_own_proposal(home: Home, clients: Clients) -> None:
+    from smki.services.staff import add_staff
+
+    app_id = register(home)
+    add_staff(home, "both1", "Bo Th", ["ra-operator", "ra-approver"], actor="admin")
+    gw = clients.gateway
+    t = token(gw.get("/portal/staff/applications", headers=staff("both1")))
+    gw.post(f"/portal/staff/applications/{app_id}/evidence", headers=staff("both1"),
+            data={"csrf": t, "kind": "installation-need", "reference": "plan"})
+    gw.post(f"/portal/staff/applications/{app_id}/propose", headers=staff("both1"),
+            data={"csrf": t, "outcome": "approve"})
+    reply = gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff("both1"), data={"csrf": t})
+    assert reply.status_code == 400 and "ra.dual-control" in reply.text
+
+
+def test_gateway_issues_a_device_certificate_and_openssl_verifies_it(home: Home, clients: Clients,
+                                                                      tmp_path: Path) -> None:
+    app_id = register(home)
+    assert app_id is not None
+    approve_device(home, app_id)
+    gw = clients.gateway
+    t = token(gw.get("/portal/aro/csr", headers=ARO_H))
+    csr = make_device_csr(bytes.fromhex("00db123456789001"), Usage.KA)
+    reply = gw.post("/portal/aro/csr", headers=ARO_H, data={"csrf": t, "csr_text": base64.b64encode(csr).decode()})
+    assert reply.status_code == 200, reply.text
+    serial = re.search(r'id="serial">([0-9a-f]+)<', reply.text)
+    assert serial
+    der = gw.get(f"/portal/aro/certificates/{serial.group(1)}.der", headers=ARO_H)
+    assert der.headers["content-disposition"].endswith('.der"')
+    (tmp_path / "dev.der").write_bytes(der.content)
+    result = subprocess.run(["openssl", "verify", "-CAfile", str(home.settings.home / "root.pem"), "-untrusted",
+                             str(home.settings.home / "device-ca.pem"), "-inform", "DER", str(tmp_path / "dev.der")],
+                            capture_output=True, text=True)
+    if "-inform" in result.stderr:  # older openssl verify has no -inform: convert to PEM
+        cert = x509.load_der_x509_certificate(der.content)
+        (tmp_path / "dev.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+        result = subprocess.run(["openssl", "verify", "-CAfile", str(home.settings.home / "root.pem"), "-untrusted",
+                                 str(home.settings.home / "device-ca.pem"), str(tmp_path / "dev.pem")],
+                                capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_spoti_refuses_a_device_csr_naming_the_rule(home: Home, clients: Clients) -> None:
+    app_id = register(home)
+    assert app_id is not None
+    approve_device(home, app_id)
+    sp = clients.spoti
+    assert sp.get("/portal/aro/batches", headers=ARO_H).status_code == 404  # the Device pages do not exist
+    t = token(sp.get("/portal/aro/csr", headers=ARO_H))
+    pasted = pem_csr(make_device_csr(bytes.fromhex("00db123456789001"), Usage.DS))
+    reply = sp.post("/portal/aro/csr", headers=ARO_H, data={"csrf": t, "csr_text": pasted})
+    assert reply.status_code == 403
+    assert 'data-rule="channel.device-via-gateway"' in reply.text
+    assert "MP074 (SEC November 2019 Release)" in reply.text
+    assert pasted.splitlines()[1] in reply.text  # the form keeps what was pasted
+
+
+def test_organisation_csr_in_every_text_form_on_spoti(home: Home, clients: Clients) -> None:
+    register(home, device_applied=False)
+    sp = clients.spoti
+    t = token(sp.get("/portal/aro/csr", headers=ARO_H))
+    shapes = {
+        "pem": lambda der: pem_csr(der),
+        "pem-no-headers": lambda der: "\n".join(pem_csr(der).splitlines()[1:-1]),
+        "one-line": lambda der: base64.b64encode(der).decode(),
+        "76-crlf": lambda der: "\r\n".join(_columns(base64.b64encode(der).decode(), 76)),
+    }
+    for shape, render in shapes.items():
+        text = render(make_organisation_csr(ENTITY, RemotePartyRole.SUPPLIER, Usage.DS))
+        reply = sp.post("/portal/aro/csr", headers=ARO_H, data={"csrf": t, "csr_text": text})
+        assert reply.status_code == 200, (shape, reply.text[-800:])
+        assert "BEGIN CERTIFICATE" in reply.text
+    # uploaded as a file (DER) works too, and a CSR for another Party's entity is refused by rule
+    other = make_organisation_csr(OTHER_ENTITY, RemotePartyRole.NETWORK_OPERATOR, Usage.DS)
+    refused = sp.post("/portal/aro/csr", headers=ARO_H, data={"csrf": t},
+                      files={"csr_file": ("other.csr", other, "application/octet-stream")})
+    assert refused.status_code == 403 and 'data-rule="org.entity-belongs-to-party"' in refused.text
+
+
+def test_aro_lists_and_revokes_an_organisation_certificate(home: Home, clients: Clients) -> None:
+    register(home, device_applied=False)
+    sp = clients.spoti
+    t = token(sp.get("/portal/aro/csr", headers=ARO_H))
+    der = make_organisation_csr(ENTITY, RemotePartyRole.SUPPLIER, Usage.KA)
+    issued = sp.post("/portal/aro/csr", headers=ARO_H, data={"csrf": t},
+                     files={"csr_file": ("mine.csr", der, "application/octet-stream")})
+    serial = re.search(r'id="serial">([0-9a-f]+)<', issued.text)
+    assert serial
+    listing = sp.get("/portal/aro/certificates", headers=ARO_H, params={"status": "I"})
+    assert serial.group(1) in listing.text
+    unconfirmed = sp.post(f"/portal/aro/certificates/{serial.group(1)}/revoke", headers=ARO_H,
+                          data={"csrf": t, "reason": "keyCompromise"})
+    assert unconfirmed.status_code == 400 and "portal.confirm" in unconfirmed.text
+    done = sp.post(f"/portal/aro/certificates/{serial.group(1)}/revoke", headers=ARO_H,
+                   data={"csrf": t, "reason": "keyCompromise", "confirm": "yes"}, follow_redirects=True)
+    assert "a new CRL was published" in done.text
+    record = home.store.certificate_by_serial(serial.group(1))
+    assert record is not None and record.status.value == "R"
+    crl = x509.load_der_x509_crl((home.settings.home / "crl" / "organisation-ca.crl").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(int(serial.group(1), 16)) is not None
+    # another Party's ARO can neither download nor revoke it
+    other = {"x-test-identity": f"aro:NETOP2:{ARO}"}
+    assert sp.get(f"/portal/aro/certificates/{serial.group(1)}.pem", headers=other).status_code == 404
+
+
+def test_zip_batch_over_http(home: Home, clients: Clients) -> None:
+    app_id = register(home)
+    assert app_id is not None
+    approve_device(home, app_id)
+    gw = clients.gateway
+    t = token(gw.get("/portal/aro/batches", headers=ARO_H))
+    good = [(f"meter{n}.csr", base64.b64encode(make_device_csr((0x00DB000000000100 + n).to_bytes(8, "big"),
+                                                                 Usage.DS))) for n in range(3)]
+    upload = write_portal_zip([*good, ("broken.csr", b"not a csr")])
+    reply = gw.post("/portal/aro/batches", headers=ARO_H, data={"csrf": t},
+                    files={"batch": ("week 12.zip", upload, "application/zip")}, follow_redirects=False)
+    assert reply.status_code == 303
+    ref = reply.headers["location"].rsplit("/", 1)[-1]
+    status = {}
+    for _ in range(200):
+        status = gw.get(f"/portal/aro/batches/{ref}/status", headers=ARO_H).json()
+        if status["status"] in ("COMPLETED", "FAILED"):
+            break
+        import time
+
+        time.sleep(0.05)
+    assert status["status"] == "COMPLETED" and status["percent"] == 100
+    assert status["counts"] == {"success": 3, "error": 1, "anomaly": 0, "ineligible": 0}
+    data = gw.get(f"/portal/aro/batches/{ref}/response.zip", headers=ARO_H)
+    response = read_response_zip(data.content, "week-12")
+    assert sorted(response.certificates) == ["meter0.crt", "meter1.crt", "meter2.crt"]
+    lines = [(line.identifier, line.file_name, line.status, line.error_code) for line in response.lines]
+    assert lines == [("1", "broken.csr", "error", "CR:CC3"), ("2", "meter0.csr", "success", ""),
+                     ("3", "meter1.csr", "success", ""), ("4", "meter2.csr", "success", "")]
+    # another Party cannot see it
+    assert gw.get(f"/portal/aro/batches/{ref}/status", headers={"x-test-identity": f"aro:NETOP2:{ARO}"}
+                  ).status_code == 404
+
+
+def test_a_bad_zip_is_refused_whole(home: Home, clients: Clients) -> None:
+    app_id = register(home)
+    assert app_id is not None
+    approve_device(home, app_id)
+    gw = clients.gateway
+    t = token(gw.get("/portal/aro/batches", headers=ARO_H))
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("nested/a.csr", b"x")
+    reply = gw.post("/portal/aro/batches", headers=ARO_H, data={"csrf": t},
+                    files={"batch": ("b.zip", buffer.getvalue(), "application/zip")})
+    assert reply.status_code == 400 and "portal.zip-bad-entry" in reply.text
+
+
+def test_batch_upload_by_a_party_that_is_not_a_device_subscriber_names_the_rule(home: Home,
+                                                                               clients: Clients) -> None:
+    register(home)  # applied, not approved
+    gw = clients.gateway
+    t = token(gw.get("/portal/aro/batches", headers=ARO_H))
+    upload = write_portal_zip([("a.csr", base64.b64encode(make_device_csr(b"\x01" * 8, Usage.DS)))])
+    reply = gw.post("/portal/aro/batches", headers=ARO_H, data={"csrf": t},
+                    files={"batch": ("b.zip", upload, "application/zip")})
+    assert reply.status_code == 403 and 'data-rule="subscriber.authorised-for-policy"' in reply.text
+
+
+def test_staff_parties_aros_audit_and_publication(home: Home, clients: Clients) -> None:
+    register(home)
+    gw = clients.gateway
+    page = gw.get("/portal/staff/parties", headers=staff(OPERATOR))
+    assert "Supplier One Ltd" in page.text and "passport and utility bill" in page.text
+    t = token(page)
+    kept = gw.post("/portal/staff/aros", headers=staff(OPERATOR),
+                   data={"csrf": t, "party_id": "NOPE", "aro_id": "x9", "name": "Kept Name"})
+    assert kept.status_code == 404 and 'value="Kept Name"' in kept.text  # input kept on error
+    gw.post("/portal/staff/aros", headers=staff(OPERATOR),
+            data={"csrf": t, "party_id": PARTY, "aro_id": "aro2", "name": "Bea Second", "nominated_by": "SRO"})
+    gw.post("/portal/staff/aros/aro2/suspend", headers=staff(OPERATOR), data={"csrf": t})
+    aro2 = home.store.registry.aro("aro2")
+    assert aro2 is not None and aro2.status == "suspended"
+    published = gw.post("/portal/staff/publish/crl", headers=staff(OPERATOR), data={"csrf": t},
+                        follow_redirects=True)
+    assert published.status_code == 200
+    assert re.search(r'data-list="CRL"><td>CRL</td>\s*<td>1</td>', published.text)
+    audit = gw.get("/portal/staff/audit", headers=staff(AUDITOR), params={"verify": "1"})
+    assert re.search(r"Chain verified: all \d+ records are intact", audit.text)
+    assert "aro.suspended" in audit.text
+
+
+@pytest.mark.parametrize("path", ["/portal/static/portal.css", "/portal/static/portal.js"])
+def test_assets_are_local(clients: Clients, path: str) -> None:
+    reply = clients.gateway.get(path)
+    assert reply.status_code == 200
+    assert "http://" not in reply.text and "https://" not in reply.text

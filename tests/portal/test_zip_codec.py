@@ -1,0 +1,152 @@
+"""The Portal batch ZIP codec (spec §3.2, App. F): reading uploads and writing responses."""
+
+from __future__ import annotations
+
+import base64
+import zipfile
+from io import BytesIO
+
+import pytest
+from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smki.ca.devcsr import make_device_csr
+from smki.domain import Usage
+from smki.services.batch_sources import MAX_ITEM_BYTES
+from smki.services.device_issuance import DeviceOutcome
+from smki.services.portal_batches import (
+    RECORD_HEADER,
+    PortalZipError,
+    ResponseWriter,
+    read_portal_zip,
+    read_response_zip,
+    request_name,
+    write_portal_zip,
+)
+
+
+def _zip(entries: list[tuple[str, bytes]]) -> bytes:
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_reads_csr_files_in_name_order() -> None:
+    csr = make_device_csr(bytes.fromhex("00db123456789001"), Usage.DS)
+    items = read_portal_zip(write_portal_zip([("b.csr", base64.b64encode(csr)), ("a.csr", b"x")]))
+    assert [(i.index, i.item_id) for i in items] == [(0, "a.csr"), (1, "b.csr")]
+    assert items[1].data == base64.b64encode(csr)
+
+
+@pytest.mark.parametrize(("entries", "code"), [
+    ([], "portal.zip-empty"),
+    ([("dir/a.csr", b"x")], "portal.zip-bad-entry"),
+    ([("a.txt", b"x")], "portal.zip-bad-entry"),
+    ([("../a.csr", b"x")], "portal.zip-bad-entry"),
+    ([("a.csr", b"x"), ("A.CSR", b"y")], "portal.zip-duplicate"),
+])
+def test_bad_zips_are_refused_whole(entries: list[tuple[str, bytes]], code: str) -> None:
+    with pytest.raises(PortalZipError) as info:
+        read_portal_zip(_zip(entries))
+    assert info.value.code == code
+
+
+def test_not_a_zip() -> None:
+    with pytest.raises(PortalZipError) as info:
+        read_portal_zip(b"PK\x03\x04 not really")
+    assert info.value.code == "portal.zip-invalid"
+
+
+def test_too_many_csrs_names_the_dcc_message() -> None:
+    data = _zip([(f"{n}.csr", b"x") for n in range(4)])
+    assert len(read_portal_zip(data, max_items=4)) == 4
+    with pytest.raises(PortalZipError) as info:
+        read_portal_zip(data, max_items=3)
+    assert info.value.code == "portal.zip-too-many"
+    assert "exceeds maximum volume" in info.value.message
+
+
+def test_50000_entries_are_accepted() -> None:
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for n in range(50_000):
+            archive.writestr(f"{n:05d}.csr", b"x")
+    assert len(read_portal_zip(buffer.getvalue())) == 50_000
+
+
+def test_a_zip_bomb_entry_is_read_only_up_to_the_cap() -> None:
+    items = read_portal_zip(_zip([("big.csr", b"A" * (50 * MAX_ITEM_BYTES))]))
+    assert len(items[0].data) == MAX_ITEM_BYTES + 1  # the CA then refuses it as csr.too-large
+
+
+@given(st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True), min_size=1, max_size=20,
+                unique_by=str.lower))
+@settings(max_examples=50, deadline=None)
+def test_any_flat_set_of_names_round_trips(stems: list[str]) -> None:
+    files = [(f"{s}.csr", s.encode()) for s in stems]
+    items = read_portal_zip(write_portal_zip(files))
+    assert sorted((i.item_id, i.data) for i in items) == sorted(files)
+
+
+@given(st.text(max_size=60))
+def test_request_names_are_always_safe(name: str) -> None:
+    made = request_name(name)
+    assert made and not made.startswith((".", "-"))
+    assert all(c in "._-" or (c.isascii() and c.isalnum()) for c in made)
+
+
+def test_response_layout(tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    der = make_device_csr(bytes.fromhex("00db123456789001"), Usage.KA)  # any bytes stand in for a cert
+    outcomes = [
+        DeviceOutcome(0, "m1.csr", bytes.fromhex("00db123456789001"), Usage.DS, "ab" * 16, der),
+        DeviceOutcome(1, "bad,name.csr", error_code="csr.bad-signature", error_message="no"),
+        DeviceOutcome(2, "m3.csr", error_code="issuance.anomaly", error_message="hsm"),
+    ]
+    writer = ResponseWriter("req-7", lambda o: ("anomaly", "IA:AA1") if o.error_code == "issuance.anomaly"
+                            else ("error", "CR:CC5"))
+    writer.add(outcomes[:2])
+    writer.add(outcomes[2:])
+    path = writer.finish(tmp_path / "out.zip")
+    with zipfile.ZipFile(path) as outer:
+        assert sorted(outer.namelist()) == ["req-7-response.txt", "req-7-response.zip"]
+        record = outer.read("req-7-response.txt").decode()
+    assert record.split("\r\n")[0] == RECORD_HEADER
+    assert record.split("\r\n")[1:4] == [
+        "1,m1.csr,success,", '2,"bad,name.csr",error,CR:CC5', "3,m3.csr,anomaly,IA:AA1"]
+    response = read_response_zip(path.read_bytes(), "req-7")
+    assert response.certificates == {"m1.crt": der}
+    assert [line.status for line in response.lines] == ["success", "error", "anomaly"]
+    assert writer.counts == {"success": 1, "error": 1, "anomaly": 1, "ineligible": 0}
+
+
+def test_certificate_files_are_base64_der_without_armour(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    assert isinstance(tmp_path, Path)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([])
+    import datetime as dt
+
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(x509.Name.from_rfc4514_string("CN=t"))
+            .public_key(key.public_key()).serial_number(7)
+            .not_valid_before(dt.datetime(2020, 1, 1)).not_valid_after(dt.datetime(2030, 1, 1))
+            .sign(key, hashes.SHA256()))
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = cert.public_bytes(Encoding.DER)
+    writer = ResponseWriter("r", lambda o: ("error", "X"))
+    writer.add([DeviceOutcome(0, "dev.csr", b"\0" * 8, Usage.DS, "07", der)])
+    path = writer.finish(tmp_path / "r.zip")
+    with zipfile.ZipFile(path) as outer, zipfile.ZipFile(BytesIO(outer.read("r-response.zip"))) as inner:
+        raw = inner.read("dev.crt")
+    assert b"-----" not in raw and b"\n" not in raw
+    assert x509.load_der_x509_certificate(base64.b64decode(raw, validate=True)).serial_number == 7
