@@ -196,6 +196,13 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
             return download(pem, f"{record.serial}.pem", "application/x-pem-file")
         return ctx.error_page(request, SmkiError("portal.bad-format", "download as .pem or .der"))
 
+    @router.get("/aro/certificates/{serial}")
+    def certificate_page(request: Request, serial: str) -> Response:
+        identity = aro_of(request)
+        record = _owned(ctx, identity, serial)
+        pem = x509.load_der_x509_certificate(record.der).public_bytes(Encoding.PEM).decode()
+        return ctx.render(request, "issued.html", serial=record.serial, record=record, pem=pem)
+
     @router.post("/aro/certificates/{serial}/revoke")
     async def certificate_revoke(request: Request, serial: str) -> Response:
         from smki.services.revocation import parse_reason, revoke_organisation_certificate
@@ -228,17 +235,16 @@ def _issue_single(request: Request, ctx: PortalContext, identity: PortalIdentity
     policy = ra.csr_policy(der)
     if policy is CertificatePolicy.ORGANISATION:
         issued = ra.request_organisation(home, who, der)
-        serial, cert_der = issued.serial, issued.der
+        serial = issued.serial
     else:
         ra.authorise(home, who, CertificatePolicy.DEVICE)  # refuses on SPOTI before anything else
         outcome = ra.request_device(home, who, der, ref=f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}")
         if not outcome.ok:
             raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
         assert outcome.serial is not None and outcome.der is not None
-        serial, cert_der = outcome.serial, outcome.der
-    cert = x509.load_der_x509_certificate(cert_der)
-    return ctx.render(request, "issued.html", serial=serial, policy=policy.value,
-                      pem=cert.public_bytes(Encoding.PEM).decode())
+        serial = outcome.serial
+    # Post/Redirect/Get: the certificate's own page, which a refresh cannot submit twice.
+    return ctx.redirect(request, f"/aro/certificates/{serial}", "issued")
 
 
 def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:

@@ -41,6 +41,7 @@ SECURITY_HEADERS = {
 
 #: Messages shown after a successful action (Post/Redirect/Get: the redirect names one by key).
 NOTICES: Mapping[str, str] = {
+    "issued": "Your certificate was issued. Download it below.",
     "applied": "Your application was opened. The RA will review it and record its decision here.",
     "evidence": "The evidence was recorded against the application.",
     "proposed": "The proposal was recorded. A different RA approver must now approve or refuse it.",
