@@ -72,3 +72,18 @@ def verified_aro(home: Home, aro_id: str = "A1", party_id: str = "P1") -> None:
     nominate_aro(home, aro_id, party_id, "Ann Officer", "Sam SRO", staff_id="op1")
     verify_aro(home, aro_id, "passport + utility bill", staff_id="op1", on=date(2020, 1, 2))
     screen_aro(home, aro_id, date(2020, 1, 3), "BS 7858:2019", staff_id="op1")
+
+
+def audit_actions(home: Home, start: int = 1) -> list[str]:
+    """The audit log's actions from ``start`` on, in order."""
+    return [row.action for row in home.store.audit_rows(start)]
+
+
+def audit_after(home: Home, seq: int) -> list[tuple[str, str, dict[str, object]]]:
+    """(actor, action, details) of each audit record after ``seq``."""
+    return [(r.actor, r.action, r.details_dict) for r in home.store.audit_rows(seq + 1)]
+
+
+def head(home: Home) -> int:
+    """The sequence number of the newest audit record."""
+    return home.store.audit_head()[0]
