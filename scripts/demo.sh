@@ -32,7 +32,8 @@ $smki issue batch "$demo/devices.csr.pem" --out "$demo/devices" --home "$data"
 echo; echo "== Audit log"
 $smki audit verify --home "$data"
 
-first=$(ls "$demo/devices"/*.pem | head -n 1)
+files=("$demo"/devices/*.pem)
+first=${files[0]}
 cat <<TXT
 
 Done. The CA certificates are in $data (root.pem, organisation-ca.pem, device-ca.pem),

@@ -1,40 +1,105 @@
 """RA staff: who may do what (RA operator, RA approver, auditor), checked before every staff action.
 
 Staff are identified by their staff id (the CLI's ``--as`` / ``SMKI_STAFF``; the Portal's login).
-An auditor may read but never change anything; a change needs the role the action names.
+What each role permits is the RA's rule ``ra.staff-role`` (``smki.ra.check_staff_role``); this
+module only loads the person from the register and turns a failing verdict into a refusal, so the
+permission table lives in one place. An auditor may read but never change anything; a refused
+attempt to change something is itself audited (``staff.refused``), because an auditor or operator
+trying to act beyond their role is exactly what an audit trail is for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from smki.audit import AuditEvent
 from smki.errors import SmkiError
+from smki.ra import StaffAction, StaffRole, check_staff_role
 from smki.services.context import Home
 from smki.store.registry import StaffRecord
 
-STAFF_ROLES = ("ra-operator", "ra-approver", "auditor")
+STAFF_ROLES = tuple(role.value for role in StaffRole)
+MAX_STAFF_ID = 64
 
 
-def require_staff(home: Home, staff_id: str | None, role: str) -> StaffRecord:
-    """The active staff member ``staff_id`` holding ``role``, or a coded refusal."""
+def staff_roles(record: StaffRecord) -> frozenset[StaffRole]:
+    """The roles a stored staff member holds; a role this version does not know grants nothing."""
+    known = {role.value: role for role in StaffRole}
+    return frozenset(known[r] for r in record.roles if r in known)
+
+
+def _load(home: Home, staff_id: str | None) -> StaffRecord:
     if not staff_id:
         raise SmkiError("staff.required", "this action is for RA staff: give --as STAFF_ID (or set SMKI_STAFF)")
     record = home.store.registry.staff(staff_id)
     if record is None or not record.active:
         raise SmkiError("staff.unknown", f"{staff_id!r} is not an active RA staff member")
-    if role not in record.roles:
-        raise SmkiError("staff.role-required", f"{staff_id!r} does not hold the {role} role")
     return record
 
 
-def add_staff(home: Home, staff_id: str, name: str, roles: Sequence[str], *, actor: str) -> None:
-    """Register an RA staff member (a CA/RA administrator's console action)."""
-    unknown = sorted(set(roles) - set(STAFF_ROLES))
-    if unknown or not roles:
-        raise SmkiError("staff.bad-role", f"roles must be among {', '.join(STAFF_ROLES)}")
-    if not staff_id or len(staff_id) > 64:
-        raise SmkiError("staff.bad-id", "a staff id is 1 to 64 characters")
+def require_staff(home: Home, staff_id: str | None, role: str | StaffRole) -> StaffRecord:
+    """The active staff member ``staff_id`` holding ``role``, or a coded refusal.
+
+    For actions that need one particular role whatever the permission table says (e.g. the CA
+    revocation proposals). RA register actions use :func:`require_action` instead.
+    """
+    record = _load(home, staff_id)
+    wanted = StaffRole(role).value if isinstance(role, StaffRole) else role
+    if wanted not in record.roles:
+        raise SmkiError("staff.role-required", f"{staff_id!r} does not hold the {wanted} role")
+    return record
+
+
+def require_action(home: Home, staff_id: str | None, action: StaffAction, *, subject: str = "") -> StaffRecord:
+    """The active staff member ``staff_id`` if a role they hold permits ``action`` (rule ``ra.staff-role``).
+
+    A refusal by the rule is audited before it is raised as ``ra.staff-role``.
+    """
+    record = _load(home, staff_id)
+    verdict = check_staff_role(record.staff_id, staff_roles(record), action)
+    if not verdict.passed:
+        with home.store.transaction() as tx:
+            tx.append_audit([AuditEvent(record.staff_id, "staff.refused", subject or action.value, {
+                "action": action.value, "rule": verdict.rule_id, "reason": verdict.reason,
+            })])
+        raise SmkiError("ra.staff-role", verdict.reason)
+    return record
+
+
+def parse_roles(roles: Iterable[str]) -> list[StaffRole]:
+    """Staff roles by name, or a ``staff.bad-role`` refusal naming the known ones."""
+    parsed = []
+    for text in roles:
+        try:
+            parsed.append(StaffRole(text.strip()))
+        except ValueError:
+            known = ", ".join(STAFF_ROLES)
+            raise SmkiError("staff.bad-role", f"unknown role {text[:40]!r}; roles are {known}") from None
+    if not parsed:
+        raise SmkiError("staff.bad-role", f"give at least one role: {', '.join(STAFF_ROLES)}")
+    return parsed
+
+
+def add_staff(home: Home, staff_id: str, name: str, roles: Sequence[str | StaffRole], *, actor: str) -> StaffRecord:
+    """Register an RA staff member (a CA/RA administrator's console action; no staff role needed).
+
+    This is how the first staff are bootstrapped, so it is deliberately outside ``ra.staff-role``:
+    whoever holds the console already holds the database.
+    """
+    parsed = sorted({r.value for r in parse_roles(str(r) for r in roles)})
+    staff_id = staff_id.strip()
+    if not staff_id or len(staff_id) > MAX_STAFF_ID or any(c.isspace() for c in staff_id):
+        raise SmkiError("staff.bad-id", f"a staff id is 1 to {MAX_STAFF_ID} characters, no spaces")
+    if not name.strip():
+        raise SmkiError("staff.bad-name", "give the staff member's name")
+    if home.store.registry.staff(staff_id) is not None:
+        raise SmkiError("staff.exists", f"staff member {staff_id!r} already exists")
     with home.store.transaction() as tx:
-        tx.registry.add_staff(staff_id, name, roles)
-        tx.append_audit([AuditEvent(actor, "staff.added", staff_id, {"name": name, "roles": sorted(set(roles))})])
+        tx.registry.add_staff(staff_id, name.strip(), parsed)
+        tx.append_audit([AuditEvent(actor, "staff.added", staff_id, {"name": name.strip(), "roles": parsed})])
+    return StaffRecord(staff_id, name.strip(), tuple(parsed), True)
+
+
+def list_staff(home: Home) -> list[StaffRecord]:
+    """Every RA staff member, by id."""
+    return home.store.registry.staff_members()

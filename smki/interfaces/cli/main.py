@@ -13,7 +13,21 @@ import sys
 import typer
 
 from smki.errors import SmkiError
-from smki.interfaces.cli import audit_cmd, bench_cmd, ca_cmd, cert_cmd, dev_cmd, issue_cmd, repo_cmd
+from smki.interfaces.cli import (
+    apply_cmd,
+    aro_cmd,
+    audit_cmd,
+    bench_cmd,
+    ca_cmd,
+    cert_cmd,
+    dev_cmd,
+    issue_cmd,
+    party_cmd,
+    ra_cmd,
+    repo_cmd,
+    request_cmd,
+    staff_cmd,
+)
 from smki.interfaces.cli.common import err_console
 
 app = typer.Typer(
@@ -30,6 +44,13 @@ app.add_typer(repo_cmd.app, name="repo")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(dev_cmd.app, name="dev")
 app.add_typer(bench_cmd.app, name="bench")
+# The Registration Authority (issue 3): the register, applications and decisions, the subscriber path.
+app.add_typer(staff_cmd.app, name="staff")
+app.add_typer(party_cmd.app, name="party")
+app.add_typer(aro_cmd.app, name="aro")
+app.add_typer(apply_cmd.app, name="apply")
+app.add_typer(ra_cmd.app, name="ra")
+app.add_typer(request_cmd.app, name="request")
 
 
 def run() -> None:

@@ -1,0 +1,83 @@
+"""``smki staff``: RA staff (console bootstrap), plus what every RA staff command shares.
+
+``staff add`` needs no staff role: it is how an administrator at the console creates the first RA
+operators and approvers. Every other RA command names the staff member acting with ``--as``
+(or ``SMKI_STAFF``), and the service checks that a role they hold permits the action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from smki.errors import SmkiError
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading
+from smki.services.context import Home
+from smki.services.staff import STAFF_ROLES, add_staff, list_staff
+
+app = typer.Typer(help="RA staff: operators, approvers and auditors.", no_args_is_help=True)
+
+StaffOption = Annotated[
+    str | None,
+    typer.Option("--as", envvar="SMKI_STAFF", help="The RA staff member acting (or SMKI_STAFF).",
+                 show_envvar=True),
+]
+
+T = TypeVar("T")
+
+
+@contextmanager
+def opened(home: Path) -> Iterator[Home]:
+    """The home, opened for register work (no CA key needed) and closed afterwards."""
+    handle = open_for_reading(home)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def run_on(home: Path, action: Callable[[Home], T]) -> T:
+    """Open the home, run ``action`` on it, close it."""
+    with opened(home) as handle:
+        return action(handle)
+
+
+def parse_date(value: str | None, option: str) -> date | None:
+    """An ISO date (``2019-11-07``) given to ``option``, or ``input.bad-date``."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise SmkiError("input.bad-date", f"{option} takes a date as YYYY-MM-DD, not {value[:40]!r}") from None
+
+
+@app.command("add")
+def add(
+    staff_id: Annotated[str, typer.Argument(help="The staff id (what --as names).")],
+    name: Annotated[str, typer.Option("--name", help="The person's name.")],
+    role: Annotated[list[str], typer.Option("--role", help=f"A role ({', '.join(STAFF_ROLES)}); repeatable.")],
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Register an RA staff member (administrator at the console; no staff role needed)."""
+    record = run_on(home, lambda h: add_staff(h, staff_id, name, role, actor=actor()))
+    console.print(f"staff {record.staff_id} ({record.name}): {', '.join(record.roles)}", highlight=False,
+                  soft_wrap=True)
+
+
+@app.command("list")
+def list_(home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """List RA staff and their roles."""
+    records = run_on(home, list_staff)
+    table = Table()
+    for column in ("staff id", "name", "roles", "active"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(r.staff_id, r.name, ", ".join(r.roles), "yes" if r.active else "no")
+    console.print(table)

@@ -1,0 +1,268 @@
+"""Applications for Authorised Subscriber status, decided under dual control (four eyes).
+
+The life of an application (one per Party and Certificate Policy):
+
+* ``open`` — an RA operator records the application (``apply``) and its evidence, e.g. the RAPP
+  §5.5 evidence of need (``add_evidence``);
+* ``proposed`` — an RA operator runs the rules (``propose``): the engine's decision, rule by rule,
+  is stored as the proposal. New evidence after that sends the application back to ``open``, so
+  nobody approves on evidence the proposer never saw;
+* ``approved`` / ``refused`` — a *different* person, an RA approver, decides (rule
+  ``ra.dual-control``). Approval re-runs the rules on the approval date with the register as it is
+  then and is refused if any rule fails; the final decision is stored beside the proposal, and the
+  Party's standing for the policy becomes ``approved``.
+
+Every step, and every refusal of a step, is audited with the decision it rests on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from smki.audit import AuditEvent
+from smki.domain import CertificatePolicy
+from smki.errors import SmkiError
+from smki.ra import (
+    Decision,
+    StaffAction,
+    SubscriberStanding,
+    check_dual_control,
+    decide_application,
+    render_explanation,
+)
+from smki.services.context import Home
+from smki.services.ra_state import (
+    application_state,
+    evidence_basis,
+    load_application,
+    load_party,
+    party_state,
+    today,
+)
+from smki.services.registry import check_id, parse_policy
+from smki.services.staff import require_action, staff_roles
+from smki.store.registry import ApplicationRecord
+
+OPEN = "open"
+PROPOSED = "proposed"
+APPROVED = "approved"
+REFUSED = "refused"
+UNDECIDED = (OPEN, PROPOSED)
+
+_MAY_APPLY = frozenset({SubscriberStanding.NONE, SubscriberStanding.REFUSED, SubscriberStanding.WITHDRAWN})
+"""[design] A Party applies afresh if it never applied, was refused, or was withdrawn; a suspended
+subscriber is reinstated instead (``smki party subscriber --standing approved``)."""
+
+
+def _audit(home: Home, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
+    with home.store.transaction() as tx:
+        tx.append_audit([AuditEvent(actor, action, subject, details)])
+
+
+def _subject(record: ApplicationRecord) -> str:
+    return f"application:{record.application_id}"
+
+
+def _require_status(record: ApplicationRecord, *allowed: str) -> None:
+    if record.status not in allowed:
+        raise SmkiError("ra.application-status",
+                        f"application {record.application_id} is {record.status}, not {' or '.join(allowed)}")
+
+
+def apply(home: Home, party_id: str, policy: str | CertificatePolicy, *, staff_id: str | None) -> ApplicationRecord:
+    """Record a Party's application for Authorised Subscriber status for one Certificate Policy."""
+    parsed = parse_policy(policy)
+    staff = require_action(home, staff_id, StaffAction.MANAGE_REGISTER, subject=party_id)
+    party = load_party(home, party_id)
+    standing = SubscriberStanding(party.subscriptions.get(parsed.value, SubscriberStanding.NONE.value))
+    pending = [a for a in home.store.registry.applications(party_id=party_id)
+               if a.policy == parsed.value and a.status in UNDECIDED]
+    if pending:
+        raise SmkiError("ra.application-open",
+                        f"{party_id} already has application {pending[0].application_id} open for {parsed.value}")
+    if standing not in _MAY_APPLY:
+        raise SmkiError("ra.already-subscriber", f"{party_id} is already {standing.value} as a {parsed.value} "
+                        "subscriber")
+    with home.store.transaction() as tx:
+        application_id = tx.registry.add_application(party_id, parsed.value)
+        tx.registry.set_subscription(party_id, parsed.value, SubscriberStanding.APPLIED.value)
+        tx.append_audit([AuditEvent(staff.staff_id, "application.opened", f"application:{application_id}", {
+            "party": party_id, "policy": parsed.value, "standing_before": standing.value,
+        })])
+    return load_application(home, application_id)
+
+
+def add_evidence(home: Home, application_id: int | str, kind: str, reference: str, *, staff_id: str | None,
+                 on: date | None = None) -> ApplicationRecord:
+    """Attach evidence (e.g. ``installation-need`` under RAPP §5.5) to an undecided application.
+
+    Evidence added after a proposal withdraws the proposal: the application must be proposed again.
+    """
+    kind = check_id(kind, "an evidence kind")[:40]
+    text = " ".join(reference.split())
+    if not text or len(text) > 500:
+        raise SmkiError("ra.bad-text", "an evidence reference is 1 to 500 characters")
+    staff = require_action(home, staff_id, StaffAction.RECORD_EVIDENCE, subject=f"application:{application_id}")
+    record = load_application(home, application_id)
+    _require_status(record, *UNDECIDED)
+    when = on or today()
+    with home.store.transaction() as tx:
+        evidence_id = tx.registry.add_evidence(record.application_id, kind, text, staff.staff_id, when)
+        if record.status == PROPOSED:
+            tx.registry.update_application(record.application_id, expect_status=PROPOSED, status=OPEN,
+                                           proposal=None, proposed_by=None, proposed_at=None)
+        tx.append_audit([AuditEvent(staff.staff_id, "application.evidence-added", _subject(record), {
+            "evidence_id": evidence_id, "kind": kind, "reference": text, "on": when.isoformat(),
+            "proposal_withdrawn": record.status == PROPOSED,
+        })])
+    return load_application(home, record.application_id)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """An application after a step, with the decision the engine made at that step."""
+
+    application: ApplicationRecord
+    decision: Decision
+
+
+def _decide(home: Home, record: ApplicationRecord, on: date) -> Decision:
+    party = party_state(load_party(home, record.party_id))
+    return decide_application(application_state(record), party, on, evidence_basis=evidence_basis(home))
+
+
+def propose(home: Home, application_id: int | str, *, staff_id: str | None, on: date | None = None) -> Decided:
+    """An RA operator runs the rules and records the result as the proposal for an approver.
+
+    A proposal the rules refuse is still recorded (the approver will then refuse it); the caller
+    shows the failing rules.
+    """
+    staff = require_action(home, staff_id, StaffAction.PROPOSE, subject=f"application:{application_id}")
+    record = load_application(home, application_id)
+    _require_status(record, OPEN)
+    decision = _decide(home, record, on or today())
+    with home.store.transaction() as tx:
+        tx.registry.update_application(record.application_id, expect_status=OPEN, status=PROPOSED,
+                                       proposed_by=staff.staff_id, proposed_at=datetime.now(UTC),
+                                       proposal=decision.to_dict())
+        tx.append_audit([AuditEvent(staff.staff_id, "application.proposed", _subject(record), {
+            "party": record.party_id, "policy": record.policy, "outcome": decision.outcome.value,
+            "ruleset": decision.ruleset, "failed": list(decision.failed_ids), "decision": decision.to_dict(),
+        })])
+    return Decided(load_application(home, record.application_id), decision)
+
+
+def _four_eyes(home: Home, record: ApplicationRecord, staff_id: str | None) -> str:
+    """The deciding approver's id, after ``ra.staff-role`` and ``ra.dual-control`` (both audited)."""
+    subject = _subject(record)
+    staff = require_action(home, staff_id, StaffAction.DECIDE, subject=subject)
+    _require_status(record, PROPOSED)
+    verdict = check_dual_control(record.proposed_by or "", staff.staff_id, staff_roles(staff))
+    if not verdict.passed:
+        _audit(home, staff.staff_id, "application.dual-control-refused", subject, {
+            "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference,
+            "proposed_by": record.proposed_by,
+        })
+        raise SmkiError("ra.dual-control", verdict.reason)
+    return staff.staff_id
+
+
+def approve(home: Home, application_id: int | str, *, staff_id: str | None, on: date | None = None) -> Decided:
+    """A different RA approver approves: the rules are run again on the approval date and must all pass.
+
+    On success the Party becomes an approved Authorised Subscriber for the policy. If any rule
+    fails, the attempt is audited and refused (``ra.refused``) and the application stays proposed,
+    for the approver to refuse or for an operator to add evidence.
+    """
+    record = load_application(home, application_id)
+    approver = _four_eyes(home, record, staff_id)
+    decision = _decide(home, record, on or today())
+    if not decision.approved:
+        _audit(home, approver, "application.approval-refused", _subject(record), {
+            "party": record.party_id, "policy": record.policy, "ruleset": decision.ruleset,
+            "failed": list(decision.failed_ids), "decision": decision.to_dict(),
+        })
+        raise decision.refusal()
+    with home.store.transaction() as tx:
+        tx.registry.update_application(record.application_id, expect_status=PROPOSED, status=APPROVED,
+                                       decided_by=approver, decided_at=datetime.now(UTC),
+                                       decision=decision.to_dict())
+        tx.registry.set_subscription(record.party_id, record.policy, SubscriberStanding.APPROVED.value)
+        tx.append_audit([AuditEvent(approver, "application.approved", _subject(record), {
+            "party": record.party_id, "policy": record.policy, "proposed_by": record.proposed_by,
+            "ruleset": decision.ruleset, "decision": decision.to_dict(),
+        })])
+    return Decided(load_application(home, record.application_id), decision)
+
+
+def refuse(home: Home, application_id: int | str, reason: str, *, staff_id: str | None,
+           on: date | None = None) -> Decided:
+    """A different RA approver refuses, giving a reason; the rules' view on that date is stored with it."""
+    reason = " ".join(reason.split())
+    if not reason or len(reason) > 500:
+        raise SmkiError("ra.reason-required", "give the reason for refusing (1 to 500 characters)")
+    record = load_application(home, application_id)
+    approver = _four_eyes(home, record, staff_id)
+    decision = _decide(home, record, on or today())
+    stored = {**decision.to_dict(), "reason": reason}
+    with home.store.transaction() as tx:
+        tx.registry.update_application(record.application_id, expect_status=PROPOSED, status=REFUSED,
+                                       decided_by=approver, decided_at=datetime.now(UTC), decision=stored)
+        tx.registry.set_subscription(record.party_id, record.policy, SubscriberStanding.REFUSED.value)
+        tx.append_audit([AuditEvent(approver, "application.refused", _subject(record), {
+            "party": record.party_id, "policy": record.policy, "proposed_by": record.proposed_by,
+            "reason": reason, "ruleset": decision.ruleset, "decision": decision.to_dict(),
+        })])
+    return Decided(load_application(home, record.application_id), decision)
+
+
+def queue(home: Home) -> list[ApplicationRecord]:
+    """Applications waiting for the RA: open (for evidence and a proposal) or proposed (for a decision)."""
+    return [a for a in home.store.registry.applications() if a.status in UNDECIDED]
+
+
+def applications(home: Home, party_id: str | None = None) -> list[ApplicationRecord]:
+    """Every application (of one Party, if given)."""
+    return home.store.registry.applications(party_id=party_id)
+
+
+def stored_decisions(record: ApplicationRecord) -> tuple[Decision | None, Decision | None]:
+    """The proposal and the final decision as stored (either may be absent)."""
+    proposal = None if record.proposal is None else Decision.from_dict(record.proposal)
+    final = None if record.decision is None else Decision.from_dict(record.decision)
+    return proposal, final
+
+
+def _when(value: datetime | None) -> str:
+    return "?" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def explain(home: Home, application_id: int | str) -> str:
+    """The application, its evidence, and each stored decision rule by rule (``smki ra explain``)."""
+    record = load_application(home, application_id)
+    proposal, final = stored_decisions(record)
+    lines = [
+        f"Application {record.application_id}: {record.policy} Authorised Subscriber status for "
+        f"{record.party_id} — {record.status}",
+        f"Opened {_when(record.created_at)}",
+    ]
+    if record.evidence:
+        lines.append("Evidence:")
+        lines.extend(f"  - {e.kind}: {e.reference} (recorded by {e.recorded_by} on {e.recorded_on.isoformat()})"
+                     for e in record.evidence)
+    else:
+        lines.append("Evidence: none recorded")
+    text = "\n".join(lines) + "\n"
+    if proposal is None:
+        text += "\nNot yet proposed.\n"
+    else:
+        text += f"\n== Proposal by {record.proposed_by} at {_when(record.proposed_at)} ==\n"
+        text += render_explanation(proposal)
+    if final is not None and record.decision is not None:
+        text += f"\n== Decision: {record.status} by {record.decided_by} at {_when(record.decided_at)} ==\n"
+        if record.decision.get("reason"):
+            text += f"Reason given: {record.decision['reason']}\n"
+        text += render_explanation(final)
+    return text

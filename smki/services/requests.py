@@ -1,0 +1,144 @@
+"""Request-time enforcement: the subscriber path every listener calls before any key is touched.
+
+A subscriber's request (an ARO acting for a Party, arriving by a route the *listener* knows) is
+checked against the RA's request rules (``smki.ra.decide_request``) with the Party and ARO read
+fresh from the register, so a suspension or withdrawal takes effect on the very next request.
+A refusal is audited (``request.refused``, with the failing rule ids and the whole decision) and
+raised as ``ra.refused``; nothing is signed. An approved request is issued, and its audit names
+the Party, the ARO, the route and the rules it passed.
+
+Device batches are authorised once, for the Device policy, before the batch is read: the rules
+read nothing from a Device CSR, and a refused batch must not cost a single signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from smki.audit import AuditEvent
+from smki.domain import CertificatePolicy, Route
+from smki.errors import NotFound, SmkiError
+from smki.ra import CertificateRequestFacts, Decision, decide_request
+from smki.services.batch_sources import BatchItem
+from smki.services.context import Home
+from smki.services.device_issuance import BatchSummary, DeviceOutcome, issue_device_batch
+from smki.services.org_issuance import IssuedOrganisation, issue_organisation
+from smki.services.ra_state import aro_state, evidence_basis, party_state, today
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who is asking and how: an ARO acting for a Party, over the route of the listener it reached."""
+
+    party_id: str
+    aro_id: str
+    route: Route
+
+    @property
+    def actor(self) -> str:
+        """The audit actor: ``aro:<ARO>@<Party>``."""
+        return f"aro:{self.aro_id}@{self.party_id}"
+
+    def audit_details(self) -> dict[str, Any]:
+        return {"party": self.party_id, "aro": self.aro_id, "route": Route(self.route).value}
+
+
+def _audit(home: Home, requester: Requester, action: str, subject: str, details: dict[str, Any]) -> None:
+    with home.store.transaction() as tx:
+        tx.append_audit([AuditEvent(requester.actor, action, subject, {**requester.audit_details(), **details})])
+
+
+def _refuse_unknown(home: Home, requester: Requester, facts: CertificateRequestFacts, error: SmkiError) -> SmkiError:
+    _audit(home, requester, "request.refused", requester.party_id, {
+        "policy": facts.policy.value, "code": error.code, "reason": error.message,
+    })
+    return error
+
+
+def authorise(home: Home, requester: Requester, facts: CertificateRequestFacts, *, on: date | None = None) -> Decision:
+    """Decide a request under the rules in force on ``on`` (today), from the register as it is now.
+
+    Returns the approving decision. A refusal is audited and raised (``ra.refused``, carrying the
+    decision); an unknown Party or ARO is audited and refused as ``ra.party-not-found`` /
+    ``ra.aro-not-found``.
+    """
+    if Route(facts.route) is not Route(requester.route):
+        raise SmkiError("request.route-mismatch", "the request's route is the requester's listener route")
+    party_record = home.store.registry.party(requester.party_id)
+    if party_record is None:
+        raise _refuse_unknown(home, requester, facts,
+                              NotFound("ra.party-not-found", f"no Party {requester.party_id!r}"))
+    aro_record = home.store.registry.aro(requester.aro_id)
+    if aro_record is None:
+        raise _refuse_unknown(home, requester, facts, NotFound("ra.aro-not-found", f"no ARO {requester.aro_id!r}"))
+    decision = decide_request(facts, party_state(party_record), aro_state(aro_record), on or today(),
+                              evidence_basis=evidence_basis(home))
+    if not decision.approved:
+        details: dict[str, Any] = {
+            "policy": facts.policy.value, "ruleset": decision.ruleset, "rules": list(decision.failed_ids),
+            "decision": decision.to_dict(),
+        }
+        if facts.entity_id is not None:
+            details["entity_id"] = facts.entity_id.hex()
+        if facts.role is not None:
+            details["role"] = int(facts.role)
+        _audit(home, requester, "request.refused", requester.party_id, details)
+        raise decision.refusal()
+    return decision
+
+
+def _passed(decision: Decision) -> dict[str, Any]:
+    return {"ruleset": decision.ruleset, "rules": [r.rule_id for r in decision.results]}
+
+
+def request_organisation(home: Home, requester: Requester, csr_data: bytes) -> IssuedOrganisation:
+    """One Organisation Certificate for an ARO: the CSR is checked, the rules applied, then it is issued.
+
+    The CSR comes first because the rules need the Entity Identifier and role it names
+    (``org.entity-belongs-to-party``, ``org.role-permitted``); checking it signs nothing.
+    """
+    from smki.ca.csr import check_organisation_csr, decode_csr_text
+
+    request = check_organisation_csr(decode_csr_text(csr_data))
+    facts = CertificateRequestFacts(policy=CertificatePolicy.ORGANISATION, route=requester.route,
+                                    entity_id=request.entity_id, role=request.role)
+    decision = authorise(home, requester, facts)
+    return issue_organisation(home, csr_data, actor=requester.actor,
+                              extra_audit={**requester.audit_details(), **_passed(decision)})
+
+
+def request_device_batch(home: Home, requester: Requester, items: Iterable[BatchItem], *, batch_ref: str,
+                         workers: int | None = None,
+                         on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None = None) -> BatchSummary:
+    """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
+
+    Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches.
+    """
+    facts = CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route)
+    decision = authorise(home, requester, facts)
+    _audit(home, requester, "request.authorised", batch_ref, {
+        "policy": CertificatePolicy.DEVICE.value, "batch": batch_ref, **_passed(decision),
+    })
+    return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
+                              on_chunk=on_chunk)
+
+
+def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",
+                   batch_ref: str | None = None) -> DeviceOutcome:
+    """One Device CSR (the Ad Hoc service): the same rules, issued in this process.
+
+    Returns the outcome: a certificate, or a per-CSR error (``csr.*``) as the Ad Hoc service reports
+    it. A policy refusal is raised (``ra.refused``), before the CSR is even decoded.
+    """
+    import secrets
+
+    outcomes: list[DeviceOutcome] = []
+    ref = batch_ref or f"adhoc-{secrets.token_hex(6)}"
+    request_device_batch(home, requester, [BatchItem(0, item_id, csr_data)], batch_ref=ref, workers=0,
+                         on_chunk=outcomes.extend)
+    if len(outcomes) != 1:
+        raise SmkiError("request.no-outcome", "the Device CSR produced no outcome")
+    return outcomes[0]
