@@ -24,9 +24,10 @@ from fastapi.testclient import TestClient
 from smki.audit import AuditEvent
 from smki.config import Settings
 from smki.domain import CertificatePolicy, Route
-from smki.interfaces.portal import ra_local as ra
 from smki.interfaces.portal.app import create_portal_router
 from smki.interfaces.portal.identity import PortalIdentity
+from smki.services import applications as apps
+from smki.services import registry as reg
 from smki.services.ca_admin import initialise_ca
 from smki.services.context import Home, open_home
 
@@ -80,18 +81,18 @@ def register(home: Home, *, device_applied: bool = True, org_approved: bool = Tr
         if org_approved:
             tx.registry.set_subscription(PARTY, "organisation", "approved")
         tx.append_audit([AuditEvent("admin", "test.setup", PARTY)])
-    ra.nominate_aro(home, PARTY, ARO, "Ann Officer", nominated_by="SRO Sam", staff_id=OPERATOR)
-    ra.verify_aro(home, ARO, "passport and utility bill", staff_id=OPERATOR)
-    ra.screen_aro(home, ARO, "BS 7858:2019", staff_id=OPERATOR)
+    reg.nominate_aro(home, ARO, PARTY, "Ann Officer", "SRO Sam", staff_id=OPERATOR)
+    reg.verify_aro(home, ARO, "passport and utility bill", staff_id=OPERATOR)
+    reg.screen_aro(home, ARO, date(2021, 3, 1), "BS 7858:2019", staff_id=OPERATOR)
     if device_applied:
-        return ra.apply(home, PARTY, CertificatePolicy.DEVICE, actor=f"aro:{ARO}")
+        return apps.apply(home, PARTY, CertificatePolicy.DEVICE, staff_id=OPERATOR).application_id
     return None
 
 
 def approve_device(home: Home, application_id: int) -> None:
-    ra.add_evidence(home, application_id, "installation-need", "RAPP 5.5 installation plan", actor=f"staff:{OPERATOR}")
-    ra.propose(home, application_id, staff_id=OPERATOR, approve=True)
-    ra.decide(home, application_id, staff_id=APPROVER, approve=True)
+    apps.add_evidence(home, application_id, "installation-need", "RAPP 5.5 installation plan", staff_id=OPERATOR)
+    apps.propose(home, application_id, staff_id=OPERATOR)
+    apps.approve(home, application_id, staff_id=APPROVER)
 
 
 @pytest.fixture

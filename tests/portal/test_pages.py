@@ -89,11 +89,11 @@ def test_dual_control_over_http(home: Home, clients: Clients) -> None:
     gw.post(f"/portal/staff/applications/{app_id}/evidence", headers=staff(OPERATOR),
             data={"csrf": t_op, "kind": "installation-need", "reference": "install plan 2024"})
     reply = gw.post(f"/portal/staff/applications/{app_id}/propose", headers=staff(OPERATOR),
-                    data={"csrf": t_op, "outcome": "approve", "note": "meets 5.5"}, follow_redirects=True)
+                    data={"csrf": t_op}, follow_redirects=True)
     assert "A different RA approver must now approve" in reply.text
     # the operator cannot approve; nor can an auditor
     refused = gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff(OPERATOR), data={"csrf": t_op})
-    assert refused.status_code == 403 and "staff.role-required" in refused.text
+    assert refused.status_code == 403 and "ra.staff-role" in refused.text
     t_aud = token(gw.get("/portal/staff/parties", headers=staff(AUDITOR)))
     assert gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff(AUDITOR),
                    data={"csrf": t_aud}).status_code == 403
@@ -114,9 +114,9 @@ def test_a_person_holding_both_roles_cannot_approve_their_own_proposal(home: Hom
     gw.post(f"/portal/staff/applications/{app_id}/evidence", headers=staff("both1"),
             data={"csrf": t, "kind": "installation-need", "reference": "plan"})
     gw.post(f"/portal/staff/applications/{app_id}/propose", headers=staff("both1"),
-            data={"csrf": t, "outcome": "approve"})
+            data={"csrf": t})
     reply = gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff("both1"), data={"csrf": t})
-    assert reply.status_code == 400 and "ra.dual-control" in reply.text
+    assert reply.status_code == 403 and "ra.dual-control" in reply.text
 
 
 def test_gateway_issues_a_device_certificate_and_openssl_verifies_it(home: Home, clients: Clients,
@@ -275,7 +275,7 @@ def test_staff_parties_aros_audit_and_publication(home: Home, clients: Clients) 
     assert "Supplier One Ltd" in page.text and "passport and utility bill" in page.text
     t = token(page)
     kept = gw.post("/portal/staff/aros", headers=staff(OPERATOR),
-                   data={"csrf": t, "party_id": "NOPE", "aro_id": "x9", "name": "Kept Name"})
+                   data={"csrf": t, "party_id": "NOPE", "aro_id": "x9", "name": "Kept Name", "nominated_by": "SRO"})
     assert kept.status_code == 404 and 'value="Kept Name"' in kept.text  # input kept on error
     gw.post("/portal/staff/aros", headers=staff(OPERATOR),
             data={"csrf": t, "party_id": PARTY, "aro_id": "aro2", "name": "Bea Second", "nominated_by": "SRO"})

@@ -25,8 +25,10 @@ from smki.interfaces.portal import ra_local as ra
 from smki.interfaces.portal.dcc_status import classify_batch_outcome
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download
+from smki.services import requests as rq
 from smki.services.device_issuance import DeviceOutcome
 from smki.services.portal_batches import MAX_ZIP_BYTES, read_portal_zip, request_name
+from smki.services.ra_state import load_application
 from smki.store import CertificateQuery, CertificateRecord, normalise_serial
 
 MAX_CSR_UPLOAD = 64 * 1024
@@ -41,9 +43,14 @@ def aro_of(request: Request) -> PortalIdentity:
     return identity
 
 
-def requester(ctx: PortalContext, identity: PortalIdentity) -> ra.Requester:
+def requester(ctx: PortalContext, identity: PortalIdentity) -> rq.Requester:
     assert identity.party_id is not None and identity.aro_id is not None
-    return ra.Requester(identity.party_id, identity.aro_id, ctx.route)
+    return rq.Requester(identity.party_id, identity.aro_id, ctx.route)
+
+
+def aro_actor(identity: PortalIdentity) -> ra.AroActor:
+    assert identity.party_id is not None and identity.aro_id is not None
+    return ra.AroActor(identity.party_id, identity.aro_id)
 
 
 async def _read_upload(value: Any, limit: int, what: str) -> bytes:
@@ -96,7 +103,7 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
         home = ctx.home()
         party = home.store.registry.require_party(identity.party_id)
         applications = home.store.registry.applications(party_id=identity.party_id)
-        explained = {a.application_id: ra.explain(home, a.application_id) for a in applications
+        explained = {a.application_id: ra.decision_today(home, a) for a in applications
                      if a.status in ("open", "proposed")}
         aro = home.store.registry.aro(identity.aro_id or "")
         standings = [(p.value, party.subscriptions.get(p.value, "none")) for p in CertificatePolicy]
@@ -113,7 +120,7 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
                 policy = CertificatePolicy(str(form.get("policy", "")))
             except ValueError:
                 raise SmkiError("portal.bad-policy", "choose the Organisation or the Device policy") from None
-            ra.apply(ctx.home(), identity.party_id, policy, actor=f"aro:{identity.aro_id}")
+            ra.aro_apply(ctx.home(), aro_actor(identity), policy)
         except SmkiError as exc:
             return ctx.error_page(request, exc)
         return ctx.redirect(request, "/aro", "applied")
@@ -124,7 +131,7 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
             identity, form = await ctx.check_form(request)
             identity = aro_of(request)
             home = ctx.home()
-            record = ra.require_application(home, application_id)
+            record = load_application(home, application_id)
             if record.party_id != identity.party_id:
                 raise SmkiError("ra.application-not-found", f"no application {application_id} for this Party")
             upload = form.get("document")
@@ -139,7 +146,7 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{digest[:16]}-{name}").write_bytes(data)
             reference = f"{name} sha256:{digest}" + (f" — {description[:200]}" if description else "")
-            ra.add_evidence(home, application_id, "document", reference, actor=f"aro:{identity.aro_id}")
+            ra.aro_add_document(home, aro_actor(identity), application_id, reference)
         except SmkiError as exc:
             return ctx.error_page(request, exc)
         return ctx.redirect(request, "/aro", "evidence")
@@ -234,11 +241,12 @@ def _issue_single(request: Request, ctx: PortalContext, identity: PortalIdentity
     der = decode_csr_text(data)
     policy = ra.csr_policy(der)
     if policy is CertificatePolicy.ORGANISATION:
-        issued = ra.request_organisation(home, who, der)
+        issued = rq.request_organisation(home, who, der)
         serial = issued.serial
     else:
-        ra.authorise(home, who, CertificatePolicy.DEVICE)  # refuses on SPOTI before anything else
-        outcome = ra.request_device(home, who, der, ref=f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}")
+        ra.authorise_device(home, who)  # refuses on SPOTI before anything else is looked at
+        outcome = rq.request_device(home, who, der, item_id="portal",
+                                    batch_ref=f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}")
         if not outcome.ok:
             raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
         assert outcome.serial is not None and outcome.der is not None
@@ -268,12 +276,12 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
             items = read_portal_zip(data)
             home = ctx.home()
             who = requester(ctx, identity)
-            ra.authorise(home, who, CertificatePolicy.DEVICE)  # refuse the whole upload up front
+            ra.authorise_device(home, who)  # refuse the whole upload up front
             assert identity.party_id is not None
             ref = f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}"
 
             def run(batch_items: Any, on_chunk: Any) -> object:
-                return ra.request_device_batch(home, who, batch_items, batch_ref=ref, workers=ctx.workers,
+                return rq.request_device_batch(home, who, batch_items, batch_ref=ref, workers=ctx.workers,
                                                on_chunk=on_chunk)
 
             ctx.batches().start(batch_ref=ref, party_id=identity.party_id, name=request_name(upload.filename),

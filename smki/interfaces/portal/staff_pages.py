@@ -8,6 +8,7 @@ service decides whether the person may press them. Auditors see every page and c
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,6 +21,9 @@ from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.interfaces.portal.web import PortalContext
 from smki.ra import Decision
 from smki.ra.state import INSTALLATION_NEED_EVIDENCE
+from smki.services import applications as apps
+from smki.services import registry as reg
+from smki.services.ra_state import today
 from smki.store import CertificateQuery
 
 AUDIT_ROWS = 50
@@ -44,9 +48,12 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
         staff = home.store.registry.staff(_staff_id(identity))
         pending = [a for a in home.store.registry.applications() if a.status in ("open", "proposed")]
         decided = [a for a in home.store.registry.applications() if a.status not in ("open", "proposed")][-20:]
-        explained: dict[int, Decision] = {a.application_id: ra.explain(home, a.application_id) for a in pending}
-        stored = {a.application_id: Decision.from_dict(a.decision["decision"]) for a in decided
-                  if a.decision and "decision" in a.decision}
+        explained: dict[int, Decision] = {a.application_id: ra.decision_today(home, a) for a in pending}
+        stored: dict[int, Decision] = {}
+        for a in decided:
+            final = apps.stored_decisions(a)[1]
+            if final is not None:
+                stored[a.application_id] = final
         return ctx.render(request, "staff_applications.html", status_code, staff=staff, pending=pending,
                           decided=decided, explained=explained, stored=stored,
                           evidence_kinds=[INSTALLATION_NEED_EVIDENCE, "registered-user", "other"], **extra)
@@ -100,24 +107,20 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
 
     @action("/staff/applications", "evidence", queue_page)
     def staff_evidence(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        from smki.services.staff import require_staff
-
-        require_staff(ctx.home(), identity.staff_id, "ra-operator")
-        ra.add_evidence(ctx.home(), int(params["application_id"]), form.get("kind", ""), form.get("reference", ""),
-                        actor=f"staff:{identity.staff_id}")
+        apps.add_evidence(ctx.home(), params["application_id"], form.get("kind", ""), form.get("reference", ""),
+                          staff_id=_staff_id(identity))
 
     @action("/staff/applications", "proposed", queue_page)
     def staff_propose(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        ra.propose(ctx.home(), int(params["application_id"]), staff_id=_staff_id(identity),
-                   approve=form.get("outcome") == "approve", note=form.get("note", ""))
+        apps.propose(ctx.home(), params["application_id"], staff_id=_staff_id(identity))
 
     @action("/staff/applications", "approved", queue_page)
     def staff_approve(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        ra.decide(ctx.home(), int(params["application_id"]), staff_id=_staff_id(identity), approve=True)
+        apps.approve(ctx.home(), params["application_id"], staff_id=_staff_id(identity))
 
     @action("/staff/applications", "refused", queue_page)
     def staff_refuse(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        ra.decide(ctx.home(), int(params["application_id"]), staff_id=_staff_id(identity), approve=False)
+        apps.refuse(ctx.home(), params["application_id"], form.get("reason", ""), staff_id=_staff_id(identity))
 
     def parties(request: Request, status_code: int = 200, **extra: Any) -> Response:
         staff_of(request)
@@ -133,20 +136,26 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
 
     @action("/staff/parties", "nominated", parties_page)
     def staff_nominate(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        ra.nominate_aro(ctx.home(), form.get("party_id", ""), form.get("aro_id", "").strip(), form.get("name", ""),
-                        nominated_by=form.get("nominated_by", ""), staff_id=_staff_id(identity))
+        reg.nominate_aro(ctx.home(), form.get("aro_id", "").strip(), form.get("party_id", ""), form.get("name", ""),
+                         form.get("nominated_by", ""), staff_id=_staff_id(identity))
 
     @action("/staff/parties", "verified", parties_page)
     def staff_verify(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        ra.verify_aro(ctx.home(), params["aro_id"], form.get("check", ""), staff_id=_staff_id(identity))
+        reg.verify_aro(ctx.home(), params["aro_id"], form.get("check", ""), staff_id=_staff_id(identity))
 
     @action("/staff/parties", "screened", parties_page)
     def staff_screen(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        ra.screen_aro(ctx.home(), params["aro_id"], form.get("standard", ""), staff_id=_staff_id(identity))
+        try:
+            screened_on = date.fromisoformat(form.get("screened_on", "") or today().isoformat())
+        except ValueError:
+            raise SmkiError("portal.bad-date", "give the screening date as YYYY-MM-DD") from None
+        reg.screen_aro(ctx.home(), params["aro_id"], screened_on, form.get("standard", ""),
+                       staff_id=_staff_id(identity))
 
     @action("/staff/parties", "suspended", parties_page)
     def staff_suspend(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        ra.suspend_aro(ctx.home(), params["aro_id"], staff_id=_staff_id(identity))
+        reg.set_aro_status(ctx.home(), params["aro_id"], "suspended", staff_id=_staff_id(identity),
+                           reason=form.get("reason") or None)
 
     def revocations(request: Request, status_code: int = 200, **extra: Any) -> Response:
         staff_of(request)

@@ -161,7 +161,8 @@ def status_for(exc: SmkiError) -> int:
     code = exc.code
     if code == "portal.unauthenticated":
         return 401
-    if code in ("ra.refused", "portal.forbidden", "portal.form-expired") or code.startswith("staff."):
+    if code in ("ra.refused", "ra.staff-role", "ra.dual-control", "portal.forbidden", "portal.form-expired") \
+            or code.startswith("staff."):
         return 403
     if code.endswith("not-found") or code.endswith("-unknown"):
         return 404
