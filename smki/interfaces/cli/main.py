@@ -13,7 +13,19 @@ import sys
 import typer
 
 from smki.errors import SmkiError
-from smki.interfaces.cli import audit_cmd, bench_cmd, ca_cmd, cert_cmd, dev_cmd, issue_cmd, repo_cmd
+from smki.interfaces.cli import (
+    audit_cmd,
+    bench_cmd,
+    ca_cmd,
+    cert_cmd,
+    crl_cmd,
+    dev_cmd,
+    issue_cmd,
+    populate_cmd,
+    repo_cmd,
+    revoke_cmd,
+    staff_cmd,
+)
 from smki.interfaces.cli.common import err_console
 
 app = typer.Typer(
@@ -30,6 +42,14 @@ app.add_typer(repo_cmd.app, name="repo")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(dev_cmd.app, name="dev")
 app.add_typer(bench_cmd.app, name="bench")
+# Revocation, CRL/ARL, staff and the data generator (issue 5).
+app.add_typer(staff_cmd.app, name="staff")
+app.add_typer(crl_cmd.app, name="crl")
+cert_cmd.app.command("revoke")(revoke_cmd.revoke)
+cert_cmd.app.command("set-status")(revoke_cmd.set_status_command)
+cert_cmd.app.command("expire-due")(revoke_cmd.expire_due_command)
+ca_cmd.app.add_typer(revoke_cmd.ca_revoke_app, name="revoke")
+dev_cmd.app.command("populate")(populate_cmd.populate)
 
 
 def run() -> None:
