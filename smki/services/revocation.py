@@ -67,7 +67,7 @@ CA_REVOKE_ACTION = "ca.revoke"
 def parse_reason(text: str) -> int:
     """A reason given by name (``keyCompromise``, any case) or number (``1``)."""
     cleaned = text.strip()
-    if cleaned.isdigit() and int(cleaned) in REASON_NAMES:
+    if cleaned.isascii() and cleaned.isdigit() and int(cleaned) in REASON_NAMES:
         return int(cleaned)
     for name, code in REASON_CODES.items():
         if name.lower() == cleaned.lower():
@@ -234,7 +234,8 @@ def decide_ca_revocation(home: Home, item_id: int, *, staff_id: str | None, appr
     return publish(home, ARL, actor=actor, now=moment) if approve else None
 
 
-def set_status(home: Home, serial: str, status: CertStatus, *, staff_id: str | None) -> CertStatus:
+def set_status(home: Home, serial: str, status: CertStatus, *, staff_id: str | None,
+               now: datetime | None = None) -> CertStatus:
     """An RA operator sets a Device or Organisation Certificate's Repository status (never to R).
 
     Returns the previous status. Setting a Device Certificate in use puts the Device's other in-use
@@ -253,7 +254,7 @@ def set_status(home: Home, serial: str, status: CertStatus, *, staff_id: str | N
     if record.status is status:
         raise SmkiError("status.unchanged", f"certificate {record.serial} is already in status {status.value}")
     if (status is CertStatus.IN_USE and record.kind is CertKind.ORGANISATION
-            and record.not_after < datetime.now(UTC)):
+            and record.not_after < (now or datetime.now(UTC))):
         raise SmkiError("status.expired", f"certificate {record.serial} expired on {record.not_after.date()}")
     try:
         with home.store.transaction() as tx:

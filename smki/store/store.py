@@ -160,7 +160,9 @@ class Store:
     def highest_device_id(self) -> bytes | None:
         """The largest Device ID with any certificate (an index lookup: where a generator continues)."""
         with self._engine.connect() as conn:
-            value = conn.execute(select(func.max(_c.device_id))).scalar_one_or_none()
+            value = conn.execute(  # ORDER BY … LIMIT 1, not max(): PostgreSQL has no max(bytea)
+                select(_c.device_id).where(_c.device_id.is_not(None)).order_by(_c.device_id.desc()).limit(1)
+            ).scalar_one_or_none()
         return None if value is None else bytes(value)
 
     def ca_certificate(self, kind: CertKind) -> CertificateRecord | None:
