@@ -271,9 +271,11 @@ def nominate_aro(home: Home, aro_id: str, party_id: str, name: str, sro: str, *,
 def verify_aro(home: Home, aro_id: str, check: str, *, staff_id: str | None, on: date | None = None) -> AroRecord:
     """Record that the RA verified the ARO's identity: what was checked, when, and by whom."""
     check = _text(check, "what was checked")
+    when = on or today()
+    if when > today():
+        raise SmkiError("ra.future-date", f"a verification dated {when.isoformat()} has not happened yet")
     staff = require_action(home, staff_id, StaffAction.MANAGE_REGISTER, subject=aro_id)
     aro = load_aro(home, aro_id)
-    when = on or today()
     with home.store.transaction() as tx:
         tx.registry.update_aro(aro_id, identity_verified=when, identity_check=check, verified_by=staff.staff_id)
         _audit(tx, staff.staff_id, "aro.verified", aro_id, {

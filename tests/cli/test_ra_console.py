@@ -145,3 +145,10 @@ def test_request_route_is_gateway_or_spoti_only(run: Run, tmp_path: Path) -> Non
     result = run("request", "org", str(tmp_path / "x.csr"), "--out", str(tmp_path / "x.pem"), "--party", "P1",
                  "--aro", "A1", "--route", "operator")
     assert result.code == 2 and "operator" in result.err
+
+
+def test_register_text_is_shown_as_given_never_as_markup(run: Run) -> None:
+    ok(run, "staff", "add", "op1", "--name", "Olive [bold]", "--role", "ra-operator")
+    ok(run, "party", "add", "P1", "--name", "Acme [red]Energy[/red]", "--category", "dcc", "--as", "op1")
+    assert "Acme [red]Energy[/red]" in ok(run, "party", "show", "P1")
+    assert "[bold]" in ok(run, "staff", "list")
