@@ -9,13 +9,27 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from smki.ca.devcsr import make_device_csr, make_organisation_csr
 from smki.config import Settings
+from smki.domain import RemotePartyRole, Usage
 from smki.interfaces.cli import main
 from smki.services.ca_admin import initialise_ca
-from tests.cli.helpers import PASSPHRASE, Result
+from smki.store import Store
+from tests.cli.helpers import PASSPHRASE, Result, openssl_verify
 
-Run = Callable[..., Result]
+
+class Run:
+    """``run("party", "show", "P1")`` → Result: ``smki`` in this process against ``home``."""
+
+    def __init__(self, home: Path, invoke: Callable[..., Result]) -> None:
+        self.home = home
+        self._invoke = invoke
+
+    def __call__(self, *args: str) -> Result:
+        return self._invoke(*args)
 
 
 @pytest.fixture
@@ -41,7 +55,7 @@ def run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
-    yield invoke
+    yield Run(home, invoke)
 
 
 def ok(run: Run, *args: str) -> str:
@@ -152,3 +166,76 @@ def test_register_text_is_shown_as_given_never_as_markup(run: Run) -> None:
     ok(run, "party", "add", "P1", "--name", "Acme [red]Energy[/red]", "--category", "dcc", "--as", "op1")
     assert "Acme [red]Energy[/red]" in ok(run, "party", "show", "P1")
     assert "[bold]" in ok(run, "staff", "list")
+
+
+def _pem_csr(path: Path, der: bytes) -> str:
+    path.write_bytes(x509.load_der_x509_csr(der).public_bytes(Encoding.PEM))
+    return str(path)
+
+
+def test_organisation_requests_dual_control_and_aro_suspension(run: Run, tmp_path: Path,
+                                                              database_url: str) -> None:
+    ok(run, "staff", "add", "op1", "--name", "Olive", "--role", "ra-operator")
+    ok(run, "staff", "add", "ap1", "--name", "April", "--role", "ra-approver")
+    ok(run, "staff", "add", "boss", "--name", "Bo", "--role", "ra-operator", "--role", "ra-approver")
+    for party, entity in (("P1", "90B3D51F30010000"), ("P2", "90B3D51F30020000")):
+        ok(run, "party", "add", party, "--name", party, "--category", "large-supplier", "--as", "op1")
+        ok(run, "party", "set-status", party, "--srept", "2019-06-01", "--uept", "2019-09-01", "--gateway",
+           f"GW-{party}", "--as", "op1")
+        ok(run, "party", "entity", party, entity, "--role", "2", "--as", "op1")
+    ok(run, "aro", "nominate", "A1", "--party", "P1", "--name", "Ann", "--sro", "Sam", "--as", "op1")
+    ok(run, "aro", "verify", "A1", "--check", "passport + utility bill", "--as", "op1")
+    ok(run, "aro", "screen", "A1", "--date", "2020-01-03", "--as", "op1")
+
+    # The same person may not propose and approve, whatever roles they hold.
+    app = ok(run, "apply", "org", "--party", "P1", "--as", "boss").strip()
+    ok(run, "ra", "propose", app, "--as", "boss")
+    assert "boss proposed this" in fails(run, "ra.dual-control", "ra", "approve", app, "--as", "boss")
+    ok(run, "ra", "approve", app, "--as", "ap1")
+
+    # Organisation CSRs: another Party's Entity Identifier, or a role not recorded, is refused.
+    route = ["--party", "P1", "--aro", "A1", "--route", "spoti"]
+    theirs = _pem_csr(tmp_path / "p2.csr", make_organisation_csr(
+        bytes.fromhex("90B3D51F30020000"), RemotePartyRole.SUPPLIER, Usage.DS, "P2"))
+    err = fails(run, "ra.refused", "request", "org", theirs, "--out", str(tmp_path / "p2.pem"), *route)
+    assert "FAIL org.entity-belongs-to-party:" in err and "FAIL org.role-permitted:" in err
+    wrong_role = _pem_csr(tmp_path / "r3.csr", make_organisation_csr(
+        bytes.fromhex("90B3D51F30010000"), RemotePartyRole.NETWORK_OPERATOR, Usage.DS, "P1"))
+    err = fails(run, "ra.refused", "request", "org", wrong_role, "--out", str(tmp_path / "r3.pem"), *route)
+    assert "FAIL org.role-permitted: role 03 (network operator) is not recorded" in err
+    ours = _pem_csr(tmp_path / "p1.csr", make_organisation_csr(
+        bytes.fromhex("90B3D51F30010000"), RemotePartyRole.SUPPLIER, Usage.KA, "ACME"))
+    ok(run, "request", "org", ours, "--out", str(tmp_path / "p1.pem"), *route)
+    home = run.home
+    check = openssl_verify(home / "root.pem", home / "organisation-ca.pem", tmp_path / "p1.pem")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    # A suspended ARO is refused on its very next request; reinstated, it is served again.
+    ok(run, "aro", "suspend", "A1", "--reason", "left the company", "--as", "op1")
+    assert "FAIL aro.active: ARO A1 is suspended" in fails(
+        run, "ra.refused", "request", "org", ours, "--out", str(tmp_path / "again.pem"), *route)
+    fails(run, "ra.staff-role", "aro", "reinstate", "A1", "--as", "op1")
+    ok(run, "aro", "reinstate", "A1", "--as", "ap1")
+    ok(run, "request", "org", ours, "--out", str(tmp_path / "again.pem"), *route)
+    # Device Certificates need an approved Device subscriber as well as the Gateway.
+    device = _pem_csr(tmp_path / "d.csr", make_device_csr(bytes.fromhex("00DB000000000001"), Usage.DS))
+    err = fails(run, "ra.refused", "request", "device", device, "--out", str(tmp_path / "dev"), "--party", "P1",
+                "--aro", "A1", "--route", "gateway")
+    assert "FAIL subscriber.authorised-for-policy: P1 is none, not approved, as a device subscriber" in err
+
+    assert "audit log OK" in ok(run, "audit", "verify")
+    store = Store.open(database_url)
+    try:
+        rows = list(store.audit_rows())
+    finally:
+        store.close()
+    assert [r.details_dict["rules"] for r in rows if r.action == "request.refused"] == [
+        ["org.entity-belongs-to-party", "org.role-permitted"],
+        ["org.role-permitted"],
+        ["aro.active"],
+        ["subscriber.authorised-for-policy"],
+    ]
+    issued = [r.details_dict for r in rows if r.action == "certificate.issued" and r.actor == "aro:A1@P1"]
+    assert [(d["party"], d["aro"], d["route"]) for d in issued] == [("P1", "A1", "spoti")] * 2
+    assert {"application.dual-control-refused", "aro.suspended", "aro.reinstated", "staff.refused"} <= {
+        r.action for r in rows}
