@@ -1,15 +1,25 @@
-"""Revocation and the revocation lists (spec §4.3; issue 5).
+"""Revocation, the revocation lists and the status lifecycle (spec §3.1, §4.3; issue 5).
 
-* Organisation Certificates are revoked by an ARO of the owning Party (the RA's
-  ``revocation.own-certificate`` rule, checked by the caller's request service) or by an RA
-  operator; the Organisation CA's **CRL** is then re-signed.
+* Organisation Certificates are revoked by an ARO of the owning Party (rule
+  ``revocation.own-certificate``: the certificate's Entity Identifier must belong to the requesting
+  Party) or by an RA operator; the Organisation CA's **CRL** is then re-signed.
 * CA certificates (Organisation CA, Device CA) are revoked only under dual control: an RA operator
-  proposes, a *different* RA approver approves; the Root's **ARL** is then re-signed.
-* Device Certificates are never put on a CRL: their Repository status changes instead
+  proposes, a *different* RA approver approves (rule ``ra.dual-control``); the Root's **ARL** is
+  then re-signed.
+* Device Certificates are never put on a CRL (spec §4.3): their Repository status changes instead
   (``set_status``).
+* Organisation Certificates past their notAfter become expired (``E``) by ``expire_due``, which
+  ``smki crl publish`` and ``smki cert expire-due`` run.
 
-Each published list gets the next CRL number for its kind and is kept, so earlier ones stay
-retrievable by number; the newest is also written to ``<home>/crl/``.
+Each published list gets the next CRL number for its kind and is kept in the store, so earlier
+ones stay retrievable by number; the newest is also written to ``<home>/crl/``. Every change is
+audited in the transaction that makes it.
+
+Why the key is opened before the change: a revocation whose CRL cannot then be signed (no
+passphrase, token absent) would leave the store saying "revoked" while relying parties still see
+the old list. Opening the signer first refuses such a request before anything changes; a later
+failure to sign is repaired by the next ``smki crl publish``, which always lists every revoked
+certificate.
 """
 
 from __future__ import annotations
@@ -24,11 +34,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smki.audit import AuditEvent
 from smki.domain import CertKind, CertStatus
 from smki.errors import NotFound, SmkiError
+from smki.eui64 import eui64_hex
 from smki.services.context import Home
 from smki.services.staff import require_staff
 from smki.store import CertificateRecord, RevocationListRecord, normalise_serial
 
-#: RFC 5280 §5.3.1 reason codes an operator may give (8, removeFromCRL, is not a revocation).
+#: RFC 5280 §5.3.1 reason codes an operator may give. Left out: certificateHold (6) and
+#: removeFromCRL (8), because a revocation here is final, and aACompromise (10), which is about
+#: attribute authorities.
 REASON_CODES: dict[str, int] = {
     "unspecified": 0,
     "keyCompromise": 1,
@@ -38,27 +51,35 @@ REASON_CODES: dict[str, int] = {
     "cessationOfOperation": 5,
     "privilegeWithdrawn": 9,
 }
+REASON_NAMES = {code: name for name, code in REASON_CODES.items()}
 CRL = "CRL"
 ARL = "ARL"
+LIST_KINDS = (CRL, ARL)
 _LIST_FILES = {CRL: "organisation-ca", ARL: "root"}
 _LIST_SUFFIX = {CRL: "crl", ARL: "arl"}
 CA_KINDS = (CertKind.ORGANISATION_CA, CertKind.DEVICE_CA)
 #: Statuses an RA operator may set directly (``smki cert set-status``); R only through revocation.
 SETTABLE_STATUSES = (CertStatus.PENDING, CertStatus.IN_USE, CertStatus.NOT_IN_USE, CertStatus.EXPIRED)
+_LIVE = (CertStatus.PENDING, CertStatus.IN_USE, CertStatus.NOT_IN_USE, CertStatus.EXPIRED)
+CA_REVOKE_ACTION = "ca.revoke"
 
 
 def parse_reason(text: str) -> int:
-    """A reason given by name (``keyCompromise``) or number (``1``)."""
-    if text.isdigit() and int(text) in REASON_CODES.values():
-        return int(text)
+    """A reason given by name (``keyCompromise``, any case) or number (``1``)."""
+    cleaned = text.strip()
+    if cleaned.isascii() and cleaned.isdigit() and int(cleaned) in REASON_NAMES:
+        return int(cleaned)
     for name, code in REASON_CODES.items():
-        if name.lower() == text.strip().lower():
+        if name.lower() == cleaned.lower():
             return code
-    raise SmkiError("revoke.bad-reason", f"unknown reason {text[:40]!r}; use one of {', '.join(REASON_CODES)}")
+    raise SmkiError("revocation.bad-reason",
+                    f"unknown reason {text[:40]!r}; use one of {', '.join(REASON_CODES)}")
 
 
 @dataclass(frozen=True)
 class Published:
+    """A CRL or ARL just signed and recorded."""
+
     kind: str
     number: int
     entries: int
@@ -72,100 +93,223 @@ def _certificate(home: Home, serial: str) -> CertificateRecord:
     return record
 
 
-def revoke_organisation_certificate(home: Home, serial: str, reason: int, *, actor: str,
-                                    details: dict[str, object] | None = None,
-                                    now: datetime | None = None) -> Published:
-    """Revoke one Organisation Certificate and re-sign the CRL. The caller has applied the RA rules."""
-    record = _certificate(home, serial)
+def _moment(now: datetime | None) -> datetime:
+    return (now or datetime.now(UTC)).replace(microsecond=0)
+
+
+def _require_signer(home: Home, kind: str) -> None:
+    """Open the list's signing key now, so a request that could not be published changes nothing."""
+    from smki.ca.hierarchy import ORGANISATION_CA_LABEL, ROOT_LABEL
+
+    home.backend().signer(ORGANISATION_CA_LABEL if kind == CRL else ROOT_LABEL)
+
+
+def _refuse_unrevocable(record: CertificateRecord) -> None:
     if record.kind is CertKind.DEVICE:
-        raise SmkiError("revoke.device-certificate",
+        raise SmkiError("revocation.device-certificate",
                         "Device Certificates are never put on a CRL; change their status with 'cert set-status'")
-    if record.kind in CA_KINDS or record.kind is CertKind.ROOT:
-        raise SmkiError("revoke.ca-needs-dual-control",
-                        "CA certificates are revoked under dual control: 'smki ca revoke propose' then 'approve'")
+    if record.kind in CA_KINDS:
+        raise SmkiError("revocation.ca-needs-dual-control",
+                        "CA certificates are revoked under dual control: 'smki ca revoke propose', then 'approve'")
+    if record.kind is not CertKind.ORGANISATION:
+        raise SmkiError("revocation.not-revocable", "the Root is not revoked on any list; replace the hierarchy")
     if record.status is CertStatus.REVOKED:
-        raise SmkiError("revoke.already-revoked", f"certificate {record.serial} is already revoked")
-    moment = (now or datetime.now(UTC)).replace(microsecond=0)
-    with home.store.transaction() as tx:
-        tx.set_certificate_status(record.serial, CertStatus.REVOKED, reason=reason, at=moment)
-        tx.append_audit([AuditEvent(actor, "certificate.revoked", record.serial,
-                                    {"kind": record.kind.value, "reason": reason, **(details or {})})])
+        raise SmkiError("revocation.already-revoked", f"certificate {record.serial} is already revoked")
+
+
+def check_own_certificate(home: Home, record: CertificateRecord, requesting_party: str) -> None:
+    """Rule ``revocation.own-certificate``: an ARO may revoke only its own Party's certificates."""
+    owner = home.store.registry.party_for_entity(record.entity_id) if record.entity_id else None
+    if owner != requesting_party:
+        named = eui64_hex(record.entity_id) if record.entity_id else "no Entity Identifier"
+        raise SmkiError(
+            "revocation.own-certificate",
+            f"revocation.own-certificate: certificate {record.serial} names {named}, which is not an "
+            f"Entity Identifier of Party {requesting_party!r}",
+        )
+
+
+def revoke_organisation_certificate(
+    home: Home,
+    serial: str,
+    reason: int,
+    *,
+    actor: str,
+    requesting_party: str | None = None,
+    details: dict[str, object] | None = None,
+    now: datetime | None = None,
+) -> Published:
+    """Revoke one Organisation Certificate and re-sign the CRL.
+
+    ``requesting_party`` is set when an ARO asks (the Portal / API path, after the RA has checked
+    the ARO itself): the certificate must then be one of that Party's (``revocation.own-certificate``).
+    An RA operator's request (``revoke_as_operator``) leaves it unset.
+    """
+    if reason not in REASON_NAMES:
+        raise SmkiError("revocation.bad-reason", f"{reason!r} is not a reason code smki accepts")
+    record = _certificate(home, serial)
+    _refuse_unrevocable(record)
+    if requesting_party is not None:
+        check_own_certificate(home, record, requesting_party)
+    _require_signer(home, CRL)
+    moment = _moment(now)
+    audit: dict[str, object] = {"kind": record.kind.value, "reason": reason, "reason_name": REASON_NAMES[reason]}
+    if requesting_party is not None:
+        audit["party"] = requesting_party
+    audit.update(details or {})
+    try:
+        with home.store.transaction() as tx:
+            tx.set_certificate_status(record.serial, CertStatus.REVOKED, reason=reason, at=moment, only_from=_LIVE)
+            tx.append_audit([AuditEvent(actor, "certificate.revoked", record.serial, audit)])
+    except SmkiError as exc:
+        if exc.code == "store.status-changed":
+            raise SmkiError("revocation.already-revoked", f"certificate {record.serial} is already revoked") from exc
+        raise
     return publish(home, CRL, actor=actor, now=moment)
 
 
-def propose_ca_revocation(home: Home, serial: str, reason: int, *, staff_id: str) -> int:
+def revoke_as_operator(home: Home, serial: str, reason: int, *, staff_id: str | None,
+                       now: datetime | None = None) -> Published:
+    """An RA operator revokes an Organisation Certificate (``smki cert revoke``)."""
+    require_staff(home, staff_id, "ra-operator")
+    assert staff_id is not None
+    return revoke_organisation_certificate(home, serial, reason, actor=f"staff:{staff_id}",
+                                           details={"staff": staff_id}, now=now)
+
+
+def propose_ca_revocation(home: Home, serial: str, reason: int, *, staff_id: str | None) -> int:
     """An RA operator proposes revoking a CA certificate; returns the dual-control item id."""
     require_staff(home, staff_id, "ra-operator")
+    assert staff_id is not None
+    if reason not in REASON_NAMES:
+        raise SmkiError("revocation.bad-reason", f"{reason!r} is not a reason code smki accepts")
     record = _certificate(home, serial)
     if record.kind not in CA_KINDS:
-        raise SmkiError("revoke.not-a-ca", "only Organisation CA and Device CA certificates go on the ARL")
+        raise SmkiError("revocation.not-a-ca",
+                        "only Organisation CA and Device CA certificates go on the ARL")
     if record.status is CertStatus.REVOKED:
-        raise SmkiError("revoke.already-revoked", f"certificate {record.serial} is already revoked")
+        raise SmkiError("revocation.already-revoked", f"certificate {record.serial} is already revoked")
+    for item in home.store.registry.dual_control_items("pending"):
+        if item.action == CA_REVOKE_ACTION and item.subject == record.serial:
+            raise SmkiError("revocation.already-proposed",
+                            f"proposal {item.id} to revoke {record.serial} is awaiting a decision")
     with home.store.transaction() as tx:
-        item = tx.registry.propose_dual_control("ca.revoke", record.serial, {"reason": reason}, staff_id)
-        tx.append_audit([AuditEvent(staff_id, "ca.revocation-proposed", record.serial,
-                                    {"item": item, "reason": reason})])
-    return item
+        item_id = tx.registry.propose_dual_control(CA_REVOKE_ACTION, record.serial,
+                                                   {"reason": reason, "kind": record.kind.value}, staff_id)
+        tx.append_audit([AuditEvent(f"staff:{staff_id}", "ca.revocation-proposed", record.serial,
+                                    {"item": item_id, "reason": reason, "kind": record.kind.value})])
+    return item_id
 
 
-def decide_ca_revocation(home: Home, item_id: int, *, staff_id: str, approve: bool,
+def decide_ca_revocation(home: Home, item_id: int, *, staff_id: str | None, approve: bool,
                          now: datetime | None = None) -> Published | None:
     """A different RA approver approves (revoke + ARL) or refuses the proposal (rule ``ra.dual-control``)."""
     require_staff(home, staff_id, "ra-approver")
+    assert staff_id is not None
     item = home.store.registry.dual_control(item_id)
-    if item is None or item.action != "ca.revoke":
+    if item is None or item.action != CA_REVOKE_ACTION:
         raise NotFound("ra.not-found", f"no CA revocation proposal {item_id}")
+    if item.status != "pending":
+        raise SmkiError("ra.already-decided", f"proposal {item_id} was already {item.status}")
     if item.proposed_by == staff_id:
         raise SmkiError("ra.dual-control",
                         "ra.dual-control: the person who proposed an action cannot also approve or refuse it")
-    moment = (now or datetime.now(UTC)).replace(microsecond=0)
+    if approve:
+        _require_signer(home, ARL)
+    moment = _moment(now)
     reason = int(item.payload["reason"])
-    with home.store.transaction() as tx:
-        tx.registry.decide_dual_control(item_id, "approved" if approve else "refused", staff_id)
-        if approve:
-            tx.set_certificate_status(item.subject, CertStatus.REVOKED, reason=reason, at=moment)
-        tx.append_audit([AuditEvent(staff_id, "ca.revoked" if approve else "ca.revocation-refused", item.subject,
-                                    {"item": item_id, "reason": reason, "proposed_by": item.proposed_by})])
-    return publish(home, ARL, actor=staff_id, now=moment) if approve else None
+    actor = f"staff:{staff_id}"
+    try:
+        with home.store.transaction() as tx:
+            tx.registry.decide_dual_control(item_id, "approved" if approve else "refused", staff_id)
+            if approve:
+                tx.set_certificate_status(item.subject, CertStatus.REVOKED, reason=reason, at=moment,
+                                          only_from=_LIVE)
+            tx.append_audit([AuditEvent(actor, "ca.revoked" if approve else "ca.revocation-refused", item.subject,
+                                        {"item": item_id, "reason": reason, "proposed_by": item.proposed_by})])
+    except SmkiError as exc:
+        if exc.code == "store.status-changed":
+            raise SmkiError("revocation.already-revoked", f"certificate {item.subject} is already revoked") from exc
+        raise
+    return publish(home, ARL, actor=actor, now=moment) if approve else None
 
 
-def set_status(home: Home, serial: str, status: CertStatus, *, staff_id: str) -> None:
-    """An RA operator sets a Device or Organisation Certificate's Repository status (never to R)."""
+def set_status(home: Home, serial: str, status: CertStatus, *, staff_id: str | None,
+               now: datetime | None = None) -> CertStatus:
+    """An RA operator sets a Device or Organisation Certificate's Repository status (never to R).
+
+    Returns the previous status. Setting a Device Certificate in use puts the Device's other in-use
+    certificate for that usage to not in use, in the same transaction (one in use per usage).
+    """
     require_staff(home, staff_id, "ra-operator")
+    assert staff_id is not None
+    status = CertStatus(status)
     if status not in SETTABLE_STATUSES:
         raise SmkiError("status.not-settable", "revocation ('R') is done with 'revoke', never by setting a status")
     record = _certificate(home, serial)
     if record.kind not in (CertKind.DEVICE, CertKind.ORGANISATION):
-        raise SmkiError("status.not-settable", "CA certificate status changes only by revocation")
+        raise SmkiError("status.not-settable", "a CA certificate's status changes only by revocation")
     if record.status is CertStatus.REVOKED:
         raise SmkiError("status.revoked", "a revoked certificate stays revoked")
+    if record.status is status:
+        raise SmkiError("status.unchanged", f"certificate {record.serial} is already in status {status.value}")
+    if (status is CertStatus.IN_USE and record.kind is CertKind.ORGANISATION
+            and record.not_after < (now or datetime.now(UTC))):
+        raise SmkiError("status.expired", f"certificate {record.serial} expired on {record.not_after.date()}")
+    try:
+        with home.store.transaction() as tx:
+            if status is CertStatus.IN_USE and record.kind is CertKind.DEVICE and record.device_id and record.usage:
+                tx.retire_in_use_device_certificates([(record.device_id, record.usage)])
+            tx.set_certificate_status(record.serial, status, only_from=(record.status,))
+            tx.append_audit([AuditEvent(f"staff:{staff_id}", "certificate.status-set", record.serial,
+                                        {"kind": record.kind.value, "from": record.status.value, "to": status.value})])
+    except SmkiError as exc:
+        if exc.code == "store.status-changed":
+            raise SmkiError("status.changed", f"certificate {record.serial} changed status meanwhile; "
+                                              "look again and retry") from exc
+        raise
+    return record.status
+
+
+def expire_due(home: Home, *, actor: str, now: datetime | None = None) -> list[str]:
+    """Set Organisation Certificates past their notAfter to expired ('E'); one audit record each.
+
+    Device Certificates never expire (notAfter 9999-12-31, spec §4.1); revoked certificates stay
+    revoked (and on the CRL).
+    """
+    moment = now or datetime.now(UTC)
     with home.store.transaction() as tx:
-        if status is CertStatus.IN_USE and record.kind is CertKind.DEVICE and record.device_id and record.usage:
-            tx.retire_in_use_device_certificates([(record.device_id, record.usage)])
-        tx.set_certificate_status(record.serial, status)
-        tx.append_audit([AuditEvent(staff_id, "certificate.status-set", record.serial,
-                                    {"from": record.status.value, "to": status.value})])
+        serials = tx.expire_certificates(CertKind.ORGANISATION, moment)
+        tx.append_audit([AuditEvent(actor, "certificate.expired", serial, {"kind": CertKind.ORGANISATION.value})
+                         for serial in serials])
+    return serials
 
 
 def publish(home: Home, kind: str, *, actor: str, now: datetime | None = None) -> Published:
-    """Sign and record the next CRL (Organisation CA) or ARL (Root), and write it under ``<home>/crl``."""
+    """Sign and record the next CRL (Organisation CA) or ARL (Root), and write it under ``<home>/crl``.
+
+    The list holds every revoked certificate of its kinds issued by its issuer's key, streamed
+    from the store; it is linted (``crl_lint``) before it is recorded.
+    """
     from smki.ca.crl import build_crl
     from smki.ca.hierarchy import ORGANISATION_CA_LABEL, ROOT_LABEL
     from smki.ca.keyid import key_identifier
-    from smki.ca.lint import crl_findings, refuse_on_errors
+    from smki.ca.lint import refuse_on_errors
+    from smki.services.crl_lint import publication_findings
 
     if kind == CRL:
-        issuer = home.ca_certificate(CertKind.ORGANISATION_CA)
-        label = ORGANISATION_CA_LABEL
+        issuer_kind, label = CertKind.ORGANISATION_CA, ORGANISATION_CA_LABEL
         kinds: tuple[CertKind, ...] = (CertKind.ORGANISATION,)
         lifetime = timedelta(hours=home.settings.crl_next_update_hours)
     elif kind == ARL:
-        issuer = home.ca_certificate(CertKind.ROOT)
-        label, kinds = ROOT_LABEL, CA_KINDS
+        issuer_kind, label, kinds = CertKind.ROOT, ROOT_LABEL, CA_KINDS
         lifetime = timedelta(days=home.settings.arl_next_update_days)
     else:
-        raise SmkiError("crl.bad-kind", "a revocation list is a CRL or an ARL")
-    moment = (now or datetime.now(UTC)).replace(microsecond=0)
+        raise SmkiError("crl.bad-kind", f"a revocation list is a CRL or an ARL, not {kind[:10]!r}")
+    if home.store.ca_certificate(issuer_kind) is None:
+        raise NotFound("crl.no-issuer", f"no in-use {issuer_kind.value} certificate to sign the {kind}")
+    issuer = home.ca_certificate(issuer_kind)
+    moment = _moment(now)
     signer = home.backend().signer(label)
     issuer_kid = key_identifier(issuer.public_key()).hex()  # type: ignore[arg-type]
     entries = [(e.serial, e.revoked_at, e.reason) for e in home.store.revoked_entries(kinds, issuer_kid)]
@@ -174,7 +318,7 @@ def publish(home: Home, kind: str, *, actor: str, now: datetime | None = None) -
         number = 1 if latest is None else latest.number + 1
         crl = build_crl(issuer, signer, entries, number, moment, moment + lifetime)
         der = crl.public_bytes(Encoding.DER)
-        refuse_on_errors(crl_findings(der, kind), kind)
+        refuse_on_errors(publication_findings(der, kind), kind)
         record = RevocationListRecord(kind, number, moment, moment + lifetime, len(entries), der)
         try:
             with home.store.transaction() as tx:
@@ -197,18 +341,38 @@ def write_list_files(home: Home, record: RevocationListRecord) -> Path:
     numbered = directory / f"{stem}-{record.number}.{suffix}"
     latest = directory / f"{stem}.{suffix}"
     for path in (numbered, latest):
-        tmp = path.with_name(path.name + ".tmp")
+        if path is latest:
+            newest = home.store.revocation_list(record.kind)
+            if newest is not None and newest.number > record.number:
+                continue  # a concurrent publisher already wrote a newer list
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(record.der)
         os.replace(tmp, path)
     return latest
 
 
 def publish_due(home: Home, *, actor: str, now: datetime | None = None) -> list[Published]:
-    """Re-sign each list whose nextUpdate is near (within a quarter of its lifetime) or that was never published."""
+    """Re-sign each list whose nextUpdate is near (within a quarter of its lifetime) or that was never
+    published (what ``smki serve`` runs on schedule). A list whose issuer has been revoked is skipped."""
     moment = now or datetime.now(UTC)
     done = []
-    for kind in (CRL, ARL):
+    for kind in LIST_KINDS:
         latest = home.store.revocation_list(kind)
         if latest is None or moment >= latest.next_update - (latest.next_update - latest.this_update) / 4:
-            done.append(publish(home, kind, actor=actor, now=moment))
+            try:
+                done.append(publish(home, kind, actor=actor, now=moment))
+            except NotFound as exc:
+                if exc.code != "crl.no-issuer":
+                    raise
     return done
+
+
+def list_record(home: Home, kind: str, number: int | None = None) -> RevocationListRecord:
+    """A published CRL/ARL by number, or the newest (``smki crl show|export``)."""
+    if kind not in LIST_KINDS:
+        raise SmkiError("crl.bad-kind", f"a revocation list is a CRL or an ARL, not {kind[:10]!r}")
+    record = home.store.revocation_list(kind, number)
+    if record is None:
+        which = f"no {kind} number {number}" if number is not None else f"no {kind} has been published yet"
+        raise NotFound("crl.not-found", which)
+    return record

@@ -157,6 +157,14 @@ class Store:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).where(_c.device_id == device_id)).scalar_one())
 
+    def highest_device_id(self) -> bytes | None:
+        """The largest Device ID with any certificate (an index lookup: where a generator continues)."""
+        with self._engine.connect() as conn:
+            value = conn.execute(  # ORDER BY … LIMIT 1, not max(): PostgreSQL has no max(bytea)
+                select(_c.device_id).where(_c.device_id.is_not(None)).order_by(_c.device_id.desc()).limit(1)
+            ).scalar_one_or_none()
+        return None if value is None else bytes(value)
+
     def ca_certificate(self, kind: CertKind) -> CertificateRecord | None:
         """The newest in-use CA certificate of ``kind`` (root, org-ca, device-ca)."""
         stmt = (

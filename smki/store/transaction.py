@@ -12,14 +12,14 @@ A transaction that changed certificates but appended no audit record refuses to 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smki.audit import AuditEvent, canonical_details, row_hash
-from smki.domain import CertStatus, Usage
+from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
 from smki.store.records import NewCertificate, RevocationListRecord, normalise_serial
@@ -29,6 +29,12 @@ _c = certificates.c
 
 _INSERT_CERTS = insert(certificates)
 _INSERT_AUDIT = insert(audit_log)
+#: The column order of ``copy_certificates`` rows (the same as the bulk ``INSERT``).
+COPY_COLUMNS = ("serial", "kind", "usage", "issuer_key_id", "device_id", "entity_id", "role", "status",
+                "not_before", "not_after", "der", "issued_at", "batch_id", "changed_at")
+_COPY_SQL = f"COPY certificates ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES = ["varchar", "varchar", "varchar", "varchar", "bytea", "bytea", "int2", "varchar",
+               "timestamptz", "timestamptz", "bytea", "timestamptz", "varchar", "timestamptz"]
 
 
 def integrity_error(exc: IntegrityError) -> SmkiError:
@@ -145,8 +151,14 @@ class Transaction:
         *,
         reason: int | None = None,
         at: datetime | None = None,
+        only_from: Collection[CertStatus] | None = None,
     ) -> None:
-        """Change one certificate's status; revoking ('R') records the time and CRL reason code."""
+        """Change one certificate's status; revoking ('R') records the time and CRL reason code.
+
+        ``only_from`` makes the change conditional on the current status (checked by the UPDATE
+        itself, so two operators racing cannot both revoke, or un-revoke, the same certificate):
+        if the row's status is not among them the change raises ``store.status-changed``.
+        """
         status = CertStatus(status)
         values: dict[str, object] = {"status": status.value, "changed_at": datetime.now(UTC)}
         if status is CertStatus.REVOKED:
@@ -154,14 +166,90 @@ class Transaction:
             values["revocation_reason"] = reason
         elif reason is not None or at is not None:
             raise SmkiError("store.bad-value", "a reason and time apply only to revocation")
-        stmt = update(certificates).where(_c.serial == normalise_serial(serial)).values(**values)
+        serial = normalise_serial(serial)
+        stmt = update(certificates).where(_c.serial == serial).values(**values)
+        if only_from is not None:
+            stmt = stmt.where(_c.status.in_([CertStatus(s).value for s in only_from]))
         try:
             result = self._conn.execute(stmt)
         except IntegrityError as exc:
             raise integrity_error(exc) from exc
         if result.rowcount == 0:
-            raise NotFound("store.certificate-not-found", f"no certificate with serial {serial}")
+            exists = self._conn.execute(select(_c.status).where(_c.serial == serial)).scalar_one_or_none()
+            if exists is None:
+                raise NotFound("store.certificate-not-found", f"no certificate with serial {serial}")
+            raise SmkiError("store.status-changed",
+                            f"certificate {serial} is now in status {exists}; nothing was changed")
         self._changes += 1
+
+    def expire_certificates(self, kind: CertKind, before: datetime) -> list[str]:
+        """Set every certificate of ``kind`` whose notAfter is before ``before`` and whose status is
+        P, I or N to expired ('E'); returns their serials (revoked ones stay 'R')."""
+        live = (CertStatus.PENDING.value, CertStatus.IN_USE.value, CertStatus.NOT_IN_USE.value)
+        stmt = (
+            update(certificates)
+            .where(_c.kind == kind.value, _c.not_after < before, _c.status.in_(live))
+            .values(status=CertStatus.EXPIRED.value, changed_at=datetime.now(UTC))
+            .returning(_c.serial)
+        )
+        serials = sorted(str(s) for s in self._conn.execute(stmt).scalars())
+        self._changes += len(serials)
+        return serials
+
+    def revoke_certificates(self, serials: Sequence[str], reason: int | None, at: datetime) -> int:
+        """Revoke many certificates at once (bulk tooling: ``smki dev populate``); returns the count.
+
+        Only rows not already revoked change; the caller audits the batch.
+        """
+        if not serials:
+            return 0
+        m = self._mark
+        result = self._conn.exec_driver_sql(
+            f"UPDATE certificates SET status = 'R', revoked_at = {m}, revocation_reason = {m}, changed_at = {m} "
+            f"WHERE serial = {m} AND status <> 'R'",
+            [(self._db_time(at), reason, self._db_time(at), normalise_serial(s)) for s in serials],
+        )
+        changed = int(result.rowcount)
+        self._changes += changed
+        return changed
+
+    def copy_certificates(self, rows: Iterable[tuple[object, ...]], *, count: int) -> None:
+        """Bulk-load pre-built rows as fast as the engine allows (``smki dev populate``).
+
+        Each row holds the ``COPY_COLUMNS`` values in order, times time-zone aware. PostgreSQL gets
+        them through ``COPY … FROM STDIN`` (binary), several times faster than ``INSERT`` for
+        millions of rows; SQLite through one ``executemany``. ``count`` is how many rows the
+        caller passes (the change counter must not have to materialise the iterable).
+        """
+        if self._conn.dialect.name != "postgresql":
+            when = self._db_time
+            params = [(*r[:8], when(r[8]), when(r[9]), r[10], when(r[11]), r[12], when(r[13]))  # type: ignore[arg-type]
+                      for r in rows]
+            try:
+                self._conn.exec_driver_sql(self._insert_sql, params)
+            except IntegrityError as exc:
+                raise integrity_error(exc) from exc
+            self._changes += count
+            return
+        import psycopg
+
+        raw = self._conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        try:
+            with raw.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.IntegrityError as exc:  # raw driver: SQLAlchemy does not wrap these
+            text = str(exc)
+            if "uq_certificates_serial" in text:
+                raise SmkiError("store.duplicate-serial",
+                                "a certificate with this serial number already exists") from exc
+            if "uq_certificates_device_in_use" in text:
+                raise SmkiError("store.duplicate-in-use",
+                                "the device already has an in-use certificate for this usage") from exc
+            raise SmkiError("store.integrity", "the bulk load conflicts with stored data") from exc
+        self._changes += count
 
     def add_revocation_list(self, record: RevocationListRecord) -> None:
         """Record a newly signed CRL/ARL; its number must be new for its kind."""

@@ -20,12 +20,15 @@ from smki.interfaces.cli import (
     bench_cmd,
     ca_cmd,
     cert_cmd,
+    crl_cmd,
     dev_cmd,
     issue_cmd,
     party_cmd,
+    populate_cmd,
     ra_cmd,
     repo_cmd,
     request_cmd,
+    revoke_cmd,
     staff_cmd,
 )
 from smki.interfaces.cli.common import err_console
@@ -51,6 +54,13 @@ app.add_typer(aro_cmd.app, name="aro")
 app.add_typer(apply_cmd.app, name="apply")
 app.add_typer(ra_cmd.app, name="ra")
 app.add_typer(request_cmd.app, name="request")
+# Revocation, CRL/ARL, status lifecycle and the data generator (issue 5).
+app.add_typer(crl_cmd.app, name="crl")
+cert_cmd.app.command("revoke")(revoke_cmd.revoke)
+cert_cmd.app.command("set-status")(revoke_cmd.set_status_command)
+cert_cmd.app.command("expire-due")(revoke_cmd.expire_due_command)
+ca_cmd.app.add_typer(revoke_cmd.ca_revoke_app, name="revoke")
+dev_cmd.app.command("populate")(populate_cmd.populate)
 
 
 def run() -> None:

@@ -1,0 +1,106 @@
+"""``smki crl``: publish, show and export the Organisation CA's CRL and the Root's ARL."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from rich.table import Table
+
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading, open_for_signing
+from smki.services.revocation import ARL, CRL, expire_due, list_record, publish
+
+app = typer.Typer(help="Certificate and Authority Revocation Lists.", no_args_is_help=True)
+
+
+class Kind(StrEnum):
+    CRL = "CRL"
+    ARL = "ARL"
+    all = "all"
+
+
+class ListKind(StrEnum):
+    CRL = "CRL"
+    ARL = "ARL"
+
+
+class Format(StrEnum):
+    der = "der"
+    pem = "pem"
+
+
+@app.command("publish")
+def publish_command(
+    home: HomeOption = DEFAULT_HOME_PATH,
+    kind: Annotated[Kind, typer.Option("--kind", case_sensitive=False)] = Kind.all,
+) -> None:
+    """Expire Organisation Certificates past notAfter, then sign and publish the CRL and/or ARL."""
+    opened = open_for_signing(home)
+    try:
+        who = actor()
+        expired = expire_due(opened, actor=who)
+        if expired:
+            console.print(f"{len(expired)} certificate(s) expired", highlight=False)
+        kinds = (CRL, ARL) if kind is Kind.all else (kind.value,)
+        for which in kinds:
+            done = publish(opened, which, actor=who)
+            console.print(f"published {done.kind} #{done.number} ({done.entries} entries): {done.path}",
+                          highlight=False)
+    finally:
+        opened.close()
+
+
+@app.command("show")
+def show(
+    home: HomeOption = DEFAULT_HOME_PATH,
+    kind: Annotated[ListKind, typer.Option("--kind", case_sensitive=False)] = ListKind.CRL,
+    number: Annotated[int | None, typer.Option("--number", help="CRL number (default: the newest).")] = None,
+) -> None:
+    """Show a published CRL or ARL and the numbers still retrievable."""
+    opened = open_for_reading(home)
+    try:
+        record = list_record(opened, kind.value, number)
+        numbers = opened.store.revocation_list_numbers(kind.value)
+    finally:
+        opened.close()
+    crl = x509.load_der_x509_crl(record.der)
+    table = Table(show_header=False)
+    table.add_row("kind", record.kind)
+    table.add_row("number", str(record.number))
+    table.add_row("issuer", crl.issuer.rfc4514_string())
+    table.add_row("this update", record.this_update.isoformat())
+    table.add_row("next update", record.next_update.isoformat())
+    table.add_row("entries", str(record.entries))
+    table.add_row("size", f"{len(record.der):,} bytes")
+    shown = numbers if len(numbers) <= 20 else [*numbers[:5], "…", *numbers[-5:]]
+    table.add_row("published numbers", ", ".join(str(n) for n in shown))
+    console.print(table)
+
+
+@app.command("export")
+def export(
+    out: Annotated[Path | None, typer.Option("--out", help="File to write (default: standard output).")] = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+    kind: Annotated[ListKind, typer.Option("--kind", case_sensitive=False)] = ListKind.CRL,
+    number: Annotated[int | None, typer.Option("--number", help="CRL number (default: the newest).")] = None,
+    format: Annotated[Format, typer.Option("--format")] = Format.der,
+) -> None:
+    """Write a published CRL or ARL, by number, as DER or PEM."""
+    opened = open_for_reading(home)
+    try:
+        record = list_record(opened, kind.value, number)
+    finally:
+        opened.close()
+    data = record.der
+    if format is Format.pem:
+        data = x509.load_der_x509_crl(record.der).public_bytes(Encoding.PEM)
+    if out is None:
+        sys.stdout.buffer.write(data)
+    else:
+        out.write_bytes(data)
+        console.print(f"wrote {record.kind} #{record.number} to {out}", highlight=False)

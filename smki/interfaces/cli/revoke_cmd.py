@@ -1,0 +1,161 @@
+"""Revocation and status commands: ``smki cert revoke|set-status|expire-due`` and ``smki ca revoke``.
+
+RA staff act as themselves: ``--as STAFF_ID`` (or ``SMKI_STAFF``) names who is acting, and the
+service checks that they hold the role the action needs. CA certificates are revoked under dual
+control: one RA operator proposes, a different RA approver approves or refuses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from smki.domain import CertStatus
+from smki.interfaces.cli.common import (
+    DEFAULT_HOME_PATH,
+    HomeOption,
+    actor,
+    console,
+    open_for_reading,
+    open_for_signing,
+)
+from smki.services.revocation import (
+    CA_REVOKE_ACTION,
+    REASON_CODES,
+    Published,
+    decide_ca_revocation,
+    expire_due,
+    parse_reason,
+    propose_ca_revocation,
+    revoke_as_operator,
+    set_status,
+)
+
+StaffOption = Annotated[
+    str | None,
+    typer.Option("--as", envvar="SMKI_STAFF", help="Your RA staff id (or set SMKI_STAFF)."),
+]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help=f"RFC 5280 reason, by name or number: {', '.join(REASON_CODES)}."),
+]
+
+ca_revoke_app = typer.Typer(help="Revoke a CA certificate under dual control (onto the Root's ARL).",
+                            no_args_is_help=True)
+
+
+def _published(done: Published) -> None:
+    console.print(f"published {done.kind} #{done.number} ({done.entries} entries): {done.path}", highlight=False)
+
+
+def revoke(
+    serial: Annotated[str, typer.Argument(help="Serial number (hex) of an Organisation Certificate.")],
+    reason: ReasonOption,
+    staff: StaffOption = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Revoke an Organisation Certificate (RA operator) and publish the new CRL."""
+    code = parse_reason(reason)
+    opened = open_for_signing(home)
+    try:
+        done = revoke_as_operator(opened, serial, code, staff_id=staff)
+    finally:
+        opened.close()
+    console.print(f"revoked {serial}", highlight=False)
+    _published(done)
+
+
+def set_status_command(
+    serial: Annotated[str, typer.Argument(help="Serial number (hex).")],
+    status: Annotated[CertStatus, typer.Argument(help="P, I, N or E (R only through 'revoke').")],
+    staff: StaffOption = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Set a Device or Organisation Certificate's Repository status (RA operator)."""
+    opened = open_for_reading(home)
+    try:
+        previous = set_status(opened, serial, status, staff_id=staff)
+    finally:
+        opened.close()
+    console.print(f"{serial}: {previous.value} -> {status.value}", highlight=False)
+
+
+def expire_due_command(home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """Mark Organisation Certificates past their notAfter as expired (E)."""
+    opened = open_for_reading(home)
+    try:
+        serials = expire_due(opened, actor=actor())
+    finally:
+        opened.close()
+    console.print(f"{len(serials)} certificate(s) expired", highlight=False)
+
+
+@ca_revoke_app.command("propose")
+def propose(
+    serial: Annotated[str, typer.Argument(help="Serial (hex) of the Organisation CA or Device CA certificate.")],
+    reason: ReasonOption,
+    staff: StaffOption = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Propose revoking a CA certificate (RA operator); a different RA approver decides."""
+    code = parse_reason(reason)
+    opened = open_for_reading(home)
+    try:
+        item = propose_ca_revocation(opened, serial, code, staff_id=staff)
+    finally:
+        opened.close()
+    console.print(f"proposal {item} awaits an RA approver: smki ca revoke approve {item} --as APPROVER",
+                  highlight=False)
+
+
+@ca_revoke_app.command("approve")
+def approve(
+    item: Annotated[int, typer.Argument(help="The proposal number.")],
+    staff: StaffOption = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Approve a CA revocation (RA approver, not the proposer): revoke and publish the ARL."""
+    opened = open_for_signing(home)
+    try:
+        done = decide_ca_revocation(opened, item, staff_id=staff, approve=True)
+    finally:
+        opened.close()
+    if done is not None:
+        _published(done)
+
+
+@ca_revoke_app.command("refuse")
+def refuse(
+    item: Annotated[int, typer.Argument(help="The proposal number.")],
+    staff: StaffOption = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Refuse a CA revocation (RA approver, not the proposer)."""
+    opened = open_for_reading(home)
+    try:
+        decide_ca_revocation(opened, item, staff_id=staff, approve=False)
+    finally:
+        opened.close()
+    console.print(f"proposal {item} refused", highlight=False)
+
+
+@ca_revoke_app.command("list")
+def list_proposals(
+    home: HomeOption = DEFAULT_HOME_PATH,
+    all_items: Annotated[bool, typer.Option("--all", help="Decided proposals too.")] = False,
+) -> None:
+    """CA revocation proposals (pending ones unless --all)."""
+    opened = open_for_reading(home)
+    try:
+        items = opened.store.registry.dual_control_items(None if all_items else "pending")
+    finally:
+        opened.close()
+    table = Table(title="CA revocation proposals")
+    for column in ("item", "certificate", "reason", "status", "proposed by", "decided by"):
+        table.add_column(column)
+    for i in items:
+        if i.action == CA_REVOKE_ACTION:
+            table.add_row(str(i.id), i.subject, str(i.payload.get("reason")), i.status, i.proposed_by,
+                          i.decided_by or "-")
+    console.print(table)

@@ -1,0 +1,140 @@
+"""Revocation, CRL/ARL, staff, status and populate commands end to end, as an operator runs them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from smki.ca.devcsr import make_organisation_csr
+from smki.domain import RemotePartyRole, Usage
+from tests.cli.helpers import Result, smki
+from tests.revocation.openssl_tools import openssl_crl_verify, openssl_verify_with_arl, openssl_verify_with_crl
+
+
+def _ok(result: Result) -> Result:
+    assert result.code == 0, result.err + result.out
+    return result
+
+
+def _refused(result: Result, code: str) -> None:
+    assert result.code == 1, result.out
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {code}:"), result.err
+    assert "Traceback" not in result.err
+
+
+def _staff(home: Path, env: dict[str, str]) -> None:
+    for staff_id, roles in (("op", ["ra-operator"]), ("ap", ["ra-approver"]),
+                            ("both", ["ra-operator", "ra-approver"]), ("aud", ["auditor"])):
+        args = ["staff", "add", staff_id, "--name", staff_id.upper(), "--home", str(home)]
+        for role in roles:
+            args += ["--role", role]
+        _ok(smki(args, env))
+
+
+def _issue_org(home: Path, env: dict[str, str], tmp_path: Path, name: str, usage: Usage) -> Path:
+    csr = tmp_path / f"{name}.csr"
+    der = make_organisation_csr(bytes.fromhex("90B3D51F30010000"), RemotePartyRole.SUPPLIER, usage, name)
+    csr.write_bytes(x509.load_der_x509_csr(der).public_bytes(Encoding.PEM))
+    out = tmp_path / f"{name}.pem"
+    _ok(smki(["issue", "org", str(csr), "--out", str(out), "--home", str(home)], env))
+    return out
+
+
+def _serial(pem: Path) -> str:
+    return f"{x509.load_pem_x509_certificate(pem.read_bytes()).serial_number:x}"
+
+
+def test_operator_revokes_and_openssl_honours_the_crl(ca_home: Path, env: dict[str, str], tmp_path: Path) -> None:
+    _staff(ca_home, env)
+    revoked = _issue_org(ca_home, env, tmp_path, "one", Usage.DS)
+    kept = _issue_org(ca_home, env, tmp_path, "two", Usage.KA)
+    h = ["--home", str(ca_home)]
+
+    _refused(smki(["cert", "revoke", _serial(revoked), "--reason", "keyCompromise", *h], env), "staff.required")
+    _refused(smki(["cert", "revoke", _serial(revoked), "--reason", "keyCompromise", "--as", "aud", *h], env),
+             "staff.role-required")
+    _refused(smki(["cert", "revoke", _serial(revoked), "--reason", "onHold", "--as", "op", *h], env),
+             "revocation.bad-reason")
+    done = _ok(smki(["cert", "revoke", _serial(revoked), "--reason", "keyCompromise", *h], {**env, "SMKI_STAFF": "op"}))
+    assert "published CRL #1 (1 entries)" in done.out
+    _refused(smki(["cert", "revoke", _serial(revoked), "--reason", "1", "--as", "op", *h], env),
+             "revocation.already-revoked")
+
+    crl1 = tmp_path / "crl1.pem"
+    _ok(smki(["crl", "export", "--kind", "CRL", "--number", "1", "--format", "pem", "--out", str(crl1), *h], env))
+    root, oca = ca_home / "root.pem", ca_home / "organisation-ca.pem"
+    assert openssl_crl_verify(crl1, oca).returncode == 0
+    rejected = openssl_verify_with_crl(root, oca, crl1, revoked)
+    assert rejected.returncode != 0 and "certificate revoked" in rejected.stdout + rejected.stderr
+    accepted = openssl_verify_with_crl(root, oca, crl1, kept)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+    _ok(smki(["cert", "revoke", _serial(kept), "--reason", "superseded", "--as", "op", *h], env))
+    shown = _ok(smki(["crl", "show", "--kind", "crl", *h], env)).out
+    assert re.search(r"number\s+│\s+2\b", shown) and "1, 2" in shown
+    older = _ok(smki(["crl", "show", "--number", "1", *h], env)).out
+    assert re.search(r"entries\s+│\s+1\b", older)
+    again = tmp_path / "crl1-again.der"
+    _ok(smki(["crl", "export", "--number", "1", "--out", str(again), *h], env))
+    assert x509.load_der_x509_crl(again.read_bytes()).public_bytes(Encoding.PEM) == crl1.read_bytes()
+    _refused(smki(["crl", "export", "--number", "9", "--out", str(again), *h], env), "crl.not-found")
+    status = _ok(smki(["cert", "search", "--status", "R", *h], env)).out
+    assert _serial(revoked).rjust(32, "0") in status and _serial(kept).rjust(32, "0") in status
+    _ok(smki(["audit", "verify", *h], env))
+
+
+def test_ca_revocation_under_dual_control(ca_home: Path, env: dict[str, str], tmp_path: Path) -> None:
+    _staff(ca_home, env)
+    h = ["--home", str(ca_home)]
+    dca = _serial(ca_home / "device-ca.pem")
+    _refused(smki(["cert", "revoke", dca, "--reason", "cACompromise", "--as", "op", *h], env),
+             "revocation.ca-needs-dual-control")
+    _refused(smki(["ca", "revoke", "propose", dca, "--reason", "cACompromise", "--as", "aud", *h], env),
+             "staff.role-required")
+    proposed = _ok(smki(["ca", "revoke", "propose", dca, "--reason", "cACompromise", "--as", "both", *h], env))
+    item = re.search(r"proposal (\d+)", proposed.out)
+    assert item is not None
+    _refused(smki(["ca", "revoke", "approve", item.group(1), "--as", "both", *h], env), "ra.dual-control")
+    _refused(smki(["ca", "revoke", "approve", item.group(1), "--as", "aud", *h], env), "staff.role-required")
+    _refused(smki(["ca", "revoke", "refuse", item.group(1), "--as", "op", *h], env), "staff.role-required")
+    listed = _ok(smki(["ca", "revoke", "list", *h], env)).out
+    assert "pending" in listed and "both" in listed
+    approved = _ok(smki(["ca", "revoke", "approve", item.group(1), "--as", "ap", *h], env))
+    assert "published ARL #1 (1 entries)" in approved.out
+    _refused(smki(["ca", "revoke", "approve", item.group(1), "--as", "ap", *h], env), "ra.already-decided")
+    arl = tmp_path / "arl.pem"
+    _ok(smki(["crl", "export", "--kind", "ARL", "--format", "pem", "--out", str(arl), *h], env))
+    root = ca_home / "root.pem"
+    assert openssl_crl_verify(arl, root).returncode == 0
+    assert openssl_verify_with_arl(root, arl, ca_home / "device-ca.pem").returncode != 0
+    assert openssl_verify_with_arl(root, arl, ca_home / "organisation-ca.pem").returncode == 0
+    assert "approved" in _ok(smki(["ca", "revoke", "list", "--all", *h], env)).out
+    _ok(smki(["audit", "verify", *h], env))
+
+
+def test_publish_status_and_populate_commands(ca_home: Path, env: dict[str, str]) -> None:
+    _staff(ca_home, env)
+    h = ["--home", str(ca_home)]
+    populated = _ok(smki(["dev", "populate", "--devices", "6", "--workers", "0", *h], env))
+    assert "added 6 Device Certificate records" in populated.out
+    found = _ok(smki(["cert", "search", "--device", "00DB000000000001", "--usage", "KA", *h], env)).out
+    serial = re.search(r"\b([0-9a-f]{32})\b", found)
+    assert serial is not None
+    _refused(smki(["cert", "revoke", serial.group(1), "--reason", "1", "--as", "op", *h], env),
+             "revocation.device-certificate")
+    _ok(smki(["cert", "set-status", serial.group(1), "N", "--as", "op", *h], env))
+    _refused(smki(["cert", "set-status", serial.group(1), "R", "--as", "op", *h], env), "status.not-settable")
+    assert "│ N " in _ok(smki(["cert", "show", serial.group(1), *h], env)).out
+    published = _ok(smki(["crl", "publish", *h], env)).out
+    assert "published CRL #1 (0 entries)" in published and "published ARL #1 (0 entries)" in published
+    assert "published CRL #2" in _ok(smki(["crl", "publish", "--kind", "crl", *h], env)).out
+    assert (ca_home / "crl" / "organisation-ca-2.crl").exists() and (ca_home / "crl" / "root.arl").exists()
+    assert "0 certificate(s) expired" in _ok(smki(["cert", "expire-due", *h], env)).out
+    listed = _ok(smki(["staff", "list", *h], env)).out
+    assert "ra-approver, ra-operator" in listed
+    _refused(smki(["staff", "add", "x", "--name", "X", "--role", "root", *h], env), "staff.bad-role")
+    _ok(smki(["audit", "verify", *h], env))
