@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smki.ca.devcsr import make_device_csr
-from smki.domain import Route, Usage
+from smki.domain import Usage
 from smki.errors import ConfigError
 from smki.interfaces.api import dcc_xml as dx
 from smki.interfaces.api.settings import ApiSettings
