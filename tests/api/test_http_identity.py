@@ -132,3 +132,14 @@ def test_credentials_are_checked_against_the_register_when_issued(home: Home, tm
     with pytest.raises(SmkiError) as caught:
         credential(home, tmp_path, "system", "s1", party_id="SUPP2", aro_id=ARO)
     assert caught.value.code == "credential.aro-not-found"
+
+
+def test_the_portal_is_served_on_the_listeners_with_the_certificate_identity(
+        live: LiveListeners, home: Home, aro: ClientFiles, tmp_path: Path) -> None:
+    page = live.client(aro, Route.SPOTI).get("/portal/aro")
+    assert page.status_code == 200 and PARTY in page.text
+    staff = credential(home, tmp_path, "staff", OPERATOR)
+    assert live.client(staff).get("/portal/staff").status_code == 200
+    assert live.client(staff).get("/portal/aro").status_code == 403  # staff are not AROs
+    refused = live.client(staff).post("/api/v1/device-certificates", json={"csr": "AAAA"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "credential.not-a-subscriber"
