@@ -272,41 +272,49 @@ class BatchRunner:
         reader.record_results(job.id, self.owner, missing, _now())
         return len(missing)
 
-    def _device_limit(self, job: BatchJobRecord,
-                      items: list[BatchItemRecord]) -> tuple[list[BatchItemRecord], list[ItemResult]]:
-        """Split items into those to issue and those refused by the 100-per-Device-ID limit."""
-        device_ids = {item.idx: peek_device_id(item.csr) for item in items}
-        known = [d for d in device_ids.values() if d is not None]
-        counts = jobs_reader(self.home.store).count_device_certificates(known) if known else {}
-        keep: list[BatchItemRecord] = []
-        refused: list[ItemResult] = []
-        for item in items:
-            device = device_ids[item.idx]
-            if device is None:
-                keep.append(item)
-                continue
-            seen = counts.get(device, 0)
-            if seen >= DEVICE_LIMIT:
-                refused.append(ItemResult(item.idx, error_code=DEVICE_LIMIT_CODE,
-                                          error_text=f"{DEVICE_LIMIT} Device Certificates have already been issued "
-                                                     f"for Device ID {device.hex().upper()}"))
-                continue
-            counts[device] = seen + 1
-            keep.append(item)
-        return keep, refused
+    def _issuable(self, job: BatchJobRecord) -> Iterator[BatchItem]:
+        """The job's unprocessed items, a page at a time, less those over the per-Device limit.
+
+        Lazy, so reading and checking overlap with signing. The limit counts certificates already
+        issued for each Device ID plus earlier CSRs of this batch naming it; a CSR over the limit
+        is recorded as refused (``csr.device-limit``) and never reaches the CA.
+        """
+        reader = jobs_reader(self.home.store)
+        counts: dict[bytes, int] = {}
+        after = -1
+        while True:
+            page = reader.items(job.id, after=after, limit=2000, unprocessed=True)
+            if not page:
+                return
+            after = page[-1].idx
+            device_ids = {item.idx: peek_device_id(item.csr) for item in page}
+            fresh = [d for d in set(device_ids.values()) if d is not None and d not in counts]
+            if fresh:
+                found = reader.count_device_certificates(fresh)
+                counts.update({d: found.get(d, 0) for d in fresh})
+            refused: list[ItemResult] = []
+            for item in page:
+                device = device_ids[item.idx]
+                if device is not None:
+                    if counts[device] >= DEVICE_LIMIT:
+                        refused.append(ItemResult(
+                            item.idx, error_code=DEVICE_LIMIT_CODE,
+                            error_text=f"{DEVICE_LIMIT} Device Certificates have already been issued "
+                                       f"for Device ID {device.hex().upper()}"))
+                        continue
+                    counts[device] += 1
+                yield BatchItem(item.idx, item.item_id, item.csr)
+            reader.record_results(job.id, self.owner, refused, _now())
 
     def process(self, job: BatchJobRecord) -> None:
         """Run one claimed job to completion (resuming it if an earlier run was cut short)."""
         reader = jobs_reader(self.home.store)
         self._reconcile(job)
-        items = list(reader.iter_items(job.id, unprocessed=True))
-        keep, refused = self._device_limit(job, items)
-        reader.record_results(job.id, self.owner, refused, _now())
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job.id, beat_stop), daemon=True)
         beat.start()
         try:
-            self._issue(job, keep)
+            self._issue(job, self._issuable(job))
         finally:
             beat_stop.set()
             beat.join(5)
@@ -320,15 +328,18 @@ class BatchRunner:
             except Exception:  # a missed heartbeat is retried; the lease is many beats long
                 log.warning("heartbeat for batch %s failed", job_id)
 
-    def _issue(self, job: BatchJobRecord, items: list[BatchItemRecord]) -> None:
-        if not items:
+    def _issue(self, job: BatchJobRecord, items: Iterator[BatchItem]) -> None:
+        first = next(items, None)
+        if first is None:
             return
         reader = jobs_reader(self.home.store)
 
         def on_chunk(outcomes: Sequence[DeviceOutcome]) -> None:
             reader.record_results(job.id, self.owner, [_result(o) for o in outcomes], _now())
 
-        batch_items = (BatchItem(item.idx, item.item_id, item.csr) for item in items)
+        import itertools
+
+        batch_items = itertools.chain([first], items)
         extra: dict[str, Any] = {}
         try:
             request_device_batch(self.home, requester_for(job), batch_items, batch_ref=job.ref,

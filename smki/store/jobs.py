@@ -238,39 +238,32 @@ class JobReader:
             return bool(conn.execute(stmt).rowcount == 1)
 
     def record_results(self, job_id: int, owner: str | None, results: Sequence[ItemResult], now: datetime) -> None:
-        """Store item outcomes and advance the job's counters in one small transaction."""
+        """Store item outcomes and advance the job's counters in one small transaction.
+
+        Only items without an outcome are updated, and the counters advance by the rows actually
+        changed, so recording the same outcome twice (a resumed run) never counts it twice. The
+        hot path: one driver-level ``executemany`` per kind of outcome.
+        """
         if not results:
             return
-        ok = [r for r in results if r.serial is not None]
-        bad = [r for r in results if r.serial is None]
+        ok = [(r.serial, job_id, r.idx) for r in results if r.serial is not None]
+        bad = [(r.error_code, r.error_text, job_id, r.idx) for r in results if r.serial is None]
         with self._write() as conn, conn.begin():
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            issued = rejected = 0
             if ok:
-                conn.execute(
-                    update(batch_items)
-                    .where(_i.batch_id == job_id, _i.idx == _bind("b_idx"))
-                    .values(outcome="ok", serial=_bind("b_serial"), error_code=None, error_text=None),
-                    [{"b_idx": r.idx, "b_serial": r.serial} for r in ok],
-                )
+                issued = int(conn.exec_driver_sql(
+                    f"UPDATE batch_items SET outcome = 'ok', serial = {mark} "
+                    f"WHERE batch_id = {mark} AND idx = {mark} AND outcome IS NULL", ok).rowcount)
             if bad:
-                conn.execute(
-                    update(batch_items)
-                    .where(_i.batch_id == job_id, _i.idx == _bind("b_idx"))
-                    .values(outcome="error", serial=None, error_code=_bind("b_code"), error_text=_bind("b_text")),
-                    [{"b_idx": r.idx, "b_code": r.error_code, "b_text": r.error_text} for r in bad],
-                )
-            counters = select(
-                func.count().label("processed"),
-                func.count(_i.serial).label("issued"),
-            ).where(_i.batch_id == job_id, _i.outcome.is_not(None))
-            done = conn.execute(counters).one()
-            values: dict[str, Any] = {
-                "processed": int(done.processed), "issued": int(done.issued),
-                "rejected": int(done.processed) - int(done.issued), "heartbeat_at": now,
-            }
+                rejected = int(conn.exec_driver_sql(
+                    f"UPDATE batch_items SET outcome = 'error', error_code = {mark}, error_text = {mark} "
+                    f"WHERE batch_id = {mark} AND idx = {mark} AND outcome IS NULL", bad).rowcount)
             stmt = update(batch_jobs).where(_j.id == job_id)
             if owner is not None:
                 stmt = stmt.where(_j.owner == owner)
-            conn.execute(stmt.values(**values))
+            conn.execute(stmt.values(processed=_j.processed + issued + rejected, issued=_j.issued + issued,
+                                     rejected=_j.rejected + rejected, heartbeat_at=now))
 
     def set_status(self, job_id: int, status: str, *, now: datetime, owner: str | None = None,
                    finished: bool = False, error_code: str | None = None, error_text: str | None = None) -> None:

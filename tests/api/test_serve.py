@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
+import pytest
 from cryptography import x509
 
 from smki.ca.devcsr import device_csr_stream
@@ -128,3 +131,59 @@ def _by_batch_any() -> object:
     from smki.store import CertificateQuery
 
     return CertificateQuery(limit=1000)
+
+
+@pytest.mark.slow
+def test_10000_csrs_through_submitcsrbatch_with_visible_progress_all_verified_by_openssl(
+        home: Home, aro: ClientFiles, tmp_path: Path) -> None:
+    write_api_config(home.settings.home)
+    body, csrs = _batch(10_000, 0x00DB880000000000, keys=16)
+    server = ServeProcess(home.settings.home, SECRET, "--batch-workers", "2")
+    try:
+        with _client(server, aro) as client:
+            status = dx.parse_submit_csr_batch_status(client.post(SUBMIT, content=body).content)
+            assert status.batch_id is not None
+            progress = []
+            deadline = time.monotonic() + 240
+            while (now := client.get(f"/api/v1/device-batches/{status.batch_id}").json())["status"] != "completed":
+                progress.append(now["processed"])
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            result = _fetch(client, status.batch_id)
+    finally:
+        server.stop()
+    assert any(0 < p < 10_000 for p in progress), progress  # progress was visible while it ran
+    assert progress == sorted(progress)
+    _check_results_keys_shared(result, csrs)
+    chain = tmp_path / "chain"
+    chain.mkdir()
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from smki.domain import CertKind
+
+    (chain / "root.pem").write_bytes(home.ca_certificate(CertKind.ROOT).public_bytes(Encoding.PEM))
+    (chain / "ca.pem").write_bytes(home.ca_certificate(CertKind.DEVICE_CA).public_bytes(Encoding.PEM))
+    leaves = tmp_path / "leaves"
+    leaves.mkdir()
+    paths = []
+    for entry in result.certificates:
+        assert entry.certificate_der is not None
+        path = leaves / f"{entry.id}.pem"
+        path.write_bytes(x509.load_der_x509_certificate(entry.certificate_der).public_bytes(Encoding.PEM))
+        paths.append(str(path))
+    done = subprocess.run(["openssl", "verify", "-partial_chain", "-CAfile", str(chain / "root.pem"),
+                           "-untrusted", str(chain / "ca.pem"), *paths], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count(": OK") == 10_000
+
+
+def _check_results_keys_shared(result: dx.CSRBatchResult, csrs: dict[str, bytes]) -> None:
+    """As _check_results, for CSRs that share keys: match each certificate to its own CSR's key."""
+    assert [c.id for c in result.certificates] == list(csrs)
+    serials = set()
+    for entry in result.certificates:
+        assert entry.status is dx.DeviceStatus.SUCCESS and entry.certificate_der is not None
+        cert = x509.load_der_x509_certificate(entry.certificate_der)
+        assert cert.public_key() == x509.load_der_x509_csr(csrs[entry.id]).public_key()
+        serials.add(cert.serial_number)
+    assert len(serials) == len(csrs)
