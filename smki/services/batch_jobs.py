@@ -56,6 +56,12 @@ PENDING, PROCESSING, COMPLETED = "PENDING", "PROCESSING", "COMPLETED"
 #: A PROCESSING job whose owner has sent no heartbeat for this long may be taken over.
 DEFAULT_LEASE = timedelta(seconds=60)
 HEARTBEAT_EVERY = 5.0
+#: How many times a batch is retried in-process when a signing process dies.
+WORKER_ATTEMPTS = 3
+
+
+class _WorkerDied(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -309,12 +315,19 @@ class BatchRunner:
     def process(self, job: BatchJobRecord) -> None:
         """Run one claimed job to completion (resuming it if an earlier run was cut short)."""
         reader = jobs_reader(self.home.store)
-        self._reconcile(job)
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job.id, beat_stop), daemon=True)
         beat.start()
         try:
-            self._issue(job, self._issuable(job))
+            for attempt in range(1, WORKER_ATTEMPTS + 1):
+                self._reconcile(job)
+                try:
+                    self._issue(job, self._issuable(job))
+                    break
+                except _WorkerDied as exc:  # a signing process died: committed chunks stand, retry the rest
+                    log.warning("batch %s: %s (attempt %d of %d)", job.id, exc, attempt, WORKER_ATTEMPTS)
+            else:
+                self._fail_rest(job, "issuance.anomaly", "the signing processes kept failing; nothing was issued")
         finally:
             beat_stop.set()
             beat.join(5)
@@ -350,6 +363,8 @@ class BatchRunner:
                               error_text=",".join(rules))
             self._fail_rest(job, "ra.refused", exc.message)
         except SmkiError as exc:
+            if exc.code == "batch.worker-failed":
+                raise _WorkerDied(exc.message) from exc
             log.warning("batch %s failed: %s", job.id, exc)
             self._fail_rest(job, exc.code, exc.message)
 

@@ -108,3 +108,26 @@ def test_peek_device_id_reads_the_csr_without_trusting_it() -> None:
     assert bj.peek_device_id(make_device_csr(device, Usage.KA)) == device
     assert bj.peek_device_id(b"\x30\x00") is None
     assert bj.peek_device_id(b"") is None
+
+
+def test_a_dead_signing_process_is_retried_without_issuing_twice(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    from smki.errors import SmkiError as Err
+
+    real = bj.request_device_batch
+    calls = []
+
+    def flaky(home_: Home, requester: Requester, items: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:  # the first run commits three CSRs, then a worker dies
+            real(home_, requester, itertools.islice(items, 3), **kwargs)  # type: ignore[call-overload]
+            raise Err("batch.worker-failed", "a worker process died")
+        return real(home_, requester, items, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bj, "request_device_batch", flaky)
+    job = bj.submit_batch(home, ME, _items(7, 0x00DB990000000000), interface="xml", client_ref="r", capacity=OFF)
+    bj.BatchRunner(home, workers=0).run_once()
+    done = jobs_reader(home.store).job(job.id)
+    assert len(calls) == 2 and done is not None and done.issued == 7 and done.status == "COMPLETED"
+    assert len(list(home.store.iter_certificates(_query(job.ref)))) == 7
