@@ -266,3 +266,100 @@ class DualControl(Base):
 
 
 dual_control = cast(Table, DualControl.__table__)
+
+
+# -- The HTTP interfaces (issue 4): credentials, batch jobs, capacity -------------------------------
+# Imports are repeated here so this block stays self-contained at the end of the module.
+from sqlalchemy import Float  # noqa: E402
+
+
+class Credential(Base):
+    """An SMKI credential (TLS client/server certificate from the credentials CA) and its status.
+
+    The listener looks the presented certificate's serial up here on every request, so revoking a
+    credential takes effect on the next request without any CRL distribution.
+    """
+
+    __tablename__ = "credentials"
+
+    serial: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)  # ca, server, aro, system, staff
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    party_id: Mapped[str | None] = mapped_column(String(64))
+    aro_id: Mapped[str | None] = mapped_column(String(64))  # the ARO answerable for a system credential
+    status: Mapped[str] = mapped_column(String(8), nullable=False)  # active, revoked
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+    __table_args__ = (
+        Index("ix_credentials_kind_status", "kind", "status"),
+        CheckConstraint("status IN ('active', 'revoked')", name="status"),
+    )
+
+
+class BatchJob(Base):
+    """A Device CSR batch submitted over the web services or the JSON API; ``id`` is the DCC BatchId."""
+
+    __tablename__ = "batch_jobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ref: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)  # certificates.batch_id
+    party_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    aro_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    system: Mapped[str | None] = mapped_column(String(64))
+    route: Mapped[str] = mapped_column(String(8), nullable=False)
+    interface: Mapped[str] = mapped_column(String(8), nullable=False)  # xml, json
+    client_ref: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    total: Mapped[int] = mapped_column(Integer, nullable=False)
+    processed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    issued: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_text: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_batch_jobs_status", "status"),
+        Index("ix_batch_jobs_party_id", "party_id"),
+    )
+
+
+class BatchItemRow(Base):
+    """One CSR of a batch job and, once processed, its outcome (certificate serial or error)."""
+
+    __tablename__ = "batch_items"
+
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch_jobs.id", ondelete="CASCADE"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    csr: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    outcome: Mapped[str | None] = mapped_column(String(8))  # None: not yet processed; ok; error
+    serial: Mapped[str | None] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_text: Mapped[str | None] = mapped_column(Text)
+
+
+class CapacityBucket(Base):
+    """A per-Party token bucket for one capacity limit; shared by every server process."""
+
+    __tablename__ = "capacity_buckets"
+
+    party_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    limit_name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float, nullable=False)
+    updated: Mapped[float] = mapped_column(Float, nullable=False)  # POSIX seconds
+
+
+credentials_table = cast(Table, Credential.__table__)
+batch_jobs = cast(Table, BatchJob.__table__)
+batch_items = cast(Table, BatchItemRow.__table__)
+capacity_buckets = cast(Table, CapacityBucket.__table__)

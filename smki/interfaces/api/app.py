@@ -1,0 +1,99 @@
+"""One FastAPI app per listener: JSON API, DCC XML services, the Portal, behind the listener middleware.
+
+``create_app(ctx)`` builds the app for one listener; ``ctx.route`` (Gateway or SPOTI) is fixed here
+and stored as ``app.state.route``. Every route is registered on both listeners: what a route may do
+on SPOTI is the RA rules' decision (a Device CSR on SPOTI is refused by
+``channel.device-via-gateway``, audited), not the absence of a URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from smki import __version__
+from smki.errors import SmkiError
+from smki.interfaces.api.context import ListenerContext
+from smki.interfaces.api.errors import error_body, error_response
+from smki.interfaces.api.json_api import PREFIX, create_json_router
+from smki.interfaces.api.security import BodyTooLarge, ListenerMiddleware
+from smki.interfaces.api.xml_services import create_device_router, create_repository_router
+
+OPENAPI_URL = f"{PREFIX}/openapi.json"
+DESCRIPTION = (
+    "smki's HTTP interfaces (spec §3). Every request is authenticated by mutual TLS with an SMKI "
+    "credential; the route (Gateway or SPOTI) is the listener's. JSON errors are "
+    '`{"error": {"code", "message", "rules": [{"id", "reference", "reason"}]}}`.'
+)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "the request is not valid"
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}"[:300] + more
+
+
+def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
+    app = FastAPI(
+        title="smki",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url=OPENAPI_URL,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    app.state.route = ctx.route
+
+    @app.exception_handler(SmkiError)
+    async def smki_error(_request: Request, exc: SmkiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        status = 400 if any(e.get("type") == "json_invalid" for e in exc.errors()) else 422
+        code = "request.bad-json" if status == 400 else "request.invalid"
+        return JSONResponse(error_body(code, _validation_message(exc)), status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps errors reading the body as a 400
+            return JSONResponse(error_body("request.too-large", "the request body is over the size limit"),
+                                status_code=413)
+        codes = {404: "http.not-found", 405: "http.method-not-allowed"}
+        return JSONResponse(error_body(codes.get(exc.status_code, "http.error"), str(exc.detail)),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_request: Request, _exc: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(error_body("request.too-large", "the request body is over the size limit"),
+                            status_code=413)
+
+    @app.exception_handler(Exception)
+    async def internal(_request: Request, _exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body("internal.error", "smki could not complete the request; it has been logged"),
+                            status_code=500)
+
+    app.include_router(create_json_router())
+    app.include_router(create_device_router())
+    app.include_router(create_repository_router())
+    if with_portal:
+        from smki.interfaces.portal.app import create_portal_router
+
+        app.include_router(create_portal_router(ctx.home_factory, ctx.route, workers=ctx.api.batch_workers))
+    app.add_middleware(ListenerMiddleware, home_factory=ctx.home_factory, max_body=ctx.api.max_body,
+                       max_batch_body=ctx.api.max_batch_body)
+    return app
+
+
+def openapi_document(ctx: ListenerContext) -> dict[str, Any]:
+    """The OpenAPI document as served (checked in as ``docs/openapi.json``)."""
+    return create_app(ctx, with_portal=False).openapi()

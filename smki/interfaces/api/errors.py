@@ -1,0 +1,74 @@
+"""How a refusal looks on the JSON API: ``{"error": {"code", "message", "rules": [...]}}``.
+
+The status code follows the code's family so clients can act on it without parsing the message:
+401 no or unknown credential; 403 refusals by rule (RA rules, revoked/suspended credentials, role);
+404 unknown objects; 413 bodies over the limit; 422 input that parses but is not acceptable (a bad
+CSR, an invalid field); 429 capacity; 400 anything else the client got wrong. A fault of smki's own
+is a 500 with a fixed message — never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from smki.errors import NotFound, SmkiError
+from smki.ra.engine import PolicyRefusal
+
+_UNAUTHENTICATED = {"credential.missing", "credential.unknown", "credential.unrecognised"}
+_FORBIDDEN_PREFIXES = ("ra.", "credential.", "api.forbidden", "portal.forbidden")
+_UNPROCESSABLE_PREFIXES = ("csr.", "eui64.", "request.invalid", "batch.empty", "batch.too-many", "store.bad-serial",
+                           "api.invalid")
+
+
+def status_for(error: SmkiError) -> int:
+    code = error.code
+    if code in _UNAUTHENTICATED:
+        return 401
+    if code.startswith("capacity."):
+        return 429
+    if code == "request.too-large":
+        return 413
+    if isinstance(error, NotFound) or code.endswith("not-found"):
+        return 404
+    if code.startswith(_FORBIDDEN_PREFIXES):
+        return 403
+    if code.startswith(_UNPROCESSABLE_PREFIXES):
+        return 422
+    if code.startswith(("store.unavailable", "key.", "ca.", "hsm.")):
+        return 503
+    return 400
+
+
+def rules_of(error: SmkiError) -> list[dict[str, str]]:
+    """The failing RA rules of a refusal, each with its SEC reference and the reason it failed."""
+    if isinstance(error, PolicyRefusal):
+        return [{"id": r.rule_id, "reference": r.reference, "reason": r.reason} for r in error.decision.failed]
+    reference = getattr(error, "reference", "")
+    if error.code.startswith("capacity.") and reference:
+        return [{"id": error.code, "reference": str(reference), "reason": error.message}]
+    return []
+
+
+def error_body(code: str, message: str, rules: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "rules": rules or []}}
+
+
+def error_response(error: SmkiError, status: int | None = None) -> JSONResponse:
+    headers: dict[str, str] = {"Cache-Control": "no-store"}
+    retry = getattr(error, "retry_after", None)
+    if isinstance(retry, int | float) and error.code.startswith("capacity."):
+        headers["Retry-After"] = str(max(1, math.ceil(retry)))
+    return JSONResponse(error_body(error.code, error.message, rules_of(error)), status_code=status or status_for(error),
+                        headers=headers)
+
+
+def raw_error(status: int, code: str, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """An error as (status, headers, body) for the ASGI middleware, which runs before FastAPI."""
+    body = json.dumps(error_body(code, message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store")]
+    return status, headers, body

@@ -1,0 +1,180 @@
+"""``smki serve``: the Gateway and SPOTI listeners in one asyncio loop, in one or several processes.
+
+Each listener is its own uvicorn server on its own socket, with its own FastAPI app (so its own
+route), sharing the process's opened home and batch runner. Both use the same TLS context: the
+server certificate from the credentials CA and ``CERT_REQUIRED`` against that CA.
+
+Several processes (``--workers N``): the parent binds the sockets once and forks N children; each
+child opens its own home (database connections are never shared across a fork), runs both
+listeners on the inherited sockets — the kernel spreads connections between them — and its own
+batch runner. Jobs are claimed through the database, so a batch runs in exactly one process, and
+audit appends serialise on the audit head row. Use PostgreSQL for this; SQLite works but
+serialises every write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from smki.domain import Route
+from smki.interfaces.api.app import create_app
+from smki.interfaces.api.context import ListenerContext
+from smki.interfaces.api.settings import ApiSettings, Listen
+from smki.interfaces.api.tls import PeerCertH11Protocol, server_ssl_context
+from smki.services.batch_jobs import BatchRunner
+from smki.services.capacity import capacity_settings
+from smki.services.context import Home, open_home
+from smki.services.credentials import ServerFiles, ensure_server_credential
+
+log = logging.getLogger("smki.serve")
+SERVE_ACTOR = "system:smki-serve"
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to :class:`Listeners` (two servers share one process)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(listen: Listen) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((listen.host, listen.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class Listeners:
+    """The listeners of one process: a FastAPI app and a uvicorn server per route."""
+
+    home: Home
+    api: ApiSettings
+    files: ServerFiles
+    sockets: dict[Route, socket.socket]
+    runner: BatchRunner | None = None
+    servers: dict[Route, _Server] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        capacity = capacity_settings(self.home)
+        home = self.home
+        context = server_ssl_context(self.files)
+        for route in self.sockets:
+            ctx = ListenerContext(lambda: home, route, self.api, capacity, self.runner)
+            config = uvicorn.Config(
+                create_app(ctx), http=PeerCertH11Protocol, lifespan="off", log_level="warning",
+                ssl_context_factory=lambda _config, _default: context, timeout_keep_alive=30,
+                access_log=False, server_header=False,
+            )
+            self.servers[route] = _Server(config)
+
+    async def serve(self) -> None:
+        await asyncio.gather(*(server.serve(sockets=[self.sockets[route]]) for route, server in self.servers.items()))
+
+    @property
+    def started(self) -> bool:
+        return all(server.started for server in self.servers.values())
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.should_exit = True
+
+    def url(self, route: Route) -> str:
+        host, port = self.sockets[route].getsockname()[:2]
+        return f"https://{host if ':' not in host else f'[{host}]'}:{port}"
+
+
+def listen_sockets(api: ApiSettings) -> dict[Route, socket.socket]:
+    sockets = {Route.GATEWAY: bind(api.gateway)}
+    if api.spoti is not None:
+        sockets[Route.SPOTI] = bind(api.spoti)
+    return sockets
+
+
+def prepare(home: Home, api: ApiSettings) -> ServerFiles:
+    """The server certificate (issued by the credentials CA on first use or when hosts change)."""
+    return ensure_server_credential(home, list(api.server_names), actor=SERVE_ACTOR)
+
+
+def run_process(home_path: Path, secret: bytes, api: ApiSettings, files: ServerFiles,
+                sockets: dict[Route, socket.socket]) -> None:
+    """One server process: open the home, start the batch runner, serve until SIGTERM/SIGINT."""
+    home = open_home(home_path, secret)
+    runner = BatchRunner(home, workers=api.batch_workers, poll=api.batch_poll)
+    listeners = Listeners(home, api, files, sockets, runner)
+
+    def stop(_sig: int, _frame: Any) -> None:
+        listeners.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runner.start()
+    try:
+        asyncio.run(listeners.serve())
+    finally:
+        runner.stop()
+        home.close()
+
+
+def _child(home_path: Path, secret: bytes, api: ApiSettings, files: ServerFiles,
+           sockets: dict[Route, socket.socket]) -> None:
+    run_process(home_path, secret, api, files, sockets)
+
+
+def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print) -> None:
+    """Bind, prepare the server certificate, and serve with ``api.workers`` processes."""
+    home = open_home(home_path, secret)
+    try:
+        files = prepare(home, api)
+    finally:
+        home.close()
+    sockets = listen_sockets(api)
+    urls = " ".join(f"{route.value}=https://{s.getsockname()[0]}:{s.getsockname()[1]}" for route, s in sockets.items())
+    announce(f"smki: listening {urls} workers={api.workers} pid={os.getpid()}")
+    if hasattr(sys.stdout, "flush"):
+        sys.stdout.flush()
+    if api.workers <= 1:
+        run_process(home_path, secret, api, files, sockets)
+        return
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=_child, args=(home_path, secret, api, files, sockets), daemon=False)
+                for _ in range(api.workers)]
+    for child in children:
+        child.start()
+    stopping = threading.Event()
+
+    def stop(_sig: int, _frame: Any) -> None:
+        stopping.set()
+        for child in children:
+            if child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while any(child.is_alive() for child in children):
+        time.sleep(0.2)
+        if not stopping.is_set() and any(c.exitcode not in (None, 0) for c in children):
+            log.error("a server process exited; stopping the others")
+            stop(signal.SIGTERM, None)
+    for child in children:
+        child.join()

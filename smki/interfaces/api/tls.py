@@ -1,0 +1,58 @@
+"""Mutual TLS for the listeners: the server's SSL context, and the peer certificate in the ASGI scope.
+
+uvicorn 0.54 verifies client certificates (given an ``ssl.SSLContext``) but does not put the
+peer's certificate into the request scope. :class:`PeerCertH11Protocol` is uvicorn's h11 protocol
+with one addition: once the TLS handshake is done (``connection_made``), it reads the verified peer
+certificate from the transport's ``ssl_object`` and adds it to every request's scope as the ASGI
+TLS extension, ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM) plus the DER under
+``client_cert_der``. Nothing a client sends can put anything there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from smki.services.credentials import ServerFiles
+
+TLS_EXTENSION = "tls"
+
+
+def server_ssl_context(files: ServerFiles) -> ssl.SSLContext:
+    """TLS 1.2+ server context that *requires* a client certificate chaining to the credentials CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(files.certificate), str(files.key))
+    context.load_verify_locations(cafile=str(files.ca))
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class PeerCertH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, publishing the verified client certificate to the app."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der:
+            pem = x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
+            tls: dict[str, Any] = {
+                "client_cert_der": der,
+                "client_cert_chain": [pem],
+                "tls_version": ssl_object.version(),
+                "cipher_suite": (ssl_object.cipher() or ("",))[0],
+            }
+            inner = self.app
+
+            async def with_peer(scope: Any, receive: Any, send: Any) -> None:
+                if scope.get("type") in ("http", "websocket"):
+                    scope.setdefault("extensions", {})[TLS_EXTENSION] = tls
+                await inner(scope, receive, send)
+
+            self.app = with_peer

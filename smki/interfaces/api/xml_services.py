@@ -1,0 +1,276 @@
+"""The DCC-compatible XML services (spec §3.1, §3.2) over the codecs of :mod:`.dcc_xml`.
+
+* Ad Hoc Device CSR service — ``POST /1.0/DeviceCSR`` (Gateway only; the path is smki's choice,
+  the public record names none). Always HTTP 200 with a ``DeviceCertificateSigningResponse``.
+  Only a Party registered as a User in the role Import Supplier or Gas Supplier, or the DCC itself,
+  may use it: smki reads that from the Party's *Registered User roles* in the RA's register
+  (``import-supplier``, ``gas-supplier``, ``dcc``) or its category ``dcc``; anyone else gets
+  ``WORKFLOW_ERROR`` ``WF:AA1`` (``workflow.role-not-permitted``).
+* Batched Device CSR service — ``POST /1.0/PortalCSRBatch/SubmitCSRBatch`` and
+  ``GET /1.0/PortalCSRBatch/CSRBatchResult?BatchId=N`` (Gateway only): batches become jobs run by
+  the server's batch runner; results are streamed from the store and kept 30 days.
+* Repository — ``POST /services/certificatesearch`` and ``/services/retrievecertificate`` (both
+  listeners): 401 for invalid search parameters, 402 for no result, ``application/xml``. If
+  ``[api] repository-apikey`` is set, ``?apikey=`` must match it (403 otherwise).
+
+Handlers read the body themselves (the listener middleware has already bounded its size) and do
+the blocking work in the thread pool.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from smki.domain import CertKind, CertStatus, Usage
+from smki.errors import SmkiError
+from smki.interfaces.api import dcc_xml as dx
+from smki.interfaces.api.context import ListenerContext, ctx_of, requester_of
+from smki.ra.engine import PolicyRefusal
+from smki.services import batch_jobs
+from smki.services.requests import Requester
+from smki.store import CertificateRecord
+from smki.store.jobs import BatchItemRecord, BatchJobRecord
+
+XML = "application/xml"
+ADHOC_PATH = "/1.0/DeviceCSR"
+SUBMIT_PATH = "/1.0/PortalCSRBatch/SubmitCSRBatch"
+RESULT_PATH = "/1.0/PortalCSRBatch/CSRBatchResult"
+ADHOC_ROLES = frozenset({"import-supplier", "gas-supplier", "dcc"})
+
+
+def _xml(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type=XML, headers={"Cache-Control": "no-store"})
+
+
+def _transaction_id() -> int:
+    return secrets.randbits(62) + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Ad Hoc
+
+
+def _check_adhoc_role(ctx: ListenerContext, requester: Requester) -> None:
+    party = ctx.home.store.registry.party(requester.party_id)
+    if party is None:
+        raise SmkiError("ra.party-not-found", f"no Party {requester.party_id!r}")
+    if party.category == "dcc" or ADHOC_ROLES & set(party.registered_user_roles):
+        return
+    raise SmkiError("workflow.role-not-permitted",
+                    "the Ad Hoc Device CSR service is for Import Suppliers, Gas Suppliers and the DCC only")
+
+
+def _adhoc(ctx: ListenerContext, requester: Requester, body: bytes) -> dx.DeviceCertificateSigningResponse:
+    try:
+        message = dx.parse_device_csr_request(body, max_bytes=ctx.api.max_body)
+    except dx.DccFormatError as exc:
+        outcome = dx.dcc_error_from(dx.Service.AD_HOC, exc)
+        return dx.DeviceCertificateSigningResponse(exc.request_id, _transaction_id(), outcome.status,  # type: ignore[arg-type]
+                                                   error=outcome.error)
+    try:
+        _check_adhoc_role(ctx, requester)
+        outcome_ok = batch_jobs.request_single_device(
+            ctx.home, requester, message.csr_der, capacity=ctx.capacity, limit_name="adhoc-service",
+            interface="adhoc", require_known_device=True)
+    except PolicyRefusal as exc:
+        refused = dx.dcc_error_from(dx.Service.AD_HOC, exc, exc.decision.failed_ids)
+        return dx.DeviceCertificateSigningResponse(message.id, _transaction_id(), refused.status,  # type: ignore[arg-type]
+                                                   error=refused.error)
+    except SmkiError as exc:
+        refused = dx.dcc_error_from(dx.Service.AD_HOC, exc)
+        return dx.DeviceCertificateSigningResponse(message.id, _transaction_id(), refused.status,  # type: ignore[arg-type]
+                                                   error=refused.error)
+    return dx.DeviceCertificateSigningResponse(message.id, _transaction_id(), dx.AdHocStatus.SUCCESS,
+                                               certificate_der=outcome_ok.der)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+
+
+def _submit(ctx: ListenerContext, requester: Requester, body: bytes) -> dx.SubmitCSRBatchStatus:
+    try:
+        batch = dx.parse_submit_csr_batch(body, max_bytes=ctx.api.max_batch_body)
+    except dx.DccFormatError as exc:
+        return dx.SubmitCSRBatchStatus(dx.SubmitStatus.FORMAT_ERROR, error=dx.DccError(exc.code, exc.message))
+    try:
+        job = batch_jobs.submit_batch(ctx.home, requester, [(c.id, c.csr_der) for c in batch.csrs],
+                                      interface="xml", client_ref=batch.id, capacity=ctx.capacity)
+    except PolicyRefusal as exc:
+        listed = "refused by RA rule(s): " + ", ".join(exc.decision.failed_ids)
+        return dx.SubmitCSRBatchStatus(dx.SubmitStatus.WORKFLOW_ERROR, error=dx.DccError("WF:RA1", listed))
+    except SmkiError as exc:
+        outcome = dx.dcc_error_from(dx.Service.BATCH, exc)
+        code = outcome.error.code if outcome.error.code.startswith("WF:") else "WF:AA9"
+        return dx.SubmitCSRBatchStatus(dx.SubmitStatus.WORKFLOW_ERROR, error=dx.DccError(code, outcome.error.text))
+    ctx.wake_runner()
+    return dx.SubmitCSRBatchStatus(dx.SubmitStatus.PENDING, batch_id=job.id)
+
+
+def _device_certificates(ctx: ListenerContext, job: BatchJobRecord) -> Iterator[dx.DeviceCertificate]:
+    rules = batch_jobs.job_rules(job)
+    for item, der in batch_jobs.iter_results(ctx.home, job):
+        yield _device_certificate(item, der, rules)
+
+
+def _device_certificate(item: BatchItemRecord, der: bytes | None, rules: list[str]) -> dx.DeviceCertificate:
+    if der is not None:
+        return dx.DeviceCertificate(item.item_id, dx.DeviceStatus.SUCCESS, certificate_der=der)
+    code = item.error_code or "issuance.anomaly"
+    outcome = dx.dcc_error_for(dx.Service.BATCH, code, item.error_text or code,
+                               rules if code == "ra.refused" else ())
+    return dx.DeviceCertificate(item.item_id, outcome.status, error=outcome.error)  # type: ignore[arg-type]
+
+
+def _result_head(ctx: ListenerContext, requester: Requester, batch_text: str | None) -> BatchJobRecord | dx.DccError:
+    if batch_text is None or not batch_text.isdigit() or not 0 < int(batch_text) < 2**63:
+        return dx.DccError(dx.FM_UNKNOWN_BATCH, "BatchId must be a positive integer naming one of your batches")
+    try:
+        return batch_jobs.job_for_party(ctx.home, int(batch_text), requester.party_id)
+    except SmkiError:
+        return dx.DccError(dx.FM_UNKNOWN_BATCH, f"no batch {batch_text} for this Party")
+
+
+# ---------------------------------------------------------------------------------------------
+# Repository
+
+
+def _dcc_record(record: CertificateRecord) -> dx.CertificateRecord:
+    device = record.kind is CertKind.DEVICE
+    eui = record.device_id if device else record.entity_id
+    assert eui is not None and record.usage is not None
+    return dx.CertificateRecord(serial=int(record.serial, 16), eui64=eui, device=device,
+                                status=CertStatus(record.status),
+                                usage=Usage(record.usage), role=None if device else record.role)
+
+
+def _listed(record: CertificateRecord) -> bool:
+    return record.kind in (CertKind.DEVICE, CertKind.ORGANISATION) and record.usage is not None
+
+
+def _audit_reference() -> str:
+    return secrets.token_hex(8).upper()
+
+
+def _search(ctx: ListenerContext, body: bytes) -> Response:
+    try:
+        request = dx.parse_certificate_search_request(body, max_bytes=ctx.api.max_body)
+    except dx.DccFormatError:
+        return _xml(b"", 401)
+    store = ctx.home.store
+    if request.by is dx.SearchBy.SUBJECT_ALT_NAME:
+        found = store.certificates_for_device(request.eui64)
+    else:
+        found = store.certificates_for_entity(request.eui64)
+    results = tuple(_dcc_record(r) for r in found if _listed(r))
+    if not results:
+        return _xml(b"", 402)
+    return _xml(dx.render_certificate_search_response(dx.CertificateSearchResponse(_audit_reference(), results)))
+
+
+def _retrieve(ctx: ListenerContext, body: bytes) -> Response:
+    try:
+        request = dx.parse_certificate_data_request(body, max_bytes=ctx.api.max_body)
+    except dx.DccFormatError:
+        return _xml(b"", 401)
+    if request.serial.bit_length() > 128:
+        return _xml(b"", 402)
+    record = ctx.home.store.certificate_by_serial(request.serial)
+    if record is None or not _listed(record):
+        return _xml(b"", 402)
+    return _xml(dx.render_certificate_data_response(
+        dx.CertificateDataResponse(_audit_reference(), _dcc_record(record), record.der)))
+
+
+def _apikey_ok(ctx: ListenerContext, request: Request) -> bool:
+    wanted = ctx.api.repository_apikey
+    if not wanted:
+        return True
+    given = request.query_params.get("apikey", "")
+    return hmac.compare_digest(given.encode(), wanted.encode())
+
+
+def _forbidden_key() -> Response:
+    return _xml(b"", 403)
+
+
+# ---------------------------------------------------------------------------------------------
+# Routers
+
+_XML_BODY: dict[str, Any] = {"requestBody": {"content": {XML: {"schema": {"type": "string"}}}, "required": True}}
+_XML_OUT: dict[int | str, dict[str, Any]] = {200: {"content": {XML: {"schema": {"type": "string"}}}}}
+
+
+def create_device_router() -> APIRouter:
+    """The Device CSR web services: registered on the Gateway listener only."""
+    router = APIRouter(tags=["DCC Device CSR services (XML)"])
+
+    @router.post(ADHOC_PATH, response_class=Response, openapi_extra=_XML_BODY, responses=_XML_OUT)
+    async def adhoc(request: Request) -> Response:
+        """Ad Hoc Device CSR service: one ``DeviceCertificateSigningRequest`` (always HTTP 200)."""
+        ctx = ctx_of(request)
+        requester = requester_of(request)
+        body = await request.body()
+        response = await run_in_threadpool(_adhoc, ctx, requester, body)
+        return _xml(dx.render_device_csr_response(response))
+
+    @router.post(SUBMIT_PATH, response_class=Response, openapi_extra=_XML_BODY, responses=_XML_OUT)
+    async def submit(request: Request) -> Response:
+        """Batched Device CSR service: ``SubmitCSRBatch`` → ``SubmitCSRBatchStatus`` with a BatchId."""
+        ctx = ctx_of(request)
+        requester = requester_of(request)
+        body = await request.body()
+        status = await run_in_threadpool(_submit, ctx, requester, body)
+        return _xml(dx.render_submit_csr_batch_status(status))
+
+    @router.get(RESULT_PATH, response_class=Response, responses=_XML_OUT)
+    async def result(request: Request) -> Response:
+        """``CSRBatchResult`` for one of your batches (``?BatchId=N``); ``FM:AA3`` if unknown or not yours."""
+        ctx = ctx_of(request)
+        requester = requester_of(request)
+        head = await run_in_threadpool(_result_head, ctx, requester, request.query_params.get("BatchId"))
+        if isinstance(head, dx.DccError):
+            return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(dx.BatchStatus.FORMAT_ERROR, error=head)))
+        status = dx.BatchStatus(head.status)
+        if status is not dx.BatchStatus.COMPLETED:
+            return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status)))
+        chunks = dx.iter_csr_batch_result(status, _device_certificates(ctx, head))
+        return StreamingResponse(iterate_in_threadpool(chunks), media_type=XML, headers={"Cache-Control": "no-store"})
+
+    return router
+
+
+def create_repository_router() -> APIRouter:
+    """The DCC Repository services: both listeners."""
+    router = APIRouter(tags=["DCC Repository services (XML)"])
+
+    @router.post("/services/certificatesearch", response_class=Response, openapi_extra=_XML_BODY,
+                 responses={**_XML_OUT, 401: {"description": "Invalid search parameters"},
+                            402: {"description": "No result"}})
+    async def certificatesearch(request: Request) -> Response:
+        """Search by Entity Identifier (``CertificateSubjectName``) or Device ID (``CertificateSubjectAltName``)."""
+        ctx = ctx_of(request)
+        if not _apikey_ok(ctx, request):
+            return _forbidden_key()
+        body = await request.body()
+        return await run_in_threadpool(_search, ctx, body)
+
+    @router.post("/services/retrievecertificate", response_class=Response, openapi_extra=_XML_BODY,
+                 responses={**_XML_OUT, 401: {"description": "Invalid search parameters"},
+                            402: {"description": "No result"}})
+    async def retrievecertificate(request: Request) -> Response:
+        """One certificate by serial (``CertificateDataRequest``), with its body as base64 DER."""
+        ctx = ctx_of(request)
+        if not _apikey_ok(ctx, request):
+            return _forbidden_key()
+        body = await request.body()
+        return await run_in_threadpool(_retrieve, ctx, body)
+
+    return router

@@ -1,0 +1,147 @@
+"""SMKI credentials on the command line: ``smki credential …``, ``smki aro credential issue``,
+``smki system credential issue``.
+
+Credentials are issued by the CA operator at the console (they need the key secret: the
+credentials CA key lives in the same key backend as the CA keys). The PKCS#12 password comes from
+``SMKI_P12_PASSWORD`` or a prompt, never from an argument.
+
+Registration (``smki.interfaces.cli.main``)::
+
+    credential_cmd.register(app, aro_cmd.app)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from smki.errors import ConfigError, SmkiError
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading, open_for_signing
+from smki.services.credentials import ensure_credentials_ca, issue_credential, list_credentials, revoke_credential
+
+P12_PASSWORD_ENV = "SMKI_P12_PASSWORD"
+
+app = typer.Typer(help="SMKI credentials: the TLS client certificates of AROs, systems and RA staff.",
+                  no_args_is_help=True)
+aro_app = typer.Typer(help="An ARO's SMKI credential.", no_args_is_help=True)
+system_app = typer.Typer(help="Authorised Systems that use the web services.", no_args_is_help=True)
+system_credential_app = typer.Typer(help="An Authorised System's SMKI credential.", no_args_is_help=True)
+system_app.add_typer(system_credential_app, name="credential")
+
+OutOption = Annotated[Path, typer.Option("--out", help="Where to write the PKCS#12 file.")]
+
+
+def register(main: typer.Typer, aro: typer.Typer) -> None:
+    """Add ``credential``, ``system`` and ``aro credential`` to the ``smki`` command."""
+    main.add_typer(app, name="credential")
+    main.add_typer(system_app, name="system")
+    aro.add_typer(aro_app, name="credential")
+
+
+def _password() -> bytes:
+    value = os.environ.get(P12_PASSWORD_ENV)
+    if value:
+        return value.encode()
+    if not os.isatty(0):
+        raise ConfigError("credential.password-missing", f"set {P12_PASSWORD_ENV} (no terminal to prompt on)")
+    text: str = typer.prompt("PKCS#12 password", hide_input=True, confirmation_prompt=True)
+    return text.encode()
+
+
+def _write(out: Path, data: bytes) -> None:
+    if out.exists():
+        raise SmkiError("credential.exists", f"{out} exists; not overwriting a credential file")
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _issue(home: Path, kind: str, name: str, out: Path, party: str | None = None, aro: str | None = None,
+           days: int | None = None) -> None:
+    from datetime import timedelta
+
+    password = _password()
+    opened = open_for_signing(home)
+    try:
+        issued = issue_credential(opened, kind, name, password=password, actor=actor(), party_id=party, aro_id=aro,
+                                  lifetime=None if days is None else timedelta(days=days))
+    finally:
+        opened.close()
+    _write(out, issued.pkcs12)
+    console.print(f"issued {kind} credential {issued.serial} for {issued.certificate.subject.rfc4514_string()}, "
+                  f"valid until {issued.certificate.not_valid_after_utc:%Y-%m-%d}: {out}",
+                  highlight=False, soft_wrap=True)
+
+
+Days = Annotated[int | None, typer.Option("--days", min=1, max=3660, help="Validity in days (default 366).")]
+
+
+@aro_app.command("issue")
+def aro_issue(aro_id: str, out: OutOption, days: Days = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """Issue an ARO's credential (CN = ARO id, O = its Party) as PKCS#12."""
+    _issue(home, "aro", aro_id, out, days=days)
+
+
+@system_credential_app.command("issue")
+def system_issue(
+    name: str,
+    party: Annotated[str, typer.Option("--party", help="The Party the system acts for.")],
+    aro: Annotated[str, typer.Option("--aro", help="The Party's ARO answerable for the system.")],
+    out: OutOption,
+    days: Days = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Issue an Authorised System's credential (CN = system, O = Party) as PKCS#12.
+
+    The system acts under the named ARO's authority: suspending that ARO stops the system too.
+    """
+    _issue(home, "system", name, out, party=party, aro=aro, days=days)
+
+
+@app.command("staff")
+def staff_issue(staff_id: str, out: OutOption, days: Days = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """Issue an RA staff member's credential (for the Portal's staff pages) as PKCS#12."""
+    _issue(home, "staff", staff_id, out, days=days)
+
+
+@app.command("init")
+def init(home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """Create the credentials CA (key ``credentials-ca``) if it does not exist; print its certificate path."""
+    opened = open_for_signing(home)
+    try:
+        cert = ensure_credentials_ca(opened, actor=actor())
+    finally:
+        opened.close()
+    console.print(f"credentials CA {cert.subject.rfc4514_string()} serial {cert.serial_number:032x}: "
+                  f"{home / 'credentials-ca.pem'}", highlight=False, soft_wrap=True)
+
+
+@app.command("revoke")
+def revoke(serial: str, reason: Annotated[str, typer.Option("--reason", help="Why (audited).")] = "",
+           home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """Revoke a credential: every listener refuses it from the next request on."""
+    opened = open_for_reading(home)
+    try:
+        record = revoke_credential(opened, serial, actor=actor(), reason=reason)
+    finally:
+        opened.close()
+    console.print(f"revoked {record.kind} credential {record.serial} ({record.name})", highlight=False)
+
+
+@app.command("list")
+def list_(kind: Annotated[str | None, typer.Option("--kind", help="ca, server, aro, system or staff.")] = None,
+          home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """The credentials issued, with their status."""
+    opened = open_for_reading(home)
+    try:
+        rows = list_credentials(opened, kind)
+    finally:
+        opened.close()
+    table = Table("serial", "kind", "name", "party", "status", "valid until")
+    for r in rows:
+        table.add_row(r.serial, r.kind, r.name, r.party_id or "-", r.status, f"{r.not_after:%Y-%m-%d}")
+    console.print(table)

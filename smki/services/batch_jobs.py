@@ -1,0 +1,431 @@
+"""Device CSR batch jobs: accepted at once, issued in the background, surviving a restart.
+
+A batch submitted over the Batched Device CSR web service or the JSON API is authorised (RA request
+rules, capacity) and stored with all its CSRs in one audited transaction, then answered with its
+BatchId. A :class:`BatchRunner` thread in every server process claims waiting jobs (a conditional
+UPDATE: one process wins) and issues them through the subscriber path
+(:func:`smki.services.requests.request_device_batch`, worker processes for the signing), recording
+each chunk's outcomes against the job's items.
+
+Restart safety: issuance commits each chunk's certificates with an audit record listing them (by
+index in the batch). When a job is claimed again — its owner died (same host, process gone) or
+stopped sending heartbeats — the runner first copies every outcome those audit records hold onto
+the items, then issues only the items with no outcome. So a certificate committed before a crash is
+reported, never issued twice; one never committed was never seen by anyone and is issued now.
+
+Limits applied per CSR before signing: the 100-certificates-per-Device-ID limit (spec §3.2),
+counting certificates already issued and earlier CSRs of the same batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+
+from smki.audit import AuditEvent
+from smki.ca.oids import HARDWARE_MODULE_NAME
+from smki.domain import CertificatePolicy, Route
+from smki.errors import NotFound, SmkiError
+from smki.ra import CertificateRequestFacts
+from smki.ra.engine import PolicyRefusal
+from smki.services.batch_sources import BatchItem
+from smki.services.capacity import CapacitySettings, consume
+from smki.services.context import Home
+from smki.services.credentials import SystemRequester
+from smki.services.device_issuance import BATCH_ISSUED_ACTION, DeviceOutcome
+from smki.services.requests import Requester, authorise, request_device_batch
+from smki.store.jobs import BatchItemRecord, BatchJobRecord, ItemResult, NewBatchItem, jobs_reader, jobs_writer
+
+log = logging.getLogger("smki.batch")
+
+MAX_CSRS = 50_000
+RETENTION = timedelta(days=30)
+DEVICE_LIMIT = 100
+DEVICE_LIMIT_CODE = "csr.device-limit"
+#: Job states, stored as the DCC's BatchStatus words.
+PENDING, PROCESSING, COMPLETED = "PENDING", "PROCESSING", "COMPLETED"
+#: A PROCESSING job whose owner has sent no heartbeat for this long may be taken over.
+DEFAULT_LEASE = timedelta(seconds=60)
+HEARTBEAT_EVERY = 5.0
+#: How many times a batch is retried in-process when a signing process dies.
+WORKER_ATTEMPTS = 3
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    job: BatchJobRecord
+
+    @property
+    def percent(self) -> int:
+        return 100 if self.job.total == 0 else int(100 * self.job.processed / self.job.total)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def peek_device_id(der: bytes) -> bytes | None:
+    """The Device ID a CSR names, read cheaply (no signature check), or None if it cannot be read.
+
+    Only used to count certificates per Device ID before signing; the CA's full check still runs
+    and reports a malformed CSR itself.
+    """
+    try:
+        csr = x509.load_der_x509_csr(der)
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        return None
+    for name in san:
+        if isinstance(name, x509.OtherName) and name.type_id == HARDWARE_MODULE_NAME:
+            value = name.value
+            if len(value) >= 10 and value[-10] == 0x04 and value[-9] == 8:
+                return bytes(value[-8:])
+    return None
+
+
+def normalise_csr(data: bytes) -> bytes:
+    """DER when the text decodes (PEM, base64); otherwise the bytes as given, refused per CSR later."""
+    from smki.ca.csr import decode_csr_text
+
+    try:
+        return decode_csr_text(data)
+    except SmkiError:
+        return data
+
+
+def requester_for(job: BatchJobRecord) -> Requester:
+    if job.system:
+        return SystemRequester(job.party_id, job.aro_id, Route(job.route), system=job.system)
+    return Requester(job.party_id, job.aro_id, Route(job.route))
+
+
+def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, bytes]], *, interface: str,
+                 client_ref: str, capacity: CapacitySettings) -> BatchJobRecord:
+    """Accept a batch: RA rules, capacity, then the job and its CSRs stored (audited) as PENDING.
+
+    Raises ``ra.refused`` (PolicyRefusal), ``capacity.batch-csrs`` or ``batch.too-many``/``batch.empty``.
+    """
+    if not items:
+        raise SmkiError("batch.empty", "a batch holds at least one CSR")
+    if len(items) > MAX_CSRS:
+        raise SmkiError("batch.too-many", f"a batch holds at most {MAX_CSRS} CSRs")
+    authorise(home, requester, CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
+    consume(home, capacity, requester.party_id, "batch-csrs", len(items), actor=requester.actor, interface=interface)
+    now = _now()
+    ref = f"{interface}-{now:%Y%m%d}-{secrets.token_hex(6)}"
+    rows = [NewBatchItem(i, item_id, normalise_csr(data)) for i, (item_id, data) in enumerate(items)]
+    system = requester.system if isinstance(requester, SystemRequester) else None
+    with home.store.transaction() as tx:
+        job_id = jobs_writer(tx).add_job(
+            ref=ref, party_id=requester.party_id, aro_id=requester.aro_id, system=system,
+            route=Route(requester.route).value, interface=interface, client_ref=client_ref, status=PENDING,
+            items=rows, now=now, expires_at=now + RETENTION,
+        )
+        tx.append_audit([AuditEvent(requester.actor, "batch.accepted", ref, {
+            **requester.audit_details(), "batch": ref, "batch_id": job_id, "csrs": len(rows),
+            "interface": interface, "client_ref": client_ref[:256],
+        })])
+    job = jobs_reader(home.store).job(job_id)
+    assert job is not None
+    return job
+
+
+def job_for_party(home: Home, job_id: int, party_id: str) -> BatchJobRecord:
+    """A Party's own batch; another Party's, or an expired one, is ``batch.not-found`` (no leak)."""
+    job = jobs_reader(home.store).job(job_id)
+    if job is None or job.party_id != party_id or job.expires_at < _now():
+        raise NotFound("batch.not-found", f"no batch {job_id} for this Party")
+    return job
+
+
+def iter_results(home: Home, job: BatchJobRecord) -> Iterator[tuple[BatchItemRecord, bytes | None]]:
+    return jobs_reader(home.store).iter_results(job.id)
+
+
+def job_rules(job: BatchJobRecord) -> list[str]:
+    """The RA rule ids that refused a whole batch at processing time (see :meth:`BatchRunner.process`)."""
+    if job.error_code == "ra.refused" and job.error_text:
+        return job.error_text.split(",")
+    return []
+
+
+# ---------------------------------------------------------------------------------------------
+# The runner
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class BatchRunner:
+    """Claims and runs batch jobs in a background thread of a server process."""
+
+    def __init__(self, home: Home, *, workers: int | None = None, poll: float = 0.5,
+                 lease: timedelta = DEFAULT_LEASE, chunk_size: int | None = None) -> None:
+        self.home = home
+        self.workers = workers
+        self.poll = poll
+        self.lease = lease
+        self.chunk_size = chunk_size
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_purge = 0.0
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="smki-batch-runner", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # keep the runner alive; the job stays claimable and is retried
+                log.exception("batch runner iteration failed")
+            self._wake.wait(self.poll)
+            self._wake.clear()
+
+    # -- claiming --------------------------------------------------------------------------------
+
+    def _dead_owner(self, owner: str | None) -> bool:
+        if not owner or owner == self.owner:
+            return False
+        host, _, rest = owner.partition(":")
+        pid_text = rest.partition(":")[0]
+        return host == self.host and pid_text.isdigit() and not _pid_alive(int(pid_text))
+
+    def claim_next(self) -> BatchJobRecord | None:
+        reader = jobs_reader(self.home.store)
+        now = _now()
+        for job in reversed(reader.jobs(statuses=[PENDING, PROCESSING], limit=200)):
+            if job.status == PROCESSING and job.owner == self.owner:
+                continue
+            if self._dead_owner(job.owner) and job.owner is not None:
+                won = reader.claim_from(job.id, self.owner, job.owner, now, PROCESSING)
+            else:
+                won = reader.claim(job.id, self.owner, statuses=[PENDING, PROCESSING],
+                                   stale_before=now - self.lease, now=now, status=PROCESSING)
+            if won:
+                return reader.job(job.id)
+        return None
+
+    def run_once(self) -> int:
+        """Claim and run waiting jobs until none is left; returns how many ran."""
+        ran = 0
+        self._purge()
+        while not self._stop.is_set():
+            job = self.claim_next()
+            if job is None:
+                return ran
+            self.process(job)
+            ran += 1
+        return ran
+
+    def _purge(self) -> None:
+        import time
+
+        if time.monotonic() - self._last_purge > 3600:
+            self._last_purge = time.monotonic()
+            jobs_reader(self.home.store).purge_expired(_now())
+
+    # -- processing ------------------------------------------------------------------------------
+
+    def _reconcile(self, job: BatchJobRecord) -> int:
+        """Copy outcomes committed by an earlier run (audit records) onto items that lack one."""
+        reader = jobs_reader(self.home.store)
+        results: list[ItemResult] = []
+        for row in self.home.store.audit_rows_for(job.ref, BATCH_ISSUED_ACTION):
+            details = row.details_dict
+            results += [ItemResult(int(e[3]), serial=str(e[0])) for e in details.get("issued", [])]
+            results += [ItemResult(int(e[0]), error_code=str(e[2]), error_text=str(e[2]))
+                        for e in details.get("rejected", [])]
+        if not results:
+            return 0
+        pending = {item.idx for item in reader.iter_items(job.id, unprocessed=True)}
+        missing = [r for r in results if r.idx in pending]
+        reader.record_results(job.id, self.owner, missing, _now())
+        return len(missing)
+
+    def _issuable(self, job: BatchJobRecord) -> Iterator[BatchItem]:
+        """The job's unprocessed items, a page at a time, less those over the per-Device limit.
+
+        Lazy, so reading and checking overlap with signing. The limit counts certificates already
+        issued for each Device ID plus earlier CSRs of this batch naming it; a CSR over the limit
+        is recorded as refused (``csr.device-limit``) and never reaches the CA.
+        """
+        reader = jobs_reader(self.home.store)
+        counts: dict[bytes, int] = {}
+        after = -1
+        while True:
+            page = reader.items(job.id, after=after, limit=2000, unprocessed=True)
+            if not page:
+                return
+            after = page[-1].idx
+            device_ids = {item.idx: peek_device_id(item.csr) for item in page}
+            fresh = [d for d in set(device_ids.values()) if d is not None and d not in counts]
+            if fresh:
+                found = reader.count_device_certificates(fresh)
+                counts.update({d: found.get(d, 0) for d in fresh})
+            refused: list[ItemResult] = []
+            for item in page:
+                device = device_ids[item.idx]
+                if device is not None:
+                    if counts[device] >= DEVICE_LIMIT:
+                        refused.append(ItemResult(
+                            item.idx, error_code=DEVICE_LIMIT_CODE,
+                            error_text=f"{DEVICE_LIMIT} Device Certificates have already been issued "
+                                       f"for Device ID {device.hex().upper()}"))
+                        continue
+                    counts[device] += 1
+                yield BatchItem(item.idx, item.item_id, item.csr)
+            reader.record_results(job.id, self.owner, refused, _now())
+
+    def process(self, job: BatchJobRecord) -> None:
+        """Run one claimed job to completion (resuming it if an earlier run was cut short)."""
+        reader = jobs_reader(self.home.store)
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job.id, beat_stop), daemon=True)
+        beat.start()
+        try:
+            for attempt in range(1, WORKER_ATTEMPTS + 1):
+                self._reconcile(job)
+                try:
+                    self._issue(job, self._issuable(job))
+                    break
+                except _WorkerDied as exc:  # a signing process died: committed chunks stand, retry the rest
+                    log.warning("batch %s: %s (attempt %d of %d)", job.id, exc, attempt, WORKER_ATTEMPTS)
+            else:
+                self._fail_rest(job, "issuance.anomaly", "the signing processes kept failing; nothing was issued")
+        finally:
+            beat_stop.set()
+            beat.join(5)
+        reader.set_status(job.id, COMPLETED, now=_now(), owner=self.owner, finished=True)
+        log.info("batch %s (%s) completed", job.id, job.ref)
+
+    def _heartbeat(self, job_id: int, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_EVERY):
+            try:
+                jobs_reader(self.home.store).heartbeat(job_id, self.owner, _now())
+            except Exception:  # a missed heartbeat is retried; the lease is many beats long
+                log.warning("heartbeat for batch %s failed", job_id)
+
+    def _issue(self, job: BatchJobRecord, items: Iterator[BatchItem]) -> None:
+        first = next(items, None)
+        if first is None:
+            return
+        reader = jobs_reader(self.home.store)
+
+        def on_chunk(outcomes: Sequence[DeviceOutcome]) -> None:
+            reader.record_results(job.id, self.owner, [_result(o) for o in outcomes], _now())
+
+        import itertools
+
+        batch_items = itertools.chain([first], items)
+        extra: dict[str, Any] = {}
+        try:
+            request_device_batch(self.home, requester_for(job), batch_items, batch_ref=job.ref,
+                                 workers=self.workers, on_chunk=on_chunk, **extra)
+        except PolicyRefusal as exc:
+            rules = list(exc.decision.failed_ids)
+            reader.set_status(job.id, PROCESSING, now=_now(), owner=self.owner, error_code="ra.refused",
+                              error_text=",".join(rules))
+            self._fail_rest(job, "ra.refused", exc.message)
+        except SmkiError as exc:
+            if exc.code == "batch.worker-failed":
+                raise _WorkerDied(exc.message) from exc
+            log.warning("batch %s failed: %s", job.id, exc)
+            self._fail_rest(job, exc.code, exc.message)
+
+    def _fail_rest(self, job: BatchJobRecord, code: str, message: str) -> None:
+        """Report every item still without an outcome as failed (after recovering committed ones)."""
+        self._reconcile(job)
+        reader = jobs_reader(self.home.store)
+        rest = [ItemResult(item.idx, error_code=code, error_text=message)
+                for item in reader.iter_items(job.id, unprocessed=True)]
+        for start in range(0, len(rest), 2000):
+            reader.record_results(job.id, self.owner, rest[start:start + 2000], _now())
+
+
+def _result(outcome: DeviceOutcome) -> ItemResult:
+    if outcome.ok:
+        return ItemResult(outcome.index, serial=outcome.serial)
+    return ItemResult(outcome.index, error_code=outcome.error_code or "issuance.anomaly",
+                      error_text=outcome.error_message or outcome.error_code or "not issued")
+
+
+# ---------------------------------------------------------------------------------------------
+# One Device CSR (the Ad Hoc service and the JSON API)
+
+UNKNOWN_DEVICE_CODE = "device.unknown"
+
+
+def _refuse_single(home: Home, requester: Requester, code: str, message: str, device: bytes | None) -> SmkiError:
+    with home.store.transaction() as tx:
+        tx.append_audit([AuditEvent(requester.actor, "request.refused", requester.party_id, {
+            **requester.audit_details(), "policy": CertificatePolicy.DEVICE.value, "code": code, "reason": message,
+            "device_id": None if device is None else device.hex(),
+        })])
+    return SmkiError(code, message)
+
+
+def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, capacity: CapacitySettings,
+                          limit_name: str, interface: str, require_known_device: bool = False) -> DeviceOutcome:
+    """One Device CSR through the subscriber path, with the web services' own checks first.
+
+    Order: RA request rules (``ra.refused``), the CSR text (``csr.*``), the 100-per-Device limit
+    (``csr.device-limit``), for the Ad Hoc service the Device being known (``device.unknown``: no
+    certificate issued for it yet), then capacity (``capacity.*``); then it is issued. A CSR the CA
+    refuses is raised with the CA's ``csr.*`` code.
+    """
+    from smki.ca.csr import decode_csr_text
+    from smki.services.requests import request_device
+
+    authorise(home, requester, CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
+    der = decode_csr_text(csr_data)
+    device = peek_device_id(der)
+    if device is not None:
+        count = home.store.count_device_certificates(device)
+        if count >= DEVICE_LIMIT:
+            raise _refuse_single(home, requester, DEVICE_LIMIT_CODE,
+                                 f"{DEVICE_LIMIT} Device Certificates have already been issued for Device ID "
+                                 f"{device.hex().upper()}", device)
+        if require_known_device and count == 0:
+            raise _refuse_single(home, requester, UNKNOWN_DEVICE_CODE,
+                                 f"no certificate has been issued yet for Device ID {device.hex().upper()}", device)
+    consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
+    outcome = request_device(home, requester, der)
+    if not outcome.ok:
+        raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
+    return outcome

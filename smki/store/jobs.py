@@ -1,0 +1,409 @@
+"""Store access for the HTTP interfaces: credentials, Device CSR batch jobs, capacity buckets.
+
+Reads go through :class:`JobReader` (``jobs_reader(store)``); writes through :class:`JobWriter`
+(``jobs_writer(tx)``) inside ``store.transaction()``, so a credential issued or revoked and a batch
+accepted are committed with their audit record. Progress of a running batch (item outcomes,
+counters, heartbeat) is bookkeeping, not a state change of the SMKI: it is written in its own small
+transactions without audit — the certificates it refers to were audited when they were committed.
+
+Several server processes share these tables: a job is *claimed* with a conditional UPDATE (only
+one process wins), and capacity buckets are read ``FOR UPDATE`` (PostgreSQL) or under SQLite's
+write lock, so counters never race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from smki.errors import NotFound, SmkiError
+from smki.store.engine import WRITE_OPTION
+from smki.store.models import batch_items, batch_jobs, capacity_buckets, certificates, credentials_table
+from smki.store.store import Store
+from smki.store.transaction import Transaction
+
+_cr = credentials_table.c
+_j = batch_jobs.c
+_i = batch_items.c
+_b = capacity_buckets.c
+
+
+@dataclass(frozen=True)
+class CredentialRecord:
+    serial: str
+    kind: str
+    name: str
+    party_id: str | None
+    aro_id: str | None
+    status: str
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
+    revoked_at: datetime | None
+    der: bytes
+
+
+@dataclass(frozen=True)
+class BatchJobRecord:
+    id: int
+    ref: str
+    party_id: str
+    aro_id: str
+    system: str | None
+    route: str
+    interface: str
+    client_ref: str
+    status: str
+    total: int
+    processed: int
+    issued: int
+    rejected: int
+    owner: str | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime
+    error_code: str | None
+    error_text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItemRecord:
+    idx: int
+    item_id: str
+    csr: bytes
+    outcome: str | None
+    serial: str | None
+    error_code: str | None
+    error_text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """The outcome of one batch item: a certificate serial, or an error code and text."""
+
+    idx: int
+    serial: str | None = None
+    error_code: str | None = None
+    error_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatchItem:
+    idx: int
+    item_id: str
+    csr: bytes
+
+
+def _credential(row: Any) -> CredentialRecord:
+    m = row._mapping
+    return CredentialRecord(m["serial"], m["kind"], m["name"], m["party_id"], m["aro_id"], m["status"],
+                            m["not_before"], m["not_after"], m["issued_at"], m["revoked_at"], bytes(m["der"]))
+
+
+def _job(row: Any) -> BatchJobRecord:
+    return BatchJobRecord(**dict(row._mapping))
+
+
+def _item(row: Any) -> BatchItemRecord:
+    m = row._mapping
+    return BatchItemRecord(m["idx"], m["item_id"], bytes(m["csr"]), m["outcome"], m["serial"], m["error_code"],
+                           m["error_text"])
+
+
+class JobReader:
+    """Reads of credentials, batch jobs and their items."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # -- credentials -----------------------------------------------------------------------------
+
+    def credential(self, serial: str) -> CredentialRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(credentials_table).where(_cr.serial == serial)).one_or_none()
+        return None if row is None else _credential(row)
+
+    def credentials(self, kind: str | None = None, *, status: str | None = None) -> list[CredentialRecord]:
+        stmt = select(credentials_table)
+        if kind is not None:
+            stmt = stmt.where(_cr.kind == kind)
+        if status is not None:
+            stmt = stmt.where(_cr.status == status)
+        with self._engine.connect() as conn:
+            return [_credential(r) for r in conn.execute(stmt.order_by(_cr.issued_at, _cr.serial))]
+
+    # -- batch jobs ------------------------------------------------------------------------------
+
+    def job(self, job_id: int) -> BatchJobRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(batch_jobs).where(_j.id == job_id)).one_or_none()
+        return None if row is None else _job(row)
+
+    def jobs(self, *, party_id: str | None = None, statuses: Sequence[str] | None = None,
+             limit: int = 100) -> list[BatchJobRecord]:
+        stmt = select(batch_jobs)
+        if party_id is not None:
+            stmt = stmt.where(_j.party_id == party_id)
+        if statuses is not None:
+            stmt = stmt.where(_j.status.in_(list(statuses)))
+        with self._engine.connect() as conn:
+            return [_job(r) for r in conn.execute(stmt.order_by(_j.id.desc()).limit(limit))]
+
+    def items(self, job_id: int, *, after: int = -1, limit: int = 1000,
+              unprocessed: bool = False) -> list[BatchItemRecord]:
+        stmt = select(batch_items).where(_i.batch_id == job_id, _i.idx > after)
+        if unprocessed:
+            stmt = stmt.where(_i.outcome.is_(None))
+        with self._engine.connect() as conn:
+            return [_item(r) for r in conn.execute(stmt.order_by(_i.idx).limit(limit))]
+
+    def iter_items(self, job_id: int, *, unprocessed: bool = False, page: int = 2000) -> Iterator[BatchItemRecord]:
+        after = -1
+        while True:
+            rows = self.items(job_id, after=after, limit=page, unprocessed=unprocessed)
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1].idx
+
+    def iter_results(self, job_id: int, page: int = 2000) -> Iterator[tuple[BatchItemRecord, bytes | None]]:
+        """Every item of a job with its certificate's DER (None when it got none), in order."""
+        after = -1
+        while True:
+            stmt = (
+                select(batch_items, certificates.c.der.label("cert_der"))
+                .select_from(batch_items.outerjoin(certificates, certificates.c.serial == _i.serial))
+                .where(_i.batch_id == job_id, _i.idx > after)
+                .order_by(_i.idx)
+                .limit(page)
+            )
+            with self._engine.connect() as conn:
+                rows = conn.execute(stmt).all()
+            for row in rows:
+                der = row._mapping["cert_der"]
+                yield _item(row), None if der is None else bytes(der)
+            if len(rows) < page:
+                return
+            after = int(rows[-1]._mapping["idx"])
+
+    def count_device_certificates(self, device_ids: Sequence[bytes]) -> dict[bytes, int]:
+        """How many Device Certificates each Device ID already has (the 100-per-Device limit), in bulk."""
+        counts: dict[bytes, int] = {}
+        unique = sorted(set(device_ids))
+        with self._engine.connect() as conn:
+            for start in range(0, len(unique), 500):
+                part = unique[start:start + 500]
+                stmt = (select(certificates.c.device_id, func.count())
+                        .where(certificates.c.device_id.in_(part))
+                        .group_by(certificates.c.device_id))
+                for device_id, count in conn.execute(stmt):
+                    counts[bytes(device_id)] = int(count)
+        return counts
+
+    # -- progress writes (bookkeeping, no audit) ------------------------------------------------
+
+    def _write(self) -> Any:
+        return self._engine.connect().execution_options(**{WRITE_OPTION: True})
+
+    def claim(self, job_id: int, owner: str, *, statuses: Sequence[str], stale_before: datetime | None,
+              now: datetime, status: str) -> bool:
+        """Take a job for ``owner`` if it is in ``statuses`` and unowned or its owner's heartbeat is stale."""
+        free = or_(_j.owner.is_(None), _j.heartbeat_at.is_(None))
+        if stale_before is not None:
+            free = or_(free, _j.heartbeat_at < stale_before)
+        stmt = (update(batch_jobs)
+                .where(_j.id == job_id, _j.status.in_(list(statuses)), free)
+                .values(owner=owner, heartbeat_at=now, status=status,
+                        started_at=func.coalesce(_j.started_at, now)))
+        with self._write() as conn, conn.begin():
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def claim_from(self, job_id: int, owner: str, dead_owner: str, now: datetime, status: str) -> bool:
+        """Take a job whose owner is known to be dead (same host, process gone)."""
+        stmt = (update(batch_jobs).where(_j.id == job_id, _j.owner == dead_owner)
+                .values(owner=owner, heartbeat_at=now, status=status))
+        with self._write() as conn, conn.begin():
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def heartbeat(self, job_id: int, owner: str, now: datetime) -> bool:
+        with self._write() as conn, conn.begin():
+            stmt = update(batch_jobs).where(_j.id == job_id, _j.owner == owner).values(heartbeat_at=now)
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def record_results(self, job_id: int, owner: str | None, results: Sequence[ItemResult], now: datetime) -> None:
+        """Store item outcomes and advance the job's counters in one small transaction.
+
+        Only items without an outcome are updated, and the counters advance by the rows actually
+        changed, so recording the same outcome twice (a resumed run) never counts it twice. The
+        hot path: one driver-level ``executemany`` per kind of outcome.
+        """
+        if not results:
+            return
+        ok = [(r.serial, job_id, r.idx) for r in results if r.serial is not None]
+        bad = [(r.error_code, r.error_text, job_id, r.idx) for r in results if r.serial is None]
+        with self._write() as conn, conn.begin():
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            issued = rejected = 0
+            if ok:
+                issued = int(conn.exec_driver_sql(
+                    f"UPDATE batch_items SET outcome = 'ok', serial = {mark} "
+                    f"WHERE batch_id = {mark} AND idx = {mark} AND outcome IS NULL", ok).rowcount)
+            if bad:
+                rejected = int(conn.exec_driver_sql(
+                    f"UPDATE batch_items SET outcome = 'error', error_code = {mark}, error_text = {mark} "
+                    f"WHERE batch_id = {mark} AND idx = {mark} AND outcome IS NULL", bad).rowcount)
+            stmt = update(batch_jobs).where(_j.id == job_id)
+            if owner is not None:
+                stmt = stmt.where(_j.owner == owner)
+            conn.execute(stmt.values(processed=_j.processed + issued + rejected, issued=_j.issued + issued,
+                                     rejected=_j.rejected + rejected, heartbeat_at=now))
+
+    def set_status(self, job_id: int, status: str, *, now: datetime, owner: str | None = None,
+                   finished: bool = False, error_code: str | None = None, error_text: str | None = None) -> None:
+        values: dict[str, Any] = {"status": status, "heartbeat_at": now}
+        if finished:
+            values["finished_at"] = now
+            values["owner"] = None
+        if error_code is not None:
+            values["error_code"] = error_code
+            values["error_text"] = error_text
+        stmt = update(batch_jobs).where(_j.id == job_id)
+        if owner is not None:
+            stmt = stmt.where(_j.owner == owner)
+        with self._write() as conn, conn.begin():
+            conn.execute(stmt.values(**values))
+
+    def purge_expired(self, now: datetime) -> int:
+        """Delete finished jobs past their retention (30 days by default) with their items."""
+        with self._write() as conn, conn.begin():
+            expired = [int(r) for r in conn.execute(
+                select(_j.id).where(_j.expires_at < now, _j.finished_at.is_not(None))).scalars()]
+            if not expired:
+                return 0
+            conn.execute(delete(batch_items).where(_i.batch_id.in_(expired)))
+            conn.execute(delete(batch_jobs).where(_j.id.in_(expired)))
+            return len(expired)
+
+    # -- capacity ----------------------------------------------------------------------------------
+
+    def take_tokens(self, party_id: str, limit_name: str, *, amount: float, capacity: float, rate: float,
+                    now: float) -> tuple[bool, float]:
+        """Take ``amount`` tokens from the Party's bucket (refilled at ``rate``/s up to ``capacity``).
+
+        Returns (granted, seconds until enough tokens would be there). Atomic across processes.
+        """
+        with self._write() as conn, conn.begin():
+            stmt = select(_b.tokens, _b.updated).where(_b.party_id == party_id, _b.limit_name == limit_name)
+            if conn.dialect.name == "postgresql":
+                stmt = stmt.with_for_update()
+            row = conn.execute(stmt).one_or_none()
+            if row is None:
+                tokens = capacity
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(capacity_buckets).values(party_id=party_id, limit_name=limit_name,
+                                                                     tokens=capacity, updated=now))
+                except IntegrityError:  # another process created it first: read and lock theirs
+                    row = conn.execute(stmt).one()
+                    tokens = float(row.tokens)
+                    tokens = min(capacity, tokens + max(0.0, now - float(row.updated)) * rate)
+            else:
+                tokens = min(capacity, float(row.tokens) + max(0.0, now - float(row.updated)) * rate)
+            granted = tokens >= amount
+            if granted:
+                tokens -= amount
+            conn.execute(update(capacity_buckets)
+                         .where(_b.party_id == party_id, _b.limit_name == limit_name)
+                         .values(tokens=tokens, updated=now))
+            wait = 0.0 if granted else ((amount - tokens) / rate if rate > 0 else float("inf"))
+            return granted, wait
+
+    def bucket_levels(self, party_id: str | None = None) -> list[tuple[str, str, float, float]]:
+        stmt = select(_b.party_id, _b.limit_name, _b.tokens, _b.updated)
+        if party_id is not None:
+            stmt = stmt.where(_b.party_id == party_id)
+        with self._engine.connect() as conn:
+            return [(r.party_id, r.limit_name, float(r.tokens), float(r.updated)) for r in conn.execute(stmt)]
+
+
+def _bind(name: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam(name)
+
+
+class JobWriter:
+    """Audited writes (inside ``store.transaction()``): credentials and accepted batch jobs."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+        self._conn = tx._conn  # same package: the transaction's connection
+
+    def _changed(self) -> None:
+        self._tx._count_change()
+
+    def add_credential(self, record: CredentialRecord) -> None:
+        try:
+            self._conn.execute(insert(credentials_table).values(
+                serial=record.serial, kind=record.kind, name=record.name, party_id=record.party_id,
+                aro_id=record.aro_id, status=record.status, not_before=record.not_before,
+                not_after=record.not_after, issued_at=record.issued_at, revoked_at=record.revoked_at,
+                der=record.der,
+            ))
+        except IntegrityError as exc:
+            raise SmkiError("credential.duplicate", "a credential with this serial already exists") from exc
+        self._changed()
+
+    def revoke_credential(self, serial: str, at: datetime) -> None:
+        result = self._conn.execute(update(credentials_table)
+                                    .where(_cr.serial == serial, _cr.status == "active")
+                                    .values(status="revoked", revoked_at=at))
+        if result.rowcount != 1:
+            raise NotFound("credential.not-found", f"no active credential with serial {serial}")
+        self._changed()
+
+    def add_job(self, *, ref: str, party_id: str, aro_id: str, system: str | None, route: str, interface: str,
+                client_ref: str, status: str, items: Sequence[NewBatchItem], now: datetime,
+                expires_at: datetime) -> int:
+        """Record an accepted batch and its CSRs; returns its BatchId."""
+        result = self._conn.execute(insert(batch_jobs).values(
+            ref=ref, party_id=party_id, aro_id=aro_id, system=system, route=route, interface=interface,
+            client_ref=client_ref, status=status, total=len(items), processed=0, issued=0, rejected=0,
+            created_at=now, expires_at=expires_at,
+        ).returning(_j.id))
+        job_id = int(result.scalar_one())
+        for start in range(0, len(items), 5000):
+            self._conn.execute(insert(batch_items), [
+                {"batch_id": job_id, "idx": it.idx, "item_id": it.item_id, "csr": it.csr}
+                for it in items[start:start + 5000]
+            ])
+        self._changed()
+        return job_id
+
+
+def jobs_reader(store: Store) -> JobReader:
+    return JobReader(store.engine)
+
+
+def jobs_writer(tx: Transaction) -> JobWriter:
+    return JobWriter(tx)
+
+
+__all__ = [
+    "BatchItemRecord",
+    "BatchJobRecord",
+    "CredentialRecord",
+    "ItemResult",
+    "JobReader",
+    "JobWriter",
+    "NewBatchItem",
+    "jobs_reader",
+    "jobs_writer",
+]

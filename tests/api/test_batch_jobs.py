@@ -1,0 +1,133 @@
+"""Batch jobs without HTTP: restart recovery from the audit, claiming, limits, retention."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from smki.ca.devcsr import make_device_csr
+from smki.domain import Route, Usage
+from smki.errors import SmkiError
+from smki.services import batch_jobs as bj
+from smki.services.batch_sources import BatchItem
+from smki.services.capacity import CapacitySettings
+from smki.services.context import Home
+from smki.services.device_issuance import issue_device_batch
+from smki.services.requests import Requester
+from smki.store.jobs import jobs_reader
+from tests.api.conftest import ARO, OTHER_PARTY, PARTY
+
+OFF = CapacitySettings(enabled=False)
+ME = Requester(PARTY, ARO, Route.GATEWAY)
+
+
+def _items(n: int, first: int = 0x00DB770000000000) -> list[tuple[str, bytes]]:
+    return [(f"c{i}", make_device_csr((first + i).to_bytes(8, "big"), Usage.DS)) for i in range(n)]
+
+
+def test_a_crash_between_commit_and_bookkeeping_loses_nothing_and_issues_nothing_twice(home: Home) -> None:
+    items = _items(8)
+    job = bj.submit_batch(home, ME, items, interface="json", client_ref="r", capacity=OFF)
+    # A first run committed items 0-4 (certificates + audit) and died before recording them on the job.
+    issue_device_batch(home, [BatchItem(i, f"c{i}", der) for i, (_n, der) in enumerate(items[:5])],
+                       actor=ME.actor, batch_ref=job.ref, workers=0)
+    committed = {c.serial for c in home.store.iter_certificates(_query(job.ref))}
+    assert len(committed) == 5 and jobs_reader(home.store).job(job.id).processed == 0  # type: ignore[union-attr]
+    runner = bj.BatchRunner(home, workers=0)
+    assert runner.run_once() == 1
+    done = jobs_reader(home.store).job(job.id)
+    assert done is not None and done.status == "COMPLETED" and done.issued == 8 and done.processed == 8
+    stored = list(home.store.iter_certificates(_query(job.ref)))
+    assert len(stored) == 8  # the five from the first run were reported, not issued again
+    reported = {item.serial for item, _der in bj.iter_results(home, done)}
+    assert committed <= reported and len(reported) == 8
+
+
+def _query(ref: str) -> object:
+    from smki.store import CertificateQuery
+
+    return CertificateQuery(batch_id=ref, limit=1000)
+
+
+def test_only_one_runner_claims_a_job_and_a_dead_owners_job_is_taken_over(home: Home) -> None:
+    job = bj.submit_batch(home, ME, _items(1), interface="xml", client_ref="r", capacity=OFF)
+    first, second = bj.BatchRunner(home, workers=0), bj.BatchRunner(home, workers=0)
+    claimed = first.claim_next()
+    assert claimed is not None and claimed.id == job.id and claimed.owner == first.owner
+    assert second.claim_next() is None  # owner alive, heartbeat fresh
+    # The owner dies (its pid no longer exists on this host): the job is taken over at once.
+    reader = jobs_reader(home.store)
+    dead = f"{first.host}:999999999:dead"
+    reader.claim_from(job.id, dead, first.owner, datetime.now(UTC), "PROCESSING")
+    taken = second.claim_next()
+    assert taken is not None and taken.owner == second.owner
+    # A live owner elsewhere whose heartbeat went stale is taken over after the lease.
+    reader.claim_from(job.id, "other-host:1:x", second.owner, datetime.now(UTC) - timedelta(minutes=5), "PROCESSING")
+    assert reader.heartbeat(job.id, "other-host:1:x", datetime.now(UTC) - timedelta(minutes=5))
+    assert bj.BatchRunner(home, workers=0).claim_next() is not None
+
+
+def test_a_party_sees_only_its_own_batches_and_results_expire(home: Home) -> None:
+    job = bj.submit_batch(home, ME, _items(1), interface="xml", client_ref="r", capacity=OFF)
+    assert bj.job_for_party(home, job.id, PARTY).id == job.id
+    with pytest.raises(SmkiError) as caught:
+        bj.job_for_party(home, job.id, OTHER_PARTY)
+    assert caught.value.code == "batch.not-found"
+    bj.BatchRunner(home, workers=0).run_once()
+    reader = jobs_reader(home.store)
+    assert reader.purge_expired(datetime.now(UTC) + timedelta(days=29)) == 0
+    assert reader.purge_expired(datetime.now(UTC) + timedelta(days=31)) == 1
+    assert reader.job(job.id) is None and reader.items(job.id) == []
+
+
+def test_a_party_refused_after_submission_gets_ineligible_per_csr(home: Home) -> None:
+    from smki.ra import AroStatus
+    from smki.services import registry as reg
+
+    job = bj.submit_batch(home, ME, _items(3), interface="xml", client_ref="r", capacity=OFF)
+    reg.set_aro_status(home, ARO, AroStatus.SUSPENDED, staff_id="op1", reason="test")
+    bj.BatchRunner(home, workers=0).run_once()
+    done = jobs_reader(home.store).job(job.id)
+    assert done is not None and done.status == "COMPLETED" and done.rejected == 3
+    assert bj.job_rules(done) == ["aro.active"]
+    assert {item.error_code for item, _ in bj.iter_results(home, done)} == {"ra.refused"}
+
+
+def test_submission_limits(home: Home) -> None:
+    with pytest.raises(SmkiError) as caught:
+        bj.submit_batch(home, ME, [], interface="json", client_ref="", capacity=OFF)
+    assert caught.value.code == "batch.empty"
+    with pytest.raises(SmkiError) as caught:
+        bj.submit_batch(home, ME, [("x", b"")] * (bj.MAX_CSRS + 1), interface="json", client_ref="", capacity=OFF)
+    assert caught.value.code == "batch.too-many"
+
+
+def test_peek_device_id_reads_the_csr_without_trusting_it() -> None:
+    device = bytes.fromhex("00db0102030405ff")
+    assert bj.peek_device_id(make_device_csr(device, Usage.KA)) == device
+    assert bj.peek_device_id(b"\x30\x00") is None
+    assert bj.peek_device_id(b"") is None
+
+
+def test_a_dead_signing_process_is_retried_without_issuing_twice(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    from smki.errors import SmkiError as Err
+
+    real = bj.request_device_batch
+    calls = []
+
+    def flaky(home_: Home, requester: Requester, items: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:  # the first run commits three CSRs, then a worker dies
+            real(home_, requester, itertools.islice(items, 3), **kwargs)  # type: ignore[call-overload]
+            raise Err("batch.worker-failed", "a worker process died")
+        return real(home_, requester, items, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bj, "request_device_batch", flaky)
+    job = bj.submit_batch(home, ME, _items(7, 0x00DB990000000000), interface="xml", client_ref="r", capacity=OFF)
+    bj.BatchRunner(home, workers=0).run_once()
+    done = jobs_reader(home.store).job(job.id)
+    assert len(calls) == 2 and done is not None and done.issued == 7 and done.status == "COMPLETED"
+    assert len(list(home.store.iter_certificates(_query(job.ref)))) == 7
