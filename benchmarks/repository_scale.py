@@ -23,6 +23,7 @@ the table; the extract is linear in time and flat in memory.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -88,12 +89,17 @@ def analyse(url: str) -> float:
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("VACUUM ANALYZE certificates"))
+            conn.execute(text("CHECKPOINT"))  # flush the bulk load now, not during the lookups
             size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
         else:
             conn.execute(text("ANALYZE"))
             size = Path(str(make_url(url).database)).stat().st_size
     engine.dispose()
     return int(size) / 2**20
+
+
+def show_progress(base: int, done: int) -> None:
+    print(f"\r  {base + done:,} records", end="", file=sys.stderr)
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -152,6 +158,40 @@ def time_extract(home_dir: Path, url: str) -> tuple[int, float, float]:
     return records, seconds, peak_kib / 1024
 
 
+def populated_runs(url: str) -> list[tuple[int, int]]:
+    """(serial prefix, records) of every populate run, read back from its ``dev.populated`` audit records."""
+    from smki.store import Store
+
+    store = Store.open(url)
+    runs: dict[int, int] = {}
+    for row in store.audit_rows():
+        if row.action == "dev.populated":
+            details = json.loads(row.details)
+            prefix = int(details["first_serial"], 16) >> 64
+            runs[prefix] = runs.get(prefix, 0) + int(details["count"])
+    store.close()
+    return sorted(runs.items())
+
+
+def measure_existing(url: str, lookups: int, extract: bool) -> None:
+    """Lookups (and the extract) on a store an earlier run left behind: no CA key needed."""
+    from smki.store import Store
+
+    runs = populated_runs(url)
+    total = sum(count for _, count in runs)
+    store = Store.open(url)
+    home = Home(settings=Settings(), store=store)
+    result = time_lookups(home, runs, (total + 1) // 2, lookups)
+    print(json.dumps({"records": total, "serial_p50_ms": round(result[0], 3), "serial_p99_ms": round(result[1], 3),
+                      "device_p50_ms": round(result[2], 3), "device_p99_ms": round(result[3], 3)}), flush=True)
+    if extract:
+        with tempfile.TemporaryDirectory(prefix="smki-bench-") as tmp:
+            records, seconds, peak = time_extract(Path(tmp), url)
+        print(json.dumps({"extract_records": records, "extract_per_second": round(records / seconds),
+                          "extract_peak_mib": round(peak, 1)}), flush=True)
+    store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, action="append", help="store size to measure at (repeatable)")
@@ -161,7 +201,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=max(0, (os.cpu_count() or 1) - 1))
     parser.add_argument("--no-extract", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON lines here")
+    parser.add_argument("--existing", action="store_true",
+                        help="measure lookups (and the extract) on the store an earlier run left, without refilling")
     args = parser.parse_args()
+    if args.existing:
+        measure_existing(args.database_url, args.lookups, not args.no_extract)
+        return
     sizes = sorted(args.records or [1_000_000])
     url = args.database_url
     fresh_database(url)
@@ -177,8 +222,7 @@ def main() -> None:
             if size > have:
                 started = time.perf_counter()
                 summary = populate_devices(home, size - have, actor="bench", workers=args.workers,
-                                           on_progress=lambda n, base=have: print(
-                                               f"\r  {base + n:,} records", end="", file=sys.stderr))
+                                           on_progress=functools.partial(show_progress, have))
                 populate_seconds = time.perf_counter() - started
                 print(file=sys.stderr)
                 runs.append((int(summary.first_serial, 16) >> 64, summary.records))

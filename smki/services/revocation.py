@@ -353,7 +353,7 @@ def write_list_files(home: Home, record: RevocationListRecord) -> Path:
 
 def publish_due(home: Home, *, actor: str, now: datetime | None = None) -> list[Published]:
     """Re-sign each list whose nextUpdate is near (within a quarter of its lifetime) or that was never
-    published (what ``smki serve`` runs on schedule). A list whose issuer has been revoked is skipped."""
+    published: the step a server's scheduler runs. A list whose issuer has been revoked is skipped."""
     moment = now or datetime.now(UTC)
     done = []
     for kind in LIST_KINDS:
