@@ -224,6 +224,7 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
                 raise SmkiError("portal.confirm", "tick the box to confirm the revocation")
             reason = parse_reason(str(form.get("reason", "unspecified")))
             revoke_organisation_certificate(ctx.home(), record.serial, reason, actor=f"aro:{identity.aro_id}",
+                                            requesting_party=identity.party_id,
                                             details={"party": identity.party_id, "route": ctx.route.value})
         except SmkiError as exc:
             return ctx.error_page(request, exc)
