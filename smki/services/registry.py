@@ -139,6 +139,10 @@ class StatusChange:
     drop_registered_roles: tuple[str, ...] = ()
 
 
+def _new_date(current: date | None, given: date | None, clear: bool) -> date | None:
+    return None if clear else (given if given is not None else current)
+
+
 def set_party_status(home: Home, party_id: str, change: StatusChange, *, staff_id: str | None) -> PartyRecord:
     """Record a Party's SREPT, UEPT, Registered User roles and DCC Gateway Connections (RA operator)."""
     if change.clear_srept and change.srept_passed is not None:
@@ -149,18 +153,18 @@ def set_party_status(home: Home, party_id: str, change: StatusChange, *, staff_i
     drop_gw = [check_id(g, "a DCC Gateway Connection id") for g in change.drop_gateways]
     add_ru = [check_id(r, "a Registered User role") for r in change.add_registered_roles]
     drop_ru = [check_id(r, "a Registered User role") for r in change.drop_registered_roles]
+    for fact in (change.srept_passed, change.uept_completed):
+        if fact is not None and fact > today():
+            raise SmkiError("ra.future-date", f"evidence dated {fact.isoformat()} has not happened yet")
     staff = require_action(home, staff_id, StaffAction.MANAGE_REGISTER, subject=party_id)
     before = load_party(home, party_id)
     gateways = (set(before.gateway_connections) | set(add_gw)) - set(drop_gw)
     registered = (set(before.registered_user_roles) | set(add_ru)) - set(drop_ru)
-    srept: date | bool | None = None if change.clear_srept else (change.srept_passed or False)
-    uept: date | bool | None = None if change.clear_uept else (change.uept_completed or False)
-    for fact in (change.srept_passed, change.uept_completed):
-        if fact is not None and fact > today():
-            raise SmkiError("ra.future-date", f"evidence dated {fact.isoformat()} has not happened yet")
+    srept = _new_date(before.srept_passed, change.srept_passed, change.clear_srept)
+    uept = _new_date(before.uept_completed, change.uept_completed, change.clear_uept)
     after = {
-        "srept_passed": _iso(before.srept_passed if srept is False else srept),  # type: ignore[arg-type]
-        "uept_completed": _iso(before.uept_completed if uept is False else uept),  # type: ignore[arg-type]
+        "srept_passed": _iso(srept),
+        "uept_completed": _iso(uept),
         "gateway_connections": sorted(gateways),
         "registered_user_roles": sorted(registered),
     }
@@ -271,9 +275,11 @@ def nominate_aro(home: Home, aro_id: str, party_id: str, name: str, sro: str, *,
 def verify_aro(home: Home, aro_id: str, check: str, *, staff_id: str | None, on: date | None = None) -> AroRecord:
     """Record that the RA verified the ARO's identity: what was checked, when, and by whom."""
     check = _text(check, "what was checked")
+    when = on or today()
+    if when > today():
+        raise SmkiError("ra.future-date", f"a verification dated {when.isoformat()} has not happened yet")
     staff = require_action(home, staff_id, StaffAction.MANAGE_REGISTER, subject=aro_id)
     aro = load_aro(home, aro_id)
-    when = on or today()
     with home.store.transaction() as tx:
         tx.registry.update_aro(aro_id, identity_verified=when, identity_check=check, verified_by=staff.staff_id)
         _audit(tx, staff.staff_id, "aro.verified", aro_id, {

@@ -25,7 +25,7 @@ def _apply(home: Path, party: str, policy: CertificatePolicy, staff: str | None)
     record = run_on(home, lambda h: apply(h, party, policy, staff_id=staff))
     console.print(str(record.application_id))
     err_console.print(f"application {record.application_id} opened: {record.policy} Authorised Subscriber "
-                      f"status for {record.party_id}", highlight=False, soft_wrap=True)
+                      f"status for {record.party_id}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("org")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from smki.errors import SmkiError
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console
-from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, run_on
+from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, plain_row, run_on
 from smki.ra import AroStatus
 from smki.services.registry import list_aros, nominate_aro, screen_aro, set_aro_status, verify_aro
 from smki.store.registry import AroRecord
@@ -44,7 +44,7 @@ def nominate(
 ) -> None:
     """Record an ARO nominated by the Party's SRO (it cannot act until verified)."""
     console.print(_line(run_on(home, lambda h: nominate_aro(h, aro_id, party, name, sro, staff_id=staff))),
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("verify")
@@ -58,7 +58,7 @@ def verify(
     """Record the RA's verification of the ARO's identity: what, when, and by whom (--as)."""
     on = parse_date(when, "--date")
     console.print(_line(run_on(home, lambda h: verify_aro(h, aro_id, check, staff_id=staff, on=on))),
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("screen")
@@ -74,12 +74,12 @@ def screen(
     if on is None:
         raise SmkiError("input.bad-date", "--date is required")
     console.print(_line(run_on(home, lambda h: screen_aro(h, aro_id, on, standard, staff_id=staff))),
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
 
 
 def _status(aro_id: str, status: AroStatus, reason: str | None, staff: str | None, home: Path) -> None:
     record = run_on(home, lambda h: set_aro_status(h, aro_id, status, staff_id=staff, reason=reason))
-    console.print(_line(record), highlight=False, soft_wrap=True)
+    console.print(_line(record), highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("suspend")
@@ -114,6 +114,6 @@ def list_(
     for column in ("ARO", "name", "party", "status", "verified", "checked", "by", "screened", "standard"):
         table.add_column(column)
     for a in records:
-        table.add_row(a.aro_id, a.name, a.party_id, a.status, _iso(a.identity_verified), a.identity_check or "-",
+        plain_row(table, a.aro_id, a.name, a.party_id, a.status, _iso(a.identity_verified), a.identity_check or "-",
                       a.verified_by or "-", _iso(a.screened), a.screening_standard or "-")
     console.print(table)

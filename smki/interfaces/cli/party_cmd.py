@@ -10,7 +10,7 @@ from rich.table import Table
 
 from smki.eui64 import eui64_hyphenated
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console
-from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, run_on
+from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, plain_row, run_on
 from smki.ra import PartyCategory
 from smki.services.registry import (
     StatusChange,
@@ -79,7 +79,7 @@ def list_(home: HomeOption = DEFAULT_HOME_PATH) -> None:
     for column in ("party", "name", "category", "SREPT", "UEPT", "gateway", "organisation", "device"):
         table.add_column(column)
     for p in records:
-        table.add_row(p.party_id, p.name, p.category, _iso(p.srept_passed), _iso(p.uept_completed),
+        plain_row(table, p.party_id, p.name, p.category, _iso(p.srept_passed), _iso(p.uept_completed),
                       ", ".join(p.gateway_connections) or "-", p.subscriptions.get("organisation", "none"),
                       p.subscriptions.get("device", "none"))
     console.print(table)

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console
-from smki.interfaces.cli.staff_cmd import StaffOption, run_on
+from smki.interfaces.cli.staff_cmd import StaffOption, plain_row, run_on
 from smki.ra import Decision, PolicyRefusal
 from smki.services import applications as svc
 
@@ -25,11 +25,21 @@ app = typer.Typer(help="RA decisions: evidence, propose, approve, refuse, explai
 AppId = Annotated[str, typer.Argument(help="The application id (from 'smki apply').")]
 
 
+def say(text: str) -> None:
+    """One line to stdout, shown as given (no Rich markup, no wrapping)."""
+    console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
+def say_err(text: str) -> None:
+    """One line to stderr, shown as given (no Rich markup, no wrapping)."""
+    err_console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
 def print_failed_rules(decision: Decision) -> None:
     """Each failing rule: its id, why it failed, and the SEC reference it rests on (to stderr)."""
     for result in decision.failed:
-        err_console.print(f"  FAIL {result.rule_id}: {result.reason}", highlight=False, soft_wrap=True, markup=False)
-        err_console.print(f"       ref: {result.reference}", highlight=False, soft_wrap=True, markup=False)
+        say_err(f"  FAIL {result.rule_id}: {result.reason}")
+        say_err(f"       ref: {result.reference}")
 
 
 @contextmanager
@@ -54,8 +64,7 @@ def evidence(
 ) -> None:
     """Record evidence against an open application (RA operator)."""
     record = run_on(home, lambda h: svc.add_evidence(h, application, kind, reference, staff_id=staff))
-    console.print(f"application {record.application_id}: {len(record.evidence)} evidence record(s); "
-                  f"status {record.status}", highlight=False, soft_wrap=True)
+    say(f"application {record.application_id}: {len(record.evidence)} evidence record(s); status {record.status}")
 
 
 @app.command("propose")
@@ -63,11 +72,11 @@ def propose(application: AppId, staff: StaffOption = None, home: HomeOption = DE
     """Run the rules on an application today and record the result as a proposal (RA operator)."""
     done = run_on(home, lambda h: svc.propose(h, application, staff_id=staff))
     decision = done.decision
-    console.print(f"application {done.application.application_id} proposed by {done.application.proposed_by}: "
-                  f"the rules ({decision.ruleset}) {decision.outcome.value}", highlight=False, soft_wrap=True)
+    say(f"application {done.application.application_id} proposed by {done.application.proposed_by}: "
+        f"the rules ({decision.ruleset}) {decision.outcome.value}")
     if not decision.approved:
-        err_console.print(f"warning: refused by {', '.join(decision.failed_ids)}; an approver can only refuse it "
-                          "until the evidence changes", highlight=False, soft_wrap=True)
+        say_err(f"warning: refused by {', '.join(decision.failed_ids)}; an approver can only refuse it "
+                "until the evidence changes")
         print_failed_rules(decision)
 
 
@@ -76,9 +85,9 @@ def approve(application: AppId, staff: StaffOption = None, home: HomeOption = DE
     """Approve a proposed application (a different RA approver); the rules are run again today."""
     with refusals_explained():
         done = run_on(home, lambda h: svc.approve(h, application, staff_id=staff))
-    console.print(f"application {done.application.application_id} approved by {done.application.decided_by} "
-                  f"under {done.decision.ruleset}: {done.application.party_id} is an approved "
-                  f"{done.application.policy} subscriber", highlight=False, soft_wrap=True)
+    say(f"application {done.application.application_id} approved by {done.application.decided_by} "
+        f"under {done.decision.ruleset}: {done.application.party_id} is an approved {done.application.policy} "
+        "subscriber")
 
 
 @app.command("refuse")
@@ -90,8 +99,7 @@ def refuse(
 ) -> None:
     """Refuse a proposed application (a different RA approver), giving the reason."""
     done = run_on(home, lambda h: svc.refuse(h, application, reason, staff_id=staff))
-    console.print(f"application {done.application.application_id} refused by {done.application.decided_by}",
-                  highlight=False, soft_wrap=True)
+    say(f"application {done.application.application_id} refused by {done.application.decided_by}")
 
 
 @app.command("explain")
@@ -110,8 +118,8 @@ def queue(home: HomeOption = DEFAULT_HOME_PATH) -> None:
         table.add_column(column)
     for a in records:
         says = "-" if a.proposal is None else str(a.proposal.get("outcome", "?"))
-        table.add_row(str(a.application_id), a.party_id, a.policy, a.status, str(len(a.evidence)),
-                      a.proposed_by or "-", says)
+        plain_row(table, str(a.application_id), a.party_id, a.policy, a.status, str(len(a.evidence)),
+                  a.proposed_by or "-", says)
     console.print(table)
     if not records:
         err_console.print("no applications waiting")

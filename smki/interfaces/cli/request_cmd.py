@@ -92,12 +92,12 @@ def _run(home: Path, requester: Requester, items: Iterable[BatchItem], out: Path
     errors = [] if writer is None else writer.errors
     for outcome in errors[:20]:
         err_console.print(f"rejected {outcome.item_id}: {outcome.error_code}: {outcome.error_message}",
-                          highlight=False, soft_wrap=True)
+                          highlight=False, soft_wrap=True, markup=False)
     if len(errors) > 20:
         err_console.print(f"… and {len(errors) - 20} more (see {out / 'results.csv'})")
     console.print(f"batch {summary.batch_ref} for {requester.party_id} (ARO {requester.aro_id}, "
                   f"{requester.route.value}): {summary.issued} issued, {summary.rejected} rejected → {out}",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
     if summary.issued == 0 and summary.rejected:
         raise typer.Exit(1)
 

@@ -15,6 +15,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from smki.errors import SmkiError
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading
@@ -58,6 +59,11 @@ def parse_date(value: str | None, option: str) -> date | None:
         raise SmkiError("input.bad-date", f"{option} takes a date as YYYY-MM-DD, not {value[:40]!r}") from None
 
 
+def plain_row(table: Table, *cells: str) -> None:
+    """Add a row whose cells are shown as given: register text is never read as Rich markup."""
+    table.add_row(*(Text(cell) for cell in cells))
+
+
 @app.command("add")
 def add(
     staff_id: Annotated[str, typer.Argument(help="The staff id (what --as names).")],
@@ -68,7 +74,7 @@ def add(
     """Register an RA staff member (administrator at the console; no staff role needed)."""
     record = run_on(home, lambda h: add_staff(h, staff_id, name, role, actor=actor()))
     console.print(f"staff {record.staff_id} ({record.name}): {', '.join(record.roles)}", highlight=False,
-                  soft_wrap=True)
+                  soft_wrap=True, markup=False)
 
 
 @app.command("list")
@@ -79,5 +85,5 @@ def list_(home: HomeOption = DEFAULT_HOME_PATH) -> None:
     for column in ("staff id", "name", "roles", "active"):
         table.add_column(column)
     for r in records:
-        table.add_row(r.staff_id, r.name, ", ".join(r.roles), "yes" if r.active else "no")
+        plain_row(table, r.staff_id, r.name, ", ".join(r.roles), "yes" if r.active else "no")
     console.print(table)

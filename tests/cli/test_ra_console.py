@@ -1,0 +1,241 @@
+"""RA staff commands run in-process through ``smki``'s own entry point (``main.run``): the same
+parsing, error boundary and output as the console, without a process per command (the subprocess
+story is ``test_ra_story.py``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from smki.ca.devcsr import make_device_csr, make_organisation_csr
+from smki.config import Settings
+from smki.domain import RemotePartyRole, Usage
+from smki.interfaces.cli import main
+from smki.services.ca_admin import initialise_ca
+from smki.store import Store
+from tests.cli.helpers import PASSPHRASE, Result, openssl_verify
+
+
+class Run:
+    """``run("party", "show", "P1")`` → Result: ``smki`` in this process against ``home``."""
+
+    def __init__(self, home: Path, invoke: Callable[..., Result]) -> None:
+        self.home = home
+        self._invoke = invoke
+
+    def __call__(self, *args: str) -> Result:
+        return self._invoke(*args)
+
+
+@pytest.fixture
+def run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
+    """``run("party", "show", "P1")`` → Result, against a fresh home with a CA."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SMKI_KEY_PASSPHRASE", PASSPHRASE)
+    monkeypatch.setenv("SMKI_DATABASE_URL", database_url)
+    monkeypatch.setenv("SMKI_ACTOR", "admin:test")
+    monkeypatch.delenv("SMKI_STAFF", raising=False)
+    monkeypatch.delenv("SMKI_DEBUG", raising=False)
+    initialise_ca(Settings(home=home, database_url=database_url), PASSPHRASE.encode(), actor="admin:test")
+
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["smki", *args, "--home", str(home)])
+        code = 0
+        try:
+            main.run()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    yield Run(home, invoke)
+
+
+def ok(run: Run, *args: str) -> str:
+    result = run(*args)
+    assert result.code == 0, f"smki {' '.join(args)}: {result.err}"
+    return result.out
+
+
+def fails(run: Run, code: str, *args: str) -> str:
+    result = run(*args)
+    assert result.code == 1, f"smki {' '.join(args)} should fail: {result.out}"
+    assert result.err.startswith(f"error: {code}: "), result.err
+    return result.err
+
+
+def _setup(run: Run) -> str:
+    """op1, ap1, aud; P1 qualified with ARO A1; a device application proposed without evidence."""
+    ok(run, "staff", "add", "op1", "--name", "Olive", "--role", "ra-operator")
+    ok(run, "staff", "add", "ap1", "--name", "April", "--role", "ra-approver")
+    ok(run, "staff", "add", "aud", "--name", "Audrey", "--role", "auditor")
+    ok(run, "party", "add", "P1", "--name", "Acme", "--category", "large-supplier", "--as", "op1")
+    ok(run, "party", "set-status", "P1", "--srept", "2019-06-01", "--uept", "2019-09-01", "--gateway", "GW-1",
+       "--as", "op1")
+    ok(run, "aro", "nominate", "A1", "--party", "P1", "--name", "Ann", "--sro", "Sam", "--as", "op1")
+    app = ok(run, "apply", "device", "--party", "P1", "--as", "op1").strip()
+    proposed = run("ra", "propose", app, "--as", "op1")
+    assert proposed.code == 0 and "the rules (MP127) refuse" in proposed.out
+    assert "FAIL device.evidence-of-need:" in proposed.err
+    return app
+
+
+def test_the_auditor_reads_but_changes_nothing(run: Run) -> None:
+    app = _setup(run)
+    attempts = [
+        ("party", "add", "P9", "--name", "Nine", "--category", "dcc"),
+        ("party", "set-status", "P1", "--no-srept"),
+        ("party", "entity", "P1", "90B3D51F30010000", "--role", "2"),
+        ("party", "subscriber", "P1", "--policy", "device", "--standing", "withdrawn"),
+        ("aro", "nominate", "A9", "--party", "P1", "--name", "X", "--sro", "Y"),
+        ("aro", "verify", "A1", "--check", "passport"),
+        ("aro", "screen", "A1", "--date", "2020-01-01"),
+        ("aro", "suspend", "A1"),
+        ("aro", "revoke", "A1"),
+        ("apply", "org", "--party", "P1"),
+        ("ra", "evidence", app, "--kind", "installation-need", "--reference", "X"),
+        ("ra", "propose", app),
+        ("ra", "approve", app),
+        ("ra", "refuse", app, "--reason", "no"),
+    ]
+    for attempt in attempts:
+        assert "aud (auditor) may not" in fails(run, "ra.staff-role", *attempt, "--as", "aud")
+    # Reading is open to the auditor (and to the console).
+    assert "Party P1: Acme (large-supplier)" in ok(run, "party", "show", "P1")
+    assert "P1" in ok(run, "party", "list")
+    assert "A1" in ok(run, "aro", "list", "--party", "P1")
+    assert "proposed" in ok(run, "ra", "queue")
+    assert "auditor" in ok(run, "staff", "list")
+    explained = ok(run, "ra", "explain", app)
+    assert "== Proposal by op1" in explained and "FAIL    device.evidence-of-need" in explained
+    assert "audit log OK" in ok(run, "audit", "verify")
+
+
+def test_an_approver_cannot_approve_what_the_rules_refuse_but_can_refuse_it(run: Run) -> None:
+    app = _setup(run)
+    fails(run, "ra.staff-role", "ra", "approve", app, "--as", "op1")  # an operator never decides
+    refused = fails(run, "ra.refused", "ra", "approve", app, "--as", "ap1")
+    assert "FAIL device.evidence-of-need:" in refused
+    assert "ref: SEC Appendix D (SMKI RAPP) §5.5" in refused
+    fails(run, "ra.reason-required", "ra", "refuse", app, "--reason", " ", "--as", "ap1")
+    ok(run, "ra", "refuse", app, "--reason", "no evidence of need", "--as", "ap1")
+    assert "Reason given: no evidence of need" in ok(run, "ra", "explain", app)
+    assert "device subscriber: refused" in ok(run, "party", "show", "P1")
+    assert "no applications waiting" in run("ra", "queue").err
+    app2 = ok(run, "apply", "device", "--party", "P1", "--as", "op1").strip()
+    assert app2 != app
+    assert "Not yet proposed." in ok(run, "ra", "explain", app2)
+
+
+def test_bad_input_is_one_coded_line(run: Run) -> None:
+    _setup(run)
+    cases = [
+        ("input.bad-date", ("party", "set-status", "P1", "--srept", "1st June", "--as", "op1")),
+        ("ra.bad-category", ("party", "add", "P2", "--name", "X", "--category", "utility", "--as", "op1")),
+        ("ra.party-exists", ("party", "add", "P1", "--name", "X", "--category", "dcc", "--as", "op1")),
+        ("ra.party-not-found", ("party", "show", "NOPE")),
+        ("eui64.invalid", ("party", "entity", "P1", "90B3", "--role", "2", "--as", "op1")),
+        ("ra.role-not-assignable", ("party", "entity", "P1", "90B3D51F30010000", "--role", "7", "--as", "op1")),
+        ("ra.application-not-found", ("ra", "explain", "42")),
+        ("ra.aro-not-found", ("aro", "suspend", "NOPE", "--as", "op1")),
+        ("ra.bad-standing", ("party", "subscriber", "P1", "--policy", "device", "--standing", "gone",
+                             "--as", "op1")),
+        ("staff.unknown", ("aro", "suspend", "A1", "--as", "ghost")),
+        ("staff.bad-role", ("staff", "add", "x1", "--name", "X", "--role", "root")),
+    ]
+    for code, args in cases:
+        err = fails(run, code, *args)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_request_route_is_gateway_or_spoti_only(run: Run, tmp_path: Path) -> None:
+    result = run("request", "org", str(tmp_path / "x.csr"), "--out", str(tmp_path / "x.pem"), "--party", "P1",
+                 "--aro", "A1", "--route", "operator")
+    assert result.code == 2 and "operator" in result.err
+
+
+def test_register_text_is_shown_as_given_never_as_markup(run: Run) -> None:
+    ok(run, "staff", "add", "op1", "--name", "Olive [bold]", "--role", "ra-operator")
+    ok(run, "party", "add", "P1", "--name", "Acme [red]Energy[/red]", "--category", "dcc", "--as", "op1")
+    assert "Acme [red]Energy[/red]" in ok(run, "party", "show", "P1")
+    assert "[bold]" in ok(run, "staff", "list")
+
+
+def _pem_csr(path: Path, der: bytes) -> str:
+    path.write_bytes(x509.load_der_x509_csr(der).public_bytes(Encoding.PEM))
+    return str(path)
+
+
+def test_organisation_requests_dual_control_and_aro_suspension(run: Run, tmp_path: Path,
+                                                              database_url: str) -> None:
+    ok(run, "staff", "add", "op1", "--name", "Olive", "--role", "ra-operator")
+    ok(run, "staff", "add", "ap1", "--name", "April", "--role", "ra-approver")
+    ok(run, "staff", "add", "boss", "--name", "Bo", "--role", "ra-operator", "--role", "ra-approver")
+    for party, entity in (("P1", "90B3D51F30010000"), ("P2", "90B3D51F30020000")):
+        ok(run, "party", "add", party, "--name", party, "--category", "large-supplier", "--as", "op1")
+        ok(run, "party", "set-status", party, "--srept", "2019-06-01", "--uept", "2019-09-01", "--gateway",
+           f"GW-{party}", "--as", "op1")
+        ok(run, "party", "entity", party, entity, "--role", "2", "--as", "op1")
+    ok(run, "aro", "nominate", "A1", "--party", "P1", "--name", "Ann", "--sro", "Sam", "--as", "op1")
+    ok(run, "aro", "verify", "A1", "--check", "passport + utility bill", "--as", "op1")
+    ok(run, "aro", "screen", "A1", "--date", "2020-01-03", "--as", "op1")
+
+    # The same person may not propose and approve, whatever roles they hold.
+    app = ok(run, "apply", "org", "--party", "P1", "--as", "boss").strip()
+    ok(run, "ra", "propose", app, "--as", "boss")
+    assert "boss proposed this" in fails(run, "ra.dual-control", "ra", "approve", app, "--as", "boss")
+    ok(run, "ra", "approve", app, "--as", "ap1")
+
+    # Organisation CSRs: another Party's Entity Identifier, or a role not recorded, is refused.
+    route = ["--party", "P1", "--aro", "A1", "--route", "spoti"]
+    theirs = _pem_csr(tmp_path / "p2.csr", make_organisation_csr(
+        bytes.fromhex("90B3D51F30020000"), RemotePartyRole.SUPPLIER, Usage.DS, "P2"))
+    err = fails(run, "ra.refused", "request", "org", theirs, "--out", str(tmp_path / "p2.pem"), *route)
+    assert "FAIL org.entity-belongs-to-party:" in err and "FAIL org.role-permitted:" in err
+    wrong_role = _pem_csr(tmp_path / "r3.csr", make_organisation_csr(
+        bytes.fromhex("90B3D51F30010000"), RemotePartyRole.NETWORK_OPERATOR, Usage.DS, "P1"))
+    err = fails(run, "ra.refused", "request", "org", wrong_role, "--out", str(tmp_path / "r3.pem"), *route)
+    assert "FAIL org.role-permitted: role 03 (network operator) is not recorded" in err
+    ours = _pem_csr(tmp_path / "p1.csr", make_organisation_csr(
+        bytes.fromhex("90B3D51F30010000"), RemotePartyRole.SUPPLIER, Usage.KA, "ACME"))
+    ok(run, "request", "org", ours, "--out", str(tmp_path / "p1.pem"), *route)
+    home = run.home
+    check = openssl_verify(home / "root.pem", home / "organisation-ca.pem", tmp_path / "p1.pem")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    # A suspended ARO is refused on its very next request; reinstated, it is served again.
+    ok(run, "aro", "suspend", "A1", "--reason", "left the company", "--as", "op1")
+    assert "FAIL aro.active: ARO A1 is suspended" in fails(
+        run, "ra.refused", "request", "org", ours, "--out", str(tmp_path / "again.pem"), *route)
+    fails(run, "ra.staff-role", "aro", "reinstate", "A1", "--as", "op1")
+    ok(run, "aro", "reinstate", "A1", "--as", "ap1")
+    ok(run, "request", "org", ours, "--out", str(tmp_path / "again.pem"), *route)
+    # Device Certificates need an approved Device subscriber as well as the Gateway.
+    device = _pem_csr(tmp_path / "d.csr", make_device_csr(bytes.fromhex("00DB000000000001"), Usage.DS))
+    err = fails(run, "ra.refused", "request", "device", device, "--out", str(tmp_path / "dev"), "--party", "P1",
+                "--aro", "A1", "--route", "gateway")
+    assert "FAIL subscriber.authorised-for-policy: P1 is none, not approved, as a device subscriber" in err
+
+    assert "audit log OK" in ok(run, "audit", "verify")
+    store = Store.open(database_url)
+    try:
+        rows = list(store.audit_rows())
+    finally:
+        store.close()
+    assert [r.details_dict["rules"] for r in rows if r.action == "request.refused"] == [
+        ["org.entity-belongs-to-party", "org.role-permitted"],
+        ["org.role-permitted"],
+        ["aro.active"],
+        ["subscriber.authorised-for-policy"],
+    ]
+    issued = [r.details_dict for r in rows if r.action == "certificate.issued" and r.actor == "aro:A1@P1"]
+    assert [(d["party"], d["aro"], d["route"]) for d in issued] == [("P1", "A1", "spoti")] * 2
+    assert {"application.dual-control-refused", "aro.suspended", "aro.reinstated", "staff.refused"} <= {
+        r.action for r in rows}
