@@ -131,7 +131,7 @@ def run(sizes: list[int], *, workers: int, database_url: str = "") -> dict[str, 
                         raise RuntimeError(f"batch refused: {status}")
                     while json.loads(client.get(f"/api/v1/device-batches/{status.batch_id}").content)[
                             "status"] != "completed":
-                        time.sleep(0.02)
+                        time.sleep(0.1)
                     issued = time.perf_counter()
                     result = dx.parse_csr_batch_result(
                         client.get("/1.0/PortalCSRBatch/CSRBatchResult", params={"BatchId": status.batch_id}).content)

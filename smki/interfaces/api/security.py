@@ -15,6 +15,7 @@ A pure ASGI middleware, so it also guards the Portal and the XML services:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -32,6 +33,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("smki.api")
 
 #: Paths that take a whole batch of CSRs, and so the larger body limit.
 BATCH_PATHS = ("/1.0/PortalCSRBatch/SubmitCSRBatch", "/api/v1/device-batches", "/portal/aro/batches")
@@ -69,6 +72,10 @@ class ListenerMiddleware:
             identity = await anyio.to_thread.run_sync(resolve_identity, self.home_factory(), der)
         except SmkiError as exc:
             await _send_error(send, status_for(exc), exc.code, exc.message)
+            return
+        except Exception:  # the register could not be read: refuse rather than guess
+            log.exception("identity check failed")
+            await _send_error(send, 503, "store.unavailable", "the credential could not be checked; try again")
             return
         state = scope.setdefault("state", {})
         state["api_identity"] = identity

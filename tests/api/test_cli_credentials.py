@@ -1,0 +1,61 @@
+"""The credential commands (wired with ``credential_cmd.register``) and a PKCS#12 a stock client accepts."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import typer
+from cryptography.hazmat.primitives.serialization import pkcs12
+from typer.testing import CliRunner
+
+from smki.domain import Route
+from smki.interfaces.cli import aro_cmd, credential_cmd
+from smki.services.context import Home
+from smki.store.jobs import jobs_reader
+from tests.api.conftest import ARO, PARTY, SECRET, LiveListeners
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    aro = typer.Typer()
+    for command in aro_cmd.app.registered_commands:
+        aro.registered_commands.append(command)
+    app.add_typer(aro, name="aro")
+    credential_cmd.register(app, aro)
+    return app
+
+
+def _run(cli: typer.Typer, home: Home, *args: str) -> str:
+    env = {"SMKI_KEY_PASSPHRASE": SECRET.decode(), "SMKI_P12_PASSWORD": "p12-secret-pw", "SMKI_ACTOR": "operator:t"}
+    result = CliRunner().invoke(cli, [*args, "--home", str(home.settings.home)], env=env)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def test_issue_list_and_revoke_from_the_command_line(cli: typer.Typer, home: Home, tmp_path: Path,
+                                                     live: LiveListeners) -> None:
+    assert "credentials CA" in _run(cli, home, "credential", "init")
+    out = tmp_path / "aro1.p12"
+    assert "issued aro credential" in _run(cli, home, "aro", "credential", "issue", ARO, "--out", str(out))
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    key, cert, extra = pkcs12.load_key_and_certificates(out.read_bytes(), b"p12-secret-pw")
+    assert key is not None and cert is not None and len(extra) == 1
+    serial = f"{cert.serial_number:032x}"
+    system = tmp_path / "sys.p12"
+    _run(cli, home, "system", "credential", "issue", "ops-1", "--party", PARTY, "--aro", ARO, "--out", str(system))
+    listing = _run(cli, home, "credential", "list")
+    assert serial[:12] in listing and "ops-1" in listing
+    # curl (OpenSSL) takes the PKCS#12 as it is.
+    url = live.url(Route.GATEWAY) + "/api/v1/whoami"
+    done = subprocess.run(["curl", "-s", "--cert-type", "P12", "--cert", f"{out}:p12-secret-pw", "--cacert",
+                           str(home.settings.home / "credentials-ca.pem"), url], capture_output=True, text=True)
+    assert done.returncode == 0 and f'"aro_id":"{ARO}"' in done.stdout, done.stderr
+    _run(cli, home, "credential", "revoke", serial, "--reason", "rotated")
+    record = jobs_reader(home.store).credential(serial)
+    assert record is not None and record.status == "revoked"
+    refused = subprocess.run(["curl", "-s", "--cert-type", "P12", "--cert", f"{out}:p12-secret-pw", "--cacert",
+                              str(home.settings.home / "credentials-ca.pem"), url], capture_output=True, text=True)
+    assert '"credential.revoked"' in refused.stdout
