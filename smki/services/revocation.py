@@ -25,6 +25,7 @@ certificate.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -376,3 +377,41 @@ def list_record(home: Home, kind: str, number: int | None = None) -> RevocationL
         which = f"no {kind} number {number}" if number is not None else f"no {kind} has been published yet"
         raise NotFound("crl.not-found", which)
     return record
+
+
+class RevocationListScheduler:
+    """Re-signs the CRL and ARL on schedule inside a long-running server (``smki serve``).
+
+    Every ``interval`` seconds it runs :func:`publish_due`, which re-signs a list only when it was
+    never published or its nextUpdate is near, so several server processes running one each
+    publish at most a list or two more than needed (numbers stay unique: ``publish`` retries).
+    A failure is reported through ``on_error`` and retried at the next tick; it never stops the server.
+    """
+
+    def __init__(self, home: Home, *, interval: float = 300.0, actor: str = "serve:crl-scheduler",
+                 on_error: Callable[[Exception], None] | None = None) -> None:
+        import threading
+
+        self._home = home
+        self._interval = interval
+        self._actor = actor
+        self._on_error = on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="crl-scheduler", daemon=True)
+        self.published: list[Published] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.published += publish_due(self._home, actor=self._actor)
+            except Exception as exc:  # keep serving; the next tick retries
+                if self._on_error is not None:
+                    self._on_error(exc)
+            self._stop.wait(self._interval)

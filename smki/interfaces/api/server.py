@@ -40,6 +40,7 @@ from smki.services.batch_jobs import BatchRunner
 from smki.services.capacity import capacity_settings
 from smki.services.context import Home, open_home
 from smki.services.credentials import ServerFiles, ensure_server_credential
+from smki.services.revocation import RevocationListScheduler
 
 log = logging.getLogger("smki.serve")
 SERVE_ACTOR = "system:smki-serve"
@@ -121,6 +122,10 @@ def run_process(home_path: Path, secret: bytes, api: ApiSettings, files: ServerF
     home = open_home(home_path, secret)
     runner = BatchRunner(home, workers=api.batch_workers, poll=api.batch_poll)
     listeners = Listeners(home, api, files, sockets, runner)
+    crl_scheduler = RevocationListScheduler(
+        home, interval=float(home.settings.extra.get("api", {}).get("crl-check-seconds", 300)),
+        on_error=lambda exc: print(f"crl scheduler: {exc}", file=sys.stderr, flush=True),
+    )
 
     def stop(_sig: int, _frame: Any) -> None:
         listeners.stop()
@@ -128,9 +133,11 @@ def run_process(home_path: Path, secret: bytes, api: ApiSettings, files: ServerF
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     runner.start()
+    crl_scheduler.start()
     try:
         asyncio.run(listeners.serve())
     finally:
+        crl_scheduler.stop()
         runner.stop()
         home.close()
 

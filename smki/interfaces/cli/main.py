@@ -20,6 +20,7 @@ from smki.interfaces.cli import (
     bench_cmd,
     ca_cmd,
     cert_cmd,
+    credential_cmd,
     crl_cmd,
     dev_cmd,
     issue_cmd,
@@ -29,6 +30,7 @@ from smki.interfaces.cli import (
     repo_cmd,
     request_cmd,
     revoke_cmd,
+    serve_cmd,
     staff_cmd,
 )
 from smki.interfaces.cli.common import err_console
@@ -61,6 +63,9 @@ cert_cmd.app.command("set-status")(revoke_cmd.set_status_command)
 cert_cmd.app.command("expire-due")(revoke_cmd.expire_due_command)
 ca_cmd.app.add_typer(revoke_cmd.ca_revoke_app, name="revoke")
 dev_cmd.app.command("populate")(populate_cmd.populate)
+# The HTTP interfaces (issue 4): SMKI credentials and the Gateway/SPOTI listeners.
+credential_cmd.register(app, aro_cmd.app)
+app.command("serve")(serve_cmd.serve)
 
 
 def run() -> None:
