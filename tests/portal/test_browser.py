@@ -1,7 +1,10 @@
-"""The Portal in a real browser: Playwright driving Debian's Chromium against uvicorn on 127.0.0.1.
+"""The Portal in a real browser: Playwright driving Debian's Chromium against a live ``smki serve``.
 
-Each test saves screenshots under its tmp dir, and every request any page makes is collected and
-checked to go to the listener itself (no CDN, no other host).
+Each test prepares the register in-process, issues SMKI credentials with the ``smki`` command line
+(PKCS#12), starts ``smki serve`` (both listeners, mutual TLS) on ephemeral ports of 127.0.0.1, and
+opens one browser context per person and listener that presents that person's PKCS#12 to that
+listener's origin only. Each test saves screenshots under its tmp dir, and every request any page
+makes is collected and checked to go to the listener itself (no CDN, no other host).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from smki.domain import Route, Usage
 from smki.services.context import Home
 from smki.services.portal_batches import RECORD_HEADER, read_response_zip, write_portal_zip
 from smki.store import CertificateQuery
-from tests.portal.conftest import APPROVER, ARO, OPERATOR, PARTY, LiveServer, approve_device, make_app, register
+from tests.portal.conftest import APPROVER, ARO, OPERATOR, PARTY, PASSPHRASE, approve_device, register
+from tests.portal.live import P12_PASSWORD, LiveSmki, aro_credential, live_smki, staff_credential
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -44,20 +48,26 @@ def browser() -> Iterator[object]:
 
 
 class Session:
-    """One identity's browser context against one listener, recording every URL it requests."""
+    """One person's browser context against one listener, recording every URL it requests.
 
-    def __init__(self, browser: object, server: LiveServer, identity: str, *, width: int = 1100) -> None:
-        self.server = server
+    The context presents ``credential`` (a PKCS#12 from ``smki``) to that listener's origin only;
+    the listener's server certificate is from smki's own credentials CA, which Chromium does not
+    know, hence ``ignore_https_errors`` (the TLS handshake still requires the client certificate).
+    """
+
+    def __init__(self, browser: object, server: LiveSmki, route: Route, credential: Path, *,
+                 width: int = 1100) -> None:
+        self.base = server.url(route)
         self.context = browser.new_context(  # type: ignore[attr-defined]
-            extra_http_headers={"X-Test-Identity": identity}, accept_downloads=True,
-            viewport={"width": width, "height": 900})
+            client_certificates=[{"origin": self.base, "pfxPath": str(credential), "passphrase": P12_PASSWORD}],
+            ignore_https_errors=True, accept_downloads=True, viewport={"width": width, "height": 900})
         self.page = self.context.new_page()
         self.urls: list[str] = []
         self.page.on("request", lambda request: self.urls.append(request.url))
 
     def goto(self, path: str) -> int:
         """Open ``path``; returns the HTTP status."""
-        return int(self.page.goto(self.server.url + path).status)
+        return int(self.page.goto(self.base + path).status)
 
     def shot(self, directory: Path, name: str) -> Path:
         path = directory / f"{name}.png"
@@ -65,7 +75,7 @@ class Session:
         return path
 
     def assert_only_own_host(self) -> None:
-        own = urlsplit(self.server.url).netloc
+        own = urlsplit(self.base).netloc
         foreign = [u for u in self.urls if urlsplit(u).netloc != own]
         assert self.urls and not foreign, foreign
 
@@ -76,8 +86,10 @@ class Session:
 
 def test_operator_proposes_and_a_second_approver_approves(home: Home, browser: object, tmp_path: Path) -> None:
     app_id = register(home)
-    with LiveServer(make_app(home, Route.GATEWAY)) as server:
-        operator = Session(browser, server, f"staff:{OPERATOR}")
+    operator_p12 = staff_credential(home, PASSPHRASE, OPERATOR, tmp_path)
+    approver_p12 = staff_credential(home, PASSPHRASE, APPROVER, tmp_path)
+    with live_smki(home, PASSPHRASE) as server:
+        operator = Session(browser, server, Route.GATEWAY, operator_p12)
         operator.goto("/portal/staff/applications")
         card = operator.page.locator(f"#application-{app_id}")
         assert "device.evidence-of-need" in card.inner_text()
@@ -96,7 +108,7 @@ def test_operator_proposes_and_a_second_approver_approves(home: Home, browser: o
         operator.shot(tmp_path, "1-operator-refused-approval")
         operator.close()
 
-        approver = Session(browser, server, f"staff:{APPROVER}")
+        approver = Session(browser, server, Route.GATEWAY, approver_p12)
         approver.goto("/portal/staff/applications")
         card = approver.page.locator(f"#application-{app_id}")
         assert f"Proposed by {OPERATOR}" in card.inner_text()
@@ -118,8 +130,9 @@ def test_aro_uploads_a_device_csr_on_the_gateway_and_openssl_verifies_it(home: H
     csr_file = tmp_path / "meter.csr"
     csr_file.write_bytes(x509.load_der_x509_csr(make_device_csr(bytes.fromhex("00db123456789001"), Usage.DS))
                          .public_bytes(Encoding.PEM))
-    with LiveServer(make_app(home, Route.GATEWAY)) as server:
-        aro = Session(browser, server, f"aro:{PARTY}:{ARO}")
+    aro_p12 = aro_credential(home, PASSPHRASE, ARO, tmp_path)
+    with live_smki(home, PASSPHRASE) as server:
+        aro = Session(browser, server, Route.GATEWAY, aro_p12)
         aro.goto("/portal/aro")
         assert aro.page.locator('[data-policy="device"]').inner_text() == "approved"
         aro.page.get_by_role("link", name="Submit a CSR").click()
@@ -152,8 +165,9 @@ def test_the_same_upload_on_spoti_is_refused_with_the_rule_shown(home: Home, bro
     csr_file = tmp_path / "meter.csr"
     csr_file.write_bytes(x509.load_der_x509_csr(make_device_csr(bytes.fromhex("00db123456789001"), Usage.DS))
                          .public_bytes(Encoding.PEM))
-    with LiveServer(make_app(home, Route.SPOTI)) as server:
-        aro = Session(browser, server, f"aro:{PARTY}:{ARO}", width=390)  # phone width
+    aro_p12 = aro_credential(home, PASSPHRASE, ARO, tmp_path)
+    with live_smki(home, PASSPHRASE) as server:
+        aro = Session(browser, server, Route.SPOTI, aro_p12, width=390)  # phone width
         aro.goto("/portal/aro/csr")
         assert aro.page.get_by_role("link", name="Device CSR batches").count() == 0
         aro.page.get_by_label("CSR file").set_input_files(str(csr_file))
@@ -183,8 +197,9 @@ def test_zip_batch_progress_reaches_100_and_the_response_has_the_dcc_layout(home
     files.append(("zz-bad.csr", b"MIIB this is not a CSR"))
     upload = tmp_path / "round-7.zip"
     upload.write_bytes(write_portal_zip(files))
-    with LiveServer(make_app(home, Route.GATEWAY)) as server:
-        aro = Session(browser, server, f"aro:{PARTY}:{ARO}")
+    aro_p12 = aro_credential(home, PASSPHRASE, ARO, tmp_path)
+    with live_smki(home, PASSPHRASE) as server:
+        aro = Session(browser, server, Route.GATEWAY, aro_p12)
         aro.goto("/portal/aro/batches")
         aro.page.get_by_label("ZIP of Device CSRs").set_input_files(str(upload))
         aro.page.get_by_role("button", name="Upload batch").click()
