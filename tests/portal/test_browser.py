@@ -86,6 +86,7 @@ class Session:
 
 def test_operator_proposes_and_a_second_approver_approves(home: Home, browser: object, tmp_path: Path) -> None:
     app_id = register(home)
+    assert app_id is not None
     operator_p12 = staff_credential(home, PASSPHRASE, OPERATOR, tmp_path)
     approver_p12 = staff_credential(home, PASSPHRASE, APPROVER, tmp_path)
     with live_smki(home, PASSPHRASE) as server:
