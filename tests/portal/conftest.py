@@ -1,22 +1,20 @@
 """Portal fixtures: a home with a CA and a registered Party, and the Portal on both routes.
 
-Until the HTTP listeners (issue 4) land, the tests serve the Portal from a tiny test app whose
-middleware sets ``request.state.identity`` from an ``X-Test-Identity`` header — standing in for
-the listener that sets it from the verified client certificate. The browser tests run it under
-uvicorn on 127.0.0.1 over plain HTTP.
+``clients`` (used by ``test_pages.py``) serves the Portal router from a tiny test app whose
+middleware sets ``request.state.identity`` from an ``X-Test-Identity`` header, standing in for the
+listener that sets it from the verified client certificate, so every page can be driven quickly
+through FastAPI's TestClient. The browser tests do not use it: they run against a live
+``smki serve`` with real client certificates (``tests/portal/live.py``).
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.testclient import TestClient
@@ -116,31 +114,3 @@ class Clients:
 def clients(home: Home) -> Iterator[Clients]:
     with TestClient(make_app(home, Route.GATEWAY)) as gw, TestClient(make_app(home, Route.SPOTI)) as sp:
         yield Clients(gw, sp)
-
-
-class LiveServer:
-    """uvicorn serving an app on 127.0.0.1 in a thread, on a free port."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    @property
-    def url(self) -> str:
-        sock = self.server.servers[0].sockets[0]
-        host, port = sock.getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
