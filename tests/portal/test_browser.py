@@ -90,6 +90,11 @@ def test_operator_proposes_and_a_second_approver_approves(home: Home, browser: o
     operator_p12 = staff_credential(home, PASSPHRASE, OPERATOR, tmp_path)
     approver_p12 = staff_credential(home, PASSPHRASE, APPROVER, tmp_path)
     with live_smki(home, PASSPHRASE) as server:
+        # the listener requires a client certificate: a context without one gets no page at all
+        anonymous = browser.new_context(ignore_https_errors=True)  # type: ignore[attr-defined]
+        with pytest.raises(sync_api.Error):
+            anonymous.new_page().goto(server.url(Route.GATEWAY) + "/portal/staff/applications")
+        anonymous.close()
         operator = Session(browser, server, Route.GATEWAY, operator_p12)
         operator.goto("/portal/staff/applications")
         card = operator.page.locator(f"#application-{app_id}")
