@@ -296,3 +296,35 @@ def test_assets_are_local(clients: Clients, path: str) -> None:
     reply = clients.gateway.get(path)
     assert reply.status_code == 200
     assert "http://" not in reply.text and "https://" not in reply.text
+
+
+def test_staff_overview_shows_capacity_use_per_party(home: Home, clients: Clients) -> None:
+    from smki.services.capacity import capacity_settings, consume
+
+    register(home)
+    settings = capacity_settings(home)
+    name = "portal-adhoc" if "portal-adhoc" in settings.limits else sorted(settings.limits)[0]
+    consume(home, settings, PARTY, name, 40, actor="test", interface="portal")
+    page = clients.gateway.get("/portal/staff", headers=staff(AUDITOR))
+    assert page.status_code == 200
+    row = re.search(rf"<tr><td>{PARTY}</td><td>{name}</td><td>(\d+)</td><td>(\d+)</td>", page.text)
+    assert row is not None, page.text
+    assert int(row.group(1)) == 40
+
+
+def test_portal_device_csrs_count_against_the_partys_daily_capacity(home: Home, clients: Clients) -> None:
+    from smki.services.capacity import capacity_settings, consume
+
+    app_id = register(home)
+    assert app_id is not None
+    approve_device(home, app_id)
+    settings = capacity_settings(home)
+    consume(home, settings, PARTY, "portal-adhoc", int(settings.limits["portal-adhoc"].capacity),
+            actor="test", interface="portal")
+    gw = clients.gateway
+    t = token(gw.get("/portal/aro/csr", headers=ARO_H))
+    device = bytes.fromhex("00db0000000000aa")
+    csr = make_device_csr(device, Usage.DS)
+    refused = gw.post("/portal/aro/csr", headers=ARO_H, data={"csrf": t, "csr_text": base64.b64encode(csr).decode()})
+    assert "capacity." in refused.text
+    assert home.store.certificates_for_device(device) == []

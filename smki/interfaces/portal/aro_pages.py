@@ -26,6 +26,7 @@ from smki.interfaces.portal.dcc_status import classify_batch_outcome
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download
 from smki.services import requests as rq
+from smki.services.context import Home
 from smki.services.device_issuance import DeviceOutcome
 from smki.services.portal_batches import MAX_ZIP_BYTES, read_portal_zip, request_name
 from smki.services.ra_state import load_application
@@ -234,6 +235,15 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
         _add_batch_routes(router, ctx)
 
 
+def _consume(home: Home, identity: PortalIdentity, limit: str, amount: int) -> None:
+    """The Portal's share of the per-Party capacity limits (spec §3.3), shared with the API."""
+    from smki.services.capacity import capacity_settings, consume
+
+    assert identity.party_id is not None
+    consume(home, capacity_settings(home), identity.party_id, limit, amount,
+            actor=f"aro:{identity.aro_id}@{identity.party_id}", interface="portal")
+
+
 def _issue_single(request: Request, ctx: PortalContext, identity: PortalIdentity, data: bytes) -> Response:
     from smki.ca.csr import decode_csr_text
 
@@ -242,10 +252,12 @@ def _issue_single(request: Request, ctx: PortalContext, identity: PortalIdentity
     der = decode_csr_text(data)
     policy = ra.csr_policy(der)
     if policy is CertificatePolicy.ORGANISATION:
+        _consume(home, identity, "organisation-csrs", 1)
         issued = rq.request_organisation(home, who, der)
         serial = issued.serial
     else:
         ra.authorise_device(home, who)  # refuses on SPOTI before anything else is looked at
+        _consume(home, identity, "portal-adhoc", 1)  # SEC App. N: ad hoc Portal Device CSRs per Party per day
         outcome = rq.request_device(home, who, der, item_id="portal",
                                     batch_ref=f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}")
         if not outcome.ok:
@@ -278,6 +290,7 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
             home = ctx.home()
             who = requester(ctx, identity)
             ra.authorise_device(home, who)  # refuse the whole upload up front
+            _consume(home, identity, "batch-csrs", len(items))  # the same daily volume as the web service
             assert identity.party_id is not None
             ref = f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}"
 

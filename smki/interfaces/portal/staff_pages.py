@@ -23,6 +23,7 @@ from smki.ra import Decision
 from smki.ra.state import INSTALLATION_NEED_EVIDENCE
 from smki.services import applications as apps
 from smki.services import registry as reg
+from smki.services.context import Home
 from smki.services.ra_state import today
 from smki.store import CertificateQuery
 
@@ -99,6 +100,7 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
             request, "staff_home.html", staff=home.store.registry.staff(_staff_id(identity)),
             open_count=len([a for a in home.store.registry.applications() if a.status in ("open", "proposed")]),
             dual_count=len(home.store.registry.dual_control_items("pending")),
+            capacity=_capacity_rows(home),
         )
 
     @router.get("/staff/applications")
@@ -205,3 +207,27 @@ _PATHS = {
 
 def _route_path(run: Callable[..., object]) -> str:
     return _PATHS[run.__name__]
+
+
+def _capacity_rows(home: Home) -> list[dict[str, object]]:
+    """Each Party's use of each capacity limit (spec §3.3), as the staff overview shows it."""
+    from smki.services.capacity import usage
+
+    rows: list[dict[str, object]] = []
+    for row in usage(home):
+        capacity = float(row["capacity"])
+        used = max(0.0, capacity - float(row["remaining"]))
+        rows.append({
+            "party": row["party"], "limit": row["limit"], "used": round(used),
+            "capacity": round(capacity), "percent": round(100 * used / capacity) if capacity else 0,
+            "period": _period_text(float(row["period_seconds"])),
+        })
+    return sorted(rows, key=lambda r: (str(r["party"]), str(r["limit"])))
+
+
+def _period_text(seconds: float) -> str:
+    if seconds >= 86_400 and seconds % 86_400 == 0:
+        return f"{int(seconds // 86_400)} d"
+    if seconds >= 3_600 and seconds % 3_600 == 0:
+        return f"{int(seconds // 3_600)} h"
+    return f"{seconds:g} s"
