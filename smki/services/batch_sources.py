@@ -22,6 +22,8 @@ from smki.errors import SmkiError
 
 CSR_FILE_SUFFIXES = (".csr", ".pem", ".der", ".req", ".b64")
 MAX_ITEM_BYTES = 64 * 1024  # far above any P-256 CSR; the CA refuses anything over its own limit
+_READ_BLOCK = 1 << 20
+_PEM_BEGIN = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----")
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----.*?-----END (?:NEW )?CERTIFICATE REQUEST-----",
     re.DOTALL,
@@ -73,24 +75,35 @@ def _from_directory(path: Path) -> Iterator[BatchItem]:
 
 
 def _from_multi_pem(path: Path) -> Iterator[BatchItem]:
-    """PEM blocks one after another; streamed block by block, never the whole file at once."""
+    """PEM blocks one after another, streamed a megabyte at a time, never the whole file at once.
+
+    Text between blocks is ignored, as ``openssl`` does. Reading in large blocks and matching whole
+    PEM blocks with one regular expression keeps this cheap: it runs in the batch's single writer
+    process, where every microsecond per CSR is a microsecond less for issuing.
+    """
     index = 0
     buffer = b""
     with path.open("rb") as handle:
-        for line in handle:
-            buffer += line
-            if b"-----END" in line:
-                match = _PEM_BLOCK.search(buffer)
-                if match:
-                    yield BatchItem(index, f"{path.name}#{index + 1}", match.group(0))
-                    index += 1
-                buffer = b""
-            elif len(buffer) > MAX_ITEM_BYTES:
+        while True:
+            block = handle.read(_READ_BLOCK)
+            buffer += block
+            end = 0
+            for match in _PEM_BLOCK.finditer(buffer):
+                yield BatchItem(index, f"{path.name}#{index + 1}", match.group(0))
+                index += 1
+                end = match.end()
+            buffer = buffer[end:]
+            if not block:
+                break
+            pending = buffer.find(b"-----BEGIN")
+            if len(buffer) - max(pending, 0) > MAX_ITEM_BYTES:
                 raise BatchSourceError(
                     "batch.malformed", f"{path}: item {index + 1} is not a PEM CSR block or is too large"
                 )
-    if buffer.strip():
-        raise BatchSourceError("batch.malformed", f"{path}: trailing data after item {index}")
+            if pending < 0:
+                buffer = buffer[-64:]  # only text between blocks so far: keep a marker's worth of tail
+    if _PEM_BEGIN.search(buffer):
+        raise BatchSourceError("batch.malformed", f"{path}: item {index + 1} is not a complete PEM CSR block")
     if index == 0:
         raise BatchSourceError("batch.empty", f"{path} holds no PEM certificate requests")
 
