@@ -296,7 +296,7 @@ class BatchRunner:
             device_ids = {item.idx: peek_device_id(item.csr) for item in page}
             fresh = [d for d in set(device_ids.values()) if d is not None and d not in counts]
             if fresh:
-                found = reader.count_device_certificates(fresh)
+                found = self.home.store.device_certificate_counts(fresh)
                 counts.update({d: found.get(d, 0) for d in fresh})
             refused: list[ItemResult] = []
             for item in page:

@@ -193,20 +193,6 @@ class JobReader:
                 return
             after = int(rows[-1]._mapping["idx"])
 
-    def count_device_certificates(self, device_ids: Sequence[bytes]) -> dict[bytes, int]:
-        """How many Device Certificates each Device ID already has (the 100-per-Device limit), in bulk."""
-        counts: dict[bytes, int] = {}
-        unique = sorted(set(device_ids))
-        with self._engine.connect() as conn:
-            for start in range(0, len(unique), 500):
-                part = unique[start:start + 500]
-                stmt = (select(certificates.c.device_id, func.count())
-                        .where(certificates.c.device_id.in_(part))
-                        .group_by(certificates.c.device_id))
-                for device_id, count in conn.execute(stmt):
-                    counts[bytes(device_id)] = int(count)
-        return counts
-
     # -- progress writes (bookkeeping, no audit) ------------------------------------------------
 
     def _write(self) -> Any:

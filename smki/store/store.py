@@ -12,7 +12,7 @@ Guarantees callers rely on:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,8 +154,20 @@ class Store:
 
     def count_device_certificates(self, device_id: bytes) -> int:
         """How many Device Certificates were ever issued for a Device ID (the 100-per-device limit)."""
+        return self.device_certificate_counts([device_id]).get(bytes(device_id), 0)
+
+    def device_certificate_counts(self, device_ids: Sequence[bytes]) -> dict[bytes, int]:
+        """The same count for many Device IDs at once (batches check the limit in bulk); absent = 0."""
+        counts: dict[bytes, int] = {}
+        unique = sorted({bytes(d) for d in device_ids})
         with self._engine.connect() as conn:
-            return int(conn.execute(select(func.count()).where(_c.device_id == device_id)).scalar_one())
+            for start in range(0, len(unique), 500):
+                stmt = (select(_c.device_id, func.count())
+                        .where(_c.device_id.in_(unique[start:start + 500]))
+                        .group_by(_c.device_id))
+                for device_id, count in conn.execute(stmt):
+                    counts[bytes(device_id)] = int(count)
+        return counts
 
     def highest_device_id(self) -> bytes | None:
         """The largest Device ID with any certificate (an index lookup: where a generator continues)."""

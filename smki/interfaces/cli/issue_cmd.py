@@ -26,17 +26,17 @@ app = typer.Typer(help="Issue certificates from PKCS#10 CSRs (CA operator).", no
 OutDir = Annotated[Path, typer.Option("--out", help="Directory for the certificates (created if missing).")]
 
 
-def _pem(der: bytes) -> bytes:
+def pem(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
-def _read_input(path: Path) -> bytes:
+def read_input(path: Path) -> bytes:
     try:
         with path.open("rb") as handle:
             return handle.read(1024 * 1024)
@@ -53,15 +53,15 @@ def org(
     """Issue one Organisation Certificate."""
     opened = open_for_signing(home)
     try:
-        issued = issue_organisation(opened, _read_input(csr), actor=actor())
+        issued = issue_organisation(opened, read_input(csr), actor=actor())
     finally:
         opened.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out, _pem(issued.der))
+    write_atomic(out, pem(issued.der))
     console.print(f"issued {issued.serial} → {out}")
 
 
-class _BatchWriter:
+class BatchWriter:
     """Writes each committed chunk's certificates and a results.csv line per CSR, with progress."""
 
     def __init__(self, out: Path, progress: Progress | None, task: TaskID | None) -> None:
@@ -80,7 +80,7 @@ class _BatchWriter:
             if outcome.ok:
                 assert outcome.der is not None
                 name = f"{outcome.file_stem}.pem"
-                _write_atomic(self.out / name, _pem(outcome.der))
+                write_atomic(self.out / name, pem(outcome.der))
                 self.writer.writerow([outcome.item_id, "issued", outcome.serial, name, "", ""])
             else:
                 self.errors.append(outcome)
@@ -103,7 +103,7 @@ def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, o
                         console=err_console, transient=False, disable=not err_console.is_terminal)
     with progress:
         task = progress.add_task("issue", total=total)
-        writer = _BatchWriter(out, progress, task)
+        writer = BatchWriter(out, progress, task)
         try:
             summary = issue_device_batch(opened, iterable, actor=actor(), batch_ref=batch_ref,
                                          workers=workers, chunk_size=chunk_size, on_chunk=writer,
@@ -130,7 +130,7 @@ def device(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Issue Device Certificates, one PEM per certificate named <eui>-<ds|ka>.pem."""
-    items = [BatchItem(i, str(path), _read_input(path)) for i, path in enumerate(csrs)]
+    items = [BatchItem(i, str(path), read_input(path)) for i, path in enumerate(csrs)]
     _run_batch(home, items, None, out, workers=0, chunk_size=500, total=len(items))
 
 

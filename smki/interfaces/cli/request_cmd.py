@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from smki.domain import Route
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console, open_for_signing
-from smki.interfaces.cli.issue_cmd import _BatchWriter, _pem, _read_input, _write_atomic
+from smki.interfaces.cli.issue_cmd import BatchWriter, pem, read_input, write_atomic
 from smki.interfaces.cli.ra_cmd import refusals_explained
 from smki.services.batch_sources import BatchItem, read_batch_source
 from smki.services.device_issuance import DeviceOutcome
@@ -54,7 +54,7 @@ def org(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """One Organisation Certificate for the Party's own Entity Identifier and a role it may hold."""
-    data = _read_input(csr)
+    data = read_input(csr)
     opened = open_for_signing(home)
     try:
         with refusals_explained():
@@ -62,7 +62,7 @@ def org(
     finally:
         opened.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out, _pem(issued.der))
+    write_atomic(out, pem(issued.der))
     console.print(f"issued {issued.serial} → {out}")
 
 
@@ -72,7 +72,7 @@ def _run(home: Path, requester: Requester, items: Iterable[BatchItem], out: Path
     batch_ref = f"req-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
     progress = Progress(TextColumn("[bold]issuing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err_console, transient=False, disable=not err_console.is_terminal)
-    writer: _BatchWriter | None = None
+    writer: BatchWriter | None = None
     try:
         with refusals_explained(), progress:
             task = progress.add_task("issue", total=total)
@@ -80,7 +80,7 @@ def _run(home: Path, requester: Requester, items: Iterable[BatchItem], out: Path
             def on_chunk(outcomes: Sequence[DeviceOutcome]) -> None:
                 nonlocal writer
                 if writer is None:  # created on the first committed chunk: a refusal leaves no files
-                    writer = _BatchWriter(out, progress, task)
+                    writer = BatchWriter(out, progress, task)
                 writer(outcomes)
 
             summary = request_device_batch(opened, requester, items, batch_ref=batch_ref,
@@ -112,7 +112,7 @@ def device(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Device Certificates for single CSRs (as the Ad Hoc service), one PEM each: <eui>-<ds|ka>.pem."""
-    items = [BatchItem(i, str(path), _read_input(path)) for i, path in enumerate(csrs)]
+    items = [BatchItem(i, str(path), read_input(path)) for i, path in enumerate(csrs)]
     _run(home, _requester(party, aro, route), items, out, workers=0, total=len(items))
 
 
