@@ -48,12 +48,17 @@ def test_token_lost_mid_batch_then_resumed(ca_home: Path, env: dict[str, str], t
     tokens.rename(tmp_path / "tokens-away")  # the HSM disappears
     stdout, stderr = proc.communicate(timeout=180)
     (tmp_path / "tokens-away").rename(tokens)  # ... and comes back
-    batch_ref = stdout.split("batch ", 1)[1].split(":", 1)[0]
-    first = _rows(out / "results.csv")
-    failed = [r for r in first if r["status"] == "rejected"]
-    assert failed, "the token was not lost before the batch finished"
-    assert all(r["error_code"].startswith("key.") for r in failed), failed[:3]  # the HSM's fault, coded
     assert "Traceback" not in stderr
+    store = Store.open(database_url)
+    try:
+        batch_ref = next(row.subject for row in store.audit_rows() if row.action == "batch.started")
+    finally:
+        store.close()
+    failed = [r for r in _rows(out / "results.csv") if r["status"] == "rejected"]
+    # Either the signatures failed CSR by CSR, or a worker could not open the token at all and the
+    # batch stopped with a coded error; both must leave a batch that resumes cleanly.
+    assert failed or "error: batch.worker-failed" in stderr, (stdout, stderr)
+    assert all(r["error_code"].startswith("key.") for r in failed), failed[:3]  # the HSM's fault, coded
 
     resumed = smki(["issue", "batch", str(source), "--out", str(out), "--resume", batch_ref, "--home", str(ca_home)],
                    env, timeout=300)
