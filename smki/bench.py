@@ -144,11 +144,17 @@ def softhsm_token(workdir: Path, label: str) -> dict[str, str]:
     return env
 
 
-def run_issue_benchmark(count: int, workdir: Path, database_url: str = "", workers: int | None = None,
-                        backend: str = "file") -> IssueRun:
+def prepare_csrs(count: int, workdir: Path) -> Path:
+    """The multi-PEM file of ``count`` Device CSRs the runs read (written once per work directory)."""
     source = workdir / f"csrs-{count}.pem"
     if not source.exists():
         write_device_csrs(source, count)
+    return source
+
+
+def run_issue_benchmark(count: int, workdir: Path, database_url: str = "", workers: int | None = None,
+                        backend: str = "file") -> IssueRun:
+    source = prepare_csrs(count, workdir)
     home = Path(tempfile.mkdtemp(prefix=f"home-{count}-{backend}-", dir=workdir))
     env = dict(os.environ, SMKI_KEY_PASSPHRASE=BENCH_PASSPHRASE)
     module = token = ""

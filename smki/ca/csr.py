@@ -225,7 +225,8 @@ class _Checked:
     subject_der: bytes
     spki_der: bytes
     point: bytes
-    has_extension_request: bool
+    #: The extensionRequest attribute's single value (the DER ``Extensions``), if there is one.
+    extension_request: bytes | None
 
 
 def _check_common(der: bytes) -> _Checked:
@@ -281,8 +282,8 @@ def _check_common(der: bytes) -> _Checked:
         public_key.verify(der[sig_start + 1 : sig_end], tbs, _ECDSA_SHA256)
     except InvalidSignature:
         raise _fail("csr.bad-signature", "the CSR's signature does not verify with its own key") from None
-    has_extension_request = _check_attributes(der, attributes_start, attributes_end)
-    return _Checked(csr, der[version_end:subject_end], spki, point, has_extension_request)
+    extension_request = _check_attributes(der, attributes_start, attributes_end)
+    return _Checked(csr, der[version_end:subject_end], spki, point, extension_request)
 
 
 def _p256_point(csr: x509.CertificateSigningRequest, spki: bytes) -> bytes:
@@ -344,9 +345,9 @@ def _oid_text(body: bytes) -> str:
     return ".".join(str(arc) for arc in [first, arcs[0] - 40 * first, *arcs[1:]])
 
 
-def _check_attributes(der: bytes, start: int, end: int) -> bool:
-    """Allow at most one attribute, extensionRequest, with exactly one value; True if present."""
-    seen = False
+def _check_attributes(der: bytes, start: int, end: int) -> bytes | None:
+    """Allow at most one attribute, extensionRequest, with exactly one value; return that value."""
+    seen: bytes | None = None
     pos = start
     try:
         while pos < end:
@@ -360,7 +361,7 @@ def _check_attributes(der: bytes, start: int, end: int) -> bool:
             _, _, value_end = _tlv(der, values_start, values_end)
             if value_end != values_end or values_end != attr_end:
                 raise _fail("csr.unexpected-attribute", "extensionRequest must have exactly one value")
-            seen = True
+            seen = der[values_start:value_end]
             pos = attr_end
     except _DerError as error:
         raise _fail("csr.malformed", f"bad CSR attributes ({error})") from None
@@ -368,7 +369,7 @@ def _check_attributes(der: bytes, start: int, end: int) -> bool:
 
 
 def _extensions(checked: _Checked) -> x509.Extensions:
-    if not checked.has_extension_request:
+    if checked.extension_request is None:
         return x509.Extensions([])
     try:
         return checked.csr.extensions
@@ -455,6 +456,9 @@ def check_device_csr(der: bytes) -> DeviceRequest:
     checked = _check_common(der)
     if checked.subject_der != b"\x30\x00":
         raise _fail("csr.subject-not-empty", "a Device CSR must have an empty subject")
+    plain = _plain_device_extensions(checked.extension_request)
+    if plain is not None:
+        return DeviceRequest(plain[0], plain[1], checked.spki_der, checked.point, point_checked=True)
     extensions = _extensions(checked)
     _check_extensions(extensions, _DEVICE_EXTENSIONS)
     try:
@@ -473,7 +477,80 @@ def check_device_csr(der: bytes) -> DeviceRequest:
     name = names[0]
     assert isinstance(name, x509.OtherName)
     device_id = _hw_serial_num(name.value)
-    return DeviceRequest(device_id, _requested_usage(extensions), checked.spki_der, checked.point)
+    return DeviceRequest(device_id, _requested_usage(extensions), checked.spki_der, checked.point, point_checked=True)
+
+
+#: keyUsage values (the extnValue octets) a plain Device CSR asks for: exactly one minimal BIT STRING.
+_PLAIN_KEY_USAGE = {bytes.fromhex("03020780"): Usage.DS, bytes.fromhex("03020308"): Usage.KA}
+_KEY_USAGE_OID = bytes.fromhex("551d0f")
+_SUBJECT_ALT_NAME_OID = bytes.fromhex("551d11")
+_HARDWARE_MODULE_NAME_OID = bytes.fromhex("2b06010505070804")
+_CRITICAL = b"\x01\x01\xff"
+
+
+def _plain_device_extensions(value: bytes | None) -> tuple[bytes, Usage] | None:
+    """(Device ID, usage) when the requested extensions are the plain pair, else None.
+
+    Nearly every Device CSR asks for exactly a keyUsage of digitalSignature or keyAgreement and a
+    subjectAltName holding one hardwareModuleName, in either order, each critical or not. Reading
+    those few bytes directly costs a fraction of having ``cryptography`` decode the extensions, and
+    it runs for every CSR of every batch. Anything else — another extension, a second name, an
+    unusual but valid encoding, a malformed one — returns None and the general path below decides,
+    so this shortcut never changes a result (``tests/ca/test_csr_plain.py`` checks that it agrees).
+    """
+    if value is None:
+        return None
+    usage: Usage | None = None
+    device: bytes | None = None
+    try:
+        start, end = _expect(value, 0, len(value), 0x30)
+        if end != len(value):
+            return None
+        pos = start
+        while pos < end:
+            ext_start, ext_end = _expect(value, pos, end, 0x30)
+            oid_start, oid_end = _expect(value, ext_start, ext_end, 0x06)
+            at = oid_end + 3 if value[oid_end : oid_end + 3] == _CRITICAL else oid_end
+            body_start, body_end = _expect(value, at, ext_end, 0x04)
+            if body_end != ext_end:
+                return None
+            oid = value[oid_start:oid_end]
+            if oid == _KEY_USAGE_OID and usage is None:
+                usage = _PLAIN_KEY_USAGE.get(value[body_start:body_end])
+                if usage is None:
+                    return None
+            elif oid == _SUBJECT_ALT_NAME_OID and device is None:
+                device = _plain_hardware_module_name(value[body_start:body_end])
+                if device is None:
+                    return None
+            else:
+                return None
+            pos = ext_end
+    except _DerError:
+        return None
+    if usage is None or device is None:
+        return None
+    return device, usage
+
+
+def _plain_hardware_module_name(names: bytes) -> bytes | None:
+    """hwSerialNum when ``names`` is GeneralNames with exactly one well-formed hardwareModuleName.
+
+    ``SEQUENCE { [0] otherName { OID hardwareModuleName, [0] EXPLICIT SEQUENCE { OID hwType,
+    OCTET STRING (8) hwSerialNum } } }``, every length in short form; None for anything else.
+    """
+    size = len(names)
+    oid_length = size - 30
+    if oid_length < 1 or size > 129:
+        return None
+    header = bytes((0x30, size - 2, 0xA0, size - 4, 0x06, 0x08)) + _HARDWARE_MODULE_NAME_OID + bytes(
+        (0xA0, size - 16, 0x30, size - 18, 0x06, oid_length)
+    )
+    if not names.startswith(header) or names[20 + oid_length : 22 + oid_length] != b"\x04\x08":
+        return None
+    if not _valid_oid_body(names[20 : 20 + oid_length]):
+        return None
+    return names[-8:]
 
 
 def _hw_serial_num(value: bytes) -> bytes:

@@ -8,7 +8,7 @@ profiles share them without importing each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from smki.domain import RemotePartyRole, Usage
 
@@ -26,6 +26,9 @@ class DeviceRequest:
     usage: Usage  # DS or KA
     spki_der: bytes
     point: bytes
+    #: True only when ``smki.ca.csr`` built this request and so has already decoded ``point`` on
+    #: the curve (to verify the CSR's signature); the factory then skips its own identical check.
+    point_checked: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

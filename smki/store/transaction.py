@@ -12,7 +12,7 @@ A transaction that changed certificates but appended no audit record refuses to 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, insert, select, update
@@ -26,6 +26,7 @@ from smki.store.records import NewCertificate, RevocationListRecord, normalise_s
 from smki.store.registry import RegistryWriter
 
 _c = certificates.c
+_USAGE_VALUES = frozenset(usage.value for usage in Usage)
 
 _INSERT_CERTS = insert(certificates)
 _INSERT_AUDIT = insert(audit_log)
@@ -73,14 +74,7 @@ class Transaction:
         """
         if not rows:
             return
-        cache: dict[datetime, object] = {}
-
-        def when(value: datetime) -> object:  # a chunk shares a handful of distinct times
-            converted = cache.get(value)
-            if converted is None:
-                converted = cache[value] = self._db_time(value)
-            return converted
-
+        when = self._time_converter()
         params = [
             (r.serial, r.kind.value, None if r.usage is None else r.usage.value, r.issuer_key_id, r.device_id,
              r.entity_id, r.role, r.status.value, when(r.not_before), when(r.not_after), r.der, when(r.issued_at),
@@ -92,6 +86,18 @@ class Transaction:
         except IntegrityError as exc:
             raise integrity_error(exc) from exc
         self._changes += len(rows)
+
+    def _time_converter(self) -> Callable[[datetime], object]:
+        """``_db_time`` remembering its answers: the rows of a chunk share a handful of times."""
+        cache: dict[datetime, object] = {}
+
+        def when(value: datetime) -> object:
+            converted = cache.get(value)
+            if converted is None:
+                converted = cache[value] = self._db_time(value)
+            return converted
+
+        return when
 
     @property
     def _insert_sql(self) -> str:
@@ -113,23 +119,31 @@ class Transaction:
             return value.strftime("%Y-%m-%d %H:%M:%S.%f")
         return value
 
-    def retire_in_use_device_certificates(self, pairs: Sequence[tuple[bytes, Usage]]) -> int:
+    def retire_in_use_device_certificates(self, pairs: Sequence[tuple[bytes, Usage | str]]) -> int:
         """Set a device's in-use ('I') certificate for a usage to not-in-use ('N'); call before adding
         its replacement. Returns how many certificates changed status.
 
-        One indexed SELECT finds which of the pairs have an in-use certificate at all (in a fresh
-        batch, almost none), and only those are updated.
+        One indexed SELECT per 500 devices finds which of the pairs have an in-use certificate at
+        all (in a fresh batch, almost none), and only those are updated. Plain driver SQL: it runs
+        for every chunk of a batch, and SQLAlchemy's per-parameter processing cost more than the
+        query itself.
         """
         if not pairs:
             return 0
-        wanted = {(bytes(device_id), Usage(usage).value) for device_id, usage in pairs}
+        wanted = {(bytes(device_id), usage if isinstance(usage, str) else Usage(usage).value)
+                  for device_id, usage in pairs}
+        if not all(usage in _USAGE_VALUES for _, usage in wanted):
+            raise SmkiError("store.bad-value", "a Device Certificate usage is DS or KA")
         devices = sorted({device for device, _ in wanted})
         found: list[tuple[bytes, str]] = []
+        m = self._mark
         for start in range(0, len(devices), 500):
-            stmt = select(_c.device_id, _c.usage).where(
-                _c.device_id.in_(devices[start:start + 500]), _c.status == CertStatus.IN_USE.value
+            part = devices[start:start + 500]
+            rows = self._conn.exec_driver_sql(
+                f"SELECT device_id, usage FROM certificates WHERE status = 'I' AND device_id IN "
+                f"({', '.join([m] * len(part))})", tuple(part),
             )
-            found += [(bytes(row.device_id), row.usage) for row in self._conn.execute(stmt)]
+            found += [(bytes(device_id), usage) for device_id, usage in rows]
         hits = [pair for pair in found if pair in wanted]
         if not hits:
             return 0
@@ -214,7 +228,7 @@ class Transaction:
         return changed
 
     def copy_certificates(self, rows: Iterable[tuple[object, ...]], *, count: int) -> None:
-        """Bulk-load pre-built rows as fast as the engine allows (``smki dev populate``).
+        """Bulk-load pre-built rows as fast as the engine allows (batch issuance, ``smki dev populate``).
 
         Each row holds the ``COPY_COLUMNS`` values in order, times time-zone aware. PostgreSQL gets
         them through ``COPY … FROM STDIN`` (binary), several times faster than ``INSERT`` for
@@ -222,7 +236,7 @@ class Transaction:
         caller passes (the change counter must not have to materialise the iterable).
         """
         if self._conn.dialect.name != "postgresql":
-            when = self._db_time
+            when = self._time_converter()
             params = [(*r[:8], when(r[8]), when(r[9]), r[10], when(r[11]), r[12], when(r[13]))  # type: ignore[arg-type]
                       for r in rows]
             try:
