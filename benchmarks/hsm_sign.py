@@ -5,8 +5,11 @@
 Both backends are measured in the same run, on the same machine, the way batch issuance uses
 them: each worker is a forkserver process that opens its own backend with ``open_backend`` (the
 token's login and session pool are per process), waits for the others, then signs
-``--payload`` bytes (about one TBSCertificate) for ``--seconds``. A row is the total over its
-workers, best of ``--repeat`` interleaved rounds; the ratio is PKCS#11 ÷ file at the same
+``--payload`` bytes (about one TBSCertificate) for ``--seconds``. PKCS#11 is measured twice:
+``pkcs11`` as configured by default (each session signs with its own session-object copy of the
+key, ``pkcs11-session-keys = true``) and ``pkcs11 (token object)`` signing with the token object
+itself (``pkcs11-session-keys = false``). A row is the total over its workers, best of
+``--repeat`` interleaved rounds; "vs file" is the row's rate ÷ the file backend's at the same
 process count.
 """
 
@@ -23,7 +26,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
@@ -74,13 +77,13 @@ def _worker(settings: Settings, secret: bytes, seconds: float, threads: int, pay
 
 @dataclass
 class Row:
-    backend: str
+    backend: str  # "file", "pkcs11" or "pkcs11 (token object)"
     processes: int
     threads: int
     signs_per_second: float
 
 
-def measure(settings: Settings, secret: bytes, processes: int, args: argparse.Namespace) -> Row:
+def measure(name: str, settings: Settings, secret: bytes, processes: int, args: argparse.Namespace) -> Row:
     context = multiprocessing.get_context("forkserver")
     barrier = context.Barrier(processes)
     pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(barrier,))
@@ -90,7 +93,7 @@ def measure(settings: Settings, secret: bytes, processes: int, args: argparse.Na
             for _ in range(processes)
         ]
         total = sum(job.result() for job in jobs)
-    return Row(settings.key_backend, processes, args.threads, total / args.seconds)
+    return Row(name, processes, args.threads, total / args.seconds)
 
 
 def softhsm_module() -> str:
@@ -130,12 +133,18 @@ def main() -> None:
         file_settings = Settings(home=home, key_backend="file")
         open_backend(file_settings, FILE_SECRET).generate(LABEL)
         hsm_settings = Settings(home=home, key_backend="pkcs11", pkcs11_module=module, pkcs11_token="bench")
+        token_object_settings = replace(hsm_settings, pkcs11_session_keys=False)
+        variants = (
+            ("file", file_settings, FILE_SECRET),
+            ("pkcs11", hsm_settings, PIN),
+            ("pkcs11 (token object)", token_object_settings, PIN),
+        )
 
         best: dict[tuple[str, int], Row] = {}
         for _ in range(args.repeat):  # interleaved rounds, best of each: a busy machine only slows
             for processes in counts:
-                for settings, secret in ((file_settings, FILE_SECRET), (hsm_settings, PIN)):
-                    row = measure(settings, secret, processes, args)
+                for name, settings, secret in variants:
+                    row = measure(name, settings, secret, processes, args)
                     key = (row.backend, processes)
                     if key not in best or row.signs_per_second > best[key].signs_per_second:
                         best[key] = row
@@ -146,13 +155,13 @@ def main() -> None:
         return
     rounds = f"best of {args.repeat} x {args.seconds:g} s"
     print(f"ECDSA P-256 over {args.payload} bytes, {rounds}, {os.cpu_count()} CPUs")
-    print(f"{'processes':>9} {'threads':>7} {'file /s':>10} {'pkcs11 /s':>10} {'ratio':>6}")
+    print(f"{'processes':>9} {'threads':>7}  {'backend':<22} {'signatures/s':>12} {'vs file':>7}")
     for processes in counts:
         by_backend = {row.backend: row for row in rows if row.processes == processes}
         file_rate = by_backend["file"].signs_per_second
-        hsm_rate = by_backend["pkcs11"].signs_per_second
-        ratio = hsm_rate / file_rate
-        print(f"{processes:>9} {args.threads:>7} {file_rate:>10.0f} {hsm_rate:>10.0f} {ratio:>6.2f}")
+        for name, _, _ in variants:
+            rate = by_backend[name].signs_per_second
+            print(f"{processes:>9} {args.threads:>7}  {name:<22} {rate:>12.0f} {rate / file_rate:>7.2f}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class Settings:
     key_backend: str = "file"  # "file" or "pkcs11"
     pkcs11_module: str = ""
     pkcs11_token: str = ""
+    pkcs11_session_keys: bool = True  # sign with per-session copies of the key (docs/hsm.md)
 
     device_policy_oid: str = "1.2.826.0.1.1800000.1.2.1.4"
     organisation_policy_oid: str = "1.2.826.0.1.8641679.1.2.1.4"
@@ -104,6 +105,8 @@ def write_default_config(settings: Settings) -> Path:
         value = getattr(settings, f.name)
         if isinstance(value, str):
             lines.append(f'{f.name.replace("_", "-")} = "{value}"')
+        elif isinstance(value, bool):  # TOML spells them true / false
+            lines.append(f'{f.name.replace("_", "-")} = {str(value).lower()}')
         else:
             lines.append(f'{f.name.replace("_", "-")} = {value}')
     settings.home.mkdir(parents=True, exist_ok=True)
