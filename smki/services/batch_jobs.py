@@ -27,7 +27,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from cryptography import x509
 
@@ -41,7 +40,7 @@ from smki.services.batch_sources import BatchItem
 from smki.services.capacity import CapacitySettings, consume
 from smki.services.context import Home
 from smki.services.credentials import SystemRequester
-from smki.services.device_issuance import BATCH_ISSUED_ACTION, DeviceOutcome
+from smki.services.device_issuance import BATCH_ISSUED_ACTION, DeviceOutcome, SigningPool
 from smki.services.requests import Requester, authorise, request_device_batch
 from smki.store.jobs import BatchItemRecord, BatchJobRecord, ItemResult, NewBatchItem, jobs_reader, jobs_writer
 
@@ -192,6 +191,7 @@ class BatchRunner:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_purge = 0.0
+        self._pool: SigningPool | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -207,8 +207,13 @@ class BatchRunner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._close_pool()
 
     def _loop(self) -> None:
+        try:
+            self.signing_pool()  # start the signing processes now, not when the first batch arrives
+        except Exception:  # e.g. the key cannot be opened: each batch will then report it itself
+            log.exception("could not start the signing processes")
         while not self._stop.is_set():
             try:
                 self.run_once()
@@ -216,6 +221,30 @@ class BatchRunner:
                 log.exception("batch runner iteration failed")
             self._wake.wait(self.poll)
             self._wake.clear()
+
+    # -- signing processes -----------------------------------------------------------------------
+
+    def signing_pool(self) -> SigningPool | None:
+        """The warm pool batches are signed in, made (or remade, after a worker died or a new key
+        ceremony) when needed; None when this runner signs in its own process (``workers=0``)."""
+        if self.workers is not None and self.workers <= 0:
+            return None
+        issuer_der = SigningPool.issuer_der_of(self.home)
+        if self._pool is None or not self._pool.usable_for(issuer_der):
+            self._close_pool()
+            pool = SigningPool.for_home(self.home, self.workers)
+            try:
+                pool.warm()
+            except BaseException:
+                pool.close()
+                raise
+            self._pool = pool
+        return self._pool
+
+    def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     # -- claiming --------------------------------------------------------------------------------
 
@@ -353,10 +382,9 @@ class BatchRunner:
         import itertools
 
         batch_items = itertools.chain([first], items)
-        extra: dict[str, Any] = {}
         try:
             request_device_batch(self.home, requester_for(job), batch_items, batch_ref=job.ref,
-                                 workers=self.workers, on_chunk=on_chunk, **extra)
+                                 workers=self.workers, on_chunk=on_chunk, pool=self._usable_pool())
         except PolicyRefusal as exc:
             rules = list(exc.decision.failed_ids)
             reader.set_status(job.id, PROCESSING, now=_now(), owner=self.owner, error_code="ra.refused",
@@ -367,6 +395,13 @@ class BatchRunner:
                 raise _WorkerDied(exc.message) from exc
             log.warning("batch %s failed: %s", job.id, exc)
             self._fail_rest(job, exc.code, exc.message)
+
+    def _usable_pool(self) -> SigningPool | None:
+        try:
+            return self.signing_pool()
+        except Exception:  # the batch makes its own pool and reports what goes wrong there
+            log.exception("could not start the signing processes")
+            return None
 
     def _fail_rest(self, job: BatchJobRecord, code: str, message: str) -> None:
         """Report every item still without an outcome as failed (after recovering committed ones)."""

@@ -257,14 +257,18 @@ class SigningPool:
         )
         self.broken = False
 
+    @staticmethod
+    def issuer_der_of(home: Home) -> bytes:
+        """The Device CA certificate a pool for ``home`` must be made for."""
+        return home.ca_certificate(CertKind.DEVICE_CA).public_bytes(Encoding.DER)
+
     @classmethod
     def for_home(cls, home: Home, workers: int | None = None) -> SigningPool:
         if home.secret is None:
             from smki.errors import ConfigError
 
             raise ConfigError("key.secret-missing", "issuing needs the CA key passphrase or PIN")
-        issuer_der = home.ca_certificate(CertKind.DEVICE_CA).public_bytes(Encoding.DER)
-        return cls(home.settings, home.secret, issuer_der, workers)
+        return cls(home.settings, home.secret, cls.issuer_der_of(home), workers)
 
     def warm(self) -> None:
         """Start every worker now (each opens the CA key), rather than at the first batch."""
