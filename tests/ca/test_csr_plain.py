@@ -31,12 +31,13 @@ KU_OID, SAN_OID = "2.5.29.15", "2.5.29.17"
 
 @contextmanager
 def general_path_only() -> Iterator[None]:
-    original = csr_module._plain_device_extensions
+    original = csr_module._plain_device_extensions, csr_module._known_shape_request
     csr_module._plain_device_extensions = lambda value: None  # type: ignore[assignment]
+    csr_module._known_shape_request = lambda der: None  # type: ignore[assignment]
     try:
         yield
     finally:
-        csr_module._plain_device_extensions = original  # type: ignore[assignment]
+        csr_module._plain_device_extensions, csr_module._known_shape_request = original  # type: ignore[assignment]
 
 
 def outcome(der: bytes) -> object:
@@ -126,5 +127,6 @@ def test_plain_csrs_take_the_shortcut(critical: bool, bits: int, usage: str) -> 
                     + ext(KU_OID, key_usage_value(bits), critical))
     plain = csr_module._plain_device_extensions(value)
     assert plain is not None and plain[0] == serial and plain[1].value == usage
+    assert value[plain[2]:plain[2] + 8] == serial and value[plain[3]:plain[3] + 4] == key_usage_value(bits)
     request = check_device_csr(csr_with_extensions(value))
     assert request.point_checked and request.device_id == serial and request.spki_der == SPKI
