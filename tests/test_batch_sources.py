@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,38 @@ def test_manifests_and_directories(tmp_path: Path) -> None:
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps([{"id": "x1", "csr": _pem(3).decode()}]))
     assert [(i.item_id, i.data.startswith(b"-----BEGIN")) for i in read_batch_source(manifest)] == [("x1", True)]
+
+
+#: What a multi-PEM source yields, read the slow way: the whole file at once, one lazy regex.
+_ORACLE = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----.*?-----END (?:NEW )?CERTIFICATE REQUEST-----",
+                     re.DOTALL)
+_PIECES = [b"-----BEGIN CERTIFICATE REQUEST-----\n", b"-----END CERTIFICATE REQUEST-----\n",
+           b"-----BEGIN NEW CERTIFICATE REQUEST-----\n", b"-----END NEW CERTIFICATE REQUEST-----\n",
+           b"-----BEGIN CERTIFICATE-----\n", b"-----END CERTIFICATE-----\n", b"-----BEGIN ", b"-----END ",
+           b"MIIBEzCBugIBADAAMFkw\n", b"\n", b"note\r\n", b"-----"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces=st.lists(st.sampled_from(_PIECES), min_size=1, max_size=40), block=st.integers(16, 300))
+def test_blocks_match_a_whole_file_regex(tmp_path_factory: pytest.TempPathFactory, pieces: list[bytes],
+                                         block: int) -> None:
+    """Any mixture of markers, other PEM labels and text gives what one regex over the file gives."""
+    content = b"".join(pieces)
+    path = tmp_path_factory.mktemp("src") / "mixed.pem"
+    path.write_bytes(content)
+    original = batch_sources._READ_BLOCK
+    batch_sources._READ_BLOCK = block
+    try:
+        try:
+            got: object = [item.data for item in read_batch_source(path)]
+        except SmkiError as exc:
+            got = exc.code
+    finally:
+        batch_sources._READ_BLOCK = original
+    matches = list(_ORACLE.finditer(content))
+    expected: object = [match.group(0) for match in matches]
+    if batch_sources._PEM_BEGIN.search(content, matches[-1].end() if matches else 0):
+        expected = "batch.malformed"  # a BEGIN left without its END
+    elif not matches:
+        expected = "batch.empty"
+    assert got == expected

@@ -24,10 +24,7 @@ CSR_FILE_SUFFIXES = (".csr", ".pem", ".der", ".req", ".b64")
 MAX_ITEM_BYTES = 64 * 1024  # far above any P-256 CSR; the CA refuses anything over its own limit
 _READ_BLOCK = 1 << 20
 _PEM_BEGIN = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----")
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----.*?-----END (?:NEW )?CERTIFICATE REQUEST-----",
-    re.DOTALL,
-)
+_PEM_END = re.compile(rb"-----END (?:NEW )?CERTIFICATE REQUEST-----")
 
 
 class BatchItem(NamedTuple):
@@ -80,22 +77,28 @@ def _from_directory(path: Path) -> Iterator[BatchItem]:
 def _from_multi_pem(path: Path) -> Iterator[BatchItem]:
     """PEM blocks one after another, streamed a megabyte at a time, never the whole file at once.
 
-    Text between blocks is ignored, as ``openssl`` does. Reading in large blocks and matching whole
-    PEM blocks with one regular expression keeps this cheap: it runs in the batch's single writer
-    process, where every microsecond per CSR is a microsecond less for issuing.
+    Text between blocks is ignored, as ``openssl`` does. A block runs from a BEGIN line to the
+    first END line after it. Reading in large blocks and finding the two markers with literal-prefix
+    searches keeps this cheap (a lazy ``BEGIN.*?END`` match stepped through every character of
+    the base64, several times slower): it runs in the batch's single writer process, where every
+    microsecond per CSR is a microsecond less for issuing.
     """
     index = 0
     buffer = b""
-    name = path.name
+    prefix = f"{path.name}#"
+    begin_search, end_search = _PEM_BEGIN.search, _PEM_END.search
     with path.open("rb") as handle:
         while True:
             block = handle.read(_READ_BLOCK)
             buffer += block
             end = 0
-            for match in _PEM_BLOCK.finditer(buffer):
-                yield BatchItem(index, f"{name}#{index + 1}", match.group(0))
+            while (begin := begin_search(buffer, end)) is not None:
+                close = end_search(buffer, begin.end())
+                if close is None:
+                    break
+                end = close.end()
                 index += 1
-                end = match.end()
+                yield BatchItem(index - 1, prefix + str(index), buffer[begin.start() : end])
             buffer = buffer[end:]
             if not block:
                 break
