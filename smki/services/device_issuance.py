@@ -207,25 +207,26 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
     issued_list: list[list[object]] = []
     rejected_list: list[list[object]] = []
     in_use, not_in_use, device = CertStatus.IN_USE.value, CertStatus.NOT_IN_USE.value, CertKind.DEVICE.value
-    for not_before, results in chunks:
-        for result in results:
-            if len(result) != 6:
-                rejected_list.append([result[0], result[1], result[2]])
-                continue
-            index, _, device_id, usage, serial, der = result
-            status = in_use if latest[(device_id, usage)] == serial else not_in_use
-            rows.append((serial, device, usage, issuer_key_id, device_id, None, None, status, not_before,
-                         DEVICE_NOT_AFTER, der, not_before, batch_ref, not_before))
-            issued_list.append([serial, device_id.hex(), usage, index])
-    event = AuditEvent(actor, BATCH_ISSUED_ACTION, batch_ref, {
-        "batch": batch_ref, "issued": issued_list, "rejected": rejected_list,
-    })
     with home.store.transaction() as tx:
+        not_after = tx.driver_time(DEVICE_NOT_AFTER)
+        for chunk_not_before, results in chunks:
+            not_before = tx.driver_time(chunk_not_before)
+            for result in results:
+                if len(result) != 6:
+                    rejected_list.append([result[0], result[1], result[2]])
+                    continue
+                index, _, device_id, usage, serial, der = result
+                status = in_use if latest[(device_id, usage)] == serial else not_in_use
+                rows.append((serial, device, usage, issuer_key_id, device_id, None, None, status, not_before,
+                             not_after, der, not_before, batch_ref, not_before))
+                issued_list.append([serial, device_id.hex(), usage, index])
         if latest:
             tx.retire_in_use_device_certificates(list(latest))
         if rows:
-            tx.copy_certificates(rows, count=len(rows))
-        tx.append_audit([event])
+            tx.copy_certificates(rows, count=len(rows), driver_times=True)
+        tx.append_audit([AuditEvent(actor, BATCH_ISSUED_ACTION, batch_ref, {
+            "batch": batch_ref, "issued": issued_list, "rejected": rejected_list,
+        })])
     return len(rows), len(rejected_list)
 
 
