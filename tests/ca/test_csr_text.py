@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import textwrap
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from smki.ca import csr as csr_module
 from smki.ca.csr import MAX_CSR_BYTES, MAX_CSR_TEXT_BYTES, check_device_csr, decode_csr_text
 from smki.ca.devcsr import make_device_csr
 from smki.domain import Usage
@@ -153,3 +157,53 @@ def test_textwrap_of_pem_body_matches_what_openssl_writes() -> None:
     assert (
         openssl == pem(b"CERTIFICATE REQUEST", "\n".join(textwrap.wrap(B64.decode(), 64)).encode()).decode()
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The one-match path for OpenSSL's PEM never changes a result.
+
+
+
+def _decoded(data: bytes) -> object:
+    try:
+        return decode_csr_text(data)
+    except SmkiError as exc:
+        return exc.code
+
+
+def _line_by_line(data: bytes) -> object:
+    original = csr_module._PLAIN_PEM
+    csr_module._PLAIN_PEM = re.compile(rb"(?!)")  # never matches
+    try:
+        return _decoded(data)
+    finally:
+        csr_module._PLAIN_PEM = original
+
+
+@st.composite
+def pem_texts(draw: st.DrawFn) -> bytes:
+    body = base64.b64encode(draw(st.sampled_from([DER, DER[:-1], DER + b"\x00", b"\x31" + DER[1:]])))
+    width = draw(st.sampled_from([64, 64, 64, 76, 63, 65, 1000]))
+    lines = [body[i : i + width] for i in range(0, len(body), width)]
+    if draw(st.integers(0, 4)) == 0 and lines:  # a ragged or empty line, or a character changed
+        at = draw(st.integers(0, len(lines) - 1))
+        lines[at] = draw(st.sampled_from([lines[at][:-1], b"", lines[at] + b"A", lines[at][:5] + b"*" + lines[at][6:],
+                                          lines[at][:5] + b"=" + lines[at][6:]]))
+    label = draw(st.sampled_from([b"CERTIFICATE REQUEST"] * 4 + [b"NEW CERTIFICATE REQUEST", b"CERTIFICATE"]))
+    newline = draw(st.sampled_from([b"\n"] * 4 + [b"\r\n"]))
+    text = newline.join([b"-----BEGIN " + label + b"-----", *lines, b"-----END " + label + b"-----"])
+    before = draw(st.sampled_from([b"", b"", b"\n", b"  \t", b"x"]))
+    after = draw(st.sampled_from([b"", b"\n", b"\n\n", b" \r\n", b"x\n"]))
+    return before + text + after
+
+
+@settings(max_examples=400, deadline=None)
+@given(pem_texts())
+def test_plain_pem_match_agrees_with_line_by_line(text: bytes) -> None:
+    assert _decoded(text) == _line_by_line(text)
+
+
+def test_openssl_pem_takes_the_one_match_path() -> None:
+    text = pem(b"CERTIFICATE REQUEST", wrapped(64))
+    assert csr_module._PLAIN_PEM.fullmatch(text) is not None
+    assert decode_csr_text(text) == DER
