@@ -2,11 +2,11 @@
 
 The work is split where the costs are. Checking a CSR and signing a certificate (two ECDSA
 operations) run in worker processes, one ``DeviceCertificateFactory`` each; the parent process is
-the single writer. It commits each chunk's certificates and their audit records in one transaction
-and only then releases the chunk's results, so a certificate is never handed out unless it is
-recorded, and a crash (even ``kill -9``) loses at most chunks that were never committed — whose
-certificates nobody has seen. At most ``2 x workers`` chunks are in flight, so memory stays flat
-however large the batch.
+the single writer. It commits a few chunks' certificates and their audit records in one
+transaction and only then releases those chunks' results, so a certificate is never handed out
+unless it is recorded, and a crash (even ``kill -9``) loses at most chunks that were never
+committed — whose certificates nobody has seen. At most ``2 x workers + MIN_CHUNKS_PER_COMMIT``
+chunks are in flight, so memory stays flat however large the batch.
 
 A Device holds one *in use* certificate per usage (DS, KA): issuing a new one puts the previous
 in-use certificate for that Device and usage to *not in use* (``N``) in the same transaction.
@@ -293,7 +293,12 @@ class SigningPool:
         self.close()
 
 
-#: When the writer falls behind, it commits up to this many finished chunks in one transaction.
+#: The writer commits at least this many chunks together (fewer only at the end of a batch), and
+#: up to ``MAX_CHUNKS_PER_COMMIT`` when more are already finished. Larger transactions write each
+#: touched index page to the WAL once rather than once per chunk: the serial index takes random
+#: keys, so every chunk touches pages all over it (measured: 2,000 rows per commit rather than
+#: 500 saves about a quarter of the SQLite insert cost at 100,000 certificates).
+MIN_CHUNKS_PER_COMMIT = 4
 MAX_CHUNKS_PER_COMMIT = 8
 
 
@@ -366,10 +371,11 @@ def issue_device_batch(
 
 def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], commit: Callable[[Sequence[_ChunkResult]], None],
                  counts: list[int], batch_ref: str) -> None:
-    """Keep ``2 x workers`` chunks in flight; commit finished ones in order, several at once when
-    the writer is behind (fewer, larger transactions), topping the workers up before each commit."""
+    """Keep ``2 x workers`` chunks in flight beyond the group being gathered; commit finished ones
+    in order, ``MIN_CHUNKS_PER_COMMIT`` or more at once (fewer, larger transactions), topping the
+    workers up before each commit."""
     pending: deque[Future[_ChunkResult]] = deque()
-    limit = 2 * pool.workers
+    limit = 2 * pool.workers + MIN_CHUNKS_PER_COMMIT
 
     def top_up() -> None:
         while len(pending) < limit:
@@ -382,7 +388,8 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], commit: Calla
         top_up()
         while pending:
             ready = [pending.popleft().result()]
-            while pending and pending[0].done() and len(ready) < MAX_CHUNKS_PER_COMMIT:
+            while pending and len(ready) < MAX_CHUNKS_PER_COMMIT and (
+                    len(ready) < MIN_CHUNKS_PER_COMMIT or pending[0].done()):
                 ready.append(pending.popleft().result())
             top_up()
             commit(ready)
