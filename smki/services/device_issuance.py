@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from smki.ca.device_template import DeviceCertificateFactory
     from smki.ca.requests import DeviceRequest
     from smki.config import Settings
+    from smki.keys import KeyBackend
     from smki.services.context import Home
 
 DEFAULT_CHUNK = 500
@@ -101,12 +102,28 @@ _USAGES = {usage.value: usage for usage in Usage}
 _FACTORY: DeviceCertificateFactory | None = None
 
 
-def _make_factory(settings: Settings, secret: bytes, issuer_der: bytes) -> DeviceCertificateFactory:
+def _make_factory(settings: Settings, secret: bytes, issuer_der: bytes,
+                  backend: KeyBackend | None = None) -> DeviceCertificateFactory:
     from smki.ca.device_template import DeviceCertificateFactory
     from smki.keys import open_backend
 
-    signer = open_backend(settings, secret).signer(DEVICE_CA_LABEL)
+    signer = (backend or open_backend(settings, secret)).signer(DEVICE_CA_LABEL)
     return DeviceCertificateFactory(x509.load_der_x509_certificate(issuer_der), signer, settings)
+
+
+def _issue_in_this_process(settings: Settings, secret: bytes, issuer_der: bytes,
+                           items: Sequence[_Item]) -> _ChunkResult:
+    """One chunk issued here rather than in a worker, the CA key opened for it and closed after
+    (an HSM session left open would outlive its use, and the token, at exit)."""
+    from smki.keys import open_backend
+
+    backend = open_backend(settings, secret)
+    try:
+        return _issue_items(_make_factory(settings, secret, issuer_der, backend), items)
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
 
 
 def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
@@ -359,8 +376,13 @@ def issue_device_batch(
     elif pool is not None and pool.usable_for(issuer_der):
         _run_in_pool(pool, _chunks(items, chunk_size), commit, counts, batch_ref)
     else:
-        with SigningPool(home.settings, home.secret, issuer_der, workers) as own:
-            _run_in_pool(own, _chunks(items, chunk_size), commit, counts, batch_ref)
+        secret, settings = home.secret, home.settings
+
+        def issue_here(chunk: list[_Item]) -> _ChunkResult:
+            return _issue_in_this_process(settings, secret, issuer_der, chunk)
+
+        with SigningPool(settings, secret, issuer_der, workers) as own:
+            _run_in_pool(own, _chunks(items, chunk_size), commit, counts, batch_ref, issue_here)
 
     with home.store.transaction() as tx:
         tx.append_audit([AuditEvent(actor, "batch.completed", batch_ref, {
@@ -370,10 +392,18 @@ def issue_device_batch(
 
 
 def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], commit: Callable[[Sequence[_ChunkResult]], None],
-                 counts: list[int], batch_ref: str) -> None:
+                 counts: list[int], batch_ref: str,
+                 issue_here: Callable[[list[_Item]], _ChunkResult] | None = None) -> None:
     """Keep ``2 x workers`` chunks in flight beyond the group being gathered; commit finished ones
     in order, ``MIN_CHUNKS_PER_COMMIT`` or more at once (fewer, larger transactions), topping the
-    workers up before each commit."""
+    workers up before each commit.
+
+    With ``issue_here`` (a pool made for this batch, its processes not yet started), this process
+    issues and commits the first chunk itself while the worker processes start — which takes as
+    long as issuing a few hundred certificates, time the writer would otherwise spend waiting —
+    and a batch of one chunk never starts them at all. The first chunk is still committed first,
+    so chunks are committed in batch order either way.
+    """
     pending: deque[Future[_ChunkResult]] = deque()
     limit = 2 * pool.workers + MIN_CHUNKS_PER_COMMIT
 
@@ -385,7 +415,10 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], commit: Calla
             pending.append(pool.submit(chunk))
 
     try:
-        top_up()
+        first = next(chunks, None) if issue_here is not None else None
+        top_up()  # submitting starts the worker processes: they boot while this process works
+        if first is not None and issue_here is not None:
+            commit([issue_here(first)])
         while pending:
             ready = [pending.popleft().result()]
             while pending and len(ready) < MAX_CHUNKS_PER_COMMIT and (

@@ -1,0 +1,76 @@
+"""How a batch with its own signing pool starts: this process issues the first chunk while the
+worker processes start, a one-chunk batch never starts them, and chunks commit in batch order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from smki.ca.devcsr import device_csr_stream
+from smki.config import Settings
+from smki.domain import CertKind
+from smki.services import device_issuance
+from smki.services.batch_sources import BatchItem
+from smki.services.ca_admin import initialise_ca
+from smki.services.context import Home, open_home
+from smki.services.device_issuance import BATCH_ISSUED_ACTION, issue_device_batch
+from smki.store import CertificateQuery
+
+SECRET = b"batch-start-test-passphrase"
+
+
+@pytest.fixture
+def home(tmp_path: Path, database_url: str) -> Iterator[Home]:
+    settings = Settings(home=tmp_path / "home", database_url=database_url)
+    initialise_ca(settings, SECRET, actor="test")
+    opened = open_home(settings.home, SECRET)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _items(count: int) -> list[BatchItem]:
+    return [BatchItem(i, f"c{i}", der) for i, (_d, _u, der) in
+            enumerate(device_csr_stream(count, first_device=0x00DB990000000000, keys=4))]
+
+
+def _issued_indexes_per_commit(home: Home, ref: str) -> list[list[int]]:
+    return [[int(entry[3]) for entry in row.details_dict["issued"]]
+            for row in home.store.audit_rows_for(ref, BATCH_ISSUED_ACTION)]
+
+
+def _verify_all(home: Home, ref: str, expected: int) -> None:
+    records = list(home.store.iter_certificates(CertificateQuery(batch_id=ref, limit=expected + 1)))
+    assert len(records) == expected
+    device_ca = home.ca_certificate(CertKind.DEVICE_CA).public_key()
+    assert isinstance(device_ca, ec.EllipticCurvePublicKey)
+    for record in records:
+        cert = x509.load_der_x509_certificate(record.der)
+        device_ca.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+
+
+def test_a_one_chunk_batch_never_starts_the_worker_processes(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_workers(*_args: object) -> None:
+        raise AssertionError("a worker process was asked to issue a one-chunk batch")
+
+    monkeypatch.setattr(device_issuance.SigningPool, "submit", no_workers)
+    summary = issue_device_batch(home, _items(30), actor="test", batch_ref="one-chunk", workers=2, chunk_size=50)
+    assert (summary.issued, summary.rejected) == (30, 0)
+    assert _issued_indexes_per_commit(home, "one-chunk") == [list(range(30))]
+    _verify_all(home, "one-chunk", 30)
+
+
+def test_the_first_chunk_is_issued_here_and_chunks_commit_in_batch_order(home: Home) -> None:
+    summary = issue_device_batch(home, _items(230), actor="test", batch_ref="ordered", workers=2, chunk_size=20)
+    assert (summary.issued, summary.rejected) == (230, 0)
+    commits = _issued_indexes_per_commit(home, "ordered")
+    assert commits[0] == list(range(20))  # this process's chunk, committed on its own, first
+    assert [index for commit in commits for index in commit] == list(range(230))  # then in order, whole
+    assert all(len(commit) >= device_issuance.MIN_CHUNKS_PER_COMMIT * 20 for commit in commits[1:-1])
+    _verify_all(home, "ordered", 230)
