@@ -236,6 +236,8 @@ def _plain_hardware_module_name(der: bytes, start: int, end: int) -> bytes:
 
 def normalise_csr(data: bytes) -> bytes:
     """DER when the text decodes (PEM, base64); otherwise the bytes as given, refused per CSR later."""
+    if type(data) is bytes and data[:1] == b"\x30":
+        return data  # DER (what the XML service decodes to): decode_csr_text gives it back as it is
     from smki.ca.csr import decode_csr_text
 
     try:
