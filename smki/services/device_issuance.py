@@ -40,6 +40,11 @@ if TYPE_CHECKING:
     from smki.config import Settings
     from smki.keys import KeyBackend
     from smki.services.context import Home
+    from smki.store.transaction import Transaction
+
+#: Called inside a commit's transaction, after its certificates and audit record, with that
+#: commit's outcomes: what a caller records there is committed atomically with them.
+InTransaction = Callable[["Transaction", Sequence["DeviceOutcome"]], None]
 
 DEFAULT_CHUNK = 500
 #: The code of a CSR that failed through no fault of its own (DCC status ISSUANCE_ANOMALY).
@@ -205,7 +210,7 @@ def _key_id_hex(cert: x509.Certificate) -> str:
 
 
 def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch_ref: str,
-                   issuer_key_id: str) -> tuple[int, int]:
+                   issuer_key_id: str, in_transaction: InTransaction | None = None) -> tuple[int, int]:
     """Commit chunks in one transaction: retire superseded certificates, add the new ones, audit
     every outcome. Returns (issued, refused).
 
@@ -213,7 +218,8 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
     in the batch) and every CSR refused (index, item, code): one hash-chained record per commit
     rather than one per certificate keeps the single writer fast (a per-certificate record cost as
     much as inserting the certificate), while every certificate still matches an audit entry
-    committed in the same transaction.
+    committed in the same transaction. ``in_transaction`` adds the caller's own rows (a batch job's
+    item outcomes) to that transaction, so they can never disagree with what was committed.
     """
     latest: dict[tuple[bytes, str], str] = {}
     for _, results in chunks:
@@ -244,6 +250,8 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
         tx.append_audit([AuditEvent(actor, BATCH_ISSUED_ACTION, batch_ref, {
             "batch": batch_ref, "issued": issued_list, "rejected": rejected_list,
         })])
+        if in_transaction is not None:
+            in_transaction(tx, [outcome for chunk in chunks for outcome in _outcomes(chunk)])
     return len(rows), len(rejected_list)
 
 
@@ -330,11 +338,13 @@ def issue_device_batch(
     on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None = None,
     resume: bool = False,
     pool: SigningPool | None = None,
+    in_transaction: InTransaction | None = None,
 ) -> BatchSummary:
     """Issue a Device Certificate for every good CSR in ``items``; report bad ones individually.
 
     ``on_chunk`` receives each chunk's outcomes after they are committed (for files, progress,
-    responses). ``workers=0`` issues in this process (small batches, tests); the default is one
+    responses); ``in_transaction`` receives them inside the committing transaction (see
+    ``_record_chunks``). ``workers=0`` issues in this process (small batches, tests); the default is one
     worker per core, in a ``pool`` if one is given (a server's warm pool) or else in one made for
     this batch. ``resume=True`` continues an earlier run of the same ``batch_ref`` over the same
     items: items whose certificate that run committed (per its audit records) are skipped, so
@@ -362,7 +372,7 @@ def issue_device_batch(
     counts = [0, 0]
 
     def commit(ready: Sequence[_ChunkResult]) -> None:
-        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id)
+        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, in_transaction)
         counts[0] += issued
         counts[1] += refused
         if on_chunk is not None:

@@ -24,7 +24,13 @@ from smki.errors import NotFound, SmkiError
 from smki.ra import CertificateRequestFacts, Decision, decide_request
 from smki.services.batch_sources import BatchItem
 from smki.services.context import Home
-from smki.services.device_issuance import BatchSummary, DeviceOutcome, SigningPool, issue_device_batch
+from smki.services.device_issuance import (
+    BatchSummary,
+    DeviceOutcome,
+    InTransaction,
+    SigningPool,
+    issue_device_batch,
+)
 from smki.services.org_issuance import IssuedOrganisation, issue_organisation
 from smki.services.ra_state import aro_state, evidence_basis, party_state, today
 
@@ -113,7 +119,8 @@ def request_organisation(home: Home, requester: Requester, csr_data: bytes) -> I
 def request_device_batch(home: Home, requester: Requester, items: Iterable[BatchItem], *, batch_ref: str,
                          workers: int | None = None,
                          on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None = None,
-                         pool: SigningPool | None = None) -> BatchSummary:
+                         pool: SigningPool | None = None,
+                         in_transaction: InTransaction | None = None) -> BatchSummary:
     """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
 
     Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches.
@@ -124,7 +131,7 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
         "policy": CertificatePolicy.DEVICE.value, "batch": batch_ref, **_passed(decision),
     })
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
-                              on_chunk=on_chunk, pool=pool)
+                              on_chunk=on_chunk, pool=pool, in_transaction=in_transaction)
 
 
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -94,8 +94,21 @@ class ItemResult:
     error_text: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NewBatchItem:
+class ResultRow(NamedTuple):
+    """One item of a batch as its result is rendered: outcome ``ok`` (with ``der``), ``error``
+    (code and text) or None (not processed yet)."""
+
+    idx: int
+    item_id: str
+    outcome: str | None
+    error_code: str | None
+    error_text: str | None
+    der: bytes | None
+
+
+class NewBatchItem(NamedTuple):
+    """One CSR of a batch being accepted (a tuple: a submission makes 50,000 of them)."""
+
     idx: int
     item_id: str
     csr: bytes
@@ -115,6 +128,39 @@ def _item(row: Any) -> BatchItemRecord:
     m = row._mapping
     return BatchItemRecord(m["idx"], m["item_id"], bytes(m["csr"]), m["outcome"], m["serial"], m["error_code"],
                            m["error_text"])
+
+
+def _mark(conn: Any) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _record_outcomes(conn: Any, job_id: int, owner: str | None, issued: Sequence[tuple[int, str]],
+                     refused: Sequence[tuple[int, str | None, str | None]], now: datetime) -> None:
+    """Item outcomes and the job's counters, on ``conn`` inside the caller's transaction.
+
+    Only items without an outcome are updated, and the counters advance by the rows actually
+    changed, so recording the same outcome twice (a resumed run) never counts it twice. The hot
+    path: one driver-level ``executemany`` per kind of outcome, plain tuples, no SQLAlchemy
+    parameter processing (it cost more than the UPDATEs).
+    """
+    mark = _mark(conn)
+    done = 0
+    ok = 0
+    if issued:
+        ok = int(conn.exec_driver_sql(
+            f"UPDATE batch_items SET outcome = 'ok', serial = {mark} "
+            f"WHERE batch_id = {mark} AND idx = {mark} AND outcome IS NULL",
+            [(serial, job_id, idx) for idx, serial in issued]).rowcount)
+    if refused:
+        done = int(conn.exec_driver_sql(
+            f"UPDATE batch_items SET outcome = 'error', error_code = {mark}, error_text = {mark} "
+            f"WHERE batch_id = {mark} AND idx = {mark} AND outcome IS NULL",
+            [(code, text, job_id, idx) for idx, code, text in refused]).rowcount)
+    stmt = update(batch_jobs).where(_j.id == job_id)
+    if owner is not None:
+        stmt = stmt.where(_j.owner == owner)
+    conn.execute(stmt.values(processed=_j.processed + ok + done, issued=_j.issued + ok,
+                             rejected=_j.rejected + done, heartbeat_at=now))
 
 
 class JobReader:
@@ -173,6 +219,45 @@ class JobReader:
                 return
             after = rows[-1].idx
 
+    def _raw(self, sql: str, params: tuple[object, ...]) -> list[Any]:
+        """Rows of one query as the driver's own tuples, ``?`` marks adapted to the driver.
+
+        For the two reads that touch every item of a batch: SQLAlchemy's result rows (and
+        converting them) cost more there than the query itself. SQLite and psycopg both return
+        BLOB/bytea values as ``bytes``.
+        """
+        with self._engine.connect() as conn:
+            if _mark(conn) != "?":
+                sql = sql.replace("?", _mark(conn))
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+
+    def pending_items(self, job_id: int, *, after: int = -1, limit: int = 2000) -> list[tuple[int, str, bytes]]:
+        """``(idx, item_id, csr)`` of items without an outcome, in order: what a run still issues."""
+        return self._raw("SELECT idx, item_id, csr FROM batch_items WHERE batch_id = ? AND idx > ? "
+                         "AND outcome IS NULL ORDER BY idx LIMIT ?", (job_id, after, limit))
+
+    def iter_result_rows(self, job_id: int, page: int = 5000) -> Iterator[ResultRow]:
+        """Every item of a job as a :class:`ResultRow`, in order, with its certificate's DER.
+
+        A page at a time: the ``CSRBatchResult`` of a 50,000-CSR batch is rendered from these.
+        """
+        after = -1
+        while True:
+            rows = self._raw(
+                "SELECT i.idx, i.item_id, i.outcome, i.error_code, i.error_text, c.der "
+                "FROM batch_items i LEFT OUTER JOIN certificates c ON c.serial = i.serial "
+                "WHERE i.batch_id = ? AND i.idx > ? ORDER BY i.idx LIMIT ?", (job_id, after, page))
+            for row in rows:
+                yield ResultRow._make(row)
+            if len(rows) < page:
+                return
+            after = int(rows[-1][0])
+
     def iter_results(self, job_id: int, page: int = 2000) -> Iterator[tuple[BatchItemRecord, bytes | None]]:
         """Every item of a job with its certificate's DER (None when it got none), in order."""
         after = -1
@@ -227,29 +312,16 @@ class JobReader:
         """Store item outcomes and advance the job's counters in one small transaction.
 
         Only items without an outcome are updated, and the counters advance by the rows actually
-        changed, so recording the same outcome twice (a resumed run) never counts it twice. The
-        hot path: one driver-level ``executemany`` per kind of outcome.
+        changed, so recording the same outcome twice (a resumed run) never counts it twice. Used
+        for outcomes that have no certificate transaction of their own (limit refusals, recovery,
+        failures); issued chunks go through :meth:`JobWriter.record_outcomes` instead.
         """
         if not results:
             return
-        ok = [(r.serial, job_id, r.idx) for r in results if r.serial is not None]
-        bad = [(r.error_code, r.error_text, job_id, r.idx) for r in results if r.serial is None]
+        issued = [(r.idx, r.serial) for r in results if r.serial is not None]
+        refused = [(r.idx, r.error_code, r.error_text) for r in results if r.serial is None]
         with self._write() as conn, conn.begin():
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            issued = rejected = 0
-            if ok:
-                issued = int(conn.exec_driver_sql(
-                    f"UPDATE batch_items SET outcome = 'ok', serial = {mark} "
-                    f"WHERE batch_id = {mark} AND idx = {mark} AND outcome IS NULL", ok).rowcount)
-            if bad:
-                rejected = int(conn.exec_driver_sql(
-                    f"UPDATE batch_items SET outcome = 'error', error_code = {mark}, error_text = {mark} "
-                    f"WHERE batch_id = {mark} AND idx = {mark} AND outcome IS NULL", bad).rowcount)
-            stmt = update(batch_jobs).where(_j.id == job_id)
-            if owner is not None:
-                stmt = stmt.where(_j.owner == owner)
-            conn.execute(stmt.values(processed=_j.processed + issued + rejected, issued=_j.issued + issued,
-                                     rejected=_j.rejected + rejected, heartbeat_at=now))
+            _record_outcomes(conn, job_id, owner, issued, refused, now)
 
     def set_status(self, job_id: int, status: str, *, now: datetime, owner: str | None = None,
                    finished: bool = False, error_code: str | None = None, error_text: str | None = None) -> None:
@@ -365,13 +437,22 @@ class JobWriter:
             created_at=now, expires_at=expires_at,
         ).returning(_j.id))
         job_id = int(result.scalar_one())
-        for start in range(0, len(items), 5000):
-            self._conn.execute(insert(batch_items), [
-                {"batch_id": job_id, "idx": it.idx, "item_id": it.item_id, "csr": it.csr}
-                for it in items[start:start + 5000]
-            ])
+        mark = _mark(self._conn)
+        sql = f"INSERT INTO batch_items (batch_id, idx, item_id, csr) VALUES ({mark}, {mark}, {mark}, {mark})"
+        for start in range(0, len(items), 5000):  # plain tuples: SQLAlchemy's per-row processing cost more
+            self._conn.exec_driver_sql(sql, [(job_id, *it) for it in items[start:start + 5000]])
         self._changed()
         return job_id
+
+    def record_outcomes(self, job_id: int, owner: str | None, issued: Sequence[tuple[int, str]],
+                        refused: Sequence[tuple[int, str | None, str | None]], now: datetime) -> None:
+        """Item outcomes (``(idx, serial)``, ``(idx, code, text)``) and the job's counters, in this
+        transaction: the batch runner records a chunk's outcomes in the transaction that commits
+        its certificates, so the items can never lag behind (or run ahead of) the certificates.
+
+        Bookkeeping, not a state change of the SMKI: it needs no audit record of its own.
+        """
+        _record_outcomes(self._conn, job_id, owner, issued, refused, now)
 
 
 def jobs_reader(store: Store) -> JobReader:
@@ -390,6 +471,7 @@ __all__ = [
     "JobReader",
     "JobWriter",
     "NewBatchItem",
+    "ResultRow",
     "jobs_reader",
     "jobs_writer",
 ]

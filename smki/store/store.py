@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, Select, func, select, text
+from sqlalchemy import Engine, Select, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from smki.audit import AuditReport, AuditRow, verify_chain
@@ -161,11 +161,15 @@ class Store:
         counts: dict[bytes, int] = {}
         unique = sorted({bytes(d) for d in device_ids})
         with self._engine.connect() as conn:
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             for start in range(0, len(unique), 500):
-                stmt = (select(_c.device_id, func.count())
-                        .where(_c.device_id.in_(unique[start:start + 500]))
-                        .group_by(_c.device_id))
-                for device_id, count in conn.execute(stmt):
+                part = unique[start:start + 500]
+                # Driver SQL: SQLAlchemy rendering 500 expanding IN parameters cost more than the query.
+                marks = ", ".join([mark] * len(part))
+                rows = conn.exec_driver_sql(
+                    f"SELECT device_id, count(*) FROM certificates WHERE device_id IN ({marks}) GROUP BY device_id",
+                    tuple(part))
+                for device_id, count in rows:
                     counts[bytes(device_id)] = int(count)
         return counts
 

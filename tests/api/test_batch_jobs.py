@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from smki.ca.der import der_tlv
 from smki.ca.devcsr import make_device_csr
 from smki.domain import Route, Usage
 from smki.errors import SmkiError
@@ -17,6 +20,15 @@ from smki.services.device_issuance import issue_device_batch
 from smki.services.requests import Requester
 from smki.store.jobs import jobs_reader
 from tests.api.conftest import ARO, OTHER_PARTY, PARTY
+from tests.ca.test_csr_checks import EXTENSION_REQUEST, attribute, cri, ext, sign
+from tests.ca.test_csr_plain import (
+    KU_OID,
+    SAN_OID,
+    csr_with_extensions,
+    extension_lists,
+    hwmn,
+    key_usage_value,
+)
 
 OFF = CapacitySettings(enabled=False)
 ME = Requester(PARTY, ARO, Route.GATEWAY)
@@ -42,6 +54,36 @@ def test_a_crash_between_commit_and_bookkeeping_loses_nothing_and_issues_nothing
     assert len(stored) == 8  # the five from the first run were reported, not issued again
     reported = {item.serial for item, _der in bj.iter_results(home, done)}
     assert committed <= reported and len(reported) == 8
+
+
+def test_item_outcomes_commit_with_their_certificates_or_not_at_all(home: Home,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from smki.store.jobs import JobWriter
+
+    items = _items(6)
+    job = bj.submit_batch(home, ME, items, interface="json", client_ref="r", capacity=OFF)
+    original = JobWriter.record_outcomes
+    calls: list[int] = []
+
+    def record_then_fail(self: JobWriter, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        calls.append(1)
+        raise RuntimeError("the database went away before the commit")
+
+    monkeypatch.setattr(JobWriter, "record_outcomes", record_then_fail)
+    with pytest.raises(RuntimeError):
+        bj.BatchRunner(home, workers=0).run_once()
+    assert calls
+    # The failed commit took the certificates and the items' outcomes with it: neither is half there.
+    assert list(home.store.iter_certificates(_query(job.ref))) == []
+    assert len(list(jobs_reader(home.store).iter_items(job.id, unprocessed=True))) == 6
+    assert jobs_reader(home.store).job(job.id).processed == 0  # type: ignore[union-attr]
+    monkeypatch.setattr(JobWriter, "record_outcomes", original)
+    assert bj.BatchRunner(home, workers=0, lease=timedelta(0)).run_once() == 1  # takes the job over
+    done = jobs_reader(home.store).job(job.id)
+    assert done is not None and done.status == "COMPLETED" and done.issued == 6 and done.processed == 6
+    stored = {c.serial for c in home.store.iter_certificates(_query(job.ref))}
+    assert stored == {item.serial for item, _der in bj.iter_results(home, done)} and len(stored) == 6
 
 
 def _query(ref: str) -> object:
@@ -108,6 +150,60 @@ def test_peek_device_id_reads_the_csr_without_trusting_it() -> None:
     assert bj.peek_device_id(make_device_csr(device, Usage.KA)) == device
     assert bj.peek_device_id(b"\x30\x00") is None
     assert bj.peek_device_id(b"") is None
+
+
+def _both_peeks(der: bytes) -> tuple[bytes | None, bytes | None]:
+    return bj.peek_device_id(der), bj._general_device_id(der)
+
+
+def test_plain_device_csrs_are_peeked_directly() -> None:
+    for usage in Usage:
+        device = bytes.fromhex("00db0102030405ff")
+        der = make_device_csr(device, usage)
+        assert bj._plain_device_id(der) == device == bj._general_device_id(der)
+
+
+PEEK_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def plain_extension_lists(draw: st.DrawFn) -> bytes:
+    """Exactly the shape the shortcut reads: keyUsage DS or KA and one hardwareModuleName."""
+    usage = ext(KU_OID, key_usage_value(draw(st.sampled_from([0x001, 0x010]))), critical=draw(st.booleans()))
+    name = hwmn(draw(st.sampled_from([bytes.fromhex("2a863a0001848fb90f01020201"), b"\x2b\x06\x01", b""])),
+                draw(st.binary(min_size=8, max_size=8)))
+    names = ext(SAN_OID, der_tlv(0x30, name), critical=draw(st.booleans()))
+    return der_tlv(0x30, b"".join(draw(st.permutations([usage, names]))))
+
+
+#: Half the examples of the exact shape the shortcut reads, half anything near it.
+near_plain = st.one_of(plain_extension_lists(), extension_lists())
+
+
+@PEEK_SETTINGS
+@given(near_plain, st.sampled_from(["plain", "two-attributes", "challenge-first", "ms-request"]))
+def test_peek_shortcut_agrees_with_the_general_path(extensions_value: bytes, layout: str) -> None:
+    request = attribute(EXTENSION_REQUEST, extensions_value)
+    other = attribute("1.2.840.113549.1.9.7", der_tlv(0x0C, b"secret"))  # challengePassword
+    attributes = {"plain": (request,), "two-attributes": (request, request), "challenge-first": (other, request),
+                  "ms-request": (attribute("1.3.6.1.4.1.311.2.1.14", extensions_value),)}[layout]
+    fast, general = _both_peeks(sign(cri(attributes=attributes)))
+    assert fast == general
+
+
+@PEEK_SETTINGS
+@given(near_plain, st.data())
+def test_peek_shortcut_agrees_on_mutated_csrs(extensions_value: bytes, data: st.DataObject) -> None:
+    der = csr_with_extensions(extensions_value)
+    for _ in range(data.draw(st.integers(1, 3))):
+        # ECDSA signatures vary in length: draw a share of the CSR, not an offset into it.
+        position = data.draw(st.integers(min_value=0, max_value=9999)) * len(der) // 10000
+        action = data.draw(st.sampled_from(["drop", "replace", "insert"]))
+        byte = bytes([data.draw(st.integers(min_value=0, max_value=255))])
+        tail = der[position + 1:] if action != "insert" else der[position:]
+        der = der[:position] + (b"" if action == "drop" else byte) + tail
+    fast, general = _both_peeks(der)
+    assert fast == general
 
 
 def test_a_dead_signing_process_is_retried_without_issuing_twice(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:

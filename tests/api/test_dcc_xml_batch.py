@@ -321,3 +321,67 @@ def test_the_benchmark_command_runs(capsys: pytest.CaptureFixture[str]) -> None:
     dcc_xml_bench.main(["--count", "200"])
     out = capsys.readouterr().out
     assert "SubmitCSRBatch parse: 200 CSRs" in out and "CSRBatchResult render (streamed): 200" in out
+
+
+#: IDs that need escaping, XML cannot carry, are too long or empty, or are plain (incl. non-ASCII).
+_IDS = st.one_of(st.text(min_size=0, max_size=102), st.sampled_from(
+    ["ID1", "a&b", 'q"uote', "<x>", "tab\there", "cr\rlf\n", "é∂😀", "x" * 100, "x" * 101, "", "\x00", "\ud800"]))
+
+
+def _rendered(entries: list[DeviceCertificate | tuple[str, bytes]]) -> bytes | str:
+    try:
+        return b"".join(iter_csr_batch_result(BatchStatus.COMPLETED, entries, chunk_bytes=512))
+    except ValueError as exc:
+        return type(exc).__name__
+
+
+@given(st.lists(_IDS, max_size=6), st.sampled_from([certificate_der(), b"\x30\x00", b""]))
+def test_success_entries_as_id_and_der_render_as_the_dataclass_does(ids: list[str], der: bytes) -> None:
+    """``(ID, DER)`` entries (how the server streams a result) give byte for byte what the
+    ``DeviceCertificate``s give, and are refused exactly when one of those could not be made."""
+    try:
+        objects: list[DeviceCertificate | tuple[str, bytes]] = [
+            DeviceCertificate(entry_id, DeviceStatus.SUCCESS, certificate_der=der) for entry_id in ids]
+    except ValueError:
+        objects = []
+    plain: list[DeviceCertificate | tuple[str, bytes]] = [(entry_id, der) for entry_id in ids]
+    if not objects and ids:
+        assert _rendered(plain) == "ValueError"
+    else:
+        assert _rendered(plain) == _rendered(objects)
+        if isinstance(_rendered(plain), bytes):
+            parsed = parse_csr_batch_result(_rendered(plain))  # type: ignore[arg-type]
+            assert [c.id for c in parsed.certificates] == ids
+
+
+def _reference_bare_base64(text: str) -> bytes | None:
+    """What ``decode_bare_base64`` accepted before its fast path: the regex and b64decode."""
+    import binascii
+    import re
+
+    if not text or len(text) % 4 or not re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", text):
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+@given(st.one_of(st.text(alphabet="AQw+/= \n\té-", max_size=24),
+                 st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
+                 st.binary(min_size=1, max_size=40).map(lambda b: base64.b64encode(b).decode() + "=")))
+def test_the_base64_fast_path_accepts_exactly_what_the_reference_does(text: str) -> None:
+    from smki.interfaces.api.dcc_xml_core import decode_bare_base64, decode_lenient_base64, strict_base64
+
+    expected = _reference_bare_base64(text)
+    assert strict_base64(text) == expected
+    try:
+        decoded: bytes | None = decode_bare_base64(text, "x")
+    except DccFormatError:
+        decoded = None
+    assert decoded == expected
+    try:
+        lenient: bytes | None = decode_lenient_base64(text, "x")
+    except DccFormatError:
+        lenient = None
+    assert lenient == _reference_bare_base64("".join(text.split()))
