@@ -5,8 +5,9 @@ approved Device subscriber, its ARO's credential), starts ``smki serve`` as a se
 and for each size times: ``SubmitCSRBatch`` over TLS → the background job (RA rules, per-Device
 limit, parse, verify, sign, persist with audit) → ``CSRBatchResult`` fetched (the clock stops when
 the whole response has arrived; the client then parses it and checks that every CSR came back
-SUCCESS, which is its own work, not the service's). In the same run ``openssl speed -multi <cores> ecdsap256`` gives the machine's raw limit (one verify + one
-sign per certificate), and the result is reported as a share of it.
+SUCCESS, which is its own work, not the service's). In the same run ``openssl speed -multi
+<cores> ecdsap256`` gives the machine's raw limit (one verify + one sign per certificate), and the
+result is reported as a share of it.
 """
 
 from __future__ import annotations
