@@ -218,12 +218,29 @@ def hardware_module_name(hw_type_oid: str, device_id: bytes) -> bytes:
     """DER RFC 4108 HardwareModuleName { hwType, hwSerialNum = the Device's EUI-64 }."""
     from pyasn1.codec.der import encoder
     from pyasn1.type import univ
-    from pyasn1_alt_modules import rfc4108
 
-    value = rfc4108.HardwareModuleName()
+    value = _hardware_module_name_type()()
     value["hwType"] = univ.ObjectIdentifier(hw_type_oid)
     value["hwSerialNum"] = univ.OctetString(device_id)
     return bytes(encoder.encode(value))
+
+
+@cache
+def _hardware_module_name_type() -> type:
+    """RFC 4108 §5's ``HardwareModuleName ::= SEQUENCE { hwType OBJECT IDENTIFIER, hwSerialNum
+    OCTET STRING }``, declared here with pyasn1 rather than imported from ``pyasn1_alt_modules``:
+    its rfc4108 module pulls in all of CMS (~50 ms), and every signing worker builds its Device
+    Certificate template with this at start-up. ``tests/ca/test_profiles.py`` checks that both
+    declarations encode alike."""
+    from pyasn1.type import namedtype, univ
+
+    class HardwareModuleName(univ.Sequence):  # type: ignore[misc]
+        componentType = namedtype.NamedTypes(  # noqa: N815  # the name pyasn1 looks for
+            namedtype.NamedType("hwType", univ.ObjectIdentifier()),
+            namedtype.NamedType("hwSerialNum", univ.OctetString()),
+        )
+
+    return HardwareModuleName
 
 
 def _p256(key: object) -> ec.EllipticCurvePublicKey:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtensionOID, NameOID
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyasn1.codec.der import decoder
 from pyasn1_alt_modules import rfc4108, rfc5280
@@ -24,6 +24,7 @@ from smki.ca.profiles import (
     build_root,
     build_subordinate_ca,
     day_validity,
+    hardware_module_name,
     random_serial,
 )
 from smki.ca.requests import DeviceRequest, OrganisationRequest
@@ -489,3 +490,18 @@ def test_reference_extension_bytes_are_reproduced(file_ca: FileCA) -> None:
     ref_asn1, ours_asn1 = decode_certificate(_der(ref)), decode_certificate(_der(ours))
     for oid in (rfc5280.id_ce_subjectAltName, rfc5280.id_ce_certificatePolicies, rfc5280.id_ce_keyUsage):
         assert extension_value(ours_asn1, oid) == extension_value(ref_asn1, oid)
+
+
+@settings(max_examples=100, deadline=None)
+@given(arcs=st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=8),
+       first=st.integers(min_value=0, max_value=2), serial=st.binary(min_size=0, max_size=20))
+def test_hardware_module_name_encodes_as_pyasn1_alt_modules_rfc4108(arcs: list[int], first: int,
+                                                                    serial: bytes) -> None:
+    from pyasn1.codec.der import encoder
+    from pyasn1.type import univ
+
+    oid = ".".join(str(arc) for arc in [first, arcs[0] % 40 if first < 2 else arcs[0], *arcs[1:]])
+    reference = rfc4108.HardwareModuleName()
+    reference["hwType"] = univ.ObjectIdentifier(oid)
+    reference["hwSerialNum"] = univ.OctetString(serial)
+    assert hardware_module_name(oid, serial) == bytes(encoder.encode(reference))
