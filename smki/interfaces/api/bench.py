@@ -105,6 +105,7 @@ def run(sizes: list[int], *, workers: int, database_url: str = "") -> dict[str, 
     from smki.interfaces.api import dcc_xml as dx
 
     cores = os.cpu_count() or 1
+    before = openssl_limit(cores)
     with tempfile.TemporaryDirectory(prefix="smki-api-bench-") as tmp:
         home_path = Path(tmp) / "home"
         creds = _subscriber(home_path, database_url)
@@ -147,11 +148,16 @@ def run(sizes: list[int], *, workers: int, database_url: str = "") -> dict[str, 
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(30)
-    sign, verify, limit = openssl_limit(cores)
+    sign_after, verify_after, limit_after = openssl_limit(cores)
+    # The machine's speed drifts (other jobs): set the runs against the mean of the limit measured
+    # just before and just after them, as ``smki bench issue`` does.
+    sign, verify, limit = ((a + b) / 2 for a, b in zip(before, (sign_after, verify_after, limit_after), strict=True))
     results = [Run(size, round(a, 3), round(b, 3), round(c, 3), round(t, 3), round(size / t, 1),
                    round(size / t / limit, 3)) for size, a, b, c, t in runs]
     return {"cores": cores, "batch_workers": workers, "openssl_sign_per_s": sign, "openssl_verify_per_s": verify,
-            "openssl_certs_per_s": round(limit, 1), "runs": [asdict(r) for r in results]}
+            "openssl_certs_per_s": round(limit, 1),
+            "openssl_certs_per_s_before_after": [round(before[2], 1), round(limit_after, 1)],
+            "runs": [asdict(r) for r in results]}
 
 
 def _wait_up(client: object) -> None:
