@@ -27,7 +27,15 @@ from smki.config import Settings
 from smki.domain import CertKind, RemotePartyRole, Usage
 from smki.keys.file import FileKeyBackend, FileSigner
 
-REFERENCE_DIR = Path("/work/shared/reference-certs")
+
+def _reference_dir() -> Path:
+    """The DCC reference certificates: in the ``shared/`` beside this clone (as CI lays it out),
+    else the workplace's ``/work/shared``."""
+    beside = Path(__file__).resolve().parents[2].parent / "shared" / "reference-certs"
+    return beside if beside.is_dir() else Path("/work/shared/reference-certs")
+
+
+REFERENCE_DIR = _reference_dir()
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 
 

@@ -100,3 +100,8 @@ def test_undecodable_input_is_a_refusal_not_a_traceback() -> None:
     with pytest.raises(SmkiError) as err:
         crl_findings(b"", "DRL")
     assert err.value.code == "ca.lint-bad-kind"
+
+
+def test_the_reference_certificates_are_there() -> None:
+    """Without them the profile comparisons above would be parametrised over nothing and pass."""
+    assert len(REFERENCES) >= 4, REFERENCE_DIR
