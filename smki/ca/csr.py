@@ -571,6 +571,65 @@ def _plain_device_extensions(value: bytes | None) -> tuple[bytes, Usage, int, in
 
 
 # --------------------------------------------------------------------------------------------
+# The Device ID a CSR names, unchecked (the batch runner's 100-per-Device limit)
+
+
+def peek_device_id(der: bytes) -> bytes | None:
+    """The Device ID a CSR names, read without checking the CSR, or None if it cannot be read.
+
+    The batch runner counts certificates per Device ID with this before any CSR is signed; the
+    full check (:func:`check_device_csr`) still runs on every CSR and reports a bad one itself. It
+    runs for every CSR of every batch in the single writer, so the plain CSR is read with the same
+    walk as the full check (:func:`_plain_device_id`); anything else goes through
+    ``cryptography``'s extension objects (:func:`_general_device_id`). Both give the same answer
+    for every input (``tests/api/test_batch_jobs.py`` checks that on generated and mutated CSRs).
+    """
+    try:
+        csr = x509.load_der_x509_csr(der)  # a CSR cryptography cannot load names no Device
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
+        return None
+    device = _plain_device_id(der)
+    return device if device is not None else _general_device_id(csr)
+
+
+def _plain_device_id(der: bytes) -> bytes | None:
+    """hwSerialNum when the CSR's only attribute is an extensionRequest of exactly the plain pair
+    (see :func:`_plain_device_extensions`), else None."""
+    try:
+        start, end = _expect(der, 0, len(der), 0x30)
+        tbs_start, tbs_end = _expect(der, start, end, 0x30)
+        _, _, version_end = _tlv(der, tbs_start, tbs_end)
+        _, _, subject_end = _tlv(der, version_end, tbs_end)
+        _, _, spki_end = _tlv(der, subject_end, tbs_end)
+        attributes_start, attributes_end = _expect(der, spki_end, tbs_end, 0xA0)
+        if end != len(der) or attributes_end != tbs_end:
+            return None
+        extension_request, _ = _check_attributes(der, attributes_start, attributes_end)
+    except (_DerError, SmkiError):
+        return None
+    plain = _plain_device_extensions(extension_request)
+    return None if plain is None else plain[0]
+
+
+def _general_device_id(csr: x509.CertificateSigningRequest | bytes) -> bytes | None:
+    """hwSerialNum of the first hardwareModuleName in the CSR's subjectAltName, through
+    ``cryptography``; None when there is none or the extensions cannot be read."""
+    try:
+        if isinstance(csr, bytes):
+            csr = x509.load_der_x509_csr(csr)
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.InvalidVersion, x509.ExtensionNotFound, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType):
+        return None
+    for name in san:
+        if isinstance(name, x509.OtherName) and name.type_id == HARDWARE_MODULE_NAME:
+            value = name.value
+            if len(value) >= 10 and value[-10] == 0x04 and value[-9] == 8:
+                return bytes(value[-8:])
+    return None
+
+
+# --------------------------------------------------------------------------------------------
 # Known shapes: the plain Device CSR without walking it again.
 #
 # The CSRs of one batch come from one device type, and so differ only in the key (64 octets of the

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from smki.ca import csr as csr_module
 from smki.ca.der import der_tlv
 from smki.ca.devcsr import make_device_csr
 from smki.domain import Route, Usage
@@ -150,17 +151,19 @@ def test_peek_device_id_reads_the_csr_without_trusting_it() -> None:
     assert bj.peek_device_id(make_device_csr(device, Usage.KA)) == device
     assert bj.peek_device_id(b"\x30\x00") is None
     assert bj.peek_device_id(b"") is None
+    versioned = make_device_csr(device, Usage.DS).replace(b"\x02\x01\x00", b"\x02\x01\x01", 1)  # version 2
+    assert bj.peek_device_id(versioned) is None  # cryptography's InvalidVersion, not a crash of the runner
 
 
 def _both_peeks(der: bytes) -> tuple[bytes | None, bytes | None]:
-    return bj.peek_device_id(der), bj._general_device_id(der)
+    return bj.peek_device_id(der), csr_module._general_device_id(der)
 
 
 def test_plain_device_csrs_are_peeked_directly() -> None:
     for usage in Usage:
         device = bytes.fromhex("00db0102030405ff")
         der = make_device_csr(device, usage)
-        assert bj._plain_device_id(der) == device == bj._general_device_id(der)
+        assert csr_module._plain_device_id(der) == device == csr_module._general_device_id(der)
 
 
 PEEK_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
