@@ -14,6 +14,7 @@ in-use certificate for that Device and usage to *not in use* (``N``) in the same
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections import deque
@@ -210,7 +211,7 @@ def _key_id_hex(cert: x509.Certificate) -> str:
 
 
 def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch_ref: str,
-                   issuer_key_id: str, in_transaction: InTransaction | None = None) -> tuple[int, int]:
+                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None) -> tuple[int, int]:
     """Commit chunks in one transaction: retire superseded certificates, add the new ones, audit
     every outcome. Returns (issued, refused).
 
@@ -218,8 +219,8 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
     in the batch) and every CSR refused (index, item, code): one hash-chained record per commit
     rather than one per certificate keeps the single writer fast (a per-certificate record cost as
     much as inserting the certificate), while every certificate still matches an audit entry
-    committed in the same transaction. ``in_transaction`` adds the caller's own rows (a batch job's
-    item outcomes) to that transaction, so they can never disagree with what was committed.
+    committed in the same transaction. ``also`` adds the caller's own rows (a batch job's item
+    outcomes) to that transaction, so they can never disagree with what was committed.
     """
     latest: dict[tuple[bytes, str], str] = {}
     for _, results in chunks:
@@ -250,8 +251,8 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
         tx.append_audit([AuditEvent(actor, BATCH_ISSUED_ACTION, batch_ref, {
             "batch": batch_ref, "issued": issued_list, "rejected": rejected_list,
         })])
-        if in_transaction is not None:
-            in_transaction(tx, [outcome for chunk in chunks for outcome in _outcomes(chunk)])
+        if also is not None:
+            also(tx)
     return len(rows), len(rejected_list)
 
 
@@ -372,12 +373,17 @@ def issue_device_batch(
     counts = [0, 0]
 
     def commit(ready: Sequence[_ChunkResult]) -> None:
-        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, in_transaction)
+        outcomes = [_outcomes(chunk) for chunk in ready] if on_chunk or in_transaction else []
+        also: Callable[[Transaction], None] | None = None
+        if in_transaction is not None:
+            def also(tx: Transaction) -> None:
+                in_transaction(tx, [outcome for chunk_outcomes in outcomes for outcome in chunk_outcomes])
+        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, also)
         counts[0] += issued
         counts[1] += refused
         if on_chunk is not None:
-            for chunk in ready:
-                on_chunk(_outcomes(chunk))
+            for chunk_outcomes in outcomes:
+                on_chunk(chunk_outcomes)
 
     if workers is not None and workers <= 0:
         factory = _make_factory(home.settings, home.secret, issuer_der)
@@ -386,12 +392,8 @@ def issue_device_batch(
     elif pool is not None and pool.usable_for(issuer_der):
         _run_in_pool(pool, _chunks(items, chunk_size), commit, counts, batch_ref)
     else:
-        secret, settings = home.secret, home.settings
-
-        def issue_here(chunk: list[_Item]) -> _ChunkResult:
-            return _issue_in_this_process(settings, secret, issuer_der, chunk)
-
-        with SigningPool(settings, secret, issuer_der, workers) as own:
+        issue_here = functools.partial(_issue_in_this_process, home.settings, home.secret, issuer_der)
+        with SigningPool(home.settings, home.secret, issuer_der, workers) as own:
             _run_in_pool(own, _chunks(items, chunk_size), commit, counts, batch_ref, issue_here)
 
     with home.store.transaction() as tx:
