@@ -74,3 +74,17 @@ def test_the_first_chunk_is_issued_here_and_chunks_commit_in_batch_order(home: H
     assert [index for commit in commits for index in commit] == list(range(230))  # then in order, whole
     assert all(len(commit) >= device_issuance.MIN_CHUNKS_PER_COMMIT * 20 for commit in commits[1:-1])
     _verify_all(home, "ordered", 230)
+
+
+def test_workers_that_cannot_open_the_key_fail_the_batch_with_a_code(home: Home) -> None:
+    from smki.errors import SmkiError
+
+    issuer = device_issuance.SigningPool.issuer_der_of(home)
+    with device_issuance.SigningPool(home.settings, b"not-the-passphrase", issuer, workers=2) as pool:
+        with pytest.raises(device_issuance.WorkerKeyUnavailable):
+            pool.warm()  # a coded refusal from the worker, not a traceback and a broken pool
+        with pytest.raises(SmkiError) as caught:
+            issue_device_batch(home, _items(30), actor="test", batch_ref="no-key", chunk_size=10, pool=pool)
+    assert caught.value.code == "batch.worker-failed" and "key." in caught.value.message
+    assert pool.broken
+    assert _issued_indexes_per_commit(home, "no-key") == []

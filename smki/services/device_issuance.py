@@ -132,9 +132,26 @@ def _issue_in_this_process(settings: Settings, secret: bytes, issuer_der: bytes,
             close()
 
 
+class WorkerKeyUnavailable(Exception):
+    """A signing worker could not open the CA key (args: the code and message of why).
+
+    Raised by the worker for the chunk it was given, rather than out of its initializer: an
+    initializer's exception is printed as a traceback on stderr and breaks the whole pool, and an
+    HSM token that goes away while a batch's workers are still starting is a fault to report with
+    its code, not a crash (``tests/cli/test_hsm_fault.py``).
+    """
+
+
+_INIT_FAILURE: WorkerKeyUnavailable | None = None
+
+
 def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
-    global _FACTORY
-    _FACTORY = _make_factory(settings, secret, issuer_der)
+    global _FACTORY, _INIT_FAILURE
+    try:
+        _FACTORY = _make_factory(settings, secret, issuer_der)
+    except Exception as exc:  # reported with the first chunk (see WorkerKeyUnavailable)
+        _INIT_FAILURE = WorkerKeyUnavailable(getattr(exc, "code", "key.unavailable"),
+                                             getattr(exc, "message", type(exc).__name__))
 
 
 def _issue_items(factory: DeviceCertificateFactory, items: Sequence[_Item]) -> _ChunkResult:
@@ -182,6 +199,8 @@ def _anomaly(index: int, item_id: str, exc: Exception) -> _Result:
 
 
 def _issue_chunk(items: Sequence[_Item]) -> _ChunkResult:
+    if _INIT_FAILURE is not None:
+        raise _INIT_FAILURE
     assert _FACTORY is not None, "worker not initialised"
     return _issue_items(_FACTORY, items)
 
@@ -443,6 +462,14 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], commit: Calla
         raise SmkiError(
             "batch.worker-failed",
             f"a worker process died; {counts[0]} certificates were committed — resume batch {batch_ref}",
+        ) from exc
+    except WorkerKeyUnavailable as exc:
+        pool.broken = True  # its workers will never sign: the owner makes a new pool
+        code, message = exc.args
+        raise SmkiError(
+            "batch.worker-failed",
+            f"a worker could not open the CA key ({code}: {message}); {counts[0]} certificates were "
+            f"committed — resume batch {batch_ref}",
         ) from exc
     finally:
         for future in pending:

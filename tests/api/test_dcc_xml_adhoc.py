@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import re
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -24,6 +26,26 @@ from smki.interfaces.api.dcc_xml import (
 from tests.api.test_dcc_xml_support import Libxml2Schemas, certificate_der, device_csr_der, openssl, require_xsd
 
 XSD = "device-csr-adhoc.xsd"
+
+
+def _bare_base64_pattern() -> re.Pattern[str]:
+    """The XSD's own BareBase64 pattern (XSD patterns are anchored: ``fullmatch``)."""
+    from xml.etree import ElementTree
+
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    root = ElementTree.parse(Path(__file__).resolve().parents[2] / "docs" / "xsd" / XSD).getroot()
+    for simple in root.iter(f"{xs}simpleType"):
+        if simple.get("name") == "BareBase64":
+            pattern = simple.find(f"{xs}restriction/{xs}pattern")
+            assert pattern is not None
+            return re.compile(pattern.get("value", ""))
+    raise AssertionError("no BareBase64 type in the XSD")
+
+
+#: libxml2 2.9 mis-evaluates this pattern for some lengths that are not a multiple of four (the
+#: XSD's comment says which forms it gets wrong; hypothesis found ``AAAAA==`` accepted): the same
+#: pattern by Python's ``re`` settles what the schema as written says.
+BARE_BASE64 = _bare_base64_pattern()
 CSR_B64 = base64.b64encode(device_csr_der()).decode()
 
 
@@ -233,4 +255,5 @@ def test_the_parser_and_the_schema_agree(csr_text: str, request_id: str) -> None
         parsed = True
     except DccFormatError:
         parsed = False
-    assert parsed == (require_xsd().errors_for(XSD, body) == [])
+    schema_valid = require_xsd().errors_for(XSD, body) == [] and BARE_BASE64.fullmatch(" ".join(csr_text.split()))
+    assert parsed == bool(schema_valid)
