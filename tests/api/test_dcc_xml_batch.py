@@ -315,13 +315,6 @@ def test_results_round_trip(statuses: list[DeviceStatus]) -> None:
     assert parse_csr_batch_result(render_csr_batch_result(result)) == result
 
 
-def test_the_benchmark_command_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    from smki.interfaces.api import dcc_xml_bench
-
-    dcc_xml_bench.main(["--count", "200"])
-    out = capsys.readouterr().out
-    assert "SubmitCSRBatch parse: 200 CSRs" in out and "CSRBatchResult render (streamed): 200" in out
-
 
 #: IDs that need escaping, XML cannot carry, are too long or empty, or are plain (incl. non-ASCII).
 _IDS = st.one_of(st.text(min_size=0, max_size=102), st.sampled_from(

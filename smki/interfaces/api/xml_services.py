@@ -36,7 +36,7 @@ from smki.ra.engine import PolicyRefusal
 from smki.services import batch_jobs
 from smki.services.requests import Requester
 from smki.store import CertificateRecord
-from smki.store.jobs import BatchJobRecord
+from smki.store.batches import BatchJobRecord
 
 XML = "application/xml"
 ADHOC_PATH = "/1.0/DeviceCSR"

@@ -1,4 +1,4 @@
-"""Measure the batch codecs at the SEC's maximum: ``python -m smki.interfaces.api.dcc_xml_bench``.
+"""Measure the batch codecs at the SEC's maximum: ``smki bench codec``.
 
 Why it exists: a ``SubmitCSRBatch`` of 50,000 CSRs is ~20-30 MB and a ``CSRBatchResult`` of
 50,000 certificates is larger; the figures in ``docs/dcc-web-services.md`` come from this command,
