@@ -150,9 +150,11 @@ def iter_results(home: Home, job: BatchJobRecord) -> Iterator[tuple[BatchItemRec
     return batch_reads(home.store).iter_results(job.id)
 
 
-def result_items(home: Home, job: BatchJobRecord, *, after: int = -1, limit: int = 100) -> list[BatchItemRecord]:
-    """A page of the job's items in order (those after index ``after``), with their outcomes."""
-    return batch_reads(home.store).items(job.id, after=after, limit=limit)
+def result_items(home: Home, job: BatchJobRecord, *, after: int = -1,
+                 limit: int = 100) -> list[tuple[BatchItemRecord, bytes | None]]:
+    """A page of the job's items in order (those after index ``after``), with their outcomes and
+    each issued certificate's DER: one query for the page, whatever its size."""
+    return batch_reads(home.store).items_with_der(job.id, after=after, limit=limit)
 
 
 def iter_result_rows(home: Home, job: BatchJobRecord) -> Iterator[ResultRow]:
