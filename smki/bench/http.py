@@ -22,9 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 PASSPHRASE = "bench-passphrase-not-secret"
 #: How often the client asks whether the batch is done (a DCC User's system would poll too).
@@ -99,7 +102,6 @@ def _body(count: int, first: int) -> bytes:
 
 
 def run(sizes: list[int], *, workers: int, database_url: str = "") -> dict[str, object]:
-    import httpx
 
     from smki.bench.issue import openssl_limit
     from smki.interfaces.api import dcc_xml as dx
@@ -112,42 +114,27 @@ def run(sizes: list[int], *, workers: int, database_url: str = "") -> dict[str, 
         with (home_path / "smki.toml").open("a", encoding="utf-8") as config:
             config.write('\n[api]\ngateway = "127.0.0.1:0"\nspoti-enabled = false\nbatch-poll = 0.02\n'
                          "\n[capacity]\nenabled = false\n")
-        env = {**os.environ, "SMKI_KEY_PASSPHRASE": PASSPHRASE}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "smki.interfaces.cli.serve_cmd", "--home", str(home_path),
-             "--batch-workers", str(workers)], stdout=subprocess.PIPE, env=env, text=True, start_new_session=True)
-        try:
-            assert server.stdout is not None
-            match = re.search(r"gateway=(\S+)", server.stdout.readline())
-            if not match:
-                raise RuntimeError("smki serve did not start")
-            context = ssl.create_default_context(cafile=str(creds / "ca.pem"))
-            context.load_cert_chain(str(creds / "cert.pem"), str(creds / "key.pem"))
-            runs = []
-            with httpx.Client(base_url=match.group(1), verify=context, timeout=600) as client:
-                _wait_up(client)
-                for n, size in enumerate(sizes):
-                    body = _body(size, 0x00DB000000000000 + n * 0x1000000)
-                    started = time.perf_counter()
-                    status = dx.parse_submit_csr_batch_status(
-                        client.post("/1.0/PortalCSRBatch/SubmitCSRBatch", content=body).content)
-                    submitted = time.perf_counter()
-                    if status.batch_id is None:
-                        raise RuntimeError(f"batch refused: {status}")
-                    while json.loads(client.get(f"/api/v1/device-batches/{status.batch_id}").content)[
-                            "status"] != "completed":
-                        time.sleep(POLL_SECONDS)
-                    issued = time.perf_counter()
-                    body = client.get("/1.0/PortalCSRBatch/CSRBatchResult", params={"BatchId": status.batch_id}).content
-                    done = time.perf_counter()  # every result is in the client's hands
-                    result = dx.parse_csr_batch_result(body)  # checked, but the client's own work: not timed
-                    ok = sum(1 for c in result.certificates if c.status is dx.DeviceStatus.SUCCESS)
-                    if ok != size:
-                        raise RuntimeError(f"{size - ok} CSRs were not issued")
-                    runs.append((size, submitted - started, issued - submitted, done - issued, done - started))
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
+        runs = []
+        with running_server(home_path, creds, ["--batch-workers", str(workers)]) as (client, _pid):
+            for n, size in enumerate(sizes):
+                body = _body(size, 0x00DB000000000000 + n * 0x1000000)
+                started = time.perf_counter()
+                status = dx.parse_submit_csr_batch_status(
+                    client.post("/1.0/PortalCSRBatch/SubmitCSRBatch", content=body).content)
+                submitted = time.perf_counter()
+                if status.batch_id is None:
+                    raise RuntimeError(f"batch refused: {status}")
+                while json.loads(client.get(f"/api/v1/device-batches/{status.batch_id}").content)[
+                        "status"] != "completed":
+                    time.sleep(POLL_SECONDS)
+                issued = time.perf_counter()
+                body = client.get("/1.0/PortalCSRBatch/CSRBatchResult", params={"BatchId": status.batch_id}).content
+                done = time.perf_counter()  # every result is in the client's hands
+                result = dx.parse_csr_batch_result(body)  # checked, but the client's own work: not timed
+                ok = sum(1 for c in result.certificates if c.status is dx.DeviceStatus.SUCCESS)
+                if ok != size:
+                    raise RuntimeError(f"{size - ok} CSRs were not issued")
+                runs.append((size, submitted - started, issued - submitted, done - issued, done - started))
     sign_after, verify_after, limit_after = openssl_limit(cores)
     # The machine's speed drifts (other jobs): set the runs against the mean of the limit measured
     # just before and just after them, as ``smki bench issue`` does.
@@ -158,6 +145,31 @@ def run(sizes: list[int], *, workers: int, database_url: str = "") -> dict[str, 
             "openssl_certs_per_s": round(limit, 1),
             "openssl_certs_per_s_before_after": [round(before[2], 1), round(limit_after, 1)],
             "runs": [asdict(r) for r in results]}
+
+
+@contextmanager
+def running_server(home_path: Path, creds: Path, args: Sequence[str] = ()) -> Iterator[tuple[Any, int]]:
+    """``smki serve`` on ``home_path`` as a child process, and an HTTP client with ``creds`` for its
+    Gateway listener; yields (client, the server's pid) and stops the server after."""
+    import httpx
+
+    env = {**os.environ, "SMKI_KEY_PASSPHRASE": PASSPHRASE}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "smki.interfaces.cli.serve_cmd", "--home", str(home_path), *args],
+        stdout=subprocess.PIPE, env=env, text=True, start_new_session=True)
+    try:
+        assert server.stdout is not None
+        match = re.search(r"gateway=(\S+)", server.stdout.readline())
+        if not match:
+            raise RuntimeError("smki serve did not start")
+        context = ssl.create_default_context(cafile=str(creds / "ca.pem"))
+        context.load_cert_chain(str(creds / "cert.pem"), str(creds / "key.pem"))
+        with httpx.Client(base_url=match.group(1), verify=context, timeout=600) as client:
+            _wait_up(client)
+            yield client, server.pid
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
 
 
 def _wait_up(client: object) -> None:

@@ -448,7 +448,8 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
     from smki.ca.csr import decode_csr_text
     from smki.services.requests import request_device
 
-    authorise(home, requester, CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
+    decision = authorise(home, requester,
+                         CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
     der = decode_csr_text(csr_data)
     device = peek_device_id(der)
     if device is not None:
@@ -461,7 +462,7 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
             raise _refuse_single(home, requester, UNKNOWN_DEVICE_CODE,
                                  f"no certificate has been issued yet for Device ID {device.hex().upper()}", device)
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
-    outcome = request_device(home, requester, der)
+    outcome = request_device(home, requester, der, decision=decision)
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome
