@@ -91,7 +91,7 @@ def _subscriber(home_path: Path, database_url: str) -> Path:
 
 def _body(count: int, first: int) -> bytes:
     from smki.ca.devcsr import device_csr_stream
-    from smki.interfaces.api import dcc_xml as dx
+    from smki.interfaces.dcc import codec as dx
 
     csrs = tuple(dx.DeviceCSR(f"ID{i}", der) for i, (_d, _u, der) in
                  enumerate(device_csr_stream(count, first_device=first, keys=64)))
@@ -102,7 +102,7 @@ def run(sizes: list[int], *, workers: int, database_url: str = "") -> dict[str, 
     import httpx
 
     from smki.bench.issue import openssl_limit
-    from smki.interfaces.api import dcc_xml as dx
+    from smki.interfaces.dcc import codec as dx
 
     cores = os.cpu_count() or 1
     before = openssl_limit(cores)
