@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from smki.interfaces.api.dcc_xml import (
+from smki.interfaces.dcc.codec import (
     MAX_BATCH_CSRS,
     BatchStatus,
     DeviceCertificate,

@@ -94,7 +94,7 @@ def _subscriber(home_path: Path, database_url: str) -> Path:
 
 def _body(count: int, first: int) -> bytes:
     from smki.ca.devcsr import device_csr_stream
-    from smki.interfaces.api import dcc_xml as dx
+    from smki.interfaces.dcc import codec as dx
 
     csrs = tuple(dx.DeviceCSR(f"ID{i}", der) for i, (_d, _u, der) in
                  enumerate(device_csr_stream(count, first_device=first, keys=64)))
@@ -104,7 +104,7 @@ def _body(count: int, first: int) -> bytes:
 def run(sizes: list[int], *, workers: int, database_url: str = "") -> dict[str, object]:
 
     from smki.bench.issue import openssl_limit
-    from smki.interfaces.api import dcc_xml as dx
+    from smki.interfaces.dcc import codec as dx
 
     cores = os.cpu_count() or 1
     before = openssl_limit(cores)

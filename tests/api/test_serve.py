@@ -13,7 +13,7 @@ from cryptography import x509
 
 from smki.ca.devcsr import device_csr_stream
 from smki.domain import Route
-from smki.interfaces.api import dcc_xml as dx
+from smki.interfaces.dcc import codec as dx
 from smki.services.context import Home
 from smki.store.batches import batch_reads
 from tests.api.conftest import SECRET, ClientFiles
