@@ -129,7 +129,7 @@ def _timed(calls: list[Callable[[], None]], warm_up: int, pid: int) -> Samples:
 
 def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int) -> tuple[Samples, ...]:
     from smki.ca.devcsr import device_csr_stream
-    from smki.interfaces.api import dcc_xml as dx
+    from smki.interfaces.dcc import codec as dx
 
     total = requests + warm_up
     # Known Devices (the Ad Hoc service requires one): a different slice of the populated ones per
