@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from smki.bench.http import PASSPHRASE, _subscriber, running_server
-from smki.bench.repository_scale import fresh_database
+from smki.bench._procstat import cpu_seconds
+from smki.bench.http import PASSPHRASE, bench_home, running_server
 
 #: Device IDs the populated records start at (``smki.services.populate.FIRST_DEVICE``).
 FIRST_DEVICE = 0x00DB_0000_0000_0000
@@ -69,12 +69,6 @@ class Samples:
     def figures(self) -> tuple[float, float, float]:
         cuts = statistics.quantiles(self.seconds, n=100, method="inclusive")
         return round(cuts[49] * 1000, 2), round(cuts[98] * 1000, 2), round(self.cpu_per_request * 1000, 2)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process so far (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _populate_to(home_path: Path, records: int) -> int:
@@ -119,12 +113,12 @@ def _timed(calls: list[Callable[[], None]], warm_up: int, pid: int) -> Samples:
     for call in calls[:warm_up]:
         call()
     samples = []
-    cpu = _cpu_seconds(pid)
+    cpu = cpu_seconds(pid)
     for call in calls[warm_up:]:
         started = time.perf_counter()
         call()
         samples.append(time.perf_counter() - started)
-    return Samples(samples, (_cpu_seconds(pid) - cpu) / len(samples))
+    return Samples(samples, (cpu_seconds(pid) - cpu) / len(samples))
 
 
 def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int) -> tuple[Samples, ...]:
@@ -181,18 +175,12 @@ def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int
 def run(sizes: list[int], *, requests: int, warm_up: int, database_url: str = "") -> dict[str, object]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="smki-store-size-") as tmp:
-        home_path = Path(tmp) / "home"
-        if database_url:
-            fresh_database(database_url)
-        creds = _subscriber(home_path, database_url)
-        with (home_path / "smki.toml").open("a", encoding="utf-8") as config:
-            config.write('\n[api]\ngateway = "127.0.0.1:0"\nspoti-enabled = false\nbatch-poll = 0.02\n'
-                         "\n[capacity]\nenabled = false\n")
+        home_path, creds = bench_home(tmp, database_url)
         for n, size in enumerate(sorted(sizes)):
             records = _populate_to(home_path, size)
             wal = _settle(database_url, home_path)
-            with running_server(home_path, creds) as (client, pid):
-                adhoc, single, results = _measure(client, pid, n, requests, warm_up)
+            with running_server(home_path, creds) as server:
+                adhoc, single, results = _measure(server.client, server.pid, n, requests, warm_up)
             rows.append(Row(records, *adhoc.figures(), *single.figures(), *results.figures(), wal))
             print(json.dumps(asdict(rows[-1])), file=sys.stderr, flush=True)
     base = rows[0]
