@@ -175,7 +175,7 @@ def bench_home(tmp: str, database_url: str) -> tuple[Path, Path]:
         fresh_database(database_url)
     creds = _subscriber(home_path, database_url)
     with (home_path / "smki.toml").open("a", encoding="utf-8") as config:
-        config.write('\n[api]\ngateway = "127.0.0.1:0"\nspoti-enabled = false\nbatch-poll = 0.02\n'
+        config.write('\n[api]\ngateway = "127.0.0.1:0"\nspoti-enabled = false\n\n'
                      "\n[capacity]\nenabled = false\n")
     return home_path, creds
 
