@@ -33,6 +33,7 @@ from typing import Any
 import uvicorn
 
 from smki.domain import Route
+from smki.errors import SmkiError
 from smki.interfaces.api.app import create_app
 from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.settings import ApiSettings, Listen
@@ -41,6 +42,7 @@ from smki.services.batch_jobs import BatchRunner
 from smki.services.capacity import capacity_settings
 from smki.services.context import Home, open_home
 from smki.services.credentials import ServerFiles, ensure_server_credential
+from smki.services.preflight import check_listener_context, preflight_home
 from smki.services.revocation import RevocationListScheduler
 
 log = logging.getLogger("smki.serve")
@@ -114,9 +116,17 @@ class Listeners:
 
 
 def listen_sockets(api: ApiSettings) -> dict[Route, socket.socket]:
-    sockets = {Route.GATEWAY: bind(api.gateway)}
-    if api.spoti is not None:
-        sockets[Route.SPOTI] = bind(api.spoti)
+    """Both listeners' sockets, or ``listen.unavailable`` (and none left open) if one cannot be bound."""
+    sockets: dict[Route, socket.socket] = {}
+    wanted = [(Route.GATEWAY, api.gateway)] + ([(Route.SPOTI, api.spoti)] if api.spoti is not None else [])
+    for route, listen in wanted:
+        try:
+            sockets[route] = bind(listen)
+        except OSError as exc:
+            for sock in sockets.values():
+                sock.close()
+            raise SmkiError("listen.unavailable",
+                            f"cannot listen on {listen} ({route.value}): {exc.strerror or exc}") from exc
     return sockets
 
 
@@ -161,12 +171,14 @@ def _child(home_path: Path, secret: bytes, api: ApiSettings, files: ServerFiles,
 
 
 def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print) -> None:
-    """Bind, prepare the server certificate, and serve with ``api.workers`` processes."""
-    home = open_home(home_path, secret)
-    try:
+    """Check everything (:mod:`smki.services.preflight`), bind, and serve with ``api.workers`` processes.
+
+    Nothing is bound until the database, every CA key and the listener credential have been opened:
+    a failure is a ``SmkiError`` (one line from the CLI, non-zero exit) with no port ever open.
+    """
+    with preflight_home(home_path, secret) as home:
         files = prepare(home, api)
-    finally:
-        home.close()
+        check_listener_context(lambda: server_ssl_context(files))
     sockets = listen_sockets(api)
     urls = " ".join(f"{route.value}=https://{s.getsockname()[0]}:{s.getsockname()[1]}" for route, s in sockets.items())
     announce(f"smki: listening {urls} workers={api.workers} pid={os.getpid()}")
