@@ -147,6 +147,9 @@ _INIT_FAILURE: WorkerKeyUnavailable | None = None
 
 def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
     global _FACTORY, _INIT_FAILURE
+    from smki.services.procguard import die_with_parent
+
+    die_with_parent()  # a worker never outlives its forkserver (which dies with the server)
     try:
         _FACTORY = _make_factory(settings, secret, issuer_der)
     except Exception as exc:  # reported with the first chunk (see WorkerKeyUnavailable)

@@ -23,10 +23,9 @@ import os
 import signal
 import socket
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,14 @@ from smki.errors import SmkiError
 from smki.interfaces.api.app import create_app
 from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.settings import ApiSettings, Listen
+from smki.interfaces.api.supervisor import Supervisor
 from smki.interfaces.api.tls import PeerCertH11Protocol, server_ssl_context
 from smki.services.batch_jobs import BatchRunner
 from smki.services.capacity import capacity_settings
 from smki.services.context import Home, open_home
 from smki.services.credentials import ServerFiles, ensure_server_credential
 from smki.services.preflight import check_listener_context, preflight_home
+from smki.services.procguard import die_with_parent, start_guarded_forkserver
 from smki.services.revocation import RevocationListScheduler
 
 log = logging.getLogger("smki.serve")
@@ -139,7 +140,8 @@ def run_process(home_path: Path, secret: bytes, api: ApiSettings, files: ServerF
                 sockets: dict[Route, socket.socket]) -> None:
     """One server process: open the home, start the batch runner, serve until SIGTERM/SIGINT."""
     home = open_home(home_path, secret)
-    runner = BatchRunner(home, workers=api.batch_workers, poll=api.batch_poll)
+    runner = BatchRunner(home, workers=api.batch_workers, poll=api.batch_poll,
+                         lease=timedelta(seconds=api.batch_lease))
     listeners = Listeners(home, api, files, sockets, runner)
     crl_scheduler = RevocationListScheduler(
         home, interval=float(home.settings.extra.get("api", {}).get("crl-check-seconds", 300)),
@@ -147,10 +149,12 @@ def run_process(home_path: Path, secret: bytes, api: ApiSettings, files: ServerF
     )
 
     def stop(_sig: int, _frame: Any) -> None:
-        listeners.stop()
+        listeners.stop()  # stop accepting, finish open requests; the runner hands its batch back below
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if api.batch_workers is None or api.batch_workers > 0:
+        start_guarded_forkserver()  # from this (main) thread, so it and its signing workers die with us
     # Everything made so far (modules, apps, the engine) lives as long as the process. Frozen, the
     # garbage collector stops re-scanning it on every collection a batch's hundreds of thousands of
     # short-lived objects trigger in the single writer.
@@ -166,7 +170,10 @@ def run_process(home_path: Path, secret: bytes, api: ApiSettings, files: ServerF
 
 
 def _child(home_path: Path, secret: bytes, api: ApiSettings, files: ServerFiles,
-           sockets: dict[Route, socket.socket]) -> None:
+           sockets: dict[Route, socket.socket], parent: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):  # not the supervisor's handlers, copied by the fork
+        signal.signal(sig, signal.SIG_DFL)
+    die_with_parent(signal.SIGTERM, parent=parent)  # the supervisor gone (even kill -9): drain and exit
     run_process(home_path, secret, api, files, sockets)
 
 
@@ -188,25 +195,10 @@ def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callabl
         run_process(home_path, secret, api, files, sockets)
         return
     context = multiprocessing.get_context("fork")
-    children = [context.Process(target=_child, args=(home_path, secret, api, files, sockets), daemon=False)
-                for _ in range(api.workers)]
-    for child in children:
-        child.start()
-    stopping = threading.Event()
-
-    def stop(_sig: int, _frame: Any) -> None:
-        stopping.set()
-        for child in children:
-            if child.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while any(child.is_alive() for child in children):
-        time.sleep(0.2)
-        if not stopping.is_set() and any(c.exitcode not in (None, 0) for c in children):
-            log.error("a server process exited; stopping the others")
-            stop(signal.SIGTERM, None)
-    for child in children:
-        child.join()
+    parent = os.getpid()
+    supervisor = Supervisor(
+        lambda: context.Process(target=_child, args=(home_path, secret, api, files, sockets, parent), daemon=False),
+        api.workers, report=lambda text: print(f"smki: {text}", file=sys.stderr, flush=True))
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    signal.signal(signal.SIGINT, supervisor.stop)
+    supervisor.run()
