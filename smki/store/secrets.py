@@ -14,7 +14,7 @@ from typing import NamedTuple
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from smki.store.engine import WRITE_OPTION
+from smki.store.driver import write_connection
 from smki.store.models import service_secrets
 from smki.store.transaction import Transaction
 
@@ -43,7 +43,7 @@ class SecretReader:
         if found is not None:
             return found
         try:
-            with self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+            with write_connection(self._engine) as conn, conn.begin():
                 conn.execute(insert(service_secrets).values(name=name, value=value, previous=None, rotated_at=now))
         except IntegrityError:  # another process made it first: use theirs
             pass

@@ -23,10 +23,10 @@ import httpx
 import pytest
 
 from smki.domain import Route
-from smki.interfaces.api import dcc_xml as dx
+from smki.interfaces.dcc import codec as dx
 from smki.services.context import Home
 from smki.store import CertificateQuery
-from smki.store.jobs import jobs_reader
+from smki.store.batches import batch_reads
 from tests.api.conftest import ARO, PARTY, SECRET, ClientFiles
 from tests.api.serve_process import ServeProcess, write_api_config
 from tests.api.test_serve import RESULT, SUBMIT, _batch, _check_results, _client
@@ -97,7 +97,7 @@ def _issued_once(home: Home, ref: str, count: int) -> None:
 
 
 def _owner_pid(home: Home, batch_id: int) -> int | None:
-    job = jobs_reader(home.store).job(batch_id)
+    job = batch_reads(home.store).job(batch_id)
     if job is None or job.owner is None or job.processed == 0:
         return None
     return int(job.owner.split(":")[1])
@@ -126,7 +126,7 @@ def test_a_killed_worker_is_restarted_and_its_batch_taken_over(home: Home, aro: 
     finally:
         server.stop()
     _check_results(home, result, csrs)
-    job = jobs_reader(home.store).job(batch_id)
+    job = batch_reads(home.store).job(batch_id)
     assert job is not None
     _issued_once(home, job.ref, count)
     assert home.store.verify_audit().ok
@@ -157,12 +157,12 @@ def test_a_batch_whose_owner_stopped_heartbeating_is_taken_over_after_the_lease(
             owner="other-node:4242:silent", heartbeat_at=beat, status="PROCESSING", started_at=beat))
     server = ServeProcess(home.settings.home, SECRET, "--batch-workers", "0")
     try:
-        still = jobs_reader(home.store).job(job.id)
+        still = batch_reads(home.store).job(job.id)
         assert still is not None and still.owner == "other-node:4242:silent" and still.processed == 0
         result = _completed(server, aro, job.id, timeout=60)
     finally:
         server.stop()
-    done = jobs_reader(home.store).job(job.id)
+    done = batch_reads(home.store).job(job.id)
     assert done is not None and done.finished_at is not None
     assert done.finished_at - beat >= timedelta(seconds=10)  # not before the lease lapsed
     _check_results(home, result, csrs)
@@ -184,7 +184,7 @@ def test_sigterm_hands_the_running_batch_back_and_the_next_start_finishes_it(hom
         assert server.process.returncode == 0
     finally:
         server.stop()
-    job = jobs_reader(home.store).job(batch_id)
+    job = batch_reads(home.store).job(batch_id)
     assert job is not None and job.owner is None and job.status == "PROCESSING"
     assert 0 < job.processed < count, "handed back part-way"
     failed = home.store.audit_rows_for(job.ref, "batch.failed")
