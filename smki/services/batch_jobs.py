@@ -300,9 +300,13 @@ class BatchRunner:
     def _purge(self) -> None:
         import time
 
+        from smki.store.locks import exclusive
+
         if time.monotonic() - self._last_purge > 3600:
             self._last_purge = time.monotonic()
-            batch_progress(self.home.store).purge_expired(_now())
+            with exclusive(self.home.store.engine, "batch-purge") as mine:  # one purger across nodes
+                if mine:
+                    batch_progress(self.home.store).purge_expired(_now())
 
     # -- processing ------------------------------------------------------------------------------
 
