@@ -76,6 +76,14 @@ class _WorkerDied(Exception):
     pass
 
 
+class _HandedBack(Exception):
+    """The runner is stopping: the batch was left at a chunk boundary for another process."""
+
+
+#: The code a run cut short by a shutdown ends with (audited as its ``batch.failed``; then resumed).
+HANDED_BACK = "batch.handed-back"
+
+
 @dataclass(frozen=True)
 class BatchProgress:
     job: BatchJobRecord
@@ -292,9 +300,13 @@ class BatchRunner:
     def _purge(self) -> None:
         import time
 
+        from smki.store.locks import exclusive
+
         if time.monotonic() - self._last_purge > 3600:
             self._last_purge = time.monotonic()
-            batch_progress(self.home.store).purge_expired(_now())
+            with exclusive(self.home.store.engine, "batch-purge") as mine:  # one purger across nodes
+                if mine:
+                    batch_progress(self.home.store).purge_expired(_now())
 
     # -- processing ------------------------------------------------------------------------------
 
@@ -324,6 +336,8 @@ class BatchRunner:
         counts: dict[bytes, int] = {}
         after = -1
         while True:
+            if self._stop.is_set():  # draining: stop at this chunk boundary, the rest is handed back
+                raise SmkiError(HANDED_BACK, f"the server is shutting down; batch {job.ref} is handed back")
             page = reads.pending_items(job.id, after=after, limit=2000)
             if not page:
                 return
@@ -361,6 +375,10 @@ class BatchRunner:
                     log.warning("batch %s: %s (attempt %d of %d)", job.id, exc, attempt, WORKER_ATTEMPTS)
             else:
                 self._fail_rest(job, "issuance.anomaly", "the signing processes kept failing; nothing was issued")
+        except _HandedBack:
+            batch_progress(self.home.store).release(job.id, self.owner)
+            log.info("batch %s (%s) handed back at shutdown", job.id, job.ref)
+            return
         finally:
             beat_stop.set()
             beat.join(5)
@@ -375,7 +393,12 @@ class BatchRunner:
                 log.warning("heartbeat for batch %s failed", job_id)
 
     def _issue(self, job: BatchJobRecord, items: Iterator[BatchItem]) -> None:
-        first = next(items, None)
+        try:
+            first = next(items, None)
+        except SmkiError as exc:
+            if exc.code == HANDED_BACK:
+                raise _HandedBack from exc
+            raise
         if first is None:
             return
         def record(tx: Transaction, outcomes: Sequence[DeviceOutcome]) -> None:
@@ -399,6 +422,8 @@ class BatchRunner:
         except SmkiError as exc:
             if exc.code == "batch.worker-failed":
                 raise _WorkerDied(exc.message) from exc
+            if exc.code == HANDED_BACK:
+                raise _HandedBack from exc
             log.warning("batch %s failed: %s", job.id, exc)
             self._fail_rest(job, exc.code, exc.message)
 

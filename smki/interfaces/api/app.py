@@ -79,8 +79,10 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal(_request: Request, _exc: Exception) -> JSONResponse:
+        # Starlette re-raises after this answer and uvicorn then closes the connection: say so, so a
+        # keep-alive client knows not to send its next request down it (issue 11).
         return JSONResponse(error_body("internal.error", "smki could not complete the request; it has been logged"),
-                            status_code=500)
+                            status_code=500, headers={"Connection": "close"})
 
     app.include_router(create_json_router())
     app.include_router(create_device_router())

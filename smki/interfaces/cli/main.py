@@ -26,6 +26,7 @@ from smki.interfaces.cli import (
     issue_cmd,
     party_cmd,
     populate_cmd,
+    portal_cmd,
     ra_cmd,
     repo_cmd,
     request_cmd,
@@ -66,6 +67,7 @@ dev_cmd.app.command("populate")(populate_cmd.populate)
 # The HTTP interfaces (issue 4): SMKI credentials and the Gateway/SPOTI listeners.
 credential_cmd.register(app, aro_cmd.app)
 app.command("serve")(serve_cmd.serve)
+app.add_typer(portal_cmd.app, name="portal")
 
 
 def run() -> None:
