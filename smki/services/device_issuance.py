@@ -169,7 +169,7 @@ def _issue_items(factory: DeviceCertificateFactory, items: Sequence[_Item]) -> _
     built: list[tuple[int, DeviceRequest, bytes, int]] = []  # (position in results, request, TBS, serial)
     for index, item_id, data in items:
         try:
-            request = check_device_csr(decode_csr_text(data))
+            request = check_device_csr(decode_csr_text(data), factory.accepted_hw_types)
             tbs, serial, not_before = factory.to_be_signed(request, now)
         except SmkiError as exc:
             results.append((index, item_id, exc.code, exc.message))
