@@ -56,6 +56,9 @@ class Settings:
     #: Refuse an Organisation CSR whose key usage its role does not have (spec §7.3, ``csr.role-usage``);
     #: the table is ``smki.domain.ROLE_USAGES`` unless a ``[role-usages]`` section replaces it.
     enforce_role_usages: bool = True
+    #: An expired or not-in-use Organisation Certificate may be re-issued for the same key and
+    #: subject (spec §7.6); every other reuse of a certified key is ``csr.duplicate``.
+    reissue_organisation_same_key: bool = True
 
     extra: dict[str, Any] = field(default_factory=dict)
 

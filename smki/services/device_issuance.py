@@ -34,6 +34,7 @@ from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.eui64 import eui64_hex
 from smki.services.batch_sources import BatchItem
+from smki.services.key_register import record_device_keys, refuse_duplicate_device_keys
 
 if TYPE_CHECKING:
     from smki.ca.device_template import DeviceCertificateFactory
@@ -230,7 +231,8 @@ def _key_id_hex(cert: x509.Certificate) -> str:
 
 
 def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch_ref: str,
-                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None) -> tuple[int, int]:
+                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None,
+                   keys: Sequence[tuple[bytes, str]] = ()) -> tuple[int, int]:
     """Commit chunks in one transaction: retire superseded certificates, add the new ones, audit
     every outcome. Returns (issued, refused).
 
@@ -267,6 +269,7 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
             tx.retire_in_use_device_certificates(list(latest))
         if rows:
             tx.copy_certificates(rows, count=len(rows), driver_times=True)
+            record_device_keys(tx, keys)
         tx.append_audit([AuditEvent(actor, BATCH_ISSUED_ACTION, batch_ref, {
             "batch": batch_ref, "issued": issued_list, "rejected": rejected_list,
         })])
@@ -392,12 +395,13 @@ def issue_device_batch(
     counts = [0, 0]
 
     def commit(ready: Sequence[_ChunkResult]) -> None:
+        ready, keys = refuse_duplicate_device_keys(home, ready)
         outcomes = [_outcomes(chunk) for chunk in ready] if on_chunk or in_transaction else []
         also: Callable[[Transaction], None] | None = None
         if in_transaction is not None:
             def also(tx: Transaction) -> None:
                 in_transaction(tx, [outcome for chunk_outcomes in outcomes for outcome in chunk_outcomes])
-        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, also)
+        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, also, keys)
         counts[0] += issued
         counts[1] += refused
         if on_chunk is not None:

@@ -54,7 +54,10 @@ def issue_organisation(home: Home, csr_data: bytes, *, actor: str, extra_audit: 
         "usage": request.usage.value,
     }
     details.update(extra_audit or {})
+    from smki.services.key_register import claim_organisation_key
+
     with home.store.transaction() as tx:
+        claim_organisation_key(home, tx, request, serial, moment)
         tx.add_certificates([row])
         tx.append_audit([AuditEvent(actor, "certificate.issued", serial, details)])
     return IssuedOrganisation(serial, der, cert)
