@@ -34,6 +34,7 @@ from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.eui64 import eui64_hex
 from smki.services.batch_sources import BatchItem
+from smki.services.key_register import record_device_keys, refuse_duplicate_device_keys
 
 if TYPE_CHECKING:
     from smki.ca.device_template import DeviceCertificateFactory
@@ -172,7 +173,7 @@ def _issue_items(factory: DeviceCertificateFactory, items: Sequence[_Item]) -> _
     built: list[tuple[int, DeviceRequest, bytes, int]] = []  # (position in results, request, TBS, serial)
     for index, item_id, data in items:
         try:
-            request = check_device_csr(decode_csr_text(data))
+            request = check_device_csr(decode_csr_text(data), factory.accepted_hw_types)
             tbs, serial, not_before = factory.to_be_signed(request, now)
         except SmkiError as exc:
             results.append((index, item_id, exc.code, exc.message))
@@ -237,7 +238,8 @@ IN_USE_RACE_ATTEMPTS = 5
 
 
 def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch_ref: str,
-                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None) -> tuple[int, int]:
+                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None,
+                   keys: Sequence[tuple[bytes, str]] = ()) -> tuple[int, int]:
     """:func:`_commit_chunks`, tried again when another process committed a certificate for the
     same Device and usage in the meantime (``store.duplicate-in-use``).
 
@@ -250,7 +252,7 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
     """
     for attempt in range(1, IN_USE_RACE_ATTEMPTS + 1):
         try:
-            return _commit_chunks(home, chunks, actor, batch_ref, issuer_key_id, also)
+            return _commit_chunks(home, chunks, actor, batch_ref, issuer_key_id, also, keys)
         except SmkiError as exc:
             if exc.code != "store.duplicate-in-use" or attempt == IN_USE_RACE_ATTEMPTS:
                 raise
@@ -258,7 +260,8 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
 
 
 def _commit_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch_ref: str,
-                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None) -> tuple[int, int]:
+                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None,
+                   keys: Sequence[tuple[bytes, str]] = ()) -> tuple[int, int]:
     """Commit chunks in one transaction: retire superseded certificates, add the new ones, audit
     every outcome. Returns (issued, refused).
 
@@ -295,6 +298,7 @@ def _commit_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
             tx.retire_in_use_device_certificates(list(latest))
         if rows:
             tx.copy_certificates(rows, count=len(rows), driver_times=True)
+            record_device_keys(tx, keys)
         tx.append_audit([AuditEvent(actor, BATCH_ISSUED_ACTION, batch_ref, {
             "batch": batch_ref, "issued": issued_list, "rejected": rejected_list,
         })])
@@ -446,12 +450,13 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
     assert home.secret is not None
 
     def commit(ready: Sequence[_ChunkResult]) -> None:
+        ready, keys = refuse_duplicate_device_keys(home, ready)
         outcomes = [_outcomes(chunk) for chunk in ready] if on_chunk or in_transaction else []
         also: Callable[[Transaction], None] | None = None
         if in_transaction is not None:
             def also(tx: Transaction) -> None:
                 in_transaction(tx, [outcome for chunk_outcomes in outcomes for outcome in chunk_outcomes])
-        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, also)
+        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, also, keys)
         counts[0] += issued
         counts[1] += refused
         if on_chunk is not None:

@@ -379,3 +379,20 @@ batch_jobs = cast(Table, BatchJob.__table__)
 batch_items = cast(Table, BatchItemRow.__table__)
 capacity_buckets = cast(Table, CapacityBucket.__table__)
 service_secrets = cast(Table, ServiceSecret.__table__)
+
+
+# -- Issue 13: the key register, the device register -----------------------------------------------
+
+
+class CertifiedKey(Base):
+    """Every public key smki has certified, by fingerprint: a CSR whose key is here is a duplicate
+    (``csr.duplicate``, the DCC's ``CR:9999``). ``serial`` is the latest certificate for the key (an
+    Organisation Certificate re-issued for the same key moves it on, spec §7.6)."""
+
+    __tablename__ = "certified_keys"
+
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    serial: Mapped[str] = mapped_column(String(32), nullable=False)
+
+
+certified_keys_table = cast(Table, CertifiedKey.__table__)
