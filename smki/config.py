@@ -49,6 +49,9 @@ class Settings:
 
     evidence_basis: str = "installation-need"  # or "registered-user" (spec §2.1)
 
+    log_level: str = "info"  # debug, info, warning, error, critical
+    log_format: str = "auto"  # json, text, or auto (text on a terminal, else json)
+
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

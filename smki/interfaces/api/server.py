@@ -160,8 +160,13 @@ def _child(home_path: Path, secret: bytes, api: ApiSettings, files: ServerFiles,
     run_process(home_path, secret, api, files, sockets)
 
 
-def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print) -> None:
-    """Bind, prepare the server certificate, and serve with ``api.workers`` processes."""
+def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print,
+          on_started: Callable[[], None] | None = None) -> None:
+    """Bind, prepare the server certificate, and serve with ``api.workers`` processes.
+
+    ``on_started`` runs in this (parent) process once the server processes exist: the admin
+    listener starts there (issue 12), after any fork.
+    """
     home = open_home(home_path, secret)
     try:
         files = prepare(home, api)
@@ -173,6 +178,8 @@ def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callabl
     if hasattr(sys.stdout, "flush"):
         sys.stdout.flush()
     if api.workers <= 1:
+        if on_started is not None:
+            on_started()
         run_process(home_path, secret, api, files, sockets)
         return
     context = multiprocessing.get_context("fork")
@@ -180,6 +187,8 @@ def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callabl
                 for _ in range(api.workers)]
     for child in children:
         child.start()
+    if on_started is not None:
+        on_started()
     stopping = threading.Event()
 
     def stop(_sig: int, _frame: Any) -> None:

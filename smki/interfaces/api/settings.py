@@ -56,6 +56,7 @@ class ApiSettings:
     max_batch_body: int = DEFAULT_MAX_BATCH_BODY
     repository_apikey: str = ""
     batch_poll: float = 0.5
+    admin: Listen | None = None  # the admin listener (/healthz, /readyz, /metrics); off when None
 
     def with_overrides(self, **values: Any) -> ApiSettings:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
@@ -71,7 +72,7 @@ def _int(section: dict[str, Any], key: str, default: int | None, low: int = 0) -
 
 
 _KNOWN = {"gateway", "spoti", "spoti-enabled", "server-names", "workers", "batch-workers", "max-body",
-          "max-batch-body", "repository-apikey", "capacity", "batch-poll"}
+          "max-batch-body", "repository-apikey", "capacity", "batch-poll", "admin", "crl-check-seconds"}
 
 
 def api_settings(settings: Settings) -> ApiSettings:
@@ -100,4 +101,5 @@ def api_settings(settings: Settings) -> ApiSettings:
         max_batch_body=_int(section, "max-batch-body", DEFAULT_MAX_BATCH_BODY, 1024) or DEFAULT_MAX_BATCH_BODY,
         repository_apikey=str(section.get("repository-apikey", "")),
         batch_poll=float(poll),
+        admin=Listen.parse(str(section["admin"]), "[api] admin") if section.get("admin") else None,
     )
