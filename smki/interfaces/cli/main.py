@@ -20,6 +20,7 @@ from smki.interfaces.cli import (
     bench_cmd,
     ca_cmd,
     cert_cmd,
+    config_cmd,
     credential_cmd,
     crl_cmd,
     db_cmd,
@@ -69,6 +70,7 @@ credential_cmd.register(app, aro_cmd.app)
 app.command("serve")(serve_cmd.serve)
 # Operating smki (issue 12): schema, version.
 app.add_typer(db_cmd.app, name="db")
+app.add_typer(config_cmd.app, name="config")
 
 
 def _version(value: bool) -> None:

@@ -10,6 +10,7 @@ Registration (``smki.interfaces.cli.main``)::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -39,7 +40,8 @@ def serve(
     from smki.observability.logs import configure_logging, register_secret
 
     settings = load_settings(home)
-    configure_logging(log_level or settings.log_level, log_format or settings.log_format)
+    configure_logging(log_level or os.environ.get("SMKI_LOG_LEVEL") or settings.log_level,
+                      log_format or os.environ.get("SMKI_LOG_FORMAT") or settings.log_format)
     api = api_settings(settings)
     register_secret(api.repository_apikey)
     overrides: dict[str, object] = {
