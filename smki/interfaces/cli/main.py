@@ -17,6 +17,7 @@ from smki.interfaces.cli import (
     apply_cmd,
     aro_cmd,
     audit_cmd,
+    backup_cmd,
     bench_cmd,
     ca_cmd,
     cert_cmd,
@@ -71,6 +72,7 @@ app.command("serve")(serve_cmd.serve)
 # Operating smki (issue 12): schema, version.
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(backup_cmd.app, name="backup")
 
 
 def _version(value: bool) -> None:
