@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,12 +66,15 @@ class _Metrics:
 
 
 _metrics: _Metrics | None = None
+_made = threading.Lock()
 
 
 def _m() -> _Metrics:
     global _metrics
     if _metrics is None:
-        _metrics = _Metrics()
+        with _made:  # the listeners' threads may count their first request at the same moment
+            if _metrics is None:
+                _metrics = _Metrics()
     return _metrics
 
 
