@@ -131,7 +131,10 @@ def test_readyz_is_503_naming_what_is_not_ready(home: Home) -> None:
     from starlette.testclient import TestClient
 
     from smki.interfaces.admin.app import create_admin_app
+    from smki.observability import metrics
 
+    metrics.runner_heartbeat()
+    metrics._m().heartbeat.set(0)  # other tests' in-process batch runners beat in this process too
     wrong = replace(home, secret=b"not-the-passphrase", _backend=None)
     with TestClient(create_admin_app(lambda: wrong, runners=1)) as client:
         assert client.get("/healthz").status_code == 200
