@@ -15,6 +15,7 @@ Keys are dotted paths: ``database-url`` (top level), ``api.gateway``, ``capacity
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ class Setting:
     minimum: float | None = None
     toml: bool = True  # False: environment only (secrets never live in a file)
     empty_ok: bool = True
+    deprecated: bool = False  # accepted, not written to a new smki.toml
 
     @property
     def section(self) -> str:
@@ -95,13 +97,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Certificates (spec §4.3: test-environment value)", empty_ok=False),
     Setting("organisation-policy-oid", STRING, "1.2.826.0.1.8641679.1.2.1.4",
             "certificate policy of Organisation Certificates", empty_ok=False),
-    Setting("hw-type-oid", STRING, "1.2.826.0.1.8641679.1.2.2.1", "hwType of the Device's HardwareModuleName",
-            empty_ok=False),
+    Setting("hw-type-oids", STRINGS, ["1.2.826.0.1.8641679.1.2.2.1", "1.2.826.0.1372.1.1.2.1"],
+            "hwTypes a Device CSR may carry (spec §7.4); any other is refused (csr.hw-type)", empty_ok=False),
+    Setting("hw-type-oid", STRING, "", "before spec §7.4: a single hwType (read as hw-type-oids = [it])",
+            deprecated=True),
     Setting("root-name", STRING, "SMKI Root", "the Root's common name", empty_ok=False),
     Setting("organisation-ca-name", STRING, "Z1", "the Organisation CA's common name", empty_ok=False),
     Setting("device-ca-name", STRING, "E357", "the Device CA's common name", empty_ok=False),
     Setting("root-validity-years", INTEGER, 25, "Root certificate validity", minimum=1),
-    Setting("ca-validity-years", INTEGER, 20, "Organisation CA and Device CA validity", minimum=1),
+    Setting("ca-validity-years", INTEGER, 25, "Organisation CA and Device CA validity", minimum=1),
     Setting("organisation-validity-years", INTEGER, 10, "Organisation Certificate validity", minimum=1),
     # -- revocation ------------------------------------------------------------------------------------
     Setting("crl-next-update-hours", INTEGER, 24, "the CRL's nextUpdate after thisUpdate", minimum=1),
@@ -109,6 +113,10 @@ SETTINGS: tuple[Setting, ...] = (
     # -- registration authority -----------------------------------------------------------------------
     Setting("evidence-basis", STRING, "installation-need", "what Device applications are decided on (spec §2.1)",
             choices=("installation-need", "registered-user")),
+    Setting("enforce-role-usages", BOOLEAN, True, "refuse an Organisation CSR whose key usage its role does not "
+            "have (spec §7.3, csr.role-usage); the table can be replaced in [role-usages]"),
+    Setting("reissue-organisation-same-key", BOOLEAN, True, "an expired or not-in-use Organisation Certificate "
+            "may be re-issued for the same key and subject (spec §7.6); other key reuse is csr.duplicate"),
     Setting("staff", STRING, "", "the RA staff member acting, for RA commands", env="SMKI_STAFF",
             flag="--as", toml=False),
     Setting("actor", STRING, "", "who the audit log names for CA-operator commands (default operator:<user>)",
@@ -138,6 +146,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api.max-batch-body", INTEGER, 67108864, "largest batch submission body in bytes", minimum=1024),
     Setting("api.repository-apikey", STRING, "", "if set, the XML Repository services also need ?apikey=<this>",
             secret=True),
+    Setting("api.batch-lease", NUMBER, 60.0, "seconds without a heartbeat after which another process (node) "
+            "takes a batch over", minimum=1),
     Setting("api.batch-poll", NUMBER, 0.5, "seconds between the batch runner's looks for new jobs", minimum=0.001),
     Setting("api.crl-check-seconds", NUMBER, 300, "seconds between checks that the CRL/ARL need re-signing",
             minimum=1),
@@ -150,6 +160,8 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 SECTIONS = ("", "api", "capacity")
+#: ``[role-usages]``: Remote Party Role (two hex digits) = list of usages (spec §7.3).
+ROLE_USAGES_SECTION = "role-usages"
 #: Keys a table may hold under ``capacity.<any limit>``.
 _LIMIT_KEYS = {"capacity", "period", "off-peak-period", "enabled", "reference"}
 
@@ -211,10 +223,21 @@ def check_document(data: Mapping[str, Any], where: str = "smki.toml") -> None:
                 walk(value, f"{key}.")
             elif is_table and key == "api.capacity":  # the older spelling of [capacity]
                 walk(value, "capacity.")
+            elif is_table and key == ROLE_USAGES_SECTION:
+                _check_role_usages(value, where)
             else:
                 raise ConfigError("config.unknown-key", f"{where}: unknown setting {key!r}")
 
     walk(data, "")
+
+
+def _check_role_usages(table: Mapping[str, Any], where: str) -> None:
+    for role, usages in table.items():
+        key = f"{ROLE_USAGES_SECTION}.{role}"
+        if not re.fullmatch(r"[0-9A-Fa-f]{2}", role):
+            raise ConfigError("config.invalid", f"{where}: {key}: a role is two hex digits, e.g. \"02\"")
+        if not isinstance(usages, list) or not set(usages) <= {"DS", "KA"}:
+            raise ConfigError("config.invalid", f"{where}: {key}: expected a list of \"DS\" / \"KA\"")
 
 
 def _toml_value(value: Any) -> str:
@@ -222,7 +245,7 @@ def _toml_value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return repr(value)
 
@@ -238,7 +261,7 @@ def render_toml(values: Mapping[str, Any] | None = None) -> str:
              "# SMKI_KEY_PASSPHRASE / SMKI_PKCS11_PIN / SMKI_P12_PASSWORD come from the environment or a prompt.",
              ""]
     for section in SECTIONS:
-        members = [s for s in SETTINGS if s.toml and s.section.split(".")[0] == section]
+        members = [s for s in SETTINGS if s.toml and not s.deprecated and s.section.split(".")[0] == section]
         if section:
             lines += ["", f"# --- {section} " + "-" * (80 - len(section))]
         current = None
@@ -293,6 +316,10 @@ def render_markdown() -> str:
         if section == "capacity":
             out += ["", "Any other `[capacity.<name>]` table defines a further limit with the same keys "
                     "(and `reference`, quoted when it refuses)."]
+        if section == "":
+            out += ["", "`[role-usages]` (optional): replaces rows of the role → usages table Organisation CSRs "
+                    "are held to (spec §7.3), e.g. `\"06\" = [\"DS\", \"KA\"]`; roles it leaves out keep "
+                    "the default."]
         out.append("")
     return "\n".join(out)
 
@@ -310,6 +337,8 @@ def effective(document: Mapping[str, Any], environ: Mapping[str, str]) -> list[t
 
     rows = []
     for s in SETTINGS:
+        if s.deprecated:
+            continue
         found, value = lookup(s.key) if s.toml else (False, None)
         source = "smki.toml" if found else "default"
         if s.env and environ.get(s.env):

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smki.audit import AuditEvent
 from smki.domain import CertKind, CertStatus
 from smki.errors import NotFound, SmkiError
-from smki.eui64 import eui64_hex
+from smki.ra import check_own_certificate as check_own_certificate_rule
 from smki.services.context import Home
 from smki.services.staff import require_staff
 from smki.store import CertificateRecord, RevocationListRecord, normalise_serial
@@ -119,15 +119,12 @@ def _refuse_unrevocable(record: CertificateRecord) -> None:
 
 
 def check_own_certificate(home: Home, record: CertificateRecord, requesting_party: str) -> None:
-    """Rule ``revocation.own-certificate``: an ARO may revoke only its own Party's certificates."""
+    """Apply rule ``revocation.own-certificate`` (in :mod:`smki.ra.rules`) with the register's owner
+    of the Entity Identifier the certificate names; a failure is a refusal naming the rule."""
     owner = home.store.registry.party_for_entity(record.entity_id) if record.entity_id else None
-    if owner != requesting_party:
-        named = eui64_hex(record.entity_id) if record.entity_id else "no Entity Identifier"
-        raise SmkiError(
-            "revocation.own-certificate",
-            f"revocation.own-certificate: certificate {record.serial} names {named}, which is not an "
-            f"Entity Identifier of Party {requesting_party!r}",
-        )
+    result = check_own_certificate_rule(record.serial, record.entity_id, owner, requesting_party)
+    if not result.passed:
+        raise SmkiError(result.rule_id, f"{result.rule_id}: {result.reason}")
 
 
 def revoke_organisation_certificate(
@@ -383,8 +380,9 @@ class RevocationListScheduler:
     """Re-signs the CRL and ARL on schedule inside a long-running server (``smki serve``).
 
     Every ``interval`` seconds it runs :func:`publish_due`, which re-signs a list only when it was
-    never published or its nextUpdate is near, so several server processes running one each
-    publish at most a list or two more than needed (numbers stay unique: ``publish`` retries).
+    never published or its nextUpdate is near. Several server processes (and nodes) each run one;
+    a cluster-wide lock (:func:`smki.store.locks.exclusive`) lets one at a time decide and publish,
+    so each interval gets one CRL and one ARL, not one per process.
     A failure is reported through ``on_error`` and retried at the next tick; it never stops the server.
     """
 
@@ -408,9 +406,15 @@ class RevocationListScheduler:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        from smki.store.locks import exclusive
+
         while not self._stop.is_set():
             try:
-                self.published += publish_due(self._home, actor=self._actor)
+                # One publisher at a time across every process of every node sharing the database:
+                # whoever holds the lock re-reads the newest lists, so the others find nothing due.
+                with exclusive(self._home.store.engine, "revocation-lists") as mine:
+                    if mine:
+                        self.published += publish_due(self._home, actor=self._actor)
             except Exception as exc:  # keep serving; the next tick retries
                 if self._on_error is not None:
                     self._on_error(exc)

@@ -13,9 +13,9 @@ from cryptography import x509
 
 from smki.ca.devcsr import device_csr_stream
 from smki.domain import Route
-from smki.interfaces.api import dcc_xml as dx
+from smki.interfaces.dcc import codec as dx
 from smki.services.context import Home
-from smki.store.jobs import jobs_reader
+from smki.store.batches import batch_reads
 from tests.api.conftest import SECRET, ClientFiles
 from tests.api.serve_process import ServeProcess, write_api_config
 
@@ -56,7 +56,7 @@ def test_a_batch_in_progress_resumes_after_the_server_is_killed(home: Home, aro:
         with _client(server, aro) as client:
             status = dx.parse_submit_csr_batch_status(client.post(SUBMIT, content=body).content)
         assert status.batch_id is not None
-        reader = jobs_reader(home.store)
+        reader = batch_reads(home.store)
         deadline = time.monotonic() + 60
         while (job := reader.job(status.batch_id)) is not None and job.processed < 500:
             assert time.monotonic() < deadline
@@ -102,14 +102,14 @@ def test_two_server_processes_issue_concurrent_batches(home: Home, aro: ClientFi
     write_api_config(home.settings.home)
     server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "0")
     try:
-        bodies = [_batch(600, 0x00DB660000000000 + n * 0x10000, keys=4) for n in range(4)]
+        bodies = [_batch(600, 0x00DB660000000000 + n * 0x10000) for n in range(4)]
         ids = []
         for n, (body, _csrs) in enumerate(bodies):
             with _client(server, aro if n % 2 else other_aro) as client:
                 status = dx.parse_submit_csr_batch_status(client.post(SUBMIT, content=body).content)
                 assert status.batch_id is not None
                 ids.append(status.batch_id)
-        reader = jobs_reader(home.store)
+        reader = batch_reads(home.store)
         deadline = time.monotonic() + 180
         while any((j := reader.job(i)) is None or j.status != "COMPLETED" for i in ids):
             assert time.monotonic() < deadline
@@ -137,7 +137,7 @@ def _by_batch_any() -> object:
 def test_10000_csrs_through_submitcsrbatch_with_visible_progress_all_verified_by_openssl(
         home: Home, aro: ClientFiles, tmp_path: Path) -> None:
     write_api_config(home.settings.home)
-    body, csrs = _batch(10_000, 0x00DB880000000000, keys=16)
+    body, csrs = _batch(10_000, 0x00DB880000000000)
     server = ServeProcess(home.settings.home, SECRET, "--batch-workers", "2")
     try:
         with _client(server, aro) as client:

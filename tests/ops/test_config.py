@@ -27,12 +27,14 @@ def test_the_model_covers_every_field_with_the_components_defaults() -> None:
     for f in fields(Settings):
         if f.name in ("home", "extra"):
             continue
-        assert BY_KEY[f.name.replace("_", "-")].default == f.default, f.name
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        assert BY_KEY[f.name.replace("_", "-")].default == default, f.name
     api = ApiSettings()
     assert BY_KEY["api.gateway"].default == str(api.gateway)
     assert api.spoti is not None and BY_KEY["api.spoti"].default == str(api.spoti)
     assert BY_KEY["api.server-names"].default == list(api.server_names)
-    for name in ("workers", "batch_workers", "max_body", "max_batch_body", "repository_apikey", "batch_poll"):
+    for name in ("workers", "batch_workers", "max_body", "max_batch_body", "repository_apikey", "batch_poll",
+                 "batch_lease"):
         assert BY_KEY[f"api.{name.replace('_', '-')}"].default == getattr(api, name), name
     for name, limit in DEFAULT_LIMITS.items():
         assert BY_KEY[f"capacity.{name}.capacity"].default == limit.capacity
@@ -65,6 +67,8 @@ def test_the_written_smki_toml_has_every_section_and_every_key(tmp_path: Path) -
     ("[capacity.batch-csrs]\ncapacity = -1", "capacity.batch-csrs.capacity: must be at least 0"),
     ("[capacity.batch-csrs]\ncapcity = 1", "'capacity.batch-csrs.capcity'"),
     ("[portal]\nx = 1", "'portal'"),
+    ("[role-usages]\n'6' = ['DS']", "role-usages.6: a role is two hex digits"),
+    ("[role-usages]\n'06' = ['XX']", "role-usages.06: expected a list"),
 ])
 def test_config_check_names_the_bad_key(tmp_path: Path, snippet: str, named: str) -> None:
     home = tmp_path / "home"

@@ -23,7 +23,7 @@ from smki.interfaces.api.docs import create_docs_router
 from smki.interfaces.api.errors import count_refusal, error_body, error_response
 from smki.interfaces.api.json_api import PREFIX, create_json_router
 from smki.interfaces.api.security import BodyTooLarge, ListenerMiddleware
-from smki.interfaces.api.xml_services import create_device_router, create_repository_router
+from smki.interfaces.dcc.routes import create_device_router, create_repository_router
 from smki.observability.access import AccessLogMiddleware, request_id
 from smki.observability.metrics import install as install_metrics
 
@@ -87,8 +87,10 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc,
                   extra={"request_id": request_id.get()})
+        # Starlette re-raises after this answer and uvicorn then closes the connection: say so, so a
+        # keep-alive client knows not to send its next request down it (issue 11).
         return JSONResponse(error_body("internal.error", "smki could not complete the request; it has been logged"),
-                            status_code=500)
+                            status_code=500, headers={"Connection": "close"})
 
     app.include_router(create_json_router())
     app.include_router(create_docs_router())

@@ -59,3 +59,13 @@ def open_for_reading(home: Path) -> Home:
 def open_for_signing(home: Path) -> Home:
     settings = load_settings(home)
     return open_home(home, read_secret(settings))
+
+
+def write_output(data: bytes, out: Path | None) -> None:
+    """Write an exported object to ``out``, or to standard output (binary-safe) when none is given."""
+    import sys
+
+    if out is None:
+        sys.stdout.buffer.write(data)
+    else:
+        out.write_bytes(data)

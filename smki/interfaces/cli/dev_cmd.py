@@ -76,7 +76,7 @@ def batch(
     start: Annotated[str, typer.Option("--start", help="First Device ID.")] = "00DB000000000000",
 ) -> None:
     """COUNT Device CSRs (DS and KA for consecutive Device IDs) in one multi-PEM file."""
-    from smki.bench import write_device_csrs
+    from smki.ca.devcsr import write_device_csrs
 
     write_device_csrs(out, count, int.from_bytes(parse_eui64(start), "big"))
     console.print(f"wrote {count} CSRs to {out}")

@@ -29,6 +29,7 @@ from smki.interfaces.cli import (
     issue_cmd,
     party_cmd,
     populate_cmd,
+    portal_cmd,
     ra_cmd,
     repo_cmd,
     request_cmd,
@@ -69,6 +70,7 @@ dev_cmd.app.command("populate")(populate_cmd.populate)
 # The HTTP interfaces (issue 4): SMKI credentials and the Gateway/SPOTI listeners.
 credential_cmd.register(app, aro_cmd.app)
 app.command("serve")(serve_cmd.serve)
+app.add_typer(portal_cmd.app, name="portal")
 # Operating smki (issue 12): schema, version.
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(config_cmd.app, name="config")
