@@ -182,7 +182,7 @@ def job_rules(job: BatchJobRecord) -> list[str]:
 # The runner
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -231,7 +231,10 @@ class BatchRunner:
             self.signing_pool()  # start the signing processes now, not when the first batch arrives
         except Exception:  # e.g. the key cannot be opened: each batch will then report it itself
             log.exception("could not start the signing processes")
+        from smki.observability.metrics import runner_heartbeat
+
         while not self._stop.is_set():
+            runner_heartbeat()  # /readyz: this runner is looping
             try:
                 self.run_once()
             except Exception:  # keep the runner alive; the job stays claimable and is retried
@@ -270,7 +273,7 @@ class BatchRunner:
             return False
         host, _, rest = owner.partition(":")
         pid_text = rest.partition(":")[0]
-        return host == self.host and pid_text.isdigit() and not _pid_alive(int(pid_text))
+        return host == self.host and pid_text.isdigit() and not pid_alive(int(pid_text))
 
     def claim_next(self) -> BatchJobRecord | None:
         reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)

@@ -38,13 +38,17 @@ def read_secret(settings: Settings, *, confirm: bool = False) -> bytes:
     Never from a file or an argument: those end up in shell history and process listings.
     """
     env = PIN_ENV if settings.key_backend == "pkcs11" else PASSPHRASE_ENV
+    from smki.observability.logs import register_secret
+
     value = os.environ.get(env)
     if value:
+        register_secret(value)
         return value.encode()
     if not os.isatty(0):
         raise ConfigError("key.secret-missing", f"set {env} (no terminal to prompt on)")
     label = "Token PIN" if settings.key_backend == "pkcs11" else "CA key passphrase"
     text: str = typer.prompt(label, hide_input=True, confirmation_prompt=confirm)
+    register_secret(text)
     return text.encode()
 
 
