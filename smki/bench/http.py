@@ -123,7 +123,7 @@ def _body(count: int, first: int) -> bytes:
     from smki.interfaces.dcc import codec as dx
 
     csrs = tuple(dx.DeviceCSR(f"ID{i}", der) for i, (_d, _u, der) in
-                 enumerate(device_csr_stream(count, first_device=first, keys=64)))
+                 enumerate(device_csr_stream(count, first_device=first)))
     return dx.render_submit_csr_batch(dx.SubmitCSRBatch(f"bench-{count}", csrs))
 
 

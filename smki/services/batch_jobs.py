@@ -76,6 +76,14 @@ class _WorkerDied(Exception):
     pass
 
 
+class _HandedBack(Exception):
+    """The runner is stopping: the batch was left at a chunk boundary for another process."""
+
+
+#: The code a run cut short by a shutdown ends with (audited as its ``batch.failed``; then resumed).
+HANDED_BACK = "batch.handed-back"
+
+
 @dataclass(frozen=True)
 class BatchProgress:
     job: BatchJobRecord
@@ -174,7 +182,7 @@ def job_rules(job: BatchJobRecord) -> list[str]:
 # The runner
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -223,7 +231,10 @@ class BatchRunner:
             self.signing_pool()  # start the signing processes now, not when the first batch arrives
         except Exception:  # e.g. the key cannot be opened: each batch will then report it itself
             log.exception("could not start the signing processes")
+        from smki.observability.metrics import runner_heartbeat
+
         while not self._stop.is_set():
+            runner_heartbeat()  # /readyz: this runner is looping
             try:
                 self.run_once()
             except Exception:  # keep the runner alive; the job stays claimable and is retried
@@ -262,7 +273,7 @@ class BatchRunner:
             return False
         host, _, rest = owner.partition(":")
         pid_text = rest.partition(":")[0]
-        return host == self.host and pid_text.isdigit() and not _pid_alive(int(pid_text))
+        return host == self.host and pid_text.isdigit() and not pid_alive(int(pid_text))
 
     def claim_next(self) -> BatchJobRecord | None:
         reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
@@ -294,9 +305,13 @@ class BatchRunner:
     def _purge(self) -> None:
         import time
 
+        from smki.store.locks import exclusive
+
         if time.monotonic() - self._last_purge > 3600:
             self._last_purge = time.monotonic()
-            batch_progress(self.home.store).purge_expired(_now())
+            with exclusive(self.home.store.engine, "batch-purge") as mine:  # one purger across nodes
+                if mine:
+                    batch_progress(self.home.store).purge_expired(_now())
 
     # -- processing ------------------------------------------------------------------------------
 
@@ -326,6 +341,8 @@ class BatchRunner:
         counts: dict[bytes, int] = {}
         after = -1
         while True:
+            if self._stop.is_set():  # draining: stop at this chunk boundary, the rest is handed back
+                raise SmkiError(HANDED_BACK, f"the server is shutting down; batch {job.ref} is handed back")
             page = reads.pending_items(job.id, after=after, limit=2000)
             if not page:
                 return
@@ -363,6 +380,10 @@ class BatchRunner:
                     log.warning("batch %s: %s (attempt %d of %d)", job.id, exc, attempt, WORKER_ATTEMPTS)
             else:
                 self._fail_rest(job, "issuance.anomaly", "the signing processes kept failing; nothing was issued")
+        except _HandedBack:
+            batch_progress(self.home.store).release(job.id, self.owner)
+            log.info("batch %s (%s) handed back at shutdown", job.id, job.ref)
+            return
         finally:
             beat_stop.set()
             beat.join(5)
@@ -377,7 +398,12 @@ class BatchRunner:
                 log.warning("heartbeat for batch %s failed", job_id)
 
     def _issue(self, job: BatchJobRecord, items: Iterator[BatchItem]) -> None:
-        first = next(items, None)
+        try:
+            first = next(items, None)
+        except SmkiError as exc:
+            if exc.code == HANDED_BACK:
+                raise _HandedBack from exc
+            raise
         if first is None:
             return
         def record(tx: Transaction, outcomes: Sequence[DeviceOutcome]) -> None:
@@ -401,6 +427,8 @@ class BatchRunner:
         except SmkiError as exc:
             if exc.code == "batch.worker-failed":
                 raise _WorkerDied(exc.message) from exc
+            if exc.code == HANDED_BACK:
+                raise _HandedBack from exc
             log.warning("batch %s failed: %s", job.id, exc)
             self._fail_rest(job, exc.code, exc.message)
 

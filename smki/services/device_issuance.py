@@ -35,6 +35,7 @@ from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.eui64 import eui64_hex
 from smki.services.batch_sources import BatchItem
+from smki.services.key_register import record_device_keys, refuse_duplicate_device_keys
 
 if TYPE_CHECKING:
     from smki.ca.device_template import DeviceCertificateFactory
@@ -175,6 +176,9 @@ _INIT_FAILURE: WorkerKeyUnavailable | None = None
 
 def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
     global _FACTORY, _INIT_FAILURE
+    from smki.services.procguard import die_with_parent
+
+    die_with_parent()  # a worker never outlives its forkserver (which dies with the server)
     try:
         _FACTORY = _make_factory(settings, secret, issuer_der)
     except Exception as exc:  # reported with the first chunk (see WorkerKeyUnavailable)
@@ -197,7 +201,7 @@ def _issue_items(factory: DeviceCertificateFactory, items: Sequence[_Item]) -> _
     built: list[tuple[int, DeviceRequest, bytes, int]] = []  # (position in results, request, TBS, serial)
     for index, item_id, data in items:
         try:
-            request = check_device_csr(decode_csr_text(data))
+            request = check_device_csr(decode_csr_text(data), factory.accepted_hw_types)
             tbs, serial, not_before = factory.to_be_signed(request, now)
         except SmkiError as exc:
             results.append((index, item_id, exc.code, exc.message))
@@ -257,9 +261,37 @@ def _key_id_hex(cert: x509.Certificate) -> str:
     return key_identifier(cert.public_key()).hex()  # type: ignore[arg-type]
 
 
+#: How often a commit is tried again after losing a race for a Device's in-use slot (see below).
+IN_USE_RACE_ATTEMPTS = 5
+
+
 def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch_ref: str,
-                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None, *,
-                   before: Sequence[AuditEvent] = (),
+                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None,
+                   keys: Sequence[tuple[bytes, str]] = (), *, before: Sequence[AuditEvent] = (),
+                   after: Callable[[int, int], Sequence[AuditEvent]] | None = None) -> tuple[int, int]:
+    """:func:`_commit_chunks`, tried again when another process committed a certificate for the
+    same Device and usage in the meantime (``store.duplicate-in-use``).
+
+    Two requests for one Device and usage (an Ad Hoc re-issue arriving twice, two batches naming the
+    same Device) each retire the in-use certificate they can see and add theirs as in use; when both
+    run at once, neither sees the other's uncommitted certificate and the second commit breaks the
+    one-in-use-per-usage index. The losing transaction is rolled back whole (nothing was issued or
+    audited), and tried again it sees the winner's certificate and retires it: both succeed, in
+    commit order, the later one in use — the same result as had they arrived one after the other.
+    """
+    for attempt in range(1, IN_USE_RACE_ATTEMPTS + 1):
+        try:
+            return _commit_chunks(home, chunks, actor, batch_ref, issuer_key_id, also, keys,
+                                  before=before, after=after)
+        except SmkiError as exc:
+            if exc.code != "store.duplicate-in-use" or attempt == IN_USE_RACE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _commit_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch_ref: str,
+                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None,
+                   keys: Sequence[tuple[bytes, str]] = (), *, before: Sequence[AuditEvent] = (),
                    after: Callable[[int, int], Sequence[AuditEvent]] | None = None) -> tuple[int, int]:
     """Commit chunks in one transaction: retire superseded certificates, add the new ones, audit
     every outcome. Returns (issued, refused).
@@ -299,6 +331,7 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
             tx.retire_in_use_device_certificates(list(latest))
         if rows:
             tx.copy_certificates(rows, count=len(rows), driver_times=True)
+            record_device_keys(tx, keys)
         tx.append_audit([*before, AuditEvent(actor, BATCH_ISSUED_ACTION, batch_ref, {
             "batch": batch_ref, "issued": issued_list, "rejected": rejected_list,
         }), *(after(len(rows), len(rejected_list)) if after is not None else ())])
@@ -435,18 +468,53 @@ def issue_device_batch(
         opened = []
 
     counts = [0, 0]
+    try:
+        completed = _issue_all(home, items, actor=actor, batch_ref=batch_ref, workers=workers,
+                               chunk_size=chunk_size, on_chunk=on_chunk, pool=pool, in_transaction=in_transaction,
+                               issuer_der=issuer_der, issuer_key_id=issuer_key_id, counts=counts, opened=opened,
+                               in_process=in_process)
+    except Exception as exc:
+        # A started batch always ends in the audit log: what stopped it, with the code the caller sees
+        # (and, in this process, the opening records that were to commit with the first chunk).
+        code = exc.code if isinstance(exc, SmkiError) else ISSUANCE_ANOMALY
+        message = exc.message if isinstance(exc, SmkiError) else type(exc).__name__
+        with home.store.transaction() as tx:
+            tx.append_audit([*opened, AuditEvent(actor, "batch.failed", batch_ref, {
+                "kind": "device", "code": code, "reason": message[:300], "issued": counts[0], "rejected": counts[1],
+            })])
+        raise
+    if not completed:
+        with home.store.transaction() as tx:
+            tx.append_audit([*opened, AuditEvent(actor, "batch.completed", batch_ref, {
+                "kind": "device", "issued": counts[0], "rejected": counts[1],
+            })])
+    return BatchSummary(batch_ref, counts[0], counts[1], time.perf_counter() - started)
+
+
+def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref: str, workers: int | None,
+               chunk_size: int, on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None,
+               pool: SigningPool | None, in_transaction: InTransaction | None, issuer_der: bytes,
+               issuer_key_id: str, counts: list[int], opened: list[AuditEvent], in_process: bool) -> bool:
+    """The body of :func:`issue_device_batch`: sign and commit every chunk, counting into ``counts``.
+
+    ``opened`` (records not yet committed) go with the first commit, which empties the list. Returns
+    whether ``batch.completed`` was committed with the last chunk (in this process) or is left to
+    the caller.
+    """
+    assert home.secret is not None
 
     def completed(issued: int, refused: int) -> list[AuditEvent]:
         return [AuditEvent(actor, "batch.completed", batch_ref, {
             "kind": "device", "issued": counts[0] + issued, "rejected": counts[1] + refused})]
 
     def commit(ready: Sequence[_ChunkResult], last: bool = False) -> None:
+        ready, keys = refuse_duplicate_device_keys(home, ready)
         outcomes = [_outcomes(chunk) for chunk in ready] if on_chunk or in_transaction else []
         also: Callable[[Transaction], None] | None = None
         if in_transaction is not None:
             def also(tx: Transaction) -> None:
                 in_transaction(tx, [outcome for chunk_outcomes in outcomes for outcome in chunk_outcomes])
-        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, also, before=opened,
+        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, also, keys, before=opened,
                                          after=completed if last else None)
         opened.clear()
         counts[0] += issued
@@ -465,20 +533,14 @@ def issue_device_batch(
                 issued_chunk = _issue_items(factory.factory, chunk)
             commit([issued_chunk], last=following is None)
             chunk = following
-        if opened:  # no items at all: nothing was committed
-            with home.store.transaction() as tx:
-                tx.append_audit([*opened, *completed(0, 0)])
-        return BatchSummary(batch_ref, counts[0], counts[1], time.perf_counter() - started)
+        return not opened  # no items at all: nothing was committed, the caller records it all
     if pool is not None and pool.usable_for(issuer_der):
         _run_in_pool(pool, _chunks(items, chunk_size), commit, counts, batch_ref)
     else:
         issue_here = functools.partial(_issue_in_this_process, home.settings, home.secret, issuer_der)
         with SigningPool(home.settings, home.secret, issuer_der, workers) as own:
             _run_in_pool(own, _chunks(items, chunk_size), commit, counts, batch_ref, issue_here)
-
-    with home.store.transaction() as tx:
-        tx.append_audit(completed(0, 0))
-    return BatchSummary(batch_ref, counts[0], counts[1], time.perf_counter() - started)
+    return False
 
 
 def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], commit: Callable[[Sequence[_ChunkResult]], None],

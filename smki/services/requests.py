@@ -108,7 +108,7 @@ def request_organisation(home: Home, requester: Requester, csr_data: bytes) -> I
     """
     from smki.ca.csr import check_organisation_csr, decode_csr_text
 
-    request = check_organisation_csr(decode_csr_text(csr_data))
+    request = check_organisation_csr(decode_csr_text(csr_data), home.settings.role_usages)
     facts = CertificateRequestFacts(policy=CertificatePolicy.ORGANISATION, route=requester.route,
                                     entity_id=request.entity_id, role=request.role)
     decision = authorise(home, requester, facts)

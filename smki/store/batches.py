@@ -299,6 +299,12 @@ class BatchProgress:
         with write_connection(self._engine) as conn, conn.begin():
             return bool(conn.execute(stmt).rowcount == 1)
 
+    def release(self, job_id: int, owner: str) -> bool:
+        """Give a claimed job back (its owner is shutting down): any process may claim it at once."""
+        with write_connection(self._engine) as conn, conn.begin():
+            stmt = update(batch_jobs).where(_j.id == job_id, _j.owner == owner).values(owner=None, heartbeat_at=None)
+            return bool(conn.execute(stmt).rowcount == 1)
+
     def heartbeat(self, job_id: int, owner: str, now: datetime) -> bool:
         with write_connection(self._engine) as conn, conn.begin():
             stmt = update(batch_jobs).where(_j.id == job_id, _j.owner == owner).values(heartbeat_at=now)

@@ -367,7 +367,40 @@ class CapacityBucket(Base):
     updated: Mapped[float] = mapped_column(Float, nullable=False)  # POSIX seconds
 
 
+class ServiceSecret(Base):
+    """A secret every server process of every node must share (e.g. the Portal's form-token key).
+
+    ``previous`` is the value before the last rotation, still accepted for a grace period so that
+    a form rendered just before a rotation can still be posted.
+    """
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    previous: Mapped[bytes | None] = mapped_column(LargeBinary)
+    rotated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 credentials_table = cast(Table, Credential.__table__)
 batch_jobs = cast(Table, BatchJob.__table__)
 batch_items = cast(Table, BatchItemRow.__table__)
 capacity_buckets = cast(Table, CapacityBucket.__table__)
+service_secrets = cast(Table, ServiceSecret.__table__)
+
+
+# -- Issue 13: the key register, the device register -----------------------------------------------
+
+
+class CertifiedKey(Base):
+    """Every public key smki has certified, by fingerprint: a CSR whose key is here is a duplicate
+    (``csr.duplicate``, the DCC's ``CR:9999``). ``serial`` is the latest certificate for the key (an
+    Organisation Certificate re-issued for the same key moves it on, spec §7.6)."""
+
+    __tablename__ = "certified_keys"
+
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    serial: Mapped[str] = mapped_column(String(32), nullable=False)
+
+
+certified_keys_table = cast(Table, CertifiedKey.__table__)

@@ -49,6 +49,7 @@ class ErrorDetail(BaseModel):
     code: str = Field(description="Stable dotted code, e.g. ra.refused, csr.bad-signature, capacity.batch-csrs")
     message: str
     rules: list[ErrorRule] = Field(default_factory=list, description="Failing RA rules (or the capacity limit)")
+    request_id: Annotated[str, Field(description="The id in the X-Request-ID header and the access log")] = ""
 
 
 class ErrorOut(BaseModel):
