@@ -129,7 +129,7 @@ def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int
     # Known Devices (the Ad Hoc service requires one): a different slice of the populated ones per
     # size, so no Device nears its 100-certificate limit however many sizes run.
     known = FIRST_DEVICE + size_index * total
-    csrs = [der for _d, _u, der in device_csr_stream(2 * total, first_device=known, keys=8)]
+    csrs = [der for _d, _u, der in device_csr_stream(2 * total, first_device=known)]
 
     def adhoc(der: bytes, n: int) -> Callable[[], None]:
         body = dx.render_device_csr_request(dx.DeviceCertificateSigningRequest(f"R{n}", der))
@@ -153,7 +153,7 @@ def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int
     json_samples = _timed([single(der) for der in csrs[total:]], warm_up, pid)
 
     batch = [{"id": f"c{n}", "csr": base64.b64encode(der).decode()} for n, (_d, _u, der) in enumerate(
-        device_csr_stream(RESULTS_BATCH, first_device=0x00DC_0000_0000_0000 + size_index * RESULTS_BATCH, keys=8))]
+        device_csr_stream(RESULTS_BATCH, first_device=0x00DC_0000_0000_0000 + size_index * RESULTS_BATCH))]
     submitted = client.post("/api/v1/device-batches", json={"reference": "bench", "csrs": batch})
     batch_id = submitted.json()["batch_id"]
     while client.get(f"/api/v1/device-batches/{batch_id}").json()["status"] != "completed":
