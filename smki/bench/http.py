@@ -149,7 +149,7 @@ def one_batch(client: Any, size: int, first_device: int, body: bytes | None = No
     return Timing(size, submitted - started, issued - submitted, done - issued)
 
 
-def _backend_pids(database_url: str) -> list[int]:
+def backend_pids(database_url: str) -> list[int]:
     """PostgreSQL: the server processes serving connections to the bench's database (not this one)."""
     if not database_url:
         return []
@@ -181,7 +181,7 @@ def bench_home(tmp: str, database_url: str) -> tuple[Path, Path]:
 
 
 def _measured(server: Server, database_url: str, work: Callable[[], list[Timing]]) -> tuple[list[Timing], Watch]:
-    watch = Watch(server.pid, _backend_pids(database_url)).start()
+    watch = Watch(server.pid, backend_pids(database_url)).start()
     try:
         timings = work()
     finally:
