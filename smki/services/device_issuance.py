@@ -145,6 +145,25 @@ class WorkerKeyUnavailable(Exception):
 _INIT_FAILURE: WorkerKeyUnavailable | None = None
 
 
+class KeyUnavailable(SmkiError):
+    """``batch.worker-failed`` because the signing workers could not open the CA key: carries the
+    key's own code (``key.locked``, ``hsm.*`` …) for the audit record and the batch runner."""
+
+    def __init__(self, code: str, message: str, *, key_code: str, key_message: str) -> None:
+        super().__init__(code, message)
+        self.key_code = key_code
+        self.key_message = key_message
+
+
+def key_fault_of(exc: BaseException) -> tuple[str, str] | None:
+    """(code, message) of the CA key fault behind ``exc``, if that is what it is."""
+    if isinstance(exc, KeyUnavailable):
+        return exc.key_code, exc.key_message
+    if isinstance(exc, SmkiError) and exc.code.startswith(("key.", "hsm.")):
+        return exc.code, exc.message
+    return None
+
+
 def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
     global _FACTORY, _INIT_FAILURE
     from smki.services.procguard import die_with_parent
@@ -426,6 +445,9 @@ def issue_device_batch(
         # A started batch always ends in the audit log: what stopped it, with the code the caller sees.
         code = exc.code if isinstance(exc, SmkiError) else ISSUANCE_ANOMALY
         message = exc.message if isinstance(exc, SmkiError) else type(exc).__name__
+        key = key_fault_of(exc)
+        if key is not None:  # recorded with the key's own code: what the operator must act on
+            code, message = key[0], f"{key[1]} ({message})" if message != key[1] else message
         with home.store.transaction() as tx:
             tx.append_audit([AuditEvent(actor, "batch.failed", batch_ref, {
                 "kind": "device", "code": code, "reason": message[:300], "issued": counts[0], "rejected": counts[1],
@@ -514,10 +536,10 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], commit: Calla
     except WorkerKeyUnavailable as exc:
         pool.broken = True  # its workers will never sign: the owner makes a new pool
         code, message = exc.args
-        raise SmkiError(
+        raise KeyUnavailable(
             "batch.worker-failed",
             f"a worker could not open the CA key ({code}: {message}); {counts[0]} certificates were "
-            f"committed — resume batch {batch_ref}",
+            f"committed — resume batch {batch_ref}", key_code=code, key_message=message,
         ) from exc
     finally:
         for future in pending:

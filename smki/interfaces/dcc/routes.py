@@ -111,7 +111,10 @@ def _submit(ctx: ListenerContext, requester: Requester, body: bytes) -> dx.Submi
         return dx.SubmitCSRBatchStatus(dx.SubmitStatus.WORKFLOW_ERROR, error=dx.DccError("WF:RA1", listed))
     except SmkiError as exc:
         outcome = dx.dcc_error_from(dx.Service.BATCH, exc)
-        code = outcome.error.code if outcome.error.code.startswith("WF:") else "WF:AA9"
+        # A submission has no CA_ERROR status: the CA unable to sign (key.*, hsm.*) refuses it as a
+        # workflow error with the documented WF:AA1 and the key's code in the text (issue 11).
+        code = (outcome.error.code if outcome.error.code.startswith("WF:")
+                else dx.WORKFLOW_CODE if outcome.error.code == dx.CA_CODE else dx.OTHER_CODE)
         return dx.SubmitCSRBatchStatus(dx.SubmitStatus.WORKFLOW_ERROR, error=dx.DccError(code, outcome.error.text))
     ctx.wake_runner()
     return dx.SubmitCSRBatchStatus(dx.SubmitStatus.PENDING, batch_id=job.id)
