@@ -163,9 +163,11 @@ def iter_results(home: Home, job: BatchJobRecord) -> Iterator[tuple[BatchItemRec
     return batch_reads(home.store).iter_results(job.id)
 
 
-def result_items(home: Home, job: BatchJobRecord, *, after: int = -1, limit: int = 100) -> list[BatchItemRecord]:
-    """A page of the job's items in order (those after index ``after``), with their outcomes."""
-    return batch_reads(home.store).items(job.id, after=after, limit=limit)
+def result_items(home: Home, job: BatchJobRecord, *, after: int = -1,
+                 limit: int = 100) -> list[tuple[BatchItemRecord, bytes | None]]:
+    """A page of the job's items in order (those after index ``after``), with their outcomes and
+    each issued certificate's DER: one query for the page, whatever its size."""
+    return batch_reads(home.store).items_with_der(job.id, after=after, limit=limit)
 
 
 def iter_result_rows(home: Home, job: BatchJobRecord) -> Iterator[ResultRow]:
@@ -185,7 +187,7 @@ def job_rules(job: BatchJobRecord) -> list[str]:
 # The runner
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -235,7 +237,10 @@ class BatchRunner:
             self.signing_pool()  # start the signing processes now, not when the first batch arrives
         except Exception:  # e.g. the key cannot be opened: each batch will then report it itself
             log.exception("could not start the signing processes")
+        from smki.observability.metrics import runner_heartbeat
+
         while not self._stop.is_set():
+            runner_heartbeat()  # /readyz: this runner is looping
             try:
                 self._probe_key()
                 self.run_once()
@@ -275,7 +280,7 @@ class BatchRunner:
             return False
         host, _, rest = owner.partition(":")
         pid_text = rest.partition(":")[0]
-        return host == self.host and pid_text.isdigit() and not _pid_alive(int(pid_text))
+        return host == self.host and pid_text.isdigit() and not pid_alive(int(pid_text))
 
     def claim_next(self) -> BatchJobRecord | None:
         reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
@@ -525,7 +530,8 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
     from smki.ca.csr import decode_csr_text
     from smki.services.requests import request_device
 
-    authorise(home, requester, CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
+    decision = authorise(home, requester,
+                         CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
     der = decode_csr_text(csr_data)
     device = peek_device_id(der)
     if device is not None:
@@ -539,7 +545,7 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
                                  f"no certificate has been issued yet for Device ID {device.hex().upper()}", device)
     key_health.refuse_if_unusable()
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
-    outcome = request_device(home, requester, der)
+    outcome = request_device(home, requester, der, decision=decision)
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome

@@ -177,11 +177,14 @@ def _child(home_path: Path, secret: bytes, api: ApiSettings, files: ServerFiles,
     run_process(home_path, secret, api, files, sockets)
 
 
-def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print) -> None:
+def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print,
+          on_started: Callable[[], None] | None = None) -> None:
     """Check everything (:mod:`smki.services.preflight`), bind, and serve with ``api.workers`` processes.
 
     Nothing is bound until the database, every CA key and the listener credential have been opened:
     a failure is a ``SmkiError`` (one line from the CLI, non-zero exit) with no port ever open.
+    ``on_started`` runs in this (parent) process once the server processes exist: the admin
+    listener starts there (issue 12), after the first fork.
     """
     with preflight_home(home_path, secret) as home:
         files = prepare(home, api)
@@ -192,13 +195,15 @@ def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callabl
     if hasattr(sys.stdout, "flush"):
         sys.stdout.flush()
     if api.workers <= 1:
+        if on_started is not None:
+            on_started()
         run_process(home_path, secret, api, files, sockets)
         return
     context = multiprocessing.get_context("fork")
     parent = os.getpid()
     supervisor = Supervisor(
         lambda: context.Process(target=_child, args=(home_path, secret, api, files, sockets, parent), daemon=False),
-        api.workers, report=lambda text: print(f"smki: {text}", file=sys.stderr, flush=True))
+        api.workers, report=lambda text: print(f"smki: {text}", file=sys.stderr, flush=True), on_started=on_started)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     supervisor.run()

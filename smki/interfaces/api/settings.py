@@ -58,6 +58,7 @@ class ApiSettings:
     repository_apikey: str = ""
     batch_poll: float = 0.5
     batch_lease: float = 60.0
+    admin: Listen | None = None  # the admin listener (/healthz, /readyz, /metrics); off when None
 
     def with_overrides(self, **values: Any) -> ApiSettings:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
@@ -73,7 +74,8 @@ def _int(section: dict[str, Any], key: str, default: int | None, low: int = 0) -
 
 
 _KNOWN = {"gateway", "spoti", "spoti-enabled", "server-names", "workers", "batch-workers", "max-body",
-          "max-batch-body", "repository-apikey", "capacity", "batch-poll", "batch-lease"}
+          "max-batch-body", "repository-apikey", "capacity", "batch-poll", "batch-lease", "admin",
+          "crl-check-seconds"}
 
 
 def api_settings(settings: Settings) -> ApiSettings:
@@ -106,4 +108,5 @@ def api_settings(settings: Settings) -> ApiSettings:
         repository_apikey=str(section.get("repository-apikey", "")),
         batch_poll=float(poll),
         batch_lease=float(lease),
+        admin=Listen.parse(str(section["admin"]), "[api] admin") if section.get("admin") else None,
     )

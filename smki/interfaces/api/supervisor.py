@@ -56,6 +56,8 @@ class Supervisor:
     report: Callable[[str], None] = field(default=lambda text: log.warning("%s", text))
     slots: list[_Slot] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: Runs once the first processes are started (the admin listener, issue 12).
+    on_started: Callable[[], None] | None = None
 
     def _start(self, slot: _Slot) -> None:
         process = self.spawn()
@@ -76,6 +78,8 @@ class Supervisor:
         self.slots = [_Slot() for _ in range(self.count)]
         for slot in self.slots:
             self._start(slot)
+        if self.on_started is not None:
+            self.on_started()
         while not self.stopping.is_set():
             self.stopping.wait(self.poll)
             if not self.stopping.is_set():

@@ -103,9 +103,23 @@ def refuse(
 
 
 @app.command("explain")
-def explain(application: AppId, home: HomeOption = DEFAULT_HOME_PATH) -> None:
-    """Print an application's evidence and each stored decision, rule by rule, with SEC references."""
-    text = run_on(home, lambda h: svc.explain(h, application))
+def explain(
+    application: AppId,
+    on: Annotated[str | None, typer.Option("--on", help="What-if: decide now under the rule set in force on "
+                                           "this date (YYYY-MM-DD), recording nothing.")] = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Print an application's evidence and each stored decision, rule by rule, with SEC references;
+    with ``--on DATE``, what the rules in force on DATE would decide (nothing is recorded)."""
+    if on is not None:
+        from smki.interfaces.cli.staff_cmd import parse_date
+        from smki.services.what_if import application_on
+
+        day = parse_date(on, "--on")
+        assert day is not None
+        text = run_on(home, lambda h: application_on(h, application, day).render())
+    else:
+        text = run_on(home, lambda h: svc.explain(h, application))
     console.print(text, highlight=False, markup=False, soft_wrap=True, end="")
 
 
