@@ -81,7 +81,7 @@ def test_a_database_from_a_newer_smki(home: Home) -> None:
     write_api_config(home.settings.home)
     with home.store.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    _assert_refused(home.settings.home, SECRET, "store.schema-unknown")
+    _assert_refused(home.settings.home, SECRET, "store.schema-newer")
 
 
 def test_an_unreachable_database(home: Home, tmp_path: Path) -> None:
