@@ -148,5 +148,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "uvicorn.error"):  # smki writes its own access log
+    # smki writes its own access log; Alembic's "Context impl" lines say nothing an operator needs
+    # (``smki db upgrade`` reports what it changed itself).
+    for noisy in ("uvicorn.access", "uvicorn.error", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -46,8 +46,7 @@ def _serve(home: Path, secret: bytes) -> tuple[int, str, str, int, float]:
 
 def _assert_refused(home: Path, secret: bytes, code: str) -> str:
     rc, out, err, port, seconds = _serve(home, secret)
-    # Structured log records (JSON lines, issue 12) may come first; the refusal is one plain line.
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("{")]
+    lines = [line for line in err.splitlines() if line.strip()]
     assert rc != 0, (out, err)
     assert "listening" not in out
     assert "Traceback" not in err
@@ -118,7 +117,7 @@ def test_a_port_in_use_is_one_line_too(home: Home) -> None:
              "--home", str(home.settings.home), "--gateway", f"127.0.0.1:{port}", "--no-spoti"],
             capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode != 0
-    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("{")]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: listen.unavailable: "), done.stderr
 
 
