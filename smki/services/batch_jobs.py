@@ -459,7 +459,8 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
             raise _refuse_single(home, requester, UNKNOWN_DEVICE_CODE,
                                  f"no certificate has been issued yet for Device ID {device.hex().upper()}", device)
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
-    outcome = request_device(home, requester, der)
+    # Appendix M lists no Eligible Subscriber check on the Ad Hoc web service (spec §7.2).
+    outcome = request_device(home, requester, der, eligibility=interface != "adhoc")
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from smki.config import Settings
     from smki.keys import KeyBackend
     from smki.services.context import Home
+    from smki.services.eligibility import Screen
     from smki.store.transaction import Transaction
 
 #: Called inside a commit's transaction, after its certificates and audit record, with that
@@ -362,16 +363,20 @@ def issue_device_batch(
     resume: bool = False,
     pool: SigningPool | None = None,
     in_transaction: InTransaction | None = None,
+    screen: Screen | None = None,
 ) -> BatchSummary:
     """Issue a Device Certificate for every good CSR in ``items``; report bad ones individually.
 
     ``on_chunk`` receives each chunk's outcomes after they are committed (for files, progress,
     responses); ``in_transaction`` receives them inside the committing transaction (see
-    ``_record_chunks``). ``workers=0`` issues in this process (small batches, tests); the default is one
-    worker per core, in a ``pool`` if one is given (a server's warm pool) or else in one made for
-    this batch. ``resume=True`` continues an earlier run of the same ``batch_ref`` over the same
-    items: items whose certificate that run committed (per its audit records) are skipped, so
-    nothing is issued twice; the rest — never reached, or failed (e.g. an HSM fault) — are issued.
+    ``_record_chunks``). ``screen`` turns signed results into refusals before they are recorded
+    (the subscriber path's Eligible Subscriber check, :mod:`smki.services.eligibility`); then keys
+    already certified are refused (:mod:`smki.services.key_register`). ``workers=0`` issues in
+    this process (small batches, tests); the default is one worker per core, in a ``pool`` if one
+    is given (a server's warm pool) or else in one made for this batch. ``resume=True`` continues
+    an earlier run of the same ``batch_ref`` over the same items: items whose certificate that run
+    committed (per its audit records) are skipped, so nothing is issued twice; the rest — never
+    reached, or failed (e.g. an HSM fault) — are issued.
     """
     import time
 
@@ -395,6 +400,8 @@ def issue_device_batch(
     counts = [0, 0]
 
     def commit(ready: Sequence[_ChunkResult]) -> None:
+        if screen is not None:
+            ready = screen(ready)
         ready, keys = refuse_duplicate_device_keys(home, ready)
         outcomes = [_outcomes(chunk) for chunk in ready] if on_chunk or in_transaction else []
         also: Callable[[Transaction], None] | None = None
