@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from smki.domain import SmiStatus
 from smki.ra import PartyCategory, check_eligible_subscriber
-from smki.ra.rules import DEFAULT_ELIGIBILITY, DeviceFacts, Eligible, EligibilityContext, describe
+from smki.ra.rules import DEFAULT_ELIGIBILITY, DeviceFacts, EligibilityContext, Eligible, describe
 
 DEVICE = bytes.fromhex("00db123456789001")
 SUPPLIER, GAS, DNO, OTHER, DCC = "SUPP1", "GAS1", "DNO1", "SUPP2", "DCC"
