@@ -26,8 +26,10 @@ from smki.audit import AuditEvent
 from smki.domain import DeviceType, SmiStatus
 from smki.errors import NotFound, SmkiError
 from smki.eui64 import eui64_hex, parse_eui64
+from smki.ra import StaffAction
 from smki.services.context import Home
 from smki.services.ra_state import today
+from smki.services.staff import require_action
 from smki.store.devices import DeviceChangeRecord, DeviceRow, device_reads, device_writes
 
 CHUNK = 10_000
@@ -157,12 +159,20 @@ def import_rows(home: Home, rows: Iterable[tuple[int, dict[str, Any]]], *, actor
     return ImportSummary(count, chunks, time.perf_counter() - started)
 
 
-def import_file(home: Home, path: Path, *, actor: str) -> ImportSummary:
-    return import_rows(home, read_rows(path), actor=actor)
+def import_file(home: Home, path: Path, *, staff_id: str | None) -> ImportSummary:
+    """Import a CSV or JSON Lines file (RA operator: ``ra.staff-role`` manage-register)."""
+    staff = require_action(home, staff_id, StaffAction.MANAGE_REGISTER, subject="device-register")
+    return import_rows(home, read_rows(path), actor=staff.staff_id)
+
+
+def set_device(home: Home, values: dict[str, Any], *, staff_id: str | None) -> DeviceRow:
+    """One Device added or changed by RA staff (``smki device set``, the JSON API's staff route)."""
+    staff = require_action(home, staff_id, StaffAction.MANAGE_REGISTER, subject=str(values.get("device_id")))
+    return put_device(home, values, actor=staff.staff_id)
 
 
 def put_device(home: Home, values: dict[str, Any], *, actor: str) -> DeviceRow:
-    """Add or change one Device (the CLI's ``device set`` and the JSON API)."""
+    """Add or change one Device, audited under ``actor``."""
     row = device_row(values, _party_ids(home))
     with home.store.transaction() as tx:
         device_writes(tx).put([row], actor)

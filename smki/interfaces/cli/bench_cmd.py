@@ -78,6 +78,7 @@ FORWARDED = {
     "crl": ("crl", "CRL generation time for N revoked entries."),
     "device-factory": ("device_factory", "Device Certificate build + sign rate on one core."),
     "batch-cpu": ("batch_cpu", "Where a batch's CPU goes: the single writer vs the signing workers."),
+    "devices": ("device_register", "Device register bulk import / update of N rows and request-time look-ups."),
 }
 
 

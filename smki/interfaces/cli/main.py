@@ -23,6 +23,7 @@ from smki.interfaces.cli import (
     credential_cmd,
     crl_cmd,
     dev_cmd,
+    device_cmd,
     issue_cmd,
     party_cmd,
     populate_cmd,
@@ -56,6 +57,7 @@ app.add_typer(aro_cmd.app, name="aro")
 app.add_typer(apply_cmd.app, name="apply")
 app.add_typer(ra_cmd.app, name="ra")
 app.add_typer(request_cmd.app, name="request")
+app.add_typer(device_cmd.app, name="device")
 # Revocation, CRL/ARL, status lifecycle and the data generator (issue 5).
 app.add_typer(crl_cmd.app, name="crl")
 cert_cmd.app.command("revoke")(revoke_cmd.revoke)
