@@ -50,8 +50,15 @@ def _row(values: Sequence[Any]) -> DeviceRow:
 
 def _entries(conn: Connection, device_ids: Collection[bytes]) -> dict[bytes, DeviceRow]:
     wanted = sorted(set(device_ids))
-    mark = placeholder(conn)
     found: dict[bytes, DeviceRow] = {}
+    if conn.dialect.name == "postgresql":  # one query, the IDs as one array parameter
+        rows = conn.exec_driver_sql(
+            f"SELECT {', '.join(_FIELDS)}, changed_on FROM devices WHERE device_id = ANY(%s)", (wanted,))
+        for values in rows:
+            entry = _row(tuple(values))
+            found[entry.device_id] = entry
+        return found
+    mark = placeholder(conn)
     for start in range(0, len(wanted), _PART):
         part = wanted[start:start + _PART]
         rows = conn.exec_driver_sql(
