@@ -76,6 +76,7 @@ from smki.interfaces.dcc.safe_xml import (
 )
 
 __all__ = [
+    "BATCH_REJECTED_CODE",
     "BUILD",
     "CSR_ERROR_CODES",
     "DEFAULT_BATCH_MAX_BYTES",
@@ -191,6 +192,7 @@ RULE_OTHER = "IN:RA1"
 
 UNKNOWN_DEVICE_CODE = "UD:AA1"
 INELIGIBLE_DEVICE_CODE = "IN:EL1"  # a CSR whose Device the requester is not an Eligible Subscriber for
+BATCH_REJECTED_CODE = "WF:RJ1"  # a batch the RA rejected (REJECTED); ErrorText is the RA's reason
 ANOMALY_CODE = "IA:AA1"  # issuance anomaly (prefix not fixed by the spec; smki's choice)
 CA_CODE = "CA:AA1"  # the CA could not sign (key backend, HSM); prefix is smki's choice
 WORKFLOW_CODE = "WF:AA1"  # capacity limits and other refusals of the request as a whole
