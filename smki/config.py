@@ -63,6 +63,9 @@ class Settings:
     #: ``device.eligible-subscriber``); its table is the default unless ``[eligibility]`` changes rows.
     eligible_subscriber_check: bool = True
 
+    log_level: str = "info"  # debug, info, warning, error, critical
+    log_format: str = "auto"  # json, text, or auto (text on a terminal, else json)
+
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,6 +119,9 @@ def load_settings(home: Path | str = DEFAULT_HOME) -> Settings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError("config.invalid", f"cannot read {path}: {exc}") from exc
+    from smki.settings_model import check_document
+
+    check_document(data, str(path))
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in data.items():
@@ -136,21 +142,12 @@ def load_settings(home: Path | str = DEFAULT_HOME) -> Settings:
 
 
 def write_default_config(settings: Settings) -> Path:
-    """Write the settings in force as ``smki.toml`` so a deployment sees (and can edit) every value."""
-    lines = ["# smki configuration. Defaults are the SMKI test-environment values (spec §4).", ""]
-    for f in fields(Settings):
-        if f.name in ("home", "extra"):
-            continue
-        value = getattr(settings, f.name)
-        if isinstance(value, str):
-            lines.append(f'{f.name.replace("_", "-")} = "{value}"')
-        elif isinstance(value, tuple):  # a TOML array of strings
-            items = ", ".join(f'"{item}"' for item in value)
-            lines.append(f'{f.name.replace("_", "-")} = [{items}]')
-        elif isinstance(value, bool):  # TOML spells them true / false
-            lines.append(f'{f.name.replace("_", "-")} = {str(value).lower()}')
-        else:
-            lines.append(f'{f.name.replace("_", "-")} = {value}')
+    """Write the settings in force as a commented ``smki.toml`` with every section, so a deployment
+    sees (and can edit) every value (:func:`smki.settings_model.render_toml`)."""
+    from smki.settings_model import render_toml
+
+    values = {f.name.replace("_", "-"): getattr(settings, f.name) for f in fields(Settings)
+              if f.name not in ("home", "extra")}
     settings.home.mkdir(parents=True, exist_ok=True)
-    settings.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings.config_path.write_text(render_toml(values), encoding="utf-8")
     return settings.config_path

@@ -45,7 +45,7 @@ def initialise_ca(settings: Settings, secret: bytes, *, actor: str, now: datetim
     settings.home.mkdir(parents=True, exist_ok=True)
     if not settings.config_path.exists():
         write_default_config(settings)
-    home = open_home(settings.home, secret)
+    home = open_home(settings.home, secret, migrate=True)
     home = replace(home, settings=settings)
     try:
         if home.store.ca_certificate(CertKind.ROOT) is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -23,9 +25,33 @@ def _config() -> Config:
     return cfg
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str | None:
     """The newest revision shipped with this version of smki."""
     return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def revisions() -> list[str]:
+    """Every shipped revision, oldest first (tests upgrade from each one)."""
+    script = ScriptDirectory.from_config(_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands against this version of smki."""
+
+    current: str | None
+    head: str | None
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+    @property
+    def known(self) -> bool:
+        """False when the database is newer than this smki (a downgrade of smki, not of the schema)."""
+        return self.current is None or self.current in revisions()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -174,7 +174,8 @@ def test_errors_have_one_shape_and_the_right_status(live: LiveListeners, aro: Cl
         assert response.status_code == status, (code, response.text)
         assert set(response.json()) == {"error"}
         assert response.json()["error"]["code"] == code
-        assert set(response.json()["error"]) == {"code", "message", "rules"}
+        assert set(response.json()["error"]) == {"code", "message", "rules", "request_id"}
+        assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
 
 
 def test_a_chunked_body_over_the_limit_is_refused(live: LiveListeners, aro: ClientFiles) -> None:

@@ -17,16 +17,20 @@ from smki.interfaces.cli import (
     apply_cmd,
     aro_cmd,
     audit_cmd,
+    backup_cmd,
     bench_cmd,
     ca_cmd,
     cert_cmd,
+    config_cmd,
     credential_cmd,
     crl_cmd,
+    db_cmd,
     dev_cmd,
     device_cmd,
     issue_cmd,
     party_cmd,
     populate_cmd,
+    portal_cmd,
     ra_batches_cmd,
     ra_cmd,
     repo_cmd,
@@ -70,10 +74,37 @@ dev_cmd.app.command("populate")(populate_cmd.populate)
 # The HTTP interfaces (issue 4): SMKI credentials and the Gateway/SPOTI listeners.
 credential_cmd.register(app, aro_cmd.app)
 app.command("serve")(serve_cmd.serve)
+app.add_typer(portal_cmd.app, name="portal")
+# Operating smki (issue 12): schema, version.
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(backup_cmd.app, name="backup")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from smki import __version__
+        from smki.services.schema import code_schema_revision
+
+        typer.echo(f"smki {__version__} (schema {code_schema_revision()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and the database schema revision it needs, and exit."),
+) -> None:
+    """GB Smart Metering Key Infrastructure: Registration Authority, CA and Repository."""
 
 
 def run() -> None:
+    from smki.observability.logs import configure_logging
+
     try:
+        # A one-shot command logs warnings and errors only (its results are its output); ``smki
+        # serve`` reconfigures from the home's log-level / log-format.
+        configure_logging(os.environ.get("SMKI_LOG_LEVEL", "warning"), os.environ.get("SMKI_LOG_FORMAT", "auto"))
         app()
     except SmkiError as exc:
         err_console.print(f"[bold red]error:[/] {exc.code}: {exc.message}", highlight=False, soft_wrap=True)

@@ -1,5 +1,4 @@
-"""Issue 13, the Device side of the SEC: the register of certified keys (duplicates, ``CR:9999``)
-and the device register (Device IDs, type, SMI status, responsible Parties, dated changes).
+"""Issue 13, the Device side of the SEC: the register of certified keys (duplicates, ``CR:9999``).
 
 Revision ID: 0007
 Revises: 0005
@@ -19,10 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from smki.store.types import BigId
-
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -43,7 +40,6 @@ def upgrade() -> None:
         sa.Column("fingerprint", sa.LargeBinary(16), nullable=False),
         sa.Column("serial", sa.String(32), nullable=False),
         sa.PrimaryKeyConstraint("fingerprint", name="pk_certified_keys"),
-        sqlite_with_rowid=False,
     )
     conn = op.get_bind()
     latest: dict[bytes, str] = {}
@@ -57,35 +53,5 @@ def upgrade() -> None:
         op.bulk_insert(table, items[start:start + 10_000])
 
 
-    op.create_table(
-        "devices",
-        sa.Column("device_id", sa.LargeBinary(8), nullable=False),
-        sa.Column("device_type", sa.String(8), nullable=False),
-        sa.Column("smi_status", sa.String(32), nullable=False),
-        sa.Column("import_supplier", sa.String(64), nullable=True),
-        sa.Column("gas_supplier", sa.String(64), nullable=True),
-        sa.Column("network_operator", sa.String(64), nullable=True),
-        sa.Column("changed_on", sa.Date, nullable=False),
-        sa.PrimaryKeyConstraint("device_id", name="pk_devices"),
-    )
-    op.create_table(
-        "device_changes",
-        sa.Column("id", BigId, autoincrement=True, nullable=False),
-        sa.Column("device_id", sa.LargeBinary(8), nullable=False),
-        sa.Column("effective", sa.Date, nullable=False),
-        sa.Column("device_type", sa.String(8), nullable=False),
-        sa.Column("smi_status", sa.String(32), nullable=False),
-        sa.Column("import_supplier", sa.String(64), nullable=True),
-        sa.Column("gas_supplier", sa.String(64), nullable=True),
-        sa.Column("network_operator", sa.String(64), nullable=True),
-        sa.Column("recorded_by", sa.String(128), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_device_changes"),
-    )
-    op.create_index("ix_device_changes_device_id", "device_changes", ["device_id"])
-
-
 def downgrade() -> None:
-    op.drop_index("ix_device_changes_device_id", table_name="device_changes")
-    op.drop_table("device_changes")
-    op.drop_table("devices")
     op.drop_table("certified_keys")
