@@ -72,7 +72,7 @@ def batch_policy(settings: Settings) -> BatchPolicy:
     if not isinstance(limit, int) or limit < 0:
         raise ConfigError("config.invalid", "[batches] auto-approve-max must be a whole number, 0 or more")
     window = section.get("window")
-    if window is None:
+    if not window:
         return BatchPolicy(limit)
     start, _, end = str(window).partition("-")
     if not end:
