@@ -39,6 +39,7 @@ from smki.errors import NotFound, SmkiError
 from smki.ra import CertificateRequestFacts
 from smki.ra.engine import PolicyRefusal
 from smki.services import key_health
+from smki.services.batch_lifecycle import PAUSED, QUEUED, batch_policy
 from smki.services.batch_sources import BatchItem
 from smki.services.capacity import CapacitySettings, capacity_settings, consume, give_back
 from smki.services.context import Home
@@ -65,7 +66,7 @@ MAX_CSRS = 50_000
 RETENTION = timedelta(days=30)
 DEVICE_LIMIT = 100
 DEVICE_LIMIT_CODE = "csr.device-limit"
-#: Job states, stored as the DCC's BatchStatus words.
+#: Job states, stored as the DCC's BatchStatus words (the life cycle: :mod:`smki.services.batch_lifecycle`).
 PENDING, PROCESSING, COMPLETED = "PENDING", "PROCESSING", "COMPLETED"
 #: A PROCESSING job whose owner has sent no heartbeat for this long may be taken over.
 DEFAULT_LEASE = timedelta(seconds=60)
@@ -121,7 +122,8 @@ def requester_for(job: BatchJobRecord) -> Requester:
 
 def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, bytes]], *, interface: str,
                  client_ref: str, capacity: CapacitySettings) -> BatchJobRecord:
-    """Accept a batch: RA rules, capacity, then the job and its CSRs stored (audited) as PENDING.
+    """Accept a batch: RA rules, capacity, then the job and its CSRs stored (audited): QUEUED when
+    the auto-approval policy admits it, else PENDING until the RA approves it (batch_lifecycle).
 
     Raises ``ra.refused`` (PolicyRefusal), ``capacity.batch-csrs`` or ``batch.too-many``/``batch.empty``.
     """
@@ -136,15 +138,16 @@ def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, by
     ref = f"{interface}-{now:%Y%m%d}-{secrets.token_hex(6)}"
     rows = [NewBatchItem(i, item_id, normalise_csr(data)) for i, (item_id, data) in enumerate(items)]
     system = requester.system if isinstance(requester, SystemRequester) else None
+    status = batch_policy(home.settings).initial_status(len(rows))  # PENDING: awaiting the RA's approval
     with home.store.transaction() as tx:
         job_id = batch_writes(tx).add_job(
             ref=ref, party_id=requester.party_id, aro_id=requester.aro_id, system=system,
-            route=Route(requester.route).value, interface=interface, client_ref=client_ref, status=PENDING,
+            route=Route(requester.route).value, interface=interface, client_ref=client_ref, status=status,
             items=rows, now=now, expires_at=now + RETENTION,
         )
         tx.append_audit([AuditEvent(requester.actor, "batch.accepted", ref, {
             **requester.audit_details(), "batch": ref, "batch_id": job_id, "csrs": len(rows),
-            "interface": interface, "client_ref": client_ref[:256],
+            "interface": interface, "client_ref": client_ref[:256], "status": status,
         })])
     job = batch_reads(home.store).job(job_id)
     assert job is not None
@@ -283,15 +286,23 @@ class BatchRunner:
         return host == self.host and pid_text.isdigit() and not pid_alive(int(pid_text))
 
     def claim_next(self) -> BatchJobRecord | None:
+        """The oldest approved batch (or a PROCESSING one whose owner is gone), claimed for this
+        runner; inside the processing window only, if one is configured (outside it, queued
+        batches are shown PAUSED and wait)."""
         reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
         now = _now()
-        for job in reversed(reads.jobs(statuses=[PENDING, PROCESSING], limit=200)):
+        if not batch_policy(self.home.settings).open_at(now):
+            progress.pause_queued(now)
+            startable = [PROCESSING]
+        else:
+            startable = [QUEUED, PAUSED, PROCESSING]
+        for job in reversed(reads.jobs(statuses=startable, limit=200)):
             if job.status == PROCESSING and job.owner == self.owner:
                 continue
             if self._dead_owner(job.owner) and job.owner is not None:
                 won = progress.claim_from(job.id, self.owner, job.owner, now, PROCESSING)
             else:
-                won = progress.claim(job.id, self.owner, statuses=[PENDING, PROCESSING],
+                won = progress.claim(job.id, self.owner, statuses=startable,
                                      stale_before=now - self.lease, now=now, status=PROCESSING)
             if won:
                 return reads.job(job.id)
@@ -545,7 +556,8 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
                                  f"no certificate has been issued yet for Device ID {device.hex().upper()}", device)
     key_health.refuse_if_unusable()
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
-    outcome = request_device(home, requester, der, decision=decision)
+    # Appendix M lists no Eligible Subscriber check on the Ad Hoc web service (spec §7.2).
+    outcome = request_device(home, requester, der, decision=decision, eligibility=interface != "adhoc")
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from smki.config import Settings
     from smki.keys import KeyBackend
     from smki.services.context import Home
+    from smki.services.eligibility import Screen
     from smki.store.transaction import Transaction
 
 #: Called inside a commit's transaction, after its certificates and audit record, with that
@@ -444,6 +445,7 @@ def issue_device_batch(
     pool: SigningPool | None = None,
     in_transaction: InTransaction | None = None,
     opening: Sequence[AuditEvent] = (),
+    screen: Screen | None = None,
 ) -> BatchSummary:
     """Issue a Device Certificate for every good CSR in ``items``; report bad ones individually.
 
@@ -455,7 +457,9 @@ def issue_device_batch(
     items: items whose certificate that run committed (per its audit records) are skipped, so
     nothing is issued twice; the rest — never reached, or failed (e.g. an HSM fault) — are issued.
     ``opening`` are the caller's audit records to commit just before ``batch.started`` (the
-    request's authorisation).
+    request's authorisation). ``screen`` turns signed results into refusals before they are
+    recorded (the subscriber path's Eligible Subscriber check, :mod:`smki.services.eligibility`);
+    then keys already certified are refused (:mod:`smki.services.key_register`).
 
     In this process (``workers=0``: one Device CSR over the web services, the Portal, tests) the
     opening records are committed with the first chunk and ``batch.completed`` with the last, so a
@@ -491,7 +495,7 @@ def issue_device_batch(
         completed = _issue_all(home, items, actor=actor, batch_ref=batch_ref, workers=workers,
                                chunk_size=chunk_size, on_chunk=on_chunk, pool=pool, in_transaction=in_transaction,
                                issuer_der=issuer_der, issuer_key_id=issuer_key_id, counts=counts, opened=opened,
-                               in_process=in_process)
+                               in_process=in_process, screen=screen)
     except Exception as exc:
         # A started batch always ends in the audit log: what stopped it, with the code the caller sees
         # (and, in this process, the opening records that were to commit with the first chunk).
@@ -516,7 +520,8 @@ def issue_device_batch(
 def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref: str, workers: int | None,
                chunk_size: int, on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None,
                pool: SigningPool | None, in_transaction: InTransaction | None, issuer_der: bytes,
-               issuer_key_id: str, counts: list[int], opened: list[AuditEvent], in_process: bool) -> bool:
+               issuer_key_id: str, counts: list[int], opened: list[AuditEvent], in_process: bool,
+               screen: Screen | None = None) -> bool:
     """The body of :func:`issue_device_batch`: sign and commit every chunk, counting into ``counts``.
 
     ``opened`` (records not yet committed) go with the first commit, which empties the list. Returns
@@ -530,6 +535,8 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
             "kind": "device", "issued": counts[0] + issued, "rejected": counts[1] + refused})]
 
     def commit(ready: Sequence[_ChunkResult], last: bool = False) -> None:
+        if screen is not None:
+            ready = screen(ready)
         ready, keys = refuse_duplicate_device_keys(home, ready)
         outcomes = [_outcomes(chunk) for chunk in ready] if on_chunk or in_transaction else []
         also: Callable[[Transaction], None] | None = None

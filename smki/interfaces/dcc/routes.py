@@ -249,6 +249,9 @@ def create_device_router() -> APIRouter:
         if isinstance(head, dx.DccError):
             return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(dx.BatchStatus.FORMAT_ERROR, error=head)))
         status = dx.BatchStatus(head.status)
+        if status is dx.BatchStatus.REJECTED:  # the RA's reason travels in the optional Error
+            reason = dx.DccError(dx.BATCH_REJECTED_CODE, head.error_text or "rejected by the Registration Authority")
+            return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status, error=reason)))
         if status is not dx.BatchStatus.COMPLETED:
             return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status)))
         chunks = dx.iter_csr_batch_result(status, _device_certificates(ctx, head), chunk_bytes=RESULT_CHUNK)
