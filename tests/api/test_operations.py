@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from smki.ca.devcsr import make_device_csr
 from smki.domain import Route, Usage
 from smki.services.context import Home
-from tests.api.conftest import ARO, PARTY, SECRET, ClientFiles
+from tests.api.conftest import ARO, PARTY, SECRET, ClientFiles, LiveListeners
 from tests.api.serve_process import ServeProcess, write_api_config
 
 DEVICE = bytes.fromhex("00db1234567890a1")
@@ -166,3 +166,18 @@ def test_readyz_is_503_naming_what_is_not_ready(home: Home) -> None:
     with TestClient(create_admin_app(lambda: home, runners=0)) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
+
+
+def test_dcc_xml_refusals_are_counted_by_code(live: LiveListeners, home: Home, aro: ClientFiles) -> None:
+    """An Ad Hoc Device CSR refused on the XML service counts in smki_csrs_total as the JSON API's do."""
+    from prometheus_client import REGISTRY
+
+    from tests.api.test_xml_services import _adhoc
+
+    def refused(code: str) -> float:
+        return REGISTRY.get_sample_value("smki_csrs_total", {"outcome": "refused", "code": code}) or 0.0
+
+    before = refused("ra.refused")
+    result = _adhoc(live.client(aro, Route.SPOTI), make_device_csr(DEVICE, Usage.DS), "R-metrics")
+    assert result.error is not None and result.error.code == "WF:RA1"
+    assert refused("ra.refused") == before + 1
