@@ -158,9 +158,11 @@ def iter_results(home: Home, job: BatchJobRecord) -> Iterator[tuple[BatchItemRec
     return batch_reads(home.store).iter_results(job.id)
 
 
-def result_items(home: Home, job: BatchJobRecord, *, after: int = -1, limit: int = 100) -> list[BatchItemRecord]:
-    """A page of the job's items in order (those after index ``after``), with their outcomes."""
-    return batch_reads(home.store).items(job.id, after=after, limit=limit)
+def result_items(home: Home, job: BatchJobRecord, *, after: int = -1,
+                 limit: int = 100) -> list[tuple[BatchItemRecord, bytes | None]]:
+    """A page of the job's items in order (those after index ``after``), with their outcomes and
+    each issued certificate's DER: one query for the page, whatever its size."""
+    return batch_reads(home.store).items_with_der(job.id, after=after, limit=limit)
 
 
 def iter_result_rows(home: Home, job: BatchJobRecord) -> Iterator[ResultRow]:
@@ -478,7 +480,8 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
     from smki.ca.csr import decode_csr_text
     from smki.services.requests import request_device
 
-    authorise(home, requester, CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
+    decision = authorise(home, requester,
+                         CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
     der = decode_csr_text(csr_data)
     device = peek_device_id(der)
     if device is not None:
@@ -491,7 +494,7 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
             raise _refuse_single(home, requester, UNKNOWN_DEVICE_CODE,
                                  f"no certificate has been issued yet for Device ID {device.hex().upper()}", device)
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
-    outcome = request_device(home, requester, der)
+    outcome = request_device(home, requester, der, decision=decision)
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome

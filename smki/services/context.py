@@ -28,6 +28,9 @@ class Home:
     store: Store
     secret: bytes | None = None
     _backend: KeyBackend | None = field(default=None, repr=False)
+    #: The Device Certificate factory single CSRs are issued with in this process
+    #: (``smki.services.device_issuance.in_process_factory``), made on first use.
+    device_factory: object | None = field(default=None, repr=False, compare=False)
 
     def backend(self) -> KeyBackend:
         """The key backend, opened on first use (issuance needs it; searches don't)."""

@@ -9,12 +9,14 @@ Design choices, for 10⁸ Device Certificates and ~13,000 inserts/s:
   matches the Repository interface's hex form; unique.
 * Indexes are only those a query needs, because each one costs every insert: serial (unique),
   (device_id, usage, status) for "a device's certificates / the in-use one", issued_at
-  (time-range searches), changed_at (daily increments), batch_id, and two *partial* indexes
-  that device rows (almost all rows) never enter: entity_id where set, and issuer_key_id of
-  revoked certificates (CRLs/ARLs). A status index would let the planner scan every in-use
-  certificate instead of using the device index, so there is none. A partial unique index also
-  makes "one in-use Device Certificate per device and usage" a database guarantee, so two workers
-  racing on the same device cannot both leave one in use.
+  (time-range searches), changed_at (daily increments), batch_id, and three *partial* indexes
+  that device rows (almost all rows) never enter: entity_id where set, issuer_key_id of
+  revoked certificates (CRLs/ARLs), and (kind, id) of the CA certificates — every issuance reads
+  the newest in-use CA certificate, and without it that read scanned the whole table (issue 15).
+  A status index would let the planner scan every in-use certificate instead of using the
+  device index, so there is none. A partial unique index also makes "one in-use Device
+  Certificate per device and usage" a database guarantee, so two workers racing on the same
+  device cannot both leave one in use.
 * ``audit_head`` is a single row (id = 1) holding the newest (seq, hash): locking it serialises
   every appender across processes, and comparing with it detects deleted newest records.
 """
@@ -60,6 +62,11 @@ class Base(DeclarativeBase):
 
 _REVOKED = text("status = 'R'")
 _HAS_ENTITY = text("entity_id IS NOT NULL")
+#: The CA certificates: a handful of rows among millions. An OR of equalities rather than ``IN``:
+#: SQLite uses a partial index only when a term of the query appears in its predicate, and
+#: ``kind = 'device-ca'`` appears in this one (PostgreSQL proves either form).
+CA_KINDS_PREDICATE = "kind = 'root' OR kind = 'org-ca' OR kind = 'device-ca'"
+_IS_CA = text(CA_KINDS_PREDICATE)
 
 
 class Certificate(Base):
@@ -88,6 +95,7 @@ class Certificate(Base):
         Index("ix_certificates_device_id_usage_status", "device_id", "usage", "status"),
         Index("ix_certificates_revoked", "issuer_key_id", sqlite_where=_REVOKED, postgresql_where=_REVOKED),
         Index("ix_certificates_entity_id", "entity_id", sqlite_where=_HAS_ENTITY, postgresql_where=_HAS_ENTITY),
+        Index("ix_certificates_ca", "kind", "id", sqlite_where=_IS_CA, postgresql_where=_IS_CA),
         Index(
             "uq_certificates_device_in_use",
             "device_id",

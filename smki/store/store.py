@@ -33,6 +33,7 @@ from smki.store.transaction import Transaction
 _c = certificates.c
 _a = audit_log.c
 _PAGE = 5_000
+_CA_KINDS = frozenset({CertKind.ROOT.value, CertKind.ORGANISATION_CA.value, CertKind.DEVICE_CA.value})
 #: The largest page a search may ask for: interfaces paginate rather than fetch everything.
 MAX_PAGE = 1_000
 
@@ -222,10 +223,17 @@ class Store:
         return None if value is None else bytes(value)
 
     def ca_certificate(self, kind: CertKind) -> CertificateRecord | None:
-        """The newest in-use CA certificate of ``kind`` (root, org-ca, device-ca)."""
+        """The newest in-use CA certificate of ``kind`` (root, org-ca, device-ca).
+
+        Every issuance reads it. The kind is written into the SQL as a literal (it is one of three
+        enum values), so that both engines see the term of the partial index ``ix_certificates_ca``
+        at planning time and read a few index entries rather than the table.
+        """
+        if kind.value not in _CA_KINDS:
+            raise SmkiError("store.bad-value", f"{kind.value} is not a CA certificate kind")
         stmt = (
             select(certificates)
-            .where(_c.kind == kind.value, _c.status == CertStatus.IN_USE.value)
+            .where(text(f"kind = '{kind.value}'"), _c.status == CertStatus.IN_USE.value)
             .order_by(_c.id.desc())
             .limit(1)
         )

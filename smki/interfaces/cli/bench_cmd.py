@@ -79,6 +79,7 @@ FORWARDED = {
     "device-factory": ("device_factory", "Device Certificate build + sign rate on one core."),
     "batch-cpu": ("batch_cpu", "Where a batch's CPU goes: the single writer vs the signing workers."),
     "cluster": ("cluster", "One node direct vs two nodes behind HAProxy on one PostgreSQL, in one run."),
+    "store-size": ("store_size", "Single-CSR issuance (Ad Hoc, JSON) and results-page latency as the store grows."),
 }
 
 
