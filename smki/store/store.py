@@ -120,7 +120,7 @@ class Store:
             raise SmkiError("store.not-initialised",
                             "the database has no smki schema: run 'smki ca init' (or 'smki db upgrade')")
         if not status.known:
-            raise SmkiError("store.schema-newer",
+            raise SmkiError("store.schema-unknown",
                             f"the database schema is at {status.current}, newer than this smki ({status.head})")
         raise SmkiError("store.schema-outdated",
                         f"the database schema is at {status.current}, this smki needs {status.head}: "
