@@ -148,7 +148,6 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # smki writes its own access log; Alembic's "Context impl" lines say nothing an operator needs
-    # (``smki db upgrade`` reports what it changed itself).
-    for noisy in ("uvicorn.access", "uvicorn.error", "alembic.runtime.migration"):
+    # smki writes its own access log; alembic's "Context impl SQLiteImpl" on every schema check is noise.
+    for noisy in ("uvicorn.access", "uvicorn.error", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

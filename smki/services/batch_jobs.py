@@ -380,6 +380,10 @@ class BatchRunner:
                     counts[device] += 1
                 yield BatchItem(idx, item_id, csr)
             progress.record_results(job.id, self.owner, refused, _now())
+            if refused:
+                from smki.observability.metrics import csr_refused
+
+                csr_refused(DEVICE_LIMIT_CODE, len(refused))
 
     def process(self, job: BatchJobRecord) -> None:
         """Run one claimed job to completion (resuming it if an earlier run was cut short)."""

@@ -388,6 +388,7 @@ class BatchWrites:
         Bookkeeping, not a state change of the SMKI: it needs no audit record of its own.
         """
         _record_outcomes(self._conn, job_id, owner, issued, refused, now)
+        self._tx.refused_codes.update(code or "unknown" for _idx, code, _text in refused)
 
     def change_status(self, job_id: int, from_status: str, to_status: str, *,
                       error_code: str | None = None, error_text: str | None = None) -> bool:

@@ -56,9 +56,10 @@ class CertificateQuery:
     limit: int = 100
 
 
-#: Called after each committed transaction with the certificates it added (by kind) and the audit
-#: records it appended (by action): how the metrics count issuance without the store knowing of them.
-CommitHook = Callable[[Mapping[str, int], Mapping[str, int]], None]
+#: Called after each committed transaction with the certificates it added (by kind), the audit
+#: records it appended (by action) and the batch items it refused (by code): how the metrics count
+#: issuance without the store knowing of them.
+CommitHook = Callable[[Mapping[str, int], Mapping[str, int], Mapping[str, int]], None]
 _commit_hooks: list[CommitHook] = []
 
 
@@ -119,7 +120,7 @@ class Store:
             raise SmkiError("store.not-initialised",
                             "the database has no smki schema: run 'smki ca init' (or 'smki db upgrade')")
         if not status.known:
-            raise SmkiError("store.schema-newer",
+            raise SmkiError("store.schema-unknown",
                             f"the database schema is at {status.current}, newer than this smki ({status.head})")
         raise SmkiError("store.schema-outdated",
                         f"the database schema is at {status.current}, this smki needs {status.head}: "
@@ -139,9 +140,9 @@ class Store:
                     tx.finish()
         except OperationalError as exc:
             raise SmkiError("store.unavailable", f"the database refused the write: {_first_line(exc)}") from exc
-        if _commit_hooks and (tx.issued_kinds or tx.audit_actions):
+        if _commit_hooks and (tx.issued_kinds or tx.audit_actions or tx.refused_codes):
             for hook in _commit_hooks:
-                hook(tx.issued_kinds, tx.audit_actions)
+                hook(tx.issued_kinds, tx.audit_actions, tx.refused_codes)
 
     # -- certificate reads -------------------------------------------------------------------
 

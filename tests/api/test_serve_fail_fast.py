@@ -78,7 +78,7 @@ def test_a_missing_key(home: Home) -> None:
     _assert_refused(home.settings.home, SECRET, "key.missing")
 
 
-@pytest.mark.parametrize(("revision", "code"), [("9999", "store.schema-newer"), ("0005", "store.schema-outdated")])
+@pytest.mark.parametrize(("revision", "code"), [("9999", "store.schema-unknown"), ("0005", "store.schema-outdated")])
 def test_a_database_at_another_schema_revision(home: Home, revision: str, code: str) -> None:
     write_api_config(home.settings.home)
     with home.store.engine.begin() as conn:

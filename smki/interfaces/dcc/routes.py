@@ -31,6 +31,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.interfaces.api.context import ListenerContext, ctx_of, requester_of
+from smki.interfaces.api.errors import count_refusal
 from smki.interfaces.dcc import codec as dx
 from smki.ra.engine import PolicyRefusal
 from smki.services import batch_jobs
@@ -83,10 +84,12 @@ def _adhoc(ctx: ListenerContext, requester: Requester, body: bytes) -> dx.Device
             ctx.home, requester, message.csr_der, capacity=ctx.capacity, limit_name="adhoc-service",
             interface="adhoc", require_known_device=True)
     except PolicyRefusal as exc:
+        count_refusal(exc)
         refused = dx.dcc_error_from(dx.Service.AD_HOC, exc, exc.decision.failed_ids)
         return dx.DeviceCertificateSigningResponse(message.id, _transaction_id(), refused.status,  # type: ignore[arg-type]
                                                    error=refused.error)
     except SmkiError as exc:
+        count_refusal(exc)
         refused = dx.dcc_error_from(dx.Service.AD_HOC, exc)
         return dx.DeviceCertificateSigningResponse(message.id, _transaction_id(), refused.status,  # type: ignore[arg-type]
                                                    error=refused.error)
