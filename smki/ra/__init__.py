@@ -27,6 +27,7 @@ from smki.ra.state import (
     EvidenceBasis,
     PartyCategory,
     PartyState,
+    RegisteredUserRole,
     StaffRole,
     SubscriberStanding,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "PartyCategory",
     "PartyState",
     "PolicyRefusal",
+    "RegisteredUserRole",
     "RuleResult",
     "RuleSet",
     "StaffAction",

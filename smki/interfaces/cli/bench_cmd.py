@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from smki.bench import openssl_limit, prepare_csrs, run_issue_benchmark
 from smki.interfaces.cli.common import console
 
 app = typer.Typer(help="Performance benchmarks.", no_args_is_help=True)
@@ -27,6 +26,8 @@ def issue(
     = ["file"],  # noqa: B006
 ) -> None:
     """Batch Device issuance end to end (parse, validate, sign, persist, audit) vs openssl's limit."""
+    from smki.bench import openssl_limit, prepare_csrs, run_issue_benchmark
+
     cores = os.cpu_count() or 1
     base = workdir or Path(tempfile.mkdtemp(prefix="smki-bench-"))
     console.print(f"cores: {cores}; work directory: {base}")
