@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -140,3 +141,11 @@ def device_csr_stream(
         usage = Usage.DS if index % 2 == 0 else Usage.KA
         key = next(cycle) if cycle is not None else None
         yield device_id, usage, make_device_csr(device_id, usage, key)
+
+
+def write_device_csrs(path: Path, count: int, start: int = 0x00DB000000000000) -> None:
+    """Write ``count`` Device CSRs as one multi-PEM file, streamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        for _device, _usage, der in device_csr_stream(count, first_device=start, keys=64):
+            handle.write(x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM))

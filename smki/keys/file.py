@@ -40,7 +40,7 @@ class FileSigner:
 
         The digest is taken with :mod:`hashlib` and signed as prehashed: the same signature, but
         letting OpenSSL hash costs a digest fetch per call (~3.5 µs, a sixth of a Device
-        Certificate's signature; ``benchmarks/device_factory.py``).
+        Certificate's signature; ``smki/bench/device_factory.py``).
         """
         return self._key.sign(hashlib.sha256(data).digest(), self._algorithm)
 

@@ -18,8 +18,10 @@ from smki.errors import SmkiError
 from smki.ra.rules import (
     APPROVAL_RULES,
     POLICY_RULES,
+    REVOCATION_RULES,
     STAFF_RULES,
     ApprovalContext,
+    RevocationContext,
     RuleContext,
     RuleResult,
     StaffAction,
@@ -265,6 +267,13 @@ def check_dual_control(proposed_by: str, approver: str, approver_roles: Iterable
 def check_staff_role(person: str, roles: Iterable[StaffRole], action: StaffAction) -> RuleResult:
     """``ra.staff-role``: ``person`` holds a staff role that permits ``action``."""
     return STAFF_RULES["ra.staff-role"].evaluate(StaffContext(person, frozenset(roles), action))
+
+
+def check_own_certificate(serial: str, entity_id: bytes | None, entity_owner: str | None,
+                          requesting_party: str) -> RuleResult:
+    """``revocation.own-certificate``: the certificate names an Entity Identifier of the ARO's Party."""
+    context = RevocationContext(serial, entity_id, entity_owner, requesting_party)
+    return REVOCATION_RULES["revocation.own-certificate"].evaluate(context)
 
 
 def render_explanation(decision: Decision) -> str:

@@ -12,7 +12,7 @@ from datetime import date
 from smki.domain import CertificatePolicy, RemotePartyRole, Route
 from smki.errors import SmkiError
 from smki.ra.engine import decide_request, render_explanation
-from smki.ra.rules import all_rules
+from smki.ra.rules import REVOCATION_RULES, all_rules
 from smki.ra.rulesets import RULESETS, RuleSet
 from smki.ra.state import (
     AroState,
@@ -42,6 +42,8 @@ def _where(rule_id: str, rulesets: Sequence[RuleSet]) -> str:
             places.append(f"{policy.value} request")
     if any(rule_id in rs.control_rules for rs in rulesets):
         places.append("RA staff control")
+    if rule_id in REVOCATION_RULES:
+        places.append("revocation requested by an ARO")
     return ", ".join(places) or "unused"
 
 
@@ -53,6 +55,8 @@ def rules_table_markdown(rulesets: Sequence[RuleSet] = RULESETS) -> str:
     ]
     for rule in all_rules():
         member = [rs.name for rs in rulesets if rule.rule_id in rs.rule_ids()]
+        if rule.rule_id in REVOCATION_RULES:  # not dated by SEC Release: applies whatever the rule set
+            member = ["all"]
         lines.append(
             f"| `{rule.rule_id}` | {_cell(rule.description)} | {_where(rule.rule_id, rulesets)} "
             f"| {_cell(rule.reference)} | {', '.join(member) or 'none'} |"

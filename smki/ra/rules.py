@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from smki.domain import CertificatePolicy, RemotePartyRole, Route
 from smki.errors import SmkiError
@@ -134,6 +134,17 @@ class ApprovalContext:
 
 
 @dataclass(frozen=True)
+class RevocationContext:
+    """Facts for ``revocation.own-certificate``: the certificate an ARO asks to revoke, the Entity
+    Identifier it names, the Party the register says holds that Entity Identifier, and the ARO's Party."""
+
+    serial: str
+    entity_id: bytes | None
+    entity_owner: str | None
+    requesting_party: str
+
+
+@dataclass(frozen=True)
 class StaffContext:
     """Facts for ``ra.staff-role``: a person, the roles they hold, and what they are attempting."""
 
@@ -175,10 +186,14 @@ POLICY_RULES: dict[str, Rule[RuleContext]] = {}
 
 APPROVAL_RULES: dict[str, Rule[ApprovalContext]] = {}
 STAFF_RULES: dict[str, Rule[StaffContext]] = {}
+REVOCATION_RULES: dict[str, Rule[RevocationContext]] = {}
+"""Rules that decide whether a subscriber's (ARO's) request to revoke a certificate may proceed."""
+
+AnyRule = Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext] | Rule[RevocationContext]
 
 
 def _register(table: dict[str, Rule[C]], rule: Rule[C]) -> None:
-    if rule.rule_id in POLICY_RULES or rule.rule_id in APPROVAL_RULES or rule.rule_id in STAFF_RULES:
+    if any(rule.rule_id in t for t in (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES)):
         raise SmkiError("ra.rule-duplicate", f"rule {rule.rule_id} is already registered")
     if "\n" in rule.description or "\n" in rule.reference:
         raise SmkiError("ra.rule-invalid", f"rule {rule.rule_id}: description and reference are one line")
@@ -201,16 +216,18 @@ def policy_rule(
     return register
 
 
-def all_rules() -> list[Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext]]:
-    """Every registered rule, policy rules first then the RA staff rules, in registration order."""
-    return [*POLICY_RULES.values(), *APPROVAL_RULES.values(), *STAFF_RULES.values()]
+def all_rules() -> list[AnyRule]:
+    """Every registered rule: policy rules, RA staff rules, then revocation rules, in registration order."""
+    return [*POLICY_RULES.values(), *APPROVAL_RULES.values(), *STAFF_RULES.values(), *REVOCATION_RULES.values()]
 
 
-def describe(rule_id: str) -> Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext]:
+def describe(rule_id: str) -> AnyRule:
     """The registered rule ``rule_id``, or a ``ra.rule-unknown`` refusal."""
-    for table in (POLICY_RULES, APPROVAL_RULES, STAFF_RULES):
+    tables: tuple[dict[str, Any], ...] = (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES)
+    for table in tables:
         if rule_id in table:
-            return table[rule_id]
+            found: AnyRule = table[rule_id]
+            return found
     raise SmkiError("ra.rule-unknown", f"no rule is registered as {rule_id!r}")
 
 
@@ -542,5 +559,29 @@ _register(
         "The RA staff member holds a role permitting the action (operator, approver, read-only auditor)",
         "[design] RA staff roles: RA operator, RA approver, auditor (issue 3 item 1)",
         staff_role,
+    ),
+)
+
+
+# --- revocation requested by a subscriber ----------------------------------------------------
+
+
+def own_certificate(ctx: RevocationContext) -> Verdict:
+    """An ARO revokes only certificates naming one of its own Party's Entity Identifiers."""
+    named = _eui(ctx.entity_id) if ctx.entity_id else "no Entity Identifier"
+    if ctx.entity_id is not None and ctx.entity_owner == ctx.requesting_party:
+        return ok(f"certificate {ctx.serial} names {named}, an Entity Identifier of {ctx.requesting_party}")
+    return fail(f"certificate {ctx.serial} names {named}, which is not an Entity Identifier of Party "
+                f"{ctx.requesting_party!r}")
+
+
+_register(
+    REVOCATION_RULES,
+    Rule(
+        "revocation.own-certificate",
+        "An ARO may revoke only an Organisation Certificate naming one of its own Party's Entity Identifiers",
+        "[design] SMKI RAPP: revocation is requested by an Authorised Subscriber for its own certificates; "
+        "RA staff revoke any (issue 5)",
+        own_certificate,
     ),
 )

@@ -42,6 +42,7 @@ from smki.services.ra_state import (
     today,
 )
 from smki.services.registry import check_id, parse_policy
+from smki.services.requests import Requester
 from smki.services.staff import require_action, staff_roles
 from smki.store.registry import ApplicationRecord
 
@@ -54,6 +55,30 @@ UNDECIDED = (OPEN, PROPOSED)
 _MAY_APPLY = frozenset({SubscriberStanding.NONE, SubscriberStanding.REFUSED, SubscriberStanding.WITHDRAWN})
 """[design] A Party applies afresh if it never applied, was refused, or was withdrawn; a suspended
 subscriber is reinstated instead (``smki party subscriber --standing approved``)."""
+
+
+DOCUMENT = "document"
+"""The evidence kind of a document an ARO uploads: it supports an application, but only an RA
+operator records the ``installation-need`` evidence the ``device.evidence-of-need`` rule reads."""
+
+
+def _acting(home: Home, staff_id: str | None, aro: Requester | None, action: StaffAction,
+            subject: str) -> tuple[str, dict[str, Any]]:
+    """Who does a register step, and what its audit record says of how.
+
+    RA staff need a role permitting ``action`` (rule ``ra.staff-role``, audited when refused); an
+    ARO has already been authenticated by its SMKI credential and acts for its own Party only
+    (:func:`_own_party`).
+    """
+    if aro is None:
+        return require_action(home, staff_id, action, subject=subject).staff_id, {}
+    return aro.actor, {"aro": aro.aro_id, "route": aro.route.value}
+
+
+def _own_party(aro: Requester | None, party_id: str, subject: str) -> None:
+    """An ARO sees another Party's application as not found, so nothing about it leaks."""
+    if aro is not None and aro.party_id != party_id:
+        raise SmkiError("ra.application-not-found", f"no {subject} for this Party")
 
 
 def _audit(home: Home, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
@@ -71,10 +96,15 @@ def _require_status(record: ApplicationRecord, *allowed: str) -> None:
                         f"application {record.application_id} is {record.status}, not {' or '.join(allowed)}")
 
 
-def apply(home: Home, party_id: str, policy: str | CertificatePolicy, *, staff_id: str | None) -> ApplicationRecord:
-    """Record a Party's application for Authorised Subscriber status for one Certificate Policy."""
+def apply(home: Home, party_id: str, policy: str | CertificatePolicy, *, staff_id: str | None = None,
+          aro: Requester | None = None) -> ApplicationRecord:
+    """Record a Party's application for Authorised Subscriber status for one Certificate Policy.
+
+    An RA operator records it (``staff_id``), or the Party's own ARO opens it (``aro``, e.g. in the Portal).
+    """
     parsed = parse_policy(policy)
-    staff = require_action(home, staff_id, StaffAction.MANAGE_REGISTER, subject=party_id)
+    actor, how = _acting(home, staff_id, aro, StaffAction.MANAGE_REGISTER, party_id)
+    _own_party(aro, party_id, f"Party {party_id}")
     party = load_party(home, party_id)
     standing = SubscriberStanding(party.subscriptions.get(parsed.value, SubscriberStanding.NONE.value))
     pending = [a for a in home.store.registry.applications(party_id=party_id)
@@ -88,34 +118,41 @@ def apply(home: Home, party_id: str, policy: str | CertificatePolicy, *, staff_i
     with home.store.transaction() as tx:
         application_id = tx.registry.add_application(party_id, parsed.value)
         tx.registry.set_subscription(party_id, parsed.value, SubscriberStanding.APPLIED.value)
-        tx.append_audit([AuditEvent(staff.staff_id, "application.opened", f"application:{application_id}", {
-            "party": party_id, "policy": parsed.value, "standing_before": standing.value,
+        tx.append_audit([AuditEvent(actor, "application.opened", f"application:{application_id}", {
+            "party": party_id, "policy": parsed.value, "standing_before": standing.value, **how,
         })])
     return load_application(home, application_id)
 
 
-def add_evidence(home: Home, application_id: int | str, kind: str, reference: str, *, staff_id: str | None,
-                 on: date | None = None) -> ApplicationRecord:
+def add_evidence(home: Home, application_id: int | str, kind: str, reference: str, *, staff_id: str | None = None,
+                 aro: Requester | None = None, on: date | None = None) -> ApplicationRecord:
     """Attach evidence (e.g. ``installation-need`` under RAPP §5.5) to an undecided application.
 
-    Evidence added after a proposal withdraws the proposal: the application must be proposed again.
+    An RA operator records any kind (``staff_id``); the Party's own ARO uploads documents only
+    (``aro``, kind ``document``). Evidence added after a proposal withdraws the proposal: the
+    application must be proposed again.
     """
     kind = check_id(kind, "an evidence kind")[:40]
     text = " ".join(reference.split())
     if not text or len(text) > 500:
         raise SmkiError("ra.bad-text", "an evidence reference is 1 to 500 characters")
-    staff = require_action(home, staff_id, StaffAction.RECORD_EVIDENCE, subject=f"application:{application_id}")
+    if aro is not None and kind != DOCUMENT:
+        raise SmkiError("ra.aro-document-only",
+                        f"an ARO uploads documents; only an RA operator records {kind} evidence")
+    subject = f"application {application_id}"
+    actor, how = _acting(home, staff_id, aro, StaffAction.RECORD_EVIDENCE, f"application:{application_id}")
     record = load_application(home, application_id)
+    _own_party(aro, record.party_id, subject)
     _require_status(record, *UNDECIDED)
     when = on or today()
     with home.store.transaction() as tx:
-        evidence_id = tx.registry.add_evidence(record.application_id, kind, text, staff.staff_id, when)
+        evidence_id = tx.registry.add_evidence(record.application_id, kind, text, actor, when)
         if record.status == PROPOSED:
             tx.registry.update_application(record.application_id, expect_status=PROPOSED, status=OPEN,
                                            proposal=None, proposed_by=None, proposed_at=None)
-        tx.append_audit([AuditEvent(staff.staff_id, "application.evidence-added", _subject(record), {
+        tx.append_audit([AuditEvent(actor, "application.evidence-added", _subject(record), {
             "evidence_id": evidence_id, "kind": kind, "reference": text, "on": when.isoformat(),
-            "proposal_withdrawn": record.status == PROPOSED,
+            "proposal_withdrawn": record.status == PROPOSED, **how,
         })])
     return load_application(home, record.application_id)
 
@@ -128,9 +165,12 @@ class Decided:
     decision: Decision
 
 
-def _decide(home: Home, record: ApplicationRecord, on: date) -> Decision:
+def decide_on(home: Home, record: ApplicationRecord, on: date | None = None) -> Decision:
+    """What the rules say about an application on ``on`` (default today), with the register as it
+    is now, rule by rule: recomputed, never stored."""
     party = party_state(load_party(home, record.party_id))
-    return decide_application(application_state(record), party, on, evidence_basis=evidence_basis(home))
+    return decide_application(application_state(record), party, on or today(),
+                              evidence_basis=evidence_basis(home))
 
 
 def propose(home: Home, application_id: int | str, *, staff_id: str | None, on: date | None = None) -> Decided:
@@ -142,7 +182,7 @@ def propose(home: Home, application_id: int | str, *, staff_id: str | None, on: 
     staff = require_action(home, staff_id, StaffAction.PROPOSE, subject=f"application:{application_id}")
     record = load_application(home, application_id)
     _require_status(record, OPEN)
-    decision = _decide(home, record, on or today())
+    decision = decide_on(home, record, on or today())
     with home.store.transaction() as tx:
         tx.registry.update_application(record.application_id, expect_status=OPEN, status=PROPOSED,
                                        proposed_by=staff.staff_id, proposed_at=datetime.now(UTC),
@@ -178,7 +218,7 @@ def approve(home: Home, application_id: int | str, *, staff_id: str | None, on: 
     """
     record = load_application(home, application_id)
     approver = _four_eyes(home, record, staff_id)
-    decision = _decide(home, record, on or today())
+    decision = decide_on(home, record, on or today())
     if not decision.approved:
         _audit(home, approver, "application.approval-refused", _subject(record), {
             "party": record.party_id, "policy": record.policy, "ruleset": decision.ruleset,
@@ -205,7 +245,7 @@ def refuse(home: Home, application_id: int | str, reason: str, *, staff_id: str 
         raise SmkiError("ra.reason-required", "give the reason for refusing (1 to 500 characters)")
     record = load_application(home, application_id)
     approver = _four_eyes(home, record, staff_id)
-    decision = _decide(home, record, on or today())
+    decision = decide_on(home, record, on or today())
     stored = {**decision.to_dict(), "reason": reason}
     with home.store.transaction() as tx:
         tx.registry.update_application(record.application_id, expect_status=PROPOSED, status=REFUSED,

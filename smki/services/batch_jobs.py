@@ -43,14 +43,15 @@ from smki.services.context import Home
 from smki.services.credentials import SystemRequester
 from smki.services.device_issuance import BATCH_ISSUED_ACTION, DeviceOutcome, SigningPool
 from smki.services.requests import Requester, authorise, request_device_batch
-from smki.store.jobs import (
+from smki.store.batches import (
     BatchItemRecord,
     BatchJobRecord,
     ItemResult,
     NewBatchItem,
     ResultRow,
-    jobs_reader,
-    jobs_writer,
+    batch_progress,
+    batch_reads,
+    batch_writes,
 )
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, by
     rows = [NewBatchItem(i, item_id, normalise_csr(data)) for i, (item_id, data) in enumerate(items)]
     system = requester.system if isinstance(requester, SystemRequester) else None
     with home.store.transaction() as tx:
-        job_id = jobs_writer(tx).add_job(
+        job_id = batch_writes(tx).add_job(
             ref=ref, party_id=requester.party_id, aro_id=requester.aro_id, system=system,
             route=Route(requester.route).value, interface=interface, client_ref=client_ref, status=PENDING,
             items=rows, now=now, expires_at=now + RETENTION,
@@ -132,27 +133,32 @@ def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, by
             **requester.audit_details(), "batch": ref, "batch_id": job_id, "csrs": len(rows),
             "interface": interface, "client_ref": client_ref[:256],
         })])
-    job = jobs_reader(home.store).job(job_id)
+    job = batch_reads(home.store).job(job_id)
     assert job is not None
     return job
 
 
 def job_for_party(home: Home, job_id: int, party_id: str) -> BatchJobRecord:
     """A Party's own batch; another Party's, or an expired one, is ``batch.not-found`` (no leak)."""
-    job = jobs_reader(home.store).job(job_id)
+    job = batch_reads(home.store).job(job_id)
     if job is None or job.party_id != party_id or job.expires_at < _now():
         raise NotFound("batch.not-found", f"no batch {job_id} for this Party")
     return job
 
 
 def iter_results(home: Home, job: BatchJobRecord) -> Iterator[tuple[BatchItemRecord, bytes | None]]:
-    return jobs_reader(home.store).iter_results(job.id)
+    return batch_reads(home.store).iter_results(job.id)
+
+
+def result_items(home: Home, job: BatchJobRecord, *, after: int = -1, limit: int = 100) -> list[BatchItemRecord]:
+    """A page of the job's items in order (those after index ``after``), with their outcomes."""
+    return batch_reads(home.store).items(job.id, after=after, limit=limit)
 
 
 def iter_result_rows(home: Home, job: BatchJobRecord) -> Iterator[ResultRow]:
     """Every item's outcome with its certificate's DER, as plain tuples: what ``CSRBatchResult`` is
     rendered from (a 50,000-entry answer; :func:`iter_results` builds a record per item)."""
-    return jobs_reader(home.store).iter_result_rows(job.id)
+    return batch_reads(home.store).iter_result_rows(job.id)
 
 
 def job_rules(job: BatchJobRecord) -> list[str]:
@@ -257,18 +263,18 @@ class BatchRunner:
         return host == self.host and pid_text.isdigit() and not _pid_alive(int(pid_text))
 
     def claim_next(self) -> BatchJobRecord | None:
-        reader = jobs_reader(self.home.store)
+        reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
         now = _now()
-        for job in reversed(reader.jobs(statuses=[PENDING, PROCESSING], limit=200)):
+        for job in reversed(reads.jobs(statuses=[PENDING, PROCESSING], limit=200)):
             if job.status == PROCESSING and job.owner == self.owner:
                 continue
             if self._dead_owner(job.owner) and job.owner is not None:
-                won = reader.claim_from(job.id, self.owner, job.owner, now, PROCESSING)
+                won = progress.claim_from(job.id, self.owner, job.owner, now, PROCESSING)
             else:
-                won = reader.claim(job.id, self.owner, statuses=[PENDING, PROCESSING],
-                                   stale_before=now - self.lease, now=now, status=PROCESSING)
+                won = progress.claim(job.id, self.owner, statuses=[PENDING, PROCESSING],
+                                     stale_before=now - self.lease, now=now, status=PROCESSING)
             if won:
-                return reader.job(job.id)
+                return reads.job(job.id)
         return None
 
     def run_once(self) -> int:
@@ -288,13 +294,12 @@ class BatchRunner:
 
         if time.monotonic() - self._last_purge > 3600:
             self._last_purge = time.monotonic()
-            jobs_reader(self.home.store).purge_expired(_now())
+            batch_progress(self.home.store).purge_expired(_now())
 
     # -- processing ------------------------------------------------------------------------------
 
     def _reconcile(self, job: BatchJobRecord) -> int:
         """Copy outcomes committed by an earlier run (audit records) onto items that lack one."""
-        reader = jobs_reader(self.home.store)
         results: list[ItemResult] = []
         for row in self.home.store.audit_rows_for(job.ref, BATCH_ISSUED_ACTION):
             details = row.details_dict
@@ -303,9 +308,9 @@ class BatchRunner:
                         for e in details.get("rejected", [])]
         if not results:
             return 0
-        pending = {item.idx for item in reader.iter_items(job.id, unprocessed=True)}
+        pending = {item.idx for item in batch_reads(self.home.store).iter_items(job.id, unprocessed=True)}
         missing = [r for r in results if r.idx in pending]
-        reader.record_results(job.id, self.owner, missing, _now())
+        batch_progress(self.home.store).record_results(job.id, self.owner, missing, _now())
         return len(missing)
 
     def _issuable(self, job: BatchJobRecord) -> Iterator[BatchItem]:
@@ -315,11 +320,11 @@ class BatchRunner:
         issued for each Device ID plus earlier CSRs of this batch naming it; a CSR over the limit
         is recorded as refused (``csr.device-limit``) and never reaches the CA.
         """
-        reader = jobs_reader(self.home.store)
+        reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
         counts: dict[bytes, int] = {}
         after = -1
         while True:
-            page = reader.pending_items(job.id, after=after, limit=2000)
+            page = reads.pending_items(job.id, after=after, limit=2000)
             if not page:
                 return
             after = page[-1][0]
@@ -339,11 +344,10 @@ class BatchRunner:
                         continue
                     counts[device] += 1
                 yield BatchItem(idx, item_id, csr)
-            reader.record_results(job.id, self.owner, refused, _now())
+            progress.record_results(job.id, self.owner, refused, _now())
 
     def process(self, job: BatchJobRecord) -> None:
         """Run one claimed job to completion (resuming it if an earlier run was cut short)."""
-        reader = jobs_reader(self.home.store)
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job.id, beat_stop), daemon=True)
         beat.start()
@@ -360,13 +364,13 @@ class BatchRunner:
         finally:
             beat_stop.set()
             beat.join(5)
-        reader.set_status(job.id, COMPLETED, now=_now(), owner=self.owner, finished=True)
+        batch_progress(self.home.store).set_status(job.id, COMPLETED, now=_now(), owner=self.owner, finished=True)
         log.info("batch %s (%s) completed", job.id, job.ref)
 
     def _heartbeat(self, job_id: int, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_EVERY):
             try:
-                jobs_reader(self.home.store).heartbeat(job_id, self.owner, _now())
+                batch_progress(self.home.store).heartbeat(job_id, self.owner, _now())
             except Exception:  # a missed heartbeat is retried; the lease is many beats long
                 log.warning("heartbeat for batch %s failed", job_id)
 
@@ -374,14 +378,12 @@ class BatchRunner:
         first = next(items, None)
         if first is None:
             return
-        reader = jobs_reader(self.home.store)
-
         def record(tx: Transaction, outcomes: Sequence[DeviceOutcome]) -> None:
             """Each commit's item outcomes and counters, in the transaction of its certificates."""
             issued = [(o.index, o.serial) for o in outcomes if o.der is not None and o.serial is not None]
             refused = [(o.index, o.error_code or "issuance.anomaly", o.error_message or o.error_code or "not issued")
                        for o in outcomes if o.der is None or o.serial is None]
-            jobs_writer(tx).record_outcomes(job.id, self.owner, issued, refused, _now())
+            batch_writes(tx).record_outcomes(job.id, self.owner, issued, refused, _now())
 
         import itertools
 
@@ -391,8 +393,8 @@ class BatchRunner:
                                  workers=self.workers, in_transaction=record, pool=self._usable_pool())
         except PolicyRefusal as exc:
             rules = list(exc.decision.failed_ids)
-            reader.set_status(job.id, PROCESSING, now=_now(), owner=self.owner, error_code="ra.refused",
-                              error_text=",".join(rules))
+            batch_progress(self.home.store).set_status(job.id, PROCESSING, now=_now(), owner=self.owner,
+                                                       error_code="ra.refused", error_text=",".join(rules))
             self._fail_rest(job, "ra.refused", exc.message)
         except SmkiError as exc:
             if exc.code == "batch.worker-failed":
@@ -410,11 +412,11 @@ class BatchRunner:
     def _fail_rest(self, job: BatchJobRecord, code: str, message: str) -> None:
         """Report every item still without an outcome as failed (after recovering committed ones)."""
         self._reconcile(job)
-        reader = jobs_reader(self.home.store)
         rest = [ItemResult(item.idx, error_code=code, error_text=message)
-                for item in reader.iter_items(job.id, unprocessed=True)]
+                for item in batch_reads(self.home.store).iter_items(job.id, unprocessed=True)]
+        progress = batch_progress(self.home.store)
         for start in range(0, len(rest), 2000):
-            reader.record_results(job.id, self.owner, rest[start:start + 2000], _now())
+            progress.record_results(job.id, self.owner, rest[start:start + 2000], _now())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from smki.audit import AuditEvent
 from smki.errors import ConfigError, SmkiError
 from smki.services.context import Home
-from smki.store.jobs import jobs_reader
+from smki.store.capacity import capacity_ledger
 
 _UK = ZoneInfo("Europe/London")
 DAY = 86_400.0
@@ -142,7 +142,7 @@ def consume(home: Home, settings: CapacitySettings, party_id: str, limit_name: s
     if amount > limit.capacity:
         raise _refuse(home, limit, party_id, amount, math.inf, actor, interface,
                       f"{amount} exceeds the limit of {limit.capacity:g} per {_period(limit)}")
-    granted, wait = jobs_reader(home.store).take_tokens(party_id, limit.name, amount=float(amount),
+    granted, wait = capacity_ledger(home.store).take_tokens(party_id, limit.name, amount=float(amount),
                                                          capacity=limit.capacity, rate=rate, now=moment)
     if not granted:
         raise _refuse(home, limit, party_id, amount, wait, actor, interface,
@@ -173,7 +173,7 @@ def usage(home: Home, party_id: str | None = None) -> list[dict[str, Any]]:
     settings = capacity_settings(home)
     now = time.time()
     rows = []
-    for party, name, tokens, updated in jobs_reader(home.store).bucket_levels(party_id):
+    for party, name, tokens, updated in capacity_ledger(home.store).bucket_levels(party_id):
         limit = settings.limits.get(name)
         if limit is None:
             continue

@@ -36,7 +36,7 @@ from smki.domain import Route
 from smki.errors import NotFound, SmkiError
 from smki.services.context import Home
 from smki.services.requests import Requester
-from smki.store.jobs import CredentialRecord, jobs_reader, jobs_writer
+from smki.store.credentials import CredentialRecord, credential_reads, credential_writes
 from smki.store.records import normalise_serial
 
 CA_FILE = "credentials-ca.pem"
@@ -108,7 +108,7 @@ def _now() -> datetime:
 
 def _audit(home: Home, actor: str, action: str, subject: str, details: dict[str, Any], write: Any) -> None:
     with home.store.transaction() as tx:
-        write(jobs_writer(tx))
+        write(credential_writes(tx))
         tx.append_audit([AuditEvent(actor, action, subject, details)])
 
 
@@ -122,7 +122,7 @@ def _record(cert: x509.Certificate, kind: str, name: str, party_id: str | None, 
 
 def credentials_ca(home: Home) -> x509.Certificate | None:
     """The active credentials CA certificate, if one was created."""
-    found = jobs_reader(home.store).credentials("ca", status="active")
+    found = credential_reads(home.store).credentials("ca", status="active")
     return x509.load_der_x509_certificate(found[-1].der) if found else None
 
 
@@ -205,7 +205,7 @@ def issue_credential(home: Home, kind: str, name: str, *, password: bytes, actor
 def revoke_credential(home: Home, serial: str, *, actor: str, reason: str = "") -> CredentialRecord:
     """Revoke a credential: every listener refuses it from the next request on (audited)."""
     wanted = normalise_serial(serial)
-    record = jobs_reader(home.store).credential(wanted)
+    record = credential_reads(home.store).credential(wanted)
     if record is None:
         raise NotFound("credential.not-found", f"no credential with serial {serial}")
     if record.status != "active":
@@ -214,13 +214,13 @@ def revoke_credential(home: Home, serial: str, *, actor: str, reason: str = "") 
     _audit(home, actor, "credential.revoked", wanted,
            {"kind": record.kind, "name": record.name, "party": record.party_id, "reason": reason},
            lambda w: w.revoke_credential(wanted, now))
-    found = jobs_reader(home.store).credential(wanted)
+    found = credential_reads(home.store).credential(wanted)
     assert found is not None
     return found
 
 
 def list_credentials(home: Home, kind: str | None = None) -> list[CredentialRecord]:
-    return jobs_reader(home.store).credentials(kind)
+    return credential_reads(home.store).credentials(kind)
 
 
 def ensure_server_credential(home: Home, hosts: list[str], *, actor: str) -> ServerFiles:
@@ -254,7 +254,7 @@ def _server_cert_usable(home: Home, path: Path, issuer: x509.Certificate, hosts:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except ValueError:
         return False
-    record = jobs_reader(home.store).credential(f"{cert.serial_number:032x}")
+    record = credential_reads(home.store).credential(f"{cert.serial_number:032x}")
     if record is None or record.status != "active" or cert.issuer != issuer.subject:
         return False
     if cert.not_valid_after_utc - _now() < SERVER_RENEW:
@@ -279,7 +279,7 @@ def resolve_identity(home: Home, certificate_der: bytes, *, now: datetime | None
         claimed = credential_identity(cert)
     except ValueError as exc:
         raise SmkiError("credential.unrecognised", "the client certificate cannot be read") from exc
-    record = jobs_reader(home.store).credential(claimed.serial)
+    record = credential_reads(home.store).credential(claimed.serial)
     if record is None or record.der != certificate_der or record.kind not in ("aro", "system", "staff"):
         raise SmkiError("credential.unknown", "the client certificate is not a credential this smki issued")
     if record.status != "active":

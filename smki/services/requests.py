@@ -150,3 +150,20 @@ def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id
     if len(outcomes) != 1:
         raise SmkiError("request.no-outcome", "the Device CSR produced no outcome")
     return outcomes[0]
+
+
+def authorise_device_requests(home: Home, requester: Requester) -> Decision:
+    """The Device request rules for this requester's route, before any CSR is read (so a Device CSR
+    or batch arriving over SPOTI is refused up front, naming ``channel.device-via-gateway``)."""
+    return authorise(home, requester, CertificateRequestFacts(CertificatePolicy.DEVICE, requester.route))
+
+
+def csr_policy(der: bytes) -> CertificatePolicy:
+    """Which Certificate Policy a CSR asks for: a Device CSR has an empty subject (spec §4.4)."""
+    from cryptography import x509
+
+    try:
+        csr = x509.load_der_x509_csr(der)
+    except ValueError:
+        raise SmkiError("csr.malformed", "not a PKCS#10 certificate signing request") from None
+    return CertificatePolicy.DEVICE if len(csr.subject) == 0 else CertificatePolicy.ORGANISATION

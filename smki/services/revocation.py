@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smki.audit import AuditEvent
 from smki.domain import CertKind, CertStatus
 from smki.errors import NotFound, SmkiError
-from smki.eui64 import eui64_hex
+from smki.ra import check_own_certificate as check_own_certificate_rule
 from smki.services.context import Home
 from smki.services.staff import require_staff
 from smki.store import CertificateRecord, RevocationListRecord, normalise_serial
@@ -119,15 +119,12 @@ def _refuse_unrevocable(record: CertificateRecord) -> None:
 
 
 def check_own_certificate(home: Home, record: CertificateRecord, requesting_party: str) -> None:
-    """Rule ``revocation.own-certificate``: an ARO may revoke only its own Party's certificates."""
+    """Apply rule ``revocation.own-certificate`` (in :mod:`smki.ra.rules`) with the register's owner
+    of the Entity Identifier the certificate names; a failure is a refusal naming the rule."""
     owner = home.store.registry.party_for_entity(record.entity_id) if record.entity_id else None
-    if owner != requesting_party:
-        named = eui64_hex(record.entity_id) if record.entity_id else "no Entity Identifier"
-        raise SmkiError(
-            "revocation.own-certificate",
-            f"revocation.own-certificate: certificate {record.serial} names {named}, which is not an "
-            f"Entity Identifier of Party {requesting_party!r}",
-        )
+    result = check_own_certificate_rule(record.serial, record.entity_id, owner, requesting_party)
+    if not result.passed:
+        raise SmkiError(result.rule_id, f"{result.rule_id}: {result.reason}")
 
 
 def revoke_organisation_certificate(

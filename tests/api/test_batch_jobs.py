@@ -19,7 +19,7 @@ from smki.services.capacity import CapacitySettings
 from smki.services.context import Home
 from smki.services.device_issuance import issue_device_batch
 from smki.services.requests import Requester
-from smki.store.jobs import jobs_reader
+from smki.store.batches import batch_progress, batch_reads
 from tests.api.conftest import ARO, OTHER_PARTY, PARTY
 from tests.ca.test_csr_checks import EXTENSION_REQUEST, attribute, cri, ext, sign
 from tests.ca.test_csr_plain import (
@@ -46,10 +46,10 @@ def test_a_crash_between_commit_and_bookkeeping_loses_nothing_and_issues_nothing
     issue_device_batch(home, [BatchItem(i, f"c{i}", der) for i, (_n, der) in enumerate(items[:5])],
                        actor=ME.actor, batch_ref=job.ref, workers=0)
     committed = {c.serial for c in home.store.iter_certificates(_query(job.ref))}
-    assert len(committed) == 5 and jobs_reader(home.store).job(job.id).processed == 0  # type: ignore[union-attr]
+    assert len(committed) == 5 and batch_reads(home.store).job(job.id).processed == 0  # type: ignore[union-attr]
     runner = bj.BatchRunner(home, workers=0)
     assert runner.run_once() == 1
-    done = jobs_reader(home.store).job(job.id)
+    done = batch_reads(home.store).job(job.id)
     assert done is not None and done.status == "COMPLETED" and done.issued == 8 and done.processed == 8
     stored = list(home.store.iter_certificates(_query(job.ref)))
     assert len(stored) == 8  # the five from the first run were reported, not issued again
@@ -59,29 +59,29 @@ def test_a_crash_between_commit_and_bookkeeping_loses_nothing_and_issues_nothing
 
 def test_item_outcomes_commit_with_their_certificates_or_not_at_all(home: Home,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from smki.store.jobs import JobWriter
+    from smki.store.batches import BatchWrites
 
     items = _items(6)
     job = bj.submit_batch(home, ME, items, interface="json", client_ref="r", capacity=OFF)
-    original = JobWriter.record_outcomes
+    original = BatchWrites.record_outcomes
     calls: list[int] = []
 
-    def record_then_fail(self: JobWriter, *args: object, **kwargs: object) -> None:
+    def record_then_fail(self: BatchWrites, *args: object, **kwargs: object) -> None:
         original(self, *args, **kwargs)  # type: ignore[arg-type]
         calls.append(1)
         raise RuntimeError("the database went away before the commit")
 
-    monkeypatch.setattr(JobWriter, "record_outcomes", record_then_fail)
+    monkeypatch.setattr(BatchWrites, "record_outcomes", record_then_fail)
     with pytest.raises(RuntimeError):
         bj.BatchRunner(home, workers=0).run_once()
     assert calls
     # The failed commit took the certificates and the items' outcomes with it: neither is half there.
     assert list(home.store.iter_certificates(_query(job.ref))) == []
-    assert len(list(jobs_reader(home.store).iter_items(job.id, unprocessed=True))) == 6
-    assert jobs_reader(home.store).job(job.id).processed == 0  # type: ignore[union-attr]
-    monkeypatch.setattr(JobWriter, "record_outcomes", original)
+    assert len(list(batch_reads(home.store).iter_items(job.id, unprocessed=True))) == 6
+    assert batch_reads(home.store).job(job.id).processed == 0  # type: ignore[union-attr]
+    monkeypatch.setattr(BatchWrites, "record_outcomes", original)
     assert bj.BatchRunner(home, workers=0, lease=timedelta(0)).run_once() == 1  # takes the job over
-    done = jobs_reader(home.store).job(job.id)
+    done = batch_reads(home.store).job(job.id)
     assert done is not None and done.status == "COMPLETED" and done.issued == 6 and done.processed == 6
     stored = {c.serial for c in home.store.iter_certificates(_query(job.ref))}
     assert stored == {item.serial for item, _der in bj.iter_results(home, done)} and len(stored) == 6
@@ -100,14 +100,14 @@ def test_only_one_runner_claims_a_job_and_a_dead_owners_job_is_taken_over(home: 
     assert claimed is not None and claimed.id == job.id and claimed.owner == first.owner
     assert second.claim_next() is None  # owner alive, heartbeat fresh
     # The owner dies (its pid no longer exists on this host): the job is taken over at once.
-    reader = jobs_reader(home.store)
+    progress = batch_progress(home.store)
     dead = f"{first.host}:999999999:dead"
-    reader.claim_from(job.id, dead, first.owner, datetime.now(UTC), "PROCESSING")
+    progress.claim_from(job.id, dead, first.owner, datetime.now(UTC), "PROCESSING")
     taken = second.claim_next()
     assert taken is not None and taken.owner == second.owner
     # A live owner elsewhere whose heartbeat went stale is taken over after the lease.
-    reader.claim_from(job.id, "other-host:1:x", second.owner, datetime.now(UTC) - timedelta(minutes=5), "PROCESSING")
-    assert reader.heartbeat(job.id, "other-host:1:x", datetime.now(UTC) - timedelta(minutes=5))
+    progress.claim_from(job.id, "other-host:1:x", second.owner, datetime.now(UTC) - timedelta(minutes=5), "PROCESSING")
+    assert progress.heartbeat(job.id, "other-host:1:x", datetime.now(UTC) - timedelta(minutes=5))
     assert bj.BatchRunner(home, workers=0).claim_next() is not None
 
 
@@ -118,10 +118,10 @@ def test_a_party_sees_only_its_own_batches_and_results_expire(home: Home) -> Non
         bj.job_for_party(home, job.id, OTHER_PARTY)
     assert caught.value.code == "batch.not-found"
     bj.BatchRunner(home, workers=0).run_once()
-    reader = jobs_reader(home.store)
-    assert reader.purge_expired(datetime.now(UTC) + timedelta(days=29)) == 0
-    assert reader.purge_expired(datetime.now(UTC) + timedelta(days=31)) == 1
-    assert reader.job(job.id) is None and reader.items(job.id) == []
+    progress = batch_progress(home.store)
+    assert progress.purge_expired(datetime.now(UTC) + timedelta(days=29)) == 0
+    assert progress.purge_expired(datetime.now(UTC) + timedelta(days=31)) == 1
+    assert batch_reads(home.store).job(job.id) is None and batch_reads(home.store).items(job.id) == []
 
 
 def test_a_party_refused_after_submission_gets_ineligible_per_csr(home: Home) -> None:
@@ -131,7 +131,7 @@ def test_a_party_refused_after_submission_gets_ineligible_per_csr(home: Home) ->
     job = bj.submit_batch(home, ME, _items(3), interface="xml", client_ref="r", capacity=OFF)
     reg.set_aro_status(home, ARO, AroStatus.SUSPENDED, staff_id="op1", reason="test")
     bj.BatchRunner(home, workers=0).run_once()
-    done = jobs_reader(home.store).job(job.id)
+    done = batch_reads(home.store).job(job.id)
     assert done is not None and done.status == "COMPLETED" and done.rejected == 3
     assert bj.job_rules(done) == ["aro.active"]
     assert {item.error_code for item, _ in bj.iter_results(home, done)} == {"ra.refused"}
@@ -227,6 +227,6 @@ def test_a_dead_signing_process_is_retried_without_issuing_twice(home: Home, mon
     monkeypatch.setattr(bj, "request_device_batch", flaky)
     job = bj.submit_batch(home, ME, _items(7, 0x00DB990000000000), interface="xml", client_ref="r", capacity=OFF)
     bj.BatchRunner(home, workers=0).run_once()
-    done = jobs_reader(home.store).job(job.id)
+    done = batch_reads(home.store).job(job.id)
     assert len(calls) == 2 and done is not None and done.issued == 7 and done.status == "COMPLETED"
     assert len(list(home.store.iter_certificates(_query(job.ref)))) == 7

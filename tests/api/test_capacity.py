@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from smki.ca.devcsr import make_device_csr
 from smki.domain import Usage
 from smki.errors import ConfigError
-from smki.interfaces.api import dcc_xml as dx
 from smki.interfaces.api.settings import ApiSettings
+from smki.interfaces.dcc import codec as dx
 from smki.services.capacity import (
     DEFAULT_LIMITS,
     CapacityExceeded,

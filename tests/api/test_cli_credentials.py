@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from smki.domain import Route
 from smki.interfaces.cli import main
 from smki.services.context import Home
-from smki.store.jobs import jobs_reader
+from smki.store.credentials import credential_reads
 from tests.api.conftest import ARO, PARTY, SECRET, LiveListeners
 
 
@@ -51,7 +51,7 @@ def test_issue_list_and_revoke_from_the_command_line(cli: typer.Typer, home: Hom
                            str(home.settings.home / "credentials-ca.pem"), url], capture_output=True, text=True)
     assert done.returncode == 0 and f'"aro_id":"{ARO}"' in done.stdout, done.stderr
     _run(cli, home, "credential", "revoke", serial, "--reason", "rotated")
-    record = jobs_reader(home.store).credential(serial)
+    record = credential_reads(home.store).credential(serial)
     assert record is not None and record.status == "revoked"
     refused = subprocess.run(["curl", "-s", "--cert-type", "P12", "--cert", f"{out}:p12-secret-pw", "--cacert",
                               str(home.settings.home / "credentials-ca.pem"), url], capture_output=True, text=True)

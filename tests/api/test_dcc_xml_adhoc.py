@@ -11,7 +11,7 @@ from cryptography import x509
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smki.interfaces.api.dcc_xml import (
+from smki.interfaces.dcc.codec import (
     BUILD,
     AdHocStatus,
     DccError,

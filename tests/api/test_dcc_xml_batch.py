@@ -11,7 +11,7 @@ from cryptography import x509
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smki.interfaces.api.dcc_xml import (
+from smki.interfaces.dcc.codec import (
     MAX_BATCH_CSRS,
     BatchStatus,
     CSRBatchResult,
@@ -315,13 +315,6 @@ def test_results_round_trip(statuses: list[DeviceStatus]) -> None:
     assert parse_csr_batch_result(render_csr_batch_result(result)) == result
 
 
-def test_the_benchmark_command_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    from smki.interfaces.api import dcc_xml_bench
-
-    dcc_xml_bench.main(["--count", "200"])
-    out = capsys.readouterr().out
-    assert "SubmitCSRBatch parse: 200 CSRs" in out and "CSRBatchResult render (streamed): 200" in out
-
 
 #: IDs that need escaping, XML cannot carry, are too long or empty, or are plain (incl. non-ASCII).
 _IDS = st.one_of(st.text(min_size=0, max_size=102), st.sampled_from(
@@ -371,7 +364,7 @@ def _reference_bare_base64(text: str) -> bytes | None:
                  st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
                  st.binary(min_size=1, max_size=40).map(lambda b: base64.b64encode(b).decode() + "=")))
 def test_the_base64_fast_path_accepts_exactly_what_the_reference_does(text: str) -> None:
-    from smki.interfaces.api.dcc_xml_core import decode_bare_base64, decode_lenient_base64, strict_base64
+    from smki.interfaces.dcc.safe_xml import decode_bare_base64, decode_lenient_base64, strict_base64
 
     expected = _reference_bare_base64(text)
     assert strict_base64(text) == expected

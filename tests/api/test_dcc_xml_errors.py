@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smki.errors import SmkiError
-from smki.interfaces.api.dcc_xml import (
+from smki.interfaces.dcc.codec import (
     CSR_ERROR_CODES,
     DEVICE_LIMIT,
     DUPLICATE,

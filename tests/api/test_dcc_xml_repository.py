@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smki.domain import CertStatus, Usage
-from smki.interfaces.api.dcc_xml import (
+from smki.interfaces.dcc.codec import (
     CertificateDataRequest,
     CertificateDataResponse,
     CertificateRecord,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from smki.domain import CertStatus, Usage
 from smki.errors import SmkiError
-from smki.interfaces.api.dcc_xml import (
+from smki.interfaces.dcc.codec import (
     AdHocStatus,
     BatchStatus,
     CertificateDataRequest,

@@ -13,9 +13,9 @@ from cryptography import x509
 
 from smki.ca.devcsr import device_csr_stream
 from smki.domain import Route
-from smki.interfaces.api import dcc_xml as dx
+from smki.interfaces.dcc import codec as dx
 from smki.services.context import Home
-from smki.store.jobs import jobs_reader
+from smki.store.batches import batch_reads
 from tests.api.conftest import SECRET, ClientFiles
 from tests.api.serve_process import ServeProcess, write_api_config
 
@@ -56,7 +56,7 @@ def test_a_batch_in_progress_resumes_after_the_server_is_killed(home: Home, aro:
         with _client(server, aro) as client:
             status = dx.parse_submit_csr_batch_status(client.post(SUBMIT, content=body).content)
         assert status.batch_id is not None
-        reader = jobs_reader(home.store)
+        reader = batch_reads(home.store)
         deadline = time.monotonic() + 60
         while (job := reader.job(status.batch_id)) is not None and job.processed < 500:
             assert time.monotonic() < deadline
@@ -109,7 +109,7 @@ def test_two_server_processes_issue_concurrent_batches(home: Home, aro: ClientFi
                 status = dx.parse_submit_csr_batch_status(client.post(SUBMIT, content=body).content)
                 assert status.batch_id is not None
                 ids.append(status.batch_id)
-        reader = jobs_reader(home.store)
+        reader = batch_reads(home.store)
         deadline = time.monotonic() + 180
         while any((j := reader.job(i)) is None or j.status != "COMPLETED" for i in ids):
             assert time.monotonic() < deadline

@@ -12,7 +12,7 @@ from cryptography import x509
 
 from smki.ca.devcsr import make_device_csr
 from smki.domain import CertKind, Route, Usage
-from smki.interfaces.api import dcc_xml as dx
+from smki.interfaces.dcc import codec as dx
 from smki.services.batch_sources import BatchItem
 from smki.services.context import Home
 from smki.services.device_issuance import issue_device_batch

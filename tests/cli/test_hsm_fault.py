@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from smki.bench import write_device_csrs
+from smki.ca.devcsr import write_device_csrs
 from smki.domain import CertKind
 from smki.store import CertificateQuery, Store
 from tests.cli.helpers import smki

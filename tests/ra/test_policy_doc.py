@@ -56,6 +56,7 @@ def test_the_spec_rule_ids_are_all_registered() -> None:
         "aro.belongs-to-party",
         "ra.dual-control",
         "ra.staff-role",
+        "revocation.own-certificate",
     } == ids
 
 

@@ -13,7 +13,7 @@ from smki.ra import Decision, PolicyRefusal
 from smki.services import applications as apps
 from smki.services import registry as reg
 from smki.services.context import Home
-from tests.ra_services.conftest import audit_after, head, qualified_party
+from tests.ra_services.conftest import ENTITY, OTHER_ENTITY, audit_after, head, qualified_party
 
 NEED = "installation-need"
 
@@ -176,3 +176,30 @@ def test_the_configured_evidence_basis_is_used_and_validated(staffed: Home) -> N
     with pytest.raises(SmkiError) as info:
         apps.approve(bad_home, app_id, staff_id="ap1")
     assert info.value.code == "ra.evidence-basis-unknown"
+
+
+def test_an_aro_opens_and_documents_only_its_own_partys_application(staffed: Home) -> None:
+    """The Portal's ARO path goes through the same service functions as RA staff (``aro=``)."""
+    from smki.domain import Route
+    from smki.services.requests import Requester
+
+    qualified_party(staffed, "P1", ENTITY)
+    qualified_party(staffed, "P2", OTHER_ENTITY)
+    aro = Requester("P1", "A1", Route.GATEWAY)
+    with pytest.raises(SmkiError) as other:
+        apps.apply(staffed, "P2", "device", aro=aro)
+    assert other.value.code == "ra.application-not-found"
+    record = apps.apply(staffed, "P1", "device", aro=aro)
+    theirs = apps.apply(staffed, "P2", "device", staff_id="op1")
+    with pytest.raises(SmkiError) as kind:
+        apps.add_evidence(staffed, record.application_id, "installation-need", "plan", aro=aro)
+    assert kind.value.code == "ra.aro-document-only"
+    with pytest.raises(SmkiError) as foreign:
+        apps.add_evidence(staffed, theirs.application_id, apps.DOCUMENT, "x.pdf", aro=aro)
+    assert foreign.value.code == "ra.application-not-found"
+    documented = apps.add_evidence(staffed, record.application_id, apps.DOCUMENT,
+                                           "plan.pdf sha256:00", aro=aro)
+    assert [(e.kind, e.reference, e.recorded_by) for e in documented.evidence] == [
+        ("document", "plan.pdf sha256:00", "aro:A1@P1")]
+    actions = [(r.actor, r.action) for r in staffed.store.audit_rows() if r.subject.startswith("application:")]
+    assert ("aro:A1@P1", "application.opened") in actions and ("aro:A1@P1", "application.evidence-added") in actions

@@ -21,7 +21,7 @@ from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.errors import error_body, error_response
 from smki.interfaces.api.json_api import PREFIX, create_json_router
 from smki.interfaces.api.security import BodyTooLarge, ListenerMiddleware
-from smki.interfaces.api.xml_services import create_device_router, create_repository_router
+from smki.interfaces.dcc.routes import create_device_router, create_repository_router
 
 OPENAPI_URL = f"{PREFIX}/openapi.json"
 DESCRIPTION = (

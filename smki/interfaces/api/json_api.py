@@ -25,7 +25,7 @@ from smki.interfaces.api.context import ctx_of, identity_of, requester_of
 from smki.services import batch_jobs
 from smki.services.requests import request_organisation
 from smki.store import CertificateQuery, CertificateRecord
-from smki.store.jobs import BatchJobRecord
+from smki.store.batches import BatchJobRecord
 
 PREFIX = "/api/v1"
 MAX_CSR_TEXT = 16 * 1024
@@ -248,9 +248,7 @@ def create_json_router() -> APIRouter:
         ctx = ctx_of(request)
         job = batch_jobs.job_for_party(ctx.home, batch_id, requester_of(request).party_id)
         rules = batch_jobs.job_rules(job)
-        from smki.store.jobs import jobs_reader
-
-        items = jobs_reader(ctx.home.store).items(job.id, after=after, limit=limit)
+        items = batch_jobs.result_items(ctx.home, job, after=after, limit=limit)
         results = []
         for item in items:
             if item.outcome is None:

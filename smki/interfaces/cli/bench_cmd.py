@@ -1,11 +1,16 @@
-"""``smki bench``: rerunnable performance measurements (see docs/performance.md)."""
+"""``smki bench``: the one entry point of the benchmarks in :mod:`smki.bench` (see docs/performance.md).
+
+``issue`` has typed options; the other benchmarks keep their own argument parsers (``smki bench
+hsm --help`` shows theirs), so this module only forwards their arguments.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,7 +31,7 @@ def issue(
     = ["file"],  # noqa: B006
 ) -> None:
     """Batch Device issuance end to end (parse, validate, sign, persist, audit) vs openssl's limit."""
-    from smki.bench import openssl_limit, prepare_csrs, run_issue_benchmark
+    from smki.bench.issue import openssl_limit, prepare_csrs, run_issue_benchmark
 
     cores = os.cpu_count() or 1
     base = workdir or Path(tempfile.mkdtemp(prefix="smki-bench-"))
@@ -63,3 +68,32 @@ def issue(
                           f"{100 * share:.0f}%", ratio, at_limit, f"{run.parent_peak_mib:.0f}",
                           f"{run.worker_peak_mib:.0f}")
     Console(width=max(console.width, 160)).print(table)  # whole figures even when not on a terminal
+
+
+#: ``smki bench NAME`` → the module of :mod:`smki.bench` whose ``main(argv)`` runs it.
+FORWARDED = {
+    "http": ("http", "SubmitCSRBatch over mutual TLS against a live smki serve, vs openssl's limit."),
+    "codec": ("dcc_codec", "The DCC batch XML codecs (SubmitCSRBatch / CSRBatchResult) at 50,000 CSRs."),
+    "repository": ("repository_scale", "Repository look-ups, CRL and extract as the store grows."),
+    "hsm": ("hsm_sign", "Signatures per second: the file key backend beside PKCS#11 (SoftHSM2)."),
+    "crl": ("crl", "CRL generation time for N revoked entries."),
+    "device-factory": ("device_factory", "Device Certificate build + sign rate on one core."),
+    "batch-cpu": ("batch_cpu", "Where a batch's CPU goes: the single writer vs the signing workers."),
+    "cli": ("cli", "How long the smki command takes to answer: --help, a group's help, simple commands."),
+}
+
+
+def _forwarder(name: str, module: str, summary: str) -> Any:
+    def command(ctx: typer.Context) -> None:
+        importlib.import_module(f"smki.bench.{module}").main(list(ctx.args))
+
+    command.__doc__ = f"{summary} Its options: smki bench {name} --help."
+    return command
+
+
+for _name, (_module, _summary) in FORWARDED.items():
+    app.command(
+        _name,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+        add_help_option=False,
+    )(_forwarder(_name, _module, _summary))

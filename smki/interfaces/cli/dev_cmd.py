@@ -88,7 +88,7 @@ def batch(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """COUNT Device CSRs (DS and KA for consecutive Device IDs) in one multi-PEM file."""
-    from smki.bench import write_device_csrs
+    from smki.ca.devcsr import write_device_csrs
 
     write_device_csrs(out, count, int.from_bytes(parse_eui64(start), "big"))
     console.print(f"wrote {count} CSRs to {out}")

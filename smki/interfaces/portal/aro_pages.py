@@ -21,10 +21,10 @@ from starlette.datastructures import UploadFile
 from smki.domain import CertificatePolicy, CertKind
 from smki.errors import SmkiError
 from smki.eui64 import parse_eui64
-from smki.interfaces.portal import ra_local as ra
 from smki.interfaces.portal.dcc_status import classify_batch_outcome
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download
+from smki.services import applications as apps
 from smki.services import requests as rq
 from smki.services.context import Home
 from smki.services.device_issuance import DeviceOutcome
@@ -47,11 +47,6 @@ def aro_of(request: Request) -> PortalIdentity:
 def requester(ctx: PortalContext, identity: PortalIdentity) -> rq.Requester:
     assert identity.party_id is not None and identity.aro_id is not None
     return rq.Requester(identity.party_id, identity.aro_id, ctx.route)
-
-
-def aro_actor(identity: PortalIdentity) -> ra.AroActor:
-    assert identity.party_id is not None and identity.aro_id is not None
-    return ra.AroActor(identity.party_id, identity.aro_id)
 
 
 async def _read_upload(value: Any, limit: int, what: str) -> bytes:
@@ -104,7 +99,7 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
         home = ctx.home()
         party = home.store.registry.require_party(identity.party_id)
         applications = home.store.registry.applications(party_id=identity.party_id)
-        explained = {a.application_id: ra.decision_today(home, a) for a in applications
+        explained = {a.application_id: apps.decide_on(home, a) for a in applications
                      if a.status in ("open", "proposed")}
         aro = home.store.registry.aro(identity.aro_id or "")
         standings = [(p.value, party.subscriptions.get(p.value, "none")) for p in CertificatePolicy]
@@ -121,7 +116,7 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
                 policy = CertificatePolicy(str(form.get("policy", "")))
             except ValueError:
                 raise SmkiError("portal.bad-policy", "choose the Organisation or the Device policy") from None
-            ra.aro_apply(ctx.home(), aro_actor(identity), policy)
+            apps.apply(ctx.home(), identity.party_id, policy, aro=requester(ctx, identity))
         except SmkiError as exc:
             return ctx.error_page(request, exc)
         return ctx.redirect(request, "/aro", "applied")
@@ -147,7 +142,8 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{digest[:16]}-{name}").write_bytes(data)
             reference = f"{name} sha256:{digest}" + (f" — {description[:200]}" if description else "")
-            ra.aro_add_document(home, aro_actor(identity), application_id, reference)
+            apps.add_evidence(home, application_id, apps.DOCUMENT, reference,
+                                      aro=requester(ctx, identity))
         except SmkiError as exc:
             return ctx.error_page(request, exc)
         return ctx.redirect(request, "/aro", "evidence")
@@ -250,13 +246,13 @@ def _issue_single(request: Request, ctx: PortalContext, identity: PortalIdentity
     home = ctx.home()
     who = requester(ctx, identity)
     der = decode_csr_text(data)
-    policy = ra.csr_policy(der)
+    policy = rq.csr_policy(der)
     if policy is CertificatePolicy.ORGANISATION:
         _consume(home, identity, "organisation-csrs", 1)
         issued = rq.request_organisation(home, who, der)
         serial = issued.serial
     else:
-        ra.authorise_device(home, who)  # refuses on SPOTI before anything else is looked at
+        rq.authorise_device_requests(home, who)  # refuses on SPOTI before anything else is looked at
         _consume(home, identity, "portal-adhoc", 1)  # SEC App. N: ad hoc Portal Device CSRs per Party per day
         outcome = rq.request_device(home, who, der, item_id="portal",
                                     batch_ref=f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}")
@@ -289,7 +285,7 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
             items = read_portal_zip(data)
             home = ctx.home()
             who = requester(ctx, identity)
-            ra.authorise_device(home, who)  # refuse the whole upload up front
+            rq.authorise_device_requests(home, who)  # refuse the whole upload up front
             _consume(home, identity, "batch-csrs", len(items))  # the same daily volume as the web service
             assert identity.party_id is not None
             ref = f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}"

@@ -2,13 +2,13 @@
 
 The Portal batch record (spec §3.2, App. F) uses four words: ``success``, ``error``, ``anomaly``,
 ``ineligible``. The DCC error code is the same one the Batched Device CSR web service returns for
-that refusal, taken from the one mapping table in ``smki.interfaces.api.dcc_xml`` so the Portal
+that refusal, taken from the one mapping table in ``smki.interfaces.dcc.codec`` so the Portal
 and the web service can never disagree.
 """
 
 from __future__ import annotations
 
-from smki.interfaces.api.dcc_xml import DeviceStatus, Service, dcc_error_for
+from smki.interfaces.dcc.codec import DeviceStatus, Service, dcc_error_for
 from smki.services.device_issuance import DeviceOutcome
 
 _WORDS = {

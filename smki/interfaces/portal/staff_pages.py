@@ -16,7 +16,6 @@ from fastapi.responses import Response
 
 from smki.domain import CertStatus
 from smki.errors import SmkiError
-from smki.interfaces.portal import ra_local as ra
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.interfaces.portal.web import PortalContext
 from smki.ra import Decision
@@ -49,7 +48,7 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
         staff = home.store.registry.staff(_staff_id(identity))
         pending = [a for a in home.store.registry.applications() if a.status in ("open", "proposed")]
         decided = [a for a in home.store.registry.applications() if a.status not in ("open", "proposed")][-20:]
-        explained: dict[int, Decision] = {a.application_id: ra.decision_today(home, a) for a in pending}
+        explained: dict[int, Decision] = {a.application_id: apps.decide_on(home, a) for a in pending}
         stored: dict[int, Decision] = {}
         for a in decided:
             final = apps.stored_decisions(a)[1]

@@ -4,7 +4,7 @@ Pure functions, no I/O, no web framework: ``parse_*`` turns a body (bytes, or an
 chunks) into a frozen dataclass or raises :class:`DccFormatError` (``.code`` is the DCC code,
 e.g. ``FM:AA1``); ``render_*`` turns a dataclass into UTF-8 bytes with an XML declaration, and
 :func:`iter_csr_batch_result` streams the one large answer. The messages live in
-``dcc_xml_repository`` and ``dcc_xml_csr``; the safe parser in ``dcc_xml_core``. This module is
+``repository_messages`` and ``csr_messages``; the safe parser in ``safe_xml``. This module is
 the import point and holds the one table that turns smki's refusals into DCC statuses and
 ``ErrorCode``s, so the mapping is reviewed in one place (and documented in
 ``docs/dcc-web-services.md``).
@@ -17,15 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from smki.errors import SmkiError
-from smki.interfaces.api.dcc_xml_core import (
-    DEFAULT_MAX_BYTES,
-    FM_INVALID_XML,
-    FM_TOO_MANY_CSRS,
-    FM_UNKNOWN_BATCH,
-    DccFormatError,
-    MessageTooLarge,
-)
-from smki.interfaces.api.dcc_xml_csr import (
+from smki.interfaces.dcc.csr_messages import (
     BUILD,
     DEFAULT_BATCH_MAX_BYTES,
     MAX_BATCH_CSRS,
@@ -56,7 +48,7 @@ from smki.interfaces.api.dcc_xml_csr import (
     render_submit_csr_batch,
     render_submit_csr_batch_status,
 )
-from smki.interfaces.api.dcc_xml_repository import (
+from smki.interfaces.dcc.repository_messages import (
     CertificateDataRequest,
     CertificateDataResponse,
     CertificateRecord,
@@ -73,6 +65,14 @@ from smki.interfaces.api.dcc_xml_repository import (
     render_certificate_search_request,
     render_certificate_search_response,
     serial_hex,
+)
+from smki.interfaces.dcc.safe_xml import (
+    DEFAULT_MAX_BYTES,
+    FM_INVALID_XML,
+    FM_TOO_MANY_CSRS,
+    FM_UNKNOWN_BATCH,
+    DccFormatError,
+    MessageTooLarge,
 )
 
 __all__ = [

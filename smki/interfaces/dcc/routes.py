@@ -1,4 +1,4 @@
-"""The DCC-compatible XML services (spec §3.1, §3.2) over the codecs of :mod:`.dcc_xml`.
+"""The DCC-compatible XML services (spec §3.1, §3.2) over the codecs of :mod:`.codec`.
 
 * Ad Hoc Device CSR service — ``POST /1.0/DeviceCSR`` (Gateway only; the path is smki's choice,
   the public record names none). Always HTTP 200 with a ``DeviceCertificateSigningResponse``.
@@ -30,13 +30,13 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
-from smki.interfaces.api import dcc_xml as dx
 from smki.interfaces.api.context import ListenerContext, ctx_of, requester_of
+from smki.interfaces.dcc import codec as dx
 from smki.ra.engine import PolicyRefusal
 from smki.services import batch_jobs
 from smki.services.requests import Requester
 from smki.store import CertificateRecord
-from smki.store.jobs import BatchJobRecord
+from smki.store.batches import BatchJobRecord
 
 XML = "application/xml"
 ADHOC_PATH = "/1.0/DeviceCSR"

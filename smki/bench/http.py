@@ -1,6 +1,6 @@
 """End-to-end benchmark of the Batched Device CSR web service over mutual TLS.
 
-``python -m smki.interfaces.api.bench --csrs 10000 --csrs 50000`` makes a fresh home (CA, an
+``smki bench http --csrs 10000 --csrs 50000`` makes a fresh home (CA, an
 approved Device subscriber, its ARO's credential), starts ``smki serve`` as a separate process,
 and for each size times: ``SubmitCSRBatch`` over TLS → the background job (RA rules, per-Device
 limit, parse, verify, sign, persist with audit) → ``CSRBatchResult`` fetched (the clock stops when
@@ -91,7 +91,7 @@ def _subscriber(home_path: Path, database_url: str) -> Path:
 
 def _body(count: int, first: int) -> bytes:
     from smki.ca.devcsr import device_csr_stream
-    from smki.interfaces.api import dcc_xml as dx
+    from smki.interfaces.dcc import codec as dx
 
     csrs = tuple(dx.DeviceCSR(f"ID{i}", der) for i, (_d, _u, der) in
                  enumerate(device_csr_stream(count, first_device=first, keys=64)))
@@ -101,8 +101,8 @@ def _body(count: int, first: int) -> bytes:
 def run(sizes: list[int], *, workers: int, database_url: str = "") -> dict[str, object]:
     import httpx
 
-    from smki.bench import openssl_limit
-    from smki.interfaces.api import dcc_xml as dx
+    from smki.bench.issue import openssl_limit
+    from smki.interfaces.dcc import codec as dx
 
     cores = os.cpu_count() or 1
     before = openssl_limit(cores)

@@ -1,18 +1,15 @@
 """CRL generation time for N revoked entries, signed by the Organisation CA (file key backend).
 
-python benchmarks/crl.py [--entries 100000]
+smki bench crl [--entries 100000]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -23,12 +20,12 @@ from smki.config import Settings
 from smki.keys.file import FileKeyBackend
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--entries", type=int, default=100_000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     settings = Settings()
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as home:

@@ -1,4 +1,4 @@
-"""Measure the batch codecs at the SEC's maximum: ``python -m smki.interfaces.api.dcc_xml_bench``.
+"""Measure the batch codecs at the SEC's maximum: ``smki bench codec``.
 
 Why it exists: a ``SubmitCSRBatch`` of 50,000 CSRs is ~20-30 MB and a ``CSRBatchResult`` of
 50,000 certificates is larger; the figures in ``docs/dcc-web-services.md`` come from this command,
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from smki.interfaces.api.dcc_xml import (
+from smki.interfaces.dcc.codec import (
     MAX_BATCH_CSRS,
     BatchStatus,
     DeviceCertificate,

@@ -1,6 +1,6 @@
 """Device Certificate issuance rate on ONE core, including the ECDSA signature (file key backend).
 
-    python benchmarks/device_factory.py [--count 50000] [--slow 2000]
+    smki bench device-factory [--count 50000] [--slow 2000]
 
 Keys for the requests are generated beforehand (a pool, reused round-robin): key generation is the
 device's work, not the CA's. The process is pinned to one CPU where the OS allows it. Prints the
@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -46,14 +43,14 @@ def _requests(pool: int) -> list[DeviceRequest]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--count", type=int, default=50_000, help="certificates from the fast factory")
     parser.add_argument("--slow", type=int, default=2_000, help="certificates from build_device (0: skip)")
     parser.add_argument("--pool", type=int, default=1_000, help="distinct request keys")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     settings = Settings()

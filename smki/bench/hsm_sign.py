@@ -1,6 +1,6 @@
 """Signatures per second: the file key backend beside PKCS#11 on a throw-away SoftHSM2 token.
 
-    python benchmarks/hsm_sign.py [--seconds 2] [--repeat 3] [--processes 1,2] [--threads 1] [--json]
+    smki bench hsm [--seconds 2] [--repeat 3] [--processes 1,2] [--threads 1] [--json]
 
 Both backends are measured in the same run, on the same machine, the way batch issuance uses
 them: each worker is a forkserver process that opens its own backend with ``open_backend`` (the
@@ -103,7 +103,7 @@ def softhsm_module() -> str:
     return module
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one measurement")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each row is the best round")
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="signing threads per worker")
     parser.add_argument("--payload", type=int, default=400, help="bytes signed per signature")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     counts = [int(n) for n in args.processes.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="smki-bench-") as tmp:

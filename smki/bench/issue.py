@@ -20,8 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from smki.ca.devcsr import write_device_csrs
 
 BENCH_PASSPHRASE = "bench-passphrase-not-secret"
 
@@ -34,16 +33,6 @@ class IssueRun:
     certs_per_second: float
     parent_peak_mib: float
     worker_peak_mib: float
-
-
-def write_device_csrs(path: Path, count: int, start: int = 0x00DB000000000000) -> None:
-    """Write ``count`` Device CSRs as one multi-PEM file, streamed."""
-    from smki.ca.devcsr import device_csr_stream
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as handle:
-        for _device, _usage, der in device_csr_stream(count, first_device=start, keys=64):
-            handle.write(x509.load_der_x509_csr(der).public_bytes(Encoding.PEM))
 
 
 def openssl_limit(cores: int, seconds: int = 3) -> tuple[float, float, float]:
@@ -163,7 +152,7 @@ def run_issue_benchmark(count: int, workdir: Path, database_url: str = "", worke
         module = SOFTHSM_MODULE
         env.update(softhsm_token(workdir, token))
     code = (
-        "import sys; from pathlib import Path; from smki.bench import _child; "
+        "import sys; from pathlib import Path; from smki.bench.issue import _child; "
         f"_child(Path({str(source)!r}), Path({str(home)!r}), {database_url!r}, {count}, {workers!r}, "
         f"{backend!r}, {module!r}, {token!r})"
     )

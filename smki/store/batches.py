@@ -1,14 +1,17 @@
-"""Store access for the HTTP interfaces: credentials, Device CSR batch jobs, capacity buckets.
+"""Device CSR batch jobs and their items in the store.
 
-Reads go through :class:`JobReader` (``jobs_reader(store)``); writes through :class:`JobWriter`
-(``jobs_writer(tx)``) inside ``store.transaction()``, so a credential issued or revoked and a batch
-accepted are committed with their audit record. Progress of a running batch (item outcomes,
-counters, heartbeat) is bookkeeping, not a state change of the SMKI: it is written in its own small
-transactions without audit — the certificates it refers to were audited when they were committed.
+Three kinds of access, named for what they do:
 
-Several server processes share these tables: a job is *claimed* with a conditional UPDATE (only
-one process wins), and capacity buckets are read ``FOR UPDATE`` (PostgreSQL) or under SQLite's
-write lock, so counters never race.
+* :class:`BatchReads` (``batch_reads(store)``): jobs, items and results;
+* :class:`BatchWrites` (``batch_writes(tx)``): inside ``store.transaction()``, a batch accepted
+  (audited with it) and a chunk's item outcomes, committed with the chunk's certificates;
+* :class:`BatchProgress` (``batch_progress(store)``): the runner's bookkeeping — claiming a job,
+  heartbeats, outcomes that have no certificate transaction, status, retention purges. Not a state
+  change of the SMKI: written in small transactions of their own, without audit (the certificates
+  an outcome refers to were audited when they were committed).
+
+Several server processes share these tables: a job is *claimed* with a conditional UPDATE, so only
+one process wins it.
 """
 
 from __future__ import annotations
@@ -19,33 +22,14 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
-from smki.errors import NotFound, SmkiError
-from smki.store.engine import WRITE_OPTION
-from smki.store.models import batch_items, batch_jobs, capacity_buckets, certificates, credentials_table
+from smki.store.driver import driver_rows, placeholder, write_connection
+from smki.store.models import batch_items, batch_jobs, certificates
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
-_cr = credentials_table.c
 _j = batch_jobs.c
 _i = batch_items.c
-_b = capacity_buckets.c
-
-
-@dataclass(frozen=True)
-class CredentialRecord:
-    serial: str
-    kind: str
-    name: str
-    party_id: str | None
-    aro_id: str | None
-    status: str
-    not_before: datetime
-    not_after: datetime
-    issued_at: datetime
-    revoked_at: datetime | None
-    der: bytes
 
 
 @dataclass(frozen=True)
@@ -114,12 +98,6 @@ class NewBatchItem(NamedTuple):
     csr: bytes
 
 
-def _credential(row: Any) -> CredentialRecord:
-    m = row._mapping
-    return CredentialRecord(m["serial"], m["kind"], m["name"], m["party_id"], m["aro_id"], m["status"],
-                            m["not_before"], m["not_after"], m["issued_at"], m["revoked_at"], bytes(m["der"]))
-
-
 def _job(row: Any) -> BatchJobRecord:
     return BatchJobRecord(**dict(row._mapping))
 
@@ -128,10 +106,6 @@ def _item(row: Any) -> BatchItemRecord:
     m = row._mapping
     return BatchItemRecord(m["idx"], m["item_id"], bytes(m["csr"]), m["outcome"], m["serial"], m["error_code"],
                            m["error_text"])
-
-
-def _mark(conn: Any) -> str:
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
 def _record_outcomes(conn: Any, job_id: int, owner: str | None, issued: Sequence[tuple[int, str]],
@@ -143,7 +117,7 @@ def _record_outcomes(conn: Any, job_id: int, owner: str | None, issued: Sequence
     path: one driver-level ``executemany`` per kind of outcome, plain tuples, no SQLAlchemy
     parameter processing (it cost more than the UPDATEs).
     """
-    mark = _mark(conn)
+    mark = placeholder(conn)
     done = 0
     ok = 0
     if issued:
@@ -163,29 +137,12 @@ def _record_outcomes(conn: Any, job_id: int, owner: str | None, issued: Sequence
                              rejected=_j.rejected + done, heartbeat_at=now))
 
 
-class JobReader:
-    """Reads of credentials, batch jobs and their items."""
+class BatchReads:
+    """Jobs, their items and their results. The reads that touch every item of a batch (pending
+    items, result rows) go through the driver: SQLAlchemy's result rows cost more there than the query."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-
-    # -- credentials -----------------------------------------------------------------------------
-
-    def credential(self, serial: str) -> CredentialRecord | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(credentials_table).where(_cr.serial == serial)).one_or_none()
-        return None if row is None else _credential(row)
-
-    def credentials(self, kind: str | None = None, *, status: str | None = None) -> list[CredentialRecord]:
-        stmt = select(credentials_table)
-        if kind is not None:
-            stmt = stmt.where(_cr.kind == kind)
-        if status is not None:
-            stmt = stmt.where(_cr.status == status)
-        with self._engine.connect() as conn:
-            return [_credential(r) for r in conn.execute(stmt.order_by(_cr.issued_at, _cr.serial))]
-
-    # -- batch jobs ------------------------------------------------------------------------------
 
     def job(self, job_id: int) -> BatchJobRecord | None:
         with self._engine.connect() as conn:
@@ -219,26 +176,9 @@ class JobReader:
                 return
             after = rows[-1].idx
 
-    def _raw(self, sql: str, params: tuple[object, ...]) -> list[Any]:
-        """Rows of one query as the driver's own tuples, ``?`` marks adapted to the driver.
-
-        For the two reads that touch every item of a batch: SQLAlchemy's result rows (and
-        converting them) cost more there than the query itself. SQLite and psycopg both return
-        BLOB/bytea values as ``bytes``.
-        """
-        with self._engine.connect() as conn:
-            if _mark(conn) != "?":
-                sql = sql.replace("?", _mark(conn))
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
-            finally:
-                cursor.close()
-
     def pending_items(self, job_id: int, *, after: int = -1, limit: int = 2000) -> list[tuple[int, str, bytes]]:
         """``(idx, item_id, csr)`` of items without an outcome, in order: what a run still issues."""
-        return self._raw("SELECT idx, item_id, csr FROM batch_items WHERE batch_id = ? AND idx > ? "
+        return driver_rows(self._engine, "SELECT idx, item_id, csr FROM batch_items WHERE batch_id = ? AND idx > ? "
                          "AND outcome IS NULL ORDER BY idx LIMIT ?", (job_id, after, limit))
 
     def iter_result_rows(self, job_id: int, page: int = 5000) -> Iterator[ResultRow]:
@@ -248,7 +188,7 @@ class JobReader:
         """
         after = -1
         while True:
-            rows = self._raw(
+            rows = driver_rows(self._engine,
                 "SELECT i.idx, i.item_id, i.outcome, i.error_code, i.error_text, c.der "
                 "FROM batch_items i LEFT OUTER JOIN certificates c ON c.serial = i.serial "
                 "WHERE i.batch_id = ? AND i.idx > ? ORDER BY i.idx LIMIT ?", (job_id, after, page))
@@ -278,10 +218,12 @@ class JobReader:
                 return
             after = int(rows[-1]._mapping["idx"])
 
-    # -- progress writes (bookkeeping, no audit) ------------------------------------------------
 
-    def _write(self) -> Any:
-        return self._engine.connect().execution_options(**{WRITE_OPTION: True})
+class BatchProgress:
+    """The batch runner's bookkeeping writes, each in a small transaction of its own, unaudited."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
     def claim(self, job_id: int, owner: str, *, statuses: Sequence[str], stale_before: datetime | None,
               now: datetime, status: str) -> bool:
@@ -293,18 +235,18 @@ class JobReader:
                 .where(_j.id == job_id, _j.status.in_(list(statuses)), free)
                 .values(owner=owner, heartbeat_at=now, status=status,
                         started_at=func.coalesce(_j.started_at, now)))
-        with self._write() as conn, conn.begin():
+        with write_connection(self._engine) as conn, conn.begin():
             return bool(conn.execute(stmt).rowcount == 1)
 
     def claim_from(self, job_id: int, owner: str, dead_owner: str, now: datetime, status: str) -> bool:
         """Take a job whose owner is known to be dead (same host, process gone)."""
         stmt = (update(batch_jobs).where(_j.id == job_id, _j.owner == dead_owner)
                 .values(owner=owner, heartbeat_at=now, status=status))
-        with self._write() as conn, conn.begin():
+        with write_connection(self._engine) as conn, conn.begin():
             return bool(conn.execute(stmt).rowcount == 1)
 
     def heartbeat(self, job_id: int, owner: str, now: datetime) -> bool:
-        with self._write() as conn, conn.begin():
+        with write_connection(self._engine) as conn, conn.begin():
             stmt = update(batch_jobs).where(_j.id == job_id, _j.owner == owner).values(heartbeat_at=now)
             return bool(conn.execute(stmt).rowcount == 1)
 
@@ -314,13 +256,13 @@ class JobReader:
         Only items without an outcome are updated, and the counters advance by the rows actually
         changed, so recording the same outcome twice (a resumed run) never counts it twice. Used
         for outcomes that have no certificate transaction of their own (limit refusals, recovery,
-        failures); issued chunks go through :meth:`JobWriter.record_outcomes` instead.
+        failures); issued chunks go through :meth:`BatchWrites.record_outcomes` instead.
         """
         if not results:
             return
         issued = [(r.idx, r.serial) for r in results if r.serial is not None]
         refused = [(r.idx, r.error_code, r.error_text) for r in results if r.serial is None]
-        with self._write() as conn, conn.begin():
+        with write_connection(self._engine) as conn, conn.begin():
             _record_outcomes(conn, job_id, owner, issued, refused, now)
 
     def set_status(self, job_id: int, status: str, *, now: datetime, owner: str | None = None,
@@ -335,12 +277,12 @@ class JobReader:
         stmt = update(batch_jobs).where(_j.id == job_id)
         if owner is not None:
             stmt = stmt.where(_j.owner == owner)
-        with self._write() as conn, conn.begin():
+        with write_connection(self._engine) as conn, conn.begin():
             conn.execute(stmt.values(**values))
 
     def purge_expired(self, now: datetime) -> int:
         """Delete finished jobs past their retention (30 days by default) with their items."""
-        with self._write() as conn, conn.begin():
+        with write_connection(self._engine) as conn, conn.begin():
             expired = [int(r) for r in conn.execute(
                 select(_j.id).where(_j.expires_at < now, _j.finished_at.is_not(None))).scalars()]
             if not expired:
@@ -349,83 +291,13 @@ class JobReader:
             conn.execute(delete(batch_jobs).where(_j.id.in_(expired)))
             return len(expired)
 
-    # -- capacity ----------------------------------------------------------------------------------
 
-    def take_tokens(self, party_id: str, limit_name: str, *, amount: float, capacity: float, rate: float,
-                    now: float) -> tuple[bool, float]:
-        """Take ``amount`` tokens from the Party's bucket (refilled at ``rate``/s up to ``capacity``).
-
-        Returns (granted, seconds until enough tokens would be there). Atomic across processes.
-        """
-        with self._write() as conn, conn.begin():
-            stmt = select(_b.tokens, _b.updated).where(_b.party_id == party_id, _b.limit_name == limit_name)
-            if conn.dialect.name == "postgresql":
-                stmt = stmt.with_for_update()
-            row = conn.execute(stmt).one_or_none()
-            if row is None:
-                tokens = capacity
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(capacity_buckets).values(party_id=party_id, limit_name=limit_name,
-                                                                     tokens=capacity, updated=now))
-                except IntegrityError:  # another process created it first: read and lock theirs
-                    row = conn.execute(stmt).one()
-                    tokens = float(row.tokens)
-                    tokens = min(capacity, tokens + max(0.0, now - float(row.updated)) * rate)
-            else:
-                tokens = min(capacity, float(row.tokens) + max(0.0, now - float(row.updated)) * rate)
-            granted = tokens >= amount
-            if granted:
-                tokens -= amount
-            conn.execute(update(capacity_buckets)
-                         .where(_b.party_id == party_id, _b.limit_name == limit_name)
-                         .values(tokens=tokens, updated=now))
-            wait = 0.0 if granted else ((amount - tokens) / rate if rate > 0 else float("inf"))
-            return granted, wait
-
-    def bucket_levels(self, party_id: str | None = None) -> list[tuple[str, str, float, float]]:
-        stmt = select(_b.party_id, _b.limit_name, _b.tokens, _b.updated)
-        if party_id is not None:
-            stmt = stmt.where(_b.party_id == party_id)
-        with self._engine.connect() as conn:
-            return [(r.party_id, r.limit_name, float(r.tokens), float(r.updated)) for r in conn.execute(stmt)]
-
-
-def _bind(name: str) -> Any:
-    from sqlalchemy import bindparam
-
-    return bindparam(name)
-
-
-class JobWriter:
-    """Audited writes (inside ``store.transaction()``): credentials and accepted batch jobs."""
+class BatchWrites:
+    """Audited writes (inside ``store.transaction()``): a batch accepted, a chunk's item outcomes."""
 
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
         self._conn = tx._conn  # same package: the transaction's connection
-
-    def _changed(self) -> None:
-        self._tx._count_change()
-
-    def add_credential(self, record: CredentialRecord) -> None:
-        try:
-            self._conn.execute(insert(credentials_table).values(
-                serial=record.serial, kind=record.kind, name=record.name, party_id=record.party_id,
-                aro_id=record.aro_id, status=record.status, not_before=record.not_before,
-                not_after=record.not_after, issued_at=record.issued_at, revoked_at=record.revoked_at,
-                der=record.der,
-            ))
-        except IntegrityError as exc:
-            raise SmkiError("credential.duplicate", "a credential with this serial already exists") from exc
-        self._changed()
-
-    def revoke_credential(self, serial: str, at: datetime) -> None:
-        result = self._conn.execute(update(credentials_table)
-                                    .where(_cr.serial == serial, _cr.status == "active")
-                                    .values(status="revoked", revoked_at=at))
-        if result.rowcount != 1:
-            raise NotFound("credential.not-found", f"no active credential with serial {serial}")
-        self._changed()
 
     def add_job(self, *, ref: str, party_id: str, aro_id: str, system: str | None, route: str, interface: str,
                 client_ref: str, status: str, items: Sequence[NewBatchItem], now: datetime,
@@ -437,11 +309,11 @@ class JobWriter:
             created_at=now, expires_at=expires_at,
         ).returning(_j.id))
         job_id = int(result.scalar_one())
-        mark = _mark(self._conn)
+        mark = placeholder(self._conn)
         sql = f"INSERT INTO batch_items (batch_id, idx, item_id, csr) VALUES ({mark}, {mark}, {mark}, {mark})"
         for start in range(0, len(items), 5000):  # plain tuples: SQLAlchemy's per-row processing cost more
             self._conn.exec_driver_sql(sql, [(job_id, *it) for it in items[start:start + 5000]])
-        self._changed()
+        self._tx._count_change()
         return job_id
 
     def record_outcomes(self, job_id: int, owner: str | None, issued: Sequence[tuple[int, str]],
@@ -455,23 +327,13 @@ class JobWriter:
         _record_outcomes(self._conn, job_id, owner, issued, refused, now)
 
 
-def jobs_reader(store: Store) -> JobReader:
-    return JobReader(store.engine)
+def batch_reads(store: Store) -> BatchReads:
+    return BatchReads(store.engine)
 
 
-def jobs_writer(tx: Transaction) -> JobWriter:
-    return JobWriter(tx)
+def batch_progress(store: Store) -> BatchProgress:
+    return BatchProgress(store.engine)
 
 
-__all__ = [
-    "BatchItemRecord",
-    "BatchJobRecord",
-    "CredentialRecord",
-    "ItemResult",
-    "JobReader",
-    "JobWriter",
-    "NewBatchItem",
-    "ResultRow",
-    "jobs_reader",
-    "jobs_writer",
-]
+def batch_writes(tx: Transaction) -> BatchWrites:
+    return BatchWrites(tx)

@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from smki import __version__
-from smki.interfaces.api.dcc_xml_core import (
+from smki.interfaces.dcc.safe_xml import (
     DEFAULT_MAX_BYTES,
     FM_TOO_MANY_CSRS,
     XML_DECLARATION,

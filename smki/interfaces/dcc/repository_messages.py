@@ -28,7 +28,7 @@ from enum import StrEnum
 
 from smki.domain import CertStatus, Usage
 from smki.eui64 import InvalidEUI64, eui64_hyphenated, parse_eui64
-from smki.interfaces.api.dcc_xml_core import (
+from smki.interfaces.dcc.safe_xml import (
     DEFAULT_MAX_BYTES,
     XML_DECLARATION,
     Child,

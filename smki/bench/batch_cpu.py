@@ -1,7 +1,7 @@
 """Where a batch's CPU goes: the single writer against the signing workers, and the workers'
 crypto against the rest of their work.
 
-    python benchmarks/batch_cpu.py [--count 50000]
+    smki bench batch-cpu [--count 50000]
 
 1. A batch of ``--count`` Device CSRs (multi-PEM, file key backend, SQLite) through a warm
    ``SigningPool``: wall time, and the CPU seconds of the parent (the writer: reading the source,
@@ -19,12 +19,10 @@ import argparse
 import hashlib
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -32,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from smki.bench import BENCH_PASSPHRASE, prepare_csrs
+from smki.bench.issue import BENCH_PASSPHRASE, prepare_csrs
 from smki.ca.devcsr import device_csr_stream
 from smki.config import Settings
 from smki.domain import CertKind
@@ -80,14 +78,14 @@ def one_core_split(home: Home) -> None:
     ders = [der for _d, _u, der in device_csr_stream(500, first_device=0x00DB000000000000, keys=64)]
     csrs = [x509.load_der_x509_csr(der) for der in ders]
     items = [(i, str(i), csr.public_bytes(Encoding.PEM)) for i, csr in enumerate(csrs)]
-    keys = [csr.public_key() for csr in csrs]
+    keys = [cast(ec.EllipticCurvePublicKey, csr.public_key()) for csr in csrs]
     prehashed = ec.ECDSA(Prehashed(hashes.SHA256()))
     ca_key = ec.generate_private_key(ec.SECP256R1())
 
     def crypto_only() -> None:
         for csr, key in zip(csrs, keys, strict=True):
             digest = hashlib.sha256(csr.tbs_certrequest_bytes).digest()
-            key.verify(csr.signature, digest, prehashed)  # type: ignore[union-attr]
+            key.verify(csr.signature, digest, prehashed)
             ca_key.sign(digest, prehashed)
 
     def whole_worker() -> None:
@@ -104,10 +102,10 @@ def one_core_split(home: Home) -> None:
           f"{worker:.0f} µs (the rest: {worker - crypto:.0f} µs)")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=50_000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="smki-batch-cpu-") as tmp:
         work = Path(tmp)
         secret = BENCH_PASSPHRASE.encode()

@@ -1,6 +1,6 @@
 """The Repository at scale: lookups, CRL generation and the full extract as the store grows.
 
-    python benchmarks/repository_scale.py --records 1000000 --records 10000000 \\
+    smki bench repository --records 1000000 --records 10000000 \\
         --database-url postgresql+psycopg://postgres@127.0.0.1:5432/smki_bench
 
 The database named in the URL is dropped and created afresh (PostgreSQL), or the SQLite file is
@@ -34,8 +34,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -192,7 +190,7 @@ def measure_existing(url: str, lookups: int, extract: bool) -> None:
     store.close()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, action="append", help="store size to measure at (repeatable)")
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/smki_bench")
@@ -203,7 +201,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON lines here")
     parser.add_argument("--existing", action="store_true",
                         help="measure lookups (and the extract) on the store an earlier run left, without refilling")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.existing:
         measure_existing(args.database_url, args.lookups, not args.no_extract)
         return

@@ -1,0 +1,100 @@
+"""SMKI credentials (the client certificates of AROs, RA staff and Authorised Systems) in the store.
+
+Reads through :class:`CredentialReads` (``credential_reads(store)``); issuing and revoking through
+:class:`CredentialWrites` (``credential_writes(tx)``) inside ``store.transaction()``, so a
+credential issued or revoked is committed with its audit record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from smki.errors import NotFound, SmkiError
+from smki.store.models import credentials_table
+from smki.store.store import Store
+from smki.store.transaction import Transaction
+
+_cr = credentials_table.c
+
+
+@dataclass(frozen=True)
+class CredentialRecord:
+    serial: str
+    kind: str
+    name: str
+    party_id: str | None
+    aro_id: str | None
+    status: str
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
+    revoked_at: datetime | None
+    der: bytes
+
+
+def _credential(row: Any) -> CredentialRecord:
+    m = row._mapping
+    return CredentialRecord(m["serial"], m["kind"], m["name"], m["party_id"], m["aro_id"], m["status"],
+                            m["not_before"], m["not_after"], m["issued_at"], m["revoked_at"], bytes(m["der"]))
+
+
+class CredentialReads:
+    """Look-ups of credentials: by serial (every request's authentication), or all of a kind."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def credential(self, serial: str) -> CredentialRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(credentials_table).where(_cr.serial == serial)).one_or_none()
+        return None if row is None else _credential(row)
+
+    def credentials(self, kind: str | None = None, *, status: str | None = None) -> list[CredentialRecord]:
+        stmt = select(credentials_table)
+        if kind is not None:
+            stmt = stmt.where(_cr.kind == kind)
+        if status is not None:
+            stmt = stmt.where(_cr.status == status)
+        with self._engine.connect() as conn:
+            return [_credential(r) for r in conn.execute(stmt.order_by(_cr.issued_at, _cr.serial))]
+
+
+class CredentialWrites:
+    """Audited writes (inside ``store.transaction()``): a credential issued, a credential revoked."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+        self._conn = tx._conn  # same package: the transaction's connection
+
+    def add_credential(self, record: CredentialRecord) -> None:
+        try:
+            self._conn.execute(insert(credentials_table).values(
+                serial=record.serial, kind=record.kind, name=record.name, party_id=record.party_id,
+                aro_id=record.aro_id, status=record.status, not_before=record.not_before,
+                not_after=record.not_after, issued_at=record.issued_at, revoked_at=record.revoked_at,
+                der=record.der,
+            ))
+        except IntegrityError as exc:
+            raise SmkiError("credential.duplicate", "a credential with this serial already exists") from exc
+        self._tx._count_change()
+
+    def revoke_credential(self, serial: str, at: datetime) -> None:
+        result = self._conn.execute(update(credentials_table)
+                                    .where(_cr.serial == serial, _cr.status == "active")
+                                    .values(status="revoked", revoked_at=at))
+        if result.rowcount != 1:
+            raise NotFound("credential.not-found", f"no active credential with serial {serial}")
+        self._tx._count_change()
+
+
+def credential_reads(store: Store) -> CredentialReads:
+    return CredentialReads(store.engine)
+
+
+def credential_writes(tx: Transaction) -> CredentialWrites:
+    return CredentialWrites(tx)

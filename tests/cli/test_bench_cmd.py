@@ -1,0 +1,32 @@
+"""``smki bench``: one entry point for every benchmark in :mod:`smki.bench`."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from smki import bench as bench_package
+from smki.interfaces.cli.bench_cmd import FORWARDED
+from tests.cli.helpers import smki, smki_env
+
+
+def test_every_benchmark_module_has_a_command() -> None:
+    modules = {info.name for info in pkgutil.iter_modules(bench_package.__path__)}
+    commanded = {module for module, _ in FORWARDED.values()} | {"issue"}
+    assert modules == commanded
+    for module, _ in FORWARDED.values():
+        assert callable(importlib.import_module(f"smki.bench.{module}").main)
+
+
+def test_bench_help_lists_them_and_forwards_arguments(database_url: str) -> None:
+    env = smki_env(database_url)
+    listing = smki(["bench", "--help"], env)
+    assert listing.code == 0
+    for name in ("issue", *FORWARDED):
+        assert name in listing.out
+    codec = smki(["bench", "codec", "--count", "200"], env)
+    assert codec.code == 0, codec.err
+    assert "SubmitCSRBatch parse: 200 CSRs" in codec.out
+    assert "CSRBatchResult render (streamed): 200" in codec.out
+    usage = smki(["bench", "crl", "--help"], env)
+    assert usage.code == 0 and "--entries" in usage.out
