@@ -24,7 +24,7 @@ from smki.audit import AuditReport, AuditRow, verify_chain
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.store.engine import WRITE_OPTION, create_store_engine
-from smki.store.migrate import current_revision, head_revision, upgrade
+from smki.store.migrate import is_current, upgrade
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
 from smki.store.records import CertificateRecord, RevocationListRecord, RevokedEntry, normalise_serial
 from smki.store.registry import RegistryReader
@@ -82,7 +82,7 @@ class Store:
     def migrate(self) -> None:
         """Bring the schema to this version of smki (a no-op when it is current)."""
         try:
-            if current_revision(self._engine) == head_revision():
+            if is_current(self._engine):
                 return
             upgrade(self._engine)
         except OperationalError as exc:

@@ -44,6 +44,31 @@ class _Stub(TyperCommand):
     """What the root's help and completion list for a group not yet imported: its name and help."""
 
 
+def _plain_bool_flags() -> None:
+    """Boolean flags are coerced without Pydantic.
+
+    Typer coerces every parameter value through a Pydantic ``TypeAdapter`` (~0.1 s to import, a
+    third of the budget for ``--help``), even the unset ``--help`` and ``--install-completion`` of
+    the groups on the way to a sub-command. A flag's value is already ``True``, ``False`` or
+    ``None``; it needs no coercion. Every other parameter keeps Typer's.
+    """
+    from typer._coercion import PassThroughRuntimeParam
+    from typer.core import _TyperParameter
+
+    typer_runtime_param = _TyperParameter.get_runtime_param
+
+    def get_runtime_param(self: _TyperParameter) -> Any:
+        if self._runtime_param is None and self.type_descriptor.annotation is bool and getattr(self, "is_flag", False):
+            self._runtime_param = PassThroughRuntimeParam(annotation=bool,
+                                                          parameter_info=self.type_descriptor.parameter_info)
+        return typer_runtime_param(self)
+
+    _TyperParameter.get_runtime_param = get_runtime_param  # type: ignore[method-assign]
+
+
+_plain_bool_flags()
+
+
 class LazyGroup(TyperGroup):
     """A Typer group whose sub-commands are ``LazyEntry``s, loaded on first use."""
 
