@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages smki's tests and demo need: openssl (interop checks), softhsm2 (PKCS#11 backend
-# tests), chromium (portal browser tests), postgresql (the production store; CI runs the suite on it).
+# tests), chromium (portal browser tests), postgresql (the production store; CI runs the suite on it),
+# curl and jq (make demo sends its batches over the listeners with curl and reads the JSON with jq).
 # Installs only what is missing, and only as root with apt-get; otherwise says what to install.
 set -euo pipefail
 need=()
@@ -8,6 +9,8 @@ command -v openssl >/dev/null || need+=(openssl)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 command -v chromium >/dev/null || need+=(chromium)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+command -v curl >/dev/null || need+=(curl)
+command -v jq >/dev/null || need+=(jq)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "Installing Debian packages: ${need[*]}"

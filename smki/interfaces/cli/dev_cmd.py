@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,6 +21,12 @@ app = typer.Typer(help="Development helpers: test CSRs, a populated store.", no_
 make = typer.Typer(help="Make CSRs (with fresh P-256 keys) for tests and demos.", no_args_is_help=True)
 app.add_typer(make, name="make-csr")
 app.command("populate")(populate_cmd.populate)
+
+class BatchFormat(StrEnum):
+    pem = "pem"
+    json = "json"
+    xml = "xml"
+
 
 UsageOption = Annotated[Usage, typer.Option("--usage", help="DS (digitalSignature) or KA (keyAgreement).")]
 
@@ -83,12 +90,36 @@ def org(
 @make.command("batch")
 def batch(
     count: Annotated[int, typer.Option("--count", min=1, max=10_000_000, help="How many CSRs.")],
-    out: Annotated[Path, typer.Option("--out", help="A multi-PEM file to write.")],
+    out: Annotated[Path, typer.Option("--out", help="The file to write.")],
     start: Annotated[str, typer.Option("--start", help="First Device ID.")] = "00DB000000000000",
+    format: Annotated[BatchFormat, typer.Option(
+        "--format", help="pem: a multi-PEM file (smki issue/request batch); json: the body of "
+        "POST /api/v1/device-batches; xml: a DCC SubmitCSRBatch.")] = BatchFormat.pem,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
-    """COUNT Device CSRs (DS and KA for consecutive Device IDs) in one multi-PEM file."""
-    from smki.ca.devcsr import write_device_csrs
+    """COUNT Device CSRs (DS and KA for consecutive Device IDs) as a multi-PEM file or a request body."""
+    from smki.ca.devcsr import device_csr_stream, write_device_csrs
 
-    write_device_csrs(out, count, int.from_bytes(parse_eui64(start), "big"))
+    first = int.from_bytes(parse_eui64(start), "big")
+    if format is BatchFormat.pem:
+        write_device_csrs(out, count, first)
+    else:
+        if count > 50_000:
+            raise SmkiError("batch.too-large", "a JSON or XML batch holds at most 50,000 CSRs")
+        ders = [der for _device, _usage, der in device_csr_stream(count, first_device=first, keys=64)]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(_batch_body(format, out.stem, ders))
     console.print(f"wrote {count} CSRs to {out}")
+
+
+def _batch_body(format: BatchFormat, reference: str, ders: list[bytes]) -> bytes:
+    if format is BatchFormat.json:
+        import base64
+        import json
+
+        csrs = [{"id": str(i), "csr": base64.b64encode(der).decode()} for i, der in enumerate(ders, 1)]
+        return json.dumps({"reference": reference, "csrs": csrs}).encode()
+    from smki.interfaces.dcc.csr_messages import DeviceCSR, SubmitCSRBatch, render_submit_csr_batch
+
+    return render_submit_csr_batch(SubmitCSRBatch(reference, tuple(DeviceCSR(str(i), der)
+                                                                   for i, der in enumerate(ders, 1))))
