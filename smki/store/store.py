@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, Select, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -29,6 +29,20 @@ from smki.store.models import audit_head, audit_log, certificates, revocation_li
 from smki.store.records import CertificateRecord, RevocationListRecord, RevokedEntry, normalise_serial
 from smki.store.registry import RegistryReader
 from smki.store.transaction import Transaction
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters for ``Store.audit_search`` (all optional, combined with AND) and its page."""
+
+    actor: str | None = None
+    action: str | None = None
+    subject: str | None = None
+    since: date | None = None
+    until: date | None = None
+    before_seq: int | None = None
+    limit: int = 50
+
 
 _c = certificates.c
 _a = audit_log.c
@@ -264,6 +278,34 @@ class Store:
             stmt = stmt.where(_a.action == action)
         with self._engine.connect() as conn:
             return [_audit_row(row) for row in conn.execute(stmt.order_by(_a.seq))]
+
+    def audit_search(self, query: AuditQuery) -> list[AuditRow]:
+        """Audit records matching ``query``, newest first, one page (keyset on ``seq``).
+
+        Actor and subject match as substrings, the action as a prefix (``application.`` finds every
+        application event); ``since``/``until`` are ISO dates (UTC), both inclusive.
+        """
+        stmt = select(audit_log)
+        if query.actor:
+            stmt = stmt.where(_a.actor.contains(query.actor, autoescape=True))
+        if query.action:
+            stmt = stmt.where(_a.action.startswith(query.action, autoescape=True))
+        if query.subject:
+            stmt = stmt.where(_a.subject.contains(query.subject, autoescape=True))
+        if query.since is not None:
+            stmt = stmt.where(_a.at >= query.since.isoformat())
+        if query.until is not None:
+            stmt = stmt.where(_a.at < (query.until + timedelta(days=1)).isoformat())
+        if query.before_seq is not None:
+            stmt = stmt.where(_a.seq < query.before_seq)
+        stmt = stmt.order_by(_a.seq.desc()).limit(max(1, min(query.limit, _PAGE)))
+        with self._engine.connect() as conn:
+            return [_audit_row(row) for row in conn.execute(stmt)]
+
+    def audit_record(self, seq: int) -> AuditRow | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(audit_log).where(_a.seq == seq)).first()
+        return None if row is None else _audit_row(row)
 
     def audit_tail(self, count: int) -> list[AuditRow]:
         with self._engine.connect() as conn:
