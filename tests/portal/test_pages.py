@@ -240,9 +240,28 @@ def test_zip_batch_over_http(home: Home, clients: Clients) -> None:
     lines = [(line.identifier, line.file_name, line.status, line.error_code) for line in response.lines]
     assert lines == [("1", "broken.csr", "error", "CR:CC3"), ("2", "meter0.csr", "success", ""),
                      ("3", "meter1.csr", "success", ""), ("4", "meter2.csr", "success", "")]
+    # the batch page names each file that got no certificate, with its status and code
+    page = gw.get(f"/portal/aro/batches/{ref}", headers=ARO_H).text
+    failed = re.findall(r'<td data-label="File" class="wrap">([^<]+)</td><td data-label="Status">([^<]+)</td>\s*'
+                        r'<td data-label="Code"><code class="rule">([^<]+)</code>', page)
+    assert failed == [("broken.csr", "error", "CR:CC3")]
+    # the list holds the Portal batch and one the Party's system sent over the JSON API, from the store
+    from smki.domain import Route
+    from smki.services.batch_jobs import submit_batch
+    from smki.services.capacity import capacity_settings
+    from smki.services.requests import Requester
+
+    der = make_device_csr((0x00DB000000000200).to_bytes(8, "big"), Usage.DS)
+    job = submit_batch(home, Requester(PARTY, ARO, Route.GATEWAY), [("1", der)], interface="json",
+                       client_ref="nightly", capacity=capacity_settings(home))
+    listing = gw.get("/portal/aro/batches", headers=ARO_H).text
+    rows = re.findall(r'<tr data-interface="(\w+)">\s*<td data-label="Batch">(?:<a [^>]+>)?([^<]+)', listing)
+    assert rows == [("JSON", f"{job.id} (nightly)"), ("Portal", "week-12")]
+    assert "Waiting" in listing and "Completed" in listing  # status labels, not codes
     # another Party cannot see it
     assert gw.get(f"/portal/aro/batches/{ref}/status", headers={"x-test-identity": f"aro:NETOP2:{ARO}"}
                   ).status_code == 404
+    assert "nightly" not in gw.get("/portal/aro/batches", headers={"x-test-identity": f"aro:NETOP2:{ARO}"}).text
 
 
 def test_a_bad_zip_is_refused_whole(home: Home, clients: Clients) -> None:
