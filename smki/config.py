@@ -14,9 +14,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from smki.domain import ROLE_USAGES, RemotePartyRole, Usage
 from smki.errors import ConfigError
 
 CONFIG_FILE = "smki.toml"
+#: The hwType OIDs of the DCC's test Device Certificates (spec §7.4): the Device CSRs smki accepts
+#: by default carry one of them, and the certificate carries the CSR's.
+DEFAULT_HW_TYPES: tuple[str, ...] = ("1.2.826.0.1.8641679.1.2.2.1", "1.2.826.0.1372.1.1.2.1")
 DEFAULT_HOME = Path("smki-data")
 
 
@@ -34,20 +38,30 @@ class Settings:
     device_policy_oid: str = "1.2.826.0.1.1800000.1.2.1.4"
     organisation_policy_oid: str = "1.2.826.0.1.8641679.1.2.1.4"
     # The CA certificates carry the union of the policies they may issue under [design].
-    hw_type_oid: str = "1.2.826.0.1.8641679.1.2.2.1"
+    #: hwTypes a Device CSR may carry (spec §7.4); any other is refused (``csr.hw-type``).
+    hw_type_oids: tuple[str, ...] = DEFAULT_HW_TYPES
 
     root_name: str = "SMKI Root"
     organisation_ca_name: str = "Z1"
     device_ca_name: str = "E357"
 
     root_validity_years: int = 25
-    ca_validity_years: int = 20
+    ca_validity_years: int = 25  # the DCC test Organisation CA: 2015-10-29 → 2040-10-28 (spec §7.5)
     organisation_validity_years: int = 10
 
     crl_next_update_hours: int = 24
     arl_next_update_days: int = 30
 
     evidence_basis: str = "installation-need"  # or "registered-user" (spec §2.1)
+    #: Refuse an Organisation CSR whose key usage its role does not have (spec §7.3, ``csr.role-usage``);
+    #: the table is ``smki.domain.ROLE_USAGES`` unless a ``[role-usages]`` section replaces it.
+    enforce_role_usages: bool = True
+    #: An expired or not-in-use Organisation Certificate may be re-issued for the same key and
+    #: subject (spec §7.6); every other reuse of a certified key is ``csr.duplicate``.
+    reissue_organisation_same_key: bool = True
+
+    log_level: str = "info"  # debug, info, warning, error, critical
+    log_format: str = "auto"  # json, text, or auto (text on a terminal, else json)
 
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -70,6 +84,24 @@ class Settings:
         return self.home / "smki.db"
 
     @property
+    def role_usages(self) -> dict[RemotePartyRole, frozenset[Usage]] | None:
+        """The role → usages table Organisation CSRs are held to, or None when it is not enforced.
+
+        A ``[role-usages]`` section maps roles as two hex digits to lists of usages, e.g.
+        ``"06" = ["DS", "KA"]``; roles it leaves out keep the default (spec §7.3).
+        """
+        if not self.enforce_role_usages:
+            return None
+        table = dict(ROLE_USAGES)
+        for role_text, usages in self.extra.get("role-usages", {}).items():
+            try:
+                role = RemotePartyRole(int(role_text, 16))
+                table[role] = frozenset(Usage(usage) for usage in usages)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError("config.invalid", f"[role-usages] {role_text!r}: {exc}") from exc
+        return table
+
+    @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
 
@@ -79,6 +111,7 @@ class Settings:
 
 
 _SIMPLE_FIELDS = {f.name for f in fields(Settings)} - {"home", "extra"}
+_LIST_FIELDS = {"hw_type_oids"}
 
 
 def load_settings(home: Path | str = DEFAULT_HOME) -> Settings:
@@ -92,11 +125,20 @@ def load_settings(home: Path | str = DEFAULT_HOME) -> Settings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError("config.invalid", f"cannot read {path}: {exc}") from exc
+    from smki.settings_model import check_document
+
+    check_document(data, str(path))
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_")
-        if name in _SIMPLE_FIELDS:
+        if name == "hw_type_oid" and isinstance(value, str):  # before spec §7.4: a single hwType
+            values["hw_type_oids"] = (value,)
+        elif name in _LIST_FIELDS:
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                raise ConfigError("config.invalid", f"{path}: {key} must be a non-empty list of strings")
+            values[name] = tuple(value)
+        elif name in _SIMPLE_FIELDS:
             values[name] = value
         elif isinstance(value, dict):
             extra[key] = value  # sections owned by other components (e.g. [capacity], [api])
@@ -106,18 +148,12 @@ def load_settings(home: Path | str = DEFAULT_HOME) -> Settings:
 
 
 def write_default_config(settings: Settings) -> Path:
-    """Write the settings in force as ``smki.toml`` so a deployment sees (and can edit) every value."""
-    lines = ["# smki configuration. Defaults are the SMKI test-environment values (spec §4).", ""]
-    for f in fields(Settings):
-        if f.name in ("home", "extra"):
-            continue
-        value = getattr(settings, f.name)
-        if isinstance(value, str):
-            lines.append(f'{f.name.replace("_", "-")} = "{value}"')
-        elif isinstance(value, bool):  # TOML spells them true / false
-            lines.append(f'{f.name.replace("_", "-")} = {str(value).lower()}')
-        else:
-            lines.append(f'{f.name.replace("_", "-")} = {value}')
+    """Write the settings in force as a commented ``smki.toml`` with every section, so a deployment
+    sees (and can edit) every value (:func:`smki.settings_model.render_toml`)."""
+    from smki.settings_model import render_toml
+
+    values = {f.name.replace("_", "-"): getattr(settings, f.name) for f in fields(Settings)
+              if f.name not in ("home", "extra")}
     settings.home.mkdir(parents=True, exist_ok=True)
-    settings.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings.config_path.write_text(render_toml(values), encoding="utf-8")
     return settings.config_path

@@ -69,3 +69,19 @@ class RemotePartyRole(IntEnum):
     def ou(self) -> str:
         """The OU text: two hex digits, e.g. ``02`` for supplier, ``7F`` for other."""
         return f"{int(self):02X}"
+
+
+#: Which key usages an Organisation Certificate may have for each Remote Party Role: the DCC's test
+#: PKI (spec §7.3). 01, 05, 06: DS only; 03, 04, 08, 7F: DS and KA; 02: DS and KA, where a supplier
+#: holds a second KA certificate for prepayment top-up (DUIS ``KeyAgreementTopUpCertificate``),
+#: which a CSR cannot tell from the first (both are keyAgreement). 00 and 07 are the CAs' own.
+ROLE_USAGES: dict[RemotePartyRole, frozenset[Usage]] = {
+    RemotePartyRole.RECOVERY: frozenset({Usage.DS}),
+    RemotePartyRole.SUPPLIER: frozenset({Usage.DS, Usage.KA}),
+    RemotePartyRole.NETWORK_OPERATOR: frozenset({Usage.DS, Usage.KA}),
+    RemotePartyRole.ACCESS_CONTROL_BROKER: frozenset({Usage.DS, Usage.KA}),
+    RemotePartyRole.TRANSITIONAL_COS: frozenset({Usage.DS}),
+    RemotePartyRole.WAN_PROVIDER: frozenset({Usage.DS}),
+    RemotePartyRole.LOAD_CONTROLLER: frozenset({Usage.DS, Usage.KA}),
+    RemotePartyRole.OTHER: frozenset({Usage.DS, Usage.KA}),
+}

@@ -37,7 +37,7 @@ def home(tmp_path: Path, database_url: str) -> Iterator[Home]:
 
 def _items(count: int) -> list[BatchItem]:
     return [BatchItem(i, f"c{i}", der) for i, (_d, _u, der) in
-            enumerate(device_csr_stream(count, first_device=0x00DB990000000000, keys=4))]
+            enumerate(device_csr_stream(count, first_device=0x00DB990000000000))]
 
 
 def _issued_indexes_per_commit(home: Home, ref: str) -> list[list[int]]:

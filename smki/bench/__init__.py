@@ -13,4 +13,6 @@ operator would, and reports figures as ratios within one run (these machines are
 | ``smki bench crl`` | :mod:`smki.bench.crl` | CRL generation time for N revoked entries |
 | ``smki bench device-factory`` | :mod:`smki.bench.device_factory` | Device Certificate build + sign rate on one core |
 | ``smki bench batch-cpu`` | :mod:`smki.bench.batch_cpu` | where a batch's CPU goes: writer vs signing workers |
+| ``smki bench cluster`` | :mod:`smki.bench.cluster` | one node direct vs two nodes behind HAProxy (PostgreSQL) |
+| ``smki bench store-size`` | :mod:`smki.bench.store_size` | single-CSR issuance latency as the store grows |
 """

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from smki.bench.hierarchy import throwaway_ca
 from smki.ca.device_template import DeviceCertificateFactory
-from smki.ca.hierarchy import DEVICE_CA_LABEL, create_hierarchy
+from smki.ca.hierarchy import DEVICE_CA_LABEL
 from smki.ca.profiles import build_device
 from smki.ca.requests import DeviceRequest
-from smki.config import Settings
 from smki.domain import Usage
-from smki.keys.file import FileKeyBackend
 
 
 def _requests(pool: int) -> list[DeviceRequest]:
@@ -53,12 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    settings = Settings()
-    now = datetime.now(UTC)
-    with tempfile.TemporaryDirectory() as home:
-        backend = FileKeyBackend(Path(home) / "keys", b"benchmark-passphrase")
-        hierarchy = create_hierarchy(backend, settings, now)
-        signer = backend.signer(DEVICE_CA_LABEL)
+    with throwaway_ca() as ca:
+        settings, hierarchy = ca.settings, ca.hierarchy
+        signer = ca.backend.signer(DEVICE_CA_LABEL)
         requests = _requests(args.pool)
         factory = DeviceCertificateFactory(hierarchy.device_ca, signer, settings)
         started = time.perf_counter()

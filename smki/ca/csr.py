@@ -23,6 +23,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -34,7 +35,8 @@ from cryptography.x509.oid import ExtensionOID
 
 from smki.ca.oids import HARDWARE_MODULE_NAME
 from smki.ca.requests import DeviceRequest, OrganisationRequest
-from smki.domain import RemotePartyRole, Usage
+from smki.config import DEFAULT_HW_TYPES
+from smki.domain import ROLE_USAGES, RemotePartyRole, Usage
 from smki.errors import SmkiError
 
 #: Largest DER CSR accepted. A P-256 Device CSR is about 280 bytes; anything near this is not one.
@@ -60,11 +62,13 @@ ERROR_CODES: dict[str, str] = {
     "csr.device-id-invalid": (
         "the subjectAltName is not exactly one hardwareModuleName whose hwSerialNum is 8 octets"
     ),
+    "csr.hw-type": "the hardwareModuleName's hwType is not one this deployment accepts (spec §7.4)",
     "csr.subject-invalid": (
         "an Organisation CSR subject may hold only single-valued CN, OU and x500UniqueIdentifier"
     ),
     "csr.role-invalid": "OU is missing, not two hex digits, not a known Remote Party Role, or is 00 (root)",
     "csr.entity-id-invalid": "x500UniqueIdentifier is missing or not a BIT STRING of exactly 64 bits",
+    "csr.role-usage": "the Remote Party Role does not have the requested key usage (spec §7.3)",
 }
 
 _SHOWN = 40  # never echo more than this many characters of input in a message
@@ -472,15 +476,25 @@ _DEVICE_EXTENSIONS = frozenset({ExtensionOID.KEY_USAGE, ExtensionOID.SUBJECT_ALT
 _ORGANISATION_EXTENSIONS = frozenset({ExtensionOID.KEY_USAGE})
 
 
-def check_device_csr(der: bytes) -> DeviceRequest:
-    """Check a Device CSR and return what the CA needs: Device ID, usage and key.
+def check_device_csr(der: bytes, accepted_hw_types: Collection[str] = DEFAULT_HW_TYPES) -> DeviceRequest:
+    """Check a Device CSR and return what the CA needs: Device ID, usage, hwType and key.
 
     Requirements (spec §4.4): strict DER PKCS#10 v1, signed with ecdsa-with-SHA256 by its own P-256
     key (uncompressed point), empty subject, and an extensionRequest with exactly one keyUsage
     (digitalSignature or keyAgreement) and a subjectAltName holding exactly one hardwareModuleName
-    (RFC 4108) whose hwSerialNum is the 8-octet EUI-64. The hwType is not checked: the CA writes the
-    configured one. Any other requested extension is refused (see ``_HARMLESS``).
+    (RFC 4108) whose hwSerialNum is the 8-octet EUI-64 and whose hwType is one of
+    ``accepted_hw_types`` (the deployment's ``hw_type_oids``, spec §7.4), which the certificate
+    then carries. Any other requested extension is refused (see ``_HARMLESS``).
     """
+    request = _device_request(der)
+    if request.hw_type not in accepted_hw_types:
+        raise _fail("csr.hw-type", f"hwType {request.hw_type[:_SHOWN]} is not accepted here; "
+                    f"accepted: {', '.join(accepted_hw_types)[:120]}")
+    return request
+
+
+def _device_request(der: bytes) -> DeviceRequest:
+    """The checks of :func:`check_device_csr` but the hwType's acceptance."""
     known = _known_shape_request(der)
     if known is not None:
         return known
@@ -489,9 +503,10 @@ def check_device_csr(der: bytes) -> DeviceRequest:
         raise _fail("csr.subject-not-empty", "a Device CSR must have an empty subject")
     plain = _plain_device_extensions(checked.extension_request)
     if plain is not None:
-        device_id, usage, device_at, usage_at = plain
-        _learn_shape(der, checked, device_at, usage_at)
-        return DeviceRequest(device_id, usage, checked.spki_der, checked.point, point_checked=True)
+        device_id, usage, device_at, usage_at, hw_type_body = plain
+        hw_type = _oid_text(hw_type_body)
+        _learn_shape(der, checked, device_at, usage_at, hw_type)
+        return DeviceRequest(device_id, usage, checked.spki_der, checked.point, hw_type, point_checked=True)
     extensions = _extensions(checked)
     _check_extensions(extensions, _DEVICE_EXTENSIONS)
     try:
@@ -509,8 +524,9 @@ def check_device_csr(der: bytes) -> DeviceRequest:
         )
     name = names[0]
     assert isinstance(name, x509.OtherName)
-    device_id = _hw_serial_num(name.value)
-    return DeviceRequest(device_id, _requested_usage(extensions), checked.spki_der, checked.point, point_checked=True)
+    hw_type_body, device_id = _hardware_module_name(name.value)
+    return DeviceRequest(device_id, _requested_usage(extensions), checked.spki_der, checked.point,
+                         _oid_text(hw_type_body), point_checked=True)
 
 
 #: keyUsage values (the extnValue octets) a plain Device CSR asks for: exactly one minimal BIT STRING.
@@ -521,9 +537,10 @@ _HARDWARE_MODULE_NAME_OID = bytes.fromhex("2b06010505070804")
 _CRITICAL = b"\x01\x01\xff"
 
 
-def _plain_device_extensions(value: bytes | None) -> tuple[bytes, Usage, int, int] | None:
-    """(Device ID, usage, where each is in ``value``) when the requested extensions are the plain
-    pair, else None. The usage's place is that of the keyUsage extnValue's 4 octets.
+def _plain_device_extensions(value: bytes | None) -> tuple[bytes, Usage, int, int, bytes] | None:
+    """(Device ID, usage, where each is in ``value``, hwType OID content) when the requested
+    extensions are the plain pair, else None. The usage's place is that of the keyUsage extnValue's
+    4 octets.
 
     Nearly every Device CSR asks for exactly a keyUsage of digitalSignature or keyAgreement and a
     subjectAltName holding one hardwareModuleName, in either order, each critical or not. Reading
@@ -536,6 +553,7 @@ def _plain_device_extensions(value: bytes | None) -> tuple[bytes, Usage, int, in
         return None
     usage: Usage | None = None
     device: bytes | None = None
+    hw_type = b""
     usage_at = device_at = -1
     try:
         start, end = _expect(value, 0, len(value), 0x30)
@@ -556,9 +574,10 @@ def _plain_device_extensions(value: bytes | None) -> tuple[bytes, Usage, int, in
                     return None
                 usage_at = body_start
             elif oid == _SUBJECT_ALT_NAME_OID and device is None:
-                device = _plain_hardware_module_name(value[body_start:body_end])
-                if device is None:
+                names = _plain_hardware_module_name(value[body_start:body_end])
+                if names is None:
                     return None
+                hw_type, device = names
                 device_at = body_end - len(device)
             else:
                 return None
@@ -567,7 +586,7 @@ def _plain_device_extensions(value: bytes | None) -> tuple[bytes, Usage, int, in
         return None
     if usage is None or device is None:
         return None
-    return device, usage, device_at, usage_at
+    return device, usage, device_at, usage_at, hw_type
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,13 +664,14 @@ def _general_device_id(csr: x509.CertificateSigningRequest | bytes) -> bytes | N
 
 
 #: Most recently learnt first; a handful covers every device type of a night's batches. Each is
-#: the learnt TBS as a pattern: its octets verbatim, the holes as named groups.
-_SHAPES: tuple[re.Pattern[bytes], ...] = ()
+#: the learnt TBS as a pattern (its octets verbatim, the holes as named groups) with its hwType,
+#: which lies in the verbatim part.
+_SHAPES: tuple[tuple[re.Pattern[bytes], str], ...] = ()
 _MAX_SHAPES = 8
 _HOLES = {64: b"point", 8: b"device", 4: b"usage"}  # size → name (the sizes are distinct)
 
 
-def _learn_shape(der: bytes, checked: _Checked, device_at: int, usage_at: int) -> None:
+def _learn_shape(der: bytes, checked: _Checked, device_at: int, usage_at: int, hw_type: str) -> None:
     """Remember the TBS of a CSR that passed the plain path as a shape (see above)."""
     global _SHAPES
     if checked.extension_request_start < 0:
@@ -671,7 +691,7 @@ def _learn_shape(der: bytes, checked: _Checked, device_at: int, usage_at: int) -
         pattern.append(re.escape(tbs[position:start]) + b"(?P<" + _HOLES[size] + b">.{%d})" % size)
         position = start + size
     pattern.append(re.escape(tbs[position:]))
-    shape = re.compile(b"".join(pattern), re.DOTALL)
+    shape = (re.compile(b"".join(pattern), re.DOTALL), hw_type)
     if shape not in _SHAPES:
         _SHAPES = (shape, *_SHAPES[: _MAX_SHAPES - 1])
 
@@ -695,9 +715,10 @@ def _known_shape_request(der: bytes) -> DeviceRequest | None:
     if tag != 0x03 or sig_end != end or sig_start == end or der[sig_start] != 0:
         return None
     tbs = der[start:tbs_end]
-    for shape in shapes:
+    for shape, shape_hw_type in shapes:
         match = shape.fullmatch(tbs)
         if match is not None:
+            hw_type = shape_hw_type
             break
     else:
         return None
@@ -710,11 +731,12 @@ def _known_shape_request(der: bytes) -> DeviceRequest | None:
         public_key.verify(der[sig_start + 1 : sig_end], hashlib.sha256(tbs).digest(), _ECDSA_PREHASHED_SHA256)
     except (ValueError, InvalidSignature):
         return None
-    return DeviceRequest(match["device"], usage, _P256_SPKI_PREFIX + point, point, point_checked=True)
+    return DeviceRequest(match["device"], usage, _P256_SPKI_PREFIX + point, point, hw_type, point_checked=True)
 
 
-def _plain_hardware_module_name(names: bytes) -> bytes | None:
-    """hwSerialNum when ``names`` is GeneralNames with exactly one well-formed hardwareModuleName.
+def _plain_hardware_module_name(names: bytes) -> tuple[bytes, bytes] | None:
+    """(hwType OID content, hwSerialNum) when ``names`` is GeneralNames with exactly one
+    well-formed hardwareModuleName.
 
     ``SEQUENCE { [0] otherName { OID hardwareModuleName, [0] EXPLICIT SEQUENCE { OID hwType,
     OCTET STRING (8) hwSerialNum } } }``, every length in short form; None for anything else.
@@ -728,13 +750,15 @@ def _plain_hardware_module_name(names: bytes) -> bytes | None:
     )
     if not names.startswith(header) or names[20 + oid_length : 22 + oid_length] != b"\x04\x08":
         return None
-    if not _valid_oid_body(names[20 : 20 + oid_length]):
+    hw_type = names[20 : 20 + oid_length]
+    if not _valid_oid_body(hw_type):
         return None
-    return names[-8:]
+    return hw_type, names[-8:]
 
 
-def _hw_serial_num(value: bytes) -> bytes:
-    """hwSerialNum of ``HardwareModuleName ::= SEQUENCE { hwType OID, hwSerialNum OCTET STRING }``.
+def _hardware_module_name(value: bytes) -> tuple[bytes, bytes]:
+    """(hwType OID content, hwSerialNum) of ``HardwareModuleName ::= SEQUENCE { hwType OID,
+    hwSerialNum OCTET STRING }``.
 
     ``cryptography`` gives the otherName value without its ``[0] EXPLICIT`` wrapper, i.e. the DER
     of the SEQUENCE. Read with the strict reader rather than pyasn1: this runs for every CSR.
@@ -756,7 +780,7 @@ def _hw_serial_num(value: bytes) -> bytes:
             "csr.device-id-invalid",
             f"hwSerialNum is {serial_end - serial_start} octets; a Device ID is 8 (EUI-64)",
         )
-    return value[serial_start:serial_end]
+    return value[oid_start:oid_end], value[serial_start:serial_end]
 
 
 # --------------------------------------------------------------------------------------------
@@ -768,7 +792,9 @@ _UB_COMMON_NAME = 64
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def check_organisation_csr(der: bytes) -> OrganisationRequest:
+def check_organisation_csr(
+    der: bytes, role_usages: Mapping[RemotePartyRole, frozenset[Usage]] | None = ROLE_USAGES
+) -> OrganisationRequest:
     """Check an Organisation CSR and return entity, role, usage, optional CN and key.
 
     The subject holds, in any order and each at most once in its own single-valued RDN: an
@@ -777,7 +803,8 @@ def check_organisation_csr(der: bytes) -> OrganisationRequest:
     (2.5.4.45) = a BIT STRING of exactly 64 bits, the Entity Identifier. CN and OU are UTF8String
     or PrintableString (RFC 5280 §4.1.2.6). The only extension requested is keyUsage (plus the
     harmless ones in ``_HARMLESS``). Whether the Party may use that entity and role is the RA's
-    decision (spec §2.1 rule 8), not this module's.
+    decision (spec §2.1 rule 8), not this module's. With ``role_usages`` (default: the DCC's table,
+    spec §7.3) a usage the role does not have is refused (``csr.role-usage``); None skips that.
     """
     checked = _check_common(der)
     extensions = _extensions(checked)
@@ -804,9 +831,12 @@ def check_organisation_csr(der: bytes) -> OrganisationRequest:
         else:
             shown = _oid_text(oid)[:_SHOWN]
             raise _fail("csr.subject-invalid", f"subject attribute {shown} is not allowed")
-    return OrganisationRequest(
-        _entity_id(entity), _role(role_text), usage, common_name, checked.spki_der, checked.point
-    )
+    role = _role(role_text)
+    entity_id = _entity_id(entity)
+    if role_usages is not None and usage not in role_usages.get(role, frozenset()):
+        allowed = " or ".join(sorted(role_usages.get(role, frozenset()))) or "no usage"
+        raise _fail("csr.role-usage", f"role {role.ou} may have {allowed} Organisation Certificates, not {usage}")
+    return OrganisationRequest(entity_id, role, usage, common_name, checked.spki_der, checked.point)
 
 
 _CN = bytes.fromhex("550403")

@@ -130,7 +130,8 @@ def device_csr_stream(
     """Yield ``count`` (device_id, usage, DER) Device CSRs: DS then KA for consecutive Device IDs.
 
     ``keys=0`` generates a fresh key per CSR, as real Devices would; ``keys=N`` reuses N keys
-    round-robin, which makes benchmark input cheap to produce (checking costs the same).
+    round-robin, which makes input for the CSR checks alone cheap to produce (checking costs the
+    same) — but issuing certifies each key once: the repeats are refused as ``csr.duplicate``.
     """
     if count < 0 or keys < 0:
         raise ValueError("count and keys must not be negative")
@@ -144,8 +145,9 @@ def device_csr_stream(
 
 
 def write_device_csrs(path: Path, count: int, start: int = 0x00DB000000000000) -> None:
-    """Write ``count`` Device CSRs as one multi-PEM file, streamed."""
+    """Write ``count`` Device CSRs as one multi-PEM file, streamed: a fresh key each, as real
+    Devices make, since smki certifies a key once (``csr.duplicate``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as handle:
-        for _device, _usage, der in device_csr_stream(count, first_device=start, keys=64):
+        for _device, _usage, der in device_csr_stream(count, first_device=start):
             handle.write(x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM))

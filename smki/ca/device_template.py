@@ -94,12 +94,77 @@ def encode_serial(serial: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class _UsageTemplate:
-    extensions_header: bytes  # [3] { SEQUENCE { — lengths are constant for a usage
+    extensions_header: bytes  # [3] { SEQUENCE { — lengths are constant for a usage and hwType
     key_usage: bytes  # the whole keyUsage Extension
 
 
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """The constant pieces of every Device Certificate with one hwType (spec §7.4: the certificate
+    carries the CSR's hwType, so the subjectAltName prefix, and the lengths around it, vary by it)."""
+
+    version: bytes
+    algorithm_issuer: bytes
+    not_after: bytes
+    subject: bytes
+    ski_prefix: bytes
+    san_prefix: bytes
+    tail: bytes
+    usages: dict[str, _UsageTemplate]
+
+
+def _template(issuer: x509.Certificate, settings: Settings, hw_type: str) -> _Template:
+    """Cut the profile's own prototype TBSCertificates (one per usage) for ``hw_type`` into pieces."""
+    prototype_key = ec.generate_private_key(_P256).public_key()
+    point = prototype_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    spki = prototype_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    device_id = bytes.fromhex("a55aa55aa55aa55a")
+    ski = key_identifier_from_point(point)
+    prototype_now = normalise_time(datetime(2020, 1, 1))
+    constant: tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes] | None = None
+    usages: dict[str, _UsageTemplate] = {}
+    for usage in Usage:
+        request = DeviceRequest(device_id, usage, spki, point, hw_type)
+        tbs = device_tbs(request, issuer, settings, prototype_now, 1)
+        fields = split_tlvs(tlv_content(tbs))
+        if len(fields) != 8:
+            raise SmkiError("ca.template", "the Device profile's TBSCertificate has an unexpected shape")
+        version, _serial, algorithm, issuer_name, validity, subject, spki_field, explicit = fields
+        not_after = split_tlvs(tlv_content(validity))[1]
+        extensions = split_tlvs(tlv_content(tlv_content(explicit)))
+        if len(extensions) != 5 or spki_field != spki or spki[: -len(point)] != P256_SPKI_PREFIX:
+            raise SmkiError("ca.template", "the Device profile's extensions have an unexpected shape")
+        key_usage, ski_ext, san_ext, policies, aki = extensions
+        if not (ski_ext.endswith(ski) and san_ext.endswith(device_id)):
+            raise SmkiError(
+                "ca.template", "the Device profile's SKI or subjectAltName is not where expected"
+            )
+        pieces = (
+            version,
+            algorithm + issuer_name,
+            not_after,
+            subject,
+            ski_ext[: -len(ski)],
+            san_ext[: -len(device_id)],
+            policies + aki,
+        )
+        if constant is not None and pieces != constant:
+            raise SmkiError("ca.template", "the DS and KA Device profiles differ beyond keyUsage")
+        constant = pieces
+        body_length = len(tlv_content(tlv_content(explicit)))
+        header = der_tlv(0xA3, der_tlv(0x30, b"\x00" * body_length))[:-body_length]
+        usages[usage] = _UsageTemplate(header, key_usage)
+    assert constant is not None
+    version, algorithm_issuer, not_after, subject, ski_prefix, san_prefix, tail = constant
+    return _Template(version, algorithm_issuer, not_after, subject, ski_prefix, san_prefix, tail, usages)
+
+
 class DeviceCertificateFactory:
-    """Issues Device Certificates byte-identical to ``build_device``, by splicing a template."""
+    """Issues Device Certificates byte-identical to ``build_device``, by splicing a template.
+
+    One template per hwType, made the first time a request carries it (a few milliseconds): the
+    CSR checks have already refused any hwType the deployment does not accept (``csr.hw-type``).
+    """
 
     def __init__(self, issuer: x509.Certificate, signer: Signer, settings: Settings) -> None:
         issuer_key = issuer.public_key()
@@ -108,57 +173,21 @@ class DeviceCertificateFactory:
         require_signer(signer, issuer_key, "Device CA")
         self._issuer = issuer
         self._signer = signer
+        self._settings = settings
+        #: The hwTypes a Device CSR may carry here (spec §7.4), for the CSR checks.
+        self.accepted_hw_types = frozenset(settings.hw_type_oids)
         self._last_now: datetime | None = None
         self._last_moment = datetime.min
         self._last_not_before = b""
-        self._templates: dict[str, _UsageTemplate] = {}
-        prototype_key = ec.generate_private_key(_P256).public_key()
-        point = prototype_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-        spki = prototype_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        device_id = bytes.fromhex("a55aa55aa55aa55a")
-        ski = key_identifier_from_point(point)
-        prototype_now = normalise_time(datetime(2020, 1, 1))
-        constant: tuple[bytes, ...] | None = None
-        for usage in Usage:
-            tbs = device_tbs(DeviceRequest(device_id, usage, spki, point), issuer, settings, prototype_now, 1)
-            fields = split_tlvs(tlv_content(tbs))
-            if len(fields) != 8:
-                raise SmkiError("ca.template", "the Device profile's TBSCertificate has an unexpected shape")
-            version, _serial, algorithm, issuer_name, validity, subject, spki_field, explicit = fields
-            not_after = split_tlvs(tlv_content(validity))[1]
-            extensions = split_tlvs(tlv_content(tlv_content(explicit)))
-            if len(extensions) != 5 or spki_field != spki or spki[: -len(point)] != P256_SPKI_PREFIX:
-                raise SmkiError("ca.template", "the Device profile's extensions have an unexpected shape")
-            key_usage, ski_ext, san_ext, policies, aki = extensions
-            if not (ski_ext.endswith(ski) and san_ext.endswith(device_id)):
-                raise SmkiError(
-                    "ca.template", "the Device profile's SKI or subjectAltName is not where expected"
-                )
-            pieces = (
-                version,
-                algorithm + issuer_name,
-                not_after,
-                subject,
-                ski_ext[: -len(ski)],
-                san_ext[: -len(device_id)],
-                policies + aki,
-            )
-            if constant is not None and pieces != constant:
-                raise SmkiError("ca.template", "the DS and KA Device profiles differ beyond keyUsage")
-            constant = pieces
-            body_length = len(tlv_content(tlv_content(explicit)))
-            header = der_tlv(0xA3, der_tlv(0x30, b"\x00" * body_length))[:-body_length]
-            self._templates[usage] = _UsageTemplate(header, key_usage)
-        assert constant is not None
-        (
-            self._version,
-            self._algorithm_issuer,
-            self._not_after,
-            self._subject,
-            self._ski_prefix,
-            self._san_prefix,
-            self._tail,
-        ) = constant
+        self._templates: dict[str, _Template] = {
+            hw_type: _template(issuer, settings, hw_type) for hw_type in settings.hw_type_oids[:1]
+        }
+
+    def _template_for(self, hw_type: str) -> _Template:
+        template = self._templates.get(hw_type)
+        if template is None:
+            template = self._templates[hw_type] = _template(self._issuer, self._settings, hw_type)
+        return template
 
     def _not_before(self, now: datetime) -> tuple[datetime, bytes]:
         """notBefore TLV for the last ``now`` seen: a batch passes one ``now`` for all its requests."""
@@ -187,7 +216,8 @@ class DeviceCertificateFactory:
         all: with a PKCS#11 module whose crypto library is not ours (SoftHSM links the system
         OpenSSL), alternating between the two libraries per certificate costs a third more.
         """
-        template = self._templates.get(request.usage)
+        constant = self._templates.get(request.hw_type) or self._template_for(request.hw_type)
+        template = constant.usages.get(request.usage)
         if template is None:
             raise SmkiError("ca.bad-usage", f"a Device Certificate usage is DS or KA, got {request.usage!r}")
         device_id = request.device_id
@@ -206,19 +236,19 @@ class DeviceCertificateFactory:
         moment, not_before = self._not_before(now)
         body = b"".join(
             (
-                self._version,
+                constant.version,
                 encode_serial(serial),
-                self._algorithm_issuer,
-                der_tlv(0x30, not_before + self._not_after),
-                self._subject,
+                constant.algorithm_issuer,
+                der_tlv(0x30, not_before + constant.not_after),
+                constant.subject,
                 request.spki_der,
                 template.extensions_header,
                 template.key_usage,
-                self._ski_prefix,
+                constant.ski_prefix,
                 key_identifier_from_point(point),
-                self._san_prefix,
+                constant.san_prefix,
                 device_id,
-                self._tail,
+                constant.tail,
             )
         )
         return der_tlv(0x30, body), serial, moment

@@ -25,3 +25,28 @@ def key_identifier_from_point(point: bytes) -> bytes:
 def key_identifier(public_key: ec.EllipticCurvePublicKey) -> bytes:
     """The method-2 key identifier (8 octets, first nibble ``4``) of an EC public key."""
     return key_identifier_from_point(public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
+
+
+#: DER SubjectPublicKeyInfo of a P-256 key up to its 65-byte uncompressed point (as in the profiles).
+_P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+
+
+def key_fingerprint(point: bytes) -> bytes:
+    """What the key register (duplicate keys, ``csr.duplicate``) knows a key by: the first 16
+    octets of SHA-256 of its uncompressed point. Not the 60-bit SKI: among hundreds of millions of
+    Device keys that would collide by chance, and a collision would refuse an honest CSR."""
+    return hashlib.sha256(point).digest()[:16]
+
+
+def certificate_key_fingerprint(der: bytes) -> bytes:
+    """:func:`key_fingerprint` of a P-256 certificate's key, found by its SPKI in the DER.
+
+    The batch writer has each certificate only as DER; finding the SPKI's fixed prefix costs far
+    less than parsing. The prefix cannot occur earlier: before the SPKI come only the version,
+    a serial of at most 20 octets, the algorithm, two names and the validity, none holding it.
+    """
+    at = der.find(_P256_SPKI_PREFIX)
+    if at < 0:
+        raise ValueError("not a P-256 certificate")
+    start = at + len(_P256_SPKI_PREFIX)
+    return key_fingerprint(der[start:start + 65])

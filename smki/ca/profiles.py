@@ -116,11 +116,12 @@ def _check_serial(serial: int) -> int:
 
 
 def _name_attribute(oid: ObjectIdentifier, value: str) -> x509.NameAttribute[str]:
-    """PrintableString when the text allows it (as the reference CA names), UTF8String otherwise."""
+    """A PrintableString, as the DCC's CA names are (spec §7.5); other text is refused, not re-typed."""
     if not value or len(value) > MAX_COMMON_NAME:
         raise SmkiError("ca.bad-name", f"a CA name must be 1 to {MAX_COMMON_NAME} characters, got {value!r}")
-    kind = _ASN1Type.PrintableString if _PRINTABLE.fullmatch(value) else _ASN1Type.UTF8String
-    return x509.NameAttribute(oid, value, kind)
+    if not _PRINTABLE.fullmatch(value):
+        raise SmkiError("ca.bad-name", f"a CA name must be PrintableString text (spec §7.5), got {value!r}")
+    return x509.NameAttribute(oid, value, _ASN1Type.PrintableString)
 
 
 def root_name(settings: Settings) -> x509.Name:
@@ -319,8 +320,8 @@ def _root_builder(
         .public_key(key)
         .add_extension(_CA_KEY_USAGE, critical=True)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier(key_identifier(key)), critical=False)
         .add_extension(_policies(settings.organisation_policy_oid, settings.device_policy_oid), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier(key_identifier(key)), critical=False)
     )
 
 
@@ -352,7 +353,12 @@ def build_subordinate_ca(
     *,
     serial: int | None = None,
 ) -> x509.Certificate:
-    """An Organisation CA or Device CA issued by the Root: pathLen 0, the one policy it issues under."""
+    """An Organisation CA or Device CA issued by the Root: pathLen 0, the one policy it issues under.
+
+    The extensions come in the DCC test Organisation CA's order (spec §7.5): keyUsage,
+    basicConstraints, certificatePolicies, subjectKeyIdentifier, authorityKeyIdentifier; the Root
+    uses the same order without the AKI.
+    """
     kind = CertKind(kind)
     name = subordinate_name(kind, settings)
     policy = (
@@ -373,8 +379,8 @@ def build_subordinate_ca(
         .public_key(key)
         .add_extension(_CA_KEY_USAGE, critical=True)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier(key_identifier(key)), critical=False)
         .add_extension(_policies(policy), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier(key_identifier(key)), critical=False)
         .add_extension(_aki(root), critical=False)
     )
     return _lint_and_finish(builder, root_signer, root_key, f"{kind.value} certificate")
@@ -426,12 +432,13 @@ def device_tbs(
     """The TBSCertificate of a Device Certificate (spec §4.1; references ``00db123456789001-*``).
 
     Issuer = the Device CA; notBefore = issue time, notAfter 99991231235959Z; empty subject;
-    keyUsage (critical), SKI, subjectAltName (critical) hardwareModuleName { hwType, EUI-64 },
+    keyUsage (critical), SKI, subjectAltName (critical) hardwareModuleName { the CSR's hwType (spec
+    §7.4), EUI-64 },
     certificatePolicies (critical) the Device CP, AKI. No basicConstraints.
     """
     key = _check_device(request)
     san = x509.SubjectAlternativeName(
-        [x509.OtherName(HARDWARE_MODULE_NAME, hardware_module_name(settings.hw_type_oid, request.device_id))]
+        [x509.OtherName(HARDWARE_MODULE_NAME, hardware_module_name(request.hw_type, request.device_id))]
     )
     builder = (
         x509.CertificateBuilder()

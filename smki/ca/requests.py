@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from smki.config import DEFAULT_HW_TYPES
 from smki.domain import RemotePartyRole, Usage
 
 
@@ -26,6 +27,8 @@ class DeviceRequest:
     usage: Usage  # DS or KA
     spki_der: bytes
     point: bytes
+    #: The hwType OID (dotted) of the CSR's hardwareModuleName: the certificate carries it (spec §7.4).
+    hw_type: str = field(default=DEFAULT_HW_TYPES[0])
     #: True only when ``smki.ca.csr`` built this request and so has already decoded ``point`` on
     #: the curve (to verify the CSR's signature); the factory then skips its own identical check.
     point_checked: bool = field(default=False, compare=False)

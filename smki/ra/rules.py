@@ -262,6 +262,10 @@ REF_RAPP_55 = "SEC Appendix D (SMKI RAPP) §5.5"
 REF_MP074 = "as amended by MP074 (SEC November 2019 Release, 2019-11-07)"
 
 
+#: Standings a Party can only have after its application was approved (its evidence judged).
+_ONCE_APPROVED = frozenset({SubscriberStanding.APPROVED, SubscriberStanding.SUSPENDED, SubscriberStanding.WITHDRAWN})
+
+
 @policy_rule(
     "device.evidence-of-need",
     "Reasonable evidence that the applicant needs Device Certificates, on the configured evidence basis",
@@ -289,7 +293,14 @@ def evidence_of_need(ctx: RuleContext) -> Verdict:
             f" with DCC Gateway Connection {party.gateway_connections[0]}"
         )
     if ctx.application is None:
-        return ok("installation-need basis: judged on the approved Device subscriber application")
+        # At request time the evidence was judged when the Device application was approved; a
+        # Party whose Device application was never approved has had no evidence judged at all.
+        standing = party.standing(CertificatePolicy.DEVICE)
+        if standing in _ONCE_APPROVED:
+            return ok(f"installation-need basis: judged when {party.party_id}'s Device subscriber "
+                      f"application was approved (standing now {standing.value})")
+        return fail(f"installation-need basis: {party.party_id} has no approved Device subscriber "
+                    f"application (standing {standing.value}), so no evidence of need has been judged")
     needs = [e for e in ctx.application.evidence if e.kind == INSTALLATION_NEED_EVIDENCE]
     usable = [e for e in needs if e.reference.strip() and e.recorded_by.strip() and e.recorded_on <= ctx.on]
     if usable:

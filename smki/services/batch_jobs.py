@@ -76,6 +76,14 @@ class _WorkerDied(Exception):
     pass
 
 
+class _HandedBack(Exception):
+    """The runner is stopping: the batch was left at a chunk boundary for another process."""
+
+
+#: The code a run cut short by a shutdown ends with (audited as its ``batch.failed``; then resumed).
+HANDED_BACK = "batch.handed-back"
+
+
 @dataclass(frozen=True)
 class BatchProgress:
     job: BatchJobRecord
@@ -156,9 +164,11 @@ def iter_results(home: Home, job: BatchJobRecord) -> Iterator[tuple[BatchItemRec
     return batch_reads(home.store).iter_results(job.id)
 
 
-def result_items(home: Home, job: BatchJobRecord, *, after: int = -1, limit: int = 100) -> list[BatchItemRecord]:
-    """A page of the job's items in order (those after index ``after``), with their outcomes."""
-    return batch_reads(home.store).items(job.id, after=after, limit=limit)
+def result_items(home: Home, job: BatchJobRecord, *, after: int = -1,
+                 limit: int = 100) -> list[tuple[BatchItemRecord, bytes | None]]:
+    """A page of the job's items in order (those after index ``after``), with their outcomes and
+    each issued certificate's DER: one query for the page, whatever its size."""
+    return batch_reads(home.store).items_with_der(job.id, after=after, limit=limit)
 
 
 def iter_result_rows(home: Home, job: BatchJobRecord) -> Iterator[ResultRow]:
@@ -178,7 +188,7 @@ def job_rules(job: BatchJobRecord) -> list[str]:
 # The runner
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -227,7 +237,10 @@ class BatchRunner:
             self.signing_pool()  # start the signing processes now, not when the first batch arrives
         except Exception:  # e.g. the key cannot be opened: each batch will then report it itself
             log.exception("could not start the signing processes")
+        from smki.observability.metrics import runner_heartbeat
+
         while not self._stop.is_set():
+            runner_heartbeat()  # /readyz: this runner is looping
             try:
                 self.run_once()
             except Exception:  # keep the runner alive; the job stays claimable and is retried
@@ -266,7 +279,7 @@ class BatchRunner:
             return False
         host, _, rest = owner.partition(":")
         pid_text = rest.partition(":")[0]
-        return host == self.host and pid_text.isdigit() and not _pid_alive(int(pid_text))
+        return host == self.host and pid_text.isdigit() and not pid_alive(int(pid_text))
 
     def claim_next(self) -> BatchJobRecord | None:
         reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
@@ -298,9 +311,13 @@ class BatchRunner:
     def _purge(self) -> None:
         import time
 
+        from smki.store.locks import exclusive
+
         if time.monotonic() - self._last_purge > 3600:
             self._last_purge = time.monotonic()
-            batch_progress(self.home.store).purge_expired(_now())
+            with exclusive(self.home.store.engine, "batch-purge") as mine:  # one purger across nodes
+                if mine:
+                    batch_progress(self.home.store).purge_expired(_now())
 
     # -- processing ------------------------------------------------------------------------------
 
@@ -330,6 +347,8 @@ class BatchRunner:
         counts: dict[bytes, int] = {}
         after = -1
         while True:
+            if self._stop.is_set():  # draining: stop at this chunk boundary, the rest is handed back
+                raise SmkiError(HANDED_BACK, f"the server is shutting down; batch {job.ref} is handed back")
             page = reads.pending_items(job.id, after=after, limit=2000)
             if not page:
                 return
@@ -367,6 +386,10 @@ class BatchRunner:
                     log.warning("batch %s: %s (attempt %d of %d)", job.id, exc, attempt, WORKER_ATTEMPTS)
             else:
                 self._fail_rest(job, "issuance.anomaly", "the signing processes kept failing; nothing was issued")
+        except _HandedBack:
+            batch_progress(self.home.store).release(job.id, self.owner)
+            log.info("batch %s (%s) handed back at shutdown", job.id, job.ref)
+            return
         finally:
             beat_stop.set()
             beat.join(5)
@@ -381,7 +404,12 @@ class BatchRunner:
                 log.warning("heartbeat for batch %s failed", job_id)
 
     def _issue(self, job: BatchJobRecord, items: Iterator[BatchItem]) -> None:
-        first = next(items, None)
+        try:
+            first = next(items, None)
+        except SmkiError as exc:
+            if exc.code == HANDED_BACK:
+                raise _HandedBack from exc
+            raise
         if first is None:
             return
         def record(tx: Transaction, outcomes: Sequence[DeviceOutcome]) -> None:
@@ -405,6 +433,8 @@ class BatchRunner:
         except SmkiError as exc:
             if exc.code == "batch.worker-failed":
                 raise _WorkerDied(exc.message) from exc
+            if exc.code == HANDED_BACK:
+                raise _HandedBack from exc
             log.warning("batch %s failed: %s", job.id, exc)
             self._fail_rest(job, exc.code, exc.message)
 
@@ -452,7 +482,8 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
     from smki.ca.csr import decode_csr_text
     from smki.services.requests import request_device
 
-    authorise(home, requester, CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
+    decision = authorise(home, requester,
+                         CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
     der = decode_csr_text(csr_data)
     device = peek_device_id(der)
     if device is not None:
@@ -465,7 +496,7 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
             raise _refuse_single(home, requester, UNKNOWN_DEVICE_CODE,
                                  f"no certificate has been issued yet for Device ID {device.hex().upper()}", device)
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
-    outcome = request_device(home, requester, der)
+    outcome = request_device(home, requester, der, decision=decision)
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome

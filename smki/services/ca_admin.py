@@ -84,7 +84,7 @@ def _initialise_in(settings: Settings, secret: bytes, *, actor: str, now: dateti
     settings.home.mkdir(parents=True, exist_ok=True)
     if not settings.config_path.exists():
         write_default_config(settings)
-    home = open_home(settings.home, secret, create=True)
+    home = open_home(settings.home, secret, migrate=True, create=True)
     home = replace(home, settings=settings)
     try:
         if home.store.ca_certificate(CertKind.ROOT) is not None:
@@ -123,8 +123,11 @@ def _record_ca_certificates(home: Home, certificates: dict[CertKind, x509.Certif
         events.append(AuditEvent(actor, "ca.created", serial, {
             "kind": kind.value, "subject": cert.subject.rfc4514_string(),
         }))
+    from smki.services.key_register import record_ca_keys
+
     with home.store.transaction() as tx:
         tx.add_certificates(rows)
+        record_ca_keys(tx, [(row.der, row.serial) for row in rows])
         tx.append_audit(events)
 
 

@@ -28,6 +28,9 @@ class Home:
     store: Store
     secret: bytes | None = None
     _backend: KeyBackend | None = field(default=None, repr=False)
+    #: The Device Certificate factory single CSRs are issued with in this process
+    #: (``smki.services.device_issuance.in_process_factory``), made on first use.
+    device_factory: object | None = field(default=None, repr=False, compare=False)
 
     def backend(self) -> KeyBackend:
         """The key backend, opened on first use (issuance needs it; searches don't)."""
@@ -39,6 +42,10 @@ class Home:
             self._backend = open_backend(self.settings, self.secret)
         return self._backend
 
+    def reset_backend(self) -> None:
+        """Forget the opened key backend (after an error), so the next use opens it afresh."""
+        self._backend = None
+
     def ca_certificate(self, kind: CertKind) -> x509.Certificate:
         record = self.store.ca_certificate(kind)
         if record is None:
@@ -49,8 +56,12 @@ class Home:
         self.store.close()
 
 
-def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = True, create: bool = False) -> Home:
-    """Open the home directory's settings and store (migrating the schema to the current version).
+def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = False,
+              create: bool = False) -> Home:
+    """Open the home directory's settings and store.
+
+    The schema must be current (``store.schema-outdated`` otherwise): only the key ceremony and
+    ``smki db upgrade`` pass ``migrate=True``.
 
     A home whose database is the default SQLite file, when that file does not exist, was never
     initialised: that is ``home.not-initialised`` naming ``smki ca init``, rather than SQLite's
@@ -64,6 +75,12 @@ def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = 
         raise NotFound("home.not-initialised",
                        f"{settings.home} holds no smki home: run 'smki ca init --home {settings.home}' first")
     store = Store.open(settings.resolved_database_url)
-    if migrate:
-        store.migrate()
+    try:
+        if migrate:
+            store.migrate()
+        else:
+            store.require_current_schema()
+    except BaseException:
+        store.close()
+        raise
     return Home(settings=settings, store=store, secret=secret)

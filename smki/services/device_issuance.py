@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,6 +35,7 @@ from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.eui64 import eui64_hex
 from smki.services.batch_sources import BatchItem
+from smki.services.key_register import record_device_keys, refuse_duplicate_device_keys
 
 if TYPE_CHECKING:
     from smki.ca.device_template import DeviceCertificateFactory
@@ -117,6 +119,33 @@ def _make_factory(settings: Settings, secret: bytes, issuer_der: bytes,
     return DeviceCertificateFactory(x509.load_der_x509_certificate(issuer_der), signer, settings)
 
 
+@dataclass(frozen=True)
+class _SharedFactory:
+    issuer_der: bytes
+    factory: DeviceCertificateFactory
+    lock: threading.Lock
+
+
+_SHARED_LOCK = threading.Lock()
+
+
+def in_process_factory(home: Home, issuer_der: bytes) -> _SharedFactory:
+    """The factory that issues in this process for ``home``, made once per Device CA certificate.
+
+    A server issues every single Device CSR here (Ad Hoc, JSON, Portal): building the factory
+    (templates for both usages, the key opened) cost more than issuing the certificate. It signs
+    with the home's own key backend, the one Organisation issuance uses. Its time cache and an HSM
+    session are not for two threads at once: callers hold ``lock`` while they use it.
+    """
+    with _SHARED_LOCK:
+        shared = home.device_factory
+        if not isinstance(shared, _SharedFactory) or shared.issuer_der != issuer_der:
+            shared = _SharedFactory(issuer_der, _make_factory(home.settings, home.secret or b"", issuer_der,
+                                                              home.backend()), threading.Lock())
+            home.device_factory = shared
+        return shared
+
+
 def _issue_in_this_process(settings: Settings, secret: bytes, issuer_der: bytes,
                            items: Sequence[_Item]) -> _ChunkResult:
     """One chunk issued here rather than in a worker, the CA key opened for it and closed after
@@ -147,6 +176,9 @@ _INIT_FAILURE: WorkerKeyUnavailable | None = None
 
 def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
     global _FACTORY, _INIT_FAILURE
+    from smki.services.procguard import die_with_parent
+
+    die_with_parent()  # a worker never outlives its forkserver (which dies with the server)
     try:
         _FACTORY = _make_factory(settings, secret, issuer_der)
     except Exception as exc:  # reported with the first chunk (see WorkerKeyUnavailable)
@@ -169,7 +201,7 @@ def _issue_items(factory: DeviceCertificateFactory, items: Sequence[_Item]) -> _
     built: list[tuple[int, DeviceRequest, bytes, int]] = []  # (position in results, request, TBS, serial)
     for index, item_id, data in items:
         try:
-            request = check_device_csr(decode_csr_text(data))
+            request = check_device_csr(decode_csr_text(data), factory.accepted_hw_types)
             tbs, serial, not_before = factory.to_be_signed(request, now)
         except SmkiError as exc:
             results.append((index, item_id, exc.code, exc.message))
@@ -229,8 +261,38 @@ def _key_id_hex(cert: x509.Certificate) -> str:
     return key_identifier(cert.public_key()).hex()  # type: ignore[arg-type]
 
 
+#: How often a commit is tried again after losing a race for a Device's in-use slot (see below).
+IN_USE_RACE_ATTEMPTS = 5
+
+
 def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch_ref: str,
-                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None) -> tuple[int, int]:
+                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None,
+                   keys: Sequence[tuple[bytes, str]] = (), *, before: Sequence[AuditEvent] = (),
+                   after: Callable[[int, int], Sequence[AuditEvent]] | None = None) -> tuple[int, int]:
+    """:func:`_commit_chunks`, tried again when another process committed a certificate for the
+    same Device and usage in the meantime (``store.duplicate-in-use``).
+
+    Two requests for one Device and usage (an Ad Hoc re-issue arriving twice, two batches naming the
+    same Device) each retire the in-use certificate they can see and add theirs as in use; when both
+    run at once, neither sees the other's uncommitted certificate and the second commit breaks the
+    one-in-use-per-usage index. The losing transaction is rolled back whole (nothing was issued or
+    audited), and tried again it sees the winner's certificate and retires it: both succeed, in
+    commit order, the later one in use — the same result as had they arrived one after the other.
+    """
+    for attempt in range(1, IN_USE_RACE_ATTEMPTS + 1):
+        try:
+            return _commit_chunks(home, chunks, actor, batch_ref, issuer_key_id, also, keys,
+                                  before=before, after=after)
+        except SmkiError as exc:
+            if exc.code != "store.duplicate-in-use" or attempt == IN_USE_RACE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _commit_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch_ref: str,
+                   issuer_key_id: str, also: Callable[[Transaction], None] | None = None,
+                   keys: Sequence[tuple[bytes, str]] = (), *, before: Sequence[AuditEvent] = (),
+                   after: Callable[[int, int], Sequence[AuditEvent]] | None = None) -> tuple[int, int]:
     """Commit chunks in one transaction: retire superseded certificates, add the new ones, audit
     every outcome. Returns (issued, refused).
 
@@ -239,7 +301,9 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
     rather than one per certificate keeps the single writer fast (a per-certificate record cost as
     much as inserting the certificate), while every certificate still matches an audit entry
     committed in the same transaction. ``also`` adds the caller's own rows (a batch job's item
-    outcomes) to that transaction, so they can never disagree with what was committed.
+    outcomes) to that transaction, so they can never disagree with what was committed. ``before``
+    are audit records that precede this commit's, ``after(issued, refused)`` makes those that
+    follow it (an in-process batch's opening and closing records, see ``issue_device_batch``).
     """
     latest: dict[tuple[bytes, str], str] = {}
     for _, results in chunks:
@@ -267,9 +331,10 @@ def _record_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
             tx.retire_in_use_device_certificates(list(latest))
         if rows:
             tx.copy_certificates(rows, count=len(rows), driver_times=True)
-        tx.append_audit([AuditEvent(actor, BATCH_ISSUED_ACTION, batch_ref, {
+            record_device_keys(tx, keys)
+        tx.append_audit([*before, AuditEvent(actor, BATCH_ISSUED_ACTION, batch_ref, {
             "batch": batch_ref, "issued": issued_list, "rejected": rejected_list,
-        })])
+        }), *(after(len(rows), len(rejected_list)) if after is not None else ())])
         if also is not None:
             also(tx)
     return len(rows), len(rejected_list)
@@ -359,6 +424,7 @@ def issue_device_batch(
     resume: bool = False,
     pool: SigningPool | None = None,
     in_transaction: InTransaction | None = None,
+    opening: Sequence[AuditEvent] = (),
 ) -> BatchSummary:
     """Issue a Device Certificate for every good CSR in ``items``; report bad ones individually.
 
@@ -369,6 +435,14 @@ def issue_device_batch(
     this batch. ``resume=True`` continues an earlier run of the same ``batch_ref`` over the same
     items: items whose certificate that run committed (per its audit records) are skipped, so
     nothing is issued twice; the rest — never reached, or failed (e.g. an HSM fault) — are issued.
+    ``opening`` are the caller's audit records to commit just before ``batch.started`` (the
+    request's authorisation).
+
+    In this process (``workers=0``: one Device CSR over the web services, the Portal, tests) the
+    opening records are committed with the first chunk and ``batch.completed`` with the last, so a
+    single CSR costs one write transaction rather than four: the same records in the same order,
+    and nothing is issued before its chunk commits either way. Outside it, ``batch.started`` is
+    committed first, on its own, so a batch that dies in its workers still shows that it started.
     """
     import time
 
@@ -385,41 +459,88 @@ def issue_device_batch(
         for row in home.store.audit_rows_for(batch_ref, BATCH_ISSUED_ACTION):
             done.update(int(entry[3]) for entry in row.details_dict["issued"])
         items = (item for item in items if item.index not in done)
-    with home.store.transaction() as tx:
-        tx.append_audit([AuditEvent(actor, "batch.resumed" if resume else "batch.started", batch_ref,
-                                    {"kind": "device", "already_issued": len(done)})])
+    in_process = workers is not None and workers <= 0
+    opened = [*opening, AuditEvent(actor, "batch.resumed" if resume else "batch.started", batch_ref,
+                                   {"kind": "device", "already_issued": len(done)})]
+    if not in_process:
+        with home.store.transaction() as tx:
+            tx.append_audit(opened)
+        opened = []
 
     counts = [0, 0]
+    try:
+        completed = _issue_all(home, items, actor=actor, batch_ref=batch_ref, workers=workers,
+                               chunk_size=chunk_size, on_chunk=on_chunk, pool=pool, in_transaction=in_transaction,
+                               issuer_der=issuer_der, issuer_key_id=issuer_key_id, counts=counts, opened=opened,
+                               in_process=in_process)
+    except Exception as exc:
+        # A started batch always ends in the audit log: what stopped it, with the code the caller sees
+        # (and, in this process, the opening records that were to commit with the first chunk).
+        code = exc.code if isinstance(exc, SmkiError) else ISSUANCE_ANOMALY
+        message = exc.message if isinstance(exc, SmkiError) else type(exc).__name__
+        with home.store.transaction() as tx:
+            tx.append_audit([*opened, AuditEvent(actor, "batch.failed", batch_ref, {
+                "kind": "device", "code": code, "reason": message[:300], "issued": counts[0], "rejected": counts[1],
+            })])
+        raise
+    if not completed:
+        with home.store.transaction() as tx:
+            tx.append_audit([*opened, AuditEvent(actor, "batch.completed", batch_ref, {
+                "kind": "device", "issued": counts[0], "rejected": counts[1],
+            })])
+    return BatchSummary(batch_ref, counts[0], counts[1], time.perf_counter() - started)
 
-    def commit(ready: Sequence[_ChunkResult]) -> None:
+
+def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref: str, workers: int | None,
+               chunk_size: int, on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None,
+               pool: SigningPool | None, in_transaction: InTransaction | None, issuer_der: bytes,
+               issuer_key_id: str, counts: list[int], opened: list[AuditEvent], in_process: bool) -> bool:
+    """The body of :func:`issue_device_batch`: sign and commit every chunk, counting into ``counts``.
+
+    ``opened`` (records not yet committed) go with the first commit, which empties the list. Returns
+    whether ``batch.completed`` was committed with the last chunk (in this process) or is left to
+    the caller.
+    """
+    assert home.secret is not None
+
+    def completed(issued: int, refused: int) -> list[AuditEvent]:
+        return [AuditEvent(actor, "batch.completed", batch_ref, {
+            "kind": "device", "issued": counts[0] + issued, "rejected": counts[1] + refused})]
+
+    def commit(ready: Sequence[_ChunkResult], last: bool = False) -> None:
+        ready, keys = refuse_duplicate_device_keys(home, ready)
         outcomes = [_outcomes(chunk) for chunk in ready] if on_chunk or in_transaction else []
         also: Callable[[Transaction], None] | None = None
         if in_transaction is not None:
             def also(tx: Transaction) -> None:
                 in_transaction(tx, [outcome for chunk_outcomes in outcomes for outcome in chunk_outcomes])
-        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, also)
+        issued, refused = _record_chunks(home, ready, actor, batch_ref, issuer_key_id, also, keys, before=opened,
+                                         after=completed if last else None)
+        opened.clear()
         counts[0] += issued
         counts[1] += refused
         if on_chunk is not None:
             for chunk_outcomes in outcomes:
                 on_chunk(chunk_outcomes)
 
-    if workers is not None and workers <= 0:
-        factory = _make_factory(home.settings, home.secret, issuer_der)
-        for chunk in _chunks(items, chunk_size):
-            commit([_issue_items(factory, chunk)])
-    elif pool is not None and pool.usable_for(issuer_der):
+    if in_process:
+        factory = in_process_factory(home, issuer_der)
+        chunks = _chunks(items, chunk_size)
+        chunk = next(chunks, None)
+        while chunk is not None:
+            following = next(chunks, None)
+            with factory.lock:
+                issued_chunk = _issue_items(factory.factory, chunk)
+            commit([issued_chunk], last=following is None)
+            chunk = following
+        return not opened  # no items at all: nothing was committed, the caller records it all
+    if pool is not None and pool.usable_for(issuer_der):
         _run_in_pool(pool, _chunks(items, chunk_size), commit, counts, batch_ref)
     else:
         issue_here = functools.partial(_issue_in_this_process, home.settings, home.secret, issuer_der)
         with SigningPool(home.settings, home.secret, issuer_der, workers) as own:
             _run_in_pool(own, _chunks(items, chunk_size), commit, counts, batch_ref, issue_here)
-
-    with home.store.transaction() as tx:
-        tx.append_audit([AuditEvent(actor, "batch.completed", batch_ref, {
-            "kind": "device", "issued": counts[0], "rejected": counts[1],
-        })])
-    return BatchSummary(batch_ref, counts[0], counts[1], time.perf_counter() - started)
+    return False
 
 
 def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], commit: Callable[[Sequence[_ChunkResult]], None],

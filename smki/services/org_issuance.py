@@ -35,7 +35,7 @@ def issue_organisation(home: Home, csr_data: bytes, *, actor: str, extra_audit: 
     from smki.ca.profiles import build_organisation
     from smki.store import NewCertificate
 
-    request = check_organisation_csr(decode_csr_text(csr_data))
+    request = check_organisation_csr(decode_csr_text(csr_data), home.settings.role_usages)
     issuer = home.ca_certificate(CertKind.ORGANISATION_CA)
     signer = home.backend().signer(ORGANISATION_CA_LABEL)
     moment = (now or datetime.now(UTC)).replace(microsecond=0)
@@ -54,7 +54,10 @@ def issue_organisation(home: Home, csr_data: bytes, *, actor: str, extra_audit: 
         "usage": request.usage.value,
     }
     details.update(extra_audit or {})
+    from smki.services.key_register import claim_organisation_key
+
     with home.store.transaction() as tx:
+        claim_organisation_key(home, tx, request, serial, moment)
         tx.add_certificates([row])
         tx.append_audit([AuditEvent(actor, "certificate.issued", serial, details)])
     return IssuedOrganisation(serial, der, cert)

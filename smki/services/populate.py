@@ -274,7 +274,7 @@ def populate_revoked_organisation(
                          int(RemotePartyRole.OTHER), CertStatus.IN_USE.value, cert.not_valid_before_utc,
                          cert.not_valid_after_utc, der, moment, batch_id, moment))
         with home.store.transaction() as tx:
-            tx.copy_certificates(rows, count=len(rows))
+            tx.copy_certificates(rows, count=len(rows), kind=CertKind.ORGANISATION)
             tx.revoke_certificates([str(r[0]) for r in rows], reason, moment)
             tx.append_audit([AuditEvent(actor, "dev.populated-revoked", batch_id, {
                 "count": len(rows), "reason": reason, "first_serial": str(rows[0][0]),

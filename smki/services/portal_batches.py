@@ -89,7 +89,7 @@ def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> 
         source = BytesIO(source)
     try:
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except Exception:  # whatever the decoder trips on (BadZipFile, struct/EOF/Unicode errors …): not a ZIP we read
         raise PortalZipError("portal.zip-invalid", "the upload is not a readable ZIP file") from None
     with archive:
         infos = [i for i in archive.infolist() if not i.is_dir()]
@@ -118,7 +118,7 @@ def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> 
             try:
                 with archive.open(info) as handle:
                     data = handle.read(MAX_ITEM_BYTES + 1)
-            except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError):
+            except Exception:  # a corrupt deflate/bzip2/LZMA stream (zlib.error, LZMAError, EOFError …), a bad CRC
                 raise PortalZipError("portal.zip-invalid", f"{info.filename!r} cannot be read from the ZIP") from None
             items.append(BatchItem(index, info.filename, data))
         return items

@@ -108,7 +108,7 @@ def request_organisation(home: Home, requester: Requester, csr_data: bytes) -> I
     """
     from smki.ca.csr import check_organisation_csr, decode_csr_text
 
-    request = check_organisation_csr(decode_csr_text(csr_data))
+    request = check_organisation_csr(decode_csr_text(csr_data), home.settings.role_usages)
     facts = CertificateRequestFacts(policy=CertificatePolicy.ORGANISATION, route=requester.route,
                                     entity_id=request.entity_id, role=request.role)
     decision = authorise(home, requester, facts)
@@ -120,22 +120,26 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
                          workers: int | None = None,
                          on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None = None,
                          pool: SigningPool | None = None,
-                         in_transaction: InTransaction | None = None) -> BatchSummary:
+                         in_transaction: InTransaction | None = None,
+                         decision: Decision | None = None) -> BatchSummary:
     """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
 
-    Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches.
+    Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches. A
+    caller that has just authorised the request itself (one Device CSR over the web services)
+    passes its ``decision`` rather than having the register read and the rules run twice.
     """
-    facts = CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route)
-    decision = authorise(home, requester, facts)
-    _audit(home, requester, "request.authorised", batch_ref, {
-        "policy": CertificatePolicy.DEVICE.value, "batch": batch_ref, **_passed(decision),
-    })
+    if decision is None:
+        facts = CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route)
+        decision = authorise(home, requester, facts)
+    authorised = AuditEvent(requester.actor, "request.authorised", batch_ref, {
+        **requester.audit_details(), "policy": CertificatePolicy.DEVICE.value, "batch": batch_ref,
+        **_passed(decision)})
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
-                              on_chunk=on_chunk, pool=pool, in_transaction=in_transaction)
+                              on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised])
 
 
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",
-                   batch_ref: str | None = None) -> DeviceOutcome:
+                   batch_ref: str | None = None, decision: Decision | None = None) -> DeviceOutcome:
     """One Device CSR (the Ad Hoc service): the same rules, issued in this process.
 
     Returns the outcome: a certificate, or a per-CSR error (``csr.*``) as the Ad Hoc service reports
@@ -146,7 +150,7 @@ def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id
     outcomes: list[DeviceOutcome] = []
     ref = batch_ref or f"adhoc-{secrets.token_hex(6)}"
     request_device_batch(home, requester, [BatchItem(0, item_id, csr_data)], batch_ref=ref, workers=0,
-                         on_chunk=outcomes.extend)
+                         on_chunk=outcomes.extend, decision=decision)
     if len(outcomes) != 1:
         raise SmkiError("request.no-outcome", "the Device CSR produced no outcome")
     return outcomes[0]

@@ -380,8 +380,9 @@ class RevocationListScheduler:
     """Re-signs the CRL and ARL on schedule inside a long-running server (``smki serve``).
 
     Every ``interval`` seconds it runs :func:`publish_due`, which re-signs a list only when it was
-    never published or its nextUpdate is near, so several server processes running one each
-    publish at most a list or two more than needed (numbers stay unique: ``publish`` retries).
+    never published or its nextUpdate is near. Several server processes (and nodes) each run one;
+    a cluster-wide lock (:func:`smki.store.locks.exclusive`) lets one at a time decide and publish,
+    so each interval gets one CRL and one ARL, not one per process.
     A failure is reported through ``on_error`` and retried at the next tick; it never stops the server.
     """
 
@@ -405,9 +406,15 @@ class RevocationListScheduler:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        from smki.store.locks import exclusive
+
         while not self._stop.is_set():
             try:
-                self.published += publish_due(self._home, actor=self._actor)
+                # One publisher at a time across every process of every node sharing the database:
+                # whoever holds the lock re-reads the newest lists, so the others find nothing due.
+                with exclusive(self._home.store.engine, "revocation-lists") as mine:
+                    if mine:
+                        self.published += publish_due(self._home, actor=self._actor)
             except Exception as exc:  # keep serving; the next tick retries
                 if self._on_error is not None:
                     self._on_error(exc)

@@ -198,25 +198,31 @@ class BatchReads:
                 return
             after = int(rows[-1][0])
 
+    def items_with_der(self, job_id: int, *, after: int = -1,
+                       limit: int = 1000) -> list[tuple[BatchItemRecord, bytes | None]]:
+        """One page of a job's items in order, each with its certificate's DER (None when it got
+        none): one query per page, the certificates joined in rather than read one by one."""
+        stmt = (
+            select(batch_items, certificates.c.der.label("cert_der"))
+            .select_from(batch_items.outerjoin(certificates, certificates.c.serial == _i.serial))
+            .where(_i.batch_id == job_id, _i.idx > after)
+            .order_by(_i.idx)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [(_item(row), None if row._mapping["cert_der"] is None else bytes(row._mapping["cert_der"]))
+                for row in rows]
+
     def iter_results(self, job_id: int, page: int = 2000) -> Iterator[tuple[BatchItemRecord, bytes | None]]:
         """Every item of a job with its certificate's DER (None when it got none), in order."""
         after = -1
         while True:
-            stmt = (
-                select(batch_items, certificates.c.der.label("cert_der"))
-                .select_from(batch_items.outerjoin(certificates, certificates.c.serial == _i.serial))
-                .where(_i.batch_id == job_id, _i.idx > after)
-                .order_by(_i.idx)
-                .limit(page)
-            )
-            with self._engine.connect() as conn:
-                rows = conn.execute(stmt).all()
-            for row in rows:
-                der = row._mapping["cert_der"]
-                yield _item(row), None if der is None else bytes(der)
+            rows = self.items_with_der(job_id, after=after, limit=page)
+            yield from rows
             if len(rows) < page:
                 return
-            after = int(rows[-1]._mapping["idx"])
+            after = rows[-1][0].idx
 
 
 class BatchProgress:
@@ -243,6 +249,12 @@ class BatchProgress:
         stmt = (update(batch_jobs).where(_j.id == job_id, _j.owner == dead_owner)
                 .values(owner=owner, heartbeat_at=now, status=status))
         with write_connection(self._engine) as conn, conn.begin():
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def release(self, job_id: int, owner: str) -> bool:
+        """Give a claimed job back (its owner is shutting down): any process may claim it at once."""
+        with write_connection(self._engine) as conn, conn.begin():
+            stmt = update(batch_jobs).where(_j.id == job_id, _j.owner == owner).values(owner=None, heartbeat_at=None)
             return bool(conn.execute(stmt).rowcount == 1)
 
     def heartbeat(self, job_id: int, owner: str, now: datetime) -> bool:

@@ -2,13 +2,15 @@
 
 Alembic (with Mako) costs ~0.1 s to import, so the check every command makes ("is the schema
 current?") does without it: ``is_current`` reads ``alembic_version`` with one query and compares it
-with the head declared by the migration files. Alembic is imported only to migrate.
+with the head declared by the migration files. Alembic is imported only to migrate, or to say how
+an out-of-date schema stands (``SchemaStatus``).
 """
 
 from __future__ import annotations
 
 import re
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,7 @@ def _config() -> Config:
     return cfg
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str | None:
     """The newest revision shipped with this version of smki."""
     from alembic.script import ScriptDirectory
@@ -42,21 +45,46 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
+def revisions() -> list[str]:
+    """Every shipped revision, oldest first (tests upgrade from each one)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
 @cache
 def declared_head() -> str | None:
     """The one head the migration files declare (a revision no other names as its down_revision).
 
     Read from the files' text, without Alembic; None if that is not exactly one revision (then
-    ``is_current`` asks Alembic). ``tests/store`` checks it equals ``head_revision()``.
+    ``is_current`` asks Alembic). ``tests/store/test_migrate_check.py`` checks it equals ``head_revision()``.
     """
-    revisions: set[str] = set()
+    found: set[str] = set()
     downs: set[str] = set()
     for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
         source = path.read_text(encoding="utf-8")
-        revisions.update(_REVISION.findall(source))
+        found.update(_REVISION.findall(source))
         downs.update(_DOWN.findall(source))
-    heads = revisions - downs
+    heads = found - downs
     return heads.pop() if len(heads) == 1 else None
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands against this version of smki."""
+
+    current: str | None
+    head: str | None
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+    @property
+    def known(self) -> bool:
+        """False when the database is newer than this smki (a downgrade of smki, not of the schema)."""
+        return self.current is None or self.current in revisions()
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -68,15 +96,18 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def is_current(engine: Engine) -> bool:
-    """True when the database is at this smki's head revision: one query, no Alembic."""
+    """True when the database is at this smki's head revision: one query, no Alembic.
+
+    False means "ask Alembic" (``SchemaStatus``): never migrated, out of date, newer, or unreachable.
+    """
     head = declared_head()
+    if head is None:
+        return False
     try:
         with engine.connect() as conn:
             versions = [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
-    except DBAPIError:  # no alembic_version table yet: never migrated
+    except DBAPIError:  # no alembic_version table yet, or no database: the slow path says which
         return False
-    if head is None:
-        return current_revision(engine) == head_revision()
     return versions == [head]
 
 

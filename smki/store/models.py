@@ -9,12 +9,14 @@ Design choices, for 10⁸ Device Certificates and ~13,000 inserts/s:
   matches the Repository interface's hex form; unique.
 * Indexes are only those a query needs, because each one costs every insert: serial (unique),
   (device_id, usage, status) for "a device's certificates / the in-use one", issued_at
-  (time-range searches), changed_at (daily increments), batch_id, and two *partial* indexes
-  that device rows (almost all rows) never enter: entity_id where set, and issuer_key_id of
-  revoked certificates (CRLs/ARLs). A status index would let the planner scan every in-use
-  certificate instead of using the device index, so there is none. A partial unique index also
-  makes "one in-use Device Certificate per device and usage" a database guarantee, so two workers
-  racing on the same device cannot both leave one in use.
+  (time-range searches), changed_at (daily increments), batch_id, and three *partial* indexes
+  that device rows (almost all rows) never enter: entity_id where set, issuer_key_id of
+  revoked certificates (CRLs/ARLs), and (kind, id) of the CA certificates — every issuance reads
+  the newest in-use CA certificate, and without it that read scanned the whole table (issue 15).
+  A status index would let the planner scan every in-use certificate instead of using the
+  device index, so there is none. A partial unique index also makes "one in-use Device
+  Certificate per device and usage" a database guarantee, so two workers racing on the same
+  device cannot both leave one in use.
 * ``audit_head`` is a single row (id = 1) holding the newest (seq, hash): locking it serialises
   every appender across processes, and comparing with it detects deleted newest records.
 """
@@ -60,6 +62,11 @@ class Base(DeclarativeBase):
 
 _REVOKED = text("status = 'R'")
 _HAS_ENTITY = text("entity_id IS NOT NULL")
+#: The CA certificates: a handful of rows among millions. An OR of equalities rather than ``IN``:
+#: SQLite uses a partial index only when a term of the query appears in its predicate, and
+#: ``kind = 'device-ca'`` appears in this one (PostgreSQL proves either form).
+CA_KINDS_PREDICATE = "kind = 'root' OR kind = 'org-ca' OR kind = 'device-ca'"
+_IS_CA = text(CA_KINDS_PREDICATE)
 
 
 class Certificate(Base):
@@ -88,6 +95,7 @@ class Certificate(Base):
         Index("ix_certificates_device_id_usage_status", "device_id", "usage", "status"),
         Index("ix_certificates_revoked", "issuer_key_id", sqlite_where=_REVOKED, postgresql_where=_REVOKED),
         Index("ix_certificates_entity_id", "entity_id", sqlite_where=_HAS_ENTITY, postgresql_where=_HAS_ENTITY),
+        Index("ix_certificates_ca", "kind", "id", sqlite_where=_IS_CA, postgresql_where=_IS_CA),
         Index(
             "uq_certificates_device_in_use",
             "device_id",
@@ -359,7 +367,40 @@ class CapacityBucket(Base):
     updated: Mapped[float] = mapped_column(Float, nullable=False)  # POSIX seconds
 
 
+class ServiceSecret(Base):
+    """A secret every server process of every node must share (e.g. the Portal's form-token key).
+
+    ``previous`` is the value before the last rotation, still accepted for a grace period so that
+    a form rendered just before a rotation can still be posted.
+    """
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    previous: Mapped[bytes | None] = mapped_column(LargeBinary)
+    rotated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 credentials_table = cast(Table, Credential.__table__)
 batch_jobs = cast(Table, BatchJob.__table__)
 batch_items = cast(Table, BatchItemRow.__table__)
 capacity_buckets = cast(Table, CapacityBucket.__table__)
+service_secrets = cast(Table, ServiceSecret.__table__)
+
+
+# -- Issue 13: the key register, the device register -----------------------------------------------
+
+
+class CertifiedKey(Base):
+    """Every public key smki has certified, by fingerprint: a CSR whose key is here is a duplicate
+    (``csr.duplicate``, the DCC's ``CR:9999``). ``serial`` is the latest certificate for the key (an
+    Organisation Certificate re-issued for the same key moves it on, spec §7.6)."""
+
+    __tablename__ = "certified_keys"
+
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    serial: Mapped[str] = mapped_column(String(32), nullable=False)
+
+
+certified_keys_table = cast(Table, CertifiedKey.__table__)

@@ -12,7 +12,7 @@ Guarantees callers rely on:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -24,7 +24,7 @@ from smki.audit import AuditReport, AuditRow, verify_chain
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.store.engine import WRITE_OPTION, create_store_engine
-from smki.store.migrate import is_current, upgrade
+from smki.store.migrate import SchemaStatus, current_revision, head_revision, is_current, upgrade
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
 from smki.store.records import CertificateRecord, RevocationListRecord, RevokedEntry, normalise_serial
 from smki.store.registry import RegistryReader
@@ -47,6 +47,7 @@ class AuditQuery:
 _c = certificates.c
 _a = audit_log.c
 _PAGE = 5_000
+_CA_KINDS = frozenset({CertKind.ROOT.value, CertKind.ORGANISATION_CA.value, CertKind.DEVICE_CA.value})
 #: The largest page a search may ask for: interfaces paginate rather than fetch everything.
 MAX_PAGE = 1_000
 
@@ -67,6 +68,17 @@ class CertificateQuery:
     changed_since: datetime | None = None
     after_id: int = 0
     limit: int = 100
+
+
+#: Called after each committed transaction with the certificates it added (by kind) and the audit
+#: records it appended (by action): how the metrics count issuance without the store knowing of them.
+CommitHook = Callable[[Mapping[str, int], Mapping[str, int]], None]
+_commit_hooks: list[CommitHook] = []
+
+
+def add_commit_hook(hook: CommitHook) -> None:
+    if hook not in _commit_hooks:
+        _commit_hooks.append(hook)
 
 
 class Store:
@@ -102,6 +114,33 @@ class Store:
         except OperationalError as exc:
             raise SmkiError("store.unavailable", f"cannot reach the database: {_first_line(exc)}") from exc
 
+    def schema_status(self) -> SchemaStatus:
+        try:
+            return SchemaStatus(current_revision(self._engine), head_revision())
+        except OperationalError as exc:
+            raise SmkiError("store.unavailable", f"cannot reach the database: {_first_line(exc)}") from exc
+
+    def require_current_schema(self) -> None:
+        """Refuse to work on a schema this smki did not make: only ``ca init`` and ``db upgrade`` migrate.
+
+        An upgrade is an operator's decision (take a backup first), never a side effect of a
+        read-only command or of a server restart.
+        """
+        if is_current(self._engine):  # one query, no Alembic: the every-command path
+            return
+        status = self.schema_status()
+        if status.up_to_date:
+            return
+        if status.current is None:
+            raise SmkiError("store.not-initialised",
+                            "the database has no smki schema: run 'smki ca init' (or 'smki db upgrade')")
+        if not status.known:
+            raise SmkiError("store.schema-newer",
+                            f"the database schema is at {status.current}, newer than this smki ({status.head})")
+        raise SmkiError("store.schema-outdated",
+                        f"the database schema is at {status.current}, this smki needs {status.head}: "
+                        "run 'smki db upgrade'")
+
     # -- writes ------------------------------------------------------------------------------
 
     @contextmanager
@@ -116,6 +155,9 @@ class Store:
                     tx.finish()
         except OperationalError as exc:
             raise SmkiError("store.unavailable", f"the database refused the write: {_first_line(exc)}") from exc
+        if _commit_hooks and (tx.issued_kinds or tx.audit_actions):
+            for hook in _commit_hooks:
+                hook(tx.issued_kinds, tx.audit_actions)
 
     # -- certificate reads -------------------------------------------------------------------
 
@@ -196,10 +238,17 @@ class Store:
         return None if value is None else bytes(value)
 
     def ca_certificate(self, kind: CertKind) -> CertificateRecord | None:
-        """The newest in-use CA certificate of ``kind`` (root, org-ca, device-ca)."""
+        """The newest in-use CA certificate of ``kind`` (root, org-ca, device-ca).
+
+        Every issuance reads it. The kind is written into the SQL as a literal (it is one of three
+        enum values), so that both engines see the term of the partial index ``ix_certificates_ca``
+        at planning time and read a few index entries rather than the table.
+        """
+        if kind.value not in _CA_KINDS:
+            raise SmkiError("store.bad-value", f"{kind.value} is not a CA certificate kind")
         stmt = (
             select(certificates)
-            .where(_c.kind == kind.value, _c.status == CertStatus.IN_USE.value)
+            .where(text(f"kind = '{kind.value}'"), _c.status == CertStatus.IN_USE.value)
             .order_by(_c.id.desc())
             .limit(1)
         )

@@ -12,6 +12,7 @@ A transaction that changed certificates but appended no audit record refuses to 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -61,6 +62,9 @@ class Transaction:
         self._head_dirty = False
         self._changes = 0
         self._audited = 0
+        #: What this transaction wrote, for the metrics (counted once it commits).
+        self.issued_kinds: Counter[str] = Counter()
+        self.audit_actions: Counter[str] = Counter()
         self.registry = RegistryWriter(conn, self._count_change)
 
     def _count_change(self) -> None:
@@ -86,6 +90,7 @@ class Transaction:
         except IntegrityError as exc:
             raise integrity_error(exc) from exc
         self._changes += len(rows)
+        self.issued_kinds.update(r.kind.value for r in rows)
 
     def _time_converter(self) -> Callable[[datetime], object]:
         """``_db_time`` remembering its answers: the rows of a chunk share a handful of times."""
@@ -232,7 +237,7 @@ class Transaction:
         return self._db_time(value)
 
     def copy_certificates(self, rows: Iterable[tuple[object, ...]], *, count: int,
-                          driver_times: bool = False) -> None:
+                          driver_times: bool = False, kind: CertKind = CertKind.DEVICE) -> None:
         """Bulk-load pre-built rows as fast as the engine allows (batch issuance, ``smki dev populate``).
 
         Each row holds the ``COPY_COLUMNS`` values in order, times time-zone aware — or, with
@@ -240,8 +245,9 @@ class Transaction:
         times, so its writer converts them once rather than four times per row). PostgreSQL gets
         them through ``COPY … FROM STDIN`` (binary), several times faster than ``INSERT`` for
         millions of rows; SQLite through one ``executemany``. ``count`` is how many rows the
-        caller passes (the change counter must not have to materialise the iterable).
+        caller passes (the change counter must not have to materialise the iterable), all of ``kind``.
         """
+        self.issued_kinds[kind.value] += count
         if self._conn.dialect.name != "postgresql":
             if driver_times:
                 params: Sequence[tuple[object, ...]] = rows if isinstance(rows, Sequence) else list(rows)
@@ -310,6 +316,7 @@ class Transaction:
         self._head = (seq, prev)
         self._head_dirty = True
         self._audited += len(events)
+        self.audit_actions.update(e.action for e in events)
         return seqs
 
     def _lock_head(self) -> tuple[int, bytes]:

@@ -230,3 +230,34 @@ def test_a_dead_signing_process_is_retried_without_issuing_twice(home: Home, mon
     done = batch_reads(home.store).job(job.id)
     assert len(calls) == 2 and done is not None and done.issued == 7 and done.status == "COMPLETED"
     assert len(list(home.store.iter_certificates(_query(job.ref)))) == 7
+
+
+def test_a_results_page_is_one_query_whatever_its_size_and_matches_the_certificates(home: Home) -> None:
+    from sqlalchemy import event
+
+    items = [*_items(7), ("bad", b"not a CSR")]
+    job = bj.submit_batch(home, ME, items, interface="json", client_ref="r", capacity=OFF)
+    bj.BatchRunner(home, workers=0).run_once()
+    done = batch_reads(home.store).job(job.id)
+    assert done is not None and done.issued == 7
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        if str(args[2]).lstrip().upper().startswith("SELECT"):
+            statements.append(str(args[2]))
+
+    for limit in (1, 3, 8):
+        statements.clear()
+        event.listen(home.store.engine, "before_cursor_execute", count)
+        try:
+            page = bj.result_items(home, done, after=0, limit=limit)
+        finally:
+            event.remove(home.store.engine, "before_cursor_execute", count)
+        assert len(statements) == 1, statements
+        assert [item.idx for item, _der in page] == list(range(1, 1 + min(limit, 7)))
+        for item, der in page:  # each DER is that item's own certificate, as a look-up by serial gives it
+            if item.serial is None:
+                assert der is None and item.error_code == "csr.malformed"
+            else:
+                record = home.store.certificate_by_serial(item.serial)
+                assert record is not None and der == record.der

@@ -91,7 +91,7 @@ def test_a_suspended_aro_is_refused_and_reinstated(live: LiveListeners, home: Ho
     response = client.get("/api/v1/whoami")
     assert response.status_code == 403
     assert response.json()["error"] == {"code": "credential.aro-suspended", "message": f"ARO {ARO} is suspended",
-                                        "rules": []}
+                                        "rules": [], "request_id": response.headers["x-request-id"]}
 
 
 def test_an_expired_credential_is_refused(live: LiveListeners, home: Home, tmp_path: Path) -> None:

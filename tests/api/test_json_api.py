@@ -174,7 +174,8 @@ def test_errors_have_one_shape_and_the_right_status(live: LiveListeners, aro: Cl
         assert response.status_code == status, (code, response.text)
         assert set(response.json()) == {"error"}
         assert response.json()["error"]["code"] == code
-        assert set(response.json()["error"]) == {"code", "message", "rules"}
+        assert set(response.json()["error"]) == {"code", "message", "rules", "request_id"}
+        assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
 
 
 def test_a_chunked_body_over_the_limit_is_refused(live: LiveListeners, aro: ClientFiles) -> None:
@@ -186,3 +187,15 @@ def test_a_chunked_body_over_the_limit_is_refused(live: LiveListeners, aro: Clie
                                      headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request.too-large"
+
+
+def test_the_same_device_csr_posted_three_times_gets_one_certificate(live: LiveListeners, home: Home,
+                                                                     aro: ClientFiles) -> None:
+    """Issue 13: it used to give three certificates; now the second and third are csr.duplicate."""
+    csr = _pem_csr(make_device_csr(bytes.fromhex("00db0000000d0001"), Usage.DS))
+    client = live.client(aro, Route.GATEWAY)
+    answers = [client.post("/api/v1/device-certificates", json={"csr": csr}) for _ in range(3)]
+    assert answers[0].status_code == 201, answers[0].text
+    for again in answers[1:]:
+        assert again.status_code >= 400 and again.json()["error"]["code"] == "csr.duplicate"
+    assert len(home.store.certificates_for_device(bytes.fromhex("00db0000000d0001"))) == 1

@@ -102,7 +102,7 @@ def test_two_server_processes_issue_concurrent_batches(home: Home, aro: ClientFi
     write_api_config(home.settings.home)
     server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "0")
     try:
-        bodies = [_batch(600, 0x00DB660000000000 + n * 0x10000, keys=4) for n in range(4)]
+        bodies = [_batch(600, 0x00DB660000000000 + n * 0x10000) for n in range(4)]
         ids = []
         for n, (body, _csrs) in enumerate(bodies):
             with _client(server, aro if n % 2 else other_aro) as client:
@@ -137,7 +137,7 @@ def _by_batch_any() -> object:
 def test_10000_csrs_through_submitcsrbatch_with_visible_progress_all_verified_by_openssl(
         home: Home, aro: ClientFiles, tmp_path: Path) -> None:
     write_api_config(home.settings.home)
-    body, csrs = _batch(10_000, 0x00DB880000000000, keys=16)
+    body, csrs = _batch(10_000, 0x00DB880000000000)
     server = ServeProcess(home.settings.home, SECRET, "--batch-workers", "2")
     try:
         with _client(server, aro) as client:

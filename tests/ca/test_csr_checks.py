@@ -254,6 +254,11 @@ HOSTILE: list[Case] = [
     ("csr.malformed", "version 2", lambda: sign(cri(version=b"\x02\x01\x01")), DEV),
     ("csr.malformed", "empty", lambda: b"", DEV),
     ("csr.too-large", "9 kB", lambda: b"\x30\x82\x23\x24" + bytes(9000), DEV),
+    ("csr.role-usage", "WAN Provider asking for KA",
+     lambda: make_organisation_csr(ENTITY, RemotePartyRole.WAN_PROVIDER, Usage.KA), ORG),
+    ("csr.role-usage", "the issuing-authority role 07",
+     lambda: make_organisation_csr(ENTITY, RemotePartyRole.ISSUING_AUTHORITY, Usage.DS), ORG),
+    ("csr.hw-type", "an hwType not configured", lambda: make_device_csr(DEVICE, Usage.DS, hw_type="1.2.3.4"), DEV),
     ("csr.too-large", "9 kB organisation", lambda: b"\x30\x82\x23\x24" + bytes(9000), ORG),
     ("csr.bad-signature", "flipped signature byte", lambda: flip(make_device_csr(DEVICE, Usage.DS), -3), DEV),
     ("csr.bad-signature", "device id edited after signing", tampered_device_id, DEV),
@@ -593,9 +598,22 @@ def test_device_csr_with_harmless_extensions_and_non_critical_key_usage_is_accep
     assert (request.device_id, request.usage) == (DEVICE, Usage.KA)
 
 
-def test_any_hw_type_is_accepted_because_the_ca_writes_its_own() -> None:
+@pytest.mark.parametrize("hw_type", ["1.2.826.0.1.8641679.1.2.2.1", "1.2.826.0.1372.1.1.2.1"])
+def test_both_dcc_hw_types_are_accepted_by_default_and_kept(hw_type: str) -> None:
+    """Spec §7.4: the request (and so the certificate) carries the CSR's hwType."""
+    request = check_device_csr(make_device_csr(DEVICE, Usage.DS, KEY, hw_type=hw_type))
+    assert (request.device_id, request.hw_type) == (DEVICE, hw_type)
+    again = check_device_csr(make_device_csr(DEVICE, Usage.KA, KEY, hw_type=hw_type))  # a known shape now
+    assert again.hw_type == hw_type
+
+
+def test_another_hw_type_is_refused_unless_configured() -> None:
     der = make_device_csr(DEVICE, Usage.DS, KEY, hw_type="1.3.6.1.4.1.99999.7")
-    assert check_device_csr(der).device_id == DEVICE
+    with pytest.raises(SmkiError) as caught:
+        check_device_csr(der)
+    assert caught.value.code == "csr.hw-type"
+    assert "1.3.6.1.4.1.99999.7" in caught.value.message
+    assert check_device_csr(der, ("1.3.6.1.4.1.99999.7",)).hw_type == "1.3.6.1.4.1.99999.7"
 
 
 @pytest.mark.parametrize("role", [r for r in RemotePartyRole if r is not RemotePartyRole.ROOT])
@@ -604,7 +622,7 @@ def test_organisation_csr_yields_entity_role_usage_and_name(
     role: RemotePartyRole, common_name: str | None
 ) -> None:
     der = make_organisation_csr(ENTITY, role, Usage.KA, common_name, KEY)
-    request = check_organisation_csr(der)
+    request = check_organisation_csr(der, None)  # parsing only: the role/usage table is tested below
     assert (request.entity_id, request.role, request.usage, request.common_name) == (
         ENTITY,
         role,
@@ -723,3 +741,41 @@ def test_openssl_text_uid_is_refused_with_entity_id_invalid(tmp_path: Path) -> N
     with pytest.raises(SmkiError) as raised:
         check_organisation_csr(der)
     assert raised.value.code == "csr.entity-id-invalid"
+
+
+@pytest.mark.parametrize("role", [r for r in RemotePartyRole if r is not RemotePartyRole.ROOT])
+@pytest.mark.parametrize("usage", list(Usage))
+def test_the_role_usage_table_of_spec_7_3_is_enforced(role: RemotePartyRole, usage: Usage) -> None:
+    """01, 05, 06: DS only; 02, 03, 04, 08, 7F: DS and KA (the supplier's KA includes top-up); 07 none."""
+    ds_only = {RemotePartyRole.RECOVERY, RemotePartyRole.TRANSITIONAL_COS, RemotePartyRole.WAN_PROVIDER}
+    allowed = role is not RemotePartyRole.ISSUING_AUTHORITY and (usage is Usage.DS or role not in ds_only)
+    der = make_organisation_csr(ENTITY, role, usage, None, KEY)
+    if allowed:
+        assert check_organisation_csr(der).usage is usage
+    else:
+        with pytest.raises(SmkiError) as caught:
+            check_organisation_csr(der)
+        assert caught.value.code == "csr.role-usage"
+    assert check_organisation_csr(der, None).role is role  # enforce-role-usages = false
+
+
+def test_the_role_usage_table_is_configurable(tmp_path: Path) -> None:
+    from smki.config import load_settings
+
+    (tmp_path / "smki.toml").write_text('[role-usages]\n"06" = ["DS", "KA"]\n')
+    table = load_settings(tmp_path).role_usages
+    assert table is not None
+    der = make_organisation_csr(ENTITY, RemotePartyRole.WAN_PROVIDER, Usage.KA, None, KEY)
+    assert check_organisation_csr(der, table).usage is Usage.KA
+    (tmp_path / "smki.toml").write_text("enforce-role-usages = false\n")
+    assert load_settings(tmp_path).role_usages is None
+
+
+def test_hw_type_oids_are_a_configured_list_and_the_old_single_key_still_loads(tmp_path: Path) -> None:
+    from smki.config import DEFAULT_HW_TYPES, Settings, load_settings, write_default_config
+
+    assert load_settings(tmp_path).hw_type_oids == DEFAULT_HW_TYPES
+    write_default_config(Settings(home=tmp_path, hw_type_oids=("1.2.3.4", "2.999")))
+    assert load_settings(tmp_path).hw_type_oids == ("1.2.3.4", "2.999")
+    (tmp_path / "smki.toml").write_text('hw-type-oid = "1.2.3.4"\n')  # written before spec §7.4
+    assert load_settings(tmp_path).hw_type_oids == ("1.2.3.4",)

@@ -27,6 +27,7 @@ from smki.ca.devcsr import (
 from smki.ca.oids import X500_UNIQUE_IDENTIFIER as UID
 from smki.domain import RemotePartyRole, Usage
 from smki.errors import SmkiError
+from tests.ca.conftest import ANY_HW_TYPE
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 DEVICE_DER = make_device_csr(bytes.fromhex("00db123456789001"), Usage.DS, KEY)
@@ -135,7 +136,7 @@ def test_valid_organisation_csrs_round_trip(
     entity_id: bytes, role: RemotePartyRole, usage: Usage, common_name: str | None
 ) -> None:
     der = make_organisation_csr(entity_id, role, usage, common_name, KEY)
-    request = check_organisation_csr(decode_csr_text(der))
+    request = check_organisation_csr(decode_csr_text(der), None)  # the role/usage table: test_csr_checks
     assert (request.entity_id, request.role, request.usage, request.common_name) == (
         entity_id,
         role,
@@ -176,7 +177,7 @@ def test_ou_is_accepted_exactly_when_it_is_a_requestable_role_in_two_hex_digits(
     der = builder.sign(KEY, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
     requestable = {role.ou for role in RemotePartyRole if role is not RemotePartyRole.ROOT}
     try:
-        request = check_organisation_csr(der)
+        request = check_organisation_csr(der, None)
     except SmkiError as error:
         assert error.code == "csr.role-invalid"
         assert ou.upper() not in requestable or len(ou) != 2
@@ -320,7 +321,7 @@ def test_hostile_device_subject_alt_names_only_raise_smki_errors(san: bytes, cri
     flag = b"\x01\x01\xff" if critical else b""
     san_extension = der_tlv(0x30, oid_der("2.5.29.17") + flag + der_tlv(0x04, san))
     try:
-        request = check_device_csr(self_signed(b"\x30\x00", [_KU_DS_EXTENSION, san_extension]))
+        request = check_device_csr(self_signed(b"\x30\x00", [_KU_DS_EXTENSION, san_extension]), ANY_HW_TYPE)
     except SmkiError as error:
         assert error.code in ERROR_CODES
     else:  # accepted: exactly one hardwareModuleName carrying these 8 octets

@@ -23,6 +23,7 @@ from smki.ca.der import der_tlv
 from smki.ca.devcsr import oid_der
 from smki.ca.oids import HARDWARE_MODULE_NAME
 from smki.errors import SmkiError
+from tests.ca.conftest import ANY_HW_TYPE
 from tests.ca.test_csr_checks import EXTENSION_REQUEST, SPKI, attribute, cri, ext, sign
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -42,10 +43,10 @@ def general_path_only() -> Iterator[None]:
 
 def outcome(der: bytes) -> object:
     try:
-        request = check_device_csr(der)
+        request = check_device_csr(der, ANY_HW_TYPE)
     except SmkiError as exc:
         return exc.code
-    return (request.device_id, request.usage, request.spki_der, request.point)
+    return (request.device_id, request.usage, request.hw_type, request.spki_der, request.point)
 
 
 def both_paths(der: bytes) -> tuple[object, object]:
@@ -128,5 +129,5 @@ def test_plain_csrs_take_the_shortcut(critical: bool, bits: int, usage: str) -> 
     plain = csr_module._plain_device_extensions(value)
     assert plain is not None and plain[0] == serial and plain[1].value == usage
     assert value[plain[2]:plain[2] + 8] == serial and value[plain[3]:plain[3] + 4] == key_usage_value(bits)
-    request = check_device_csr(csr_with_extensions(value))
+    request = check_device_csr(csr_with_extensions(value), ANY_HW_TYPE)
     assert request.point_checked and request.device_id == serial and request.spki_der == SPKI

@@ -25,6 +25,7 @@ from smki.ca.der import der_tlv
 from smki.ca.devcsr import device_csr_stream
 from smki.domain import Usage
 from smki.errors import SmkiError
+from tests.ca.conftest import ANY_HW_TYPE
 from tests.ca.test_csr_checks import ECDSA_SHA256
 from tests.ca.test_csr_plain import general_path_only
 
@@ -48,10 +49,10 @@ def learnt() -> Iterator[None]:
 
 def outcome(der: bytes) -> object:
     try:
-        request = check_device_csr(der)
+        request = check_device_csr(der, ANY_HW_TYPE)
     except SmkiError as exc:
         return exc.code
-    return (request.device_id, request.usage, request.spki_der, request.point, request.point_checked)
+    return (request.device_id, request.usage, request.hw_type, request.spki_der, request.point, request.point_checked)
 
 
 def full_path(der: bytes) -> object:
@@ -152,7 +153,7 @@ def test_shapes_are_bounded() -> None:
     for hw_type_arc in range(12):  # each hwType OID a different shape
         tbs = tbs_of(CSRS[0]).replace(bytes.fromhex("0d2a863a0001848fb90f01020201"),
                                       bytes.fromhex("0d2a863a0001848fb90f010202") + bytes([hw_type_arc + 1]))
-        check_device_csr(resigned(with_key_tbs(tbs)))
+        check_device_csr(resigned(with_key_tbs(tbs)), ANY_HW_TYPE)
     assert len(csr_module._SHAPES) == csr_module._MAX_SHAPES
 
 

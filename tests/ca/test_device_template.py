@@ -42,13 +42,14 @@ from tests.ca.conftest import (
 # GeneralizedTime notBefore) can be tested against the slow path.
 LONG_START = datetime(1950, 1, 1, tzinfo=UTC)
 KEYS = [ec.generate_private_key(ec.SECP256R1()).public_key() for _ in range(8)]
+#: hwTypes of different lengths (spec §7.4: the certificate carries the CSR's), so the template's
+#: lengths around the subjectAltName vary too; the first arc over 127 needs two octets.
+HW_TYPES = ("1.2.826.0.1.8641679.1.2.2.1", "1.2.826.0.1372.1.1.2.1", "1.2.3.4.5.6.7.8.9.10", "2.999.1")
 
 
 @pytest.fixture(scope="module")
 def long_ca() -> tuple[x509.Certificate, DeterministicSigner, Settings]:
-    s = replace(
-        Settings(), root_validity_years=8000, ca_validity_years=8000, hw_type_oid="1.2.3.4.5.6.7.8.9.10"
-    )
+    s = replace(Settings(), root_validity_years=8000, ca_validity_years=8000, hw_type_oids=HW_TYPES)
     root_signer = DeterministicSigner("root", ec.generate_private_key(ec.SECP256R1()))
     device_signer = DeterministicSigner("device-ca", ec.generate_private_key(ec.SECP256R1()))
     root = build_root(root_signer, s, LONG_START)
@@ -70,6 +71,7 @@ def long_factory(long_ca: tuple[x509.Certificate, DeterministicSigner, Settings]
     key_index=st.integers(0, len(KEYS) - 1),
     serial=st.one_of(st.integers(1, (1 << 159) - 1), st.integers(1, 1 << 20), st.just((1 << 127) - 1)),
     now=st.datetimes(min_value=datetime(1950, 1, 2), max_value=datetime(9949, 1, 1), timezones=st.just(UTC)),
+    hw_type=st.sampled_from(HW_TYPES),
 )
 def test_fast_factory_is_byte_identical_to_build_device(
     long_ca: tuple[x509.Certificate, DeterministicSigner, Settings],
@@ -79,14 +81,27 @@ def test_fast_factory_is_byte_identical_to_build_device(
     key_index: int,
     serial: int,
     now: datetime,
+    hw_type: str,
 ) -> None:
     device_ca, signer, s = long_ca
-    request = device_request(device_id=device_id, usage=usage, key=KEYS[key_index])
+    request = replace(device_request(device_id=device_id, usage=usage, key=KEYS[key_index]), hw_type=hw_type)
     issued = long_factory.issue(request, now, serial)
     slow = build_device(request, device_ca, signer, s, now, serial=serial)
     assert issued.der == slow.public_bytes(Encoding.DER)
     assert issued.serial == serial
     assert issued.not_before == slow.not_valid_before_utc
+    assert _hw_type_of(issued.der) == hw_type
+
+
+def _hw_type_of(der: bytes) -> str:
+    from pyasn1.codec.der import decoder
+    from pyasn1_alt_modules import rfc4108
+
+    san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    (other,) = san.value
+    assert isinstance(other, x509.OtherName)
+    value, _ = decoder.decode(other.value, asn1Spec=rfc4108.HardwareModuleName())
+    return str(value["hwType"])
 
 
 def test_default_settings_factory_matches_slow_path_with_random_serial(det_ca: DeterministicCA) -> None:

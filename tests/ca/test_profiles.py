@@ -137,7 +137,7 @@ def test_device_certificate_fields(file_ca: FileCA) -> None:
     assert other.type_id.dotted_string == "1.3.6.1.5.5.7.8.4"
     hmn, rest = decoder.decode(other.value, asn1Spec=rfc4108.HardwareModuleName())
     assert rest == b""
-    assert str(hmn["hwType"]) == file_ca.settings.hw_type_oid
+    assert str(hmn["hwType"]) == file_ca.settings.hw_type_oids[0]  # the request's (spec §7.4)
     assert bytes(hmn["hwSerialNum"]) == device_id
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
     assert ku.critical and ku.value.key_agreement and not ku.value.digital_signature
@@ -226,8 +226,8 @@ def _ca_checks(cert: x509.Certificate, path_length: int | None, policies: list[s
     assert [e.oid for e in cert.extensions][:4] == [
         ExtensionOID.KEY_USAGE,
         ExtensionOID.BASIC_CONSTRAINTS,
-        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
         ExtensionOID.CERTIFICATE_POLICIES,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
     ]
     assert shape(_der(cert))["serial_octets"] == 16
 
@@ -257,14 +257,16 @@ def test_subordinate_ca_certificates(file_ca: FileCA, kind: CertKind) -> None:
     assert cert.not_valid_after_utc <= h.root.not_valid_after_utc
 
 
-def test_non_printable_ca_name_falls_back_to_utf8(det_ca: DeterministicCA) -> None:
+def test_a_ca_name_a_printable_string_cannot_hold_is_refused(det_ca: DeterministicCA) -> None:
+    """Spec §7.5: CA names are PrintableString; no silent UTF8String fallback."""
     from dataclasses import replace
 
     settings = replace(det_ca.settings, device_ca_name="Gerät_1")
-    cert = build_subordinate_ca(
-        CertKind.DEVICE_CA, det_ca.device_signer.public_key(), det_ca.root, det_ca.root_signer, settings, NOW
-    )
-    assert shape(_der(cert))["subject"] == [("2.5.4.3", "UTF8String")]
+    with pytest.raises(SmkiError) as caught:
+        build_subordinate_ca(
+            CertKind.DEVICE_CA, det_ca.device_signer.public_key(), det_ca.root, det_ca.root_signer, settings, NOW
+        )
+    assert caught.value.code == "ca.bad-name"
 
 
 def test_openssl_verifies_both_chains(file_ca: FileCA, tmp_path: object) -> None:

@@ -11,11 +11,10 @@ from tests.cli.helpers import smki, smki_env
 
 
 def test_every_benchmark_module_has_a_command() -> None:
-    modules = {info.name for info in pkgutil.iter_modules(bench_package.__path__)}
-    commanded = {module for module, _ in FORWARDED.values()} | {"issue"}
-    assert modules == commanded
-    for module, _ in FORWARDED.values():
-        assert callable(importlib.import_module(f"smki.bench.{module}").main)
+    runnable = {info.name for info in pkgutil.iter_modules(bench_package.__path__)
+                if callable(getattr(importlib.import_module(f"smki.bench.{info.name}"), "main", None))}
+    commanded = {module for module, _ in FORWARDED.values()}
+    assert runnable == commanded  # ``issue`` is the typed command and has no argv main
 
 
 def test_bench_help_lists_them_and_forwards_arguments(database_url: str) -> None:

@@ -4,6 +4,7 @@ story is ``test_ra_story.py``)."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -174,12 +175,18 @@ def test_organisation_requests_dual_control_and_aro_suspension(run: Run, tmp_pat
         run, "ra.refused", "request", "org", ours, "--out", str(tmp_path / "again.pem"), *route)
     fails(run, "ra.staff-role", "aro", "reinstate", "A1", "--as", "op1")
     ok(run, "aro", "reinstate", "A1", "--as", "ap1")
+    # The same CSR again is a duplicate key (issue 13, CR:9999); a new key is served.
+    fails(run, "csr.duplicate", "request", "org", ours, "--out", str(tmp_path / "again.pem"), *route)
+    ours = _pem_csr(tmp_path / "p1b.csr", make_organisation_csr(
+        bytes.fromhex("90B3D51F30010000"), RemotePartyRole.SUPPLIER, Usage.KA, "ACME"))
     ok(run, "request", "org", ours, "--out", str(tmp_path / "again.pem"), *route)
     # Device Certificates need an approved Device subscriber as well as the Gateway.
     device = _pem_csr(tmp_path / "d.csr", make_device_csr(bytes.fromhex("00DB000000000001"), Usage.DS))
     err = fails(run, "ra.refused", "request", "device", device, "--out", str(tmp_path / "dev"), "--party", "P1",
                 "--aro", "A1", "--route", "gateway")
     assert "FAIL subscriber.authorised-for-policy: P1 is none, not approved, as a device subscriber" in err
+    # No approved Device application, so no evidence of need was ever judged (no misleading pass).
+    assert "FAIL device.evidence-of-need: installation-need basis: P1 has no approved Device" in err
 
     assert "audit log OK" in ok(run, "audit", "verify")
     store = Store.open(database_url)
@@ -191,9 +198,43 @@ def test_organisation_requests_dual_control_and_aro_suspension(run: Run, tmp_pat
         ["org.entity-belongs-to-party", "org.role-permitted"],
         ["org.role-permitted"],
         ["aro.active"],
-        ["subscriber.authorised-for-policy"],
+        ["subscriber.authorised-for-policy", "device.evidence-of-need"],
     ]
     issued = [r.details_dict for r in rows if r.action == "certificate.issued" and r.actor == "aro:A1@P1"]
     assert [(d["party"], d["aro"], d["route"]) for d in issued] == [("P1", "A1", "spoti")] * 2
     assert {"application.dual-control-refused", "aro.suspended", "aro.reinstated", "staff.refused"} <= {
         r.action for r in rows}
+
+
+def test_what_if_decisions_name_their_date_and_rule_set_and_record_nothing(run: Run, tmp_path: Path,
+                                                                            database_url: str) -> None:
+    """Issue 13 point 7: ``ra explain --on`` and ``request --dry-run --on``, without libfaketime."""
+    app = _setup(run)
+    ok(run, "ra", "evidence", app, "--kind", "installation-need", "--reference", "INST-1", "--as", "op1")
+    store = Store.open(database_url)
+    try:
+        before = store.audit_head()
+        stored = ok(run, "ra", "explain", app)
+        early = ok(run, "ra", "explain", app, "--on", "2019-06-15")
+        assert "What-if: the rule set in force on 2019-06-15 (baseline); nothing was recorded" in early
+        assert "Decided on      2019-06-15" in early and "device.uept-completed" not in early
+        future = (date.today() + timedelta(days=400)).isoformat()
+        later = ok(run, "ra", "explain", app, "--on", future)
+        assert "(MP127)" in later and "PASS    device.evidence-of-need" in later
+        # Before the evidence was recorded (today), it does not count.
+        assert "FAIL    device.evidence-of-need" in ok(run, "ra", "explain", app, "--on", "2020-01-01")
+        fails(run, "input.bad-date", "ra", "explain", app, "--on", "next week")
+
+        route = ["--party", "P1", "--aro", "A1", "--route", "gateway"]
+        csr = _pem_csr(tmp_path / "d.csr", make_device_csr(bytes.fromhex("00DB000000000009"), Usage.DS))
+        dry = run("request", "device", csr, "--out", str(tmp_path / "out"), *route, "--dry-run", "--on",
+                  "2019-06-15")
+        assert dry.code == 1 and "(baseline)" in dry.out and "FAIL    subscriber.authorised-for-policy" in dry.out
+        assert f"{csr}: would be issued" in dry.out
+        fails(run, "request.on-needs-dry-run", "request", "device", csr, "--out", str(tmp_path / "o"), *route,
+              "--on", "2019-06-15")
+        assert not (tmp_path / "out").exists()
+        assert store.audit_head() == before  # nothing audited, proposed or issued
+        assert ok(run, "ra", "explain", app) == stored
+    finally:
+        store.close()

@@ -64,7 +64,7 @@ def live_smki(home: Home, secret: bytes) -> Iterator[LiveSmki]:
     the test has prepared the register, and the test reads the same database afterwards.
     """
     config = home.settings.home / "smki.toml"
-    if "[api]" not in config.read_text():
+    if "[api]" not in config.read_text().splitlines():
         write_api_config(home.settings.home)
     process = ServeProcess(home.settings.home, secret, "--batch-workers", "0")
     try:

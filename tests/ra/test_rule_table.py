@@ -63,6 +63,9 @@ def fails(baseline: set[str], mp074: set[str] | None = None, mp127: set[str] | N
     return {"baseline": frozenset(baseline), "MP074": frozenset(mp074), "MP127": frozenset(mp127)}
 
 
+NEVER_APPROVED = {SubscriberStanding.NONE, SubscriberStanding.APPLIED, SubscriberStanding.REFUSED}
+
+
 @dataclass(frozen=True)
 class Case:
     """One row: the state, and the failing rules per rule set under each evidence basis."""
@@ -208,9 +211,13 @@ REQUEST_CASES = [
     *[
         Case(
             f"{policy.value} CSR from a {value.value} subscriber",
-            fails({"subscriber.authorised-for-policy"}),
+            # A Device subscriber never approved has had no evidence of need judged (issue 13):
+            # under the installation-need basis that rule fails too, rather than "passing".
+            fails({"subscriber.authorised-for-policy"} | (
+                {"device.evidence-of-need"} if policy is DEVICE and value in NEVER_APPROVED else set())),
             request=DEVICE_VIA_GATEWAY if policy is DEVICE else ORG_VIA_SPOTI,
             party=standing(policy, value),
+            expected_registered_user=fails({"subscriber.authorised-for-policy"}),
         )
         for policy in (ORG, DEVICE)
         for value in SubscriberStanding
@@ -218,9 +225,10 @@ REQUEST_CASES = [
     ],
     Case(
         "device CSR from an approved Organisation-only subscriber",
-        fails({"subscriber.authorised-for-policy"}),
+        fails({"subscriber.authorised-for-policy", "device.evidence-of-need"}),
         request=DEVICE_VIA_GATEWAY,
         party=party(subscriber={ORG: SubscriberStanding.APPROVED}),
+        expected_registered_user=fails({"subscriber.authorised-for-policy"}),
     ),
     Case(
         "device CSR from a Party without UEPT (approved before MP074)",

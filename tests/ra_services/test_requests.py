@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 
@@ -22,11 +23,13 @@ from smki.services.batch_sources import BatchItem
 from smki.services.context import Home
 from smki.services.requests import (
     Requester,
+    _passed,
     authorise,
     request_device,
     request_device_batch,
     request_organisation,
 )
+from smki.store.store import CertificateQuery
 from tests.ra_services.conftest import ENTITY, OTHER_ENTITY, audit_after, head, qualified_party, verified_aro
 
 DEVICE_ID = bytes.fromhex("00DB123456789001")
@@ -232,3 +235,86 @@ def test_no_device_request_is_authorised_unless_mp074_holds(
     assert decision.approved
     assert standing is SubscriberStanding.APPROVED and srept and uept and gateway and route is Route.GATEWAY
     assert aro_status is AroStatus.ACTIVE and verified and screened
+
+
+# --- the in-process path (one write transaction per chunk) against the signing pool ------------
+
+_runs = itertools.count()
+_PATH_BASE = {"in-process": 0x00DB_5100_0000_0000, "pool": 0x00DB_5200_0000_0000}
+
+
+def _normalised(home: Home, since: int, ref: str, base: int) -> list[tuple[str, object]]:
+    """The audit records one batch left, with what must differ between two runs made neutral:
+    serials, the batch reference, the Device IDs (each run has its own range) and how many chunks
+    each commit's ``device-certificates.issued`` record covers (the pool commits several at once)."""
+    out: list[tuple[str, object]] = []
+    for _seq, action, details in audit_after(home, since):
+        details = {k: v for k, v in details.items() if k != "batch"}
+        if action == "device-certificates.issued":
+            details["issued"] = [[int(device, 16) - base, usage, index]
+                                 for _serial, device, usage, index in details["issued"]]  # type: ignore[union-attr]
+            if out and out[-1][0] == action:
+                merged = out.pop()[1]
+                assert isinstance(merged, dict)
+                details = {key: merged[key] + details[key] for key in ("issued", "rejected")}  # type: ignore[operator]
+        out.append((action, details))
+    assert all(row[1] != ref for row in out)
+    return out
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=st.lists(st.one_of(st.tuples(st.integers(0, 3), st.sampled_from(list(Usage))), st.just(None)),
+                     min_size=0, max_size=5),
+       chunk=st.integers(1, 3))
+def test_the_in_process_path_records_what_the_signing_pool_records(subscriber: Home, signing_pool: object,
+                                                                    plan: list[tuple[int, Usage] | None],
+                                                                    chunk: int) -> None:
+    """Issuing in this process commits the request's opening records with its first chunk and
+    ``batch.completed`` with its last; through the pool they are transactions of their own. The
+    records, their order and the certificates (Device, usage, status) must be the same."""
+    from smki.services.device_issuance import SigningPool, issue_device_batch
+
+    assert isinstance(signing_pool, SigningPool)
+    home = subscriber
+    run = next(_runs)
+    seen: dict[str, tuple[list[tuple[str, object]], list[tuple[int, str, str]]]] = {}
+    for path, base in _PATH_BASE.items():
+        base += run * 16
+        items = [BatchItem(i, f"c{i}", b"junk" if step is None else
+                           make_device_csr((base + step[0]).to_bytes(8, "big"), step[1]))
+                 for i, step in enumerate(plan)]
+        since, ref = head(home), f"{path}-{run}"
+        decision = authorise(home, GATEWAY, DEVICE_FACTS)
+        opening = [AuditEvent(GATEWAY.actor, "request.authorised", ref, {
+            **GATEWAY.audit_details(), "policy": "device", "batch": ref, **_passed(decision)})]
+        issue_device_batch(home, items, actor=GATEWAY.actor, batch_ref=ref, chunk_size=chunk, opening=opening,
+                           **({"workers": 0} if path == "in-process" else {"pool": signing_pool}))
+        certificates = sorted((int.from_bytes(c.device_id or b"", "big") - base, str(c.usage), str(c.status))
+                              for c in home.store.find_certificates(CertificateQuery(batch_id=ref, limit=100)))
+        seen[path] = (_normalised(home, since, ref, base), certificates)
+    assert seen["in-process"] == seen["pool"]
+    for path in seen:  # every certificate is in the issued records, DER and all
+        assert len(seen[path][1]) == sum(step is not None for step in plan)
+
+
+@pytest.fixture(scope="module")
+def _pool_holder() -> Iterator[dict[str, object]]:
+    holder: dict[str, object] = {}
+    yield holder
+    pool = holder.get("pool")
+    if pool is not None:
+        pool.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def signing_pool(subscriber: Home, _pool_holder: dict[str, object]) -> object:
+    """One worker process for the test (a fresh home each time, but the same CA key and passphrase
+    only within a home: the pool is remade when the Device CA certificate differs)."""
+    from smki.services.device_issuance import SigningPool
+
+    pool = _pool_holder.get("pool")
+    if not isinstance(pool, SigningPool) or not pool.usable_for(SigningPool.issuer_der_of(subscriber)):
+        if isinstance(pool, SigningPool):
+            pool.close()
+        pool = _pool_holder["pool"] = SigningPool.for_home(subscriber, workers=1)
+    return pool

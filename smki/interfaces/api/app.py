@@ -8,6 +8,7 @@ on SPOTI is the RA rules' decision (a Device CSR on SPOTI is refused by
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,11 +19,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from smki import __version__
 from smki.errors import SmkiError
 from smki.interfaces.api.context import ListenerContext
-from smki.interfaces.api.errors import error_body, error_response
+from smki.interfaces.api.docs import create_docs_router
+from smki.interfaces.api.errors import count_refusal, error_body, error_response
 from smki.interfaces.api.json_api import PREFIX, create_json_router
 from smki.interfaces.api.security import BodyTooLarge, ListenerMiddleware
 from smki.interfaces.dcc.routes import create_device_router, create_repository_router
+from smki.observability.access import AccessLogMiddleware, request_id
+from smki.observability.metrics import install as install_metrics
 
+log = logging.getLogger("smki.api")
 OPENAPI_URL = f"{PREFIX}/openapi.json"
 DESCRIPTION = (
     "smki's HTTP interfaces (spec §3). Every request is authenticated by mutual TLS with an SMKI "
@@ -55,6 +60,7 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
 
     @app.exception_handler(SmkiError)
     async def smki_error(_request: Request, exc: SmkiError) -> JSONResponse:
+        count_refusal(exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -78,11 +84,16 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
                             status_code=413)
 
     @app.exception_handler(Exception)
-    async def internal(_request: Request, _exc: Exception) -> JSONResponse:
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc,
+                  extra={"request_id": request_id.get()})
+        # Starlette re-raises after this answer and uvicorn then closes the connection: say so, so a
+        # keep-alive client knows not to send its next request down it (issue 11).
         return JSONResponse(error_body("internal.error", "smki could not complete the request; it has been logged"),
-                            status_code=500)
+                            status_code=500, headers={"Connection": "close"})
 
     app.include_router(create_json_router())
+    app.include_router(create_docs_router())
     app.include_router(create_device_router())
     app.include_router(create_repository_router())
     if with_portal:
@@ -91,6 +102,8 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
         app.include_router(create_portal_router(ctx.home_factory, ctx.route, workers=ctx.api.batch_workers))
     app.add_middleware(ListenerMiddleware, home_factory=ctx.home_factory, max_body=ctx.api.max_body,
                        max_batch_body=ctx.api.max_batch_body)
+    app.add_middleware(AccessLogMiddleware, listener=ctx.route.value)  # outermost: sees every request
+    install_metrics()
     return app
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from smki.errors import NotFound, SmkiError
+from smki.observability.access import request_id
 from smki.ra.engine import PolicyRefusal
 
 _UNAUTHENTICATED = {"credential.missing", "credential.unknown", "credential.unrecognised"}
@@ -54,7 +55,18 @@ def rules_of(error: SmkiError) -> list[dict[str, str]]:
 
 
 def error_body(code: str, message: str, rules: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "rules": rules or []}}
+    """The error object; ``request_id`` matches the ``X-Request-ID`` header and the access-log line."""
+    return {"error": {"code": code, "message": message, "rules": rules or [], "request_id": request_id.get()}}
+
+
+def count_refusal(error: SmkiError) -> None:
+    """Metrics: a refused CSR (by code), a key-backend fault."""
+    from smki.observability import metrics
+
+    if error.code.startswith(("csr.", "ra.", "capacity.", "eui64.")):
+        metrics.csr_refused(error.code)
+    elif error.code.startswith(("key.", "hsm.")):
+        metrics.key_backend_error(error.code)
 
 
 def error_response(error: SmkiError, status: int | None = None) -> JSONResponse:

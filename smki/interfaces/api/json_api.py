@@ -49,6 +49,7 @@ class ErrorDetail(BaseModel):
     code: str = Field(description="Stable dotted code, e.g. ra.refused, csr.bad-signature, capacity.batch-csrs")
     message: str
     rules: list[ErrorRule] = Field(default_factory=list, description="Failing RA rules (or the capacity limit)")
+    request_id: Annotated[str, Field(description="The id in the X-Request-ID header and the access log")] = ""
 
 
 class ErrorOut(BaseModel):
@@ -250,19 +251,18 @@ def create_json_router() -> APIRouter:
         rules = batch_jobs.job_rules(job)
         items = batch_jobs.result_items(ctx.home, job, after=after, limit=limit)
         results = []
-        for item in items:
+        for item, der in items:
             if item.outcome is None:
                 results.append(BatchResultOut(index=item.idx, id=item.item_id, status="pending"))
             elif item.serial is not None:
-                record = ctx.home.store.certificate_by_serial(item.serial)
                 results.append(BatchResultOut(index=item.idx, id=item.item_id, status="issued", serial=item.serial,
-                                              certificate_pem=None if record is None else _pem(record.der)))
+                                              certificate_pem=None if der is None else _pem(der)))
             else:
                 detail = ErrorDetail(code=item.error_code or "issuance.anomaly", message=item.error_text or "",
                                      rules=[ErrorRule(id=r, reference="", reason="") for r in rules]
                                      if item.error_code == "ra.refused" else [])
                 results.append(BatchResultOut(index=item.idx, id=item.item_id, status="refused", error=detail))
-        next_after = items[-1].idx if len(items) == limit else None
+        next_after = items[-1][0].idx if len(items) == limit else None
         return BatchResultsPage(batch=batch_out(job), results=results, next_after=next_after)
 
     @router.get("/certificates", response_model=CertificatePage, tags=["repository"])

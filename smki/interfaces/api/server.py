@@ -23,24 +23,27 @@ import os
 import signal
 import socket
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from smki.domain import Route
+from smki.errors import SmkiError
 from smki.interfaces.api.app import create_app
 from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.settings import ApiSettings, Listen
+from smki.interfaces.api.supervisor import Supervisor
 from smki.interfaces.api.tls import PeerCertH11Protocol, server_ssl_context
 from smki.services.batch_jobs import BatchRunner
 from smki.services.capacity import capacity_settings
 from smki.services.context import Home, open_home
 from smki.services.credentials import ServerFiles, ensure_server_credential
+from smki.services.preflight import check_listener_context, preflight_home
+from smki.services.procguard import die_with_parent, start_guarded_forkserver
 from smki.services.revocation import RevocationListScheduler
 
 log = logging.getLogger("smki.serve")
@@ -114,9 +117,17 @@ class Listeners:
 
 
 def listen_sockets(api: ApiSettings) -> dict[Route, socket.socket]:
-    sockets = {Route.GATEWAY: bind(api.gateway)}
-    if api.spoti is not None:
-        sockets[Route.SPOTI] = bind(api.spoti)
+    """Both listeners' sockets, or ``listen.unavailable`` (and none left open) if one cannot be bound."""
+    sockets: dict[Route, socket.socket] = {}
+    wanted = [(Route.GATEWAY, api.gateway)] + ([(Route.SPOTI, api.spoti)] if api.spoti is not None else [])
+    for route, listen in wanted:
+        try:
+            sockets[route] = bind(listen)
+        except OSError as exc:
+            for sock in sockets.values():
+                sock.close()
+            raise SmkiError("listen.unavailable",
+                            f"cannot listen on {listen} ({route.value}): {exc.strerror or exc}") from exc
     return sockets
 
 
@@ -129,7 +140,8 @@ def run_process(home_path: Path, secret: bytes, api: ApiSettings, files: ServerF
                 sockets: dict[Route, socket.socket]) -> None:
     """One server process: open the home, start the batch runner, serve until SIGTERM/SIGINT."""
     home = open_home(home_path, secret)
-    runner = BatchRunner(home, workers=api.batch_workers, poll=api.batch_poll)
+    runner = BatchRunner(home, workers=api.batch_workers, poll=api.batch_poll,
+                         lease=timedelta(seconds=api.batch_lease))
     listeners = Listeners(home, api, files, sockets, runner)
     crl_scheduler = RevocationListScheduler(
         home, interval=float(home.settings.extra.get("api", {}).get("crl-check-seconds", 300)),
@@ -137,10 +149,12 @@ def run_process(home_path: Path, secret: bytes, api: ApiSettings, files: ServerF
     )
 
     def stop(_sig: int, _frame: Any) -> None:
-        listeners.stop()
+        listeners.stop()  # stop accepting, finish open requests; the runner hands its batch back below
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if api.batch_workers is None or api.batch_workers > 0:
+        start_guarded_forkserver()  # from this (main) thread, so it and its signing workers die with us
     # Everything made so far (modules, apps, the engine) lives as long as the process. Frozen, the
     # garbage collector stops re-scanning it on every collection a batch's hundreds of thousands of
     # short-lived objects trigger in the single writer.
@@ -156,45 +170,40 @@ def run_process(home_path: Path, secret: bytes, api: ApiSettings, files: ServerF
 
 
 def _child(home_path: Path, secret: bytes, api: ApiSettings, files: ServerFiles,
-           sockets: dict[Route, socket.socket]) -> None:
+           sockets: dict[Route, socket.socket], parent: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):  # not the supervisor's handlers, copied by the fork
+        signal.signal(sig, signal.SIG_DFL)
+    die_with_parent(signal.SIGTERM, parent=parent)  # the supervisor gone (even kill -9): drain and exit
     run_process(home_path, secret, api, files, sockets)
 
 
-def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print) -> None:
-    """Bind, prepare the server certificate, and serve with ``api.workers`` processes."""
-    home = open_home(home_path, secret)
-    try:
+def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print,
+          on_started: Callable[[], None] | None = None) -> None:
+    """Check everything (:mod:`smki.services.preflight`), bind, and serve with ``api.workers`` processes.
+
+    Nothing is bound until the database, every CA key and the listener credential have been opened:
+    a failure is a ``SmkiError`` (one line from the CLI, non-zero exit) with no port ever open.
+    ``on_started`` runs in this (parent) process once the server processes exist: the admin
+    listener starts there (issue 12), after the first fork.
+    """
+    with preflight_home(home_path, secret) as home:
         files = prepare(home, api)
-    finally:
-        home.close()
+        check_listener_context(lambda: server_ssl_context(files))
     sockets = listen_sockets(api)
     urls = " ".join(f"{route.value}=https://{s.getsockname()[0]}:{s.getsockname()[1]}" for route, s in sockets.items())
     announce(f"smki: listening {urls} workers={api.workers} pid={os.getpid()}")
     if hasattr(sys.stdout, "flush"):
         sys.stdout.flush()
     if api.workers <= 1:
+        if on_started is not None:
+            on_started()
         run_process(home_path, secret, api, files, sockets)
         return
     context = multiprocessing.get_context("fork")
-    children = [context.Process(target=_child, args=(home_path, secret, api, files, sockets), daemon=False)
-                for _ in range(api.workers)]
-    for child in children:
-        child.start()
-    stopping = threading.Event()
-
-    def stop(_sig: int, _frame: Any) -> None:
-        stopping.set()
-        for child in children:
-            if child.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while any(child.is_alive() for child in children):
-        time.sleep(0.2)
-        if not stopping.is_set() and any(c.exitcode not in (None, 0) for c in children):
-            log.error("a server process exited; stopping the others")
-            stop(signal.SIGTERM, None)
-    for child in children:
-        child.join()
+    parent = os.getpid()
+    supervisor = Supervisor(
+        lambda: context.Process(target=_child, args=(home_path, secret, api, files, sockets, parent), daemon=False),
+        api.workers, report=lambda text: print(f"smki: {text}", file=sys.stderr, flush=True), on_started=on_started)
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    signal.signal(signal.SIGINT, supervisor.stop)
+    supervisor.run()

@@ -11,6 +11,7 @@ batch-workers = 2              # signing processes per running batch (0: in the 
 max-body = 262144              # bytes, every endpoint but batch submission
 max-batch-body = 67108864      # bytes, SubmitCSRBatch and the JSON batch endpoint
 repository-apikey = ""         # if set, the XML Repository services also require ?apikey=<this>
+batch-lease = 60               # seconds without a heartbeat after which another process (node) takes a batch over
 ```
 Command-line flags of ``smki serve`` override these.
 """
@@ -56,6 +57,8 @@ class ApiSettings:
     max_batch_body: int = DEFAULT_MAX_BATCH_BODY
     repository_apikey: str = ""
     batch_poll: float = 0.5
+    batch_lease: float = 60.0
+    admin: Listen | None = None  # the admin listener (/healthz, /readyz, /metrics); off when None
 
     def with_overrides(self, **values: Any) -> ApiSettings:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
@@ -71,7 +74,8 @@ def _int(section: dict[str, Any], key: str, default: int | None, low: int = 0) -
 
 
 _KNOWN = {"gateway", "spoti", "spoti-enabled", "server-names", "workers", "batch-workers", "max-body",
-          "max-batch-body", "repository-apikey", "capacity", "batch-poll"}
+          "max-batch-body", "repository-apikey", "capacity", "batch-poll", "batch-lease", "admin",
+          "crl-check-seconds"}
 
 
 def api_settings(settings: Settings) -> ApiSettings:
@@ -90,6 +94,9 @@ def api_settings(settings: Settings) -> ApiSettings:
     poll = section.get("batch-poll", 0.5)
     if not isinstance(poll, int | float) or poll <= 0:
         raise ConfigError("config.invalid", "[api] batch-poll must be a positive number of seconds")
+    lease = section.get("batch-lease", 60.0)
+    if not isinstance(lease, int | float) or isinstance(lease, bool) or lease < 1:
+        raise ConfigError("config.invalid", "[api] batch-lease must be at least 1 second")
     return ApiSettings(
         gateway=gateway,
         spoti=spoti,
@@ -100,4 +107,6 @@ def api_settings(settings: Settings) -> ApiSettings:
         max_batch_body=_int(section, "max-batch-body", DEFAULT_MAX_BATCH_BODY, 1024) or DEFAULT_MAX_BATCH_BODY,
         repository_apikey=str(section.get("repository-apikey", "")),
         batch_poll=float(poll),
+        batch_lease=float(lease),
+        admin=Listen.parse(str(section["admin"]), "[api] admin") if section.get("admin") else None,
     )

@@ -79,6 +79,8 @@ FORWARDED = {
     "crl": ("crl", "CRL generation time for N revoked entries."),
     "device-factory": ("device_factory", "Device Certificate build + sign rate on one core."),
     "batch-cpu": ("batch_cpu", "Where a batch's CPU goes: the single writer vs the signing workers."),
+    "cluster": ("cluster", "One node direct vs two nodes behind HAProxy on one PostgreSQL, in one run."),
+    "store-size": ("store_size", "Single-CSR issuance (Ad Hoc, JSON) and results-page latency as the store grows."),
     "cli": ("cli", "How long the smki command takes to answer: --help, a group's help, simple commands."),
 }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -14,11 +13,13 @@ from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError
 from smki.eui64 import eui64_hex, parse_eui64
 from smki.interfaces.cli import revoke_cmd
-from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, open_for_reading
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, open_for_reading, write_output
 from smki.interfaces.cli.output import CsvOption, JsonOption, check_formats, emit_record, emit_rows, fields_table
 
 if TYPE_CHECKING:
     from cryptography import x509
+
+    from smki.store import CertificateRecord
 
 app = typer.Typer(help="Show, search, export, revoke and set the status of certificates.", no_args_is_help=True)
 
@@ -43,6 +44,20 @@ def _load_file(path: Path) -> x509.Certificate:
         raise SmkiError("certificate.malformed", f"{path} is not an X.509 certificate") from exc
 
 
+def _stored(home: Path, serial: str) -> CertificateRecord:
+    """The certificate with this serial from the store, or ``certificate.not-found``."""
+    from smki.store import normalise_serial
+
+    opened = open_for_reading(home)
+    try:
+        record = opened.store.certificate_by_serial(normalise_serial(serial))
+    finally:
+        opened.close()
+    if record is None:
+        raise NotFound("certificate.not-found", f"no certificate with serial {serial}")
+    return record
+
+
 @app.command("show")
 def show(
     which: Annotated[str, typer.Argument(help="A serial number (hex) or a certificate file.")],
@@ -53,20 +68,13 @@ def show(
     from cryptography import x509
 
     from smki.repository.describe import certificate_facts
-    from smki.store import normalise_serial
 
     status = "(not in this store)"
     path = Path(which)
     if path.is_file():
         cert = _load_file(path)
     else:
-        opened = open_for_reading(home)
-        try:
-            record = opened.store.certificate_by_serial(normalise_serial(which))
-        finally:
-            opened.close()
-        if record is None:
-            raise NotFound("certificate.not-found", f"no certificate with serial {which}")
+        record = _stored(home, which)
         cert = x509.load_der_x509_certificate(record.der)
         status = record.status.value
     facts = certificate_facts(cert)
@@ -160,22 +168,11 @@ def export(
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from smki.store import normalise_serial
-
-    opened = open_for_reading(home)
-    try:
-        record = opened.store.certificate_by_serial(normalise_serial(serial))
-    finally:
-        opened.close()
-    if record is None:
-        raise NotFound("certificate.not-found", f"no certificate with serial {serial}")
+    record = _stored(home, serial)
     data = record.der
     if format is Format.pem:
         data = x509.load_der_x509_certificate(record.der).public_bytes(Encoding.PEM)
-    if out is None:
-        sys.stdout.buffer.write(data)
-    else:
-        out.write_bytes(data)
+    write_output(data, out)
 
 
 # Revocation and the status lifecycle (issue 5).

@@ -40,13 +40,17 @@ def read_secret(settings: Settings, *, confirm: bool = False) -> bytes:
     Never from a file or an argument: those end up in shell history and process listings.
     """
     env = PIN_ENV if settings.key_backend == "pkcs11" else PASSPHRASE_ENV
+    from smki.observability.logs import register_secret
+
     value = os.environ.get(env)
     if value:
+        register_secret(value)
         return value.encode()
     if not os.isatty(0):
         raise ConfigError("key.secret-missing", f"set {env} (no terminal to prompt on)")
     label = "Token PIN" if settings.key_backend == "pkcs11" else "CA key passphrase"
     text: str = typer.prompt(label, hide_input=True, confirmation_prompt=confirm)
+    register_secret(text)
     return text.encode()
 
 
@@ -61,3 +65,13 @@ def open_for_signing(home: Path) -> Home:
 
     settings = load_settings(home)
     return open_home(home, read_secret(settings))
+
+
+def write_output(data: bytes, out: Path | None) -> None:
+    """Write an exported object to ``out``, or to standard output (binary-safe) when none is given."""
+    import sys
+
+    if out is None:
+        sys.stdout.buffer.write(data)
+    else:
+        out.write_bytes(data)

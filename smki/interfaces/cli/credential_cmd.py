@@ -45,12 +45,16 @@ class Kind(StrEnum):
 
 
 def _password() -> bytes:
+    from smki.observability.logs import register_secret
+
     value = os.environ.get(P12_PASSWORD_ENV)
     if value:
+        register_secret(value)
         return value.encode()
     if not os.isatty(0):
         raise ConfigError("credential.password-missing", f"set {P12_PASSWORD_ENV} (no terminal to prompt on)")
     text: str = typer.prompt("PKCS#12 password", hide_input=True, confirmation_prompt=True)
+    register_secret(text)
     return text.encode()
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading, open_for_signing
+from smki.interfaces.cli.common import (
+    DEFAULT_HOME_PATH,
+    HomeOption,
+    actor,
+    console,
+    open_for_reading,
+    open_for_signing,
+    write_output,
+)
 from smki.interfaces.cli.output import JsonOption, emit_record, fields_table
 
 app = typer.Typer(help="Certificate and Authority Revocation Lists.", no_args_is_help=True)
@@ -106,8 +113,6 @@ def export(
     data = record.der
     if format is Format.pem:
         data = x509.load_der_x509_crl(record.der).public_bytes(Encoding.PEM)
-    if out is None:
-        sys.stdout.buffer.write(data)
-    else:
-        out.write_bytes(data)
+    write_output(data, out)
+    if out is not None:
         console.print(f"wrote {record.kind} #{record.number} to {out}", highlight=False)

@@ -32,7 +32,19 @@ EXIT_INTERRUPTED = 130
 COMMANDS = LazyCommands()
 
 
-def _root() -> None:
+def _version(value: bool) -> None:
+    if value:
+        from smki import __version__
+        from smki.services.schema import code_schema_revision
+
+        typer.echo(f"smki {__version__} (schema {code_schema_revision()})")
+        raise typer.Exit()
+
+
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and the database schema revision it needs, and exit."),
+) -> None:
     """GB Smart Metering Key Infrastructure: Registration Authority, CA and Repository."""
 
 
@@ -67,6 +79,11 @@ COMMANDS.add("crl", _cli + "crl_cmd:app", "Certificate and Authority Revocation 
 COMMANDS.add("credential", _cli + "credential_cmd:app", "SMKI credentials: TLS client certificates.")
 COMMANDS.add("system", _cli + "credential_cmd:system_app", "Authorised Systems that use the web services.")
 COMMANDS.add("serve", _cli + "serve_cmd:serve", "Serve the JSON API, the DCC XML services and the Portal.")
+COMMANDS.add("portal", _cli + "portal_cmd:app", "The Portal's shared settings.")
+# Operating smki (issue 12): schema, configuration, backups, version.
+COMMANDS.add("db", _cli + "db_cmd:app", "The database schema: status and upgrade (Alembic).")
+COMMANDS.add("config", _cli + "config_cmd:app", "The configuration: effective values and validation.")
+COMMANDS.add("backup", _cli + "backup_cmd:app", "Backups: database, certificates, CRLs and keys.")
 
 
 def _usage_line(exc: _click.exceptions.UsageError) -> str:
@@ -83,7 +100,12 @@ def _fail(line: str, code: int) -> None:
 
 
 def run() -> None:
+    from smki.observability.logs import configure_logging
+
     try:
+        # A one-shot command logs warnings and errors only (its results are its output); ``smki
+        # serve`` reconfigures from the home's log-level / log-format.
+        configure_logging(os.environ.get("SMKI_LOG_LEVEL", "warning"), os.environ.get("SMKI_LOG_FORMAT", "auto"))
         code = app(standalone_mode=False)
     except SmkiError as exc:
         from smki.interfaces.cli.common import err_console

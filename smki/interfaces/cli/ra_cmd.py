@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console
 from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows, print_json
-from smki.interfaces.cli.staff_cmd import StaffOption, run_on
+from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, run_on
 from smki.ra.engine import PolicyRefusal
 
 if TYPE_CHECKING:
@@ -133,17 +133,33 @@ def refuse(
 
 
 @app.command("explain")
-def explain(application: AppId, as_json: JsonOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
-    """Print an application's evidence and each stored decision, rule by rule, with SEC references."""
+def explain(
+    application: AppId,
+    on: Annotated[str | None, typer.Option("--on", help="What-if: decide now under the rule set in force on "
+                                           "this date (YYYY-MM-DD), recording nothing.")] = None,
+    as_json: JsonOption = False,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Print an application's evidence and each stored decision, rule by rule, with SEC references;
+    with ``--on DATE``, what the rules in force on DATE would decide (nothing is recorded)."""
     from smki.services import applications as svc
 
     if as_json:
+        if on is not None:
+            raise typer.BadParameter("--json shows the stored application; --on is a what-if in text")
         from smki.services.ra_state import load_application
 
         record = run_on(home, lambda h: load_application(h, application))
         print_json(application_json(record))
         return
-    text = run_on(home, lambda h: svc.explain(h, application))
+    if on is not None:
+        from smki.services.what_if import application_on
+
+        day = parse_date(on, "--on")
+        assert day is not None
+        text = run_on(home, lambda h: application_on(h, application, day).render())
+    else:
+        text = run_on(home, lambda h: svc.explain(h, application))
     console.print(text, highlight=False, markup=False, soft_wrap=True, end="")
 
 

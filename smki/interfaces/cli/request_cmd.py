@@ -39,6 +39,10 @@ PartyOpt = Annotated[str, typer.Option("--party", help="The requesting Party.")]
 AroOpt = Annotated[str, typer.Option("--aro", help="The ARO acting for the Party.")]
 RouteOpt = Annotated[RouteChoice, typer.Option("--route", help="The listener's route: gateway or spoti.")]
 OutDir = Annotated[Path, typer.Option("--out", help="Directory for the certificates (created if missing).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only show what the RA and CA would decide; "
+                                         "record and issue nothing.")]
+OnOpt = Annotated[str | None, typer.Option("--on", help="With --dry-run: decide under the rule set in force "
+                                           "on this date (YYYY-MM-DD).")]
 
 
 def _requester(party: str, aro: str, route: RouteChoice) -> Requester:
@@ -54,12 +58,19 @@ def org(
     party: PartyOpt,
     aro: AroOpt,
     route: RouteOpt,
+    dry_run: DryRunOpt = False,
+    on: OnOpt = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """One Organisation Certificate for the Party's own Entity Identifier and a role it may hold."""
+    from smki.interfaces.cli.what_if_cmd import dry_run_organisation, refuse_on_without_dry_run
     from smki.services.requests import request_organisation
 
     data = read_input(csr)
+    refuse_on_without_dry_run(on, dry_run)
+    if dry_run:
+        dry_run_organisation(home, on, party, aro, route.value, data)
+        return
     opened = open_for_signing(home)
     try:
         with refusals_explained():
@@ -115,12 +126,19 @@ def device(
     party: PartyOpt,
     aro: AroOpt,
     route: RouteOpt,
+    dry_run: DryRunOpt = False,
+    on: OnOpt = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Device Certificates for single CSRs (as the Ad Hoc service), one PEM each: <eui>-<ds|ka>.pem."""
+    from smki.interfaces.cli.what_if_cmd import dry_run_device, refuse_on_without_dry_run
     from smki.services.batch_sources import BatchItem
 
     items = [BatchItem(i, str(path), read_input(path)) for i, path in enumerate(csrs)]
+    refuse_on_without_dry_run(on, dry_run)
+    if dry_run:
+        dry_run_device(home, on, party, aro, route.value, [(item.item_id, item.data) for item in items])
+        return
     _run(home, _requester(party, aro, route), items, out, workers=0, given=items, source=None)
 
 
@@ -134,10 +152,17 @@ def batch(
     aro: AroOpt,
     route: RouteOpt,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core; 0: none).")] = None,
+    dry_run: DryRunOpt = False,
+    on: OnOpt = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """A batch of Device CSRs, authorised once before any is read; results.csv has a line per CSR."""
+    from smki.interfaces.cli.what_if_cmd import dry_run_device, refuse_on_without_dry_run
     from smki.services.batch_sources import read_batch_source
 
     items = read_batch_source(source)
+    refuse_on_without_dry_run(on, dry_run)
+    if dry_run:
+        dry_run_device(home, on, party, aro, route.value, [(item.item_id, item.data) for item in items])
+        return
     _run(home, _requester(party, aro, route), items, out, workers=workers, given=None, source=source)

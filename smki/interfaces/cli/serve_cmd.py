@@ -8,12 +8,18 @@ Registration: ``COMMANDS.add("serve", …serve_cmd:serve, …)`` in ``smki.inter
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from smki.config import load_settings
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, read_secret
+
+if TYPE_CHECKING:
+    from smki.interfaces.api.settings import ApiSettings
 
 
 def serve(
@@ -23,18 +29,27 @@ def serve(
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Server processes.")] = None,
     batch_workers: Annotated[int | None, typer.Option("--batch-workers", min=0,
                                                       help="Signing processes per batch (0: in-process).")] = None,
+    admin: Annotated[str | None, typer.Option("--admin", help="Admin listener host:port (/healthz, /readyz, "
+                                              "/metrics; plain HTTP, keep it on loopback).")] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning, error.")] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help="json, text or auto.")] = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Serve the JSON API, the DCC XML services and the Portal on the Gateway and SPOTI listeners."""
     from smki.interfaces.api.server import serve as run_server
     from smki.interfaces.api.settings import Listen, api_settings
+    from smki.observability.logs import configure_logging, register_secret
 
     settings = load_settings(home)
+    configure_logging(log_level or os.environ.get("SMKI_LOG_LEVEL") or settings.log_level,
+                      log_format or os.environ.get("SMKI_LOG_FORMAT") or settings.log_format)
     api = api_settings(settings)
+    register_secret(api.repository_apikey)
     overrides: dict[str, object] = {
         "gateway": None if gateway is None else Listen.parse(gateway, "--gateway"),
         "workers": workers,
         "batch_workers": batch_workers,
+        "admin": None if admin is None else Listen.parse(admin, "--admin"),
     }
     if spoti is not None:
         overrides["spoti"] = Listen.parse(spoti, "--spoti")
@@ -43,7 +58,29 @@ def serve(
         from dataclasses import replace
 
         api = replace(api, spoti=None)
-    run_server(home, read_secret(settings), api)
+    secret = read_secret(settings)
+    register_secret(secret)
+    on_started = None
+    if api.admin is not None:
+        on_started = _admin_starter(home, secret, api)
+    run_server(home, secret, api, on_started=on_started)
+
+
+def _admin_starter(home: Path, secret: bytes, api: ApiSettings) -> Callable[[], None]:
+    """Switch the metrics to multiprocess mode now (before any server process counts), start later."""
+    from smki.interfaces.admin.server import AdminListener
+    from smki.observability.metrics import enable_multiprocess
+
+    assert api.admin is not None
+    enable_multiprocess(home / "run" / "metrics")
+    listener = AdminListener(api.admin, home, secret, max_beat_age=max(30.0, 20 * api.batch_poll),
+                             runners=api.workers)
+
+    def start() -> None:
+        listener.start()
+        print(f"smki: admin http://{listener.address}", flush=True)
+
+    return start
 
 
 def main() -> None:

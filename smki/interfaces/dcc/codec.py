@@ -165,6 +165,8 @@ CSR_ERROR_CODES: dict[str, str] = {
     "csr.subject-invalid": "CR:CC14",
     "csr.role-invalid": "CR:CC15",
     "csr.entity-id-invalid": "CR:CC16",
+    "csr.hw-type": "CR:CC17",  # an hwType not in the configured list (spec §7.4)
+    "csr.role-usage": "CR:CC18",  # a usage the Remote Party Role does not have (spec §7.3)
     DEVICE_LIMIT: "CR:CL1",
     DUPLICATE: "CR:9999",
 }

@@ -122,14 +122,14 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
         return ctx.redirect(request, "/aro", "applied")
 
     @router.post("/aro/applications/{application_id}/evidence")
-    async def aro_evidence(request: Request, application_id: int) -> Response:
+    async def aro_evidence(request: Request, application_id: str) -> Response:
         try:
             identity, form = await ctx.check_form(request)
             identity = aro_of(request)
             home = ctx.home()
-            record = load_application(home, application_id)
+            record = load_application(home, application_id)  # any text: not a stored id is a 404
             if record.party_id != identity.party_id:
-                raise SmkiError("ra.application-not-found", f"no application {application_id} for this Party")
+                raise SmkiError("ra.application-not-found", f"no application {record.application_id} for this Party")
             upload = form.get("document")
             data = await _read_upload(upload, MAX_EVIDENCE_UPLOAD, "evidence file")
             description = str(form.get("description", "")).strip()
@@ -138,12 +138,11 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
             digest = hashlib.sha256(data).hexdigest()
             assert isinstance(upload, UploadFile)
             name = _SAFE_FILE.sub("_", upload.filename or "evidence")[-80:]
-            folder = ctx.portal_dir() / "evidence" / str(application_id)
+            folder = ctx.portal_dir() / "evidence" / str(record.application_id)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{digest[:16]}-{name}").write_bytes(data)
             reference = f"{name} sha256:{digest}" + (f" — {description[:200]}" if description else "")
-            apps.add_evidence(home, application_id, apps.DOCUMENT, reference,
-                                      aro=requester(ctx, identity))
+            apps.add_evidence(home, record.application_id, apps.DOCUMENT, reference, aro=requester(ctx, identity))
         except SmkiError as exc:
             return ctx.error_page(request, exc)
         return ctx.redirect(request, "/aro", "evidence")

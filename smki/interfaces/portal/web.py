@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.ra import PolicyRefusal, RuleResult
 from smki.services.context import Home
 from smki.services.portal_batches import PortalBatches
+from smki.services.shared_secrets import form_token_keys
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -88,7 +88,6 @@ class PortalContext:
     route: Route
     workers: int | None = None
     prefix: str = "/portal"
-    token_key: bytes = field(default_factory=lambda: os.urandom(32))
     _batches: PortalBatches | None = None
 
     def home(self) -> Home:
@@ -106,17 +105,21 @@ class PortalContext:
     def portal_dir(self) -> Path:
         return self.home().settings.home / "portal"
 
-    def token(self, identity: PortalIdentity) -> str:
+    def token(self, identity: PortalIdentity, key: bytes | None = None) -> str:
         """A form token bound to the identity: a cross-site form post (which the browser would send
-        with the user's client certificate) cannot know it."""
-        return hmac.new(self.token_key, identity.key.encode(), hashlib.sha256).hexdigest()
+        with the user's client certificate) cannot know it. The key is shared by every process of
+        every node (:mod:`smki.services.shared_secrets`), so any of them accepts any one's form."""
+        key = form_token_keys(self.home())[0] if key is None else key
+        return hmac.new(key, identity.key.encode(), hashlib.sha256).hexdigest()
 
     async def check_form(self, request: Request) -> tuple[PortalIdentity, Any]:
         """The caller's identity and the posted form, after checking the form token."""
         identity = identity_of(request)
         form = await request.form()
         token = form.get("csrf")
-        if not isinstance(token, str) or not hmac.compare_digest(token, self.token(identity)):
+        keys = form_token_keys(self.home())  # the current key, and the one before a rotation
+        if not isinstance(token, str) or not token.isascii() or not any(
+                hmac.compare_digest(token, self.token(identity, key)) for key in keys):
             raise SmkiError("portal.form-expired", "this form has expired or came from another site; reload the page")
         return identity, form
 

@@ -1,0 +1,97 @@
+"""The access log and request ids: one log line per HTTP request, on every listener.
+
+:class:`AccessLogMiddleware` is the outermost ASGI layer of each listener's app. It gives every
+request an id (returned as ``X-Request-ID`` and, through :data:`request_id`, put in JSON error
+bodies), times it, counts the response bytes, and when the response is complete writes one line
+to the ``smki.access`` logger::
+
+    {"time": "...", "level": "info", "logger": "smki.access", "message": "GET /api/v1/whoami 200",
+     "listener": "gateway", "method": "GET", "path": "/api/v1/whoami", "status": 200,
+     "duration_ms": 3.2, "bytes": 187, "subject": "aro:A1@P1", "request_id": "5f0c9d2e8a7b41c3"}
+
+The subject is the authenticated credential's actor (``aro:<ARO>@<Party>``, ``system:…``,
+``staff:…``), or ``-`` when the request was refused before it was identified. The same figures
+feed the request metrics (:mod:`smki.observability.metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+from smki.observability.logs import safe_path
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+HEADER = b"x-request-id"
+#: The id of the request being handled (empty outside a request).
+request_id: ContextVar[str] = ContextVar("smki_request_id", default="")
+log = logging.getLogger("smki.access")
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
+def _subject(scope: Scope) -> str:
+    identity = scope.get("state", {}).get("api_identity")
+    actor = getattr(identity, "actor", None)
+    return str(actor) if actor else "-"
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template (``/api/v1/certificates/{serial}``), to keep metric labels few."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp, *, listener: str) -> None:
+        self.app = app
+        self.listener = listener
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = new_request_id()
+        token = request_id.set(rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        started = time.perf_counter()
+        status = 500
+        sent = 0
+
+        async def logging_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message["headers"] = [*message.get("headers", []), (HEADER, rid.encode())]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logging_send)
+        finally:
+            request_id.reset(token)
+            seconds = time.perf_counter() - started
+            path = safe_path(scope.get("path", ""), scope.get("query_string", b""))
+            method = scope.get("method", "")
+            route = _route_template(scope)
+            log.info(f"{method} {path} {status}", extra={
+                "listener": self.listener, "method": method, "path": path, "status": status,
+                "duration_ms": round(seconds * 1000, 2), "bytes": sent, "subject": _subject(scope),
+                "request_id": rid,
+            })
+            from smki.observability import metrics
+
+            metrics.observe_request(self.listener, route, status, seconds)

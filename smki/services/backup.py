@@ -1,0 +1,294 @@
+"""Backup and restore of a home: a consistent snapshot of the database plus the files around it.
+
+``create_backup`` may run while ``smki serve`` does: SQLite is copied with its online backup API
+(a consistent snapshot even mid-batch, WAL included), PostgreSQL with ``pg_dump`` (one
+transaction). The archive (tar.gz) holds:
+
+* ``manifest.json``: smki version, schema revision, database kind, creation time, key backend,
+  and the sha256 and size of every other member;
+* ``database/smki.db`` or ``database/smki.pgdump``;
+* every file of the home as it lies (``smki.toml``, the CA and credential certificates, the
+  published CRLs and ARLs under ``crl/``, the encrypted CA key files under ``keys/``) except the
+  database files and any **plaintext** private key (the listeners' TLS key, re-issued on the next
+  start), which are listed in the manifest as excluded and why;
+* with a PKCS#11 key backend, ``HSM-KEYS.txt``: the CA keys stay in the HSM and are not in the
+  archive; restoring needs the same token (or its own backup, made with the HSM's tools).
+
+``verify_backup`` recomputes every sha256 and refuses an archive with a member that is missing,
+extra, altered, or a plaintext key. ``restore_backup`` verifies first, then restores into an
+empty home (and an empty PostgreSQL database when the backup came from one), and records
+``backup.restored`` in the restored audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from smki import __version__
+from smki.config import CONFIG_FILE, Settings, load_settings
+from smki.errors import SmkiError
+
+MANIFEST = "manifest.json"
+SQLITE_MEMBER = "database/smki.db"
+PGDUMP_MEMBER = "database/smki.pgdump"
+HSM_NOTE = "HSM-KEYS.txt"
+_PLAINTEXT_KEY = re.compile(rb"-----BEGIN (EC |RSA |DSA |)PRIVATE KEY-----")
+_SKIP_DIRS = {"run"}
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def files(self) -> int:
+        return len(self.manifest["files"])
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _database_files(settings: Settings) -> set[Path]:
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return set()
+    db = Path(url.database).resolve()
+    return {db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"), db.with_name(db.name + "-journal")}
+
+
+def _pg_env_and_url(url: str) -> tuple[dict[str, str], str]:
+    """libpq's URL (no SQLAlchemy driver suffix) with the password moved to PGPASSWORD (not argv)."""
+    parsed = make_url(url)
+    env = dict(os.environ)
+    if parsed.password:
+        env["PGPASSWORD"] = str(parsed.password)
+    plain = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    return env, plain
+
+
+def _snapshot_database(settings: Settings, workdir: Path) -> tuple[str, Path]:
+    url = settings.resolved_database_url
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        source_path = make_url(url).database
+        if not source_path or not Path(source_path).exists():
+            raise SmkiError("backup.no-database", f"no SQLite database at {source_path}")
+        target = workdir / "smki.db"
+        source = sqlite3.connect(source_path, timeout=60)
+        dest = sqlite3.connect(target)
+        try:
+            source.backup(dest)  # online backup API: a consistent copy while others write
+        finally:
+            dest.close()
+            source.close()
+        return SQLITE_MEMBER, target
+    if backend == "postgresql":
+        if shutil.which("pg_dump") is None:
+            raise SmkiError("backup.no-pg-dump", "pg_dump is not installed (apt-get install postgresql-client)")
+        target = workdir / "smki.pgdump"
+        env, plain = _pg_env_and_url(url)
+        done = subprocess.run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={target}",
+                               f"--dbname={plain}"], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SmkiError("backup.pg-dump-failed", (done.stderr.strip().splitlines() or ["pg_dump failed"])[-1])
+        return PGDUMP_MEMBER, target
+    raise SmkiError("backup.unsupported-database", f"cannot back up a {backend} database")
+
+
+def create_backup(home: Path | str, out: Path) -> BackupReport:
+    """Write a backup of ``home`` to ``out`` (refusing to overwrite), and return its manifest."""
+    from smki.services.context import open_home
+
+    if out.exists():
+        raise SmkiError("backup.exists", f"{out} exists; not overwriting a backup")
+    opened = open_home(home)  # refuses an out-of-date schema: back up what this smki understands
+    settings = opened.settings
+    schema = opened.store.schema_status().current
+    opened.close()
+    home_path = settings.home.resolve()
+    skip = _database_files(settings)
+    files: dict[str, dict[str, Any]] = {}
+    excluded: list[dict[str, str]] = []
+    payload: dict[str, bytes | Path] = {}
+    for path in sorted(home_path.rglob("*")):
+        relative = path.relative_to(home_path)
+        if not path.is_file() or relative.parts[0] in _SKIP_DIRS or path.resolve() in skip:
+            continue
+        if out.resolve() == path.resolve():
+            continue
+        data = path.read_bytes()
+        if _PLAINTEXT_KEY.search(data):
+            excluded.append({"path": relative.as_posix(), "why": "plaintext private key (never backed up)"})
+            continue
+        payload[relative.as_posix()] = data
+    if settings.key_backend == "pkcs11":
+        payload[HSM_NOTE] = (
+            f"The CA keys of this home live in the PKCS#11 token {settings.pkcs11_token!r} "
+            f"(module {settings.pkcs11_module}). They are not in this backup: restoring needs the same\n"
+            "token, or a copy made with the HSM's own backup tools, and its PIN (SMKI_PKCS11_PIN).\n").encode()
+    with tempfile.TemporaryDirectory(prefix="smki-backup-") as tmp:
+        member, snapshot = _snapshot_database(settings, Path(tmp))
+        payload[member] = snapshot
+        for name, item in payload.items():
+            data = item.read_bytes() if isinstance(item, Path) else item
+            files[name] = {"sha256": _sha256(data), "size": len(data)}
+        manifest = {
+            "format": 1,
+            "smki_version": __version__,
+            "schema": schema,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "database": "postgresql" if member == PGDUMP_MEMBER else "sqlite",
+            "key_backend": settings.key_backend,
+            "files": files,
+            "excluded": excluded,
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.name + ".partial")
+        with tarfile.open(partial, "w:gz") as archive:
+            _add(archive, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+            for name, item in payload.items():
+                if isinstance(item, Path):
+                    archive.add(item, arcname=name)
+                else:
+                    _add(archive, name, item)
+        os.chmod(partial, 0o600)
+        partial.replace(out)
+    return BackupReport(out, manifest)
+
+
+def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o600
+    info.mtime = int(datetime.now(UTC).timestamp())
+    archive.addfile(info, io.BytesIO(data))
+
+
+def _safe_name(name: str) -> bool:
+    path = Path(name)
+    return not path.is_absolute() and ".." not in path.parts and name == path.as_posix()
+
+
+def verify_backup(path: Path) -> BackupReport:
+    """Every member present, unaltered (sha256), nothing extra, no plaintext key; else ``backup.corrupt``."""
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            members = {m.name: m for m in archive.getmembers()}
+            if MANIFEST not in members:
+                raise SmkiError("backup.corrupt", f"{path}: no {MANIFEST}")
+            manifest = json.loads(_read(archive, members[MANIFEST]))
+            listed = manifest.get("files", {})
+            extra = sorted(set(members) - set(listed) - {MANIFEST})
+            if extra:
+                raise SmkiError("backup.corrupt", f"{path}: {extra[0]} is not in the manifest")
+            for name, entry in listed.items():
+                if not _safe_name(name):
+                    raise SmkiError("backup.corrupt", f"{path}: unsafe member name {name!r}")
+                member = members.get(name)
+                if member is None or not member.isfile():
+                    raise SmkiError("backup.corrupt", f"{path}: {name} is missing")
+                data = _read(archive, member)
+                if _sha256(data) != entry["sha256"]:
+                    raise SmkiError("backup.corrupt", f"{path}: {name} does not match its sha256")
+                if _PLAINTEXT_KEY.search(data):
+                    raise SmkiError("backup.corrupt", f"{path}: {name} holds a plaintext private key")
+    except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError, KeyError) as exc:
+        raise SmkiError("backup.corrupt", f"{path}: not a readable smki backup ({exc})") from exc
+    return BackupReport(path, manifest)
+
+
+def _read(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = archive.extractfile(member)
+    if handle is None:
+        raise SmkiError("backup.corrupt", f"{member.name} is not a file")
+    return handle.read()
+
+
+def restore_backup(path: Path, home: Path, *, database_url: str = "", actor: str) -> BackupReport:
+    """Restore into a new, empty ``home`` (and an empty database when the backup is PostgreSQL's)."""
+    from smki.audit import AuditEvent
+    from smki.services.context import open_home
+
+    report = verify_backup(path)
+    if home.exists() and any(home.iterdir()):
+        raise SmkiError("backup.home-not-empty", f"{home} is not empty: restore into a new home")
+    manifest = report.manifest
+    is_pg = manifest["database"] == "postgresql"
+    target_url = database_url or os.environ.get("SMKI_DATABASE_URL", "")
+    if is_pg and not target_url.startswith("postgresql"):
+        raise SmkiError("backup.needs-database", "this backup is of a PostgreSQL database: give the empty "
+                                                 "database to restore into (--database-url or SMKI_DATABASE_URL)")
+    if not is_pg and target_url:
+        raise SmkiError("backup.needs-database", "this backup is of a SQLite database; it is restored into "
+                                                 "the new home (unset SMKI_DATABASE_URL / --database-url)")
+    home.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "r:gz") as archive, tempfile.TemporaryDirectory(prefix="smki-restore-") as tmp:
+        for name in manifest["files"]:
+            data = _read(archive, archive.getmember(name))
+            if name == PGDUMP_MEMBER:
+                dump = Path(tmp) / "smki.pgdump"
+                dump.write_bytes(data)
+                _pg_restore(dump, target_url)
+                continue
+            target = home / (CONFIG_FILE if name == CONFIG_FILE else "smki.db" if name == SQLITE_MEMBER else name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+    _point_config_at(home, database_url if is_pg else "")
+    opened = open_home(home)
+    try:
+        with opened.store.transaction() as tx:
+            tx.append_audit([AuditEvent(actor, "backup.restored", path.name, {
+                "created": manifest["created"], "smki_version": manifest["smki_version"],
+                "schema": manifest["schema"]})])
+    finally:
+        opened.close()
+    load_settings(home)
+    return report
+
+
+def _pg_restore(dump: Path, url: str) -> None:
+    from smki.store import Store
+
+    store = Store.open(url)
+    try:
+        if store.schema_status().current is not None:
+            raise SmkiError("backup.database-not-empty", "the target database already holds an smki schema")
+    finally:
+        store.close()
+    if shutil.which("pg_restore") is None:
+        raise SmkiError("backup.no-pg-restore", "pg_restore is not installed (apt-get install postgresql-client)")
+    env, plain = _pg_env_and_url(url)
+    done = subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", f"--dbname={plain}",
+                           str(dump)], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SmkiError("backup.pg-restore-failed", (done.stderr.strip().splitlines() or ["pg_restore failed"])[-1])
+
+
+def _point_config_at(home: Path, database_url: str) -> None:
+    """The restored smki.toml names the restored database: the new home's SQLite file, or ``database_url``."""
+    config = home / CONFIG_FILE
+    if not config.exists():
+        return
+    text = config.read_text(encoding="utf-8")
+    line = f'database-url = "{database_url}"'
+    new, count = re.subn(r"(?m)^database-url\s*=.*$", line, text)
+    config.write_text(new if count else line + "\n" + text, encoding="utf-8")

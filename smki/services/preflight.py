@@ -1,0 +1,129 @@
+"""What ``smki serve`` checks before it binds a port: everything it will need to serve, opened once.
+
+An operator who starts the server with a wrong passphrase, an unplugged token, an unreachable
+database or a database migrated by a newer smki must learn it at once, as one coded line, with
+nothing listening — not from a batch that is accepted and then fails every CSR. So before binding:
+
+1. the database opens and is at the schema revision this smki ships (migrating an older one);
+2. every CA key opens (file passphrase or PKCS#11 PIN), matches its certificate and signs — the
+   Root (ARLs), the Organisation CA, the Device CA and the credentials CA (the listeners' and
+   clients' credentials);
+3. the listeners' server credential is there (issued on first use) and loads as a TLS context.
+
+Each failure is an :class:`~smki.errors.SmkiError`; anything else the drivers raise is turned into
+one here, so the CLI prints ``error: <code>: <message>`` and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from smki.ca.credentials import CREDENTIALS_CA_LABEL
+from smki.ca.hierarchy import DEVICE_CA_LABEL, ORGANISATION_CA_LABEL, ROOT_LABEL
+from smki.domain import CertKind
+from smki.errors import SmkiError
+from smki.services.context import Home, open_home
+
+#: The CA keys a server signs with, and the certificate each must match.
+CA_KEYS = ((CertKind.ROOT, ROOT_LABEL), (CertKind.ORGANISATION_CA, ORGANISATION_CA_LABEL),
+           (CertKind.DEVICE_CA, DEVICE_CA_LABEL))
+PROBE = b"smki serve: preflight signature"
+
+T = TypeVar("T")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def open_database(home_path: Path | str, secret: bytes | None) -> Home:
+    """The home with its store open and at this smki's schema revision (``store.*`` codes)."""
+    from smki.store.migrate import current_revision, head_revision
+
+    try:
+        home = open_home(home_path, secret)
+    except SmkiError:
+        raise
+    except Exception as exc:  # the driver's or Alembic's own error: say what it means, in one line
+        name = type(exc).__name__
+        if name in ("CommandError", "ResolutionError"):  # alembic: a revision it does not know
+            raise SmkiError("store.schema-unknown",
+                            f"the database's schema is not one this smki knows (a newer smki?): {_short(exc)}") from exc
+        raise SmkiError("store.unavailable", f"cannot open the database: {_short(exc)}") from exc
+    try:
+        found, wanted = current_revision(home.store.engine), head_revision()
+    except Exception as exc:
+        home.close()
+        raise SmkiError("store.unavailable", f"cannot read the schema revision: {_short(exc)}") from exc
+    if found != wanted:
+        home.close()
+        raise SmkiError("store.schema-mismatch",
+                        f"the database is at schema revision {found}, this smki needs {wanted}")
+    return home
+
+
+def check_ca_keys(home: Home) -> list[str]:
+    """Open every CA key this server signs with; each must match its certificate and sign.
+
+    Returns the labels checked. Codes: ``key.secret-missing``, ``key.locked`` (wrong passphrase),
+    ``key.missing``, ``hsm.*`` (token absent, wrong PIN), ``ca.not-initialised``, ``key.mismatch``.
+    """
+    from smki.services.credentials import credentials_ca
+
+    backend = home.backend()
+    wanted = [(label, home.ca_certificate(kind)) for kind, label in CA_KEYS]
+    credentials = _guard(lambda: credentials_ca(home))
+    if credentials is not None:  # made on the first start otherwise (ensure_server_credential)
+        wanted.append((CREDENTIALS_CA_LABEL, credentials))
+    for label, certificate in wanted:
+        signer = backend.signer(label)
+        public = certificate.public_key()
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        try:
+            public.verify(signer.sign(PROBE), PROBE, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            subject = certificate.subject.rfc4514_string()
+            raise SmkiError("key.mismatch", f"key {label!r} does not match its certificate {subject}") from None
+    return [label for label, _ in wanted]
+
+
+def check_listener_context(make: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """The listeners' TLS context, or ``listener.credential-invalid``."""
+    try:
+        return make()
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise SmkiError("listener.credential-invalid",
+                        f"the listener credential cannot be loaded: {_short(exc)}") from exc
+
+
+def _guard(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except SmkiError:
+        raise
+    except Exception as exc:
+        raise SmkiError("store.unavailable", f"cannot read the database: {_short(exc)}") from exc
+
+
+@contextmanager
+def preflight_home(home_path: Path | str, secret: bytes | None) -> Iterator[Home]:
+    """The checked home for the parent's remaining preparation; closed (with the key backend) after."""
+    home = open_database(home_path, secret)
+    try:
+        check_ca_keys(home)
+        yield home
+    finally:
+        backend = home._backend
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+        home.close()

@@ -1,0 +1,56 @@
+"""No smki process outlives the process that started it, even after ``kill -9`` (issue 11, point 2).
+
+Linux's ``PR_SET_PDEATHSIG`` makes the kernel signal a process when its parent dies; without it, a
+server killed with ``kill -9`` left its forkserver and signing workers running, reparented to init,
+for ever. The chain is: supervisor → server process (SIGTERM: it drains) → forkserver (SIGKILL,
+set when this module is imported there as a forkserver preload) → signing workers (SIGKILL, set in
+their initializer). The signal is tied to the parent *thread* that forked the child, so the
+server starts its forkserver from its main thread (:func:`start_guarded_forkserver`).
+
+Elsewhere than Linux these are no-ops: the parent-pid watch in :func:`exit_if_orphaned` is all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+_PRELOAD = "smki.services.procguard_forkserver"
+
+
+def die_with_parent(sig: int = signal.SIGKILL, *, parent: int | None = None) -> bool:
+    """Ask the kernel for ``sig`` when this process's parent dies; True if that is in force.
+
+    ``parent`` is the pid the caller expects as its parent (default: the parent as this call
+    begins): if it is already gone (it died between the fork and this call), the process exits at
+    once rather than run on orphaned.
+    """
+    parent = os.getppid() if parent is None else parent
+    done = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            done = libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+        except OSError:
+            done = False
+    exit_if_orphaned(parent)
+    return done
+
+
+def exit_if_orphaned(parent: int) -> None:
+    """Exit now if ``parent`` is no longer this process's parent (it died: we were reparented)."""
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def start_guarded_forkserver() -> None:
+    """Start this process's multiprocessing forkserver now, from the calling (main) thread, with the
+    guard preloaded in it, so it dies with this process (and its workers with it)."""
+    import multiprocessing.forkserver as forkserver
+
+    forkserver.set_forkserver_preload([_PRELOAD])
+    forkserver.ensure_running()

@@ -1,0 +1,368 @@
+"""Every setting of smki in one typed model: its ``smki.toml`` key, environment variable, CLI flag.
+
+This table is the configuration reference. From it come ``docs/configuration.md``
+(:func:`render_markdown`, checked by a test), the commented ``smki.toml`` that ``smki ca init``
+writes (:func:`render_toml`), ``smki config show`` (effective values, secrets redacted) and
+``smki config check`` / :func:`check_document`, which :func:`smki.config.load_settings` runs on
+every start, so a misspelt key or a value of the wrong type is refused naming the key. The
+components still read their own section (``[api]`` in :mod:`smki.interfaces.api.settings`,
+``[capacity]`` in :mod:`smki.services.capacity`); ``tests/ops/test_config.py`` checks their
+defaults against this model so the two cannot drift.
+
+Keys are dotted paths: ``database-url`` (top level), ``api.gateway``, ``capacity.batch-csrs.capacity``
+(``capacity.<limit>.*`` for any limit name; the four named below are the SEC's).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from smki.errors import ConfigError
+
+STRING, INTEGER, NUMBER, BOOLEAN, STRINGS, LISTEN = "string", "integer", "number", "boolean", "list of strings", \
+    "host:port"
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    type: str
+    default: Any
+    doc: str
+    env: str = ""
+    flag: str = ""
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    toml: bool = True  # False: environment only (secrets never live in a file)
+    empty_ok: bool = True
+    deprecated: bool = False  # accepted, not written to a new smki.toml
+
+    @property
+    def section(self) -> str:
+        return self.key.rpartition(".")[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.rpartition(".")[2]
+
+
+_LIMITS = {  # name: (capacity, period s, off-peak period s or None, what)
+    "portal-adhoc": (150, 86400, None, "ad hoc Portal Device CSRs per Party (SEC Appendix N §3.1)"),
+    "adhoc-service": (1, 0.8, 4.0, "Ad Hoc Device CSR web service: 1 CSR per 0.8 s in core hours, per 4 s otherwise"),
+    "batch-csrs": (50000, 86400, None, "batched Device CSRs per Party per 24 h without 7 days' notice"),
+    "organisation-csrs": (150, 86400, None, "Organisation CSRs per Party per 24 h (smki default)"),
+}
+
+
+def _limit_settings() -> list[Setting]:
+    out = []
+    for name, (capacity, period, off_peak, what) in _LIMITS.items():
+        out += [
+            Setting(f"capacity.{name}.capacity", NUMBER, capacity, f"{what}: units per period (0 switches it off)",
+                    minimum=0),
+            Setting(f"capacity.{name}.period", NUMBER, period, "the period in seconds", minimum=0),
+            Setting(f"capacity.{name}.off-peak-period", NUMBER, off_peak,
+                    "the period outside core hours (07:00-20:00 UK time); unset: the same", minimum=0),
+            Setting(f"capacity.{name}.enabled", BOOLEAN, True, "false switches this limit off"),
+        ]
+    return out
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # -- the home and the database -------------------------------------------------------------------
+    Setting("home", STRING, "./smki-data", "the home directory: smki.toml, the SQLite database, key files, "
+            "certificates, CRLs", env="SMKI_HOME", flag="--home (every command)", toml=False),
+    Setting("database-url", STRING, "", "SQLAlchemy URL; empty: SQLite at <home>/smki.db. PostgreSQL: "
+            "postgresql+psycopg://user@host/db (the password is redacted in 'config show')", env="SMKI_DATABASE_URL",
+            flag="smki ca init --database-url", secret=False),
+    # -- keys ------------------------------------------------------------------------------------------
+    Setting("key-backend", STRING, "file", "where the CA keys live: encrypted PKCS#8 files in <home>/keys, "
+            "or a PKCS#11 token", flag="smki ca init --keys", choices=("file", "pkcs11")),
+    Setting("pkcs11-module", STRING, "", "the PKCS#11 module (.so) with key-backend = pkcs11",
+            flag="smki ca init --module"),
+    Setting("pkcs11-token", STRING, "", "the token label", flag="smki ca init --token"),
+    Setting("pkcs11-session-keys", BOOLEAN, True, "sign with per-session copies of the key (docs/hsm.md)"),
+    Setting("key-passphrase", STRING, "", "the CA key files' passphrase (file backend); a prompt on a terminal",
+            env="SMKI_KEY_PASSPHRASE", secret=True, toml=False),
+    Setting("pkcs11-pin", STRING, "", "the token PIN (pkcs11 backend); a prompt on a terminal",
+            env="SMKI_PKCS11_PIN", secret=True, toml=False),
+    Setting("p12-password", STRING, "", "the password of PKCS#12 credentials 'smki ... credential issue' writes",
+            env="SMKI_P12_PASSWORD", secret=True, toml=False),
+    # -- profiles --------------------------------------------------------------------------------------
+    Setting("device-policy-oid", STRING, "1.2.826.0.1.1800000.1.2.1.4", "certificate policy of Device "
+            "Certificates (spec §4.3: test-environment value)", empty_ok=False),
+    Setting("organisation-policy-oid", STRING, "1.2.826.0.1.8641679.1.2.1.4",
+            "certificate policy of Organisation Certificates", empty_ok=False),
+    Setting("hw-type-oids", STRINGS, ["1.2.826.0.1.8641679.1.2.2.1", "1.2.826.0.1372.1.1.2.1"],
+            "hwTypes a Device CSR may carry (spec §7.4); any other is refused (csr.hw-type)", empty_ok=False),
+    Setting("hw-type-oid", STRING, "", "before spec §7.4: a single hwType (read as hw-type-oids = [it])",
+            deprecated=True),
+    Setting("root-name", STRING, "SMKI Root", "the Root's common name", empty_ok=False),
+    Setting("organisation-ca-name", STRING, "Z1", "the Organisation CA's common name", empty_ok=False),
+    Setting("device-ca-name", STRING, "E357", "the Device CA's common name", empty_ok=False),
+    Setting("root-validity-years", INTEGER, 25, "Root certificate validity", minimum=1),
+    Setting("ca-validity-years", INTEGER, 25, "Organisation CA and Device CA validity", minimum=1),
+    Setting("organisation-validity-years", INTEGER, 10, "Organisation Certificate validity", minimum=1),
+    # -- revocation ------------------------------------------------------------------------------------
+    Setting("crl-next-update-hours", INTEGER, 24, "the CRL's nextUpdate after thisUpdate", minimum=1),
+    Setting("arl-next-update-days", INTEGER, 30, "the ARL's nextUpdate after thisUpdate", minimum=1),
+    # -- registration authority -----------------------------------------------------------------------
+    Setting("evidence-basis", STRING, "installation-need", "what Device applications are decided on (spec §2.1)",
+            choices=("installation-need", "registered-user")),
+    Setting("enforce-role-usages", BOOLEAN, True, "refuse an Organisation CSR whose key usage its role does not "
+            "have (spec §7.3, csr.role-usage); the table can be replaced in [role-usages]"),
+    Setting("reissue-organisation-same-key", BOOLEAN, True, "an expired or not-in-use Organisation Certificate "
+            "may be re-issued for the same key and subject (spec §7.6); other key reuse is csr.duplicate"),
+    Setting("staff", STRING, "", "the RA staff member acting, for RA commands", env="SMKI_STAFF",
+            flag="--as", toml=False),
+    Setting("actor", STRING, "", "who the audit log names for CA-operator commands (default operator:<user>)",
+            env="SMKI_ACTOR", toml=False),
+    # -- logs ------------------------------------------------------------------------------------------
+    Setting("log-level", STRING, "info", "smki serve's log level (one-shot commands log warnings only, or "
+            "SMKI_LOG_LEVEL)", env="SMKI_LOG_LEVEL", flag="smki serve --log-level",
+            choices=("debug", "info", "warning", "error", "critical")),
+    Setting("log-format", STRING, "auto", "json (one object per line), text, or auto: text on a terminal, "
+            "else json", env="SMKI_LOG_FORMAT", flag="smki serve --log-format", choices=("auto", "json", "text")),
+    Setting("debug", BOOLEAN, False, "show Python tracebacks for internal errors", env="SMKI_DEBUG", toml=False),
+    # -- [api]: smki serve ----------------------------------------------------------------------------
+    Setting("api.gateway", LISTEN, "127.0.0.1:8443", "the DCC Gateway listener (mutual TLS)",
+            flag="smki serve --gateway"),
+    Setting("api.spoti", LISTEN, "127.0.0.1:8444", "the SPOTI listener; empty switches it off",
+            flag="smki serve --spoti"),
+    Setting("api.spoti-enabled", BOOLEAN, True, "false switches the SPOTI listener off",
+            flag="smki serve --no-spoti"),
+    Setting("api.server-names", STRINGS, ["127.0.0.1", "localhost"],
+            "subject alternative names of the listeners' server certificate", empty_ok=False),
+    Setting("api.workers", INTEGER, 1, "server processes, each serving both listeners (PostgreSQL for more "
+            "than one)", flag="smki serve --workers", minimum=1),
+    Setting("api.batch-workers", INTEGER, None, "signing processes per running batch (0: in the server "
+            "process; unset: one per core)", flag="smki serve --batch-workers", minimum=0),
+    Setting("api.max-body", INTEGER, 262144, "largest request body in bytes (all but batch submission)",
+            minimum=1024),
+    Setting("api.max-batch-body", INTEGER, 67108864, "largest batch submission body in bytes", minimum=1024),
+    Setting("api.repository-apikey", STRING, "", "if set, the XML Repository services also need ?apikey=<this>",
+            secret=True),
+    Setting("api.batch-lease", NUMBER, 60.0, "seconds without a heartbeat after which another process (node) "
+            "takes a batch over", minimum=1),
+    Setting("api.batch-poll", NUMBER, 0.5, "seconds between the batch runner's looks for new jobs", minimum=0.001),
+    Setting("api.crl-check-seconds", NUMBER, 300, "seconds between checks that the CRL/ARL need re-signing",
+            minimum=1),
+    Setting("api.admin", LISTEN, "", "the admin listener (plain HTTP: /healthz, /readyz, /metrics); empty: off. "
+            "Keep it on loopback or a management network", flag="smki serve --admin"),
+    # -- [capacity] ------------------------------------------------------------------------------------
+    Setting("capacity.enabled", BOOLEAN, True, "false switches every capacity limit off"),
+    *_limit_settings(),
+)
+
+BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+SECTIONS = ("", "api", "capacity")
+#: ``[role-usages]``: Remote Party Role (two hex digits) = list of usages (spec §7.3).
+ROLE_USAGES_SECTION = "role-usages"
+#: Keys a table may hold under ``capacity.<any limit>``.
+_LIMIT_KEYS = {"capacity", "period", "off-peak-period", "enabled", "reference"}
+
+
+def _setting_for(key: str) -> Setting | None:
+    found = BY_KEY.get(key)
+    if found is not None:
+        return found
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "capacity" and parts[2] in _LIMIT_KEYS:
+        if parts[2] == "reference":
+            return Setting(key, STRING, "", "the reference quoted when the limit refuses")
+        return BY_KEY[f"capacity.batch-csrs.{parts[2]}"]
+    return None
+
+
+def _type_ok(setting: Setting, value: Any) -> bool:
+    if value is None:
+        return False
+    if setting.type == BOOLEAN:
+        return isinstance(value, bool)
+    if setting.type == INTEGER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if setting.type == NUMBER:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if setting.type == STRINGS:
+        return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+    return isinstance(value, str)
+
+
+def _check_value(setting: Setting, value: Any) -> None:
+    key = setting.key
+    if not _type_ok(setting, value):
+        raise ConfigError("config.invalid", f"{key}: expected {setting.type}, got {value!r}")
+    if setting.choices and value not in setting.choices:
+        raise ConfigError("config.invalid", f"{key}: must be one of {', '.join(setting.choices)}, not {value!r}")
+    if setting.minimum is not None and value < setting.minimum:
+        raise ConfigError("config.invalid", f"{key}: must be at least {setting.minimum:g}, not {value!r}")
+    if not setting.empty_ok and not value:
+        raise ConfigError("config.invalid", f"{key}: must not be empty")
+    if setting.type == LISTEN and value:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigError("config.invalid", f"{key}: must be host:port, not {value!r}")
+
+
+def check_document(data: Mapping[str, Any], where: str = "smki.toml") -> None:
+    """Refuse an unknown key or a bad value in a parsed ``smki.toml``, naming the key."""
+
+    def walk(table: Mapping[str, Any], prefix: str) -> None:
+        for name, value in table.items():
+            key = f"{prefix}{name}"
+            setting = _setting_for(key.replace("_", "-") if prefix.startswith("capacity.") else key)
+            if setting is not None and setting.toml:
+                _check_value(setting, value)
+                continue
+            is_table = isinstance(value, dict)
+            if is_table and (key in ("api", "capacity") or (prefix == "capacity." and name != "enabled")):
+                walk(value, f"{key}.")
+            elif is_table and key == "api.capacity":  # the older spelling of [capacity]
+                walk(value, "capacity.")
+            elif is_table and key == ROLE_USAGES_SECTION:
+                _check_role_usages(value, where)
+            else:
+                raise ConfigError("config.unknown-key", f"{where}: unknown setting {key!r}")
+
+    walk(data, "")
+
+
+def _check_role_usages(table: Mapping[str, Any], where: str) -> None:
+    for role, usages in table.items():
+        key = f"{ROLE_USAGES_SECTION}.{role}"
+        if not re.fullmatch(r"[0-9A-Fa-f]{2}", role):
+            raise ConfigError("config.invalid", f"{where}: {key}: a role is two hex digits, e.g. \"02\"")
+        if not isinstance(usages, list) or not set(usages) <= {"DS", "KA"}:
+            raise ConfigError("config.invalid", f"{where}: {key}: expected a list of \"DS\" / \"KA\"")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def render_toml(values: Mapping[str, Any] | None = None) -> str:
+    """A commented ``smki.toml``: the top-level keys with their values, every section commented out.
+
+    The sections stay commented (defaults apply) so that an operator uncomments only what changes.
+    """
+    values = values or {}
+    lines = ["# smki configuration: every setting, with its default. Reference: docs/configuration.md",
+             "# Defaults are the SMKI test-environment values (spec §4). Secrets are never read from here:",
+             "# SMKI_KEY_PASSPHRASE / SMKI_PKCS11_PIN / SMKI_P12_PASSWORD come from the environment or a prompt.",
+             ""]
+    for section in SECTIONS:
+        members = [s for s in SETTINGS if s.toml and not s.deprecated and s.section.split(".")[0] == section]
+        if section:
+            lines += ["", f"# --- {section} " + "-" * (80 - len(section))]
+        current = None
+        for setting in members:
+            if setting.section != current and setting.section:
+                current = setting.section
+                lines += ["", f"#[{current}]"]
+            comment = setting.doc + (f" (env {setting.env})" if setting.env else "") + \
+                (f"; flag {setting.flag}" if setting.flag else "")
+            lines.append(f"# {comment}")
+            if section:
+                value = setting.default
+                lines.append(f"#{setting.name} = {_toml_value(value)}" if value is not None else f"#{setting.name} =")
+            else:
+                lines.append(f"{setting.name} = {_toml_value(values.get(setting.key, setting.default))}")
+    return "\n".join(lines) + "\n"
+
+
+def _md(value: Any) -> str:
+    if value is None or value == "":
+        return "(unset)"
+    return f"`{_toml_value(value)}`"
+
+
+def render_markdown() -> str:
+    """``docs/configuration.md``."""
+    out = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated from smki/settings_model.py by `python -m smki.settings_model docs/configuration.md`;",
+        "     tests/ops/test_config.py fails when this file is stale. -->",
+        "",
+        "Every setting of smki: its key in `<home>/smki.toml`, its environment variable and its command-line",
+        "flag where it has one. An environment variable overrides the file; a flag overrides both.",
+        "`smki config show` prints the effective values (secrets redacted); `smki config check` validates",
+        "the file and exits 1 naming the first bad key. Every command refuses an unknown key or a value of",
+        "the wrong type, so a misspelling is never silently ignored. Secrets (the key passphrase, the",
+        "PIN, PKCS#12 passwords) are read only from the environment or a prompt, never from a file.",
+        "",
+    ]
+    titles = {"": "Top level", "api": "`[api]`: `smki serve`", "capacity": "`[capacity]`: per-Party limits"}
+    for section in SECTIONS:
+        out += [f"## {titles[section]}", "", "| key | type | default | env | flag | what |",
+                "|---|---|---|---|---|---|"]
+        for s in SETTINGS:
+            if s.section.split(".")[0] != section:
+                continue
+            key = f"`{s.key}`" if s.toml else f"({s.key}, environment only)"
+            kind = s.type + (f": {' / '.join(s.choices)}" if s.choices else "") + (" (secret)" if s.secret else "")
+            out.append(f"| {key} | {kind} | {_md(s.default)} | {f'`{s.env}`' if s.env else ''} | "
+                       f"{f'`{s.flag}`' if s.flag else ''} | {s.doc} |")
+        if section == "capacity":
+            out += ["", "Any other `[capacity.<name>]` table defines a further limit with the same keys "
+                    "(and `reference`, quoted when it refuses)."]
+        if section == "":
+            out += ["", "`[role-usages]` (optional): replaces rows of the role → usages table Organisation CSRs "
+                    "are held to (spec §7.3), e.g. `\"06\" = [\"DS\", \"KA\"]`; roles it leaves out keep "
+                    "the default."]
+        out.append("")
+    return "\n".join(out)
+
+
+def effective(document: Mapping[str, Any], environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(key, value, source) of every setting: flag-less view for ``smki config show``, secrets redacted."""
+
+    def lookup(key: str) -> tuple[bool, Any]:
+        table: Any = document
+        for part in key.split("."):
+            if not isinstance(table, Mapping) or part not in table:
+                return False, None
+            table = table[part]
+        return True, table
+
+    rows = []
+    for s in SETTINGS:
+        if s.deprecated:
+            continue
+        found, value = lookup(s.key) if s.toml else (False, None)
+        source = "smki.toml" if found else "default"
+        if s.env and environ.get(s.env):
+            value, source = environ[s.env], f"env {s.env}"
+        elif not found:
+            value = s.default
+        if s.secret and value:
+            shown = "[redacted]"
+        elif s.key == "database-url" and value:
+            from sqlalchemy.engine import make_url
+
+            shown = make_url(str(value)).render_as_string(hide_password=True)
+        else:
+            shown = "(unset)" if value is None or value == "" else _toml_value(value).strip('"')
+        rows.append((s.key, shown, source))
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    text = render_markdown()
+    if len(sys.argv) > 1:
+        with open(sys.argv[1], "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)

@@ -1,0 +1,152 @@
+"""Operating a live ``smki serve`` (issue 12): access log, request ids, the admin listener, metrics.
+
+The server runs as a subprocess with two workers and ``--admin 127.0.0.1:0``, as an operator
+would run it; its stderr is the log (JSON lines, since it is not a terminal).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from prometheus_client.parser import text_string_to_metric_families
+
+from smki.ca.devcsr import make_device_csr
+from smki.domain import Route, Usage
+from smki.services.context import Home
+from tests.api.conftest import ARO, PARTY, SECRET, ClientFiles
+from tests.api.serve_process import ServeProcess, write_api_config
+
+DEVICE = bytes.fromhex("00db1234567890a1")
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = frozenset((k, v) for k, v in sample.labels.items() if k != "pid")
+            out[(sample.name, labels)] = out.get((sample.name, labels), 0.0) + sample.value
+    return out
+
+
+def _ready(admin: str, timeout: float = 30) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.get(f"{admin}/readyz", timeout=30)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
+
+
+def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles) -> None:
+    write_api_config(home.settings.home)
+    server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "0",
+                          "--admin", "127.0.0.1:0")
+    try:
+        assert server.process.stdout is not None
+        admin_line = server.process.stdout.readline()
+        assert admin_line.startswith("smki: admin http://127.0.0.1:"), admin_line
+        admin = admin_line.split()[-1]
+        assert httpx.get(f"{admin}/healthz").json() == {"status": "alive"}
+        ready = _ready(admin)
+        assert ready.status_code == 200, ready.text
+        checks = ready.json()["checks"]
+        assert {name: c["ok"] for name, c in checks.items()} == {
+            "database": True, "schema": True, "ca_keys": True, "batch_runner": True}
+        assert checks["batch_runner"]["detail"] == "2 running"
+
+        ids = []
+        with httpx.Client(base_url=server.url(Route.GATEWAY), verify=aro.context(), timeout=60) as client:
+            for _ in range(5):
+                response = client.get("/api/v1/whoami")
+                assert response.status_code == 200
+                ids.append(response.headers["x-request-id"])
+            missing = client.get("/api/v1/certificates/00FF", params={"apikey": "s3cret-query-value"})
+            assert missing.status_code == 404
+            assert missing.json()["error"]["request_id"] == missing.headers["x-request-id"]
+            csr = x509.load_der_x509_csr(make_device_csr(DEVICE, Usage.DS)).public_bytes(Encoding.PEM).decode()
+            issued = client.post("/api/v1/device-certificates", json={"csr": csr})
+            assert issued.status_code == 201, issued.text
+            refused = client.post("/api/v1/device-certificates", json={"csr": csr[:60] + csr[80:]})
+            assert refused.status_code == 422
+            refused_code = refused.json()["error"]["code"]
+        assert len(set(ids)) == 5
+
+        metrics = httpx.get(f"{admin}/metrics")
+        assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+        values = _samples(metrics.text)
+        whoami = frozenset({("listener", "gateway"), ("route", "/api/v1/whoami"), ("status", "200")})
+        assert values[("smki_http_requests_total", whoami)] == 5  # summed over both workers
+        assert values[("smki_http_request_duration_seconds_count",
+                       frozenset({("listener", "gateway"), ("route", "/api/v1/whoami")}))] == 5
+        assert values[("smki_certificates_issued_total", frozenset({("kind", "device")}))] == 1
+        assert values[("smki_csrs_total", frozenset({("outcome", "accepted"), ("code", "")}))] == 1
+        assert values[("smki_csrs_total", frozenset({("outcome", "refused"), ("code", refused_code)}))] == 1
+        assert values[("smki_audit_records_total", frozenset({("action", "device-certificates.issued")}))] == 1
+        assert values[("smki_batch_queue_depth", frozenset())] == 0
+        assert ("smki_capacity_bucket_level", frozenset({("party", PARTY), ("limit", "adhoc-service")})) in values \
+            or not any(name == "smki_capacity_bucket_level" for name, _ in values)  # capacity is off here
+        assert values[("smki_database_up", frozenset())] == 1
+    finally:
+        server.stop()
+    assert server.process.stderr is not None
+    lines = [json.loads(line) for line in server.process.stderr.read().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "smki.access"]
+    by_id = {line["request_id"]: line for line in access}
+    for rid in ids:
+        line = by_id[rid]
+        assert line["listener"] == "gateway" and line["method"] == "GET" and line["path"] == "/api/v1/whoami"
+        assert line["status"] == 200 and line["bytes"] > 0 and line["duration_ms"] >= 0
+        assert line["subject"] == f"aro:{ARO}@{PARTY}"
+        assert line["time"].endswith("Z")
+    missing_line = by_id[missing.headers["x-request-id"]]
+    assert missing_line["status"] == 404
+    assert missing_line["path"] == "/api/v1/certificates/00FF?apikey=[redacted]"
+    text = "\n".join(json.dumps(line) for line in lines)
+    assert "s3cret-query-value" not in text and SECRET.decode() not in text
+
+
+def test_admin_listener_is_off_unless_configured(home: Home, tmp_path: Path) -> None:
+    write_api_config(home.settings.home)
+    server = ServeProcess(home.settings.home, SECRET, "--batch-workers", "0")
+    try:
+        time.sleep(0.5)
+        assert server.process.stdout is not None
+        import select
+
+        readable, _, _ = select.select([server.process.stdout], [], [], 0.5)
+        assert not readable  # no "smki: admin" line
+    finally:
+        server.stop()
+
+
+def test_readyz_is_503_naming_what_is_not_ready(home: Home) -> None:
+    """A wrong key secret and no batch runner: not ready, each failing check named; healthz still 200."""
+    from dataclasses import replace
+
+    from starlette.testclient import TestClient
+
+    from smki.interfaces.admin.app import create_admin_app
+    from smki.observability import metrics
+
+    metrics.runner_heartbeat()
+    metrics._m().heartbeat.set(0)  # other tests' in-process batch runners beat in this process too
+    wrong = replace(home, secret=b"not-the-passphrase", _backend=None)
+    with TestClient(create_admin_app(lambda: wrong, runners=1)) as client:
+        assert client.get("/healthz").status_code == 200
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["ready"] is False
+        assert body["checks"]["database"]["ok"] and body["checks"]["schema"]["ok"]
+        assert not body["checks"]["ca_keys"]["ok"] and body["checks"]["ca_keys"]["detail"].startswith("key.")
+        assert body["checks"]["batch_runner"] == {"ok": False, "detail": "0 of 1 batch runners have reported"}
+        metrics = _samples(client.get("/metrics").text)
+        assert any(name == "smki_key_backend_errors_total" and value >= 1 for (name, _), value in metrics.items())
+    with TestClient(create_admin_app(lambda: home, runners=0)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
