@@ -8,6 +8,7 @@ an out-of-date schema stands (``SchemaStatus``).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -21,6 +22,10 @@ from smki.store.engine import WRITE_OPTION
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+# Alembic announces its plugins at INFO when first imported; imported lazily, that would land after
+# the CLI has configured logging (``smki serve`` at info) as stray lines before an error.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: pg_advisory_xact_lock key ("smki"): concurrent migrate() calls on PostgreSQL take turns.

@@ -37,7 +37,17 @@ class LazyEntry:
             single.command(name)(obj)
             command = typer.main.get_command(single)
         command.name = name
+        _plain_help(command)
         return command
+
+
+def _plain_help(command: _click.Command) -> None:
+    """Help as plain text (Click's formatter), not Rich panels: Typer's Rich help imports Rich's
+    Markdown and markdown-it (~0.1 s), a third of the budget for ``--help``. Errors are formatted
+    by ``main.run`` in any case."""
+    command.rich_markup_mode = None  # type: ignore[attr-defined]
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
 
 
 class _Stub(TyperCommand):

@@ -54,6 +54,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
+    rich_markup_mode=None,  # plain help (see lazy._plain_help)
     cls=COMMANDS.group_class,
     callback=_root,
 )

@@ -141,7 +141,7 @@ def explain(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Print an application's evidence and each stored decision, rule by rule, with SEC references;
-    with ``--on DATE``, what the rules in force on DATE would decide (nothing is recorded)."""
+    with --on DATE, what the rules in force on DATE would decide (nothing is recorded)."""
     from smki.services import applications as svc
 
     if as_json:
