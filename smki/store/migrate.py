@@ -23,9 +23,10 @@ from smki.store.engine import WRITE_OPTION
 if TYPE_CHECKING:
     from alembic.config import Config
 
-# Alembic announces its plugins at INFO when first imported; imported lazily, that would land after
-# the CLI has configured logging (``smki serve`` at info) as stray lines before an error.
-logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+# Alembic narrates at INFO (its plugins, "Context impl SQLiteImpl", each step). Imported eagerly it
+# was silenced by the logging set-up that followed; imported lazily (after ``smki serve`` set INFO)
+# it would print stray lines before an error. Warnings and errors still show.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: pg_advisory_xact_lock key ("smki"): concurrent migrate() calls on PostgreSQL take turns.
