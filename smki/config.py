@@ -59,6 +59,9 @@ class Settings:
     #: An expired or not-in-use Organisation Certificate may be re-issued for the same key and
     #: subject (spec §7.6); every other reuse of a certified key is ``csr.duplicate``.
     reissue_organisation_same_key: bool = True
+    #: SEC L3.16 Eligible Subscribers on batched and Portal Device CSRs (rule
+    #: ``device.eligible-subscriber``); its table is the default unless ``[eligibility]`` changes rows.
+    eligible_subscriber_check: bool = True
 
     log_level: str = "info"  # debug, info, warning, error, critical
     log_format: str = "auto"  # json, text, or auto (text on a terminal, else json)
@@ -72,7 +75,16 @@ class Settings:
             return env
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.home / 'smki.db').resolve()}"
+        return f"sqlite:///{self.default_database_path.resolve()}"
+
+    @property
+    def uses_default_database(self) -> bool:
+        """True when the database is the SQLite file in the home (no URL in the environment or config)."""
+        return not (os.environ.get("SMKI_DATABASE_URL") or self.database_url)
+
+    @property
+    def default_database_path(self) -> Path:
+        return self.home / "smki.db"
 
     @property
     def role_usages(self) -> dict[RemotePartyRole, frozenset[Usage]] | None:

@@ -148,5 +148,6 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "uvicorn.error"):  # smki writes its own access log
+    # smki writes its own access log; alembic's "Context impl SQLiteImpl" on every schema check is noise.
+    for noisy in ("uvicorn.access", "uvicorn.error", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -96,9 +96,12 @@ def runner_heartbeat() -> None:
     _m().heartbeat.set(time.time())
 
 
-def committed(issued: Mapping[str, int], audit_actions: Mapping[str, int]) -> None:
-    """A store transaction committed: certificates issued (= CSRs accepted) and audit records written."""
+def committed(issued: Mapping[str, int], audit_actions: Mapping[str, int], refused: Mapping[str, int]) -> None:
+    """A store transaction committed: certificates issued (= CSRs accepted), audit records written,
+    batch items refused."""
     m = _m()
+    for code, count in refused.items():
+        m.csrs.labels("refused", code).inc(count)
     for kind, count in issued.items():
         m.issued.labels(kind).inc(count)
         if kind in ("device", "org"):

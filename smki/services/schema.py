@@ -50,7 +50,7 @@ def upgrade_schema(home: Path | str, *, actor: str) -> tuple[SchemaStatus, Schem
         if before.current is not None and not before.known:
             from smki.errors import SmkiError
 
-            raise SmkiError("store.schema-newer",
+            raise SmkiError("store.schema-unknown",
                             f"the database schema is at {before.current}, newer than this smki ({before.head})")
         store.migrate()
         after = store.schema_status()

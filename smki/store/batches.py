@@ -325,6 +325,12 @@ class BatchProgress:
         with write_connection(self._engine) as conn, conn.begin():
             _record_outcomes(conn, job_id, owner, issued, refused, now)
 
+    def pause_queued(self, now: datetime) -> int:
+        """Outside the processing window: every QUEUED job becomes PAUSED (spec §7.2)."""
+        stmt = update(batch_jobs).where(_j.status == "QUEUED").values(status="PAUSED", heartbeat_at=now)
+        with write_connection(self._engine) as conn, conn.begin():
+            return int(conn.execute(stmt).rowcount)
+
     def set_status(self, job_id: int, status: str, *, now: datetime, owner: str | None = None,
                    finished: bool = False, error_code: str | None = None, error_text: str | None = None) -> None:
         values: dict[str, Any] = {"status": status, "heartbeat_at": now}
@@ -382,6 +388,17 @@ class BatchWrites:
         Bookkeeping, not a state change of the SMKI: it needs no audit record of its own.
         """
         _record_outcomes(self._conn, job_id, owner, issued, refused, now)
+        self._tx.refused_codes.update(code or "unknown" for _idx, code, _text in refused)
+
+    def change_status(self, job_id: int, from_status: str, to_status: str, *,
+                      error_code: str | None = None, error_text: str | None = None) -> bool:
+        """Move a job from ``from_status`` to ``to_status`` (RA approval or rejection, audited in
+        this transaction); False when it was not in ``from_status`` (someone moved it first)."""
+        values: dict[str, Any] = {"status": to_status}
+        if error_code is not None:
+            values.update(error_code=error_code, error_text=error_text)
+        stmt = update(batch_jobs).where(_j.id == job_id, _j.status == from_status).values(**values)
+        return bool(self._conn.execute(stmt).rowcount == 1)
 
 
 def batch_reads(store: Store) -> BatchReads:

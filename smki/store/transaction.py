@@ -65,6 +65,7 @@ class Transaction:
         #: What this transaction wrote, for the metrics (counted once it commits).
         self.issued_kinds: Counter[str] = Counter()
         self.audit_actions: Counter[str] = Counter()
+        self.refused_codes: Counter[str] = Counter()  # batch items refused, by code
         self.registry = RegistryWriter(conn, self._count_change)
 
     def _count_change(self) -> None:

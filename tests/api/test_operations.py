@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from smki.ca.devcsr import make_device_csr
 from smki.domain import Route, Usage
 from smki.services.context import Home
-from tests.api.conftest import ARO, PARTY, SECRET, ClientFiles
+from tests.api.conftest import ARO, PARTY, SECRET, ClientFiles, LiveListeners
 from tests.api.serve_process import ServeProcess, write_api_config
 
 DEVICE = bytes.fromhex("00db1234567890a1")
@@ -74,6 +74,17 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
             refused = client.post("/api/v1/device-certificates", json={"csr": csr[:60] + csr[80:]})
             assert refused.status_code == 422
             refused_code = refused.json()["error"]["code"]
+            good = make_device_csr(bytes.fromhex("00db1234567890a2"), Usage.KA)
+            batch = client.post("/api/v1/device-batches", json={"csrs": [
+                {"id": "good", "csr": x509.load_der_x509_csr(good).public_bytes(Encoding.PEM).decode()},
+                {"id": "bad", "csr": "bm90IGEgY3Ny"}]})
+            assert batch.status_code == 202, batch.text
+            deadline = time.monotonic() + 60
+            batch_url = f"/api/v1/device-batches/{batch.json()['batch_id']}"
+            while (state := client.get(batch_url).json())["status"] != "completed":
+                assert time.monotonic() < deadline, state
+                time.sleep(0.1)
+            bad_code = client.get(f"{batch_url}/results").json()
         assert len(set(ids)) == 5
 
         metrics = httpx.get(f"{admin}/metrics")
@@ -83,10 +94,15 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
         assert values[("smki_http_requests_total", whoami)] == 5  # summed over both workers
         assert values[("smki_http_request_duration_seconds_count",
                        frozenset({("listener", "gateway"), ("route", "/api/v1/whoami")}))] == 5
-        assert values[("smki_certificates_issued_total", frozenset({("kind", "device")}))] == 1
-        assert values[("smki_csrs_total", frozenset({("outcome", "accepted"), ("code", "")}))] == 1
-        assert values[("smki_csrs_total", frozenset({("outcome", "refused"), ("code", refused_code)}))] == 1
-        assert values[("smki_audit_records_total", frozenset({("action", "device-certificates.issued")}))] == 1
+        assert values[("smki_certificates_issued_total", frozenset({("kind", "device")}))] == 2
+        assert values[("smki_csrs_total", frozenset({("outcome", "accepted"), ("code", "")}))] == 2
+        batch_code = next(r["error"]["code"] for r in bad_code["results"] if r["id"] == "bad")
+        refusals = {code: 0 for code in (refused_code, batch_code)}
+        refusals[refused_code] += 1  # the single CSR the JSON API refused
+        refusals[batch_code] += 1  # the batch item the runner refused
+        for code, count in refusals.items():
+            assert values[("smki_csrs_total", frozenset({("outcome", "refused"), ("code", code)}))] == count
+        assert values[("smki_audit_records_total", frozenset({("action", "device-certificates.issued")}))] == 2
         assert values[("smki_batch_queue_depth", frozenset())] == 0
         assert ("smki_capacity_bucket_level", frozenset({("party", PARTY), ("limit", "adhoc-service")})) in values \
             or not any(name == "smki_capacity_bucket_level" for name, _ in values)  # capacity is off here
@@ -150,3 +166,18 @@ def test_readyz_is_503_naming_what_is_not_ready(home: Home) -> None:
     with TestClient(create_admin_app(lambda: home, runners=0)) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
+
+
+def test_dcc_xml_refusals_are_counted_by_code(live: LiveListeners, home: Home, aro: ClientFiles) -> None:
+    """An Ad Hoc Device CSR refused on the XML service counts in smki_csrs_total as the JSON API's do."""
+    from prometheus_client import REGISTRY
+
+    from tests.api.test_xml_services import _adhoc
+
+    def refused(code: str) -> float:
+        return REGISTRY.get_sample_value("smki_csrs_total", {"outcome": "refused", "code": code}) or 0.0
+
+    before = refused("ra.refused")
+    result = _adhoc(live.client(aro, Route.SPOTI), make_device_csr(DEVICE, Usage.DS), "R-metrics")
+    assert result.error is not None and result.error.code == "WF:RA1"
+    assert refused("ra.refused") == before + 1
