@@ -14,16 +14,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "smki"
 
 #: What each layer may import of smki (besides itself). Shared vocabulary is open to all.
-SHARED = {"smki", "smki.domain", "smki.errors", "smki.eui64", "smki.config", "smki.audit"}
+SHARED = {"smki", "smki.domain", "smki.errors", "smki.eui64", "smki.config", "smki.audit", "smki.settings_model"}
 ALLOWED: dict[str, set[str]] = {
     "smki.ra": set(),
     "smki.keys": set(),
     "smki.ca": {"smki.keys"},
     "smki.store": set(),
     "smki.repository": {"smki.store"},
-    "smki.services": {"smki.ra", "smki.ca", "smki.keys", "smki.store", "smki.repository"},
+    "smki.observability": {"smki.store"},  # logs, access log, metrics (issue 12)
+    "smki.services": {"smki.ra", "smki.ca", "smki.keys", "smki.store", "smki.repository", "smki.observability"},
     "smki.interfaces": {"smki.services", "smki.interfaces", "smki.ra", "smki.ca", "smki.store",
-                        "smki.repository", "smki.keys"},
+                        "smki.repository", "smki.keys", "smki.observability"},
 }
 
 
