@@ -59,6 +59,9 @@ class Settings:
     #: An expired or not-in-use Organisation Certificate may be re-issued for the same key and
     #: subject (spec §7.6); every other reuse of a certified key is ``csr.duplicate``.
     reissue_organisation_same_key: bool = True
+    #: SEC L3.16 Eligible Subscribers on batched and Portal Device CSRs (rule
+    #: ``device.eligible-subscriber``); its table is the default unless ``[eligibility]`` changes rows.
+    eligible_subscriber_check: bool = True
 
     log_level: str = "info"  # debug, info, warning, error, critical
     log_format: str = "auto"  # json, text, or auto (text on a terminal, else json)

@@ -85,3 +85,32 @@ ROLE_USAGES: dict[RemotePartyRole, frozenset[Usage]] = {
     RemotePartyRole.LOAD_CONTROLLER: frozenset({Usage.DS, Usage.KA}),
     RemotePartyRole.OTHER: frozenset({Usage.DS, Usage.KA}),
 }
+
+
+class DeviceType(StrEnum):
+    """Smart Metering Inventory device types (GBCS): what the device register records per Device ID."""
+
+    ESME = "ESME"  # electricity smart meter
+    GSME = "GSME"  # gas smart meter
+    CHF = "CHF"  # communications hub function
+    GPF = "GPF"  # gas proxy function
+    PPMID = "PPMID"  # prepayment meter interface device
+    HCALCS = "HCALCS"  # HAN-connected auxiliary load control switch
+    IHD = "IHD"  # in-home display
+    CAD = "CAD"  # consumer access device
+    SAPC = "SAPC"  # standalone auxiliary proportional controller
+    OTHER = "OTHER"
+
+
+class SmiStatus(StrEnum):
+    """SMI status of a Device (the DCC's Smart Metering Inventory provisioning states, spec §7.1)."""
+
+    PENDING = "pending"
+    WHITELISTED = "whitelisted"
+    INSTALLED_NOT_COMMISSIONED = "installed-not-commissioned"
+    COMMISSIONED = "commissioned"
+    DECOMMISSIONED = "decommissioned"
+    WITHDRAWN = "withdrawn"
+    SUSPENDED = "suspended"
+    RECOVERY = "recovery"
+    RECOVERED = "recovered"

@@ -117,6 +117,8 @@ SETTINGS: tuple[Setting, ...] = (
             "have (spec §7.3, csr.role-usage); the table can be replaced in [role-usages]"),
     Setting("reissue-organisation-same-key", BOOLEAN, True, "an expired or not-in-use Organisation Certificate "
             "may be re-issued for the same key and subject (spec §7.6); other key reuse is csr.duplicate"),
+    Setting("eligible-subscriber-check", BOOLEAN, True, "SEC L3.16 Eligible Subscribers on batched and Portal "
+            "Device CSRs (rule device.eligible-subscriber, docs/policy.md); rows can be changed in [eligibility]"),
     Setting("staff", STRING, "", "the RA staff member acting, for RA commands", env="SMKI_STAFF",
             flag="--as", toml=False),
     Setting("actor", STRING, "", "who the audit log names for CA-operator commands (default operator:<user>)",
@@ -156,12 +158,22 @@ SETTINGS: tuple[Setting, ...] = (
     # -- [capacity] ------------------------------------------------------------------------------------
     Setting("capacity.enabled", BOOLEAN, True, "false switches every capacity limit off"),
     *_limit_settings(),
+    # -- [batches]: the batch lifecycle (SEC Appendix M App. D) -----------------------------------------
+    Setting("batches.auto-approve-max", INTEGER, 50000, "batches of up to this many CSRs are approved at once; "
+            "larger ones stay PENDING until an RA approver decides (0: every batch waits)", minimum=0),
+    Setting("batches.window", STRING, "", "processing window HH:MM-HH:MM in UTC (the DCC's: 20:00-08:00); "
+            "outside it queued batches are PAUSED; empty: no window"),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
-SECTIONS = ("", "api", "capacity")
+SECTIONS = ("", "api", "capacity", "batches")
 #: ``[role-usages]``: Remote Party Role (two hex digits) = list of usages (spec §7.3).
 ROLE_USAGES_SECTION = "role-usages"
+#: ``[eligibility]``: SMI status (or ``unknown``) = list of who may request (SEC L3.16, docs/policy.md).
+ELIGIBILITY_SECTION = "eligibility"
+_ELIGIBILITY_ROWS = {"unknown", "pending", "whitelisted", "installed-not-commissioned", "commissioned",
+                     "decommissioned", "withdrawn", "suspended", "recovery", "recovered"}
+_ELIGIBLE = {"any", "supplier", "network-operator", "dcc"}
 #: Keys a table may hold under ``capacity.<any limit>``.
 _LIMIT_KEYS = {"capacity", "period", "off-peak-period", "enabled", "reference"}
 
@@ -219,12 +231,14 @@ def check_document(data: Mapping[str, Any], where: str = "smki.toml") -> None:
                 _check_value(setting, value)
                 continue
             is_table = isinstance(value, dict)
-            if is_table and (key in ("api", "capacity") or (prefix == "capacity." and name != "enabled")):
+            if is_table and (key in ("api", "capacity", "batches") or (prefix == "capacity." and name != "enabled")):
                 walk(value, f"{key}.")
             elif is_table and key == "api.capacity":  # the older spelling of [capacity]
                 walk(value, "capacity.")
             elif is_table and key == ROLE_USAGES_SECTION:
                 _check_role_usages(value, where)
+            elif is_table and key == ELIGIBILITY_SECTION:
+                _check_eligibility(value, where)
             else:
                 raise ConfigError("config.unknown-key", f"{where}: unknown setting {key!r}")
 
@@ -238,6 +252,16 @@ def _check_role_usages(table: Mapping[str, Any], where: str) -> None:
             raise ConfigError("config.invalid", f"{where}: {key}: a role is two hex digits, e.g. \"02\"")
         if not isinstance(usages, list) or not set(usages) <= {"DS", "KA"}:
             raise ConfigError("config.invalid", f"{where}: {key}: expected a list of \"DS\" / \"KA\"")
+
+
+def _check_eligibility(table: Mapping[str, Any], where: str) -> None:
+    for status, who in table.items():
+        key = f"{ELIGIBILITY_SECTION}.{status}"
+        if status not in _ELIGIBILITY_ROWS:
+            raise ConfigError("config.invalid", f"{where}: {key}: not an SMI status or 'unknown'")
+        if not isinstance(who, list) or not set(who) <= _ELIGIBLE:
+            raise ConfigError("config.invalid", f"{where}: {key}: expected a list of "
+                              f"{', '.join(sorted(_ELIGIBLE))}")
 
 
 def _toml_value(value: Any) -> str:
@@ -302,7 +326,8 @@ def render_markdown() -> str:
         "PIN, PKCS#12 passwords) are read only from the environment or a prompt, never from a file.",
         "",
     ]
-    titles = {"": "Top level", "api": "`[api]`: `smki serve`", "capacity": "`[capacity]`: per-Party limits"}
+    titles = {"": "Top level", "api": "`[api]`: `smki serve`", "capacity": "`[capacity]`: per-Party limits",
+              "batches": "`[batches]`: the batch lifecycle (approval, processing window)"}
     for section in SECTIONS:
         out += [f"## {titles[section]}", "", "| key | type | default | env | flag | what |",
                 "|---|---|---|---|---|---|"]
@@ -319,7 +344,11 @@ def render_markdown() -> str:
         if section == "":
             out += ["", "`[role-usages]` (optional): replaces rows of the role → usages table Organisation CSRs "
                     "are held to (spec §7.3), e.g. `\"06\" = [\"DS\", \"KA\"]`; roles it leaves out keep "
-                    "the default."]
+                    "the default.", "",
+                    "`[eligibility]` (optional): replaces rows of the Eligible Subscriber table (SEC L3.16, "
+                    "docs/policy.md): an SMI status, or `unknown` for Device IDs the register does not know, "
+                    "= a list of `any`, `supplier`, `network-operator`, `dcc`; e.g. `unknown = []` refuses "
+                    "Devices the register does not know."]
         out.append("")
     return "\n".join(out)
 

@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "smki.ca": {"smki.keys"},
     "smki.store": set(),
     "smki.repository": {"smki.store"},
-    "smki.observability": {"smki.store"},  # logs, access log, metrics (issue 12)
+    "smki.observability": {"smki.store"},
     "smki.services": {"smki.ra", "smki.ca", "smki.keys", "smki.store", "smki.repository", "smki.observability"},
     "smki.interfaces": {"smki.services", "smki.interfaces", "smki.ra", "smki.ca", "smki.store",
                         "smki.repository", "smki.keys", "smki.observability"},

@@ -3,7 +3,8 @@
 ``smki bench cluster --database-url postgresql+psycopg://…`` measures, in one run, the same
 workload sent to one node directly and then through HAProxy (TCP mode, so the client's TLS — and
 its SMKI credential — reaches smki) to two nodes: small authenticated requests per second over
-fresh connections, and Device CSRs per second for several batches submitted at once. Both nodes
+fresh connections (direct and proxied rounds alternated), and Device CSRs per second for several
+batches submitted at once (one node alone, then two; node A's own rate is the baseline). Both nodes
 run on this machine, so the figures show what the balancer costs and how work spreads, not what
 two machines would add.
 
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ANNOUNCE = re.compile(r"smki: listening (.*) workers=(\d+) pid=(\d+)")
+#: Request-rate rounds of each kind, alternated.
+ROUNDS = 3
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
 
 
@@ -236,12 +239,20 @@ def run(database_url: str, *, batches: int, size: int, seconds: float, batch_wor
         nodes = [node_a]
         proxy: HAProxy | None = None
         try:
-            direct_requests = request_rate(node_a.url, context, seconds=seconds)
+            request_rate(node_a.url, context, seconds=2)  # warm-up: connections, caches, signing pool
             direct_csrs = batch_rate(node_a.url, context, batches=batches, size=size, first=0x00DC000000000000)
             nodes.append(Node.start(add_node_home(first, Path(tmp) / "node-b"), PASSPHRASE, *args))
             proxy = HAProxy.start(Path(tmp), [n.port for n in nodes])
-            proxied_requests = request_rate(proxy.url, context, seconds=seconds)
+            request_rate(proxy.url, context, seconds=2)
+            time.sleep(2)  # node B's signing pool is warm before anything is timed
             proxied_csrs = batch_rate(proxy.url, context, batches=batches, size=size, first=0x00DD000000000000)
+            # Request rates alternate (direct, through HAProxy, …) so drift on a shared machine hits both.
+            direct_runs, proxied_runs = [], []
+            for _ in range(ROUNDS):
+                direct_runs.append(request_rate(node_a.url, context, seconds=seconds))
+                proxied_runs.append(request_rate(proxy.url, context, seconds=seconds))
+            direct_requests = sum(direct_runs) / ROUNDS
+            proxied_requests = sum(proxied_runs) / ROUNDS
         finally:
             if proxy is not None:
                 proxy.stop()
@@ -249,7 +260,9 @@ def run(database_url: str, *, batches: int, size: int, seconds: float, batch_wor
                 node.stop()
     return {
         "cores": os.cpu_count(), "nodes_behind_haproxy": 2, "batch_workers_per_node": batch_workers,
-        "requests_per_s": {"one_node_direct": round(direct_requests, 1),
+        "requests_per_s": {"rounds_direct": [round(r, 1) for r in direct_runs],
+                           "rounds_haproxy": [round(r, 1) for r in proxied_runs],
+                           "one_node_direct": round(direct_requests, 1),
                            "haproxy_two_nodes": round(proxied_requests, 1),
                            "ratio": round(proxied_requests / direct_requests, 3)},
         "batch_csrs_per_s": {"batches": batches, "csrs_each": size, "one_node_direct": round(direct_csrs, 1),

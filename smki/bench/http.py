@@ -149,7 +149,7 @@ def one_batch(client: Any, size: int, first_device: int, body: bytes | None = No
     return Timing(size, submitted - started, issued - submitted, done - issued)
 
 
-def _backend_pids(database_url: str) -> list[int]:
+def backend_pids(database_url: str) -> list[int]:
     """PostgreSQL: the server processes serving connections to the bench's database (not this one)."""
     if not database_url:
         return []
@@ -175,13 +175,13 @@ def bench_home(tmp: str, database_url: str) -> tuple[Path, Path]:
         fresh_database(database_url)
     creds = _subscriber(home_path, database_url)
     with (home_path / "smki.toml").open("a", encoding="utf-8") as config:
-        config.write('\n[api]\ngateway = "127.0.0.1:0"\nspoti-enabled = false\nbatch-poll = 0.02\n'
+        config.write('\n[api]\ngateway = "127.0.0.1:0"\nspoti-enabled = false\n\n'
                      "\n[capacity]\nenabled = false\n")
     return home_path, creds
 
 
 def _measured(server: Server, database_url: str, work: Callable[[], list[Timing]]) -> tuple[list[Timing], Watch]:
-    watch = Watch(server.pid, _backend_pids(database_url)).start()
+    watch = Watch(server.pid, backend_pids(database_url)).start()
     try:
         timings = work()
     finally:

@@ -12,9 +12,10 @@ data, not a warm process), and times over mutual TLS, one request at a time, aft
 * **results page**: ``GET /api/v1/device-batches/{id}/results?limit=100`` of a finished
   1,000-CSR batch submitted at that size.
 
-It reports p50 and p99 of each, the server's CPU time per request (read from ``/proc``: on a
-shared machine the wall times move with everything else that runs, the server's CPU is its own
-work), each against the smallest size's, and, on SQLite, the size of the write-ahead log.
+It reports p50 and p99 of each, the server's CPU time per request (read from ``/proc``, with
+PostgreSQL's backends for the bench's database included: on a shared machine the wall times move
+with everything else that runs, the server's CPU is its own work), each against the smallest
+size's, and, on SQLite, the size of the write-ahead log.
 ``--database-url`` runs it on PostgreSQL (the database named in the URL is dropped and
 re-created). Every response is checked (a certificate came back).
 """
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from smki.bench._procstat import cpu_seconds
-from smki.bench.http import PASSPHRASE, bench_home, running_server
+from smki.bench.http import PASSPHRASE, backend_pids, bench_home, running_server
 
 #: Device IDs the populated records start at (``smki.services.populate.FIRST_DEVICE``).
 FIRST_DEVICE = 0x00DB_0000_0000_0000
@@ -109,19 +110,21 @@ def _settle(url: str, home_path: Path) -> float | None:
     return round(wal.stat().st_size / 2**20, 1) if wal.exists() else 0.0
 
 
-def _timed(calls: list[Callable[[], None]], warm_up: int, pid: int) -> Samples:
+def _timed(calls: list[Callable[[], None]], warm_up: int, pid: int, database_url: str) -> Samples:
     for call in calls[:warm_up]:
         call()
     samples = []
-    cpu = cpu_seconds(pid)
+    pids = [pid, *backend_pids(database_url)]  # PostgreSQL: its backends' CPU is the server's work too
+    cpu = sum(cpu_seconds(p) for p in pids)
     for call in calls[warm_up:]:
         started = time.perf_counter()
         call()
         samples.append(time.perf_counter() - started)
-    return Samples(samples, (cpu_seconds(pid) - cpu) / len(samples))
+    return Samples(samples, (sum(cpu_seconds(p) for p in pids) - cpu) / len(samples))
 
 
-def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int) -> tuple[Samples, ...]:
+def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int,
+             database_url: str) -> tuple[Samples, ...]:
     from smki.ca.devcsr import device_csr_stream
     from smki.interfaces.dcc import codec as dx
 
@@ -129,7 +132,7 @@ def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int
     # Known Devices (the Ad Hoc service requires one): a different slice of the populated ones per
     # size, so no Device nears its 100-certificate limit however many sizes run.
     known = FIRST_DEVICE + size_index * total
-    csrs = [der for _d, _u, der in device_csr_stream(2 * total, first_device=known, keys=8)]
+    csrs = [der for _d, _u, der in device_csr_stream(2 * total, first_device=known)]
 
     def adhoc(der: bytes, n: int) -> Callable[[], None]:
         body = dx.render_device_csr_request(dx.DeviceCertificateSigningRequest(f"R{n}", der))
@@ -149,11 +152,11 @@ def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int
                 raise RuntimeError(f"JSON request refused: {response.text}")
         return call
 
-    adhoc_samples = _timed([adhoc(der, n) for n, der in enumerate(csrs[:total])], warm_up, pid)
-    json_samples = _timed([single(der) for der in csrs[total:]], warm_up, pid)
+    adhoc_samples = _timed([adhoc(der, n) for n, der in enumerate(csrs[:total])], warm_up, pid, database_url)
+    json_samples = _timed([single(der) for der in csrs[total:]], warm_up, pid, database_url)
 
     batch = [{"id": f"c{n}", "csr": base64.b64encode(der).decode()} for n, (_d, _u, der) in enumerate(
-        device_csr_stream(RESULTS_BATCH, first_device=0x00DC_0000_0000_0000 + size_index * RESULTS_BATCH, keys=8))]
+        device_csr_stream(RESULTS_BATCH, first_device=0x00DC_0000_0000_0000 + size_index * RESULTS_BATCH))]
     submitted = client.post("/api/v1/device-batches", json={"reference": "bench", "csrs": batch})
     batch_id = submitted.json()["batch_id"]
     while client.get(f"/api/v1/device-batches/{batch_id}").json()["status"] != "completed":
@@ -168,7 +171,7 @@ def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int
         return call
 
     results_samples = _timed([page((n * 100) % (RESULTS_BATCH - 100) - 1) for n in range(total)], warm_up,
-                             pid)
+                             pid, database_url)
     return adhoc_samples, json_samples, results_samples
 
 
@@ -180,7 +183,7 @@ def run(sizes: list[int], *, requests: int, warm_up: int, database_url: str = ""
             records = _populate_to(home_path, size)
             wal = _settle(database_url, home_path)
             with running_server(home_path, creds) as server:
-                adhoc, single, results = _measure(server.client, server.pid, n, requests, warm_up)
+                adhoc, single, results = _measure(server.client, server.pid, n, requests, warm_up, database_url)
             rows.append(Row(records, *adhoc.figures(), *single.figures(), *results.figures(), wal))
             print(json.dumps(asdict(rows[-1])), file=sys.stderr, flush=True)
     base = rows[0]

@@ -17,10 +17,12 @@ from typing import Any
 from smki.errors import SmkiError
 from smki.ra.rules import (
     APPROVAL_RULES,
+    DEVICE_RULES,
     POLICY_RULES,
     REVOCATION_RULES,
     STAFF_RULES,
     ApprovalContext,
+    EligibilityContext,
     RevocationContext,
     RuleContext,
     RuleResult,
@@ -276,6 +278,11 @@ def check_own_certificate(serial: str, entity_id: bytes | None, entity_owner: st
     return REVOCATION_RULES["revocation.own-certificate"].evaluate(context)
 
 
+def check_eligible_subscriber(context: EligibilityContext) -> RuleResult:
+    """``device.eligible-subscriber`` for one Device CSR (SEC L3.16)."""
+    return DEVICE_RULES["device.eligible-subscriber"].evaluate(context)
+
+
 def render_explanation(decision: Decision) -> str:
     """A plain-text table of the decision, rule by rule, for ``smki ra explain`` and the audit trail."""
     head = [
@@ -311,6 +318,7 @@ __all__ = [
     "StaffAction",
     "StaffRole",
     "check_dual_control",
+    "check_eligible_subscriber",
     "check_staff_role",
     "decide_application",
     "decide_request",

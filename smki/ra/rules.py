@@ -28,6 +28,7 @@ from smki.ra.state import (
     AroStatus,
     CertificateRequestFacts,
     EvidenceBasis,
+    PartyCategory,
     PartyState,
     StaffRole,
     SubscriberStanding,
@@ -189,11 +190,63 @@ STAFF_RULES: dict[str, Rule[StaffContext]] = {}
 REVOCATION_RULES: dict[str, Rule[RevocationContext]] = {}
 """Rules that decide whether a subscriber's (ARO's) request to revoke a certificate may proceed."""
 
-AnyRule = Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext] | Rule[RevocationContext]
+
+class Eligible(StrEnum):
+    """Who may request a Device's certificates in an SMI status: the cells of the eligibility table."""
+
+    ANY = "any"  # any approved Device subscriber (the request rules have already checked that)
+    SUPPLIER = "supplier"  # the Device's responsible Import or Gas Supplier
+    NETWORK_OPERATOR = "network-operator"  # the Device's responsible Network Operator
+    DCC = "dcc"  # a Party of category dcc
+
+
+#: smki's reading of SEC L3.16 [design, spec §7.1]: SMI status → who may request. A status absent
+#: from the table (or mapped to nothing) admits no one. ``unknown`` is a Device ID the register
+#: does not know (see ``Settings.eligibility``).
+DEFAULT_ELIGIBILITY: dict[str, frozenset[Eligible]] = {
+    "unknown": frozenset({Eligible.ANY}),
+    "pending": frozenset({Eligible.ANY}),
+    "whitelisted": frozenset({Eligible.ANY}),
+    "installed-not-commissioned": frozenset({Eligible.SUPPLIER, Eligible.DCC}),
+    "commissioned": frozenset({Eligible.SUPPLIER, Eligible.DCC}),
+    "recovered": frozenset({Eligible.SUPPLIER, Eligible.DCC}),
+    "recovery": frozenset({Eligible.DCC}),
+    "decommissioned": frozenset(),
+    "withdrawn": frozenset(),
+    "suspended": frozenset(),
+}
+
+
+class DeviceFacts(NamedTuple):
+    """A Device as the device register holds it (None fields: no responsible Party recorded)."""
+
+    smi_status: str
+    import_supplier: str | None
+    gas_supplier: str | None
+    network_operator: str | None
+
+
+@dataclass(frozen=True)
+class EligibilityContext:
+    """Facts for ``device.eligible-subscriber``: the requesting Party (id, category) and the Device
+    a CSR names, as the register holds it (None: unknown to the register), and the table in force."""
+
+    party_id: str
+    party_category: PartyCategory
+    device_id: bytes
+    device: DeviceFacts | None
+    table: dict[str, frozenset[Eligible]]
+
+
+DEVICE_RULES: dict[str, Rule[EligibilityContext]] = {}
+"""Rules evaluated per Device CSR (per Device ID), after the request rules admitted the request."""
+
+AnyRule = (Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext] | Rule[RevocationContext]
+           | Rule[EligibilityContext])
 
 
 def _register(table: dict[str, Rule[C]], rule: Rule[C]) -> None:
-    if any(rule.rule_id in t for t in (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES)):
+    if any(rule.rule_id in t for t in (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES, DEVICE_RULES)):
         raise SmkiError("ra.rule-duplicate", f"rule {rule.rule_id} is already registered")
     if "\n" in rule.description or "\n" in rule.reference:
         raise SmkiError("ra.rule-invalid", f"rule {rule.rule_id}: description and reference are one line")
@@ -218,12 +271,13 @@ def policy_rule(
 
 def all_rules() -> list[AnyRule]:
     """Every registered rule: policy rules, RA staff rules, then revocation rules, in registration order."""
-    return [*POLICY_RULES.values(), *APPROVAL_RULES.values(), *STAFF_RULES.values(), *REVOCATION_RULES.values()]
+    return [*POLICY_RULES.values(), *APPROVAL_RULES.values(), *STAFF_RULES.values(), *REVOCATION_RULES.values(),
+            *DEVICE_RULES.values()]
 
 
 def describe(rule_id: str) -> AnyRule:
     """The registered rule ``rule_id``, or a ``ra.rule-unknown`` refusal."""
-    tables: tuple[dict[str, Any], ...] = (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES)
+    tables: tuple[dict[str, Any], ...] = (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES, DEVICE_RULES)
     for table in tables:
         if rule_id in table:
             found: AnyRule = table[rule_id]
@@ -594,5 +648,42 @@ _register(
         "[design] SMKI RAPP: revocation is requested by an Authorised Subscriber for its own certificates; "
         "RA staff revoke any (issue 5)",
         own_certificate,
+    ),
+)
+
+
+# --- per Device CSR (issue 13) -------------------------------------------------------------------
+
+
+def eligible_subscriber(ctx: EligibilityContext) -> Verdict:
+    """Whether the requesting Party may have a certificate for this Device in its SMI status."""
+    status = "unknown" if ctx.device is None else ctx.device.smi_status
+    allowed = ctx.table.get(status, frozenset())
+    device = _eui(ctx.device_id)
+    if Eligible.ANY in allowed:
+        return ok(f"Device {device} is {status}: any approved Device subscriber may request")
+    if Eligible.DCC in allowed and ctx.party_category is PartyCategory.DCC:
+        return ok(f"Device {device} is {status}: {ctx.party_id} is the DCC")
+    if ctx.device is not None:
+        suppliers = {ctx.device.import_supplier, ctx.device.gas_supplier} - {None}
+        if Eligible.SUPPLIER in allowed and ctx.party_id in suppliers:
+            return ok(f"Device {device} is {status}: {ctx.party_id} is its responsible supplier")
+        if Eligible.NETWORK_OPERATOR in allowed and ctx.party_id == ctx.device.network_operator:
+            return ok(f"Device {device} is {status}: {ctx.party_id} is its responsible Network Operator")
+    who = " or ".join(sorted(e.value for e in allowed)) or "no one"
+    return fail(f"Device {device} is {status}: only {who} may request its certificates, not {ctx.party_id}")
+
+
+_register(
+    DEVICE_RULES,
+    Rule(
+        "device.eligible-subscriber",
+        "The requester is an Eligible Subscriber for the Device: its Party may request certificates for a "
+        "Device in that SMI status (configurable eligibility table)",
+        "SEC L3.16 (Eligible Subscribers); SEC Appendix M v8.0, batch and Portal status INELIGIBLE: 'The "
+        "Remote Party Role of the requester is limited to requesting certificates for meters in certain "
+        "provisioning states'; the table is smki's reading [design, spec §7.1]",
+        eligible_subscriber,
+        RuleScope.REQUEST,
     ),
 )

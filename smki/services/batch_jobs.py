@@ -26,6 +26,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,11 +38,13 @@ from smki.domain import CertificatePolicy, Route
 from smki.errors import NotFound, SmkiError
 from smki.ra import CertificateRequestFacts
 from smki.ra.engine import PolicyRefusal
+from smki.services import key_health
+from smki.services.batch_lifecycle import PAUSED, QUEUED, batch_policy
 from smki.services.batch_sources import BatchItem
-from smki.services.capacity import CapacitySettings, consume
+from smki.services.capacity import CapacitySettings, capacity_settings, consume, give_back
 from smki.services.context import Home
 from smki.services.credentials import SystemRequester
-from smki.services.device_issuance import BATCH_ISSUED_ACTION, DeviceOutcome, SigningPool
+from smki.services.device_issuance import BATCH_ISSUED_ACTION, DeviceOutcome, SigningPool, key_fault_of
 from smki.services.requests import Requester, authorise, request_device_batch
 from smki.store.batches import (
     BatchItemRecord,
@@ -63,11 +66,13 @@ MAX_CSRS = 50_000
 RETENTION = timedelta(days=30)
 DEVICE_LIMIT = 100
 DEVICE_LIMIT_CODE = "csr.device-limit"
-#: Job states, stored as the DCC's BatchStatus words.
+#: Job states, stored as the DCC's BatchStatus words (the life cycle: :mod:`smki.services.batch_lifecycle`).
 PENDING, PROCESSING, COMPLETED = "PENDING", "PROCESSING", "COMPLETED"
 #: A PROCESSING job whose owner has sent no heartbeat for this long may be taken over.
 DEFAULT_LEASE = timedelta(seconds=60)
 HEARTBEAT_EVERY = 5.0
+#: Who the runner's own audit records name.
+SYSTEM_ACTOR = "system:batch-runner"
 #: How many times a batch is retried in-process when a signing process dies.
 WORKER_ATTEMPTS = 3
 
@@ -117,10 +122,12 @@ def requester_for(job: BatchJobRecord) -> Requester:
 
 def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, bytes]], *, interface: str,
                  client_ref: str, capacity: CapacitySettings) -> BatchJobRecord:
-    """Accept a batch: RA rules, capacity, then the job and its CSRs stored (audited) as PENDING.
+    """Accept a batch: RA rules, capacity, then the job and its CSRs stored (audited): QUEUED when
+    the auto-approval policy admits it, else PENDING until the RA approves it (batch_lifecycle).
 
     Raises ``ra.refused`` (PolicyRefusal), ``capacity.batch-csrs`` or ``batch.too-many``/``batch.empty``.
     """
+    key_health.refuse_if_unusable()  # before capacity is charged for CSRs that cannot be signed
     if not items:
         raise SmkiError("batch.empty", "a batch holds at least one CSR")
     if len(items) > MAX_CSRS:
@@ -131,15 +138,16 @@ def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, by
     ref = f"{interface}-{now:%Y%m%d}-{secrets.token_hex(6)}"
     rows = [NewBatchItem(i, item_id, normalise_csr(data)) for i, (item_id, data) in enumerate(items)]
     system = requester.system if isinstance(requester, SystemRequester) else None
+    status = batch_policy(home.settings).initial_status(len(rows))  # PENDING: awaiting the RA's approval
     with home.store.transaction() as tx:
         job_id = batch_writes(tx).add_job(
             ref=ref, party_id=requester.party_id, aro_id=requester.aro_id, system=system,
-            route=Route(requester.route).value, interface=interface, client_ref=client_ref, status=PENDING,
+            route=Route(requester.route).value, interface=interface, client_ref=client_ref, status=status,
             items=rows, now=now, expires_at=now + RETENTION,
         )
         tx.append_audit([AuditEvent(requester.actor, "batch.accepted", ref, {
             **requester.audit_details(), "batch": ref, "batch_id": job_id, "csrs": len(rows),
-            "interface": interface, "client_ref": client_ref[:256],
+            "interface": interface, "client_ref": client_ref[:256], "status": status,
         })])
     job = batch_reads(home.store).job(job_id)
     assert job is not None
@@ -208,6 +216,7 @@ class BatchRunner:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_purge = 0.0
+        self._last_probe = 0.0
         self._pool: SigningPool | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -236,6 +245,7 @@ class BatchRunner:
         while not self._stop.is_set():
             runner_heartbeat()  # /readyz: this runner is looping
             try:
+                self._probe_key()
                 self.run_once()
             except Exception:  # keep the runner alive; the job stays claimable and is retried
                 log.exception("batch runner iteration failed")
@@ -276,15 +286,23 @@ class BatchRunner:
         return host == self.host and pid_text.isdigit() and not pid_alive(int(pid_text))
 
     def claim_next(self) -> BatchJobRecord | None:
+        """The oldest approved batch (or a PROCESSING one whose owner is gone), claimed for this
+        runner; inside the processing window only, if one is configured (outside it, queued
+        batches are shown PAUSED and wait)."""
         reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
         now = _now()
-        for job in reversed(reads.jobs(statuses=[PENDING, PROCESSING], limit=200)):
+        if not batch_policy(self.home.settings).open_at(now):
+            progress.pause_queued(now)
+            startable = [PROCESSING]
+        else:
+            startable = [QUEUED, PAUSED, PROCESSING]
+        for job in reversed(reads.jobs(statuses=startable, limit=200)):
             if job.status == PROCESSING and job.owner == self.owner:
                 continue
             if self._dead_owner(job.owner) and job.owner is not None:
                 won = progress.claim_from(job.id, self.owner, job.owner, now, PROCESSING)
             else:
-                won = progress.claim(job.id, self.owner, statuses=[PENDING, PROCESSING],
+                won = progress.claim(job.id, self.owner, statuses=startable,
                                      stale_before=now - self.lease, now=now, status=PROCESSING)
             if won:
                 return reads.job(job.id)
@@ -303,8 +321,6 @@ class BatchRunner:
         return ran
 
     def _purge(self) -> None:
-        import time
-
         from smki.store.locks import exclusive
 
         if time.monotonic() - self._last_purge > 3600:
@@ -411,7 +427,14 @@ class BatchRunner:
         if first is None:
             return
         def record(tx: Transaction, outcomes: Sequence[DeviceOutcome]) -> None:
-            """Each commit's item outcomes and counters, in the transaction of its certificates."""
+            """Each commit's item outcomes and counters, in the transaction of its certificates.
+
+            A CSR refused because the CA key could not sign (``key.*``/``hsm.*``: a token pulled
+            while a warm pool was signing) stops the batch here: raising rolls this commit back, and
+            the runner reports the rest with the key's code (see ``_key_failed``)."""
+            for o in outcomes:
+                if o.error_code is not None and key_health.is_key_fault(o.error_code):
+                    raise SmkiError(o.error_code, o.error_message or o.error_code)
             issued = [(o.index, o.serial) for o in outcomes if o.der is not None and o.serial is not None]
             refused = [(o.index, o.error_code or "issuance.anomaly", o.error_message or o.error_code or "not issued")
                        for o in outcomes if o.der is None or o.serial is None]
@@ -429,6 +452,10 @@ class BatchRunner:
                                                        error_code="ra.refused", error_text=",".join(rules))
             self._fail_rest(job, "ra.refused", exc.message)
         except SmkiError as exc:
+            key = key_fault_of(exc)
+            if key is not None:
+                self._key_failed(job, *key)
+                return
             if exc.code == "batch.worker-failed":
                 raise _WorkerDied(exc.message) from exc
             if exc.code == HANDED_BACK:
@@ -443,14 +470,52 @@ class BatchRunner:
             log.exception("could not start the signing processes")
             return None
 
-    def _fail_rest(self, job: BatchJobRecord, code: str, message: str) -> None:
-        """Report every item still without an outcome as failed (after recovering committed ones)."""
+    def _key_failed(self, job: BatchJobRecord, code: str, message: str) -> None:
+        """The CA key became unusable during ``job``: refuse new work in this process (key_health),
+        report the rest of the batch with the key's code, and give back the capacity its
+        never-attempted CSRs were charged."""
+        key_health.report_unusable(code, message)
+        log.error("batch %s: the CA key is unusable (%s: %s); new batches are refused until it is back",
+                  job.id, code, message)
+        rest = self._fail_rest(job, code, f"not attempted: the CA key is unusable ({message})")
+        batch_progress(self.home.store).set_status(job.id, PROCESSING, now=_now(), owner=self.owner,
+                                                   error_code=code, error_text=message[:500])
+        give_back(self.home, capacity_settings(self.home), job.party_id, "batch-csrs", rest,
+                  actor=SYSTEM_ACTOR, interface=job.interface,
+                  reason=f"batch {job.ref}: {rest} CSRs not attempted ({code})")
+
+    def _probe_key(self) -> None:
+        """While the key is known to be unusable, try it again now and then; clear the fault when it
+        signs (the next batch then makes a fresh signing pool)."""
+        if key_health.fault() is None or time.monotonic() - self._last_probe < key_health.PROBE_SECONDS:
+            return
+        self._last_probe = time.monotonic()
+        from smki.services.preflight import check_ca_keys
+
+        probe = Home(self.home.settings, self.home.store, self.home.secret)
+        try:
+            check_ca_keys(probe)
+        except Exception as exc:  # still unusable: keep refusing
+            log.info("the CA key is still unusable: %s", getattr(exc, "code", type(exc).__name__))
+            return
+        finally:
+            close = getattr(probe._backend, "close", None)
+            if close is not None:
+                close()
+        key_health.report_usable()
+        self._close_pool()
+        log.warning("the CA keys sign again; batches are accepted")
+
+    def _fail_rest(self, job: BatchJobRecord, code: str, message: str) -> int:
+        """Report every item still without an outcome as failed (after recovering committed ones);
+        returns how many."""
         self._reconcile(job)
         rest = [ItemResult(item.idx, error_code=code, error_text=message)
                 for item in batch_reads(self.home.store).iter_items(job.id, unprocessed=True)]
         progress = batch_progress(self.home.store)
         for start in range(0, len(rest), 2000):
             progress.record_results(job.id, self.owner, rest[start:start + 2000], _now())
+        return len(rest)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,8 +558,10 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
         if require_known_device and count == 0:
             raise _refuse_single(home, requester, UNKNOWN_DEVICE_CODE,
                                  f"no certificate has been issued yet for Device ID {device.hex().upper()}", device)
+    key_health.refuse_if_unusable()
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
-    outcome = request_device(home, requester, der, decision=decision)
+    # Appendix M lists no Eligible Subscriber check on the Ad Hoc web service (spec §7.2).
+    outcome = request_device(home, requester, der, decision=decision, eligibility=interface != "adhoc")
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from smki.config import Settings
     from smki.keys import KeyBackend
     from smki.services.context import Home
+    from smki.services.eligibility import Screen
     from smki.store.transaction import Transaction
 
 #: Called inside a commit's transaction, after its certificates and audit record, with that
@@ -172,6 +173,25 @@ class WorkerKeyUnavailable(Exception):
 
 
 _INIT_FAILURE: WorkerKeyUnavailable | None = None
+
+
+class KeyUnavailable(SmkiError):
+    """``batch.worker-failed`` because the signing workers could not open the CA key: carries the
+    key's own code (``key.locked``, ``hsm.*`` …) for the audit record and the batch runner."""
+
+    def __init__(self, code: str, message: str, *, key_code: str, key_message: str) -> None:
+        super().__init__(code, message)
+        self.key_code = key_code
+        self.key_message = key_message
+
+
+def key_fault_of(exc: BaseException) -> tuple[str, str] | None:
+    """(code, message) of the CA key fault behind ``exc``, if that is what it is."""
+    if isinstance(exc, KeyUnavailable):
+        return exc.key_code, exc.key_message
+    if isinstance(exc, SmkiError) and exc.code.startswith(("key.", "hsm.")):
+        return exc.code, exc.message
+    return None
 
 
 def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
@@ -425,6 +445,7 @@ def issue_device_batch(
     pool: SigningPool | None = None,
     in_transaction: InTransaction | None = None,
     opening: Sequence[AuditEvent] = (),
+    screen: Screen | None = None,
 ) -> BatchSummary:
     """Issue a Device Certificate for every good CSR in ``items``; report bad ones individually.
 
@@ -436,7 +457,9 @@ def issue_device_batch(
     items: items whose certificate that run committed (per its audit records) are skipped, so
     nothing is issued twice; the rest — never reached, or failed (e.g. an HSM fault) — are issued.
     ``opening`` are the caller's audit records to commit just before ``batch.started`` (the
-    request's authorisation).
+    request's authorisation). ``screen`` turns signed results into refusals before they are
+    recorded (the subscriber path's Eligible Subscriber check, :mod:`smki.services.eligibility`);
+    then keys already certified are refused (:mod:`smki.services.key_register`).
 
     In this process (``workers=0``: one Device CSR over the web services, the Portal, tests) the
     opening records are committed with the first chunk and ``batch.completed`` with the last, so a
@@ -472,12 +495,15 @@ def issue_device_batch(
         completed = _issue_all(home, items, actor=actor, batch_ref=batch_ref, workers=workers,
                                chunk_size=chunk_size, on_chunk=on_chunk, pool=pool, in_transaction=in_transaction,
                                issuer_der=issuer_der, issuer_key_id=issuer_key_id, counts=counts, opened=opened,
-                               in_process=in_process)
+                               in_process=in_process, screen=screen)
     except Exception as exc:
         # A started batch always ends in the audit log: what stopped it, with the code the caller sees
         # (and, in this process, the opening records that were to commit with the first chunk).
         code = exc.code if isinstance(exc, SmkiError) else ISSUANCE_ANOMALY
         message = exc.message if isinstance(exc, SmkiError) else type(exc).__name__
+        key = key_fault_of(exc)
+        if key is not None:  # recorded with the key's own code: what the operator must act on
+            code, message = key[0], f"{key[1]} ({message})" if message != key[1] else message
         with home.store.transaction() as tx:
             tx.append_audit([*opened, AuditEvent(actor, "batch.failed", batch_ref, {
                 "kind": "device", "code": code, "reason": message[:300], "issued": counts[0], "rejected": counts[1],
@@ -494,7 +520,8 @@ def issue_device_batch(
 def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref: str, workers: int | None,
                chunk_size: int, on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None,
                pool: SigningPool | None, in_transaction: InTransaction | None, issuer_der: bytes,
-               issuer_key_id: str, counts: list[int], opened: list[AuditEvent], in_process: bool) -> bool:
+               issuer_key_id: str, counts: list[int], opened: list[AuditEvent], in_process: bool,
+               screen: Screen | None = None) -> bool:
     """The body of :func:`issue_device_batch`: sign and commit every chunk, counting into ``counts``.
 
     ``opened`` (records not yet committed) go with the first commit, which empties the list. Returns
@@ -508,6 +535,8 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
             "kind": "device", "issued": counts[0] + issued, "rejected": counts[1] + refused})]
 
     def commit(ready: Sequence[_ChunkResult], last: bool = False) -> None:
+        if screen is not None:
+            ready = screen(ready)
         ready, keys = refuse_duplicate_device_keys(home, ready)
         outcomes = [_outcomes(chunk) for chunk in ready] if on_chunk or in_transaction else []
         also: Callable[[Transaction], None] | None = None
@@ -587,10 +616,10 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], commit: Calla
     except WorkerKeyUnavailable as exc:
         pool.broken = True  # its workers will never sign: the owner makes a new pool
         code, message = exc.args
-        raise SmkiError(
+        raise KeyUnavailable(
             "batch.worker-failed",
             f"a worker could not open the CA key ({code}: {message}); {counts[0]} certificates were "
-            f"committed — resume batch {batch_ref}",
+            f"committed — resume batch {batch_ref}", key_code=code, key_message=message,
         ) from exc
     finally:
         for future in pending:

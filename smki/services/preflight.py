@@ -4,7 +4,8 @@ An operator who starts the server with a wrong passphrase, an unplugged token, a
 database or a database migrated by a newer smki must learn it at once, as one coded line, with
 nothing listening — not from a batch that is accepted and then fails every CSR. So before binding:
 
-1. the database opens and is at the schema revision this smki ships (migrating an older one);
+1. the database opens and is at the schema revision this smki ships (``smki db upgrade`` moves an
+   older one on; a newer one is refused);
 2. every CA key opens (file passphrase or PKCS#11 PIN), matches its certificate and signs — the
    Root (ARLs), the Organisation CA, the Device CA and the credentials CA (the listeners' and
    clients' credentials);
@@ -27,14 +28,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smki.ca.credentials import CREDENTIALS_CA_LABEL
-from smki.ca.hierarchy import DEVICE_CA_LABEL, ORGANISATION_CA_LABEL, ROOT_LABEL
-from smki.domain import CertKind
 from smki.errors import SmkiError
 from smki.services.context import Home, open_home
 
-#: The CA keys a server signs with, and the certificate each must match.
-CA_KEYS = ((CertKind.ROOT, ROOT_LABEL), (CertKind.ORGANISATION_CA, ORGANISATION_CA_LABEL),
-           (CertKind.DEVICE_CA, DEVICE_CA_LABEL))
 PROBE = b"smki serve: preflight signature"
 
 T = TypeVar("T")
@@ -46,54 +42,42 @@ def _short(exc: BaseException) -> str:
 
 
 def open_database(home_path: Path | str, secret: bytes | None) -> Home:
-    """The home with its store open and at this smki's schema revision (``store.*`` codes)."""
-    from smki.store.migrate import current_revision, head_revision
-
+    """The home with its store open at this smki's schema revision (``store.*`` codes: unreachable,
+    not initialised, outdated — upgrading is ``smki db upgrade``, never a side effect of a start —
+    or newer than this smki)."""
     try:
-        home = open_home(home_path, secret)
+        return open_home(home_path, secret)
     except SmkiError:
         raise
-    except Exception as exc:  # the driver's or Alembic's own error: say what it means, in one line
-        name = type(exc).__name__
-        if name in ("CommandError", "ResolutionError"):  # alembic: a revision it does not know
-            raise SmkiError("store.schema-unknown",
-                            f"the database's schema is not one this smki knows (a newer smki?): {_short(exc)}") from exc
+    except Exception as exc:  # the driver's own error: say what it means, in one line
         raise SmkiError("store.unavailable", f"cannot open the database: {_short(exc)}") from exc
-    try:
-        found, wanted = current_revision(home.store.engine), head_revision()
-    except Exception as exc:
-        home.close()
-        raise SmkiError("store.unavailable", f"cannot read the schema revision: {_short(exc)}") from exc
-    if found != wanted:
-        home.close()
-        raise SmkiError("store.schema-mismatch",
-                        f"the database is at schema revision {found}, this smki needs {wanted}")
-    return home
 
 
 def check_ca_keys(home: Home) -> list[str]:
     """Open every CA key this server signs with; each must match its certificate and sign.
 
-    Returns the labels checked. Codes: ``key.secret-missing``, ``key.locked`` (wrong passphrase),
-    ``key.missing``, ``hsm.*`` (token absent, wrong PIN), ``ca.not-initialised``, ``key.mismatch``.
+    The three CA keys as the readiness probe checks them (:func:`smki.services.health.check_keys`),
+    and the credentials CA's. Returns the labels checked. Codes: ``key.secret-missing``,
+    ``key.locked`` (wrong passphrase), ``key.missing``, ``hsm.*`` (token absent, wrong PIN),
+    ``ca.not-initialised``, ``key.mismatch``.
     """
     from smki.services.credentials import credentials_ca
+    from smki.services.health import CA_KEYS, check_keys
 
-    backend = home.backend()
-    wanted = [(label, home.ca_certificate(kind)) for kind, label in CA_KEYS]
+    ok, detail = check_keys(home)
+    if not ok:
+        raise SmkiError("key.mismatch", detail)
+    labels = list(CA_KEYS.values())
     credentials = _guard(lambda: credentials_ca(home))
     if credentials is not None:  # made on the first start otherwise (ensure_server_credential)
-        wanted.append((CREDENTIALS_CA_LABEL, credentials))
-    for label, certificate in wanted:
-        signer = backend.signer(label)
-        public = certificate.public_key()
+        public = credentials.public_key()
         assert isinstance(public, ec.EllipticCurvePublicKey)
         try:
-            public.verify(signer.sign(PROBE), PROBE, ec.ECDSA(hashes.SHA256()))
+            public.verify(home.backend().signer(CREDENTIALS_CA_LABEL).sign(PROBE), PROBE, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
-            subject = certificate.subject.rfc4514_string()
-            raise SmkiError("key.mismatch", f"key {label!r} does not match its certificate {subject}") from None
-    return [label for label, _ in wanted]
+            raise SmkiError("key.mismatch", f"key {CREDENTIALS_CA_LABEL!r} does not match the credentials CA") from None
+        labels.append(CREDENTIALS_CA_LABEL)
+    return labels
 
 
 def check_listener_context(make: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:

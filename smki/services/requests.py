@@ -121,13 +121,19 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
                          on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None = None,
                          pool: SigningPool | None = None,
                          in_transaction: InTransaction | None = None,
-                         decision: Decision | None = None) -> BatchSummary:
+                         decision: Decision | None = None,
+                         eligibility: bool = True) -> BatchSummary:
     """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
 
     Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches. A
     caller that has just authorised the request itself (one Device CSR over the web services)
-    passes its ``decision`` rather than having the register read and the rules run twice.
+    passes its ``decision`` rather than having the register read and the rules run twice. With
+    ``eligibility`` (all but the Ad Hoc service) each CSR's Device is checked against the device
+    register (rule ``device.eligible-subscriber``, SEC L3.16) and refused ``ra.ineligible`` if the
+    Party may not have its certificates.
     """
+    from smki.services.eligibility import eligibility_screen
+
     if decision is None:
         facts = CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route)
         decision = authorise(home, requester, facts)
@@ -135,11 +141,13 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
         **requester.audit_details(), "policy": CertificatePolicy.DEVICE.value, "batch": batch_ref,
         **_passed(decision)})
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
-                              on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised])
+                              on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised],
+                              screen=eligibility_screen(home, requester.party_id) if eligibility else None)
 
 
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",
-                   batch_ref: str | None = None, decision: Decision | None = None) -> DeviceOutcome:
+                   batch_ref: str | None = None, decision: Decision | None = None,
+                   eligibility: bool = True) -> DeviceOutcome:
     """One Device CSR (the Ad Hoc service): the same rules, issued in this process.
 
     Returns the outcome: a certificate, or a per-CSR error (``csr.*``) as the Ad Hoc service reports
@@ -150,7 +158,7 @@ def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id
     outcomes: list[DeviceOutcome] = []
     ref = batch_ref or f"adhoc-{secrets.token_hex(6)}"
     request_device_batch(home, requester, [BatchItem(0, item_id, csr_data)], batch_ref=ref, workers=0,
-                         on_chunk=outcomes.extend, decision=decision)
+                         on_chunk=outcomes.extend, decision=decision, eligibility=eligibility)
     if len(outcomes) != 1:
         raise SmkiError("request.no-outcome", "the Device CSR produced no outcome")
     return outcomes[0]

@@ -16,12 +16,18 @@ from smki.store.driver import placeholder
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
-_PART = 500
+#: Keys per look-up on SQLite (well under its 32,766 parameters): a commit's keys in one or two queries.
+_PART = 4000
 
 
 def _serials(conn: Connection, fingerprints: Collection[bytes]) -> dict[bytes, str]:
     wanted = sorted(set(fingerprints))
     found: dict[bytes, str] = {}
+    if conn.dialect.name == "postgresql":  # one query, the keys as one array parameter
+        rows = conn.exec_driver_sql(
+            "SELECT fingerprint, serial FROM certified_keys WHERE fingerprint = ANY(%s)", (wanted,))
+        found.update((bytes(fingerprint), serial) for fingerprint, serial in rows)
+        return found
     mark = placeholder(conn)
     for start in range(0, len(wanted), _PART):
         part = wanted[start:start + _PART]
@@ -64,9 +70,30 @@ class CertifiedKeyWrites:
 
         mark = placeholder(self._conn)
         try:
-            self._conn.exec_driver_sql(
-                f"INSERT INTO certified_keys (fingerprint, serial) VALUES ({mark}, {mark})", list(pairs))
+            if self._conn.dialect.name == "postgresql":
+                self._copy(pairs)
+            else:
+                self._conn.exec_driver_sql(
+                    f"INSERT INTO certified_keys (fingerprint, serial) VALUES ({mark}, {mark})", list(pairs))
         except IntegrityError as exc:
+            raise SmkiError("store.duplicate-key", "a key was certified twice at the same moment; "
+                            "nothing of this commit was recorded") from exc
+
+    def _copy(self, pairs: Sequence[tuple[bytes, str]]) -> None:
+        """PostgreSQL: ``COPY`` (binary), several times faster than an ``executemany`` of inserts."""
+        import psycopg
+
+        raw = self._conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        try:
+            with raw.cursor() as cursor, cursor.copy(
+                    "COPY certified_keys (fingerprint, serial) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["bytea", "varchar"])
+                for pair in pairs:
+                    copy.write_row(pair)
+        except psycopg.errors.UniqueViolation as exc:
+            from smki.errors import SmkiError
+
             raise SmkiError("store.duplicate-key", "a key was certified twice at the same moment; "
                             "nothing of this commit was recorded") from exc
 

@@ -402,5 +402,43 @@ class CertifiedKey(Base):
     fingerprint: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
     serial: Mapped[str] = mapped_column(String(32), nullable=False)
 
+    #: SQLite: the rows live in the primary-key b-tree itself (no rowid table beside it), so a
+    #: batch's insert touches one b-tree per key, not two.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
 
 certified_keys_table = cast(Table, CertifiedKey.__table__)
+
+
+class DeviceEntry(Base):
+    """A Device in the device register, standing in for the DCC's Smart Metering Inventory (issue 13)."""
+
+    __tablename__ = "devices"
+
+    device_id: Mapped[bytes] = mapped_column(LargeBinary(8), primary_key=True)
+    device_type: Mapped[str] = mapped_column(String(8), nullable=False)
+    smi_status: Mapped[str] = mapped_column(String(32), nullable=False)
+    import_supplier: Mapped[str | None] = mapped_column(String(64))
+    gas_supplier: Mapped[str | None] = mapped_column(String(64))
+    network_operator: Mapped[str | None] = mapped_column(String(64))
+    changed_on: Mapped[date] = mapped_column(Date, nullable=False)
+
+
+class DeviceChange(Base):
+    """A dated change of a Device's register entry: its state from ``effective`` on, and who recorded it."""
+
+    __tablename__ = "device_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[bytes] = mapped_column(LargeBinary(8), nullable=False, index=True)
+    effective: Mapped[date] = mapped_column(Date, nullable=False)
+    device_type: Mapped[str] = mapped_column(String(8), nullable=False)
+    smi_status: Mapped[str] = mapped_column(String(32), nullable=False)
+    import_supplier: Mapped[str | None] = mapped_column(String(64))
+    gas_supplier: Mapped[str | None] = mapped_column(String(64))
+    network_operator: Mapped[str | None] = mapped_column(String(64))
+    recorded_by: Mapped[str] = mapped_column(String(128), nullable=False)
+
+
+devices_table = cast(Table, DeviceEntry.__table__)
+device_changes_table = cast(Table, DeviceChange.__table__)

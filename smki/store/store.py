@@ -203,6 +203,12 @@ class Store:
         unique = sorted({bytes(d) for d in device_ids})
         with self._engine.connect() as conn:
             mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            if conn.dialect.name == "postgresql" and unique:
+                # One statement, the Device IDs as one array parameter (an index scan per element).
+                rows = conn.exec_driver_sql(
+                    "SELECT device_id, count(*) FROM certificates WHERE device_id = ANY(%s::bytea[]) "
+                    "GROUP BY device_id", (unique,))
+                return {bytes(device_id): int(count) for device_id, count in rows}
             for start in range(0, len(unique), 500):
                 part = unique[start:start + 500]
                 # Driver SQL: SQLAlchemy rendering 500 expanding IN parameters cost more than the query.

@@ -143,6 +143,12 @@ class Transaction:
         devices = sorted({device for device, _ in wanted})
         found: list[tuple[bytes, str]] = []
         m = self._mark
+        if self._conn.dialect.name == "postgresql":  # one statement, the Device IDs as one array
+            rows = self._conn.exec_driver_sql(
+                "SELECT device_id, usage FROM certificates WHERE status = 'I' AND device_id = ANY(%s::bytea[])",
+                (devices,))
+            found = [(bytes(device_id), usage) for device_id, usage in rows]
+            devices = []
         for start in range(0, len(devices), 500):
             part = devices[start:start + 500]
             rows = self._conn.exec_driver_sql(

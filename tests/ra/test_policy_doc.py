@@ -57,6 +57,7 @@ def test_the_spec_rule_ids_are_all_registered() -> None:
         "ra.dual-control",
         "ra.staff-role",
         "revocation.own-certificate",
+        "device.eligible-subscriber",
     } == ids
 
 

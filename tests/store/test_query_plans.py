@@ -67,6 +67,11 @@ def _plan(store: Store, statement: str, parameters: object) -> str:
         return "\n".join(str(row[0]) for row in rows)
 
 
+def _retire(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.retire_in_use_device_certificates([(DEVICE, Usage.DS), (bytes.fromhex("00db00000000000a"), Usage.KA)])
+
+
 READS: dict[str, Callable[[Store], object]] = {
     "device CA": lambda s: s.ca_certificate(CertKind.DEVICE_CA),
     "organisation CA": lambda s: s.ca_certificate(CertKind.ORGANISATION_CA),
@@ -74,6 +79,8 @@ READS: dict[str, Callable[[Store], object]] = {
     "by serial": lambda s: s.certificate_by_serial(f"{20:032x}"),
     "a device's certificates": lambda s: s.certificates_for_device(DEVICE),
     "per-Device count": lambda s: s.count_device_certificates(DEVICE),
+    "per-Device counts, many": lambda s: s.device_certificate_counts([DEVICE, bytes.fromhex("00db00000000000a")]),
+    "in-use look-up before re-issue": _retire,
 }
 
 

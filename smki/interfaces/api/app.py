@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from smki import __version__
 from smki.errors import SmkiError
 from smki.interfaces.api.context import ListenerContext
+from smki.interfaces.api.devices_api import create_devices_router
 from smki.interfaces.api.docs import create_docs_router
 from smki.interfaces.api.errors import count_refusal, error_body, error_response
 from smki.interfaces.api.json_api import PREFIX, create_json_router
@@ -94,6 +95,7 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
 
     app.include_router(create_json_router())
     app.include_router(create_docs_router())
+    app.include_router(create_devices_router())
     app.include_router(create_device_router())
     app.include_router(create_repository_router())
     if with_portal:

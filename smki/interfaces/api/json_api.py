@@ -97,7 +97,7 @@ class BatchIn(BaseModel):
 class BatchOut(BaseModel):
     batch_id: int
     reference: str
-    status: Literal["pending", "processing", "completed"]
+    status: Literal["pending", "queued", "paused", "processing", "completed", "rejected"]
     total: int
     processed: int
     issued: int

@@ -80,6 +80,7 @@ FORWARDED = {
     "batch-cpu": ("batch_cpu", "Where a batch's CPU goes: the single writer vs the signing workers."),
     "cluster": ("cluster", "One node direct vs two nodes behind HAProxy on one PostgreSQL, in one run."),
     "store-size": ("store_size", "Single-CSR issuance (Ad Hoc, JSON) and results-page latency as the store grows."),
+    "devices": ("device_register", "Device register bulk import / update of N rows and request-time look-ups."),
 }
 
 

@@ -26,10 +26,12 @@ from smki.interfaces.cli import (
     crl_cmd,
     db_cmd,
     dev_cmd,
+    device_cmd,
     issue_cmd,
     party_cmd,
     populate_cmd,
     portal_cmd,
+    ra_batches_cmd,
     ra_cmd,
     repo_cmd,
     request_cmd,
@@ -60,6 +62,8 @@ app.add_typer(aro_cmd.app, name="aro")
 app.add_typer(apply_cmd.app, name="apply")
 app.add_typer(ra_cmd.app, name="ra")
 app.add_typer(request_cmd.app, name="request")
+app.add_typer(device_cmd.app, name="device")
+ra_cmd.app.add_typer(ra_batches_cmd.app, name="batches")
 # Revocation, CRL/ARL, status lifecycle and the data generator (issue 5).
 app.add_typer(crl_cmd.app, name="crl")
 cert_cmd.app.command("revoke")(revoke_cmd.revoke)

@@ -76,6 +76,7 @@ from smki.interfaces.dcc.safe_xml import (
 )
 
 __all__ = [
+    "BATCH_REJECTED_CODE",
     "BUILD",
     "CSR_ERROR_CODES",
     "DEFAULT_BATCH_MAX_BYTES",
@@ -145,6 +146,7 @@ __all__ = [
 DUPLICATE = "csr.duplicate"  # a certificate already exists for this CSR's key (the DCC's CR:9999)
 DEVICE_LIMIT = "csr.device-limit"  # 100 Device Certificates already issued for this Device ID
 UNKNOWN_DEVICE = "device.unknown"  # Ad Hoc: no certificate issued yet for this Device ID
+INELIGIBLE_DEVICE = "ra.ineligible"  # SEC L3.16: the Party may not request this Device's certificates
 
 #: ``csr.*`` (CA CSR checks, see ``smki.ca.csr.ERROR_CODES``) → ``CR:`` code. ``CR:CC1`` "wrong
 #: CSR OID" and ``CR:9999`` "duplicate" are the DCC's; the rest are smki's, stable once released.
@@ -189,6 +191,8 @@ RULE_CODES: dict[str, str] = {
 RULE_OTHER = "IN:RA1"
 
 UNKNOWN_DEVICE_CODE = "UD:AA1"
+INELIGIBLE_DEVICE_CODE = "IN:EL1"  # a CSR whose Device the requester is not an Eligible Subscriber for
+BATCH_REJECTED_CODE = "WF:RJ1"  # a batch the RA rejected (REJECTED); ErrorText is the RA's reason
 ANOMALY_CODE = "IA:AA1"  # issuance anomaly (prefix not fixed by the spec; smki's choice)
 CA_CODE = "CA:AA1"  # the CA could not sign (key backend, HSM); prefix is smki's choice
 WORKFLOW_CODE = "WF:AA1"  # capacity limits and other refusals of the request as a whole
@@ -242,6 +246,10 @@ def dcc_error_for(
         if ad_hoc:
             return DccOutcome(AdHocStatus.WORKFLOW_ERROR, DccError(RA_WORKFLOW_CODE, listed))
         return DccOutcome(DeviceStatus.INELIGIBLE, DccError(RULE_CODES.get(rule_ids[0], RULE_OTHER), listed))
+    if code == INELIGIBLE_DEVICE:
+        if ad_hoc:
+            return DccOutcome(AdHocStatus.WORKFLOW_ERROR, DccError(RA_WORKFLOW_CODE, text))
+        return DccOutcome(DeviceStatus.INELIGIBLE, DccError(INELIGIBLE_DEVICE_CODE, text))
     if code.startswith("csr."):
         status = AdHocStatus.CSR_ERROR if ad_hoc else DeviceStatus.CSR_ERROR
         return DccOutcome(status, DccError(CSR_ERROR_CODES.get(code, CSR_OTHER), coded))

@@ -114,7 +114,10 @@ def _submit(ctx: ListenerContext, requester: Requester, body: bytes) -> dx.Submi
         return dx.SubmitCSRBatchStatus(dx.SubmitStatus.WORKFLOW_ERROR, error=dx.DccError("WF:RA1", listed))
     except SmkiError as exc:
         outcome = dx.dcc_error_from(dx.Service.BATCH, exc)
-        code = outcome.error.code if outcome.error.code.startswith("WF:") else "WF:AA9"
+        # A submission has no CA_ERROR status: the CA unable to sign (key.*, hsm.*) refuses it as a
+        # workflow error with the documented WF:AA1 and the key's code in the text (issue 11).
+        code = (outcome.error.code if outcome.error.code.startswith("WF:")
+                else dx.WORKFLOW_CODE if outcome.error.code == dx.CA_CODE else dx.OTHER_CODE)
         return dx.SubmitCSRBatchStatus(dx.SubmitStatus.WORKFLOW_ERROR, error=dx.DccError(code, outcome.error.text))
     ctx.wake_runner()
     return dx.SubmitCSRBatchStatus(dx.SubmitStatus.PENDING, batch_id=job.id)
@@ -249,6 +252,9 @@ def create_device_router() -> APIRouter:
         if isinstance(head, dx.DccError):
             return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(dx.BatchStatus.FORMAT_ERROR, error=head)))
         status = dx.BatchStatus(head.status)
+        if status is dx.BatchStatus.REJECTED:  # the RA's reason travels in the optional Error
+            reason = dx.DccError(dx.BATCH_REJECTED_CODE, head.error_text or "rejected by the Registration Authority")
+            return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status, error=reason)))
         if status is not dx.BatchStatus.COMPLETED:
             return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status)))
         chunks = dx.iter_csr_batch_result(status, _device_certificates(ctx, head), chunk_bytes=RESULT_CHUNK)

@@ -1,0 +1,92 @@
+"""``smki device``: the device register (issue 13), smki's stand-in for the Smart Metering Inventory.
+
+RA staff record Devices one at a time (``set``) or in bulk (``import`` of CSV or JSON Lines, streamed);
+anyone may read (``show``, ``list``). The RA reads the register for SEC L3.16 (docs/policy.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from smki.eui64 import eui64_hyphenated
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console
+from smki.interfaces.cli.staff_cmd import StaffOption, plain_row, run_on
+from smki.services.device_register import get_device, import_file, list_devices, set_device
+
+app = typer.Typer(help="The device register: Device IDs, SMI status, responsible Parties.", no_args_is_help=True)
+
+Eui = Annotated[str, typer.Argument(help="The Device ID (EUI-64, e.g. 00-DB-12-34-56-78-90-01).")]
+
+
+@app.command("set")
+def set_(
+    device_id: Eui,
+    device_type: Annotated[str, typer.Option("--type", help="ESME, GSME, CHF, GPF, PPMID, HCALCS, IHD, CAD, …")],
+    status: Annotated[str, typer.Option("--status", help="SMI status, e.g. pending, commissioned, withdrawn.")],
+    import_supplier: Annotated[str | None, typer.Option("--import-supplier", help="Responsible Party.")] = None,
+    gas_supplier: Annotated[str | None, typer.Option("--gas-supplier", help="Responsible Party.")] = None,
+    network_operator: Annotated[str | None, typer.Option("--network-operator", help="Responsible Party.")] = None,
+    effective: Annotated[str | None, typer.Option("--effective", help="Date the change takes effect.")] = None,
+    staff: StaffOption = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Add a Device or record a change of its state (RA operator); the change is kept with its date."""
+    values = {"device_id": device_id, "device_type": device_type, "smi_status": status,
+              "import_supplier": import_supplier, "gas_supplier": gas_supplier,
+              "network_operator": network_operator, "effective": effective}
+    row = run_on(home, lambda h: set_device(h, values, staff_id=staff))
+    console.print(f"device {eui64_hyphenated(row.device_id)}: {row.device_type} {row.smi_status} "
+                  f"from {row.effective.isoformat()}", highlight=False, markup=False)
+
+
+@app.command("show")
+def show(device_id: Eui, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """A Device's register entry and every dated change."""
+    entry, history = run_on(home, lambda h: get_device(h, device_id))
+    console.print(f"Device {eui64_hyphenated(entry.device_id)}: {entry.device_type}, {entry.smi_status} since "
+                  f"{entry.effective.isoformat()}; import supplier {entry.import_supplier or '-'}, gas supplier "
+                  f"{entry.gas_supplier or '-'}, network operator {entry.network_operator or '-'}",
+                  highlight=False, markup=False, soft_wrap=True)
+    table = Table()
+    for column in ("effective", "type", "status", "import", "gas", "network", "recorded by"):
+        table.add_column(column)
+    for change in history:
+        r = change.row
+        plain_row(table, r.effective.isoformat(), r.device_type, r.smi_status, r.import_supplier or "-",
+                  r.gas_supplier or "-", r.network_operator or "-", change.recorded_by)
+    console.print(table)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option("--status", help="Only Devices in this SMI status.")] = None,
+    after: Annotated[str | None, typer.Option("--after", help="Continue after this Device ID.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many (1-1000).")] = 100,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Devices in Device ID order, a page at a time."""
+    rows = run_on(home, lambda h: list_devices(h, after=after, status=status, limit=limit))
+    table = Table()
+    for column in ("device", "type", "status", "since", "import", "gas", "network"):
+        table.add_column(column)
+    for r in rows:
+        plain_row(table, eui64_hyphenated(r.device_id), r.device_type, r.smi_status, r.effective.isoformat(),
+                  r.import_supplier or "-", r.gas_supplier or "-", r.network_operator or "-")
+    console.print(table)
+
+
+@app.command("import")
+def import_(
+    source: Annotated[Path, typer.Argument(help="A .csv (header: device_id,device_type,smi_status,import_supplier,"
+                                                "gas_supplier,network_operator,effective) or JSON Lines file.")],
+    staff: StaffOption = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Bulk import or update, streamed in chunks of 10,000 rows (RA operator); the last row for a Device wins."""
+    summary = run_on(home, lambda h: import_file(h, source, staff_id=staff))
+    console.print(f"imported {summary.rows} rows in {summary.chunks} chunks, {summary.seconds:.1f} s "
+                  f"({summary.rows / max(summary.seconds, 1e-9):,.0f} rows/s)", highlight=False, markup=False)

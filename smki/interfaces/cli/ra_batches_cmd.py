@@ -1,0 +1,66 @@
+"""``smki ra batches``: the RA's queue of Device CSR batches awaiting approval (issue 13 point 3).
+
+``list`` shows batches (default: those PENDING, oldest first); ``approve`` queues one for
+processing and ``reject`` refuses it with a reason (RA approver, ``ra.staff-role``). Under the
+default policy every batch is approved at once and the queue stays empty; see
+:mod:`smki.services.batch_lifecycle` for ``[batches] auto-approve-max`` and the processing window.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console
+from smki.interfaces.cli.staff_cmd import StaffOption, plain_row, run_on
+from smki.services.batch_lifecycle import approve_batch, batches_waiting, recent_batches, reject_batch
+from smki.store.batches import BatchJobRecord
+
+app = typer.Typer(help="Device CSR batches awaiting the RA: list, approve, reject.", no_args_is_help=True)
+
+BatchId = Annotated[int, typer.Argument(help="The BatchId.")]
+
+
+def _line(job: BatchJobRecord) -> str:
+    return f"batch {job.id} ({job.party_id}, {job.total} CSRs): {job.status}"
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option("--status", help="Any status (default: PENDING, oldest first).")]
+    = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Batches awaiting approval, or the latest batches in a status."""
+    jobs = run_on(home, lambda h: batches_waiting(h) if status is None else recent_batches(h, status=status))
+    table = Table()
+    for column in ("batch", "party", "ARO", "interface", "CSRs", "status", "submitted", "reason"):
+        table.add_column(column)
+    for job in jobs:
+        reason = job.error_text if job.status == "REJECTED" else ""
+        plain_row(table, str(job.id), job.party_id, job.aro_id, job.interface, str(job.total), job.status,
+                  f"{job.created_at:%Y-%m-%d %H:%M}", reason or "")
+    console.print(table)
+    if not jobs:
+        err_console.print("no batches" if status else "no batches awaiting approval")
+
+
+@app.command("approve")
+def approve(batch_id: BatchId, staff: StaffOption = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """Approve a PENDING batch: it is QUEUED and processed in turn (RA approver)."""
+    console.print(_line(run_on(home, lambda h: approve_batch(h, batch_id, staff_id=staff))), highlight=False,
+                  markup=False)
+
+
+@app.command("reject")
+def reject(
+    batch_id: BatchId,
+    reason: Annotated[str, typer.Option("--reason", help="Why the batch is rejected (shown to the Party).")],
+    staff: StaffOption = None,
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Reject a PENDING batch with a reason: it is REJECTED and never processed (RA approver)."""
+    console.print(_line(run_on(home, lambda h: reject_batch(h, batch_id, reason, staff_id=staff))),
+                  highlight=False, markup=False)

@@ -1,0 +1,131 @@
+"""The batch lifecycle of SEC Appendix M App. D (issue 13 point 3): approval, rejection, the window.
+
+A submitted batch is ``PENDING`` ("uploaded, accepted and is awaiting approval") until the RA
+approves it — an RA approver (``smki ra batches approve``, the staff Portal) or, under the
+configured auto-approval policy, at once — and is then ``QUEUED`` for the runner. A batch the RA
+refuses is ``REJECTED`` with its reason ("will not be processed further"). With a processing
+window configured (the DCC's is 20:00-08:00; off by default), the runner starts batches only inside
+it, in turn (oldest first); outside it a queued batch shows ``PAUSED`` ("suspended until the next
+processing time window") and resumes inside it. A batch already running when the window closes
+runs to its end (it is not paused between chunks).
+
+Configuration (``smki.toml``)::
+
+    [batches]
+    auto-approve-max = 50000   # batches of up to N CSRs are approved at once; 0: every batch waits for the RA
+    window = "20:00-08:00"     # absent: batches run whenever they are queued
+
+The default auto-approves every batch (up to the SEC's 50,000), which is what smki did before.
+Every request rule has already passed when a batch is accepted, so auto-approval only skips the
+person, never a rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+
+from smki.audit import AuditEvent
+from smki.config import Settings
+from smki.errors import ConfigError, NotFound, SmkiError
+from smki.ra import StaffAction
+from smki.services.context import Home
+from smki.services.staff import require_action
+from smki.store.batches import BatchJobRecord, batch_reads, batch_writes
+
+PENDING, QUEUED, PROCESSING, PAUSED, REJECTED, COMPLETED = (
+    "PENDING", "QUEUED", "PROCESSING", "PAUSED", "REJECTED", "COMPLETED")
+DEFAULT_AUTO_APPROVE_MAX = 50_000
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    auto_approve_max: int = DEFAULT_AUTO_APPROVE_MAX
+    window: tuple[time, time] | None = None
+
+    def initial_status(self, csrs: int) -> str:
+        """``QUEUED`` when the auto-approval policy admits a batch of ``csrs`` CSRs, else ``PENDING``."""
+        return QUEUED if csrs <= self.auto_approve_max else PENDING
+
+    def open_at(self, moment: datetime) -> bool:
+        """Whether batches may start at ``moment`` (UTC; always, without a window)."""
+        if self.window is None:
+            return True
+        start, end = self.window
+        now = moment.astimezone(UTC).time()
+        if start <= end:
+            return start <= now < end
+        return now >= start or now < end  # a window across midnight, as the DCC's 20:00-08:00
+
+
+def _clock(text: str) -> time:
+    try:
+        hours, minutes = text.strip().split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ConfigError("config.invalid", f"[batches] window: {text!r} is not HH:MM") from None
+
+
+def batch_policy(settings: Settings) -> BatchPolicy:
+    section = settings.extra.get("batches", {})
+    limit = section.get("auto-approve-max", DEFAULT_AUTO_APPROVE_MAX)
+    if not isinstance(limit, int) or limit < 0:
+        raise ConfigError("config.invalid", "[batches] auto-approve-max must be a whole number, 0 or more")
+    window = section.get("window")
+    if not window:
+        return BatchPolicy(limit)
+    start, _, end = str(window).partition("-")
+    if not end:
+        raise ConfigError("config.invalid", f"[batches] window: {window!r} is not HH:MM-HH:MM")
+    return BatchPolicy(limit, (_clock(start), _clock(end)))
+
+
+def _pending(home: Home, job_id: int) -> BatchJobRecord:
+    job = batch_reads(home.store).job(job_id)
+    if job is None:
+        raise NotFound("batch.not-found", f"no batch {job_id}")
+    if job.status != PENDING:
+        raise SmkiError("batch.not-pending", f"batch {job_id} is {job.status}, not PENDING (awaiting approval)")
+    return job
+
+
+def approve_batch(home: Home, job_id: int, *, staff_id: str | None) -> BatchJobRecord:
+    """An RA approver approves a PENDING batch: it is QUEUED for processing."""
+    staff = require_action(home, staff_id, StaffAction.DECIDE, subject=f"batch {job_id}")
+    job = _pending(home, job_id)
+    with home.store.transaction() as tx:
+        if not batch_writes(tx).change_status(job.id, PENDING, QUEUED):
+            raise SmkiError("batch.not-pending", f"batch {job_id} is no longer PENDING")
+        tx.append_audit([AuditEvent(staff.staff_id, "batch.approved", job.ref, {"batch_id": job.id,
+                                                                                "party": job.party_id})])
+    return _reread(home, job.id)
+
+
+def reject_batch(home: Home, job_id: int, reason: str, *, staff_id: str | None) -> BatchJobRecord:
+    """An RA approver rejects a PENDING batch, giving the reason: it is REJECTED and never processed."""
+    if not reason.strip():
+        raise SmkiError("ra.reason-required", "a rejected batch needs the reason")
+    staff = require_action(home, staff_id, StaffAction.DECIDE, subject=f"batch {job_id}")
+    job = _pending(home, job_id)
+    with home.store.transaction() as tx:
+        if not batch_writes(tx).change_status(job.id, PENDING, REJECTED, error_code="batch.rejected",
+                                              error_text=reason.strip()[:500]):
+            raise SmkiError("batch.not-pending", f"batch {job_id} is no longer PENDING")
+        tx.append_audit([AuditEvent(staff.staff_id, "batch.rejected", job.ref, {
+            "batch_id": job.id, "party": job.party_id, "reason": reason.strip()[:500]})])
+    return _reread(home, job.id)
+
+
+def _reread(home: Home, job_id: int) -> BatchJobRecord:
+    job = batch_reads(home.store).job(job_id)
+    assert job is not None
+    return job
+
+
+def batches_waiting(home: Home, *, limit: int = 200) -> list[BatchJobRecord]:
+    """Batches awaiting the RA (PENDING), oldest first: the approval queue."""
+    return list(reversed(batch_reads(home.store).jobs(statuses=[PENDING], limit=limit)))
+
+
+def recent_batches(home: Home, *, status: str | None = None, limit: int = 50) -> list[BatchJobRecord]:
+    return batch_reads(home.store).jobs(statuses=None if status is None else [status.upper()], limit=limit)

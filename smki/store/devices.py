@@ -1,0 +1,181 @@
+"""The device register in the store: Devices by ID with their SMI status and responsible Parties, and
+every dated change (issue 13). Request-time look-ups are by primary key, one query per 500 Device
+IDs; bulk imports are streamed in chunks, each one transaction (PostgreSQL: ``COPY`` into a
+temporary table, then one upsert and one insert; SQLite: two ``executemany``)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from smki.store.driver import placeholder
+from smki.store.store import Store
+from smki.store.transaction import Transaction
+
+_PART = 500
+_FIELDS = ("device_id", "device_type", "smi_status", "import_supplier", "gas_supplier", "network_operator")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """A Device's register state from ``effective`` on."""
+
+    device_id: bytes
+    device_type: str
+    smi_status: str
+    import_supplier: str | None
+    gas_supplier: str | None
+    network_operator: str | None
+    effective: date
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChangeRecord:
+    row: DeviceRow
+    recorded_by: str
+
+
+def _row(values: Sequence[Any]) -> DeviceRow:
+    device_id, device_type, status, import_supplier, gas_supplier, network_operator, changed = values
+    if isinstance(changed, str):  # SQLite's driver hands dates back as text
+        changed = date.fromisoformat(changed)
+    return DeviceRow(bytes(device_id), str(device_type), str(status), import_supplier, gas_supplier,
+                     network_operator, changed)
+
+
+def _entries(conn: Connection, device_ids: Collection[bytes]) -> dict[bytes, DeviceRow]:
+    wanted = sorted(set(device_ids))
+    found: dict[bytes, DeviceRow] = {}
+    if conn.dialect.name == "postgresql":  # one query, the IDs as one array parameter
+        rows = conn.exec_driver_sql(
+            f"SELECT {', '.join(_FIELDS)}, changed_on FROM devices WHERE device_id = ANY(%s)", (wanted,))
+        for values in rows:
+            entry = _row(tuple(values))
+            found[entry.device_id] = entry
+        return found
+    mark = placeholder(conn)
+    for start in range(0, len(wanted), _PART):
+        part = wanted[start:start + _PART]
+        rows = conn.exec_driver_sql(
+            f"SELECT {', '.join(_FIELDS)}, changed_on FROM devices WHERE device_id IN "
+            f"({', '.join([mark] * len(part))})", tuple(part))
+        for values in rows:
+            entry = _row(tuple(values))
+            found[entry.device_id] = entry
+    return found
+
+
+class DeviceReads:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def entries(self, device_ids: Collection[bytes]) -> dict[bytes, DeviceRow]:
+        """The register entries of these Device IDs (absent: unknown to the register)."""
+        if not device_ids:
+            return {}
+        with self._engine.connect() as conn:
+            return _entries(conn, device_ids)
+
+    def history(self, device_id: bytes) -> list[DeviceChangeRecord]:
+        """Every recorded change of one Device, oldest first."""
+        with self._engine.connect() as conn:
+            mark = placeholder(conn)
+            rows = conn.exec_driver_sql(
+                f"SELECT {', '.join(_FIELDS)}, effective, recorded_by FROM device_changes WHERE device_id = {mark} "
+                "ORDER BY id", (device_id,))
+            return [DeviceChangeRecord(_row(tuple(values)[:7]), values[7]) for values in rows]
+
+    def page(self, after: bytes | None, limit: int, status: str | None = None) -> list[DeviceRow]:
+        """Entries in Device ID order after ``after`` (keyset pagination), optionally of one status."""
+        with self._engine.connect() as conn:
+            mark = placeholder(conn)
+            where: list[str] = []
+            params: list[object] = []
+            if after is not None:
+                where.append(f"device_id > {mark}")
+                params.append(after)
+            if status is not None:
+                where.append(f"smi_status = {mark}")
+                params.append(status)
+            clause = f"WHERE {' AND '.join(where)} " if where else ""
+            rows = conn.exec_driver_sql(
+                f"SELECT {', '.join(_FIELDS)}, changed_on FROM devices {clause}ORDER BY device_id LIMIT {int(limit)}",
+                tuple(params))
+            return [_row(tuple(values)) for values in rows]
+
+    def count(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT COUNT(*) FROM devices").scalar_one())
+
+
+class DeviceWrites:
+    """Inside ``store.transaction()``: register entries and their dated changes, many at once."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._conn = tx._conn  # same package: the transaction's connection
+
+    def entries(self, device_ids: Collection[bytes]) -> dict[bytes, DeviceRow]:
+        return _entries(self._conn, device_ids) if device_ids else {}
+
+    def put(self, rows: Sequence[DeviceRow], recorded_by: str) -> None:
+        """Upsert the entries and add one change row each (the last row wins for a repeated Device ID)."""
+        if not rows:
+            return
+        if self._conn.dialect.name == "postgresql":
+            self._put_copy(rows, recorded_by)
+            return
+        mark = placeholder(self._conn)
+        marks = ", ".join([mark] * 7)
+        updates = ", ".join(f"{f} = excluded.{f}" for f in (*_FIELDS[1:], "changed_on"))
+        params = [(r.device_id, r.device_type, r.smi_status, r.import_supplier, r.gas_supplier,
+                   r.network_operator, r.effective) for r in rows]
+        self._conn.exec_driver_sql(
+            f"INSERT INTO devices ({', '.join(_FIELDS)}, changed_on) VALUES ({marks}) "
+            f"ON CONFLICT (device_id) DO UPDATE SET {updates}", params)
+        self._conn.exec_driver_sql(
+            f"INSERT INTO device_changes ({', '.join(_FIELDS)}, effective, recorded_by) VALUES ({marks}, {mark})",
+            [(*p, recorded_by) for p in params])
+
+    def _put_copy(self, rows: Sequence[DeviceRow], recorded_by: str) -> None:
+        import psycopg
+
+        raw = self._conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        with raw.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS devices_in (n bigint, device_id bytea, device_type text, "
+                "smi_status text, import_supplier text, gas_supplier text, network_operator text, changed_on date) "
+                "ON COMMIT DELETE ROWS")
+            with cursor.copy("COPY devices_in FROM STDIN") as copy:
+                buffer = io.StringIO()
+                for n, r in enumerate(rows):
+                    buffer.write(f"{n}\t\\\\x{r.device_id.hex()}\t{r.device_type}\t{r.smi_status}\t"
+                                 f"{_text(r.import_supplier)}\t{_text(r.gas_supplier)}\t{_text(r.network_operator)}\t"
+                                 f"{r.effective.isoformat()}\n")
+                copy.write(buffer.getvalue())
+            updates = ", ".join(f"{f} = excluded.{f}" for f in (*_FIELDS[1:], "changed_on"))
+            columns = ", ".join((*_FIELDS, "changed_on"))
+            cursor.execute(
+                f"INSERT INTO devices ({columns}) SELECT DISTINCT ON (device_id) {columns} FROM devices_in "
+                f"ORDER BY device_id, n DESC ON CONFLICT (device_id) DO UPDATE SET {updates}")
+            cursor.execute(
+                f"INSERT INTO device_changes ({', '.join(_FIELDS)}, effective, recorded_by) "
+                f"SELECT {', '.join(_FIELDS)}, changed_on, %s FROM devices_in ORDER BY n", (recorded_by,))
+
+
+def _text(value: str | None) -> str:
+    """COPY text format: NULL is ``\\N``; Party ids hold no tabs, newlines or backslashes (checked upstream)."""
+    return "\\N" if value is None else value
+
+
+def device_reads(store: Store) -> DeviceReads:
+    return DeviceReads(store.engine)
+
+
+def device_writes(tx: Transaction) -> DeviceWrites:
+    return DeviceWrites(tx)

@@ -1,0 +1,110 @@
+"""The batch lifecycle of Appendix M App. D (issue 13 point 3): PENDING until the RA approves (or the
+auto-approval policy does), REJECTED with a reason, PAUSED outside the processing window."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, time
+from pathlib import Path
+
+import pytest
+
+from smki.ca.devcsr import make_device_csr
+from smki.domain import Route, Usage
+from smki.errors import SmkiError
+from smki.interfaces.dcc import codec as dx
+from smki.services.batch_jobs import BatchRunner, submit_batch
+from smki.services.batch_lifecycle import BatchPolicy, approve_batch, batch_policy, batches_waiting, reject_batch
+from smki.services.capacity import capacity_settings
+from smki.services.context import Home
+from smki.services.requests import Requester
+from smki.store.batches import batch_reads
+from tests.api.conftest import APPROVER, ARO, OPERATOR, PARTY, ClientFiles, LiveListeners
+
+ME = Requester(PARTY, ARO, Route.GATEWAY)
+
+
+def _with(home: Home, **batches: object) -> Home:
+    return replace(home, settings=replace(home.settings, extra={**home.settings.extra, "batches": batches}))
+
+
+def _submit(home: Home, count: int, first: int) -> int:
+    items = [(f"c{n}", make_device_csr((first + n).to_bytes(8, "big"), Usage.DS)) for n in range(count)]
+    return submit_batch(home, ME, items, interface="json", client_ref=f"r{first}", capacity=capacity_settings(home)).id
+
+
+def _status(home: Home, job_id: int) -> str:
+    job = batch_reads(home.store).job(job_id)
+    assert job is not None
+    return job.status
+
+
+def test_small_batches_are_auto_approved_and_large_ones_wait_for_the_ra(home: Home) -> None:
+    policy_home = _with(home, **{"auto-approve-max": 5})
+    small = _submit(policy_home, 3, 0x00DB0F0000000000)
+    large = _submit(policy_home, 6, 0x00DB0F0000000100)
+    refused = _submit(policy_home, 6, 0x00DB0F0000000200)
+    assert (_status(home, small), _status(home, large), _status(home, refused)) == ("QUEUED", "PENDING", "PENDING")
+    assert [job.id for job in batches_waiting(home)] == [large, refused]
+    runner = BatchRunner(policy_home, workers=0, poll=0.01)
+    assert runner.run_once() == 1  # only the approved one runs
+    assert (_status(home, small), _status(home, large)) == ("COMPLETED", "PENDING")
+    with pytest.raises(SmkiError) as caught:
+        approve_batch(home, large, staff_id=OPERATOR)  # an operator does not decide
+    assert caught.value.code == "ra.staff-role"
+    assert approve_batch(home, large, staff_id=APPROVER).status == "QUEUED"
+    with pytest.raises(SmkiError):
+        reject_batch(home, refused, " ", staff_id=APPROVER)
+    rejected = reject_batch(home, refused, "CSRs for devices not yet contracted", staff_id=APPROVER)
+    assert (rejected.status, rejected.error_text) == ("REJECTED", "CSRs for devices not yet contracted")
+    with pytest.raises(SmkiError) as caught:
+        approve_batch(home, refused, staff_id=APPROVER)
+    assert caught.value.code == "batch.not-pending"
+    assert runner.run_once() == 1
+    assert (_status(home, large), _status(home, refused)) == ("COMPLETED", "REJECTED")
+    assert batch_reads(home.store).job(refused).issued == 0  # type: ignore[union-attr]
+    actions = [r.action for r in home.store.audit_tail(20)]
+    assert "batch.approved" in actions and "batch.rejected" in actions
+
+
+def test_outside_the_window_batches_are_paused_and_resume_inside_it(home: Home) -> None:
+    now = datetime.now(UTC).time()
+    closed = f"{(now.hour + 2) % 24:02d}:00-{(now.hour + 3) % 24:02d}:00"
+    night = _with(home, window=closed)
+    job = _submit(night, 2, 0x00DB0F0000000300)
+    assert _status(home, job) == "QUEUED"
+    assert BatchRunner(night, workers=0, poll=0.01).run_once() == 0
+    assert _status(home, job) == "PAUSED"
+    assert BatchRunner(home, workers=0, poll=0.01).run_once() == 1  # no window: it resumes
+    assert _status(home, job) == "COMPLETED"
+
+
+@pytest.mark.parametrize(("window", "moment", "open_"), [
+    ((time(20), time(8)), time(21, 30), True), ((time(20), time(8)), time(7, 59), True),
+    ((time(20), time(8)), time(8, 0), False), ((time(20), time(8)), time(12), False),
+    ((time(9), time(17)), time(12), True), ((time(9), time(17)), time(18), False),
+])
+def test_the_processing_window(window: tuple[time, time], moment: time, open_: bool) -> None:
+    at = datetime(2026, 12, 6, moment.hour, moment.minute, tzinfo=UTC)
+    assert BatchPolicy(window=window).open_at(at) is open_
+    assert BatchPolicy().open_at(at)
+
+
+def test_the_policy_is_read_from_the_configuration(home: Home) -> None:
+    assert batch_policy(_with(home, window="20:00-08:00").settings).window == (time(20), time(8))
+    assert batch_policy(home.settings).auto_approve_max == 50_000
+    for bad in ({"window": "8pm"}, {"auto-approve-max": -1}):
+        with pytest.raises(SmkiError):
+            batch_policy(_with(home, **bad).settings)
+
+
+def test_statuses_on_json_and_xml(live: LiveListeners, home: Home, aro: ClientFiles, tmp_path: Path) -> None:
+    waiting = _submit(_with(home, **{"auto-approve-max": 0}), 2, 0x00DB0F0000000400)
+    client = live.client(aro, Route.GATEWAY)
+    assert client.get(f"/api/v1/device-batches/{waiting}").json()["status"] == "pending"
+    reject_batch(home, waiting, "duplicate submission", staff_id=APPROVER)
+    assert client.get(f"/api/v1/device-batches/{waiting}").json()["status"] == "rejected"
+    xml = client.get("/1.0/PortalCSRBatch/CSRBatchResult", params={"BatchId": str(waiting)})
+    result = dx.parse_csr_batch_result(xml.content)
+    assert result.status is dx.BatchStatus.REJECTED
+    assert result.error is not None and result.error.code == "WF:RJ1" and result.error.text == "duplicate submission"

@@ -1,0 +1,68 @@
+"""``smki device``: the device register through the console (issue 13 point 1)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from smki.store import Store
+from smki.store.devices import device_reads
+from tests.cli.test_ra_console import Run, fails, ok, run  # noqa: F401  (the fixture)
+
+
+def _staff_and_parties(run: Run) -> None:  # noqa: F811
+    ok(run, "staff", "add", "op1", "--name", "Olive", "--role", "ra-operator")
+    ok(run, "staff", "add", "aud", "--name", "Audrey", "--role", "auditor")
+    for party in ("SUPP1", "GAS1", "DNO1"):
+        ok(run, "party", "add", party, "--name", party, "--category", "large-supplier", "--as", "op1")
+
+
+def test_single_records_with_dated_changes(run: Run) -> None:  # noqa: F811
+    _staff_and_parties(run)
+    ok(run, "device", "set", "00-DB-12-34-56-78-90-01", "--type", "ESME", "--status", "pending",
+       "--effective", "2026-01-05", "--as", "op1")
+    ok(run, "device", "set", "00DB123456789001", "--type", "esme", "--status", "commissioned",
+       "--import-supplier", "SUPP1", "--network-operator", "DNO1", "--effective", "2026-02-01", "--as", "op1")
+    shown = ok(run, "device", "show", "00-DB-12-34-56-78-90-01")
+    assert "ESME, commissioned since 2026-02-01; import supplier SUPP1" in shown
+    assert "2026-01-05" in shown and "pending" in shown and "op1" in shown  # the earlier change is kept
+    listed = ok(run, "device", "list", "--status", "commissioned")
+    assert "00-DB-12-34" in listed and "DNO1" in listed
+    assert "00-DB" not in ok(run, "device", "list", "--status", "pending")
+    fails(run, "device.bad-row", "device", "set", "00DB123456789002", "--type", "TOASTER", "--status", "pending",
+          "--as", "op1")
+    fails(run, "device.bad-row", "device", "set", "00DB123456789002", "--type", "ESME", "--status", "pending",
+          "--import-supplier", "NOBODY", "--as", "op1")
+    fails(run, "ra.staff-role", "device", "set", "00DB123456789002", "--type", "ESME", "--status", "pending",
+          "--as", "aud")
+    fails(run, "device.not-registered", "device", "show", "00DB123456789009")
+
+
+def test_bulk_import_and_update_from_csv_and_json_lines(run: Run, tmp_path: Path, database_url: str) -> None:  # noqa: F811
+    _staff_and_parties(run)
+    csv_file = tmp_path / "devices.csv"
+    lines = ["device_id,device_type,smi_status,import_supplier,gas_supplier,network_operator,effective"]
+    lines += [f"00DB0000000{n:05X},ESME,commissioned,SUPP1,,DNO1,2026-03-01" for n in range(25_000)]
+    csv_file.write_text("\n".join(lines) + "\n")
+    assert "imported 25000 rows in 3 chunks" in ok(run, "device", "import", str(csv_file), "--as", "op1")
+    update = tmp_path / "update.jsonl"
+    update.write_text("".join(json.dumps({"device_id": f"00DB0000000{n:05X}", "device_type": "GSME",
+                                          "smi_status": "withdrawn", "gas_supplier": "GAS1",
+                                          "effective": "2026-04-01"}) + "\n" for n in range(10)))
+    assert "imported 10 rows" in ok(run, "device", "import", str(update), "--as", "op1")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(lines[0] + "\n00DB000000000001,ESME,commissioned,,,,\n00DB00000000000Z,ESME,pending,,,,\n")
+    assert "row 3:" in fails(run, "device.bad-row", "device", "import", str(bad), "--as", "op1")
+    store = Store.open(database_url)
+    try:
+        reads = device_reads(store)
+        entries = reads.entries([bytes.fromhex("00DB000000000000"), bytes.fromhex("00DB000000000010")])
+        assert entries[bytes.fromhex("00DB000000000000")].smi_status == "withdrawn"
+        assert entries[bytes.fromhex("00DB000000000000")].gas_supplier == "GAS1"
+        assert entries[bytes.fromhex("00DB000000000010")].smi_status == "commissioned"
+        assert reads.count() == 25_000
+        history = reads.history(bytes.fromhex("00DB000000000000"))
+        assert [(c.row.smi_status, c.row.effective.isoformat()) for c in history] == [
+            ("commissioned", "2026-03-01"), ("withdrawn", "2026-04-01")]
+    finally:
+        store.close()
