@@ -75,7 +75,16 @@ class Settings:
             return env
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.home / 'smki.db').resolve()}"
+        return f"sqlite:///{self.default_database_path.resolve()}"
+
+    @property
+    def uses_default_database(self) -> bool:
+        """True when the database is the SQLite file in the home (no URL in the environment or config)."""
+        return not (os.environ.get("SMKI_DATABASE_URL") or self.database_url)
+
+    @property
+    def default_database_path(self) -> Path:
+        return self.home / "smki.db"
 
     @property
     def role_usages(self) -> dict[RemotePartyRole, frozenset[Usage]] | None:

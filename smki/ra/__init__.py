@@ -29,6 +29,7 @@ from smki.ra.state import (
     EvidenceBasis,
     PartyCategory,
     PartyState,
+    RegisteredUserRole,
     StaffRole,
     SubscriberStanding,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "PartyCategory",
     "PartyState",
     "PolicyRefusal",
+    "RegisteredUserRole",
     "RuleResult",
     "RuleSet",
     "StaffAction",

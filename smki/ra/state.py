@@ -32,6 +32,33 @@ class PartyCategory(StrEnum):
     DCC = "dcc"
 
 
+class RegisteredUserRole(StrEnum):
+    """The SEC User Roles a Party may be a Registered User in (SEC Section H1, the User Entry Process).
+
+    The Ad Hoc web service reads them (only Import Supplier, Gas Supplier or the DCC may use it), so a
+    misspelt role must be refused when it is recorded, not discovered when the service refuses.
+    """
+
+    IMPORT_SUPPLIER = "import-supplier"
+    EXPORT_SUPPLIER = "export-supplier"
+    GAS_SUPPLIER = "gas-supplier"
+    ELECTRICITY_DISTRIBUTOR = "electricity-distributor"
+    GAS_TRANSPORTER = "gas-transporter"
+    REGISTERED_SUPPLIER_AGENT = "registered-supplier-agent"
+    OTHER_USER = "other-user"
+
+    @classmethod
+    def parse(cls, value: str) -> RegisteredUserRole:
+        """The role named by ``value`` (case and spaces forgiven), or ``ra.bad-registered-role``."""
+        name = "-".join(value.strip().lower().replace("_", " ").split())
+        try:
+            return cls(name)
+        except ValueError:
+            known = ", ".join(r.value for r in cls)
+            raise SmkiError("ra.bad-registered-role",
+                            f"{value[:40]!r} is not a Registered User role (one of: {known})") from None
+
+
 class SubscriberStanding(StrEnum):
     """A Party's Authorised Subscriber standing for one Certificate Policy."""
 

@@ -162,6 +162,12 @@ def job_for_party(home: Home, job_id: int, party_id: str) -> BatchJobRecord:
     return job
 
 
+def jobs_for_party(home: Home, party_id: str, limit: int = 100) -> list[BatchJobRecord]:
+    """A Party's batches submitted over the JSON API or the XML services (newest first, unexpired)."""
+    now = _now()
+    return [job for job in batch_reads(home.store).jobs(party_id=party_id, limit=limit) if job.expires_at >= now]
+
+
 def iter_results(home: Home, job: BatchJobRecord) -> Iterator[tuple[BatchItemRecord, bytes | None]]:
     return batch_reads(home.store).iter_results(job.id)
 

@@ -57,6 +57,44 @@ def read_batch_source(path: Path) -> Iterator[BatchItem]:
     return _from_multi_pem(path)
 
 
+def count_batch_source(path: Path) -> int | None:
+    """How many items ``read_batch_source(path)`` will yield, for a determinate progress bar.
+
+    One cheap pass (file names, PEM BEGIN markers, manifest entries), never decoding a CSR; None if
+    the source cannot be read (``read_batch_source`` then reports why).
+    """
+    try:
+        if path.is_dir():
+            return sum(1 for p in path.iterdir() if p.is_file() and p.suffix.lower() in CSR_FILE_SUFFIXES)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            entries = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(entries, dict):
+                entries = entries.get("csrs")
+            return len(entries) if isinstance(entries, list) else None
+        if suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as handle:
+                return sum(1 for _ in csv.DictReader(handle))
+        return _count_pem_blocks(path)
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        return None
+
+
+def _count_pem_blocks(path: Path) -> int:
+    total = 0
+    carry = b""
+    with path.open("rb") as handle:
+        while block := handle.read(_READ_BLOCK):
+            data = carry + block
+            last_end = 0
+            for match in _PEM_BEGIN.finditer(data):
+                total += 1
+                last_end = match.end()
+            # keep a marker's length of tail (never a counted marker) for one split across blocks
+            carry = data[max(len(data) - 40, last_end):]
+    return total
+
+
 def _read_limited(path: Path) -> bytes:
     # Read at most one byte past the limit: an oversized item then fails the CSR size check on its
     # own, without a huge file ever being read into memory.

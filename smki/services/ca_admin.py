@@ -7,6 +7,9 @@ Their PEM files are also written to the home directory so operators can hand the
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,17 +42,53 @@ class CaSummary:
 
 
 def initialise_ca(settings: Settings, secret: bytes, *, actor: str, now: datetime | None = None) -> list[CaSummary]:
-    """Run the key ceremony for a new home. Refuses if a hierarchy already exists there."""
+    """Run the key ceremony for a new home. Refuses if a hierarchy already exists there.
+
+    Atomic for the home directory: everything (``smki.toml``, the SQLite database, the key files,
+    the PEM files) is built in a temporary directory beside the home and moved into place only when
+    the ceremony has succeeded. A failure (a passphrase the key store refuses, a token that will not
+    generate) leaves the home as it was, so no later command finds a half-built one. A database
+    named by URL and keys generated in a token are outside the directory and are not undone.
+    """
+    final = settings.home
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.init-", dir=final.parent))
+    try:
+        if final.is_dir():
+            shutil.copytree(final, staging, dirs_exist_ok=True)
+        summaries = _initialise_in(replace(settings, home=staging), secret, actor=actor, now=now, shown=final)
+        _move_into_place(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [replace(s, path=final / s.path.name) for s in summaries]
+
+
+def _move_into_place(staging: Path, final: Path) -> None:
+    """A new (or empty) home is one rename; into an existing one, each new entry is renamed in."""
+    if not final.exists() or (final.is_dir() and not any(final.iterdir())):
+        if final.exists():
+            final.rmdir()
+        os.replace(staging, final)
+        return
+    for entry in staging.iterdir():
+        target = final / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+
+
+def _initialise_in(settings: Settings, secret: bytes, *, actor: str, now: datetime | None,
+                   shown: Path) -> list[CaSummary]:
     from smki.ca.hierarchy import create_hierarchy
 
     settings.home.mkdir(parents=True, exist_ok=True)
     if not settings.config_path.exists():
         write_default_config(settings)
-    home = open_home(settings.home, secret, migrate=True)
+    home = open_home(settings.home, secret, migrate=True, create=True)
     home = replace(home, settings=settings)
     try:
         if home.store.ca_certificate(CertKind.ROOT) is not None:
-            raise SmkiError("ca.exists", f"{settings.home} already holds a CA hierarchy")
+            raise SmkiError("ca.exists", f"{shown} already holds a CA hierarchy")
         moment = (now or datetime.now(UTC)).replace(microsecond=0)
         hierarchy = create_hierarchy(home.backend(), settings, moment)
         certificates = {

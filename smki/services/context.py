@@ -56,15 +56,24 @@ class Home:
         self.store.close()
 
 
-def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = False) -> Home:
+def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = False,
+              create: bool = False) -> Home:
     """Open the home directory's settings and store.
 
     The schema must be current (``store.schema-outdated`` otherwise): only the key ceremony and
     ``smki db upgrade`` pass ``migrate=True``.
+
+    A home whose database is the default SQLite file, when that file does not exist, was never
+    initialised: that is ``home.not-initialised`` naming ``smki ca init``, rather than SQLite's
+    "unable to open database file" (or, worse, an empty database created for a register that then
+    has no CA). Only the key ceremony opens a home with ``create=True``.
     """
     from smki.store import Store
 
     settings = load_settings(home)
+    if not create and settings.uses_default_database and not settings.default_database_path.exists():
+        raise NotFound("home.not-initialised",
+                       f"{settings.home} holds no smki home: run 'smki ca init --home {settings.home}' first")
     store = Store.open(settings.resolved_database_url)
     try:
         if migrate:

@@ -24,6 +24,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import IO
@@ -236,6 +237,11 @@ class PortalBatch:
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     response_path: Path | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: Each CSR file that did not get a certificate: (file name, DCC status, error code, message),
+    #: the first MAX_SHOWN_FAILURES of them (the response ZIP's record has every one).
+    failures: list[tuple[str, str, str, str]] = field(default_factory=list)
+    failed: int = 0
 
     @property
     def percent(self) -> int:
@@ -247,6 +253,8 @@ class PortalBatch:
             "total": self.total, "percent": self.percent, "counts": dict(self.counts), "error": self.error,
         }
 
+
+MAX_SHOWN_FAILURES = 1_000
 
 RunBatch = Callable[[Sequence[BatchItem], Callable[[Sequence[DeviceOutcome]], None]], object]
 """Issues a batch, calling back with each committed chunk (``request_device_batch`` bound to a requester)."""
@@ -295,6 +303,12 @@ class PortalBatches:
 
         def on_chunk(outcomes: Sequence[DeviceOutcome]) -> None:
             writer.add(outcomes)
+            for outcome in outcomes:
+                if not outcome.ok:
+                    batch.failed += 1
+                    if len(batch.failures) < MAX_SHOWN_FAILURES:
+                        status, code = classify(outcome)
+                        batch.failures.append((outcome.item_id, status, code, outcome.error_message or ""))
             batch.done += len(outcomes)
             batch.counts = dict(writer.counts)
 

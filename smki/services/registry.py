@@ -21,7 +21,7 @@ from smki.audit import AuditEvent
 from smki.domain import CertificatePolicy, RemotePartyRole
 from smki.errors import SmkiError
 from smki.eui64 import eui64_hyphenated, parse_eui64
-from smki.ra import AroStatus, PartyCategory, StaffAction, SubscriberStanding
+from smki.ra import AroStatus, PartyCategory, RegisteredUserRole, StaffAction, SubscriberStanding
 from smki.services.context import Home
 from smki.services.ra_state import load_aro, load_party, today
 from smki.services.staff import require_action
@@ -151,7 +151,7 @@ def set_party_status(home: Home, party_id: str, change: StatusChange, *, staff_i
         raise SmkiError("ra.bad-change", "give either a UEPT date or --no-uept, not both")
     add_gw = [check_id(g, "a DCC Gateway Connection id") for g in change.add_gateways]
     drop_gw = [check_id(g, "a DCC Gateway Connection id") for g in change.drop_gateways]
-    add_ru = [check_id(r, "a Registered User role") for r in change.add_registered_roles]
+    add_ru = [RegisteredUserRole.parse(r).value for r in change.add_registered_roles]
     drop_ru = [check_id(r, "a Registered User role") for r in change.drop_registered_roles]
     for fact in (change.srept_passed, change.uept_completed):
         if fact is not None and fact > today():

@@ -11,11 +11,12 @@ from smki.store.records import (
     RevokedEntry,
     normalise_serial,
 )
-from smki.store.store import MAX_PAGE, CertificateQuery, Store
+from smki.store.store import MAX_PAGE, AuditQuery, CertificateQuery, Store
 from smki.store.transaction import Transaction
 
 __all__ = [
     "MAX_PAGE",
+    "AuditQuery",
     "CertificateQuery",
     "CertificateRecord",
     "NewCertificate",

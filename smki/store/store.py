@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, Select, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -24,11 +24,25 @@ from smki.audit import AuditReport, AuditRow, verify_chain
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.store.engine import WRITE_OPTION, create_store_engine
-from smki.store.migrate import SchemaStatus, current_revision, head_revision, upgrade
+from smki.store.migrate import SchemaStatus, current_revision, head_revision, is_current, upgrade
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
 from smki.store.records import CertificateRecord, RevocationListRecord, RevokedEntry, normalise_serial
 from smki.store.registry import RegistryReader
 from smki.store.transaction import Transaction
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters for ``Store.audit_search`` (all optional, combined with AND) and its page."""
+
+    actor: str | None = None
+    action: str | None = None
+    subject: str | None = None
+    since: date | None = None
+    until: date | None = None
+    before_seq: int | None = None
+    limit: int = 50
+
 
 _c = certificates.c
 _a = audit_log.c
@@ -95,7 +109,7 @@ class Store:
     def migrate(self) -> None:
         """Bring the schema to this version of smki (a no-op when it is current)."""
         try:
-            if current_revision(self._engine) == head_revision():
+            if is_current(self._engine):
                 return
             upgrade(self._engine)
         except OperationalError as exc:
@@ -113,6 +127,8 @@ class Store:
         An upgrade is an operator's decision (take a backup first), never a side effect of a
         read-only command or of a server restart.
         """
+        if is_current(self._engine):  # one query, no Alembic: the every-command path
+            return
         status = self.schema_status()
         if status.up_to_date:
             return
@@ -318,6 +334,34 @@ class Store:
             stmt = stmt.where(_a.action == action)
         with self._engine.connect() as conn:
             return [_audit_row(row) for row in conn.execute(stmt.order_by(_a.seq))]
+
+    def audit_search(self, query: AuditQuery) -> list[AuditRow]:
+        """Audit records matching ``query``, newest first, one page (keyset on ``seq``).
+
+        Actor and subject match as substrings, the action as a prefix (``application.`` finds every
+        application event); ``since``/``until`` are ISO dates (UTC), both inclusive.
+        """
+        stmt = select(audit_log)
+        if query.actor:
+            stmt = stmt.where(_a.actor.contains(query.actor, autoescape=True))
+        if query.action:
+            stmt = stmt.where(_a.action.startswith(query.action, autoescape=True))
+        if query.subject:
+            stmt = stmt.where(_a.subject.contains(query.subject, autoescape=True))
+        if query.since is not None:
+            stmt = stmt.where(_a.at >= query.since.isoformat())
+        if query.until is not None:
+            stmt = stmt.where(_a.at < (query.until + timedelta(days=1)).isoformat())
+        if query.before_seq is not None:
+            stmt = stmt.where(_a.seq < query.before_seq)
+        stmt = stmt.order_by(_a.seq.desc()).limit(max(1, min(query.limit, _PAGE)))
+        with self._engine.connect() as conn:
+            return [_audit_row(row) for row in conn.execute(stmt)]
+
+    def audit_record(self, seq: int) -> AuditRow | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(audit_log).where(_a.seq == seq)).first()
+        return None if row is None else _audit_row(row)
 
     def audit_tail(self, count: int) -> list[AuditRow]:
         with self._engine.connect() as conn:

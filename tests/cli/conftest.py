@@ -10,11 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import smki, smki_env
+from smki.config import Settings
+from smki.interfaces.cli import main
+from smki.services.ca_admin import initialise_ca
+from tests.cli.helpers import PASSPHRASE, Result, smki, smki_env
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 TOKEN_PIN = "5501-smki-cli"
@@ -54,3 +59,41 @@ def ca_home(tmp_path: Path, env: dict[str, str], key_backend: str) -> Path:
     result = smki(args, env)
     assert result.code == 0, result.err
     return home
+
+
+class Run:
+    """``run("party", "show", "P1")`` → Result: ``smki`` in this process against ``home``."""
+
+    def __init__(self, home: Path, invoke: Callable[..., Result]) -> None:
+        self.home = home
+        self._invoke = invoke
+
+    def __call__(self, *args: str) -> Result:
+        return self._invoke(*args)
+
+
+@pytest.fixture
+def run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
+    """``run("party", "show", "P1")`` → Result, against a fresh home with a CA."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SMKI_KEY_PASSPHRASE", PASSPHRASE)
+    monkeypatch.setenv("SMKI_DATABASE_URL", database_url)
+    monkeypatch.setenv("SMKI_ACTOR", "admin:test")
+    monkeypatch.delenv("SMKI_STAFF", raising=False)
+    monkeypatch.delenv("SMKI_DEBUG", raising=False)
+    initialise_ca(Settings(home=home, database_url=database_url), PASSPHRASE.encode(), actor="admin:test")
+
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        home_args = [] if "--home" in args else ["--home", str(home)]
+        monkeypatch.setattr(sys, "argv", ["smki", *args, *home_args])
+        code = 0
+        try:
+            main.run()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    yield Run(home, invoke)

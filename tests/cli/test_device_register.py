@@ -7,17 +7,18 @@ from pathlib import Path
 
 from smki.store import Store
 from smki.store.devices import device_reads
-from tests.cli.test_ra_console import Run, fails, ok, run  # noqa: F401  (the fixture)
+from tests.cli.conftest import Run
+from tests.cli.test_ra_console import fails, ok
 
 
-def _staff_and_parties(run: Run) -> None:  # noqa: F811
+def _staff_and_parties(run: Run) -> None:
     ok(run, "staff", "add", "op1", "--name", "Olive", "--role", "ra-operator")
     ok(run, "staff", "add", "aud", "--name", "Audrey", "--role", "auditor")
     for party in ("SUPP1", "GAS1", "DNO1"):
         ok(run, "party", "add", party, "--name", party, "--category", "large-supplier", "--as", "op1")
 
 
-def test_single_records_with_dated_changes(run: Run) -> None:  # noqa: F811
+def test_single_records_with_dated_changes(run: Run) -> None:
     _staff_and_parties(run)
     ok(run, "device", "set", "00-DB-12-34-56-78-90-01", "--type", "ESME", "--status", "pending",
        "--effective", "2026-01-05", "--as", "op1")
@@ -38,7 +39,7 @@ def test_single_records_with_dated_changes(run: Run) -> None:  # noqa: F811
     fails(run, "device.not-registered", "device", "show", "00DB123456789009")
 
 
-def test_bulk_import_and_update_from_csv_and_json_lines(run: Run, tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_bulk_import_and_update_from_csv_and_json_lines(run: Run, tmp_path: Path, database_url: str) -> None:
     _staff_and_parties(run)
     csv_file = tmp_path / "devices.csv"
     lines = ["device_id,device_type,smi_status,import_supplier,gas_supplier,network_operator,effective"]

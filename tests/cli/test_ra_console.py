@@ -4,59 +4,17 @@ story is ``test_ra_story.py``)."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from smki.ca.devcsr import make_device_csr, make_organisation_csr
-from smki.config import Settings
 from smki.domain import RemotePartyRole, Usage
-from smki.interfaces.cli import main
-from smki.services.ca_admin import initialise_ca
 from smki.store import Store
-from tests.cli.helpers import PASSPHRASE, Result, openssl_verify
-
-
-class Run:
-    """``run("party", "show", "P1")`` → Result: ``smki`` in this process against ``home``."""
-
-    def __init__(self, home: Path, invoke: Callable[..., Result]) -> None:
-        self.home = home
-        self._invoke = invoke
-
-    def __call__(self, *args: str) -> Result:
-        return self._invoke(*args)
-
-
-@pytest.fixture
-def run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
-    """``run("party", "show", "P1")`` → Result, against a fresh home with a CA."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("SMKI_KEY_PASSPHRASE", PASSPHRASE)
-    monkeypatch.setenv("SMKI_DATABASE_URL", database_url)
-    monkeypatch.setenv("SMKI_ACTOR", "admin:test")
-    monkeypatch.delenv("SMKI_STAFF", raising=False)
-    monkeypatch.delenv("SMKI_DEBUG", raising=False)
-    initialise_ca(Settings(home=home, database_url=database_url), PASSPHRASE.encode(), actor="admin:test")
-
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["smki", *args, "--home", str(home)])
-        code = 0
-        try:
-            main.run()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    yield Run(home, invoke)
+from tests.cli.conftest import Run
+from tests.cli.helpers import openssl_verify
 
 
 def ok(run: Run, *args: str) -> str:
@@ -83,7 +41,7 @@ def _setup(run: Run) -> str:
     ok(run, "aro", "nominate", "A1", "--party", "P1", "--name", "Ann", "--sro", "Sam", "--as", "op1")
     app = ok(run, "apply", "device", "--party", "P1", "--as", "op1").strip()
     proposed = run("ra", "propose", app, "--as", "op1")
-    assert proposed.code == 0 and "the rules (MP127) refuse" in proposed.out
+    assert proposed.code == 3 and "the rules (MP127) refuse" in proposed.out
     assert "FAIL device.evidence-of-need:" in proposed.err
     return app
 

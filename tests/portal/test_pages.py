@@ -63,8 +63,8 @@ def test_aro_sees_standing_and_the_rule_by_rule_explanation(home: Home, clients:
     register(home)
     page = clients.gateway.get("/portal/aro", headers=ARO_H)
     assert page.status_code == 200
-    assert 'data-policy="organisation">approved' in page.text
-    assert 'data-policy="device">applied' in page.text
+    assert 'data-policy="organisation">Approved' in page.text
+    assert 'data-policy="device">Applied' in page.text
     # the open Device application fails only the evidence-of-need rule until the RA records evidence
     assert "device.evidence-of-need" in page.text and "1 of 4 rules fail" in page.text
 
@@ -94,9 +94,11 @@ def test_dual_control_over_http(home: Home, clients: Clients) -> None:
     # the operator cannot approve; nor can an auditor
     refused = gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff(OPERATOR), data={"csrf": t_op})
     assert refused.status_code == 403 and "ra.staff-role" in refused.text
-    t_aud = token(gw.get("/portal/staff/parties", headers=staff(AUDITOR)))
+    for page_path in ("/portal/staff/applications", "/portal/staff/parties", "/portal/staff/revocations"):
+        offered = gw.get(page_path, headers=staff(AUDITOR))  # an auditor is offered no action at all
+        assert offered.status_code == 200 and 'method="post"' not in offered.text, page_path
     assert gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff(AUDITOR),
-                   data={"csrf": t_aud}).status_code == 403
+                   data={"csrf": t_op}).status_code == 403
     t_ap = token(gw.get("/portal/staff/applications", headers=staff(APPROVER)))
     done = gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff(APPROVER), data={"csrf": t_ap},
                    follow_redirects=True)
@@ -238,9 +240,28 @@ def test_zip_batch_over_http(home: Home, clients: Clients) -> None:
     lines = [(line.identifier, line.file_name, line.status, line.error_code) for line in response.lines]
     assert lines == [("1", "broken.csr", "error", "CR:CC3"), ("2", "meter0.csr", "success", ""),
                      ("3", "meter1.csr", "success", ""), ("4", "meter2.csr", "success", "")]
+    # the batch page names each file that got no certificate, with its status and code
+    page = gw.get(f"/portal/aro/batches/{ref}", headers=ARO_H).text
+    failed = re.findall(r'<td data-label="File" class="wrap">([^<]+)</td><td data-label="Status">([^<]+)</td>\s*'
+                        r'<td data-label="Code"><code class="rule">([^<]+)</code>', page)
+    assert failed == [("broken.csr", "error", "CR:CC3")]
+    # the list holds the Portal batch and one the Party's system sent over the JSON API, from the store
+    from smki.domain import Route
+    from smki.services.batch_jobs import submit_batch
+    from smki.services.capacity import capacity_settings
+    from smki.services.requests import Requester
+
+    der = make_device_csr((0x00DB000000000200).to_bytes(8, "big"), Usage.DS)
+    job = submit_batch(home, Requester(PARTY, ARO, Route.GATEWAY), [("1", der)], interface="json",
+                       client_ref="nightly", capacity=capacity_settings(home))
+    listing = gw.get("/portal/aro/batches", headers=ARO_H).text
+    rows = re.findall(r'<tr data-interface="(\w+)">\s*<td data-label="Batch">(?:<a [^>]+>)?([^<]+)', listing)
+    assert rows == [("JSON", f"{job.id} (nightly)"), ("Portal", "week-12")]
+    assert "Waiting" in listing and "Completed" in listing  # status labels, not codes
     # another Party cannot see it
     assert gw.get(f"/portal/aro/batches/{ref}/status", headers={"x-test-identity": f"aro:NETOP2:{ARO}"}
                   ).status_code == 404
+    assert "nightly" not in gw.get("/portal/aro/batches", headers={"x-test-identity": f"aro:NETOP2:{ARO}"}).text
 
 
 def test_a_bad_zip_is_refused_whole(home: Home, clients: Clients) -> None:
@@ -285,7 +306,8 @@ def test_staff_parties_aros_audit_and_publication(home: Home, clients: Clients) 
     published = gw.post("/portal/staff/publish/crl", headers=staff(OPERATOR), data={"csrf": t},
                         follow_redirects=True)
     assert published.status_code == 200
-    assert re.search(r'data-list="CRL"><td>CRL</td>\s*<td>1</td>', published.text)
+    assert re.search(r'data-list="CRL"><td data-label="List">CRL</td>\s*<td data-label="Number">1</td>',
+                     published.text)
     audit = gw.get("/portal/staff/audit", headers=staff(AUDITOR), params={"verify": "1"})
     assert re.search(r"Chain verified: all \d+ records are intact", audit.text)
     assert "aro.suspended" in audit.text
@@ -328,3 +350,61 @@ def test_portal_device_csrs_count_against_the_partys_daily_capacity(home: Home, 
     refused = gw.post("/portal/aro/csr", headers=ARO_H, data={"csrf": t, "csr_text": base64.b64encode(csr).decode()})
     assert "capacity." in refused.text
     assert home.store.certificates_for_device(device) == []
+
+
+def test_actions_follow_the_role_and_approve_is_disabled_naming_the_failing_rules(home: Home,
+                                                                                  clients: Clients) -> None:
+    from smki.services import applications as apps
+
+    app_id = register(home)
+    assert app_id is not None
+    apps.propose(home, app_id, staff_id=OPERATOR)  # no evidence of need: the rules refuse
+    gw = clients.gateway
+    operator_page = gw.get("/portal/staff/applications", headers=staff(OPERATOR)).text
+    assert f"/applications/{app_id}/approve" not in operator_page and f"/applications/{app_id}/refuse" \
+        not in operator_page
+    assert "A different RA approver decides" in operator_page
+    approver_page = gw.get("/portal/staff/applications", headers=staff(APPROVER)).text
+    assert f'action="/portal/staff/applications/{app_id}/approve"' not in approver_page  # no live Approve form
+    blocked = re.search(rf'<button type="button" disabled aria-describedby="blocked-{app_id}">Approve</button>\s*'
+                        rf'<span id="blocked-{app_id}">(.*?)</span>', approver_page, re.DOTALL)
+    assert blocked and 'device.evidence-of-need' in blocked.group(1)
+    assert f"/applications/{app_id}/refuse" in approver_page  # refusing stays possible
+    assert "/evidence" not in approver_page and "/propose" not in approver_page
+    parties = gw.get("/portal/staff/parties", headers=staff(APPROVER)).text
+    assert "/verify" not in parties and "Nominate an ARO" not in parties and "/suspend" in parties
+    assert "Publish CRL now" not in gw.get("/portal/staff/revocations", headers=staff(APPROVER)).text
+
+
+def test_the_audit_log_filters_pages_exports_and_links_records_by_hash(home: Home, clients: Clients) -> None:
+    import csv
+    import io
+
+    register(home)
+    gw = clients.gateway
+    total = home.store.audit_head()[0]
+    first = gw.get("/portal/staff/audit", headers=staff(AUDITOR)).text
+    seqs = [int(s) for s in re.findall(r'aria-label="Audit record (\d+)"', first)]
+    assert seqs == list(range(total, max(total - 50, 0), -1))[: len(seqs)] and seqs[0] == total
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", first)  # to the second, in UTC
+    only_aro = gw.get("/portal/staff/audit", headers=staff(AUDITOR), params={"action": "aro."}).text
+    actions = set(re.findall(r'<td data-label="Action"><code class="rule">([^<]+)</code>', only_aro))
+    assert actions and all(a.startswith("aro.") for a in actions)
+    by_actor = gw.get("/portal/staff/audit", headers=staff(AUDITOR), params={"actor": OPERATOR}).text
+    assert all(OPERATOR in a for a in re.findall(r'<td data-label="Actor">([^<]+)</td>', by_actor))
+    none = gw.get("/portal/staff/audit", headers=staff(AUDITOR), params={"until": "2000-01-01"}).text
+    assert "No audit record matches." in none
+    bad = gw.get("/portal/staff/audit", headers=staff(AUDITOR), params={"since": "yesterday"})
+    assert bad.status_code == 400 and "portal.bad-date" in bad.text
+    older = gw.get("/portal/staff/audit", headers=staff(AUDITOR), params={"before": "3"}).text
+    assert [int(s) for s in re.findall(r'aria-label="Audit record (\d+)"', older)] == [2, 1]
+    exported = gw.get("/portal/staff/audit.csv", headers=staff(AUDITOR), params={"action": "aro."})
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert rows and {r["action"] for r in rows} == actions and all(len(r["hash"]) == 64 for r in rows)
+    detail = gw.get("/portal/staff/audit/2", headers=staff(AUDITOR)).text
+    one = home.store.audit_record(2)
+    assert one is not None and one.prev_hash.hex() in detail and one.hash.hex() in detail
+    assert 'href="/portal/staff/audit/1" rel="prev"' in detail and 'href="/portal/staff/audit/3" rel="next"' in detail
+    assert "matches" in detail and "recomputed and equal" in detail
+    assert gw.get("/portal/staff/audit/999999", headers=staff(AUDITOR)).status_code == 404

@@ -14,7 +14,6 @@ import typer
 from smki.domain import CertificatePolicy
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console
 from smki.interfaces.cli.staff_cmd import StaffOption, run_on
-from smki.services.applications import apply
 
 app = typer.Typer(help="Applications for Authorised Subscriber status.", no_args_is_help=True)
 
@@ -22,6 +21,8 @@ Party = Annotated[str, typer.Option("--party", help="The applying Party.")]
 
 
 def _apply(home: Path, party: str, policy: CertificatePolicy, staff: str | None) -> None:
+    from smki.services.applications import apply
+
     record = run_on(home, lambda h: apply(h, party, policy, staff_id=staff))
     console.print(str(record.application_id))
     err_console.print(f"application {record.application_id} opened: {record.policy} Authorised Subscriber "

@@ -4,25 +4,23 @@ suspension (RA staff, ``--as``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from smki.errors import SmkiError
+from smki.interfaces.cli import credential_cmd
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console
-from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, plain_row, run_on
-from smki.ra import AroStatus
-from smki.services.registry import list_aros, nominate_aro, screen_aro, set_aro_status, verify_aro
-from smki.store.registry import AroRecord
+from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
+from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, run_on
+from smki.ra.state import AroStatus
+
+if TYPE_CHECKING:
+    from smki.store.registry import AroRecord
 
 app = typer.Typer(help="Authorised Responsible Officers (AROs).", no_args_is_help=True)
 
 Reason = Annotated[str | None, typer.Option("--reason", help="Why (recorded in the audit log).")]
-
-
-def _iso(value: object) -> str:
-    return "-" if value is None else str(value)
 
 
 def _line(a: AroRecord) -> str:
@@ -43,6 +41,8 @@ def nominate(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Record an ARO nominated by the Party's SRO (it cannot act until verified)."""
+    from smki.services.registry import nominate_aro
+
     console.print(_line(run_on(home, lambda h: nominate_aro(h, aro_id, party, name, sro, staff_id=staff))),
                   highlight=False, soft_wrap=True, markup=False)
 
@@ -56,6 +56,8 @@ def verify(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Record the RA's verification of the ARO's identity: what, when, and by whom (--as)."""
+    from smki.services.registry import verify_aro
+
     on = parse_date(when, "--date")
     console.print(_line(run_on(home, lambda h: verify_aro(h, aro_id, check, staff_id=staff, on=on))),
                   highlight=False, soft_wrap=True, markup=False)
@@ -70,6 +72,8 @@ def screen(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Record the ARO's security screening (BS 7858:2019 or equivalent; required from MP127)."""
+    from smki.services.registry import screen_aro
+
     on = parse_date(when, "--date")
     if on is None:
         raise SmkiError("input.bad-date", "--date is required")
@@ -78,6 +82,8 @@ def screen(
 
 
 def _status(aro_id: str, status: AroStatus, reason: str | None, staff: str | None, home: Path) -> None:
+    from smki.services.registry import set_aro_status
+
     record = run_on(home, lambda h: set_aro_status(h, aro_id, status, staff_id=staff, reason=reason))
     console.print(_line(record), highlight=False, soft_wrap=True, markup=False)
 
@@ -106,14 +112,20 @@ def revoke(aro_id: str, reason: Reason = None, staff: StaffOption = None,
 @app.command("list")
 def list_(
     party: Annotated[str | None, typer.Option("--party", help="Only this Party's AROs.")] = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """List AROs with their status, verification and screening."""
+    from smki.services.registry import list_aros
+
     records = run_on(home, lambda h: list_aros(h, party))
-    table = Table()
-    for column in ("ARO", "name", "party", "status", "verified", "checked", "by", "screened", "standard"):
-        table.add_column(column)
-    for a in records:
-        plain_row(table, a.aro_id, a.name, a.party_id, a.status, _iso(a.identity_verified), a.identity_check or "-",
-                      a.verified_by or "-", _iso(a.screened), a.screening_standard or "-")
-    console.print(table)
+    emit_rows([{"aro_id": a.aro_id, "name": a.name, "party_id": a.party_id, "status": a.status,
+                "nominated_by": a.nominated_by, "identity_verified": a.identity_verified,
+                "identity_check": a.identity_check, "verified_by": a.verified_by, "screened": a.screened,
+                "screening_standard": a.screening_standard} for a in records],
+              as_json=as_json, as_csv=as_csv)
+
+
+# ``smki aro credential issue``: the ARO's TLS client certificate (issue 4).
+app.add_typer(credential_cmd.aro_app, name="credential")

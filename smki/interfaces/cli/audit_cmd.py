@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console, open_for_reading
+from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
 
 app = typer.Typer(help="The audit log.", no_args_is_help=True)
 
@@ -30,16 +30,18 @@ def verify(home: HomeOption = DEFAULT_HOME_PATH) -> None:
 
 @app.command("tail")
 def tail(home: HomeOption = DEFAULT_HOME_PATH,
-         count: Annotated[int, typer.Option("-n", min=1, max=10000)] = 20) -> None:
+         count: Annotated[int, typer.Option("-n", min=1, max=10000, help="How many records.")] = 20,
+         as_json: JsonOption = False, as_csv: CsvOption = False) -> None:
     """Show the last records of the audit log."""
     opened = open_for_reading(home)
     try:
         rows = opened.store.audit_tail(count)
     finally:
         opened.close()
-    table = Table()
-    for column in ("seq", "at", "actor", "action", "subject"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(str(row.seq), str(row.at), row.actor, row.action, row.subject)
-    console.print(table)
+    if as_json:
+        emit_rows([{"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action, "subject": r.subject,
+                    "details": r.details_dict, "prev_hash": r.prev_hash, "hash": r.hash} for r in rows],
+                  as_json=True, as_csv=as_csv)
+        return
+    emit_rows([{"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action, "subject": r.subject}
+               for r in rows], as_csv=as_csv)

@@ -16,7 +16,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from smki.bench.issue import openssl_limit, prepare_csrs, run_issue_benchmark
 from smki.interfaces.cli.common import console
 
 app = typer.Typer(help="Performance benchmarks.", no_args_is_help=True)
@@ -32,6 +31,8 @@ def issue(
     = ["file"],  # noqa: B006
 ) -> None:
     """Batch Device issuance end to end (parse, validate, sign, persist, audit) vs openssl's limit."""
+    from smki.bench.issue import openssl_limit, prepare_csrs, run_issue_benchmark
+
     cores = os.cpu_count() or 1
     base = workdir or Path(tempfile.mkdtemp(prefix="smki-bench-"))
     console.print(f"cores: {cores}; work directory: {base}")
@@ -81,6 +82,7 @@ FORWARDED = {
     "cluster": ("cluster", "One node direct vs two nodes behind HAProxy on one PostgreSQL, in one run."),
     "store-size": ("store_size", "Single-CSR issuance (Ad Hoc, JSON) and results-page latency as the store grows."),
     "devices": ("device_register", "Device register bulk import / update of N rows and request-time look-ups."),
+    "cli": ("cli", "How long the smki command takes to answer: --help, a group's help, simple commands."),
 }
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from smki.config import load_settings
+from smki.interfaces.cli import revoke_cmd
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading, read_secret
-from smki.services.ca_admin import CaSummary, describe_ca, initialise_ca
+from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
+
+if TYPE_CHECKING:
+    from smki.services.ca_admin import CaSummary
 
 app = typer.Typer(help="Create and inspect the CA hierarchy (Root, Organisation CA, Device CA).",
                   no_args_is_help=True)
@@ -22,14 +25,10 @@ class KeyStore(StrEnum):
     pkcs11 = "pkcs11"
 
 
-def _show(summaries: list[CaSummary]) -> None:
-    table = Table(title="SMKI CA hierarchy")
-    for column in ("CA", "subject", "serial", "valid from", "valid to", "key id", "file"):
-        table.add_column(column)
-    for s in summaries:
-        table.add_row(s.kind.value, s.subject, s.serial, s.not_before.date().isoformat(),
-                      s.not_after.date().isoformat(), s.key_id, str(s.path))
-    console.print(table)
+def _show(summaries: list[CaSummary], *, as_json: bool = False, as_csv: bool = False) -> None:
+    rows = [{"ca": s.kind, "subject": s.subject, "serial": s.serial, "not_before": s.not_before,
+             "not_after": s.not_after, "key_id": s.key_id, "file": str(s.path)} for s in summaries]
+    emit_rows(rows, as_json=as_json, as_csv=as_csv, title=None if as_json or as_csv else "SMKI CA hierarchy")
 
 
 @app.command("init")
@@ -40,7 +39,12 @@ def init(
     token: Annotated[str, typer.Option(help="PKCS#11 token label (with --keys pkcs11).")] = "",
     database_url: Annotated[str, typer.Option(help="SQLAlchemy URL; default SQLite in the home.")] = "",
 ) -> None:
-    """Generate the CA keys and certificates (spec §4.3) in a new home directory."""
+    """Generate the CA keys and certificates (spec §4.3) in a new home directory.
+
+    Atomic: the home is built in a temporary directory and moved into place only on success.
+    """
+    from smki.services.ca_admin import initialise_ca
+
     settings = load_settings(home)
     settings = replace(settings, key_backend=keys.value, pkcs11_module=module or settings.pkcs11_module,
                        pkcs11_token=token or settings.pkcs11_token,
@@ -53,10 +57,16 @@ def init(
 
 
 @app.command("show")
-def show(home: HomeOption = DEFAULT_HOME_PATH) -> None:
+def show(as_json: JsonOption = False, as_csv: CsvOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Show the CA certificates of a home."""
+    from smki.services.ca_admin import describe_ca
+
     opened = open_for_reading(home)
     try:
-        _show(describe_ca(opened))
+        _show(describe_ca(opened), as_json=as_json, as_csv=as_csv)
     finally:
         opened.close()
+
+
+# CA certificate revocation under dual control (issue 5).
+app.add_typer(revoke_cmd.ca_revoke_app, name="revoke")

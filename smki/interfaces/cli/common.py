@@ -5,14 +5,16 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from smki.config import DEFAULT_HOME, Settings, load_settings
 from smki.errors import ConfigError
-from smki.services.context import Home, open_home
+
+if TYPE_CHECKING:
+    from smki.services.context import Home
 
 console = Console()
 err_console = Console(stderr=True)
@@ -53,10 +55,14 @@ def read_secret(settings: Settings, *, confirm: bool = False) -> bytes:
 
 
 def open_for_reading(home: Path) -> Home:
+    from smki.services.context import open_home
+
     return open_home(home)
 
 
 def open_for_signing(home: Path) -> Home:
+    from smki.services.context import open_home
+
     settings = load_settings(home)
     return open_home(home, read_secret(settings))
 

@@ -5,23 +5,22 @@ Credentials are issued by the CA operator at the console (they need the key secr
 credentials CA key lives in the same key backend as the CA keys). The PKCS#12 password comes from
 ``SMKI_P12_PASSWORD`` or a prompt, never from an argument.
 
-Registration (``smki.interfaces.cli.main``)::
-
-    credential_cmd.register(app, aro_cmd.app)
+Registration: ``credential`` and ``system`` are groups of ``smki.interfaces.cli.main``;
+``aro credential`` is added by ``aro_cmd``.
 """
 
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from smki.errors import ConfigError, SmkiError
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading, open_for_signing
-from smki.services.credentials import ensure_credentials_ca, issue_credential, list_credentials, revoke_credential
+from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
 
 P12_PASSWORD_ENV = "SMKI_P12_PASSWORD"
 
@@ -35,11 +34,14 @@ system_app.add_typer(system_credential_app, name="credential")
 OutOption = Annotated[Path, typer.Option("--out", help="Where to write the PKCS#12 file.")]
 
 
-def register(main: typer.Typer, aro: typer.Typer) -> None:
-    """Add ``credential``, ``system`` and ``aro credential`` to the ``smki`` command."""
-    main.add_typer(app, name="credential")
-    main.add_typer(system_app, name="system")
-    aro.add_typer(aro_app, name="credential")
+class Kind(StrEnum):
+    """The kinds of credential ``credential list --kind`` filters on."""
+
+    ca = "ca"
+    server = "server"
+    aro = "aro"
+    system = "system"
+    staff = "staff"
 
 
 def _password() -> bytes:
@@ -67,6 +69,8 @@ def _write(out: Path, data: bytes) -> None:
 def _issue(home: Path, kind: str, name: str, out: Path, party: str | None = None, aro: str | None = None,
            days: int | None = None) -> None:
     from datetime import timedelta
+
+    from smki.services.credentials import issue_credential
 
     password = _password()
     opened = open_for_signing(home)
@@ -114,7 +118,9 @@ def staff_issue(staff_id: str, out: OutOption, days: Days = None, home: HomeOpti
 
 @app.command("init")
 def init(home: HomeOption = DEFAULT_HOME_PATH) -> None:
-    """Create the credentials CA (key ``credentials-ca``) if it does not exist; print its certificate path."""
+    """Create the credentials CA (its key is named credentials-ca) if it does not exist; print its certificate."""
+    from smki.services.credentials import ensure_credentials_ca
+
     opened = open_for_signing(home)
     try:
         cert = ensure_credentials_ca(opened, actor=actor())
@@ -125,9 +131,12 @@ def init(home: HomeOption = DEFAULT_HOME_PATH) -> None:
 
 
 @app.command("revoke")
-def revoke(serial: str, reason: Annotated[str, typer.Option("--reason", help="Why (audited).")] = "",
+def revoke(serial: Annotated[str, typer.Argument(help="The credential's serial, in full (from 'credential list').")],
+           reason: Annotated[str, typer.Option("--reason", help="Why (audited).")] = "",
            home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Revoke a credential: every listener refuses it from the next request on."""
+    from smki.services.credentials import revoke_credential
+
     opened = open_for_reading(home)
     try:
         record = revoke_credential(opened, serial, actor=actor(), reason=reason)
@@ -137,15 +146,16 @@ def revoke(serial: str, reason: Annotated[str, typer.Option("--reason", help="Wh
 
 
 @app.command("list")
-def list_(kind: Annotated[str | None, typer.Option("--kind", help="ca, server, aro, system or staff.")] = None,
-          home: HomeOption = DEFAULT_HOME_PATH) -> None:
-    """The credentials issued, with their status."""
+def list_(kind: Annotated[Kind | None, typer.Option("--kind", help="Only credentials of this kind.")] = None,
+          as_json: JsonOption = False, as_csv: CsvOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """The credentials issued, with their status (serials in full: 'credential revoke' takes them)."""
+    from smki.services.credentials import list_credentials
+
     opened = open_for_reading(home)
     try:
-        rows = list_credentials(opened, kind)
+        rows = list_credentials(opened, kind.value if kind else None)
     finally:
         opened.close()
-    table = Table("serial", "kind", "name", "party", "status", "valid until")
-    for r in rows:
-        table.add_row(r.serial, r.kind, r.name, r.party_id or "-", r.status, f"{r.not_after:%Y-%m-%d}")
-    console.print(table)
+    emit_rows([{"serial": r.serial, "kind": r.kind, "name": r.name, "party": r.party_id, "status": r.status,
+                "valid_until": r.not_after} for r in rows], as_json=as_json, as_csv=as_csv,
+              columns=("serial", "kind", "name", "party", "status", "valid_until"))

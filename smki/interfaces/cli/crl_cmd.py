@@ -7,9 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from rich.table import Table
 
 from smki.interfaces.cli.common import (
     DEFAULT_HOME_PATH,
@@ -20,7 +17,7 @@ from smki.interfaces.cli.common import (
     open_for_signing,
     write_output,
 )
-from smki.services.revocation import ARL, CRL, expire_due, list_record, publish
+from smki.interfaces.cli.output import JsonOption, emit_record, fields_table
 
 app = typer.Typer(help="Certificate and Authority Revocation Lists.", no_args_is_help=True)
 
@@ -44,9 +41,11 @@ class Format(StrEnum):
 @app.command("publish")
 def publish_command(
     home: HomeOption = DEFAULT_HOME_PATH,
-    kind: Annotated[Kind, typer.Option("--kind", case_sensitive=False)] = Kind.all,
+    kind: Annotated[Kind, typer.Option("--kind", case_sensitive=False, help="Which list to publish.")] = Kind.all,
 ) -> None:
     """Expire Organisation Certificates past notAfter, then sign and publish the CRL and/or ARL."""
+    from smki.services.revocation import ARL, CRL, expire_due, publish
+
     opened = open_for_signing(home)
     try:
         who = actor()
@@ -65,10 +64,15 @@ def publish_command(
 @app.command("show")
 def show(
     home: HomeOption = DEFAULT_HOME_PATH,
-    kind: Annotated[ListKind, typer.Option("--kind", case_sensitive=False)] = ListKind.CRL,
+    kind: Annotated[ListKind, typer.Option("--kind", case_sensitive=False, help="Which list.")] = ListKind.CRL,
     number: Annotated[int | None, typer.Option("--number", help="CRL number (default: the newest).")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a published CRL or ARL and the numbers still retrievable."""
+    from cryptography import x509
+
+    from smki.services.revocation import list_record
+
     opened = open_for_reading(home)
     try:
         record = list_record(opened, kind.value, number)
@@ -76,28 +80,31 @@ def show(
     finally:
         opened.close()
     crl = x509.load_der_x509_crl(record.der)
-    table = Table(show_header=False)
-    table.add_row("kind", record.kind)
-    table.add_row("number", str(record.number))
-    table.add_row("issuer", crl.issuer.rfc4514_string())
-    table.add_row("this update", record.this_update.isoformat())
-    table.add_row("next update", record.next_update.isoformat())
-    table.add_row("entries", str(record.entries))
-    table.add_row("size", f"{len(record.der):,} bytes")
+    facts: dict[str, object] = {
+        "kind": record.kind, "number": record.number, "issuer": crl.issuer.rfc4514_string(),
+        "this_update": record.this_update, "next_update": record.next_update, "entries": record.entries,
+        "size_bytes": len(record.der), "published_numbers": list(numbers),
+    }
+    if emit_record(facts, as_json=as_json):
+        return
     shown = numbers if len(numbers) <= 20 else [*numbers[:5], "…", *numbers[-5:]]
-    table.add_row("published numbers", ", ".join(str(n) for n in shown))
-    console.print(table)
+    fields_table({**facts, "size_bytes": f"{len(record.der):,}", "published_numbers": [str(n) for n in shown]})
 
 
 @app.command("export")
 def export(
     out: Annotated[Path | None, typer.Option("--out", help="File to write (default: standard output).")] = None,
     home: HomeOption = DEFAULT_HOME_PATH,
-    kind: Annotated[ListKind, typer.Option("--kind", case_sensitive=False)] = ListKind.CRL,
+    kind: Annotated[ListKind, typer.Option("--kind", case_sensitive=False, help="Which list.")] = ListKind.CRL,
     number: Annotated[int | None, typer.Option("--number", help="CRL number (default: the newest).")] = None,
-    format: Annotated[Format, typer.Option("--format")] = Format.der,
+    format: Annotated[Format, typer.Option("--format", help="DER or PEM.")] = Format.der,
 ) -> None:
     """Write a published CRL or ARL, by number, as DER or PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from smki.services.revocation import list_record
+
     opened = open_for_reading(home)
     try:
         record = list_record(opened, kind.value, number)

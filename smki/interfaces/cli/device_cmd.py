@@ -7,6 +7,7 @@ anyone may read (``show``, ``list``). The RA reads the register for SEC L3.16 (d
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -15,7 +16,13 @@ from rich.table import Table
 from smki.eui64 import eui64_hyphenated
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console
 from smki.interfaces.cli.staff_cmd import StaffOption, plain_row, run_on
-from smki.services.device_register import get_device, import_file, list_devices, set_device
+
+
+def _register() -> ModuleType:
+    """The device register's services, imported when a command runs (``--help`` stays light)."""
+    from smki.services import device_register
+
+    return device_register
 
 app = typer.Typer(help="The device register: Device IDs, SMI status, responsible Parties.", no_args_is_help=True)
 
@@ -38,7 +45,7 @@ def set_(
     values = {"device_id": device_id, "device_type": device_type, "smi_status": status,
               "import_supplier": import_supplier, "gas_supplier": gas_supplier,
               "network_operator": network_operator, "effective": effective}
-    row = run_on(home, lambda h: set_device(h, values, staff_id=staff))
+    row = run_on(home, lambda h: _register().set_device(h, values, staff_id=staff))
     console.print(f"device {eui64_hyphenated(row.device_id)}: {row.device_type} {row.smi_status} "
                   f"from {row.effective.isoformat()}", highlight=False, markup=False)
 
@@ -46,7 +53,7 @@ def set_(
 @app.command("show")
 def show(device_id: Eui, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """A Device's register entry and every dated change."""
-    entry, history = run_on(home, lambda h: get_device(h, device_id))
+    entry, history = run_on(home, lambda h: _register().get_device(h, device_id))
     console.print(f"Device {eui64_hyphenated(entry.device_id)}: {entry.device_type}, {entry.smi_status} since "
                   f"{entry.effective.isoformat()}; import supplier {entry.import_supplier or '-'}, gas supplier "
                   f"{entry.gas_supplier or '-'}, network operator {entry.network_operator or '-'}",
@@ -69,7 +76,7 @@ def list_(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Devices in Device ID order, a page at a time."""
-    rows = run_on(home, lambda h: list_devices(h, after=after, status=status, limit=limit))
+    rows = run_on(home, lambda h: _register().list_devices(h, after=after, status=status, limit=limit))
     table = Table()
     for column in ("device", "type", "status", "since", "import", "gas", "network"):
         table.add_column(column)
@@ -87,6 +94,6 @@ def import_(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Bulk import or update, streamed in chunks of 10,000 rows (RA operator); the last row for a Device wins."""
-    summary = run_on(home, lambda h: import_file(h, source, staff_id=staff))
+    summary = run_on(home, lambda h: _register().import_file(h, source, staff_id=staff))
     console.print(f"imported {summary.rows} rows in {summary.chunks} chunks, {summary.seconds:.1f} s "
                   f"({summary.rows / max(summary.seconds, 1e-9):,.0f} rows/s)", highlight=False, markup=False)

@@ -8,18 +8,18 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from smki.errors import SmkiError
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, err_console, open_for_signing
-from smki.services.batch_sources import BatchItem, read_batch_source
-from smki.services.device_issuance import DeviceOutcome, issue_device_batch
-from smki.services.org_issuance import issue_organisation
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from smki.services.batch_sources import BatchItem
+    from smki.services.device_issuance import DeviceOutcome
 
 app = typer.Typer(help="Issue certificates from PKCS#10 CSRs (CA operator).", no_args_is_help=True)
 
@@ -27,6 +27,9 @@ OutDir = Annotated[Path, typer.Option("--out", help="Directory for the certifica
 
 
 def pem(der: bytes) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
 
 
@@ -51,6 +54,8 @@ def org(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Issue one Organisation Certificate."""
+    from smki.services.org_issuance import issue_organisation
+
     opened = open_for_signing(home)
     try:
         issued = issue_organisation(opened, read_input(csr), actor=actor())
@@ -59,6 +64,18 @@ def org(
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, pem(issued.der))
     console.print(f"issued {issued.serial} → {out}")
+
+
+def batch_progress(verb: str, items: Sequence[BatchItem] | None, source: Path | None) -> tuple[Progress, int | None]:
+    """A progress bar on stderr (terminals only) with the batch's size when it can be known cheaply."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from smki.services.batch_sources import count_batch_source
+
+    total = len(items) if items is not None else count_batch_source(source) if source is not None else None
+    progress = Progress(TextColumn(f"[bold]{verb}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err_console, transient=False, disable=not err_console.is_terminal)
+    return progress, total
 
 
 class BatchWriter:
@@ -95,12 +112,14 @@ class BatchWriter:
 
 
 def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, out: Path,
-               workers: int | None, chunk_size: int, total: int | None, resume: str | None = None) -> None:
+               workers: int | None, chunk_size: int, resume: str | None = None) -> None:
+    from smki.services.batch_sources import read_batch_source
+    from smki.services.device_issuance import issue_device_batch
+
     opened = open_for_signing(home)
     batch_ref = resume or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
     iterable = items if items is not None else read_batch_source(source)  # type: ignore[arg-type]
-    progress = Progress(TextColumn("[bold]issuing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err_console, transient=False, disable=not err_console.is_terminal)
+    progress, total = batch_progress("issuing", items, source)
     with progress:
         task = progress.add_task("issue", total=total)
         writer = BatchWriter(out, progress, task)
@@ -130,8 +149,10 @@ def device(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Issue Device Certificates, one PEM per certificate named <eui>-<ds|ka>.pem."""
+    from smki.services.batch_sources import BatchItem
+
     items = [BatchItem(i, str(path), read_input(path)) for i, path in enumerate(csrs)]
-    _run_batch(home, items, None, out, workers=0, chunk_size=500, total=len(items))
+    _run_batch(home, items, None, out, workers=0, chunk_size=500)
 
 
 @app.command("batch")
@@ -147,4 +168,4 @@ def batch(
         "--resume", help="Continue batch REF over the same SOURCE: skip what it issued, issue the rest.")] = None,
 ) -> None:
     """Issue a batch of Device Certificates using all cores; bad CSRs are reported, not fatal."""
-    _run_batch(home, None, source, out, workers=workers, chunk_size=chunk_size, total=None, resume=resume)
+    _run_batch(home, None, source, out, workers=workers, chunk_size=chunk_size, resume=resume)

@@ -1,8 +1,14 @@
 """The ``smki`` command: CA-operator and RA-staff commands, one Typer sub-app per area.
 
-``run`` is the entry point. It is the CLI's single error boundary: a ``SmkiError`` becomes one
-line on stderr (``error: <code>: <message>``) and exit status 1; nothing becomes a traceback
-unless ``SMKI_DEBUG`` is set.
+The command tree is declared here, one line per group; each group's module is imported only when
+that group runs (``smki.interfaces.cli.lazy``), so ``smki --help`` and ``smki <group> --help``
+answer without importing cryptography, SQLAlchemy or FastAPI.
+
+``run`` is the entry point and the CLI's single error boundary. Exit statuses (README "Exit
+statuses"): 0 done; 1 a ``SmkiError`` (one line on stderr, ``error: <code>: <message>``: a refusal,
+bad input, a missing home); 2 a usage error (one line, ``error: usage: …``); 3 ``ra propose``
+recorded a refusing proposal; 4 an internal error (one line; the traceback only with
+``SMKI_DEBUG=1``); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,74 +17,19 @@ import os
 import sys
 
 import typer
+from typer import _click
+from typer.exceptions import Abort
 
 from smki.errors import SmkiError
-from smki.interfaces.cli import (
-    apply_cmd,
-    aro_cmd,
-    audit_cmd,
-    backup_cmd,
-    bench_cmd,
-    ca_cmd,
-    cert_cmd,
-    config_cmd,
-    credential_cmd,
-    crl_cmd,
-    db_cmd,
-    dev_cmd,
-    device_cmd,
-    issue_cmd,
-    party_cmd,
-    populate_cmd,
-    portal_cmd,
-    ra_batches_cmd,
-    ra_cmd,
-    repo_cmd,
-    request_cmd,
-    revoke_cmd,
-    serve_cmd,
-    staff_cmd,
-)
-from smki.interfaces.cli.common import err_console
+from smki.interfaces.cli.lazy import LazyCommands
 
-app = typer.Typer(
-    name="smki",
-    help="GB Smart Metering Key Infrastructure: Registration Authority, CA and Repository.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-app.add_typer(ca_cmd.app, name="ca")
-app.add_typer(issue_cmd.app, name="issue")
-app.add_typer(cert_cmd.app, name="cert")
-app.add_typer(repo_cmd.app, name="repo")
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(dev_cmd.app, name="dev")
-app.add_typer(bench_cmd.app, name="bench")
-# The Registration Authority (issue 3): the register, applications and decisions, the subscriber path.
-app.add_typer(staff_cmd.app, name="staff")
-app.add_typer(party_cmd.app, name="party")
-app.add_typer(aro_cmd.app, name="aro")
-app.add_typer(apply_cmd.app, name="apply")
-app.add_typer(ra_cmd.app, name="ra")
-app.add_typer(request_cmd.app, name="request")
-app.add_typer(device_cmd.app, name="device")
-ra_cmd.app.add_typer(ra_batches_cmd.app, name="batches")
-# Revocation, CRL/ARL, status lifecycle and the data generator (issue 5).
-app.add_typer(crl_cmd.app, name="crl")
-cert_cmd.app.command("revoke")(revoke_cmd.revoke)
-cert_cmd.app.command("set-status")(revoke_cmd.set_status_command)
-cert_cmd.app.command("expire-due")(revoke_cmd.expire_due_command)
-ca_cmd.app.add_typer(revoke_cmd.ca_revoke_app, name="revoke")
-dev_cmd.app.command("populate")(populate_cmd.populate)
-# The HTTP interfaces (issue 4): SMKI credentials and the Gateway/SPOTI listeners.
-credential_cmd.register(app, aro_cmd.app)
-app.command("serve")(serve_cmd.serve)
-app.add_typer(portal_cmd.app, name="portal")
-# Operating smki (issue 12): schema, version.
-app.add_typer(db_cmd.app, name="db")
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(backup_cmd.app, name="backup")
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PROPOSAL_REFUSED = 3
+EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130
+
+COMMANDS = LazyCommands()
 
 
 def _version(value: bool) -> None:
@@ -90,12 +41,65 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def _main(
+def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and the database schema revision it needs, and exit."),
 ) -> None:
     """GB Smart Metering Key Infrastructure: Registration Authority, CA and Repository."""
+
+
+app = typer.Typer(
+    name="smki",
+    help="GB Smart Metering Key Infrastructure: Registration Authority, CA and Repository.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    rich_markup_mode=None,  # plain help (see lazy._plain_help)
+    cls=COMMANDS.group_class,
+    callback=_root,
+)
+_cli = "smki.interfaces.cli."
+# The CA operator: the key ceremony, issuance, the Repository, the audit log (issue 1, 2).
+COMMANDS.add("ca", _cli + "ca_cmd:app", "Create and inspect the CA hierarchy (Root, Organisation CA, Device CA).")
+COMMANDS.add("issue", _cli + "issue_cmd:app", "Issue certificates from PKCS#10 CSRs (CA operator).")
+COMMANDS.add("cert", _cli + "cert_cmd:app", "Show, search, export, revoke and set the status of certificates.")
+COMMANDS.add("repo", _cli + "repo_cmd:app", "The Repository: extracts of every certificate and status.")
+COMMANDS.add("audit", _cli + "audit_cmd:app", "The audit log: verify the hash chain, show its end.")
+COMMANDS.add("dev", _cli + "dev_cmd:app", "Development helpers: test CSRs, a populated store.")
+COMMANDS.add("bench", _cli + "bench_cmd:app", "Performance benchmarks.")
+# The Registration Authority (issue 3): the register, applications and decisions, the subscriber path.
+COMMANDS.add("staff", _cli + "staff_cmd:app", "RA staff: operators, approvers and auditors.")
+COMMANDS.add("party", _cli + "party_cmd:app", "SEC Parties in the RA register.")
+COMMANDS.add("aro", _cli + "aro_cmd:app", "Authorised Responsible Officers (AROs) and their credentials.")
+COMMANDS.add("apply", _cli + "apply_cmd:app", "Applications for Authorised Subscriber status.")
+COMMANDS.add("ra", _cli + "ra_cmd:app", "RA decisions: evidence, propose, approve, refuse, explain, queue.")
+COMMANDS.add("request", _cli + "request_cmd:app", "Request certificates as a Party's ARO, under the RA rules.")
+# The Device side of the SEC (issue 13): the device register (batches: 'smki ra batches').
+COMMANDS.add("device", _cli + "device_cmd:app", "The device register: a stand-in for the Smart Metering Inventory.")
+# Revocation, CRL/ARL, status lifecycle (issue 5).
+COMMANDS.add("crl", _cli + "crl_cmd:app", "Certificate and Authority Revocation Lists.")
+# The HTTP interfaces (issue 4): SMKI credentials and the Gateway/SPOTI listeners.
+COMMANDS.add("credential", _cli + "credential_cmd:app", "SMKI credentials: TLS client certificates.")
+COMMANDS.add("system", _cli + "credential_cmd:system_app", "Authorised Systems that use the web services.")
+COMMANDS.add("serve", _cli + "serve_cmd:serve", "Serve the JSON API, the DCC XML services and the Portal.")
+COMMANDS.add("portal", _cli + "portal_cmd:app", "The Portal's shared settings.")
+# Operating smki (issue 12): schema, configuration, backups, version.
+COMMANDS.add("db", _cli + "db_cmd:app", "The database schema: status and upgrade (Alembic).")
+COMMANDS.add("config", _cli + "config_cmd:app", "The configuration: effective values and validation.")
+COMMANDS.add("backup", _cli + "backup_cmd:app", "Backups: database, certificates, CRLs and keys.")
+
+
+def _usage_line(exc: _click.exceptions.UsageError) -> str:
+    message = " ".join(exc.format_message().split())
+    where = exc.ctx.command_path if exc.ctx is not None else "smki"
+    return f"error: usage: {message} (see '{where} --help')"
+
+
+def _fail(line: str, code: int) -> None:
+    from smki.interfaces.cli.common import err_console
+
+    err_console.print(line, highlight=False, soft_wrap=True, markup=False)
+    sys.exit(code)
 
 
 def run() -> None:
@@ -105,21 +109,27 @@ def run() -> None:
         # A one-shot command logs warnings and errors only (its results are its output); ``smki
         # serve`` reconfigures from the home's log-level / log-format.
         configure_logging(os.environ.get("SMKI_LOG_LEVEL", "warning"), os.environ.get("SMKI_LOG_FORMAT", "auto"))
-        app()
+        code = app(standalone_mode=False)
     except SmkiError as exc:
+        from smki.interfaces.cli.common import err_console
+
         err_console.print(f"[bold red]error:[/] {exc.code}: {exc.message}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_ERROR)
+    except _click.exceptions.NoArgsIsHelpError as exc:
+        if exc.ctx is not None:
+            _click.echo(exc.ctx.get_help())
+        sys.exit(EXIT_USAGE)
+    except _click.exceptions.UsageError as exc:
+        _fail(_usage_line(exc), EXIT_USAGE)
+    except _click.exceptions.ClickException as exc:
+        _fail(f"error: input: {' '.join(exc.format_message().split())}", EXIT_ERROR)
+    except (KeyboardInterrupt, Abort, EOFError):
+        _fail("interrupted", EXIT_INTERRUPTED)
     except Exception as exc:
         if os.environ.get("SMKI_DEBUG"):
             raise
-        err_console.print(
-            f"[bold red]error:[/] internal: {type(exc).__name__}: {exc} (set SMKI_DEBUG=1 for details)",
-            highlight=False, soft_wrap=True,
-        )
-        sys.exit(2)
+        _fail(f"error: internal: {type(exc).__name__}: {exc} (set SMKI_DEBUG=1 for details)", EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

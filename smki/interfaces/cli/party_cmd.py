@@ -3,30 +3,24 @@ Authorised Subscriber standing (RA staff, ``--as``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from smki.eui64 import eui64_hyphenated
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console
-from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, plain_row, run_on
-from smki.ra import PartyCategory
-from smki.services.registry import (
-    StatusChange,
-    add_party,
-    list_parties,
-    roles_text,
-    set_party_entity,
-    set_party_status,
-    set_subscriber_standing,
-    show_party,
-)
-from smki.store.registry import PartyRecord
+from smki.interfaces.cli.output import CsvOption, JsonOption, emit_record, emit_rows
+from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, run_on
+from smki.ra.state import PartyCategory, RegisteredUserRole
+
+if TYPE_CHECKING:
+    from smki.store.registry import PartyRecord
 
 app = typer.Typer(help="SEC Parties in the RA register.", no_args_is_help=True)
 
+
 _CATEGORIES = ", ".join(c.value for c in PartyCategory)
+_REGISTERED_ROLES = ", ".join(r.value for r in RegisteredUserRole)
 
 
 def _say(text: str) -> None:
@@ -44,12 +38,25 @@ def _print_party(p: PartyRecord) -> None:
     _say(f"  Registered User roles: {', '.join(p.registered_user_roles) or '-'}")
     _say(f"  Gateway Connections:   {', '.join(p.gateway_connections) or '-'}")
     if p.entities:
+        from smki.services.registry import roles_text
+
         for entity, roles in sorted(p.entities.items()):
             _say(f"  Entity {eui64_hyphenated(entity)}: {roles_text(roles)}")
     else:
         _say("  Entity Identifiers:    -")
     for policy in ("organisation", "device"):
         _say(f"  {policy} subscriber: {p.subscriptions.get(policy, 'none')}")
+
+
+def party_json(p: PartyRecord) -> dict[str, Any]:
+    """A Party as ``--json`` shows it: every field, full values."""
+    return {
+        "party_id": p.party_id, "name": p.name, "category": p.category,
+        "srept_passed": p.srept_passed, "uept_completed": p.uept_completed,
+        "registered_user_roles": list(p.registered_user_roles), "gateway_connections": list(p.gateway_connections),
+        "entities": {eui64_hyphenated(e): sorted(int(r) for r in roles) for e, roles in sorted(p.entities.items())},
+        "subscriptions": {policy: p.subscriptions.get(policy, "none") for policy in ("organisation", "device")},
+    }
 
 
 @app.command("add")
@@ -61,28 +68,39 @@ def add(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Register a SEC Party (RA operator)."""
+    from smki.services.registry import add_party
+
     record = run_on(home, lambda h: add_party(h, party_id, name, category, staff_id=staff))
     _say(f"party {record.party_id} added ({record.category})")
 
 
 @app.command("show")
-def show(party_id: str, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+def show(party_id: Annotated[str, typer.Argument(help="The Party's id in the register.")],
+         as_json: JsonOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Show a Party: status evidence, Entity Identifiers with roles, subscriber standing."""
-    _print_party(run_on(home, lambda h: show_party(h, party_id)))
+    from smki.services.registry import show_party
+
+    record = run_on(home, lambda h: show_party(h, party_id))
+    if not emit_record(party_json(record), as_json=as_json):
+        _print_party(record)
 
 
 @app.command("list")
-def list_(home: HomeOption = DEFAULT_HOME_PATH) -> None:
+def list_(as_json: JsonOption = False, as_csv: CsvOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """List every Party with its status evidence and standing."""
+    from smki.services.registry import list_parties
+
     records = run_on(home, list_parties)
-    table = Table()
-    for column in ("party", "name", "category", "SREPT", "UEPT", "gateway", "organisation", "device"):
-        table.add_column(column)
-    for p in records:
-        plain_row(table, p.party_id, p.name, p.category, _iso(p.srept_passed), _iso(p.uept_completed),
-                      ", ".join(p.gateway_connections) or "-", p.subscriptions.get("organisation", "none"),
-                      p.subscriptions.get("device", "none"))
-    console.print(table)
+    rows = [party_json(p) for p in records]
+    if as_json:
+        emit_rows(rows, as_json=True, as_csv=as_csv)
+        return
+    flat = [{"party": r["party_id"], "name": r["name"], "category": r["category"], "SREPT": r["srept_passed"],
+             "UEPT": r["uept_completed"], "registered roles": r["registered_user_roles"],
+             "gateway": r["gateway_connections"], "organisation": r["subscriptions"]["organisation"],
+             "device": r["subscriptions"]["device"]} for r in rows]
+    emit_rows(flat, as_csv=as_csv, columns=("party", "name", "category", "SREPT", "UEPT", "registered roles",
+                                            "gateway", "organisation", "device"))
 
 
 @app.command("set-status")
@@ -95,14 +113,16 @@ def set_status(
     gateway: Annotated[list[str] | None, typer.Option("--gateway", help="Add a DCC Gateway Connection.")] = None,
     drop_gateway: Annotated[list[str] | None, typer.Option("--drop-gateway",
                                                            help="Remove a DCC Gateway Connection.")] = None,
-    registered_role: Annotated[list[str] | None, typer.Option("--registered-role",
-                                                              help="Add a Registered User role.")] = None,
+    registered_role: Annotated[list[str] | None, typer.Option(
+        "--registered-role", help=f"Add a Registered User role: {_REGISTERED_ROLES}.")] = None,
     drop_registered_role: Annotated[list[str] | None, typer.Option("--drop-registered-role",
                                                                    help="Remove a Registered User role.")] = None,
     staff: StaffOption = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Record a Party's dated status evidence: SREPT, UEPT, Registered User roles, Gateway Connections."""
+    from smki.services.registry import StatusChange, set_party_status
+
     change = StatusChange(
         srept_passed=parse_date(srept, "--srept"), clear_srept=no_srept,
         uept_completed=parse_date(uept, "--uept"), clear_uept=no_uept,
@@ -122,6 +142,8 @@ def entity(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Give a Party an Entity Identifier and the Remote Party Roles it may hold under it."""
+    from smki.services.registry import set_party_entity
+
     _print_party(run_on(home, lambda h: set_party_entity(h, party_id, eui, role, staff_id=staff)))
 
 
@@ -135,6 +157,8 @@ def subscriber(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Suspend, withdraw or reinstate a Party's Authorised Subscriber status (effective on the next request)."""
+    from smki.services.registry import set_subscriber_standing
+
     record = run_on(home, lambda h: set_subscriber_standing(h, party_id, policy, standing, staff_id=staff,
                                                             reason=reason))
     shown = "organisation" if policy.strip().lower() in ("org", "organisation") else policy.strip().lower()

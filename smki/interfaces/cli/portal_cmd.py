@@ -1,8 +1,6 @@
 """``smki portal``: operating the Portal across processes and nodes.
 
-Registration (``smki.interfaces.cli.main``)::
-
-    app.add_typer(portal_cmd.app, name="portal")
+Registration: ``COMMANDS.add("portal", …)`` in ``smki.interfaces.cli.main``.
 """
 
 from __future__ import annotations
@@ -10,7 +8,6 @@ from __future__ import annotations
 import typer
 
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading
-from smki.services.shared_secrets import CACHE_SECONDS, rotate_form_key
 
 app = typer.Typer(help="The Portal's shared settings.", no_args_is_help=True)
 
@@ -21,6 +18,8 @@ def rotate_form_key_command(home: HomeOption = DEFAULT_HOME_PATH) -> None:
 
     Forms already shown stay valid (the previous key is still accepted); run it twice to expire them.
     """
+    from smki.services.shared_secrets import CACHE_SECONDS, rotate_form_key
+
     opened = open_for_reading(home)
     try:
         at = rotate_form_key(opened, actor=actor())

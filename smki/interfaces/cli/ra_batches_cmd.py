@@ -8,15 +8,25 @@ default policy every batch is approved at once and the queue stays empty; see
 
 from __future__ import annotations
 
-from typing import Annotated
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from smki.store.batches import BatchJobRecord
+
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console
 from smki.interfaces.cli.staff_cmd import StaffOption, plain_row, run_on
-from smki.services.batch_lifecycle import approve_batch, batches_waiting, recent_batches, reject_batch
-from smki.store.batches import BatchJobRecord
+
+
+def _lifecycle() -> ModuleType:
+    """The batch lifecycle's services, imported when a command runs (``--help`` stays light)."""
+    from smki.services import batch_lifecycle
+
+    return batch_lifecycle
+
 
 app = typer.Typer(help="Device CSR batches awaiting the RA: list, approve, reject.", no_args_is_help=True)
 
@@ -34,7 +44,9 @@ def list_(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Batches awaiting approval, or the latest batches in a status."""
-    jobs = run_on(home, lambda h: batches_waiting(h) if status is None else recent_batches(h, status=status))
+    lifecycle = _lifecycle()
+    jobs = run_on(home, lambda h: lifecycle.batches_waiting(h) if status is None
+                  else lifecycle.recent_batches(h, status=status))
     table = Table()
     for column in ("batch", "party", "ARO", "interface", "CSRs", "status", "submitted", "reason"):
         table.add_column(column)
@@ -50,8 +62,8 @@ def list_(
 @app.command("approve")
 def approve(batch_id: BatchId, staff: StaffOption = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Approve a PENDING batch: it is QUEUED and processed in turn (RA approver)."""
-    console.print(_line(run_on(home, lambda h: approve_batch(h, batch_id, staff_id=staff))), highlight=False,
-                  markup=False)
+    approved = run_on(home, lambda h: _lifecycle().approve_batch(h, batch_id, staff_id=staff))
+    console.print(_line(approved), highlight=False, markup=False)
 
 
 @app.command("reject")
@@ -62,5 +74,5 @@ def reject(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Reject a PENDING batch with a reason: it is REJECTED and never processed (RA approver)."""
-    console.print(_line(run_on(home, lambda h: reject_batch(h, batch_id, reason, staff_id=staff))),
+    console.print(_line(run_on(home, lambda h: _lifecycle().reject_batch(h, batch_id, reason, staff_id=staff))),
                   highlight=False, markup=False)

@@ -12,7 +12,6 @@ import typer
 
 from smki.errors import SmkiError
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, err_console, open_for_reading
-from smki.repository.extract import write_extract
 
 app = typer.Typer(help="The Repository: extracts of every certificate and status.", no_args_is_help=True)
 
@@ -26,6 +25,8 @@ def extract(
     out: Annotated[Path | None, typer.Option("--out", help="CSV file to write (default: standard output).")] = None,
 ) -> None:
     """Stream the full extract or an increment as CSV, a page at a time (flat memory)."""
+    from smki.repository.extract import write_extract
+
     if full == (since is not None):
         raise SmkiError("extract.invalid", "give exactly one of --full or --since DATE")
     moment = None if since is None else (since.replace(tzinfo=UTC) if since.tzinfo is None else since)

@@ -13,19 +13,19 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from smki.domain import Route
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console, open_for_signing
-from smki.interfaces.cli.issue_cmd import BatchWriter, pem, read_input, write_atomic
+from smki.interfaces.cli.issue_cmd import BatchWriter, batch_progress, pem, read_input, write_atomic
 from smki.interfaces.cli.ra_cmd import refusals_explained
-from smki.interfaces.cli.what_if_cmd import dry_run_device, dry_run_organisation, refuse_on_without_dry_run
-from smki.services.batch_sources import BatchItem, read_batch_source
-from smki.services.device_issuance import DeviceOutcome
-from smki.services.requests import Requester, request_device_batch, request_organisation
+
+if TYPE_CHECKING:
+    from smki.services.batch_sources import BatchItem
+    from smki.services.device_issuance import DeviceOutcome
+    from smki.services.requests import Requester
 
 app = typer.Typer(help="Request certificates as a Party's ARO, under the RA rules.", no_args_is_help=True)
 
@@ -46,6 +46,8 @@ OnOpt = Annotated[str | None, typer.Option("--on", help="With --dry-run: decide 
 
 
 def _requester(party: str, aro: str, route: RouteChoice) -> Requester:
+    from smki.services.requests import Requester
+
     return Requester(party_id=party, aro_id=aro, route=Route(route.value))
 
 
@@ -61,6 +63,9 @@ def org(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """One Organisation Certificate for the Party's own Entity Identifier and a role it may hold."""
+    from smki.interfaces.cli.what_if_cmd import dry_run_organisation, refuse_on_without_dry_run
+    from smki.services.requests import request_organisation
+
     data = read_input(csr)
     refuse_on_without_dry_run(on, dry_run)
     if dry_run:
@@ -78,11 +83,12 @@ def org(
 
 
 def _run(home: Path, requester: Requester, items: Iterable[BatchItem], out: Path, workers: int | None,
-         total: int | None) -> None:
+         given: Sequence[BatchItem] | None, source: Path | None) -> None:
+    from smki.services.requests import request_device_batch
+
     opened = open_for_signing(home)
     batch_ref = f"req-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-    progress = Progress(TextColumn("[bold]issuing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err_console, transient=False, disable=not err_console.is_terminal)
+    progress, total = batch_progress("issuing", given, source)
     writer: BatchWriter | None = None
     try:
         with refusals_explained(), progress:
@@ -125,12 +131,15 @@ def device(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Device Certificates for single CSRs (as the Ad Hoc service), one PEM each: <eui>-<ds|ka>.pem."""
+    from smki.interfaces.cli.what_if_cmd import dry_run_device, refuse_on_without_dry_run
+    from smki.services.batch_sources import BatchItem
+
     items = [BatchItem(i, str(path), read_input(path)) for i, path in enumerate(csrs)]
     refuse_on_without_dry_run(on, dry_run)
     if dry_run:
         dry_run_device(home, on, party, aro, route.value, [(item.item_id, item.data) for item in items])
         return
-    _run(home, _requester(party, aro, route), items, out, workers=0, total=len(items))
+    _run(home, _requester(party, aro, route), items, out, workers=0, given=items, source=None)
 
 
 @app.command("batch")
@@ -148,9 +157,12 @@ def batch(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """A batch of Device CSRs, authorised once before any is read; results.csv has a line per CSR."""
+    from smki.interfaces.cli.what_if_cmd import dry_run_device, refuse_on_without_dry_run
+    from smki.services.batch_sources import read_batch_source
+
     items = read_batch_source(source)
     refuse_on_without_dry_run(on, dry_run)
     if dry_run:
         dry_run_device(home, on, party, aro, route.value, [(item.item_id, item.data) for item in items])
         return
-    _run(home, _requester(party, aro, route), items, out, workers=workers, total=None)
+    _run(home, _requester(party, aro, route), items, out, workers=workers, given=None, source=source)

@@ -7,10 +7,9 @@ control: one RA operator proposes, a different RA approver approves or refuses.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from smki.domain import CertStatus
 from smki.interfaces.cli.common import (
@@ -21,24 +20,22 @@ from smki.interfaces.cli.common import (
     open_for_reading,
     open_for_signing,
 )
-from smki.services.revocation import (
-    CA_REVOKE_ACTION,
-    REASON_CODES,
-    Published,
-    decide_ca_revocation,
-    expire_due,
-    parse_reason,
-    propose_ca_revocation,
-    revoke_as_operator,
-    set_status,
-)
+from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
+
+if TYPE_CHECKING:
+    from smki.services.revocation import Published
+
+#: The names of smki.services.revocation.REASON_CODES, for help without importing the service
+#: (a test keeps them equal).
+REASON_NAMES = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+                "cessationOfOperation", "privilegeWithdrawn")
 
 StaffOption = Annotated[
     str | None,
     typer.Option("--as", envvar="SMKI_STAFF", help="Your RA staff id (or set SMKI_STAFF)."),
 ]
 ReasonOption = Annotated[
-    str, typer.Option("--reason", help=f"RFC 5280 reason, by name or number: {', '.join(REASON_CODES)}."),
+    str, typer.Option("--reason", help=f"RFC 5280 reason, by name or number: {', '.join(REASON_NAMES)}."),
 ]
 
 ca_revoke_app = typer.Typer(help="Revoke a CA certificate under dual control (onto the Root's ARL).",
@@ -56,6 +53,8 @@ def revoke(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Revoke an Organisation Certificate (RA operator) and publish the new CRL."""
+    from smki.services.revocation import parse_reason, revoke_as_operator
+
     code = parse_reason(reason)
     opened = open_for_signing(home)
     try:
@@ -73,6 +72,8 @@ def set_status_command(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Set a Device or Organisation Certificate's Repository status (RA operator)."""
+    from smki.services.revocation import set_status
+
     opened = open_for_reading(home)
     try:
         previous = set_status(opened, serial, status, staff_id=staff)
@@ -83,6 +84,8 @@ def set_status_command(
 
 def expire_due_command(home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Mark Organisation Certificates past their notAfter as expired (E)."""
+    from smki.services.revocation import expire_due
+
     opened = open_for_reading(home)
     try:
         serials = expire_due(opened, actor=actor())
@@ -99,6 +102,8 @@ def propose(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Propose revoking a CA certificate (RA operator); a different RA approver decides."""
+    from smki.services.revocation import parse_reason, propose_ca_revocation
+
     code = parse_reason(reason)
     opened = open_for_reading(home)
     try:
@@ -116,6 +121,8 @@ def approve(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Approve a CA revocation (RA approver, not the proposer): revoke and publish the ARL."""
+    from smki.services.revocation import decide_ca_revocation
+
     opened = open_for_signing(home)
     try:
         done = decide_ca_revocation(opened, item, staff_id=staff, approve=True)
@@ -132,6 +139,8 @@ def refuse(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Refuse a CA revocation (RA approver, not the proposer)."""
+    from smki.services.revocation import decide_ca_revocation
+
     opened = open_for_reading(home)
     try:
         decide_ca_revocation(opened, item, staff_id=staff, approve=False)
@@ -144,18 +153,19 @@ def refuse(
 def list_proposals(
     home: HomeOption = DEFAULT_HOME_PATH,
     all_items: Annotated[bool, typer.Option("--all", help="Decided proposals too.")] = False,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
 ) -> None:
     """CA revocation proposals (pending ones unless --all)."""
+    from smki.services.revocation import CA_REVOKE_ACTION
+
     opened = open_for_reading(home)
     try:
         items = opened.store.registry.dual_control_items(None if all_items else "pending")
     finally:
         opened.close()
-    table = Table(title="CA revocation proposals")
-    for column in ("item", "certificate", "reason", "status", "proposed by", "decided by"):
-        table.add_column(column)
-    for i in items:
-        if i.action == CA_REVOKE_ACTION:
-            table.add_row(str(i.id), i.subject, str(i.payload.get("reason")), i.status, i.proposed_by,
-                          i.decided_by or "-")
-    console.print(table)
+    emit_rows([{"item": i.id, "certificate": i.subject, "reason": i.payload.get("reason"), "status": i.status,
+                "proposed_by": i.proposed_by, "decided_by": i.decided_by}
+               for i in items if i.action == CA_REVOKE_ACTION],
+              as_json=as_json, as_csv=as_csv, title=None if as_json or as_csv else "CA revocation proposals",
+              columns=("item", "certificate", "reason", "status", "proposed_by", "decided_by"))

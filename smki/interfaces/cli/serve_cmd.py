@@ -3,9 +3,7 @@
 Settings come from ``[api]`` in ``smki.toml`` (see :mod:`smki.interfaces.api.settings`); flags
 override them. The key secret (needed to issue) comes from the environment or a prompt.
 
-Registration (``smki.interfaces.cli.main``)::
-
-    app.command("serve")(serve_cmd.serve)
+Registration: ``COMMANDS.add("serve", …serve_cmd:serve, …)`` in ``smki.interfaces.cli.main``.
 """
 
 from __future__ import annotations
@@ -13,14 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from smki.config import load_settings
-from smki.interfaces.api.server import serve as run_server
-from smki.interfaces.api.settings import ApiSettings, Listen, api_settings
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, read_secret
+
+if TYPE_CHECKING:
+    from smki.interfaces.api.settings import ApiSettings
 
 
 def serve(
@@ -37,6 +36,8 @@ def serve(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Serve the JSON API, the DCC XML services and the Portal on the Gateway and SPOTI listeners."""
+    from smki.interfaces.api.server import serve as run_server
+    from smki.interfaces.api.settings import Listen, api_settings
     from smki.observability.logs import configure_logging, register_secret
 
     settings = load_settings(home)

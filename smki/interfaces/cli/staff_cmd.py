@@ -11,16 +11,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from smki.errors import SmkiError
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading
-from smki.services.context import Home
-from smki.services.staff import STAFF_ROLES, add_staff, list_staff
+from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
+from smki.ra.state import StaffRole
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from smki.services.context import Home
 
 app = typer.Typer(help="RA staff: operators, approvers and auditors.", no_args_is_help=True)
 
@@ -49,6 +52,13 @@ def run_on(home: Path, action: Callable[[Home], T]) -> T:
         return action(handle)
 
 
+def plain_row(table: Table, *cells: str) -> None:
+    """Add a row whose cells are shown as given: register text is never read as Rich markup."""
+    from rich.text import Text
+
+    table.add_row(*(Text(cell) for cell in cells))
+
+
 def parse_date(value: str | None, option: str) -> date | None:
     """An ISO date (``2019-11-07``) given to ``option``, or ``input.bad-date``."""
     if value is None:
@@ -59,31 +69,26 @@ def parse_date(value: str | None, option: str) -> date | None:
         raise SmkiError("input.bad-date", f"{option} takes a date as YYYY-MM-DD, not {value[:40]!r}") from None
 
 
-def plain_row(table: Table, *cells: str) -> None:
-    """Add a row whose cells are shown as given: register text is never read as Rich markup."""
-    table.add_row(*(Text(cell) for cell in cells))
-
-
 @app.command("add")
 def add(
     staff_id: Annotated[str, typer.Argument(help="The staff id (what --as names).")],
     name: Annotated[str, typer.Option("--name", help="The person's name.")],
-    role: Annotated[list[str], typer.Option("--role", help=f"A role ({', '.join(STAFF_ROLES)}); repeatable.")],
+    role: Annotated[list[str], typer.Option("--role", help=f"A role ({', '.join(StaffRole)}); repeatable.")],
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Register an RA staff member (administrator at the console; no staff role needed)."""
+    from smki.services.staff import add_staff
+
     record = run_on(home, lambda h: add_staff(h, staff_id, name, role, actor=actor()))
     console.print(f"staff {record.staff_id} ({record.name}): {', '.join(record.roles)}", highlight=False,
                   soft_wrap=True, markup=False)
 
 
 @app.command("list")
-def list_(home: HomeOption = DEFAULT_HOME_PATH) -> None:
+def list_(as_json: JsonOption = False, as_csv: CsvOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """List RA staff and their roles."""
+    from smki.services.staff import list_staff
+
     records = run_on(home, list_staff)
-    table = Table()
-    for column in ("staff id", "name", "roles", "active"):
-        table.add_column(column)
-    for r in records:
-        plain_row(table, r.staff_id, r.name, ", ".join(r.roles), "yes" if r.active else "no")
-    console.print(table)
+    emit_rows([{"staff_id": r.staff_id, "name": r.name, "roles": list(r.roles), "active": r.active}
+               for r in records], as_json=as_json, as_csv=as_csv, columns=("staff_id", "name", "roles", "active"))

@@ -263,13 +263,30 @@ def _issue_single(request: Request, ctx: PortalContext, identity: PortalIdentity
     return ctx.redirect(request, f"/aro/certificates/{serial}", "issued")
 
 
+def _all_batches(ctx: PortalContext, party_id: str) -> list[dict[str, Any]]:
+    """The Party's batches however they came: uploaded here (Portal), or by its systems over the JSON
+    API or the DCC XML services (from the store), newest first."""
+    from smki.services.batch_jobs import jobs_for_party
+
+    rows: list[dict[str, Any]] = [
+        {"name": b.name, "link": f"/aro/batches/{b.batch_ref}", "interface": "Portal", "status": b.status,
+         "done": b.done, "total": b.total, "issued": b.done - b.failed, "failed": b.failed, "created": b.created_at}
+        for b in ctx.batches().for_party(party_id)]
+    rows += [
+        {"name": f"{job.id}" + (f" ({job.client_ref})" if job.client_ref else ""), "link": None,
+         "interface": "XML" if job.interface == "xml" else "JSON", "status": job.status.upper(),
+         "done": job.processed, "total": job.total, "issued": job.issued, "failed": job.rejected,
+         "created": job.created_at, "batch_id": job.id}
+        for job in jobs_for_party(ctx.home(), party_id)]
+    return sorted(rows, key=lambda r: r["created"], reverse=True)
+
+
 def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
     @router.get("/aro/batches")
     def batches(request: Request) -> Response:
         identity = aro_of(request)
         assert identity.party_id is not None
-        mine = sorted(ctx.batches().for_party(identity.party_id), key=lambda b: b.batch_ref, reverse=True)
-        return ctx.render(request, "batches.html", batches=mine)
+        return ctx.render(request, "batches.html", batches=_all_batches(ctx, identity.party_id or ""))
 
     @router.post("/aro/batches")
     async def batch_upload(request: Request) -> Response:
@@ -297,7 +314,7 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
                                 items=items, classify=_classify, run=run)
         except SmkiError as exc:
             identity_ok = getattr(request.state, "identity", None)
-            mine = ctx.batches().for_party(identity_ok.party_id) if isinstance(identity_ok, PortalIdentity) \
+            mine = _all_batches(ctx, identity_ok.party_id or "") if isinstance(identity_ok, PortalIdentity) \
                 and identity_ok.party_id else []
             return ctx.error_page(request, exc, "batches.html", batches=mine)
         return ctx.redirect(request, f"/aro/batches/{ref}")

@@ -7,7 +7,11 @@ service decides whether the person may press them. Auditors see every page and c
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import csv
+import io
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -24,7 +28,7 @@ from smki.services import applications as apps
 from smki.services import registry as reg
 from smki.services.context import Home
 from smki.services.ra_state import today
-from smki.store import CertificateQuery
+from smki.store import AuditQuery, CertificateQuery
 
 AUDIT_ROWS = 50
 
@@ -55,7 +59,7 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
             if final is not None:
                 stored[a.application_id] = final
         return ctx.render(request, "staff_applications.html", status_code, staff=staff, pending=pending,
-                          decided=decided, explained=explained, stored=stored,
+                          decided=decided, explained=explained, stored=stored, can=_can(home, identity),
                           evidence_kinds=[INSTALLATION_NEED_EVIDENCE, "registered-user", "other"], **extra)
 
     def action(path: str, done: str, page: Callable[..., Response]) -> Callable[
@@ -124,10 +128,10 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
         apps.refuse(ctx.home(), params["application_id"], form.get("reason", ""), staff_id=_staff_id(identity))
 
     def parties(request: Request, status_code: int = 200, **extra: Any) -> Response:
-        staff_of(request)
+        identity = staff_of(request)
         home = ctx.home()
         return ctx.render(request, "staff_parties.html", status_code, parties=home.store.registry.parties(),
-                          aros=home.store.registry.aros(), **extra)
+                          aros=home.store.registry.aros(), can=_can(home, identity), **extra)
 
     parties_page = show(parties)
 
@@ -159,13 +163,13 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
                            reason=form.get("reason") or None)
 
     def revocations(request: Request, status_code: int = 200, **extra: Any) -> Response:
-        staff_of(request)
+        identity = staff_of(request)
         home = ctx.home()
         revoked = home.store.find_certificates(CertificateQuery(status=CertStatus.REVOKED, limit=200))
         lists = {kind: home.store.revocation_list(kind) for kind in ("CRL", "ARL")}
         return ctx.render(request, "staff_revocations.html", status_code, revoked=revoked, lists=lists,
                           dual=home.store.registry.dual_control_items(), can_sign=home.secret is not None,
-                          **extra)
+                          can=_can(home, identity), **extra)
 
     revocations_page = show(revocations)
 
@@ -184,11 +188,123 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
 
     @router.get("/staff/audit")
     def audit(request: Request) -> Response:
+        identity = staff_of(request)
+        home = ctx.home()
+        try:
+            query = _audit_query(request)
+        except SmkiError as exc:
+            from smki.interfaces.portal.web import describe, status_for
+
+            return ctx.render(request, "staff_audit.html", status_for(exc), error=describe(exc), rows=[],
+                              report=None, filters=dict(request.query_params), older=None, can=_can(home, identity))
+        report = home.store.verify_audit() if request.query_params.get("verify") else None
+        rows = home.store.audit_search(query)
+        older = rows[-1].seq if len(rows) == query.limit else None
+        filters = {k: v for k, v in request.query_params.items() if k in _AUDIT_FILTERS and v}
+        return ctx.render(request, "staff_audit.html", rows=rows, report=report, filters=filters, older=older,
+                          paged=query.before_seq is not None, can=_can(home, identity))
+
+    @router.get("/staff/audit.csv")
+    def audit_csv(request: Request) -> Response:
         staff_of(request)
         home = ctx.home()
-        report = home.store.verify_audit() if request.query_params.get("verify") else None
-        rows = list(reversed(home.store.audit_tail(AUDIT_ROWS)))
-        return ctx.render(request, "staff_audit.html", rows=rows, report=report)
+        query = replace(_audit_query(request), before_seq=None, limit=AUDIT_CSV_PAGE)
+
+        def lines() -> Iterator[str]:
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\r\n")
+            writer.writerow(["seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash"])
+            page = replace(query)
+            while True:
+                rows = home.store.audit_search(page)
+                for r in rows:
+                    writer.writerow([r.seq, r.at, r.actor, r.action, r.subject, r.details, r.prev_hash.hex(),
+                                     r.hash.hex()])
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+                if len(rows) < page.limit:
+                    return
+                page = replace(page, before_seq=rows[-1].seq)
+
+        from fastapi.responses import StreamingResponse
+
+        from smki.interfaces.portal.web import SECURITY_HEADERS
+
+        return StreamingResponse(lines(), media_type="text/csv; charset=utf-8", headers={
+            **SECURITY_HEADERS, "Content-Disposition": 'attachment; filename="smki-audit.csv"'})
+
+    @router.get("/staff/audit/{seq}")
+    def audit_detail(request: Request, seq: str) -> Response:
+        from smki.audit import GENESIS_HASH, row_hash
+
+        identity = staff_of(request)
+        home = ctx.home()
+        if not seq.isdigit() or len(seq) > 18:
+            raise SmkiError("portal.bad-id", "an audit record is named by its number")
+        record = home.store.audit_record(int(seq))
+        if record is None:
+            raise SmkiError("audit.not-found", f"there is no audit record {seq}")
+        previous = home.store.audit_record(record.seq - 1) if record.seq > 1 else None
+        following = home.store.audit_record(record.seq + 1)
+        expected_prev = previous.hash if previous is not None else GENESIS_HASH
+        computed = row_hash(record.prev_hash, record.seq, record.at, record.actor, record.action, record.subject,
+                            record.details)
+        return ctx.render(request, "staff_audit_record.html", record=record, previous=previous,
+                          following=following, links_ok=record.prev_hash == expected_prev,
+                          hash_ok=computed == record.hash,
+                          next_ok=following is None or following.prev_hash == record.hash,
+                          details=json.dumps(record.details_dict, indent=2, sort_keys=True, ensure_ascii=False),
+                          can=_can(home, identity))
+
+
+AUDIT_CSV_PAGE = 5_000
+_AUDIT_FILTERS = ("actor", "action", "subject", "since", "until")
+
+
+def _audit_query(request: Request) -> AuditQuery:
+    """The audit page's filters from the query string (bad dates and cursors are refused, not ignored)."""
+    params = request.query_params
+
+    def day(name: str) -> date | None:
+        value = (params.get(name) or "").strip()
+        if not value:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise SmkiError("portal.bad-date", f"give '{name}' as YYYY-MM-DD") from None
+
+    before = (params.get("before") or "").strip()
+    if before and (not before.isdigit() or len(before) > 18):
+        raise SmkiError("portal.bad-id", "that is not a valid page cursor")
+    return AuditQuery(actor=(params.get("actor") or "").strip()[:200] or None,
+                      action=(params.get("action") or "").strip()[:200] or None,
+                      subject=(params.get("subject") or "").strip()[:200] or None,
+                      since=day("since"), until=day("until"),
+                      before_seq=int(before) if before else None, limit=AUDIT_ROWS)
+
+
+def _can(home: Home, identity: PortalIdentity) -> frozenset[str]:
+    """What the staff member's roles permit (``StaffAction`` values): the pages offer only those actions.
+
+    The services still check every action (``ra.staff-role``); this only decides which buttons to show.
+    """
+    from smki.ra.rules import STAFF_PERMISSIONS
+    from smki.ra.state import StaffRole
+
+    staff = home.store.registry.staff(_staff_id(identity))
+    if staff is None or not staff.active:
+        return frozenset()
+    allowed: set[str] = set()
+    for role in staff.roles:
+        try:
+            allowed |= {action.value for action in STAFF_PERMISSIONS[StaffRole(role)]}
+        except (ValueError, KeyError):
+            continue
+    if StaffRole.RA_OPERATOR.value in staff.roles:
+        allowed.add("publish")
+    return frozenset(allowed)
 
 
 _PATHS = {

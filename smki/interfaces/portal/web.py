@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +64,20 @@ _env = Environment(
 
 
 def _when(value: datetime | None) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+    """Times are shown in UTC to the second (the store keeps them in UTC)."""
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _audit_time(value: str) -> str:
+    """An audit record's ISO 8601 ``at`` (UTC, microseconds) to the second."""
+    try:
+        return _when(datetime.fromisoformat(value).astimezone(UTC))
+    except ValueError:
+        return value
 
 
 _env.filters["when"] = _when
+_env.filters["audit_time"] = _audit_time
 
 
 @dataclass
