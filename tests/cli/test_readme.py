@@ -67,7 +67,7 @@ def test_the_readme_blocks_run_as_written(tmp_path: Path) -> None:
     assert "P1 is an approved device subscriber" in story
     assert "audit log OK" in story
     assert '"kind":"system"' in service_out and '"route":"gateway"' in service_out
-    assert re.search(r"^\s*100 issued$", service_out, re.MULTILINE), service_out
+    assert re.search(r"^\s*100 issued $", service_out, re.MULTILINE), service_out
     assert "<BatchStatus>PENDING</BatchStatus><BatchId>" in service_out
     assert "<CSRBatchResult><BatchStatus>" in service_out
     assert "channel.device-via-gateway" in service_out and "channel.spoti-organisation-only" in service_out

@@ -106,7 +106,8 @@ def batch(
     else:
         if count > 50_000:
             raise SmkiError("batch.too-large", "a JSON or XML batch holds at most 50,000 CSRs")
-        ders = [der for _device, _usage, der in device_csr_stream(count, first_device=first, keys=64)]
+        # a fresh key per CSR, as real Devices make: smki certifies a key once (csr.duplicate)
+        ders = [der for _device, _usage, der in device_csr_stream(count, first_device=first)]
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(_batch_body(format, out.stem, ders))
     console.print(f"wrote {count} CSRs to {out}")
