@@ -145,7 +145,8 @@ def _run_batch(client: httpx.Client, batch: dx.SubmitCSRBatch, timeout: float = 
     seen = set()
     while (result := _result(client, status.batch_id)).status is not dx.BatchStatus.COMPLETED:
         seen.add(result.status)
-        assert result.status in (dx.BatchStatus.PENDING, dx.BatchStatus.PROCESSING)
+        # auto-approved batches pass through QUEUED on their way to the runner (issue 13's lifecycle)
+        assert result.status in (dx.BatchStatus.PENDING, dx.BatchStatus.QUEUED, dx.BatchStatus.PROCESSING)
         assert time.monotonic() < deadline, "batch did not complete"
         time.sleep(0.05)
     return result
