@@ -181,3 +181,23 @@ def test_dcc_xml_refusals_are_counted_by_code(live: LiveListeners, home: Home, a
     result = _adhoc(live.client(aro, Route.SPOTI), make_device_csr(DEVICE, Usage.DS), "R-metrics")
     assert result.error is not None and result.error.code == "WF:RA1"
     assert refused("ra.refused") == before + 1
+
+
+def test_a_whole_batch_refused_up_front_counts_each_of_its_csrs(live: LiveListeners, home: Home,
+                                                                aro: ClientFiles) -> None:
+    """A SubmitCSRBatch the RA refuses before it is accepted (here: over SPOTI) counts every CSR."""
+    from prometheus_client import REGISTRY
+
+    from smki.interfaces.dcc import codec as dx
+    from tests.api.test_xml_services import _submit
+
+    def refused() -> float:
+        return REGISTRY.get_sample_value("smki_csrs_total", {"outcome": "refused", "code": "ra.refused"}) or 0.0
+
+    before = refused()
+    csrs = tuple(dx.DeviceCSR(f"c{n}", make_device_csr((0x00DB000000000300 + n).to_bytes(8, "big"), Usage.DS))
+                 for n in range(3))
+    status = _submit(live.client(aro, Route.SPOTI), dx.SubmitCSRBatch("b-metrics", csrs))
+    assert status.status is dx.SubmitStatus.WORKFLOW_ERROR and status.error is not None
+    assert status.error.code == "WF:RA1"
+    assert refused() == before + 3

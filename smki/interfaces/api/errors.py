@@ -59,12 +59,13 @@ def error_body(code: str, message: str, rules: list[dict[str, str]] | None = Non
     return {"error": {"code": code, "message": message, "rules": rules or [], "request_id": request_id.get()}}
 
 
-def count_refusal(error: SmkiError) -> None:
-    """Metrics: a refused CSR (by code), a key-backend fault."""
+def count_refusal(error: SmkiError, csrs: int = 1) -> None:
+    """Metrics: ``csrs`` CSRs refused (by code; a whole batch refused up front counts each of its
+    CSRs), or a key-backend fault."""
     from smki.observability import metrics
 
     if error.code.startswith(("csr.", "ra.", "capacity.", "eui64.")):
-        metrics.csr_refused(error.code)
+        metrics.csr_refused(error.code, csrs)
     elif error.code.startswith(("key.", "hsm.")):
         metrics.key_backend_error(error.code)
 

@@ -110,9 +110,11 @@ def _submit(ctx: ListenerContext, requester: Requester, body: bytes) -> dx.Submi
         job = batch_jobs.submit_batch(ctx.home, requester, [(c.id, c.csr_der) for c in batch.csrs],
                                       interface="xml", client_ref=batch.id, capacity=ctx.capacity)
     except PolicyRefusal as exc:
+        count_refusal(exc, len(batch.csrs))
         listed = "refused by RA rule(s): " + ", ".join(exc.decision.failed_ids)
         return dx.SubmitCSRBatchStatus(dx.SubmitStatus.WORKFLOW_ERROR, error=dx.DccError("WF:RA1", listed))
     except SmkiError as exc:
+        count_refusal(exc, len(batch.csrs))
         outcome = dx.dcc_error_from(dx.Service.BATCH, exc)
         # A submission has no CA_ERROR status: the CA unable to sign (key.*, hsm.*) refuses it as a
         # workflow error with the documented WF:AA1 and the key's code in the text (issue 11).

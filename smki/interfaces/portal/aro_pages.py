@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 from smki.domain import CertificatePolicy, CertKind
 from smki.errors import SmkiError
 from smki.eui64 import parse_eui64
+from smki.interfaces.api.errors import count_refusal
 from smki.interfaces.portal.dcc_status import classify_batch_outcome
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download
@@ -164,6 +165,7 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
                 raise SmkiError("portal.csr-missing", "upload a CSR file or paste the CSR text")
             return _issue_single(request, ctx, identity, data)
         except SmkiError as exc:
+            count_refusal(exc)  # smki_csrs_total, as the JSON API and the DCC services count theirs
             return ctx.error_page(request, exc, "csr.html", pasted=pasted)
 
     @router.get("/aro/certificates")
