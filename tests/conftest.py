@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from smki.services.context import Home
 from smki.store import Store
 
 ADMIN_URL = os.environ.get("SMKI_TEST_DATABASE_URL", "")
@@ -69,6 +71,22 @@ def database_url(tmp_path: Path, _pg_template: str | None) -> Iterator[str]:
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
     opened = Store.open(database_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@contextmanager
+def ca_home(tmp_path: Path, database_url: str, secret: bytes, *, actor: str = "test") -> Iterator[Home]:
+    """A home with a CA hierarchy (the key ceremony run for this test), opened and closed after."""
+    from smki.config import Settings
+    from smki.services.ca_admin import initialise_ca
+    from smki.services.context import open_home
+
+    settings = Settings(home=tmp_path / "home", database_url=database_url)
+    initialise_ca(settings, secret, actor=actor)
+    opened = open_home(settings.home, secret)
     try:
         yield opened
     finally:

@@ -12,27 +12,21 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smki.ca.devcsr import device_csr_stream
-from smki.config import Settings
 from smki.domain import CertKind
 from smki.services import device_issuance
 from smki.services.batch_sources import BatchItem
-from smki.services.ca_admin import initialise_ca
-from smki.services.context import Home, open_home
+from smki.services.context import Home
 from smki.services.device_issuance import BATCH_ISSUED_ACTION, issue_device_batch
 from smki.store import CertificateQuery
+from tests.conftest import ca_home
 
 SECRET = b"batch-start-test-passphrase"
 
 
 @pytest.fixture
 def home(tmp_path: Path, database_url: str) -> Iterator[Home]:
-    settings = Settings(home=tmp_path / "home", database_url=database_url)
-    initialise_ca(settings, SECRET, actor="test")
-    opened = open_home(settings.home, SECRET)
-    try:
+    with ca_home(tmp_path, database_url, SECRET) as opened:
         yield opened
-    finally:
-        opened.close()
 
 
 def _items(count: int) -> list[BatchItem]:

@@ -18,16 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smki.ca.devcsr import make_device_csr, make_organisation_csr
-from smki.config import Settings
 from smki.domain import CertKind, RemotePartyRole, Usage
 from smki.errors import SmkiError
 from smki.interfaces.dcc.codec import Service, dcc_error_for
 from smki.services.batch_sources import BatchItem
-from smki.services.ca_admin import initialise_ca
-from smki.services.context import Home, open_home
+from smki.services.context import Home
 from smki.services.device_issuance import DeviceOutcome, issue_device_batch
 from smki.services.org_issuance import issue_organisation
 from smki.store import CertificateQuery
+from tests.conftest import ca_home
 
 SECRET = b"duplicate-keys-test-passphrase"
 KEYS = [ec.generate_private_key(ec.SECP256R1()) for _ in range(4)]
@@ -36,13 +35,8 @@ ENTITY = bytes.fromhex("90b3d51f30010000")
 
 @pytest.fixture
 def home(tmp_path: Path, database_url: str) -> Iterator[Home]:
-    settings = Settings(home=tmp_path / "home", database_url=database_url)
-    initialise_ca(settings, SECRET, actor="test")
-    opened = open_home(settings.home, SECRET)
-    try:
+    with ca_home(tmp_path, database_url, SECRET) as opened:
         yield opened
-    finally:
-        opened.close()
 
 
 def _batch(home: Home, csrs: list[bytes], ref: str) -> list[DeviceOutcome]:

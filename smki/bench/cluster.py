@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ANNOUNCE = re.compile(r"smki: listening (.*) workers=(\d+) pid=(\d+)")
 #: Request-rate rounds of each kind, alternated.
@@ -96,17 +97,27 @@ class Node:
 
     def kill(self) -> None:
         """``kill -9`` of the node's whole process group: a crash, no clean shutdown."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
+        kill_group(self.process)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_group(self.process, 30)
+
+
+def kill_group(process: subprocess.Popen[Any]) -> None:
+    """SIGKILL a process started in its own session and its whole group: a crash, no clean shutdown."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def stop_group(process: subprocess.Popen[Any], grace: float) -> None:
+    """SIGTERM the group (``smki serve`` drains), then SIGKILL it if it has not exited in ``grace`` s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            kill_group(process)
 
 
 HAPROXY_CONFIG = """\

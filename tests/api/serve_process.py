@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from smki.bench.cluster import kill_group, stop_group
 from smki.domain import Route
 
 ANNOUNCE = re.compile(r"smki: listening (.*) workers=(\d+) pid=(\d+)")
@@ -58,13 +58,7 @@ class ServeProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no clean shutdown, as in a crash."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
+        kill_group(self.process)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_group(self.process, 20)

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from smki.config import Settings
-from smki.services.ca_admin import initialise_ca
-from smki.services.context import Home, open_home
+from smki.services.context import Home
 from smki.services.registry import (
     StatusChange,
     add_party,
@@ -25,6 +23,7 @@ from smki.services.registry import (
     verify_aro,
 )
 from smki.services.staff import add_staff
+from tests.conftest import ca_home
 
 SECRET = b"test-passphrase-123"
 ENTITY = "90B3D51F30010000"  # P1's Entity Identifier
@@ -33,13 +32,8 @@ OTHER_ENTITY = "90B3D51F30020000"  # P2's
 
 @pytest.fixture
 def home(tmp_path: Path, database_url: str) -> Iterator[Home]:
-    settings = Settings(home=tmp_path / "home", database_url=database_url)
-    initialise_ca(settings, SECRET, actor="operator:test")
-    opened = open_home(settings.home, SECRET)
-    try:
+    with ca_home(tmp_path, database_url, SECRET, actor="operator:test") as opened:
         yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from smki.config import Settings
 from smki.domain import RemotePartyRole, Usage
-from smki.services.ca_admin import initialise_ca
-from smki.services.context import Home, open_home
+from smki.services.context import Home
 from smki.services.org_issuance import IssuedOrganisation, issue_organisation
 from smki.services.staff import add_staff
+from tests.conftest import ca_home
 
 SECRET = b"revocation-test-passphrase"
 ENTITY_A = bytes.fromhex("90B3D51F30010000")
@@ -22,26 +21,21 @@ ENTITY_B = bytes.fromhex("90B3D51F30020000")
 @pytest.fixture
 def home(tmp_path: Path, database_url: str) -> Iterator[Home]:
     """A home with a CA hierarchy, staff (op, op2, approver, both, auditor) and Parties A and B."""
-    settings = Settings(home=tmp_path / "home", database_url=database_url)
-    initialise_ca(settings, SECRET, actor="test")
-    opened = open_home(settings.home, SECRET)
-    add_staff(opened, "op", "Operator", ["ra-operator"], actor="test")
-    add_staff(opened, "op2", "Second Operator", ["ra-operator"], actor="test")
-    add_staff(opened, "approver", "Approver", ["ra-approver"], actor="test")
-    add_staff(opened, "both", "Both Roles", ["ra-operator", "ra-approver"], actor="test")
-    add_staff(opened, "auditor", "Auditor", ["auditor"], actor="test")
-    from smki.audit import AuditEvent
+    with ca_home(tmp_path, database_url, SECRET) as opened:
+        add_staff(opened, "op", "Operator", ["ra-operator"], actor="test")
+        add_staff(opened, "op2", "Second Operator", ["ra-operator"], actor="test")
+        add_staff(opened, "approver", "Approver", ["ra-approver"], actor="test")
+        add_staff(opened, "both", "Both Roles", ["ra-operator", "ra-approver"], actor="test")
+        add_staff(opened, "auditor", "Auditor", ["auditor"], actor="test")
+        from smki.audit import AuditEvent
 
-    with opened.store.transaction() as tx:
-        tx.registry.add_party("party-a", "Supplier A", "Large Supplier")
-        tx.registry.set_entity("party-a", ENTITY_A, [int(RemotePartyRole.SUPPLIER)])
-        tx.registry.add_party("party-b", "Supplier B", "Small Supplier")
-        tx.registry.set_entity("party-b", ENTITY_B, [int(RemotePartyRole.SUPPLIER)])
-        tx.append_audit([AuditEvent("test", "test.parties", "party-a,party-b")])
-    try:
+        with opened.store.transaction() as tx:
+            tx.registry.add_party("party-a", "Supplier A", "Large Supplier")
+            tx.registry.set_entity("party-a", ENTITY_A, [int(RemotePartyRole.SUPPLIER)])
+            tx.registry.add_party("party-b", "Supplier B", "Small Supplier")
+            tx.registry.set_entity("party-b", ENTITY_B, [int(RemotePartyRole.SUPPLIER)])
+            tx.append_audit([AuditEvent("test", "test.parties", "party-a,party-b")])
         yield opened
-    finally:
-        opened.close()
 
 
 def issue_org(home: Home, entity: bytes = ENTITY_A, usage: Usage = Usage.DS) -> IssuedOrganisation:
