@@ -132,6 +132,7 @@ def test_a_killed_worker_is_restarted_and_its_batch_taken_over(home: Home, aro: 
     assert home.store.verify_audit().ok
     errors = server.process.stderr.read() if server.process.stderr else ""
     assert f"(pid {victim}) exited with code -9" in errors and "restarted (pid" in errors
+    assert "stopping: draining 2 server process(es)" in errors and errors.rstrip().endswith("smki: stopped")
 
 
 def test_a_batch_whose_owner_stopped_heartbeating_is_taken_over_after_the_lease(home: Home, aro: ClientFiles) -> None:

@@ -106,6 +106,7 @@ class Supervisor:
                 self.report(f"server process {number} restarted (pid {slot.process.pid})")
 
     def _drain(self) -> None:
+        self.report(f"stopping: draining {len(self.pids())} server process(es), at most {self.drain_seconds:g} s")
         deadline = time.monotonic() + self.drain_seconds
         for slot in self.slots:
             if slot.process is not None:
@@ -117,3 +118,4 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGKILL)
                 process.join(5)
+        self.report("stopped")
