@@ -54,8 +54,8 @@ def eligibility_screen(home: Home, party_id: str) -> Screen | None:
     certificate is built or signed for it. Whether a Party is eligible depends on the Device's
     register entry only, never on its ID (which appears only in the reason), so the rule runs once
     per distinct entry of the batch — for a batch of Devices the register does not know, once —
-    and again only to word a refusal (``tests/api/test_eligibility.py`` checks the screen against
-    the rule run per CSR).
+    and again only to word a refusal (``tests/api/test_screen_before_signing.py`` checks the
+    screened batch against the rules applied CSR by CSR).
     """
     table = eligibility_table(home.settings)
     if table is None:
