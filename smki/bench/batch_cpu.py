@@ -136,12 +136,14 @@ def _screens_off() -> Callable[[], None]:
         def committed(self, _chunks: int) -> None:
             pass
 
-    saved = device_issuance.DeviceKeyScreen, device_issuance.record_device_keys
-    device_issuance.DeviceKeyScreen = NoScreen  # type: ignore[assignment,misc]
-    device_issuance.record_device_keys = lambda _tx, _pairs: None
+    names = ("DeviceKeyScreen", "record_device_keys")
+    saved = [getattr(device_issuance, name) for name in names]
+    setattr(device_issuance, names[0], NoScreen)
+    setattr(device_issuance, names[1], lambda _tx, _pairs: None)
 
     def undo() -> None:
-        device_issuance.DeviceKeyScreen, device_issuance.record_device_keys = saved  # type: ignore[misc]
+        for name, value in zip(names, saved, strict=True):
+            setattr(device_issuance, name, value)
 
     return undo
 
