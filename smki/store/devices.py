@@ -81,6 +81,29 @@ class DeviceReads:
         with self._engine.connect() as conn:
             return _entries(conn, device_ids)
 
+    def facts(self, device_ids: Collection[bytes]) -> dict[bytes, tuple[str, str | None, str | None, str | None]]:
+        """(SMI status, import supplier, gas supplier, network operator) of the Device IDs the register
+        holds, as the driver's tuples: what the eligibility screen reads per chunk of a batch."""
+        if not device_ids:
+            return {}
+        columns = "device_id, smi_status, import_supplier, gas_supplier, network_operator"
+        found: dict[bytes, tuple[str, str | None, str | None, str | None]] = {}
+        with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                sql = f"SELECT {columns} FROM devices WHERE device_id = ANY(%s)"
+                for device_id, *values in conn.exec_driver_sql(sql, (list(device_ids),)):
+                    found[bytes(device_id)] = tuple(values)
+                return found
+            wanted = list(device_ids)
+            mark = placeholder(conn)
+            for start in range(0, len(wanted), _PART):
+                part = wanted[start:start + _PART]
+                rows = conn.exec_driver_sql(
+                    f"SELECT {columns} FROM devices WHERE device_id IN ({', '.join([mark] * len(part))})", tuple(part))
+                for device_id, *values in rows:
+                    found[bytes(device_id)] = tuple(values)
+        return found
+
     def history(self, device_id: bytes) -> list[DeviceChangeRecord]:
         """Every recorded change of one Device, oldest first."""
         with self._engine.connect() as conn:
