@@ -299,10 +299,14 @@ class BatchProgress:
         with write_connection(self._engine) as conn, conn.begin():
             return bool(conn.execute(stmt).rowcount == 1)
 
-    def release(self, job_id: int, owner: str) -> bool:
-        """Give a claimed job back (its owner is shutting down): any process may claim it at once."""
+    def release(self, job_id: int, owner: str, *, status: str | None = None) -> bool:
+        """Give a claimed job back (its owner is shutting down, or, with ``status="PAUSED"``, the
+        processing window closed): any process may claim it at once (a PAUSED one inside the window)."""
+        values: dict[str, Any] = {"owner": None, "heartbeat_at": None}
+        if status is not None:
+            values["status"] = status
         with write_connection(self._engine) as conn, conn.begin():
-            stmt = update(batch_jobs).where(_j.id == job_id, _j.owner == owner).values(owner=None, heartbeat_at=None)
+            stmt = update(batch_jobs).where(_j.id == job_id, _j.owner == owner).values(**values)
             return bool(conn.execute(stmt).rowcount == 1)
 
     def heartbeat(self, job_id: int, owner: str, now: datetime) -> bool:
