@@ -224,6 +224,20 @@ class BatchReads:
                 return
             after = rows[-1].idx
 
+    def refused_items(self, job_id: int, *, limit: int) -> list[tuple[int, str, str | None, str | None]]:
+        """``(idx, item_id, error_code, error_text)`` of the first ``limit`` refused items, in order."""
+        stmt = (select(_i.idx, _i.item_id, _i.error_code, _i.error_text)
+                .where(_i.batch_id == job_id, _i.outcome == "error").order_by(_i.idx).limit(limit))
+        with self._engine.connect() as conn:
+            return [(int(r[0]), str(r[1]), r[2], r[3]) for r in conn.execute(stmt)]
+
+    def refusal_codes(self, job_id: int) -> dict[str, int]:
+        """How many of the job's items were refused with each error code (one grouped query)."""
+        stmt = (select(_i.error_code, func.count()).where(_i.batch_id == job_id, _i.outcome == "error")
+                .group_by(_i.error_code))
+        with self._engine.connect() as conn:
+            return {str(code or ""): int(n) for code, n in conn.execute(stmt)}
+
     def pending_items(self, job_id: int, *, after: int = -1, limit: int = 2000) -> list[tuple[int, str, bytes]]:
         """``(idx, item_id, csr)`` of items without an outcome, in order: what a run still issues."""
         return driver_rows(self._engine, "SELECT idx, item_id, csr FROM batch_items WHERE batch_id = ? AND idx > ? "
