@@ -16,14 +16,15 @@ lists no Eligible Subscriber check there; only suppliers and the DCC may use tha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Collection, Sequence
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from smki.config import Settings
 from smki.errors import ConfigError
 from smki.ra import PartyCategory, check_eligible_subscriber
 from smki.ra.rules import DEFAULT_ELIGIBILITY, DeviceFacts, EligibilityContext, Eligible
+from smki.services.ra_state import today
 from smki.store.devices import device_reads
 
 if TYPE_CHECKING:
@@ -52,8 +53,13 @@ def eligibility_table(settings: Settings) -> dict[str, frozenset[Eligible]] | No
     return table
 
 
-def eligibility_screen(home: Home, party_id: str) -> Screen | None:
-    """The batch writer's per-commit check for ``party_id``'s CSRs, or None when it is off."""
+Verdicts = Callable[[Collection[bytes], date], dict[bytes, str | None]]
+
+
+def eligibility_verdicts(home: Home, party_id: str) -> Verdicts | None:
+    """``party_id``'s verdicts on Device IDs on a date — None (eligible) or the refusal's reason —
+    judged from the register state in force on that date (a change dated later does not count yet);
+    None when the check is off. The batch writer asks with today's date, a what-if with its own."""
     table = eligibility_table(home.settings)
     if table is None:
         return None
@@ -61,16 +67,30 @@ def eligibility_screen(home: Home, party_id: str) -> Screen | None:
     category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
     reads = device_reads(home.store)
 
-    def screen(chunks: Sequence[_ChunkResult]) -> list[_ChunkResult]:
-        devices = {result[2] for _, results in chunks for result in results if len(result) == 6}
-        entries = reads.entries(devices)
-        verdicts: dict[bytes, str | None] = {}
+    def verdicts(devices: Collection[bytes], on: date) -> dict[bytes, str | None]:
+        entries = reads.entries_on(devices, on)
+        found: dict[bytes, str | None] = {}
         for device_id in devices:
             entry = entries.get(device_id)
             facts = None if entry is None else DeviceFacts(entry.smi_status, entry.import_supplier,
                                                            entry.gas_supplier, entry.network_operator)
             verdict = check_eligible_subscriber(EligibilityContext(party_id, category, device_id, facts, table))
-            verdicts[device_id] = None if verdict.passed else verdict.reason
+            found[device_id] = None if verdict.passed else verdict.reason
+        return found
+
+    return verdicts
+
+
+def eligibility_screen(home: Home, party_id: str) -> Screen | None:
+    """The batch writer's per-commit check for ``party_id``'s CSRs, or None when it is off: each
+    commit is judged on the register as it is in force on the day it is committed."""
+    judge = eligibility_verdicts(home, party_id)
+    if judge is None:
+        return None
+
+    def screen(chunks: Sequence[_ChunkResult]) -> list[_ChunkResult]:
+        devices = {result[2] for _, results in chunks for result in results if len(result) == 6}
+        verdicts = judge(devices, today())
         out: list[_ChunkResult] = []
         for not_before, results in chunks:
             kept: list[_Result] = []
