@@ -17,6 +17,8 @@ lists no Eligible Subscriber check there; only suppliers and the DCC may use tha
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from datetime import date
 from typing import TYPE_CHECKING
 
 from smki.config import Settings
@@ -24,6 +26,7 @@ from smki.errors import ConfigError
 from smki.ra import PartyCategory, check_eligible_subscriber
 from smki.ra.rules import DEFAULT_ELIGIBILITY, DeviceFacts, EligibilityContext, Eligible
 from smki.services.key_register import Entry, Screen
+from smki.services.ra_state import today
 from smki.store.devices import device_reads
 
 if TYPE_CHECKING:
@@ -46,6 +49,34 @@ def eligibility_table(settings: Settings) -> dict[str, frozenset[Eligible]] | No
         except (TypeError, ValueError) as exc:
             raise ConfigError("config.invalid", f"[eligibility] {status}: {exc}") from exc
     return table
+
+
+Verdicts = Callable[[Collection[bytes], date], dict[bytes, str | None]]
+
+
+def eligibility_verdicts(home: Home, party_id: str) -> Verdicts | None:
+    """``party_id``'s verdicts on Device IDs on a date — None (eligible) or the refusal's reason —
+    judged from the register state in force on that date (a change dated later does not count yet);
+    None when the check is off. The batch writer asks with today's date, a what-if with its own."""
+    table = eligibility_table(home.settings)
+    if table is None:
+        return None
+    party = home.store.registry.party(party_id)
+    category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
+    reads = device_reads(home.store)
+
+    def verdicts(devices: Collection[bytes], on: date) -> dict[bytes, str | None]:
+        entries = reads.entries_on(devices, on)
+        found: dict[bytes, str | None] = {}
+        for device_id in devices:
+            entry = entries.get(device_id)
+            facts = None if entry is None else DeviceFacts(entry.smi_status, entry.import_supplier,
+                                                           entry.gas_supplier, entry.network_operator)
+            verdict = check_eligible_subscriber(EligibilityContext(party_id, category, device_id, facts, table))
+            found[device_id] = None if verdict.passed else verdict.reason
+        return found
+
+    return verdicts
 
 
 def eligibility_screen(home: Home, party_id: str) -> Screen | None:
@@ -72,7 +103,7 @@ def eligibility_screen(home: Home, party_id: str) -> Screen | None:
 
     def screen(entries: list[Entry]) -> list[Entry]:
         devices = {entry[2] for entry in entries if len(entry) != 4}
-        found = reads.facts(devices) if devices else {}
+        found = reads.facts_on(devices, today()) if devices else {}
         kinds: set[tuple[str, str | None, str | None, str | None] | None] = set(found.values())
         if len(found) < len(devices):
             kinds.add(None)  # a Device the register does not know
