@@ -52,19 +52,25 @@ def set_(
 
 @app.command("show")
 def show(device_id: Eui, home: HomeOption = DEFAULT_HOME_PATH) -> None:
-    """A Device's register entry and every dated change."""
-    entry, history = run_on(home, lambda h: _register().get_device(h, device_id))
-    console.print(f"Device {eui64_hyphenated(entry.device_id)}: {entry.device_type}, {entry.smi_status} since "
-                  f"{entry.effective.isoformat()}; import supplier {entry.import_supplier or '-'}, gas supplier "
-                  f"{entry.gas_supplier or '-'}, network operator {entry.network_operator or '-'}",
-                  highlight=False, markup=False, soft_wrap=True)
+    """A Device's register entry in force today and every dated change (one dated later: scheduled)."""
+    view = run_on(home, lambda h: _register().view_device(h, device_id))
+    entry = view.in_force
+    if entry is None:
+        console.print(f"Device {eui64_hyphenated(view.device_id)}: nothing in force on {view.on.isoformat()} "
+                      "(its first change is still to come)", highlight=False, markup=False, soft_wrap=True)
+    else:
+        console.print(f"Device {eui64_hyphenated(entry.device_id)}: {entry.device_type}, {entry.smi_status} since "
+                      f"{entry.effective.isoformat()}; import supplier {entry.import_supplier or '-'}, gas supplier "
+                      f"{entry.gas_supplier or '-'}, network operator {entry.network_operator or '-'}",
+                      highlight=False, markup=False, soft_wrap=True)
     table = Table()
-    for column in ("effective", "type", "status", "import", "gas", "network", "recorded by"):
-        table.add_column(column)
-    for change in history:
+    for column in ("effective", "type", "status", "import", "gas", "network", "by", "state"):
+        table.add_column(column, min_width=10 if column == "effective" else None)  # dates stay whole
+    for change in view.changes:
         r = change.row
+        state = "scheduled" if view.scheduled(change) else "in force" if view.current(change) else "past"
         plain_row(table, r.effective.isoformat(), r.device_type, r.smi_status, r.import_supplier or "-",
-                  r.gas_supplier or "-", r.network_operator or "-", change.recorded_by)
+                  r.gas_supplier or "-", r.network_operator or "-", change.recorded_by, state)
     console.print(table)
 
 
