@@ -8,8 +8,10 @@ and answers with a ZIP holding a text record per CSR (identifier, file name, ``s
 Reading is defensive because the ZIP comes from outside: entries are read one at a time with a
 per-entry byte cap (so a ZIP bomb costs at most the cap per entry), names are checked before any
 data is read, and anything that is not a flat set of ``.csr`` files refuses the whole upload with a
-``portal.zip-*`` code. Writing is streamed: certificates go into the inner ZIP and lines into the
-record as each committed chunk of the batch arrives, so a 50,000-CSR response never sits in memory.
+``portal.zip-*`` code. An accepted ZIP becomes a stored batch with the lifecycle of every batch
+(:func:`submit_portal_batch`). Writing the response is streamed from the stored outcomes once the
+batch has completed: certificates go into the inner ZIP and lines into the record a page at a time,
+so a 50,000-CSR response never sits in memory.
 
 How a refusal code becomes a DCC status and ``ErrorCode`` is the interface's business (the DCC
 code table lives with the web services), so :class:`ResponseWriter` takes a ``classify`` function.
@@ -24,14 +26,17 @@ import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import IO
 
 from smki.errors import SmkiError
 from smki.services.batch_sources import MAX_ITEM_BYTES, BatchItem
+from smki.services.capacity import CapacitySettings
+from smki.services.context import Home
 from smki.services.device_issuance import DeviceOutcome
+from smki.services.requests import Requester
+from smki.store.batches import BatchJobRecord, batch_reads
 
 MAX_CSRS = 50_000
 """Spec §3.2 (App. F): at most 50,000 CSR files per Portal batch."""
@@ -39,7 +44,8 @@ MAX_ZIP_BYTES = 128 * 1024 * 1024
 """The largest upload accepted: 50,000 armoured CSRs are about 30 MB, so this leaves ample room."""
 RECORD_HEADER = "identifier,file name,status,error code"
 STATUSES = ("success", "error", "anomaly", "ineligible")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,250}\.csr$", re.IGNORECASE)
+#: A CSR file's name: at most 100 characters (the store keeps each CSR's name as its item id).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,95}\.csr$", re.IGNORECASE)
 _REQUEST_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -106,7 +112,7 @@ def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> 
             if "/" in name or "\\" in name or not _NAME.match(name):
                 raise PortalZipError(
                     "portal.zip-bad-entry",
-                    f"{name[:80]!r} is not a .csr file at the ZIP's root (letters, digits, . _ - and space)",
+                    f"{name[:80]!r} is not a .csr file at the ZIP's root (up to 100 letters, digits, . _ - and spaces)",
                 )
             if name.lower() in seen:
                 raise PortalZipError("portal.zip-duplicate", f"{name!r} appears more than once")
@@ -221,31 +227,61 @@ def _split(row: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Batch jobs: one background thread per uploaded ZIP, with progress the Portal polls.
+# Batch jobs: an uploaded ZIP is a stored batch like any other (issue 13 point 2).
+
+PORTAL_INTERFACE = "portal"
+MAX_SHOWN_FAILURES = 1_000
+#: Statuses in which a Portal batch is still to run; its page keeps polling.
+WAITING = ("PENDING", "QUEUED", "PAUSED", "PROCESSING")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PortalBatch:
-    """A Portal batch's live state. ``done``/``total`` drive the progress page."""
+    """A Portal batch as its page shows it, read from the store (any server process ran it)."""
 
-    batch_ref: str
-    party_id: str
-    name: str
-    total: int
-    done: int = 0
-    status: str = "QUEUED"  # QUEUED, PROCESSING, COMPLETED, FAILED (DCC BatchStatus words)
-    error: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-    response_path: Path | None = None
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    #: Each CSR file that did not get a certificate: (file name, DCC status, error code, message),
+    job: BatchJobRecord
+    #: Each record status word (success, error, anomaly, ineligible) and how many CSRs have it so far.
+    counts: dict[str, int]
+    #: Each CSR file that did not get a certificate: (file name, record status, DCC error code, message),
     #: the first MAX_SHOWN_FAILURES of them (the response ZIP's record has every one).
-    failures: list[tuple[str, str, str, str]] = field(default_factory=list)
-    failed: int = 0
+    failures: list[tuple[str, str, str, str]]
+
+    @property
+    def batch_ref(self) -> str:
+        return str(self.job.id)
+
+    @property
+    def name(self) -> str:
+        return self.job.client_ref
+
+    @property
+    def status(self) -> str:
+        return self.job.status
+
+    @property
+    def total(self) -> int:
+        return self.job.total
+
+    @property
+    def done(self) -> int:
+        return self.job.processed
+
+    @property
+    def failed(self) -> int:
+        return self.job.rejected
 
     @property
     def percent(self) -> int:
-        return 100 if self.total == 0 else int(100 * self.done / self.total)
+        return 100 if self.job.total == 0 else int(100 * self.job.processed / self.job.total)
+
+    @property
+    def error(self) -> str | None:
+        """Why the RA rejected the batch, or what stopped it as a whole."""
+        if self.job.status == "REJECTED":
+            return f"Rejected by the RA: {self.job.error_text or 'no reason given'}"
+        if self.job.error_code:
+            return f"{self.job.error_code}: {self.job.error_text or ''}"
+        return None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -254,73 +290,59 @@ class PortalBatch:
         }
 
 
-MAX_SHOWN_FAILURES = 1_000
+def submit_portal_batch(home: Home, requester: Requester, items: Sequence[BatchItem], name: str,
+                        capacity: CapacitySettings) -> BatchJobRecord:
+    """Accept an uploaded ZIP's CSRs as a stored batch (file names as item ids): the RA request rules,
+    capacity and the lifecycle of every batch — PENDING until the RA approves it (or QUEUED under the
+    auto-approval policy), PAUSED outside the processing window, REJECTED with a reason — and the
+    server's batch runner issues it, restart-safe, as it does JSON and XML batches."""
+    from smki.services.batch_jobs import submit_batch
 
-RunBatch = Callable[[Sequence[BatchItem], Callable[[Sequence[DeviceOutcome]], None]], object]
-"""Issues a batch, calling back with each committed chunk (``request_device_batch`` bound to a requester)."""
+    return submit_batch(home, requester, [(item.item_id, item.data) for item in items],
+                        interface=PORTAL_INTERFACE, client_ref=name, capacity=capacity)
 
 
-class PortalBatches:
-    """The batches of one server process, keyed by reference; each Party sees only its own.
+def portal_batch(home: Home, job_id: int, party_id: str, classify: Classify) -> PortalBatch:
+    """A Party's own Portal batch with its counts and first failures (``batch.not-found`` otherwise)."""
+    from smki.services.batch_jobs import job_for_party
 
-    State is in memory and the response ZIP on disk under ``directory``: a server restart loses the
-    progress display but not a single certificate (issuance commits chunk by chunk, and
-    ``smki issue --resume`` can finish an interrupted batch).
-    """
+    job = job_for_party(home, job_id, party_id)
+    if job.interface != PORTAL_INTERFACE:
+        raise SmkiError("batch.not-found", f"no Portal batch {job_id} for this Party")
+    reads = batch_reads(home.store)
+    counts = dict.fromkeys(STATUSES, 0)
+    counts["success"] = job.issued
+    failures: list[tuple[str, str, str, str]] = []
+    if job.rejected:
+        for code, n in reads.refusal_codes(job.id).items():
+            counts[classify(DeviceOutcome(0, "", error_code=code, error_message=code))[0]] += n
+        for idx, item_id, error_code, text in reads.refused_items(job.id, limit=MAX_SHOWN_FAILURES):
+            word, dcc_code = classify(DeviceOutcome(idx, item_id, error_code=error_code, error_message=text))
+            failures.append((item_id, word, dcc_code, text or ""))
+    return PortalBatch(job, counts, failures)
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._lock = threading.Lock()
-        self._batches: dict[str, PortalBatch] = {}
 
-    def get(self, batch_ref: str, party_id: str) -> PortalBatch:
-        with self._lock:
-            batch = self._batches.get(batch_ref)
-        if batch is None or batch.party_id != party_id:
-            raise SmkiError("portal.batch-unknown", f"no batch {batch_ref!r} for this Party")
-        return batch
+_building = threading.Lock()
 
-    def for_party(self, party_id: str) -> list[PortalBatch]:
-        with self._lock:
-            return [b for b in self._batches.values() if b.party_id == party_id]
 
-    def start(self, *, batch_ref: str, party_id: str, name: str, items: Sequence[BatchItem],
-              classify: Classify, run: RunBatch, background: bool = True) -> PortalBatch:
-        """Register the batch and issue it (in a thread unless ``background=False``)."""
-        batch = PortalBatch(batch_ref, party_id, name, len(items))
-        with self._lock:
-            self._batches[batch_ref] = batch
-        if background:
-            threading.Thread(target=self._run, args=(batch, items, classify, run), daemon=True,
-                             name=f"portal-batch-{batch_ref}").start()
-        else:
-            self._run(batch, items, classify, run)
-        return batch
-
-    def _run(self, batch: PortalBatch, items: Sequence[BatchItem], classify: Classify, run: RunBatch) -> None:
-        writer = ResponseWriter(batch.name, classify)
-        batch.status = "PROCESSING"
-
-        def on_chunk(outcomes: Sequence[DeviceOutcome]) -> None:
-            writer.add(outcomes)
-            for outcome in outcomes:
-                if not outcome.ok:
-                    batch.failed += 1
-                    if len(batch.failures) < MAX_SHOWN_FAILURES:
-                        status, code = classify(outcome)
-                        batch.failures.append((outcome.item_id, status, code, outcome.error_message or ""))
-            batch.done += len(outcomes)
-            batch.counts = dict(writer.counts)
-
-        try:
-            run(items, on_chunk)
-            self.directory.mkdir(parents=True, exist_ok=True)
-            batch.response_path = writer.finish(self.directory / f"{batch.batch_ref}.zip")
-            batch.status = "COMPLETED"
-        except SmkiError as exc:
-            batch.error = f"{exc.code}: {exc.message}"
-            batch.status = "FAILED"
-        except Exception as exc:  # the thread must always end in a state the page can show
-            batch.error = f"batch.failed: {type(exc).__name__}"
-            batch.status = "FAILED"
-
+def response_zip(home: Home, batch: PortalBatch, classify: Classify, directory: Path) -> Path:
+    """The finished batch's response ZIP (spec §3.2), written once from the stored outcomes and kept
+    beside the Portal's other files while the batch is (30 days); ``portal.batch-not-ready`` before."""
+    if batch.status != "COMPLETED":
+        raise SmkiError("portal.batch-not-ready", "the batch has not finished yet")
+    path = directory / f"{batch.job.ref}.zip"
+    with _building:  # two downloads at once write it once
+        if not path.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            writer = ResponseWriter(request_name(batch.name), classify)
+            page: list[DeviceOutcome] = []
+            for row in batch_reads(home.store).iter_result_rows(batch.job.id):
+                page.append(DeviceOutcome(row.idx, row.item_id, der=row.der, error_code=row.error_code,
+                                          error_message=row.error_text)
+                            if row.der is None else DeviceOutcome(row.idx, row.item_id, der=row.der))
+                if len(page) >= 2000:
+                    writer.add(page)
+                    page = []
+            writer.add(page)
+            writer.finish(path)
+    return path

@@ -35,6 +35,9 @@ def create_store_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg",):
             raise SmkiError("store.bad-url", "PostgreSQL URLs must use psycopg 3: postgresql+psycopg://…")
+        from smki.store.models import use_postgresql_predicates
+
+        use_postgresql_predicates()  # the dialect is loaded now in any case
         return create_engine(url, pool_pre_ping=True)
     raise SmkiError("store.bad-url", f"unsupported database {backend!r}: use sqlite or postgresql+psycopg")
 

@@ -16,7 +16,7 @@ from smki.audit import AuditEvent
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.store import CertificateQuery, NewCertificate, Store, normalise_serial
-from smki.store.models import Base
+from smki.store.models import metadata
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DEVICE = bytes.fromhex("00db123456789001")
@@ -39,7 +39,7 @@ def issue(store: Store, *rows: NewCertificate) -> None:
 
 def test_schema_from_migrations_matches_the_models(store: Store) -> None:
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
 
 

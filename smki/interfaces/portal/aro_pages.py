@@ -29,7 +29,17 @@ from smki.services import applications as apps
 from smki.services import requests as rq
 from smki.services.context import Home
 from smki.services.device_issuance import DeviceOutcome
-from smki.services.portal_batches import MAX_ZIP_BYTES, read_portal_zip, request_name
+from smki.services.portal_batches import (
+    MAX_ZIP_BYTES,
+    PORTAL_INTERFACE,
+    WAITING,
+    PortalBatch,
+    portal_batch,
+    read_portal_zip,
+    request_name,
+    response_zip,
+    submit_portal_batch,
+)
 from smki.services.ra_state import load_application
 from smki.store import CertificateQuery, CertificateRecord, normalise_serial
 
@@ -267,20 +277,24 @@ def _issue_single(request: Request, ctx: PortalContext, identity: PortalIdentity
 
 def _all_batches(ctx: PortalContext, party_id: str) -> list[dict[str, Any]]:
     """The Party's batches however they came: uploaded here (Portal), or by its systems over the JSON
-    API or the DCC XML services (from the store), newest first."""
+    API or the DCC XML services — all stored batches with one lifecycle — newest first."""
     from smki.services.batch_jobs import jobs_for_party
 
-    rows: list[dict[str, Any]] = [
-        {"name": b.name, "link": f"/aro/batches/{b.batch_ref}", "interface": "Portal", "status": b.status,
-         "done": b.done, "total": b.total, "issued": b.done - b.failed, "failed": b.failed, "created": b.created_at}
-        for b in ctx.batches().for_party(party_id)]
-    rows += [
-        {"name": f"{job.id}" + (f" ({job.client_ref})" if job.client_ref else ""), "link": None,
-         "interface": "XML" if job.interface == "xml" else "JSON", "status": job.status.upper(),
+    names = {PORTAL_INTERFACE: "Portal", "xml": "XML"}
+    return [
+        {"name": job.client_ref if job.interface == PORTAL_INTERFACE
+            else f"{job.id}" + (f" ({job.client_ref})" if job.client_ref else ""),
+         "link": f"/aro/batches/{job.id}" if job.interface == PORTAL_INTERFACE else None,
+         "interface": names.get(job.interface, "JSON"), "status": job.status.upper(),
          "done": job.processed, "total": job.total, "issued": job.issued, "failed": job.rejected,
-         "created": job.created_at, "batch_id": job.id}
+         "created": job.created_at, "batch_id": job.id, "reason": job.error_text if job.status == "REJECTED" else None}
         for job in jobs_for_party(ctx.home(), party_id)]
-    return sorted(rows, key=lambda r: r["created"], reverse=True)
+
+
+def _job_id(ref: str) -> int:
+    if not ref.isdigit() or len(ref) > 18:
+        raise SmkiError("batch.not-found", "no such batch for this Party")
+    return int(ref)
 
 
 def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
@@ -292,6 +306,8 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
 
     @router.post("/aro/batches")
     async def batch_upload(request: Request) -> Response:
+        from smki.services.capacity import capacity_settings
+
         try:
             identity, form = await ctx.check_form(request)
             identity = aro_of(request)
@@ -302,39 +318,33 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
             assert isinstance(upload, UploadFile)
             items = read_portal_zip(data)
             home = ctx.home()
-            who = requester(ctx, identity)
-            rq.authorise_device_requests(home, who)  # refuse the whole upload up front
-            _consume(home, identity, "batch-csrs", len(items))  # the same daily volume as the web service
-            assert identity.party_id is not None
-            ref = f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}"
-
-            def run(batch_items: Any, on_chunk: Any) -> object:
-                return rq.request_device_batch(home, who, batch_items, batch_ref=ref, workers=ctx.workers,
-                                               on_chunk=on_chunk)
-
-            ctx.batches().start(batch_ref=ref, party_id=identity.party_id, name=request_name(upload.filename),
-                                items=items, classify=_classify, run=run)
+            # the RA rules, capacity (the web service's daily batch volume) and the batch lifecycle
+            job = submit_portal_batch(home, requester(ctx, identity), items, request_name(upload.filename),
+                                      capacity_settings(home))
         except SmkiError as exc:
             identity_ok = getattr(request.state, "identity", None)
             mine = _all_batches(ctx, identity_ok.party_id or "") if isinstance(identity_ok, PortalIdentity) \
                 and identity_ok.party_id else []
             return ctx.error_page(request, exc, "batches.html", batches=mine)
-        return ctx.redirect(request, f"/aro/batches/{ref}")
+        ctx.wake()
+        return ctx.redirect(request, f"/aro/batches/{job.id}")
+
+    def mine(request: Request, ref: str) -> PortalBatch:
+        identity = aro_of(request)
+        return portal_batch(ctx.home(), _job_id(ref), identity.party_id or "", _classify)
 
     @router.get("/aro/batches/{ref}")
     def batch_page(request: Request, ref: str) -> Response:
-        identity = aro_of(request)
         try:
-            batch = ctx.batches().get(ref, identity.party_id or "")
+            batch = mine(request, ref)
         except SmkiError as exc:
             return ctx.error_page(request, exc)
-        return ctx.render(request, "batch.html", batch=batch)
+        return ctx.render(request, "batch.html", batch=batch, waiting=WAITING)
 
     @router.get("/aro/batches/{ref}/status")
     def batch_status(request: Request, ref: str) -> Response:
-        identity = aro_of(request)
         try:
-            batch = ctx.batches().get(ref, identity.party_id or "")
+            batch = mine(request, ref)
         except SmkiError as exc:
             return JSONResponse({"error": exc.code, "message": exc.message}, status_code=404,
                                 headers=SECURITY_HEADERS)
@@ -342,14 +352,12 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
 
     @router.get("/aro/batches/{ref}/response.zip")
     def batch_response(request: Request, ref: str) -> Response:
-        identity = aro_of(request)
         try:
-            batch = ctx.batches().get(ref, identity.party_id or "")
-            if batch.response_path is None:
-                raise SmkiError("portal.batch-not-ready", "the batch has not finished yet")
+            batch = mine(request, ref)
+            path = response_zip(ctx.home(), batch, _classify, ctx.portal_dir() / "batches")
         except SmkiError as exc:
             return ctx.error_page(request, exc)
-        return download(batch.response_path.read_bytes(), f"{batch.name}-result.zip", "application/zip")
+        return download(path.read_bytes(), f"{batch.name}-result.zip", "application/zip")
 
 
 def _classify(outcome: DeviceOutcome) -> tuple[str, str]:

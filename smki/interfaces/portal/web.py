@@ -25,7 +25,6 @@ from smki.errors import SmkiError
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.ra import PolicyRefusal, RuleResult
 from smki.services.context import Home
-from smki.services.portal_batches import PortalBatches
 from smki.services.shared_secrets import form_token_keys
 
 CSP = (
@@ -53,6 +52,8 @@ NOTICES: Mapping[str, str] = {
     "suspended": "The ARO was suspended; it cannot act from its very next request.",
     "revoked": "The certificate was revoked and a new CRL was published.",
     "published": "The revocation list was signed and published.",
+    "batch-approved": "The batch was approved: it is queued and runs in turn (inside the processing window, if set).",
+    "batch-rejected": "The batch was rejected with your reason; none of its CSRs will be processed.",
 }
 
 _env = Environment(
@@ -76,19 +77,31 @@ def _audit_time(value: str) -> str:
         return value
 
 
+def _age(value: datetime | None, now: datetime) -> str:
+    """How long ago ``value`` was, in the largest whole unit (``3 h``, ``2 d``)."""
+    if value is None:
+        return ""
+    seconds = max(0, int((now - value).total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
 _env.filters["when"] = _when
+_env.filters["age"] = _age
 _env.filters["audit_time"] = _audit_time
 
 
 @dataclass
 class PortalContext:
-    """One mounted Portal: its home, the listener's route, and the process's batches."""
+    """One mounted Portal: its home, the listener's route, and a way to wake the process's batch runner."""
 
     home_factory: Callable[[], Home]
     route: Route
-    workers: int | None = None
     prefix: str = "/portal"
-    _batches: PortalBatches | None = None
+    #: Tells this process's batch runner that a batch may be ready to run (uploaded, approved).
+    wake: Callable[[], None] = lambda: None
 
     def home(self) -> Home:
         return self.home_factory()
@@ -96,11 +109,6 @@ class PortalContext:
     @property
     def gateway(self) -> bool:
         return self.route is Route.GATEWAY
-
-    def batches(self) -> PortalBatches:
-        if self._batches is None:
-            self._batches = PortalBatches(self.portal_dir() / "batches")
-        return self._batches
 
     def portal_dir(self) -> Path:
         return self.home().settings.home / "portal"

@@ -22,6 +22,8 @@
       .then(function (s) {
         show(s);
         if (s.status === "QUEUED" || s.status === "PROCESSING") { window.setTimeout(poll, 500); }
+        // awaiting the RA, or outside the processing window: look again now and then
+        else if (s.status === "PENDING" || s.status === "PAUSED") { window.setTimeout(poll, 10000); }
       })
       .catch(function () { window.setTimeout(poll, 2000); });
   }
