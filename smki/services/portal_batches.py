@@ -8,8 +8,13 @@ and answers with a ZIP holding a text record per CSR (identifier, file name, ``s
 Reading is defensive because the ZIP comes from outside: entries are read one at a time with a
 per-entry byte cap (so a ZIP bomb costs at most the cap per entry), names are checked before any
 data is read, and anything that is not a flat set of ``.csr`` files refuses the whole upload with a
-``portal.zip-*`` code. Writing is streamed: certificates go into the inner ZIP and lines into the
-record as each committed chunk of the batch arrives, so a 50,000-CSR response never sits in memory.
+``portal.zip-*`` code.
+
+An upload becomes a batch job in the store like one sent over the web services (``interface``
+``portal``): the server's batch runner issues it, it survives a restart, and every server process
+lists it with the Party's JSON and XML batches. Its response is written from the store when it is
+downloaded, streamed: certificates go into the inner ZIP a page at a time, so a 50,000-CSR response
+never sits in memory.
 
 How a refusal code becomes a DCC status and ``ErrorCode`` is the interface's business (the DCC
 code table lives with the web services), so :class:`ResponseWriter` takes a ``classify`` function.
@@ -20,18 +25,22 @@ from __future__ import annotations
 import base64
 import re
 import tempfile
-import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from smki.errors import SmkiError
 from smki.services.batch_sources import MAX_ITEM_BYTES, BatchItem
 from smki.services.device_issuance import DeviceOutcome
+
+if TYPE_CHECKING:
+    from smki.services.capacity import CapacitySettings
+    from smki.services.context import Home
+    from smki.services.requests import Requester
+    from smki.store.batches import BatchJobRecord
 
 MAX_CSRS = 50_000
 """Spec §3.2 (App. F): at most 50,000 CSR files per Portal batch."""
@@ -221,106 +230,127 @@ def _split(row: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Batch jobs: one background thread per uploaded ZIP, with progress the Portal polls.
+# Batches as the Portal shows them: every batch of the Party, from the store.
+
+#: The ``interface`` a Portal upload is stored with, beside the web services' ``json`` and ``xml``.
+PORTAL_INTERFACE = "portal"
+#: How the Portal names the interface a batch came through.
+INTERFACE_NAMES = {PORTAL_INTERFACE: "Portal", "json": "JSON", "xml": "XML"}
+#: The refused files a batch page lists one by one (the response ZIP's record has every one).
+MAX_SHOWN_FAILURES = 1_000
+#: Batch states in which the numbers still move (the progress page keeps polling).
+RUNNING = ("QUEUED", "PROCESSING")
 
 
-@dataclass
-class PortalBatch:
-    """A Portal batch's live state. ``done``/``total`` drive the progress page."""
+@dataclass(frozen=True)
+class RefusedFile:
+    """One CSR file of a batch that got no certificate, as its page lists it."""
 
-    batch_ref: str
-    party_id: str
-    name: str
-    total: int
-    done: int = 0
-    status: str = "QUEUED"  # QUEUED, PROCESSING, COMPLETED, FAILED (DCC BatchStatus words)
-    error: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-    response_path: Path | None = None
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    #: Each CSR file that did not get a certificate: (file name, DCC status, error code, message),
-    #: the first MAX_SHOWN_FAILURES of them (the response ZIP's record has every one).
-    failures: list[tuple[str, str, str, str]] = field(default_factory=list)
-    failed: int = 0
+    file_name: str
+    status: str  # the record's word: error, anomaly or ineligible
+    code: str  # the DCC error code, as in the response record
+    message: str
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A stored batch as the Portal shows it: progress, counts by record word, refused files."""
+
+    job: BatchJobRecord
+    counts: dict[str, int]
+    failures: list[RefusedFile]
+
+    @property
+    def name(self) -> str:
+        return response_name(self.job)
+
+    @property
+    def interface(self) -> str:
+        return INTERFACE_NAMES.get(self.job.interface, self.job.interface)
 
     @property
     def percent(self) -> int:
-        return 100 if self.total == 0 else int(100 * self.done / self.total)
+        return 100 if self.job.total == 0 else int(100 * self.job.processed / self.job.total)
+
+    @property
+    def finished(self) -> bool:
+        """The response can be downloaded: every CSR has its outcome."""
+        return self.job.status == "COMPLETED"
+
+    @property
+    def error(self) -> str | None:
+        job = self.job
+        return None if job.error_code is None else f"{job.error_code}: {job.error_text or ''}".rstrip(": ")
 
     def as_json(self) -> dict[str, object]:
-        return {
-            "batch": self.batch_ref, "name": self.name, "status": self.status, "done": self.done,
-            "total": self.total, "percent": self.percent, "counts": dict(self.counts), "error": self.error,
-        }
+        job = self.job
+        return {"batch": job.id, "name": self.name, "interface": self.interface, "status": job.status,
+                "done": job.processed, "total": job.total, "percent": self.percent, "counts": dict(self.counts),
+                "failed": job.rejected, "error": self.error}
 
 
-MAX_SHOWN_FAILURES = 1_000
+def submit_portal_batch(home: Home, requester: Requester, items: Sequence[BatchItem], *, name: str,
+                        capacity: CapacitySettings) -> BatchJobRecord:
+    """Accept an uploaded ZIP's CSRs as a batch job (RA rules, capacity, audited), as the web services
+    do: the server's batch runner issues it, and its state lives in the store, so it survives a
+    restart and any server process can show it. ``name`` (the upload's, made safe) names the response."""
+    from smki.services.batch_jobs import submit_batch
 
-RunBatch = Callable[[Sequence[BatchItem], Callable[[Sequence[DeviceOutcome]], None]], object]
-"""Issues a batch, calling back with each committed chunk (``request_device_batch`` bound to a requester)."""
+    return submit_batch(home, requester, [(item.item_id, item.data) for item in items],
+                        interface=PORTAL_INTERFACE, client_ref=name, capacity=capacity)
 
 
-class PortalBatches:
-    """The batches of one server process, keyed by reference; each Party sees only its own.
+def party_batches(home: Home, party_id: str) -> list[BatchJobRecord]:
+    """Every unexpired batch of a Party, newest first, whichever interface it came through."""
+    from smki.services.batch_jobs import jobs_for_party
 
-    State is in memory and the response ZIP on disk under ``directory``: a server restart loses the
-    progress display but not a single certificate (issuance commits chunk by chunk, and
-    ``smki issue --resume`` can finish an interrupted batch).
-    """
+    return jobs_for_party(home, party_id)
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._lock = threading.Lock()
-        self._batches: dict[str, PortalBatch] = {}
 
-    def get(self, batch_ref: str, party_id: str) -> PortalBatch:
-        with self._lock:
-            batch = self._batches.get(batch_ref)
-        if batch is None or batch.party_id != party_id:
-            raise SmkiError("portal.batch-unknown", f"no batch {batch_ref!r} for this Party")
-        return batch
+def response_name(job: BatchJobRecord) -> str:
+    """What a batch's response files are named after: the uploaded ZIP's name for a Portal batch,
+    the client's reference (made safe) or ``batch-<id>`` for one sent over the web services."""
+    if job.interface == PORTAL_INTERFACE and job.client_ref:
+        return job.client_ref
+    return request_name(job.client_ref) if job.client_ref else f"batch-{job.id}"
 
-    def for_party(self, party_id: str) -> list[PortalBatch]:
-        with self._lock:
-            return [b for b in self._batches.values() if b.party_id == party_id]
 
-    def start(self, *, batch_ref: str, party_id: str, name: str, items: Sequence[BatchItem],
-              classify: Classify, run: RunBatch, background: bool = True) -> PortalBatch:
-        """Register the batch and issue it (in a thread unless ``background=False``)."""
-        batch = PortalBatch(batch_ref, party_id, name, len(items))
-        with self._lock:
-            self._batches[batch_ref] = batch
-        if background:
-            threading.Thread(target=self._run, args=(batch, items, classify, run), daemon=True,
-                             name=f"portal-batch-{batch_ref}").start()
+def _refused(item_id: str, code: str | None, message: str | None, index: int = 0) -> DeviceOutcome:
+    return DeviceOutcome(index, item_id, error_code=code or "issuance.anomaly", error_message=message or code)
+
+
+def batch_view(home: Home, batch_id: int, party_id: str, classify: Classify, *,
+               max_failures: int = MAX_SHOWN_FAILURES) -> BatchView:
+    """A Party's own batch (``batch.not-found`` for another Party's) with its refused files."""
+    from smki.services.batch_jobs import job_for_party
+    from smki.store.batches import batch_reads
+
+    job = job_for_party(home, batch_id, party_id)
+    reads = batch_reads(home.store)
+    counts = dict.fromkeys(STATUSES, 0)
+    counts["success"] = job.issued
+    for code, n in reads.refusal_counts(job.id).items():
+        counts[classify(_refused("", code, code))[0]] += n
+    failures = []
+    for row in reads.refused_items(job.id, limit=max_failures):
+        status, dcc_code = classify(_refused(row.item_id, row.error_code, row.error_text, row.idx))
+        failures.append(RefusedFile(row.item_id, status, dcc_code, row.error_text or row.error_code or ""))
+    return BatchView(job, counts, failures)
+
+
+def write_batch_response(home: Home, job: BatchJobRecord, classify: Classify, path: Path) -> Path:
+    """The response ZIP of a finished batch, built from the store (certificates and outcomes)."""
+    from smki.store.batches import batch_reads
+
+    writer = ResponseWriter(response_name(job), classify)
+    chunk: list[DeviceOutcome] = []
+    for row in batch_reads(home.store).iter_result_rows(job.id):
+        if row.der is not None:
+            chunk.append(DeviceOutcome(row.idx, row.item_id, der=bytes(row.der)))
         else:
-            self._run(batch, items, classify, run)
-        return batch
-
-    def _run(self, batch: PortalBatch, items: Sequence[BatchItem], classify: Classify, run: RunBatch) -> None:
-        writer = ResponseWriter(batch.name, classify)
-        batch.status = "PROCESSING"
-
-        def on_chunk(outcomes: Sequence[DeviceOutcome]) -> None:
-            writer.add(outcomes)
-            for outcome in outcomes:
-                if not outcome.ok:
-                    batch.failed += 1
-                    if len(batch.failures) < MAX_SHOWN_FAILURES:
-                        status, code = classify(outcome)
-                        batch.failures.append((outcome.item_id, status, code, outcome.error_message or ""))
-            batch.done += len(outcomes)
-            batch.counts = dict(writer.counts)
-
-        try:
-            run(items, on_chunk)
-            self.directory.mkdir(parents=True, exist_ok=True)
-            batch.response_path = writer.finish(self.directory / f"{batch.batch_ref}.zip")
-            batch.status = "COMPLETED"
-        except SmkiError as exc:
-            batch.error = f"{exc.code}: {exc.message}"
-            batch.status = "FAILED"
-        except Exception as exc:  # the thread must always end in a state the page can show
-            batch.error = f"batch.failed: {type(exc).__name__}"
-            batch.status = "FAILED"
-
+            chunk.append(_refused(row.item_id, row.error_code, row.error_text, row.idx))
+        if len(chunk) >= 1000:
+            writer.add(chunk)
+            chunk = []
+    writer.add(chunk)
+    return writer.finish(path)

@@ -272,6 +272,21 @@ class BatchReads:
                 return
             after = rows[-1][0].idx
 
+    def refused_items(self, job_id: int, *, limit: int = 1000) -> list[ResultRow]:
+        """The first ``limit`` items that got no certificate (outcome ``error``), in order, without
+        their CSRs: what a batch's page lists file by file (the Portal)."""
+        stmt = (select(_i.idx, _i.item_id, _i.outcome, _i.error_code, _i.error_text)
+                .where(_i.batch_id == job_id, _i.outcome == "error").order_by(_i.idx).limit(limit))
+        with self._engine.connect() as conn:
+            return [ResultRow(*row, None) for row in conn.execute(stmt)]
+
+    def refusal_counts(self, job_id: int) -> dict[str, int]:
+        """How many of a job's items were refused, by error code."""
+        stmt = (select(_i.error_code, func.count()).where(_i.batch_id == job_id, _i.outcome == "error")
+                .group_by(_i.error_code))
+        with self._engine.connect() as conn:
+            return {str(code or ""): int(n) for code, n in conn.execute(stmt)}
+
 
 class BatchProgress:
     """The batch runner's bookkeeping writes, each in a small transaction of its own, unaudited."""

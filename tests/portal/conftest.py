@@ -58,7 +58,7 @@ def make_app(home: Home, route: Route) -> FastAPI:
             request.state.identity = found
         return await call_next(request)
 
-    app.include_router(create_portal_router(lambda: home, route, workers=0))
+    app.include_router(create_portal_router(lambda: home, route))
     return app
 
 

@@ -24,12 +24,20 @@ from smki.eui64 import parse_eui64
 from smki.interfaces.api.errors import count_refusal
 from smki.interfaces.portal.dcc_status import classify_batch_outcome
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
-from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download
+from smki.interfaces.portal.web import (
+    SECURITY_HEADERS,
+    PortalContext,
+    describe,
+    download,
+    download_file,
+    status_label,
+)
 from smki.services import applications as apps
+from smki.services import portal_batches as pb
 from smki.services import requests as rq
 from smki.services.context import Home
 from smki.services.device_issuance import DeviceOutcome
-from smki.services.portal_batches import MAX_ZIP_BYTES, read_portal_zip, request_name
+from smki.services.portal_batches import MAX_ZIP_BYTES, read_portal_zip
 from smki.services.ra_state import load_application
 from smki.store import CertificateQuery, CertificateRecord, normalise_serial
 
@@ -266,21 +274,27 @@ def _issue_single(request: Request, ctx: PortalContext, identity: PortalIdentity
 
 
 def _all_batches(ctx: PortalContext, party_id: str) -> list[dict[str, Any]]:
-    """The Party's batches however they came: uploaded here (Portal), or by its systems over the JSON
-    API or the DCC XML services (from the store), newest first."""
-    from smki.services.batch_jobs import jobs_for_party
-
-    rows: list[dict[str, Any]] = [
-        {"name": b.name, "link": f"/aro/batches/{b.batch_ref}", "interface": "Portal", "status": b.status,
-         "done": b.done, "total": b.total, "issued": b.done - b.failed, "failed": b.failed, "created": b.created_at}
-        for b in ctx.batches().for_party(party_id)]
-    rows += [
-        {"name": f"{job.id}" + (f" ({job.client_ref})" if job.client_ref else ""), "link": None,
-         "interface": "XML" if job.interface == "xml" else "JSON", "status": job.status.upper(),
+    """The Party's batches however they came: uploaded here (Portal), or sent by its systems over the
+    JSON API or the DCC XML services; all from the store, newest first."""
+    return [
+        {"name": pb.response_name(job), "link": f"/aro/batches/{job.id}", "batch_id": job.id,
+         "interface": pb.INTERFACE_NAMES.get(job.interface, job.interface), "status": job.status,
+         "reference": job.client_ref if job.interface != pb.PORTAL_INTERFACE else "",
          "done": job.processed, "total": job.total, "issued": job.issued, "failed": job.rejected,
-         "created": job.created_at, "batch_id": job.id}
-        for job in jobs_for_party(ctx.home(), party_id)]
-    return sorted(rows, key=lambda r: r["created"], reverse=True)
+         "created": job.created_at}
+        for job in pb.party_batches(ctx.home(), party_id)]
+
+
+def _batch_id(text: str) -> int:
+    """A batch id from the URL (the DCC BatchId); anything else is a batch that does not exist."""
+    if not text.isdigit() or len(text) > 18:
+        raise SmkiError("batch.not-found", f"no batch {text[:40]!r} for this Party")
+    return int(text)
+
+
+def _view(ctx: PortalContext, request: Request, ref: str) -> pb.BatchView:
+    identity = aro_of(request)
+    return pb.batch_view(ctx.home(), _batch_id(ref), identity.party_id or "", _classify)
 
 
 def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
@@ -292,6 +306,8 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
 
     @router.post("/aro/batches")
     async def batch_upload(request: Request) -> Response:
+        from smki.services.capacity import capacity_settings
+
         try:
             identity, form = await ctx.check_form(request)
             identity = aro_of(request)
@@ -303,53 +319,45 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
             items = read_portal_zip(data)
             home = ctx.home()
             who = requester(ctx, identity)
-            rq.authorise_device_requests(home, who)  # refuse the whole upload up front
-            _consume(home, identity, "batch-csrs", len(items))  # the same daily volume as the web service
-            assert identity.party_id is not None
-            ref = f"portal-{identity.party_id}-{uuid.uuid4().hex[:12]}"
-
-            def run(batch_items: Any, on_chunk: Any) -> object:
-                return rq.request_device_batch(home, who, batch_items, batch_ref=ref, workers=ctx.workers,
-                                               on_chunk=on_chunk)
-
-            ctx.batches().start(batch_ref=ref, party_id=identity.party_id, name=request_name(upload.filename),
-                                items=items, classify=_classify, run=run)
+            rq.authorise_device_requests(home, who)  # refuse the whole upload up front, naming the rule
+            job = pb.submit_portal_batch(home, who, items, name=pb.request_name(upload.filename),
+                                         capacity=capacity_settings(home))
         except SmkiError as exc:
             identity_ok = getattr(request.state, "identity", None)
             mine = _all_batches(ctx, identity_ok.party_id or "") if isinstance(identity_ok, PortalIdentity) \
                 and identity_ok.party_id else []
             return ctx.error_page(request, exc, "batches.html", batches=mine)
-        return ctx.redirect(request, f"/aro/batches/{ref}")
+        if ctx.wake_runner is not None:
+            ctx.wake_runner()
+        return ctx.redirect(request, f"/aro/batches/{job.id}")
 
     @router.get("/aro/batches/{ref}")
     def batch_page(request: Request, ref: str) -> Response:
-        identity = aro_of(request)
         try:
-            batch = ctx.batches().get(ref, identity.party_id or "")
+            view = _view(ctx, request, ref)
         except SmkiError as exc:
             return ctx.error_page(request, exc)
-        return ctx.render(request, "batch.html", batch=batch)
+        return ctx.render(request, "batch.html", batch=view, running=pb.RUNNING)
 
     @router.get("/aro/batches/{ref}/status")
     def batch_status(request: Request, ref: str) -> Response:
-        identity = aro_of(request)
         try:
-            batch = ctx.batches().get(ref, identity.party_id or "")
+            view = _view(ctx, request, ref)
         except SmkiError as exc:
             return JSONResponse({"error": exc.code, "message": exc.message}, status_code=404,
                                 headers=SECURITY_HEADERS)
-        return JSONResponse(batch.as_json(), headers=SECURITY_HEADERS)
+        return JSONResponse({**view.as_json(), "label": status_label(view.job.status)}, headers=SECURITY_HEADERS)
 
     @router.get("/aro/batches/{ref}/response.zip")
     def batch_response(request: Request, ref: str) -> Response:
-        identity = aro_of(request)
         try:
-            batch = ctx.batches().get(ref, identity.party_id or "")
-            if batch.response_path is None:
+            view = _view(ctx, request, ref)
+            if not view.finished:
                 raise SmkiError("portal.batch-not-ready", "the batch has not finished yet")
         except SmkiError as exc:
             return ctx.error_page(request, exc)
-        return download(batch.response_path.read_bytes(), f"{batch.name}-result.zip", "application/zip")
+        return download_file(lambda path: pb.write_batch_response(ctx.home(), view.job, _classify, path),
+                             f"{view.name}-result.zip", "application/zip")
 
 
 def _classify(outcome: DeviceOutcome) -> tuple[str, str]:

@@ -25,7 +25,6 @@ from smki.errors import SmkiError
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.ra import PolicyRefusal, RuleResult
 from smki.services.context import Home
-from smki.services.portal_batches import PortalBatches
 from smki.services.shared_secrets import form_token_keys
 
 CSP = (
@@ -76,19 +75,36 @@ def _audit_time(value: str) -> str:
         return value
 
 
+#: Human labels for the codes the store keeps (certificate statuses, application and batch states):
+#: the pages' ``status`` macro (``_labels.html``) and the batch page's live status use these.
+STATUS_LABELS: Mapping[str, str] = {
+    "P": "Pending", "I": "In use", "N": "Not in use", "E": "Expired", "R": "Revoked",
+    "open": "Open", "proposed": "Proposed", "approved": "Approved", "refused": "Refused", "applied": "Applied",
+    "suspended": "Suspended", "withdrawn": "Withdrawn", "none": "Not applied", "active": "Active",
+    "revoked": "Revoked", "pending": "Waiting", "PENDING": "Awaiting RA approval", "QUEUED": "Queued",
+    "PAUSED": "Paused", "REJECTED": "Rejected", "PROCESSING": "Processing", "COMPLETED": "Completed",
+    "processing": "Processing", "completed": "Completed", "FAILED": "Failed",
+}
+
+
+def status_label(code: str) -> str:
+    return STATUS_LABELS.get(code, code)
+
+
 _env.filters["when"] = _when
 _env.filters["audit_time"] = _audit_time
+_env.globals["status_labels"] = STATUS_LABELS
 
 
 @dataclass
 class PortalContext:
-    """One mounted Portal: its home, the listener's route, and the process's batches."""
+    """One mounted Portal: its home, the listener's route, and how to wake the batch runner."""
 
     home_factory: Callable[[], Home]
     route: Route
-    workers: int | None = None
     prefix: str = "/portal"
-    _batches: PortalBatches | None = None
+    #: Wakes this process's batch runner when a batch has been accepted (None: it polls anyway).
+    wake_runner: Callable[[], None] | None = None
 
     def home(self) -> Home:
         return self.home_factory()
@@ -96,11 +112,6 @@ class PortalContext:
     @property
     def gateway(self) -> bool:
         return self.route is Route.GATEWAY
-
-    def batches(self) -> PortalBatches:
-        if self._batches is None:
-            self._batches = PortalBatches(self.portal_dir() / "batches")
-        return self._batches
 
     def portal_dir(self) -> Path:
         return self.home().settings.home / "portal"
@@ -152,6 +163,29 @@ def download(data: bytes, filename: str, media_type: str) -> Response:
     headers = dict(SECURITY_HEADERS)
     headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return Response(data, media_type=media_type, headers=headers)
+
+
+def download_file(write: Callable[[Path], object], filename: str, media_type: str) -> Response:
+    """A download ``write`` makes as a file (a batch's response ZIP: up to 50,000 certificates),
+    sent from disk and deleted once sent, never held whole in memory."""
+    import os
+    import tempfile
+
+    from starlette.background import BackgroundTask
+    from starlette.responses import FileResponse
+
+    handle, name = tempfile.mkstemp(prefix="smki-portal-", suffix=".zip")
+    os.close(handle)
+    path = Path(name)
+    try:
+        write(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    headers = dict(SECURITY_HEADERS)
+    headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return FileResponse(path, media_type=media_type, headers=headers,
+                        background=BackgroundTask(path.unlink, missing_ok=True))
 
 
 @dataclass(frozen=True)
