@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from smki.interfaces.cli import cert_cmd, main, populate_cmd, revoke_cmd
+from smki.interfaces.cli import cert_cmd, main, populate_cmd, ra_batches_cmd, revoke_cmd
 from tests.cli.conftest import Run
 from tests.cli.helpers import Result
 from tests.cli.test_ra_console import _setup, ok
@@ -175,6 +175,11 @@ def test_constants_repeated_for_fast_help_match_their_source() -> None:
     assert cert_cmd.MAX_PAGE == MAX_PAGE
     assert populate_cmd.DEFAULT_CHUNK == DEFAULT_CHUNK
     assert tuple(REASON_CODES) == revoke_cmd.REASON_NAMES
+    from smki.services import batch_lifecycle
+
+    assert {s.value for s in ra_batches_cmd.BatchStatus} == {
+        batch_lifecycle.PENDING, batch_lifecycle.QUEUED, batch_lifecycle.PROCESSING, batch_lifecycle.PAUSED,
+        batch_lifecycle.REJECTED, batch_lifecycle.COMPLETED}
 
 
 #: What help must never import: the database, crypto, web stacks, Pydantic, Rich's Markdown.
@@ -253,3 +258,12 @@ def test_a_bad_number_or_choice_is_one_usage_line_saying_what_is_wrong(run: Run)
         result = run(*args)
         assert result.code == main.EXIT_USAGE, (args, result)
         assert says in one_line(result), (args, result.err)
+
+
+def test_the_batch_queue_is_scriptable_and_its_status_a_checked_choice(run: Run) -> None:
+    _setup(run)
+    assert json.loads(ok(run, "ra", "batches", "list", "--json")) == []
+    assert json.loads(ok(run, "ra", "batches", "list", "--status", "completed", "--json")) == []
+    assert ok(run, "ra", "batches", "list", "--csv").strip() == "batch,party,aro,interface,csrs,status,submitted,reason"
+    wrong = run("ra", "batches", "list", "--status", "done")
+    assert wrong.code == main.EXIT_USAGE and "'done' is not one of 'pending', 'queued'" in one_line(wrong)
