@@ -53,7 +53,8 @@ def test_a_one_chunk_batch_never_starts_the_worker_processes(home: Home, monkeyp
     def no_workers(*_args: object) -> None:
         raise AssertionError("a worker process was asked to issue a one-chunk batch")
 
-    monkeypatch.setattr(device_issuance.SigningPool, "submit", no_workers)
+    monkeypatch.setattr(device_issuance.SigningPool, "check", no_workers)
+    monkeypatch.setattr(device_issuance.SigningPool, "sign", no_workers)
     summary = issue_device_batch(home, _items(30), actor="test", batch_ref="one-chunk", workers=2, chunk_size=50)
     assert (summary.issued, summary.rejected) == (30, 0)
     assert _issued_indexes_per_commit(home, "one-chunk") == [list(range(30))]

@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from smki.ca.der import der_tlv
 from smki.ca.oids import HARDWARE_MODULE_NAME, X500_UNIQUE_IDENTIFIER
+from smki.ca.profiles import end_entity_key_usage
 from smki.domain import RemotePartyRole, Usage
 from smki.eui64 import parse_eui64
 
@@ -51,21 +52,6 @@ def hardware_module_name(device_id: bytes, hw_type: str = DEFAULT_HW_TYPE) -> x5
     return x509.OtherName(HARDWARE_MODULE_NAME, value)
 
 
-def key_usage(usage: Usage) -> x509.KeyUsage:
-    """The keyUsage value for DS (digitalSignature) or KA (keyAgreement) alone."""
-    return x509.KeyUsage(
-        digital_signature=usage is Usage.DS,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=usage is Usage.KA,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def _der(builder: x509.CertificateSigningRequestBuilder, key: ec.EllipticCurvePrivateKey) -> bytes:
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
@@ -84,7 +70,7 @@ def make_device_csr(
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([]))
         .add_extension(x509.SubjectAlternativeName([hardware_module_name(device_id, hw_type)]), critical=True)
-        .add_extension(key_usage(usage), critical=True)
+        .add_extension(end_entity_key_usage(usage), critical=True)
     )
     return _der(builder, key or ec.generate_private_key(ec.SECP256R1()))
 
@@ -119,7 +105,7 @@ def make_organisation_csr(
     builder = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(organisation_subject(entity_id, role, common_name))
-        .add_extension(key_usage(usage), critical=True)
+        .add_extension(end_entity_key_usage(usage), critical=True)
     )
     return _der(builder, key or ec.generate_private_key(ec.SECP256R1()))
 

@@ -216,13 +216,17 @@ class DeviceCertificateFactory:
         all: with a PKCS#11 module whose crypto library is not ours (SoftHSM links the system
         OpenSSL), alternating between the two libraries per certificate costs a third more.
         """
+        self.check(request)
+        return self.build(request.hw_type, request.usage, request.device_id, request.point, now, serial)
+
+    def check(self, request: DeviceRequest) -> None:
+        """What ``to_be_signed`` refuses (``ca.*``), alone: a batch checks every CSR of a chunk, then
+        screens them (eligibility, duplicate keys) before any certificate is built or signed."""
         constant = self._templates.get(request.hw_type) or self._template_for(request.hw_type)
-        template = constant.usages.get(request.usage)
-        if template is None:
+        if request.usage not in constant.usages:
             raise SmkiError("ca.bad-usage", f"a Device Certificate usage is DS or KA, got {request.usage!r}")
-        device_id = request.device_id
-        if len(device_id) != 8:
-            raise SmkiError("ca.bad-device-id", f"a Device ID is an 8-octet EUI-64, got {len(device_id)}")
+        if len(request.device_id) != 8:
+            raise SmkiError("ca.bad-device-id", f"a Device ID is an 8-octet EUI-64, got {len(request.device_id)}")
         point = request.point
         if len(point) != 65 or request.spki_der != P256_SPKI_PREFIX + point:
             raise SmkiError("ca.bad-key", "the public key must be P-256 with an uncompressed point")
@@ -231,6 +235,16 @@ class DeviceCertificateFactory:
                 ec.EllipticCurvePublicKey.from_encoded_point(_P256, point)  # on-curve check, ~7 µs
             except ValueError as exc:
                 raise SmkiError("ca.bad-key", "the public key is not a valid P-256 point") from exc
+
+    def build(self, hw_type: str, usage: str, device_id: bytes, point: bytes, now: datetime,
+              serial: int | None = None) -> tuple[bytes, int, datetime]:
+        """The TBSCertificate of a request that passed ``check`` (given by its fields, which is how
+        a batch hands it from the checking pass to the signing one), its serial and notBefore.
+
+        The serial is drawn here, so a CSR refused between the two passes never had one.
+        """
+        constant = self._templates.get(hw_type) or self._template_for(hw_type)
+        template = constant.usages[usage]
         if serial is None:
             serial = random_serial()
         moment, not_before = self._not_before(now)
@@ -241,7 +255,7 @@ class DeviceCertificateFactory:
                 constant.algorithm_issuer,
                 der_tlv(0x30, not_before + constant.not_after),
                 constant.subject,
-                request.spki_der,
+                P256_SPKI_PREFIX + point,
                 template.extensions_header,
                 template.key_usage,
                 constant.ski_prefix,

@@ -169,8 +169,8 @@ def organisation_name(request: OrganisationRequest) -> x509.Name:
     return x509.Name(attributes)
 
 
-def _key_usage(usage: Usage) -> x509.KeyUsage:
-    """Exactly one of digitalSignature or keyAgreement (spec §4.1, §4.2)."""
+def end_entity_key_usage(usage: Usage) -> x509.KeyUsage:
+    """Exactly one of digitalSignature or keyAgreement (spec §4.1, §4.2); CSRs request the same value."""
     usage = Usage(usage)
     return x509.KeyUsage(
         digital_signature=usage is Usage.DS,
@@ -411,7 +411,7 @@ def build_organisation(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .public_key(key)
-        .add_extension(_key_usage(request.usage), critical=True)
+        .add_extension(end_entity_key_usage(request.usage), critical=True)
         .add_extension(x509.SubjectKeyIdentifier(key_identifier_from_point(request.point)), critical=False)
         .add_extension(_policies(settings.organisation_policy_oid), critical=True)
         .add_extension(_aki(issuer), critical=False)
@@ -448,7 +448,7 @@ def device_tbs(
         .not_valid_before(normalise_time(now))
         .not_valid_after(DEVICE_NOT_AFTER)
         .public_key(key)
-        .add_extension(_key_usage(request.usage), critical=True)
+        .add_extension(end_entity_key_usage(request.usage), critical=True)
         .add_extension(x509.SubjectKeyIdentifier(key_identifier_from_point(request.point)), critical=False)
         .add_extension(san, critical=True)
         .add_extension(_policies(settings.device_policy_oid), critical=True)

@@ -27,7 +27,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -44,7 +44,13 @@ from smki.services.batch_sources import BatchItem
 from smki.services.capacity import CapacitySettings, capacity_settings, consume, give_back
 from smki.services.context import Home
 from smki.services.credentials import SystemRequester
-from smki.services.device_issuance import BATCH_ISSUED_ACTION, DeviceOutcome, SigningPool, key_fault_of
+from smki.services.device_issuance import (
+    BATCH_ISSUED_ACTION,
+    DEFAULT_CHUNK,
+    DeviceOutcome,
+    SigningPool,
+    key_fault_of,
+)
 from smki.services.requests import Requester, authorise, request_device_batch
 from smki.store.batches import (
     BatchItemRecord,
@@ -85,8 +91,17 @@ class _HandedBack(Exception):
     """The runner is stopping: the batch was left at a chunk boundary for another process."""
 
 
+class _WindowClosed(Exception):
+    """The processing window closed: the batch was left at a chunk boundary, PAUSED until it opens."""
+
+
 #: The code a run cut short by a shutdown ends with (audited as its ``batch.failed``; then resumed).
 HANDED_BACK = "batch.handed-back"
+#: The code a run cut short by the processing window's close ends with (audited the same way; the
+#: batch is PAUSED and resumes in the next window).
+WINDOW_CLOSED = "batch.window-closed"
+#: Items read from the store per query while a batch runs.
+PAGE = 2000
 
 
 @dataclass(frozen=True)
@@ -210,8 +225,12 @@ class BatchRunner:
     """Claims and runs batch jobs in a background thread of a server process."""
 
     def __init__(self, home: Home, *, workers: int | None = None, poll: float = 0.5,
-                 lease: timedelta = DEFAULT_LEASE, chunk_size: int | None = None) -> None:
+                 lease: timedelta = DEFAULT_LEASE, chunk_size: int | None = None,
+                 clock: Callable[[], datetime] = _now) -> None:
+        """``chunk_size`` CSRs are signed and committed together (None: issuance's default);
+        ``clock`` is what the processing window is judged by (tests inject one; no sleeps)."""
         self.home = home
+        self.clock = clock
         self.workers = workers
         self.poll = poll
         self.lease = lease
@@ -296,7 +315,7 @@ class BatchRunner:
         runner; inside the processing window only, if one is configured (outside it, queued
         batches are shown PAUSED and wait)."""
         reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
-        now = _now()
+        now = self.clock()
         if not batch_policy(self.home.settings).open_at(now):
             progress.pause_queued(now)
             startable = [PROCESSING]
@@ -358,14 +377,22 @@ class BatchRunner:
         Lazy, so reading and checking overlap with signing. The limit counts certificates already
         issued for each Device ID plus earlier CSRs of this batch naming it; a CSR over the limit
         is recorded as refused (``csr.device-limit``) and never reaches the CA.
+
+        At every chunk boundary of the items handed out, the processing window is looked at: once
+        it has closed the stream ends with ``batch.window-closed``, before the next chunk is read,
+        so every chunk already committed stands (with its items' outcomes) and every later item has
+        no outcome and is issued when the batch resumes — none lost, none issued twice.
         """
         reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
+        policy = batch_policy(self.home.settings)
+        chunk = self.chunk_size or DEFAULT_CHUNK
         counts: dict[bytes, int] = {}
         after = -1
+        handed = 0
         while True:
             if self._stop.is_set():  # draining: stop at this chunk boundary, the rest is handed back
                 raise SmkiError(HANDED_BACK, f"the server is shutting down; batch {job.ref} is handed back")
-            page = reads.pending_items(job.id, after=after, limit=2000)
+            page = reads.pending_items(job.id, after=after, limit=PAGE)
             if not page:
                 return
             after = page[-1][0]
@@ -384,6 +411,10 @@ class BatchRunner:
                                        f"for Device ID {device.hex().upper()}"))
                         continue
                     counts[device] += 1
+                if handed and handed % chunk == 0 and policy.window is not None and not policy.open_at(self.clock()):
+                    progress.record_results(job.id, self.owner, refused, _now())
+                    raise SmkiError(WINDOW_CLOSED, f"the processing window closed; batch {job.ref} is paused")
+                handed += 1
                 yield BatchItem(idx, item_id, csr)
             progress.record_results(job.id, self.owner, refused, _now())
             if refused:
@@ -410,6 +441,10 @@ class BatchRunner:
             batch_progress(self.home.store).release(job.id, self.owner)
             log.info("batch %s (%s) handed back at shutdown", job.id, job.ref)
             return
+        except _WindowClosed:
+            batch_progress(self.home.store).release(job.id, self.owner, status=PAUSED)
+            log.info("batch %s (%s) paused: the processing window closed", job.id, job.ref)
+            return
         finally:
             beat_stop.set()
             beat.join(5)
@@ -429,6 +464,8 @@ class BatchRunner:
         except SmkiError as exc:
             if exc.code == HANDED_BACK:
                 raise _HandedBack from exc
+            if exc.code == WINDOW_CLOSED:
+                raise _WindowClosed from exc
             raise
         if first is None:
             return
@@ -451,7 +488,8 @@ class BatchRunner:
         batch_items = itertools.chain([first], items)
         try:
             request_device_batch(self.home, requester_for(job), batch_items, batch_ref=job.ref,
-                                 workers=self.workers, in_transaction=record, pool=self._usable_pool())
+                                 workers=self.workers, in_transaction=record, pool=self._usable_pool(),
+                                 chunk_size=self.chunk_size)
         except PolicyRefusal as exc:
             rules = list(exc.decision.failed_ids)
             batch_progress(self.home.store).set_status(job.id, PROCESSING, now=_now(), owner=self.owner,
@@ -466,6 +504,8 @@ class BatchRunner:
                 raise _WorkerDied(exc.message) from exc
             if exc.code == HANDED_BACK:
                 raise _HandedBack from exc
+            if exc.code == WINDOW_CLOSED:
+                raise _WindowClosed from exc
             log.warning("batch %s failed: %s", job.id, exc)
             self._fail_rest(job, exc.code, exc.message)
 

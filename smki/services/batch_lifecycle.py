@@ -6,8 +6,10 @@ configured auto-approval policy, at once — and is then ``QUEUED`` for the runn
 refuses is ``REJECTED`` with its reason ("will not be processed further"). With a processing
 window configured (the DCC's is 20:00-08:00; off by default), the runner starts batches only inside
 it, in turn (oldest first); outside it a queued batch shows ``PAUSED`` ("suspended until the next
-processing time window") and resumes inside it. A batch already running when the window closes
-runs to its end (it is not paused between chunks).
+processing time window") and resumes inside it. A batch running when the window closes stops
+at the next chunk boundary and is ``PAUSED`` too (the runner looks at the window between chunks:
+``BatchRunner._issuable``); the chunks already committed stand and the rest is issued when it
+resumes, so no CSR is lost or issued twice.
 
 Configuration (``smki.toml``)::
 

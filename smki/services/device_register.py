@@ -193,14 +193,41 @@ def put_device(home: Home, values: dict[str, Any], *, actor: str) -> DeviceRow:
     return row
 
 
-def get_device(home: Home, device_id: str | bytes) -> tuple[DeviceRow, list[DeviceChangeRecord]]:
-    """A Device's entry and its dated changes, or ``device.not-registered``."""
+@dataclass(frozen=True)
+class DeviceView:
+    """A Device as staff see it on ``on``: the state then in force (None: its first change is still
+    to come) and every dated change, oldest first."""
+
+    device_id: bytes
+    on: date
+    in_force: DeviceRow | None
+    changes: list[DeviceChangeRecord]
+
+    def scheduled(self, change: DeviceChangeRecord) -> bool:
+        """A change dated after ``on``: recorded, not yet in force (the Eligible Subscriber check ignores it)."""
+        return change.row.effective > self.on
+
+    def current(self, change: DeviceChangeRecord) -> bool:
+        """The change whose state is in force on ``on``."""
+        return self.in_force is not None and change.row == self.in_force
+
+
+def view_device(home: Home, device_id: str | bytes, on: date | None = None) -> DeviceView:
+    """A Device's state in force on ``on`` (today) and its dated changes, or ``device.not-registered``."""
     raw = parse_eui64(device_id)
+    on = on or today()
     reads = device_reads(home.store)
-    entry = reads.entries([raw]).get(raw)
-    if entry is None:
+    changes = reads.history(raw)
+    if not changes:
         raise NotFound("device.not-registered", f"Device {eui64_hex(raw)} is not in the device register")
-    return entry, reads.history(raw)
+    return DeviceView(raw, on, reads.entries_on([raw], on).get(raw), changes)
+
+
+def get_device(home: Home, device_id: str | bytes) -> tuple[DeviceRow, list[DeviceChangeRecord]]:
+    """A Device's entry in force today (or, before its first change takes effect, that change) and
+    its dated changes, or ``device.not-registered``."""
+    view = view_device(home, device_id)
+    return view.in_force or min(view.changes, key=lambda c: c.row.effective).row, view.changes
 
 
 def list_devices(home: Home, *, after: str | None = None, status: str | None = None,

@@ -2,10 +2,11 @@
 
 Every Device CSR of a subscriber's batch or Portal request is checked against the device register
 with rule ``device.eligible-subscriber``, after the request rules admitted the request. In a batch
-the check is one bulk register look-up per commit of chunks in the single writer (the Device ID is
-in each signed result), so it costs a primary-key probe per CSR, not a query; a CSR that fails it
-is answered ``ra.ineligible`` (DCC status ``INELIGIBLE``, code ``IN:EL1``), its certificate thrown
-away unrecorded — so no certificate is ever recorded or returned for an ineligible Device.
+the check is one bulk register look-up per chunk in the single writer, between the signing
+workers' checking pass (which finds each CSR's Device ID) and their signing pass, so it costs a
+primary-key probe per CSR, not a query; a CSR that fails it is answered ``ra.ineligible`` (DCC
+status ``INELIGIBLE``, code ``IN:EL1``) and never signed — so no certificate is ever made for an
+ineligible Device.
 
 The table is :data:`smki.ra.rules.DEFAULT_ELIGIBILITY` unless the deployment's ``[eligibility]``
 section changes rows (a status, or ``unknown`` for Device IDs the register does not know, mapped
@@ -16,14 +17,16 @@ lists no Eligible Subscriber check there; only suppliers and the DCC may use tha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Collection
+from datetime import date
 from typing import TYPE_CHECKING
 
 from smki.config import Settings
 from smki.errors import ConfigError
 from smki.ra import PartyCategory, check_eligible_subscriber
 from smki.ra.rules import DEFAULT_ELIGIBILITY, DeviceFacts, EligibilityContext, Eligible
+from smki.services.key_register import Entry, Screen
+from smki.services.ra_state import today
 from smki.store.devices import device_reads
 
 if TYPE_CHECKING:
@@ -31,11 +34,6 @@ if TYPE_CHECKING:
 
 INELIGIBLE = "ra.ineligible"
 RULE_ID = "device.eligible-subscriber"
-
-_Result = tuple[int, str, bytes, str, str, bytes] | tuple[int, str, str, str]
-_ChunkResult = tuple[datetime, list[_Result]]
-Screen = Callable[[Sequence[_ChunkResult]], list[_ChunkResult]]
-
 
 def eligibility_table(settings: Settings) -> dict[str, frozenset[Eligible]] | None:
     """The table in force, or None when the check is switched off."""
@@ -52,8 +50,13 @@ def eligibility_table(settings: Settings) -> dict[str, frozenset[Eligible]] | No
     return table
 
 
-def eligibility_screen(home: Home, party_id: str) -> Screen | None:
-    """The batch writer's per-commit check for ``party_id``'s CSRs, or None when it is off."""
+Verdicts = Callable[[Collection[bytes], date], dict[bytes, str | None]]
+
+
+def eligibility_verdicts(home: Home, party_id: str) -> Verdicts | None:
+    """``party_id``'s verdicts on Device IDs on a date — None (eligible) or the refusal's reason —
+    judged from the register state in force on that date (a change dated later does not count yet);
+    None when the check is off. The batch writer asks with today's date, a what-if with its own."""
     table = eligibility_table(home.settings)
     if table is None:
         return None
@@ -61,23 +64,62 @@ def eligibility_screen(home: Home, party_id: str) -> Screen | None:
     category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
     reads = device_reads(home.store)
 
-    def screen(chunks: Sequence[_ChunkResult]) -> list[_ChunkResult]:
-        devices = {result[2] for _, results in chunks for result in results if len(result) == 6}
-        entries = reads.entries(devices)
-        verdicts: dict[bytes, str | None] = {}
+    def verdicts(devices: Collection[bytes], on: date) -> dict[bytes, str | None]:
+        entries = reads.entries_on(devices, on)
+        found: dict[bytes, str | None] = {}
         for device_id in devices:
             entry = entries.get(device_id)
             facts = None if entry is None else DeviceFacts(entry.smi_status, entry.import_supplier,
                                                            entry.gas_supplier, entry.network_operator)
             verdict = check_eligible_subscriber(EligibilityContext(party_id, category, device_id, facts, table))
-            verdicts[device_id] = None if verdict.passed else verdict.reason
-        out: list[_ChunkResult] = []
-        for not_before, results in chunks:
-            kept: list[_Result] = []
-            for result in results:
-                reason = verdicts.get(result[2]) if len(result) == 6 else None
-                kept.append(result if reason is None else (result[0], result[1], INELIGIBLE, f"{RULE_ID}: {reason}"))
-            out.append((not_before, kept))
+            found[device_id] = None if verdict.passed else verdict.reason
+        return found
+
+    return verdicts
+
+
+def eligibility_screen(home: Home, party_id: str) -> Screen | None:
+    """The batch writer's per-chunk check for ``party_id``'s CSRs, or None when it is off.
+
+    It runs between the signing workers' two passes, so an ineligible CSR is refused before any
+    certificate is built or signed for it. Whether a Party is eligible depends on the Device's
+    register entry only, never on its ID (which appears only in the reason), so the rule runs once
+    per distinct entry of the batch — for a batch of Devices the register does not know, once —
+    and again only to word a refusal (``tests/api/test_screen_before_signing.py`` checks the
+    screened batch against the rules applied CSR by CSR).
+    """
+    table = eligibility_table(home.settings)
+    if table is None:
+        return None
+    party = home.store.registry.party(party_id)
+    category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
+    reads = device_reads(home.store)
+    passes: dict[DeviceFacts | None, bool] = {}
+
+    def passed(device_id: bytes, facts: DeviceFacts | None) -> str | None:
+        """None when eligible, else the rule's reason (worded for this Device)."""
+        known = passes.get(facts)
+        if known:
+            return None
+        verdict = check_eligible_subscriber(EligibilityContext(party_id, category, device_id, facts, table))
+        passes[facts] = verdict.passed
+        return None if verdict.passed else verdict.reason
+
+    def screen(entries: list[Entry]) -> list[Entry]:
+        devices = {entry[2] for entry in entries if len(entry) != 4}
+        found = reads.entries_on(devices, today()) if devices else {}
+        if not found and passes.get(None):  # no Device of the chunk is in the register, and unknown ones pass
+            return entries
+        verdicts: dict[bytes, str | None] = {}
+        for device_id in devices:
+            row = found.get(device_id)
+            facts = None if row is None else DeviceFacts(row.smi_status, row.import_supplier,
+                                                         row.gas_supplier, row.network_operator)
+            verdicts[device_id] = passed(device_id, facts)
+        out: list[Entry] = []
+        for entry in entries:
+            reason = verdicts.get(entry[2]) if len(entry) != 4 else None
+            out.append(entry if reason is None else (entry[0], entry[1], INELIGIBLE, f"{RULE_ID}: {reason}"))
         return out
 
     return screen

@@ -15,9 +15,10 @@ spec §7.6).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from smki.ca.keyid import certificate_key_fingerprint, key_fingerprint
 from smki.domain import CertKind, CertStatus
@@ -31,55 +32,71 @@ if TYPE_CHECKING:
 
 DUPLICATE_KEY = "csr.duplicate"
 
-#: One batch result as the signing workers return it: ``(index, item_id, device_id, usage, serial,
-#: der)`` when issued, ``(index, item_id, code, message)`` when refused.
-_Result = tuple[int, str, bytes, str, str, bytes] | tuple[int, str, str, str]
-_ChunkResult = tuple[datetime, list[_Result]]
+#: A CSR of a batch between the signing workers' two passes. Checked (it passed every CSR check and
+#: is ready to build): ``(index, item_id, device_id, usage, fingerprint, hw_type, point)``; refused:
+#: ``(index, item_id, code, message)`` — the only entries of length 4.
+Checked = tuple[int, str, bytes, str, bytes, str, bytes]
+Refusal = tuple[int, str, str, str]
+Entry = Checked | Refusal
+#: A screen turns some checked entries of one chunk into refusals, before anything is signed.
+Screen = Callable[[list[Entry]], list[Entry]]
 
 
-def _duplicate(result: _Result, what: str) -> _Result:
-    return (result[0], result[1], DUPLICATE_KEY, f"this CSR's public key {what}; a key is certified once")
+def _duplicate(entry: Entry, what: str) -> Refusal:
+    return (entry[0], entry[1], DUPLICATE_KEY, f"this CSR's public key {what}; a key is certified once")
 
 
-def refuse_duplicate_device_keys(home: Home, chunks: Sequence[_ChunkResult],
-                                 ) -> tuple[list[_ChunkResult], list[tuple[bytes, str]]]:
-    """The chunks with every certificate whose key is already certified — before, or earlier in
-    these chunks — turned into a ``csr.duplicate`` refusal (its signature is thrown away: it was
-    never recorded nor handed out), and the (fingerprint, serial) pairs to record for the rest.
+class DeviceKeyScreen:
+    """A batch's duplicate-key screen: refuses, before signing, every CSR whose key is certified
+    already, or is the key of an earlier CSR of the batch — however many chunks apart.
 
-    One bulk look-up for all the chunks; the writer commits chunks in batch order, so a key met in
-    an earlier commit of the same batch is found in the register.
+    One look-up per chunk (its fingerprints, computed by the workers' checking pass). The writer
+    commits chunks in batch order, and a chunk is screened before any later one, so a key is either
+    in the register (committed) or among the keys this screen let through and the writer has not
+    committed yet (``_pending``, forgotten once they are: memory stays flat however long the batch).
     """
-    fingerprints: list[bytes | None] = []
-    for _, results in chunks:
-        for result in results:
-            fingerprints.append(certificate_key_fingerprint(result[5]) if len(result) == 6 else None)
-    known = certified_key_reads(home.store).serials([f for f in fingerprints if f is not None])
-    seen: set[bytes] = set()
-    pairs: list[tuple[bytes, str]] = []
-    out: list[_ChunkResult] = []
-    position = 0
-    for not_before, results in chunks:
-        kept: list[_Result] = []
-        for result in results:
-            fingerprint = fingerprints[position]
-            position += 1
-            if fingerprint is None:
-                kept.append(result)
-            elif fingerprint in known:
-                kept.append(_duplicate(result, f"is already certified (certificate {known[fingerprint]})"))
-            elif fingerprint in seen:
-                kept.append(_duplicate(result, "is in an earlier CSR of this batch"))
+
+    def __init__(self, home: Home) -> None:
+        self._reads = certified_key_reads(home.store)
+        self._pending: set[bytes] = set()
+        self._chunks: deque[list[bytes]] = deque()
+
+    def __call__(self, entries: list[Entry]) -> list[Entry]:
+        fingerprints = [entry[4] for entry in entries if len(entry) != 4]
+        known = self._reads.serials(fingerprints) if fingerprints else {}
+        pending = self._pending
+        if not known and pending.isdisjoint(fingerprints) and len(set(fingerprints)) == len(fingerprints):
+            pending.update(fingerprints)  # the usual chunk: every key new (set operations, no loop)
+            self._chunks.append(fingerprints)
+            return entries
+        accepted: list[bytes] = []
+        out: list[Entry] = []
+        for entry in entries:
+            if len(entry) == 4:
+                out.append(entry)
+                continue
+            fingerprint = entry[4]
+            if fingerprint in known:
+                out.append(_duplicate(entry, f"is already certified (certificate {known[fingerprint]})"))
+            elif fingerprint in pending:
+                out.append(_duplicate(entry, "is in an earlier CSR of this batch"))
             else:
-                seen.add(fingerprint)
-                issued = cast(tuple[int, str, bytes, str, str, bytes], result)
-                pairs.append((fingerprint, issued[4]))
-                kept.append(result)
-        out.append((not_before, kept))
-    return out, pairs
+                pending.add(fingerprint)
+                accepted.append(fingerprint)
+                out.append(entry)
+        self._chunks.append(accepted)
+        return out
+
+    def committed(self, chunks: int) -> None:
+        """The writer committed the oldest ``chunks`` screened chunks: their keys are in the register."""
+        for _ in range(chunks):
+            self._pending.difference_update(self._chunks.popleft())
 
 
-def record_device_keys(tx: Transaction, pairs: Sequence[tuple[bytes, str]]) -> None:
+def record_device_keys(tx: Transaction, pairs: list[tuple[bytes, str]]) -> None:
+    """Record (fingerprint, serial) pairs, in fingerprint order: the register's primary key is a
+    hash, so rows in key order touch its pages once each, left to right, rather than at random."""
+    pairs.sort()
     certified_key_writes(tx).record(pairs)
 
 

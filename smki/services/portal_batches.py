@@ -8,13 +8,10 @@ and answers with a ZIP holding a text record per CSR (identifier, file name, ``s
 Reading is defensive because the ZIP comes from outside: entries are read one at a time with a
 per-entry byte cap (so a ZIP bomb costs at most the cap per entry), names are checked before any
 data is read, and anything that is not a flat set of ``.csr`` files refuses the whole upload with a
-``portal.zip-*`` code.
-
-An upload becomes a batch job in the store like one sent over the web services (``interface``
-``portal``): the server's batch runner issues it, it survives a restart, and every server process
-lists it with the Party's JSON and XML batches. Its response is written from the store when it is
-downloaded, streamed: certificates go into the inner ZIP a page at a time, so a 50,000-CSR response
-never sits in memory.
+``portal.zip-*`` code. An accepted ZIP becomes a stored batch with the lifecycle of every batch
+(:func:`submit_portal_batch`). Writing the response is streamed from the stored outcomes once the
+batch has completed: certificates go into the inner ZIP and lines into the record a page at a time,
+so a 50,000-CSR response never sits in memory.
 
 How a refusal code becomes a DCC status and ``ErrorCode`` is the interface's business (the DCC
 code table lives with the web services), so :class:`ResponseWriter` takes a ``classify`` function.
@@ -25,22 +22,21 @@ from __future__ import annotations
 import base64
 import re
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from smki.errors import SmkiError
 from smki.services.batch_sources import MAX_ITEM_BYTES, BatchItem
+from smki.services.capacity import CapacitySettings
+from smki.services.context import Home
 from smki.services.device_issuance import DeviceOutcome
-
-if TYPE_CHECKING:
-    from smki.services.capacity import CapacitySettings
-    from smki.services.context import Home
-    from smki.services.requests import Requester
-    from smki.store.batches import BatchJobRecord
+from smki.services.requests import Requester
+from smki.store.batches import BatchJobRecord, batch_reads
 
 MAX_CSRS = 50_000
 """Spec §3.2 (App. F): at most 50,000 CSR files per Portal batch."""
@@ -48,7 +44,8 @@ MAX_ZIP_BYTES = 128 * 1024 * 1024
 """The largest upload accepted: 50,000 armoured CSRs are about 30 MB, so this leaves ample room."""
 RECORD_HEADER = "identifier,file name,status,error code"
 STATUSES = ("success", "error", "anomaly", "ineligible")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,250}\.csr$", re.IGNORECASE)
+#: A CSR file's name: at most 100 characters (the store keeps each CSR's name as its item id).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,95}\.csr$", re.IGNORECASE)
 _REQUEST_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -115,7 +112,7 @@ def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> 
             if "/" in name or "\\" in name or not _NAME.match(name):
                 raise PortalZipError(
                     "portal.zip-bad-entry",
-                    f"{name[:80]!r} is not a .csr file at the ZIP's root (letters, digits, . _ - and space)",
+                    f"{name[:80]!r} is not a .csr file at the ZIP's root (up to 100 letters, digits, . _ - and spaces)",
                 )
             if name.lower() in seen:
                 raise PortalZipError("portal.zip-duplicate", f"{name!r} appears more than once")
@@ -230,127 +227,132 @@ def _split(row: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Batches as the Portal shows them: every batch of the Party, from the store.
+# Batch jobs: an uploaded ZIP is a stored batch like any other (issue 13 point 2).
 
-#: The ``interface`` a Portal upload is stored with, beside the web services' ``json`` and ``xml``.
 PORTAL_INTERFACE = "portal"
+MAX_SHOWN_FAILURES = 1_000
+#: Statuses in which a Portal batch is still to run; its page keeps polling.
+WAITING = ("PENDING", "QUEUED", "PAUSED", "PROCESSING")
+
+
 #: How the Portal names the interface a batch came through.
 INTERFACE_NAMES = {PORTAL_INTERFACE: "Portal", "json": "JSON", "xml": "XML"}
-#: The refused files a batch page lists one by one (the response ZIP's record has every one).
-MAX_SHOWN_FAILURES = 1_000
-#: Batch states in which the numbers still move (the progress page keeps polling).
-RUNNING = ("QUEUED", "PROCESSING")
 
 
 @dataclass(frozen=True)
-class RefusedFile:
-    """One CSR file of a batch that got no certificate, as its page lists it."""
-
-    file_name: str
-    status: str  # the record's word: error, anomaly or ineligible
-    code: str  # the DCC error code, as in the response record
-    message: str
-
-
-@dataclass(frozen=True)
-class BatchView:
-    """A stored batch as the Portal shows it: progress, counts by record word, refused files."""
+class PortalBatch:
+    """A batch as its Portal page shows it, read from the store (any server process ran it): uploaded
+    here or sent over the JSON API or the XML services, every batch has a page (issue 14)."""
 
     job: BatchJobRecord
+    #: Each record status word (success, error, anomaly, ineligible) and how many CSRs have it so far.
     counts: dict[str, int]
-    failures: list[RefusedFile]
+    #: Each CSR file that did not get a certificate: (file name, record status, DCC error code, message),
+    #: the first MAX_SHOWN_FAILURES of them (the response ZIP's record has every one).
+    failures: list[tuple[str, str, str, str]]
+
+    @property
+    def batch_ref(self) -> str:
+        return str(self.job.id)
 
     @property
     def name(self) -> str:
-        return response_name(self.job)
+        """The uploaded ZIP's name, or the reference a system gave its batch (``batch-<id>`` if none)."""
+        return self.job.client_ref or f"batch-{self.job.id}"
 
     @property
     def interface(self) -> str:
         return INTERFACE_NAMES.get(self.job.interface, self.job.interface)
 
     @property
+    def status(self) -> str:
+        return self.job.status
+
+    @property
+    def total(self) -> int:
+        return self.job.total
+
+    @property
+    def done(self) -> int:
+        return self.job.processed
+
+    @property
+    def failed(self) -> int:
+        return self.job.rejected
+
+    @property
     def percent(self) -> int:
         return 100 if self.job.total == 0 else int(100 * self.job.processed / self.job.total)
 
     @property
-    def finished(self) -> bool:
-        """The response can be downloaded: every CSR has its outcome."""
-        return self.job.status == "COMPLETED"
-
-    @property
     def error(self) -> str | None:
-        job = self.job
-        return None if job.error_code is None else f"{job.error_code}: {job.error_text or ''}".rstrip(": ")
+        """Why the RA rejected the batch, or what stopped it as a whole."""
+        if self.job.status == "REJECTED":
+            return f"Rejected by the RA: {self.job.error_text or 'no reason given'}"
+        if self.job.error_code:
+            return f"{self.job.error_code}: {self.job.error_text or ''}"
+        return None
 
     def as_json(self) -> dict[str, object]:
-        job = self.job
-        return {"batch": job.id, "name": self.name, "interface": self.interface, "status": job.status,
-                "done": job.processed, "total": job.total, "percent": self.percent, "counts": dict(self.counts),
-                "failed": job.rejected, "error": self.error}
+        return {
+            "batch": self.batch_ref, "name": self.name, "interface": self.interface, "status": self.status,
+            "done": self.done,
+            "total": self.total, "percent": self.percent, "counts": dict(self.counts), "error": self.error,
+        }
 
 
-def submit_portal_batch(home: Home, requester: Requester, items: Sequence[BatchItem], *, name: str,
+def submit_portal_batch(home: Home, requester: Requester, items: Sequence[BatchItem], name: str,
                         capacity: CapacitySettings) -> BatchJobRecord:
-    """Accept an uploaded ZIP's CSRs as a batch job (RA rules, capacity, audited), as the web services
-    do: the server's batch runner issues it, and its state lives in the store, so it survives a
-    restart and any server process can show it. ``name`` (the upload's, made safe) names the response."""
+    """Accept an uploaded ZIP's CSRs as a stored batch (file names as item ids): the RA request rules,
+    capacity and the lifecycle of every batch — PENDING until the RA approves it (or QUEUED under the
+    auto-approval policy), PAUSED outside the processing window, REJECTED with a reason — and the
+    server's batch runner issues it, restart-safe, as it does JSON and XML batches."""
     from smki.services.batch_jobs import submit_batch
 
     return submit_batch(home, requester, [(item.item_id, item.data) for item in items],
                         interface=PORTAL_INTERFACE, client_ref=name, capacity=capacity)
 
 
-def party_batches(home: Home, party_id: str) -> list[BatchJobRecord]:
-    """Every unexpired batch of a Party, newest first, whichever interface it came through."""
-    from smki.services.batch_jobs import jobs_for_party
-
-    return jobs_for_party(home, party_id)
-
-
-def response_name(job: BatchJobRecord) -> str:
-    """What a batch's response files are named after: the uploaded ZIP's name for a Portal batch,
-    the client's reference (made safe) or ``batch-<id>`` for one sent over the web services."""
-    if job.interface == PORTAL_INTERFACE and job.client_ref:
-        return job.client_ref
-    return request_name(job.client_ref) if job.client_ref else f"batch-{job.id}"
-
-
-def _refused(item_id: str, code: str | None, message: str | None, index: int = 0) -> DeviceOutcome:
-    return DeviceOutcome(index, item_id, error_code=code or "issuance.anomaly", error_message=message or code)
-
-
-def batch_view(home: Home, batch_id: int, party_id: str, classify: Classify, *,
-               max_failures: int = MAX_SHOWN_FAILURES) -> BatchView:
-    """A Party's own batch (``batch.not-found`` for another Party's) with its refused files."""
+def portal_batch(home: Home, job_id: int, party_id: str, classify: Classify) -> PortalBatch:
+    """A Party's own batch, whichever interface it came through, with its counts and first failures
+    (``batch.not-found`` for another Party's)."""
     from smki.services.batch_jobs import job_for_party
-    from smki.store.batches import batch_reads
 
-    job = job_for_party(home, batch_id, party_id)
+    job = job_for_party(home, job_id, party_id)
     reads = batch_reads(home.store)
     counts = dict.fromkeys(STATUSES, 0)
     counts["success"] = job.issued
-    for code, n in reads.refusal_counts(job.id).items():
-        counts[classify(_refused("", code, code))[0]] += n
-    failures = []
-    for row in reads.refused_items(job.id, limit=max_failures):
-        status, dcc_code = classify(_refused(row.item_id, row.error_code, row.error_text, row.idx))
-        failures.append(RefusedFile(row.item_id, status, dcc_code, row.error_text or row.error_code or ""))
-    return BatchView(job, counts, failures)
+    failures: list[tuple[str, str, str, str]] = []
+    if job.rejected:
+        for code, n in reads.refusal_codes(job.id).items():
+            counts[classify(DeviceOutcome(0, "", error_code=code, error_message=code))[0]] += n
+        for idx, item_id, error_code, text in reads.refused_items(job.id, limit=MAX_SHOWN_FAILURES):
+            word, dcc_code = classify(DeviceOutcome(idx, item_id, error_code=error_code, error_message=text))
+            failures.append((item_id, word, dcc_code, text or ""))
+    return PortalBatch(job, counts, failures)
 
 
-def write_batch_response(home: Home, job: BatchJobRecord, classify: Classify, path: Path) -> Path:
-    """The response ZIP of a finished batch, built from the store (certificates and outcomes)."""
-    from smki.store.batches import batch_reads
+_building = threading.Lock()
 
-    writer = ResponseWriter(response_name(job), classify)
-    chunk: list[DeviceOutcome] = []
-    for row in batch_reads(home.store).iter_result_rows(job.id):
-        if row.der is not None:
-            chunk.append(DeviceOutcome(row.idx, row.item_id, der=bytes(row.der)))
-        else:
-            chunk.append(_refused(row.item_id, row.error_code, row.error_text, row.idx))
-        if len(chunk) >= 1000:
-            writer.add(chunk)
-            chunk = []
-    writer.add(chunk)
-    return writer.finish(path)
+
+def response_zip(home: Home, batch: PortalBatch, classify: Classify, directory: Path) -> Path:
+    """The finished batch's response ZIP (spec §3.2), written once from the stored outcomes and kept
+    beside the Portal's other files while the batch is (30 days); ``portal.batch-not-ready`` before."""
+    if batch.status != "COMPLETED":
+        raise SmkiError("portal.batch-not-ready", "the batch has not finished yet")
+    path = directory / f"{batch.job.ref}.zip"
+    with _building:  # two downloads at once write it once
+        if not path.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            writer = ResponseWriter(request_name(batch.name), classify)
+            page: list[DeviceOutcome] = []
+            for row in batch_reads(home.store).iter_result_rows(batch.job.id):
+                page.append(DeviceOutcome(row.idx, row.item_id, der=row.der, error_code=row.error_code,
+                                          error_message=row.error_text)
+                            if row.der is None else DeviceOutcome(row.idx, row.item_id, der=row.der))
+                if len(page) >= 2000:
+                    writer.add(page)
+                    page = []
+            writer.add(page)
+            writer.finish(path)
+    return path

@@ -25,6 +25,7 @@ from smki.ra import CertificateRequestFacts, Decision, decide_request
 from smki.services.batch_sources import BatchItem
 from smki.services.context import Home
 from smki.services.device_issuance import (
+    DEFAULT_CHUNK,
     BatchSummary,
     DeviceOutcome,
     InTransaction,
@@ -122,7 +123,8 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
                          pool: SigningPool | None = None,
                          in_transaction: InTransaction | None = None,
                          decision: Decision | None = None,
-                         eligibility: bool = True) -> BatchSummary:
+                         eligibility: bool = True,
+                         chunk_size: int | None = None) -> BatchSummary:
     """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
 
     Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches. A
@@ -142,7 +144,8 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
         **_passed(decision)})
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
                               on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised],
-                              screen=eligibility_screen(home, requester.party_id) if eligibility else None)
+                              screen=eligibility_screen(home, requester.party_id) if eligibility else None,
+                              chunk_size=chunk_size or DEFAULT_CHUNK)
 
 
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",

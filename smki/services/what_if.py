@@ -7,7 +7,8 @@ register as it is now, on another date — and nothing is audited, proposed, iss
 result names the date and the rule set, so it can never pass for a recorded decision.
 
 For Device CSRs a dry run also reports, per CSR, what the CA and the request-time checks would say
-(``csr.*``, ``csr.duplicate``): the per-CSR checks that do not depend on the date run as they would.
+(``csr.*``, ``ra.ineligible``, ``csr.duplicate``): the per-CSR checks that do not depend on the date
+run as they would, and the Eligible Subscriber check reads the device register as in force on the date.
 """
 
 from __future__ import annotations
@@ -93,29 +94,38 @@ def organisation_request_on(home: Home, party_id: str, aro_id: str, route: str, 
 
 def device_request_on(home: Home, party_id: str, aro_id: str, route: str, csrs: Sequence[tuple[str, bytes]],
                       on: date) -> WhatIf:
-    """The decision on Device CSRs on ``on``, and per CSR what the CSR checks and the key register
-    would say (duplicates within the CSRs given count too)."""
+    """The decision on Device CSRs on ``on``, and per CSR what the CSR checks, the Eligible
+    Subscriber check (on the device register as in force on ``on``: a change dated later does not
+    count) and the key register would say (duplicates within the CSRs given count too), in the
+    order issuance applies them."""
     from smki.ca.csr import check_device_csr, decode_csr_text
     from smki.ca.keyid import key_fingerprint
     from smki.domain import Route
+    from smki.services.eligibility import INELIGIBLE, RULE_ID, eligibility_verdicts
     from smki.store.certified_keys import certified_key_reads
 
     facts = CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=Route(route))
     decision = _request_decision(home, party_id, aro_id, facts, on)
-    checked: list[tuple[str, bytes | None, SmkiError | None]] = []
+    checked: list[tuple[str, bytes | None, bytes | None, SmkiError | None]] = []
     for item_id, data in csrs:
         try:
             request = check_device_csr(decode_csr_text(data), home.settings.hw_type_oids)
         except SmkiError as refusal:
-            checked.append((item_id, None, refusal))
+            checked.append((item_id, None, None, refusal))
         else:
-            checked.append((item_id, key_fingerprint(request.point), None))
-    known = certified_key_reads(home.store).serials([f for _, f, _ in checked if f is not None])
+            checked.append((item_id, request.device_id, key_fingerprint(request.point), None))
+    judge = eligibility_verdicts(home, party_id)
+    devices = {d for _, d, _, _ in checked if d is not None}
+    ineligible = {} if judge is None else judge(devices, on)
+    known = certified_key_reads(home.store).serials([f for _, _, f, _ in checked if f is not None])
     seen: set[bytes] = set()
     verdicts = []
-    for item_id, fingerprint, error in checked:
+    for item_id, device, fingerprint, error in checked:
+        reason = None if device is None else ineligible.get(device)
         if error is not None:
             verdicts.append(CsrVerdict(item_id, error.code, error.message))
+        elif reason is not None:
+            verdicts.append(CsrVerdict(item_id, INELIGIBLE, f"{RULE_ID}: {reason}"))
         elif fingerprint in known or fingerprint in seen:
             verdicts.append(CsrVerdict(item_id, "csr.duplicate", "this CSR's public key is already certified"))
         else:

@@ -224,6 +224,20 @@ class BatchReads:
                 return
             after = rows[-1].idx
 
+    def refused_items(self, job_id: int, *, limit: int) -> list[tuple[int, str, str | None, str | None]]:
+        """``(idx, item_id, error_code, error_text)`` of the first ``limit`` refused items, in order."""
+        stmt = (select(_i.idx, _i.item_id, _i.error_code, _i.error_text)
+                .where(_i.batch_id == job_id, _i.outcome == "error").order_by(_i.idx).limit(limit))
+        with self._engine.connect() as conn:
+            return [(int(r[0]), str(r[1]), r[2], r[3]) for r in conn.execute(stmt)]
+
+    def refusal_codes(self, job_id: int) -> dict[str, int]:
+        """How many of the job's items were refused with each error code (one grouped query)."""
+        stmt = (select(_i.error_code, func.count()).where(_i.batch_id == job_id, _i.outcome == "error")
+                .group_by(_i.error_code))
+        with self._engine.connect() as conn:
+            return {str(code or ""): int(n) for code, n in conn.execute(stmt)}
+
     def pending_items(self, job_id: int, *, after: int = -1, limit: int = 2000) -> list[tuple[int, str, bytes]]:
         """``(idx, item_id, csr)`` of items without an outcome, in order: what a run still issues."""
         return driver_rows(self._engine, "SELECT idx, item_id, csr FROM batch_items WHERE batch_id = ? AND idx > ? "
@@ -272,21 +286,6 @@ class BatchReads:
                 return
             after = rows[-1][0].idx
 
-    def refused_items(self, job_id: int, *, limit: int = 1000) -> list[ResultRow]:
-        """The first ``limit`` items that got no certificate (outcome ``error``), in order, without
-        their CSRs: what a batch's page lists file by file (the Portal)."""
-        stmt = (select(_i.idx, _i.item_id, _i.outcome, _i.error_code, _i.error_text)
-                .where(_i.batch_id == job_id, _i.outcome == "error").order_by(_i.idx).limit(limit))
-        with self._engine.connect() as conn:
-            return [ResultRow(*row, None) for row in conn.execute(stmt)]
-
-    def refusal_counts(self, job_id: int) -> dict[str, int]:
-        """How many of a job's items were refused, by error code."""
-        stmt = (select(_i.error_code, func.count()).where(_i.batch_id == job_id, _i.outcome == "error")
-                .group_by(_i.error_code))
-        with self._engine.connect() as conn:
-            return {str(code or ""): int(n) for code, n in conn.execute(stmt)}
-
 
 class BatchProgress:
     """The batch runner's bookkeeping writes, each in a small transaction of its own, unaudited."""
@@ -314,10 +313,14 @@ class BatchProgress:
         with write_connection(self._engine) as conn, conn.begin():
             return bool(conn.execute(stmt).rowcount == 1)
 
-    def release(self, job_id: int, owner: str) -> bool:
-        """Give a claimed job back (its owner is shutting down): any process may claim it at once."""
+    def release(self, job_id: int, owner: str, *, status: str | None = None) -> bool:
+        """Give a claimed job back (its owner is shutting down, or, with ``status="PAUSED"``, the
+        processing window closed): any process may claim it at once (a PAUSED one inside the window)."""
+        values: dict[str, Any] = {"owner": None, "heartbeat_at": None}
+        if status is not None:
+            values["status"] = status
         with write_connection(self._engine) as conn, conn.begin():
-            stmt = update(batch_jobs).where(_j.id == job_id, _j.owner == owner).values(owner=None, heartbeat_at=None)
+            stmt = update(batch_jobs).where(_j.id == job_id, _j.owner == owner).values(**values)
             return bool(conn.execute(stmt).rowcount == 1)
 
     def heartbeat(self, job_id: int, owner: str, now: datetime) -> bool:

@@ -70,16 +70,48 @@ def _entries(conn: Connection, device_ids: Collection[bytes]) -> dict[bytes, Dev
     return found
 
 
+def _in_force(conn: Connection, device_ids: Collection[bytes], on: date) -> dict[bytes, DeviceRow]:
+    """The state in force on ``on``: the snapshot when it already took effect (it is each Device's
+    latest-dated change, so no other change can be in force instead), else, for those few Devices
+    whose latest change is still to come, their latest change dated ``on`` or before, from the history."""
+    found = _entries(conn, device_ids)
+    later = sorted(d for d, entry in found.items() if entry.effective > on)
+    if not later:
+        return found
+    mark = placeholder(conn)
+    for device_id in later:
+        del found[device_id]
+    for start in range(0, len(later), _PART):
+        part = later[start:start + _PART]
+        rows = conn.exec_driver_sql(
+            f"SELECT {', '.join(_FIELDS)}, effective FROM device_changes WHERE device_id IN "
+            f"({', '.join([mark] * len(part))}) AND effective <= {mark} ORDER BY effective, id", (*part, on))
+        for values in rows:  # in date then record order: the last one per Device is the one in force
+            entry = _row(tuple(values))
+            found[entry.device_id] = entry
+    return found
+
+
 class DeviceReads:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     def entries(self, device_ids: Collection[bytes]) -> dict[bytes, DeviceRow]:
-        """The register entries of these Device IDs (absent: unknown to the register)."""
+        """The register entries of these Device IDs as last dated (absent: unknown to the register);
+        an entry's ``effective`` may still be to come (see :meth:`entries_on`)."""
         if not device_ids:
             return {}
         with self._engine.connect() as conn:
             return _entries(conn, device_ids)
+
+    def entries_on(self, device_ids: Collection[bytes], on: date) -> dict[bytes, DeviceRow]:
+        """The entries in force on ``on``: a change dated later does not apply yet, and a Device
+        whose first change is dated later is absent (unknown to the register on that date).
+        One primary-key query, plus one history query only for Devices with a change still to come."""
+        if not device_ids:
+            return {}
+        with self._engine.connect() as conn:
+            return _in_force(conn, device_ids, on)
 
     def history(self, device_id: bytes) -> list[DeviceChangeRecord]:
         """Every recorded change of one Device, oldest first."""
@@ -123,7 +155,10 @@ class DeviceWrites:
         return _entries(self._conn, device_ids) if device_ids else {}
 
     def put(self, rows: Sequence[DeviceRow], recorded_by: str) -> None:
-        """Upsert the entries and add one change row each (the last row wins for a repeated Device ID)."""
+        """Add one change row each, and keep each Device's entry (the snapshot) at its latest-dated
+        change: a row replaces it when dated the same day or later (so the last row wins for a
+        repeated Device ID and date), never when back-dated. A change dated in the future is thus in
+        the snapshot before it takes effect; readers ask for the state on a date (:meth:`DeviceReads.entries_on`)."""
         if not rows:
             return
         if self._conn.dialect.name == "postgresql":
@@ -136,7 +171,8 @@ class DeviceWrites:
                    r.network_operator, r.effective) for r in rows]
         self._conn.exec_driver_sql(
             f"INSERT INTO devices ({', '.join(_FIELDS)}, changed_on) VALUES ({marks}) "
-            f"ON CONFLICT (device_id) DO UPDATE SET {updates}", params)
+            f"ON CONFLICT (device_id) DO UPDATE SET {updates} WHERE excluded.changed_on >= devices.changed_on",
+            params)
         self._conn.exec_driver_sql(
             f"INSERT INTO device_changes ({', '.join(_FIELDS)}, effective, recorded_by) VALUES ({marks}, {mark})",
             [(*p, recorded_by) for p in params])
@@ -162,7 +198,8 @@ class DeviceWrites:
             columns = ", ".join((*_FIELDS, "changed_on"))
             cursor.execute(
                 f"INSERT INTO devices ({columns}) SELECT DISTINCT ON (device_id) {columns} FROM devices_in "
-                f"ORDER BY device_id, n DESC ON CONFLICT (device_id) DO UPDATE SET {updates}")
+                f"ORDER BY device_id, changed_on DESC, n DESC ON CONFLICT (device_id) DO UPDATE SET {updates} "
+                "WHERE excluded.changed_on >= devices.changed_on")
             cursor.execute(
                 f"INSERT INTO device_changes ({', '.join(_FIELDS)}, effective, recorded_by) "
                 f"SELECT {', '.join(_FIELDS)}, changed_on, %s FROM devices_in ORDER BY n", (recorded_by,))

@@ -108,3 +108,43 @@ def test_statuses_on_json_and_xml(live: LiveListeners, home: Home, aro: ClientFi
     result = dx.parse_csr_batch_result(xml.content)
     assert result.status is dx.BatchStatus.REJECTED
     assert result.error is not None and result.error.code == "WF:RJ1" and result.error.text == "duplicate submission"
+
+
+def test_a_batch_running_when_the_window_closes_pauses_at_a_chunk_boundary_and_resumes_in_the_next(
+        home: Home) -> None:
+    """The window (20:00-08:00) closes after the first chunk is committed: the batch stops at the next
+    chunk boundary, PAUSED, and the next window finishes it — every CSR issued exactly once. The
+    clock is injected: it reads the job's progress, so no sleep and no timing decides the test."""
+    from smki.domain import CertKind
+    from smki.store import CertificateQuery
+
+    night = _with(home, window="20:00-08:00")
+    job = _submit(night, 7, 0x00DB0F0000000500)
+    inside, outside = datetime(2026, 12, 6, 23, 0, tzinfo=UTC), datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    phase = {"now": "closing"}
+
+    def clock() -> datetime:
+        if phase["now"] == "closing":  # open until the first chunk has been committed, then closed
+            done = batch_reads(home.store).job(job).processed  # type: ignore[union-attr]
+            return outside if done >= 2 else inside
+        return outside if phase["now"] == "day" else inside
+
+    runner = BatchRunner(night, workers=0, poll=0.01, chunk_size=2, clock=clock)
+    assert runner.run_once() == 1
+    paused = batch_reads(home.store).job(job)
+    assert paused is not None
+    assert (paused.status, paused.processed, paused.issued, paused.owner) == ("PAUSED", 2, 2, None)
+    assert [r.details_dict.get("code") for r in home.store.audit_rows_for(paused.ref, "batch.failed")] == [
+        "batch.window-closed"]
+    phase["now"] = "day"
+    assert runner.run_once() == 0 and _status(home, job) == "PAUSED"  # outside the window it waits
+    phase["now"] = "night"
+    assert runner.run_once() == 1
+    done = batch_reads(home.store).job(job)
+    assert done is not None and (done.status, done.processed, done.issued) == ("COMPLETED", 7, 7)
+    items = list(batch_reads(home.store).iter_items(job))
+    serials = [item.serial for item in items]
+    assert None not in serials and len(set(serials)) == 7
+    issued = home.store.find_certificates(CertificateQuery(kind=CertKind.DEVICE, limit=100))
+    assert sorted(c.serial for c in issued) == sorted(s for s in serials if s is not None)  # none issued twice
+    assert len({c.device_id for c in issued}) == 7

@@ -61,11 +61,11 @@ def test_batches_sent_over_the_json_api_and_the_portal_are_listed_after_a_restar
     try:
         client = restarted.client(aro)
         listing = client.get("/portal/aro/batches").text
-        rows = re.findall(r'<tr data-interface="(\w+)">\s*<td data-label="Batch" class="wrap"><a href="([^"]+)">'
-                          r'([^<]+)</a></td>\s*<td data-label="Sent through">\w+</td><td data-label="Status">([^<]+)<',
-                          listing)
-        assert rows == [("Portal", f"/portal/aro/batches/{portal_id}", f"{portal_id}: week-9", "Completed"),
-                        ("JSON", f"/portal/aro/batches/{json_id}", f"{json_id}: nightly-run", "Completed")]
+        rows = re.findall(r'<tr data-interface="(\w+)">\s*<td data-label="Batch"><a href="([^"]+)">([^<]+)</a></td>'
+                          r'\s*<td data-label="Sent through">\w+</td><td data-label="Status">([^<]+)<', listing)
+        assert rows == [("Portal", f"/portal/aro/batches/{portal_id}", "week-9", "Completed"),
+                        ("JSON", f"/portal/aro/batches/{json_id}", f"{json_id} (nightly run)", "Completed")]
+        assert client.get(f"/portal/aro/batches/{json_id}/status").json()["interface"] == "JSON"
         # each batch's page lists its failed files with the record's status word and the DCC code
         assert _failed_files(client.get(f"/portal/aro/batches/{json_id}").text) == [("not-a-csr", "error", "CR:CC3")]
         assert _failed_files(client.get(f"/portal/aro/batches/{portal_id}").text) == [

@@ -22,13 +22,13 @@ from smki.ca.csr import ERROR_CODES, MAX_CSR_BYTES, check_device_csr, check_orga
 from smki.ca.der import der_tlv
 from smki.ca.devcsr import (
     hardware_module_name,
-    key_usage,
     make_device_csr,
     make_organisation_csr,
     oid_der,
     organisation_subject,
 )
 from smki.ca.oids import HARDWARE_MODULE_NAME, X500_UNIQUE_IDENTIFIER
+from smki.ca.profiles import end_entity_key_usage as key_usage
 from smki.domain import RemotePartyRole, Usage
 from smki.errors import SmkiError
 

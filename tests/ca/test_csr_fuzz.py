@@ -18,13 +18,13 @@ from smki.ca.csr import ERROR_CODES, check_device_csr, check_organisation_csr, d
 from smki.ca.der import der_tlv
 from smki.ca.devcsr import (
     device_csr_stream,
-    key_usage,
     make_device_csr,
     make_organisation_csr,
     oid_der,
     organisation_subject,
 )
 from smki.ca.oids import X500_UNIQUE_IDENTIFIER as UID
+from smki.ca.profiles import end_entity_key_usage as key_usage
 from smki.domain import RemotePartyRole, Usage
 from smki.errors import SmkiError
 from tests.ca.conftest import ANY_HW_TYPE

@@ -1,8 +1,10 @@
 """The per-CSR cost of decode_csr_text + check_device_csr (spec §3.3: 375,000-CSR batches).
 
 The target is ≤ 100 µs per CSR on one core, of which ECDSA P-256 verification is ~45 µs. The test
-only guards against an order-of-magnitude regression (say, a pyasn1 parse per CSR), with room for
-a loaded machine. Run this module to measure (figures quoted in docs/csr-errors.md):
+only guards against an order-of-magnitude regression (say, a pyasn1 parse per CSR). It compares the
+cost with the ECDSA verification floor measured in the same rounds, not with a wall-clock budget, so
+that a loaded machine (CI on 2 shared cores) slows both sides alike. Run this module to measure
+(figures quoted in docs/csr-errors.md):
 
     taskset -c 0 .venv/bin/python -m tests.ca.test_csr_perf 20000
 """
@@ -22,7 +24,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smki.ca.csr import check_device_csr, decode_csr_text
 from smki.ca.devcsr import device_csr_stream
 
-BUDGET_US = 400.0
+# decode + check is about twice the verification alone on a quiet machine;
+# a pyasn1 parse per CSR would be more than 10 times.
+MAX_RATIO_TO_VERIFY = 6.0
 
 
 def _best_us(items: list[bytes], work: Callable[[bytes], object], rounds: int = 3) -> float:
@@ -39,10 +43,24 @@ def _decode_and_check(text: bytes) -> object:
     return check_device_csr(decode_csr_text(text))
 
 
-def test_decode_and_check_cost_stays_in_budget() -> None:
-    texts = [base64.b64encode(der) for _, _, der in device_csr_stream(200, keys=4)]
-    best = _best_us(texts, _decode_and_check)
-    assert best < BUDGET_US, f"{best:.0f} µs per CSR"
+def _verify_floor(der: bytes) -> Callable[[bytes], object]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    signature = key.sign(der, ec.ECDSA(hashes.SHA256()))
+    public = key.public_key()
+    algorithm = ec.ECDSA(hashes.SHA256())
+    return lambda data: public.verify(signature, data, algorithm)
+
+
+def test_decode_and_check_cost_stays_within_a_few_signature_verifications() -> None:
+    ders = [der for _, _, der in device_csr_stream(200, keys=4)]
+    texts = [base64.b64encode(der) for der in ders]
+    verify = _verify_floor(ders[0])
+    best_ratio = float("inf")
+    for _ in range(5):  # interleaved, so a burst of load hits both sides of one ratio
+        cost = _best_us(texts, _decode_and_check, rounds=1)
+        floor = _best_us([ders[0]] * len(ders), verify, rounds=1)
+        best_ratio = min(best_ratio, cost / floor)
+    assert best_ratio < MAX_RATIO_TO_VERIFY, f"decode + check = {best_ratio:.1f} times one ECDSA verification"
 
 
 def main(count: int) -> None:
@@ -59,11 +77,7 @@ def main(count: int) -> None:
     for name, items in forms.items():
         cost = _best_us(items, _decode_and_check)
         print(f"decode_csr_text + check_device_csr, {name}: {cost:.1f} µs per CSR")
-    key = ec.generate_private_key(ec.SECP256R1())
-    signature = key.sign(ders[0], ec.ECDSA(hashes.SHA256()))
-    public = key.public_key()
-    algorithm = ec.ECDSA(hashes.SHA256())
-    floor = _best_us([ders[0]] * count, lambda data: public.verify(signature, data, algorithm))
+    floor = _best_us([ders[0]] * count, _verify_floor(ders[0]))
     print(f"ECDSA P-256 verification alone: {floor:.1f} µs")
 
 

@@ -26,6 +26,7 @@ from smki.interfaces.portal.app import create_portal_router
 from smki.interfaces.portal.identity import PortalIdentity
 from smki.services import applications as apps
 from smki.services import registry as reg
+from smki.services.batch_jobs import BatchRunner
 from smki.services.ca_admin import initialise_ca
 from smki.services.context import Home, open_home
 
@@ -58,7 +59,10 @@ def make_app(home: Home, route: Route) -> FastAPI:
             request.state.identity = found
         return await call_next(request)
 
-    app.include_router(create_portal_router(lambda: home, route))
+    def run_batches() -> None:  # the server's batch runner, here run in the request that woke it
+        BatchRunner(home, workers=0, poll=0.01).run_once()
+
+    app.include_router(create_portal_router(lambda: home, route, wake=run_batches))
     return app
 
 

@@ -224,14 +224,15 @@ def test_zip_batch_over_http(home: Home, clients: Clients) -> None:
                     files={"batch": ("week 12.zip", upload, "application/zip")}, follow_redirects=False)
     assert reply.status_code == 303
     ref = reply.headers["location"].rsplit("/", 1)[-1]
-    # a batch job in the store, like the web services': the server's batch runner issues it
-    queued = gw.get(f"/portal/aro/batches/{ref}/status", headers=ARO_H).json()
-    assert (queued["status"], queued["interface"], queued["done"], queued["total"]) == ("QUEUED", "Portal", 0, 4)
-    from smki.services.batch_jobs import BatchRunner
+    status = {}
+    for _ in range(200):
+        status = gw.get(f"/portal/aro/batches/{ref}/status", headers=ARO_H).json()
+        if status["status"] in ("COMPLETED", "FAILED"):
+            break
+        import time
 
-    assert BatchRunner(home, workers=0).run_once() == 1
-    status = gw.get(f"/portal/aro/batches/{ref}/status", headers=ARO_H).json()
-    assert status["status"] == "COMPLETED" and status["percent"] == 100 and status["label"] == "Completed"
+        time.sleep(0.05)
+    assert status["status"] == "COMPLETED" and status["percent"] == 100
     assert status["counts"] == {"success": 3, "error": 1, "anomaly": 0, "ineligible": 0}
     data = gw.get(f"/portal/aro/batches/{ref}/response.zip", headers=ARO_H)
     response = read_response_zip(data.content, "week-12")
@@ -254,8 +255,8 @@ def test_zip_batch_over_http(home: Home, clients: Clients) -> None:
     job = submit_batch(home, Requester(PARTY, ARO, Route.GATEWAY), [("1", der)], interface="json",
                        client_ref="nightly", capacity=capacity_settings(home))
     listing = gw.get("/portal/aro/batches", headers=ARO_H).text
-    rows = re.findall(r'<tr data-interface="(\w+)">\s*<td data-label="Batch" class="wrap"><a [^>]+>([^<]+)', listing)
-    assert rows == [("JSON", f"{job.id}: nightly"), ("Portal", f"{ref}: week-12")]
+    rows = re.findall(r'<tr data-interface="(\w+)">\s*<td data-label="Batch">(?:<a [^>]+>)?([^<]+)', listing)
+    assert rows == [("JSON", f"{job.id} (nightly)"), ("Portal", "week-12")]
     assert re.search(r'data-label="Status">(Queued|Awaiting RA approval)<', listing)  # labels, not codes
     assert 'data-label="Status">Completed<' in listing
     # another Party cannot see it

@@ -74,6 +74,33 @@ def _prepare(home: Home) -> tuple[str, int]:
     return issued.serial, waiting
 
 
+def _pending_batch_and_device(home: Home) -> int:
+    """A Portal batch awaiting the RA (for the approval queue) and a Device with a change to come."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from smki.services.batch_sources import BatchItem
+    from smki.services.capacity import capacity_settings
+    from smki.services.device_register import put_device
+    from smki.services.portal_batches import submit_portal_batch
+    from smki.services.ra_state import today
+
+    waits = replace(home, settings=replace(home.settings, extra={**home.settings.extra,
+                                                                 "batches": {"auto-approve-max": 0}}))
+    items = [BatchItem(n, f"meter-{n}.csr", make_device_csr((0x00DB000000000A00 + n).to_bytes(8, "big"), Usage.DS))
+             for n in range(3)]
+    job = submit_portal_batch(waits, Requester("SUPP1", ARO, Route.GATEWAY), items, "night-run",
+                              capacity_settings(home))
+    for offset, status in ((-30, "commissioned"), (14, "decommissioned")):
+        put_device(home, {"device_id": DEVICE, "device_type": "ESME", "smi_status": status,
+                          "import_supplier": "SUPP1", "network_operator": "NETOP2",
+                          "effective": (today() + timedelta(days=offset)).isoformat()}, actor=OPERATOR)
+    return job.id
+
+
+DEVICE = "00DB000000000B01"
+
+
 def _check(page: object, name: str, width: int, results: dict[str, object], problems: list[str]) -> None:
     path = artefacts() / f"{name}-{width}.png"
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
@@ -94,6 +121,7 @@ def _check(page: object, name: str, width: int, results: dict[str, object], prob
 
 def test_every_page_at_both_widths_is_accessible_and_fits(home: Home, browser: object, tmp_path: Path) -> None:
     serial, _waiting = _prepare(home)
+    pending = _pending_batch_and_device(home)
     people = {
         "aro": aro_credential(home, PASSPHRASE, ARO, tmp_path),
         "operator": staff_credential(home, PASSPHRASE, OPERATOR, tmp_path),
@@ -103,10 +131,12 @@ def test_every_page_at_both_widths_is_accessible_and_fits(home: Home, browser: o
     pages = {
         "aro": [("home", "/portal/aro"), ("csr", "/portal/aro/csr"), ("certificates", "/portal/aro/certificates"),
                 ("certificate", f"/portal/aro/certificates/{serial}"), ("batches", "/portal/aro/batches"),
-                ("not-found", "/portal/aro/certificates/00")],
+                ("batch-pending", f"/portal/aro/batches/{pending}"), ("not-found", "/portal/aro/certificates/00")],
         "operator": [("overview", "/portal/staff"), ("applications", "/portal/staff/applications"),
-                     ("parties", "/portal/staff/parties"), ("revocations", "/portal/staff/revocations")],
-        "approver": [("applications", "/portal/staff/applications")],
+                     ("parties", "/portal/staff/parties"), ("revocations", "/portal/staff/revocations"),
+                     ("batch-queue", "/portal/staff/batches"), ("devices", f"/portal/staff/devices?device={DEVICE}"),
+                     ("devices-unknown", "/portal/staff/devices?device=00DB000000000B99")],
+        "approver": [("applications", "/portal/staff/applications"), ("batch-queue", "/portal/staff/batches")],
         "auditor": [("audit", "/portal/staff/audit?verify=1"), ("audit-record", "/portal/staff/audit/2")],
     }
     results: dict[str, object] = {}
@@ -132,6 +162,7 @@ def test_every_page_at_both_widths_is_accessible_and_fits(home: Home, browser: o
     (artefacts() / "axe.json").write_text(json.dumps(results, indent=2, sort_keys=True))
     shots = sorted(p.name for p in artefacts().glob("*.png"))
     assert "gateway-auditor-audit-390.png" in shots and "gateway-aro-batch-1366.png" in shots
+    assert "gateway-approver-batch-queue-390.png" in shots and "gateway-operator-devices-1366.png" in shots
     assert problems == [], "\n".join(problems)
 
 

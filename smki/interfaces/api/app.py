@@ -101,7 +101,7 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
     if with_portal:
         from smki.interfaces.portal.app import create_portal_router
 
-        app.include_router(create_portal_router(ctx.home_factory, ctx.route, wake_runner=ctx.wake_runner))
+        app.include_router(create_portal_router(ctx.home_factory, ctx.route, wake=ctx.wake_runner))
     app.add_middleware(ListenerMiddleware, home_factory=ctx.home_factory, max_body=ctx.api.max_body,
                        max_batch_body=ctx.api.max_batch_body)
     app.add_middleware(AccessLogMiddleware, listener=ctx.route.value)  # outermost: sees every request

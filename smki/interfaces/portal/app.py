@@ -28,17 +28,17 @@ from smki.services.context import Home
 STATIC = {"portal.css": "text/css; charset=utf-8", "portal.js": "text/javascript; charset=utf-8"}
 
 
-def create_portal_router(home_factory: Callable[[], Home], route: Route, *,
-                         wake_runner: Callable[[], None] | None = None, prefix: str = "/portal") -> APIRouter:
+def create_portal_router(home_factory: Callable[[], Home], route: Route, *, wake: Callable[[], None] | None = None,
+                         prefix: str = "/portal") -> APIRouter:
     """The Portal's pages for a listener on ``route``; include it with ``app.include_router(router)``.
 
     ``home_factory`` returns the process's opened :class:`Home` (it may return the same object every
-    time; the Portal never closes it). An uploaded batch is stored as a batch job, which the process's
-    batch runner issues; ``wake_runner`` tells it one is waiting.
+    time; the Portal never closes it). ``wake`` tells the process's batch runner that a batch was
+    uploaded or approved (uploaded ZIPs are stored batches the runner issues, like JSON and XML ones).
     """
     if route not in (Route.GATEWAY, Route.SPOTI):
         raise SmkiError("portal.bad-route", "the Portal is served on the Gateway or the SPOTI route only")
-    ctx = PortalContext(home_factory, route, prefix=prefix, wake_runner=wake_runner)
+    ctx = PortalContext(home_factory, route, prefix=prefix, wake=wake or (lambda: None))
     router = APIRouter(prefix=prefix, include_in_schema=False, route_class=_route_class(ctx))
 
     @router.get("")

@@ -24,20 +24,23 @@ from smki.eui64 import parse_eui64
 from smki.interfaces.api.errors import count_refusal
 from smki.interfaces.portal.dcc_status import classify_batch_outcome
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
-from smki.interfaces.portal.web import (
-    SECURITY_HEADERS,
-    PortalContext,
-    describe,
-    download,
-    download_file,
-    status_label,
-)
+from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download
 from smki.services import applications as apps
-from smki.services import portal_batches as pb
 from smki.services import requests as rq
 from smki.services.context import Home
 from smki.services.device_issuance import DeviceOutcome
-from smki.services.portal_batches import MAX_ZIP_BYTES, read_portal_zip
+from smki.services.portal_batches import (
+    INTERFACE_NAMES,
+    MAX_ZIP_BYTES,
+    PORTAL_INTERFACE,
+    WAITING,
+    PortalBatch,
+    portal_batch,
+    read_portal_zip,
+    request_name,
+    response_zip,
+    submit_portal_batch,
+)
 from smki.services.ra_state import load_application
 from smki.store import CertificateQuery, CertificateRecord, normalise_serial
 
@@ -274,27 +277,24 @@ def _issue_single(request: Request, ctx: PortalContext, identity: PortalIdentity
 
 
 def _all_batches(ctx: PortalContext, party_id: str) -> list[dict[str, Any]]:
-    """The Party's batches however they came: uploaded here (Portal), or sent by its systems over the
-    JSON API or the DCC XML services; all from the store, newest first."""
+    """The Party's batches however they came: uploaded here (Portal), or by its systems over the JSON
+    API or the DCC XML services — all stored batches with one lifecycle — newest first."""
+    from smki.services.batch_jobs import jobs_for_party
+
     return [
-        {"name": pb.response_name(job), "link": f"/aro/batches/{job.id}", "batch_id": job.id,
-         "interface": pb.INTERFACE_NAMES.get(job.interface, job.interface), "status": job.status,
-         "reference": job.client_ref if job.interface != pb.PORTAL_INTERFACE else "",
+        {"name": job.client_ref if job.interface == PORTAL_INTERFACE
+            else f"{job.id}" + (f" ({job.client_ref})" if job.client_ref else ""),
+         "link": f"/aro/batches/{job.id}",  # every batch has its page: progress, failed files, response ZIP
+         "interface": INTERFACE_NAMES.get(job.interface, job.interface), "status": job.status.upper(),
          "done": job.processed, "total": job.total, "issued": job.issued, "failed": job.rejected,
-         "created": job.created_at}
-        for job in pb.party_batches(ctx.home(), party_id)]
+         "created": job.created_at, "batch_id": job.id, "reason": job.error_text if job.status == "REJECTED" else None}
+        for job in jobs_for_party(ctx.home(), party_id)]
 
 
-def _batch_id(text: str) -> int:
-    """A batch id from the URL (the DCC BatchId); anything else is a batch that does not exist."""
-    if not text.isdigit() or len(text) > 18:
-        raise SmkiError("batch.not-found", f"no batch {text[:40]!r} for this Party")
-    return int(text)
-
-
-def _view(ctx: PortalContext, request: Request, ref: str) -> pb.BatchView:
-    identity = aro_of(request)
-    return pb.batch_view(ctx.home(), _batch_id(ref), identity.party_id or "", _classify)
+def _job_id(ref: str) -> int:
+    if not ref.isdigit() or len(ref) > 18:
+        raise SmkiError("batch.not-found", "no such batch for this Party")
+    return int(ref)
 
 
 def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
@@ -318,46 +318,46 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
             assert isinstance(upload, UploadFile)
             items = read_portal_zip(data)
             home = ctx.home()
-            who = requester(ctx, identity)
-            rq.authorise_device_requests(home, who)  # refuse the whole upload up front, naming the rule
-            job = pb.submit_portal_batch(home, who, items, name=pb.request_name(upload.filename),
-                                         capacity=capacity_settings(home))
+            # the RA rules, capacity (the web service's daily batch volume) and the batch lifecycle
+            job = submit_portal_batch(home, requester(ctx, identity), items, request_name(upload.filename),
+                                      capacity_settings(home))
         except SmkiError as exc:
             identity_ok = getattr(request.state, "identity", None)
             mine = _all_batches(ctx, identity_ok.party_id or "") if isinstance(identity_ok, PortalIdentity) \
                 and identity_ok.party_id else []
             return ctx.error_page(request, exc, "batches.html", batches=mine)
-        if ctx.wake_runner is not None:
-            ctx.wake_runner()
+        ctx.wake()
         return ctx.redirect(request, f"/aro/batches/{job.id}")
+
+    def mine(request: Request, ref: str) -> PortalBatch:
+        identity = aro_of(request)
+        return portal_batch(ctx.home(), _job_id(ref), identity.party_id or "", _classify)
 
     @router.get("/aro/batches/{ref}")
     def batch_page(request: Request, ref: str) -> Response:
         try:
-            view = _view(ctx, request, ref)
+            batch = mine(request, ref)
         except SmkiError as exc:
             return ctx.error_page(request, exc)
-        return ctx.render(request, "batch.html", batch=view, running=pb.RUNNING)
+        return ctx.render(request, "batch.html", batch=batch, waiting=WAITING)
 
     @router.get("/aro/batches/{ref}/status")
     def batch_status(request: Request, ref: str) -> Response:
         try:
-            view = _view(ctx, request, ref)
+            batch = mine(request, ref)
         except SmkiError as exc:
             return JSONResponse({"error": exc.code, "message": exc.message}, status_code=404,
                                 headers=SECURITY_HEADERS)
-        return JSONResponse({**view.as_json(), "label": status_label(view.job.status)}, headers=SECURITY_HEADERS)
+        return JSONResponse(batch.as_json(), headers=SECURITY_HEADERS)
 
     @router.get("/aro/batches/{ref}/response.zip")
     def batch_response(request: Request, ref: str) -> Response:
         try:
-            view = _view(ctx, request, ref)
-            if not view.finished:
-                raise SmkiError("portal.batch-not-ready", "the batch has not finished yet")
+            batch = mine(request, ref)
+            path = response_zip(ctx.home(), batch, _classify, ctx.portal_dir() / "batches")
         except SmkiError as exc:
             return ctx.error_page(request, exc)
-        return download_file(lambda path: pb.write_batch_response(ctx.home(), view.job, _classify, path),
-                             f"{view.name}-result.zip", "application/zip")
+        return download(path.read_bytes(), f"{batch.name}-result.zip", "application/zip")
 
 
 def _classify(outcome: DeviceOutcome) -> tuple[str, str]:

@@ -12,20 +12,21 @@ import io
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from smki.domain import CertStatus
-from smki.errors import SmkiError
+from smki.errors import NotFound, SmkiError
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.interfaces.portal.web import PortalContext
 from smki.ra import Decision
 from smki.ra.state import INSTALLATION_NEED_EVIDENCE
 from smki.services import applications as apps
 from smki.services import registry as reg
+from smki.services.batch_lifecycle import batch_policy, batches_waiting
 from smki.services.context import Home
 from smki.services.ra_state import today
 from smki.store import AuditQuery, CertificateQuery
@@ -103,6 +104,7 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
             request, "staff_home.html", staff=home.store.registry.staff(_staff_id(identity)),
             open_count=len([a for a in home.store.registry.applications() if a.status in ("open", "proposed")]),
             dual_count=len(home.store.registry.dual_control_items("pending")),
+            batch_count=len(batches_waiting(home)),
             capacity=_capacity_rows(home),
         )
 
@@ -185,6 +187,56 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
         kind = params["kind"].upper()
         require_staff(ctx.home(), identity.staff_id, "ra-operator")
         publish(ctx.home(), kind, actor=f"staff:{identity.staff_id}")
+
+    def devices(request: Request, status_code: int = 200, **extra: Any) -> Response:
+        """The device register, one Device at a time: its state in force today and every dated change."""
+        from smki.services.device_register import view_device
+
+        identity = staff_of(request)
+        home = ctx.home()
+        wanted = (request.query_params.get("device") or "").strip()[:40]
+        view = None
+        if wanted:
+            try:
+                view = view_device(home, wanted)
+            except SmkiError as exc:
+                from smki.interfaces.portal.web import describe, status_for
+
+                status_code = 404 if isinstance(exc, NotFound) else status_for(exc)
+                extra = {**extra, "error": describe(exc)}
+        return ctx.render(request, "staff_devices.html", status_code, wanted=wanted, view=view,
+                          can=_can(home, identity), **extra)
+
+    @router.get("/staff/devices")
+    def devices_get(request: Request) -> Response:
+        return devices(request)
+
+    def batch_queue(request: Request, status_code: int = 200, **extra: Any) -> Response:
+        """Device CSR batches awaiting the RA (PENDING), oldest first, with their size and age."""
+        identity = staff_of(request)
+        home = ctx.home()
+        policy = batch_policy(home.settings)
+        return ctx.render(request, "staff_batches.html", status_code, waiting=batches_waiting(home),
+                          now=datetime.now(UTC), policy=policy, can=_can(home, identity), **extra)
+
+    batches_page = show(batch_queue)
+
+    @router.get("/staff/batches")
+    def batches_get(request: Request) -> Response:
+        return batches_page(request)
+
+    @action("/staff/batches", "batch-approved", batches_page)
+    def staff_batch_approve(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
+        from smki.services.batch_lifecycle import approve_batch
+
+        approve_batch(ctx.home(), int(params["batch_id"]), staff_id=_staff_id(identity))
+        ctx.wake()  # this process's runner may start it at once
+
+    @action("/staff/batches", "batch-rejected", batches_page)
+    def staff_batch_reject(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
+        from smki.services.batch_lifecycle import reject_batch
+
+        reject_batch(ctx.home(), int(params["batch_id"]), form.get("reason", ""), staff_id=_staff_id(identity))
 
     @router.get("/staff/audit")
     def audit(request: Request) -> Response:
@@ -317,6 +369,8 @@ _PATHS = {
     "staff_screen": "/staff/aros/{aro_id}/screen",
     "staff_suspend": "/staff/aros/{aro_id}/suspend",
     "staff_publish": "/staff/publish/{kind}",
+    "staff_batch_approve": "/staff/batches/{batch_id}/approve",
+    "staff_batch_reject": "/staff/batches/{batch_id}/reject",
 }
 
 

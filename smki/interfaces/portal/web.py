@@ -52,6 +52,8 @@ NOTICES: Mapping[str, str] = {
     "suspended": "The ARO was suspended; it cannot act from its very next request.",
     "revoked": "The certificate was revoked and a new CRL was published.",
     "published": "The revocation list was signed and published.",
+    "batch-approved": "The batch was approved: it is queued and runs in turn (inside the processing window, if set).",
+    "batch-rejected": "The batch was rejected with your reason; none of its CSRs will be processed.",
 }
 
 _env = Environment(
@@ -75,36 +77,31 @@ def _audit_time(value: str) -> str:
         return value
 
 
-#: Human labels for the codes the store keeps (certificate statuses, application and batch states):
-#: the pages' ``status`` macro (``_labels.html``) and the batch page's live status use these.
-STATUS_LABELS: Mapping[str, str] = {
-    "P": "Pending", "I": "In use", "N": "Not in use", "E": "Expired", "R": "Revoked",
-    "open": "Open", "proposed": "Proposed", "approved": "Approved", "refused": "Refused", "applied": "Applied",
-    "suspended": "Suspended", "withdrawn": "Withdrawn", "none": "Not applied", "active": "Active",
-    "revoked": "Revoked", "pending": "Waiting", "PENDING": "Awaiting RA approval", "QUEUED": "Queued",
-    "PAUSED": "Paused", "REJECTED": "Rejected", "PROCESSING": "Processing", "COMPLETED": "Completed",
-    "processing": "Processing", "completed": "Completed", "FAILED": "Failed",
-}
-
-
-def status_label(code: str) -> str:
-    return STATUS_LABELS.get(code, code)
+def _age(value: datetime | None, now: datetime) -> str:
+    """How long ago ``value`` was, in the largest whole unit (``3 h``, ``2 d``)."""
+    if value is None:
+        return ""
+    seconds = max(0, int((now - value).total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 _env.filters["when"] = _when
+_env.filters["age"] = _age
 _env.filters["audit_time"] = _audit_time
-_env.globals["status_labels"] = STATUS_LABELS
 
 
 @dataclass
 class PortalContext:
-    """One mounted Portal: its home, the listener's route, and how to wake the batch runner."""
+    """One mounted Portal: its home, the listener's route, and a way to wake the process's batch runner."""
 
     home_factory: Callable[[], Home]
     route: Route
     prefix: str = "/portal"
-    #: Wakes this process's batch runner when a batch has been accepted (None: it polls anyway).
-    wake_runner: Callable[[], None] | None = None
+    #: Tells this process's batch runner that a batch may be ready to run (uploaded, approved).
+    wake: Callable[[], None] = lambda: None
 
     def home(self) -> Home:
         return self.home_factory()
@@ -163,29 +160,6 @@ def download(data: bytes, filename: str, media_type: str) -> Response:
     headers = dict(SECURITY_HEADERS)
     headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return Response(data, media_type=media_type, headers=headers)
-
-
-def download_file(write: Callable[[Path], object], filename: str, media_type: str) -> Response:
-    """A download ``write`` makes as a file (a batch's response ZIP: up to 50,000 certificates),
-    sent from disk and deleted once sent, never held whole in memory."""
-    import os
-    import tempfile
-
-    from starlette.background import BackgroundTask
-    from starlette.responses import FileResponse
-
-    handle, name = tempfile.mkstemp(prefix="smki-portal-", suffix=".zip")
-    os.close(handle)
-    path = Path(name)
-    try:
-        write(path)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    headers = dict(SECURITY_HEADERS)
-    headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return FileResponse(path, media_type=media_type, headers=headers,
-                        background=BackgroundTask(path.unlink, missing_ok=True))
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,7 @@
     document.getElementById("progress").value = s.percent;
     document.getElementById("progress").textContent = s.percent + "%";
     document.getElementById("percent").textContent = s.percent + "%";
-    document.getElementById("status").textContent = s.label || s.status;
-    document.getElementById("status").setAttribute("data-status", s.status);
+    document.getElementById("status").textContent = s.status;
     document.getElementById("done").textContent = s.done;
     var parts = [];
     Object.keys(s.counts || {}).forEach(function (k) { parts.push(k + ": " + s.counts[k]); });
@@ -23,8 +22,8 @@
       .then(function (s) {
         show(s);
         if (s.status === "QUEUED" || s.status === "PROCESSING") { window.setTimeout(poll, 500); }
-        // waiting for the RA's approval or the processing window: look again now and then
-        else if (s.status === "PENDING" || s.status === "PAUSED") { window.setTimeout(poll, 5000); }
+        // awaiting the RA, or outside the processing window: look again now and then
+        else if (s.status === "PENDING" || s.status === "PAUSED") { window.setTimeout(poll, 10000); }
       })
       .catch(function () { window.setTimeout(poll, 2000); });
   }
