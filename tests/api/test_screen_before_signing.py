@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smki.ca.device_template import DeviceCertificateFactory
 from smki.ca.devcsr import make_device_csr
+from smki.ca.device_template import DeviceCertificateFactory
 from smki.ca.keyid import key_fingerprint
 from smki.domain import SmiStatus, Usage
 from smki.ra.rules import DEFAULT_ELIGIBILITY, Eligible
