@@ -25,7 +25,7 @@ ME = Requester(PARTY, ARO, Route.GATEWAY)
 
 
 def _with(home: Home, **batches: object) -> Home:
-    return replace(home, settings=replace(home.settings, extra={**home.settings.extra, "batches": batches}))
+    return replace(home, settings=home.settings.configured({"batches": batches}))
 
 
 def _submit(home: Home, count: int, first: int) -> int:
