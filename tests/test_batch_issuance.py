@@ -97,18 +97,3 @@ def test_workers_that_cannot_open_the_key_fail_the_batch_with_a_code(home: Home)
     assert caught.value.code == "batch.worker-failed" and "key." in caught.value.message
     assert pool.broken
     assert _issued_indexes_per_commit(home, "no-key") == []
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_commit_that_empties_the_pipeline_does_not_end_the_batch_early(home: Home, workers: int) -> None:
-    """With one or two workers at most 2 x workers + 4 chunks are in flight, no more than one commit
-    takes (8): when every chunk in flight has finished, one commit empties the pipeline. The batch
-    must go on reading its items then, not end as if they were all issued (it did: 12 of 40 CSRs
-    were issued and the batch recorded as completed)."""
-    seen: list[int] = []
-    summary = issue_device_batch(home, _items(60), actor="test", batch_ref=f"drain-{workers}", workers=workers,
-                                 chunk_size=1, on_chunk=lambda outcomes: seen.extend(o.index for o in outcomes))
-    assert (summary.issued, summary.rejected) == (60, 0)
-    assert sorted(seen) == list(range(60))
-    issued = home.store.find_certificates(CertificateQuery(kind=CertKind.DEVICE, limit=100))
-    assert len(issued) == 60

@@ -685,7 +685,6 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], screen: Scree
                                                                       len(signing) + len(checking))
             if finished and finished >= wanted:
                 commit([signing.popleft().result() for _ in range(finished)])
-                top_up()  # the commit may have emptied the pipeline: refill it before the loop's test
                 continue
             waiting: list[Future[Any]] = [checking[0]] if checking else []
             if finished < len(signing):
