@@ -90,14 +90,15 @@ Days = Annotated[int | None, typer.Option("--days", min=1, max=3660, help="Valid
 
 
 @aro_app.command("issue")
-def aro_issue(aro_id: str, out: OutOption, days: Days = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+def aro_issue(aro_id: Annotated[str, typer.Argument(help="The ARO's id in the register.")], out: OutOption,
+               days: Days = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Issue an ARO's credential (CN = ARO id, O = its Party) as PKCS#12."""
     _issue(home, "aro", aro_id, out, days=days)
 
 
 @system_credential_app.command("issue")
 def system_issue(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The Authorised System's name (its credential's subject).")],
     party: Annotated[str, typer.Option("--party", help="The Party the system acts for.")],
     aro: Annotated[str, typer.Option("--aro", help="The Party's ARO answerable for the system.")],
     out: OutOption,
@@ -112,7 +113,8 @@ def system_issue(
 
 
 @app.command("staff")
-def staff_issue(staff_id: str, out: OutOption, days: Days = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+def staff_issue(staff_id: Annotated[str, typer.Argument(help="The RA staff member's id.")], out: OutOption,
+                 days: Days = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Issue an RA staff member's credential (for the Portal's staff pages) as PKCS#12."""
     _issue(home, "staff", staff_id, out, days=days)
 
