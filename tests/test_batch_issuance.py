@@ -71,6 +71,20 @@ def test_the_first_chunk_is_issued_here_and_chunks_commit_in_batch_order(home: H
     _verify_all(home, "ordered", 230)
 
 
+def test_every_chunk_is_issued_when_all_in_flight_finish_at_once(home: Home) -> None:
+    """Refusals take no time: a warm pool can finish every chunk in flight before the writer looks,
+    and the writer must still fetch the chunks beyond them (found by the screening hypothesis test)."""
+    items = [BatchItem(i, f"c{i}", b"junk") for i in range(40)] + _items(3)
+    items[-3:] = [BatchItem(40 + n, f"c{40 + n}", item.data) for n, item in enumerate(items[-3:])]
+    with device_issuance.SigningPool.for_home(home, workers=1) as pool:
+        pool.warm()
+        outcomes: list[device_issuance.DeviceOutcome] = []
+        summary = issue_device_batch(home, items, actor="test", batch_ref="burst", pool=pool, chunk_size=1,
+                                     on_chunk=outcomes.extend)
+    assert (summary.issued, summary.rejected) == (3, 40)
+    assert sorted(o.index for o in outcomes) == list(range(43))
+
+
 def test_workers_that_cannot_open_the_key_fail_the_batch_with_a_code(home: Home) -> None:
     from smki.errors import SmkiError
 

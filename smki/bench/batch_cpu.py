@@ -10,6 +10,17 @@ crypto against the rest of their work.
    digests) against the worker's whole ``_issue_items`` (decode, check, build, sign), per
    certificate, best of 15 rounds each, interleaved.
 
+With ``--screens``, instead: the batch's cost with and without the screens that run between the
+workers' checking and signing passes, as ratios within one run — the duplicate-key screen (issue 13
+point 5: one register look-up per chunk, the fingerprints recorded with the certificates) switched
+off, and the Eligible Subscriber screen (point 2) switched on, with every Device of the batch in the
+device register. Each configuration issues the same CSRs into a fresh home (and database, with
+``--database-url``), ``--rounds`` times, interleaved; the best round of each is compared.
+
+    smki bench batch-cpu --count 50000 --screens [--rounds 2] [--database-url postgresql+psycopg://…]
+
+Switching the duplicate-key screen off is for this measurement only: smki has no such setting.
+
 Figures from a loaded machine are not comparable between runs; compare the lines of one run.
 """
 
@@ -21,8 +32,9 @@ import os
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -39,6 +51,9 @@ from smki.services.batch_sources import read_batch_source
 from smki.services.ca_admin import initialise_ca
 from smki.services.context import Home, open_home
 
+if TYPE_CHECKING:
+    from smki.services.key_register import Screen
+
 
 def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
@@ -46,7 +61,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def pool_split(home: Home, work: Path, count: int) -> None:
+def pool_split(home: Home, work: Path, count: int, screen: Screen | None = None,
+               quiet: bool = False) -> tuple[float, float, float, int]:
+    """Issue ``count`` CSRs through a warm pool: (wall s, parent CPU s, workers' CPU s, issued)."""
     source = prepare_csrs(count, work)
     pool = device_issuance.SigningPool.for_home(home)
     try:
@@ -56,7 +73,7 @@ def pool_split(home: Home, work: Path, count: int) -> None:
         before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         summary = device_issuance.issue_device_batch(home, read_batch_source(source), actor="bench",
-                                                     batch_ref="cpu", pool=pool)
+                                                     batch_ref="cpu", pool=pool, screen=screen)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
         workers = sum(_cpu_seconds(pid) - b for pid, b in zip(pids, workers_before, strict=True))
@@ -64,9 +81,12 @@ def pool_split(home: Home, work: Path, count: int) -> None:
         pool.close()
     parent = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     n = summary.issued
+    if quiet:
+        return wall, parent, workers, n
     print(f"batch of {n:,} with a warm pool: {wall:.2f} s, {n / wall:,.0f} certs/s; CPU per certificate: "
           f"parent {parent / n * 1e6:.0f} µs, workers {workers / n * 1e6:.0f} µs, "
           f"{(parent + workers) / wall:.2f} cores busy")
+    return wall, parent, workers, n
 
 
 def one_core_split(home: Home) -> None:
@@ -102,12 +122,105 @@ def one_core_split(home: Home) -> None:
           f"{worker:.0f} µs (the rest: {worker - crypto:.0f} µs)")
 
 
+def _screens_off() -> Callable[[], None]:
+    """Switch the duplicate-key screen off in this process (for this benchmark only); returns the undo."""
+    from smki.services import key_register
+
+    class NoScreen:
+        def __init__(self, _home: Home) -> None:
+            pass
+
+        def __call__(self, entries: list[key_register.Entry]) -> list[key_register.Entry]:
+            return entries
+
+        def committed(self, _chunks: int) -> None:
+            pass
+
+    names = ("DeviceKeyScreen", "record_device_keys")
+    saved = [getattr(device_issuance, name) for name in names]
+    setattr(device_issuance, names[0], NoScreen)
+    setattr(device_issuance, names[1], lambda _tx, _pairs: None)
+
+    def undo() -> None:
+        for name, value in zip(names, saved, strict=True):
+            setattr(device_issuance, name, value)
+
+    return undo
+
+
+def _register_devices(home: Home, count: int) -> None:
+    """Every Device of the batch in the device register (pending: any approved subscriber may ask),
+    so the eligibility screen finds an entry for each CSR rather than none."""
+    from smki.services.device_register import import_rows
+
+    first = 0x00DB000000000000  # smki.bench.issue's CSRs: DS and KA for consecutive Device IDs
+    rows = ((n, {"device_id": f"{first + n:016x}", "device_type": "ESME", "smi_status": "pending"})
+            for n in range((count + 1) // 2))
+    import_rows(home, rows, actor="bench")
+
+
+def screens(work: Path, count: int, rounds: int, database_url: str) -> None:
+    """The screens' cost, as ratios within one run (see the module's docstring)."""
+    from smki.bench.repository_scale import fresh_database
+    from smki.services.eligibility import eligibility_screen
+
+    secret = BENCH_PASSPHRASE.encode()
+    prepare_csrs(count, work)
+    configurations = ("duplicate keys on (default)", "duplicate keys off", "eligibility on, Devices registered")
+    best: dict[str, tuple[float, float, float, int]] = {}
+    for number in range(rounds):
+        turn = number % len(configurations)  # each round starts with another: none always runs first
+        for name in configurations[turn:] + configurations[:turn]:
+            if database_url:
+                fresh_database(database_url)
+            home_dir = work / f"home-{number}-{configurations.index(name)}"
+            initialise_ca(Settings(home=home_dir, database_url=database_url), secret, actor="bench")
+            home = open_home(home_dir, secret)
+            undo = _screens_off() if name == "duplicate keys off" else None
+            try:
+                screen = None
+                if name.startswith("eligibility"):
+                    _register_devices(home, count)
+                    screen = eligibility_screen(home, "bench-party")
+                run = pool_split(home, work, count, screen, quiet=True)
+            finally:
+                if undo is not None:
+                    undo()
+                home.close()
+            wall, parent, workers, n = run
+            print(f"  round {number + 1}, {name}: {wall:.2f} s, {n / wall:,.0f} certs/s; parent "
+                  f"{parent / n * 1e6:.1f} µs, workers {workers / n * 1e6:.1f} µs per certificate", flush=True)
+            if name not in best or wall < best[name][0]:
+                best[name] = run
+    base = best[configurations[0]]
+    store = "PostgreSQL" if database_url else "SQLite"
+    print(f"{count:,} CSRs on {store}, best of {rounds} round(s) each (1-minute load average "
+          f"{os.getloadavg()[0]:.2f}):")
+    for name in configurations:
+        wall, parent, workers, n = best[name]
+        print(f"  {name}: {n / wall:,.0f} certs/s (time {wall / base[0]:.3f} of the default's); parent "
+              f"{parent / n * 1e6:.1f} µs ({parent / n * 1e6 - base[1] / base[3] * 1e6:+.1f}), workers "
+              f"{workers / n * 1e6:.1f} µs per certificate")
+    off = best["duplicate keys off"]
+    print(f"the duplicate-key screen costs {(base[0] / off[0] - 1) * 100:.1f}% of the batch's time "
+          f"(parent CPU {(base[1] / base[3] - off[1] / off[3]) * 1e6:+.1f} µs per certificate); the eligibility "
+          f"screen {(best[configurations[2]][0] / base[0] - 1) * 100:.1f}%")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--screens", action="store_true",
+                        help="the duplicate-key and eligibility screens' cost, on against off, in one run")
+    parser.add_argument("--rounds", type=int, default=2, help="with --screens: runs of each configuration")
+    parser.add_argument("--database-url", default="",
+                        help="with --screens: a PostgreSQL database to drop and re-create for each run")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="smki-batch-cpu-") as tmp:
         work = Path(tmp)
+        if args.screens:
+            screens(work, args.count, args.rounds, args.database_url)
+            return
         secret = BENCH_PASSPHRASE.encode()
         initialise_ca(Settings(home=work / "home"), secret, actor="bench")
         home = open_home(work / "home", secret)

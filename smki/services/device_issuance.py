@@ -672,10 +672,12 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], screen: Scree
         top_up()  # submitting starts the worker processes: they boot while this process works
         if first is not None and issue_here is not None:
             commit([issue_here(first, screen)])
-        while checking or signing:
+        while True:
             while checking and checking[0].done():
                 signing.append(pool.sign(screen(checking.popleft().result())))
-            top_up()
+            top_up()  # before the test below: every chunk in flight may have just been committed
+            if not checking and not signing:
+                break
             finished = 0
             while finished < len(signing) and finished < MAX_CHUNKS_PER_COMMIT and signing[finished].done():
                 finished += 1

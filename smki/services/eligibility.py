@@ -22,7 +22,6 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from smki.config import Settings
-from smki.errors import ConfigError
 from smki.ra import PartyCategory, check_eligible_subscriber
 from smki.ra.rules import DEFAULT_ELIGIBILITY, DeviceFacts, EligibilityContext, Eligible
 from smki.services.key_register import Entry, Screen
@@ -30,6 +29,7 @@ from smki.services.ra_state import today
 from smki.store.devices import device_reads
 
 if TYPE_CHECKING:
+    from smki.ra.rules import RuleResult
     from smki.services.context import Home
 
 INELIGIBLE = "ra.ineligible"
@@ -40,13 +40,8 @@ def eligibility_table(settings: Settings) -> dict[str, frozenset[Eligible]] | No
     if not settings.eligible_subscriber_check:
         return None
     table = dict(DEFAULT_ELIGIBILITY)
-    for status, who in settings.extra.get("eligibility", {}).items():
-        if status not in DEFAULT_ELIGIBILITY:
-            raise ConfigError("config.invalid", f"[eligibility] {status!r} is not an SMI status or 'unknown'")
-        try:
-            table[status] = frozenset(Eligible(item) for item in who)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError("config.invalid", f"[eligibility] {status}: {exc}") from exc
+    for status, who in settings.sections.get("eligibility", {}).items():  # checked by the settings model
+        table[status] = frozenset(Eligible(item) for item in who)
     return table
 
 
@@ -94,32 +89,32 @@ def eligibility_screen(home: Home, party_id: str) -> Screen | None:
     party = home.store.registry.party(party_id)
     category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
     reads = device_reads(home.store)
-    passes: dict[DeviceFacts | None, bool] = {}
+    passes: dict[tuple[str, str | None, str | None, str | None] | None, bool] = {}
 
-    def passed(device_id: bytes, facts: DeviceFacts | None) -> str | None:
-        """None when eligible, else the rule's reason (worded for this Device)."""
-        known = passes.get(facts)
-        if known:
-            return None
-        verdict = check_eligible_subscriber(EligibilityContext(party_id, category, device_id, facts, table))
-        passes[facts] = verdict.passed
-        return None if verdict.passed else verdict.reason
+    def verdict(device_id: bytes, facts: tuple[str, str | None, str | None, str | None] | None) -> RuleResult:
+        return check_eligible_subscriber(EligibilityContext(
+            party_id, category, device_id, None if facts is None else DeviceFacts(*facts), table))
 
     def screen(entries: list[Entry]) -> list[Entry]:
         devices = {entry[2] for entry in entries if len(entry) != 4}
-        found = reads.entries_on(devices, today()) if devices else {}
-        if not found and passes.get(None):  # no Device of the chunk is in the register, and unknown ones pass
-            return entries
-        verdicts: dict[bytes, str | None] = {}
-        for device_id in devices:
-            row = found.get(device_id)
-            facts = None if row is None else DeviceFacts(row.smi_status, row.import_supplier,
-                                                         row.gas_supplier, row.network_operator)
-            verdicts[device_id] = passed(device_id, facts)
+        found = reads.facts_on(devices, today()) if devices else {}
+        kinds: set[tuple[str, str | None, str | None, str | None] | None] = set(found.values())
+        if len(found) < len(devices):
+            kinds.add(None)  # a Device the register does not know
+        for kind in kinds - passes.keys():  # each kind of entry judged once per batch (by any of its Devices)
+            example = next((d for d, facts in found.items() if facts == kind), None) or next(iter(devices))
+            passes[kind] = verdict(example, kind).passed
+        if all(passes[kind] for kind in kinds):
+            return entries  # the usual chunk: every Device eligible
         out: list[Entry] = []
         for entry in entries:
-            reason = verdicts.get(entry[2]) if len(entry) != 4 else None
-            out.append(entry if reason is None else (entry[0], entry[1], INELIGIBLE, f"{RULE_ID}: {reason}"))
+            if len(entry) != 4:
+                facts = found.get(entry[2])
+                if not passes[facts]:
+                    reason = verdict(entry[2], facts).reason  # worded for this Device
+                    out.append((entry[0], entry[1], INELIGIBLE, f"{RULE_ID}: {reason}"))
+                    continue
+            out.append(entry)
         return out
 
     return screen

@@ -113,6 +113,39 @@ class DeviceReads:
         with self._engine.connect() as conn:
             return _in_force(conn, device_ids, on)
 
+    def facts_on(self, device_ids: Collection[bytes], on: date,
+                 ) -> dict[bytes, tuple[str, str | None, str | None, str | None]]:
+        """(SMI status, import supplier, gas supplier, network operator) in force on ``on`` (as
+        :meth:`entries_on`), as the driver's tuples: what the eligibility screen reads per chunk of
+        a batch, without making a record per Device. One primary-key query; Devices with a change
+        still to come (rare) are read again through the history."""
+        if not device_ids:
+            return {}
+        columns = "device_id, smi_status, import_supplier, gas_supplier, network_operator, changed_on"
+        found: dict[bytes, tuple[str, str | None, str | None, str | None]] = {}
+        later: list[bytes] = []
+        on_text = on.isoformat()  # SQLite's driver hands dates back as text
+        with self._engine.connect() as conn:
+            wanted = list(device_ids)
+            parts: list[tuple[str, tuple[object, ...]]]
+            if conn.dialect.name == "postgresql":  # one query, the IDs as one array parameter
+                parts = [(f"SELECT {columns} FROM devices WHERE device_id = ANY(%s)", (wanted,))]
+            else:
+                mark = placeholder(conn)
+                parts = [(f"SELECT {columns} FROM devices WHERE device_id IN ({', '.join([mark] * len(part))})",
+                          tuple(part)) for part in (wanted[at:at + _PART] for at in range(0, len(wanted), _PART))]
+            for sql, params in parts:
+                rows = conn.exec_driver_sql(sql, params)
+                for device_id, status, import_supplier, gas_supplier, network_operator, changed in rows:
+                    if (changed > on_text) if isinstance(changed, str) else (changed > on):
+                        later.append(bytes(device_id))
+                        continue
+                    found[bytes(device_id)] = (status, import_supplier, gas_supplier, network_operator)
+            if later:
+                for device_id, row in _in_force(conn, later, on).items():
+                    found[device_id] = (row.smi_status, row.import_supplier, row.gas_supplier, row.network_operator)
+        return found
+
     def history(self, device_id: bytes) -> list[DeviceChangeRecord]:
         """Every recorded change of one Device, oldest first."""
         with self._engine.connect() as conn:

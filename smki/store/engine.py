@@ -38,8 +38,48 @@ def create_store_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
         from smki.store.models import use_postgresql_predicates
 
         use_postgresql_predicates()  # the dialect is loaded now in any case
-        return create_engine(url, pool_pre_ping=True)
+        return _postgresql_engine(url)
     raise SmkiError("store.bad-url", f"unsupported database {backend!r}: use sqlite or postgresql+psycopg")
+
+
+#: A pooled PostgreSQL connection idle longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def _postgresql_engine(url: str) -> Engine:
+    """PostgreSQL with a liveness check that costs nothing on a busy server.
+
+    ``pool_pre_ping`` pings the server at every checkout, and one Device CSR over the web services
+    checks out about ten connections: ten extra round trips per request. A connection that was in
+    use a moment ago is alive unless the driver already knows it is not (psycopg's ``broken`` and
+    ``closed``, free to read); one that sat idle for ``PING_AFTER_IDLE_SECONDS`` (a database
+    restart or an idle timeout may have ended it) is pinged as before. Either failure makes the
+    pool discard it and hand out a fresh one (SQLAlchemy's ``DisconnectionError`` protocol); a
+    connection that dies in between fails its statement, is invalidated, and the next checkout
+    gets a new one.
+    """
+    import time
+
+    from sqlalchemy.exc import DisconnectionError
+
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if getattr(dbapi_connection, "broken", False) or dbapi_connection.closed:
+            raise DisconnectionError("the connection was closed")
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since > PING_AFTER_IDLE_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as exc:
+                raise DisconnectionError("the connection did not answer a ping") from exc
+
+    return engine
 
 
 def _sqlite_engine(url: str, synchronous: str) -> Engine:

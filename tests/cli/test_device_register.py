@@ -44,6 +44,11 @@ def test_single_records_with_dated_changes(run: Run) -> None:
     fails(run, "ra.staff-role", "device", "set", "00DB123456789002", "--type", "ESME", "--status", "pending",
           "--as", "aud")
     fails(run, "device.not-registered", "device", "show", "00DB123456789009")
+    ok(run, "device", "set", "00DB123456789001", "--type", "ESME", "--status", "decommissioned",
+       "--import-supplier", "SUPP1", "--effective", "2999-01-01", "--as", "op1")
+    shown = ok(run, "device", "show", "00DB123456789001")
+    assert "ESME, commissioned since 2026-02-01" in shown  # a change dated later is not in force yet
+    assert "scheduled" in shown and "in force" in shown and "past" in shown
 
 
 def test_bulk_import_and_update_from_csv_and_json_lines(run: Run, tmp_path: Path, database_url: str) -> None:

@@ -27,7 +27,7 @@ from tests.portal.test_pages import ARO_H, staff, token
 
 
 def _with(home: Home, **batches: object) -> Home:
-    return replace(home, settings=replace(home.settings, extra={**home.settings.extra, "batches": batches}))
+    return replace(home, settings=home.settings.configured({"batches": batches}))
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ import typer
 from smki.errors import ConfigError, SmkiError
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading, open_for_signing
 from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
+from smki.settings_model import env_name, environment
 
-P12_PASSWORD_ENV = "SMKI_P12_PASSWORD"
+P12_PASSWORD_ENV = env_name("p12-password")
 
 app = typer.Typer(help="SMKI credentials: the TLS client certificates of AROs, systems and RA staff.",
                   no_args_is_help=True)
@@ -47,7 +48,7 @@ class Kind(StrEnum):
 def _password() -> bytes:
     from smki.observability.logs import register_secret
 
-    value = os.environ.get(P12_PASSWORD_ENV)
+    value = str(environment("p12-password"))
     if value:
         register_secret(value)
         return value.encode()

@@ -53,18 +53,28 @@ def set_(
 
 @app.command("show")
 def show(device_id: Eui, as_json: JsonOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
-    """A Device's register entry and every dated change."""
+    """A Device's register entry in force today and every dated change (one dated later: scheduled)."""
     register = _register()
-    entry, history = run_on(home, lambda h: register.get_device(h, device_id))
-    changes = [{**register.device_dict(change.row), "recorded_by": change.recorded_by} for change in history]
-    if emit_record({**register.device_dict(entry), "history": changes}, as_json=as_json):
+    view = run_on(home, lambda h: register.view_device(h, device_id))
+    entry = view.in_force
+    changes = [{**register.device_dict(change.row), "recorded_by": change.recorded_by,
+                "state": "scheduled" if view.scheduled(change) else "in force" if view.current(change) else "past"}
+               for change in view.changes]
+    shown = entry or min(view.changes, key=lambda c: c.row.effective).row  # before its first change: that change
+    record = {**register.device_dict(shown), "in_force": entry is not None, "on": view.on.isoformat(),
+              "history": changes}
+    if emit_record(record, as_json=as_json):
         return
-    console.print(f"Device {eui64_hyphenated(entry.device_id)}: {entry.device_type}, {entry.smi_status} since "
-                  f"{entry.effective.isoformat()}; import supplier {entry.import_supplier or '-'}, gas supplier "
-                  f"{entry.gas_supplier or '-'}, network operator {entry.network_operator or '-'}",
-                  highlight=False, markup=False, soft_wrap=True)
+    if entry is None:
+        console.print(f"Device {eui64_hyphenated(view.device_id)}: nothing in force on {view.on.isoformat()} "
+                      "(its first change is still to come)", highlight=False, markup=False, soft_wrap=True)
+    else:
+        console.print(f"Device {eui64_hyphenated(entry.device_id)}: {entry.device_type}, {entry.smi_status} since "
+                      f"{entry.effective.isoformat()}; import supplier {entry.import_supplier or '-'}, gas supplier "
+                      f"{entry.gas_supplier or '-'}, network operator {entry.network_operator or '-'}",
+                      highlight=False, markup=False, soft_wrap=True)
     emit_rows(changes, columns=("effective", "device_type", "smi_status", "import_supplier", "gas_supplier",
-                                "network_operator", "recorded_by"))
+                                "network_operator", "recorded_by", "state"))
 
 
 @app.command("list")
