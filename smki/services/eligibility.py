@@ -52,27 +52,41 @@ def eligibility_table(settings: Settings) -> dict[str, frozenset[Eligible]] | No
 
 
 Verdicts = Callable[[Collection[bytes], date], dict[bytes, str | None]]
+#: A Device's register entry as the screen reads it: (SMI status, import supplier, gas supplier,
+#: network operator); None for a Device the register does not know.
+Facts = tuple[str, str | None, str | None, str | None] | None
+Judge = Callable[[bytes, Facts], "RuleResult"]
+
+
+def _judge(home: Home, party_id: str) -> Judge | None:
+    """The rule for ``party_id``'s CSRs, one Device at a time; None when the check is off."""
+    table = eligibility_table(home.settings)
+    if table is None:
+        return None
+    party = home.store.registry.party(party_id)
+    category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
+
+    def judge(device_id: bytes, facts: Facts) -> RuleResult:
+        return check_eligible_subscriber(EligibilityContext(
+            party_id, category, device_id, None if facts is None else DeviceFacts(*facts), table))
+
+    return judge
 
 
 def eligibility_verdicts(home: Home, party_id: str) -> Verdicts | None:
     """``party_id``'s verdicts on Device IDs on a date — None (eligible) or the refusal's reason —
     judged from the register state in force on that date (a change dated later does not count yet);
     None when the check is off. The batch writer asks with today's date, a what-if with its own."""
-    table = eligibility_table(home.settings)
-    if table is None:
+    judge = _judge(home, party_id)
+    if judge is None:
         return None
-    party = home.store.registry.party(party_id)
-    category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
     reads = device_reads(home.store)
 
     def verdicts(devices: Collection[bytes], on: date) -> dict[bytes, str | None]:
-        entries = reads.entries_on(devices, on)
+        entries = reads.facts_on(devices, on)
         found: dict[bytes, str | None] = {}
         for device_id in devices:
-            entry = entries.get(device_id)
-            facts = None if entry is None else DeviceFacts(entry.smi_status, entry.import_supplier,
-                                                           entry.gas_supplier, entry.network_operator)
-            verdict = check_eligible_subscriber(EligibilityContext(party_id, category, device_id, facts, table))
+            verdict = judge(device_id, entries.get(device_id))
             found[device_id] = None if verdict.passed else verdict.reason
         return found
 
@@ -89,22 +103,16 @@ def eligibility_screen(home: Home, party_id: str) -> Screen | None:
     and again only to word a refusal (``tests/api/test_screen_before_signing.py`` checks the
     screened batch against the rules applied CSR by CSR).
     """
-    table = eligibility_table(home.settings)
-    if table is None:
+    verdict = _judge(home, party_id)
+    if verdict is None:
         return None
-    party = home.store.registry.party(party_id)
-    category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
     reads = device_reads(home.store)
-    passes: dict[tuple[str, str | None, str | None, str | None] | None, bool] = {}
-
-    def verdict(device_id: bytes, facts: tuple[str, str | None, str | None, str | None] | None) -> RuleResult:
-        return check_eligible_subscriber(EligibilityContext(
-            party_id, category, device_id, None if facts is None else DeviceFacts(*facts), table))
+    passes: dict[Facts, bool] = {}
 
     def screen(entries: list[Entry]) -> list[Entry]:
         devices = {entry[2] for entry in entries if len(entry) != 4}
         found = reads.facts_on(devices, today()) if devices else {}
-        kinds: set[tuple[str, str | None, str | None, str | None] | None] = set(found.values())
+        kinds: set[Facts] = set(found.values())
         if len(found) < len(devices):
             kinds.add(None)  # a Device the register does not know
         for kind in kinds - passes.keys():  # each kind of entry judged once per batch (by any of its Devices)
