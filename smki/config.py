@@ -4,24 +4,32 @@ Spec §4.3 and §6: policy OIDs, hwType, CA names and validity periods are not v
 so they are configuration, with the test-environment values of the reference certificates as
 defaults. A home directory (``--home``, default ``./smki-data``) holds ``smki.toml``, the database
 (SQLite by default) and the file key store; ``SMKI_DATABASE_URL`` overrides the database.
+
+:class:`Settings` is the typed result of :func:`smki.settings_model.resolve` (the one parser and
+the source of every default): the top-level settings as fields, every sectioned key
+(``api.workers``, ``capacity.batch-csrs.period``, ``batches.window``, the ``[role-usages]`` and
+``[eligibility]`` tables) in ``sections``, and where each value came from in ``sources``.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from smki.domain import ROLE_USAGES, RemotePartyRole, Usage
 from smki.errors import ConfigError
+from smki.settings_model import default as _default
+from smki.settings_model import resolve, section_defaults, sectioned
 
 CONFIG_FILE = "smki.toml"
 #: The hwType OIDs of the DCC's test Device Certificates (spec §7.4): the Device CSRs smki accepts
 #: by default carry one of them, and the certificate carries the CSR's.
-DEFAULT_HW_TYPES: tuple[str, ...] = ("1.2.826.0.1.8641679.1.2.2.1", "1.2.826.0.1372.1.1.2.1")
-DEFAULT_HOME = Path("smki-data")
+DEFAULT_HW_TYPES: tuple[str, ...] = _default("hw-type-oids")
+DEFAULT_HOME = Path(_default("home"))
 
 
 @dataclass(frozen=True)
@@ -29,50 +37,51 @@ class Settings:
     """Everything a deployment may change; the defaults are the spec's test-environment values."""
 
     home: Path = DEFAULT_HOME
-    database_url: str = ""  # empty: sqlite:///<home>/smki.db
-    key_backend: str = "file"  # "file" or "pkcs11"
-    pkcs11_module: str = ""
-    pkcs11_token: str = ""
-    pkcs11_session_keys: bool = True  # sign with per-session copies of the key (docs/hsm.md)
+    database_url: str = _default("database-url")  # empty: sqlite:///<home>/smki.db
+    key_backend: str = _default("key-backend")  # "file" or "pkcs11"
+    pkcs11_module: str = _default("pkcs11-module")
+    pkcs11_token: str = _default("pkcs11-token")
+    pkcs11_session_keys: bool = _default("pkcs11-session-keys")  # per-session copies of the key (docs/hsm.md)
 
-    device_policy_oid: str = "1.2.826.0.1.1800000.1.2.1.4"
-    organisation_policy_oid: str = "1.2.826.0.1.8641679.1.2.1.4"
+    device_policy_oid: str = _default("device-policy-oid")
+    organisation_policy_oid: str = _default("organisation-policy-oid")
     # The CA certificates carry the union of the policies they may issue under [design].
     #: hwTypes a Device CSR may carry (spec §7.4); any other is refused (``csr.hw-type``).
     hw_type_oids: tuple[str, ...] = DEFAULT_HW_TYPES
 
-    root_name: str = "SMKI Root"
-    organisation_ca_name: str = "Z1"
-    device_ca_name: str = "E357"
+    root_name: str = _default("root-name")
+    organisation_ca_name: str = _default("organisation-ca-name")
+    device_ca_name: str = _default("device-ca-name")
 
-    root_validity_years: int = 25
-    ca_validity_years: int = 25  # the DCC test Organisation CA: 2015-10-29 → 2040-10-28 (spec §7.5)
-    organisation_validity_years: int = 10
+    root_validity_years: int = _default("root-validity-years")
+    ca_validity_years: int = _default("ca-validity-years")  # the DCC test Organisation CA: 2015 → 2040 (§7.5)
+    organisation_validity_years: int = _default("organisation-validity-years")
 
-    crl_next_update_hours: int = 24
-    arl_next_update_days: int = 30
+    crl_next_update_hours: int = _default("crl-next-update-hours")
+    arl_next_update_days: int = _default("arl-next-update-days")
 
-    evidence_basis: str = "installation-need"  # or "registered-user" (spec §2.1)
+    evidence_basis: str = _default("evidence-basis")  # or "registered-user" (spec §2.1)
     #: Refuse an Organisation CSR whose key usage its role does not have (spec §7.3, ``csr.role-usage``);
     #: the table is ``smki.domain.ROLE_USAGES`` unless a ``[role-usages]`` section replaces it.
-    enforce_role_usages: bool = True
+    enforce_role_usages: bool = _default("enforce-role-usages")
     #: An expired or not-in-use Organisation Certificate may be re-issued for the same key and
     #: subject (spec §7.6); every other reuse of a certified key is ``csr.duplicate``.
-    reissue_organisation_same_key: bool = True
+    reissue_organisation_same_key: bool = _default("reissue-organisation-same-key")
     #: SEC L3.16 Eligible Subscribers on batched and Portal Device CSRs (rule
     #: ``device.eligible-subscriber``); its table is the default unless ``[eligibility]`` changes rows.
-    eligible_subscriber_check: bool = True
+    eligible_subscriber_check: bool = _default("eligible-subscriber-check")
 
-    log_level: str = "info"  # debug, info, warning, error, critical
-    log_format: str = "auto"  # json, text, or auto (text on a terminal, else json)
+    log_level: str = _default("log-level")  # debug, info, warning, error, critical
+    log_format: str = _default("log-format")  # json, text, or auto (text on a terminal, else json)
 
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Every sectioned key's typed value (``api.workers``, ``capacity.<limit>.period``, …) and the
+    #: ``role-usages`` / ``eligibility`` tables: what ``[api]``, ``[capacity]``, ``[batches]`` consumers read.
+    sections: Mapping[str, Any] = field(default_factory=section_defaults)
+    #: Where each value came from (``default``, ``smki.toml``, ``env X``, ``flag --x``).
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def resolved_database_url(self) -> str:
-        env = os.environ.get("SMKI_DATABASE_URL")
-        if env:
-            return env
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.default_database_path.resolve()}"
@@ -80,7 +89,7 @@ class Settings:
     @property
     def uses_default_database(self) -> bool:
         """True when the database is the SQLite file in the home (no URL in the environment or config)."""
-        return not (os.environ.get("SMKI_DATABASE_URL") or self.database_url)
+        return not self.database_url
 
     @property
     def default_database_path(self) -> Path:
@@ -96,13 +105,19 @@ class Settings:
         if not self.enforce_role_usages:
             return None
         table = dict(ROLE_USAGES)
-        for role_text, usages in self.extra.get("role-usages", {}).items():
-            try:
-                role = RemotePartyRole(int(role_text, 16))
-                table[role] = frozenset(Usage(usage) for usage in usages)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError("config.invalid", f"[role-usages] {role_text!r}: {exc}") from exc
+        for role_text, usages in self.sections.get("role-usages", {}).items():  # checked by the model
+            table[RemotePartyRole(int(role_text, 16))] = frozenset(Usage(usage) for usage in usages)
         return table
+
+    def configured(self, document: Mapping[str, Any]) -> Settings:
+        """These settings with ``document`` in ``smki.toml`` instead (checked and typed by the settings
+        model): each table it names replaces that section, e.g. ``{"capacity": {"enabled": False}}``."""
+        resolved = resolve(document, {}, None)
+        tables = {name for name, value in document.items() if isinstance(value, Mapping)}
+        sections = {key: value for key, value in self.sections.items() if key.split(".")[0] not in tables}
+        sections |= {key: value for key, value in sectioned(resolved.values).items() if key.split(".")[0] in tables}
+        top = {name: resolved.values[key] for key, name in _FIELDS.items() if key in document}
+        return replace(self, **top, sections=sections)
 
     @property
     def keys_dir(self) -> Path:
@@ -113,41 +128,31 @@ class Settings:
         return self.home / CONFIG_FILE
 
 
-_SIMPLE_FIELDS = {f.name for f in fields(Settings)} - {"home", "extra"}
-_LIST_FIELDS = {"hw_type_oids"}
+#: The top-level settings that are fields, by key (the others are read where used: secrets, the actor).
+_FIELDS = {f.name.replace("_", "-"): f.name for f in fields(Settings) if f.name not in ("home", "sections", "sources")}
 
 
-def load_settings(home: Path | str = DEFAULT_HOME) -> Settings:
-    """Read ``<home>/smki.toml`` if it exists; unknown keys are an error, not silently ignored."""
-    home_path = Path(home)
-    settings = Settings(home=home_path)
-    path = settings.config_path
+def read_document(path: Path) -> dict[str, Any]:
+    """``smki.toml`` parsed (empty when there is none); not yet checked (:func:`load_settings` does)."""
     if not path.exists():
-        return settings
+        return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError("config.invalid", f"cannot read {path}: {exc}") from exc
-    from smki.settings_model import check_document
 
-    check_document(data, str(path))
-    values: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in data.items():
-        name = key.replace("-", "_")
-        if name == "hw_type_oid" and isinstance(value, str):  # before spec §7.4: a single hwType
-            values["hw_type_oids"] = (value,)
-        elif name in _LIST_FIELDS:
-            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-                raise ConfigError("config.invalid", f"{path}: {key} must be a non-empty list of strings")
-            values[name] = tuple(value)
-        elif name in _SIMPLE_FIELDS:
-            values[name] = value
-        elif isinstance(value, dict):
-            extra[key] = value  # sections owned by other components (e.g. [capacity], [api])
-        else:
-            raise ConfigError("config.unknown-key", f"{path}: unknown setting {key!r}")
-    return replace(settings, **values, extra=extra)
+
+def load_settings(home: Path | str = DEFAULT_HOME, *, environ: Mapping[str, str] | None = None,
+                  flags: Mapping[str, Any] | None = None) -> Settings:
+    """``<home>/smki.toml``, the environment (default ``os.environ``) and ``flags`` (setting key →
+    the flag's value, None when not given) through the settings model; a bad key or value is an
+    error naming it, never silently ignored."""
+    home_path = Path(home)
+    path = home_path / CONFIG_FILE
+    resolved = resolve(read_document(path), os.environ if environ is None else environ, flags, str(path))
+    values = resolved.values
+    top = {name: values[key] for key, name in _FIELDS.items()}
+    return Settings(home=home_path, **top, sections=sectioned(values), sources=resolved.sources)
 
 
 def write_default_config(settings: Settings) -> Path:
@@ -155,8 +160,9 @@ def write_default_config(settings: Settings) -> Path:
     sees (and can edit) every value (:func:`smki.settings_model.render_toml`)."""
     from smki.settings_model import render_toml
 
-    values = {f.name.replace("_", "-"): getattr(settings, f.name) for f in fields(Settings)
-              if f.name not in ("home", "extra")}
+    # A value from the environment (e.g. SMKI_DATABASE_URL, which may hold a password) stays there.
+    values = {key: getattr(settings, name) for key, name in _FIELDS.items()
+              if not settings.sources.get(key, "").startswith("env ")}
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.config_path.write_text(render_toml(values), encoding="utf-8")
     return settings.config_path

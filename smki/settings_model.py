@@ -1,13 +1,14 @@
 """Every setting of smki in one typed model: its ``smki.toml`` key, environment variable, CLI flag.
 
-This table is the configuration reference. From it come ``docs/configuration.md``
-(:func:`render_markdown`, checked by a test), the commented ``smki.toml`` that ``smki ca init``
-writes (:func:`render_toml`), ``smki config show`` (effective values, secrets redacted) and
-``smki config check`` / :func:`check_document`, which :func:`smki.config.load_settings` runs on
-every start, so a misspelt key or a value of the wrong type is refused naming the key. The
-components still read their own section (``[api]`` in :mod:`smki.interfaces.api.settings`,
-``[capacity]`` in :mod:`smki.services.capacity`); ``tests/ops/test_config.py`` checks their
-defaults against this model so the two cannot drift.
+This table is the configuration reference and the only parser of the configuration. From it come
+``docs/configuration.md`` (:func:`render_markdown`, checked by a test), the commented ``smki.toml``
+that ``smki ca init`` writes (:func:`render_toml`), and :func:`resolve`: the file, the environment
+and the command-line flags, checked against the table (an unknown key or a value of the wrong type
+is refused naming the key, the variable or the flag) and turned into typed values with their
+source. :func:`smki.config.load_settings` runs it on every start; the components read their values
+from the result (``Settings`` fields for the top level, ``Settings.sections`` for ``[api]``,
+``[capacity]``, ``[batches]`` and the tables) and parse nothing themselves. ``smki config show``
+prints :func:`effective` of it, ``smki config check`` runs it.
 
 Keys are dotted paths: ``database-url`` (top level), ``api.gateway``, ``capacity.batch-csrs.capacity``
 (``capacity.<limit>.*`` for any limit name; the four named below are the SEC's).
@@ -24,6 +25,27 @@ from smki.errors import ConfigError
 
 STRING, INTEGER, NUMBER, BOOLEAN, STRINGS, LISTEN = "string", "integer", "number", "boolean", "list of strings", \
     "host:port"
+WINDOW = "HH:MM-HH:MM"
+DAY = 86_400
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A listener's address: the typed value of a ``host:port`` setting (``[::1]:80`` for IPv6)."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, what: str) -> Listen:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError("config.invalid", f"{what}: must be host:port, not {text!r}")
+        return cls(host.strip("[]"), int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -50,17 +72,22 @@ class Setting:
         return self.key.rpartition(".")[2]
 
 
-_LIMITS = {  # name: (capacity, period s, off-peak period s or None, what)
-    "portal-adhoc": (150, 86400, None, "ad hoc Portal Device CSRs per Party (SEC Appendix N §3.1)"),
-    "adhoc-service": (1, 0.8, 4.0, "Ad Hoc Device CSR web service: 1 CSR per 0.8 s in core hours, per 4 s otherwise"),
-    "batch-csrs": (50000, 86400, None, "batched Device CSRs per Party per 24 h without 7 days' notice"),
-    "organisation-csrs": (150, 86400, None, "Organisation CSRs per Party per 24 h (smki default)"),
+_LIMITS = {  # name: (capacity, period s, off-peak period s or None, what, reference quoted on refusal)
+    "portal-adhoc": (150, DAY, None, "ad hoc Portal Device CSRs per Party (SEC Appendix N §3.1)",
+                     "SEC Appendix N §3.1: 150 ad hoc Portal Device CSRs per Party per 24 h"),
+    "adhoc-service": (1, 0.8, 4.0, "Ad Hoc Device CSR web service: 1 CSR per 0.8 s in core hours, per 4 s otherwise",
+                      "SEC Appendix N §3.1: Ad Hoc Device CSR web service, 1 CSR per 0.8 s in core hours "
+                      "(07:00-20:00), 1 per 4 s otherwise"),
+    "batch-csrs": (50000, DAY, None, "batched Device CSRs per Party per 24 h without 7 days' notice",
+                   "SEC Appendix N §3.1: more than 50,000 Device CSRs in 24 h needs 7 days' notice"),
+    "organisation-csrs": (150, DAY, None, "Organisation CSRs per Party per 24 h (smki default)",
+                          "smki default, following the Portal's ad hoc limit"),
 }
 
 
 def _limit_settings() -> list[Setting]:
     out = []
-    for name, (capacity, period, off_peak, what) in _LIMITS.items():
+    for name, (capacity, period, off_peak, what, reference) in _LIMITS.items():
         out += [
             Setting(f"capacity.{name}.capacity", NUMBER, capacity, f"{what}: units per period (0 switches it off)",
                     minimum=0),
@@ -68,6 +95,7 @@ def _limit_settings() -> list[Setting]:
             Setting(f"capacity.{name}.off-peak-period", NUMBER, off_peak,
                     "the period outside core hours (07:00-20:00 UK time); unset: the same", minimum=0),
             Setting(f"capacity.{name}.enabled", BOOLEAN, True, "false switches this limit off"),
+            Setting(f"capacity.{name}.reference", STRING, reference, "the reference quoted when the limit refuses"),
         ]
     return out
 
@@ -132,7 +160,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("debug", BOOLEAN, False, "show Python tracebacks for internal errors", env="SMKI_DEBUG", toml=False),
     # -- [api]: smki serve ----------------------------------------------------------------------------
     Setting("api.gateway", LISTEN, "127.0.0.1:8443", "the DCC Gateway listener (mutual TLS)",
-            flag="smki serve --gateway"),
+            flag="smki serve --gateway", empty_ok=False),
     Setting("api.spoti", LISTEN, "127.0.0.1:8444", "the SPOTI listener; empty switches it off",
             flag="smki serve --spoti"),
     Setting("api.spoti-enabled", BOOLEAN, True, "false switches the SPOTI listener off",
@@ -161,7 +189,7 @@ SETTINGS: tuple[Setting, ...] = (
     # -- [batches]: the batch lifecycle (SEC Appendix M App. D) -----------------------------------------
     Setting("batches.auto-approve-max", INTEGER, 50000, "batches of up to this many CSRs are approved at once; "
             "larger ones stay PENDING until an RA approver decides (0: every batch waits)", minimum=0),
-    Setting("batches.window", STRING, "", "processing window HH:MM-HH:MM in UTC (the DCC's: 20:00-08:00); "
+    Setting("batches.window", WINDOW, "", "processing window HH:MM-HH:MM in UTC (the DCC's: 20:00-08:00); "
             "outside it queued batches are PAUSED; empty: no window"),
 )
 
@@ -184,10 +212,16 @@ def _setting_for(key: str) -> Setting | None:
         return found
     parts = key.split(".")
     if len(parts) == 3 and parts[0] == "capacity" and parts[2] in _LIMIT_KEYS:
-        if parts[2] == "reference":
-            return Setting(key, STRING, "", "the reference quoted when the limit refuses")
-        return BY_KEY[f"capacity.batch-csrs.{parts[2]}"]
+        return _further_limit(parts[1])[parts[2]]
     return None
+
+
+def _further_limit(name: str) -> dict[str, Setting]:
+    """The settings of ``[capacity.<name>]`` for a limit the model does not name (no capacity: off)."""
+    template = {s.name: s for s in SETTINGS if s.section == "capacity.batch-csrs"}
+    defaults = {"capacity": 0, "period": DAY, "off-peak-period": None, "enabled": True, "reference": ""}
+    return {part: Setting(f"capacity.{name}.{part}", setting.type, defaults[part], setting.doc,
+                          minimum=setting.minimum) for part, setting in template.items()}
 
 
 def _type_ok(setting: Setting, value: Any) -> bool:
@@ -204,8 +238,10 @@ def _type_ok(setting: Setting, value: Any) -> bool:
     return isinstance(value, str)
 
 
-def _check_value(setting: Setting, value: Any) -> None:
-    key = setting.key
+def _check_value(setting: Setting, value: Any, name: str = "") -> None:
+    """Refuse a value of the wrong type or out of range; ``name`` is how the error calls it
+    (the key for the file, ``SMKI_X (key)`` for the environment, ``--flag (key)`` for a flag)."""
+    key = name or setting.key
     if not _type_ok(setting, value):
         raise ConfigError("config.invalid", f"{key}: expected {setting.type}, got {value!r}")
     if setting.choices and value not in setting.choices:
@@ -215,20 +251,156 @@ def _check_value(setting: Setting, value: Any) -> None:
     if not setting.empty_ok and not value:
         raise ConfigError("config.invalid", f"{key}: must not be empty")
     if setting.type == LISTEN and value:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise ConfigError("config.invalid", f"{key}: must be host:port, not {value!r}")
+        Listen.parse(value, key)
+    if setting.type == WINDOW and value:
+        match = re.fullmatch(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})", value.strip())
+        if not match or int(match[1]) > 23 or int(match[3]) > 23 or int(match[2]) > 59 or int(match[4]) > 59:
+            raise ConfigError("config.invalid", f"{key}: must be HH:MM-HH:MM (UTC), not {value!r}")
+
+
+def _from_environment(setting: Setting, text: str, name: str) -> Any:
+    """An environment variable's text as the setting's type (lists are comma-separated)."""
+    try:
+        if setting.type == BOOLEAN:
+            if text.strip().lower() not in _TRUE | _FALSE:
+                raise ValueError(text)
+            return text.strip().lower() in _TRUE
+        if setting.type == INTEGER:
+            return int(text)
+        if setting.type == NUMBER:
+            return float(text)
+    except ValueError:
+        raise ConfigError("config.invalid", f"{name}: expected {setting.type}, got {text!r}") from None
+    if setting.type == STRINGS:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def _typed(setting: Setting, value: Any) -> Any:
+    """The value components use: a :class:`Listen` (None when empty), a tuple for a list, a float
+    for a number."""
+    if value is None:
+        return None
+    if setting.type == LISTEN:
+        return Listen.parse(value, setting.key) if value else None
+    if setting.type == STRINGS:
+        return tuple(value)
+    if setting.type == NUMBER:
+        return float(value)
+    return value
+
+
+def _flag_name(setting: Setting) -> str:
+    names = re.findall(r"--[\w-]+", setting.flag)
+    return names[-1] if names else setting.key
+
+
+def default(key: str) -> Any:
+    """The typed default of ``key`` (what a component uses when nothing sets it)."""
+    setting = BY_KEY[key]
+    return _typed(setting, setting.default)
+
+
+def environment(key: str, environ: Mapping[str, str] | None = None) -> Any:
+    """The setting ``key`` from its environment variable (checked, typed), or its default: for what
+    is read before (or without) a home, such as secrets, the actor and the first log level."""
+    import os
+
+    setting = BY_KEY[key]
+    text = (os.environ if environ is None else environ).get(setting.env, "")
+    if not text:
+        return _typed(setting, setting.default)
+    name = f"{setting.env} ({setting.key})"
+    value = _from_environment(setting, text, name)
+    _check_value(setting, value, name)
+    return _typed(setting, value)
+
+
+def env_name(key: str) -> str:
+    """The environment variable of ``key`` (for messages and Typer's ``envvar``)."""
+    return BY_KEY[key].env
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Every setting's typed value and where it came from (``default``, ``smki.toml``, ``env X``,
+    ``flag --x``); plus ``role-usages`` and ``eligibility``, the tables as given (validated)."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+
+
+def resolve(document: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+            flags: Mapping[str, Any] | None = None, where: str = "smki.toml") -> Resolved:
+    """The configuration in force: defaults < ``smki.toml`` < environment < command-line flags.
+
+    ``flags`` maps setting keys to the flag's value (None: not given). Anything unknown or of the
+    wrong type is a :class:`ConfigError` naming the key (or the variable, or the flag).
+    """
+    found = _read_document(document, where)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for table in (ROLE_USAGES_SECTION, ELIGIBILITY_SECTION):
+        values[table] = found.pop(table, {})
+        sources[table] = "smki.toml" if values[table] else "default"
+    if "hw-type-oid" in found and "hw-type-oids" not in found and found["hw-type-oid"]:
+        found["hw-type-oids"] = [found["hw-type-oid"]]  # before spec §7.4: a single hwType
+    further = sorted({key.split(".")[1] for key in found if key.count(".") == 2 and key.startswith("capacity.")}
+                     - set(_LIMITS))
+    settings = [s for s in SETTINGS if not s.deprecated]
+    settings += [s for name in further for s in _further_limit(name).values()]
+    for setting in settings:
+        value, source = setting.default, "default"
+        if setting.key in found:
+            value, source = found[setting.key], "smki.toml"
+        text = (environ or {}).get(setting.env, "") if setting.env else ""
+        if text:
+            name = f"{setting.env} ({setting.key})"
+            value, source = _from_environment(setting, text, name), f"env {setting.env}"
+            _check_value(setting, value, name)
+        flagged = (flags or {}).get(setting.key)
+        if flagged is not None:
+            name = f"{_flag_name(setting)} ({setting.key})"
+            value, source = flagged, f"flag {_flag_name(setting)}"
+            _check_value(setting, value, name)
+        values[setting.key], sources[setting.key] = _typed(setting, value), source
+    return Resolved(values, sources)
+
+
+def sectioned(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values not at the top level: every ``section.key`` and the two tables."""
+    return {key: value for key, value in values.items() if "." in key or key in (ROLE_USAGES_SECTION,
+                                                                                   ELIGIBILITY_SECTION)}
+
+
+def section_defaults() -> dict[str, Any]:
+    """The typed defaults of every sectioned key (``Settings()`` without a file)."""
+    return sectioned(resolve({}).values)
+
+
+def limit_names(values: Mapping[str, Any]) -> list[str]:
+    """The capacity limits in ``values``: the SEC's four and any ``[capacity.<name>]`` a file adds."""
+    return [key.split(".")[1] for key in values if key.startswith("capacity.") and key.endswith(".capacity")]
 
 
 def check_document(data: Mapping[str, Any], where: str = "smki.toml") -> None:
     """Refuse an unknown key or a bad value in a parsed ``smki.toml``, naming the key."""
+    resolve(data, {}, {}, where)
+
+
+def _read_document(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The file's values by dotted key, each checked; ``[role-usages]`` / ``[eligibility]`` as tables."""
+    found: dict[str, Any] = {}
 
     def walk(table: Mapping[str, Any], prefix: str) -> None:
         for name, value in table.items():
             key = f"{prefix}{name}"
-            setting = _setting_for(key.replace("_", "-") if prefix.startswith("capacity.") else key)
+            if prefix.startswith("capacity."):
+                key = key.replace("_", "-")
+            setting = _setting_for(key)
             if setting is not None and setting.toml:
                 _check_value(setting, value)
+                found[key] = value
                 continue
             is_table = isinstance(value, dict)
             if is_table and (key in ("api", "capacity", "batches") or (prefix == "capacity." and name != "enabled")):
@@ -237,12 +409,15 @@ def check_document(data: Mapping[str, Any], where: str = "smki.toml") -> None:
                 walk(value, "capacity.")
             elif is_table and key == ROLE_USAGES_SECTION:
                 _check_role_usages(value, where)
+                found[key] = {role.upper(): tuple(usages) for role, usages in value.items()}
             elif is_table and key == ELIGIBILITY_SECTION:
                 _check_eligibility(value, where)
+                found[key] = {status: tuple(who) for status, who in value.items()}
             else:
                 raise ConfigError("config.unknown-key", f"{where}: unknown setting {key!r}")
 
     walk(data, "")
+    return found
 
 
 def _check_role_usages(table: Mapping[str, Any], where: str) -> None:
@@ -250,6 +425,10 @@ def _check_role_usages(table: Mapping[str, Any], where: str) -> None:
         key = f"{ROLE_USAGES_SECTION}.{role}"
         if not re.fullmatch(r"[0-9A-Fa-f]{2}", role):
             raise ConfigError("config.invalid", f"{where}: {key}: a role is two hex digits, e.g. \"02\"")
+        from smki.domain import RemotePartyRole
+
+        if int(role, 16) not in {member.value for member in RemotePartyRole}:
+            raise ConfigError("config.invalid", f"{where}: {key}: not a Remote Party Role")
         if not isinstance(usages, list) or not set(usages) <= {"DS", "KA"}:
             raise ConfigError("config.invalid", f"{where}: {key}: expected a list of \"DS\" / \"KA\"")
 
@@ -321,9 +500,12 @@ def render_markdown() -> str:
         "Every setting of smki: its key in `<home>/smki.toml`, its environment variable and its command-line",
         "flag where it has one. An environment variable overrides the file; a flag overrides both.",
         "`smki config show` prints the effective values (secrets redacted); `smki config check` validates",
-        "the file and exits 1 naming the first bad key. Every command refuses an unknown key or a value of",
-        "the wrong type, so a misspelling is never silently ignored. Secrets (the key passphrase, the",
-        "PIN, PKCS#12 passwords) are read only from the environment or a prompt, never from a file.",
+        "the file and the environment and exits 1 naming the first bad key. Every command refuses an",
+        "unknown key or a value of the wrong type, so a misspelling is never silently ignored; a bad",
+        "environment variable or flag is refused the same way, naming it (`SMKI_LOG_LEVEL (log-level): …`,",
+        "`--admin (api.admin): …`). Booleans in the environment are 1/0, true/false, yes/no or on/off.",
+        "Secrets (the key passphrase, the PIN, PKCS#12 passwords) are read only from the environment or a",
+        "prompt, never from a file.",
         "",
     ]
     titles = {"": "Top level", "api": "`[api]`: `smki serve`", "capacity": "`[capacity]`: per-Party limits",
@@ -353,36 +535,29 @@ def render_markdown() -> str:
     return "\n".join(out)
 
 
-def effective(document: Mapping[str, Any], environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
-    """(key, value, source) of every setting: flag-less view for ``smki config show``, secrets redacted."""
-
-    def lookup(key: str) -> tuple[bool, Any]:
-        table: Any = document
-        for part in key.split("."):
-            if not isinstance(table, Mapping) or part not in table:
-                return False, None
-            table = table[part]
-        return True, table
-
+def effective(resolved: Resolved) -> list[tuple[str, str, str]]:
+    """(key, value, source) of every setting, for ``smki config show``: secrets redacted, the
+    database URL without its password."""
     rows = []
-    for s in SETTINGS:
-        if s.deprecated:
+    for key, value in resolved.values.items():
+        setting = _setting_for(key)
+        if setting is None:  # [role-usages] / [eligibility]: shown when a file changes them
+            if value:
+                rows.append((key, ", ".join(f"{k} = {list(v)}" for k, v in value.items()), resolved.sources[key]))
             continue
-        found, value = lookup(s.key) if s.toml else (False, None)
-        source = "smki.toml" if found else "default"
-        if s.env and environ.get(s.env):
-            value, source = environ[s.env], f"env {s.env}"
-        elif not found:
-            value = s.default
-        if s.secret and value:
+        if setting.secret and value:
             shown = "[redacted]"
-        elif s.key == "database-url" and value:
+        elif key == "database-url" and value:
             from sqlalchemy.engine import make_url
 
             shown = make_url(str(value)).render_as_string(hide_password=True)
+        elif value is None or value == "":
+            shown = "(unset)"
         else:
-            shown = "(unset)" if value is None or value == "" else _toml_value(value).strip('"')
-        rows.append((s.key, shown, source))
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            shown = str(value) if isinstance(value, Listen) else _toml_value(value).strip('"')
+        rows.append((key, shown, resolved.sources[key]))
     return rows
 
 

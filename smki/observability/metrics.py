@@ -117,6 +117,15 @@ def install() -> None:
     add_commit_hook(committed)
 
 
+def process_ended(pid: int) -> None:
+    """Forget the live gauges of a server process that ended (``liveall``: its heartbeat)."""
+    directory = multiprocess_dir()
+    if directory is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
 def registry() -> Any:
     """The registry to expose: the multiprocess sum when enabled, else this process's own."""
     from prometheus_client import REGISTRY, CollectorRegistry

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smki.audit import AuditEvent
 from smki.domain import CertificatePolicy
@@ -42,9 +42,11 @@ from smki.services.ra_state import (
     today,
 )
 from smki.services.registry import check_id, parse_policy
-from smki.services.requests import Requester
 from smki.services.staff import require_action, staff_roles
 from smki.store.registry import ApplicationRecord
+
+if TYPE_CHECKING:  # not at run time: smki.services.requests brings the issuance path and cryptography
+    from smki.services.requests import Requester
 
 OPEN = "open"
 PROPOSED = "proposed"

@@ -42,6 +42,7 @@ from sqlalchemy.engine import make_url
 from smki import __version__
 from smki.config import CONFIG_FILE, Settings, load_settings
 from smki.errors import SmkiError
+from smki.settings_model import environment
 
 MANIFEST = "manifest.json"
 SQLITE_MEMBER = "database/smki.db"
@@ -231,7 +232,7 @@ def restore_backup(path: Path, home: Path, *, database_url: str = "", actor: str
         raise SmkiError("backup.home-not-empty", f"{home} is not empty: restore into a new home")
     manifest = report.manifest
     is_pg = manifest["database"] == "postgresql"
-    target_url = database_url or os.environ.get("SMKI_DATABASE_URL", "")
+    target_url = database_url or str(environment("database-url"))
     if is_pg and not target_url.startswith("postgresql"):
         raise SmkiError("backup.needs-database", "this backup is of a PostgreSQL database: give the empty "
                                                  "database to restore into (--database-url or SMKI_DATABASE_URL)")

@@ -29,15 +29,16 @@ from datetime import UTC, datetime, time
 
 from smki.audit import AuditEvent
 from smki.config import Settings
-from smki.errors import ConfigError, NotFound, SmkiError
+from smki.errors import NotFound, SmkiError
 from smki.ra import StaffAction
 from smki.services.context import Home
 from smki.services.staff import require_action
+from smki.settings_model import default
 from smki.store.batches import BatchJobRecord, batch_reads, batch_writes
 
 PENDING, QUEUED, PROCESSING, PAUSED, REJECTED, COMPLETED = (
     "PENDING", "QUEUED", "PROCESSING", "PAUSED", "REJECTED", "COMPLETED")
-DEFAULT_AUTO_APPROVE_MAX = 50_000
+DEFAULT_AUTO_APPROVE_MAX: int = default("batches.auto-approve-max")
 
 
 @dataclass(frozen=True)
@@ -60,26 +61,14 @@ class BatchPolicy:
         return now >= start or now < end  # a window across midnight, as the DCC's 20:00-08:00
 
 
-def _clock(text: str) -> time:
-    try:
-        hours, minutes = text.strip().split(":")
-        return time(int(hours), int(minutes))
-    except ValueError:
-        raise ConfigError("config.invalid", f"[batches] window: {text!r} is not HH:MM") from None
-
-
 def batch_policy(settings: Settings) -> BatchPolicy:
-    section = settings.extra.get("batches", {})
-    limit = section.get("auto-approve-max", DEFAULT_AUTO_APPROVE_MAX)
-    if not isinstance(limit, int) or limit < 0:
-        raise ConfigError("config.invalid", "[batches] auto-approve-max must be a whole number, 0 or more")
-    window = section.get("window")
+    """``[batches]`` as the settings model resolved (and checked) it."""
+    values = settings.sections
+    window = values["batches.window"].strip()
     if not window:
-        return BatchPolicy(limit)
-    start, _, end = str(window).partition("-")
-    if not end:
-        raise ConfigError("config.invalid", f"[batches] window: {window!r} is not HH:MM-HH:MM")
-    return BatchPolicy(limit, (_clock(start), _clock(end)))
+        return BatchPolicy(values["batches.auto-approve-max"])
+    start, end = (time.fromisoformat(part.strip().zfill(5)) for part in window.split("-"))
+    return BatchPolicy(values["batches.auto-approve-max"], (start, end))
 
 
 def _pending(home: Home, job_id: int) -> BatchJobRecord:

@@ -3,8 +3,9 @@
 The SEC sets the DCC's service levels per Party: at most 150 ad hoc Portal Device CSRs in 24 hours;
 on the Ad Hoc Device CSR web service one CSR per 0.8 s in core hours (07:00-20:00 UK time) and one
 per 4 s otherwise; at most 50,000 batched Device CSRs in 24 hours without 7 days' notice. smki makes
-each a configurable limit with those defaults (``[capacity]`` in ``smki.toml``, or ``[api.capacity]``),
-which a deployment can raise or switch off — smki's own throughput is far above them.
+each a configurable limit with those defaults (``[capacity]`` in ``smki.toml``, or ``[api.capacity]``;
+read by the settings model, :mod:`smki.settings_model`), which a deployment can raise or switch off
+— smki's own throughput is far above them.
 
 Each limit is a token bucket per Party held in the database (``capacity_buckets``), so every server
 process draws on the same counters: ``capacity`` tokens, refilled at ``capacity / period`` per
@@ -17,14 +18,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from smki.audit import AuditEvent
-from smki.errors import ConfigError, SmkiError
+from smki.errors import SmkiError
 from smki.services.context import Home
+from smki.settings_model import limit_names, section_defaults
 from smki.store.capacity import capacity_ledger
 
 _UK = ZoneInfo("Europe/London")
@@ -48,21 +51,20 @@ class Limit:
         return self.capacity / period
 
 
-#: The SEC defaults (spec §3.3). Names are the refusal codes' suffixes: ``capacity.<name>``.
-DEFAULT_LIMITS: dict[str, Limit] = {
-    "portal-adhoc": Limit(
-        "portal-adhoc", 150, DAY,
-        reference="SEC Appendix N §3.1: 150 ad hoc Portal Device CSRs per Party per 24 h"),
-    "adhoc-service": Limit(
-        "adhoc-service", 1, 0.8, 4.0,
-        reference="SEC Appendix N §3.1: Ad Hoc Device CSR web service, 1 CSR per 0.8 s in core hours "
-                  "(07:00-20:00), 1 per 4 s otherwise"),
-    "batch-csrs": Limit(
-        "batch-csrs", 50_000, DAY,
-        reference="SEC Appendix N §3.1: more than 50,000 Device CSRs in 24 h needs 7 days' notice"),
-    "organisation-csrs": Limit(
-        "organisation-csrs", 150, DAY, reference="smki default, following the Portal's ad hoc limit"),
-}
+def _limits(values: Mapping[str, Any]) -> dict[str, Limit]:
+    """The limits switched on in the settings model's ``capacity.<name>.*`` values."""
+    limits = {}
+    for name in limit_names(values):
+        key = f"capacity.{name}."
+        if values[key + "enabled"] and values[key + "capacity"]:
+            limits[name] = Limit(name, values[key + "capacity"], values[key + "period"] or DAY,
+                                 values[key + "off-peak-period"], values[key + "reference"])
+    return limits
+
+
+#: The SEC defaults (spec §3.3), from the settings model. Names are the refusal codes' suffixes:
+#: ``capacity.<name>``.
+DEFAULT_LIMITS: dict[str, Limit] = _limits(section_defaults())
 
 
 @dataclass(frozen=True)
@@ -88,45 +90,11 @@ def is_core_hours(at: datetime) -> bool:
     return 7 <= local.hour < 20
 
 
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError("config.invalid", f"capacity {what} must be a non-negative number")
-    return float(value)
-
-
 def capacity_settings(home: Home) -> CapacitySettings:
-    """Limits from ``[capacity]`` (or ``[api.capacity]``): ``enabled = false`` switches all off; each
-    limit is a table ``[capacity.<name>]`` with ``capacity``, ``period`` (s), ``off-peak-period`` and
-    ``enabled``. ``capacity = 0`` or ``enabled = false`` switches that limit off."""
-    extra = home.settings.extra
-    section = extra.get("capacity")
-    if section is None:
-        section = extra.get("api", {}).get("capacity", {})
-    if not isinstance(section, dict):
-        raise ConfigError("config.invalid", "[capacity] must be a table")
-    enabled = section.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError("config.invalid", "capacity enabled must be true or false")
-    limits = dict(DEFAULT_LIMITS)
-    for key, value in section.items():
-        if key == "enabled":
-            continue
-        name = key.replace("_", "-")
-        if not isinstance(value, dict):
-            raise ConfigError("config.invalid", f"[capacity.{key}] must be a table")
-        base = limits.get(name, Limit(name, 0, DAY))
-        if value.get("enabled", True) is False or value.get("capacity") == 0:
-            limits.pop(name, None)
-            continue
-        off_peak = value.get("off-peak-period", value.get("off_peak_period", base.off_peak_period))
-        limits[name] = Limit(
-            name,
-            _number(value.get("capacity", base.capacity), f"{name} capacity"),
-            _number(value.get("period", base.period), f"{name} period") or DAY,
-            None if off_peak is None else _number(off_peak, f"{name} off-peak-period"),
-            str(value.get("reference", base.reference)),
-        )
-    return CapacitySettings(enabled, limits)
+    """The limits in force: ``[capacity]`` as the settings model resolved it. ``enabled = false``
+    switches all off; ``capacity = 0`` or ``enabled = false`` in ``[capacity.<name>]`` that limit."""
+    values = home.settings.sections
+    return CapacitySettings(values["capacity.enabled"], _limits(values))
 
 
 def consume(home: Home, settings: CapacitySettings, party_id: str, limit_name: str, amount: int = 1, *,

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
 from smki.config import Settings, load_settings
 from smki.domain import CertKind
 from smki.errors import ConfigError, NotFound
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from smki.keys.base import KeyBackend
     from smki.store import Store
 
@@ -47,6 +47,8 @@ class Home:
         self._backend = None
 
     def ca_certificate(self, kind: CertKind) -> x509.Certificate:
+        from cryptography import x509  # not at import: most commands never parse a certificate
+
         record = self.store.ca_certificate(kind)
         if record is None:
             raise NotFound("ca.not-initialised", f"no {kind.value} certificate: run 'smki ca init' first")

@@ -22,7 +22,6 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from smki.config import Settings
-from smki.errors import ConfigError
 from smki.ra import PartyCategory, check_eligible_subscriber
 from smki.ra.rules import DEFAULT_ELIGIBILITY, DeviceFacts, EligibilityContext, Eligible
 from smki.services.key_register import Entry, Screen
@@ -41,13 +40,8 @@ def eligibility_table(settings: Settings) -> dict[str, frozenset[Eligible]] | No
     if not settings.eligible_subscriber_check:
         return None
     table = dict(DEFAULT_ELIGIBILITY)
-    for status, who in settings.extra.get("eligibility", {}).items():
-        if status not in DEFAULT_ELIGIBILITY:
-            raise ConfigError("config.invalid", f"[eligibility] {status!r} is not an SMI status or 'unknown'")
-        try:
-            table[status] = frozenset(Eligible(item) for item in who)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError("config.invalid", f"[eligibility] {status}: {exc}") from exc
+    for status, who in settings.sections.get("eligibility", {}).items():  # checked by the settings model
+        table[status] = frozenset(Eligible(item) for item in who)
     return table
 
 

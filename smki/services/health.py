@@ -111,12 +111,13 @@ class Gauge:
 
 def gauges(home: Home) -> list[Gauge]:
     """The state read from the database on each scrape."""
-    from smki.services.batch_jobs import PENDING, PROCESSING
+    from smki.services.batch_lifecycle import PAUSED, PENDING, PROCESSING, QUEUED
     from smki.services.capacity import usage
     from smki.store.batches import batch_reads
 
     now = datetime.now(UTC)
-    waiting = batch_reads(home.store).jobs(statuses=[PENDING, PROCESSING], limit=100_000)
+    # Awaiting approval, approved and waiting (or paused outside the window), or running.
+    waiting = batch_reads(home.store).jobs(statuses=[PENDING, QUEUED, PAUSED, PROCESSING], limit=100_000)
     depth = sum(job.total - job.processed for job in waiting)
     oldest = max(((now - job.created_at).total_seconds() for job in waiting), default=0.0)
     result = [

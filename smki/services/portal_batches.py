@@ -235,9 +235,14 @@ MAX_SHOWN_FAILURES = 1_000
 WAITING = ("PENDING", "QUEUED", "PAUSED", "PROCESSING")
 
 
+#: How the Portal names the interface a batch came through.
+INTERFACE_NAMES = {PORTAL_INTERFACE: "Portal", "json": "JSON", "xml": "XML"}
+
+
 @dataclass(frozen=True)
 class PortalBatch:
-    """A Portal batch as its page shows it, read from the store (any server process ran it)."""
+    """A batch as its Portal page shows it, read from the store (any server process ran it): uploaded
+    here or sent over the JSON API or the XML services, every batch has a page (issue 14)."""
 
     job: BatchJobRecord
     #: Each record status word (success, error, anomaly, ineligible) and how many CSRs have it so far.
@@ -252,7 +257,12 @@ class PortalBatch:
 
     @property
     def name(self) -> str:
-        return self.job.client_ref
+        """The uploaded ZIP's name, or the reference a system gave its batch (``batch-<id>`` if none)."""
+        return self.job.client_ref or f"batch-{self.job.id}"
+
+    @property
+    def interface(self) -> str:
+        return INTERFACE_NAMES.get(self.job.interface, self.job.interface)
 
     @property
     def status(self) -> str:
@@ -285,7 +295,8 @@ class PortalBatch:
 
     def as_json(self) -> dict[str, object]:
         return {
-            "batch": self.batch_ref, "name": self.name, "status": self.status, "done": self.done,
+            "batch": self.batch_ref, "name": self.name, "interface": self.interface, "status": self.status,
+            "done": self.done,
             "total": self.total, "percent": self.percent, "counts": dict(self.counts), "error": self.error,
         }
 
@@ -303,12 +314,11 @@ def submit_portal_batch(home: Home, requester: Requester, items: Sequence[BatchI
 
 
 def portal_batch(home: Home, job_id: int, party_id: str, classify: Classify) -> PortalBatch:
-    """A Party's own Portal batch with its counts and first failures (``batch.not-found`` otherwise)."""
+    """A Party's own batch, whichever interface it came through, with its counts and first failures
+    (``batch.not-found`` for another Party's)."""
     from smki.services.batch_jobs import job_for_party
 
     job = job_for_party(home, job_id, party_id)
-    if job.interface != PORTAL_INTERFACE:
-        raise SmkiError("batch.not-found", f"no Portal batch {job_id} for this Party")
     reads = batch_reads(home.store)
     counts = dict.fromkeys(STATUSES, 0)
     counts["success"] = job.issued

@@ -19,6 +19,7 @@ import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 _PRELOAD = "smki.services.procguard_forkserver"
 
 
@@ -54,3 +55,15 @@ def start_guarded_forkserver() -> None:
 
     forkserver.set_forkserver_preload([_PRELOAD])
     forkserver.ensure_running()
+
+
+def set_process_name(name: str) -> None:
+    """Name this process for ``ps`` and ``/proc/<pid>/comm`` (Linux ``PR_SET_NAME``; else a no-op),
+    so an operator can tell the admin listener from the server processes it was forked beside."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+    except OSError:
+        pass

@@ -70,7 +70,7 @@ def home(tmp_path: Path, database_url: str) -> Iterator[Home]:
     opened = open_home(path, SECRET)
     # Capacity limits are switched off here (the SEC's 1 CSR per 0.8 s would pace every test);
     # tests/api/test_capacity.py switches them on.
-    opened = replace(opened, settings=replace(opened.settings, extra={"capacity": {"enabled": False}}))
+    opened = replace(opened, settings=opened.settings.configured({"capacity": {"enabled": False}}))
     add_staff(opened, OPERATOR, "Olive Operator", ["ra-operator"], actor="admin")
     add_staff(opened, APPROVER, "Abe Approver", ["ra-approver"], actor="admin")
     qualify(opened, PARTY, ARO, ENTITY)
@@ -192,4 +192,4 @@ def other_aro(home: Home, tmp_path: Path) -> ClientFiles:
 
 def with_capacity(home: Home, section: dict[str, object]) -> Home:
     """The same home with a ``[capacity]`` section (as if written in smki.toml)."""
-    return replace(home, settings=replace(home.settings, extra={**home.settings.extra, "capacity": section}))
+    return replace(home, settings=home.settings.configured({"capacity": section}))

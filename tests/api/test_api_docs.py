@@ -5,20 +5,23 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import swagger_ui_bundle
+from openapi_ui_bundles.swagger_ui import static_path
 
 from smki.domain import Route
+from smki.interfaces.api.docs import DOCS_CSP
 from smki.interfaces.portal.web import CSP
 from tests.api.conftest import ClientFiles, LiveListeners
 
 
 def test_swagger_ui_is_served_locally_within_the_csp(live: LiveListeners, aro: ClientFiles) -> None:
-    bundle = Path(swagger_ui_bundle.swagger_ui_path)
+    bundle = Path(static_path)
     for route in (Route.GATEWAY, Route.SPOTI):
         client = live.client(aro, route)
         page = client.get("/api/v1/docs")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert page.headers["content-security-policy"] == CSP
+        assert page.headers["content-security-policy"] == DOCS_CSP  # CSP, with data: images (the icons)
+        assert DOCS_CSP == CSP.replace("img-src 'self';", "img-src 'self' data:;") != CSP
+        assert client.get("/api/v1/docs/init.js").headers["content-security-policy"] == CSP
         assert "<script>" not in page.text and "style=" not in page.text  # nothing inline for the CSP to refuse
         links = re.findall(r'(?:src|href)="([^"]+)"', page.text)
         assert links and all(link.startswith("/api/v1/docs/") for link in links), links  # never another host

@@ -78,8 +78,7 @@ def test_a_device_whose_first_change_is_still_to_come_is_unknown_until_then(home
     now = today()
     _change(home, 3, "commissioned", now + timedelta(days=5), supplier=OTHER_PARTY)
     assert device_reads(home.store).entries_on([_device(3)], now) == {}
-    strict = replace(home, settings=replace(home.settings, extra={**home.settings.extra,
-                                                                  "eligibility": {"unknown": []}}))
+    strict = replace(home, settings=home.settings.configured({"eligibility": {"unknown": []}}))
     assert _issue(strict, 3).error_code == "ra.ineligible"  # unknown today, and unknown Devices are refused
     ahead = device_request_on(home, PARTY, ARO, "gateway", [("m3", make_device_csr(_device(3), Usage.KA))],
                               now + timedelta(days=5)).csrs[0]

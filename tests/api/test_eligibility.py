@@ -60,8 +60,7 @@ def test_a_batch_is_answered_per_csr_from_the_register(home: Home) -> None:
 
 
 def test_unknown_devices_can_be_refused_and_the_check_switched_off(home: Home) -> None:
-    strict = replace(home, settings=replace(home.settings, extra={**home.settings.extra,
-                                                                  "eligibility": {"unknown": []}}))
+    strict = replace(home, settings=home.settings.configured({"eligibility": {"unknown": []}}))
     assert _batch(strict, [20], "strict")[0].error_code == "ra.ineligible"
     _register(home, 21, "withdrawn")
     off = replace(home, settings=replace(home.settings, eligible_subscriber_check=False))

@@ -7,6 +7,8 @@ would run it; its stderr is the log (JSON lines, since it is not a terminal).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -126,6 +128,89 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
     assert "s3cret-query-value" not in text and SECRET.decode() not in text
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _group(pgid: int) -> list[int]:
+    """Live processes of a process group (zombies excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == pgid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _whoami(server: ServeProcess, aro: ClientFiles, times: int) -> None:
+    for _ in range(times):  # a fresh connection each: whichever worker accepts it answers
+        with httpx.Client(base_url=server.url(Route.GATEWAY), verify=aro.context(), timeout=30) as client:
+            assert client.get("/api/v1/whoami").status_code == 200
+
+
+def test_the_admin_listener_is_a_supervised_process_and_the_parent_forks_with_one_thread(
+        home: Home, aro: ClientFiles) -> None:
+    """``--workers 2 --admin``: the admin listener is a child of the supervisor like the workers (the
+    supervisor itself has one thread, so every fork is safe); a killed worker or admin process is
+    replaced while /healthz, /readyz and /metrics keep answering and summing; SIGTERM leaves nothing."""
+    from tests.api.test_supervision import _children, _wait
+
+    write_api_config(home.settings.home)
+    server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "0",
+                          "--admin", "127.0.0.1:0")
+    parent = server.process.pid
+    try:
+        assert server.process.stdout is not None
+        admin = server.process.stdout.readline().split()[-1]
+        assert _ready(admin).status_code == 200
+        children = _children(parent)
+        assert len(children) == 3
+        admin_pid = next(pid for pid in children if _comm(pid) == "smki-admin")
+        workers = [pid for pid in children if pid != admin_pid]
+        assert len(list(Path(f"/proc/{parent}/task").iterdir())) == 1  # the supervisor runs no thread
+        _whoami(server, aro, 4)
+
+        victim = workers[0]
+        os.kill(victim, signal.SIGKILL)
+        answered = []
+
+        def replaced() -> bool:
+            answered.append(httpx.get(f"{admin}/healthz", timeout=10).status_code)
+            now = _children(parent)
+            return victim not in now and len(now) == 3
+        _wait("a replacement worker", replaced)
+        assert set(answered) == {200}
+        ready = _ready(admin)
+        assert ready.status_code == 200 and ready.json()["checks"]["batch_runner"]["detail"] == "2 running"
+        _whoami(server, aro, 4)
+        whoami = frozenset({("listener", "gateway"), ("route", "/api/v1/whoami"), ("status", "200")})
+        assert _samples(httpx.get(f"{admin}/metrics").text)[("smki_http_requests_total", whoami)] == 8
+
+        os.kill(admin_pid, signal.SIGKILL)
+        _wait("a new admin process", lambda: any(_comm(pid) == "smki-admin" and pid != admin_pid
+                                                  for pid in _children(parent)))
+        assert _ready(admin).status_code == 200  # the same port: the parent holds the socket
+        assert _samples(httpx.get(f"{admin}/metrics").text)[("smki_http_requests_total", whoami)] == 8
+        assert len(list(Path(f"/proc/{parent}/task").iterdir())) == 1
+
+        os.kill(parent, signal.SIGTERM)  # the parent only, as systemd's KillMode=mixed does first
+        server.process.wait(30)
+        _wait("every process of the group to exit", lambda: not _group(parent), timeout=10)
+    finally:
+        server.stop()
+    errors = server.process.stderr.read() if server.process.stderr else ""
+    assert f"(pid {victim}) exited with code -9" in errors and f"admin listener (pid {admin_pid}) exited" in errors
+    assert "stopping: draining 2 server process(es) and the admin listener" in errors
+    assert errors.rstrip().endswith("smki: stopped")
+
+
 def test_admin_listener_is_off_unless_configured(home: Home, tmp_path: Path) -> None:
     write_api_config(home.settings.home)
     server = ServeProcess(home.settings.home, SECRET, "--batch-workers", "0")
@@ -201,3 +286,19 @@ def test_a_whole_batch_refused_up_front_counts_each_of_its_csrs(live: LiveListen
     assert status.status is dx.SubmitStatus.WORKFLOW_ERROR and status.error is not None
     assert status.error.code == "WF:RA1"
     assert refused() == before + 3
+
+
+def test_the_batch_queue_gauges_count_every_batch_not_yet_done(home: Home) -> None:
+    """Queue depth and age count batches awaiting approval (PENDING) and approved but not yet run
+    (QUEUED), as well as running ones: each is work the operator is waiting on."""
+    from smki.services.health import gauges
+    from tests.api.test_batch_lifecycle import _status, _submit, _with
+
+    policy_home = _with(home, **{"auto-approve-max": 2})
+    queued = _submit(policy_home, 2, 0x00DB0E0000000000)
+    pending = _submit(policy_home, 3, 0x00DB0E0000000100)
+    assert (_status(home, queued), _status(home, pending)) == ("QUEUED", "PENDING")
+    values = {gauge.name: gauge.samples for gauge in gauges(home)}
+    assert values["smki_batch_queue_jobs"] == [((), 2.0)]
+    assert values["smki_batch_queue_depth"] == [((), 5.0)]
+    assert values["smki_batch_queue_oldest_age_seconds"][0][1] >= 0

@@ -29,3 +29,14 @@ def test_bench_help_lists_them_and_forwards_arguments(database_url: str) -> None
     assert "CSRBatchResult render (streamed): 200" in codec.out
     usage = smki(["bench", "crl", "--help"], env)
     assert usage.code == 0 and "--entries" in usage.out
+
+
+def test_bench_access_log_measures_the_middleware_against_the_bare_app(database_url: str) -> None:
+    """issue 12: the same requests with and without the access log and metrics, in one run."""
+    import json
+
+    run = smki(["bench", "access-log", "--requests", "200", "--rounds", "1", "--json"], smki_env(database_url))
+    assert run.code == 0, run.err
+    figures = json.loads(run.out)
+    assert figures["metrics"] == "multiprocess" and figures["requests"] == 200
+    assert all(figures[key] > 0 for key in ("bare_us", "logged_us", "metrics_us"))

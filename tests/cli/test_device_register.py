@@ -30,13 +30,25 @@ def test_single_records_with_dated_changes(run: Run) -> None:
     listed = ok(run, "device", "list", "--status", "commissioned")
     assert "00-DB-12-34" in listed and "DNO1" in listed
     assert "00-DB" not in ok(run, "device", "list", "--status", "pending")
-    fails(run, "device.bad-row", "device", "set", "00DB123456789002", "--type", "TOASTER", "--status", "pending",
-          "--as", "op1")
+    toaster = run("device", "set", "00DB123456789002", "--type", "TOASTER", "--status", "pending", "--as", "op1")
+    assert toaster.code == 2 and "'TOASTER' is not one of 'esme', 'gsme'" in toaster.err  # the choices, listed
+    as_json = json.loads(ok(run, "device", "show", "00DB123456789001", "--json"))
+    assert (as_json["device_id"], as_json["smi_status"], as_json["import_supplier"]) == (
+        "00db123456789001", "commissioned", "SUPP1")
+    assert [(c["effective"], c["smi_status"], c["recorded_by"]) for c in as_json["history"]] == [
+        ("2026-01-05", "pending", "op1"), ("2026-02-01", "commissioned", "op1")]
+    assert [d["device_id"] for d in json.loads(ok(run, "device", "list", "--json"))] == ["00db123456789001"]
+    assert ok(run, "device", "list", "--csv").splitlines()[1].startswith("00db123456789001,ESME,commissioned,")
     fails(run, "device.bad-row", "device", "set", "00DB123456789002", "--type", "ESME", "--status", "pending",
           "--import-supplier", "NOBODY", "--as", "op1")
     fails(run, "ra.staff-role", "device", "set", "00DB123456789002", "--type", "ESME", "--status", "pending",
           "--as", "aud")
     fails(run, "device.not-registered", "device", "show", "00DB123456789009")
+    ok(run, "device", "set", "00DB123456789001", "--type", "ESME", "--status", "decommissioned",
+       "--import-supplier", "SUPP1", "--effective", "2999-01-01", "--as", "op1")
+    shown = ok(run, "device", "show", "00DB123456789001")
+    assert "ESME, commissioned since 2026-02-01" in shown  # a change dated later is not in force yet
+    assert "scheduled" in shown and "in force" in shown and "past" in shown
 
 
 def test_bulk_import_and_update_from_csv_and_json_lines(run: Run, tmp_path: Path, database_url: str) -> None:

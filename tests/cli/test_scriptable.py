@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from smki.interfaces.cli import cert_cmd, main, populate_cmd, revoke_cmd
+from smki.interfaces.cli import cert_cmd, main, populate_cmd, ra_batches_cmd, revoke_cmd
 from tests.cli.conftest import Run
 from tests.cli.helpers import Result
 from tests.cli.test_ra_console import _setup, ok
@@ -175,6 +175,11 @@ def test_constants_repeated_for_fast_help_match_their_source() -> None:
     assert cert_cmd.MAX_PAGE == MAX_PAGE
     assert populate_cmd.DEFAULT_CHUNK == DEFAULT_CHUNK
     assert tuple(REASON_CODES) == revoke_cmd.REASON_NAMES
+    from smki.services import batch_lifecycle
+
+    assert {s.value for s in ra_batches_cmd.BatchStatus} == {
+        batch_lifecycle.PENDING, batch_lifecycle.QUEUED, batch_lifecycle.PROCESSING, batch_lifecycle.PAUSED,
+        batch_lifecycle.REJECTED, batch_lifecycle.COMPLETED}
 
 
 #: What help must never import: the database, crypto, web stacks, Pydantic, Rich's Markdown.
@@ -213,3 +218,52 @@ def test_a_group_help_imports_neither_database_nor_crypto(argv: tuple[str, ...])
                           env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout
+
+
+#: What a simple command on a SQLite home must not import: the ORM, the PostgreSQL dialect (its
+#: async drivers), Pydantic (Typer's coercion), Alembic (the schema check reads alembic_version).
+NOT_FOR_SIMPLE = ("sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "pydantic", "alembic", "fastapi", "jinja2")
+
+
+def test_simple_commands_import_only_what_they_use(tmp_path: Path) -> None:
+    """``party show``, ``party list --json`` and ``ra queue`` answer without the ORM, the PostgreSQL
+    dialect, Pydantic or cryptography (issue 14: under 0.5 s); ``ca show`` needs cryptography only."""
+    import subprocess
+
+    from tests.cli.helpers import smki, smki_env
+
+    env = smki_env("", SMKI_DATABASE_URL="")
+    env.pop("SMKI_DATABASE_URL")
+    home = str(tmp_path / "home")
+    for args in (("ca", "init"), ("staff", "add", "op1", "--name", "Olive", "--role", "ra-operator"),
+                 ("party", "add", "P1", "--name", "Acme", "--category", "large-supplier", "--as", "op1")):
+        assert smki([*args, "--home", home], env).code == 0
+    for argv, also in ((("party", "show", "P1"), ("cryptography",)), (("party", "list", "--json"), ("cryptography",)),
+                       (("ra", "queue"), ("cryptography",)), (("ca", "show"), ())):
+        code = (f"import sys; sys.argv = ['smki', *{argv!r}, '--home', {home!r}]\n"
+                "from smki.interfaces.cli import main\n"
+                "try:\n    main.run()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+                f"print('LOADED', sorted(m for m in sys.modules if m.startswith({NOT_FOR_SIMPLE + also!r})))\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "LOADED []" in done.stdout, (argv, done.stdout[-400:])
+
+
+def test_a_bad_number_or_choice_is_one_usage_line_saying_what_is_wrong(run: Run) -> None:
+    """Numbers, ranges and choices are checked without Pydantic (``cli.lazy``), in Typer's words."""
+    for args, says in ((("cert", "search", "--limit", "abc"), "'abc' is not a valid integer."),
+                       (("cert", "search", "--limit", "0"), "0 is not in the range 1<=x<="),
+                       (("audit", "tail", "-n", "10001"), "10001 is not in the range 1<=x<=10000."),
+                       (("cert", "search", "--kind", "robot"), "'robot' is not one of 'root', 'org-ca'")):
+        result = run(*args)
+        assert result.code == main.EXIT_USAGE, (args, result)
+        assert says in one_line(result), (args, result.err)
+
+
+def test_the_batch_queue_is_scriptable_and_its_status_a_checked_choice(run: Run) -> None:
+    _setup(run)
+    assert json.loads(ok(run, "ra", "batches", "list", "--json")) == []
+    assert json.loads(ok(run, "ra", "batches", "list", "--status", "completed", "--json")) == []
+    assert ok(run, "ra", "batches", "list", "--csv").strip() == "batch,party,aro,interface,csrs,status,submitted,reason"
+    wrong = run("ra", "batches", "list", "--status", "done")
+    assert wrong.code == main.EXIT_USAGE and "'done' is not one of 'pending', 'queued'" in one_line(wrong)

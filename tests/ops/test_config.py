@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import fields
+from dataclasses import MISSING, fields
+from datetime import time
 from pathlib import Path
 
 import pytest
 
 from smki.config import Settings, load_settings
 from smki.errors import ConfigError
-from smki.interfaces.api.settings import ApiSettings
-from smki.services.capacity import DEFAULT_LIMITS
+from smki.interfaces.api.settings import ApiSettings, api_settings
+from smki.services.batch_lifecycle import batch_policy
+from smki.services.capacity import DEFAULT_LIMITS, Limit, capacity_settings
+from smki.services.context import Home
 from smki.settings_model import BY_KEY, SETTINGS, check_document, render_markdown, render_toml
 from tests.cli.helpers import smki, smki_env
 
@@ -23,23 +26,66 @@ def test_docs_configuration_md_is_current() -> None:
         "docs/configuration.md is stale: run python -m smki.settings_model docs/configuration.md")
 
 
-def test_the_model_covers_every_field_with_the_components_defaults() -> None:
+def test_the_model_covers_every_field_and_is_the_only_parser() -> None:
+    """Every Settings field is a setting of the model, and no component parses a section itself:
+    the [api], [capacity] and [batches] values reach their consumers only through the model."""
     for f in fields(Settings):
-        if f.name in ("home", "extra"):
+        if f.name in ("home", "sections", "sources"):
             continue
-        default = list(f.default) if isinstance(f.default, tuple) else f.default
-        assert BY_KEY[f.name.replace("_", "-")].default == default, f.name
-    api = ApiSettings()
-    assert BY_KEY["api.gateway"].default == str(api.gateway)
-    assert api.spoti is not None and BY_KEY["api.spoti"].default == str(api.spoti)
-    assert BY_KEY["api.server-names"].default == list(api.server_names)
-    for name in ("workers", "batch_workers", "max_body", "max_batch_body", "repository_apikey", "batch_poll",
-                 "batch_lease"):
-        assert BY_KEY[f"api.{name.replace('_', '-')}"].default == getattr(api, name), name
-    for name, limit in DEFAULT_LIMITS.items():
-        assert BY_KEY[f"capacity.{name}.capacity"].default == limit.capacity
-        assert BY_KEY[f"capacity.{name}.period"].default == limit.period
-        assert BY_KEY[f"capacity.{name}.off-peak-period"].default == limit.off_peak_period
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        assert BY_KEY[f.name.replace("_", "-")].default == (list(default) if isinstance(default, tuple) else default)
+    root = Path(__file__).resolve().parents[2] / "smki"
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "settings.extra" not in text and 'get("api"' not in text, path
+        assert "tomllib.loads" not in text or path.name == "config.py", path  # smki.toml is read once
+
+
+def test_api_capacity_and_batches_come_from_the_file_the_environment_and_flags(tmp_path: Path) -> None:
+    (tmp_path / "smki.toml").write_text(
+        '[api]\nworkers = 3\nspoti-enabled = false\nadmin = "127.0.0.1:9100"\ncrl-check-seconds = 7\n'
+        '[capacity.batch-csrs]\ncapacity = 10\nperiod = 60\n[capacity.my-limit]\ncapacity = 5\nreference = "mine"\n'
+        '[capacity.portal-adhoc]\nenabled = false\n[batches]\nwindow = "20:00-08:00"\nauto-approve-max = 9\n')
+    settings = load_settings(tmp_path, environ={"SMKI_LOG_LEVEL": "debug"},
+                             flags={"api.workers": 4, "api.gateway": "0.0.0.0:1", "api.batch-workers": None})
+    api = api_settings(settings)
+    assert (api.workers, str(api.gateway), api.spoti, str(api.admin), api.crl_check_seconds) == (
+        4, "0.0.0.0:1", None, "127.0.0.1:9100", 7.0)
+    assert settings.log_level == "debug"
+    assert settings.sources["api.workers"] == "flag --workers" and settings.sources["api.admin"] == "smki.toml"
+    assert settings.sources["log-level"] == "env SMKI_LOG_LEVEL"
+    home = Home(settings=settings, store=None)  # type: ignore[arg-type]
+    limits = capacity_settings(home).limits
+    assert limits["batch-csrs"] == Limit("batch-csrs", 10, 60, None, DEFAULT_LIMITS["batch-csrs"].reference)
+    assert limits["my-limit"] == Limit("my-limit", 5, 86400, None, "mine")
+    assert "portal-adhoc" not in limits and limits["adhoc-service"] == DEFAULT_LIMITS["adhoc-service"]
+    policy = batch_policy(settings)
+    assert policy.auto_approve_max == 9 and policy.window == (time(20), time(8))
+    assert api_settings(Settings()) == ApiSettings()  # the defaults are the model's
+
+
+@pytest.mark.parametrize(("environ", "flags", "named"), [
+    ({"SMKI_LOG_LEVEL": "loud"}, {}, "SMKI_LOG_LEVEL (log-level): must be one of"),
+    ({"SMKI_LOG_FORMAT": "xml"}, {}, "SMKI_LOG_FORMAT (log-format): must be one of"),
+    ({}, {"api.gateway": "nowhere"}, "--gateway (api.gateway): must be host:port"),
+    ({}, {"api.admin": "127.0.0.1:99999"}, "--admin (api.admin): must be host:port"),
+    ({}, {"api.workers": 0}, "--workers (api.workers): must be at least 1"),
+    ({}, {"log-level": "chatty"}, "--log-level (log-level): must be one of"),
+])
+def test_environment_and_flags_are_checked_by_the_model(tmp_path: Path, environ: dict[str, str],
+                                                         flags: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path, environ=environ, flags=flags)
+    assert named in caught.value.message
+
+
+def test_serve_refuses_a_bad_flag_or_variable_naming_it(tmp_path: Path) -> None:
+    env = smki_env(f"sqlite:///{tmp_path / 'x.db'}")
+    result = smki(["serve", "--home", str(tmp_path), "--admin", "nowhere"], env)
+    assert result.code == 1 and "--admin (api.admin): must be host:port" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    result = smki(["config", "check", "--home", str(tmp_path)], {**env, "SMKI_LOG_FORMAT": "xml"})
+    assert result.code == 1 and "SMKI_LOG_FORMAT (log-format)" in result.err
 
 
 def test_the_written_smki_toml_has_every_section_and_every_key(tmp_path: Path) -> None:
@@ -66,6 +112,16 @@ def test_the_written_smki_toml_has_every_section_and_every_key(tmp_path: Path) -
     ("log-level = 'loud'", "log-level: must be one of"),
     ("[capacity.batch-csrs]\ncapacity = -1", "capacity.batch-csrs.capacity: must be at least 0"),
     ("[capacity.batch-csrs]\ncapcity = 1", "'capacity.batch-csrs.capcity'"),
+    ("[capacity]\nenabled = 'no'", "capacity.enabled: expected boolean"),
+    ("[capacity.my-limit]\nperiod = 'daily'", "capacity.my-limit.period: expected number"),
+    ("[api]\nspoti-enabled = 1", "api.spoti-enabled: expected boolean"),
+    ("[api]\nserver-names = []", "api.server-names: must not be empty"),
+    ("[api]\nbatch-poll = 0", "api.batch-poll: must be at least"),
+    ("[api]\nadmin = '127.0.0.1'", "api.admin: must be host:port"),
+    ("[batches]\nwindow = '8pm-8am'", "batches.window: must be HH:MM-HH:MM"),
+    ("[batches]\nauto-approve-max = -1", "batches.auto-approve-max: must be at least 0"),
+    ("hw-type-oids = []", "hw-type-oids: must not be empty"),
+    ("[role-usages]\n'7E' = ['DS']", "role-usages.7E: not a Remote Party Role"),
     ("[portal]\nx = 1", "'portal'"),
     ("[role-usages]\n'6' = ['DS']", "role-usages.6: a role is two hex digits"),
     ("[role-usages]\n'06' = ['XX']", "role-usages.06: expected a list"),

@@ -27,7 +27,7 @@ from tests.portal.test_pages import ARO_H, staff, token
 
 
 def _with(home: Home, **batches: object) -> Home:
-    return replace(home, settings=replace(home.settings, extra={**home.settings.extra, "batches": batches}))
+    return replace(home, settings=home.settings.configured({"batches": batches}))
 
 
 @pytest.fixture
@@ -133,7 +133,8 @@ def test_a_portal_upload_is_a_stored_batch_with_the_same_rules_as_the_web_servic
     with TestClient(make_app(ready, Route.GATEWAY)) as gw:
         job = _upload(gw, "stored.zip", 0x00DB0C0000000400, count=3)
     stored = batch_reads(ready.store).job(job)
-    assert stored is not None and (stored.interface, stored.client_ref, stored.status) == ("portal", "stored", "COMPLETED")
+    assert stored is not None
+    assert (stored.interface, stored.client_ref, stored.status) == ("portal", "stored", "COMPLETED")
     assert [i.item_id for i in batch_reads(ready.store).iter_items(job)] == ["m0.csr", "m1.csr", "m2.csr"]
     accepted = [r for r in ready.store.audit_tail(40) if r.action == "batch.accepted"]
     assert accepted[-1].details_dict["interface"] == "portal"

@@ -241,3 +241,30 @@ def test_zip_batch_progress_reaches_100_and_the_response_has_the_dcc_layout(home
     check = subprocess.run(["openssl", "verify", "-CAfile", str(root), "-untrusted", str(device_ca), *pems],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def test_the_api_docs_page_renders_with_no_csp_violation(home: Home, browser: object, tmp_path: Path) -> None:
+    """Swagger UI at /api/v1/docs (issue 12): its icons are data: SVGs in its stylesheet; the page's
+    CSP admits them (and nothing from another host), so the console shows no violation at all."""
+    register(home)
+    aro_p12 = aro_credential(home, PASSPHRASE, ARO, tmp_path)
+    with live_smki(home, PASSPHRASE) as server:
+        for route in (Route.GATEWAY, Route.SPOTI):
+            reader = Session(browser, server, route, aro_p12)
+            console: list[str] = []
+            reader.page.on("console", lambda message, seen=console: seen.append(f"{message.type}: {message.text}"))
+            reader.page.add_init_script("window.cspViolations = []; document.addEventListener("
+                                        "'securitypolicyviolation', e => window.cspViolations.push("
+                                        "[e.violatedDirective, e.blockedURI, e.sourceFile, e.lineNumber]))")
+            assert reader.goto("/api/v1/docs") == 200
+            operation = reader.page.locator(".opblock-summary").first
+            operation.wait_for()  # the OpenAPI 3.1 document rendered: its operations are listed
+            operation.click()  # expanded: the arrows, the lock and the copy icons are all drawn
+            reader.page.locator(".opblock-body").first.wait_for()
+            reader.page.wait_for_load_state("networkidle")
+            reader.shot(tmp_path, f"5-api-docs-{route.value}")
+            assert reader.page.evaluate("window.cspViolations") == []
+            violations = [line for line in console if "Content Security Policy" in line]
+            assert not violations, violations
+            assert not [line for line in console if line.startswith("error")], console
+            reader.close()  # every request went to the listener itself

@@ -85,8 +85,7 @@ def _pending_batch_and_device(home: Home) -> int:
     from smki.services.portal_batches import submit_portal_batch
     from smki.services.ra_state import today
 
-    waits = replace(home, settings=replace(home.settings, extra={**home.settings.extra,
-                                                                 "batches": {"auto-approve-max": 0}}))
+    waits = replace(home, settings=home.settings.configured({"batches": {"auto-approve-max": 0}}))
     items = [BatchItem(n, f"meter-{n}.csr", make_device_csr((0x00DB000000000A00 + n).to_bytes(8, "big"), Usage.DS))
              for n in range(3)]
     job = submit_portal_batch(waits, Requester("SUPP1", ARO, Route.GATEWAY), items, "night-run",

@@ -1,9 +1,17 @@
 """Interactive API documentation (Swagger UI) at ``/api/v1/docs`` on each listener, served locally.
 
-The assets come from the ``swagger-ui-bundle`` package (pinned), never from another host, and the
+The assets (Swagger UI 5, which renders the OpenAPI 3.1 document FastAPI writes) come from the
+``openapi-ui-bundles`` package (pinned), never from another host, and the
 page keeps the Portal's Content-Security-Policy (scripts and styles from 'self' only): the
-configuration is a script file of ours rather than an inline script, and the validator badge
-(which would call an outside service) is switched off. Like every route it needs a credential.
+configuration is a script file of ours rather than an inline script, the validator badge
+(which would call an outside service) is switched off, and the layout is the base one: the
+standalone layout's top bar (a box to load any URL, and a logo drawn with an inline ``<style>``
+the CSP refuses) is left out. Like every route it needs a credential.
+
+One relaxation, on the docs page only: Swagger UI's stylesheet draws its icons (the expand arrows,
+the lock, the copy button) as ``data:`` SVG images, so the page's ``img-src`` also allows ``data:``
+(:data:`DOCS_CSP`). A ``data:`` image is inline bytes, never a request to any host; scripts and
+styles stay 'self' only, and every other page keeps the Portal's policy.
 """
 
 from __future__ import annotations
@@ -15,14 +23,15 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from smki.interfaces.api.json_api import PREFIX
-from smki.interfaces.portal.web import SECURITY_HEADERS
+from smki.interfaces.portal.web import CSP, SECURITY_HEADERS
 
 DOCS = f"{PREFIX}/docs"
+DOCS_CSP = CSP.replace("img-src 'self';", "img-src 'self' data:;")
+DOCS_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": DOCS_CSP}
 #: The bundle's files the page uses, and their media types.
 ASSETS = {
     "swagger-ui.css": "text/css; charset=utf-8",
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
-    "swagger-ui-standalone-preset.js": "text/javascript; charset=utf-8",
     "favicon-32x32.png": "image/png",
 }
 PAGE = f"""<!DOCTYPE html>
@@ -36,7 +45,6 @@ PAGE = f"""<!DOCTYPE html>
 <body>
 <div id="swagger-ui"></div>
 <script src="{DOCS}/assets/swagger-ui-bundle.js"></script>
-<script src="{DOCS}/assets/swagger-ui-standalone-preset.js"></script>
 <script src="{DOCS}/init.js"></script>
 </body>
 </html>
@@ -47,8 +55,8 @@ INIT = f"""window.onload = function () {{
     dom_id: "#swagger-ui",
     deepLinking: true,
     validatorUrl: null,
-    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-    layout: "StandaloneLayout"
+    presets: [SwaggerUIBundle.presets.apis],
+    layout: "BaseLayout"
   }});
 }};
 """
@@ -56,9 +64,9 @@ INIT = f"""window.onload = function () {{
 
 @cache
 def _asset(name: str) -> bytes:
-    import swagger_ui_bundle
+    from openapi_ui_bundles.swagger_ui import static_path
 
-    return (Path(swagger_ui_bundle.swagger_ui_path) / name).read_bytes()
+    return (Path(static_path) / name).read_bytes()
 
 
 def create_docs_router() -> APIRouter:
@@ -67,7 +75,7 @@ def create_docs_router() -> APIRouter:
 
     @router.get(DOCS)
     def page() -> Response:
-        return Response(PAGE, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
+        return Response(PAGE, media_type="text/html; charset=utf-8", headers=DOCS_HEADERS)
 
     @router.get(f"{DOCS}/init.js")
     def init() -> Response:

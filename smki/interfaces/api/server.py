@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,7 @@ def run_process(home_path: Path, secret: bytes, api: ApiSettings, files: ServerF
                          lease=timedelta(seconds=api.batch_lease))
     listeners = Listeners(home, api, files, sockets, runner)
     crl_scheduler = RevocationListScheduler(
-        home, interval=float(home.settings.extra.get("api", {}).get("crl-check-seconds", 300)),
+        home, interval=api.crl_check_seconds,
         on_error=lambda exc: print(f"crl scheduler: {exc}", file=sys.stderr, flush=True),
     )
 
@@ -177,33 +178,66 @@ def _child(home_path: Path, secret: bytes, api: ApiSettings, files: ServerFiles,
     run_process(home_path, secret, api, files, sockets)
 
 
-def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print,
-          on_started: Callable[[], None] | None = None) -> None:
+def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print) -> None:
     """Check everything (:mod:`smki.services.preflight`), bind, and serve with ``api.workers`` processes.
 
     Nothing is bound until the database, every CA key and the listener credential have been opened:
     a failure is a ``SmkiError`` (one line from the CLI, non-zero exit) with no port ever open.
-    ``on_started`` runs in this (parent) process once the server processes exist: the admin
-    listener starts there (issue 12), after the first fork.
+    With ``api.admin`` the admin listener (issue 12) is a supervised process of its own beside the
+    workers (:mod:`smki.interfaces.admin.server`), and even one worker runs under the supervisor.
     """
+    if api.admin is not None:  # before anything counts a metric, in this process or a fork of it
+        from smki.observability.metrics import enable_multiprocess
+
+        enable_multiprocess(home_path / "run" / "metrics")
     with preflight_home(home_path, secret) as home:
         files = prepare(home, api)
         check_listener_context(lambda: server_ssl_context(files))
     sockets = listen_sockets(api)
+    admin = _bind_admin(api, sockets)
     urls = " ".join(f"{route.value}=https://{s.getsockname()[0]}:{s.getsockname()[1]}" for route, s in sockets.items())
     announce(f"smki: listening {urls} workers={api.workers} pid={os.getpid()}")
+    if admin is not None:
+        host, port = admin.getsockname()[:2]
+        announce(f"smki: admin http://{host}:{port}")
     if hasattr(sys.stdout, "flush"):
         sys.stdout.flush()
-    if api.workers <= 1:
-        if on_started is not None:
-            on_started()
+    if api.workers <= 1 and admin is None:
         run_process(home_path, secret, api, files, sockets)
         return
     context = multiprocessing.get_context("fork")
     parent = os.getpid()
+    companions: list[tuple[str, Callable[[], BaseProcess]]] = []
+    if admin is not None:
+        from smki.interfaces.admin.server import run_admin
+
+        admin_args = {"max_beat_age": max(30.0, 20 * api.batch_poll), "runners": api.workers, "parent": parent}
+        companions.append(("admin listener", lambda: context.Process(
+            target=run_admin, args=(admin, home_path, secret), kwargs=admin_args, daemon=False)))
     supervisor = Supervisor(
         lambda: context.Process(target=_child, args=(home_path, secret, api, files, sockets, parent), daemon=False),
-        api.workers, report=lambda text: print(f"smki: {text}", file=sys.stderr, flush=True), on_started=on_started)
+        api.workers, report=lambda text: print(f"smki: {text}", file=sys.stderr, flush=True),
+        companions=companions, on_exit=_forget_metrics if admin is not None else None)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     supervisor.run()
+
+
+def _bind_admin(api: ApiSettings, sockets: dict[Route, socket.socket]) -> socket.socket | None:
+    if api.admin is None:
+        return None
+    from smki.interfaces.admin.server import bind_admin
+
+    try:
+        return bind_admin(api.admin)
+    except SmkiError:
+        for sock in sockets.values():
+            sock.close()
+        raise
+
+
+def _forget_metrics(pid: int) -> None:
+    """A process ended: drop its live gauges (its counters stay in the sums, as counters must)."""
+    from smki.observability.metrics import process_ended
+
+    process_ended(pid)

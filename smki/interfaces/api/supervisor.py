@@ -12,6 +12,12 @@ SIGTERM or SIGINT drains: each worker stops accepting, finishes its open request
 batch back at the next chunk boundary, and exits; a worker still running after ``drain_seconds`` is
 killed. Each worker dies with the parent (``PR_SET_PDEATHSIG``), so even ``kill -9`` of the parent
 leaves no worker behind.
+
+Companions are further processes kept alive the same way (the admin listener, issue 12): the
+parent runs no thread of its own, so every fork — first start or restart — copies a process with
+one thread (forking a process that has other threads can copy a lock one of them held, and the
+child deadlocks on it). ``on_exit`` hears of every process that ended (the metrics forget its
+live gauges).
 """
 
 from __future__ import annotations
@@ -36,8 +42,11 @@ DRAIN_SECONDS = 60.0
 
 @dataclass
 class _Slot:
-    """One worker position: the process filling it now, and when it may be refilled."""
+    """One process position: what fills it, the process filling it now, when it may be refilled."""
 
+    name: str
+    spawn: Callable[[], BaseProcess]
+    worker: bool = True
     process: BaseProcess | None = None
     started: float = 0.0
     delay: float = RESTART_MIN
@@ -56,16 +65,25 @@ class Supervisor:
     report: Callable[[str], None] = field(default=lambda text: log.warning("%s", text))
     slots: list[_Slot] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
-    #: Runs once the first processes are started (the admin listener, issue 12).
-    on_started: Callable[[], None] | None = None
+    #: (name, spawn) of further processes to keep alive beside the workers (the admin listener).
+    companions: list[tuple[str, Callable[[], BaseProcess]]] = field(default_factory=list)
+    #: Called with the pid of every process that ended (before its replacement starts).
+    on_exit: Callable[[int], None] | None = None
 
     def _start(self, slot: _Slot) -> None:
-        process = self.spawn()
+        if threading.active_count() > 1:  # never expected: the parent starts no thread
+            self.report(f"warning: forking {slot.name} with {threading.active_count()} threads running")
+        process = slot.spawn()
         process.start()
         slot.process, slot.started, slot.restart_at = process, time.monotonic(), None
 
     def pids(self) -> list[int]:
         return [s.process.pid for s in self.slots if s.process is not None and s.process.pid is not None]
+
+    def workers(self) -> list[int]:
+        """The pids of the server processes (not the companions)."""
+        return [s.process.pid for s in self.slots
+                if s.worker and s.process is not None and s.process.pid is not None]
 
     def stop(self, *_args: object) -> None:
         """Begin draining (a signal handler): every worker gets SIGTERM."""
@@ -75,11 +93,10 @@ class Supervisor:
                 os.kill(pid, signal.SIGTERM)
 
     def run(self) -> None:
-        self.slots = [_Slot() for _ in range(self.count)]
+        self.slots = [_Slot(f"server process {number}", self.spawn) for number in range(self.count)]
+        self.slots += [_Slot(name, spawn, worker=False) for name, spawn in self.companions]
         for slot in self.slots:
             self._start(slot)
-        if self.on_started is not None:
-            self.on_started()
         while not self.stopping.is_set():
             self.stopping.wait(self.poll)
             if not self.stopping.is_set():
@@ -88,25 +105,29 @@ class Supervisor:
 
     def _tend(self) -> None:
         now = time.monotonic()
-        for number, slot in enumerate(self.slots):
+        for slot in self.slots:
             process = slot.process
             if process is not None and not process.is_alive():
                 process.join(0)
                 lived = now - slot.started
                 if lived >= STABLE_AFTER:
                     slot.delay = RESTART_MIN
-                self.report(f"server process {number} (pid {process.pid}) exited with code {process.exitcode} "
+                self.report(f"{slot.name} (pid {process.pid}) exited with code {process.exitcode} "
                             f"after {lived:.1f} s; restarting it in {slot.delay:g} s")
+                if self.on_exit is not None and process.pid is not None:
+                    self.on_exit(process.pid)
                 slot.process, slot.restart_at = None, now + slot.delay
                 slot.delay = min(RESTART_MAX, slot.delay * 2)
             if slot.process is None and slot.restart_at is not None and now >= slot.restart_at:
                 self._start(slot)
                 slot.restarts += 1
                 assert slot.process is not None
-                self.report(f"server process {number} restarted (pid {slot.process.pid})")
+                self.report(f"{slot.name} restarted (pid {slot.process.pid})")
 
     def _drain(self) -> None:
-        self.report(f"stopping: draining {len(self.pids())} server process(es), at most {self.drain_seconds:g} s")
+        also = "".join(f" and the {slot.name}" for slot in self.slots if not slot.worker and slot.process is not None)
+        self.report(f"stopping: draining {len(self.workers())} server process(es){also}, "
+                    f"at most {self.drain_seconds:g} s")
         deadline = time.monotonic() + self.drain_seconds
         for slot in self.slots:
             if slot.process is not None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Authorised Responsible Officers (AROs).", no_args_is_help=True)
 
+AroId = Annotated[str, typer.Argument(help="The ARO's id in the register.")]
 Reason = Annotated[str | None, typer.Option("--reason", help="Why (recorded in the audit log).")]
 
 
@@ -33,7 +34,7 @@ def _line(a: AroRecord) -> str:
 
 @app.command("nominate")
 def nominate(
-    aro_id: str,
+    aro_id: AroId,
     party: Annotated[str, typer.Option("--party", help="The Party the ARO acts for.")],
     name: Annotated[str, typer.Option("--name", help="The ARO's name.")],
     sro: Annotated[str, typer.Option("--sro", help="The Party's SRO who nominated the ARO.")],
@@ -49,7 +50,7 @@ def nominate(
 
 @app.command("verify")
 def verify(
-    aro_id: str,
+    aro_id: AroId,
     check: Annotated[str, typer.Option("--check", help="What was checked, e.g. 'passport + utility bill'.")],
     when: Annotated[str | None, typer.Option("--date", help="When it was checked (default today).")] = None,
     staff: StaffOption = None,
@@ -65,7 +66,7 @@ def verify(
 
 @app.command("screen")
 def screen(
-    aro_id: str,
+    aro_id: AroId,
     when: Annotated[str, typer.Option("--date", help="Date of the security screening (YYYY-MM-DD).")],
     standard: Annotated[str, typer.Option("--standard", help="The screening standard.")] = "BS 7858:2019",
     staff: StaffOption = None,
@@ -89,21 +90,21 @@ def _status(aro_id: str, status: AroStatus, reason: str | None, staff: str | Non
 
 
 @app.command("suspend")
-def suspend(aro_id: str, reason: Reason = None, staff: StaffOption = None,
+def suspend(aro_id: AroId, reason: Reason = None, staff: StaffOption = None,
             home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Suspend an ARO: its very next request is refused (aro.active)."""
     _status(aro_id, AroStatus.SUSPENDED, reason, staff, home)
 
 
 @app.command("reinstate")
-def reinstate(aro_id: str, reason: Reason = None, staff: StaffOption = None,
+def reinstate(aro_id: AroId, reason: Reason = None, staff: StaffOption = None,
               home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Reinstate a suspended ARO (RA approver)."""
     _status(aro_id, AroStatus.ACTIVE, reason, staff, home)
 
 
 @app.command("revoke")
-def revoke(aro_id: str, reason: Reason = None, staff: StaffOption = None,
+def revoke(aro_id: AroId, reason: Reason = None, staff: StaffOption = None,
            home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Revoke an ARO for good (a revoked ARO is never reinstated)."""
     _status(aro_id, AroStatus.REVOKED, reason, staff, home)

@@ -14,6 +14,8 @@ import typer
 
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console
 
+Archive = Annotated[Path, typer.Argument(help="The backup archive (.tar.gz) made by 'smki backup create'.")]
+
 app = typer.Typer(help="Backups: a consistent snapshot of the database, certificates, CRLs and encrypted keys.",
                   no_args_is_help=True)
 
@@ -33,7 +35,7 @@ def create(out: Annotated[Path, typer.Option("--out", help="The archive to write
 
 
 @app.command("verify")
-def verify(archive: Path) -> None:
+def verify(archive: Archive) -> None:
     """Check every file of a backup against its manifest; exit 1 naming the first that does not match."""
     from smki.services.backup import verify_backup
 
@@ -43,7 +45,7 @@ def verify(archive: Path) -> None:
 
 
 @app.command("restore")
-def restore(archive: Path,
+def restore(archive: Archive,
             home: Annotated[Path, typer.Option("--home", help="A new, empty home to restore into.")],
             database_url: Annotated[str, typer.Option(help="An empty PostgreSQL database (PostgreSQL backups).")] = "",
             ) -> None:

@@ -83,6 +83,7 @@ FORWARDED = {
     "store-size": ("store_size", "Single-CSR issuance (Ad Hoc, JSON) and results-page latency as the store grows."),
     "devices": ("device_register", "Device register bulk import / update of N rows and request-time look-ups."),
     "cli": ("cli", "How long the smki command takes to answer: --help, a group's help, simple commands."),
+    "access-log": ("access_log", "Per-request cost of the access log and request metrics (ASGI, with vs without)."),
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -45,10 +44,8 @@ def init(
     """
     from smki.services.ca_admin import initialise_ca
 
-    settings = load_settings(home)
-    settings = replace(settings, key_backend=keys.value, pkcs11_module=module or settings.pkcs11_module,
-                       pkcs11_token=token or settings.pkcs11_token,
-                       database_url=database_url or settings.database_url)
+    settings = load_settings(home, flags={"key-backend": keys.value, "pkcs11-module": module or None,
+                                          "pkcs11-token": token or None, "database-url": database_url or None})
     if keys is KeyStore.pkcs11 and not (settings.pkcs11_module and settings.pkcs11_token):
         raise typer.BadParameter("--keys pkcs11 needs --module and --token")
     summaries = initialise_ca(settings, read_secret(settings, confirm=True), actor=actor())

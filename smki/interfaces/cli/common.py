@@ -12,6 +12,7 @@ from rich.console import Console
 
 from smki.config import DEFAULT_HOME, Settings, load_settings
 from smki.errors import ConfigError
+from smki.settings_model import env_name, environment
 
 if TYPE_CHECKING:
     from smki.services.context import Home
@@ -21,17 +22,17 @@ err_console = Console(stderr=True)
 
 HomeOption = Annotated[
     Path,
-    typer.Option("--home", envvar="SMKI_HOME", help="The smki home directory (config, database, keys)."),
+    typer.Option("--home", envvar=env_name("home"), help="The smki home directory (config, database, keys)."),
 ]
 DEFAULT_HOME_PATH = DEFAULT_HOME
 
-PASSPHRASE_ENV = "SMKI_KEY_PASSPHRASE"
-PIN_ENV = "SMKI_PKCS11_PIN"
+PASSPHRASE_ENV = env_name("key-passphrase")
+PIN_ENV = env_name("pkcs11-pin")
 
 
 def actor() -> str:
     """Who is acting, for the audit log: ``SMKI_ACTOR`` or the operating-system user."""
-    return os.environ.get("SMKI_ACTOR") or f"operator:{getpass.getuser()}"
+    return str(environment("actor")) or f"operator:{getpass.getuser()}"
 
 
 def read_secret(settings: Settings, *, confirm: bool = False) -> bytes:
@@ -39,10 +40,11 @@ def read_secret(settings: Settings, *, confirm: bool = False) -> bytes:
 
     Never from a file or an argument: those end up in shell history and process listings.
     """
-    env = PIN_ENV if settings.key_backend == "pkcs11" else PASSPHRASE_ENV
+    key = "pkcs11-pin" if settings.key_backend == "pkcs11" else "key-passphrase"
+    env = env_name(key)
     from smki.observability.logs import register_secret
 
-    value = os.environ.get(env)
+    value = str(environment(key))
     if value:
         register_secret(value)
         return value.encode()

@@ -19,34 +19,27 @@ app = typer.Typer(help="The configuration: effective values and validation (docs
 def show(home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Every setting's effective value and where it comes from; secrets are redacted."""
     import os
-    import tomllib
 
     from rich.markup import escape
     from rich.table import Table
 
-    from smki.config import load_settings
-    from smki.settings_model import effective
+    from smki.config import CONFIG_FILE, read_document
+    from smki.settings_model import effective, resolve
 
-    settings = load_settings(home)  # refuses a bad file first
-    path = settings.config_path
-    document = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    path = home / CONFIG_FILE
+    resolved = resolve(read_document(path), os.environ, where=str(path))  # refuses a bad file or variable
     table = Table(title=f"smki configuration ({path})")
     for column in ("key", "value", "from"):
         table.add_column(column)
-    for key, value, source in effective(document, os.environ):
+    for key, value, source in effective(resolved):
         table.add_row(key, escape(value), source)
     console.print(table)
 
 
 @app.command("check")
 def check(home: HomeOption = DEFAULT_HOME_PATH) -> None:
-    """Validate smki.toml (and the [api] and [capacity] sections' meaning); exit 1 naming the bad key."""
+    """Validate smki.toml and the SMKI_* variables against the settings model; exit 1 naming the bad key."""
     from smki.config import load_settings
-    from smki.interfaces.api.settings import api_settings
-    from smki.observability.logs import configure_logging
 
     settings = load_settings(home)
-    api_settings(settings)
-    configure_logging(settings.log_level, settings.log_format)
-    configure_logging("warning", "auto")
     console.print(f"{settings.config_path}: OK", highlight=False)

@@ -21,8 +21,9 @@ import typer
 from smki.errors import ConfigError, SmkiError
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading, open_for_signing
 from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
+from smki.settings_model import env_name, environment
 
-P12_PASSWORD_ENV = "SMKI_P12_PASSWORD"
+P12_PASSWORD_ENV = env_name("p12-password")
 
 app = typer.Typer(help="SMKI credentials: the TLS client certificates of AROs, systems and RA staff.",
                   no_args_is_help=True)
@@ -47,7 +48,7 @@ class Kind(StrEnum):
 def _password() -> bytes:
     from smki.observability.logs import register_secret
 
-    value = os.environ.get(P12_PASSWORD_ENV)
+    value = str(environment("p12-password"))
     if value:
         register_secret(value)
         return value.encode()
@@ -89,14 +90,15 @@ Days = Annotated[int | None, typer.Option("--days", min=1, max=3660, help="Valid
 
 
 @aro_app.command("issue")
-def aro_issue(aro_id: str, out: OutOption, days: Days = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+def aro_issue(aro_id: Annotated[str, typer.Argument(help="The ARO's id in the register.")], out: OutOption,
+               days: Days = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Issue an ARO's credential (CN = ARO id, O = its Party) as PKCS#12."""
     _issue(home, "aro", aro_id, out, days=days)
 
 
 @system_credential_app.command("issue")
 def system_issue(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The Authorised System's name (its credential's subject).")],
     party: Annotated[str, typer.Option("--party", help="The Party the system acts for.")],
     aro: Annotated[str, typer.Option("--aro", help="The Party's ARO answerable for the system.")],
     out: OutOption,
@@ -111,7 +113,8 @@ def system_issue(
 
 
 @app.command("staff")
-def staff_issue(staff_id: str, out: OutOption, days: Days = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+def staff_issue(staff_id: Annotated[str, typer.Argument(help="The RA staff member's id.")], out: OutOption,
+                 days: Days = None, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Issue an RA staff member's credential (for the Portal's staff pages) as PKCS#12."""
     _issue(home, "staff", staff_id, out, days=days)
 

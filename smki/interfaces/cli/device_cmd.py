@@ -11,11 +11,12 @@ from types import ModuleType
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from smki.domain import DeviceType, SmiStatus
 from smki.eui64 import eui64_hyphenated
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console
-from smki.interfaces.cli.staff_cmd import StaffOption, plain_row, run_on
+from smki.interfaces.cli.output import CsvOption, JsonOption, emit_record, emit_rows
+from smki.interfaces.cli.staff_cmd import StaffOption, run_on
 
 
 def _register() -> ModuleType:
@@ -32,8 +33,8 @@ Eui = Annotated[str, typer.Argument(help="The Device ID (EUI-64, e.g. 00-DB-12-3
 @app.command("set")
 def set_(
     device_id: Eui,
-    device_type: Annotated[str, typer.Option("--type", help="ESME, GSME, CHF, GPF, PPMID, HCALCS, IHD, CAD, …")],
-    status: Annotated[str, typer.Option("--status", help="SMI status, e.g. pending, commissioned, withdrawn.")],
+    device_type: Annotated[DeviceType, typer.Option("--type", case_sensitive=False, help="The device type.")],
+    status: Annotated[SmiStatus, typer.Option("--status", case_sensitive=False, help="The SMI status.")],
     import_supplier: Annotated[str | None, typer.Option("--import-supplier", help="Responsible Party.")] = None,
     gas_supplier: Annotated[str | None, typer.Option("--gas-supplier", help="Responsible Party.")] = None,
     network_operator: Annotated[str | None, typer.Option("--network-operator", help="Responsible Party.")] = None,
@@ -42,7 +43,7 @@ def set_(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Add a Device or record a change of its state (RA operator); the change is kept with its date."""
-    values = {"device_id": device_id, "device_type": device_type, "smi_status": status,
+    values = {"device_id": device_id, "device_type": device_type.value, "smi_status": status.value,
               "import_supplier": import_supplier, "gas_supplier": gas_supplier,
               "network_operator": network_operator, "effective": effective}
     row = run_on(home, lambda h: _register().set_device(h, values, staff_id=staff))
@@ -51,39 +52,49 @@ def set_(
 
 
 @app.command("show")
-def show(device_id: Eui, home: HomeOption = DEFAULT_HOME_PATH) -> None:
-    """A Device's register entry and every dated change."""
-    entry, history = run_on(home, lambda h: _register().get_device(h, device_id))
-    console.print(f"Device {eui64_hyphenated(entry.device_id)}: {entry.device_type}, {entry.smi_status} since "
-                  f"{entry.effective.isoformat()}; import supplier {entry.import_supplier or '-'}, gas supplier "
-                  f"{entry.gas_supplier or '-'}, network operator {entry.network_operator or '-'}",
-                  highlight=False, markup=False, soft_wrap=True)
-    table = Table()
-    for column in ("effective", "type", "status", "import", "gas", "network", "recorded by"):
-        table.add_column(column)
-    for change in history:
-        r = change.row
-        plain_row(table, r.effective.isoformat(), r.device_type, r.smi_status, r.import_supplier or "-",
-                  r.gas_supplier or "-", r.network_operator or "-", change.recorded_by)
-    console.print(table)
+def show(device_id: Eui, as_json: JsonOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
+    """A Device's register entry in force today and every dated change (one dated later: scheduled)."""
+    register = _register()
+    view = run_on(home, lambda h: register.view_device(h, device_id))
+    entry = view.in_force
+    changes = [{**register.device_dict(change.row), "recorded_by": change.recorded_by,
+                "state": "scheduled" if view.scheduled(change) else "in force" if view.current(change) else "past"}
+               for change in view.changes]
+    shown = entry or min(view.changes, key=lambda c: c.row.effective).row  # before its first change: that change
+    record = {**register.device_dict(shown), "in_force": entry is not None, "on": view.on.isoformat(),
+              "history": changes}
+    if emit_record(record, as_json=as_json):
+        return
+    if entry is None:
+        console.print(f"Device {eui64_hyphenated(view.device_id)}: nothing in force on {view.on.isoformat()} "
+                      "(its first change is still to come)", highlight=False, markup=False, soft_wrap=True)
+    else:
+        console.print(f"Device {eui64_hyphenated(entry.device_id)}: {entry.device_type}, {entry.smi_status} since "
+                      f"{entry.effective.isoformat()}; import supplier {entry.import_supplier or '-'}, gas supplier "
+                      f"{entry.gas_supplier or '-'}, network operator {entry.network_operator or '-'}",
+                      highlight=False, markup=False, soft_wrap=True)
+    emit_rows(changes, columns=("effective", "device_type", "smi_status", "import_supplier", "gas_supplier",
+                                "network_operator", "recorded_by", "state"))
 
 
 @app.command("list")
 def list_(
-    status: Annotated[str | None, typer.Option("--status", help="Only Devices in this SMI status.")] = None,
+    status: Annotated[SmiStatus | None, typer.Option("--status", case_sensitive=False,
+                                                     help="Only Devices in this SMI status.")] = None,
     after: Annotated[str | None, typer.Option("--after", help="Continue after this Device ID.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many (1-1000).")] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many.")] = 100,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Devices in Device ID order, a page at a time."""
-    rows = run_on(home, lambda h: _register().list_devices(h, after=after, status=status, limit=limit))
-    table = Table()
-    for column in ("device", "type", "status", "since", "import", "gas", "network"):
-        table.add_column(column)
-    for r in rows:
-        plain_row(table, eui64_hyphenated(r.device_id), r.device_type, r.smi_status, r.effective.isoformat(),
-                  r.import_supplier or "-", r.gas_supplier or "-", r.network_operator or "-")
-    console.print(table)
+    register = _register()
+    rows = run_on(home, lambda h: register.list_devices(h, after=after, status=status and status.value, limit=limit))
+    people = not (as_json or as_csv)  # a table shows Device IDs as people write them, scripts get 16 hex digits
+    emit_rows([{**register.device_dict(r), **({"device_id": eui64_hyphenated(r.device_id)} if people else {})}
+               for r in rows], as_json=as_json, as_csv=as_csv,
+              columns=None if as_json else ("device_id", "device_type", "smi_status", "effective", "import_supplier",
+                                            "gas_supplier", "network_operator"))
 
 
 @app.command("import")

@@ -14,12 +14,17 @@ command functions, so ``smki party --help`` imports only Typer, Rich and that mo
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import typer
 from typer import _click
 from typer.core import TyperCommand, TyperGroup
+
+if TYPE_CHECKING:
+    from typer.core import _TyperParameter
 
 
 @dataclass(frozen=True)
@@ -54,29 +59,112 @@ class _Stub(TyperCommand):
     """What the root's help and completion list for a group not yet imported: its name and help."""
 
 
-def _plain_bool_flags() -> None:
-    """Boolean flags are coerced without Pydantic.
+_Leaf = Callable[[Any, "_TyperParameter", _click.Context], Any]
 
-    Typer coerces every parameter value through a Pydantic ``TypeAdapter`` (~0.1 s to import, a
-    third of the budget for ``--help``), even the unset ``--help`` and ``--install-completion`` of
-    the groups on the way to a sub-command. A flag's value is already ``True``, ``False`` or
-    ``None``; it needs no coercion. Every other parameter keeps Typer's.
+
+def _leaf_coercion(annotation: Any, info: Any) -> _Leaf | None:
+    """How to coerce one command-line value to ``annotation`` without Pydantic, or ``None`` to
+    leave it to Typer (dates, clamped numbers, custom parsers, anything less common)."""
+    from enum import Enum
+    from pathlib import Path
+    from typing import get_origin
+
+    from typer._param_types import choice_coercion_annotation, coerce_cli_choice, coerce_cli_path
+
+    if info.parser is not None or get_origin(annotation) not in (None, Literal):
+        return None
+    if annotation is str:
+        return lambda value, param, ctx: value.decode() if isinstance(value, bytes) else str(value)
+    if annotation in (int, float):
+        if info.clamp:
+            return None
+        return _number(annotation, info.min, info.max)
+    choice = choice_coercion_annotation(annotation, info)
+    if choice is not None:
+        choices, case_sensitive = choice
+
+        def one_of(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+            try:
+                return coerce_cli_choice(value, choices=choices, case_sensitive=case_sensitive, ctx=ctx)
+            except ValueError as exc:
+                raise _click.exceptions.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+        return one_of
+    path_type = info.path_type or annotation
+    if isinstance(path_type, type) and issubclass(path_type, Path) and not issubclass(path_type, Enum):
+        def path(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+            if isinstance(value, str | bytes):
+                value = path_type(os.fsdecode(value))
+            return coerce_cli_path(value, info, path_type=path_type, param=param, ctx=ctx)
+
+        return path
+    return None
+
+
+def _number(kind: type[int] | type[float], low: float | None, high: float | None) -> _Leaf:
+    name = "integer" if kind is int else "number"
+
+    def number(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise _click.exceptions.BadParameter(f"{value!r} is not a valid {name}.", ctx=ctx, param=param)
+        try:
+            result = kind(value.strip()) if isinstance(value, str) else kind(value)
+        except ValueError:
+            raise _click.exceptions.BadParameter(f"{value!r} is not a valid {name}.", ctx=ctx, param=param) from None
+        if (low is not None and result < low) or (high is not None and result > high):
+            bounds = f"{'' if low is None else f'{low}<='}x{'' if high is None else f'<={high}'}"
+            raise _click.exceptions.BadParameter(f"{result} is not in the range {bounds}.", ctx=ctx, param=param)
+        return result
+
+    return number
+
+
+def _without_pydantic() -> None:
+    """Command-line values are coerced without Pydantic.
+
+    Typer coerces every parameter value through a Pydantic ``TypeAdapter``: importing Pydantic is
+    ~0.06 s on an idle machine, a tenth of a simple command's budget and a fifth of ``--help``'s,
+    even for the unset ``--help`` of the groups on the way to a sub-command. What smki's commands
+    take (booleans, strings, numbers, paths, choices, and lists of those) is coerced here with
+    Typer's own helpers for paths and choices, so the checks and messages stay Typer's; any other
+    annotation (dates, clamped numbers, custom parsers) still goes through Typer's adapters.
     """
-    from typer._coercion import PassThroughRuntimeParam
+    from typing import get_args, get_origin
+
+    from typer._coercion import PassThroughRuntimeParam, RuntimeParam
     from typer.core import _TyperParameter
+
+    @dataclass(frozen=True)
+    class PlainRuntimeParam(RuntimeParam):
+        leaf: _Leaf
+        many: bool
+
+        def _coerce_value(self, value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+            if not self.many:
+                return self.leaf(value, param, ctx)
+            items = value if isinstance(value, list | tuple) else [value]
+            return [self.leaf(item, param, ctx) for item in items]
 
     typer_runtime_param = _TyperParameter.get_runtime_param
 
     def get_runtime_param(self: _TyperParameter) -> Any:
-        if self._runtime_param is None and self.type_descriptor.annotation is bool and getattr(self, "is_flag", False):
-            self._runtime_param = PassThroughRuntimeParam(annotation=bool,
-                                                          parameter_info=self.type_descriptor.parameter_info)
+        if self._runtime_param is None and self.type_descriptor.file_annotation is None:
+            annotation: Any = self.type_descriptor.annotation
+            info = self.type_descriptor.parameter_info
+            if annotation is bool and getattr(self, "is_flag", False):
+                self._runtime_param = PassThroughRuntimeParam(annotation=bool, parameter_info=info)
+            else:
+                many = get_origin(annotation) is list and len(get_args(annotation)) == 1
+                leaf = _leaf_coercion(get_args(annotation)[0] if many else annotation, info)
+                if leaf is not None:
+                    self._runtime_param = PlainRuntimeParam(annotation=annotation, parameter_info=info, leaf=leaf,
+                                                            many=many)
         return typer_runtime_param(self)
 
     _TyperParameter.get_runtime_param = get_runtime_param  # type: ignore[method-assign]
 
 
-_plain_bool_flags()
+_without_pydantic()
 
 
 class LazyGroup(TyperGroup):

@@ -104,11 +104,13 @@ def _fail(line: str, code: int) -> None:
 
 def run() -> None:
     from smki.observability.logs import configure_logging
+    from smki.settings_model import env_name, environment
 
     try:
-        # A one-shot command logs warnings and errors only (its results are its output); ``smki
-        # serve`` reconfigures from the home's log-level / log-format.
-        configure_logging(os.environ.get("SMKI_LOG_LEVEL", "warning"), os.environ.get("SMKI_LOG_FORMAT", "auto"))
+        # A one-shot command logs warnings and errors only (its results are its output), unless
+        # SMKI_LOG_LEVEL says otherwise; ``smki serve`` reconfigures from the home's settings.
+        level = environment("log-level") if os.environ.get(env_name("log-level")) else "warning"
+        configure_logging(level, environment("log-format"))
         code = app(standalone_mode=False)
     except SmkiError as exc:
         from smki.interfaces.cli.common import err_console
@@ -126,7 +128,7 @@ def run() -> None:
     except (KeyboardInterrupt, Abort, EOFError):
         _fail("interrupted", EXIT_INTERRUPTED)
     except Exception as exc:
-        if os.environ.get("SMKI_DEBUG"):
+        if os.environ.get(env_name("debug"), "").strip().lower() not in ("", "0", "false", "no", "off"):
             raise
         _fail(f"error: internal: {type(exc).__name__}: {exc} (set SMKI_DEBUG=1 for details)", EXIT_INTERNAL)
     sys.exit(code if isinstance(code, int) else 0)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="SEC Parties in the RA register.", no_args_is_help=True)
 
 
+PartyId = Annotated[str, typer.Argument(help="The Party's id in the register.")]
 _CATEGORIES = ", ".join(c.value for c in PartyCategory)
 _REGISTERED_ROLES = ", ".join(r.value for r in RegisteredUserRole)
 
@@ -61,7 +62,7 @@ def party_json(p: PartyRecord) -> dict[str, Any]:
 
 @app.command("add")
 def add(
-    party_id: Annotated[str, typer.Argument(help="The Party's id in the register.")],
+    party_id: PartyId,
     name: Annotated[str, typer.Option("--name", help="The Party's name.")],
     category: Annotated[str, typer.Option("--category", help=f"SEC Party category: {_CATEGORIES}.")],
     staff: StaffOption = None,
@@ -75,7 +76,7 @@ def add(
 
 
 @app.command("show")
-def show(party_id: Annotated[str, typer.Argument(help="The Party's id in the register.")],
+def show(party_id: PartyId,
          as_json: JsonOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Show a Party: status evidence, Entity Identifiers with roles, subscriber standing."""
     from smki.services.registry import show_party
@@ -105,7 +106,7 @@ def list_(as_json: JsonOption = False, as_csv: CsvOption = False, home: HomeOpti
 
 @app.command("set-status")
 def set_status(
-    party_id: str,
+    party_id: PartyId,
     srept: Annotated[str | None, typer.Option("--srept", help="Date SREPT was passed (YYYY-MM-DD).")] = None,
     no_srept: Annotated[bool, typer.Option("--no-srept", help="Clear the SREPT date.")] = False,
     uept: Annotated[str | None, typer.Option("--uept", help="Date UEPT was completed (YYYY-MM-DD).")] = None,
@@ -134,7 +135,7 @@ def set_status(
 
 @app.command("entity")
 def entity(
-    party_id: str,
+    party_id: PartyId,
     eui: Annotated[str, typer.Argument(help="The Entity Identifier (16 hex digits or 90-B3-D5-…).")],
     role: Annotated[list[str], typer.Option("--role", help="A Remote Party Role it may hold (2, 127, supplier…); "
                                             "repeatable.")],
@@ -149,7 +150,7 @@ def entity(
 
 @app.command("subscriber")
 def subscriber(
-    party_id: str,
+    party_id: PartyId,
     policy: Annotated[str, typer.Option("--policy", help="organisation or device.")],
     standing: Annotated[str, typer.Option("--standing", help="suspended, withdrawn, or approved (reinstate).")],
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the audit log).")] = None,

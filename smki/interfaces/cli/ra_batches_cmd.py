@@ -8,17 +8,18 @@ default policy every batch is approved at once and the queue stays empty; see
 
 from __future__ import annotations
 
+from enum import StrEnum
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 if TYPE_CHECKING:
     from smki.store.batches import BatchJobRecord
 
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console
-from smki.interfaces.cli.staff_cmd import StaffOption, plain_row, run_on
+from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
+from smki.interfaces.cli.staff_cmd import StaffOption, run_on
 
 
 def _lifecycle() -> ModuleType:
@@ -33,29 +34,39 @@ app = typer.Typer(help="Device CSR batches awaiting the RA: list, approve, rejec
 BatchId = Annotated[int, typer.Argument(help="The BatchId.")]
 
 
+class BatchStatus(StrEnum):
+    """A batch's states (``smki.services.batch_lifecycle``), repeated here so help imports no service."""
+
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    PAUSED = "PAUSED"
+    REJECTED = "REJECTED"
+    COMPLETED = "COMPLETED"
+
+
 def _line(job: BatchJobRecord) -> str:
     return f"batch {job.id} ({job.party_id}, {job.total} CSRs): {job.status}"
 
 
 @app.command("list")
 def list_(
-    status: Annotated[str | None, typer.Option("--status", help="Any status (default: PENDING, oldest first).")]
-    = None,
+    status: Annotated[BatchStatus | None, typer.Option(
+        "--status", case_sensitive=False, help="Any status (default: PENDING, oldest first).")] = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Batches awaiting approval, or the latest batches in a status."""
     lifecycle = _lifecycle()
     jobs = run_on(home, lambda h: lifecycle.batches_waiting(h) if status is None
-                  else lifecycle.recent_batches(h, status=status))
-    table = Table()
-    for column in ("batch", "party", "ARO", "interface", "CSRs", "status", "submitted", "reason"):
-        table.add_column(column)
-    for job in jobs:
-        reason = job.error_text if job.status == "REJECTED" else ""
-        plain_row(table, str(job.id), job.party_id, job.aro_id, job.interface, str(job.total), job.status,
-                  f"{job.created_at:%Y-%m-%d %H:%M}", reason or "")
-    console.print(table)
-    if not jobs:
+                  else lifecycle.recent_batches(h, status=status.value))
+    rows = [{"batch": job.id, "party": job.party_id, "aro": job.aro_id, "interface": job.interface,
+             "csrs": job.total, "status": job.status, "submitted": job.created_at,
+             "reason": job.error_text if job.status == "REJECTED" else None} for job in jobs]
+    emit_rows(rows, as_json=as_json, as_csv=as_csv,
+              columns=("batch", "party", "aro", "interface", "csrs", "status", "submitted", "reason"))
+    if not jobs and not (as_json or as_csv):
         err_console.print("no batches" if status else "no batches awaiting approval")
 
 

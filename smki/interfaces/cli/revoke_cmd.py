@@ -21,6 +21,7 @@ from smki.interfaces.cli.common import (
     open_for_signing,
 )
 from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
+from smki.settings_model import env_name
 
 if TYPE_CHECKING:
     from smki.services.revocation import Published
@@ -32,7 +33,7 @@ REASON_NAMES = ("unspecified", "keyCompromise", "cACompromise", "affiliationChan
 
 StaffOption = Annotated[
     str | None,
-    typer.Option("--as", envvar="SMKI_STAFF", help="Your RA staff id (or set SMKI_STAFF)."),
+    typer.Option("--as", envvar=env_name("staff"), help="Your RA staff id (or set SMKI_STAFF)."),
 ]
 ReasonOption = Annotated[
     str, typer.Option("--reason", help=f"RFC 5280 reason, by name or number: {', '.join(REASON_NAMES)}."),

@@ -1,16 +1,14 @@
 """``smki serve``: the Gateway and SPOTI listeners (mutual TLS), one configuration.
 
-Settings come from ``[api]`` in ``smki.toml`` (see :mod:`smki.interfaces.api.settings`); flags
-override them. The key secret (needed to issue) comes from the environment or a prompt.
+Settings come from ``[api]`` in ``smki.toml``; the flags are the settings model's (each names its
+key: docs/configuration.md) and override the file and the environment. The key secret (needed to issue) comes from the
+environment or a prompt.
 
 Registration: ``COMMANDS.add("serve", …serve_cmd:serve, …)`` in ``smki.interfaces.cli.main``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,7 +17,7 @@ from smki.config import load_settings
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, read_secret
 
 if TYPE_CHECKING:
-    from smki.interfaces.api.settings import ApiSettings
+    pass
 
 
 def serve(
@@ -37,50 +35,20 @@ def serve(
 ) -> None:
     """Serve the JSON API, the DCC XML services and the Portal on the Gateway and SPOTI listeners."""
     from smki.interfaces.api.server import serve as run_server
-    from smki.interfaces.api.settings import Listen, api_settings
+    from smki.interfaces.api.settings import api_settings
     from smki.observability.logs import configure_logging, register_secret
 
-    settings = load_settings(home)
-    configure_logging(log_level or os.environ.get("SMKI_LOG_LEVEL") or settings.log_level,
-                      log_format or os.environ.get("SMKI_LOG_FORMAT") or settings.log_format)
+    settings = load_settings(home, flags={
+        "api.gateway": gateway, "api.spoti": spoti, "api.spoti-enabled": False if no_spoti else None,
+        "api.workers": workers, "api.batch-workers": batch_workers, "api.admin": admin,
+        "log-level": log_level, "log-format": log_format,
+    })
+    configure_logging(settings.log_level, settings.log_format)
     api = api_settings(settings)
     register_secret(api.repository_apikey)
-    overrides: dict[str, object] = {
-        "gateway": None if gateway is None else Listen.parse(gateway, "--gateway"),
-        "workers": workers,
-        "batch_workers": batch_workers,
-        "admin": None if admin is None else Listen.parse(admin, "--admin"),
-    }
-    if spoti is not None:
-        overrides["spoti"] = Listen.parse(spoti, "--spoti")
-    api = api.with_overrides(**overrides)
-    if no_spoti:
-        from dataclasses import replace
-
-        api = replace(api, spoti=None)
     secret = read_secret(settings)
     register_secret(secret)
-    on_started = None
-    if api.admin is not None:
-        on_started = _admin_starter(home, secret, api)
-    run_server(home, secret, api, on_started=on_started)
-
-
-def _admin_starter(home: Path, secret: bytes, api: ApiSettings) -> Callable[[], None]:
-    """Switch the metrics to multiprocess mode now (before any server process counts), start later."""
-    from smki.interfaces.admin.server import AdminListener
-    from smki.observability.metrics import enable_multiprocess
-
-    assert api.admin is not None
-    enable_multiprocess(home / "run" / "metrics")
-    listener = AdminListener(api.admin, home, secret, max_beat_age=max(30.0, 20 * api.batch_poll),
-                             runners=api.workers)
-
-    def start() -> None:
-        listener.start()
-        print(f"smki: admin http://{listener.address}", flush=True)
-
-    return start
+    run_server(home, secret, api)
 
 
 def main() -> None:

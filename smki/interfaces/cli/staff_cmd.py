@@ -19,6 +19,7 @@ from smki.errors import SmkiError
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading
 from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
 from smki.ra.state import StaffRole
+from smki.settings_model import env_name
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -29,7 +30,7 @@ app = typer.Typer(help="RA staff: operators, approvers and auditors.", no_args_i
 
 StaffOption = Annotated[
     str | None,
-    typer.Option("--as", envvar="SMKI_STAFF", help="The RA staff member acting (or SMKI_STAFF).",
+    typer.Option("--as", envvar=env_name("staff"), help="The RA staff member acting (or SMKI_STAFF).",
                  show_envvar=True),
 ]
 

@@ -30,6 +30,7 @@ from smki.services import requests as rq
 from smki.services.context import Home
 from smki.services.device_issuance import DeviceOutcome
 from smki.services.portal_batches import (
+    INTERFACE_NAMES,
     MAX_ZIP_BYTES,
     PORTAL_INTERFACE,
     WAITING,
@@ -280,12 +281,11 @@ def _all_batches(ctx: PortalContext, party_id: str) -> list[dict[str, Any]]:
     API or the DCC XML services — all stored batches with one lifecycle — newest first."""
     from smki.services.batch_jobs import jobs_for_party
 
-    names = {PORTAL_INTERFACE: "Portal", "xml": "XML"}
     return [
         {"name": job.client_ref if job.interface == PORTAL_INTERFACE
             else f"{job.id}" + (f" ({job.client_ref})" if job.client_ref else ""),
-         "link": f"/aro/batches/{job.id}" if job.interface == PORTAL_INTERFACE else None,
-         "interface": names.get(job.interface, "JSON"), "status": job.status.upper(),
+         "link": f"/aro/batches/{job.id}",  # every batch has its page: progress, failed files, response ZIP
+         "interface": INTERFACE_NAMES.get(job.interface, job.interface), "status": job.status.upper(),
          "done": job.processed, "total": job.total, "issued": job.issued, "failed": job.rejected,
          "created": job.created_at, "batch_id": job.id, "reason": job.error_text if job.status == "REJECTED" else None}
         for job in jobs_for_party(ctx.home(), party_id)]
