@@ -26,7 +26,7 @@ from smki.ra import PartyCategory, check_eligible_subscriber
 from smki.ra.rules import DEFAULT_ELIGIBILITY, DeviceFacts, EligibilityContext, Eligible
 from smki.services.key_register import Entry, Screen
 from smki.services.ra_state import today
-from smki.store.devices import device_reads
+from smki.store.devices import DeviceReads, device_reads
 
 if TYPE_CHECKING:
     from smki.ra.rules import RuleResult
@@ -46,41 +46,36 @@ def eligibility_table(settings: Settings) -> dict[str, frozenset[Eligible]] | No
 
 
 Verdicts = Callable[[Collection[bytes], date], dict[bytes, str | None]]
-#: A Device's register entry as the screen reads it: (SMI status, import supplier, gas supplier,
-#: network operator); None for a Device the register does not know.
-Facts = tuple[str, str | None, str | None, str | None] | None
-Judge = Callable[[bytes, Facts], "RuleResult"]
 
 
-def _judge(home: Home, party_id: str) -> Judge | None:
-    """The rule for ``party_id``'s CSRs, one Device at a time; None when the check is off."""
+def _requester(home: Home, party_id: str) -> tuple[dict[str, frozenset[Eligible]], PartyCategory, DeviceReads] | None:
+    """What every eligibility decision for ``party_id`` needs: the table in force, the Party's
+    category and the register; None when the check is off."""
     table = eligibility_table(home.settings)
     if table is None:
         return None
     party = home.store.registry.party(party_id)
     category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
-
-    def judge(device_id: bytes, facts: Facts) -> RuleResult:
-        return check_eligible_subscriber(EligibilityContext(
-            party_id, category, device_id, None if facts is None else DeviceFacts(*facts), table))
-
-    return judge
+    return table, category, device_reads(home.store)
 
 
 def eligibility_verdicts(home: Home, party_id: str) -> Verdicts | None:
     """``party_id``'s verdicts on Device IDs on a date — None (eligible) or the refusal's reason —
     judged from the register state in force on that date (a change dated later does not count yet);
     None when the check is off. The batch writer asks with today's date, a what-if with its own."""
-    judge = _judge(home, party_id)
-    if judge is None:
+    context = _requester(home, party_id)
+    if context is None:
         return None
-    reads = device_reads(home.store)
+    table, category, reads = context
 
     def verdicts(devices: Collection[bytes], on: date) -> dict[bytes, str | None]:
-        entries = reads.facts_on(devices, on)
+        entries = reads.entries_on(devices, on)
         found: dict[bytes, str | None] = {}
         for device_id in devices:
-            verdict = judge(device_id, entries.get(device_id))
+            entry = entries.get(device_id)
+            facts = None if entry is None else DeviceFacts(entry.smi_status, entry.import_supplier,
+                                                           entry.gas_supplier, entry.network_operator)
+            verdict = check_eligible_subscriber(EligibilityContext(party_id, category, device_id, facts, table))
             found[device_id] = None if verdict.passed else verdict.reason
         return found
 
@@ -97,16 +92,20 @@ def eligibility_screen(home: Home, party_id: str) -> Screen | None:
     and again only to word a refusal (``tests/api/test_screen_before_signing.py`` checks the
     screened batch against the rules applied CSR by CSR).
     """
-    verdict = _judge(home, party_id)
-    if verdict is None:
+    context = _requester(home, party_id)
+    if context is None:
         return None
-    reads = device_reads(home.store)
-    passes: dict[Facts, bool] = {}
+    table, category, reads = context
+    passes: dict[tuple[str, str | None, str | None, str | None] | None, bool] = {}
+
+    def verdict(device_id: bytes, facts: tuple[str, str | None, str | None, str | None] | None) -> RuleResult:
+        return check_eligible_subscriber(EligibilityContext(
+            party_id, category, device_id, None if facts is None else DeviceFacts(*facts), table))
 
     def screen(entries: list[Entry]) -> list[Entry]:
         devices = {entry[2] for entry in entries if len(entry) != 4}
         found = reads.facts_on(devices, today()) if devices else {}
-        kinds: set[Facts] = set(found.values())
+        kinds: set[tuple[str, str | None, str | None, str | None] | None] = set(found.values())
         if len(found) < len(devices):
             kinds.add(None)  # a Device the register does not know
         for kind in kinds - passes.keys():  # each kind of entry judged once per batch (by any of its Devices)
