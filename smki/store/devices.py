@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from smki.store.driver import placeholder
+from smki.store.driver import pg_fixed_width_any, placeholder
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
@@ -135,8 +135,10 @@ class DeviceReads:
         with self._engine.connect() as conn:
             wanted = list(device_ids)
             parts: list[tuple[str, tuple[object, ...]]]
-            if conn.dialect.name == "postgresql":  # one query, the IDs as one array parameter
-                parts = [(f"SELECT {columns} FROM devices WHERE device_id = ANY(%s)", (wanted,))]
+            if conn.dialect.name == "postgresql":  # one query, the IDs as one parameter
+                packed = pg_fixed_width_any(wanted, 8)
+                any_of, values = packed if packed is not None else ("ANY(%s)", (wanted,))
+                parts = [(f"SELECT {columns} FROM devices WHERE device_id = {any_of}", values)]
             else:
                 mark = placeholder(conn)
                 parts = [(f"SELECT {columns} FROM devices WHERE device_id IN ({', '.join([mark] * len(part))})",
