@@ -49,5 +49,6 @@ def test_bench_devices_creates_its_schema_and_times_import_and_update(database_u
     run = smki(["bench", "devices", "--count", "300", "--database-url", database_url], smki_env(database_url))
     assert run.code == 0, run.err
     figures = json.loads(run.out)
-    assert figures["rows"] == 300 and figures["import_seconds"] > 0 and figures["update_seconds"] > 0
+    # 300 rows can take under the figures' rounding (0.005 s): the times only need to be there
+    assert figures["rows"] == 300 and figures["import_seconds"] >= 0 and figures["update_seconds"] >= 0
     assert figures["import_cpu_seconds"]["client"] >= 0
