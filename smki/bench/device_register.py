@@ -2,9 +2,12 @@
 minute on PostgreSQL), then request-time look-ups (one query per 500 Device IDs, as a batch's writer
 makes them for the Eligible Subscriber check).
 
-Usage: ``smki bench devices [--count N] [--database-url URL] [--format csv|jsonl]``. The input file
-is written first (not timed); the import is the service the CLI uses (streamed, 10,000 rows per
-transaction). A second import of the same file measures an update of every row.
+Usage: ``smki bench devices [--count N] [--database-url URL] [--format csv|jsonl]``. The database
+must exist (the bench creates smki's schema in it). The input file is written first (not timed);
+the import is the service the CLI uses (``import_path``: streamed, 10,000 rows per transaction). A
+second import of the same file measures an update of every row (each Device's entry rewritten and
+one more dated change each). Besides wall time it reports the CPU of this process and, on a
+PostgreSQL server on this machine, of its backend: on a shared machine those move less.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import time
 from pathlib import Path
 
 from smki.audit import AuditEvent
+from smki.bench._procstat import cpu_seconds
 from smki.config import Settings, write_default_config
-from smki.services.context import open_home
-from smki.services.device_register import import_rows, read_rows
+from smki.services.context import Home, open_home
+from smki.services.device_register import ImportSummary, import_path
 from smki.store.devices import device_reads
 
 STATUSES = ("pending", "whitelisted", "installed-not-commissioned", "commissioned", "commissioned", "commissioned",
@@ -57,14 +61,26 @@ def main(argv: list[str] | None = None) -> None:
     write_input(source, args.count, args.format)
     settings = Settings(home=work / "home", database_url=args.database_url)
     write_default_config(settings)
-    home = open_home(settings.home, None)
+    home = open_home(settings.home, None, migrate=True, create=True)  # a fresh database: create the schema
     with home.store.transaction() as tx:
         for party in PARTIES:
             tx.registry.add_party(party, party, "large-supplier")
         tx.append_audit([AuditEvent("bench", "bench.setup", "devices")])
+    cpu: dict[str, tuple[float, float]] = {}
+
+    def timed(label: str) -> ImportSummary:
+        """The import, with the CPU it cost this process and (PostgreSQL) its server backend."""
+        backend = _backend(home)
+        before = os.times(), cpu_seconds(backend) if backend else 0.0
+        summary = import_path(home, source, actor="bench")
+        after = os.times()
+        cpu[label] = (after.user + after.system - before[0].user - before[0].system,
+                      (cpu_seconds(backend) - before[1]) if backend and _backend(home) == backend else -1.0)
+        return summary
+
     try:
-        first = import_rows(home, read_rows(source), actor="bench")
-        again = import_rows(home, read_rows(source), actor="bench")
+        first = timed("import")
+        again = timed("update")
         reads = device_reads(home.store)
         rng = random.Random(7)
         ids = [(FIRST + rng.randrange(args.count)).to_bytes(8, "big") for _ in range(50_000)]
@@ -78,8 +94,20 @@ def main(argv: list[str] | None = None) -> None:
         "rows": args.count, "format": args.format, "store": args.database_url or "sqlite",
         "import_seconds": round(first.seconds, 2), "import_rows_per_second": round(first.rows / first.seconds),
         "update_seconds": round(again.seconds, 2), "lookup_us_per_device": round(1e6 * lookup / len(ids), 1),
-        "cpus": os.cpu_count(),
+        **{f"{label}_cpu_seconds": {"client": round(client, 2), "server": round(server, 2) if server >= 0 else None}
+           for label, (client, server) in cpu.items()},
+        "cpus": os.cpu_count(), "load_average": [round(n, 2) for n in os.getloadavg()],
     }))
+
+
+def _backend(home: Home) -> int | None:
+    """The PostgreSQL backend's process id (the bench's one connection, reused by the pool), to read
+    the server's CPU from ``/proc`` when the server runs on this machine; None on SQLite."""
+    if home.store.dialect != "postgresql":
+        return None
+    with home.store.engine.connect() as conn:
+        pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    return pid if os.path.exists(f"/proc/{pid}") else None
 
 
 if __name__ == "__main__":

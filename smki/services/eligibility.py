@@ -26,7 +26,7 @@ from smki.ra import PartyCategory, check_eligible_subscriber
 from smki.ra.rules import DEFAULT_ELIGIBILITY, DeviceFacts, EligibilityContext, Eligible
 from smki.services.key_register import Entry, Screen
 from smki.services.ra_state import today
-from smki.store.devices import device_reads
+from smki.store.devices import DeviceReads, device_reads
 
 if TYPE_CHECKING:
     from smki.ra.rules import RuleResult
@@ -48,16 +48,25 @@ def eligibility_table(settings: Settings) -> dict[str, frozenset[Eligible]] | No
 Verdicts = Callable[[Collection[bytes], date], dict[bytes, str | None]]
 
 
-def eligibility_verdicts(home: Home, party_id: str) -> Verdicts | None:
-    """``party_id``'s verdicts on Device IDs on a date — None (eligible) or the refusal's reason —
-    judged from the register state in force on that date (a change dated later does not count yet);
-    None when the check is off. The batch writer asks with today's date, a what-if with its own."""
+def _requester(home: Home, party_id: str) -> tuple[dict[str, frozenset[Eligible]], PartyCategory, DeviceReads] | None:
+    """What every eligibility decision for ``party_id`` needs: the table in force, the Party's
+    category and the register; None when the check is off."""
     table = eligibility_table(home.settings)
     if table is None:
         return None
     party = home.store.registry.party(party_id)
     category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
-    reads = device_reads(home.store)
+    return table, category, device_reads(home.store)
+
+
+def eligibility_verdicts(home: Home, party_id: str) -> Verdicts | None:
+    """``party_id``'s verdicts on Device IDs on a date — None (eligible) or the refusal's reason —
+    judged from the register state in force on that date (a change dated later does not count yet);
+    None when the check is off. The batch writer asks with today's date, a what-if with its own."""
+    context = _requester(home, party_id)
+    if context is None:
+        return None
+    table, category, reads = context
 
     def verdicts(devices: Collection[bytes], on: date) -> dict[bytes, str | None]:
         entries = reads.entries_on(devices, on)
@@ -83,12 +92,10 @@ def eligibility_screen(home: Home, party_id: str) -> Screen | None:
     and again only to word a refusal (``tests/api/test_screen_before_signing.py`` checks the
     screened batch against the rules applied CSR by CSR).
     """
-    table = eligibility_table(home.settings)
-    if table is None:
+    context = _requester(home, party_id)
+    if context is None:
         return None
-    party = home.store.registry.party(party_id)
-    category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
-    reads = device_reads(home.store)
+    table, category, reads = context
     passes: dict[tuple[str, str | None, str | None, str | None] | None, bool] = {}
 
     def verdict(device_id: bytes, facts: tuple[str, str | None, str | None, str | None] | None) -> RuleResult:

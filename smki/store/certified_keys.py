@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 
 from sqlalchemy import Connection, Engine
 
-from smki.store.driver import placeholder
+from smki.store.driver import pg_fixed_width_any, placeholder
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
@@ -23,9 +23,11 @@ _PART = 4000
 def _serials(conn: Connection, fingerprints: Collection[bytes]) -> dict[bytes, str]:
     wanted = sorted(set(fingerprints))
     found: dict[bytes, str] = {}
-    if conn.dialect.name == "postgresql":  # one query, the keys as one array parameter
-        rows = conn.exec_driver_sql(
-            "SELECT fingerprint, serial FROM certified_keys WHERE fingerprint = ANY(%s)", (wanted,))
+    if conn.dialect.name == "postgresql":  # one query, the keys as one parameter
+        packed = pg_fixed_width_any(wanted, 16)
+        any_of, params = packed if packed is not None else ("ANY(%s)", (wanted,))
+        rows = conn.exec_driver_sql(f"SELECT fingerprint, serial FROM certified_keys WHERE fingerprint = {any_of}",
+                                    params)
         found.update((bytes(fingerprint), serial) for fingerprint, serial in rows)
         return found
     mark = placeholder(conn)

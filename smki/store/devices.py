@@ -1,11 +1,11 @@
 """The device register in the store: Devices by ID with their SMI status and responsible Parties, and
 every dated change (issue 13). Request-time look-ups are by primary key, one query per 500 Device
-IDs; bulk imports are streamed in chunks, each one transaction (PostgreSQL: ``COPY`` into a
-temporary table, then one upsert and one insert; SQLite: two ``executemany``)."""
+IDs; bulk imports are streamed in chunks, each one transaction (PostgreSQL: binary ``COPY`` into a
+temporary table, then one upsert and one insert; SQLite, and small sets on PostgreSQL: two
+``executemany``). Bulk rows come as plain tuples (:data:`DeviceRecord`), not a record object each."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -13,11 +13,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from smki.store.driver import placeholder
+from smki.store.driver import pg_fixed_width_any, placeholder
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
 _PART = 500
+#: From this many rows a PostgreSQL write takes the ``COPY`` path (below it the row-by-row upsert is cheaper).
+COPY_FROM = 200
+#: A register row as a bulk import hands it to the store: Device ID, device type, SMI status, Import
+#: Supplier, Gas Supplier, Network Operator, and the date it takes effect (DeviceRow's field order).
+DeviceRecord = tuple[bytes, str, str, str | None, str | None, str | None, date]
+_COPY_TYPES = ["int4", "bytea", "text", "text", "text", "text", "text", "date"]
+_HISTORY_TYPES = ["bytea", "varchar", "varchar", "varchar", "varchar", "varchar", "date", "varchar"]
 _FIELDS = ("device_id", "device_type", "smi_status", "import_supplier", "gas_supplier", "network_operator")
 
 
@@ -128,8 +135,10 @@ class DeviceReads:
         with self._engine.connect() as conn:
             wanted = list(device_ids)
             parts: list[tuple[str, tuple[object, ...]]]
-            if conn.dialect.name == "postgresql":  # one query, the IDs as one array parameter
-                parts = [(f"SELECT {columns} FROM devices WHERE device_id = ANY(%s)", (wanted,))]
+            if conn.dialect.name == "postgresql":  # one query, the IDs as one parameter
+                packed = pg_fixed_width_any(wanted, 8)
+                any_of, values = packed if packed is not None else ("ANY(%s)", (wanted,))
+                parts = [(f"SELECT {columns} FROM devices WHERE device_id = {any_of}", values)]
             else:
                 mark = placeholder(conn)
                 parts = [(f"SELECT {columns} FROM devices WHERE device_id IN ({', '.join([mark] * len(part))})",
@@ -192,55 +201,66 @@ class DeviceWrites:
         change: a row replaces it when dated the same day or later (so the last row wins for a
         repeated Device ID and date), never when back-dated. A change dated in the future is thus in
         the snapshot before it takes effect; readers ask for the state on a date (:meth:`DeviceReads.entries_on`)."""
-        if not rows:
+        self.put_records([(r.device_id, r.device_type, r.smi_status, r.import_supplier, r.gas_supplier,
+                           r.network_operator, r.effective) for r in rows], recorded_by)
+
+    def put_records(self, records: Sequence[DeviceRecord], recorded_by: str) -> None:
+        """:meth:`put` for rows already as plain tuples in :data:`DeviceRecord` order: what a bulk import
+        hands over, without a record object per row.
+
+        Small sets (under :data:`COPY_FROM` rows, and every set on SQLite) take the general path: one
+        row-by-row upsert and one insert (``executemany``). On PostgreSQL larger sets are copied
+        (binary ``COPY``) into a temporary table, then moved by two set statements; both paths leave
+        the same register (tests/store/test_device_bulk.py)."""
+        if not records:
             return
-        if self._conn.dialect.name == "postgresql":
-            self._put_copy(rows, recorded_by)
+        if self._conn.dialect.name == "postgresql" and len(records) >= COPY_FROM:
+            self._put_copy(records, recorded_by)
             return
         mark = placeholder(self._conn)
         marks = ", ".join([mark] * 7)
         updates = ", ".join(f"{f} = excluded.{f}" for f in (*_FIELDS[1:], "changed_on"))
-        params = [(r.device_id, r.device_type, r.smi_status, r.import_supplier, r.gas_supplier,
-                   r.network_operator, r.effective) for r in rows]
         self._conn.exec_driver_sql(
             f"INSERT INTO devices ({', '.join(_FIELDS)}, changed_on) VALUES ({marks}) "
             f"ON CONFLICT (device_id) DO UPDATE SET {updates} WHERE excluded.changed_on >= devices.changed_on",
-            params)
+            list(records))
         self._conn.exec_driver_sql(
             f"INSERT INTO device_changes ({', '.join(_FIELDS)}, effective, recorded_by) VALUES ({marks}, {mark})",
-            [(*p, recorded_by) for p in params])
+            [(*r, recorded_by) for r in records])
 
-    def _put_copy(self, rows: Sequence[DeviceRow], recorded_by: str) -> None:
+    def _put_copy(self, records: Sequence[DeviceRecord], recorded_by: str) -> None:
+        """The PostgreSQL bulk path: binary ``COPY`` of the rows (numbered, so that the last of a
+        repeated Device ID and date wins as it does row by row) into a temporary table, then the
+        snapshot upsert from it in one statement (each Device's latest-dated row, only over an entry
+        dated the same day or earlier); and a second ``COPY`` of the rows straight into the history."""
         import psycopg
 
         raw = self._conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
+        columns = ", ".join((*_FIELDS, "changed_on"))
         with raw.cursor() as cursor:
             cursor.execute(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS devices_in (n bigint, device_id bytea, device_type text, "
+                "CREATE TEMPORARY TABLE IF NOT EXISTS devices_in (n int4, device_id bytea, device_type text, "
                 "smi_status text, import_supplier text, gas_supplier text, network_operator text, changed_on date) "
                 "ON COMMIT DELETE ROWS")
-            with cursor.copy("COPY devices_in FROM STDIN") as copy:
-                buffer = io.StringIO()
-                for n, r in enumerate(rows):
-                    buffer.write(f"{n}\t\\\\x{r.device_id.hex()}\t{r.device_type}\t{r.smi_status}\t"
-                                 f"{_text(r.import_supplier)}\t{_text(r.gas_supplier)}\t{_text(r.network_operator)}\t"
-                                 f"{r.effective.isoformat()}\n")
-                copy.write(buffer.getvalue())
+            with cursor.copy(f"COPY devices_in (n, {columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_COPY_TYPES)
+                write_row = copy.write_row
+                for n, record in enumerate(records):
+                    write_row((n, *record))
             updates = ", ".join(f"{f} = excluded.{f}" for f in (*_FIELDS[1:], "changed_on"))
-            columns = ", ".join((*_FIELDS, "changed_on"))
             cursor.execute(
                 f"INSERT INTO devices ({columns}) SELECT DISTINCT ON (device_id) {columns} FROM devices_in "
                 f"ORDER BY device_id, changed_on DESC, n DESC ON CONFLICT (device_id) DO UPDATE SET {updates} "
                 "WHERE excluded.changed_on >= devices.changed_on")
-            cursor.execute(
-                f"INSERT INTO device_changes ({', '.join(_FIELDS)}, effective, recorded_by) "
-                f"SELECT {', '.join(_FIELDS)}, changed_on, %s FROM devices_in ORDER BY n", (recorded_by,))
-
-
-def _text(value: str | None) -> str:
-    """COPY text format: NULL is ``\\N``; Party ids hold no tabs, newlines or backslashes (checked upstream)."""
-    return "\\N" if value is None else value
+            # The history straight from the client, in the rows' order (COPY assigns ids row by row):
+            # cheaper for the server than an INSERT … SELECT from the temporary table with its sort.
+            with cursor.copy(f"COPY device_changes ({', '.join(_FIELDS)}, effective, recorded_by) "
+                             "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_HISTORY_TYPES)
+                write_row = copy.write_row
+                for record in records:
+                    write_row((*record, recorded_by))
 
 
 def device_reads(store: Store) -> DeviceReads:

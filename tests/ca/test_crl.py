@@ -150,10 +150,18 @@ def test_wrong_signer_is_refused(det_ca: DeterministicCA) -> None:
 
 @pytest.mark.slow
 def test_hundred_thousand_entries_is_fast_and_linear(file_ca: FileCA) -> None:
-    entries = [(random_serial(), NOW - timedelta(seconds=i), (None, 1, 4, 5)[i % 4]) for i in range(100_000)]
-    started = time.perf_counter()
-    crl = build_crl(file_ca.hierarchy.organisation_ca, file_ca.organisation_signer, entries, 9, NOW, LATER)
-    elapsed = time.perf_counter() - started
+    """Linear, judged as a ratio within one run (10,000 then 100,000 entries), so a loaded CI machine
+    slows both alike; the wall-clock bound only catches a collapse (a quiet machine takes ~1.5 s)."""
+
+    def timed(count: int) -> tuple[float, x509.CertificateRevocationList]:
+        entries = [(random_serial(), NOW - timedelta(seconds=i), (None, 1, 4, 5)[i % 4]) for i in range(count)]
+        started = time.perf_counter()
+        crl = build_crl(file_ca.hierarchy.organisation_ca, file_ca.organisation_signer, entries, 9, NOW, LATER)
+        return time.perf_counter() - started, crl
+
+    small = min(timed(10_000)[0] for _ in range(2))
+    elapsed, crl = timed(100_000)
     assert len(crl) == 100_000
     assert crl.is_signature_valid(file_ca.hierarchy.organisation_ca.public_key())  # type: ignore[arg-type]
-    assert elapsed < 5.0, f"100,000-entry CRL took {elapsed:.2f} s"
+    assert elapsed < 20 * small, f"100,000 entries took {elapsed / small:.1f} times 10,000 (linear: 10)"
+    assert elapsed < 60.0, f"100,000-entry CRL took {elapsed:.2f} s"

@@ -162,3 +162,65 @@ def with_key_tbs(tbs: bytes) -> bytes:
     point_at = tbs.index(bytes.fromhex("034200")) + 3
     new = KEY.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     return tbs[:point_at] + new + tbs[point_at + 65:]
+
+
+# The Device-ID peek's own shapes (learnt by the peek's plain walk, never used by the full check).
+
+
+def peek_without_shapes(der: bytes) -> bytes | None:
+    saved = csr_module._PEEK_SHAPES
+    csr_module._PEEK_SHAPES = ()
+    try:
+        return csr_module.peek_device_id(der)
+    finally:
+        csr_module._PEEK_SHAPES = saved
+
+
+@pytest.fixture
+def peek_learnt() -> Iterator[None]:
+    saved = csr_module._PEEK_SHAPES
+    csr_module._PEEK_SHAPES = ()
+    assert csr_module.peek_device_id(CSRS[0]) == bytes.fromhex("00db000000000100")
+    assert len(csr_module._PEEK_SHAPES) == 1
+    yield
+    csr_module._PEEK_SHAPES = saved
+
+
+@pytest.mark.usefixtures("peek_learnt")
+@pytest.mark.parametrize("index", range(1, len(CSRS)))
+def test_the_peek_reads_csrs_of_its_shape_from_the_hole(index: int) -> None:
+    device = csr_module._peek_shape_device_id(CSRS[index])
+    assert device == (0x00DB000000000100 + index // 2).to_bytes(8, "big")
+    assert csr_module.peek_device_id(CSRS[index]) == device == peek_without_shapes(CSRS[index])
+
+
+def test_the_peek_shapes_are_not_the_full_checks() -> None:
+    """A peek never teaches the full check a shape: the CSRs it reads were never checked."""
+    saved = csr_module._SHAPES, csr_module._PEEK_SHAPES
+    csr_module._SHAPES = csr_module._PEEK_SHAPES = ()
+    try:
+        csr_module.peek_device_id(CSRS[1])
+        assert csr_module._SHAPES == () and len(csr_module._PEEK_SHAPES) == 1
+    finally:
+        csr_module._SHAPES, csr_module._PEEK_SHAPES = saved
+
+
+@pytest.mark.usefixtures("peek_learnt")
+@SETTINGS
+@given(st.data())
+def test_the_peek_of_mutated_csrs_agrees_with_the_walk(data: st.DataObject) -> None:
+    der = data.draw(st.sampled_from(CSRS))
+    if data.draw(st.booleans()):  # a TBS byte replaced, dropped or inserted (re-signed)
+        tbs = tbs_of(with_key(der, KEY))
+        position = data.draw(st.integers(min_value=0, max_value=len(tbs) - 1))
+        byte = bytes([data.draw(st.integers(min_value=0, max_value=255))])
+        action = data.draw(st.sampled_from(["replace", "delete", "insert"]))
+        tbs = {"replace": tbs[:position] + byte + tbs[position + 1:], "delete": tbs[:position] + tbs[position + 1:],
+               "insert": tbs[:position] + byte + tbs[position:]}[action]
+        candidate = resigned(tbs)
+    else:  # an outer-header, algorithm or signature byte replaced
+        position = data.draw(st.sampled_from([0, 1, 2, 3, *range(len(tbs_of(der)) + 4, len(der))]))
+        candidate = der[:position] + bytes([data.draw(st.integers(0, 255))]) + der[position + 1:]
+    shapes = csr_module._PEEK_SHAPES
+    assert csr_module.peek_device_id(candidate) == peek_without_shapes(candidate)
+    csr_module._PEEK_SHAPES = shapes  # what the peek learnt from the candidate is not for the next example

@@ -44,3 +44,14 @@ def test_bench_access_log_measures_the_middleware_against_the_bare_app(database_
                  smki_env(database_url))
     assert plain.code == 0, plain.err
     assert "asgi app, metrics in-process" in plain.out and "+ access log + metrics" in plain.out
+
+
+def test_bench_devices_creates_its_schema_and_times_import_and_update(database_url: str) -> None:
+    """issue 13: the device register bench runs on an empty database (it creates smki's schema)."""
+    import json
+
+    run = smki(["bench", "devices", "--count", "300", "--database-url", database_url], smki_env(database_url))
+    assert run.code == 0, run.err
+    figures = json.loads(run.out)
+    assert figures["rows"] == 300 and figures["import_seconds"] > 0 and figures["update_seconds"] > 0
+    assert figures["import_cpu_seconds"]["client"] >= 0

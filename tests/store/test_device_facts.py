@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from datetime import date, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,3 +35,32 @@ def test_facts_on_is_entries_on(store: Store, changes: list[tuple[int, str, str 
     expected = {d: (r.smi_status, r.import_supplier, r.gas_supplier, r.network_operator)
                 for d, r in reads.entries_on(devices, day).items()}
     assert reads.facts_on(devices, day) == expected
+
+
+def test_the_packed_look_ups_use_the_primary_keys(store: Store) -> None:
+    """PostgreSQL: the one-``bytea`` ``ANY`` of the register and key look-ups is an index scan,
+    also on tables large enough for a scan to be a choice."""
+    import os
+
+    from sqlalchemy import text
+
+    from smki.store.driver import pg_fixed_width_any
+
+    if store.dialect != "postgresql":
+        pytest.skip("the packed ANY is PostgreSQL's")
+    store.migrate()
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO certified_keys (fingerprint, serial) SELECT decode(md5(i::text), 'hex'), "
+                          "lpad(i::text, 32, '0') FROM generate_series(1, 20000) AS i"))
+        conn.execute(text("INSERT INTO devices (device_id, device_type, smi_status, changed_on) SELECT "
+                          "decode(lpad(to_hex(i), 16, '0'), 'hex'), 'ESME', 'pending', current_date "
+                          "FROM generate_series(1, 20000) AS i"))
+        conn.execute(text("ANALYZE certified_keys"))
+        conn.execute(text("ANALYZE devices"))
+        for table, column, width in (("certified_keys", "fingerprint", 16), ("devices", "device_id", 8)):
+            packed = pg_fixed_width_any([os.urandom(width) for _ in range(500)], width)
+            assert packed is not None
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql(
+                f"EXPLAIN SELECT * FROM {table} WHERE {column} = {packed[0]}", packed[1]))
+            assert "Index" in plan and "Seq Scan" not in plan, plan
+    assert pg_fixed_width_any([b"short"], 16) is None

@@ -4,21 +4,59 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
 
 from smki.config import DEFAULT_HOME, Settings, load_settings
 from smki.errors import ConfigError
 from smki.settings_model import env_name, environment
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from smki.services.context import Home
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _LazyConsole:
+    """A Rich console made on first use: importing Rich's console costs a simple command ~0.03 s
+    (issue 14), and one that prints plain lines (``say``) or JSON never needs it."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+
+console = cast("Console", _LazyConsole())
+err_console = cast("Console", _LazyConsole(stderr=True))
+
+
+def rich_console(*, stderr: bool = False) -> Console:
+    """The Rich console itself, for Rich objects that are handed one (a ``Progress``)."""
+    return cast(_LazyConsole, err_console if stderr else console).real()
+
+
+def say(text: str) -> None:
+    """One line to stdout exactly as given: no Rich markup, highlighting or emoji codes (register
+    text is never read as markup), and no Rich to import."""
+    sys.stdout.write(text + "\n")
+
+
+def say_err(text: str) -> None:
+    """One line to stderr exactly as given (see ``say``)."""
+    sys.stderr.write(text + "\n")
 
 HomeOption = Annotated[
     Path,

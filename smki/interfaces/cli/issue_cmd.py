@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from smki.errors import SmkiError
-from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, err_console, open_for_signing
+from smki.interfaces.cli.common import (
+    DEFAULT_HOME_PATH,
+    HomeOption,
+    actor,
+    console,
+    err_console,
+    open_for_signing,
+    rich_console,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -74,7 +82,7 @@ def batch_progress(verb: str, items: Sequence[BatchItem] | None, source: Path | 
 
     total = len(items) if items is not None else count_batch_source(source) if source is not None else None
     progress = Progress(TextColumn(f"[bold]{verb}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err_console, transient=False, disable=not err_console.is_terminal)
+                        console=rich_console(stderr=True), transient=False, disable=not err_console.is_terminal)
     return progress, total
 
 

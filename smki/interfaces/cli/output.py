@@ -14,14 +14,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from smki.interfaces.cli.common import console
+
+if TYPE_CHECKING:  # Rich is imported when a table is printed: JSON and CSV output never need it
+    from rich.table import Table
 
 #: Piped or redirected, a table is printed as wide as its content: ``grep`` and files see every
 #: identifier whole. On a terminal it fits the window, wrapping (never cutting) long cells.
@@ -85,6 +85,9 @@ def emit_rows(rows: Sequence[Row], *, as_json: bool = False, as_csv: bool = Fals
         for r in rows:
             writer.writerow([text(r.get(k)) for k in keys])
         return
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title)
     for key in keys:
         table.add_column(key.replace("_", " "), overflow="fold")
@@ -97,6 +100,8 @@ def print_table(table: Table) -> None:
     if console.is_terminal:
         console.print(table)
     else:
+        from rich.console import Console
+
         Console(file=console.file, width=_PIPE_WIDTH, color_system=None).print(table)
 
 
@@ -109,6 +114,9 @@ def emit_record(record: Row, *, as_json: bool = False) -> bool:
 
 def fields_table(record: Row) -> None:
     """One record as a two-column table of its fields, never truncated."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_header=False)
     table.add_column(overflow="fold")
     table.add_column(overflow="fold")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from smki.eui64 import eui64_hyphenated
-from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, say
 from smki.interfaces.cli.output import CsvOption, JsonOption, emit_record, emit_rows
 from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, run_on
 from smki.ra.state import PartyCategory, RegisteredUserRole
@@ -25,7 +25,7 @@ _REGISTERED_ROLES = ", ".join(r.value for r in RegisteredUserRole)
 
 
 def _say(text: str) -> None:
-    console.print(text, highlight=False, soft_wrap=True, markup=False)
+    say(text)
 
 
 def _iso(value: object) -> str:

@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 
 from smki.eui64 import eui64_hex
-from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, err_console, open_for_signing
+from smki.interfaces.cli.common import (
+    DEFAULT_HOME_PATH,
+    HomeOption,
+    actor,
+    console,
+    open_for_signing,
+    rich_console,
+)
 
 #: smki.services.populate.DEFAULT_CHUNK, repeated so that help needs no services (a test keeps them equal).
 DEFAULT_CHUNK = 50_000
@@ -35,7 +42,7 @@ def populate(
         who = actor()
         if devices:
             with Progress(TextColumn("populating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                          console=err_console, transient=True) as progress:
+                          console=rich_console(stderr=True), transient=True) as progress:
                 task = progress.add_task("records", total=devices)
                 summary = populate_devices(
                     opened, devices, actor=who, chunk_size=chunk,

@@ -22,7 +22,6 @@ from smki.ra.state import StaffRole
 from smki.settings_model import env_name
 
 if TYPE_CHECKING:
-    from rich.table import Table
 
     from smki.services.context import Home
 
@@ -51,13 +50,6 @@ def run_on(home: Path, action: Callable[[Home], T]) -> T:
     """Open the home, run ``action`` on it, close it."""
     with opened(home) as handle:
         return action(handle)
-
-
-def plain_row(table: Table, *cells: str) -> None:
-    """Add a row whose cells are shown as given: register text is never read as Rich markup."""
-    from rich.text import Text
-
-    table.add_row(*(Text(cell) for cell in cells))
 
 
 def parse_date(value: str | None, option: str) -> date | None:
