@@ -5,12 +5,15 @@ Why it exists: every request on every listener passes through
 line and counts it in two Prometheus metrics (issue 12). This bench drives the same ASGI app
 in-process (no sockets, no TLS: nothing else to drown the difference) with and without that layer,
 in alternating rounds, and reports the added microseconds per request and the ratio within the one
-run, so a loaded machine shifts both sides alike.
+run, so a loaded machine shifts both sides alike. Times are this process's CPU time, not the wall
+clock, which on a shared machine also counts the time other processes held the CPU.
 
 Variants:
 
 * ``bare``: a FastAPI app with one ``async`` JSON route (as cheap as a route gets, so the
-  middleware's share is the largest it can be);
+  middleware's share is the largest it can be); with ``--app asgi``, a plain ASGI callable that
+  sends the same response, so what the middleware adds is most of what is measured and stands
+  out of the noise of a loaded machine;
 * ``+ access log + metrics``: the same app inside the middleware, logging at ``info`` through
   smki's JSON formatter and redacting filter to ``/dev/null``;
 * ``+ metrics only``: the middleware with the log level at ``warning`` (the line is not formatted).
@@ -45,7 +48,9 @@ def _scope() -> dict[str, Any]:
             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8443)}
 
 
-def _bare_app() -> App:
+def _bare_app(kind: str = "fastapi") -> App:
+    if kind == "asgi":
+        return _asgi_app
     from fastapi import FastAPI
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
@@ -57,8 +62,19 @@ def _bare_app() -> App:
     return app
 
 
+async def _asgi_app(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Message]],
+                    send: Callable[[Message], Awaitable[None]]) -> None:
+    """The bare route's response without a framework."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"39")]})
+    await send({"type": "http.response.body", "body": b'{"actor":"aro:A1@P1","route":"gateway"}'})
+
+
 async def _drive(app: App, requests: int) -> float:
-    """Seconds for ``requests`` requests through ``app``; each response must be a 200."""
+    """CPU seconds this process spent on ``requests`` requests through ``app``; each response must be a 200.
+
+    CPU time, not wall time: on a shared machine the wall clock also counts the time other
+    processes held the CPU, which swamped differences of tens of microseconds."""
     statuses: list[int] = []
 
     async def receive() -> Message:
@@ -68,10 +84,10 @@ async def _drive(app: App, requests: int) -> float:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(requests):
         await app(_scope(), receive, send)
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     if set(statuses) != {200} or len(statuses) != requests:
         raise SystemExit(f"unexpected responses: {sorted(set(statuses))}")
     return seconds
@@ -82,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=2000, help="Requests per round and variant (default 2000).")
     parser.add_argument("--rounds", type=int, default=7, help="Alternating rounds; the median counts (default 7).")
     parser.add_argument("--in-process", action="store_true", help="Count metrics in-process, not multiprocess.")
+    parser.add_argument("--app", choices=("fastapi", "asgi"), default="fastapi",
+                        help="The bare app: a FastAPI route (default) or a plain ASGI callable.")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="smki-bench-metrics-") as directory:
@@ -91,14 +109,15 @@ def main(argv: list[str] | None = None) -> None:
             from smki.observability.metrics import enable_multiprocess
 
             enable_multiprocess(Path(directory) / "metrics")
-        results = _run(args.requests, args.rounds)
+        results = _run(args.requests, args.rounds, args.app)
     mode = "in-process" if args.in_process else "multiprocess"
     if args.json:
-        print(json.dumps({"metrics": mode, "requests": args.requests, "rounds": args.rounds, **results}, indent=2))
+        print(json.dumps({"metrics": mode, "app": args.app, "requests": args.requests, "rounds": args.rounds,
+                          **results}, indent=2))
         return
     bare = results["bare_us"]
-    print(f"smki bench access-log: {args.requests} requests x {args.rounds} rounds, metrics {mode}; "
-          f"median µs per request (load average {os.getloadavg()[0]:.1f})")
+    print(f"smki bench access-log: {args.requests} requests x {args.rounds} rounds, {args.app} app, metrics {mode}; "
+          f"median CPU µs per request (load average {os.getloadavg()[0]:.1f})")
     print(f"{'variant':<26}{'µs/request':>12}{'added µs':>10}{'x bare':>8}")
     for label, key in (("bare", "bare_us"), ("+ access log + metrics", "logged_us"),
                        ("+ metrics only", "metrics_us")):
@@ -106,13 +125,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label:<26}{value:>12.1f}{value - bare:>10.1f}{value / bare:>8.2f}")
 
 
-def _run(requests: int, rounds: int) -> dict[str, float]:
+def _run(requests: int, rounds: int, kind: str = "fastapi") -> dict[str, float]:
     import logging
 
     from smki.observability.access import AccessLogMiddleware
     from smki.observability.logs import configure_logging
 
-    bare = _bare_app()
+    bare = _bare_app(kind)
     wrapped = AccessLogMiddleware(bare, listener="gateway")
     sink = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - open for the whole run
     configure_logging("info", "json", stream=sink)

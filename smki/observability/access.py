@@ -12,18 +12,27 @@ to the ``smki.access`` logger::
 The subject is the authenticated credential's actor (``aro:<ARO>@<Party>``, ``system:…``,
 ``staff:…``), or ``-`` when the request was refused before it was identified. The same figures
 feed the request metrics (:mod:`smki.observability.metrics`).
+
+This runs for every request, so it does only what the line and the metrics need (measured by
+``smki bench access-log``, see docs/performance.md): the line is screened for secrets where it is
+made, once (a :class:`~smki.observability.logs.ScreenedRecord`, which the handler's redacting
+filter passes as it is, rather than every field scanned again), its record goes straight to the
+logger's handlers (no caller lookup: the line does not show one), nothing of it is made when the
+level is above ``info``, and the metric children are looked up once per listener, route and
+status.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
-from smki.observability.logs import safe_path
+from smki.observability import metrics
+from smki.observability.logs import ScreenedRecord, redact, safe_path
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -38,7 +47,7 @@ log = logging.getLogger("smki.access")
 
 
 def new_request_id() -> str:
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()  # what secrets.token_hex(8) returns, without its two calls' overhead
 
 
 def _subject(scope: Scope) -> str:
@@ -84,14 +93,18 @@ class AccessLogMiddleware:
         finally:
             request_id.reset(token)
             seconds = time.perf_counter() - started
-            path = safe_path(scope.get("path", ""), scope.get("query_string", b""))
-            method = scope.get("method", "")
-            route = _route_template(scope)
-            log.info(f"{method} {path} {status}", extra={
-                "listener": self.listener, "method": method, "path": path, "status": status,
-                "duration_ms": round(seconds * 1000, 2), "bytes": sent, "subject": _subject(scope),
-                "request_id": rid,
-            })
-            from smki.observability import metrics
+            metrics.observe_request(self.listener, _route_template(scope), status, seconds)
+            if log.isEnabledFor(logging.INFO):
+                self._write(scope, rid, status, seconds, sent)
 
-            metrics.observe_request(self.listener, route, status, seconds)
+    def _write(self, scope: Scope, rid: str, status: int, seconds: float, sent: int) -> None:
+        """The access-log line, screened here: the client's method and path (:func:`safe_path`) and
+        the credential's subject go through :func:`redact`; the rest is numbers, the listener's
+        name and our id."""
+        path = safe_path(scope.get("path", ""), scope.get("query_string", b""))
+        method = redact(scope.get("method", ""))
+        record = ScreenedRecord(log.name, logging.INFO, __file__, 0, f"{method} {path} {status}", None, None)
+        vars(record).update(listener=self.listener, method=method, path=path, status=status,
+                            duration_ms=round(seconds * 1000, 2), bytes=sent, subject=redact(_subject(scope)),
+                            request_id=rid)
+        log.handle(record)

@@ -40,6 +40,10 @@ def test_bench_access_log_measures_the_middleware_against_the_bare_app(database_
     figures = json.loads(run.out)
     assert figures["metrics"] == "multiprocess" and figures["requests"] == 200
     assert all(figures[key] > 0 for key in ("bare_us", "logged_us", "metrics_us"))
+    plain = smki(["bench", "access-log", "--requests", "200", "--rounds", "1", "--app", "asgi", "--in-process"],
+                 smki_env(database_url))
+    assert plain.code == 0, plain.err
+    assert "asgi app, metrics in-process" in plain.out and "+ access log + metrics" in plain.out
 
 
 def test_bench_devices_creates_its_schema_and_times_import_and_update(database_url: str) -> None:

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smki.errors import ConfigError
-from smki.observability.logs import REDACTED, configure_logging, register_secret, safe_path
+from smki.observability.logs import REDACTED, configure_logging, redact, register_secret, safe_path
 
 PASSPHRASE = "correct horse battery staple"
 PIN = "5501-9921"
@@ -101,3 +101,102 @@ def test_bad_level_or_format_is_refused() -> None:
         configure_logging("loud", "json")
     with pytest.raises(ConfigError, match="log-format"):
         configure_logging("info", "xml")
+
+
+# --- The access log's own screening (issue 12 follow-up: the per-request cost) ---------------------
+# The access middleware screens its line where it makes it (a ScreenedRecord, which the filter
+# passes as it is), so these check that the line still holds no secret from the request.
+
+keyed_words = st.sampled_from(["passphrase", "password", "pin", "token", "apikey", "api_key", "secret"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=text_around, word=keyed_words, cases=st.lists(st.booleans(), min_size=12, max_size=12),
+       separator=st.sampled_from(["=", ":", " = ", ": "]), after=text_around)
+def test_the_cheap_keyed_check_never_skips_a_keyed_secret(before: str, word: str, cases: list[bool],
+                                                          separator: str, after: str) -> None:
+    """redact() runs the keyed-pair expression only when a cheap check says it may match: it must
+    say so for every text the expression matches, whatever the case (and outside ASCII)."""
+    from smki.observability.logs import _KEYED, _may_be_keyed
+
+    word = "".join(c.upper() if up else c for c, up in zip(word, cases, strict=False))
+    text = f"{before}{word}{separator}{TOKEN}{after}"
+    for candidate in (text, text.replace("s", "\u017f"), text.replace("k", "\u212a")):
+        assert _KEYED.search(candidate) is None or _may_be_keyed(candidate)
+    if _KEYED.search(text):
+        assert TOKEN not in redact(text)
+
+
+def test_a_query_value_is_screened_as_the_application_reads_it() -> None:
+    register_secret(PASSPHRASE)
+    encoded = PASSPHRASE.replace(" ", "+")
+    shown = safe_path(f"/api/v1/x/{PASSPHRASE}", f"api%6Bey=abc&note={encoded}&n=a%20password%3D{TOKEN}&q&k=v")
+    assert PASSPHRASE not in shown and encoded not in shown and TOKEN not in shown
+    assert shown == f"/api/v1/x/{REDACTED}?api%6Bey={REDACTED}&note={REDACTED}&n=a+password={REDACTED}&q&k=v"
+
+
+def _drive_middleware(path: str, query: bytes, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    import asyncio
+
+    from smki.observability.access import AccessLogMiddleware
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        from smki.interfaces.api.errors import error_body
+
+        body = json.dumps(error_body("http.not-found", "no such thing")).encode()
+        await send({"type": "http.response.start", "status": 404, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": query, "headers": []}
+    asyncio.run(AccessLogMiddleware(app, listener="gateway")(scope, receive, send))  # type: ignore[arg-type]
+    headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}  # type: ignore[attr-defined]
+    return int(sent[0]["status"]), headers, sent[1]["body"]  # type: ignore[call-overload, return-value]
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_the_access_line_holds_every_field_and_no_secret(fmt: str) -> None:
+    register_secret(PASSPHRASE)
+    stream = io.StringIO()
+    configure_logging("info", fmt, stream)
+    status, headers, body = _drive_middleware(f"/api/v1/certificates/{PASSPHRASE}/pin={TOKEN}",
+                                              f"token={TOKEN}&note={PASSPHRASE.replace(' ', '%20')}".encode())
+    out = stream.getvalue()
+    assert out.count("\n") == 1, out  # exactly one line
+    assert PASSPHRASE not in out and TOKEN not in out and PASSPHRASE.replace(" ", "%20") not in out
+    rid = headers["x-request-id"]
+    assert json.loads(body)["error"]["request_id"] == rid and status == 404
+    if fmt == "text":
+        assert f"request_id={rid}" in out and "listener=gateway" in out and "status=404" in out
+        return
+    line = json.loads(out)
+    path = f"/api/v1/certificates/{REDACTED}/pin={REDACTED}?token={REDACTED}&note={REDACTED}"
+    assert line["message"] == f"GET {path} 404"
+    assert {k: line[k] for k in ("level", "logger", "listener", "method", "path", "status", "bytes", "subject",
+                                 "request_id")} == {
+        "level": "info", "logger": "smki.access", "listener": "gateway", "method": "GET", "path": path,
+        "status": 404, "bytes": len(body), "subject": "-", "request_id": rid}
+    assert line["duration_ms"] >= 0 and line["time"].endswith("Z")
+
+
+def test_json_lines_write_other_types_as_text() -> None:
+    import datetime
+    import enum
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    stream = _capture("json")
+    when = datetime.datetime(2026, 12, 6, 4, 0, tzinfo=datetime.UTC)
+    logging.getLogger("smki.test").info("typed", extra={"when": when, "colour": Colour.RED, "what": object,
+                                                       "n": 3, "items": [1, "a"]})
+    line = json.loads(stream.getvalue())
+    assert line["when"] == "2026-12-06T04:00:00+00:00" and line["colour"] == "red"
+    assert line["what"] == "<class 'object'>" and line["n"] == 3 and line["items"] == [1, "a"]
