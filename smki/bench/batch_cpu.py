@@ -124,6 +124,8 @@ def one_core_split(home: Home) -> None:
 
 def _screens_off() -> Callable[[], None]:
     """Switch the duplicate-key screen off in this process (for this benchmark only); returns the undo."""
+    import contextlib
+
     from smki.services import key_register
 
     class NoScreen:
@@ -135,6 +137,9 @@ def _screens_off() -> Callable[[], None]:
 
         def committed(self, _chunks: int) -> None:
             pass
+
+        def held(self) -> contextlib.nullcontext[None]:
+            return contextlib.nullcontext()
 
     names = ("DeviceKeyScreen", "record_device_keys")
     saved = [getattr(device_issuance, name) for name in names]
