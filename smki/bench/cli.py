@@ -3,7 +3,8 @@ simple commands such as ``party show`` under 0.5 s).
 
 Each command runs as an operator runs it, a fresh ``python -m smki.interfaces.cli.main`` process,
 ``--runs`` times after one untimed warm-up run (which also writes the byte-code caches an installed
-package has); the table gives the median and the fastest wall time. The machine is shared, so the
+package has); the table gives the median and the fastest wall time, and the median CPU time (user +
+system of the process), which a busy machine stretches less than wall time. The machine is shared, so the
 same table also times a bare interpreter start and ``import typer, rich`` in the same run: the
 ratio to those is what compares across runs.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,13 +43,19 @@ class Tree:
         return {**base, "PYTHONPATH": os.pathsep.join(filter(None, [str(self.path), base.get("PYTHONPATH")]))}
 
 
-def _run(argv: list[str], env: dict[str, str], cwd: str) -> float:
-    start = time.perf_counter()
+def _cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _run(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of ``argv`` as a child process."""
+    cpu, start = _cpu(), time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, stdin=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()[-400:]}")
-    return elapsed
+    return elapsed, cpu
 
 
 def _smki(*args: str) -> list[str]:
@@ -96,23 +104,27 @@ def main(argv: list[str] | None = None) -> None:
         print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
               f"{args.runs} runs of each command" + (", the trees alternately" if len(trees) > 1 else ""))
         tree_column = len(trees) > 1
-        print(f"{'command':<40} {'tree' if tree_column else '':<9}{'median s':>9} {'min s':>7} {'target s':>9}"
-              f"  {'vs python':>9}")
+        print(f"{'command':<40} {'tree' if tree_column else '':<9}{'median s':>9} {'min s':>7} {'cpu s':>7} "
+              f"{'target s':>9}  {'vs python':>9}")
         base: dict[str, float] = {}
         for label, kind, argv_ in _cases(home):
             times: dict[str, list[float]] = {tree.label: [] for tree in trees}
+            cpus: dict[str, list[float]] = {tree.label: [] for tree in trees}
             for tree in trees:
                 _run(argv_, tree.env(env), work)  # warm-up: byte-code caches, the page cache
             for _ in range(args.runs):
                 for tree in trees:
-                    times[tree.label].append(_run(argv_, tree.env(env), work))
+                    wall, cpu = _run(argv_, tree.env(env), work)
+                    times[tree.label].append(wall)
+                    cpus[tree.label].append(cpu)
             for tree in trees:
                 median = statistics.median(times[tree.label])
                 base.setdefault(tree.label, median)
                 target = TARGETS.get(kind)
                 mark = "" if target is None else ("ok" if median < target else "SLOW")
                 print(f"{label:<40} {tree.label if tree_column else '':<9}{median:>9.3f} "
-                      f"{min(times[tree.label]):>7.3f} {target or '-':>9}  {median / base[tree.label]:>8.1f}x {mark}")
+                      f"{min(times[tree.label]):>7.3f} {statistics.median(cpus[tree.label]):>7.3f} "
+                      f"{target or '-':>9}  {median / base[tree.label]:>8.1f}x {mark}")
         print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -24,6 +24,7 @@ COPY_FROM = 200
 #: Supplier, Gas Supplier, Network Operator, and the date it takes effect (DeviceRow's field order).
 DeviceRecord = tuple[bytes, str, str, str | None, str | None, str | None, date]
 _COPY_TYPES = ["int4", "bytea", "text", "text", "text", "text", "text", "date"]
+_HISTORY_TYPES = ["bytea", "varchar", "varchar", "varchar", "varchar", "varchar", "date", "varchar"]
 _FIELDS = ("device_id", "device_type", "smi_status", "import_supplier", "gas_supplier", "network_operator")
 
 
@@ -230,8 +231,8 @@ class DeviceWrites:
     def _put_copy(self, records: Sequence[DeviceRecord], recorded_by: str) -> None:
         """The PostgreSQL bulk path: binary ``COPY`` of the rows (numbered, so that the last of a
         repeated Device ID and date wins as it does row by row) into a temporary table, then the
-        snapshot upsert (each Device's latest-dated row, only over an entry dated the same day or
-        earlier) and the history insert, each one statement."""
+        snapshot upsert from it in one statement (each Device's latest-dated row, only over an entry
+        dated the same day or earlier); and a second ``COPY`` of the rows straight into the history."""
         import psycopg
 
         raw = self._conn.connection.driver_connection
@@ -252,9 +253,14 @@ class DeviceWrites:
                 f"INSERT INTO devices ({columns}) SELECT DISTINCT ON (device_id) {columns} FROM devices_in "
                 f"ORDER BY device_id, changed_on DESC, n DESC ON CONFLICT (device_id) DO UPDATE SET {updates} "
                 "WHERE excluded.changed_on >= devices.changed_on")
-            cursor.execute(
-                f"INSERT INTO device_changes ({', '.join(_FIELDS)}, effective, recorded_by) "
-                f"SELECT {', '.join(_FIELDS)}, changed_on, %s FROM devices_in ORDER BY n", (recorded_by,))
+            # The history straight from the client, in the rows' order (COPY assigns ids row by row):
+            # cheaper for the server than an INSERT … SELECT from the temporary table with its sort.
+            with cursor.copy(f"COPY device_changes ({', '.join(_FIELDS)}, effective, recorded_by) "
+                             "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_HISTORY_TYPES)
+                write_row = copy.write_row
+                for record in records:
+                    write_row((*record, recorded_by))
 
 
 def device_reads(store: Store) -> DeviceReads:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import MISSING, fields
 from datetime import time
@@ -156,3 +157,11 @@ def test_config_show_and_check_on_a_real_home(tmp_path: Path, database_url: str)
     assert rows["log-level"] == ["debug", "env SMKI_LOG_LEVEL"]
     assert rows["api.workers"] == ["1", "default"]
     assert "hunter2-apikey" not in shown.out and env["SMKI_KEY_PASSPHRASE"] not in shown.out
+    as_json = smki(["config", "show", "--json", "--home", str(home)], env)
+    assert as_json.code == 0, as_json.err
+    by_key = {row["key"]: (row["value"], row["from"]) for row in json.loads(as_json.out)}
+    assert by_key["api.admin"] == ("127.0.0.1:9100", "smki.toml")
+    assert by_key["key-passphrase"] == ("[redacted]", "env SMKI_KEY_PASSPHRASE")
+    assert env["SMKI_KEY_PASSPHRASE"] not in as_json.out and "hunter2-apikey" not in as_json.out
+    as_csv = smki(["config", "show", "--csv", "--home", str(home)], env)
+    assert as_csv.out.splitlines()[0] == "key,value,from" and "api.workers,1,default" in as_csv.out.splitlines()

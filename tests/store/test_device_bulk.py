@@ -130,3 +130,30 @@ def test_fast_import_leaves_the_register_the_general_path_does(
     else:
         assert found == expected
     assert _state(home, fast) == _state(home, general)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_the_progress_total_is_the_rows_imported_and_chunks_are_reported_after_commit(
+        home: Home, tmp_path: Path, suffix: str) -> None:
+    """``smki device import``'s bar: its total (counted before) is what the import then reports chunk by
+    chunk, and each chunk is in the register when it is reported."""
+    from smki.services.device_register import count_import_rows
+    from smki.store.devices import device_reads
+
+    ids = [0x00DBC00000000000 + n for n in range(25)]
+    path = tmp_path / f"devices{suffix}"
+    if suffix == ".csv":
+        path.write_text(",".join(COLUMNS) + "\n" + "".join(f"{d:016x},ESME,commissioned,SUPP1,,DNO1,2026-03-01\n"
+                                                           for d in ids) + "\n")
+    else:
+        path.write_text("".join(json.dumps({"device_id": f"{d:016x}", "device_type": "ESME",
+                                            "smi_status": "pending", "effective": "2026-03-01"}) + "\n" for d in ids))
+    heard: list[tuple[int, int]] = []
+
+    def on_chunk(rows: int) -> None:
+        registered = device_reads(home.store).entries([d.to_bytes(8, "big") for d in ids])
+        heard.append((rows, len(registered)))
+
+    summary = import_path(home, path, actor="op1", chunk=10, on_chunk=on_chunk)
+    assert count_import_rows(path) == summary.rows == 25
+    assert heard == [(10, 10), (10, 20), (5, 25)]

@@ -10,30 +10,24 @@ from __future__ import annotations
 import typer
 
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console
+from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
 
 app = typer.Typer(help="The configuration: effective values and validation (docs/configuration.md).",
                   no_args_is_help=True)
 
 
 @app.command("show")
-def show(home: HomeOption = DEFAULT_HOME_PATH) -> None:
+def show(as_json: JsonOption = False, as_csv: CsvOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """Every setting's effective value and where it comes from; secrets are redacted."""
     import os
-
-    from rich.markup import escape
-    from rich.table import Table
 
     from smki.config import CONFIG_FILE, read_document
     from smki.settings_model import effective, resolve
 
     path = home / CONFIG_FILE
     resolved = resolve(read_document(path), os.environ, where=str(path))  # refuses a bad file or variable
-    table = Table(title=f"smki configuration ({path})")
-    for column in ("key", "value", "from"):
-        table.add_column(column)
-    for key, value, source in effective(resolved):
-        table.add_row(key, escape(value), source)
-    console.print(table)
+    rows = [{"key": key, "value": value, "from": source} for key, value, source in effective(resolved)]
+    emit_rows(rows, as_json=as_json, as_csv=as_csv, title=f"smki configuration ({path})")
 
 
 @app.command("check")
