@@ -613,27 +613,28 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
             for chunk_outcomes in outcomes:
                 on_chunk(chunk_outcomes)
 
-    if in_process:
-        factory = in_process_factory(home, issuer_der)
-        chunks = _chunks(items, chunk_size)
-        chunk = next(chunks, None)
-        while chunk is not None:
-            following = next(chunks, None)
-            with factory.lock:
-                checked = _check_items(factory.factory, chunk)
-            screened = screen(checked)  # outside the lock: it reads the database
-            with factory.lock:
-                signed = _sign_items(factory.factory, screened)
-            commit([signed], last=following is None)
-            chunk = following
-        return not opened  # no items at all: nothing was committed, the caller records it all
-    if pool is not None and pool.usable_for(issuer_der):
-        _run_in_pool(pool, _chunks(items, chunk_size), screen, commit, counts, batch_ref)
-    else:
-        issue_here = functools.partial(_issue_in_this_process, home.settings, home.secret, issuer_der)
-        with SigningPool(home.settings, home.secret, issuer_der, workers) as own:
-            _run_in_pool(own, _chunks(items, chunk_size), screen, commit, counts, batch_ref, issue_here)
-    return False
+    with keys.held():  # PostgreSQL: one connection for the batch's look-ups, not one checkout per chunk
+        if in_process:
+            factory = in_process_factory(home, issuer_der)
+            chunks = _chunks(items, chunk_size)
+            chunk = next(chunks, None)
+            while chunk is not None:
+                following = next(chunks, None)
+                with factory.lock:
+                    checked = _check_items(factory.factory, chunk)
+                screened = screen(checked)  # outside the lock: it reads the database
+                with factory.lock:
+                    signed = _sign_items(factory.factory, screened)
+                commit([signed], last=following is None)
+                chunk = following
+            return not opened  # no items at all: nothing was committed, the caller records it all
+        if pool is not None and pool.usable_for(issuer_der):
+            _run_in_pool(pool, _chunks(items, chunk_size), screen, commit, counts, batch_ref)
+        else:
+            issue_here = functools.partial(_issue_in_this_process, home.settings, home.secret, issuer_der)
+            with SigningPool(home.settings, home.secret, issuer_der, workers) as own:
+                _run_in_pool(own, _chunks(items, chunk_size), screen, commit, counts, batch_ref, issue_here)
+        return False
 
 
 def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], screen: Screen,

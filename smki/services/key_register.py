@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -86,6 +87,10 @@ class DeviceKeyScreen:
                 out.append(entry)
         self._chunks.append(accepted)
         return out
+
+    def held(self) -> AbstractContextManager[None]:
+        """Around the batch: its look-ups share one connection on PostgreSQL (see ``CertifiedKeyReads.held``)."""
+        return self._reads.held()
 
     def committed(self, chunks: int) -> None:
         """The writer committed the oldest ``chunks`` screened chunks: their keys are in the register."""

@@ -19,19 +19,37 @@ def placeholder(conn: Any) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
-def pg_fixed_width_any(values: Sequence[bytes], width: int) -> tuple[str, tuple[bytes, int]] | None:
-    """``ANY(…)`` of PostgreSQL byte strings that all have ``width`` octets, sent as one ``bytea``.
+def pg_packed_rows(count: int, columns: Sequence[tuple[bytes, int]]) -> tuple[str, tuple[object, ...]] | None:
+    """A PostgreSQL ``SELECT`` of ``count`` rows whose columns are byte strings of fixed widths, each
+    column sent as ONE ``bytea`` (its values concatenated) that the server cuts up; ``columns``: each
+    column's concatenation and width. The caller checks each value's width (a concatenation of the
+    right length may still hold a short and a long value); None when a length does not add up.
 
-    psycopg adapts a list of ``bytes`` element by element in Python (~4 µs each, measured): a
-    chunk's 500 key fingerprints cost the batch writer more than the look-up itself. One
-    concatenated ``bytea``, cut up by the server, costs ~0.5 µs a value; the planner still uses the
-    primary key (``Index Cond: (… = ANY ($0))``). None when a value has another width (the caller
-    sends the list then).
+    psycopg adapts a list of ``bytes`` element by element in Python (~4 µs each, measured), and
+    even binary ``COPY`` encodes row by row (~0.75 µs a two-column row in the batch writer); a
+    concatenation per column costs one ``join`` (~0.25 µs a row for the key register's rows,
+    measured). ``bytea`` rather than text, whose ``substring`` walks the characters (quadratic:
+    ~800 µs a row at 4,000 rows).
+    """
+    cuts: list[str] = []
+    for octets, width in columns:
+        if len(octets) != count * width:
+            return None
+        cuts.append(f"substring(%s::bytea FROM i * {int(width)} + 1 FOR {int(width)})")
+    return (f"SELECT {', '.join(cuts)} FROM generate_series(0, %s - 1) AS i",
+            (*(octets for octets, _ in columns), count))
+
+
+def pg_fixed_width_any(values: Sequence[bytes], width: int) -> tuple[str, tuple[object, ...]] | None:
+    """``ANY(…)`` of PostgreSQL byte strings that all have ``width`` octets, sent as one ``bytea``
+    (:func:`pg_packed_rows`): ~0.5 µs a value in the writer rather than ~4 µs for a list, and
+    the planner still uses the primary key (``Index Cond: (… = ANY ($0))``). None when a value has
+    another width (the caller sends the list then).
     """
     if any(len(value) != width for value in values):
         return None
-    return (f"ANY(ARRAY(SELECT substring(%s::bytea FROM i * {int(width)} + 1 FOR {int(width)}) "
-            "FROM generate_series(0, %s - 1) AS i))", (b"".join(values), len(values)))
+    packed = pg_packed_rows(len(values), [(b"".join(values), width)])
+    return None if packed is None else (f"ANY(ARRAY({packed[0]}))", packed[1])
 
 
 def driver_rows(engine: Engine, sql: str, params: tuple[object, ...]) -> list[Any]:

@@ -56,3 +56,20 @@ def test_bench_devices_creates_its_schema_and_times_import_and_update(database_u
     # 300 rows can take under the figures' rounding (0.005 s): the times only need to be there
     assert figures["rows"] == 300 and figures["import_seconds"] >= 0 and figures["update_seconds"] >= 0
     assert figures["import_cpu_seconds"]["client"] >= 0
+
+
+def test_the_bench_s_screen_off_stands_in_for_the_duplicate_key_screen() -> None:
+    """``batch-cpu --screens`` swaps ``DeviceKeyScreen`` for a no-op: it must offer every method the
+    issuance calls (a missing one failed the PostgreSQL bench only at run time)."""
+    from smki.bench.batch_cpu import _screens_off
+    from smki.services import device_issuance
+    from smki.services.key_register import DeviceKeyScreen
+
+    undo = _screens_off()
+    try:
+        stand_in = device_issuance.DeviceKeyScreen
+    finally:
+        undo()
+    public = {name for name in vars(DeviceKeyScreen) if not name.startswith("_")} | {"__call__"}
+    assert public <= set(dir(stand_in))
+    assert device_issuance.DeviceKeyScreen is DeviceKeyScreen
