@@ -11,6 +11,8 @@ log=${1:-benchmarks/out/quiet-benchmarks.log}
 mkdir -p "$(dirname "$log")"
 smki=.venv/bin/smki
 pg=postgresql+psycopg://postgres@127.0.0.1:5432
+export PGOPTIONS='-c client_min_messages=warning'  # no NOTICE for a database that is not there yet
+export SMKI_LOG_LEVEL=warning  # the benches' servers would log every poll; their figures are on stdout
 
 created=()
 drop_created() {
@@ -45,7 +47,9 @@ run $smki bench batch-cpu --count 50000 --screens --rounds 2
 run $smki bench http --csrs 10000 --csrs 50000 --peer cfssl
 run $smki bench store-size --records 10000 --requests 100
 if [ "${SMKI_BENCH_SKIP_PG:-0}" != 1 ] && bash scripts/with-postgres.sh true >/dev/null; then
-  fresh_db issue && run $smki bench issue --count 10000 --count 100000 --database-url "$url"
+  # one fresh database per size: the bench initialises a CA in the database it is given
+  fresh_db issue10k && run $smki bench issue --count 10000 --database-url "$url"
+  fresh_db issue100k && run $smki bench issue --count 100000 --database-url "$url"
   fresh_db screens && run $smki bench batch-cpu --count 50000 --screens --rounds 2 --database-url "$url"
   fresh_db http && run $smki bench http --csrs 10000 --csrs 50000 --peer cfssl --database-url "$url"
   fresh_db devices && run $smki bench devices --count 1000000 --database-url "$url"
