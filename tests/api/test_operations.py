@@ -121,6 +121,8 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
         assert line["status"] == 200 and line["bytes"] > 0 and line["duration_ms"] >= 0
         assert line["subject"] == f"aro:{ARO}@{PARTY}"
         assert line["time"].endswith("Z")
+    probes = [(line["path"], line["status"]) for line in access if line["listener"] == "admin"]
+    assert ("/healthz", 200) in probes and ("/readyz", 200) in probes and ("/metrics", 200) in probes
     missing_line = by_id[missing.headers["x-request-id"]]
     assert missing_line["status"] == 404
     assert missing_line["path"] == "/api/v1/certificates/00FF?apikey=[redacted]"

@@ -84,7 +84,13 @@ def create_admin_app(home: Callable[[], Home], *, max_beat_age: float = 30.0, ru
 
         return Response(await anyio.to_thread.run_sync(_metrics), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)])
+    from smki.observability.access import AccessLogMiddleware
+
+    app = Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)])
+    # Every request leaves an access line, probes and scrapes included (listener "admin"): an operator
+    # reading the log sees who polled readiness, and when it said 503.
+    app.add_middleware(AccessLogMiddleware, listener="admin")
+    return app
 
 
 class _Single:
