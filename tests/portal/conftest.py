@@ -118,3 +118,17 @@ class Clients:
 def clients(home: Home) -> Iterator[Clients]:
     with TestClient(make_app(home, Route.GATEWAY)) as gw, TestClient(make_app(home, Route.SPOTI)) as sp:
         yield Clients(gw, sp)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium (scripts/system-deps.sh); browser tests skip without it
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Chromium for a module's browser tests (the screenshots and the workflows)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield launched
+        launched.close()

@@ -13,7 +13,6 @@ import base64
 import shutil
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,24 +26,14 @@ from smki.domain import Route, Usage
 from smki.services.context import Home
 from smki.services.portal_batches import RECORD_HEADER, read_response_zip, write_portal_zip
 from smki.store import CertificateQuery
-from tests.portal.conftest import APPROVER, ARO, OPERATOR, PARTY, PASSPHRASE, approve_device, register
+from tests.portal.conftest import APPROVER, ARO, CHROMIUM, OPERATOR, PARTY, PASSPHRASE, approve_device, register
 from tests.portal.live import P12_PASSWORD, LiveSmki, aro_credential, live_smki, staff_credential
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        yield launched
-        launched.close()
 
 
 class Session:

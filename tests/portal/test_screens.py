@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,10 +22,19 @@ from smki.services import applications as apps
 from smki.services.context import Home
 from smki.services.portal_batches import write_portal_zip
 from smki.services.requests import Requester, request_organisation
-from tests.portal.conftest import APPROVER, ARO, AUDITOR, ENTITY, OPERATOR, PASSPHRASE, approve_device, register
+from tests.portal.conftest import (
+    APPROVER,
+    ARO,
+    AUDITOR,
+    CHROMIUM,
+    ENTITY,
+    OPERATOR,
+    PASSPHRASE,
+    approve_device,
+    register,
+)
 from tests.portal.live import P12_PASSWORD, aro_credential, live_smki, staff_credential
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
@@ -44,15 +52,6 @@ def artefacts() -> Path:
     directory = root / "portal"
     directory.mkdir(parents=True, exist_ok=True)
     return directory
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        yield launched
-        launched.close()
 
 
 def _prepare(home: Home) -> tuple[str, int]:
