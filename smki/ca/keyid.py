@@ -12,14 +12,17 @@ import hashlib
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-_LOW_60_BITS = (1 << 60) - 1
-_METHOD_2_PREFIX = 0x4 << 60
+#: The first octet of a method-2 identifier for each value of the digest octet's low nibble.
+_METHOD_2_NIBBLE = tuple(bytes((0x40 | low,)) for low in range(16))
 
 
 def key_identifier_from_point(point: bytes) -> bytes:
     """The method-2 identifier of a key given as its uncompressed SEC1 point (the BIT STRING value)."""
-    digest = int.from_bytes(hashlib.sha1(point, usedforsecurity=False).digest()[-8:], "big")
-    return (_METHOD_2_PREFIX | (digest & _LOW_60_BITS)).to_bytes(8, "big")
+    # The low 60 bits of the digest are its last 8 octets with the first one's top nibble cleared;
+    # that nibble becomes 0100. Done on the octets (once per Device Certificate): the same value as
+    # ``(0x4 << 60 | int(digest[-8:]) & (1 << 60) - 1)`` (``tests/ca/test_keyid.py``), in half the time.
+    digest = hashlib.sha1(point, usedforsecurity=False).digest()
+    return _METHOD_2_NIBBLE[digest[12] & 0x0F] + digest[13:]
 
 
 def key_identifier(public_key: ec.EllipticCurvePublicKey) -> bytes:
