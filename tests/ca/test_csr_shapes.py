@@ -10,6 +10,7 @@ mangled — and check that the answer is the one the full path gives without any
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smki.ca import csr as csr_module
-from smki.ca.csr import check_device_csr
+from smki.ca.csr import check_device_csr, decode_csr_text, known_device_csr
 from smki.ca.der import der_tlv
 from smki.ca.devcsr import device_csr_stream
 from smki.domain import Usage
@@ -146,6 +147,79 @@ def test_mutated_signature_part_agrees_with_the_full_path(data: st.DataObject) -
     byte = bytes([data.draw(st.integers(min_value=0, max_value=255))])
     candidate = der[:position] + byte + der[position + 1:]
     assert outcome(candidate) == full_path(candidate)
+
+
+# ``known_device_csr``: the batch workers' way in, from the CSR's text, without a request object.
+
+
+def general(text: bytes, accepted: object = ANY_HW_TYPE) -> object:
+    """What ``check_device_csr(decode_csr_text(text))`` answers, by the full path, as a tuple."""
+    saved = csr_module._SHAPES
+    try:
+        with general_path_only():
+            request = check_device_csr(decode_csr_text(text), accepted)  # type: ignore[arg-type]
+    except SmkiError as exc:
+        return exc.code
+    finally:
+        csr_module._SHAPES = saved
+    return (request.device_id, request.usage, request.point, request.hw_type)
+
+
+def as_pem(der: bytes) -> bytes:
+    """PEM as OpenSSL writes it, of any bytes (a mutated CSR too)."""
+    body = base64.b64encode(der)
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return b"\n".join([b"-----BEGIN CERTIFICATE REQUEST-----", *lines, b"-----END CERTIFICATE REQUEST-----", b""])
+
+
+@pytest.mark.parametrize("index", range(len(CSRS)))
+@pytest.mark.parametrize("form", [bytes, as_pem])
+def test_known_device_csr_answers_csrs_of_a_learnt_shape_as_the_full_path(index: int, form: object) -> None:
+    text = form(CSRS[index])  # type: ignore[operator]
+    assert form is bytes or text == x509.load_der_x509_csr(CSRS[index]).public_bytes(serialization.Encoding.PEM)
+    known = known_device_csr(text, ANY_HW_TYPE)
+    assert known is not None
+    assert known == general(text)
+
+
+def test_known_device_csr_leaves_an_unaccepted_hw_type_to_the_full_path() -> None:
+    assert known_device_csr(CSRS[1], ("1.2.3.4",)) is None
+    assert general(CSRS[1], ("1.2.3.4",)) == "csr.hw-type"
+
+
+def test_every_signature_length_takes_the_known_shape() -> None:
+    """DER ECDSA signatures are 70 to 72 octets nearly always, fewer rarely: each length is read."""
+    tbs = with_key_tbs(tbs_of(CSRS[2]))
+    lengths = set()
+    for _ in range(400):
+        der = resigned(tbs)
+        signature_length = len(der) - len(tbs) - 4 - len(ECDSA_SHA256) - 3
+        lengths.add(signature_length)
+        assert known_device_csr(der, ANY_HW_TYPE) == general(der) != "csr.bad-signature"
+    assert {70, 71, 72} <= lengths
+
+
+@SETTINGS
+@given(st.data())
+def test_known_device_csr_of_mutated_csrs_agrees_with_the_full_path(data: st.DataObject) -> None:
+    """Whatever it answers (None aside: then the full path decides), the full path answers too."""
+    der = data.draw(st.sampled_from(CSRS))
+    if data.draw(st.booleans()):  # a TBS byte replaced, dropped or inserted (re-signed)
+        tbs = tbs_of(with_key(der, KEY))
+        position = data.draw(st.integers(min_value=0, max_value=len(tbs) - 1))
+        byte = bytes([data.draw(st.integers(min_value=0, max_value=255))])
+        action = data.draw(st.sampled_from(["replace", "delete", "insert"]))
+        tbs = {"replace": tbs[:position] + byte + tbs[position + 1:], "delete": tbs[:position] + tbs[position + 1:],
+               "insert": tbs[:position] + byte + tbs[position:]}[action]
+        candidate = resigned(tbs)
+    else:  # an outer-header, algorithm or signature byte replaced, or an octet added or dropped at the end
+        position = data.draw(st.sampled_from([0, 1, 2, 3, *range(len(tbs_of(der)) + 4, len(der))]))
+        candidate = der[:position] + bytes([data.draw(st.integers(0, 255))]) + der[position + 1:]
+        candidate = data.draw(st.sampled_from([candidate, der + b"\x00", der[:-1]]))
+    text = as_pem(candidate) if data.draw(st.booleans()) and candidate[:1] == b"\x30" else candidate
+    known = known_device_csr(text, ANY_HW_TYPE)
+    if known is not None:
+        assert known == general(text)
 
 
 def test_shapes_are_bounded() -> None:

@@ -172,12 +172,23 @@ def _decoded(data: bytes) -> object:
 
 
 def _line_by_line(data: bytes) -> object:
-    original = csr_module._PLAIN_PEM
+    original = csr_module._PLAIN_PEM, csr_module._openssl_pem_der
     csr_module._PLAIN_PEM = re.compile(rb"(?!)")  # never matches
+    csr_module._openssl_pem_der = lambda data: None  # type: ignore[assignment]
     try:
         return _decoded(data)
     finally:
-        csr_module._PLAIN_PEM = original
+        csr_module._PLAIN_PEM, csr_module._openssl_pem_der = original  # type: ignore[assignment]
+
+
+def _pattern_only(data: bytes) -> object:
+    """What ``decode_csr_text`` answers without the whole-buffer check of OpenSSL's PEM."""
+    original = csr_module._openssl_pem_der
+    csr_module._openssl_pem_der = lambda data: None  # type: ignore[assignment]
+    try:
+        return _decoded(data)
+    finally:
+        csr_module._openssl_pem_der = original  # type: ignore[assignment]
 
 
 @st.composite
@@ -201,6 +212,46 @@ def pem_texts(draw: st.DrawFn) -> bytes:
 @given(pem_texts())
 def test_plain_pem_match_agrees_with_line_by_line(text: bytes) -> None:
     assert _decoded(text) == _line_by_line(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pem_texts())
+def test_openssl_pem_check_agrees_with_the_pattern(text: bytes) -> None:
+    """The whole-buffer check answers only texts the pattern matches, and as that path does."""
+    try:
+        fast: object = csr_module._openssl_pem_der(text)
+    except SmkiError as exc:
+        fast = exc.code
+    if fast is not None:
+        assert csr_module._PLAIN_PEM.fullmatch(text) is not None
+        assert fast == _pattern_only(text)
+    assert _decoded(text) == _pattern_only(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_openssl_pem_check_of_mutated_text_agrees_with_the_pattern(data: st.DataObject) -> None:
+    """Any one character of OpenSSL's PEM changed, dropped or added: the same answer either way."""
+    text = pem(b"CERTIFICATE REQUEST", wrapped(64))
+    assert csr_module._openssl_pem_der(text) == DER
+    position = data.draw(st.integers(0, len(text) - 1))
+    byte = bytes([data.draw(st.sampled_from([*b"\n\r =-+/Aa0", data.draw(st.integers(0, 255))]))])
+    action = data.draw(st.sampled_from(["replace", "delete", "insert"]))
+    text = {"replace": text[:position] + byte + text[position + 1:], "delete": text[:position] + text[position + 1:],
+            "insert": text[:position] + byte + text[position:]}[action]
+    try:
+        fast: object = csr_module._openssl_pem_der(text)
+    except SmkiError as exc:
+        fast = exc.code
+    if fast is not None:
+        assert csr_module._PLAIN_PEM.fullmatch(text) is not None
+        assert fast == _pattern_only(text)
+    assert _decoded(text) == _pattern_only(text) == _line_by_line(text)
+
+
+def test_what_openssl_and_cryptography_write_takes_the_whole_buffer_check() -> None:
+    text = x509.load_der_x509_csr(DER).public_bytes(serialization.Encoding.PEM)
+    assert csr_module._openssl_pem_der(text) == DER == decode_csr_text(text)
 
 
 def test_openssl_pem_takes_the_one_match_path() -> None:

@@ -249,3 +249,35 @@ def test_factory_refuses_a_signer_that_is_not_the_device_ca(det_ca: Deterministi
     with pytest.raises(SmkiError) as err:
         DeviceCertificateFactory(det_ca.device_ca, det_ca.organisation_signer, det_ca.settings)
     assert err.value.code == "ca.wrong-signer"
+
+
+#: One issue time for a whole run of examples, as a batch chunk has: ``build`` then reuses the pieces
+#: it made for the first certificate of each hwType, usage and serial length (the path batches take).
+ONE_NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    device_id=st.binary(min_size=8, max_size=8),
+    usage=st.sampled_from(list(Usage)),
+    key_index=st.integers(0, len(KEYS) - 1),
+    serial=st.one_of(st.none(), st.integers(1, (1 << 159) - 1), st.integers(1 << 127, (1 << 128) - 1)),
+    hw_type=st.sampled_from(HW_TYPES),
+)
+def test_pieces_reused_within_one_time_are_byte_identical_to_build_device(
+    long_ca: tuple[x509.Certificate, DeterministicSigner, Settings],
+    long_factory: DeviceCertificateFactory,
+    device_id: bytes,
+    usage: Usage,
+    key_index: int,
+    serial: int | None,
+    hw_type: str,
+) -> None:
+    device_ca, signer, s = long_ca
+    request = replace(device_request(device_id=device_id, usage=usage, key=KEYS[key_index]), hw_type=hw_type)
+    tbs, drawn, not_before = long_factory.to_be_signed(request, ONE_NOW, serial)
+    assert serial is None or drawn == serial
+    assert tbs == device_tbs(request, device_ca, s, ONE_NOW, drawn)
+    assert long_factory.certificate(tbs) == build_device(request, device_ca, signer, s, ONE_NOW,
+                                                         serial=drawn).public_bytes(Encoding.DER)
+    assert not_before == ONE_NOW
