@@ -389,10 +389,11 @@ class BatchRunner:
         counts: dict[bytes, int] = {}
         after = -1
         handed = 0
+        last = reads.last_index(job.id)
         while True:
             if self._stop.is_set():  # draining: stop at this chunk boundary, the rest is handed back
                 raise SmkiError(HANDED_BACK, f"the server is shutting down; batch {job.ref} is handed back")
-            page = reads.pending_items(job.id, after=after, limit=PAGE)
+            page = reads.pending_items(job.id, after=after, limit=PAGE, last=last)
             if not page:
                 return
             after = page[-1][0]
