@@ -273,12 +273,14 @@ class DeviceCertificateFactory:
         between the variable fields are made once (``_pieces_for``) and a certificate is one join
         (once per Device Certificate, where a few microseconds are a tenth of the Python's share).
         """
+        if hw_type not in self._templates:  # first, as ever: the refusals come in the same order
+            self._template_for(hw_type)
         if serial is None:
             serial = random_serial()
-        elif not 0 < serial < _MAX_SERIAL:
+        moment, not_before = self._not_before(now)
+        if not 0 < serial < _MAX_SERIAL:
             raise SmkiError("ca.bad-serial", "a certificate serial must be positive and at most 20 octets")
         serial_octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big")  # as ``encode_serial``
-        moment, not_before = self._not_before(now)
         pieces = self._pieces.get((hw_type, usage, len(serial_octets)))
         if pieces is None:
             pieces = self._pieces_for(hw_type, usage, len(serial_octets), not_before)
@@ -290,7 +292,7 @@ class DeviceCertificateFactory:
         """The constant pieces of ``build`` for these, cut from the general build (``_tbs``) of a
         placeholder certificate, and checked to give it back: they cannot differ from it."""
         constant = self._templates.get(hw_type) or self._template_for(hw_type)
-        serial = 1 << (8 * serial_length - 8)  # a serial of that many octets: 0x01 then zeros, or 0x00 0x80 …
+        serial = 1 << (8 * serial_length - 8)  # a serial of that many octets (0x01, then zeros)
         serial_octets = serial.to_bytes(serial_length, "big")
         ski = key_identifier_from_point(_PLACEHOLDER_POINT)
         tbs = self._tbs(hw_type, usage, _PLACEHOLDER_DEVICE_ID, _PLACEHOLDER_POINT, serial, not_before)
