@@ -279,7 +279,12 @@ def resolve_identity(home: Home, certificate_der: bytes, *, now: datetime | None
         claimed = credential_identity(cert)
     except ValueError as exc:
         raise SmkiError("credential.unrecognised", "the client certificate cannot be read") from exc
-    record = credential_reads(home.store).credential(claimed.serial)
+    with home.store.held_reads():  # the credential and its ARO (or staff member): one connection
+        return _resolve(home, claimed.serial, certificate_der, now)
+
+
+def _resolve(home: Home, serial: str, certificate_der: bytes, now: datetime | None) -> ApiIdentity:
+    record = credential_reads(home.store).credential(serial)
     if record is None or record.der != certificate_der or record.kind not in ("aro", "system", "staff"):
         raise SmkiError("credential.unknown", "the client certificate is not a credential this smki issued")
     if record.status != "active":
