@@ -51,6 +51,7 @@ from smki.services.device_issuance import (
     SigningPool,
     key_fault_of,
 )
+from smki.services.device_limit import DEVICE_LIMIT, DEVICE_LIMIT_CODE, DeviceLimitScreen, over_limit_message
 from smki.services.requests import Requester, authorise, authorise_with_party, request_device_batch
 from smki.store.batches import (
     BatchItemRecord,
@@ -71,8 +72,6 @@ log = logging.getLogger("smki.batch")
 
 MAX_CSRS = 50_000
 RETENTION = timedelta(days=30)
-DEVICE_LIMIT = 100
-DEVICE_LIMIT_CODE = "csr.device-limit"
 #: Job states, stored as the DCC's BatchStatus words (the life cycle: :mod:`smki.services.batch_lifecycle`).
 PENDING, PROCESSING, COMPLETED = "PENDING", "PROCESSING", "COMPLETED"
 #: A PROCESSING job whose owner has sent no heartbeat for this long may be taken over.
@@ -220,6 +219,15 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def device_limit_screen(home: Home) -> DeviceLimitScreen:
+    """The per-Device limit for one batch of the web services (:mod:`smki.services.device_limit`),
+    counting its refusals in the ``smki_csrs_total`` metric."""
+    from smki.observability.metrics import csr_refused
+
+    return DeviceLimitScreen(home.store.device_certificate_counts,
+                             on_refused=lambda n: csr_refused(DEVICE_LIMIT_CODE, n))
 
 
 class BatchRunner:
@@ -373,55 +381,35 @@ class BatchRunner:
         return len(missing)
 
     def _issuable(self, job: BatchJobRecord) -> Iterator[BatchItem]:
-        """The job's unprocessed items, a page at a time, less those over the per-Device limit.
+        """The job's unprocessed items, a page at a time.
 
-        Lazy, so reading and checking overlap with signing. The limit counts certificates already
-        issued for each Device ID plus earlier CSRs of this batch naming it; a CSR over the limit
-        is recorded as refused (``csr.device-limit``) and never reaches the CA.
+        Lazy, so reading overlaps with checking and signing. The per-Device limit is not applied
+        here but by the writer's screen (``device_limit_screen``), on the Device IDs the workers'
+        full CSR checks read: this process no longer parses every CSR a second time to find them.
 
         At every chunk boundary of the items handed out, the processing window is looked at: once
         it has closed the stream ends with ``batch.window-closed``, before the next chunk is read,
         so every chunk already committed stands (with its items' outcomes) and every later item has
         no outcome and is issued when the batch resumes — none lost, none issued twice.
         """
-        reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
+        reads = batch_reads(self.home.store)
         policy = batch_policy(self.home.settings)
         chunk = self.chunk_size or DEFAULT_CHUNK
-        counts: dict[bytes, int] = {}
         after = -1
         handed = 0
+        last = reads.last_index(job.id)
         while True:
             if self._stop.is_set():  # draining: stop at this chunk boundary, the rest is handed back
                 raise SmkiError(HANDED_BACK, f"the server is shutting down; batch {job.ref} is handed back")
-            page = reads.pending_items(job.id, after=after, limit=PAGE)
+            page = reads.pending_items(job.id, after=after, limit=PAGE, last=last)
             if not page:
                 return
             after = page[-1][0]
-            device_ids = [peek_device_id(csr) for _idx, _item_id, csr in page]
-            fresh = {d for d in device_ids if d is not None and d not in counts}
-            if fresh:
-                found = self.home.store.device_certificate_counts(list(fresh))
-                counts.update({d: found.get(d, 0) for d in fresh})
-            refused: list[ItemResult] = []
-            for (idx, item_id, csr), device in zip(page, device_ids, strict=True):
-                if device is not None:
-                    if counts[device] >= DEVICE_LIMIT:
-                        refused.append(ItemResult(
-                            idx, error_code=DEVICE_LIMIT_CODE,
-                            error_text=f"{DEVICE_LIMIT} Device Certificates have already been issued "
-                                       f"for Device ID {device.hex().upper()}"))
-                        continue
-                    counts[device] += 1
+            for idx, item_id, csr in page:
                 if handed and handed % chunk == 0 and policy.window is not None and not policy.open_at(self.clock()):
-                    progress.record_results(job.id, self.owner, refused, _now())
                     raise SmkiError(WINDOW_CLOSED, f"the processing window closed; batch {job.ref} is paused")
                 handed += 1
                 yield BatchItem(idx, item_id, csr)
-            progress.record_results(job.id, self.owner, refused, _now())
-            if refused:
-                from smki.observability.metrics import csr_refused
-
-                csr_refused(DEVICE_LIMIT_CODE, len(refused))
 
     def process(self, job: BatchJobRecord) -> None:
         """Run one claimed job to completion (resuming it if an earlier run was cut short)."""
@@ -490,7 +478,7 @@ class BatchRunner:
         try:
             request_device_batch(self.home, requester_for(job), batch_items, batch_ref=job.ref,
                                  workers=self.workers, in_transaction=record, pool=self._usable_pool(),
-                                 chunk_size=self.chunk_size)
+                                 chunk_size=self.chunk_size, screens=[device_limit_screen(self.home)])
         except PolicyRefusal as exc:
             rules = list(exc.decision.failed_ids)
             batch_progress(self.home.store).set_status(job.id, PROCESSING, now=_now(), owner=self.owner,
@@ -613,9 +601,7 @@ def _request_single_device(home: Home, requester: Requester, csr_data: bytes, *,
     if device is not None:
         count = home.store.count_device_certificates(device)
         if count >= DEVICE_LIMIT:
-            raise _refuse_single(home, requester, DEVICE_LIMIT_CODE,
-                                 f"{DEVICE_LIMIT} Device Certificates have already been issued for Device ID "
-                                 f"{device.hex().upper()}", device)
+            raise _refuse_single(home, requester, DEVICE_LIMIT_CODE, over_limit_message(device), device)
         if require_known_device and count == 0:
             raise _refuse_single(home, requester, UNKNOWN_DEVICE_CODE,
                                  f"no certificate has been issued yet for Device ID {device.hex().upper()}", device)

@@ -32,6 +32,7 @@ from smki.services.device_issuance import (
     SigningPool,
     issue_device_batch,
 )
+from smki.services.key_register import Entry, Screen
 from smki.services.org_issuance import IssuedOrganisation, issue_organisation
 from smki.services.ra_state import aro_state, evidence_basis, party_state, today
 from smki.store.registry import PartyRecord
@@ -135,6 +136,7 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
                          decision: Decision | None = None,
                          eligibility: bool = True,
                          chunk_size: int | None = None,
+                         screens: Sequence[Screen] = (),
                          party: PartyRecord | None = None) -> BatchSummary:
     """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
 
@@ -143,8 +145,9 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     passes its ``decision`` rather than having the register read and the rules run twice. With
     ``eligibility`` (all but the Ad Hoc service) each CSR's Device is checked against the device
     register (rule ``device.eligible-subscriber``, SEC L3.16) and refused ``ra.ineligible`` if the
-    Party may not have its certificates; ``party`` is the Party's record if this request has read
-    it already.
+    Party may not have its certificates. ``screens`` follow it, in order, on each chunk the
+    eligibility check passes (the web services' per-Device limit). ``party`` is the Party's record
+    if this request has read it already.
     """
     from smki.services.eligibility import eligibility_screen
 
@@ -154,10 +157,24 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     authorised = AuditEvent(requester.actor, "request.authorised", batch_ref, {
         **requester.audit_details(), "policy": CertificatePolicy.DEVICE.value, "batch": batch_ref,
         **_passed(decision)})
+    eligible = eligibility_screen(home, requester.party_id, party=party) if eligibility else None
+    chain = [*([eligible] if eligible is not None else []), *screens]
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
                               on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised],
-                              screen=eligibility_screen(home, requester.party_id, party=party) if eligibility else None,
-                              chunk_size=chunk_size or DEFAULT_CHUNK)
+                              screen=_in_order(chain) if chain else None, chunk_size=chunk_size or DEFAULT_CHUNK)
+
+
+def _in_order(screens: Sequence[Screen]) -> Screen:
+    """One screen applying ``screens`` in turn (a CSR one refuses reaches none after it)."""
+    if len(screens) == 1:
+        return screens[0]
+
+    def screen(entries: list[Entry]) -> list[Entry]:
+        for each in screens:
+            entries = each(entries)
+        return entries
+
+    return screen
 
 
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from smki.audit import AuditReport, AuditRow, verify_chain
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
+from smki.store.driver import pg_fixed_width_any
 from smki.store.engine import WRITE_OPTION, create_store_engine
 from smki.store.migrate import SchemaStatus, current_revision, head_revision, is_current, upgrade
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
@@ -236,10 +237,16 @@ class Store:
         with read_connection(self._engine) as conn:
             mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             if conn.dialect.name == "postgresql" and unique:
-                # One statement, the Device IDs as one array parameter (an index scan per element).
+                # One statement, the Device IDs packed into one parameter (see ``pg_fixed_width_any``:
+                # a list of 2,000 ``bytes`` cost ~8 ms of Python to adapt). Packed, the array is not
+                # a constant the planner can count, so it plans an index scan; given a constant
+                # array of 2,000 Device IDs and no statistics yet (a fresh store, or rows added
+                # moments ago by the same batch), it scanned the whole table for every page of a batch.
+                packed = pg_fixed_width_any(unique, 8)
+                any_of, params = packed if packed is not None else ("ANY(%s::bytea[])", (unique,))
                 rows = conn.exec_driver_sql(
-                    "SELECT device_id, count(*) FROM certificates WHERE device_id = ANY(%s::bytea[]) "
-                    "GROUP BY device_id", (unique,))
+                    f"SELECT device_id, count(*) FROM certificates WHERE device_id = {any_of} GROUP BY device_id",
+                    params)
                 return {bytes(device_id): int(count) for device_id, count in rows}
             for start in range(0, len(unique), 500):
                 part = unique[start:start + 500]

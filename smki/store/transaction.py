@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from smki.audit import AuditEvent, canonical_details, row_hash
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError
+from smki.store.driver import pg_fixed_width_any
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
 from smki.store.records import NewCertificate, RevocationListRecord, normalise_serial
 from smki.store.registry import RegistryWriter
@@ -148,10 +149,11 @@ class Transaction:
         devices = sorted({device for device, _ in wanted})
         found: list[tuple[bytes, str]] = []
         m = self._mark
-        if self._conn.dialect.name == "postgresql":  # one statement, the Device IDs as one array
+        if self._conn.dialect.name == "postgresql":  # one statement, the Device IDs packed in one parameter
+            packed = pg_fixed_width_any(devices, 8)
+            any_of, params = packed if packed is not None else ("ANY(%s::bytea[])", (devices,))
             rows = self._conn.exec_driver_sql(
-                "SELECT device_id, usage FROM certificates WHERE status = 'I' AND device_id = ANY(%s::bytea[])",
-                (devices,))
+                f"SELECT device_id, usage FROM certificates WHERE status = 'I' AND device_id = {any_of}", params)
             found = [(bytes(device_id), usage) for device_id, usage in rows]
             devices = []
         for start in range(0, len(devices), 500):

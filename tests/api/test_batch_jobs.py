@@ -261,3 +261,32 @@ def test_a_results_page_is_one_query_whatever_its_size_and_matches_the_certifica
             else:
                 record = home.store.certificate_by_serial(item.serial)
                 assert record is not None and der == record.der
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_per_device_limit_refuses_before_signing_counting_the_store_and_the_batch(home: Home,
+                                                                                     workers: int) -> None:
+    """100 Device Certificates per Device ID (``csr.device-limit``, DCC CR:CL1): the writer's screen
+    counts the store's certificates and the batch's earlier CSRs, after the workers' checks read
+    the Device ID; a malformed CSR naming a full Device keeps its own refusal and uses no slot."""
+    full, other = bytes.fromhex("00db7a0000000001"), bytes.fromhex("00db7a0000000002")
+    earlier = [BatchItem(i, f"e{i}", make_device_csr(full, Usage.DS)) for i in range(bj.DEVICE_LIMIT - 2)]
+    issue_device_batch(home, earlier, actor=ME.actor, batch_ref="earlier", workers=0)
+    broken = bytearray(make_device_csr(full, Usage.KA))
+    broken[-3] ^= 0xFF  # its signature no longer verifies
+    items = [("a", make_device_csr(full, Usage.KA)), ("bad", bytes(broken)), ("b", make_device_csr(full, Usage.DS)),
+             ("c", make_device_csr(full, Usage.KA)), ("d", make_device_csr(other, Usage.DS))]
+    job = bj.submit_batch(home, ME, items, interface="json", client_ref="limit", capacity=OFF)
+    runner = bj.BatchRunner(home, workers=workers)
+    try:
+        assert runner.run_once() == 1
+    finally:
+        runner.stop()
+    done = batch_reads(home.store).job(job.id)
+    assert done is not None and done.status == "COMPLETED" and (done.issued, done.rejected) == (3, 2)
+    outcomes = {item.item_id: (item.outcome, item.error_code) for item in batch_reads(home.store).iter_items(job.id)}
+    assert outcomes["a"] == outcomes["b"] == outcomes["d"] == ("ok", None)
+    assert outcomes["bad"][1] is not None and outcomes["bad"][1].startswith("csr.")
+    assert outcomes["bad"][1] != bj.DEVICE_LIMIT_CODE
+    assert outcomes["c"] == ("error", bj.DEVICE_LIMIT_CODE)
+    assert home.store.count_device_certificates(full) == bj.DEVICE_LIMIT  # the refused CSR was never signed

@@ -69,3 +69,31 @@ def test_copy_and_set_based_outcomes_match_the_general_path(store: Store, items:
     assert states[0] == states[1]
     items_state = states[0][0]
     assert [row[:3] for row in items_state] == [tuple(r) for r in rows]  # type: ignore[union-attr]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(count=st.integers(1, 30), data=st.data())
+def test_pending_items_and_result_rows_read_by_index_range(store: Store, count: int, data: st.DataObject) -> None:
+    """``pending_items`` and ``iter_result_rows`` read a range of indices at a time (so PostgreSQL
+    never sorts the whole rest of a batch per page): paged either way they must give exactly the
+    items a plain filter gives — every undecided item after ``after``, in order, ``limit`` at a time,
+    however the decided ones (a resumed batch) are spread."""
+    rows = [NewBatchItem(i, f"id-{i}", bytes([i % 256]) * 3) for i in range(count)]
+    job_id = _job(store, rows, copy=store.dialect == "postgresql")
+    decided = data.draw(st.sets(st.integers(0, count - 1)))
+    with store.transaction() as tx:
+        _record_outcomes(tx._conn, job_id, None, [(i, f"{i:032x}") for i in sorted(decided)], [], NOW)
+    limit = data.draw(st.integers(1, 8))
+    reads = batch_reads(store)
+    pages, after = [], data.draw(st.integers(-1, count))
+    start = after
+    while page := reads.pending_items(job_id, after=after, limit=limit):
+        assert len(page) <= limit
+        pages.append(page)
+        after = page[-1][0]
+    undecided = [(r.idx, r.item_id, r.csr) for r in rows if r.idx > start and r.idx not in decided]
+    assert [item for page in pages for item in page] == undecided
+    assert all(len(page) == limit for page in pages[:-1])  # only the last page may be short
+    results = list(reads.iter_result_rows(job_id, page=limit))
+    assert [(r.idx, r.item_id, r.outcome) for r in results] == [
+        (r.idx, r.item_id, "ok" if r.idx in decided else None) for r in rows]

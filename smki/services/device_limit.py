@@ -1,0 +1,62 @@
+"""At most 100 Device Certificates per Device ID: the DCC's ``CR:CL1`` (smki's ``csr.device-limit``).
+
+The web services (Ad Hoc, JSON, batched XML) refuse a Device CSR whose Device ID already has
+``DEVICE_LIMIT`` certificates, counting every certificate ever issued for it, whatever its status.
+A single CSR is checked against the store's count before it is issued
+(:func:`smki.services.batch_jobs.request_single_device`); a batch's CSRs by
+:class:`DeviceLimitScreen`, between the signing workers' checking and signing passes, so a CSR over
+the limit is never signed — and the Device ID it is counted under is the one the full CSR checks
+read, not a guess from the raw bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from smki.services.key_register import Entry
+
+DEVICE_LIMIT = 100
+DEVICE_LIMIT_CODE = "csr.device-limit"
+
+
+def over_limit_message(device_id: bytes) -> str:
+    return f"{DEVICE_LIMIT} Device Certificates have already been issued for Device ID {device_id.hex().upper()}"
+
+
+class DeviceLimitScreen:
+    """A batch's per-Device limit, one chunk of checked CSRs at a time (a ``Screen``).
+
+    A Device's count is the store's (read once per batch, in one look-up per chunk for the Devices
+    the batch has not named before) plus the CSRs of this batch already let through for it. Chunks
+    are screened in batch order, so when a Device is over the limit, its later CSRs are the ones
+    refused. A CSR let through here and then refused by a later screen (a duplicate key) still
+    counts: the limit errs on the side of refusing.
+    """
+
+    def __init__(self, counts_of: Callable[[Sequence[bytes]], dict[bytes, int]],
+                 on_refused: Callable[[int], None] | None = None) -> None:
+        self._counts_of = counts_of
+        self._counts: dict[bytes, int] = {}
+        self._on_refused = on_refused
+
+    def __call__(self, entries: list[Entry]) -> list[Entry]:
+        counts = self._counts
+        fresh = {entry[2] for entry in entries if len(entry) != 4 and entry[2] not in counts}
+        if fresh:
+            found = self._counts_of(sorted(fresh))
+            counts.update({device: found.get(device, 0) for device in fresh})
+        out: list[Entry] = []
+        refused = 0
+        for entry in entries:
+            if len(entry) != 4:
+                device = entry[2]  # a checked entry: its Device ID
+                count = counts[device]
+                if count >= DEVICE_LIMIT:
+                    out.append((entry[0], entry[1], DEVICE_LIMIT_CODE, over_limit_message(device)))
+                    refused += 1
+                    continue
+                counts[device] = count + 1
+            out.append(entry)
+        if refused and self._on_refused is not None:
+            self._on_refused(refused)
+        return out
