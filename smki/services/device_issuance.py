@@ -321,7 +321,10 @@ def _outcomes(chunk: _ChunkResult) -> list[DeviceOutcome]:
 # Parent side: the single writer.
 
 
+@functools.lru_cache(maxsize=16)
 def _key_id_hex(cert: x509.Certificate) -> str:
+    """The issuer's key identifier (hex), remembered per certificate: every issuance asks for its
+    issuer's, and ``Home.ca_certificate`` hands back the same parsed certificate each time."""
     from smki.ca.keyid import key_identifier
 
     return key_identifier(cert.public_key()).hex()  # type: ignore[arg-type]
