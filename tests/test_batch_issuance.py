@@ -97,3 +97,16 @@ def test_workers_that_cannot_open_the_key_fail_the_batch_with_a_code(home: Home)
     assert caught.value.code == "batch.worker-failed" and "key." in caught.value.message
     assert pool.broken
     assert _issued_indexes_per_commit(home, "no-key") == []
+
+
+def test_signing_workers_start_without_loading_the_store(home: Home) -> None:
+    """A signing worker checks and signs; it never touches the database, so it must not pay for
+    importing SQLAlchemy or a driver (two thirds of a worker's start-up before, ~0.17 s each: a
+    batch from the CLI starts its pool for that batch). ``eval`` of a builtin expression is what the
+    worker runs here because a builtin pickles by name without importing any module of ours."""
+    with device_issuance.SigningPool.for_home(home, workers=1) as pool:
+        pool.warm()
+        loaded = pool._executor.submit(
+            eval, "sorted({m.split('.')[0] for m in __import__('sys').modules} & {'sqlalchemy', 'alembic', 'psycopg'})"
+        ).result()
+    assert loaded == []

@@ -52,7 +52,7 @@ from smki.services.device_issuance import (
     key_fault_of,
 )
 from smki.services.device_limit import DEVICE_LIMIT, DEVICE_LIMIT_CODE, DeviceLimitScreen, over_limit_message
-from smki.services.requests import Requester, authorise, request_device_batch
+from smki.services.requests import Requester, authorise, authorise_with_party, request_device_batch
 from smki.store.batches import (
     BatchItemRecord,
     BatchJobRecord,
@@ -63,6 +63,7 @@ from smki.store.batches import (
     batch_reads,
     batch_writes,
 )
+from smki.store.registry import PartyRecord
 
 if TYPE_CHECKING:
     from smki.store.transaction import Transaction
@@ -568,19 +569,33 @@ def _refuse_single(home: Home, requester: Requester, code: str, message: str, de
 
 
 def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, capacity: CapacitySettings,
-                          limit_name: str, interface: str, require_known_device: bool = False) -> DeviceOutcome:
+                          limit_name: str, interface: str, require_known_device: bool = False,
+                          party: PartyRecord | None = None) -> DeviceOutcome:
     """One Device CSR through the subscriber path, with the web services' own checks first.
 
     Order: RA request rules (``ra.refused``), the CSR text (``csr.*``), the 100-per-Device limit
     (``csr.device-limit``), for the Ad Hoc service the Device being known (``device.unknown``: no
     certificate issued for it yet), then capacity (``capacity.*``); then it is issued. A CSR the CA
-    refuses is raised with the CA's ``csr.*`` code.
+    refuses is raised with the CA's ``csr.*`` code. ``party``: the Party's record if the caller has
+    read it in this request (the Ad Hoc service's role check), so it is not read again.
+
+    The request's reads share one pooled connection (``store.held_reads``; the caller may hold it
+    for longer, around its own reads too).
     """
+    with home.store.held_reads():
+        return _request_single_device(home, requester, csr_data, capacity=capacity, limit_name=limit_name,
+                                      interface=interface, require_known_device=require_known_device, party=party)
+
+
+def _request_single_device(home: Home, requester: Requester, csr_data: bytes, *, capacity: CapacitySettings,
+                           limit_name: str, interface: str, require_known_device: bool,
+                           party: PartyRecord | None) -> DeviceOutcome:
     from smki.ca.csr import decode_csr_text
     from smki.services.requests import request_device
 
-    decision = authorise(home, requester,
-                         CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route))
+    decision, party = authorise_with_party(
+        home, requester, CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route),
+        party=party)
     der = decode_csr_text(csr_data)
     device = peek_device_id(der)
     if device is not None:
@@ -593,7 +608,7 @@ def request_single_device(home: Home, requester: Requester, csr_data: bytes, *, 
     key_health.refuse_if_unusable()
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
     # Appendix M lists no Eligible Subscriber check on the Ad Hoc web service (spec §7.2).
-    outcome = request_device(home, requester, der, decision=decision, eligibility=interface != "adhoc")
+    outcome = request_device(home, requester, der, decision=decision, eligibility=interface != "adhoc", party=party)
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome

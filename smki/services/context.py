@@ -7,6 +7,7 @@ reads environment variables or prompts for it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,15 +48,24 @@ class Home:
         self._backend = None
 
     def ca_certificate(self, kind: CertKind) -> x509.Certificate:
-        from cryptography import x509  # not at import: most commands never parse a certificate
-
+        """The newest in-use CA certificate of ``kind``, read from the store every time (a key
+        ceremony in another process is seen at once); only its parsing is remembered, by its DER."""
         record = self.store.ca_certificate(kind)
         if record is None:
             raise NotFound("ca.not-initialised", f"no {kind.value} certificate: run 'smki ca init' first")
-        return x509.load_der_x509_certificate(record.der)
+        return _parsed_certificate(record.der)
 
     def close(self) -> None:
         self.store.close()
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_certificate(der: bytes) -> x509.Certificate:
+    """A CA certificate parsed once per process (every issuance reads its issuer's). Keyed by the
+    whole DER, so a new certificate is a new entry; ``x509.Certificate`` objects are immutable."""
+    from cryptography import x509  # not at import: most commands never parse a certificate
+
+    return x509.load_der_x509_certificate(der)
 
 
 def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = False,

@@ -13,6 +13,7 @@ protected PKCS#12; smki keeps only the certificate.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -275,11 +276,24 @@ def resolve_identity(home: Home, certificate_der: bytes, *, now: datetime | None
     is not active), ``credential.staff-inactive``.
     """
     try:
-        cert = x509.load_der_x509_certificate(certificate_der)
-        claimed = credential_identity(cert)
+        serial = _claimed_serial(certificate_der)
     except ValueError as exc:
         raise SmkiError("credential.unrecognised", "the client certificate cannot be read") from exc
-    record = credential_reads(home.store).credential(claimed.serial)
+    with home.store.held_reads():  # the credential and its ARO (or staff member): one connection
+        return _resolve(home, serial, certificate_der, now)
+
+
+@functools.lru_cache(maxsize=256)
+def _claimed_serial(certificate_der: bytes) -> str:
+    """The serial a client certificate claims, parsed once per certificate per process (every
+    request of a keep-alive client presents the same one). Only the parse is remembered: whether
+    the credential is still good is read from the store on every request. A certificate that is
+    not a credential raises each time (exceptions are not cached)."""
+    return credential_identity(x509.load_der_x509_certificate(certificate_der)).serial
+
+
+def _resolve(home: Home, serial: str, certificate_der: bytes, now: datetime | None) -> ApiIdentity:
+    record = credential_reads(home.store).credential(serial)
     if record is None or record.der != certificate_der or record.kind not in ("aro", "system", "staff"):
         raise SmkiError("credential.unknown", "the client certificate is not a credential this smki issued")
     if record.status != "active":

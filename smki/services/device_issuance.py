@@ -328,7 +328,10 @@ def _outcomes(chunk: _ChunkResult) -> list[DeviceOutcome]:
 # Parent side: the single writer.
 
 
+@functools.lru_cache(maxsize=16)
 def _key_id_hex(cert: x509.Certificate) -> str:
+    """The issuer's key identifier (hex), remembered per certificate: every issuance asks for its
+    issuer's, and ``Home.ca_certificate`` hands back the same parsed certificate each time."""
     from smki.ca.keyid import key_identifier
 
     return key_identifier(cert.public_key()).hex()  # type: ignore[arg-type]
@@ -649,7 +652,10 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], screen: Scree
                  issue_here: Callable[[list[_Item], Screen], _ChunkResult] | None = None) -> None:
     """Each chunk goes to the workers twice — checked, screened here, then signed — with at most
     ``2 x workers + MIN_CHUNKS_PER_COMMIT`` chunks in flight; finished chunks commit in batch
-    order, ``MIN_CHUNKS_PER_COMMIT`` or more at once (fewer, larger transactions).
+    order, ``MIN_CHUNKS_PER_COMMIT`` or more at once (fewer, larger transactions). Chunks taken
+    out to commit are replaced in flight before the commit starts, so the workers have work for
+    as long as it takes (a commit of 2,000 certificates is ~40 ms of this process; before, the
+    workers could run dry during it).
 
     This process screens a chunk as soon as its check is back (chunks are screened in batch order,
     so a key's first CSR in the batch is the one kept), hands it to be signed, and commits while the
@@ -692,7 +698,9 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], screen: Scree
             wanted = MIN_CHUNKS_PER_COMMIT if not exhausted else min(MIN_CHUNKS_PER_COMMIT,
                                                                       len(signing) + len(checking))
             if finished and finished >= wanted:
-                commit([signing.popleft().result() for _ in range(finished)])
+                ready = [signing.popleft().result() for _ in range(finished)]
+                top_up()  # the workers get the next chunks before, not after, this process commits
+                commit(ready)
                 continue
             waiting: list[Future[Any]] = [checking[0]] if checking else []
             if finished < len(signing):

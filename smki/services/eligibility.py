@@ -27,6 +27,7 @@ from smki.ra.rules import DEFAULT_ELIGIBILITY, DeviceFacts, EligibilityContext, 
 from smki.services.key_register import Entry, Screen
 from smki.services.ra_state import today
 from smki.store.devices import DeviceReads, device_reads
+from smki.store.registry import PartyRecord
 
 if TYPE_CHECKING:
     from smki.ra.rules import RuleResult
@@ -48,13 +49,16 @@ def eligibility_table(settings: Settings) -> dict[str, frozenset[Eligible]] | No
 Verdicts = Callable[[Collection[bytes], date], dict[bytes, str | None]]
 
 
-def _requester(home: Home, party_id: str) -> tuple[dict[str, frozenset[Eligible]], PartyCategory, DeviceReads] | None:
+def _requester(home: Home, party_id: str, party: PartyRecord | None = None,
+               ) -> tuple[dict[str, frozenset[Eligible]], PartyCategory, DeviceReads] | None:
     """What every eligibility decision for ``party_id`` needs: the table in force, the Party's
-    category and the register; None when the check is off."""
+    category and the register; None when the check is off. ``party``: its record if the caller
+    has just read it (the request's authorisation), else it is read here."""
     table = eligibility_table(home.settings)
     if table is None:
         return None
-    party = home.store.registry.party(party_id)
+    if party is None or party.party_id != party_id:
+        party = home.store.registry.party(party_id)
     category = PartyCategory(party.category) if party is not None else PartyCategory.OTHER_SEC_PARTY
     return table, category, device_reads(home.store)
 
@@ -82,7 +86,7 @@ def eligibility_verdicts(home: Home, party_id: str) -> Verdicts | None:
     return verdicts
 
 
-def eligibility_screen(home: Home, party_id: str) -> Screen | None:
+def eligibility_screen(home: Home, party_id: str, *, party: PartyRecord | None = None) -> Screen | None:
     """The batch writer's per-chunk check for ``party_id``'s CSRs, or None when it is off.
 
     It runs between the signing workers' two passes, so an ineligible CSR is refused before any
@@ -90,9 +94,10 @@ def eligibility_screen(home: Home, party_id: str) -> Screen | None:
     register entry only, never on its ID (which appears only in the reason), so the rule runs once
     per distinct entry of the batch — for a batch of Devices the register does not know, once —
     and again only to word a refusal (``tests/api/test_screen_before_signing.py`` checks the
-    screened batch against the rules applied CSR by CSR).
+    screened batch against the rules applied CSR by CSR). ``party``: the Party's record if the
+    caller read it in this request.
     """
-    context = _requester(home, party_id)
+    context = _requester(home, party_id, party)
     if context is None:
         return None
     table, category, reads = context

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 from smki.ca.keyid import certificate_key_fingerprint, key_fingerprint
 from smki.domain import CertKind, CertStatus
 from smki.errors import SmkiError
-from smki.store.certified_keys import certified_key_reads, certified_key_writes
 
 if TYPE_CHECKING:
     from smki.ca.requests import OrganisationRequest
     from smki.services.context import Home
+    from smki.store.certified_keys import CertifiedKeyWrites
     from smki.store.transaction import Transaction
 
 DUPLICATE_KEY = "csr.duplicate"
@@ -41,6 +41,15 @@ Refusal = tuple[int, str, str, str]
 Entry = Checked | Refusal
 #: A screen turns some checked entries of one chunk into refusals, before anything is signed.
 Screen = Callable[[list[Entry]], list[Entry]]
+
+
+def _writes(tx: Transaction) -> CertifiedKeyWrites:
+    """The key register in ``tx``. Imported here, not at the top: the signing workers import this
+    module for its entry types (through :mod:`smki.services.device_issuance`) and never touch the
+    database, and the store's import (SQLAlchemy) was two thirds of each worker's start-up time."""
+    from smki.store.certified_keys import certified_key_writes
+
+    return certified_key_writes(tx)
 
 
 def _duplicate(entry: Entry, what: str) -> Refusal:
@@ -58,6 +67,8 @@ class DeviceKeyScreen:
     """
 
     def __init__(self, home: Home) -> None:
+        from smki.store.certified_keys import certified_key_reads  # see ``_writes``
+
         self._reads = certified_key_reads(home.store)
         self._pending: set[bytes] = set()
         self._chunks: deque[list[bytes]] = deque()
@@ -102,7 +113,7 @@ def record_device_keys(tx: Transaction, pairs: list[tuple[bytes, str]]) -> None:
     """Record (fingerprint, serial) pairs, in fingerprint order: the register's primary key is a
     hash, so rows in key order touch its pages once each, left to right, rather than at random."""
     pairs.sort()
-    certified_key_writes(tx).record(pairs)
+    _writes(tx).record(pairs)
 
 
 def claim_organisation_key(home: Home, tx: Transaction, request: OrganisationRequest, serial: str,
@@ -110,7 +121,7 @@ def claim_organisation_key(home: Home, tx: Transaction, request: OrganisationReq
     """Record the key of an Organisation Certificate being issued, or refuse it as a duplicate
     (inside the issuing transaction, so the check and the record cannot be split by another)."""
     fingerprint = key_fingerprint(request.point)
-    writes = certified_key_writes(tx)
+    writes = _writes(tx)
     previous = writes.serials([fingerprint]).get(fingerprint)
     if previous is None:
         writes.record([(fingerprint, serial)])
@@ -137,7 +148,7 @@ def _reissuable(home: Home, serial: str, request: OrganisationRequest, now: date
 def record_ca_keys(tx: Transaction, certificates: Sequence[tuple[bytes, str]]) -> None:
     """The CA certificates' keys (DER, serial): a subscriber CSR can never get a CA's key certified.
     A CA key certified again (a new CA certificate for an existing key) moves to the new serial."""
-    writes = certified_key_writes(tx)
+    writes = _writes(tx)
     pairs = [(certificate_key_fingerprint(der), serial) for der, serial in certificates]
     known = writes.serials([fingerprint for fingerprint, _ in pairs])
     writes.record([(fingerprint, serial) for fingerprint, serial in pairs if fingerprint not in known])

@@ -35,6 +35,7 @@ from smki.services.device_issuance import (
 from smki.services.key_register import Entry, Screen
 from smki.services.org_issuance import IssuedOrganisation, issue_organisation
 from smki.services.ra_state import aro_state, evidence_basis, party_state, today
+from smki.store.registry import PartyRecord
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,18 @@ def authorise(home: Home, requester: Requester, facts: CertificateRequestFacts, 
     decision); an unknown Party or ARO is audited and refused as ``ra.party-not-found`` /
     ``ra.aro-not-found``.
     """
+    return authorise_with_party(home, requester, facts, on=on)[0]
+
+
+def authorise_with_party(home: Home, requester: Requester, facts: CertificateRequestFacts, *,
+                         on: date | None = None, party: PartyRecord | None = None) -> tuple[Decision, PartyRecord]:
+    """:func:`authorise`, also returning the Party record the rules were applied to, so that the
+    rest of the same request (the eligibility screen) need not read it again. A caller that has
+    read the Party in this request already passes it as ``party`` (read fresh, not cached: a
+    suspension still takes effect on the very next request)."""
     if Route(facts.route) is not Route(requester.route):
         raise SmkiError("request.route-mismatch", "the request's route is the requester's listener route")
-    party_record = home.store.registry.party(requester.party_id)
+    party_record = party if party is not None else home.store.registry.party(requester.party_id)
     if party_record is None:
         raise _refuse_unknown(home, requester, facts,
                               NotFound("ra.party-not-found", f"no Party {requester.party_id!r}"))
@@ -95,7 +105,7 @@ def authorise(home: Home, requester: Requester, facts: CertificateRequestFacts, 
             details["role"] = int(facts.role)
         _audit(home, requester, "request.refused", requester.party_id, details)
         raise decision.refusal()
-    return decision
+    return decision, party_record
 
 
 def _passed(decision: Decision) -> dict[str, Any]:
@@ -126,7 +136,8 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
                          decision: Decision | None = None,
                          eligibility: bool = True,
                          chunk_size: int | None = None,
-                         screens: Sequence[Screen] = ()) -> BatchSummary:
+                         screens: Sequence[Screen] = (),
+                         party: PartyRecord | None = None) -> BatchSummary:
     """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
 
     Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches. A
@@ -135,7 +146,8 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     ``eligibility`` (all but the Ad Hoc service) each CSR's Device is checked against the device
     register (rule ``device.eligible-subscriber``, SEC L3.16) and refused ``ra.ineligible`` if the
     Party may not have its certificates. ``screens`` follow it, in order, on each chunk the
-    eligibility check passes (the web services' per-Device limit).
+    eligibility check passes (the web services' per-Device limit). ``party`` is the Party's record
+    if this request has read it already.
     """
     from smki.services.eligibility import eligibility_screen
 
@@ -145,7 +157,7 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     authorised = AuditEvent(requester.actor, "request.authorised", batch_ref, {
         **requester.audit_details(), "policy": CertificatePolicy.DEVICE.value, "batch": batch_ref,
         **_passed(decision)})
-    eligible = eligibility_screen(home, requester.party_id) if eligibility else None
+    eligible = eligibility_screen(home, requester.party_id, party=party) if eligibility else None
     chain = [*([eligible] if eligible is not None else []), *screens]
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
                               on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised],
@@ -167,7 +179,7 @@ def _in_order(screens: Sequence[Screen]) -> Screen:
 
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",
                    batch_ref: str | None = None, decision: Decision | None = None,
-                   eligibility: bool = True) -> DeviceOutcome:
+                   eligibility: bool = True, party: PartyRecord | None = None) -> DeviceOutcome:
     """One Device CSR (the Ad Hoc service): the same rules, issued in this process.
 
     Returns the outcome: a certificate, or a per-CSR error (``csr.*``) as the Ad Hoc service reports
@@ -178,7 +190,7 @@ def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id
     outcomes: list[DeviceOutcome] = []
     ref = batch_ref or f"adhoc-{secrets.token_hex(6)}"
     request_device_batch(home, requester, [BatchItem(0, item_id, csr_data)], batch_ref=ref, workers=0,
-                         on_chunk=outcomes.extend, decision=decision, eligibility=eligibility)
+                         on_chunk=outcomes.extend, decision=decision, eligibility=eligibility, party=party)
     if len(outcomes) != 1:
         raise SmkiError("request.no-outcome", "the Device CSR produced no outcome")
     return outcomes[0]

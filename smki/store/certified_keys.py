@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from smki.errors import SmkiError
 from smki.store.driver import pg_fixed_width_any, pg_packed_rows, placeholder
+from smki.store.reads import holding, read_connection
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
@@ -55,7 +56,7 @@ class CertifiedKeyReads:
             return {}
         if self._held is not None:
             return _serials(self._held, fingerprints)
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return _serials(conn, fingerprints)
 
     @contextmanager
@@ -66,7 +67,7 @@ class CertifiedKeyReads:
         reset (a round trip) per chunk — measured ~0.25 µs of the writer's CPU and 2 to 4 µs of its
         time per key at chunks of 500. SQLite keeps a checkout per look-up (no network, and
         no autocommit mode to trust with its write lock)."""
-        if self._engine.dialect.name != "postgresql" or self._held is not None:
+        if self._engine.dialect.name != "postgresql" or self._held is not None or holding(self._engine):
             yield
             return
         with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

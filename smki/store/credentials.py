@@ -11,15 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smki.errors import NotFound, SmkiError
 from smki.store.models import credentials_table
+from smki.store.reads import read_connection
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
 _cr = credentials_table.c
+#: Every request's authentication: built once (a fresh ``select`` costs as much to build as to run).
+_BY_SERIAL = select(credentials_table).where(_cr.serial == bindparam("serial"))
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,8 @@ class CredentialReads:
         self._engine = engine
 
     def credential(self, serial: str) -> CredentialRecord | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(credentials_table).where(_cr.serial == serial)).one_or_none()
+        with read_connection(self._engine) as conn:
+            row = conn.execute(_BY_SERIAL, {"serial": serial}).one_or_none()
         return None if row is None else _credential(row)
 
     def credentials(self, kind: str | None = None, *, status: str | None = None) -> list[CredentialRecord]:

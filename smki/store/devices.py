@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from smki.store.driver import pg_fixed_width_any, placeholder
+from smki.store.reads import read_connection
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
@@ -132,7 +133,7 @@ class DeviceReads:
         found: dict[bytes, tuple[str, str | None, str | None, str | None]] = {}
         later: list[bytes] = []
         on_text = on.isoformat()  # SQLite's driver hands dates back as text
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             wanted = list(device_ids)
             parts: list[tuple[str, tuple[object, ...]]]
             if conn.dialect.name == "postgresql":  # one query, the IDs as one parameter

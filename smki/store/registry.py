@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smki.errors import NotFound, SmkiError
@@ -29,6 +29,16 @@ from smki.store.models import (
     staff,
     subscriptions,
 )
+from smki.store.reads import read_connection
+
+#: The reads every request makes (the caller's ARO, its Party), built once: SQLAlchemy builds a
+#: statement's expression and cache key afresh each time one is constructed, which cost about as
+#: much as running it on SQLite (measured: ~90 µs a fresh ``select`` against ~43 µs a prebuilt one).
+_PARTY = select(parties).where(parties.c.party_id == bindparam("party_id"))
+_PARTY_ENTITIES = select(party_entities).where(party_entities.c.party_id == bindparam("party_id"))
+_PARTY_SUBSCRIPTIONS = select(subscriptions).where(subscriptions.c.party_id == bindparam("party_id"))
+_ARO = select(aros).where(aros.c.aro_id == bindparam("aro_id"))
+_STAFF = select(staff).where(staff.c.staff_id == bindparam("staff_id"))
 
 
 @dataclass(frozen=True)
@@ -122,8 +132,8 @@ class RegistryReader:
         self._engine = engine
 
     def party(self, party_id: str) -> PartyRecord | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(parties).where(parties.c.party_id == party_id)).one_or_none()
+        with read_connection(self._engine) as conn:
+            row = conn.execute(_PARTY, {"party_id": party_id}).one_or_none()
             if row is None:
                 return None
             return self._party(conn, row)
@@ -147,8 +157,8 @@ class RegistryReader:
             return None if value is None else str(value)
 
     def _party(self, conn: Connection, row: Any) -> PartyRecord:
-        entity_rows = conn.execute(select(party_entities).where(party_entities.c.party_id == row.party_id)).all()
-        sub_rows = conn.execute(select(subscriptions).where(subscriptions.c.party_id == row.party_id)).all()
+        entity_rows = conn.execute(_PARTY_ENTITIES, {"party_id": row.party_id}).all()
+        sub_rows = conn.execute(_PARTY_SUBSCRIPTIONS, {"party_id": row.party_id}).all()
         return PartyRecord(
             party_id=row.party_id,
             name=row.name,
@@ -163,8 +173,8 @@ class RegistryReader:
         )
 
     def staff(self, staff_id: str) -> StaffRecord | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(staff).where(staff.c.staff_id == staff_id)).one_or_none()
+        with read_connection(self._engine) as conn:
+            row = conn.execute(_STAFF, {"staff_id": staff_id}).one_or_none()
         if row is None:
             return None
         return StaffRecord(row.staff_id, row.name, _json_list(row.roles), bool(row.active))
@@ -175,8 +185,8 @@ class RegistryReader:
         return [StaffRecord(r.staff_id, r.name, _json_list(r.roles), bool(r.active)) for r in rows]
 
     def aro(self, aro_id: str) -> AroRecord | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(aros).where(aros.c.aro_id == aro_id)).one_or_none()
+        with read_connection(self._engine) as conn:
+            row = conn.execute(_ARO, {"aro_id": aro_id}).one_or_none()
         return None if row is None else AroRecord(**row._mapping)
 
     def aros(self, party_id: str | None = None) -> list[AroRecord]:

@@ -13,11 +13,11 @@ Guarantees callers rely on:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Engine, Select, select, text
+from sqlalchemy import Engine, Select, bindparam, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from smki.audit import AuditReport, AuditRow, verify_chain
@@ -27,6 +27,7 @@ from smki.store.driver import pg_fixed_width_any
 from smki.store.engine import WRITE_OPTION, create_store_engine
 from smki.store.migrate import SchemaStatus, current_revision, head_revision, is_current, upgrade
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
+from smki.store.reads import held_reads, read_connection
 from smki.store.records import CertificateRecord, RevocationListRecord, RevokedEntry, normalise_serial
 from smki.store.registry import RegistryReader
 from smki.store.transaction import Transaction
@@ -49,6 +50,15 @@ _c = certificates.c
 _a = audit_log.c
 _PAGE = 5_000
 _CA_KINDS = frozenset({CertKind.ROOT.value, CertKind.ORGANISATION_CA.value, CertKind.DEVICE_CA.value})
+#: Statements every issuance runs, built once (building a ``select`` costs about as much as
+#: running it on SQLite): the newest in-use CA certificate of each kind (``ca_certificate``), a
+#: certificate by serial.
+_CA_CERTIFICATE = {
+    kind: select(certificates).where(text(f"kind = '{kind}'"), _c.status == CertStatus.IN_USE.value)
+    .order_by(_c.id.desc()).limit(1)
+    for kind in sorted(_CA_KINDS)
+}
+_BY_SERIAL = select(certificates).where(_c.serial == bindparam("serial"))
 #: The largest page a search may ask for: interfaces paginate rather than fetch everything.
 MAX_PAGE = 1_000
 
@@ -161,17 +171,23 @@ class Store:
             for hook in _commit_hooks:
                 hook(tx.issued_kinds, tx.audit_actions, tx.refused_codes)
 
+    def held_reads(self) -> AbstractContextManager[None]:
+        """Around one request: its reads share one pooled connection, each still its own
+        transaction (:mod:`smki.store.reads`); writes take their own connection as ever."""
+        return held_reads(self._engine)
+
     # -- certificate reads -------------------------------------------------------------------
 
-    def _certificates(self, stmt: Select[tuple[object, ...]]) -> list[CertificateRecord]:
+    def _certificates(self, stmt: Select[tuple[object, ...]],
+                      params: Mapping[str, object] | None = None) -> list[CertificateRecord]:
         try:
-            with self._engine.connect() as conn:
-                return [CertificateRecord.from_row(row) for row in conn.execute(stmt)]
+            with read_connection(self._engine) as conn:
+                return [CertificateRecord.from_row(row) for row in conn.execute(stmt, params)]
         except SQLAlchemyError as exc:
             raise SmkiError("store.unavailable", f"cannot read from the database: {_first_line(exc)}") from exc
 
     def certificate_by_serial(self, serial: str | int) -> CertificateRecord | None:
-        rows = self._certificates(select(certificates).where(_c.serial == normalise_serial(serial)))
+        rows = self._certificates(_BY_SERIAL, {"serial": normalise_serial(serial)})
         return rows[0] if rows else None
 
     def certificates_for_device(self, device_id: bytes, usage: Usage | None = None) -> list[CertificateRecord]:
@@ -218,7 +234,7 @@ class Store:
         """The same count for many Device IDs at once (batches check the limit in bulk); absent = 0."""
         counts: dict[bytes, int] = {}
         unique = sorted({bytes(d) for d in device_ids})
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             if conn.dialect.name == "postgresql" and unique:
                 # One statement, the Device IDs packed into one parameter (see ``pg_fixed_width_any``:
@@ -258,14 +274,9 @@ class Store:
         enum values), so that both engines see the term of the partial index ``ix_certificates_ca``
         at planning time and read a few index entries rather than the table.
         """
-        if kind.value not in _CA_KINDS:
+        stmt = _CA_CERTIFICATE.get(kind.value)
+        if stmt is None:
             raise SmkiError("store.bad-value", f"{kind.value} is not a CA certificate kind")
-        stmt = (
-            select(certificates)
-            .where(text(f"kind = '{kind.value}'"), _c.status == CertStatus.IN_USE.value)
-            .order_by(_c.id.desc())
-            .limit(1)
-        )
         rows = self._certificates(stmt)
         return rows[0] if rows else None
 

@@ -318,3 +318,29 @@ def signing_pool(subscriber: Home, _pool_holder: dict[str, object]) -> object:
             pool.close()
         pool = _pool_holder["pool"] = SigningPool.for_home(subscriber, workers=1)
     return pool
+
+
+@pytest.mark.parametrize("interface", ["adhoc", "json"])
+def test_one_device_csr_reads_on_one_connection_and_writes_on_another(subscriber: Home, interface: str) -> None:
+    """The web services' single CSR: its reads (Party, ARO, the Device's count, the Device CA, the
+    key register, the eligibility screen) share one held connection; the write takes its own.
+    The audit records are those of the general path, in the same order."""
+    from sqlalchemy import event
+
+    from smki.services.batch_jobs import request_single_device
+    from smki.services.capacity import CapacitySettings
+
+    home = subscriber
+    device = bytes.fromhex("00DB123456789077")
+    request_device(home, GATEWAY, make_device_csr(device, Usage.DS), batch_ref="known")  # a known Device
+    seq = head(home)
+    checkouts: list[object] = []
+    event.listen(home.store.engine, "checkout", lambda *_args: checkouts.append(1))
+    outcome = request_single_device(home, GATEWAY, make_device_csr(device, Usage.KA),
+                                    capacity=CapacitySettings(enabled=False), limit_name="adhoc-service",
+                                    interface=interface, require_known_device=interface == "adhoc")
+    assert outcome.ok
+    assert len(checkouts) == 2
+    assert [(actor, action) for actor, action, _ in audit_after(home, seq)] == [
+        ("aro:A1@P1", "request.authorised"), ("aro:A1@P1", "batch.started"),
+        ("aro:A1@P1", "device-certificates.issued"), ("aro:A1@P1", "batch.completed")]

@@ -218,11 +218,12 @@ def create_json_router() -> APIRouter:
     def device_csr(body: CsrIn, request: Request) -> CertificateOut:
         """Submit one Device CSR (Gateway only; refused 403 ``channel.device-via-gateway`` on SPOTI)."""
         ctx = ctx_of(request)
-        outcome = batch_jobs.request_single_device(ctx.home, requester_of(request), body.csr.encode(),
-                                                   capacity=ctx.capacity, limit_name="adhoc-service",
-                                                   interface="json")
-        assert outcome.serial is not None
-        return certificate_out(_stored(request, outcome.serial), with_pem=True)
+        with ctx.home.store.held_reads():  # the request's reads, the stored certificate's included
+            outcome = batch_jobs.request_single_device(ctx.home, requester_of(request), body.csr.encode(),
+                                                       capacity=ctx.capacity, limit_name="adhoc-service",
+                                                       interface="json")
+            assert outcome.serial is not None
+            return certificate_out(_stored(request, outcome.serial), with_pem=True)
 
     @router.post("/device-batches", response_model=BatchOut, status_code=202, tags=["batches"])
     def submit_batch(body: BatchIn, request: Request, response: Response) -> BatchOut:

@@ -38,6 +38,7 @@ from smki.services import batch_jobs
 from smki.services.requests import Requester
 from smki.store import CertificateRecord
 from smki.store.batches import BatchJobRecord
+from smki.store.registry import PartyRecord
 
 XML = "application/xml"
 ADHOC_PATH = "/1.0/DeviceCSR"
@@ -61,12 +62,14 @@ def _transaction_id() -> int:
 # Ad Hoc
 
 
-def _check_adhoc_role(ctx: ListenerContext, requester: Requester) -> None:
+def _check_adhoc_role(ctx: ListenerContext, requester: Requester) -> PartyRecord:
+    """The requester's Party, if its roles let it use the Ad Hoc service (the record is handed on to
+    the request rules, which need it too: one read per request)."""
     party = ctx.home.store.registry.party(requester.party_id)
     if party is None:
         raise SmkiError("ra.party-not-found", f"no Party {requester.party_id!r}")
     if party.category == "dcc" or ADHOC_ROLES & set(party.registered_user_roles):
-        return
+        return party
     raise SmkiError("workflow.role-not-permitted",
                     "the Ad Hoc Device CSR service is for Import Suppliers, Gas Suppliers and the DCC only")
 
@@ -79,10 +82,11 @@ def _adhoc(ctx: ListenerContext, requester: Requester, body: bytes) -> dx.Device
         return dx.DeviceCertificateSigningResponse(exc.request_id, _transaction_id(), outcome.status,  # type: ignore[arg-type]
                                                    error=outcome.error)
     try:
-        _check_adhoc_role(ctx, requester)
-        outcome_ok = batch_jobs.request_single_device(
-            ctx.home, requester, message.csr_der, capacity=ctx.capacity, limit_name="adhoc-service",
-            interface="adhoc", require_known_device=True)
+        with ctx.home.store.held_reads():  # the role check's read and the request's share a connection
+            party = _check_adhoc_role(ctx, requester)
+            outcome_ok = batch_jobs.request_single_device(
+                ctx.home, requester, message.csr_der, capacity=ctx.capacity, limit_name="adhoc-service",
+                interface="adhoc", require_known_device=True, party=party)
     except PolicyRefusal as exc:
         count_refusal(exc)
         refused = dx.dcc_error_from(dx.Service.AD_HOC, exc, exc.decision.failed_ids)

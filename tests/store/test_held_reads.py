@@ -1,0 +1,98 @@
+"""One request's reads on one held connection (``store.held_reads``) read exactly what reads on
+connections of their own read — every write committed before a read included — with one checkout."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event, text
+
+from smki.audit import AuditEvent
+from smki.store import Store
+from smki.store.reads import holding, read_connection
+
+PARTY, ARO, STAFF = "P1", "A1", "S1"
+
+
+def _setup(store: Store) -> None:
+    with store.transaction() as tx:
+        if store.registry.party(PARTY) is None:
+            tx.registry.add_party(PARTY, "Party One", "large-supplier")
+            tx.registry.add_aro(ARO, PARTY, "Ann", "SRO")
+            tx.registry.add_staff(STAFF, "Sam", ["ra-operator"])
+        tx.append_audit([AuditEvent("test", "test.setup", PARTY)])
+
+
+def _reads(store: Store) -> tuple[Any, ...]:
+    return (store.registry.party(PARTY), store.registry.aro(ARO), store.registry.staff(STAFF),
+            store.registry.party("nobody"), store.count_device_certificates(b"\x00" * 8))
+
+
+def _general(store: Store) -> tuple[Any, ...]:
+    """The same reads in a fresh context: no held connection, a checkout each."""
+    return contextvars.Context().run(_reads, store)
+
+
+WRITES: list[Callable[[Any], None]] = [
+    lambda tx: tx.registry.update_party(PARTY, registered_user_roles=["import-supplier"]),
+    lambda tx: tx.registry.update_party(PARTY, registered_user_roles=[], srept_passed=date(2020, 1, 1)),
+    lambda tx: tx.registry.set_subscription(PARTY, "device", "approved"),
+    lambda tx: tx.registry.set_subscription(PARTY, "device", "suspended"),
+    lambda tx: tx.registry.update_aro(ARO, status="suspended"),
+    lambda tx: tx.registry.update_aro(ARO, status="active"),
+]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.sampled_from(range(len(WRITES))), max_size=6))
+def test_held_reads_see_what_fresh_connections_see_after_every_write(store: Store, steps: list[int]) -> None:
+    _setup(store)
+    with store.held_reads():
+        assert holding(store.engine)
+        assert _reads(store) == _general(store)
+        for step in steps:
+            with store.transaction() as tx:  # a write on its own connection, committed
+                WRITES[step](tx)
+                tx.append_audit([AuditEvent("test", "test.write", PARTY)])
+            assert _reads(store) == _general(store)
+    assert not holding(store.engine)
+
+
+def test_a_request_s_reads_take_one_checkout(store: Store) -> None:
+    _setup(store)
+    checkouts: list[object] = []
+    event.listen(store.engine, "checkout", lambda *_args: checkouts.append(1))
+    with store.held_reads():
+        for _ in range(3):
+            _reads(store)
+        with store.held_reads():  # re-entrant: nothing more
+            _reads(store)
+    assert len(checkouts) == 1
+    _reads(store)
+    assert len(checkouts) == 1 + 5  # outside: a checkout per read, as before
+
+
+def test_a_read_inside_a_read_gets_a_connection_of_its_own(store: Store) -> None:
+    _setup(store)
+    with store.held_reads(), read_connection(store.engine) as outer:
+        rows = outer.execute(text("SELECT party_id FROM parties"))
+        with read_connection(store.engine) as inner:
+            assert inner is not outer
+            assert store.registry.aro(ARO) is not None
+        assert [r[0] for r in rows] == [PARTY]
+
+
+def test_a_held_connection_ends_each_read_s_transaction(store: Store) -> None:
+    _setup(store)
+    with store.held_reads():
+        with read_connection(store.engine) as conn:
+            conn.execute(text("SELECT 1"))
+            held = conn
+        assert not held.in_transaction()
+        store.registry.party(PARTY)
+        assert not held.in_transaction()
