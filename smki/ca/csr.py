@@ -146,6 +146,7 @@ def decode_csr_text(data: bytes) -> bytes:
 
 _OPENSSL_PEM_BEGIN = b"-----BEGIN CERTIFICATE REQUEST-----\n"
 _OPENSSL_PEM_END = b"\n-----END CERTIFICATE REQUEST-----\n"
+_OPENSSL_PEM_BODY = slice(len(_OPENSSL_PEM_BEGIN), -len(_OPENSSL_PEM_END))
 _NEWLINES = b"\n" * (MAX_CSR_TEXT_BYTES // 65 + 1)
 
 
@@ -162,7 +163,7 @@ def _openssl_pem_der(data: bytes) -> bytes | None:
     """
     if not (data.startswith(_OPENSSL_PEM_BEGIN) and data.endswith(_OPENSSL_PEM_END)):
         return None
-    text = data[len(_OPENSSL_PEM_BEGIN) : -len(_OPENSSL_PEM_END)]  # empty if the two overlap
+    text = data[_OPENSSL_PEM_BODY]  # empty if the two overlap
     full_lines, last = divmod(len(text), 65)  # 64 characters and a newline each, then 1 to 64
     if not last or text[64::65] != _NEWLINES[:full_lines]:
         return None
@@ -173,7 +174,7 @@ def _openssl_pem_der(data: bytes) -> bytes | None:
         der = binascii.a2b_base64(body, strict_mode=True)  # refuses any character outside base64
     except binascii.Error:
         return None  # maybe not base64 at all: the general path says which
-    return _checked_der(der)
+    return der if len(der) <= MAX_CSR_BYTES and der[:1] == b"\x30" else _checked_der(der)
 
 
 def _base64_der(body: bytes) -> bytes:
@@ -752,7 +753,8 @@ def _general_device_id(csr: x509.CertificateSigningRequest | bytes) -> bytes | N
 
 #: Most recently learnt first; a handful covers every device type of a night's batches. Each is
 #: the learnt TBS as a pattern (its octets verbatim, the holes as named groups) with its hwType,
-#: which lies in the verbatim part, and its length (the holes have fixed sizes).
+#: which lies in the verbatim part, and where the TBS ends in the CSR (the holes have fixed sizes,
+#: and the TBS starts after the outer header's 4 octets, ``_CSR_HEADER``).
 _SHAPES: tuple[tuple[re.Pattern[bytes], str, int], ...] = ()
 _MAX_SHAPES = 8
 _HOLES = {64: b"point", 8: b"device", 4: b"usage"}  # size → name (the sizes are distinct)
@@ -771,7 +773,7 @@ def _learn_shape(der: bytes, checked: _Checked, device_at: int, usage_at: int, h
     ], _CSR_HEADER, _CSR_SIGNATURE)
     if pattern is None:
         return
-    shape = (pattern, hw_type, checked.tbs_end - base)
+    shape = (pattern, hw_type, 4 + checked.tbs_end - base)
     if shape not in _SHAPES:
         _SHAPES = (shape, *_SHAPES[: _MAX_SHAPES - 1])
 
@@ -782,6 +784,7 @@ def _learn_shape(der: bytes, checked: _Checked, device_at: int, usage_at: int, h
 #: the signature BIT STRING, with a short length (checked apart) and no unused bits.
 _CSR_HEADER = rb"\x30\x82[\x01-\xff]."
 _CSR_SIGNATURE = re.escape(_ECDSA_WITH_SHA256) + rb"\x03[\x01-\x7f]\x00(?P<signature>.*)"
+_BIT_STRING_LENGTH_AT = len(_ECDSA_WITH_SHA256) + 1  # after the TBS
 
 
 def _shape_pattern(tbs: bytes, holes: list[tuple[int, int]], before: bytes = b"",
@@ -820,7 +823,10 @@ def _known_shape_fields(der: bytes) -> tuple[bytes, Usage, bytes, str] | None:
     (``tests/ca/test_csr_shapes.py``). It runs once per CSR of every batch.
     """
     shapes = _SHAPES
-    if not shapes or type(der) is not bytes or len(der) > MAX_CSR_BYTES:
+    if not shapes or type(der) is not bytes:
+        return None
+    size = len(der)
+    if size > MAX_CSR_BYTES:
         return None
     for shape in shapes:
         match = shape[0].fullmatch(der)
@@ -828,10 +834,9 @@ def _known_shape_fields(der: bytes) -> tuple[bytes, Usage, bytes, str] | None:
             break
     else:
         return None
-    _, hw_type, tbs_length = shape
+    _, hw_type, tbs_end = shape
     point_hole, usage_hole, device_id, signature = match.group("point", "usage", "device", "signature")
-    tbs_end = 4 + tbs_length
-    if der[2] << 8 | der[3] != len(der) - 4 or der[tbs_end + len(_ECDSA_WITH_SHA256) + 1] != len(signature) + 1:
+    if der[2] << 8 | der[3] != size - 4 or der[tbs_end + _BIT_STRING_LENGTH_AT] != len(signature) + 1:
         return None
     usage = _PLAIN_KEY_USAGE.get(usage_hole)
     if usage is None:

@@ -277,7 +277,9 @@ class DeviceCertificateFactory:
             self._template_for(hw_type)
         if serial is None:
             serial = random_serial()
-        moment, not_before = self._not_before(now)
+        if now != self._last_now:  # (a batch's chunk passes one ``now``: the call is once per chunk)
+            self._not_before(now)
+        moment, not_before = self._last_moment, self._last_not_before
         if not 0 < serial < _MAX_SERIAL:
             raise SmkiError("ca.bad-serial", "a certificate serial must be positive and at most 20 octets")
         serial_octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big")  # as ``encode_serial``
