@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -177,3 +178,28 @@ def test_concurrent_writers_keep_one_unbroken_chain(database_url: str, store: St
     report = store.verify_audit()
     assert report.ok, report.reason
     assert report.checked == 120
+
+
+def test_dropping_the_batch_items_key_keeps_every_item(tmp_path: Path) -> None:
+    """Migration 0010 rebuilds SQLite's ``batch_items`` without its foreign key: the rows survive."""
+    from smki.store.migrate import upgrade
+
+    store = Store.open(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        upgrade(store.engine, "0009")
+        with store.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO batch_jobs (id, ref, party_id, aro_id, route, interface, client_ref, status, total, "
+                "processed, issued, rejected, created_at, expires_at) VALUES (7, 'r', 'P', 'A', 'gateway', 'json', "
+                "'c', 'QUEUED', 2, 1, 1, 0, '2026-12-06 00:00:00.000000', '2027-01-05 00:00:00.000000')"))
+            conn.execute(text("INSERT INTO batch_items (batch_id, idx, item_id, csr, outcome, serial) VALUES "
+                              "(7, 0, 'a', x'3001', 'ok', 'ab'), (7, 1, 'b', x'3002', NULL, NULL)"))
+        store.migrate()
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT batch_id, idx, item_id, csr, outcome, serial FROM batch_items "
+                                     "ORDER BY idx")).all()
+            keys = conn.execute(text("PRAGMA foreign_key_list(batch_items)")).all()
+        assert [tuple(r) for r in rows] == [(7, 0, "a", b"\x30\x01", "ok", "ab"), (7, 1, "b", b"\x30\x02", None, None)]
+        assert keys == []
+    finally:
+        store.close()
