@@ -15,4 +15,5 @@ operator would, and reports figures as ratios within one run (these machines are
 | ``smki bench batch-cpu`` | :mod:`smki.bench.batch_cpu` | where a batch's CPU goes: writer vs signing workers |
 | ``smki bench cluster`` | :mod:`smki.bench.cluster` | one node direct vs two nodes behind HAProxy (PostgreSQL) |
 | ``smki bench store-size`` | :mod:`smki.bench.store_size` | single-CSR issuance latency as the store grows |
+| ``smki bench service-phases`` | :mod:`smki.bench.service_phases` | the batch service's CPU per CSR, phase by phase |
 """

@@ -73,3 +73,15 @@ def test_the_bench_s_screen_off_stands_in_for_the_duplicate_key_screen() -> None
     public = {name for name in vars(DeviceKeyScreen) if not name.startswith("_")} | {"__call__"}
     assert public <= set(dir(stand_in))
     assert device_issuance.DeviceKeyScreen is DeviceKeyScreen
+
+
+def test_bench_service_phases_runs_a_batch_through_the_service_and_reports_each_phase(database_url: str) -> None:
+    """issue 15: parse, submit, the runner's issue, result rows and render of one batch, in process."""
+    import json
+
+    run = smki(["bench", "service-phases", "--csrs", "40", "--workers", "1", "--json"], smki_env(database_url))
+    assert run.code == 0, run.err
+    figures = json.loads(run.out)
+    assert figures["csrs"] == 40 and figures["result_bytes"] > 40 * 400
+    assert all(figures[key] > 0 for key in ("parse_us", "submit_us", "issue_writer_us", "workers_us",
+                                            "pool_warm_up_seconds", "share_of_openssl_limit"))

@@ -84,6 +84,7 @@ FORWARDED = {
     "devices": ("device_register", "Device register bulk import / update of N rows and request-time look-ups."),
     "cli": ("cli", "How long the smki command takes to answer: --help, a group's help, simple commands."),
     "access-log": ("access_log", "Per-request cost of the access log and request metrics (ASGI, with vs without)."),
+    "service-phases": ("service_phases", "The Gateway batch service's own CPU per CSR, phase by phase, without HTTP."),
 }
 
 
