@@ -64,18 +64,6 @@ def _postgresql_engine(url: str) -> Engine:
 
     engine = create_engine(url)
 
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        # Plan every execution of a prepared statement for its own parameters and the table as it
-        # is now. psycopg prepares a statement after its fifth execution, and PostgreSQL then may
-        # keep one generic plan for it: a batch's look-ups (Device counts, in-use certificates,
-        # certified keys) planned while ``certificates`` was nearly empty kept scanning it whole as
-        # it grew by 50,000 rows in the same batch — a cost growing with the square of the batch.
-        # Planning these statements costs far less than one such scan.
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("SET plan_cache_mode = force_custom_plan")
-        dbapi_connection.commit()
-
     @event.listens_for(engine, "checkin")
     def _checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info["idle_since"] = time.monotonic()
