@@ -82,6 +82,8 @@ def test_bench_service_phases_runs_a_batch_through_the_service_and_reports_each_
     run = smki(["bench", "service-phases", "--csrs", "40", "--workers", "1", "--json"], smki_env(database_url))
     assert run.code == 0, run.err
     figures = json.loads(run.out)
-    assert figures["csrs"] == 40 and figures["result_bytes"] > 40 * 400
-    assert all(figures[key] > 0 for key in ("parse_us", "submit_us", "issue_writer_us", "workers_us",
-                                            "pool_warm_up_seconds", "share_of_openssl_limit"))
+    assert figures["csrs"] == 40 and figures["result_bytes"] > 40 * 400  # every CSR's certificate rendered
+    assert figures["total_seconds"] > 0 and figures["share_of_openssl_limit"] > 0
+    # Per-phase CPU of 40 CSRs can round to 0 (the workers' is read from /proc in 10 ms ticks): only its shape here.
+    assert all(figures[key] >= 0 for key in ("parse_us", "submit_us", "issue_writer_us", "result_rows_us",
+                                             "render_us", "workers_us", "database_us", "pool_warm_up_seconds"))
