@@ -214,10 +214,9 @@ def test_plain_pem_match_agrees_with_line_by_line(text: bytes) -> None:
     assert _decoded(text) == _line_by_line(text)
 
 
-@settings(max_examples=400, deadline=None)
-@given(pem_texts())
-def test_openssl_pem_check_agrees_with_the_pattern(text: bytes) -> None:
-    """The whole-buffer check answers only texts the pattern matches, and as that path does."""
+def assert_the_pem_check_agrees_with_the_pattern(text: bytes) -> None:
+    """``_openssl_pem_der`` answers (DER or a refusal code) only texts ``_PLAIN_PEM`` matches, and as
+    that path does; ``decode_csr_text`` answers as the pattern-only path whatever the fast check said."""
     try:
         fast: object = csr_module._openssl_pem_der(text)
     except SmkiError as exc:
@@ -226,6 +225,13 @@ def test_openssl_pem_check_agrees_with_the_pattern(text: bytes) -> None:
         assert csr_module._PLAIN_PEM.fullmatch(text) is not None
         assert fast == _pattern_only(text)
     assert _decoded(text) == _pattern_only(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pem_texts())
+def test_openssl_pem_check_agrees_with_the_pattern(text: bytes) -> None:
+    """The whole-buffer check answers only texts the pattern matches, and as that path does."""
+    assert_the_pem_check_agrees_with_the_pattern(text)
 
 
 @settings(max_examples=400, deadline=None)
@@ -239,14 +245,8 @@ def test_openssl_pem_check_of_mutated_text_agrees_with_the_pattern(data: st.Data
     action = data.draw(st.sampled_from(["replace", "delete", "insert"]))
     text = {"replace": text[:position] + byte + text[position + 1:], "delete": text[:position] + text[position + 1:],
             "insert": text[:position] + byte + text[position:]}[action]
-    try:
-        fast: object = csr_module._openssl_pem_der(text)
-    except SmkiError as exc:
-        fast = exc.code
-    if fast is not None:
-        assert csr_module._PLAIN_PEM.fullmatch(text) is not None
-        assert fast == _pattern_only(text)
-    assert _decoded(text) == _pattern_only(text) == _line_by_line(text)
+    assert_the_pem_check_agrees_with_the_pattern(text)
+    assert _decoded(text) == _line_by_line(text)
 
 
 def test_what_openssl_and_cryptography_write_takes_the_whole_buffer_check() -> None:
