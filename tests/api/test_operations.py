@@ -189,8 +189,11 @@ def test_the_admin_listener_is_a_supervised_process_and_the_parent_forks_with_on
             return victim not in now and len(now) == 3
         _wait("a replacement worker", replaced)
         assert set(answered) == {200}
-        ready = _ready(admin)
-        assert ready.status_code == 200 and ready.json()["checks"]["batch_runner"]["detail"] == "2 running"
+
+        def both_runners() -> bool:  # the replacement's runner reports once it has started (later under load)
+            ready = _ready(admin)
+            return ready.status_code == 200 and ready.json()["checks"]["batch_runner"]["detail"] == "2 running"
+        _wait("/readyz to count the replacement's batch runner", both_runners)
         _whoami(server, aro, 4)
         whoami = frozenset({("listener", "gateway"), ("route", "/api/v1/whoami"), ("status", "200")})
         assert _samples(httpx.get(f"{admin}/metrics").text)[("smki_http_requests_total", whoami)] == 8
