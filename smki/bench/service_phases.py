@@ -65,9 +65,10 @@ def run(count: int, database_url: str = "", workers: int = 2) -> dict[str, float
         _subscriber(home_path, database_url)
         home = open_home(home_path, PASSPHRASE.encode())
         try:
-            started = time.perf_counter()
-            SigningPool.for_home(home, workers).warm()
-            warm_up = time.perf_counter() - started
+            with SigningPool.for_home(home, workers) as fresh:  # a CLI batch's pool: started, then closed
+                started = time.perf_counter()
+                fresh.warm()
+                warm_up = time.perf_counter() - started
             body = _body(count, 0x00DB000000000000)
             runner = batch_jobs.BatchRunner(home, workers=workers)
             pool = runner.signing_pool()

@@ -36,7 +36,15 @@ from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.eui64 import eui64_hex
 from smki.services.batch_sources import BatchItem
-from smki.services.key_register import Checked, DeviceKeyScreen, Entry, Refusal, Screen, record_device_keys
+from smki.services.key_register import (
+    Checked,
+    DeviceKeyScreen,
+    Entry,
+    Refusal,
+    Screen,
+    in_order,
+    record_device_keys,
+)
 
 if TYPE_CHECKING:
     from smki.ca.device_template import DeviceCertificateFactory
@@ -599,13 +607,7 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
             "kind": "device", "issued": counts[0] + issued, "rejected": counts[1] + refused})]
 
     keys = DeviceKeyScreen(home)
-    if screen is None:
-        screen = keys
-    else:
-        eligible = screen
-
-        def screen(entries: list[Entry]) -> list[Entry]:
-            return keys(eligible(entries))  # eligibility first: an ineligible CSR's key is not claimed
+    screen = keys if screen is None else in_order(screen, keys)  # the caller's first: a refused CSR claims no key
 
     def commit(ready: Sequence[_ChunkResult], last: bool = False) -> None:
         outcomes = [_outcomes(chunk) for chunk in ready] if on_chunk or in_transaction else []

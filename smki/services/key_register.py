@@ -43,6 +43,20 @@ Entry = Checked | Refusal
 Screen = Callable[[list[Entry]], list[Entry]]
 
 
+def in_order(*screens: Screen) -> Screen:
+    """One screen applying ``screens`` in turn: a CSR one of them refuses reaches none after it (so an
+    ineligible CSR uses no Device slot, and a refused CSR's key is not claimed)."""
+    if len(screens) == 1:
+        return screens[0]
+
+    def screen(entries: list[Entry]) -> list[Entry]:
+        for each in screens:
+            entries = each(entries)
+        return entries
+
+    return screen
+
+
 def _writes(tx: Transaction) -> CertifiedKeyWrites:
     """The key register in ``tx``. Imported here, not at the top: the signing workers import this
     module for its entry types (through :mod:`smki.services.device_issuance`) and never touch the

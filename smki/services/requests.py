@@ -32,7 +32,7 @@ from smki.services.device_issuance import (
     SigningPool,
     issue_device_batch,
 )
-from smki.services.key_register import Entry, Screen
+from smki.services.key_register import Screen, in_order
 from smki.services.org_issuance import IssuedOrganisation, issue_organisation
 from smki.services.ra_state import aro_state, evidence_basis, party_state, today
 from smki.store.registry import PartyRecord
@@ -161,20 +161,7 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     chain = [*([eligible] if eligible is not None else []), *screens]
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
                               on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised],
-                              screen=_in_order(chain) if chain else None, chunk_size=chunk_size or DEFAULT_CHUNK)
-
-
-def _in_order(screens: Sequence[Screen]) -> Screen:
-    """One screen applying ``screens`` in turn (a CSR one refuses reaches none after it)."""
-    if len(screens) == 1:
-        return screens[0]
-
-    def screen(entries: list[Entry]) -> list[Entry]:
-        for each in screens:
-            entries = each(entries)
-        return entries
-
-    return screen
+                              screen=in_order(*chain) if chain else None, chunk_size=chunk_size or DEFAULT_CHUNK)
 
 
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",
