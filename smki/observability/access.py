@@ -2,7 +2,7 @@
 
 :class:`AccessLogMiddleware` is the outermost ASGI layer of each listener's app. It gives every
 request an id (returned as ``X-Request-ID`` and, through :data:`request_id`, put in JSON error
-bodies), times it, counts the response bytes, and when the response is complete writes one line
+bodies), times it, counts the response bytes, and as the response's last chunk goes out writes one line
 to the ``smki.access`` logger::
 
     {"time": "...", "level": "info", "logger": "smki.access", "message": "GET /api/v1/whoami 200",
@@ -78,6 +78,19 @@ class AccessLogMiddleware:
         started = time.perf_counter()
         status = 500
         sent = 0
+        recorded = False
+
+        def record() -> None:
+            """Count and log the request once. Done just before the response's last chunk goes out, so
+            a client that has its answer can already see it in /metrics and the log (and a process
+            killed right after answering has counted it); from ``finally`` when no complete response
+            was sent."""
+            nonlocal recorded
+            recorded = True
+            seconds = time.perf_counter() - started
+            metrics.observe_request(self.listener, _route_template(scope), status, seconds)
+            if log.isEnabledFor(logging.INFO):
+                self._write(scope, rid, status, seconds, sent)
 
         async def logging_send(message: Message) -> None:
             nonlocal status, sent
@@ -86,16 +99,16 @@ class AccessLogMiddleware:
                 message["headers"] = [*message.get("headers", []), (HEADER, rid.encode())]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+                if not message.get("more_body", False) and not recorded:
+                    record()
             await send(message)
 
         try:
             await self.app(scope, receive, logging_send)
         finally:
             request_id.reset(token)
-            seconds = time.perf_counter() - started
-            metrics.observe_request(self.listener, _route_template(scope), status, seconds)
-            if log.isEnabledFor(logging.INFO):
-                self._write(scope, rid, status, seconds, sent)
+            if not recorded:
+                record()
 
     def _write(self, scope: Scope, rid: str, status: int, seconds: float, sent: int) -> None:
         """The access-log line, screened here: the client's method and path (:func:`safe_path`) and

@@ -186,6 +186,52 @@ def test_the_access_line_holds_every_field_and_no_secret(fmt: str) -> None:
     assert line["duration_ms"] >= 0 and line["time"].endswith("Z")
 
 
+def test_a_request_is_logged_and_counted_before_its_last_chunk_goes_out() -> None:
+    """A client that has its whole answer can already find it in the log and /metrics, and a worker
+    killed right after answering has counted it (CI once read a sum one short); a streamed response
+    is recorded once, at its last chunk, and an app that dies without answering still leaves a line."""
+    import asyncio
+
+    from smki.observability import metrics
+    from smki.observability.access import AccessLogMiddleware
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)  # (at debug, asyncio announces its selector too)
+    seen_at_send: list[tuple[bool, int, float]] = []
+
+    def counted() -> float:
+        return metrics._m().requests.labels("gateway", "unmatched", "200")._value.get()  # type: ignore[no-any-return]
+
+    async def streamed(scope: dict[str, object], receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        for last, chunk in ((False, b"ab"), (False, b"cd"), (True, b"e")):
+            await send({"type": "http.response.body", "body": chunk, "more_body": not last})  # type: ignore[operator]
+
+    async def dies(scope: dict[str, object], receive: object, send: object) -> None:
+        raise RuntimeError("no answer")
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body":
+            seen_at_send.append((bool(message.get("more_body")), stream.getvalue().count("\n"), counted()))
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    def scope() -> dict[str, object]:
+        return {"type": "http", "method": "GET", "path": "/x", "query_string": b"", "headers": []}
+
+    before, lines_before = counted(), stream.getvalue().count("\n")
+    asyncio.run(AccessLogMiddleware(streamed, listener="gateway")(scope(), receive, send))  # type: ignore[arg-type]
+    assert seen_at_send == [(True, lines_before, before), (True, lines_before, before),
+                            (False, lines_before + 1, before + 1)]
+    access = [json.loads(line) for line in stream.getvalue().splitlines() if '"smki.access"' in line]
+    assert [line["bytes"] for line in access] == [5]
+    with pytest.raises(RuntimeError):
+        asyncio.run(AccessLogMiddleware(dies, listener="gateway")(scope(), receive, send))  # type: ignore[arg-type]
+    access = [json.loads(line) for line in stream.getvalue().splitlines() if '"smki.access"' in line]
+    assert [line["status"] for line in access] == [200, 500]
+
+
 def test_json_lines_write_other_types_as_text() -> None:
     import datetime
     import enum
