@@ -592,6 +592,67 @@ class _BatchReader:
         return True
 
 
+#: What the plain reading below takes for an ID: printable ASCII but ``"``, ``&`` and ``<`` — text
+#: that expat gives back unchanged (no reference to expand, no whitespace to normalise).
+_PLAIN_ID_BYTES = rb'[\x20\x21\x23-\x25\x27-\x3b\x3d-\x7e]'
+_PLAIN_HEAD = re.compile(rb'(?:<\?xml version="1\.0" encoding="UTF-8"\?>)?[ \t\r\n]*<SubmitCSRBatch ID="('
+                         + _PLAIN_ID_BYTES + rb'{1,256})">[ \t\r\n]*<Version>1\.0</Version>')
+_PLAIN_CSR_ID = re.compile(_PLAIN_ID_BYTES + rb'{1,100}')
+_PLAIN_SPACE = re.compile(rb'[ \t\r\n]*')
+_PLAIN_TAIL = re.compile(rb'[ \t\r\n]*</SubmitCSRBatch>[ \t\r\n]*\Z')
+_CSR_OPEN, _CSR_MID, _CSR_CLOSE = b'<DeviceCSR ID="', b'">', b"</DeviceCSR>"
+
+
+def _plain_batch(data: bytes, max_bytes: int, max_csrs: int) -> SubmitCSRBatch | None:
+    """The batch when ``data`` is exactly the shape clients send, else None (the general reading decides).
+
+    That shape: the XML declaration (or none), ``<SubmitCSRBatch ID="…">``, ``<Version>1.0</Version>``,
+    then one or more ``<DeviceCSR ID="…">`` holding one line of canonical base64, whitespace at
+    most between elements, IDs of plain printable ASCII, no two alike, at most ``max_csrs``; every
+    byte of the body is accounted for, none skipped. Read by finding the tags and letting
+    ``binascii``'s strict mode check the base64 (alphabet and padding, in C), a 50,000-CSR batch
+    costs the server a fraction of the general reading's CPU (expat, a node per element, the
+    content model per child) — and that reading is work done before signing can start (``smki
+    bench service-phases``). Anything else, valid or not, returns None: this never accepts what
+    the general reading refuses nor reads a batch differently (``tests/api/test_dcc_plain_batch.py``
+    compares them).
+    """
+    body = data.lstrip(b" \t\r\n")
+    if len(data) > max_bytes:
+        return None
+    head = _PLAIN_HEAD.match(body)
+    if head is None:
+        return None
+    find, decode, plain_id = body.find, binascii.a2b_base64, _PLAIN_CSR_ID.fullmatch
+    csrs: list[DeviceCSR] = []
+    seen: set[bytes] = set()
+    pos = head.end()
+    while True:
+        if not body.startswith(_CSR_OPEN, pos):
+            spaced = _PLAIN_SPACE.match(body, pos).end()  # type: ignore[union-attr]  # * always matches
+            if spaced == pos or not body.startswith(_CSR_OPEN, spaced):
+                break
+            pos = spaced
+        id_start = pos + len(_CSR_OPEN)
+        id_end = find(_CSR_MID, id_start, id_start + 102)
+        text_end = find(_CSR_CLOSE, id_end + 2) if id_end > 0 else -1
+        if text_end < 0:
+            return None
+        csr_id, text = body[id_start:id_end], body[id_end + 2:text_end]
+        if plain_id(csr_id) is None or csr_id in seen or not text or len(text) % 4 or text.endswith(b"==="):
+            return None
+        seen.add(csr_id)
+        try:
+            der = decode(text, strict_mode=True)
+        except ValueError:
+            return None
+        csrs.append(DeviceCSR(csr_id.decode("ascii"), der))
+        pos = text_end + len(_CSR_CLOSE)
+    if not csrs or len(csrs) > max_csrs or _PLAIN_TAIL.match(body, pos) is None:
+        return None
+    return SubmitCSRBatch(head.group(1).decode("ascii"), tuple(csrs), VERSION)
+
+
 def parse_submit_csr_batch(
     data: bytes | Iterable[bytes],
     *,
@@ -603,6 +664,10 @@ def parse_submit_csr_batch(
     ``data`` may be an iterable of chunks straight from the socket; nothing but the decoded CSRs
     is kept.
     """
+    if isinstance(data, bytes):
+        plain = _plain_batch(data, max_bytes, max_csrs)
+        if plain is not None:
+            return plain
     reader = _BatchReader(max_csrs)
     root = parse_xml(data, "SubmitCSRBatch", max_bytes=max_bytes, on_root=reader.root, on_top_child=reader.child)
     rid = reader.batch_id
