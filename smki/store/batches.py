@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, delete, func, insert, or_, select, update
 
-from smki.store.driver import driver_rows, placeholder, write_connection
+from smki.store.driver import driver_rows, placeholder, read_ahead, write_connection
 from smki.store.models import batch_items, batch_jobs, certificates
 from smki.store.store import Store
 from smki.store.transaction import Transaction
@@ -285,20 +285,23 @@ class BatchReads:
     def iter_result_rows(self, job_id: int, page: int = 5000) -> Iterator[ResultRow]:
         """Every item of a job as a :class:`ResultRow`, in order, with its certificate's DER.
 
-        A page at a time: the ``CSRBatchResult`` of a 50,000-CSR batch is rendered from these.
-        A range of indices at a time, for the reason :meth:`pending_items` gives.
+        A page at a time: the ``CSRBatchResult`` of a 50,000-entry batch is rendered from these.
+        A range of indices at a time, for the reason :meth:`pending_items` gives. On PostgreSQL the
+        next page is read while the caller renders this one (:func:`read_ahead`).
         """
         last = self.last_index(job_id)
-        low = -1
-        while low < last:
-            high = min(low + page, last)
-            rows = driver_rows(self._engine,
+        ranges = [(low, min(low + page, last)) for low in range(-1, last, page)]
+
+        def rows(bounds: tuple[int, int]) -> list[Any]:
+            return driver_rows(self._engine,
                 "SELECT i.idx, i.item_id, i.outcome, i.error_code, i.error_text, c.der "
                 "FROM batch_items i LEFT OUTER JOIN certificates c ON c.serial = i.serial "
-                "WHERE i.batch_id = ? AND i.idx > ? AND i.idx <= ? ORDER BY i.idx", (job_id, low, high))
-            for row in rows:
+                "WHERE i.batch_id = ? AND i.idx > ? AND i.idx <= ? ORDER BY i.idx", (job_id, *bounds))
+
+        pages = read_ahead(rows, ranges) if self._engine.dialect.name == "postgresql" else map(rows, ranges)
+        for found in pages:
+            for row in found:
                 yield ResultRow._make(row)
-            low = high
 
     def items_with_der(self, job_id: int, *, after: int = -1,
                        limit: int = 1000) -> list[tuple[BatchItemRecord, bytes | None]]:

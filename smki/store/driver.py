@@ -6,12 +6,37 @@ cost more than the SQL itself there. Only the hot paths of :mod:`smki.store.batc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
 from smki.store.engine import WRITE_OPTION
+
+_Key = TypeVar("_Key")
+_Page = TypeVar("_Page")
+
+
+def read_ahead(fetch: Callable[[_Key], _Page], keys: Sequence[_Key]) -> Iterator[_Page]:
+    """``fetch(key)`` for each key, in order, the next one running in a thread while the caller
+    works on the current one.
+
+    For reads from a database server (PostgreSQL: another process, another core): a 50,000-entry
+    ``CSRBatchResult`` is rendered a page at a time, and without this the server waited for each
+    page's join before rendering it (measured on PostgreSQL: 0.50 to 0.60 s, now 0.43 to 0.45 s, for all
+    50,000 entries). SQLite reads in this process and gained nothing. At most one fetch is ahead;
+    a caller that stops early waits for that one, and its exception reaches the caller.
+    """
+    if not keys:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="smki-read-ahead") as pool:
+        pending = pool.submit(fetch, keys[0])
+        for key in keys[1:]:
+            current = pending.result()
+            pending = pool.submit(fetch, key)
+            yield current
+        yield pending.result()
 
 
 def placeholder(conn: Any) -> str:
