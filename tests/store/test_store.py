@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from smki.audit import AuditEvent
@@ -203,3 +205,34 @@ def test_dropping_the_batch_items_key_keeps_every_item(tmp_path: Path) -> None:
         assert keys == []
     finally:
         store.close()
+
+
+_retire_runs = iter(range(1, 10**6))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(held=st.lists(st.tuples(st.integers(0, 2), st.sampled_from([Usage.DS, Usage.KA]),
+                               st.sampled_from([CertStatus.IN_USE, CertStatus.NOT_IN_USE])), max_size=6,
+                     unique_by=lambda row: row[:2]),
+       device=st.integers(0, 2), usage=st.sampled_from([Usage.DS, Usage.KA]))
+def test_retiring_one_pair_matches_the_general_path(store: Store, held: list[tuple[int, Usage, CertStatus]],
+                                                    device: int, usage: Usage) -> None:
+    """One (Device, usage) — a single CSR — is retired by a lone UPDATE; a set of pairs by a look-up
+    first. Given the same certificates, both change the same ones and report the same count (the
+    general path is forced by a second pair naming a Device with no certificate)."""
+    outcomes = []
+    for single in (True, False):
+        run = next(_retire_runs)
+        devices = [bytes.fromhex(f"00ee{run:08x}{d:04x}") for d in range(4)]
+        rows = [device_cert(run * 100 + n, device=devices[d], usage=u, status=s)
+                for n, (d, u, s) in enumerate(held)]
+        if rows:
+            issue(store, *rows)
+        pairs = [(devices[device], usage)] + ([] if single else [(devices[3], Usage.DS)])
+        with store.transaction() as tx:
+            changed = tx.retire_in_use_device_certificates(pairs)
+            tx.append_audit([AuditEvent("test", "certificate.retired", "x")])
+        after = sorted((devices.index(r.device_id), r.usage.value, r.status.value)  # type: ignore[arg-type, union-attr]
+                       for d in devices for r in store.certificates_for_device(d))
+        outcomes.append((changed, after))
+    assert outcomes[0] == outcomes[1]
