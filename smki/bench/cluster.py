@@ -214,7 +214,7 @@ def batch_rate(url: str, context: ssl.SSLContext, *, batches: int, size: int, fi
     """Device CSRs per second for ``batches`` batches submitted at once, until all are complete."""
     import httpx
 
-    from smki.bench.http import POLL_SECONDS, _body
+    from smki.bench.http import _body, wait_completed
     from smki.interfaces.dcc import codec as dx
 
     bodies = [_body(size, first + n * 0x1000000) for n in range(batches)]
@@ -229,8 +229,7 @@ def batch_rate(url: str, context: ssl.SSLContext, *, batches: int, size: int, fi
         ids.append(status.batch_id)
     with httpx.Client(base_url=url, verify=context, timeout=600) as client:
         for batch_id in ids:
-            while json.loads(client.get(f"/api/v1/device-batches/{batch_id}").content)["status"] != "completed":
-                time.sleep(POLL_SECONDS)
+            wait_completed(client, batch_id)
     return batches * size / (time.perf_counter() - started)
 
 

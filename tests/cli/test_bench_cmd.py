@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+import pytest
+
 from smki import bench as bench_package
 from smki.interfaces.cli.bench_cmd import FORWARDED
 from tests.cli.helpers import smki, smki_env
@@ -87,3 +89,29 @@ def test_bench_service_phases_runs_a_batch_through_the_service_and_reports_each_
     # Per-phase CPU of 40 CSRs can round to 0 (the workers' is read from /proc in 10 ms ticks): only its shape here.
     assert all(figures[key] >= 0 for key in ("parse_us", "submit_us", "issue_writer_us", "result_rows_us",
                                              "render_us", "workers_us", "database_us", "pool_warm_up_seconds"))
+
+
+def test_the_http_bench_client_polls_less_while_much_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``wait_completed`` waits as long as the CSRs left would take at a rate no machine reaches (so
+    it never sleeps past the batch's end by more than 50 ms), between 50 ms and 1 s, and stops at
+    ``completed``."""
+    import json as json_lib
+
+    from smki.bench import http as bench_http
+
+    states = [("queued", 0), ("processing", 0), ("processing", 30_000), ("processing", 48_000),
+              ("processing", 49_990), ("completed", 50_000)]
+    asked: list[str] = []
+
+    class Client:
+        def get(self, path: str) -> object:
+            asked.append(path)
+            status, processed = states[len(asked) - 1]
+            return type("Answer", (), {"content": json_lib.dumps(
+                {"status": status, "total": 50_000, "processed": processed}).encode()})()
+
+    slept: list[float] = []
+    monkeypatch.setattr(bench_http.time, "sleep", slept.append)
+    bench_http.wait_completed(Client(), 7)
+    assert asked == ["/api/v1/device-batches/7"] * len(states)
+    assert slept == [1.0, 1.0, 0.5, 0.05, 0.05]  # 50,000 left: the 1 s cap; 20,000: 0.5 s; 2,000 and 10: the floor
