@@ -16,4 +16,5 @@ operator would, and reports figures as ratios within one run (these machines are
 | ``smki bench cluster`` | :mod:`smki.bench.cluster` | one node direct vs two nodes behind HAProxy (PostgreSQL) |
 | ``smki bench store-size`` | :mod:`smki.bench.store_size` | single-CSR issuance latency as the store grows |
 | ``smki bench service-phases`` | :mod:`smki.bench.service_phases` | the batch service's CPU per CSR, phase by phase |
+| ``smki bench sql-forms`` | :mod:`smki.bench.sql_forms` | one CSR's statements, plain vs packed (PostgreSQL) |
 """

@@ -12,7 +12,9 @@ backends) and the share of the openssl limit measured just before — the same l
 ``smki bench issue`` and ``smki bench http``. The difference from ``smki bench http``'s figures is
 what HTTP, TLS and the client cost; the difference from ``smki bench issue``'s is what the service
 adds to issuance (item bookkeeping, the per-Device limit, eligibility, result rows). It also times
-the warm-up of a fresh signing pool (the workers' start, as a CLI batch pays it).
+the warm-up of a fresh signing pool (the workers' start, as a CLI batch pays it), and the whole
+result read and rendered as the server streams it, with and without the next page read ahead
+(``BatchReads.iter_result_rows``; the server reads ahead on PostgreSQL only).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from smki.bench.issue import openssl_limit
 
@@ -43,6 +46,20 @@ def _cpu_of(pids: list[int]) -> float:
         except OSError:  # a process that ended: its CPU is no longer readable
             continue
     return total
+
+
+def _streamed(home: Any, job_id: int, ahead: bool) -> float:
+    """Seconds to read and render a finished batch's whole ``CSRBatchResult`` as the server streams
+    it (rows a page at a time, rendered as they come), the next page read ahead or not."""
+    from smki.interfaces.dcc import codec as dx
+    from smki.store.batches import batch_reads
+
+    started = time.perf_counter()
+    rows = batch_reads(home.store).iter_result_rows(job_id, ahead=ahead)
+    for _chunk in dx.iter_csr_batch_result(dx.BatchStatus.COMPLETED, ((row.item_id, bytes(row.der))
+                                                                       for row in rows if row.der is not None)):
+        pass
+    return time.perf_counter() - started
 
 
 def run(count: int, database_url: str = "", workers: int = 2) -> dict[str, float]:
@@ -95,6 +112,9 @@ def run(count: int, database_url: str = "", workers: int = 2) -> dict[str, float
             for chunk in dx.iter_csr_batch_result(dx.BatchStatus.COMPLETED, entries, chunk_bytes=1 << 20):
                 size += len(chunk)
             marks.append((_cpu(), time.perf_counter()))
+            streamed: dict[bool, list[float]] = {False: [], True: []}
+            for ahead in (False, True, False, True):  # the result as the server streams it, both ways, alternated
+                streamed[ahead].append(_streamed(home, job.id, ahead))
             workers_cpu = _cpu_of(worker_pids) - workers_before
             database_cpu = _cpu_of(backend_pids(database_url) if database_url else []) - database_before
             runner.stop()
@@ -109,6 +129,8 @@ def run(count: int, database_url: str = "", workers: int = 2) -> dict[str, float
         "workers_us": round(workers_cpu / count * 1e6, 1), "database_us": round(database_cpu / count * 1e6, 1),
         "issue_seconds": round(marks[3][1] - marks[2][1], 3), "total_seconds": round(wall, 3),
         "openssl_limit": round(limit, 1), "share_of_openssl_limit": round(count / wall / limit, 3),
+        "result_streamed_seconds": round(min(streamed[False]), 3),
+        "result_streamed_read_ahead_seconds": round(min(streamed[True]), 3),
     }
 
 
@@ -133,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{100 * figures['share_of_openssl_limit']:.1f}% of the openssl limit "
           f"({figures['openssl_limit']:,.0f} certs/s)")
     print(f"a fresh signing pool warms up in {figures['pool_warm_up_seconds']} s")
+    print(f"the whole result, read and rendered as the server streams it: {figures['result_streamed_seconds']} s, "
+          f"{figures['result_streamed_read_ahead_seconds']} s with the next page read ahead (best of two each)")
 
 
 if __name__ == "__main__":

@@ -282,12 +282,13 @@ class BatchReads:
             low = high
         return found
 
-    def iter_result_rows(self, job_id: int, page: int = 5000) -> Iterator[ResultRow]:
+    def iter_result_rows(self, job_id: int, page: int = 5000, *, ahead: bool | None = None) -> Iterator[ResultRow]:
         """Every item of a job as a :class:`ResultRow`, in order, with its certificate's DER.
 
         A page at a time: the ``CSRBatchResult`` of a 50,000-entry batch is rendered from these.
         A range of indices at a time, for the reason :meth:`pending_items` gives. On PostgreSQL the
-        next page is read while the caller renders this one (:func:`read_ahead`).
+        next page is read while the caller renders this one (:func:`read_ahead`; ``ahead`` forces
+        one way, for ``smki bench service-phases``).
         """
         last = self.last_index(job_id)
         ranges = [(low, min(low + page, last)) for low in range(-1, last, page)]
@@ -298,7 +299,9 @@ class BatchReads:
                 "FROM batch_items i LEFT OUTER JOIN certificates c ON c.serial = i.serial "
                 "WHERE i.batch_id = ? AND i.idx > ? AND i.idx <= ? ORDER BY i.idx", (job_id, *bounds))
 
-        pages = read_ahead(rows, ranges) if self._engine.dialect.name == "postgresql" else map(rows, ranges)
+        if ahead is None:
+            ahead = self._engine.dialect.name == "postgresql"
+        pages = read_ahead(rows, ranges) if ahead else map(rows, ranges)
         for found in pages:
             for row in found:
                 yield ResultRow._make(row)

@@ -24,9 +24,10 @@ def read_ahead(fetch: Callable[[_Key], _Page], keys: Sequence[_Key]) -> Iterator
 
     For reads from a database server (PostgreSQL: another process, another core): a 50,000-entry
     ``CSRBatchResult`` is rendered a page at a time, and without this the server waited for each
-    page's join before rendering it (measured on PostgreSQL: 0.50 to 0.60 s, now 0.43 to 0.45 s, for all
-    50,000 entries). SQLite reads in this process and gained nothing. At most one fetch is ahead;
-    a caller that stops early waits for that one, and its exception reaches the caller.
+    page's join before rendering it (``smki bench service-phases`` times the whole result both ways:
+    on PostgreSQL from no gain to a fifth less, docs/performance.md). SQLite reads in this process
+    and gained nothing. At most one fetch is ahead; a caller that stops early waits for that one, and
+    its exception reaches the caller.
     """
     if not keys:
         return
@@ -72,8 +73,8 @@ def pg_fixed_width_any(values: Sequence[bytes], width: int) -> tuple[str, tuple[
     another width (the caller sends the list then).
 
     One value (a single CSR's Device, its key) is sent as it is: the packed form's sub-select
-    costs the server more than it saves there (measured per statement on PostgreSQL 15: 80-150 µs
-    of a 240-330 µs round trip).
+    costs the server more than it saves there (``smki bench sql-forms`` on PostgreSQL 15: 270-310 µs
+    a statement packed, 12-114 µs less plain, and half the backend's CPU).
     """
     if any(len(value) != width for value in values):
         return None

@@ -88,7 +88,8 @@ def test_bench_service_phases_runs_a_batch_through_the_service_and_reports_each_
     assert figures["total_seconds"] > 0 and figures["share_of_openssl_limit"] > 0
     # Per-phase CPU of 40 CSRs can round to 0 (the workers' is read from /proc in 10 ms ticks): only its shape here.
     assert all(figures[key] >= 0 for key in ("parse_us", "submit_us", "issue_writer_us", "result_rows_us",
-                                             "render_us", "workers_us", "database_us", "pool_warm_up_seconds"))
+                                             "render_us", "workers_us", "database_us", "pool_warm_up_seconds",
+                                             "result_streamed_seconds", "result_streamed_read_ahead_seconds"))
 
 
 def test_the_http_bench_client_polls_less_while_much_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,3 +116,25 @@ def test_the_http_bench_client_polls_less_while_much_is_left(monkeypatch: pytest
     bench_http.wait_completed(Client(), 7)
     assert asked == ["/api/v1/device-batches/7"] * len(states)
     assert slept == [1.0, 1.0, 0.5, 0.05, 0.05]  # 50,000 left: the 1 s cap; 20,000: 0.5 s; 2,000 and 10: the floor
+
+
+SQL_FORMS = ["in-use look-up, packed", "in-use look-up, plain", "per-Device count, packed", "per-Device count, plain",
+             "key look-up, packed", "key look-up, plain", "key insert, packed", "key insert, one row"]
+
+
+def test_bench_sql_forms_times_both_forms_of_each_single_csr_statement(database_url: str) -> None:
+    """issue 15: the plain and packed form of every statement a single CSR makes, on PostgreSQL;
+    on SQLite (which has no packed forms) it refuses in one line."""
+    import json
+
+    if not database_url.startswith("postgresql"):
+        run = smki(["bench", "sql-forms", "--database-url", database_url], smki_env(database_url))
+        assert run.code == 2 and "PostgreSQL" in run.err and "Traceback" not in run.err
+        return
+    run = smki(["bench", "sql-forms", "--database-url", database_url, "--rows", "300", "--runs", "5", "--json"],
+               smki_env(database_url))
+    assert run.code == 0, run.err
+    figures = json.loads(run.out)
+    assert list(figures) == SQL_FORMS
+    assert all(f["wall_us"] > 0 and len(f["rounds_wall_us"]) == 2 and f["backend_cpu_us"] >= 0
+               for f in figures.values())

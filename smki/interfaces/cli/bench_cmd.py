@@ -85,6 +85,7 @@ FORWARDED = {
     "cli": ("cli", "How long the smki command takes to answer: --help, a group's help, simple commands."),
     "access-log": ("access_log", "Per-request cost of the access log and request metrics (ASGI, with vs without)."),
     "service-phases": ("service_phases", "The Gateway batch service's own CPU per CSR, phase by phase, without HTTP."),
+    "sql-forms": ("sql_forms", "A single CSR's store statements, plain against the batch's packed forms (PostgreSQL)."),
 }
 
 
