@@ -150,7 +150,7 @@ def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, by
     consume(home, capacity, requester.party_id, "batch-csrs", len(items), actor=requester.actor, interface=interface)
     now = _now()
     ref = f"{interface}-{now:%Y%m%d}-{secrets.token_hex(6)}"
-    rows = [(i, item_id, normalise_csr(data)) for i, (item_id, data) in enumerate(items)]  # store.NewItem
+    rows = [(i, item_id, normalise_csr(data)) for i, (item_id, data) in enumerate(items)]  # store.batches.NewItem
     system = requester.system if isinstance(requester, SystemRequester) else None
     status = batch_policy(home.settings).initial_status(len(rows))  # PENDING: awaiting the RA's approval
     with home.store.transaction() as tx:

@@ -90,17 +90,8 @@ class ResultRow(NamedTuple):
     der: bytes | None
 
 
-class NewBatchItem(NamedTuple):
-    """One CSR of a batch being accepted: ``(idx, item_id, csr)``. The store takes any such plain
-    tuple (:data:`NewItem`): a submission makes 50,000 of them, and a named tuple costs three times
-    as much to make."""
-
-    idx: int
-    item_id: str
-    csr: bytes
-
-
-#: ``(idx, item_id, csr)``: what the store takes for a new item (a :class:`NewBatchItem` is one).
+#: One CSR of a batch being accepted, ``(idx, item_id, csr)``: a plain tuple (a submission makes
+#: 50,000 of them, and a named tuple cost three times as much to make).
 NewItem = tuple[int, str, bytes]
 
 

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 from smki.audit import AuditEvent
 from smki.store import Store
-from smki.store.batches import NewBatchItem, _add_items, _record_outcomes, batch_reads, batch_writes
+from smki.store.batches import NewItem, _add_items, _record_outcomes, batch_reads, batch_writes
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 
 
-def _job(store: Store, items: list[NewBatchItem], *, copy: bool) -> int:
+def _job(store: Store, items: list[NewItem], *, copy: bool) -> int:
     with store.transaction() as tx:
         job_id = batch_writes(tx).add_job(ref=f"r-{copy}-{id(items)}-{datetime.now(UTC).timestamp()}", party_id="P1",
                                           aro_id="A1", system=None, route="gateway", interface="json",
@@ -52,7 +52,7 @@ def test_copy_and_set_based_outcomes_match_the_general_path(store: Store, items:
                                                             data: st.DataObject) -> None:
     if store.dialect != "postgresql":
         pytest.skip("COPY and unnest are PostgreSQL's; SQLite always takes the general path")
-    rows = [NewBatchItem(i, item_id, csr) for i, (item_id, csr) in enumerate(items)]
+    rows = [(i, item_id, csr) for i, (item_id, csr) in enumerate(items)]
     indexes = st.integers(0, len(rows) - 1)
     rounds = data.draw(st.lists(st.tuples(
         st.lists(st.tuples(indexes, st.text("0123456789abcdef", min_size=32, max_size=32)), max_size=6,
@@ -78,7 +78,7 @@ def test_pending_items_and_result_rows_read_by_index_range(store: Store, count: 
     never sorts the whole rest of a batch per page): paged either way they must give exactly the
     items a plain filter gives — every undecided item after ``after``, in order, ``limit`` at a time,
     however the decided ones (a resumed batch) are spread."""
-    rows = [NewBatchItem(i, f"id-{i}", bytes([i % 256]) * 3) for i in range(count)]
+    rows: list[NewItem] = [(i, f"id-{i}", bytes([i % 256]) * 3) for i in range(count)]
     job_id = _job(store, rows, copy=store.dialect == "postgresql")
     decided = data.draw(st.sets(st.integers(0, count - 1)))
     with store.transaction() as tx:
@@ -91,9 +91,9 @@ def test_pending_items_and_result_rows_read_by_index_range(store: Store, count: 
         assert len(page) <= limit
         pages.append(page)
         after = page[-1][0]
-    undecided = [(r.idx, r.item_id, r.csr) for r in rows if r.idx > start and r.idx not in decided]
+    undecided = [(idx, item_id, csr) for idx, item_id, csr in rows if idx > start and idx not in decided]
     assert [item for page in pages for item in page] == undecided
     assert all(len(page) == limit for page in pages[:-1])  # only the last page may be short
     results = list(reads.iter_result_rows(job_id, page=limit))
     assert [(r.idx, r.item_id, r.outcome) for r in results] == [
-        (r.idx, r.item_id, "ok" if r.idx in decided else None) for r in rows]
+        (idx, item_id, "ok" if idx in decided else None) for idx, item_id, _csr in rows]

@@ -617,9 +617,9 @@ def _plain_batch(data: bytes, max_bytes: int, max_csrs: int) -> SubmitCSRBatch |
     the general reading refuses nor reads a batch differently (``tests/api/test_dcc_plain_batch.py``
     compares them).
     """
-    body = data.lstrip(b" \t\r\n")
     if len(data) > max_bytes:
         return None
+    body = data.lstrip(b" \t\r\n")
     head = _PLAIN_HEAD.match(body)
     if head is None:
         return None
