@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from smki.services.context import Home
 from smki.services.requests import Requester
 from smki.store.credentials import CredentialRecord, credential_reads, credential_writes
 from smki.store.records import normalise_serial
+from smki.store.registry import AroRecord
 
 CA_FILE = "credentials-ca.pem"
 SERVER_DIR = "api"
@@ -69,14 +70,16 @@ class ApiIdentity:
     party_id: str | None
     aro_id: str | None
     serial: str
+    #: The ARO's record as read to resolve this identity (this request's read, never cached).
+    aro: AroRecord | None = field(default=None, compare=False, repr=False)
 
     def requester(self, route: Route) -> Requester:
         """The subscriber on whose behalf RA rules are applied (AROs and systems only)."""
         if self.kind == "staff" or self.party_id is None or self.aro_id is None:
             raise SmkiError("credential.not-a-subscriber", "RA staff credentials cannot request certificates")
         if self.kind == "system":
-            return SystemRequester(self.party_id, self.aro_id, route, system=self.name)
-        return Requester(self.party_id, self.aro_id, route)
+            return SystemRequester(self.party_id, self.aro_id, route, aro=self.aro, system=self.name)
+        return Requester(self.party_id, self.aro_id, route, aro=self.aro)
 
     @property
     def actor(self) -> str:
@@ -313,4 +316,4 @@ def _resolve(home: Home, serial: str, certificate_der: bytes, now: datetime | No
         raise SmkiError("credential.aro-suspended", f"ARO {aro_id} no longer acts for {record.party_id}")
     if aro.status != "active":
         raise SmkiError("credential.aro-suspended", f"ARO {aro_id} is {aro.status}")
-    return ApiIdentity(record.kind, record.name, record.party_id, aro_id, record.serial)
+    return ApiIdentity(record.kind, record.name, record.party_id, aro_id, record.serial, aro)

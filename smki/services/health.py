@@ -62,15 +62,13 @@ def check_keys(home: Home) -> tuple[bool, str]:
 
 
 def readiness(home: Home, runner_beats: dict[int, float], *, max_beat_age: float, runners: int = 1) -> Readiness:
-    from sqlalchemy import text
 
     from smki.observability.metrics import key_backend_error
     from smki.services.batch_jobs import pid_alive
 
     report = Readiness()
     try:
-        with home.store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        home.store.ping()
         report.add("database", True, home.store.dialect)
     except Exception as exc:
         report.add("database", False, _error(exc))

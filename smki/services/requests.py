@@ -14,7 +14,7 @@ read nothing from a Device CSR, and a refused batch must not cost a single signa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -35,7 +35,7 @@ from smki.services.device_issuance import (
 from smki.services.key_register import Screen, in_order
 from smki.services.org_issuance import IssuedOrganisation, issue_organisation
 from smki.services.ra_state import aro_state, evidence_basis, party_state, today
-from smki.store.registry import PartyRecord
+from smki.store.registry import AroRecord, PartyRecord
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class Requester:
     party_id: str
     aro_id: str
     route: Route
+    #: The ARO's record as this request read it when it checked the client's credential (the API's
+    #: identity), so the RA rules need not read it again; ``None``: read it when the rules apply.
+    aro: AroRecord | None = field(default=None, compare=False, repr=False)
 
     @property
     def actor(self) -> str:
@@ -89,7 +92,8 @@ def authorise_with_party(home: Home, requester: Requester, facts: CertificateReq
     if party_record is None:
         raise _refuse_unknown(home, requester, facts,
                               NotFound("ra.party-not-found", f"no Party {requester.party_id!r}"))
-    aro_record = home.store.registry.aro(requester.aro_id)
+    aro_record = requester.aro if requester.aro is not None and requester.aro.aro_id == requester.aro_id \
+        else home.store.registry.aro(requester.aro_id)
     if aro_record is None:
         raise _refuse_unknown(home, requester, facts, NotFound("ra.aro-not-found", f"no ARO {requester.aro_id!r}"))
     decision = decide_request(facts, party_state(party_record), aro_state(aro_record), on or today(),

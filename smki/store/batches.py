@@ -25,6 +25,7 @@ from sqlalchemy import Engine, delete, func, insert, or_, select, update
 
 from smki.store.driver import driver_rows, placeholder, read_ahead, write_connection
 from smki.store.models import batch_items, batch_jobs, certificates
+from smki.store.reads import read_connection
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
@@ -201,7 +202,7 @@ class BatchReads:
         self._engine = engine
 
     def job(self, job_id: int) -> BatchJobRecord | None:
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(select(batch_jobs).where(_j.id == job_id)).one_or_none()
         return None if row is None else _job(row)
 
@@ -212,7 +213,7 @@ class BatchReads:
             stmt = stmt.where(_j.party_id == party_id)
         if statuses is not None:
             stmt = stmt.where(_j.status.in_(list(statuses)))
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return [_job(r) for r in conn.execute(stmt.order_by(_j.id.desc()).limit(limit))]
 
     def items(self, job_id: int, *, after: int = -1, limit: int = 1000,
@@ -220,7 +221,7 @@ class BatchReads:
         stmt = select(batch_items).where(_i.batch_id == job_id, _i.idx > after)
         if unprocessed:
             stmt = stmt.where(_i.outcome.is_(None))
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return [_item(r) for r in conn.execute(stmt.order_by(_i.idx).limit(limit))]
 
     def iter_items(self, job_id: int, *, unprocessed: bool = False, page: int = 2000) -> Iterator[BatchItemRecord]:
@@ -236,14 +237,14 @@ class BatchReads:
         """``(idx, item_id, error_code, error_text)`` of the first ``limit`` refused items, in order."""
         stmt = (select(_i.idx, _i.item_id, _i.error_code, _i.error_text)
                 .where(_i.batch_id == job_id, _i.outcome == "error").order_by(_i.idx).limit(limit))
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return [(int(r[0]), str(r[1]), r[2], r[3]) for r in conn.execute(stmt)]
 
     def refusal_codes(self, job_id: int) -> dict[str, int]:
         """How many of the job's items were refused with each error code (one grouped query)."""
         stmt = (select(_i.error_code, func.count()).where(_i.batch_id == job_id, _i.outcome == "error")
                 .group_by(_i.error_code))
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return {str(code or ""): int(n) for code, n in conn.execute(stmt)}
 
     def last_index(self, job_id: int) -> int:
@@ -308,7 +309,7 @@ class BatchReads:
             .order_by(_i.idx)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             rows = conn.execute(stmt).all()
         return [(_item(row), None if row._mapping["cert_der"] is None else bytes(row._mapping["cert_der"]))
                 for row in rows]

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from smki.store.driver import write_connection
 from smki.store.models import capacity_buckets
+from smki.store.reads import read_connection
 from smki.store.store import Store
 
 _b = capacity_buckets.c
@@ -60,7 +61,7 @@ class CapacityLedger:
         stmt = select(_b.party_id, _b.limit_name, _b.tokens, _b.updated)
         if party_id is not None:
             stmt = stmt.where(_b.party_id == party_id)
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return [(r.party_id, r.limit_name, float(r.tokens), float(r.updated)) for r in conn.execute(stmt)]
 
 

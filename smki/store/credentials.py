@@ -63,7 +63,7 @@ class CredentialReads:
             stmt = stmt.where(_cr.kind == kind)
         if status is not None:
             stmt = stmt.where(_cr.status == status)
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return [_credential(r) for r in conn.execute(stmt.order_by(_cr.issued_at, _cr.serial))]
 
 

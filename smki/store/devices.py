@@ -109,7 +109,7 @@ class DeviceReads:
         an entry's ``effective`` may still be to come (see :meth:`entries_on`)."""
         if not device_ids:
             return {}
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return _entries(conn, device_ids)
 
     def entries_on(self, device_ids: Collection[bytes], on: date) -> dict[bytes, DeviceRow]:
@@ -118,7 +118,7 @@ class DeviceReads:
         One primary-key query, plus one history query only for Devices with a change still to come."""
         if not device_ids:
             return {}
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return _in_force(conn, device_ids, on)
 
     def facts_on(self, device_ids: Collection[bytes], on: date,
@@ -158,7 +158,7 @@ class DeviceReads:
 
     def history(self, device_id: bytes) -> list[DeviceChangeRecord]:
         """Every recorded change of one Device, oldest first."""
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             mark = placeholder(conn)
             rows = conn.exec_driver_sql(
                 f"SELECT {', '.join(_FIELDS)}, effective, recorded_by FROM device_changes WHERE device_id = {mark} "
@@ -167,7 +167,7 @@ class DeviceReads:
 
     def page(self, after: bytes | None, limit: int, status: str | None = None) -> list[DeviceRow]:
         """Entries in Device ID order after ``after`` (keyset pagination), optionally of one status."""
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             mark = placeholder(conn)
             where: list[str] = []
             params: list[object] = []
@@ -184,7 +184,7 @@ class DeviceReads:
             return [_row(tuple(values)) for values in rows]
 
     def count(self) -> int:
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return int(conn.exec_driver_sql("SELECT COUNT(*) FROM devices").scalar_one())
 
 

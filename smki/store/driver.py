@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 
 from smki.store.engine import WRITE_OPTION
+from smki.store.reads import read_connection
 
 _Key = TypeVar("_Key")
 _Page = TypeVar("_Page")
@@ -89,7 +90,7 @@ def driver_rows(engine: Engine, sql: str, params: tuple[object, ...]) -> list[An
 
     SQLite and psycopg both return BLOB/bytea values as ``bytes``.
     """
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         if placeholder(conn) != "?":
             sql = sql.replace("?", placeholder(conn))
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -68,8 +68,7 @@ def held_reads(engine: Engine) -> Iterator[None]:
         return
     conn = engine.connect()
     try:
-        if engine.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn = reading(conn)
         token = _held.set((*_held.get(), _Held(engine, conn)))
         try:
             yield
@@ -77,6 +76,24 @@ def held_reads(engine: Engine) -> Iterator[None]:
             _held.reset(token)
     finally:
         conn.close()
+
+
+def reading(conn: Connection) -> Connection:
+    """``conn`` set up for reads only: on PostgreSQL in autocommit, so no read ends in a ``ROLLBACK``.
+
+    Why: psycopg forgets every statement it has prepared on a connection at each ``ROLLBACK`` (and
+    sends ``DEALLOCATE ALL``), as a rolled-back ``DROP`` or ``ALTER`` could have left them invalid. A
+    read that ended the usual way, with the pool's rollback, so cost the next five uses of every
+    statement on that connection a fresh parse and plan in the server (a wide ``SELECT``: 150-250 us
+    of its CPU each), and the batch runner's poll for queued jobs, or a ``/readyz`` probe, did that
+    to a pooled connection several times a second. In autocommit each statement is its own
+    transaction, which under READ COMMITTED sees what it would have seen inside one (every statement
+    takes its own snapshot there), and the connection goes back to the pool with nothing to roll
+    back. SQLite is left as it is: its reads end with a rollback that costs nothing.
+    """
+    if conn.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
 
 
 @contextmanager
@@ -89,7 +106,7 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
     held = _find(engine)
     if held is None or held.busy:
         with engine.connect() as conn:
-            yield conn
+            yield reading(conn)
         return
     held.busy = True
     try:

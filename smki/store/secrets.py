@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from smki.store.driver import write_connection
 from smki.store.models import service_secrets
+from smki.store.reads import read_connection
 from smki.store.transaction import Transaction
 
 _s = service_secrets.c
@@ -32,7 +33,7 @@ class SecretReader:
         self._engine = engine
 
     def secret(self, name: str) -> SharedSecret | None:
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(select(_s.value, _s.previous, _s.rotated_at).where(_s.name == name)).one_or_none()
         return None if row is None else SharedSecret(bytes(row.value), None if row.previous is None
                                                      else bytes(row.previous), row.rotated_at)

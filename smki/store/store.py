@@ -261,7 +261,7 @@ class Store:
 
     def highest_device_id(self) -> bytes | None:
         """The largest Device ID with any certificate (an index lookup: where a generator continues)."""
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             value = conn.execute(  # ORDER BY … LIMIT 1, not max(): PostgreSQL has no max(bytea)
                 select(_c.device_id).where(_c.device_id.is_not(None)).order_by(_c.device_id.desc()).limit(1)
             ).scalar_one_or_none()
@@ -294,6 +294,11 @@ class Store:
 
     # -- revocation ------------------------------------------------------------------------------
 
+    def ping(self) -> None:
+        """One trivial statement: raises if the database does not answer (the readiness probe)."""
+        with read_connection(self._engine) as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     def revoked_entries(self, kinds: tuple[CertKind, ...], issuer_key_id: str) -> Iterator[RevokedEntry]:
         """Every revoked certificate of ``kinds`` issued by ``issuer_key_id``, streamed (for CRLs/ARLs)."""
         stmt = (
@@ -303,16 +308,17 @@ class Store:
             .order_by(_c.id)
             .execution_options(yield_per=_PAGE)
         )
-        with self._engine.connect() as conn:
+        with self._engine.connect() as conn:  # a server-side cursor on PostgreSQL: in a transaction
             for row in conn.execute(stmt):
                 yield RevokedEntry(int(row.serial, 16), row.revoked_at, row.revocation_reason)
+            conn.commit()  # read only: ended without a ROLLBACK, which would drop psycopg's prepared statements
 
     def revocation_list(self, kind: str, number: int | None = None) -> RevocationListRecord | None:
         """The CRL/ARL with ``number``, or the newest one."""
         _r = revocation_lists.c
         stmt = select(revocation_lists).where(_r.kind == kind)
         stmt = stmt.where(_r.number == number) if number is not None else stmt.order_by(_r.number.desc()).limit(1)
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(stmt).one_or_none()
         if row is None:
             return None
@@ -322,14 +328,14 @@ class Store:
 
     def revocation_list_numbers(self, kind: str) -> list[int]:
         _r = revocation_lists.c
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return [int(n) for n in conn.execute(select(_r.number).where(_r.kind == kind).order_by(_r.number))
                     .scalars()]
 
     # -- audit reads -------------------------------------------------------------------------
 
     def audit_head(self) -> tuple[int, bytes]:
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
             return int(row.seq), bytes(row.hash)
 
@@ -337,7 +343,7 @@ class Store:
         """Audit records from ``start`` in sequence order, streamed a page at a time."""
         after = start - 1
         while True:
-            with self._engine.connect() as conn:
+            with read_connection(self._engine) as conn:
                 rows = conn.execute(select(audit_log).where(_a.seq > after).order_by(_a.seq).limit(_PAGE)).all()
             for row in rows:
                 yield _audit_row(row)
@@ -350,7 +356,7 @@ class Store:
         stmt = select(audit_log).where(_a.subject == subject)
         if action is not None:
             stmt = stmt.where(_a.action == action)
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return [_audit_row(row) for row in conn.execute(stmt.order_by(_a.seq))]
 
     def audit_search(self, query: AuditQuery) -> list[AuditRow]:
@@ -373,16 +379,16 @@ class Store:
         if query.before_seq is not None:
             stmt = stmt.where(_a.seq < query.before_seq)
         stmt = stmt.order_by(_a.seq.desc()).limit(max(1, min(query.limit, _PAGE)))
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return [_audit_row(row) for row in conn.execute(stmt)]
 
     def audit_record(self, seq: int) -> AuditRow | None:
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(select(audit_log).where(_a.seq == seq)).first()
         return None if row is None else _audit_row(row)
 
     def audit_tail(self, count: int) -> list[AuditRow]:
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             rows = conn.execute(select(audit_log).order_by(_a.seq.desc()).limit(count)).all()
         return [_audit_row(row) for row in reversed(rows)]
 

@@ -100,6 +100,9 @@ def test_an_expired_credential_is_refused(live: LiveListeners, home: Home, tmp_p
     files = credential(home, tmp_path, "aro", ARO)
     der = x509.load_pem_x509_certificate(files.cert.read_bytes()).public_bytes(serialization.Encoding.DER)
     later = datetime.now(UTC) + timedelta(days=400)
+    identity = resolve_identity(home, der)
+    requester = identity.requester(Route.GATEWAY)  # it carries the ARO record this resolution read
+    assert requester.aro is not None and requester.aro == home.store.registry.aro(ARO)
     with pytest.raises(Exception) as caught:
         resolve_identity(home, der, now=later)
     assert getattr(caught.value, "code", "") == "credential.expired"

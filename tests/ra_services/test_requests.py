@@ -344,3 +344,31 @@ def test_one_device_csr_reads_on_one_connection_and_writes_on_another(subscriber
     assert [(actor, action) for actor, action, _ in audit_after(home, seq)] == [
         ("aro:A1@P1", "request.authorised"), ("aro:A1@P1", "batch.started"),
         ("aro:A1@P1", "device-certificates.issued"), ("aro:A1@P1", "batch.completed")]
+
+
+def test_the_aro_read_with_the_credential_is_the_one_the_rules_apply(subscriber: Home) -> None:
+    """The API resolves the client's credential with the ARO's record and hands it on with the
+    requester, so one request reads the ARO once; the rules apply to that record, and a record of
+    some other ARO is ignored (read afresh)."""
+    from sqlalchemy import event
+
+    home = subscriber
+    read_now = home.store.registry.aro("A1")
+    assert read_now is not None and read_now.status == "active"
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(home.store.engine, "before_cursor_execute", count)
+    try:
+        assert authorise(home, replace(GATEWAY, aro=read_now), DEVICE_FACTS).approved
+        assert not [s for s in statements if "FROM aros" in s]
+        suspended = replace(read_now, status="suspended")
+        assert _refusal(lambda: authorise(home, replace(GATEWAY, aro=suspended), DEVICE_FACTS)
+                        ).decision.failed_ids == ("aro.active",)
+        someone_else = replace(suspended, aro_id="A9")
+        assert authorise(home, replace(GATEWAY, aro=someone_else), DEVICE_FACTS).approved
+        assert len([s for s in statements if "FROM aros" in s]) == 1
+    finally:
+        event.remove(home.store.engine, "before_cursor_execute", count)

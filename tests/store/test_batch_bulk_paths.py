@@ -9,6 +9,8 @@ this runs in the PostgreSQL lane (``SMKI_TEST_DATABASE_URL``).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,3 +99,60 @@ def test_pending_items_and_result_rows_read_by_index_range(store: Store, count: 
     results = list(reads.iter_result_rows(job_id, page=limit))
     assert [(r.idx, r.item_id, r.outcome) for r in results] == [
         (idx, item_id, "ok" if idx in decided else None) for idx, item_id, _csr in rows]
+
+
+_COLUMNS = ("kind", "usage", "issuer_key_id", "device_id", "entity_id", "role", "status", "not_before", "not_after",
+            "der", "issued_at", "batch_id", "changed_at")
+
+
+def _stored(store: Store, serial: str) -> tuple[object, ...]:
+    from smki.store.driver import driver_rows
+
+    rows = driver_rows(store.engine, f"SELECT {', '.join(_COLUMNS)} FROM certificates WHERE serial = ?", (serial,))
+    assert len(rows) == 1
+    return tuple(rows[0])
+
+
+_times = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(usage=st.sampled_from(["DS", "KA"]), status=st.sampled_from(["I", "N"]), times=st.tuples(_times, _times, _times),
+       der=st.binary(min_size=1, max_size=300), batch=st.none() | _text, driver_times=st.booleans())
+def test_one_certificate_inserted_plainly_is_stored_as_a_copy_stores_it(
+        store: Store, usage: str, status: str, times: tuple[datetime, datetime, datetime], der: bytes,
+        batch: str | None, driver_times: bool) -> None:
+    """One certificate (an Ad Hoc or JSON request) goes in with a plain INSERT on PostgreSQL, a batch's
+    with COPY: the same row either way, and a repeated serial refused with the same code."""
+    if store.dialect != "postgresql":
+        pytest.skip("COPY is PostgreSQL's; SQLite always inserts")
+    from smki.errors import SmkiError
+
+    not_before, not_after, issued = times
+    stamp = time.time_ns() // 1000
+    devices = [(stamp * 4 + n).to_bytes(8, "big") for n in range(4)]  # new Devices: no in-use clash
+
+    def row(serial: str, device: bytes, when: Callable[[datetime], object]) -> tuple[object, ...]:
+        return (serial, "device", usage, "k" * 40, device, None, None, status, when(not_before), when(not_after), der,
+                when(issued), batch, when(issued))
+
+    plain, copied, other = f"a{stamp}", f"b{stamp}", f"c{stamp}"
+    with store.transaction() as tx:
+        when = tx.driver_time if driver_times else _as_given
+        tx.copy_certificates([row(plain, devices[0], when)], count=1, driver_times=driver_times)
+        tx.copy_certificates([row(copied, devices[1], when), row(other, devices[2], when)], count=2,
+                             driver_times=driver_times)
+        tx.append_audit([AuditEvent("test", "test.certificates", plain)])
+    ours, theirs = _stored(store, plain), _stored(store, copied)
+    assert ours[:3] + ours[4:] == theirs[:3] + theirs[4:]  # all but the Device ID, which differs on purpose
+    assert (ours[3], theirs[3]) == (devices[0], devices[1])
+    for rows in ([row(plain, devices[3], _as_given)],
+                 [row(copied, devices[3], _as_given), row(f"d{stamp}", devices[3][::-1], _as_given)]):
+        with pytest.raises(SmkiError) as refused, store.transaction() as tx:
+            tx.copy_certificates(rows, count=len(rows))
+            tx.append_audit([AuditEvent("test", "test.certificates", plain)])
+        assert refused.value.code == "store.duplicate-serial"
+
+
+def _as_given(value: datetime) -> object:
+    return value

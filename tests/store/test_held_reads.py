@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, text
@@ -96,3 +97,29 @@ def test_a_held_connection_ends_each_read_s_transaction(store: Store) -> None:
         assert not held.in_transaction()
         store.registry.party(PARTY)
         assert not held.in_transaction()
+
+
+def test_reads_keep_the_connection_s_prepared_statements(store: Store) -> None:
+    """On PostgreSQL a read ends without a ROLLBACK, at which psycopg would drop every statement it
+    has prepared on the connection: a pooled connection's statements stay prepared however many
+    reads, held or not, come and go (the batch runner's poll, a readiness probe, a page)."""
+    if store.dialect != "postgresql":
+        pytest.skip("psycopg's prepared statements are PostgreSQL's")
+    from smki.store.batches import batch_reads
+
+    _setup(store)
+    for _ in range(14):  # psycopg prepares a statement at its sixth use on a connection (of the two in turn)
+        _reads(store)
+        batch_reads(store).job(1)
+        store.ping()
+        with store.held_reads():
+            _reads(store)
+    pooled = [store.engine.connect() for _ in range(store.engine.pool.checkedin())]  # type: ignore[attr-defined]
+    try:
+        prepared = {s for conn in pooled
+                    for s in conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars()}
+    finally:
+        for conn in pooled:
+            conn.close()
+    tables = {word for s in prepared for word in s.split() if word in ("parties", "aros", "batch_jobs", "staff")}
+    assert tables == {"parties", "aros", "batch_jobs", "staff"}, prepared

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smki.audit import AuditEvent
 from smki.errors import SmkiError
@@ -74,3 +77,36 @@ def test_register_changes_need_an_audit_record(store: Store) -> None:
         tx.registry.add_party("A", "A", "other")
     assert info.value.code == "store.unaudited-change"
     assert store.registry.party("A") is None
+
+
+_entity_sets = st.dictionaries(st.binary(min_size=8, max_size=8),
+                               st.lists(st.sampled_from([1, 2, 3, 4, 127]), min_size=1, max_size=4), max_size=4)
+_subscription_sets = st.dictionaries(st.sampled_from(["organisation", "device"]),
+                                     st.sampled_from(["approved", "suspended", "withdrawn"]))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shapes=st.lists(st.tuples(_entity_sets, _subscription_sets), min_size=1, max_size=3))
+def test_a_party_read_in_one_statement_is_the_party_read_in_three(
+        store: Store, shapes: list[tuple[dict[bytes, list[int]], dict[str, str]]]) -> None:
+    """``registry.party`` reads a Party, its entities and its subscriptions in one statement (every
+    Device request reads one); ``registry.parties`` still reads them one table at a time. Both
+    give the same record, whatever the Party has or lacks."""
+    tag = uuid.uuid4().hex[:8]
+    seen: set[bytes] = set()
+    with store.transaction() as tx:
+        for n, (entities, subscriptions) in enumerate(shapes):
+            tx.registry.add_party(f"{tag}-{n}", f"Party {n}", "other")
+            for entity, roles in entities.items():
+                entity = bytes([n]) + entity[1:]  # one Party's entities are not another's
+                if entity in seen or store.registry.party_for_entity(entity) is not None:
+                    continue
+                seen.add(entity)
+                tx.registry.set_entity(f"{tag}-{n}", entity, roles)
+            for policy, standing in subscriptions.items():
+                tx.registry.set_subscription(f"{tag}-{n}", policy, standing)
+        tx.append_audit(_audit("party.added"))
+    everyone = {p.party_id: p for p in store.registry.parties()}
+    for n in range(len(shapes)):
+        assert store.registry.party(f"{tag}-{n}") == everyone[f"{tag}-{n}"]
+    assert store.registry.party(f"{tag}-none") is None
