@@ -58,5 +58,6 @@ if [ "${SMKI_BENCH_SKIP_PG:-0}" != 1 ] && bash scripts/with-postgres.sh true >/d
   fresh_db storesize && run $smki bench store-size --records 10000 --records 1000000 --requests 100 --database-url "$url"
   fresh_db nightly && run $smki bench http --nightly --database-url "$url"
   fresh_db devices && run $smki bench devices --count 1000000 --database-url "$url"
+  fresh_db forms && run $smki bench sql-forms --database-url "$url"
 fi
 echo "written: $log"

@@ -18,7 +18,7 @@ from smki.errors import SmkiError
 from smki.store.driver import pg_fixed_width_any, pg_packed_rows, placeholder
 from smki.store.reads import holding, read_connection
 from smki.store.store import Store
-from smki.store.transaction import Transaction
+from smki.store.transaction import Transaction, duplicate_key, integrity_error
 
 #: Keys per look-up on SQLite (well under its 32,766 parameters): a commit's keys in one or two queries.
 _PART = 4000
@@ -104,8 +104,8 @@ class CertifiedKeyWrites:
                     f"INSERT INTO certified_keys (fingerprint, serial) VALUES ({mark}, {mark})", list(pairs))
             elif packed is False or not self._insert_packed(pairs):
                 self._copy(pairs)
-        except IntegrityError as exc:
-            raise _raced() from exc
+        except IntegrityError as exc:  # named from the error, not assumed: inside ``Transaction.pipelined``
+            raise integrity_error(exc) from exc  # an earlier statement's error can surface at this one
 
     def _insert_packed(self, pairs: Sequence[tuple[bytes, str]]) -> bool:
         """The rows as two ``bytea`` the server cuts up (:func:`pg_packed_rows`): a third of the
@@ -142,6 +142,10 @@ class CertifiedKeyWrites:
 
         raw = self._conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
+        if raw.info.pipeline_status != psycopg.pq.PipelineStatus.OFF:  # ``Transaction.pipelined``: no COPY
+            self._conn.exec_driver_sql("INSERT INTO certified_keys (fingerprint, serial) VALUES (%s, %s)",
+                                       list(pairs))
+            return
         try:
             with raw.cursor() as cursor, cursor.copy(
                     "COPY certified_keys (fingerprint, serial) FROM STDIN (FORMAT BINARY)") as copy:
@@ -159,8 +163,7 @@ class CertifiedKeyWrites:
 
 
 def _raced() -> SmkiError:
-    return SmkiError("store.duplicate-key", "a key was certified twice at the same moment; "
-                     "nothing of this commit was recorded")
+    return duplicate_key()
 
 
 def certified_key_reads(store: Store) -> CertifiedKeyReads:

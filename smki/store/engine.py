@@ -42,6 +42,8 @@ def create_store_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
     raise SmkiError("store.bad-url", f"unsupported database {backend!r}: use sqlite or postgresql+psycopg")
 
 
+#: psycopg prepares a statement once a connection has run it this many times (psycopg's default: 5).
+PREPARE_AFTER_USES = 1
 #: A pooled PostgreSQL connection idle longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 10.0
 
@@ -62,7 +64,12 @@ def _postgresql_engine(url: str) -> Engine:
 
     from sqlalchemy.exc import DisconnectionError
 
-    engine = create_engine(url)
+    # psycopg prepares a statement on a connection at its second use there, not its sixth: smki's
+    # statements are a fixed set, and with a pool of connections per process (and the server's
+    # processes each with their own) the default left a statement parsed and planned afresh on most
+    # of its first twenty or so uses. A statement used once (a look-up of a variable-length list) is
+    # still never prepared.
+    engine = create_engine(url, connect_args={"prepare_threshold": PREPARE_AFTER_USES})
 
     @event.listens_for(engine, "checkin")
     def _checkin(_dbapi_connection: Any, record: Any) -> None:

@@ -13,8 +13,10 @@ A transaction that changed certificates but appended no audit record refuses to 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +39,10 @@ _INSERT_AUDIT = insert(audit_log)
 _HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 _HEAD_FOR_UPDATE = _HEAD.with_for_update()
 _SET_HEAD = update(audit_head).where(audit_head.c.id == 1)
+_AUDIT_INTO = "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash)"
+_AUDIT_INSERT = _AUDIT_INTO + " VALUES ({marks})"
+#: Audit records sent with the head's update in one statement, at most (8 parameters each).
+_AUDIT_ROWS_PER_STATEMENT = 200
 #: The column order of ``copy_certificates`` rows (the same as the bulk ``INSERT``).
 COPY_COLUMNS = ("serial", "kind", "usage", "issuer_key_id", "device_id", "entity_id", "role", "status",
                 "not_before", "not_after", "der", "issued_at", "batch_id", "changed_at")
@@ -47,7 +53,18 @@ _COPY_TYPES = ["varchar", "varchar", "varchar", "varchar", "bytea", "bytea", "in
 
 def integrity_error(exc: IntegrityError) -> SmkiError:
     """Name the constraint a write broke, as a stable code (the raw driver text is not for users)."""
-    text = str(exc.orig)
+    return _broken_constraint(str(exc.orig))
+
+
+def duplicate_key() -> SmkiError:
+    """A key register row added twice: another commit certified the same key a moment before."""
+    return SmkiError("store.duplicate-key", "a key was certified twice at the same moment; "
+                     "nothing of this commit was recorded")
+
+
+def _broken_constraint(text: str) -> SmkiError:
+    if "pk_certified_keys" in text or "certified_keys.fingerprint" in text:
+        return duplicate_key()
     if "uq_certificates_serial" in text or "certificates.serial" in text:
         return SmkiError("store.duplicate-serial", "a certificate with this serial number already exists")
     if "uq_certificates_device_in_use" in text or "certificates.device_id, certificates.usage" in text:
@@ -66,6 +83,10 @@ class Transaction:
         self._conn = conn
         self._head: tuple[int, bytes] | None = None
         self._head_dirty = False
+        #: PostgreSQL: audit rows appended but not yet sent (``finish`` sends them with the head).
+        self._unwritten_audit: list[tuple[object, ...]] = []
+        #: Inside ``pipelined()`` on PostgreSQL: psycopg's pipeline; statements go without waiting for answers.
+        self._pipeline: Any = None
         self._changes = 0
         self._audited = 0
         #: What this transaction wrote, for the metrics (counted once it commits).
@@ -131,6 +152,38 @@ class Transaction:
             return value.strftime("%Y-%m-%d %H:%M:%S.%f")
         return value
 
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """PostgreSQL: the statements inside are sent one after another without waiting for each
+        answer (psycopg's pipeline mode), the transaction's ``BEGIN`` with them; they reach the server
+        together and their answers come back together, at the first read of a result (the audit
+        head's, in a commit) or when the block ends. One certificate's commit (Ad Hoc, JSON) so
+        takes one round trip where it took five: ``BEGIN``, the retirement of the Device's in-use
+        certificate, the certificate, its key, the audit head.
+
+        For writes whose results nobody reads at once: inside, a single retirement does not wait
+        for its count (it returns 0), and a constraint a write breaks is reported when the answers
+        arrive, with the code it has outside (``store.duplicate-serial``, ``store.duplicate-in-use``,
+        ``store.duplicate-key``). No ``COPY`` inside (PostgreSQL's pipeline has none). SQLite, which
+        has no round trips, runs the block as it is.
+        """
+        if self._conn.dialect.name != "postgresql" or self._pipeline is not None:
+            yield
+            return
+        import psycopg
+
+        raw = self._conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        try:
+            with raw.pipeline() as self._pipeline:
+                yield
+        except IntegrityError as exc:  # a later statement's result brought an earlier one's error
+            raise integrity_error(exc) from exc
+        except psycopg.IntegrityError as exc:  # the answers, read by the driver (the head's read, the end)
+            raise _broken_constraint(str(exc)) from exc
+        finally:
+            self._pipeline = None
+
     def retire_in_use_device_certificates(self, pairs: Sequence[tuple[bytes, Usage | str]]) -> int:
         """Set a device's in-use ('I') certificate for a usage to not-in-use ('N'); call before adding
         its replacement. Returns how many certificates changed status.
@@ -150,10 +203,14 @@ class Transaction:
         m = self._mark
         if len(wanted) == 1:  # one CSR (Ad Hoc, JSON): the UPDATE finds its certificate itself, one round trip
             ((device_id, usage),) = wanted
-            changed = int(self._conn.exec_driver_sql(
+            result = self._conn.exec_driver_sql(
                 f"UPDATE certificates SET status = 'N', changed_at = {m} "
                 f"WHERE device_id = {m} AND usage = {m} AND status = 'I'",
-                (self._db_time(datetime.now(UTC)), device_id, usage)).rowcount)
+                (self._db_time(datetime.now(UTC)), device_id, usage))
+            if self._pipeline is not None:  # its count is not waited for; counted as a change, so it must be audited
+                self._changes += 1
+                return 0
+            changed = int(result.rowcount)
             self._changes += changed
             return changed
         devices = sorted({device for device, _ in wanted})
@@ -339,11 +396,10 @@ class Transaction:
             params.append((seq, at, event.actor, event.action, event.subject, details, prev, digest))
             seqs.append(seq)
             prev = digest
-        marks = ", ".join([self._mark] * 8)
-        self._conn.exec_driver_sql(
-            f"INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) VALUES ({marks})",
-            params,
-        )
+        if self._conn.dialect.name == "postgresql":
+            self._unwritten_audit += params  # sent with the head's update, just before commit (``finish``)
+        else:
+            self._conn.exec_driver_sql(_AUDIT_INSERT.format(marks=", ".join([self._mark] * 8)), params)
         self._head = (seq, prev)
         self._head_dirty = True
         self._audited += len(events)
@@ -352,12 +408,27 @@ class Transaction:
 
     def _lock_head(self) -> tuple[int, bytes]:
         if self._head is None:
-            stmt = _HEAD_FOR_UPDATE if self._conn.dialect.name == "postgresql" else _HEAD
-            row = self._conn.execute(stmt).one_or_none()
+            if self._pipeline is not None:  # the block's statements go with this read, and are answered
+                row = self._read_in_pipeline("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            else:
+                stmt = _HEAD_FOR_UPDATE if self._conn.dialect.name == "postgresql" else _HEAD
+                row = self._conn.execute(stmt).one_or_none()
             if row is None:
                 raise SmkiError("store.not-migrated", "the audit head is missing: run migrations first")
-            self._head = (int(row.seq), bytes(row.hash))
+            self._head = (int(row[0]), bytes(row[1]))
         return self._head
+
+    def _read_in_pipeline(self, sql: str) -> tuple[Any, ...] | None:
+        """One row of ``sql`` inside ``pipelined()``: sent after what is queued, then everything is
+        answered (SQLAlchemy would read a pipelined query's missing description as "no rows")."""
+        assert self._pipeline is not None
+        cursor = self._conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql)
+            self._pipeline.sync()
+            return cursor.fetchone()  # type: ignore[no-any-return]
+        finally:
+            cursor.close()
 
     def finish(self) -> None:
         """Called by ``Store.transaction()`` just before commit."""
@@ -365,5 +436,23 @@ class Transaction:
             raise SmkiError("store.unaudited-change", "a state change must be audited in its transaction")
         if self._head_dirty and self._head is not None:
             seq, digest = self._head
-            self._conn.execute(_SET_HEAD, {"seq": seq, "hash": digest})
+            if self._unwritten_audit:
+                self._write_audit_and_head(seq, digest)
+            else:
+                self._conn.execute(_SET_HEAD, {"seq": seq, "hash": digest})
             self._head_dirty = False
+
+    def _write_audit_and_head(self, seq: int, digest: bytes) -> None:
+        """PostgreSQL: the transaction's audit records and the head's new value in one statement
+        (one round trip where a request's single certificate took two, of its dozen or so). Nothing
+        reads ``audit_log`` inside a transaction, so holding the records back until now changes
+        nothing but when they are sent; the head row is locked since ``_lock_head`` read it."""
+        rows, self._unwritten_audit = self._unwritten_audit, []
+        while len(rows) > _AUDIT_ROWS_PER_STATEMENT:  # many records (a register import): in slices
+            first, rows = rows[:_AUDIT_ROWS_PER_STATEMENT], rows[_AUDIT_ROWS_PER_STATEMENT:]
+            self._conn.exec_driver_sql(_AUDIT_INSERT.format(marks=", ".join(["%s"] * 8)), first)
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+        self._conn.exec_driver_sql(
+            f"WITH added AS ({_AUDIT_INTO} VALUES {values}) "
+            "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1",
+            (*[value for row in rows for value in row], seq, digest))

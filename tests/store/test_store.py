@@ -82,6 +82,25 @@ def test_an_exception_rolls_back_certificates_and_audit_together(store: Store) -
     assert store.verify_audit().ok
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.sampled_from([1, 2, 3, 199, 200, 201, 450]), min_size=1, max_size=4))
+def test_a_transaction_s_audit_records_are_the_chain_however_many(store: Store, sizes: list[int]) -> None:
+    """PostgreSQL sends a transaction's audit records with the head's update, in one statement (in
+    slices beyond ``_AUDIT_ROWS_PER_STATEMENT``): every record arrives, in order, and the chain
+    verifies from the head; SQLite writes them as they come. The same records either way."""
+    first = store.audit_head()[0]
+    expected: list[tuple[int, str]] = []
+    for n, size in enumerate(sizes):
+        with store.transaction() as tx:
+            seqs = tx.append_audit([AuditEvent("test", "test.many", f"{n}-{i}", {"i": i}) for i in range(size)])
+        expected += [(seq, f"{n}-{i}") for i, seq in enumerate(seqs)]
+    assert [seq for seq, _ in expected] == list(range(first + 1, first + 1 + sum(sizes)))
+    assert [(r.seq, r.subject) for r in store.audit_rows(first + 1)] == expected
+    assert store.audit_head()[0] == first + sum(sizes)
+    report = store.verify_audit()
+    assert report.ok and report.checked == first + sum(sizes)
+
+
 def test_duplicate_serial_is_a_coded_error(store: Store) -> None:
     issue(store, device_cert(7))
     with pytest.raises(SmkiError) as info:
@@ -236,3 +255,52 @@ def test_retiring_one_pair_matches_the_general_path(store: Store, held: list[tup
                        for d in devices for r in store.certificates_for_device(d))
         outcomes.append((changed, after))
     assert outcomes[0] == outcomes[1]
+
+
+def _one_certificate(store: Store, serial: int, device: bytes, key: bytes, *, pipelined: bool,
+                     retire: bool = True) -> int:
+    """One certificate's commit as a single CSR makes it: retire the Device's in-use one, add the
+    new one and its key, audit; inside ``pipelined()`` or not. Returns the retirement's count."""
+    from contextlib import nullcontext
+
+    from smki.store.certified_keys import certified_key_writes
+
+    with store.transaction() as tx, tx.pipelined() if pipelined else nullcontext():
+        retired = tx.retire_in_use_device_certificates([(device, Usage.DS)]) if retire else 0
+        tx.copy_certificates([(normalise_serial(serial), "device", "DS", "40" * 8, device, None, None, "I", NOW,
+                               NOW + timedelta(days=1), b"\x30\x00", NOW, "b", NOW)], count=1)
+        certified_key_writes(tx).record([(key, normalise_serial(serial))])
+        tx.append_audit([AuditEvent("test", "certificate.issued", normalise_serial(serial))])
+    return retired
+
+
+def _device_state(store: Store, device: bytes) -> list[tuple[str, str]]:
+    return sorted((r.serial, r.status.value) for r in store.certificates_for_device(device))
+
+
+def test_one_certificate_s_commit_pipelined_leaves_what_it_leaves_unpipelined(store: Store) -> None:
+    """``Transaction.pipelined()`` (PostgreSQL: one round trip for the writes and the audit head's
+    read) commits the same rows and audit chain as the same writes one by one, and refuses what
+    they refuse with the same codes, committing nothing (on SQLite it changes nothing)."""
+    pipelined, plain = bytes.fromhex("00db00000000e001"), bytes.fromhex("00db00000000e002")
+    for device, flag, base in ((pipelined, True, 0x100), (plain, False, 0x200)):
+        _one_certificate(store, base + 1, device, bytes([base >> 8]) * 15 + b"\x01", pipelined=flag)
+        retired = _one_certificate(store, base + 2, device, bytes([base >> 8]) * 15 + b"\x02", pipelined=flag)
+        assert retired == (0 if flag and store.dialect == "postgresql" else 1)  # pipelined: not waited for
+    assert [status for _, status in _device_state(store, pipelined)] == ["N", "I"]
+    assert [status for _, status in _device_state(store, plain)] == ["N", "I"]
+    assert store.verify_audit().ok
+    head = store.audit_head()
+    refusals = [  # (serial, device, key, retire) → the code, the same whether pipelined or not
+        ((0x101, bytes.fromhex("00db00000000e003"), b"\x03" * 16, True), "store.duplicate-serial"),
+        ((0x301, pipelined, b"\x04" * 16, False), "store.duplicate-in-use"),
+        ((0x302, bytes.fromhex("00db00000000e004"), b"\x01" * 15 + b"\x01", True), "store.duplicate-key"),
+    ]
+    for (serial, device, key, retire), code in refusals:
+        for flag in (True, False):
+            with pytest.raises(SmkiError) as refused:
+                _one_certificate(store, serial, device, key, pipelined=flag, retire=retire)
+            assert refused.value.code == code, (flag, refused.value)
+    assert store.audit_head() == head and store.verify_audit().ok
+    assert [status for _, status in _device_state(store, pipelined)] == ["N", "I"]
+    assert store.certificate_by_serial(0x302) is None and store.certificate_by_serial(0x301) is None
