@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, delete, func, insert, or_, select, update
 
-from smki.store.driver import driver_rows, placeholder, read_ahead, write_connection
+from smki.store.driver import PLANNED_WITH_ITS_VALUES, driver_rows, placeholder, read_ahead, write_connection
 from smki.store.models import batch_items, batch_jobs, certificates
 from smki.store.reads import read_connection
 from smki.store.store import Store
@@ -134,14 +134,15 @@ def _record_outcomes(conn: Any, job_id: int, owner: str | None, issued: Sequence
     if set_based:
         if issued:
             ok = int(conn.exec_driver_sql(
-                "UPDATE batch_items AS i SET outcome = 'ok', serial = v.serial "
+                f"{PLANNED_WITH_ITS_VALUES} UPDATE batch_items AS i SET outcome = 'ok', serial = v.serial "
                 "FROM unnest(%s::integer[], %s::varchar[]) AS v(idx, serial) "
                 "WHERE i.batch_id = %s AND i.idx BETWEEN %s AND %s AND i.idx = v.idx AND i.outcome IS NULL",
                 ([idx for idx, _ in issued], [serial for _, serial in issued], job_id,
                  *_span(idx for idx, _ in issued))).rowcount)
         if refused:
             done = int(conn.exec_driver_sql(
-                "UPDATE batch_items AS i SET outcome = 'error', error_code = v.code, error_text = v.text "
+                f"{PLANNED_WITH_ITS_VALUES} UPDATE batch_items AS i "
+                "SET outcome = 'error', error_code = v.code, error_text = v.text "
                 "FROM unnest(%s::integer[], %s::varchar[], %s::text[]) AS v(idx, code, text) "
                 "WHERE i.batch_id = %s AND i.idx BETWEEN %s AND %s AND i.idx = v.idx AND i.outcome IS NULL",
                 ([idx for idx, _, _ in refused], [code for _, code, _ in refused], [text for _, _, text in refused],

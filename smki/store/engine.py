@@ -69,7 +69,10 @@ def _postgresql_engine(url: str) -> Engine:
     # processes each with their own) the default left a statement parsed and planned afresh on most
     # of its first twenty or so uses. A statement used once (a look-up of a variable-length list) is
     # still never prepared.
-    engine = create_engine(url, connect_args={"prepare_threshold": PREPARE_AFTER_USES})
+    # A batch's statements, marked by smki.store.driver.PLANNED_WITH_ITS_VALUES, are never prepared.
+    from smki.store.pg_cursor import SmkiCursor
+
+    engine = create_engine(url, connect_args={"prepare_threshold": PREPARE_AFTER_USES, "cursor_factory": SmkiCursor})
 
     @event.listens_for(engine, "checkin")
     def _checkin(_dbapi_connection: Any, record: Any) -> None:

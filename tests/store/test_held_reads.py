@@ -123,3 +123,23 @@ def test_reads_keep_the_connection_s_prepared_statements(store: Store) -> None:
             conn.close()
     tables = {word for s in prepared for word in s.split() if word in ("parties", "aros", "batch_jobs", "staff")}
     assert tables == {"parties", "aros", "batch_jobs", "staff"}, prepared
+
+
+def test_a_batch_s_statements_are_never_prepared_a_single_csr_s_are(store: Store) -> None:
+    """A statement carrying ``PLANNED_WITH_ITS_VALUES`` (a batch's packed look-ups and its outcomes'
+    ``unnest`` updates) is planned with its values at every execution: prepared, PostgreSQL would
+    after five executions plan it without them, and chose scans. A single CSR's look-up, of one
+    value, is prepared at its second use."""
+    if store.dialect != "postgresql":
+        pytest.skip("psycopg's prepared statements are PostgreSQL's")
+    from smki.store.driver import pg_fixed_width_any
+
+    devices = [(0x00DB000000000000 + n).to_bytes(8, "big") for n in range(5)]
+    with read_connection(store.engine) as conn:
+        for _ in range(12):
+            for values in (devices, devices[:1]):  # the batch's packed form, then one Device's plain one
+                any_of, params = pg_fixed_width_any(values, 8)  # type: ignore[misc]
+                conn.exec_driver_sql(f"SELECT count(*) FROM certificates WHERE device_id = {any_of}", params).all()
+        prepared = conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
+    assert not [s for s in prepared if "generate_series" in s], prepared
+    assert [s for s in prepared if "device_id = ($1)" in s], prepared
