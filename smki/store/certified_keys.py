@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from smki.errors import SmkiError
 from smki.store.driver import pg_fixed_width_any, pg_packed_rows, placeholder
 from smki.store.reads import holding, read_connection
 from smki.store.store import Store
@@ -153,17 +152,13 @@ class CertifiedKeyWrites:
                 for pair in pairs:
                     copy.write_row(pair)
         except psycopg.errors.UniqueViolation as exc:  # raw driver: SQLAlchemy does not wrap these
-            raise _raced() from exc
+            raise duplicate_key() from exc
 
     def move(self, fingerprint: bytes, serial: str) -> None:
         """Point a certified key at its newest certificate (an Organisation re-issue, spec §7.6)."""
         mark = placeholder(self._conn)
         self._conn.exec_driver_sql(
             f"UPDATE certified_keys SET serial = {mark} WHERE fingerprint = {mark}", (serial, fingerprint))
-
-
-def _raced() -> SmkiError:
-    return duplicate_key()
 
 
 def certified_key_reads(store: Store) -> CertifiedKeyReads:

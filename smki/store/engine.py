@@ -67,9 +67,8 @@ def _postgresql_engine(url: str) -> Engine:
     # psycopg prepares a statement on a connection at its second use there, not its sixth: smki's
     # statements are a fixed set, and with a pool of connections per process (and the server's
     # processes each with their own) the default left a statement parsed and planned afresh on most
-    # of its first twenty or so uses. A statement used once (a look-up of a variable-length list) is
-    # still never prepared.
-    # A batch's statements, marked by smki.store.driver.PLANNED_WITH_ITS_VALUES, are never prepared.
+    # of its first twenty or so uses. A statement used once is still never prepared, and a batch's
+    # (marked smki.store.driver.PLANNED_WITH_ITS_VALUES) never is: SmkiCursor sends them unprepared.
     from smki.store.pg_cursor import SmkiCursor
 
     engine = create_engine(url, connect_args={"prepare_threshold": PREPARE_AFTER_USES, "cursor_factory": SmkiCursor})

@@ -448,9 +448,9 @@ class Transaction:
         reads ``audit_log`` inside a transaction, so holding the records back until now changes
         nothing but when they are sent; the head row is locked since ``_lock_head`` read it."""
         rows, self._unwritten_audit = self._unwritten_audit, []
-        while len(rows) > _AUDIT_ROWS_PER_STATEMENT:  # many records (a register import): in slices
-            first, rows = rows[:_AUDIT_ROWS_PER_STATEMENT], rows[_AUDIT_ROWS_PER_STATEMENT:]
-            self._conn.exec_driver_sql(_AUDIT_INSERT.format(marks=", ".join(["%s"] * 8)), first)
+        if len(rows) > _AUDIT_ROWS_PER_STATEMENT:  # many records (a register import): all but the last go first
+            earlier, rows = rows[:-_AUDIT_ROWS_PER_STATEMENT], rows[-_AUDIT_ROWS_PER_STATEMENT:]
+            self._conn.exec_driver_sql(_AUDIT_INSERT.format(marks=", ".join(["%s"] * 8)), earlier)
         values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
         self._conn.exec_driver_sql(
             f"WITH added AS ({_AUDIT_INTO} VALUES {values}) "
