@@ -144,6 +144,10 @@ def prepare_csrs(count: int, workdir: Path) -> Path:
 def run_issue_benchmark(count: int, workdir: Path, database_url: str = "", workers: int | None = None,
                         backend: str = "file") -> IssueRun:
     source = prepare_csrs(count, workdir)
+    if database_url:  # each run initialises a CA in the database it is given: start it empty
+        from smki.bench.repository_scale import fresh_database
+
+        fresh_database(database_url)
     home = Path(tempfile.mkdtemp(prefix=f"home-{count}-{backend}-", dir=workdir))
     env = dict(os.environ, SMKI_KEY_PASSPHRASE=BENCH_PASSPHRASE)
     module = token = ""

@@ -39,6 +39,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from smki.config import Settings
+from smki.errors import SmkiError
 from smki.services.ca_admin import initialise_ca
 from smki.services.context import Home, open_home
 from smki.services.populate import FIRST_DEVICE, populate_devices, populate_revoked_organisation
@@ -67,13 +68,24 @@ class Row:
     database_mib: float
 
 
+#: Databases a PostgreSQL server needs for itself: a bench never drops them.
+MAINTENANCE_DATABASES = frozenset({"postgres", "template0", "template1"})
+
+
 def fresh_database(url: str) -> None:
+    """Drop and re-create the database ``url`` names (SQLite: delete its files), so a bench starts
+    from an empty store whatever ran before. A bench's database is scratch: the server's own
+    databases (``postgres``, the templates) are refused with a one-line error, never dropped."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             for suffix in ("", "-wal", "-shm"):
                 Path(parsed.database + suffix).unlink(missing_ok=True)
         return
+    if not parsed.database or parsed.database in MAINTENANCE_DATABASES:
+        raise SmkiError("bench.database-not-scratch",
+                        f"a bench drops and re-creates the database its --database-url names; name a "
+                        f"scratch database, not {parsed.database or 'none'!r}")
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,23 @@ def test_bench_sql_forms_times_both_forms_of_each_single_csr_statement(database_
     assert list(figures) == SQL_FORMS
     assert all(f["wall_us"] > 0 and len(f["rounds_wall_us"]) == 2 and f["backend_cpu_us"] >= 0
                and f["client_cpu_us"] >= 0 for f in figures.values())
+
+
+def test_bench_issue_starts_each_run_from_an_empty_database(database_url: str, tmp_path: Path) -> None:
+    """Each run initialises a CA in the database it is given: a second run on the same URL (two
+    ``--count`` values, or a rerun) once stopped at ``ca.exists``."""
+    from smki.bench.issue import run_issue_benchmark
+
+    for count in (20, 30):
+        run = run_issue_benchmark(count, tmp_path, database_url, workers=1)
+        assert run.count == run.issued == count
+
+
+@pytest.mark.parametrize("name", ["postgres", "template1", ""])
+def test_a_bench_never_drops_the_server_s_own_databases(name: str) -> None:
+    from smki.bench.repository_scale import fresh_database
+    from smki.errors import SmkiError
+
+    with pytest.raises(SmkiError) as refused:
+        fresh_database(f"postgresql+psycopg://postgres@127.0.0.1:1/{name}")  # refused before connecting
+    assert refused.value.code == "bench.database-not-scratch"

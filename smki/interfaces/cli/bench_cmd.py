@@ -24,7 +24,9 @@ app = typer.Typer(help="Performance benchmarks.", no_args_is_help=True)
 @app.command("issue")
 def issue(
     count: Annotated[list[int], typer.Option("--count", help="Batch sizes to run (repeatable).")] = [10_000],  # noqa: B006
-    database_url: Annotated[str, typer.Option(help="Store to use (default: SQLite in a temp home).")] = "",
+    database_url: Annotated[str, typer.Option(
+        help="PostgreSQL URL, its database dropped and re-created for each run (default: SQLite in a temp home).",
+    )] = "",
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Where CSRs and homes go (default: a temp dir).")] = None,
     backend: Annotated[list[str], typer.Option("--backend", help="file and/or pkcs11 (SoftHSM2), repeatable.")]
