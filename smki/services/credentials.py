@@ -296,7 +296,7 @@ def _claimed_serial(certificate_der: bytes) -> str:
 
 
 def _resolve(home: Home, serial: str, certificate_der: bytes, now: datetime | None) -> ApiIdentity:
-    record = credential_reads(home.store).credential(serial)
+    record, aro = credential_reads(home.store).credential_and_aro(serial)  # one read: both, every request
     if record is None or record.der != certificate_der or record.kind not in ("aro", "system", "staff"):
         raise SmkiError("credential.unknown", "the client certificate is not a credential this smki issued")
     if record.status != "active":
@@ -311,7 +311,6 @@ def _resolve(home: Home, serial: str, certificate_der: bytes, now: datetime | No
             raise SmkiError("credential.staff-inactive", f"RA staff member {record.name} is not active")
         return ApiIdentity("staff", record.name, None, None, record.serial)
     aro_id = record.aro_id or record.name
-    aro = registry.aro(aro_id)
     if aro is None or aro.party_id != record.party_id:
         raise SmkiError("credential.aro-suspended", f"ARO {aro_id} no longer acts for {record.party_id}")
     if aro.status != "active":

@@ -11,18 +11,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smki.errors import NotFound, SmkiError
-from smki.store.models import credentials_table
+from smki.store.models import aros, credentials_table
 from smki.store.reads import read_connection
+from smki.store.registry import AroRecord
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
 _cr = credentials_table.c
 #: Every request's authentication: built once (a fresh ``select`` costs as much to build as to run).
 _BY_SERIAL = select(credentials_table).where(_cr.serial == bindparam("serial"))
+#: The ARO's columns beside the credential's, named apart (both tables have ``name``, ``status``…).
+_ARO_PREFIX = "aro__"
+#: A credential and the ARO it acts as (``aro_id``, or for an ARO's own credential its ``name``), in
+#: one statement: every authenticated request reads both, and on PostgreSQL each read is a round trip.
+_WITH_ARO = select(credentials_table, *(c.label(_ARO_PREFIX + c.name) for c in aros.c)).select_from(
+    credentials_table.outerjoin(aros, and_(
+        _cr.kind != "staff", aros.c.aro_id == func.coalesce(func.nullif(_cr.aro_id, ""), _cr.name))),
+).where(_cr.serial == bindparam("serial"))
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,19 @@ class CredentialReads:
         with read_connection(self._engine) as conn:
             row = conn.execute(_BY_SERIAL, {"serial": serial}).one_or_none()
         return None if row is None else _credential(row)
+
+    def credential_and_aro(self, serial: str) -> tuple[CredentialRecord | None, AroRecord | None]:
+        """The credential ``serial`` and, unless it is an RA staff member's, the ARO it acts as (its
+        ``aro_id``, else its ``name``), if that ARO exists: what ``credential(serial)`` and
+        ``registry.aro(…)`` return, read in one statement."""
+        with read_connection(self._engine) as conn:
+            row = conn.execute(_WITH_ARO, {"serial": serial}).one_or_none()
+        if row is None:
+            return None, None
+        m = row._mapping
+        aro = None if m[_ARO_PREFIX + "aro_id"] is None else AroRecord(
+            **{c.name: m[_ARO_PREFIX + c.name] for c in aros.c})
+        return _credential(row), aro
 
     def credentials(self, kind: str | None = None, *, status: str | None = None) -> list[CredentialRecord]:
         stmt = select(credentials_table)

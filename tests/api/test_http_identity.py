@@ -117,6 +117,40 @@ def test_an_expired_credential_is_refused(live: LiveListeners, home: Home, tmp_p
         live.client(expired).get("/api/v1/whoami")
 
 
+def test_an_aro_s_or_system_s_credential_is_resolved_in_one_statement(home: Home, tmp_path: Path) -> None:
+    """Every request resolves its client's credential: the credential and the ARO it acts as are
+    read together (on PostgreSQL each statement is a round trip), and suspending the ARO still
+    refuses the very next resolution."""
+    from sqlalchemy import event
+
+    from smki.services.credentials import resolve_identity
+
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    own = credential(home, tmp_path, "aro", ARO)
+    system = credential(home, tmp_path / "s", "system", "meter-ops-2", party_id=PARTY, aro_id=ARO)
+    ders = [x509.load_pem_x509_certificate(f.cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+            for f in (own, system)]
+    event.listen(home.store.engine, "before_cursor_execute", count)
+    try:
+        for der in ders:
+            statements.clear()
+            identity = resolve_identity(home, der)
+            assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1, statements
+            assert (identity.aro_id, identity.party_id) == (ARO, PARTY)
+            assert identity.aro == home.store.registry.aro(ARO)
+    finally:
+        event.remove(home.store.engine, "before_cursor_execute", count)
+    reg.set_aro_status(home, ARO, AroStatus.SUSPENDED, staff_id=OPERATOR, reason="investigation")
+    for der in ders:
+        with pytest.raises(Exception) as caught:
+            resolve_identity(home, der)
+        assert getattr(caught.value, "code", "") == "credential.aro-suspended"
+
+
 def test_a_system_credential_acts_for_its_party_under_its_aro(live: LiveListeners, home: Home,
                                                                tmp_path: Path) -> None:
     system = credential(home, tmp_path, "system", "meter-ops-1", party_id=PARTY, aro_id=ARO)
