@@ -146,3 +146,59 @@ def test_invariant_no_key_is_certified_twice(home: Home, batches: list[list[tupl
                f"h-{tag}-{number}")
     points = _all_points(home)
     assert len(points) == len(set(points))
+
+
+def _single_read_ahead(home: Home, csr: bytes, ref: str, *, guess_right: bool) -> DeviceOutcome:
+    """One CSR as the web services issue it: the Device's count, the issuer and the key register's
+    answer read ahead together (``Store.single_device_reads``), the answers handed to the issuance;
+    with ``guess_right`` False the read-ahead is for some other key, as if the guess missed."""
+    from smki.ca.csr import peek_device_id
+    from smki.ca.keyid import peek_key_fingerprint
+    from smki.services.device_issuance import ReadAhead
+
+    device, fingerprint = peek_device_id(csr), peek_key_fingerprint(csr)
+    assert device is not None and fingerprint is not None
+    reads = home.store.single_device_reads(device, fingerprint if guess_right else bytes(16))
+    keys = {fingerprint if guess_right else bytes(16): reads.key_certified_as}
+    outcomes: list[DeviceOutcome] = []
+    issue_device_batch(home, [BatchItem(0, "i0", csr)], actor="test", batch_ref=ref, workers=0,
+                       on_chunk=outcomes.extend, read_ahead=ReadAhead(reads.device_ca_der, keys))
+    (outcome,) = outcomes
+    return outcome
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5), st.sampled_from(list(Usage)), st.booleans()),
+                min_size=1, max_size=8))
+def test_single_csrs_with_their_reads_ahead_refuse_a_certified_key_as_the_screen_does(
+        home: Home, requests: list[tuple[int, int, Usage, bool]]) -> None:
+    """The key register's answer read ahead with a single CSR's other reads decides as the screen's
+    own look-up would: a key's first CSR is issued, by the Device CA certificate read ahead, and
+    every later one refused ``csr.duplicate`` naming that certificate — also when the read-ahead
+    was for some other key (the screen then reads the register itself)."""
+    tag = datetime.now(UTC).strftime("%H%M%S%f")
+    first: dict[int, str] = {}
+    issuer = home.ca_certificate(CertKind.DEVICE_CA)
+    for number, (key, device, usage, guess_right) in enumerate(requests):
+        csr = make_device_csr(_device(device), usage, KEYS[key])
+        taken = first.get(key) or next(iter(_known_serials(home, key)), None)  # an earlier example's
+        outcome = _single_read_ahead(home, csr, f"r-{tag}-{number}", guess_right=guess_right)
+        if taken is None:
+            assert outcome.ok and outcome.der is not None, outcome
+            x509.load_der_x509_certificate(outcome.der).verify_directly_issued_by(issuer)
+            assert outcome.serial is not None
+            first[key] = outcome.serial
+        else:
+            assert not outcome.ok and outcome.error_code == "csr.duplicate"
+            assert taken in (outcome.error_message or "")
+    points = _all_points(home)
+    assert len(points) == len(set(points))
+
+
+def _known_serials(home: Home, key: int) -> list[str]:
+    """Serials already certified for ``KEYS[key]`` (an earlier example of the same test's home)."""
+    from smki.ca.keyid import key_fingerprint
+    from smki.store.certified_keys import certified_key_reads
+
+    fingerprint = key_fingerprint(_point(KEYS[key]))
+    return list(certified_key_reads(home.store).serials([fingerprint]).values())

@@ -48,8 +48,18 @@ def certificate_key_fingerprint(der: bytes) -> bytes:
     less than parsing. The prefix cannot occur earlier: before the SPKI come only the version,
     a serial of at most 20 octets, the algorithm, two names and the validity, none holding it.
     """
-    at = der.find(_P256_SPKI_PREFIX)
-    if at < 0:
+    fingerprint = peek_key_fingerprint(der)
+    if fingerprint is None:
         raise ValueError("not a P-256 certificate")
+    return fingerprint
+
+
+def peek_key_fingerprint(der: bytes) -> bytes | None:
+    """:func:`key_fingerprint` of the first P-256 SubjectPublicKeyInfo in ``der`` (a certificate,
+    or a CSR before it is checked), None if there is none. For a CSR it is a guess made without
+    checking it: a caller reading ahead with it must compare it with the checked key's."""
+    at = der.find(_P256_SPKI_PREFIX)
+    if at < 0 or len(der) < at + len(_P256_SPKI_PREFIX) + 65:
+        return None
     start = at + len(_P256_SPKI_PREFIX)
     return key_fingerprint(der[start:start + 65])

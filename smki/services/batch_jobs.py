@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from smki.audit import AuditEvent
 from smki.ca.csr import peek_device_id
+from smki.ca.keyid import peek_key_fingerprint
 from smki.domain import CertificatePolicy, Route
 from smki.errors import NotFound, SmkiError
 from smki.ra import CertificateRequestFacts
@@ -48,6 +49,7 @@ from smki.services.device_issuance import (
     BATCH_ISSUED_ACTION,
     DEFAULT_CHUNK,
     DeviceOutcome,
+    ReadAhead,
     SigningPool,
     key_fault_of,
 )
@@ -62,6 +64,7 @@ from smki.store.batches import (
     batch_reads,
     batch_writes,
 )
+from smki.store.records import SingleDeviceReads
 from smki.store.registry import PartyRecord
 
 if TYPE_CHECKING:
@@ -597,8 +600,14 @@ def _request_single_device(home: Home, requester: Requester, csr_data: bytes, *,
         party=party)
     der = decode_csr_text(csr_data)
     device = peek_device_id(der)
+    fingerprint = peek_key_fingerprint(der)
+    ahead: SingleDeviceReads | None = None
     if device is not None:
-        count = home.store.count_device_certificates(device)
+        if fingerprint is not None:  # the issuance's own reads too, in the same round trip on PostgreSQL
+            ahead = home.store.single_device_reads(device, fingerprint)
+            count = ahead.device_certificates
+        else:
+            count = home.store.count_device_certificates(device)
         if count >= DEVICE_LIMIT:
             raise _refuse_single(home, requester, DEVICE_LIMIT_CODE, over_limit_message(device), device)
         if require_known_device and count == 0:
@@ -607,7 +616,9 @@ def _request_single_device(home: Home, requester: Requester, csr_data: bytes, *,
     key_health.refuse_if_unusable()
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
     # Appendix M lists no Eligible Subscriber check on the Ad Hoc web service (spec §7.2).
-    outcome = request_device(home, requester, der, decision=decision, eligibility=interface != "adhoc", party=party)
+    outcome = request_device(home, requester, der, decision=decision, eligibility=interface != "adhoc", party=party,
+                             read_ahead=None if ahead is None or fingerprint is None else ReadAhead(
+                                 ahead.device_ca_der, {fingerprint: ahead.key_certified_as}))
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome

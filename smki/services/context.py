@@ -55,6 +55,12 @@ class Home:
             raise NotFound("ca.not-initialised", f"no {kind.value} certificate: run 'smki ca init' first")
         return _parsed_certificate(record.der)
 
+    @staticmethod
+    def parsed_certificate(der: bytes) -> x509.Certificate:
+        """A CA certificate this request has read already (``ca_certificate``'s, read ahead),
+        parsed once per process like the ones ``ca_certificate`` reads."""
+        return _parsed_certificate(der)
+
     def close(self) -> None:
         self.store.close()
 

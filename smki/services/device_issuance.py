@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
@@ -93,6 +93,16 @@ class DeviceOutcome(NamedTuple):
         if self.device_id is None or self.usage is None:
             return f"item-{self.index + 1}"
         return f"{eui64_hex(self.device_id)}-{self.usage.value.lower()}"
+
+
+class ReadAhead(NamedTuple):
+    """What one Device CSR's request has read already, in the round trip that read its Device's
+    certificate count (``Store.single_device_reads``): the issuing Device CA certificate, and the
+    key register's answer for the key the request expects the CSR to have (fingerprint: the
+    serial it is certified under, or None). The issuance uses them instead of reading again."""
+
+    issuer_der: bytes | None
+    keys: Mapping[bytes, str | None]
 
 
 @dataclass(frozen=True)
@@ -521,6 +531,7 @@ def issue_device_batch(
     in_transaction: InTransaction | None = None,
     opening: Sequence[AuditEvent] = (),
     screen: Screen | None = None,
+    read_ahead: ReadAhead | None = None,
 ) -> BatchSummary:
     """Issue a Device Certificate for every good CSR in ``items``; report bad ones individually.
 
@@ -535,7 +546,8 @@ def issue_device_batch(
     request's authorisation). Between checking and signing, ``screen`` turns CSRs into refusals
     (the subscriber path's Eligible Subscriber check, :mod:`smki.services.eligibility`); then
     CSRs whose key is already certified, or is an earlier CSR's of the batch, are refused
-    (:mod:`smki.services.key_register`). A refused CSR is never signed.
+    (:mod:`smki.services.key_register`). A refused CSR is never signed. ``read_ahead``: the issuer
+    and key-register reads one Device CSR's request has made already (``ReadAhead``).
 
     In this process (``workers=0``: one Device CSR over the web services, the Portal, tests) the
     opening records are committed with the first chunk and ``batch.completed`` with the last, so a
@@ -550,7 +562,10 @@ def issue_device_batch(
         from smki.errors import ConfigError
 
         raise ConfigError("key.secret-missing", "issuing needs the CA key passphrase or PIN")
-    issuer = home.ca_certificate(CertKind.DEVICE_CA)
+    if read_ahead is not None and read_ahead.issuer_der is not None:
+        issuer = home.parsed_certificate(read_ahead.issuer_der)
+    else:
+        issuer = home.ca_certificate(CertKind.DEVICE_CA)
     issuer_der = issuer.public_bytes(Encoding.DER)
     issuer_key_id = _key_id_hex(issuer)
     done: set[int] = set()
@@ -571,7 +586,8 @@ def issue_device_batch(
         completed = _issue_all(home, items, actor=actor, batch_ref=batch_ref, workers=workers,
                                chunk_size=chunk_size, on_chunk=on_chunk, pool=pool, in_transaction=in_transaction,
                                issuer_der=issuer_der, issuer_key_id=issuer_key_id, counts=counts, opened=opened,
-                               in_process=in_process, screen=screen)
+                               in_process=in_process, screen=screen,
+                               known_keys=None if read_ahead is None else read_ahead.keys)
     except Exception as exc:
         # A started batch always ends in the audit log: what stopped it, with the code the caller sees
         # (and, in this process, the opening records that were to commit with the first chunk).
@@ -597,7 +613,7 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
                chunk_size: int, on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None,
                pool: SigningPool | None, in_transaction: InTransaction | None, issuer_der: bytes,
                issuer_key_id: str, counts: list[int], opened: list[AuditEvent], in_process: bool,
-               screen: Screen | None = None) -> bool:
+               screen: Screen | None = None, known_keys: Mapping[bytes, str | None] | None = None) -> bool:
     """The body of :func:`issue_device_batch`: sign and commit every chunk, counting into ``counts``.
 
     ``opened`` (records not yet committed) go with the first commit, which empties the list. Returns
@@ -610,7 +626,7 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
         return [AuditEvent(actor, "batch.completed", batch_ref, {
             "kind": "device", "issued": counts[0] + issued, "rejected": counts[1] + refused})]
 
-    keys = DeviceKeyScreen(home)
+    keys = DeviceKeyScreen(home, known=known_keys)
     screen = keys if screen is None else in_order(screen, keys)  # the caller's first: a refused CSR claims no key
 
     def commit(ready: Sequence[_ChunkResult], last: bool = False) -> None:

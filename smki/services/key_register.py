@@ -16,7 +16,7 @@ spec §7.6).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -80,16 +80,23 @@ class DeviceKeyScreen:
     committed yet (``_pending``, forgotten once they are: memory stays flat however long the batch).
     """
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, *, known: Mapping[bytes, str | None] | None = None) -> None:
         from smki.store.certified_keys import certified_key_reads  # see ``_writes``
 
         self._reads = certified_key_reads(home.store)
         self._pending: set[bytes] = set()
         self._chunks: deque[list[bytes]] = deque()
+        #: The register's answers read ahead for the first chunk (one Device CSR: ``ReadAhead``),
+        #: used when they cover every key the checks found, else the register is read as usual.
+        self._known = known
 
     def __call__(self, entries: list[Entry]) -> list[Entry]:
         fingerprints = [entry[4] for entry in entries if len(entry) != 4]
-        known = self._reads.serials(fingerprints) if fingerprints else {}
+        ahead, self._known = self._known, None
+        if ahead is not None and all(fingerprint in ahead for fingerprint in fingerprints):
+            known = {fingerprint: serial for fingerprint in fingerprints if (serial := ahead[fingerprint]) is not None}
+        else:
+            known = self._reads.serials(fingerprints) if fingerprints else {}
         pending = self._pending
         if not known and pending.isdisjoint(fingerprints) and len(set(fingerprints)) == len(fingerprints):
             pending.update(fingerprints)  # the usual chunk: every key new (set operations, no loop)

@@ -29,6 +29,7 @@ from smki.services.device_issuance import (
     BatchSummary,
     DeviceOutcome,
     InTransaction,
+    ReadAhead,
     SigningPool,
     issue_device_batch,
 )
@@ -141,7 +142,8 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
                          eligibility: bool = True,
                          chunk_size: int | None = None,
                          screens: Sequence[Screen] = (),
-                         party: PartyRecord | None = None) -> BatchSummary:
+                         party: PartyRecord | None = None,
+                         read_ahead: ReadAhead | None = None) -> BatchSummary:
     """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
 
     Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches. A
@@ -151,7 +153,7 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     register (rule ``device.eligible-subscriber``, SEC L3.16) and refused ``ra.ineligible`` if the
     Party may not have its certificates. ``screens`` follow it, in order, on each chunk the
     eligibility check passes (the web services' per-Device limit). ``party`` is the Party's record
-    if this request has read it already.
+    if this request has read it already; ``read_ahead`` what it has read of the issuance's own reads.
     """
     from smki.services.eligibility import eligibility_screen
 
@@ -165,12 +167,14 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     chain = [*([eligible] if eligible is not None else []), *screens]
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
                               on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised],
-                              screen=in_order(*chain) if chain else None, chunk_size=chunk_size or DEFAULT_CHUNK)
+                              screen=in_order(*chain) if chain else None, chunk_size=chunk_size or DEFAULT_CHUNK,
+                              read_ahead=read_ahead)
 
 
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",
                    batch_ref: str | None = None, decision: Decision | None = None,
-                   eligibility: bool = True, party: PartyRecord | None = None) -> DeviceOutcome:
+                   eligibility: bool = True, party: PartyRecord | None = None,
+                   read_ahead: ReadAhead | None = None) -> DeviceOutcome:
     """One Device CSR (the Ad Hoc service): the same rules, issued in this process.
 
     Returns the outcome: a certificate, or a per-CSR error (``csr.*``) as the Ad Hoc service reports
@@ -181,7 +185,8 @@ def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id
     outcomes: list[DeviceOutcome] = []
     ref = batch_ref or f"adhoc-{secrets.token_hex(6)}"
     request_device_batch(home, requester, [BatchItem(0, item_id, csr_data)], batch_ref=ref, workers=0,
-                         on_chunk=outcomes.extend, decision=decision, eligibility=eligibility, party=party)
+                         on_chunk=outcomes.extend, decision=decision, eligibility=eligibility, party=party,
+                         read_ahead=read_ahead)
     if len(outcomes) != 1:
         raise SmkiError("request.no-outcome", "the Device CSR produced no outcome")
     return outcomes[0]

@@ -127,6 +127,18 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True)
+class SingleDeviceReads:
+    """What issuing one Device CSR reads before it signs (``Store.single_device_reads``)."""
+
+    #: Device Certificates ever issued for the Device ID (the 100-per-Device limit; 0 for a new one).
+    device_certificates: int
+    #: The newest in-use Device CA certificate's DER (the issuer), None before ``smki ca init``.
+    device_ca_der: bytes | None
+    #: The serial the CSR's key is certified under, None when the key is new (the duplicate-key screen).
+    key_certified_as: str | None
+
+
+@dataclass(frozen=True)
 class RevocationListRecord:
     """A published CRL or ARL."""
 

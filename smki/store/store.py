@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, Select, bindparam, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -28,7 +29,13 @@ from smki.store.engine import WRITE_OPTION, create_store_engine
 from smki.store.migrate import SchemaStatus, current_revision, head_revision, is_current, upgrade
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
 from smki.store.reads import held_reads, read_connection
-from smki.store.records import CertificateRecord, RevocationListRecord, RevokedEntry, normalise_serial
+from smki.store.records import (
+    CertificateRecord,
+    RevocationListRecord,
+    RevokedEntry,
+    SingleDeviceReads,
+    normalise_serial,
+)
 from smki.store.registry import RegistryReader
 from smki.store.transaction import Transaction
 
@@ -59,6 +66,9 @@ _CA_CERTIFICATE = {
     for kind in sorted(_CA_KINDS)
 }
 _BY_SERIAL = select(certificates).where(_c.serial == bindparam("serial"))
+#: ``ca_certificate(CertKind.DEVICE_CA)``'s certificate, its DER alone (``single_device_reads``).
+_DEVICE_CA_DER = (f"SELECT der FROM certificates WHERE kind = '{CertKind.DEVICE_CA.value}' "
+                  f"AND status = '{CertStatus.IN_USE.value}' ORDER BY id DESC LIMIT 1")
 #: The largest page a search may ask for: interfaces paginate rather than fetch everything.
 MAX_PAGE = 1_000
 
@@ -229,6 +239,33 @@ class Store:
     def count_device_certificates(self, device_id: bytes) -> int:
         """How many Device Certificates were ever issued for a Device ID (the 100-per-device limit)."""
         return self.device_certificate_counts([device_id]).get(bytes(device_id), 0)
+
+    def single_device_reads(self, device_id: bytes, fingerprint: bytes) -> SingleDeviceReads:
+        """The three reads one Device CSR needs before it is signed — the Device's certificate count,
+        the issuing Device CA certificate, the key register's entry for the CSR's key
+        (``smki.ca.keyid.key_fingerprint``) — as ``count_device_certificates``, ``ca_certificate`` and
+        the key register's look-up give them.
+
+        On PostgreSQL the three go in one round trip (psycopg's pipeline), where they took three: a
+        single CSR's latency there is mostly round trips (``smki bench sql-forms``). Each is still
+        its own statement, so each sees what was committed before it, as three reads would.
+        """
+        statements = (
+            ("SELECT count(*) FROM certificates WHERE device_id = {m}", (bytes(device_id),)),
+            (_DEVICE_CA_DER, ()),
+            ("SELECT serial FROM certified_keys WHERE fingerprint = {m}", (bytes(fingerprint),)),
+        )
+        try:
+            with read_connection(self._engine) as conn:
+                if conn.dialect.name != "postgresql":
+                    rows = [conn.exec_driver_sql(sql.format(m="?"), params).first() for sql, params in statements]
+                else:
+                    rows = _pipelined_rows(conn, [(sql.format(m="%s"), params) for sql, params in statements])
+        except SQLAlchemyError as exc:
+            raise SmkiError("store.unavailable", f"cannot read from the database: {_first_line(exc)}") from exc
+        count, ca, key = rows
+        return SingleDeviceReads(int(count[0]) if count is not None else 0,
+                                 None if ca is None else bytes(ca[0]), None if key is None else str(key[0]))
 
     def device_certificate_counts(self, device_ids: Sequence[bytes]) -> dict[bytes, int]:
         """The same count for many Device IDs at once (batches check the limit in bulk); absent = 0."""
@@ -414,3 +451,25 @@ def _audit_row(row: object) -> AuditRow:
 def _first_line(exc: Exception) -> str:
     text = str(getattr(exc, "orig", exc)) or type(exc).__name__
     return text.strip().splitlines()[0][:200]
+
+
+def _pipelined_rows(conn: Any, statements: Sequence[tuple[str, tuple[object, ...]]]) -> list[Any]:
+    """PostgreSQL: the first row (or None) of each statement, all sent before any answer is awaited
+    (psycopg's pipeline mode: one round trip). Raw cursors: SQLAlchemy reads a pipelined query's
+    missing description as "no rows" (see ``Transaction._read_in_pipeline``)."""
+    import psycopg
+
+    raw = conn.connection.driver_connection
+    try:
+        with raw.pipeline() as pipeline:
+            cursors = [raw.cursor() for _ in statements]
+            try:
+                for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                    cursor.execute(sql, params)
+                pipeline.sync()
+                return [cursor.fetchone() for cursor in cursors]
+            finally:
+                for cursor in cursors:
+                    cursor.close()
+    except psycopg.Error as exc:
+        raise SmkiError("store.unavailable", f"cannot read from the database: {_first_line(exc)}") from exc

@@ -304,3 +304,41 @@ def test_one_certificate_s_commit_pipelined_leaves_what_it_leaves_unpipelined(st
     assert store.audit_head() == head and store.verify_audit().ok
     assert [status for _, status in _device_state(store, pipelined)] == ["N", "I"]
     assert store.certificate_by_serial(0x302) is None and store.certificate_by_serial(0x301) is None
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(certificates=st.integers(0, 3), key_known=st.booleans(), with_ca=st.booleans(), probe=st.integers(0, 2))
+def test_a_single_csr_s_reads_together_are_the_three_reads(store: Store, certificates: int, key_known: bool,
+                                                           with_ca: bool, probe: int) -> None:
+    """``single_device_reads`` (PostgreSQL: one round trip) answers what ``count_device_certificates``,
+    ``ca_certificate(DEVICE_CA)`` and the key register's look-up answer, whatever the store holds:
+    a Device with or without certificates, a key certified or new, a Device CA or none yet."""
+    import uuid
+
+    from smki.store.certified_keys import certified_key_reads, certified_key_writes
+
+    tag = uuid.uuid4().int
+    device = (0x00DE_0000_0000_0000 + tag % 2**40).to_bytes(8, "big")
+    key = tag.to_bytes(16, "big")
+    serial = tag % 2**100
+    with store.transaction() as tx:
+        rows = [device_cert(serial + n, device=device, usage=Usage.DS if n % 2 else Usage.KA,
+                            status=CertStatus.NOT_IN_USE) for n in range(certificates)]
+        if with_ca and store.ca_certificate(CertKind.DEVICE_CA) is None:
+            rows.append(NewCertificate(serial=normalise_serial(serial + 99), kind=CertKind.DEVICE_CA,
+                                       issuer_key_id="41" * 8, status=CertStatus.IN_USE, not_before=NOW,
+                                       not_after=NOW + timedelta(days=1), der=b"\x30\x01" + key, issued_at=NOW))
+        if rows:
+            tx.add_certificates(rows)
+        if key_known:
+            certified_key_writes(tx).record([(key, normalise_serial(serial + 98))])
+        tx.append_audit([AuditEvent("test", "certificate.issued", str(tag))])
+    asked_device = [device, bytes(8), DEVICE][probe]
+    asked_key = [key, bytes(16), key[::-1]][probe]
+    together = store.single_device_reads(asked_device, asked_key)
+    ca = store.ca_certificate(CertKind.DEVICE_CA)
+    assert together.device_certificates == store.count_device_certificates(asked_device)
+    assert together.device_ca_der == (None if ca is None else ca.der)
+    assert together.key_certified_as == certified_key_reads(store).serials([asked_key]).get(asked_key)
+    with store.held_reads():  # a request's held connection: the same answers
+        assert store.single_device_reads(asked_device, asked_key) == together
