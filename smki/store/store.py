@@ -171,10 +171,13 @@ class Store:
         try:
             with self._engine.connect() as conn:
                 conn = conn.execution_options(**{WRITE_OPTION: True})
-                with conn.begin():
-                    tx = Transaction(conn)
-                    yield tx
-                    tx.finish()
+                tx = Transaction(conn)
+                try:
+                    with conn.begin():
+                        yield tx
+                        tx.finish()
+                finally:
+                    tx.ended()
         except OperationalError as exc:
             raise SmkiError("store.unavailable", f"the database refused the write: {_first_line(exc)}") from exc
         if _commit_hooks and (tx.issued_kinds or tx.audit_actions or tx.refused_codes):

@@ -87,6 +87,9 @@ class Transaction:
         self._unwritten_audit: list[tuple[object, ...]] = []
         #: Inside ``pipelined()`` on PostgreSQL: psycopg's pipeline; statements go without waiting for answers.
         self._pipeline: Any = None
+        #: PostgreSQL: this transaction's ``BEGIN`` was sent in a pipeline with the connection in
+        #: autocommit (see ``pipelined``); ``ended`` sets the connection back.
+        self._began_in_pipeline = False
         self._changes = 0
         self._audited = 0
         #: What this transaction wrote, for the metrics (counted once it commits).
@@ -174,8 +177,19 @@ class Transaction:
 
         raw = self._conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
+        begin = None
+        if raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE and not raw.autocommit:
+            # Nothing sent yet: psycopg would send its BEGIN and wait for the answer before the rest
+            # (a round trip of its own). In autocommit it sends none, so the block's first
+            # statement is this BEGIN, in the pipeline with the others. ``ended`` undoes it.
+            level = raw.isolation_level
+            begin = "BEGIN" if level is None else f"BEGIN ISOLATION LEVEL {level.name.replace('_', ' ')}"
+            raw.autocommit = True
+            self._began_in_pipeline = True
         try:
             with raw.pipeline() as self._pipeline:
+                if begin is not None:
+                    raw.cursor().execute(begin, prepare=False)
                 yield
         except IntegrityError as exc:  # a later statement's result brought an earlier one's error
             raise integrity_error(exc) from exc
@@ -417,6 +431,22 @@ class Transaction:
                 raise SmkiError("store.not-migrated", "the audit head is missing: run migrations first")
             self._head = (int(row[0]), bytes(row[1]))
         return self._head
+
+    def ended(self) -> None:
+        """Called by ``Store.transaction()`` once the transaction has committed or rolled back: a
+        connection ``pipelined`` put in autocommit goes back to the pool as it came (or, should it
+        be unusable, not at all)."""
+        if not self._began_in_pipeline:
+            return
+        import psycopg
+
+        self._began_in_pipeline = False
+        raw = self._conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        if not raw.closed and raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            raw.autocommit = False
+        else:
+            self._conn.invalidate()
 
     def _read_in_pipeline(self, sql: str) -> tuple[Any, ...] | None:
         """One row of ``sql`` inside ``pipelined()``: sent after what is queued, then everything is

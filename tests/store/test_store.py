@@ -306,6 +306,42 @@ def test_one_certificate_s_commit_pipelined_leaves_what_it_leaves_unpipelined(st
     assert store.certificate_by_serial(0x302) is None and store.certificate_by_serial(0x301) is None
 
 
+def test_a_pipelined_commit_waits_once_and_leaves_its_connection_as_it_found_it(store: Store) -> None:
+    """PostgreSQL: the transaction's ``BEGIN`` travels in the pipeline with the writes, so they and
+    the audit head's read take one wait for answers (psycopg's own ``BEGIN`` would wait for its
+    answer first); the connection then goes back to the pool out of autocommit, after a commit or
+    a refusal, and the next transactions on it are transactions (a rollback undoes their writes)."""
+    if store.dialect != "postgresql":
+        pytest.skip("pipelines are PostgreSQL's")
+    from psycopg._pipeline_base import BasePipeline
+
+    syncs: list[object] = []
+    real = BasePipeline._sync_gen
+
+    def counted(self: BasePipeline) -> object:
+        syncs.append(self)
+        return real(self)
+
+    device = bytes.fromhex("00db00000000e101")
+    BasePipeline._sync_gen = counted  # type: ignore[method-assign]
+    try:
+        _one_certificate(store, 0x501, device, b"\x05" * 16, pipelined=True)
+    finally:
+        BasePipeline._sync_gen = real  # type: ignore[method-assign]
+    assert len(syncs) == 1
+    with pytest.raises(SmkiError):
+        _one_certificate(store, 0x501, device, b"\x06" * 16, pipelined=True)  # a repeated serial
+    for _ in range(3):  # whichever pooled connection comes: in a transaction, not autocommit
+        with store.engine.connect() as conn:
+            assert conn.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.add_certificates([device_cert(0x502, device=bytes.fromhex("00db00000000e102"))])
+        tx.append_audit([AuditEvent("test", "certificate.issued", "x")])
+        raise RuntimeError("rolled back")
+    assert store.certificate_by_serial(0x502) is None
+    assert [status for _, status in _device_state(store, device)] == ["I"]
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(certificates=st.integers(0, 3), key_known=st.booleans(), with_ca=st.booleans(), probe=st.integers(0, 2))
 def test_a_single_csr_s_reads_together_are_the_three_reads(store: Store, certificates: int, key_known: bool,
