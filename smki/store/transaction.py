@@ -71,6 +71,9 @@ def _broken_constraint(text: str) -> SmkiError:
         return SmkiError(
             "store.duplicate-in-use", "the device already has an in-use certificate for this usage"
         )
+    if "pk_audit_log" in text or "audit_log.seq" in text:
+        return SmkiError("store.audit-conflict", "the audit log already holds a record with the next number, "
+                         "written behind its head's back: nothing of this commit was recorded (see smki audit verify)")
     if "ck_certificates" in text:
         return SmkiError("store.bad-value", "a certificate value is outside its allowed set")
     return SmkiError("store.integrity", "the change conflicts with stored data")
@@ -413,7 +416,10 @@ class Transaction:
         if self._conn.dialect.name == "postgresql":
             self._unwritten_audit += params  # sent with the head's update, just before commit (``finish``)
         else:
-            self._conn.exec_driver_sql(_AUDIT_INSERT.format(marks=", ".join([self._mark] * 8)), params)
+            try:
+                self._conn.exec_driver_sql(_AUDIT_INSERT.format(marks=", ".join([self._mark] * 8)), params)
+            except IntegrityError as exc:
+                raise integrity_error(exc) from exc
         self._head = (seq, prev)
         self._head_dirty = True
         self._audited += len(events)
@@ -461,16 +467,40 @@ class Transaction:
             cursor.close()
 
     def finish(self) -> None:
-        """Called by ``Store.transaction()`` just before commit."""
+        """Called by ``Store.transaction()`` just before commit.
+
+        On PostgreSQL, a transaction with audit records to send commits here: the records, the
+        head's new value and the ``COMMIT`` go in one round trip (psycopg's pipeline) where they
+        took two, and the commit that follows finds nothing left to do. A failure of either
+        (a broken constraint, the server gone) raises here, so nothing was committed and the
+        caller's block fails as it would have at commit.
+        """
         if self._changes and not self._audited:
             raise SmkiError("store.unaudited-change", "a state change must be audited in its transaction")
         if self._head_dirty and self._head is not None:
             seq, digest = self._head
             if self._unwritten_audit:
-                self._write_audit_and_head(seq, digest)
+                self._write_audit_head_and_commit(seq, digest)
             else:
                 self._conn.execute(_SET_HEAD, {"seq": seq, "hash": digest})
             self._head_dirty = False
+
+    def _write_audit_head_and_commit(self, seq: int, digest: bytes) -> None:
+        """PostgreSQL (the only engine with unwritten audit records): see ``finish``."""
+        import psycopg
+
+        raw = self._conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        try:
+            with raw.pipeline():
+                self._write_audit_and_head(seq, digest)
+                raw.cursor().execute("COMMIT", prepare=False)
+        except IntegrityError as exc:
+            raise integrity_error(exc) from exc
+        except psycopg.IntegrityError as exc:
+            raise _broken_constraint(str(exc)) from exc
+        except psycopg.Error as exc:  # raw driver: SQLAlchemy does not wrap what the pipeline's end raises
+            raise SmkiError("store.unavailable", f"the database refused the write: {str(exc).strip()[:200]}") from exc
 
     def _write_audit_and_head(self, seq: int, digest: bytes) -> None:
         """PostgreSQL: the transaction's audit records and the head's new value in one statement

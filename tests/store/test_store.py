@@ -378,3 +378,28 @@ def test_a_single_csr_s_reads_together_are_the_three_reads(store: Store, certifi
     assert together.key_certified_as == certified_key_reads(store).serials([asked_key]).get(asked_key)
     with store.held_reads():  # a request's held connection: the same answers
         assert store.single_device_reads(asked_device, asked_key) == together
+
+
+def test_a_commit_whose_audit_records_are_refused_commits_nothing(store: Store) -> None:
+    """The audit records go to the database last (on PostgreSQL with the ``COMMIT`` itself): when
+    they are refused — here a record planted behind the head's back holds the next number — the
+    transaction's certificate is not committed either, and the error is a coded one."""
+    planted = store.audit_head()[0] + 1
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) "
+            f"VALUES ({planted}, 'x', 'x', 'x', 'x', '{{}}', {_blob(store)}, {_blob(store)})")
+    try:
+        with pytest.raises(SmkiError) as refused:
+            issue(store, device_cert(0x601, device=bytes.fromhex("00db00000000e201")))
+        assert refused.value.code == "store.audit-conflict"
+        assert store.certificate_by_serial(0x601) is None
+    finally:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f"DELETE FROM audit_log WHERE seq = {planted}")
+    issue(store, device_cert(0x601, device=bytes.fromhex("00db00000000e201")))  # the same, once it can be
+    assert store.certificate_by_serial(0x601) is not None and store.verify_audit().ok
+
+
+def _blob(store: Store) -> str:
+    return "'\\x00'::bytea" if store.dialect == "postgresql" else "x'00'"
