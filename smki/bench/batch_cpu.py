@@ -129,8 +129,8 @@ def _screens_off() -> Callable[[], None]:
     from smki.services import key_register
 
     class NoScreen:
-        def __init__(self, _home: Home) -> None:
-            pass
+        def __init__(self, home: Home, *, known: object = None) -> None:  # DeviceKeyScreen's signature
+            del home, known
 
         def __call__(self, entries: list[key_register.Entry]) -> list[key_register.Entry]:
             return entries
