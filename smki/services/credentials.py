@@ -39,7 +39,7 @@ from smki.services.context import Home
 from smki.services.requests import Requester
 from smki.store.credentials import CredentialRecord, credential_reads, credential_writes
 from smki.store.records import normalise_serial
-from smki.store.registry import AroRecord
+from smki.store.registry import AroRecord, PartyRecord
 
 CA_FILE = "credentials-ca.pem"
 SERVER_DIR = "api"
@@ -72,14 +72,17 @@ class ApiIdentity:
     serial: str
     #: The ARO's record as read to resolve this identity (this request's read, never cached).
     aro: AroRecord | None = field(default=None, compare=False, repr=False)
+    #: The Party's record, read with the credential (this request's read, never cached).
+    party: PartyRecord | None = field(default=None, compare=False, repr=False)
 
     def requester(self, route: Route) -> Requester:
         """The subscriber on whose behalf RA rules are applied (AROs and systems only)."""
         if self.kind == "staff" or self.party_id is None or self.aro_id is None:
             raise SmkiError("credential.not-a-subscriber", "RA staff credentials cannot request certificates")
         if self.kind == "system":
-            return SystemRequester(self.party_id, self.aro_id, route, aro=self.aro, system=self.name)
-        return Requester(self.party_id, self.aro_id, route, aro=self.aro)
+            return SystemRequester(self.party_id, self.aro_id, route, aro=self.aro, party=self.party,
+                                   system=self.name)
+        return Requester(self.party_id, self.aro_id, route, aro=self.aro, party=self.party)
 
     @property
     def actor(self) -> str:
@@ -296,7 +299,7 @@ def _claimed_serial(certificate_der: bytes) -> str:
 
 
 def _resolve(home: Home, serial: str, certificate_der: bytes, now: datetime | None) -> ApiIdentity:
-    record, aro = credential_reads(home.store).credential_and_aro(serial)  # one read: both, every request
+    record, aro, party = credential_reads(home.store).credential_aro_and_party(serial)  # one read, every request
     if record is None or record.der != certificate_der or record.kind not in ("aro", "system", "staff"):
         raise SmkiError("credential.unknown", "the client certificate is not a credential this smki issued")
     if record.status != "active":
@@ -315,4 +318,4 @@ def _resolve(home: Home, serial: str, certificate_der: bytes, now: datetime | No
         raise SmkiError("credential.aro-suspended", f"ARO {aro_id} no longer acts for {record.party_id}")
     if aro.status != "active":
         raise SmkiError("credential.aro-suspended", f"ARO {aro_id} is {aro.status}")
-    return ApiIdentity(record.kind, record.name, record.party_id, aro_id, record.serial, aro)
+    return ApiIdentity(record.kind, record.name, record.party_id, aro_id, record.serial, aro, party)

@@ -49,6 +49,13 @@ class Requester:
     #: The ARO's record as this request read it when it checked the client's credential (the API's
     #: identity), so the RA rules need not read it again; ``None``: read it when the rules apply.
     aro: AroRecord | None = field(default=None, compare=False, repr=False)
+    #: The Party's record as this request read it with the client's credential, likewise; ``None``:
+    #: read it when the rules apply.
+    party: PartyRecord | None = field(default=None, compare=False, repr=False)
+
+    def party_read(self) -> PartyRecord | None:
+        """The Party's record this request has read already, if it is this requester's Party."""
+        return self.party if self.party is not None and self.party.party_id == self.party_id else None
 
     @property
     def actor(self) -> str:
@@ -89,7 +96,9 @@ def authorise_with_party(home: Home, requester: Requester, facts: CertificateReq
     suspension still takes effect on the very next request)."""
     if Route(facts.route) is not Route(requester.route):
         raise SmkiError("request.route-mismatch", "the request's route is the requester's listener route")
-    party_record = party if party is not None else home.store.registry.party(requester.party_id)
+    party_record = party if party is not None else requester.party_read()
+    if party_record is None:
+        party_record = home.store.registry.party(requester.party_id)
     if party_record is None:
         raise _refuse_unknown(home, requester, facts,
                               NotFound("ra.party-not-found", f"no Party {requester.party_id!r}"))

@@ -9,29 +9,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, func, insert, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from smki.errors import NotFound, SmkiError
-from smki.store.models import aros, credentials_table
+from smki.store.models import aros, credentials_table, parties, party_entities, subscriptions
 from smki.store.reads import read_connection
-from smki.store.registry import AroRecord
+from smki.store.registry import AroRecord, PartyRecord, party_record
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
 _cr = credentials_table.c
 #: Every request's authentication: built once (a fresh ``select`` costs as much to build as to run).
 _BY_SERIAL = select(credentials_table).where(_cr.serial == bindparam("serial"))
-#: The ARO's columns beside the credential's, named apart (both tables have ``name``, ``status``…).
+#: The ARO's and the Party's columns beside the credential's, named apart (all three tables have
+#: ``name``, two ``status``, two ``party_id``…).
 _ARO_PREFIX = "aro__"
-#: A credential and the ARO it acts as (``aro_id``, or for an ARO's own credential its ``name``), in
-#: one statement: every authenticated request reads both, and on PostgreSQL each read is a round trip.
-_WITH_ARO = select(credentials_table, *(c.label(_ARO_PREFIX + c.name) for c in aros.c)).select_from(
-    credentials_table.outerjoin(aros, and_(
-        _cr.kind != "staff", aros.c.aro_id == func.coalesce(func.nullif(_cr.aro_id, ""), _cr.name))),
-).where(_cr.serial == bindparam("serial"))
+_PARTY_PREFIX = "party__"
+_ACTS_AS = and_(_cr.kind != "staff", aros.c.aro_id == func.coalesce(func.nullif(_cr.aro_id, ""), _cr.name))
+_HEAD_COLUMNS: tuple[Any, ...] = (credentials_table, *(c.label(_ARO_PREFIX + c.name) for c in aros.c),
+                 *(c.label(_PARTY_PREFIX + c.name) for c in parties.c))
+_HEAD = credentials_table.outerjoin(aros, _ACTS_AS).outerjoin(parties, parties.c.party_id == _cr.party_id)
+#: A credential, the ARO it acts as (``aro_id``, or for an ARO's own credential its ``name``) and its
+#: Party with the Party's entities and subscriptions, in one statement: every authenticated request
+#: reads the first two, every certificate request the Party too, and on PostgreSQL each read is a
+#: round trip. The shape of ``registry.party``'s read: one row per entity (or one with none), then
+#: one per subscription, each carrying the credential's, the ARO's and the Party's columns.
+_WITH_ARO_AND_PARTY = union_all(
+    select(*_HEAD_COLUMNS, party_entities.c.entity_id, party_entities.c.roles,
+           null().label("policy"), null().label("standing"))
+    .select_from(_HEAD.outerjoin(party_entities, party_entities.c.party_id == parties.c.party_id))
+    .where(_cr.serial == bindparam("serial")),
+    select(*_HEAD_COLUMNS, null(), null(), subscriptions.c.policy, subscriptions.c.standing)
+    .select_from(_HEAD.join(subscriptions, subscriptions.c.party_id == parties.c.party_id))
+    .where(_cr.serial == bindparam("serial")),
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,14 @@ class CredentialRecord:
     issued_at: datetime
     revoked_at: datetime | None
     der: bytes
+
+
+class CredentialContext(NamedTuple):
+    """A credential and what a request needs of the register beside it (``credential_aro_and_party``)."""
+
+    credential: CredentialRecord | None
+    aro: AroRecord | None
+    party: PartyRecord | None
 
 
 def _credential(row: Any) -> CredentialRecord:
@@ -66,18 +89,23 @@ class CredentialReads:
             row = conn.execute(_BY_SERIAL, {"serial": serial}).one_or_none()
         return None if row is None else _credential(row)
 
-    def credential_and_aro(self, serial: str) -> tuple[CredentialRecord | None, AroRecord | None]:
-        """The credential ``serial`` and, unless it is an RA staff member's, the ARO it acts as (its
-        ``aro_id``, else its ``name``), if that ARO exists: what ``credential(serial)`` and
-        ``registry.aro(…)`` return, read in one statement."""
+    def credential_aro_and_party(self, serial: str) -> CredentialContext:
+        """The credential ``serial``; unless it is an RA staff member's, the ARO it acts as (its
+        ``aro_id``, else its ``name``), if that ARO exists; and the credential's Party, if it has
+        one: what ``credential(serial)``, ``registry.aro(…)`` and ``registry.party(…)`` return, read
+        in one statement."""
         with read_connection(self._engine) as conn:
-            row = conn.execute(_WITH_ARO, {"serial": serial}).one_or_none()
-        if row is None:
-            return None, None
-        m = row._mapping
+            rows = conn.execute(_WITH_ARO_AND_PARTY, {"serial": serial}).all()
+        if not rows:
+            return CredentialContext(None, None, None)
+        m = rows[0]._mapping
         aro = None if m[_ARO_PREFIX + "aro_id"] is None else AroRecord(
             **{c.name: m[_ARO_PREFIX + c.name] for c in aros.c})
-        return _credential(row), aro
+        party = None if m[_PARTY_PREFIX + "party_id"] is None else party_record(
+            SimpleNamespace(**{c.name: m[_PARTY_PREFIX + c.name] for c in parties.c}),
+            [(r.entity_id, r.roles) for r in rows if r.entity_id is not None],
+            [(r.policy, r.standing) for r in rows if r.policy is not None])
+        return CredentialContext(_credential(rows[0]), aro, party)
 
     def credentials(self, kind: str | None = None, *, status: str | None = None) -> list[CredentialRecord]:
         stmt = select(credentials_table)

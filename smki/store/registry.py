@@ -135,7 +135,7 @@ def _json_or_none(text: str | None) -> dict[str, Any] | None:
     return None if text is None else dict(json.loads(text))
 
 
-def _party_record(row: Any, entities: list[tuple[Any, str]], subscriptions: list[tuple[str, str]]) -> PartyRecord:
+def party_record(row: Any, entities: list[tuple[Any, str]], subscriptions: list[tuple[str, str]]) -> PartyRecord:
     """A Party from its ``parties`` row, its entities' ``(entity_id, roles)`` and its subscriptions'
     ``(policy, standing)``."""
     return PartyRecord(
@@ -163,7 +163,7 @@ class RegistryReader:
             rows = conn.execute(_PARTY_WHOLE, {"party_id": party_id}).all()
         if not rows:
             return None
-        return _party_record(rows[0], [(r.entity_id, r.roles) for r in rows if r.entity_id is not None],
+        return party_record(rows[0], [(r.entity_id, r.roles) for r in rows if r.entity_id is not None],
                              [(r.policy, r.standing) for r in rows if r.policy is not None])
 
     def require_party(self, party_id: str) -> PartyRecord:
@@ -187,7 +187,7 @@ class RegistryReader:
     def _party(self, conn: Connection, row: Any) -> PartyRecord:
         entity_rows = conn.execute(_PARTY_ENTITIES, {"party_id": row.party_id}).all()
         sub_rows = conn.execute(_PARTY_SUBSCRIPTIONS, {"party_id": row.party_id}).all()
-        return _party_record(row, [(e.entity_id, e.roles) for e in entity_rows],
+        return party_record(row, [(e.entity_id, e.roles) for e in entity_rows],
                              [(s.policy, s.standing) for s in sub_rows])
 
     def staff(self, staff_id: str) -> StaffRecord | None:

@@ -118,8 +118,8 @@ def test_an_expired_credential_is_refused(live: LiveListeners, home: Home, tmp_p
 
 
 def test_an_aro_s_or_system_s_credential_is_resolved_in_one_statement(home: Home, tmp_path: Path) -> None:
-    """Every request resolves its client's credential: the credential and the ARO it acts as are
-    read together (on PostgreSQL each statement is a round trip), and suspending the ARO still
+    """Every request resolves its client's credential: the credential, the ARO it acts as and its
+    Party are read together (on PostgreSQL each statement is a round trip), and suspending the ARO still
     refuses the very next resolution."""
     from sqlalchemy import event
 
@@ -142,6 +142,8 @@ def test_an_aro_s_or_system_s_credential_is_resolved_in_one_statement(home: Home
             assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1, statements
             assert (identity.aro_id, identity.party_id) == (ARO, PARTY)
             assert identity.aro == home.store.registry.aro(ARO)
+            assert identity.party == home.store.registry.party(PARTY)
+            assert identity.requester(Route.GATEWAY).party_read() == identity.party
     finally:
         event.remove(home.store.engine, "before_cursor_execute", count)
     reg.set_aro_status(home, ARO, AroStatus.SUSPENDED, staff_id=OPERATOR, reason="investigation")

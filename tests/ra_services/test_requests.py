@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
 
@@ -346,22 +347,31 @@ def test_one_device_csr_reads_on_one_connection_and_writes_on_another(subscriber
         ("aro:A1@P1", "device-certificates.issued"), ("aro:A1@P1", "batch.completed")]
 
 
+@contextmanager
+def _statements(home: Home) -> Iterator[list[str]]:
+    """Every statement sent to the store inside the block."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append(statement)
+
+    event.listen(home.store.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(home.store.engine, "before_cursor_execute", record)
+
+
 def test_the_aro_read_with_the_credential_is_the_one_the_rules_apply(subscriber: Home) -> None:
     """The API resolves the client's credential with the ARO's record and hands it on with the
     requester, so one request reads the ARO once; the rules apply to that record, and a record of
     some other ARO is ignored (read afresh)."""
-    from sqlalchemy import event
-
     home = subscriber
     read_now = home.store.registry.aro("A1")
     assert read_now is not None and read_now.status == "active"
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        statements.append(statement)
-
-    event.listen(home.store.engine, "before_cursor_execute", count)
-    try:
+    with _statements(home) as statements:
         assert authorise(home, replace(GATEWAY, aro=read_now), DEVICE_FACTS).approved
         assert not [s for s in statements if "FROM aros" in s]
         suspended = replace(read_now, status="suspended")
@@ -370,5 +380,22 @@ def test_the_aro_read_with_the_credential_is_the_one_the_rules_apply(subscriber:
         someone_else = replace(suspended, aro_id="A9")
         assert authorise(home, replace(GATEWAY, aro=someone_else), DEVICE_FACTS).approved
         assert len([s for s in statements if "FROM aros" in s]) == 1
-    finally:
-        event.remove(home.store.engine, "before_cursor_execute", count)
+
+
+def test_the_party_read_with_the_credential_is_the_one_the_rules_apply(subscriber: Home) -> None:
+    """The API reads the client's Party with its credential and hands the record on with the
+    requester, so a Device request reads its Party once; the rules apply to that record (a Party
+    whose Device subscription it shows withdrawn is refused), and a record of another Party is
+    ignored (read afresh)."""
+    home = subscriber
+    read_now = home.store.registry.party("P1")
+    assert read_now is not None
+    with _statements(home) as statements:
+        assert authorise(home, replace(GATEWAY, party=read_now), DEVICE_FACTS).approved
+        assert not [s for s in statements if "FROM parties" in s]
+        withdrawn = replace(read_now, subscriptions={**read_now.subscriptions, "device": "withdrawn"})
+        refused = _refusal(lambda: authorise(home, replace(GATEWAY, party=withdrawn), DEVICE_FACTS))
+        assert refused.decision.failed_ids
+        someone_else = replace(withdrawn, party_id="P9")
+        assert authorise(home, replace(GATEWAY, party=someone_else), DEVICE_FACTS).approved
+        assert len([s for s in statements if "FROM parties" in s]) == 1

@@ -1,4 +1,4 @@
-"""Credentials in the store: the one-statement read of a credential and its ARO (every request's)."""
+"""Credentials in the store: the one-statement read of a credential, its ARO and its Party (every request's)."""
 
 from __future__ import annotations
 
@@ -15,37 +15,45 @@ from smki.store.credentials import CredentialRecord, credential_reads, credentia
 _NOW = datetime(2026, 12, 6, tzinfo=UTC)
 
 #: (kind, how it names its ARO: by aro_id, by an empty aro_id and its name, or by its name alone,
-#: whether that ARO exists, whether the name is also another existing ARO's id)
+#: whether that ARO exists, whether the name is also another existing ARO's id, which Party it names:
+#: one with entities and subscriptions, one with neither, none at all, or one that does not exist)
 _shapes = st.tuples(st.sampled_from(["aro", "system", "staff"]), st.sampled_from(["aro_id", "empty", "none"]),
-                    st.booleans(), st.booleans())
+                    st.booleans(), st.booleans(), st.sampled_from(["full", "bare", "none", "missing"]))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shapes=st.lists(_shapes, min_size=1, max_size=4))
-def test_a_credential_and_its_aro_read_in_one_statement_are_the_two_reads(
-        store: Store, shapes: list[tuple[str, str, bool, bool]]) -> None:
-    """``credential_and_aro`` is what the identity check read in two statements: the credential, and
-    the ARO named by its ``aro_id`` (or, when that is empty, its ``name``), none for RA staff."""
+@given(shapes=st.lists(_shapes, min_size=1, max_size=4), entities=st.integers(0, 3), subscriptions=st.integers(0, 2))
+def test_a_credential_its_aro_and_its_party_read_in_one_statement_are_the_three_reads(
+        store: Store, shapes: list[tuple[str, str, bool, bool, str]], entities: int, subscriptions: int) -> None:
+    """``credential_aro_and_party`` is what a request read in three statements: the credential, the
+    ARO named by its ``aro_id`` (or, when that is empty, its ``name``), none for RA staff, and the
+    Party it names, with however many entities and subscriptions, or none."""
     tag = uuid.uuid4().hex[:8]
     reads = credential_reads(store)
     serials = []
+    party_of = {"full": f"P-{tag}", "bare": f"Q-{tag}", "none": None, "missing": f"X-{tag}"}
     with store.transaction() as tx:
         tx.registry.add_party(f"P-{tag}", "Party", "other")
+        tx.registry.add_party(f"Q-{tag}", "Bare Party", "other")
+        for e in range(entities):
+            tx.registry.set_entity(f"P-{tag}", bytes.fromhex("90b3d51f3001") + uuid.uuid4().bytes[:2], [1 + e % 4])
+        for policy in ("organisation", "device")[:subscriptions]:
+            tx.registry.set_subscription(f"P-{tag}", policy, "approved")
         tx.registry.add_aro(f"other-{tag}", f"P-{tag}", "Other", "ra:test")
-        for n, (kind, naming, exists, name_is_other) in enumerate(shapes):
+        for n, (kind, naming, exists, name_is_other, party) in enumerate(shapes):
             aro_id = f"A{n}-{tag}"
             if exists:
                 tx.registry.add_aro(aro_id, f"P-{tag}", f"ARO {n}", "ra:test")
             name = f"other-{tag}" if name_is_other else aro_id
             serial = f"{tag}{n:04x}"
             credential_writes(tx).add_credential(CredentialRecord(
-                serial, kind, name if naming != "aro_id" else f"name-{n}", f"P-{tag}",
+                serial, kind, name if naming != "aro_id" else f"name-{n}", party_of[party],
                 {"aro_id": aro_id, "empty": "", "none": None}[naming], "active", _NOW, _NOW + timedelta(days=1),
                 _NOW, None, b"der"))
             serials.append(serial)
         tx.append_audit([AuditEvent("ra:test", "credential.issued", tag)])
     for serial in [*serials, f"{tag}-unknown"]:
         record = reads.credential(serial)
-        expected = None if record is None or record.kind == "staff" else store.registry.aro(
-            record.aro_id or record.name)
-        assert reads.credential_and_aro(serial) == (record, expected)
+        aro = None if record is None or record.kind == "staff" else store.registry.aro(record.aro_id or record.name)
+        party = None if record is None or record.party_id is None else store.registry.party(record.party_id)
+        assert reads.credential_aro_and_party(serial) == (record, aro, party)

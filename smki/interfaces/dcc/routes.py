@@ -65,7 +65,7 @@ def _transaction_id() -> int:
 def _check_adhoc_role(ctx: ListenerContext, requester: Requester) -> PartyRecord:
     """The requester's Party, if its roles let it use the Ad Hoc service (the record is handed on to
     the request rules, which need it too: one read per request)."""
-    party = ctx.home.store.registry.party(requester.party_id)
+    party = requester.party_read() or ctx.home.store.registry.party(requester.party_id)
     if party is None:
         raise SmkiError("ra.party-not-found", f"no Party {requester.party_id!r}")
     if party.category == "dcc" or ADHOC_ROLES & set(party.registered_user_roles):
