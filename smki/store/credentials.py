@@ -12,13 +12,13 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, bindparam, func, insert, null, select, union_all, update
+from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smki.errors import NotFound, SmkiError
-from smki.store.models import aros, credentials_table, parties, party_entities, subscriptions
+from smki.store.models import aros, credentials_table, parties
 from smki.store.reads import read_connection
-from smki.store.registry import AroRecord, PartyRecord, party_record
+from smki.store.registry import AroRecord, PartyRecord, party_from_rows, whole_party
 from smki.store.store import Store
 from smki.store.transaction import Transaction
 
@@ -38,15 +38,7 @@ _HEAD = credentials_table.outerjoin(aros, _ACTS_AS).outerjoin(parties, parties.c
 #: reads the first two, every certificate request the Party too, and on PostgreSQL each read is a
 #: round trip. The shape of ``registry.party``'s read: one row per entity (or one with none), then
 #: one per subscription, each carrying the credential's, the ARO's and the Party's columns.
-_WITH_ARO_AND_PARTY = union_all(
-    select(*_HEAD_COLUMNS, party_entities.c.entity_id, party_entities.c.roles,
-           null().label("policy"), null().label("standing"))
-    .select_from(_HEAD.outerjoin(party_entities, party_entities.c.party_id == parties.c.party_id))
-    .where(_cr.serial == bindparam("serial")),
-    select(*_HEAD_COLUMNS, null(), null(), subscriptions.c.policy, subscriptions.c.standing)
-    .select_from(_HEAD.join(subscriptions, subscriptions.c.party_id == parties.c.party_id))
-    .where(_cr.serial == bindparam("serial")),
-)
+_WITH_ARO_AND_PARTY = whole_party(_cr.serial == bindparam("serial"), columns=_HEAD_COLUMNS, joined=_HEAD)
 
 
 @dataclass(frozen=True)
@@ -101,10 +93,8 @@ class CredentialReads:
         m = rows[0]._mapping
         aro = None if m[_ARO_PREFIX + "aro_id"] is None else AroRecord(
             **{c.name: m[_ARO_PREFIX + c.name] for c in aros.c})
-        party = None if m[_PARTY_PREFIX + "party_id"] is None else party_record(
-            SimpleNamespace(**{c.name: m[_PARTY_PREFIX + c.name] for c in parties.c}),
-            [(r.entity_id, r.roles) for r in rows if r.entity_id is not None],
-            [(r.policy, r.standing) for r in rows if r.policy is not None])
+        party = None if m[_PARTY_PREFIX + "party_id"] is None else party_from_rows(
+            SimpleNamespace(**{c.name: m[_PARTY_PREFIX + c.name] for c in parties.c}), rows)
         return CredentialContext(_credential(rows[0]), aro, party)
 
     def credentials(self, kind: str | None = None, *, status: str | None = None) -> list[CredentialRecord]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, null, select, union_all, update
+from sqlalchemy import CompoundSelect, Connection, Engine, bindparam, insert, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from smki.errors import NotFound, SmkiError
@@ -36,17 +36,24 @@ from smki.store.reads import read_connection
 #: much as running it on SQLite (measured: ~90 µs a fresh ``select`` against ~43 µs a prebuilt one).
 _PARTY_ENTITIES = select(party_entities).where(party_entities.c.party_id == bindparam("party_id"))
 _PARTY_SUBSCRIPTIONS = select(subscriptions).where(subscriptions.c.party_id == bindparam("party_id"))
-#: A Party with its entities and its subscriptions in one statement (one round trip, not three): a
-#: row per entity (or one with no entity), then a row per subscription, the Party's columns on each.
-_PARTY_WHOLE = union_all(
-    select(parties, party_entities.c.entity_id, party_entities.c.roles,
-           null().label("policy"), null().label("standing"))
-    .select_from(parties.outerjoin(party_entities, party_entities.c.party_id == parties.c.party_id))
-    .where(parties.c.party_id == bindparam("party_id")),
-    select(parties, null(), null(), subscriptions.c.policy, subscriptions.c.standing)
-    .select_from(parties.join(subscriptions, subscriptions.c.party_id == parties.c.party_id))
-    .where(parties.c.party_id == bindparam("party_id")),
-)
+
+
+def whole_party(where: Any, *, columns: Sequence[Any] = (parties,), joined: Any = parties) -> CompoundSelect[Any]:
+    """A Party with its entities and its subscriptions in one statement (one round trip, not three):
+    a row per entity (or one with no entity), then a row per subscription, ``columns`` on each (the
+    Party's, or those of ``joined``, a join that holds ``parties``). ``party_from_rows`` reads it."""
+    return union_all(
+        select(*columns, party_entities.c.entity_id, party_entities.c.roles,
+               null().label("policy"), null().label("standing"))
+        .select_from(joined.outerjoin(party_entities, party_entities.c.party_id == parties.c.party_id))
+        .where(where),
+        select(*columns, null(), null(), subscriptions.c.policy, subscriptions.c.standing)
+        .select_from(joined.join(subscriptions, subscriptions.c.party_id == parties.c.party_id))
+        .where(where),
+    )
+
+
+_PARTY_WHOLE = whole_party(parties.c.party_id == bindparam("party_id"))
 _ARO = select(aros).where(aros.c.aro_id == bindparam("aro_id"))
 _STAFF = select(staff).where(staff.c.staff_id == bindparam("staff_id"))
 
@@ -152,6 +159,13 @@ def party_record(row: Any, entities: list[tuple[Any, str]], subscriptions: list[
     )
 
 
+def party_from_rows(party_row: Any, rows: Sequence[Any]) -> PartyRecord:
+    """The Party a ``whole_party`` statement read: its columns from ``party_row``, its entities and
+    subscriptions from ``rows``."""
+    return party_record(party_row, [(r.entity_id, r.roles) for r in rows if r.entity_id is not None],
+                        [(r.policy, r.standing) for r in rows if r.policy is not None])
+
+
 class RegistryReader:
     """Reads of the register (``store.registry``)."""
 
@@ -161,10 +175,7 @@ class RegistryReader:
     def party(self, party_id: str) -> PartyRecord | None:
         with read_connection(self._engine) as conn:
             rows = conn.execute(_PARTY_WHOLE, {"party_id": party_id}).all()
-        if not rows:
-            return None
-        return party_record(rows[0], [(r.entity_id, r.roles) for r in rows if r.entity_id is not None],
-                             [(r.policy, r.standing) for r in rows if r.policy is not None])
+        return party_from_rows(rows[0], rows) if rows else None
 
     def require_party(self, party_id: str) -> PartyRecord:
         record = self.party(party_id)
