@@ -64,7 +64,6 @@ from smki.store.batches import (
     batch_reads,
     batch_writes,
 )
-from smki.store.records import SingleDeviceReads
 from smki.store.registry import PartyRecord
 
 if TYPE_CHECKING:
@@ -601,11 +600,12 @@ def _request_single_device(home: Home, requester: Requester, csr_data: bytes, *,
     der = decode_csr_text(csr_data)
     device = peek_device_id(der)
     fingerprint = peek_key_fingerprint(der)
-    ahead: SingleDeviceReads | None = None
+    read_ahead: ReadAhead | None = None
     if device is not None:
         if fingerprint is not None:  # the issuance's own reads too, in the same round trip on PostgreSQL
             ahead = home.store.single_device_reads(device, fingerprint)
             count = ahead.device_certificates
+            read_ahead = ReadAhead(ahead.device_ca_der, {fingerprint: ahead.key_certified_as})
         else:
             count = home.store.count_device_certificates(device)
         if count >= DEVICE_LIMIT:
@@ -617,8 +617,7 @@ def _request_single_device(home: Home, requester: Requester, csr_data: bytes, *,
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
     # Appendix M lists no Eligible Subscriber check on the Ad Hoc web service (spec §7.2).
     outcome = request_device(home, requester, der, decision=decision, eligibility=interface != "adhoc", party=party,
-                             read_ahead=None if ahead is None or fingerprint is None else ReadAhead(
-                                 ahead.device_ca_der, {fingerprint: ahead.key_certified_as}))
+                             read_ahead=read_ahead)
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome

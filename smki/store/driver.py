@@ -51,6 +51,21 @@ def read_ahead(fetch: Callable[[_Key], _Page], keys: Sequence[_Key]) -> Iterator
 PLANNED_WITH_ITS_VALUES = "/* smki: planned with its values */"
 
 
+def pipelined_first_rows(raw: Any, pipeline: Any, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+    """PostgreSQL: the first row (or None) of each statement, sent in psycopg's ``pipeline`` of the
+    raw connection ``raw`` after whatever it holds already, then all answered at once (one round
+    trip). Raw cursors: SQLAlchemy reads a pipelined query's missing description as "no rows"."""
+    cursors = [raw.cursor() for _ in statements]
+    try:
+        for cursor, (sql, params) in zip(cursors, statements, strict=True):
+            cursor.execute(sql, params)
+        pipeline.sync()
+        return [cursor.fetchone() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
 def placeholder(conn: Any) -> str:
     """The driver's parameter mark: ``?`` for SQLite, ``%s`` for psycopg."""
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"

@@ -142,7 +142,7 @@ def _json_or_none(text: str | None) -> dict[str, Any] | None:
     return None if text is None else dict(json.loads(text))
 
 
-def party_record(row: Any, entities: list[tuple[Any, str]], subscriptions: list[tuple[str, str]]) -> PartyRecord:
+def _party_record(row: Any, entities: list[tuple[Any, str]], subscriptions: list[tuple[str, str]]) -> PartyRecord:
     """A Party from its ``parties`` row, its entities' ``(entity_id, roles)`` and its subscriptions'
     ``(policy, standing)``."""
     return PartyRecord(
@@ -162,7 +162,7 @@ def party_record(row: Any, entities: list[tuple[Any, str]], subscriptions: list[
 def party_from_rows(party_row: Any, rows: Sequence[Any]) -> PartyRecord:
     """The Party a ``whole_party`` statement read: its columns from ``party_row``, its entities and
     subscriptions from ``rows``."""
-    return party_record(party_row, [(r.entity_id, r.roles) for r in rows if r.entity_id is not None],
+    return _party_record(party_row, [(r.entity_id, r.roles) for r in rows if r.entity_id is not None],
                         [(r.policy, r.standing) for r in rows if r.policy is not None])
 
 
@@ -198,7 +198,7 @@ class RegistryReader:
     def _party(self, conn: Connection, row: Any) -> PartyRecord:
         entity_rows = conn.execute(_PARTY_ENTITIES, {"party_id": row.party_id}).all()
         sub_rows = conn.execute(_PARTY_SUBSCRIPTIONS, {"party_id": row.party_id}).all()
-        return party_record(row, [(e.entity_id, e.roles) for e in entity_rows],
+        return _party_record(row, [(e.entity_id, e.roles) for e in entity_rows],
                              [(s.policy, s.standing) for s in sub_rows])
 
     def staff(self, staff_id: str) -> StaffRecord | None:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from smki.audit import AuditReport, AuditRow, verify_chain
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
-from smki.store.driver import pg_fixed_width_any
+from smki.store.driver import pg_fixed_width_any, pipelined_first_rows
 from smki.store.engine import WRITE_OPTION, create_store_engine
 from smki.store.migrate import SchemaStatus, current_revision, head_revision, is_current, upgrade
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
@@ -457,22 +457,13 @@ def _first_line(exc: Exception) -> str:
 
 
 def _pipelined_rows(conn: Any, statements: Sequence[tuple[str, tuple[object, ...]]]) -> list[Any]:
-    """PostgreSQL: the first row (or None) of each statement, all sent before any answer is awaited
-    (psycopg's pipeline mode: one round trip). Raw cursors: SQLAlchemy reads a pipelined query's
-    missing description as "no rows" (see ``Transaction._read_in_pipeline``)."""
+    """PostgreSQL: the first row (or None) of each statement, in one round trip of a pipeline of
+    their own (``driver.pipelined_first_rows``)."""
     import psycopg
 
     raw = conn.connection.driver_connection
     try:
         with raw.pipeline() as pipeline:
-            cursors = [raw.cursor() for _ in statements]
-            try:
-                for cursor, (sql, params) in zip(cursors, statements, strict=True):
-                    cursor.execute(sql, params)
-                pipeline.sync()
-                return [cursor.fetchone() for cursor in cursors]
-            finally:
-                for cursor in cursors:
-                    cursor.close()
+            return pipelined_first_rows(raw, pipeline, statements)
     except psycopg.Error as exc:
         raise SmkiError("store.unavailable", f"cannot read from the database: {_first_line(exc)}") from exc

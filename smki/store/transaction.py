@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from smki.audit import AuditEvent, canonical_details, row_hash
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError
-from smki.store.driver import pg_fixed_width_any
+from smki.store.driver import pg_fixed_width_any, pipelined_first_rows
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
 from smki.store.records import NewCertificate, RevocationListRecord, normalise_serial
 from smki.store.registry import RegistryWriter
@@ -77,6 +77,20 @@ def _broken_constraint(text: str) -> SmkiError:
     if "ck_certificates" in text:
         return SmkiError("store.bad-value", "a certificate value is outside its allowed set")
     return SmkiError("store.integrity", "the change conflicts with stored data")
+
+
+@contextmanager
+def _constraints_named() -> Iterator[None]:
+    """A constraint broken inside, reported by SQLAlchemy or straight from psycopg (a pipeline's or
+    a ``COPY``'s answers, which SQLAlchemy never sees), raised as its stable code."""
+    import psycopg
+
+    try:
+        yield
+    except IntegrityError as exc:  # inside a pipeline, an earlier statement's error can surface at a later one
+        raise integrity_error(exc) from exc
+    except psycopg.IntegrityError as exc:
+        raise _broken_constraint(str(exc)) from exc
 
 
 class Transaction:
@@ -190,14 +204,10 @@ class Transaction:
             raw.autocommit = True
             self._began_in_pipeline = True
         try:
-            with raw.pipeline() as self._pipeline:
+            with _constraints_named(), raw.pipeline() as self._pipeline:
                 if begin is not None:
                     raw.cursor().execute(begin, prepare=False)
                 yield
-        except IntegrityError as exc:  # a later statement's result brought an earlier one's error
-            raise integrity_error(exc) from exc
-        except psycopg.IntegrityError as exc:  # the answers, read by the driver (the head's read, the end)
-            raise _broken_constraint(str(exc)) from exc
         finally:
             self._pipeline = None
 
@@ -370,20 +380,10 @@ class Transaction:
 
         raw = self._conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
-        try:
-            with raw.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
-                copy.set_types(_COPY_TYPES)
-                for row in rows:
-                    copy.write_row(row)
-        except psycopg.IntegrityError as exc:  # raw driver: SQLAlchemy does not wrap these
-            text = str(exc)
-            if "uq_certificates_serial" in text:
-                raise SmkiError("store.duplicate-serial",
-                                "a certificate with this serial number already exists") from exc
-            if "uq_certificates_device_in_use" in text:
-                raise SmkiError("store.duplicate-in-use",
-                                "the device already has an in-use certificate for this usage") from exc
-            raise SmkiError("store.integrity", "the bulk load conflicts with stored data") from exc
+        with _constraints_named(), raw.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
         self._changes += count
 
     def add_revocation_list(self, record: RevocationListRecord) -> None:
@@ -456,15 +456,10 @@ class Transaction:
 
     def _read_in_pipeline(self, sql: str) -> tuple[Any, ...] | None:
         """One row of ``sql`` inside ``pipelined()``: sent after what is queued, then everything is
-        answered (SQLAlchemy would read a pipelined query's missing description as "no rows")."""
+        answered."""
         assert self._pipeline is not None
-        cursor = self._conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(sql)
-            self._pipeline.sync()
-            return cursor.fetchone()  # type: ignore[no-any-return]
-        finally:
-            cursor.close()
+        (row,) = pipelined_first_rows(self._conn.connection.driver_connection, self._pipeline, [(sql, ())])
+        return row  # type: ignore[no-any-return]
 
     def finish(self) -> None:
         """Called by ``Store.transaction()`` just before commit.
@@ -492,13 +487,9 @@ class Transaction:
         raw = self._conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
         try:
-            with raw.pipeline():
+            with _constraints_named(), raw.pipeline():
                 self._write_audit_and_head(seq, digest)
                 raw.cursor().execute("COMMIT", prepare=False)
-        except IntegrityError as exc:
-            raise integrity_error(exc) from exc
-        except psycopg.IntegrityError as exc:
-            raise _broken_constraint(str(exc)) from exc
         except psycopg.Error as exc:  # raw driver: SQLAlchemy does not wrap what the pipeline's end raises
             raise SmkiError("store.unavailable", f"the database refused the write: {str(exc).strip()[:200]}") from exc
 
