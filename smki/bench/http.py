@@ -35,13 +35,8 @@ from smki.bench._cfssl_peer import PeerRun
 from smki.bench._procstat import Watch
 
 PASSPHRASE = "bench-passphrase-not-secret"
-#: How often, at most, the client asks whether the batch is done (a DCC User's system would poll too).
-POLL_SECONDS = 0.05
-#: The longest the client waits between two questions (see :func:`wait_completed`).
-MAX_POLL_SECONDS = 1.0
-#: Faster than any machine issues (twice the openssl limit of the bench machines): the client's
-#: wait for the CSRs left never outlasts the batch.
-FASTEST_CSRS_PER_SECOND = 40_000
+#: How long one status request may wait for the batch's status to change (``?wait=``: long polling).
+STATUS_WAIT_SECONDS = 10
 P12_PASSWORD = b"bench-p12-password"
 
 
@@ -133,23 +128,22 @@ def _body(count: int, first: int) -> bytes:
 
 
 def wait_completed(client: Any, batch_id: int) -> None:
-    """Poll the batch's status until it is completed, waiting between questions as long as the
-    CSRs still to do would take at ``FASTEST_CSRS_PER_SECOND`` (never less than ``POLL_SECONDS``,
-    never more than ``MAX_POLL_SECONDS``): the batch cannot finish sooner, so completion is still
-    seen within 50 ms, but the client no longer asks 20 times a second while tens of thousands of
-    CSRs are left.
+    """Wait until the batch is completed, by long polling: each status request waits in the server
+    until the status changes (``?wait=``), so completion is seen as it happens, in two or three
+    requests per batch.
 
-    Each answer costs the server a TLS request, the credential check and a read (3-5 ms of CPU on
-    the bench machines); two clients polling every 50 ms took 12-20% of a core from the signing
-    the bench measures (``smki bench http --nightly``: 40 requests a second for a minute). A DCC
-    User's system polls far less often than either.
+    The client used to ask again and again (every 50 ms at first, later as long as the CSRs left
+    would take at 40,000/s): completion was seen up to 50 ms late, and each answer cost the server
+    a TLS request, the credential check and a read (3-5 ms of CPU) taken from the signing the bench
+    measures. A batch refused by the RA never completes: that is an error here.
     """
     while True:
-        state = json.loads(client.get(f"/api/v1/device-batches/{batch_id}").content)
+        state = json.loads(client.get(f"/api/v1/device-batches/{batch_id}",
+                                      params={"wait": STATUS_WAIT_SECONDS}).content)
         if state["status"] == "completed":
             return
-        left = int(state.get("total", 0)) - int(state.get("processed", 0))
-        time.sleep(min(MAX_POLL_SECONDS, max(POLL_SECONDS, left / FASTEST_CSRS_PER_SECOND)))
+        if state["status"] == "rejected":
+            raise RuntimeError(f"batch {batch_id} was rejected")
 
 
 def one_batch(client: Any, size: int, first_device: int, body: bytes | None = None) -> Timing:

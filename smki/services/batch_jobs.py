@@ -39,7 +39,7 @@ from smki.domain import CertificatePolicy, Route
 from smki.errors import NotFound, SmkiError
 from smki.ra import CertificateRequestFacts
 from smki.ra.engine import PolicyRefusal
-from smki.services import key_health
+from smki.services import batch_watch, key_health
 from smki.services.batch_lifecycle import PAUSED, QUEUED, batch_policy
 from smki.services.batch_sources import BatchItem
 from smki.services.capacity import CapacitySettings, capacity_settings, consume, give_back
@@ -137,9 +137,14 @@ def requester_for(job: BatchJobRecord) -> Requester:
 
 
 def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, bytes]], *, interface: str,
-                 client_ref: str, capacity: CapacitySettings) -> BatchJobRecord:
+                 client_ref: str, capacity: CapacitySettings,
+                 head_start: Callable[[Sequence[tuple[int, str, bytes]]], None] | None = None) -> BatchJobRecord:
     """Accept a batch: RA rules, capacity, then the job and its CSRs stored (audited): QUEUED when
     the auto-approval policy admits it, else PENDING until the RA approves it (batch_lifecycle).
+
+    ``head_start`` (a server's ``BatchRunner.head_start``) is handed a QUEUED batch's items, as they
+    are stored, once the RA rules and the capacity limit have admitted it and before it is stored:
+    the runner starts checking them while this stores them.
 
     Raises ``ra.refused`` (PolicyRefusal), ``capacity.batch-csrs`` or ``batch.too-many``/``batch.empty``.
     """
@@ -155,6 +160,8 @@ def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, by
     rows = [(i, item_id, normalise_csr(data)) for i, (item_id, data) in enumerate(items)]  # store.batches.NewItem
     system = requester.system if isinstance(requester, SystemRequester) else None
     status = batch_policy(home.settings).initial_status(len(rows))  # PENDING: awaiting the RA's approval
+    if head_start is not None and status == QUEUED:
+        head_start(rows)
     with home.store.transaction() as tx:
         job_id = batch_writes(tx).add_job(
             ref=ref, party_id=requester.party_id, aro_id=requester.aro_id, system=system,
@@ -253,6 +260,7 @@ class BatchRunner:
         self._last_purge = 0.0
         self._last_probe = 0.0
         self._pool: SigningPool | None = None
+        self._processing = False
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -306,6 +314,28 @@ class BatchRunner:
             self._pool = pool
         return self._pool
 
+    def head_start(self, items: Sequence[tuple[int, str, bytes]]) -> None:
+        """Start checking a just-admitted batch's first chunks in the warm pool, while the request
+        that submitted it stores it (``submit_batch``): from parse to claim, the workers used to
+        wait for the submission's transaction, the wake-up and the claim (a tenth of a 10,000-CSR
+        batch's time). Once claimed, the batch takes those checks as its own
+        (``SigningPool.check_ahead``: they are matched by their items, so a batch another process
+        claims, or one whose submission failed, only costs the checks).
+
+        Only when this runner is idle, its pool warm and the processing window open: a head start
+        never delays a running batch, and never waits for a window. Best effort: any fault here
+        leaves the batch to check its chunks itself."""
+        pool = self._pool
+        if (pool is None or pool.broken or self._processing or self._stop.is_set()
+                or key_health.fault() is not None or not batch_policy(self.home.settings).open_at(self.clock())):
+            return
+        size = self.chunk_size or DEFAULT_CHUNK
+        ahead = min(len(items), pool.in_flight * size)
+        try:
+            pool.check_ahead([list(items[start:start + size]) for start in range(0, ahead, size)])
+        except Exception:  # e.g. the pool was being closed
+            log.debug("no head start for a batch", exc_info=True)
+
     def _close_pool(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -327,7 +357,8 @@ class BatchRunner:
         reads, progress = batch_reads(self.home.store), batch_progress(self.home.store)
         now = self.clock()
         if not batch_policy(self.home.settings).open_at(now):
-            progress.pause_queued(now)
+            if progress.pause_queued(now):
+                batch_watch.changed()
             startable = [PROCESSING]
         else:
             startable = [QUEUED, PAUSED, PROCESSING]
@@ -351,7 +382,13 @@ class BatchRunner:
             job = self.claim_next()
             if job is None:
                 return ran
-            self.process(job)
+            batch_watch.changed()  # PROCESSING: requests waiting on the job's status read it again
+            self._processing = True
+            try:
+                self.process(job)
+            finally:
+                self._processing = False
+                batch_watch.changed()  # COMPLETED, or handed back, or paused
             ran += 1
         return ran
 

@@ -31,6 +31,7 @@ from smki.audit import AuditEvent
 from smki.config import Settings
 from smki.errors import NotFound, SmkiError
 from smki.ra import StaffAction
+from smki.services import batch_watch
 from smki.services.context import Home
 from smki.services.staff import require_action
 from smki.settings_model import default
@@ -89,6 +90,7 @@ def approve_batch(home: Home, job_id: int, *, staff_id: str | None) -> BatchJobR
             raise SmkiError("batch.not-pending", f"batch {job_id} is no longer PENDING")
         tx.append_audit([AuditEvent(staff.staff_id, "batch.approved", job.ref, {"batch_id": job.id,
                                                                                 "party": job.party_id})])
+    batch_watch.changed()
     return _reread(home, job.id)
 
 
@@ -104,6 +106,7 @@ def reject_batch(home: Home, job_id: int, reason: str, *, staff_id: str | None) 
             raise SmkiError("batch.not-pending", f"batch {job_id} is no longer PENDING")
         tx.append_audit([AuditEvent(staff.staff_id, "batch.rejected", job.ref, {
             "batch_id": job.id, "party": job.party_id, "reason": reason.strip()[:500]})])
+    batch_watch.changed()
     return _reread(home, job.id)
 
 

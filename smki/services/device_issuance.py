@@ -18,6 +18,7 @@ import functools
 import multiprocessing
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -467,6 +468,11 @@ class SigningPool:
             initargs=(settings, secret, issuer_der),
         )
         self.broken = False
+        #: Checking passes started ahead of the batch that will ask for them (``check_ahead``): each
+        #: chunk as given, its future, and when it was started. Guarded by ``_ahead_lock``: a request
+        #: thread starts them, the batch runner's thread takes them.
+        self._ahead: deque[tuple[list[_Item], Future[list[Entry]], float]] = deque()
+        self._ahead_lock = threading.Lock()
 
     @staticmethod
     def issuer_der_of(home: Home) -> bytes:
@@ -487,12 +493,42 @@ class SigningPool:
         for future in futures:
             future.result()
 
+    @property
+    def in_flight(self) -> int:
+        """How many chunks a batch keeps in the workers' hands at once (see ``_run_in_pool``)."""
+        return 2 * self.workers + MIN_CHUNKS_PER_COMMIT
+
     def usable_for(self, issuer_der: bytes) -> bool:
         return not self.broken and self.issuer_der == issuer_der
 
     def check(self, chunk: list[_Item]) -> Future[list[Entry]]:
-        """A chunk's checking pass (see ``_check_items``)."""
+        """A chunk's checking pass (see ``_check_items``): the one ``check_ahead`` started, if the
+        oldest it started holds exactly these items, else a new one."""
+        if self._ahead:
+            with self._ahead_lock:
+                while self._ahead:
+                    items, checked, started = self._ahead.popleft()
+                    if items == chunk and time.monotonic() - started < CHECK_AHEAD_SECONDS:
+                        return checked
+                    checked.cancel()  # another batch's, or too old: the head start is dropped whole
         return self._executor.submit(_check_chunk, chunk)
+
+    def check_ahead(self, chunks: Sequence[list[_Item]]) -> None:
+        """Start the checking pass of ``chunks`` now, before the batch that holds them asks for it
+        (the batch runner's head start, while the batch's submission is still being stored): the
+        batch's ``check`` calls then take these futures, in order, instead of starting the passes.
+
+        A check is a pure function of the CSR's bytes and the deployment's accepted hwTypes, so a
+        future taken for a chunk with the same items gives exactly the answer a new pass would.
+        Unused ones are dropped: when a chunk with other items is checked first, or after
+        ``CHECK_AHEAD_SECONDS``. Starting them replaces any earlier head start."""
+        with self._ahead_lock:
+            for _items, stale, _started in self._ahead:
+                stale.cancel()
+            self._ahead.clear()
+            now = time.monotonic()
+            for chunk in chunks:
+                self._ahead.append((chunk, self._executor.submit(_check_chunk, chunk), now))
 
     def sign(self, entries: list[Entry]) -> Future[_ChunkResult]:
         """A screened chunk's signing pass (see ``_sign_items``)."""
@@ -507,6 +543,10 @@ class SigningPool:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+
+#: How long a checking pass started ahead (``SigningPool.check_ahead``) waits to be taken: a
+#: submission is stored and its batch claimed within a fraction of a second when this process runs it.
+CHECK_AHEAD_SECONDS = 30.0
 
 #: The writer commits at least this many chunks together (fewer only at the end of a batch), and
 #: up to ``MAX_CHUNKS_PER_COMMIT`` when more are already finished. Larger transactions write each
@@ -555,8 +595,6 @@ def issue_device_batch(
     and nothing is issued before its chunk commits either way. Outside it, ``batch.started`` is
     committed first, on its own, so a batch that dies in its workers still shows that it started.
     """
-    import time
-
     started = time.perf_counter()
     if home.secret is None:
         from smki.errors import ConfigError
@@ -691,7 +729,7 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], screen: Scree
 
     checking: deque[Future[list[Entry]]] = deque()
     signing: deque[Future[_ChunkResult]] = deque()
-    limit = 2 * pool.workers + MIN_CHUNKS_PER_COMMIT
+    limit = pool.in_flight
     exhausted = False
 
     def top_up() -> None:

@@ -96,30 +96,33 @@ def test_bench_service_phases_runs_a_batch_through_the_service_and_reports_each_
                                              "result_streamed_seconds", "result_streamed_read_ahead_seconds"))
 
 
-def test_the_http_bench_client_polls_less_while_much_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``wait_completed`` waits as long as the CSRs left would take at a rate no machine reaches (so
-    it never sleeps past the batch's end by more than 50 ms), between 50 ms and 1 s, and stops at
-    ``completed``."""
+def test_the_http_bench_client_long_polls_until_completed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``wait_completed`` asks with ``?wait=`` (the server answers when the status changes), never
+    sleeps between questions, stops at ``completed`` and fails on a rejected batch."""
     import json as json_lib
 
     from smki.bench import http as bench_http
 
-    states = [("queued", 0), ("processing", 0), ("processing", 30_000), ("processing", 48_000),
-              ("processing", 49_990), ("completed", 50_000)]
-    asked: list[str] = []
+    def client(states: list[str]) -> tuple[object, list[tuple[str, object]]]:
+        asked: list[tuple[str, object]] = []
 
-    class Client:
-        def get(self, path: str) -> object:
-            asked.append(path)
-            status, processed = states[len(asked) - 1]
-            return type("Answer", (), {"content": json_lib.dumps(
-                {"status": status, "total": 50_000, "processed": processed}).encode()})()
+        class Client:
+            def get(self, path: str, params: object = None) -> object:
+                asked.append((path, params))
+                return type("Answer", (), {"content": json_lib.dumps({"status": states[len(asked) - 1]}).encode()})()
 
-    slept: list[float] = []
-    monkeypatch.setattr(bench_http.time, "sleep", slept.append)
-    bench_http.wait_completed(Client(), 7)
-    assert asked == ["/api/v1/device-batches/7"] * len(states)
-    assert slept == [1.0, 1.0, 0.5, 0.05, 0.05]  # 50,000 left: the 1 s cap; 20,000: 0.5 s; 2,000 and 10: the floor
+        return Client(), asked
+
+    def no_sleep(_seconds: float) -> None:
+        raise AssertionError("the client slept between questions")
+
+    monkeypatch.setattr(bench_http.time, "sleep", no_sleep)
+    done, asked = client(["queued", "processing", "completed"])
+    bench_http.wait_completed(done, 7)
+    assert asked == [("/api/v1/device-batches/7", {"wait": bench_http.STATUS_WAIT_SECONDS})] * 3
+    refused, _ = client(["pending", "rejected"])
+    with pytest.raises(RuntimeError, match="rejected"):
+        bench_http.wait_completed(refused, 8)
 
 
 SQL_FORMS = ["in-use look-up, packed", "in-use look-up, plain", "per-Device count, packed", "per-Device count, plain",

@@ -6,7 +6,7 @@ is built for its listener, and no route handler reads it from anywhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -36,6 +36,12 @@ class ListenerContext:
     def wake_runner(self) -> None:
         if self.runner is not None:
             self.runner.wake()
+
+    def head_start(self, items: Sequence[tuple[int, str, bytes]]) -> None:
+        """An admitted batch's items, as ``submit_batch`` stores them: this process's runner starts
+        checking them meanwhile (``BatchRunner.head_start``)."""
+        if self.runner is not None:
+            self.runner.head_start(items)
 
 
 def ctx_of(request: Request) -> ListenerContext:

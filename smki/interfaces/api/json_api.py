@@ -9,7 +9,10 @@ Handlers are plain functions: FastAPI runs them in its thread pool, off the even
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,12 +20,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError
 from smki.eui64 import eui64_hex, parse_eui64
 from smki.interfaces.api.context import ctx_of, identity_of, requester_of
-from smki.services import batch_jobs
+from smki.services import batch_jobs, batch_watch
 from smki.services.requests import request_organisation
 from smki.store import CertificateQuery, CertificateRecord
 from smki.store.batches import BatchJobRecord
@@ -177,6 +181,43 @@ def batch_out(job: BatchJobRecord) -> BatchOut:
     )
 
 
+#: The longest ``wait`` a batch status request may ask for, in seconds.
+MAX_STATUS_WAIT = 30.0
+#: While a status request waits, the job is read again at least this often: a job that another server
+#: process or node runs changes without word to this one (``smki.services.batch_watch``).
+STATUS_RECHECK_SECONDS = 0.25
+#: Statuses a batch never leaves: a wait ends at once.
+_FINAL_STATUSES = frozenset({"COMPLETED", "REJECTED"})
+
+
+async def _status_after(read: Callable[[], BatchJobRecord], wait: float) -> BatchJobRecord:
+    """``read()``'s job, read again each time this process changes a job's status and every
+    ``STATUS_RECHECK_SECONDS``, until its status differs from the first read's or ``wait`` seconds
+    have passed. The reads run in the thread pool; the wait holds no thread."""
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+    # Subscribed before the first read, so that a change between the read and the wait is not missed.
+    def wake() -> None:
+        loop.call_soon_threadsafe(woken.set)
+
+    unsubscribe = batch_watch.subscribe(wake)
+    try:
+        job = await run_in_threadpool(read)
+        first = job.status
+        deadline = loop.time() + wait
+        while first not in _FINAL_STATUSES and job.status == first:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):  # the recheck: word comes only from this process
+                await asyncio.wait_for(woken.wait(), min(remaining, STATUS_RECHECK_SECONDS))
+            woken.clear()
+            job = await run_in_threadpool(read)
+        return job
+    finally:
+        unsubscribe()
+
+
 def _enum(kind: type[Any], value: str | None, what: str) -> Any:
     if value is None:
         return None
@@ -232,16 +273,23 @@ def create_json_router() -> APIRouter:
         if len({c.id for c in body.csrs}) != len(body.csrs):
             raise SmkiError("api.invalid", "CSR ids must be unique within a batch")
         job = batch_jobs.submit_batch(ctx.home, requester_of(request), [(c.id, c.csr.encode()) for c in body.csrs],
-                                      interface="json", client_ref=body.reference, capacity=ctx.capacity)
+                                      interface="json", client_ref=body.reference, capacity=ctx.capacity,
+                                      head_start=ctx.head_start)
         ctx.wake_runner()
         response.headers["Location"] = f"{PREFIX}/device-batches/{job.id}"
         return batch_out(job)
 
     @router.get("/device-batches/{batch_id}", response_model=BatchOut, tags=["batches"])
-    def batch_status(batch_id: DbId, request: Request) -> BatchOut:
-        """A batch's status and progress (your Party's batches only)."""
+    async def batch_status(batch_id: DbId, request: Request, wait: Annotated[float, Query(
+        ge=0, le=MAX_STATUS_WAIT, description="Seconds to wait for the status to change before answering "
+        "(long polling); 0 answers at once")] = 0) -> BatchOut:
+        """A batch's status and progress (your Party's batches only). With ``wait``, the answer comes
+        as soon as the status changes (queued → processing → completed), or after ``wait`` seconds
+        with the status unchanged: a client waiting for its batch asks once rather than over and over."""
         ctx = ctx_of(request)
-        return batch_out(batch_jobs.job_for_party(ctx.home, batch_id, requester_of(request).party_id))
+        party_id = requester_of(request).party_id
+        job = await _status_after(lambda: batch_jobs.job_for_party(ctx.home, batch_id, party_id), wait)
+        return batch_out(job)
 
     @router.get("/device-batches/{batch_id}/results", response_model=BatchResultsPage, tags=["batches"])
     def batch_results(request: Request, batch_id: DbId, after: Annotated[int, Query(ge=-1, le=INT64_MAX)] = -1,

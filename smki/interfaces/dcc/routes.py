@@ -112,7 +112,8 @@ def _submit(ctx: ListenerContext, requester: Requester, body: bytes) -> dx.Submi
         return dx.SubmitCSRBatchStatus(dx.SubmitStatus.FORMAT_ERROR, error=dx.DccError(exc.code, exc.message))
     try:
         job = batch_jobs.submit_batch(ctx.home, requester, [(c.id, c.csr_der) for c in batch.csrs],
-                                      interface="xml", client_ref=batch.id, capacity=ctx.capacity)
+                                      interface="xml", client_ref=batch.id, capacity=ctx.capacity,
+                                      head_start=ctx.head_start)
     except PolicyRefusal as exc:
         count_refusal(exc, len(batch.csrs))
         listed = "refused by RA rule(s): " + ", ".join(exc.decision.failed_ids)
