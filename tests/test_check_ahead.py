@@ -79,13 +79,18 @@ def test_a_chunk_with_other_items_drops_the_head_start(pool: SigningPool, monkey
     assert len(started) == 8
 
 
-def test_an_old_head_start_is_not_taken(pool: SigningPool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_old_head_start_is_not_taken_and_is_dropped(pool: SigningPool, monkeypatch: pytest.MonkeyPatch) -> None:
     first = _chunk(0, 2)
     started = _counting(pool, monkeypatch)
     pool.check_ahead([first])
+    pool.drop_old_checks()  # still fresh: kept
+    assert len(pool._ahead) == 1
     monkeypatch.setattr(device_issuance, "CHECK_AHEAD_SECONDS", 0.0)
     pool.check(first).result()
     assert len(started) == 2
+    pool.check_ahead([first])
+    pool.drop_old_checks()
+    assert not pool._ahead
 
 
 ITEMS = [*_chunk(0, 6), (6, "junk", b"not a CSR"), (7, "empty", b""), (8, "same-device", _chunk(0, 1)[0][2])]

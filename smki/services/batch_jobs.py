@@ -290,6 +290,8 @@ class BatchRunner:
             try:
                 self._probe_key()
                 self.run_once()
+                if self._pool is not None:
+                    self._pool.drop_old_checks()  # a head start no batch of this process took
             except Exception:  # keep the runner alive; the job stays claimable and is retried
                 log.exception("batch runner iteration failed")
             self._wake.wait(self.poll)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-_lock = threading.Lock()
+#: Re-entrant: the server's SIGTERM handler calls :func:`changed` in the main thread, which may be
+#: inside :func:`subscribe` (the event loop's thread) when the signal comes.
+_lock = threading.RLock()
 _waiters: set[Callable[[], None]] = set()
 
 

@@ -513,6 +513,16 @@ class SigningPool:
                     checked.cancel()  # another batch's, or too old: the head start is dropped whole
         return self._executor.submit(_check_chunk, chunk)
 
+    def drop_old_checks(self) -> None:
+        """Drop checks started ahead that no batch took within ``CHECK_AHEAD_SECONDS`` (the batch
+        runner calls this between batches: an idle server holds no stale answers)."""
+        if self._ahead:
+            with self._ahead_lock:
+                if self._ahead and time.monotonic() - self._ahead[0][2] >= CHECK_AHEAD_SECONDS:
+                    for _items, stale, _started in self._ahead:
+                        stale.cancel()
+                    self._ahead.clear()
+
     def check_ahead(self, chunks: Sequence[list[_Item]]) -> None:
         """Start the checking pass of ``chunks`` now, before the batch that holds them asks for it
         (the batch runner's head start, while the batch's submission is still being stored): the

@@ -124,3 +124,26 @@ def test_a_wait_out_of_range_or_for_another_partys_batch_is_refused_at_once(quie
     answer = quiet.client(other_aro).get(f"/api/v1/device-batches/{batch_id}", params={"wait": 20})
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "batch.not-found"
     assert time.monotonic() - started < 5
+
+
+def test_stopping_the_server_ends_a_wait_at_once(home: Home, aro: ClientFiles) -> None:
+    """A status request waiting for a batch does not hold up the server's shutdown: it is answered
+    with the status as it is."""
+    settings = home.settings.configured({"batches": {"auto-approve-max": 2}})
+    server = start_listeners(replace(home, settings=settings), runner=False)
+    batch_id = _submit(server, aro, 3, 0x00DB0E0000000600)
+    answers: list[tuple[str, float]] = []
+    waiter = threading.Thread(target=lambda: answers.append(_status(server, aro, batch_id, 25)), daemon=True)
+    waiter.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    server.listeners.stop()
+    waiter.join(15)
+    answered = time.monotonic() - started
+    for client in server.clients:  # the client goes: its kept-alive connection no longer holds the server
+        client.close()
+    server.thread.join(15)
+    stopped = time.monotonic() - started
+    server.stop()
+    assert answers and answers[0][0] == "pending" and answered < 3 and stopped < 5, (answers, answered, stopped)
+    assert batch_watch.waiting() == 0

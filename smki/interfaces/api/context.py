@@ -28,6 +28,9 @@ class ListenerContext:
     api: ApiSettings
     capacity: CapacitySettings
     runner: BatchRunner | None = None
+    #: Set when the server stops: requests that wait (a batch's status, ``?wait=``) answer at once
+    #: rather than hold up the shutdown.
+    stopping: bool = False
 
     @property
     def home(self) -> Home:

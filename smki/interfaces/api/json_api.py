@@ -190,10 +190,12 @@ STATUS_RECHECK_SECONDS = 0.25
 _FINAL_STATUSES = frozenset({"COMPLETED", "REJECTED"})
 
 
-async def _status_after(read: Callable[[], BatchJobRecord], wait: float) -> BatchJobRecord:
+async def _status_after(read: Callable[[], BatchJobRecord], wait: float,
+                        stopping: Callable[[], bool]) -> BatchJobRecord:
     """``read()``'s job, read again each time this process changes a job's status and every
-    ``STATUS_RECHECK_SECONDS``, until its status differs from the first read's or ``wait`` seconds
-    have passed. The reads run in the thread pool; the wait holds no thread."""
+    ``STATUS_RECHECK_SECONDS``, until its status differs from the first read's, ``wait`` seconds
+    have passed or the server is ``stopping``. The reads run in the thread pool; the wait holds no
+    thread."""
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
     # Subscribed before the first read, so that a change between the read and the wait is not missed.
@@ -205,7 +207,7 @@ async def _status_after(read: Callable[[], BatchJobRecord], wait: float) -> Batc
         job = await run_in_threadpool(read)
         first = job.status
         deadline = loop.time() + wait
-        while first not in _FINAL_STATUSES and job.status == first:
+        while first not in _FINAL_STATUSES and job.status == first and not stopping():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -288,7 +290,8 @@ def create_json_router() -> APIRouter:
         with the status unchanged: a client waiting for its batch asks once rather than over and over."""
         ctx = ctx_of(request)
         party_id = requester_of(request).party_id
-        job = await _status_after(lambda: batch_jobs.job_for_party(ctx.home, batch_id, party_id), wait)
+        job = await _status_after(lambda: batch_jobs.job_for_party(ctx.home, batch_id, party_id), wait,
+                                  lambda: ctx.stopping)
         return batch_out(job)
 
     @router.get("/device-batches/{batch_id}/results", response_model=BatchResultsPage, tags=["batches"])

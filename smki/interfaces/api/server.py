@@ -39,6 +39,7 @@ from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.settings import ApiSettings, Listen
 from smki.interfaces.api.supervisor import Supervisor
 from smki.interfaces.api.tls import PeerCertH11Protocol, server_ssl_context
+from smki.services import batch_watch
 from smki.services.batch_jobs import BatchRunner
 from smki.services.capacity import capacity_settings
 from smki.services.context import Home, open_home
@@ -87,6 +88,7 @@ class Listeners:
     sockets: dict[Route, socket.socket]
     runner: BatchRunner | None = None
     servers: dict[Route, _Server] = field(default_factory=dict)
+    contexts: list[ListenerContext] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         capacity = capacity_settings(self.home)
@@ -94,6 +96,7 @@ class Listeners:
         context = server_ssl_context(self.files)
         for route in self.sockets:
             ctx = ListenerContext(lambda: home, route, self.api, capacity, self.runner)
+            self.contexts.append(ctx)
             config = uvicorn.Config(
                 create_app(ctx), http=PeerCertH11Protocol, lifespan="off", log_level="warning",
                 ssl_context_factory=lambda _config, _default: context, timeout_keep_alive=30,
@@ -111,6 +114,9 @@ class Listeners:
     def stop(self) -> None:
         for server in self.servers.values():
             server.should_exit = True
+        for ctx in self.contexts:
+            ctx.stopping = True
+        batch_watch.changed()  # waiting status requests look at ``stopping`` and answer
 
     def url(self, route: Route) -> str:
         host, port = self.sockets[route].getsockname()[:2]
