@@ -6,7 +6,9 @@ One ``SubmitCSRBatch`` of ``--csrs`` Device CSRs goes through the server's own c
 process, in the order a server runs it: the XML parse (``parse_submit_csr_batch``), the
 submission (``submit_batch``: RA rules, the job and its items stored), the batch runner's run of
 the job through its warm signing pool (two workers by default), then the ``CSRBatchResult``
-rows read back and rendered. For each phase it prints this process's CPU per CSR (every thread),
+rows read back and rendered. The phases run one after another — without the server's head start
+(``BatchRunner.head_start``: the workers check a batch's first chunks while it is stored) — so that
+each phase's CPU is its own. For each phase it prints this process's CPU per CSR (every thread),
 and for the run the wall time, the workers' CPU per certificate, the database's (PostgreSQL
 backends) and the share of the openssl limit measured just before — the same limit as
 ``smki bench issue`` and ``smki bench http``. The difference from ``smki bench http``'s figures is
