@@ -502,15 +502,16 @@ class SigningPool:
         return not self.broken and self.issuer_der == issuer_der
 
     def check(self, chunk: list[_Item]) -> Future[list[Entry]]:
-        """A chunk's checking pass (see ``_check_items``): the one ``check_ahead`` started, if the
-        oldest it started holds exactly these items, else a new one."""
+        """A chunk's checking pass (see ``_check_items``): one that ``check_ahead`` started for
+        exactly these items, else a new one. Passes started ahead are taken in order: those before
+        the one taken, or all of them when none holds these items, are dropped."""
         if self._ahead:
             with self._ahead_lock:
                 while self._ahead:
                     items, checked, started = self._ahead.popleft()
                     if items == chunk and time.monotonic() - started < CHECK_AHEAD_SECONDS:
                         return checked
-                    checked.cancel()  # another batch's, or too old: the head start is dropped whole
+                    checked.cancel()  # another batch's, or too old
         return self._executor.submit(_check_chunk, chunk)
 
     def drop_old_checks(self) -> None:

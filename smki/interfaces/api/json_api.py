@@ -4,7 +4,9 @@ Organisation and Device CSRs (one, or a batch run as a job with progress and res
 search and download, CRL/ARL download. Every request is authenticated by the listener (mutual TLS)
 and every certificate request goes through the RA's subscriber path with the listener's route, so
 a Device CSR on SPOTI is refused 403 by ``channel.device-via-gateway`` like everywhere else.
-Handlers are plain functions: FastAPI runs them in its thread pool, off the event loop.
+Handlers are plain functions: FastAPI runs them in its thread pool, off the event loop. One is a
+coroutine: a batch's status with ``?wait=`` (long polling) waits on the event loop, holding no
+thread, and reads the store in the thread pool.
 """
 
 from __future__ import annotations
@@ -198,10 +200,11 @@ async def _status_after(read: Callable[[], BatchJobRecord], wait: float,
     thread."""
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
-    # Subscribed before the first read, so that a change between the read and the wait is not missed.
-    def wake() -> None:
+
+    def wake() -> None:  # called from the thread that changed a status
         loop.call_soon_threadsafe(woken.set)
 
+    # Subscribed before the first read, so that a change between the read and the wait is not missed.
     unsubscribe = batch_watch.subscribe(wake)
     try:
         job = await run_in_threadpool(read)
