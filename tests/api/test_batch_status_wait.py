@@ -147,3 +147,11 @@ def test_stopping_the_server_ends_a_wait_at_once(home: Home, aro: ClientFiles) -
     server.stop()
     assert answers and answers[0][0] == "pending" and answered < 3 and stopped < 5, (answers, answered, stopped)
     assert batch_watch.waiting() == 0
+
+
+def test_beyond_the_waiters_a_process_allows_a_request_is_answered_at_once(quiet: LiveListeners, aro: ClientFiles,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    pending = _submit(quiet, aro, 3, 0x00DB0E0000000700)
+    monkeypatch.setattr(json_api, "MAX_STATUS_WAITERS", 0)
+    status, waited = _status(quiet, aro, pending, 20)
+    assert status == "pending" and waited < 3

@@ -188,6 +188,9 @@ MAX_STATUS_WAIT = 30.0
 #: While a status request waits, the job is read again at least this often: a job that another server
 #: process or node runs changes without word to this one (``smki.services.batch_watch``).
 STATUS_RECHECK_SECONDS = 0.25
+#: At most this many status requests wait at once in one server process; beyond that a request is
+#: answered at once, as without ``wait`` (each waiting request reads its job every recheck).
+MAX_STATUS_WAITERS = 64
 #: Statuses a batch never leaves: a wait ends at once.
 _FINAL_STATUSES = frozenset({"COMPLETED", "REJECTED"})
 
@@ -197,7 +200,9 @@ async def _status_after(read: Callable[[], BatchJobRecord], wait: float,
     """``read()``'s job, read again each time this process changes a job's status and every
     ``STATUS_RECHECK_SECONDS``, until its status differs from the first read's, ``wait`` seconds
     have passed or the server is ``stopping``. The reads run in the thread pool; the wait holds no
-    thread."""
+    thread. No wait, or ``MAX_STATUS_WAITERS`` waiting already: one read, answered at once."""
+    if wait <= 0 or batch_watch.waiting() >= MAX_STATUS_WAITERS:
+        return await run_in_threadpool(read)
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
 
