@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -19,6 +20,9 @@ from sqlalchemy.engine import make_url
 
 from smki.services.context import Home
 from smki.store import Store
+
+if TYPE_CHECKING:
+    from smki.services.device_issuance import SigningPool
 
 ADMIN_URL = os.environ.get("SMKI_TEST_DATABASE_URL", "")
 
@@ -91,3 +95,20 @@ def ca_home(tmp_path: Path, database_url: str, secret: bytes, *, actor: str = "t
         yield opened
     finally:
         opened.close()
+
+
+def checks_started(pool: SigningPool, monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
+    """Every checking pass ``pool``'s processes are asked for from now on, as the chunk it was given
+    (by ``check`` or ``check_ahead``; a check taken from those started ahead starts none)."""
+    from smki.services import device_issuance
+
+    started: list[list[Any]] = []
+    submit = pool._executor.submit
+
+    def counted(fn: Any, *args: Any) -> Any:
+        if fn is device_issuance._check_chunk:
+            started.append(args[0])
+        return submit(fn, *args)
+
+    monkeypatch.setattr(pool._executor, "submit", counted)
+    return started

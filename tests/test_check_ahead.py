@@ -16,7 +16,7 @@ from smki.ca.devcsr import device_csr_stream
 from smki.services import device_issuance
 from smki.services.context import Home
 from smki.services.device_issuance import SigningPool
-from tests.conftest import ca_home
+from tests.conftest import ca_home, checks_started
 
 SECRET = b"check-ahead-test-passphrase"
 
@@ -39,23 +39,10 @@ def _chunk(first: int, count: int, tag: str = "c") -> list[Any]:
             for n, (_d, _u, der) in enumerate(device_csr_stream(count, first_device=0x00DB770000000000 + first))]
 
 
-def _counting(pool: SigningPool, monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every checking pass the pool's processes are actually asked for."""
-    started: list[object] = []
-    submit = pool._executor.submit
-
-    def counted(fn: Any, *args: Any) -> Any:
-        started.append(args[0])
-        return submit(fn, *args)
-
-    monkeypatch.setattr(pool._executor, "submit", counted)
-    return started
-
-
 def test_chunks_checked_ahead_are_taken_in_order_by_the_same_items(pool: SigningPool,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     first, second = _chunk(0, 3), _chunk(3, 3)
-    started = _counting(pool, monkeypatch)
+    started = checks_started(pool, monkeypatch)
     pool.check_ahead([first, second])
     assert len(started) == 2
     assert [entry[:2] for entry in pool.check(list(first)).result()] == [(0, "c0"), (1, "c1"), (2, "c2")]
@@ -67,7 +54,7 @@ def test_chunks_checked_ahead_are_taken_in_order_by_the_same_items(pool: Signing
 
 def test_a_chunk_with_other_items_drops_the_head_start(pool: SigningPool, monkeypatch: pytest.MonkeyPatch) -> None:
     first, second, other = _chunk(0, 3), _chunk(3, 3), _chunk(10, 3)
-    started = _counting(pool, monkeypatch)
+    started = checks_started(pool, monkeypatch)
     pool.check_ahead([first, second])
     pool.check(other).result()  # another batch ran first
     pool.check(first).result()
@@ -81,7 +68,7 @@ def test_a_chunk_with_other_items_drops_the_head_start(pool: SigningPool, monkey
 
 def test_an_old_head_start_is_not_taken_and_is_dropped(pool: SigningPool, monkeypatch: pytest.MonkeyPatch) -> None:
     first = _chunk(0, 2)
-    started = _counting(pool, monkeypatch)
+    started = checks_started(pool, monkeypatch)
     pool.check_ahead([first])
     pool.drop_old_checks()  # still fresh: kept
     assert len(pool._ahead) == 1

@@ -19,6 +19,7 @@ from smki.services.context import Home
 from smki.services.requests import Requester
 from smki.store.batches import batch_reads
 from tests.api.conftest import ARO, PARTY
+from tests.conftest import checks_started
 
 ME = Requester(PARTY, ARO, Route.GATEWAY)
 CHUNK = 4
@@ -34,20 +35,15 @@ def runner(home: Home) -> Iterator[BatchRunner]:
         warm.stop()
 
 
-def _checks_started(runner: BatchRunner, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every checking pass the runner's pool is asked to start."""
+def _checks_started(runner: BatchRunner, monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
+    """Every checking pass the runner's pool is asked to start, as its chunk."""
     pool = runner.signing_pool()
     assert pool is not None
-    started: list[int] = []
-    submit = pool._executor.submit
+    return checks_started(pool, monkeypatch)
 
-    def counted(fn: Any, *args: Any) -> Any:
-        if fn.__name__ == "_check_chunk":
-            started.append(len(args[0]))
-        return submit(fn, *args)
 
-    monkeypatch.setattr(pool._executor, "submit", counted)
-    return started
+def _sizes(chunks: list[list[Any]]) -> list[int]:
+    return [len(chunk) for chunk in chunks]
 
 
 def _submit(home: Home, runner: BatchRunner, count: int, first: int, *, head_start: bool = True) -> int:
@@ -60,9 +56,9 @@ def test_the_runner_takes_the_checks_started_while_the_batch_was_stored(home: Ho
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     started = _checks_started(runner, monkeypatch)
     job_id = _submit(home, runner, 4 * CHUNK + 1, 0x00DB0D0000000000)
-    assert started == [CHUNK] * 4 + [1]  # every chunk (the pool keeps 2 x 1 + 4 = 6 in flight), while stored
+    assert _sizes(started) == [CHUNK] * 4 + [1]  # every chunk (the pool keeps 2 x 1 + 4 = 6 in flight), while stored
     assert runner.run_once() == 1
-    assert started == [CHUNK] * 4 + [1]  # the batch started no check of its own
+    assert _sizes(started) == [CHUNK] * 4 + [1]  # the batch started no check of its own
     job = batch_reads(home.store).job(job_id)
     assert job is not None and (job.status, job.issued, job.rejected) == ("COMPLETED", 4 * CHUNK + 1, 0)
 
@@ -71,9 +67,9 @@ def test_only_the_first_chunks_in_flight_are_checked_ahead(home: Home, runner: B
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     started = _checks_started(runner, monkeypatch)
     job_id = _submit(home, runner, 8 * CHUNK, 0x00DB0D0000000100)
-    assert started == [CHUNK] * 6  # the pool's in-flight window
+    assert _sizes(started) == [CHUNK] * 6  # the pool's in-flight window
     assert runner.run_once() == 1
-    assert started == [CHUNK] * 8
+    assert _sizes(started) == [CHUNK] * 8
     assert batch_reads(home.store).job(job_id).issued == 8 * CHUNK  # type: ignore[union-attr]
 
 
