@@ -27,8 +27,48 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+#: Whether the kernel lists each thread's children (``/proc/PID/task/TID/children``, Linux 3.5+
+#: with CONFIG_PROC_CHILDREN): then a process's family is found from its own entries.
+_LISTS_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
 def descendants(root: int) -> set[int]:
-    """Every live descendant of ``root`` (pool workers are a fork server's children, not ours)."""
+    """Every live descendant of ``root`` (pool workers are a fork server's children, not ours).
+
+    Benchmarks call this every 50-100 ms while they measure, from a thread of the machine they
+    measure. Read from the family's own ``children`` lists it costs a few file reads; the fallback
+    reads the ``stat`` of every process on the machine, ~1.8 ms of CPU with 100 processes — at
+    20 samples a second, 4% of a core taken from the run.
+    """
+    if not _LISTS_CHILDREN:
+        return _descendants_by_scan(root)
+    family: set[int] = set()
+    frontier = {root}
+    while frontier:
+        found: set[int] = set()
+        for pid in frontier:
+            found |= _children(pid)
+        frontier = found - family
+        family |= frontier
+    return family
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # gone
+        return set()
+    children: set[int] = set()
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as handle:
+                children.update(int(child) for child in handle.read().split())
+        except (OSError, ValueError):  # the thread or process ended meanwhile
+            continue
+    return children
+
+
+def _descendants_by_scan(root: int) -> set[int]:
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -44,16 +84,25 @@ def descendants(root: int) -> set[int]:
     return family
 
 
-def rss_mib(pid: int) -> float:
-    """Current resident memory (VmRSS) in MiB; 0 if the process is gone."""
+def _status_mib(pid: int, field: str) -> float:
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
-    except OSError:
+    except (OSError, IndexError, ValueError):
         pass
     return 0.0
+
+
+def rss_mib(pid: int) -> float:
+    """Current resident memory (VmRSS) in MiB; 0 if the process is gone."""
+    return _status_mib(pid, "VmRSS:")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The most resident memory the process has had (VmHWM, the kernel's own peak), in MiB; 0 if gone."""
+    return _status_mib(pid, "VmHWM:")
 
 
 @dataclass

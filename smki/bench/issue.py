@@ -53,6 +53,7 @@ def _child(source: Path, home: Path, database_url: str, count: int, workers: int
     """Runs in the child process: set up a home, issue the batch, print a JSON line of figures."""
     import threading
 
+    from smki.bench._procstat import descendants, peak_rss_mib
     from smki.config import Settings
     from smki.services.batch_sources import read_batch_source
     from smki.services.ca_admin import initialise_ca
@@ -64,8 +65,8 @@ def _child(source: Path, home: Path, database_url: str, count: int, workers: int
 
     def sample() -> None:  # pool workers are the forkserver's children, so RUSAGE_CHILDREN misses them
         while not stop.wait(0.1):
-            for pid, peak in _descendant_peaks(os.getpid()).items():
-                peaks[pid] = max(peaks.get(pid, 0.0), peak)
+            for pid in descendants(os.getpid()):
+                peaks[pid] = max(peaks.get(pid, 0.0), peak_rss_mib(pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -86,36 +87,6 @@ def _child(source: Path, home: Path, database_url: str, count: int, workers: int
     child_peak = max(peaks.values(), default=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     print(json.dumps(asdict(IssueRun(count, summary.issued, seconds, summary.issued / seconds,
                                      self_peak, child_peak))))
-
-
-def _descendant_peaks(root: int) -> dict[int, float]:
-    """Peak resident memory (MiB, VmHWM) of every live descendant of ``root``, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    family = {root}
-    changed = True
-    while changed:
-        changed = False
-        for pid, ppid in parents.items():
-            if ppid in family and pid not in family:
-                family.add(pid)
-                changed = True
-    peaks = {}
-    for pid in family - {root}:
-        try:
-            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
-                for line in handle:
-                    if line.startswith("VmHWM:"):
-                        peaks[pid] = int(line.split()[1]) / 1024
-        except OSError:
-            continue
-    return peaks
 
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
