@@ -166,3 +166,13 @@ def test_a_bench_never_drops_the_server_s_own_databases(name: str) -> None:
     with pytest.raises(SmkiError) as refused:
         fresh_database(f"postgresql+psycopg://postgres@127.0.0.1:1/{name}")  # refused before connecting
     assert refused.value.code == "bench.database-not-scratch"
+
+
+def test_batch_cpu_ceiling_is_cores_over_cpu_per_certificate() -> None:
+    """2 cores at 100 µs of CPU per certificate: at most 20,000 certs/s, 80% of a 25,000/s limit;
+    60% of that limit is 15,000/s, which 2 cores reach at 133 µs per certificate."""
+    from smki.bench.batch_cpu import ceiling
+
+    line = ceiling(2, 100e-6, 25_000.0)
+    assert "20,000 certs/s, 80% of the openssl limit (25,000 certs/s on 2 cores)" in line
+    assert "60% would allow 133 µs per certificate (now 100)" in line
