@@ -113,8 +113,10 @@ certificates = Table(
     _partial_index("ix_certificates_ca", "kind", "id", where=_IS_CA),
     _partial_index("uq_certificates_device_in_use", "device_id", "usage", unique=True,
                    where=text("status = 'I' AND device_id IS NOT NULL")),
-    CheckConstraint("status IN ('P', 'I', 'N', 'E', 'R')", name="status"),
-    CheckConstraint("usage IS NULL OR usage IN ('DS', 'KA')", name="usage"),
+    # ORs, not IN lists: SQLite built a temporary table from an IN list for every row inserted
+    # (migration 0011; PostgreSQL databases keep the IN form of 0001, which allows the same values).
+    CheckConstraint("status = 'P' OR status = 'I' OR status = 'N' OR status = 'E' OR status = 'R'", name="status"),
+    CheckConstraint("usage IS NULL OR usage = 'DS' OR usage = 'KA'", name="usage"),
 )
 
 
