@@ -112,7 +112,7 @@ def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> 
         seen: set[str] = set()
         for info in infos:
             name = info.filename
-            if "/" in name or "\\" in name or not _NAME.match(name):
+            if "/" in name or "\\" in name or not _NAME.fullmatch(name):
                 raise PortalZipError(
                     "portal.zip-bad-entry",
                     f"{name[:80]!r} is not a .csr file at the ZIP's root (up to 100 letters, digits, . _ - and spaces)",

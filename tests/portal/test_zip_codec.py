@@ -54,6 +54,15 @@ def test_bad_zips_are_refused_whole(entries: list[tuple[str, bytes]], code: str)
     assert info.value.code == code
 
 
+@pytest.mark.parametrize("name", ["a.csr\n", "a.csr\r\n"])
+def test_a_name_ending_in_a_line_break_is_refused(name: str) -> None:
+    """``$`` also matches before a final newline: "a.csr\\n" passed the name check, became an item
+    id beside "a.csr" (no duplicate), and a certificate file "a.csr\\n.crt" in the response."""
+    with pytest.raises(PortalZipError) as refused:
+        read_portal_zip(_zip([(name, b"x"), ("a.csr", b"y")]))
+    assert refused.value.code == "portal.zip-bad-entry"
+
+
 def test_not_a_zip() -> None:
     with pytest.raises(PortalZipError) as info:
         read_portal_zip(b"PK\x03\x04 not really")
