@@ -265,6 +265,31 @@ def test_zip_batch_over_http(home: Home, clients: Clients) -> None:
     assert "nightly" not in gw.get("/portal/aro/batches", headers={"x-test-identity": f"aro:NETOP2:{ARO}"}).text
 
 
+@pytest.mark.parametrize("reference", ["Zürich ☃", 'q"uote;x=1', "line\r\nX-Injected: yes"])
+def test_a_json_batch_response_downloads_whatever_its_reference(home: Home, clients: Clients,
+                                                                reference: str) -> None:
+    """A JSON batch's reference is any text its system sent; as the download's file name it made a
+    500 (not Latin-1), a broken header (a quote) or a dropped connection (a line break)."""
+    from smki.domain import Route
+    from smki.services.batch_jobs import BatchRunner, submit_batch
+    from smki.services.capacity import capacity_settings
+    from smki.services.requests import Requester
+
+    app_id = register(home)
+    assert app_id is not None
+    approve_device(home, app_id)
+    der = make_device_csr((0x00DB000000000300).to_bytes(8, "big"), Usage.DS)
+    job = submit_batch(home, Requester(PARTY, ARO, Route.GATEWAY), [("1", der)], interface="json",
+                       client_ref=reference, capacity=capacity_settings(home))
+    BatchRunner(home, workers=0, poll=0.01).run_once()
+    reply = clients.gateway.get(f"/portal/aro/batches/{job.id}/response.zip", headers=ARO_H)
+    assert reply.status_code == 200
+    disposition = reply.headers["content-disposition"]
+    name = re.fullmatch(r'attachment; filename="([A-Za-z0-9._-]+)"', disposition)
+    assert name is not None and name.group(1).endswith("-result.zip")
+    assert zipfile.ZipFile(BytesIO(reply.content)).namelist()
+
+
 def test_a_bad_zip_is_refused_whole(home: Home, clients: Clients) -> None:
     app_id = register(home)
     assert app_id is not None

@@ -357,7 +357,8 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
             path = response_zip(ctx.home(), batch, _classify, ctx.portal_dir() / "batches")
         except SmkiError as exc:
             return ctx.error_page(request, exc)
-        return download(path.read_bytes(), f"{batch.name}-result.zip", "application/zip")
+        # batch.name is a JSON/XML batch's own reference as its system sent it (any text): made safe
+        return download(path.read_bytes(), f"{request_name(batch.name)}-result.zip", "application/zip")
 
 
 def _classify(outcome: DeviceOutcome) -> tuple[str, str]:
