@@ -24,6 +24,7 @@ from smki.eui64 import parse_eui64
 from smki.interfaces.api.errors import count_refusal
 from smki.interfaces.portal.dcc_status import classify_batch_outcome
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
+from smki.interfaces.portal.limits import MAX_CSR_UPLOAD, MAX_EVIDENCE_UPLOAD
 from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download
 from smki.services import applications as apps
 from smki.services import requests as rq
@@ -44,8 +45,6 @@ from smki.services.portal_batches import (
 from smki.services.ra_state import load_application
 from smki.store import CertificateQuery, CertificateRecord, normalise_serial
 
-MAX_CSR_UPLOAD = 64 * 1024
-MAX_EVIDENCE_UPLOAD = 10 * 1024 * 1024
 _SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
