@@ -290,6 +290,41 @@ def test_a_json_batch_response_downloads_whatever_its_reference(home: Home, clie
     assert zipfile.ZipFile(BytesIO(reply.content)).namelist()
 
 
+def test_a_zip_upload_is_unpacked_and_stored_off_the_event_loop(home: Home, clients: Clients,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unpacking and storing 50,000 CSRs takes seconds; on the event loop (the handler is async) it
+    held up every other request of the process, both listeners and every Party, for as long."""
+    import asyncio
+
+    import smki.interfaces.portal.aro_pages as pages
+
+    app_id = register(home)
+    assert app_id is not None
+    approve_device(home, app_id)
+    on_loop: list[str] = []
+
+    def watched(name: str, real: object) -> object:
+        def run(*args: object, **kwargs: object) -> object:
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(name)
+            except RuntimeError:
+                pass  # a worker thread: no event loop running here
+            return real(*args, **kwargs)  # type: ignore[operator]
+        return run
+
+    monkeypatch.setattr(pages, "read_portal_zip", watched("read_portal_zip", pages.read_portal_zip))
+    monkeypatch.setattr(pages, "submit_portal_batch", watched("submit_portal_batch", pages.submit_portal_batch))
+    gw = clients.gateway
+    t = token(gw.get("/portal/aro/batches", headers=ARO_H))
+    csr = base64.b64encode(make_device_csr((0x00DB000000000400).to_bytes(8, "big"), Usage.DS))
+    reply = gw.post("/portal/aro/batches", headers=ARO_H, data={"csrf": t},
+                    files={"batch": ("one.zip", write_portal_zip([("m.csr", csr)]), "application/zip")},
+                    follow_redirects=False)
+    assert reply.status_code == 303
+    assert on_loop == []
+
+
 def test_a_bad_zip_is_refused_whole(home: Home, clients: Clients) -> None:
     app_id = register(home)
     assert app_id is not None
