@@ -42,6 +42,9 @@ MAX_CSRS = 50_000
 """Spec §3.2 (App. F): at most 50,000 CSR files per Portal batch."""
 MAX_ZIP_BYTES = 128 * 1024 * 1024
 """The largest upload accepted: 50,000 armoured CSRs are about 30 MB, so this leaves ample room."""
+MAX_UNPACKED_BYTES = 64 * 1024 * 1024
+"""The most the CSR files of one ZIP may come to once unpacked (what a JSON batch's body may be): the
+per-file cap alone would let a few MB of ZIP unpack to 50,000 x 64 KiB = 3.2 GB, held and stored."""
 RECORD_HEADER = "identifier,file name,status,error code"
 STATUSES = ("success", "error", "anomaly", "ineligible")
 #: A CSR file's name: at most 100 characters (the store keeps each CSR's name as its item id).
@@ -86,7 +89,7 @@ def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> 
     """The CSRs of a Portal batch ZIP, in name order, each with its file name as the item id.
 
     Refuses the upload (``portal.zip-invalid``, ``-empty``, ``-too-many``, ``-bad-entry``,
-    ``-duplicate``) before any CSR is looked at, so a bad file never starts a half batch. A CSR file
+    ``-duplicate``, ``-too-large``) before any CSR is looked at, so a bad file never starts a half batch. A CSR file
     larger than the CA's limit is read only up to one byte past it and refused per CSR by the CA.
     """
     if isinstance(source, bytes):
@@ -109,7 +112,7 @@ def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> 
         seen: set[str] = set()
         for info in infos:
             name = info.filename
-            if "/" in name or "\\" in name or not _NAME.match(name):
+            if "/" in name or "\\" in name or not _NAME.fullmatch(name):
                 raise PortalZipError(
                     "portal.zip-bad-entry",
                     f"{name[:80]!r} is not a .csr file at the ZIP's root (up to 100 letters, digits, . _ - and spaces)",
@@ -119,13 +122,23 @@ def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> 
             seen.add(name.lower())
             if info.flag_bits & 0x1:
                 raise PortalZipError("portal.zip-invalid", f"{name!r} is encrypted; upload a plain ZIP")
+        too_large = PortalZipError(
+            "portal.zip-too-large",
+            f"the ZIP's files come to over {MAX_UNPACKED_BYTES // (1024 * 1024)} MB once unpacked",
+        )
+        if sum(min(info.file_size, MAX_ITEM_BYTES + 1) for info in infos) > MAX_UNPACKED_BYTES:
+            raise too_large  # as the ZIP declares it: refused before anything is unpacked
         items = []
+        unpacked = 0
         for index, info in enumerate(sorted(infos, key=lambda i: i.filename)):
             try:
                 with archive.open(info) as handle:
                     data = handle.read(MAX_ITEM_BYTES + 1)
             except Exception:  # a corrupt deflate/bzip2/LZMA stream (zlib.error, LZMAError, EOFError …), a bad CRC
                 raise PortalZipError("portal.zip-invalid", f"{info.filename!r} cannot be read from the ZIP") from None
+            unpacked += len(data)
+            if unpacked > MAX_UNPACKED_BYTES:  # as it unpacks (a ZIP can understate its sizes)
+                raise too_large
             items.append(BatchItem(index, info.filename, data))
         return items
 

@@ -164,3 +164,16 @@ def test_the_device_register_view_shows_the_state_in_force_and_the_dated_changes
         bad = gw.get("/portal/staff/devices", params={"device": "not-an-id"}, headers=staff(OPERATOR))
         assert bad.status_code == 400
         assert gw.get("/portal/staff/devices", headers=ARO_H).status_code == 403  # staff only
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999999", "9223372036854775808", "\u0663", "-1"])
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+def test_a_batch_number_the_store_cannot_hold_is_not_found_not_a_500(
+        ready: Home, waiting_client: TestClient, ref: str, verb: str) -> None:
+    gw = waiting_client
+    job = _upload(gw, "n.zip", 0x00DB0C0000000200)
+    t = token(gw.get("/portal/staff/batches", headers=staff(APPROVER)))
+    reply = gw.post(f"/portal/staff/batches/{ref}/{verb}", headers=staff(APPROVER),
+                    data={"csrf": t, "reason": "r"})
+    assert reply.status_code == 404 and "batch.not-found" in reply.text
+    assert gw.get(f"/portal/aro/batches/{job}/status", headers=ARO_H).json()["status"] == "PENDING"

@@ -265,6 +265,66 @@ def test_zip_batch_over_http(home: Home, clients: Clients) -> None:
     assert "nightly" not in gw.get("/portal/aro/batches", headers={"x-test-identity": f"aro:NETOP2:{ARO}"}).text
 
 
+@pytest.mark.parametrize("reference", ["Zürich ☃", 'q"uote;x=1', "line\r\nX-Injected: yes"])
+def test_a_json_batch_response_downloads_whatever_its_reference(home: Home, clients: Clients,
+                                                                reference: str) -> None:
+    """A JSON batch's reference is any text its system sent; as the download's file name it made a
+    500 (not Latin-1), a broken header (a quote) or a dropped connection (a line break)."""
+    from smki.domain import Route
+    from smki.services.batch_jobs import BatchRunner, submit_batch
+    from smki.services.capacity import capacity_settings
+    from smki.services.requests import Requester
+
+    app_id = register(home)
+    assert app_id is not None
+    approve_device(home, app_id)
+    der = make_device_csr((0x00DB000000000300).to_bytes(8, "big"), Usage.DS)
+    job = submit_batch(home, Requester(PARTY, ARO, Route.GATEWAY), [("1", der)], interface="json",
+                       client_ref=reference, capacity=capacity_settings(home))
+    BatchRunner(home, workers=0, poll=0.01).run_once()
+    reply = clients.gateway.get(f"/portal/aro/batches/{job.id}/response.zip", headers=ARO_H)
+    assert reply.status_code == 200
+    disposition = reply.headers["content-disposition"]
+    name = re.fullmatch(r'attachment; filename="([A-Za-z0-9._-]+)"', disposition)
+    assert name is not None and name.group(1).endswith("-result.zip")
+    assert zipfile.ZipFile(BytesIO(reply.content)).namelist()
+
+
+def test_a_zip_upload_is_unpacked_and_stored_off_the_event_loop(home: Home, clients: Clients,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unpacking and storing 50,000 CSRs takes seconds; on the event loop (the handler is async) it
+    held up every other request of the process, both listeners and every Party, for as long."""
+    import asyncio
+
+    import smki.interfaces.portal.aro_pages as pages
+
+    app_id = register(home)
+    assert app_id is not None
+    approve_device(home, app_id)
+    on_loop: list[str] = []
+
+    def watched(name: str, real: object) -> object:
+        def run(*args: object, **kwargs: object) -> object:
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(name)
+            except RuntimeError:
+                pass  # a worker thread: no event loop running here
+            return real(*args, **kwargs)  # type: ignore[operator]
+        return run
+
+    monkeypatch.setattr(pages, "read_portal_zip", watched("read_portal_zip", pages.read_portal_zip))
+    monkeypatch.setattr(pages, "submit_portal_batch", watched("submit_portal_batch", pages.submit_portal_batch))
+    gw = clients.gateway
+    t = token(gw.get("/portal/aro/batches", headers=ARO_H))
+    csr = base64.b64encode(make_device_csr((0x00DB000000000400).to_bytes(8, "big"), Usage.DS))
+    reply = gw.post("/portal/aro/batches", headers=ARO_H, data={"csrf": t},
+                    files={"batch": ("one.zip", write_portal_zip([("m.csr", csr)]), "application/zip")},
+                    follow_redirects=False)
+    assert reply.status_code == 303
+    assert on_loop == []
+
+
 def test_a_bad_zip_is_refused_whole(home: Home, clients: Clients) -> None:
     app_id = register(home)
     assert app_id is not None

@@ -54,6 +54,15 @@ def test_bad_zips_are_refused_whole(entries: list[tuple[str, bytes]], code: str)
     assert info.value.code == code
 
 
+@pytest.mark.parametrize("name", ["a.csr\n", "a.csr\r\n"])
+def test_a_name_ending_in_a_line_break_is_refused(name: str) -> None:
+    """``$`` also matches before a final newline: "a.csr\\n" passed the name check, became an item
+    id beside "a.csr" (no duplicate), and a certificate file "a.csr\\n.crt" in the response."""
+    with pytest.raises(PortalZipError) as refused:
+        read_portal_zip(_zip([(name, b"x"), ("a.csr", b"y")]))
+    assert refused.value.code == "portal.zip-bad-entry"
+
+
 def test_not_a_zip() -> None:
     with pytest.raises(PortalZipError) as info:
         read_portal_zip(b"PK\x03\x04 not really")
@@ -80,6 +89,19 @@ def test_50000_entries_are_accepted() -> None:
 def test_a_zip_bomb_entry_is_read_only_up_to_the_cap() -> None:
     items = read_portal_zip(_zip([("big.csr", b"A" * (50 * MAX_ITEM_BYTES))]))
     assert len(items[0].data) == MAX_ITEM_BYTES + 1  # the CA then refuses it as csr.too-large
+
+
+def test_a_zip_of_many_bomb_entries_is_refused_whole() -> None:
+    """Capping each file is not enough: 1,100 entries of 64 KiB (a 170 KB ZIP) would unpack to 70 MB
+    (50,000 of them to 3.2 GB, held in memory and stored): the unpacked total is capped too."""
+    from smki.services.portal_batches import MAX_UNPACKED_BYTES
+
+    count = MAX_UNPACKED_BYTES // MAX_ITEM_BYTES + 100
+    data = _zip([(f"{n:05d}.csr", b"A" * (MAX_ITEM_BYTES + 1)) for n in range(count)])
+    assert len(data) < 1024 * 1024
+    with pytest.raises(PortalZipError) as refused:
+        read_portal_zip(data)
+    assert refused.value.code == "portal.zip-too-large"
 
 
 @given(st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True), min_size=1, max_size=20,

@@ -16,6 +16,7 @@ A pure ASGI middleware, so it also guards the Portal and the XML services:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from smki.errors import SmkiError
 from smki.interfaces.api.errors import raw_error, status_for
 from smki.interfaces.api.tls import TLS_EXTENSION
 from smki.interfaces.portal.identity import PortalIdentity
+from smki.interfaces.portal.limits import MAX_EVIDENCE_UPLOAD
 from smki.services.context import Home
 from smki.services.credentials import ApiIdentity, resolve_identity
 
@@ -38,6 +40,10 @@ log = logging.getLogger("smki.api")
 
 #: Paths that take a whole batch of CSRs, and so the larger body limit.
 BATCH_PATHS = ("/1.0/PortalCSRBatch/SubmitCSRBatch", "/api/v1/device-batches", "/portal/aro/batches")
+#: The Portal's evidence upload, which takes a document of up to MAX_EVIDENCE_UPLOAD (10 MB): the
+#: general limit (256 KiB) refused most PDFs with a JSON 413 before the page could say anything.
+EVIDENCE_PATH = re.compile(r"/portal/aro/applications/[^/]+/evidence")
+EVIDENCE_BODY = MAX_EVIDENCE_UPLOAD + 64 * 1024  # the document, the description and the multipart framing
 
 
 class BodyTooLarge(Exception):
@@ -85,6 +91,8 @@ class ListenerMiddleware:
 
         path = scope.get("path", "")
         limit = self.max_batch_body if path.startswith(BATCH_PATHS) else self.max_body
+        if EVIDENCE_PATH.fullmatch(path):
+            limit = max(limit, EVIDENCE_BODY)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:

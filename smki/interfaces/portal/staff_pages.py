@@ -229,14 +229,14 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
     def staff_batch_approve(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
         from smki.services.batch_lifecycle import approve_batch
 
-        approve_batch(ctx.home(), int(params["batch_id"]), staff_id=_staff_id(identity))
+        approve_batch(ctx.home(), _batch_id(params["batch_id"]), staff_id=_staff_id(identity))
         ctx.wake()  # this process's runner may start it at once
 
     @action("/staff/batches", "batch-rejected", batches_page)
     def staff_batch_reject(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
         from smki.services.batch_lifecycle import reject_batch
 
-        reject_batch(ctx.home(), int(params["batch_id"]), form.get("reason", ""), staff_id=_staff_id(identity))
+        reject_batch(ctx.home(), _batch_id(params["batch_id"]), form.get("reason", ""), staff_id=_staff_id(identity))
 
     @router.get("/staff/audit")
     def audit(request: Request) -> Response:
@@ -308,6 +308,14 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
                           next_ok=following is None or following.prev_hash == record.hash,
                           details=json.dumps(record.details_dict, indent=2, sort_keys=True, ensure_ascii=False),
                           can=_can(home, identity))
+
+
+def _batch_id(text: str) -> int:
+    """A batch number from the URL: ASCII digits that fit the store's integer (``int`` alone took
+    '٣' as 3, and a 20-digit number reached the database and was a 500)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise NotFound("batch.not-found", f"no batch {text[:40]}")
+    return int(text)
 
 
 AUDIT_CSV_PAGE = 5_000

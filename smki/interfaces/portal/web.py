@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -157,7 +158,10 @@ class PortalContext:
 
 
 def download(data: bytes, filename: str, media_type: str) -> Response:
+    """``data`` as an attachment; the file name is cut to ASCII letters, digits, ``.``, ``_`` and ``-``
+    (a quote, a line break or a non-Latin-1 letter would break the header, or the response)."""
     headers = dict(SECURITY_HEADERS)
+    filename = re.sub(r"[^A-Za-z0-9._-]+", "-", filename).strip("-") or "download"
     headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return Response(data, media_type=media_type, headers=headers)
 
