@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import re
+import struct
 import tempfile
 import threading
 import zipfile
@@ -85,6 +86,49 @@ def request_name(filename: str | None) -> str:
     return stem or "batch"
 
 
+#: Entries beyond ``max_items`` a ZIP may declare before its directory is read: its folders, which
+#: are skipped (a CSR file must be at the root), and so are not counted as CSRs.
+MAX_OTHER_ENTRIES = 1_000
+_END = struct.Struct("<4s4H2LH")  # end of central directory: signature, disk numbers, entries, size, offset
+_END_SIGNATURE = b"PK\x05\x06"
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")  # signature, disk, offset of the ZIP64 end record, disks
+_ZIP64_END = struct.Struct("<4sQ2H2L2Q2Q")  # signature, size, versions, disks, entries here, entries, …
+
+
+def declared_entries(source: IO[bytes]) -> int | None:
+    """How many entries a ZIP's end record says its central directory holds, read from its last
+    64 KiB; None when there is no such record (``zipfile`` then decides what the file is).
+
+    ``zipfile.ZipFile`` reads the whole central directory as it opens a file, an object per entry:
+    a 128 MB upload of empty entries is over a million of them, ~0.5 GB and most of a minute
+    before the count could be checked. Reading the count first refuses that at once. The
+    position is restored.
+    """
+    start = source.tell()
+    try:
+        size = source.seek(0, 2)
+        tail_start = max(0, size - _END.size - 0xFFFF)
+        source.seek(tail_start)
+        tail = source.read()
+        at = tail.rfind(_END_SIGNATURE)
+        if at < 0 or len(tail) - at < _END.size:
+            return None
+        entries = _END.unpack_from(tail, at)[4]
+        if entries != 0xFFFF:
+            return int(entries)
+        locator_at = at - _ZIP64_LOCATOR.size  # ZIP64: the count is in the ZIP64 end record
+        if locator_at < 0 or tail[locator_at:locator_at + 4] != b"PK\x06\x07":
+            return None
+        record_at = _ZIP64_LOCATOR.unpack_from(tail, locator_at)[2]
+        source.seek(record_at)
+        record = source.read(_ZIP64_END.size)
+        if len(record) < _ZIP64_END.size or record[:4] != b"PK\x06\x06":
+            return None
+        return int(_ZIP64_END.unpack(record)[7])
+    finally:
+        source.seek(start)
+
+
 def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> list[BatchItem]:
     """The CSRs of a Portal batch ZIP, in name order, each with its file name as the item id.
 
@@ -96,6 +140,10 @@ def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> 
         if len(source) > MAX_ZIP_BYTES:
             raise PortalZipError("portal.zip-too-large", f"the ZIP is over {MAX_ZIP_BYTES // (1024 * 1024)} MB")
         source = BytesIO(source)
+    declared = declared_entries(source)
+    if declared is not None and declared > max_items + MAX_OTHER_ENTRIES:
+        raise PortalZipError(
+            "portal.zip-too-many", f"Number of submitted CSRs exceeds maximum volume ({declared} > {max_items})")
     try:
         archive = zipfile.ZipFile(source)
     except Exception:  # whatever the decoder trips on (BadZipFile, struct/EOF/Unicode errors …): not a ZIP we read

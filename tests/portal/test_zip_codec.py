@@ -86,6 +86,63 @@ def test_50000_entries_are_accepted() -> None:
     assert len(read_portal_zip(buffer.getvalue())) == 50_000
 
 
+def _entries_zip(count: int, *, comment: bytes = b"", zip64: bool = False, prefix: bytes = b"") -> bytes:
+    buffer = BytesIO(prefix)
+    buffer.seek(len(prefix))
+    with zipfile.ZipFile(buffer, "a" if prefix else "w", zipfile.ZIP_STORED) as archive:
+        for n in range(count):
+            with archive.open(f"{n:06d}.csr", "w", force_zip64=zip64) as handle:
+                handle.write(b"x")
+        archive.comment = comment
+    return buffer.getvalue()
+
+
+def test_a_zip_declaring_far_too_many_entries_is_refused_before_its_directory_is_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``zipfile`` builds an object per entry as it opens a ZIP: a 128 MB upload of empty entries
+    would be over a million of them. The count the end record declares is read first; ZIP64's too
+    (Python writes a ZIP64 end record past 65,535 entries)."""
+    from smki.services import portal_batches
+    from smki.services.portal_batches import MAX_OTHER_ENTRIES
+
+    just_allowed = _entries_zip(3 + MAX_OTHER_ENTRIES)
+    with pytest.raises(PortalZipError) as counted:  # zipfile reads it, and counts the CSRs
+        read_portal_zip(just_allowed, max_items=3)
+    assert counted.value.code == "portal.zip-too-many"
+    over = _entries_zip(4 + MAX_OTHER_ENTRIES)
+    large = _entries_zip(65_536 + 1)
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the ZIP's directory was read")
+
+    monkeypatch.setattr(portal_batches.zipfile, "ZipFile", never)
+    for data, max_items, declared in ((over, 3, 4 + MAX_OTHER_ENTRIES), (large, 50_000, 65_537)):
+        with pytest.raises(PortalZipError) as refused:
+            read_portal_zip(data, max_items=max_items)
+        assert refused.value.code == "portal.zip-too-many"
+        assert f"({declared} > {max_items})" in refused.value.message
+
+
+@given(count=st.integers(0, 40), comment=st.binary(max_size=300), zip64=st.booleans(),
+       prefix=st.binary(max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_the_declared_count_is_zipfiles_count_or_none(count: int, comment: bytes, zip64: bool,
+                                                      prefix: bytes) -> None:
+    """For any ZIP Python writes (a comment, ZIP64 records, data before the ZIP as in a
+    self-extracting file), the end record's count is what ``zipfile`` finds, or unknown (None)."""
+    from smki.services.portal_batches import declared_entries
+
+    data = _entries_zip(count, comment=comment, zip64=zip64, prefix=prefix)
+    source = BytesIO(data)
+    source.seek(7)
+    declared = declared_entries(source)
+    assert source.tell() == 7
+    with zipfile.ZipFile(BytesIO(data)) as archive:
+        assert declared in (len(archive.infolist()), None)
+    if not zip64 and b"PK\x05\x06" not in comment:
+        assert declared == count
+
+
 def test_a_zip_bomb_entry_is_read_only_up_to_the_cap() -> None:
     items = read_portal_zip(_zip([("big.csr", b"A" * (50 * MAX_ITEM_BYTES))]))
     assert len(items[0].data) == MAX_ITEM_BYTES + 1  # the CA then refuses it as csr.too-large
