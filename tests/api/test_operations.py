@@ -44,6 +44,20 @@ def _ready(admin: str, timeout: float = 30) -> httpx.Response:
         time.sleep(0.2)
 
 
+def _malformed_request(url: str, who: ClientFiles) -> bytes:
+    """Send a request line uvicorn cannot parse, over TLS with a client certificate; its answer."""
+    import socket
+
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as raw, \
+            who.context().wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(b"GARBAGE\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(4096):
+            answer += chunk
+    return answer
+
+
 def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles) -> None:
     write_api_config(home.settings.home)
     server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "0",
@@ -88,6 +102,7 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
                 time.sleep(0.1)
             bad_code = client.get(f"{batch_url}/results").json()
         assert len(set(ids)) == 5
+        assert _malformed_request(server.url(Route.GATEWAY), aro).startswith(b"HTTP/1.1 400")
 
         metrics = httpx.get(f"{admin}/metrics")
         assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
@@ -112,7 +127,13 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
     finally:
         server.stop()
     assert server.process.stderr is not None
-    lines = [json.loads(line) for line in server.process.stderr.read().splitlines() if line.startswith("{")]
+    # Every line is JSON, uvicorn's own too (a request too malformed to reach the app is one), but the
+    # supervisor's own words to the operator as it stops ("smki: stopping: …", "smki: stopped").
+    raw_lines = server.process.stderr.read().splitlines()
+    assert all(line.startswith("smki: stop") for line in raw_lines if not line.startswith("{")), raw_lines
+    lines = [json.loads(line) for line in raw_lines if line.startswith("{")]
+    assert any(line["logger"] == "uvicorn.error" and line["message"] == "Invalid HTTP request received."
+               for line in lines), [line for line in lines if line["logger"] != "smki.access"]
     access = [line for line in lines if line["logger"] == "smki.access"]
     by_id = {line["request_id"]: line for line in access}
     for rid in ids:

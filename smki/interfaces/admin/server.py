@@ -64,7 +64,8 @@ def run_admin(sock: socket.socket, home_path: Path, secret: bytes, *, max_beat_a
             return opened[0]
 
     app = create_admin_app(home, max_beat_age=max_beat_age, runners=runners)
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, server_header=False)
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, server_header=False,
+                            log_config=None)  # uvicorn's own lines in smki's log (as api.server's)
     host, port = sock.getsockname()[:2]
     log.info("admin listener on http://%s:%s", host, port, extra={"admin": f"{host}:{port}"})
     try:

@@ -97,10 +97,13 @@ class Listeners:
         for route in self.sockets:
             ctx = ListenerContext(lambda: home, route, self.api, capacity, self.runner)
             self.contexts.append(ctx)
+            # log_config=None: uvicorn sets up no log handlers of its own, so what it logs itself (a
+            # request too malformed to reach the app: "Invalid HTTP request received.") is a line of
+            # smki's log, as JSON like every other, not plain text beside it on stderr.
             config = uvicorn.Config(
                 create_app(ctx), http=PeerCertH11Protocol, lifespan="off", log_level="warning",
                 ssl_context_factory=lambda _config, _default: context, timeout_keep_alive=30,
-                access_log=False, server_header=False,
+                access_log=False, server_header=False, log_config=None,
             )
             self.servers[route] = _Server(config)
 
