@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from smki import __version__
 from smki.errors import SmkiError
@@ -68,6 +69,16 @@ class InternalErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # The client went away before its body was complete (a dropped upload): its fault, not
+            # smki's, so no traceback and no 5xx for the alerts; nobody reads this answer, but the
+            # access line and the metrics record a 400, as the JSON routes' body reading does.
+            if started:
+                raise
+            status, headers, body = raw_error(400, "request.incomplete",
+                                              "the client closed the connection before the request body was complete")
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         except Exception as exc:
             if started:
                 raise
