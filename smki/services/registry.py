@@ -71,7 +71,7 @@ def parse_role(value: str | int) -> RemotePartyRole:
     """A Remote Party Role by number (``2``, ``127``) or name (``supplier``); CA roles are refused."""
     text = str(value).strip()
     role: RemotePartyRole | None = None
-    if text.isdigit() and int(text) in {r.value for r in RemotePartyRole}:
+    if text.isascii() and text.isdigit() and int(text) in {r.value for r in RemotePartyRole}:
         role = RemotePartyRole(int(text))
     else:
         wanted = text.lower().replace("-", "_").replace(" ", "_")

@@ -216,3 +216,30 @@ def test_a_500_closes_the_kept_alive_connection(staff_client: tuple[httpx.Client
     assert "simulated" not in response.text
     # The client opens a new connection for the next request, and it is answered.
     assert client.get("/portal/staff/applications").status_code == 200
+
+
+def test_a_500_carries_its_request_id_into_the_answer_and_both_log_lines(
+        staff_client: tuple[httpx.Client, str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A 500 was answered outside the access log's middleware: no X-Request-ID, an empty
+    ``error.request_id``, an access line of 0 bytes and an error line without the id (QA)."""
+    import logging
+
+    from smki.services import applications
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("simulated fault")
+
+    monkeypatch.setattr(applications, "propose", broken)
+    client, token = staff_client
+    with caplog.at_level(logging.INFO):
+        response = client.post("/portal/staff/applications/1/propose", data={"csrf": token})
+    assert response.status_code == 500 and response.headers.get("connection") == "close"
+    rid = response.headers.get("x-request-id")
+    assert rid and response.json()["error"]["request_id"] == rid
+    assert response.json()["error"]["code"] == "internal.error" and "simulated" not in response.text
+    errors = [r for r in caplog.records if r.name == "smki.api" and r.levelno == logging.ERROR]
+    assert [getattr(r, "request_id", None) for r in errors] == [rid]
+    access = [r for r in caplog.records if r.name == "smki.access" and getattr(r, "request_id", None) == rid]
+    assert len(access) == 1 and access[0].status == 500 and access[0].bytes == len(response.content)  # type: ignore[attr-defined]
+    assert client.get("/portal/staff/applications").status_code == 200

@@ -15,13 +15,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from smki import __version__
 from smki.errors import SmkiError
 from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.devices_api import create_devices_router
 from smki.interfaces.api.docs import create_docs_router
-from smki.interfaces.api.errors import count_refusal, error_body, error_response
+from smki.interfaces.api.errors import count_refusal, error_body, error_response, raw_error
 from smki.interfaces.api.json_api import PREFIX, create_json_router
 from smki.interfaces.api.security import BodyTooLarge, ListenerMiddleware
 from smki.interfaces.dcc.routes import create_device_router, create_repository_router
@@ -35,6 +36,58 @@ DESCRIPTION = (
     "credential; the route (Gateway or SPOTI) is the listener's. JSON errors are "
     '`{"error": {"code", "message", "rules": [{"id", "reference", "reason"}]}}`.'
 )
+
+
+INTERNAL_MESSAGE = "smki could not complete the request; it has been logged"
+
+
+class InternalErrorMiddleware:
+    """A fault of smki's own, answered *inside* the access log's middleware.
+
+    Starlette answers an unhandled exception in its outermost layer, outside every middleware added
+    here: that 500 had no ``X-Request-ID``, an empty ``error.request_id``, an access-log line of 0
+    bytes and an error log line with no request id, and uvicorn printed the traceback again as plain
+    text. Here the request id is still set: the error is logged once with it, and the 500 goes out
+    through the access log's ``send`` (``Connection: close``, so a kept-alive client opens a new
+    connection). A fault after the response has started cannot be answered; it goes on up as before.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # The client went away before its body was complete (a dropped upload): its fault, not
+            # smki's, so no traceback and no 5xx for the alerts; nobody reads this answer, but the
+            # access line and the metrics record a 400, as the JSON routes' body reading does.
+            if started:
+                raise
+            status, headers, body = raw_error(400, "request.incomplete",
+                                              "the client closed the connection before the request body was complete")
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except Exception as exc:
+            if started:
+                raise
+            log.error("unhandled error in %s %s", scope.get("method", ""), scope.get("path", ""), exc_info=exc,
+                      extra={"request_id": request_id.get()})
+            status, headers, body = raw_error(500, "internal.error", INTERNAL_MESSAGE)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*headers, (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -90,7 +143,7 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
                   extra={"request_id": request_id.get()})
         # Starlette re-raises after this answer and uvicorn then closes the connection: say so, so a
         # keep-alive client knows not to send its next request down it (issue 11).
-        return JSONResponse(error_body("internal.error", "smki could not complete the request; it has been logged"),
+        return JSONResponse(error_body("internal.error", INTERNAL_MESSAGE),
                             status_code=500, headers={"Connection": "close"})
 
     app.include_router(create_json_router())
@@ -104,6 +157,7 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
         app.include_router(create_portal_router(ctx.home_factory, ctx.route, wake=ctx.wake_runner))
     app.add_middleware(ListenerMiddleware, home_factory=ctx.home_factory, max_body=ctx.api.max_body,
                        max_batch_body=ctx.api.max_batch_body)
+    app.add_middleware(InternalErrorMiddleware)  # inside the access log: a 500 carries the request id
     app.add_middleware(AccessLogMiddleware, listener=ctx.route.value)  # outermost: sees every request
     install_metrics()
     return app

@@ -150,7 +150,7 @@ def _refused_certificate(item_id: str, error_code: str | None, error_text: str |
 
 
 def _result_head(ctx: ListenerContext, requester: Requester, batch_text: str | None) -> BatchJobRecord | dx.DccError:
-    if batch_text is None or not batch_text.isdigit() or not 0 < int(batch_text) < 2**63:
+    if batch_text is None or not (batch_text.isascii() and batch_text.isdigit()) or not 0 < int(batch_text) < 2**63:
         return dx.DccError(dx.FM_UNKNOWN_BATCH, "BatchId must be a positive integer naming one of your batches")
     try:
         return batch_jobs.job_for_party(ctx.home, int(batch_text), requester.party_id)

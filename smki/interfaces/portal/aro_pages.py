@@ -292,7 +292,7 @@ def _all_batches(ctx: PortalContext, party_id: str) -> list[dict[str, Any]]:
 
 
 def _job_id(ref: str) -> int:
-    if not ref.isdigit() or len(ref) > 18:
+    if not (ref.isascii() and ref.isdigit()) or len(ref) > 18:
         raise SmkiError("batch.not-found", "no such batch for this Party")
     return int(ref)
 

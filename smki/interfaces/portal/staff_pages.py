@@ -292,7 +292,7 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
 
         identity = staff_of(request)
         home = ctx.home()
-        if not seq.isdigit() or len(seq) > 18:
+        if not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
             raise SmkiError("portal.bad-id", "an audit record is named by its number")
         record = home.store.audit_record(int(seq))
         if record is None:
@@ -336,7 +336,7 @@ def _audit_query(request: Request) -> AuditQuery:
             raise SmkiError("portal.bad-date", f"give '{name}' as YYYY-MM-DD") from None
 
     before = (params.get("before") or "").strip()
-    if before and (not before.isdigit() or len(before) > 18):
+    if before and (not (before.isascii() and before.isdigit()) or len(before) > 18):
         raise SmkiError("portal.bad-id", "that is not a valid page cursor")
     return AuditQuery(actor=(params.get("actor") or "").strip()[:200] or None,
                       action=(params.get("action") or "").strip()[:200] or None,
