@@ -125,7 +125,7 @@ def test_a_zip_declaring_far_too_many_entries_is_refused_before_its_directory_is
 
 @given(count=st.integers(0, 40), comment=st.binary(max_size=300), zip64=st.booleans(),
        prefix=st.binary(max_size=40))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_the_declared_count_is_zipfiles_count_or_none(count: int, comment: bytes, zip64: bool,
                                                       prefix: bytes) -> None:
     """For any ZIP Python writes (a comment, ZIP64 records, data before the ZIP as in a
@@ -137,7 +137,11 @@ def test_the_declared_count_is_zipfiles_count_or_none(count: int, comment: bytes
     source.seek(7)
     declared = declared_entries(source)
     assert source.tell() == 7
-    with zipfile.ZipFile(BytesIO(data)) as archive:
+    try:
+        archive = zipfile.ZipFile(BytesIO(data))
+    except zipfile.BadZipFile:  # e.g. an end signature in the comment misleads zipfile too: refused as invalid
+        return
+    with archive:
         assert declared in (len(archive.infolist()), None)
     if not zip64 and b"PK\x05\x06" not in comment:
         assert declared == count
