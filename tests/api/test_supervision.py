@@ -212,3 +212,23 @@ def test_no_smki_process_outlives_a_killed_parent(home: Home) -> None:
         _wait("every descendant to exit", lambda: not any(_alive(pid) for pid in family), 30)
     finally:
         server.kill()
+
+
+def test_sigterm_does_not_wait_for_idle_keep_alive_clients(home: Home, aro: ClientFiles) -> None:
+    """A client holding an idle kept-alive connection (as httpx's pool does) must not hold up the
+    stop: closing a TLS connection waits for the client's close_notify, which an idle client only
+    sends when it next reads the socket — Python's 30 s SSL shutdown timeout per connection."""
+    write_api_config(home.settings.home)
+    server = ServeProcess(home.settings.home, SECRET, "--workers", "1", "--batch-workers", "0")
+    clients = [_client(server, aro) for _ in range(3)]
+    try:
+        for client in clients:
+            assert client.get("/api/v1/whoami").status_code == 200  # the connection stays open, idle
+        started = time.monotonic()
+        os.killpg(server.process.pid, signal.SIGTERM)
+        assert server.process.wait(60) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
