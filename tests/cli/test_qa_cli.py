@@ -42,3 +42,52 @@ def test_ctrl_c_inside_a_command_says_interrupted_with_status_130(
     result = run("audit", "verify")
     assert result.code == 130
     assert one_line(result) == "interrupted"
+
+
+def _staff_and_aro(run: Run) -> None:
+    for args in (("staff", "add", "op1", "--name", "Olive", "--role", "ra-operator"),
+                 ("staff", "add", "ap1", "--name", "April", "--role", "ra-approver"),
+                 ("staff", "add", "aud", "--name", "Audrey", "--role", "auditor"),
+                 ("party", "add", "P1", "--name", "Acme", "--category", "large-supplier", "--as", "op1"),
+                 ("aro", "nominate", "A1", "--party", "P1", "--name", "Ann", "--sro", "Sam", "--as", "op1")):
+        result = run(*args)
+        assert result.code == 0, result.err
+
+
+def _credentials(run: Run) -> list[str]:
+    return [row["serial"] for row in json.loads(run("credential", "list", "--json").out) if row["kind"] != "ca"]
+
+
+def test_a_credential_file_that_cannot_be_written_leaves_no_credential_recorded(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _staff_and_aro(run)
+    monkeypatch.setenv("SMKI_P12_PASSWORD", "p12-password-1")
+    existing = tmp_path / "taken.p12"
+    existing.write_bytes(b"someone else's file")
+    before = _credentials(run)
+    exists = run("aro", "credential", "issue", "A1", "--out", str(existing))
+    assert exists.code == 1 and one_line(exists).startswith("error: credential.exists: ")
+    assert existing.read_bytes() == b"someone else's file"
+    missing = run("credential", "staff", "op1", "--out", str(tmp_path / "no-such-dir" / "op1.p12"))
+    assert missing.code == 1 and one_line(missing).startswith("error: io: ")
+    refused = run("aro", "credential", "issue", "NOPE", "--out", str(tmp_path / "nope.p12"))
+    assert refused.code == 1 and not (tmp_path / "nope.p12").exists()
+    assert _credentials(run) == before
+    good = run("aro", "credential", "issue", "A1", "--out", str(tmp_path / "a1.p12"))
+    assert good.code == 0, good.err
+    assert (tmp_path / "a1.p12").stat().st_size > 0 and len(_credentials(run)) == len(before) + 1
+
+
+def test_no_credential_is_issued_for_a_revoked_aro_or_a_system_answerable_to_one(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _staff_and_aro(run)
+    monkeypatch.setenv("SMKI_P12_PASSWORD", "p12-password-1")
+    assert run("aro", "revoke", "A1", "--as", "op1").code == 0
+    before = _credentials(run)
+    aro = run("aro", "credential", "issue", "A1", "--out", str(tmp_path / "a1.p12"))
+    assert aro.code == 1 and one_line(aro).startswith("error: credential.aro-revoked: ")
+    system = run("system", "credential", "issue", "sys1", "--party", "P1", "--aro", "A1",
+                 "--out", str(tmp_path / "sys1.p12"))
+    assert system.code == 1 and one_line(system).startswith("error: credential.aro-revoked: ")
+    assert _credentials(run) == before
+    assert not (tmp_path / "a1.p12").exists() and not (tmp_path / "sys1.p12").exists()
