@@ -91,3 +91,27 @@ def test_no_credential_is_issued_for_a_revoked_aro_or_a_system_answerable_to_one
     assert system.code == 1 and one_line(system).startswith("error: credential.aro-revoked: ")
     assert _credentials(run) == before
     assert not (tmp_path / "a1.p12").exists() and not (tmp_path / "sys1.p12").exists()
+
+
+def test_a_revocation_beyond_the_staff_members_role_is_audited_like_every_other(run: Run) -> None:
+    _staff_and_aro(run)
+    cas = {row["ca"]: row["serial"] for row in json.loads(run("ca", "show", "--json").out)}
+    device = run("dev", "make-csr", "device", "--device-id", "00DB000000000001", "--out", str(run.home / "d.csr"))
+    assert device.code == 0, device.err
+    assert run("issue", "device", str(run.home / "d.csr"), "--out", str(run.home / "certs")).code == 0
+    serial = json.loads(run("cert", "search", "--kind", "device", "--json").out)["certificates"][0]["serial"]
+    attempts = [("cert", "set-status", serial, "N", "--as", "aud"),
+                ("cert", "revoke", serial, "--reason", "keyCompromise", "--as", "ap1"),
+                ("ca", "revoke", "propose", cas["org-ca"], "--reason", "keyCompromise", "--as", "ap1")]
+    for args in attempts:
+        result = run(*args)
+        assert result.code == 1 and one_line(result).startswith("error: staff.role-required: "), result.err
+    proposed = run("ca", "revoke", "propose", cas["org-ca"], "--reason", "keyCompromise", "--as", "op1")
+    assert proposed.code == 0, proposed.err
+    approve = run("ca", "revoke", "approve", "1", "--as", "op1")
+    assert approve.code == 1 and one_line(approve).startswith("error: staff.role-required: ")
+    tail = json.loads(run("audit", "tail", "-n", "10", "--json").out)
+    refused = [(r["actor"], r["subject"]) for r in tail if r["action"] == "staff.refused"]
+    assert refused == [("aud", serial), ("ap1", serial), ("ap1", cas["org-ca"]), ("op1", "ca-revocation:1")]
+    assert all(r["details"]["rule"] == "ra.staff-role" for r in tail if r["action"] == "staff.refused")
+    assert run("audit", "verify").code == 0
