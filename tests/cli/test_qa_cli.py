@@ -4,6 +4,7 @@ record behind. Run in-process through ``main.run`` (the ``run`` fixture)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -115,3 +116,38 @@ def test_a_revocation_beyond_the_staff_members_role_is_audited_like_every_other(
     assert refused == [("aud", serial), ("ap1", serial), ("ap1", cas["org-ca"]), ("op1", "ca-revocation:1")]
     assert all(r["details"]["rule"] == "ra.staff-role" for r in tail if r["action"] == "staff.refused")
     assert run("audit", "verify").code == 0
+
+
+def test_a_resumed_batch_writes_out_what_the_interrupted_run_committed_but_never_wrote(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from smki.interfaces.cli import issue_cmd
+
+    csrs, out = tmp_path / "csrs.pem", tmp_path / "out"
+    assert run("dev", "make-csr", "batch", "--count", "10", "--out", str(csrs)).code == 0
+    real_call = issue_cmd.BatchWriter.__call__
+    calls = []
+
+    def interrupted_on_the_second_chunk(self: issue_cmd.BatchWriter, outcomes: list[object]) -> None:
+        calls.append(len(outcomes))
+        if len(calls) == 2:  # chunk 2 is committed (and audited): Ctrl-C before its files are written
+            raise KeyboardInterrupt
+        real_call(self, outcomes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(issue_cmd.BatchWriter, "__call__", interrupted_on_the_second_chunk)
+    first = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--chunk-size", "3")
+    assert first.code == 130 and one_line(first) == "interrupted"
+    monkeypatch.setattr(issue_cmd.BatchWriter, "__call__", real_call)
+    assert len(list(out.glob("*.pem"))) == 3
+    ref = next(r["subject"] for r in json.loads(run("audit", "tail", "--json").out) if r["action"] == "batch.started")
+    resumed = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--resume", ref)
+    assert resumed.code == 0, resumed.err
+    assert "4 issued" in resumed.out and "wrote 3 certificate(s)" in resumed.err
+    issued = json.loads(run("cert", "search", "--kind", "device", "--json").out)["certificates"]
+    assert len(issued) == 10
+    with (out / "results.csv").open() as handle:
+        lines = list(csv.DictReader(handle))
+    assert sorted(line["serial"] for line in lines) == sorted(c["serial"] for c in issued)
+    assert {line["item"] for line in lines} == {f"csrs.pem#{n}" for n in range(1, 11)}
+    assert len(list(out.glob("*.pem"))) == 10
+    again = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--resume", ref)
+    assert again.code == 0 and "0 issued" in again.out and "wrote" not in again.err
