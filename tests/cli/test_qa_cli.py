@@ -151,3 +151,21 @@ def test_a_resumed_batch_writes_out_what_the_interrupted_run_committed_but_never
     assert len(list(out.glob("*.pem"))) == 10
     again = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--resume", ref)
     assert again.code == 0 and "0 issued" in again.out and "wrote" not in again.err
+
+
+
+def test_signing_workers_leave_ctrl_c_to_the_process_that_owns_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C signals the terminal's whole process group: a pool worker waiting for work printed a
+    KeyboardInterrupt traceback (``smki issue batch --workers N``, ``smki serve``), beside the one line."""
+    import signal
+
+    from smki.services import device_issuance, procguard
+
+    monkeypatch.setattr(procguard, "die_with_parent", lambda *a, **k: True)
+    monkeypatch.setattr(device_issuance, "_make_factory", lambda *a: None)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        device_issuance._init_worker(None, b"", b"")  # type: ignore[arg-type]
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
