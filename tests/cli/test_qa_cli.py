@@ -169,3 +169,17 @@ def test_signing_workers_leave_ctrl_c_to_the_process_that_owns_them(monkeypatch:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("text", [
+    b"\xb1\x00\xff garbage from a bad copy",
+    b'device-policy-oid = "not.an.oid"\n',
+    b'hw-type-oids = ["1.2.826.0.1.8641679.1.2.2.1", "hwtype"]\n',
+    b"organisation-validity-years = 100000\n",
+])
+def test_a_bad_smki_toml_is_refused_by_config_check_and_every_command_in_one_line(run: Run, text: bytes) -> None:
+    (run.home / "smki.toml").write_bytes(text)
+    for args in (("config", "check"), ("ca", "show")):
+        result = run(*args)
+        assert result.code == 1, (args, result)
+        assert one_line(result).startswith("error: config.invalid: "), result.err
