@@ -183,3 +183,13 @@ def test_a_bad_smki_toml_is_refused_by_config_check_and_every_command_in_one_lin
         result = run(*args)
         assert result.code == 1, (args, result)
         assert one_line(result).startswith("error: config.invalid: "), result.err
+
+
+def test_a_number_too_large_for_the_store_is_a_usage_error_not_internal(run: Run) -> None:
+    huge = "99999999999999999999999"
+    for args in (("cert", "search", "--role", huge), ("cert", "search", "--after", huge),
+                 ("crl", "show", "--number", huge), ("crl", "export", "--number", huge, "--out", "x.crl"),
+                 ("ca", "revoke", "approve", huge, "--as", "ap1"), ("ra", "batches", "approve", huge, "--as", "ap1")):
+        result = run(*args)
+        assert result.code == 2, (args, result)
+        assert one_line(result).startswith("error: usage: "), result.err
