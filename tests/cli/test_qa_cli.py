@@ -193,3 +193,13 @@ def test_a_number_too_large_for_the_store_is_a_usage_error_not_internal(run: Run
         result = run(*args)
         assert result.code == 2, (args, result)
         assert one_line(result).startswith("error: usage: "), result.err
+
+
+def test_device_import_of_a_missing_file_a_directory_or_binary_is_one_line(run: Run, tmp_path: Path) -> None:
+    _staff_and_aro(run)
+    binary = tmp_path / "devices.csv"
+    binary.write_bytes(b"\xbb\xff\x00" * 100)
+    for source in (tmp_path / "missing.csv", tmp_path, binary):
+        result = run("device", "import", str(source), "--as", "op1")
+        assert result.code == 1, (source, result)
+        assert one_line(result).startswith("error: device.bad-file: "), result.err
