@@ -203,3 +203,24 @@ def test_device_import_of_a_missing_file_a_directory_or_binary_is_one_line(run: 
         result = run("device", "import", str(source), "--as", "op1")
         assert result.code == 1, (source, result)
         assert one_line(result).startswith("error: device.bad-file: "), result.err
+
+
+def test_a_batch_refused_before_any_csr_leaves_no_out_directory(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    csr, empty = tmp_path / "d.csr", tmp_path / "empty.pem"
+    assert run("dev", "make-csr", "device", "--device-id", "00DB000000000001", "--out", str(csr)).code == 0
+    empty.write_text("")
+    refused = run("issue", "batch", str(empty), "--out", str(tmp_path / "out1"))
+    assert refused.code == 1 and one_line(refused).startswith("error: batch.empty: ")
+    monkeypatch.setenv("SMKI_KEY_PASSPHRASE", "not-the-passphrase")
+    locked = run("issue", "device", str(csr), "--out", str(tmp_path / "out2"))
+    assert locked.code == 1 and one_line(locked).startswith("error: key."), locked.err
+    assert not (tmp_path / "out1").exists() and not (tmp_path / "out2").exists()
+
+
+def test_repo_extract_into_a_directory_is_refused_and_leaves_no_partial_file(run: Run, tmp_path: Path) -> None:
+    target = tmp_path / "extracts"
+    target.mkdir()
+    result = run("repo", "extract", "--full", "--out", str(target))
+    assert result.code == 1 and one_line(result).startswith("error: extract.out-is-directory: ")
+    assert not list(tmp_path.glob("*.partial"))

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -91,17 +91,36 @@ class BatchWriter:
     """Writes each committed chunk's certificates and a results.csv line per CSR, with progress."""
 
     def __init__(self, out: Path, progress: Progress | None, task: TaskID | None) -> None:
-        out.mkdir(parents=True, exist_ok=True)
         self.out = out
         self.progress = progress
         self.task = task
-        self.results = (out / "results.csv").open("a", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.results)
-        if self.results.tell() == 0:
-            self.writer.writerow(["item", "status", "serial", "file", "error_code", "error_message"])
+        self._results: TextIO | None = None
+        self._writer: Any = None
         self.errors: list[DeviceOutcome] = []
 
+    def _open(self) -> None:
+        """``out`` and its results.csv, made with the first committed chunk: a batch refused before
+        any CSR is decided (a wrong passphrase, a locked key, an empty source) leaves nothing behind."""
+        if self._results is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._results = (self.out / "results.csv").open("a", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._results)
+            if self._results.tell() == 0:
+                self._writer.writerow(["item", "status", "serial", "file", "error_code", "error_message"])
+
+    @property
+    def results(self) -> TextIO:
+        self._open()
+        assert self._results is not None
+        return self._results
+
+    @property
+    def writer(self) -> Any:
+        self._open()
+        return self._writer
+
     def __call__(self, outcomes: Sequence[DeviceOutcome]) -> None:
+        self._open()
         for outcome in outcomes:
             if outcome.ok:
                 assert outcome.der is not None
@@ -117,7 +136,8 @@ class BatchWriter:
             self.progress.advance(self.task, len(outcomes))
 
     def close(self) -> None:
-        self.results.close()
+        if self._results is not None:
+            self._results.close()
 
 
 def redeliver(opened: Home, batch_ref: str, out: Path, writer: BatchWriter, items: Sequence[BatchItem] | None,
