@@ -224,3 +224,17 @@ def test_repo_extract_into_a_directory_is_refused_and_leaves_no_partial_file(run
     result = run("repo", "extract", "--full", "--out", str(target))
     assert result.code == 1 and one_line(result).startswith("error: extract.out-is-directory: ")
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_corrupt_sqlite_database_is_one_line_naming_it_not_internal(
+        run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    path = Path(os.environ["SMKI_DATABASE_URL"].removeprefix("sqlite:///"))
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.write_bytes(b"\x8f\x01garbage" * 2000)
+    for args in (("ca", "show"), ("audit", "verify"), ("db", "status")):
+        result = run(*args)
+        assert result.code == 1, (args, result)
+        assert one_line(result).startswith("error: store.corrupt: "), result.err

@@ -144,7 +144,8 @@ def run() -> None:
     except Exception as exc:
         if os.environ.get(env_name("debug"), "").strip().lower() not in ("", "0", "false", "no", "off"):
             raise
-        _fail(f"error: internal: {type(exc).__name__}: {exc} (set SMKI_DEBUG=1 for details)", EXIT_INTERNAL)
+        message = " ".join(str(exc).split())  # one line, whatever the exception's text holds
+        _fail(f"error: internal: {type(exc).__name__}: {message} (set SMKI_DEBUG=1 for details)", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into Exit(130), silently
         _fail("interrupted", EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
