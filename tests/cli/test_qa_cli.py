@@ -238,3 +238,10 @@ def test_a_corrupt_sqlite_database_is_one_line_naming_it_not_internal(
         result = run(*args)
         assert result.code == 1, (args, result)
         assert one_line(result).startswith("error: store.corrupt: "), result.err
+
+
+def test_dev_make_csr_org_refuses_a_common_name_longer_than_x520_allows(run: Run, tmp_path: Path) -> None:
+    result = run("dev", "make-csr", "org", "--entity-id", "90B3D51F30010000", "--cn", "x" * 65,
+                 "--out", str(tmp_path / "o.csr"))
+    assert result.code == 1 and one_line(result).startswith("error: csr.bad-common-name: ")
+    assert not (tmp_path / "o.csr").exists()
