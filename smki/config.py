@@ -140,6 +140,8 @@ def read_document(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError("config.invalid", f"cannot read {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("config.invalid", f"cannot read {path}: not UTF-8 text (byte {exc.start})") from exc
 
 
 def load_settings(home: Path | str = DEFAULT_HOME, *, environ: Mapping[str, str] | None = None,

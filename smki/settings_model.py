@@ -59,6 +59,8 @@ class Setting:
     secret: bool = False
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    maximum: float | None = None
+    oid: bool = False  # dotted-decimal object identifiers (each of a list)
     toml: bool = True  # False: environment only (secrets never live in a file)
     empty_ok: bool = True
     deprecated: bool = False  # accepted, not written to a new smki.toml
@@ -100,6 +102,10 @@ def _limit_settings() -> list[Setting]:
     return out
 
 
+MAX_VALIDITY_YEARS = 100
+"""Validity periods stop here: a notAfter must stay within X.509's four-digit years (a typo of
+100000 years failed only at issuance, as an internal error)."""
+
 SETTINGS: tuple[Setting, ...] = (
     # -- the home and the database -------------------------------------------------------------------
     Setting("home", STRING, "./smki-data", "the home directory: smki.toml, the SQLite database, key files, "
@@ -122,19 +128,22 @@ SETTINGS: tuple[Setting, ...] = (
             env="SMKI_P12_PASSWORD", secret=True, toml=False),
     # -- profiles --------------------------------------------------------------------------------------
     Setting("device-policy-oid", STRING, "1.2.826.0.1.1800000.1.2.1.4", "certificate policy of Device "
-            "Certificates (spec §4.3: test-environment value)", empty_ok=False),
+            "Certificates (spec §4.3: test-environment value)", empty_ok=False, oid=True),
     Setting("organisation-policy-oid", STRING, "1.2.826.0.1.8641679.1.2.1.4",
-            "certificate policy of Organisation Certificates", empty_ok=False),
+            "certificate policy of Organisation Certificates", empty_ok=False, oid=True),
     Setting("hw-type-oids", STRINGS, ["1.2.826.0.1.8641679.1.2.2.1", "1.2.826.0.1372.1.1.2.1"],
-            "hwTypes a Device CSR may carry (spec §7.4); any other is refused (csr.hw-type)", empty_ok=False),
+            "hwTypes a Device CSR may carry (spec §7.4); any other is refused (csr.hw-type)", empty_ok=False,
+            oid=True),
     Setting("hw-type-oid", STRING, "", "before spec §7.4: a single hwType (read as hw-type-oids = [it])",
-            deprecated=True),
+            deprecated=True, oid=True),
     Setting("root-name", STRING, "SMKI Root", "the Root's common name", empty_ok=False),
     Setting("organisation-ca-name", STRING, "Z1", "the Organisation CA's common name", empty_ok=False),
     Setting("device-ca-name", STRING, "E357", "the Device CA's common name", empty_ok=False),
-    Setting("root-validity-years", INTEGER, 25, "Root certificate validity", minimum=1),
-    Setting("ca-validity-years", INTEGER, 25, "Organisation CA and Device CA validity", minimum=1),
-    Setting("organisation-validity-years", INTEGER, 10, "Organisation Certificate validity", minimum=1),
+    Setting("root-validity-years", INTEGER, 25, "Root certificate validity", minimum=1, maximum=MAX_VALIDITY_YEARS),
+    Setting("ca-validity-years", INTEGER, 25, "Organisation CA and Device CA validity", minimum=1,
+            maximum=MAX_VALIDITY_YEARS),
+    Setting("organisation-validity-years", INTEGER, 10, "Organisation Certificate validity", minimum=1,
+            maximum=MAX_VALIDITY_YEARS),
     # -- revocation ------------------------------------------------------------------------------------
     Setting("crl-next-update-hours", INTEGER, 24, "the CRL's nextUpdate after thisUpdate", minimum=1),
     Setting("arl-next-update-days", INTEGER, 30, "the ARL's nextUpdate after thisUpdate", minimum=1),
@@ -248,6 +257,12 @@ def _check_value(setting: Setting, value: Any, name: str = "") -> None:
         raise ConfigError("config.invalid", f"{key}: must be one of {', '.join(setting.choices)}, not {value!r}")
     if setting.minimum is not None and value < setting.minimum:
         raise ConfigError("config.invalid", f"{key}: must be at least {setting.minimum:g}, not {value!r}")
+    if setting.maximum is not None and value > setting.maximum:
+        raise ConfigError("config.invalid", f"{key}: must be at most {setting.maximum:g}, not {value!r}")
+    if setting.oid:
+        for oid in value if isinstance(value, list) else [value] if value else []:
+            if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", oid):
+                raise ConfigError("config.invalid", f"{key}: {oid!r} is not an object identifier (e.g. 1.2.826.0.1)")
     if not setting.empty_ok and not value:
         raise ConfigError("config.invalid", f"{key}: must not be empty")
     if setting.type == LISTEN and value:

@@ -159,6 +159,13 @@ def _write_ca_file(home: Home, cert: x509.Certificate) -> Path:
     return path
 
 
+def _refuse_revoked_aro(aro_id: str, status: str) -> None:
+    """A revoked ARO is revoked for good (README: "revoked is final"): no credential is ever issued
+    for it, nor for a system answerable to it."""
+    if status == "revoked":
+        raise SmkiError("credential.aro-revoked", f"ARO {aro_id!r} is revoked; no credential is issued for it")
+
+
 def _check_subject(home: Home, kind: str, name: str, party_id: str | None,
                    aro_id: str | None) -> tuple[str | None, str | None]:
     """(party, answerable ARO) for a new credential, checked against the register."""
@@ -169,6 +176,7 @@ def _check_subject(home: Home, kind: str, name: str, party_id: str | None,
             raise NotFound("credential.aro-not-found", f"no ARO {name!r}")
         if party_id is not None and party_id != aro.party_id:
             raise SmkiError("credential.party-mismatch", f"ARO {name!r} acts for {aro.party_id}, not {party_id}")
+        _refuse_revoked_aro(aro.aro_id, aro.status)
         return aro.party_id, aro.aro_id
     if kind == "system":
         if party_id is None or registry.party(party_id) is None:
@@ -178,6 +186,7 @@ def _check_subject(home: Home, kind: str, name: str, party_id: str | None,
         aro = registry.aro(aro_id)
         if aro is None or aro.party_id != party_id:
             raise NotFound("credential.aro-not-found", f"no ARO {aro_id!r} acting for {party_id}")
+        _refuse_revoked_aro(aro.aro_id, aro.status)
         return party_id, aro_id
     if kind == "staff":
         if registry.staff(name) is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -225,6 +226,9 @@ def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
     from smki.services.procguard import die_with_parent
 
     die_with_parent()  # a worker never outlives its forkserver (which dies with the server)
+    # Ctrl-C reaches the terminal's whole process group: the process that owns the pool decides
+    # what stops (and reports it in one line); a worker interrupted mid-wait only printed a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _FACTORY = _make_factory(settings, secret, issuer_der)
     except Exception as exc:  # reported with the first chunk (see WorkerKeyUnavailable)

@@ -274,10 +274,15 @@ def import_path(home: Home, path: Path, *, actor: str, chunk: int = CHUNK,
     chunks (:meth:`~smki.store.devices.DeviceWrites.put_records`: ``COPY`` on PostgreSQL). The register
     it leaves, the chunks and audit records, and any error are those of :func:`import_rows`
     (tests/store/test_device_bulk.py)."""
+    if not path.is_file():
+        raise SmkiError("device.bad-file", f"{path}: {'a directory' if path.is_dir() else 'no such file'}, "
+                        "not a CSV or JSON Lines file")
     check = _Checker(_party_ids(home), today())
-    if path.suffix.lower() == ".csv":
-        return _import_records(home, _csv_records(path, check), actor=actor, chunk=chunk, on_chunk=on_chunk)
-    return _import_records(home, _dict_records(read_rows(path), check), actor=actor, chunk=chunk, on_chunk=on_chunk)
+    records = _csv_records(path, check) if path.suffix.lower() == ".csv" else _dict_records(read_rows(path), check)
+    try:
+        return _import_records(home, records, actor=actor, chunk=chunk, on_chunk=on_chunk)
+    except UnicodeDecodeError as exc:  # chunks before the bad bytes are committed, as for a bad row
+        raise SmkiError("device.bad-file", f"{path.name}: not UTF-8 text (byte {exc.start} of a read)") from None
 
 
 def _import_records(home: Home, records: Iterable[DeviceRecord], *, actor: str, chunk: int,

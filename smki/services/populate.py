@@ -25,6 +25,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import secrets
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -102,6 +103,7 @@ def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
     from smki.keys import open_backend
 
     global _FACTORY, _KEYS
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (one line, no traceback)
     signer = open_backend(settings, secret).signer(DEVICE_CA_LABEL)
     _FACTORY = DeviceCertificateFactory(x509.load_der_x509_certificate(issuer_der), signer, settings)
     _KEYS = []

@@ -169,7 +169,7 @@ def revoke_organisation_certificate(
 def revoke_as_operator(home: Home, serial: str, reason: int, *, staff_id: str | None,
                        now: datetime | None = None) -> Published:
     """An RA operator revokes an Organisation Certificate (``smki cert revoke``)."""
-    require_staff(home, staff_id, "ra-operator")
+    require_staff(home, staff_id, "ra-operator", subject=serial, action="revoke-certificate")
     assert staff_id is not None
     return revoke_organisation_certificate(home, serial, reason, actor=f"staff:{staff_id}",
                                            details={"staff": staff_id}, now=now)
@@ -177,7 +177,7 @@ def revoke_as_operator(home: Home, serial: str, reason: int, *, staff_id: str | 
 
 def propose_ca_revocation(home: Home, serial: str, reason: int, *, staff_id: str | None) -> int:
     """An RA operator proposes revoking a CA certificate; returns the dual-control item id."""
-    require_staff(home, staff_id, "ra-operator")
+    require_staff(home, staff_id, "ra-operator", subject=serial, action="propose-ca-revocation")
     assert staff_id is not None
     if reason not in REASON_NAMES:
         raise SmkiError("revocation.bad-reason", f"{reason!r} is not a reason code smki accepts")
@@ -202,7 +202,8 @@ def propose_ca_revocation(home: Home, serial: str, reason: int, *, staff_id: str
 def decide_ca_revocation(home: Home, item_id: int, *, staff_id: str | None, approve: bool,
                          now: datetime | None = None) -> Published | None:
     """A different RA approver approves (revoke + ARL) or refuses the proposal (rule ``ra.dual-control``)."""
-    require_staff(home, staff_id, "ra-approver")
+    require_staff(home, staff_id, "ra-approver", subject=f"ca-revocation:{item_id}",
+                  action="approve-ca-revocation" if approve else "refuse-ca-revocation")
     assert staff_id is not None
     item = home.store.registry.dual_control(item_id)
     if item is None or item.action != CA_REVOKE_ACTION:
@@ -239,7 +240,7 @@ def set_status(home: Home, serial: str, status: CertStatus, *, staff_id: str | N
     Returns the previous status. Setting a Device Certificate in use puts the Device's other in-use
     certificate for that usage to not in use, in the same transaction (one in use per usage).
     """
-    require_staff(home, staff_id, "ra-operator")
+    require_staff(home, staff_id, "ra-operator", subject=serial, action="set-status")
     assert staff_id is not None
     status = CertStatus(status)
     if status not in SETTABLE_STATUSES:

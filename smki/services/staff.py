@@ -37,16 +37,24 @@ def _load(home: Home, staff_id: str | None) -> StaffRecord:
     return record
 
 
-def require_staff(home: Home, staff_id: str | None, role: str | StaffRole) -> StaffRecord:
+def require_staff(home: Home, staff_id: str | None, role: str | StaffRole, *, subject: str = "",
+                  action: str = "") -> StaffRecord:
     """The active staff member ``staff_id`` holding ``role``, or a coded refusal.
 
     For actions that need one particular role whatever the permission table says (e.g. the CA
-    revocation proposals). RA register actions use :func:`require_action` instead.
+    revocation proposals). RA register actions use :func:`require_action` instead. A refusal is
+    audited (``staff.refused``) before it is raised, as :func:`require_action`'s are: a person
+    acting beyond their role is recorded whichever kind of action they tried.
     """
     record = _load(home, staff_id)
     wanted = StaffRole(role).value if isinstance(role, StaffRole) else role
     if wanted not in record.roles:
-        raise SmkiError("staff.role-required", f"{staff_id!r} does not hold the {wanted} role")
+        reason = f"{staff_id!r} does not hold the {wanted} role"
+        with home.store.transaction() as tx:
+            tx.append_audit([AuditEvent(record.staff_id, "staff.refused", subject or action or wanted, {
+                "action": action or f"needs {wanted}", "rule": "ra.staff-role", "reason": reason,
+            })])
+        raise SmkiError("staff.role-required", reason)
     return record
 
 

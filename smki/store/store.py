@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Select, bindparam, select, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 
 from smki.audit import AuditReport, AuditRow, verify_chain
 from smki.domain import CertKind, CertStatus, Usage
@@ -141,6 +141,9 @@ class Store:
             return SchemaStatus(current_revision(self._engine), head_revision())
         except OperationalError as exc:
             raise SmkiError("store.unavailable", f"cannot reach the database: {_first_line(exc)}") from exc
+        except DatabaseError as exc:  # SQLite: "file is not a database", "database disk image is malformed"
+            raise SmkiError("store.corrupt", f"the database cannot be read: {_first_line(exc)}; restore it from "
+                            "a backup ('smki backup restore')") from exc
 
     def require_current_schema(self) -> None:
         """Refuse to work on a schema this smki did not make: only ``ca init`` and ``db upgrade`` migrate.

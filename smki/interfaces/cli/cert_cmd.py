@@ -13,7 +13,14 @@ from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError
 from smki.eui64 import eui64_hex, parse_eui64
 from smki.interfaces.cli import revoke_cmd
-from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, open_for_reading, write_output
+from smki.interfaces.cli.common import (
+    DB_INT_MAX,
+    DEFAULT_HOME_PATH,
+    HomeOption,
+    console,
+    open_for_reading,
+    write_output,
+)
 from smki.interfaces.cli.output import CsvOption, JsonOption, check_formats, emit_record, emit_rows, fields_table
 
 if TYPE_CHECKING:
@@ -95,13 +102,14 @@ def search(
     device: Annotated[str | None, typer.Option("--device", help="Device ID (EUI-64).")] = None,
     entity: Annotated[str | None, typer.Option("--entity", help="Entity Identifier (EUI-64).")] = None,
     serial: Annotated[str | None, typer.Option("--serial", help="Serial number (hex).")] = None,
-    role: Annotated[int | None, typer.Option("--role", help="Remote Party Role (decimal).")] = None,
+    role: Annotated[int | None, typer.Option("--role", min=0, max=255, help="Remote Party Role (decimal).")] = None,
     usage: Annotated[Usage | None, typer.Option("--usage", help="DS or KA.")] = None,
     status: Annotated[CertStatus | None, typer.Option("--status", help="P, I, N, E or R.")] = None,
     kind: Annotated[CertKind | None, typer.Option("--kind", help="The kind of certificate.")] = None,
     issued_from: Annotated[datetime | None, typer.Option("--issued-from", help="Issued at or after (UTC).")] = None,
     issued_before: Annotated[datetime | None, typer.Option("--issued-before", help="Issued before (UTC).")] = None,
-    after: Annotated[int, typer.Option("--after", help="Page cursor: the 'next' value of the previous page.")] = 0,
+    after: Annotated[int, typer.Option("--after", min=0, max=DB_INT_MAX,
+                                       help="Page cursor: the 'next' value of the previous page.")] = 0,
     limit: Annotated[int, typer.Option(min=1, max=MAX_PAGE, help="Certificates per page.")] = 100,
     as_json: JsonOption = False,
     as_csv: CsvOption = False,

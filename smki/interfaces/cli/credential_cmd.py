@@ -59,12 +59,14 @@ def _password() -> bytes:
     return text.encode()
 
 
-def _write(out: Path, data: bytes) -> None:
-    if out.exists():
-        raise SmkiError("credential.exists", f"{out} exists; not overwriting a credential file")
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+def _reserve(out: Path) -> int:
+    """Create ``out`` (mode 0600, never over an existing file) before anything is issued, so that a
+    file that cannot be written refuses the command rather than leave a credential recorded and
+    audited whose key went nowhere."""
+    try:
+        return os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise SmkiError("credential.exists", f"{out} exists; not overwriting a credential file") from None
 
 
 def _issue(home: Path, kind: str, name: str, out: Path, party: str | None = None, aro: str | None = None,
@@ -74,13 +76,19 @@ def _issue(home: Path, kind: str, name: str, out: Path, party: str | None = None
     from smki.services.credentials import issue_credential
 
     password = _password()
-    opened = open_for_signing(home)
+    fd = _reserve(out)
     try:
-        issued = issue_credential(opened, kind, name, password=password, actor=actor(), party_id=party, aro_id=aro,
-                                  lifetime=None if days is None else timedelta(days=days))
-    finally:
-        opened.close()
-    _write(out, issued.pkcs12)
+        with os.fdopen(fd, "wb") as handle:
+            opened = open_for_signing(home)
+            try:
+                issued = issue_credential(opened, kind, name, password=password, actor=actor(), party_id=party,
+                                          aro_id=aro, lifetime=None if days is None else timedelta(days=days))
+            finally:
+                opened.close()
+            handle.write(issued.pkcs12)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     console.print(f"issued {kind} credential {issued.serial} for {issued.certificate.subject.rfc4514_string()}, "
                   f"valid until {issued.certificate.not_valid_after_utc:%Y-%m-%d}: {out}",
                   highlight=False, soft_wrap=True)

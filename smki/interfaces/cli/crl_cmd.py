@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from smki.interfaces.cli.common import (
+    DB_INT_MAX,
     DEFAULT_HOME_PATH,
     HomeOption,
     actor,
@@ -65,7 +66,8 @@ def publish_command(
 def show(
     home: HomeOption = DEFAULT_HOME_PATH,
     kind: Annotated[ListKind, typer.Option("--kind", case_sensitive=False, help="Which list.")] = ListKind.CRL,
-    number: Annotated[int | None, typer.Option("--number", help="CRL number (default: the newest).")] = None,
+    number: Annotated[int | None, typer.Option("--number", min=1, max=DB_INT_MAX,
+                                                help="CRL number (default: the newest).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a published CRL or ARL and the numbers still retrievable."""
@@ -96,7 +98,8 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", help="File to write (default: standard output).")] = None,
     home: HomeOption = DEFAULT_HOME_PATH,
     kind: Annotated[ListKind, typer.Option("--kind", case_sensitive=False, help="Which list.")] = ListKind.CRL,
-    number: Annotated[int | None, typer.Option("--number", help="CRL number (default: the newest).")] = None,
+    number: Annotated[int | None, typer.Option("--number", min=1, max=DB_INT_MAX,
+                                                help="CRL number (default: the newest).")] = None,
     format: Annotated[Format, typer.Option("--format", help="DER or PEM.")] = Format.der,
 ) -> None:
     """Write a published CRL or ARL, by number, as DER or PEM."""

@@ -80,6 +80,8 @@ def org(
     except ValueError as exc:
         known = ", ".join(f"{int(r)} ({r.name.lower()})" for r in RemotePartyRole)
         raise SmkiError("role.invalid", f"{role} is not a Remote Party Role (one of: {known})") from exc
+    if common_name is not None and not 1 <= len(common_name) <= 64:  # X.520 ub-common-name
+        raise SmkiError("csr.bad-common-name", f"--cn is 1 to 64 characters, not {len(common_name)}")
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())

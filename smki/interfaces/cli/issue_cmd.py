@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from smki.services.batch_sources import BatchItem
+    from smki.services.context import Home
     from smki.services.device_issuance import DeviceOutcome
 
 app = typer.Typer(help="Issue certificates from PKCS#10 CSRs (CA operator).", no_args_is_help=True)
@@ -90,17 +91,36 @@ class BatchWriter:
     """Writes each committed chunk's certificates and a results.csv line per CSR, with progress."""
 
     def __init__(self, out: Path, progress: Progress | None, task: TaskID | None) -> None:
-        out.mkdir(parents=True, exist_ok=True)
         self.out = out
         self.progress = progress
         self.task = task
-        self.results = (out / "results.csv").open("a", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.results)
-        if self.results.tell() == 0:
-            self.writer.writerow(["item", "status", "serial", "file", "error_code", "error_message"])
+        self._results: TextIO | None = None
+        self._writer: Any = None
         self.errors: list[DeviceOutcome] = []
 
+    def _open(self) -> None:
+        """``out`` and its results.csv, made with the first committed chunk: a batch refused before
+        any CSR is decided (a wrong passphrase, a locked key, an empty source) leaves nothing behind."""
+        if self._results is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._results = (self.out / "results.csv").open("a", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._results)
+            if self._results.tell() == 0:
+                self._writer.writerow(["item", "status", "serial", "file", "error_code", "error_message"])
+
+    @property
+    def results(self) -> TextIO:
+        self._open()
+        assert self._results is not None
+        return self._results
+
+    @property
+    def writer(self) -> Any:
+        self._open()
+        return self._writer
+
     def __call__(self, outcomes: Sequence[DeviceOutcome]) -> None:
+        self._open()
         for outcome in outcomes:
             if outcome.ok:
                 assert outcome.der is not None
@@ -116,7 +136,46 @@ class BatchWriter:
             self.progress.advance(self.task, len(outcomes))
 
     def close(self) -> None:
-        self.results.close()
+        if self._results is not None:
+            self._results.close()
+
+
+def redeliver(opened: Home, batch_ref: str, out: Path, writer: BatchWriter, items: Sequence[BatchItem] | None,
+              source: Path | None) -> int:
+    """Write out the certificates an earlier run of ``batch_ref`` committed but never wrote (it was
+    stopped — Ctrl-C, a crash — between a chunk's commit and its files): a resumed batch skips
+    every CSR already issued, so without this their certificates would never reach ``out``.
+    Returns how many were written (each also gets its results.csv line)."""
+    from smki.services.device_issuance import BATCH_ISSUED_ACTION
+
+    issued: dict[int, tuple[str, str, str]] = {}
+    for row in opened.store.audit_rows_for(batch_ref, BATCH_ISSUED_ACTION):
+        for serial, device_hex, usage, index in row.details_dict["issued"]:
+            issued[int(index)] = (str(serial), str(device_hex), str(usage))
+    results = out / "results.csv"
+    reported: set[str] = set()
+    if results.exists():
+        with results.open(newline="", encoding="utf-8") as handle:
+            reported = {line["serial"] for line in csv.DictReader(handle) if line.get("serial")}
+    missing = {index: entry for index, entry in issued.items() if entry[0] not in reported}
+    if not missing:
+        return 0
+    names: dict[int, str] = {}
+    if items is not None or source is not None:
+        from smki.services.batch_sources import read_batch_source
+
+        for item in items if items is not None else read_batch_source(source):  # type: ignore[arg-type]
+            if item.index in missing:
+                names[item.index] = item.item_id
+    for index, (serial, device_hex, usage) in sorted(missing.items()):
+        record = opened.store.certificate_by_serial(serial)
+        if record is None:  # pragma: no cover - the audit record and the certificate commit together
+            continue
+        name = f"{device_hex}-{usage.lower()}.pem"
+        write_atomic(out / name, pem(record.der))
+        writer.writer.writerow([names.get(index, f"#{index + 1}"), "issued", serial, name, "", ""])
+    writer.results.flush()
+    return len(missing)
 
 
 def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, out: Path,
@@ -131,6 +190,16 @@ def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, o
     with progress:
         task = progress.add_task("issue", total=total)
         writer = BatchWriter(out, progress, task)
+        if resume is not None:
+            try:
+                delivered = redeliver(opened, resume, out, writer, items, source)
+            except BaseException:
+                writer.close()
+                opened.close()
+                raise
+            if delivered:
+                err_console.print(f"wrote {delivered} certificate(s) batch {resume} had committed but not written "
+                                  f"out", highlight=False, soft_wrap=True)
         try:
             summary = issue_device_batch(opened, iterable, actor=actor(), batch_ref=batch_ref,
                                          workers=workers, chunk_size=chunk_size, on_chunk=writer,

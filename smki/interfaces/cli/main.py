@@ -8,7 +8,9 @@ answer without importing cryptography, SQLAlchemy or FastAPI.
 statuses"): 0 done; 1 a ``SmkiError`` (one line on stderr, ``error: <code>: <message>``: a refusal,
 bad input, a missing home); 2 a usage error (one line, ``error: usage: …``); 3 ``ra propose``
 recorded a refusing proposal; 4 an internal error (one line; the traceback only with
-``SMKI_DEBUG=1``); 130 interrupted.
+``SMKI_DEBUG=1``); 130 interrupted. A file the operator named that cannot be read or written
+(a missing directory, a directory where a file was expected, a name too long) is an input error
+(status 1, ``error: io: …``), not an internal one.
 """
 
 from __future__ import annotations
@@ -95,6 +97,16 @@ def _usage_line(exc: _click.exceptions.UsageError) -> str:
     return f"error: usage: {message} (see '{where} --help')"
 
 
+def _os_error_text(exc: OSError) -> str:
+    """``<file>: <reason>`` of a failed file operation, on one line (a long name shortened)."""
+    name = exc.filename if exc.filename is not None else ""
+    text = str(name)
+    if len(text) > 120:
+        text = text[:60] + "…" + text[-40:]
+    reason = exc.strerror or type(exc).__name__
+    return f"{text}: {reason}" if text else reason
+
+
 def _fail(line: str, code: int) -> None:
     from smki.interfaces.cli.common import err_console
 
@@ -127,10 +139,15 @@ def run() -> None:
         _fail(f"error: input: {' '.join(exc.format_message().split())}", EXIT_ERROR)
     except (KeyboardInterrupt, Abort, EOFError):
         _fail("interrupted", EXIT_INTERRUPTED)
+    except OSError as exc:
+        _fail(f"error: io: {_os_error_text(exc)}", EXIT_ERROR)
     except Exception as exc:
         if os.environ.get(env_name("debug"), "").strip().lower() not in ("", "0", "false", "no", "off"):
             raise
-        _fail(f"error: internal: {type(exc).__name__}: {exc} (set SMKI_DEBUG=1 for details)", EXIT_INTERNAL)
+        message = " ".join(str(exc).split())  # one line, whatever the exception's text holds
+        _fail(f"error: internal: {type(exc).__name__}: {message} (set SMKI_DEBUG=1 for details)", EXIT_INTERNAL)
+    if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into Exit(130), silently
+        _fail("interrupted", EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -35,13 +35,20 @@ def extract(
         if out is None:
             count = write_extract(opened.store, sys.stdout, since=moment)
         else:
+            if out.is_dir():
+                raise SmkiError("extract.out-is-directory", f"{out} is a directory: name the CSV file to write")
             tmp = out.with_name(out.name + ".partial")
-            with tmp.open("w", encoding="utf-8", newline="") as handle:
-                count = write_extract(opened.store, handle, since=moment,
-                                      on_progress=lambda n: err_console.print(f"{n:,} records…", highlight=False))
-                handle.flush()
-                os.fsync(handle.fileno())
-            tmp.replace(out)  # a reader never sees half an extract
+            try:
+                with tmp.open("w", encoding="utf-8", newline="") as handle:
+                    count = write_extract(opened.store, handle, since=moment,
+                                          on_progress=lambda n: err_console.print(f"{n:,} records…",
+                                                                                  highlight=False))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                tmp.replace(out)  # a reader never sees half an extract
+            except BaseException:  # Ctrl-C, a full disk: no half extract is left beside it either
+                tmp.unlink(missing_ok=True)
+                raise
     finally:
         opened.close()
     err_console.print(f"{count:,} certificate(s) extracted", highlight=False)

@@ -13,6 +13,7 @@ import typer
 
 from smki.domain import CertStatus
 from smki.interfaces.cli.common import (
+    DB_INT_MAX,
     DEFAULT_HOME_PATH,
     HomeOption,
     actor,
@@ -117,7 +118,7 @@ def propose(
 
 @ca_revoke_app.command("approve")
 def approve(
-    item: Annotated[int, typer.Argument(help="The proposal number.")],
+    item: Annotated[int, typer.Argument(min=1, max=DB_INT_MAX, help="The proposal number.")],
     staff: StaffOption = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
@@ -135,7 +136,7 @@ def approve(
 
 @ca_revoke_app.command("refuse")
 def refuse(
-    item: Annotated[int, typer.Argument(help="The proposal number.")],
+    item: Annotated[int, typer.Argument(min=1, max=DB_INT_MAX, help="The proposal number.")],
     staff: StaffOption = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:

@@ -185,7 +185,7 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
         from smki.services.staff import require_staff
 
         kind = params["kind"].upper()
-        require_staff(ctx.home(), identity.staff_id, "ra-operator")
+        require_staff(ctx.home(), identity.staff_id, "ra-operator", subject=kind, action="publish")
         publish(ctx.home(), kind, actor=f"staff:{identity.staff_id}")
 
     def devices(request: Request, status_code: int = 200, **extra: Any) -> Response:
