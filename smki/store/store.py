@@ -141,7 +141,10 @@ class Store:
             return SchemaStatus(current_revision(self._engine), head_revision())
         except OperationalError as exc:
             raise SmkiError("store.unavailable", f"cannot reach the database: {_first_line(exc)}") from exc
-        except DatabaseError as exc:  # SQLite: "file is not a database", "database disk image is malformed"
+        except DatabaseError as exc:
+            if self._engine.dialect.name != "sqlite":  # e.g. PostgreSQL refusing the role: not a corrupt file
+                raise SmkiError("store.unavailable", f"cannot read the database: {_first_line(exc)}") from exc
+            # SQLite: "file is not a database", "database disk image is malformed"
             raise SmkiError("store.corrupt", f"the database cannot be read: {_first_line(exc)}; restore it from "
                             "a backup ('smki backup restore')") from exc
 
