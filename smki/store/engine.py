@@ -28,6 +28,8 @@ BUSY_TIMEOUT_MS = 60_000
 #: docs/performance.md). A database made before keeps its size; ``VACUUM`` after
 #: ``PRAGMA journal_mode=DELETE`` would convert it.
 SQLITE_PAGE_SIZE = 16_384
+#: How much WAL SQLite lets grow before it checkpoints (see ``_connect``).
+WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024
 
 
 def create_store_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
@@ -114,8 +116,10 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # Checkpoint every ~64 MB of WAL rather than 4 MB: a checkpoint fsyncs the database,
-            # and batch issuance writes a few hundred KB per commit.
-            cursor.execute("PRAGMA wal_autocheckpoint=16000")
+            # and batch issuance writes a few hundred KB per commit. SQLite counts it in pages,
+            # whose size is the database's own (4 KiB in one made before SQLITE_PAGE_SIZE).
+            page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
             cursor.execute("PRAGMA cache_size=-16384")
         finally:
             cursor.close()

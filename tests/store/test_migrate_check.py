@@ -47,6 +47,7 @@ def test_a_new_sqlite_database_has_16k_pages_and_an_old_one_keeps_its_own(tmp_pa
             store.migrate()
             with store.engine.begin() as conn:
                 assert conn.execute(text("PRAGMA page_size")).scalar() == size
+                assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 64 * 1024 * 1024 // size
                 assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert is_current(store.engine)
     finally:
