@@ -22,7 +22,7 @@ from smki.errors import SmkiError
 from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.devices_api import create_devices_router
 from smki.interfaces.api.docs import create_docs_router
-from smki.interfaces.api.errors import count_refusal, error_body, error_response, raw_error
+from smki.interfaces.api.errors import TrackedSend, count_refusal, error_body, error_response, send_error
 from smki.interfaces.api.json_api import PREFIX, create_json_router
 from smki.interfaces.api.security import BodyTooLarge, ListenerMiddleware
 from smki.interfaces.dcc.routes import create_device_router, create_repository_router
@@ -59,35 +59,23 @@ class InternalErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except ClientDisconnect:
             # The client went away before its body was complete (a dropped upload): its fault, not
             # smki's, so no traceback and no 5xx for the alerts; nobody reads this answer, but the
             # access line and the metrics record a 400, as the JSON routes' body reading does.
-            if started:
+            if tracked.started:
                 raise
-            status, headers, body = raw_error(400, "request.incomplete",
-                                              "the client closed the connection before the request body was complete")
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, 400, "request.incomplete",
+                             "the client closed the connection before the request body was complete")
         except Exception as exc:
-            if started:
+            if tracked.started:
                 raise
             log.error("unhandled error in %s %s", scope.get("method", ""), scope.get("path", ""), exc_info=exc,
                       extra={"request_id": request_id.get()})
-            status, headers, body = raw_error(500, "internal.error", INTERNAL_MESSAGE)
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [*headers, (b"connection", b"close")]})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, 500, "internal.error", INTERNAL_MESSAGE, [(b"connection", b"close")])
 
 
 def _validation_message(exc: RequestValidationError) -> str:

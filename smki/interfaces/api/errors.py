@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -85,3 +86,25 @@ def raw_error(status: int, code: str, message: str) -> tuple[int, list[tuple[byt
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"cache-control", b"no-store")]
     return status, headers, body
+
+
+async def send_error(send: Any, status: int, code: str, message: str,
+                     extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Answer an error straight through an ASGI ``send`` (the middleware's :func:`raw_error`)."""
+    status, headers, body = raw_error(status, code, message)
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra_headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class TrackedSend:
+    """An ASGI ``send`` that remembers whether the response has started: a middleware that catches
+    an error below it can answer only if nothing has been sent yet."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)

@@ -23,7 +23,7 @@ from typing import Any
 import anyio.to_thread
 
 from smki.errors import SmkiError
-from smki.interfaces.api.errors import raw_error, status_for
+from smki.interfaces.api.errors import TrackedSend, send_error, status_for
 from smki.interfaces.api.tls import TLS_EXTENSION
 from smki.interfaces.portal.identity import PortalIdentity
 from smki.interfaces.portal.limits import MAX_EVIDENCE_UPLOAD
@@ -72,16 +72,16 @@ class ListenerMiddleware:
         tls = scope.get("extensions", {}).get(TLS_EXTENSION) or {}
         der = tls.get("client_cert_der")
         if not der:
-            await _send_error(send, 401, "credential.missing", "a client certificate (SMKI credential) is required")
+            await send_error(send, 401, "credential.missing", "a client certificate (SMKI credential) is required")
             return
         try:
             identity = await anyio.to_thread.run_sync(resolve_identity, self.home_factory(), der)
         except SmkiError as exc:
-            await _send_error(send, status_for(exc), exc.code, exc.message)
+            await send_error(send, status_for(exc), exc.code, exc.message)
             return
         except Exception:  # the register could not be read: refuse rather than guess
             log.exception("identity check failed")
-            await _send_error(send, 503, "store.unavailable", "the credential could not be checked; try again")
+            await send_error(send, 503, "store.unavailable", "the credential could not be checked; try again")
             return
         state = scope.setdefault("state", {})
         state["api_identity"] = identity
@@ -98,7 +98,7 @@ class ListenerMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _send_error(send, 400, "request.bad-length", "Content-Length is not a number")
+                    await send_error(send, 400, "request.bad-length", "Content-Length is not a number")
                     return
                 if declared > limit:
                     await _too_large(send, limit)
@@ -114,26 +114,14 @@ class ListenerMiddleware:
                     raise BodyTooLarge
             return message
 
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except BodyTooLarge:
-            if not started:
+            if not tracked.started:
                 await _too_large(send, limit)
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    await _send_error(send, 413, "request.too-large", f"the request body is over the limit of {limit} bytes")
+    await send_error(send, 413, "request.too-large", f"the request body is over the limit of {limit} bytes")
 
-
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    status, headers, body = raw_error(status, code, message)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
