@@ -247,6 +247,29 @@ def _type_ok(setting: Setting, value: Any) -> bool:
     return isinstance(value, str)
 
 
+def database_url_problem(url: str) -> str | None:
+    """Why smki cannot use ``url`` as its store, or None: SQLite, or PostgreSQL through psycopg 3.
+
+    One rule for ``config check`` and the store's engine (``smki.store.engine``): a URL the
+    engine would refuse is refused when the configuration is read, not at the first command
+    that opens the store."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"not a database URL: {url!r}"
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return None
+    if backend == "postgresql":
+        if parsed.get_driver_name() == "psycopg":
+            return None
+        return "PostgreSQL URLs must use psycopg 3: postgresql+psycopg://…"
+    return f"unsupported database {backend!r}: use sqlite or postgresql+psycopg"
+
+
 def _check_value(setting: Setting, value: Any, name: str = "") -> None:
     """Refuse a value of the wrong type or out of range; ``name`` is how the error calls it
     (the key for the file, ``SMKI_X (key)`` for the environment, ``--flag (key)`` for a flag)."""
@@ -265,6 +288,8 @@ def _check_value(setting: Setting, value: Any, name: str = "") -> None:
                 raise ConfigError("config.invalid", f"{key}: {oid!r} is not an object identifier (e.g. 1.2.826.0.1)")
     if not setting.empty_ok and not value:
         raise ConfigError("config.invalid", f"{key}: must not be empty")
+    if setting.key == "database-url" and value and (problem := database_url_problem(str(value))):
+        raise ConfigError("config.invalid", f"{key}: {problem}")
     if setting.type == LISTEN and value:
         Listen.parse(value, key)
     if setting.type == WINDOW and value:

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from smki.errors import SmkiError
+from smki.settings_model import database_url_problem
 
 #: Execution option a connection carries when it will write (see ``_begin``).
 WRITE_OPTION = "smki_write"
@@ -34,21 +34,15 @@ WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024
 
 def create_store_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
     """An Engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://…``)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise SmkiError("store.bad-url", f"not a database URL: {url!r}") from exc
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
+    problem = database_url_problem(url)
+    if problem is not None:
+        raise SmkiError("store.bad-url", problem)
+    if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url, synchronous)
-    if backend == "postgresql":
-        if parsed.get_driver_name() not in ("psycopg",):
-            raise SmkiError("store.bad-url", "PostgreSQL URLs must use psycopg 3: postgresql+psycopg://…")
-        from smki.store.models import use_postgresql_predicates
+    from smki.store.models import use_postgresql_predicates
 
-        use_postgresql_predicates()  # the dialect is loaded now in any case
-        return _postgresql_engine(url)
-    raise SmkiError("store.bad-url", f"unsupported database {backend!r}: use sqlite or postgresql+psycopg")
+    use_postgresql_predicates()  # the dialect is loaded now in any case
+    return _postgresql_engine(url)
 
 
 #: psycopg prepares a statement once a connection has run it this many times (psycopg's default: 5).

@@ -176,6 +176,9 @@ def test_signing_workers_leave_ctrl_c_to_the_process_that_owns_them(monkeypatch:
     b'device-policy-oid = "not.an.oid"\n',
     b'hw-type-oids = ["1.2.826.0.1.8641679.1.2.2.1", "hwtype"]\n',
     b"organisation-validity-years = 100000\n",
+    b'database-url = "mysql://smki@127.0.0.1/smki"\n',
+    b'database-url = "postgresql+psycopg2://smki@127.0.0.1/smki"\n',
+    b'database-url = "not a url"\n',
 ])
 def test_a_bad_smki_toml_is_refused_by_config_check_and_every_command_in_one_line(run: Run, text: bytes) -> None:
     (run.home / "smki.toml").write_bytes(text)
