@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smki.config import Settings, load_settings
-from smki.domain import CertKind
-from smki.errors import ConfigError, NotFound
+from smki.domain import CertKind, CertStatus
+from smki.errors import ConfigError, NotFound, SmkiError
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -52,6 +52,11 @@ class Home:
         ceremony in another process is seen at once); only its parsing is remembered, by its DER."""
         record = self.store.ca_certificate(kind)
         if record is None:
+            last = self.store.last_ca_certificate(kind)
+            if last is not None:  # not a home without a CA: its certificate was revoked (or retired)
+                raise SmkiError("ca.not-in-force", f"no {kind.value} certificate is in force: the last one, "
+                                f"{last.serial}, is {CertStatus(last.status).name.lower().replace('_', '-')}; "
+                                "nothing it would sign can be issued")
             raise NotFound("ca.not-initialised", f"no {kind.value} certificate: run 'smki ca init' first")
         return _parsed_certificate(record.der)
 

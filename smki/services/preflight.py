@@ -59,7 +59,7 @@ def check_ca_keys(home: Home) -> list[str]:
     The three CA keys as the readiness probe checks them (:func:`smki.services.health.check_keys`),
     and the credentials CA's. Returns the labels checked. Codes: ``key.secret-missing``,
     ``key.locked`` (wrong passphrase), ``key.missing``, ``hsm.*`` (token absent, wrong PIN),
-    ``ca.not-initialised``, ``key.mismatch``.
+    ``ca.not-initialised``, ``ca.not-in-force`` (its certificate revoked), ``key.mismatch``.
     """
     from smki.services.credentials import credentials_ca
     from smki.services.health import CA_KEYS, check_keys

@@ -65,6 +65,11 @@ _CA_CERTIFICATE = {
     .order_by(_c.id.desc()).limit(1)
     for kind in sorted(_CA_KINDS)
 }
+#: The newest CA certificate of each kind whatever its status (``last_ca_certificate``).
+_LAST_CA_CERTIFICATE = {
+    kind: select(certificates).where(text(f"kind = '{kind}'")).order_by(_c.id.desc()).limit(1)
+    for kind in sorted(_CA_KINDS)
+}
 _BY_SERIAL = select(certificates).where(_c.serial == bindparam("serial"))
 #: ``ca_certificate(CertKind.DEVICE_CA)``'s certificate, its DER alone (``single_device_reads``).
 _DEVICE_CA_DER = (f"SELECT der FROM certificates WHERE kind = '{CertKind.DEVICE_CA.value}' "
@@ -321,6 +326,15 @@ class Store:
         at planning time and read a few index entries rather than the table.
         """
         stmt = _CA_CERTIFICATE.get(kind.value)
+        if stmt is None:
+            raise SmkiError("store.bad-value", f"{kind.value} is not a CA certificate kind")
+        rows = self._certificates(stmt)
+        return rows[0] if rows else None
+
+    def last_ca_certificate(self, kind: CertKind) -> CertificateRecord | None:
+        """The newest CA certificate of ``kind`` in any status: when none is in use, it tells a
+        hierarchy never made from one whose certificate was revoked (through the same partial index)."""
+        stmt = _LAST_CA_CERTIFICATE.get(kind.value)
         if stmt is None:
             raise SmkiError("store.bad-value", f"{kind.value} is not a CA certificate kind")
         rows = self._certificates(stmt)

@@ -367,3 +367,18 @@ def test_second_usage_certificate_fixture_check(home: Home) -> None:
     assert ds.certificate.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
     assert ka.certificate.extensions.get_extension_for_class(x509.KeyUsage).value.key_agreement
     assert {r.entity_id for r in home.store.certificates_for_entity(ENTITY_A)} == {ENTITY_A}
+
+
+def test_after_its_ca_certificate_is_revoked_issuance_says_so_not_run_ca_init(home: Home) -> None:
+    """With the Organisation CA revoked there is no Organisation CA certificate in force: issuing is
+    refused naming the revoked certificate (``ca.not-in-force``), not as a home never initialised."""
+    org_ca = _ca(home, CertKind.ORGANISATION_CA)
+    serial = f"{org_ca.serial_number:032x}"
+    item = propose_ca_revocation(home, serial, parse_reason("cACompromise"), staff_id="op")
+    decide_ca_revocation(home, item, staff_id="approver", approve=True)
+    with pytest.raises(SmkiError) as refused:
+        issue_org(home)
+    assert refused.value.code == "ca.not-in-force"
+    assert serial in refused.value.message and "revoked" in refused.value.message
+    assert "ca init" not in refused.value.message
+    assert home.ca_certificate(CertKind.DEVICE_CA) is not None  # the Device CA is still in force
