@@ -251,3 +251,13 @@ def test_dev_make_csr_org_refuses_a_common_name_longer_than_x520_allows(run: Run
                  "--out", str(tmp_path / "o.csr"))
     assert result.code == 1 and one_line(result).startswith("error: csr.bad-common-name: ")
     assert not (tmp_path / "o.csr").exists()
+
+
+def test_dev_make_csr_batch_refuses_device_ids_past_the_last_instead_of_wrapping(run: Run, tmp_path: Path) -> None:
+    out = tmp_path / "b.pem"
+    result = run("dev", "make-csr", "batch", "--count", "3", "--start", "FFFFFFFFFFFFFFFF", "--out", str(out))
+    assert result.code == 1 and one_line(result).startswith("error: dev.bad-start: "), result
+    assert not out.exists()
+    fits = run("dev", "make-csr", "batch", "--count", "2", "--start", "FFFFFFFFFFFFFFFF", "--out", str(out))
+    assert fits.code == 0, fits
+    assert out.read_bytes().count(b"-----BEGIN CERTIFICATE REQUEST-----") == 2

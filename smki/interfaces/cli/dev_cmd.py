@@ -103,6 +103,10 @@ def batch(
     from smki.ca.devcsr import device_csr_stream, write_device_csrs
 
     first = int.from_bytes(parse_eui64(start), "big")
+    last = first + (count - 1) // 2  # DS and KA for each Device ID
+    if last > 0xFFFFFFFFFFFFFFFF:
+        raise SmkiError("dev.bad-start", f"{count} CSRs from {start} need Device IDs past FFFFFFFFFFFFFFFF; "
+                        "start lower")
     if format is BatchFormat.pem:
         write_device_csrs(out, count, first)
     else:
