@@ -26,7 +26,7 @@ from smki.interfaces.api.errors import count_refusal
 from smki.interfaces.portal.dcc_status import classify_batch_outcome
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.interfaces.portal.limits import MAX_CSR_UPLOAD, MAX_EVIDENCE_UPLOAD
-from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download
+from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download, number_in_url
 from smki.services import applications as apps
 from smki.services import requests as rq
 from smki.services.context import Home
@@ -292,9 +292,10 @@ def _all_batches(ctx: PortalContext, party_id: str) -> list[dict[str, Any]]:
 
 
 def _job_id(ref: str) -> int:
-    if not (ref.isascii() and ref.isdigit()) or len(ref) > 18:
+    number = number_in_url(ref)
+    if number is None:
         raise SmkiError("batch.not-found", "no such batch for this Party")
-    return int(ref)
+    return number
 
 
 def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:

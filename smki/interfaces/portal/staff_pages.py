@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from smki.domain import CertStatus
 from smki.errors import NotFound, SmkiError
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
-from smki.interfaces.portal.web import PortalContext
+from smki.interfaces.portal.web import PortalContext, number_in_url
 from smki.ra import Decision
 from smki.ra.state import INSTALLATION_NEED_EVIDENCE
 from smki.services import applications as apps
@@ -292,9 +292,10 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
 
         identity = staff_of(request)
         home = ctx.home()
-        if not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
+        number = number_in_url(seq)
+        if number is None:
             raise SmkiError("portal.bad-id", "an audit record is named by its number")
-        record = home.store.audit_record(int(seq))
+        record = home.store.audit_record(number)
         if record is None:
             raise SmkiError("audit.not-found", f"there is no audit record {seq}")
         previous = home.store.audit_record(record.seq - 1) if record.seq > 1 else None
@@ -311,11 +312,10 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
 
 
 def _batch_id(text: str) -> int:
-    """A batch number from the URL: ASCII digits that fit the store's integer (``int`` alone took
-    '٣' as 3, and a 20-digit number reached the database and was a 500)."""
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
+    number = number_in_url(text)
+    if number is None:
         raise NotFound("batch.not-found", f"no batch {text[:40]}")
-    return int(text)
+    return number
 
 
 AUDIT_CSV_PAGE = 5_000
@@ -336,13 +336,14 @@ def _audit_query(request: Request) -> AuditQuery:
             raise SmkiError("portal.bad-date", f"give '{name}' as YYYY-MM-DD") from None
 
     before = (params.get("before") or "").strip()
-    if before and (not (before.isascii() and before.isdigit()) or len(before) > 18):
+    before_seq = number_in_url(before) if before else None
+    if before and before_seq is None:
         raise SmkiError("portal.bad-id", "that is not a valid page cursor")
     return AuditQuery(actor=(params.get("actor") or "").strip()[:200] or None,
                       action=(params.get("action") or "").strip()[:200] or None,
                       subject=(params.get("subject") or "").strip()[:200] or None,
                       since=day("since"), until=day("until"),
-                      before_seq=int(before) if before else None, limit=AUDIT_ROWS)
+                      before_seq=before_seq, limit=AUDIT_ROWS)
 
 
 def _can(home: Home, identity: PortalIdentity) -> frozenset[str]:

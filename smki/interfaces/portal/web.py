@@ -157,6 +157,15 @@ class PortalContext:
         return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
 
 
+def number_in_url(text: str) -> int | None:
+    """A record's number as a URL gives it (a batch, an audit record, a page cursor), or None: ASCII
+    digits only (``int`` alone reads '٣' as 3 and '²' not at all) and at most 18 of them, so that
+    it fits the store's integer (a larger one reached the database and was a 500)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
+
+
 def download(data: bytes, filename: str, media_type: str) -> Response:
     """``data`` as an attachment; the file name is cut to ASCII letters, digits, ``.``, ``_`` and ``-``
     (a quote, a line break or a non-Latin-1 letter would break the header, or the response)."""
