@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from enum import IntEnum, StrEnum
 
+#: The largest id, number or cursor a database row can hold (a signed 64-bit BIGINT): every
+#: interface refuses a larger one itself, since the driver would overflow rather than find no row.
+MAX_ROW_ID = 2**63 - 1
+
 
 class Usage(StrEnum):
     """Key usage of an end-entity certificate: exactly one per certificate (spec §4.1, §4.2)."""

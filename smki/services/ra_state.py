@@ -12,7 +12,7 @@ from datetime import date
 from enum import Enum
 from typing import TypeVar
 
-from smki.domain import CertificatePolicy, RemotePartyRole
+from smki.domain import MAX_ROW_ID, CertificatePolicy, RemotePartyRole
 from smki.errors import NotFound, SmkiError
 from smki.ra import (
     Application,
@@ -101,17 +101,13 @@ def load_aro(home: Home, aro_id: str) -> AroRecord:
     return record
 
 
-#: The largest id a database row can have (BIGINT); a larger number names no row.
-INT64_MAX = 2**63 - 1
-
-
 def load_application(home: Home, application_id: int | str) -> ApplicationRecord:
     """The application record, or ``ra.application-not-found`` (ids are whole numbers)."""
     try:
         number = int(str(application_id).strip())
     except ValueError:
         raise NotFound("ra.application-not-found", f"no application {str(application_id)[:40]!r}") from None
-    if not 0 < number <= INT64_MAX:  # beyond the column's range: the driver would overflow, not answer None
+    if not 0 < number <= MAX_ROW_ID:  # beyond the column's range: the driver would overflow, not answer None
         raise NotFound("ra.application-not-found", f"no application {str(number)[:40]}")
     record = home.store.registry.application(number)
     if record is None:

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from smki.domain import CertKind, CertStatus, Usage
+from smki.domain import MAX_ROW_ID, CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError
 from smki.eui64 import eui64_hex, parse_eui64
 from smki.interfaces.api.context import ctx_of, identity_of, requester_of
@@ -37,8 +37,7 @@ PREFIX = "/api/v1"
 MAX_CSR_TEXT = 16 * 1024
 # Identifiers and cursors are database integers: bounding them here answers 422 for out-of-range
 # input instead of letting the driver overflow (a 500 that schemathesis found).
-INT64_MAX = 2**63 - 1
-DbId = Annotated[int, Path(ge=0, le=INT64_MAX)]
+DbId = Annotated[int, Path(ge=0, le=MAX_ROW_ID)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +302,7 @@ def create_json_router() -> APIRouter:
         return batch_out(job)
 
     @router.get("/device-batches/{batch_id}/results", response_model=BatchResultsPage, tags=["batches"])
-    def batch_results(request: Request, batch_id: DbId, after: Annotated[int, Query(ge=-1, le=INT64_MAX)] = -1,
+    def batch_results(request: Request, batch_id: DbId, after: Annotated[int, Query(ge=-1, le=MAX_ROW_ID)] = -1,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> BatchResultsPage:
         """Per-CSR results, a page at a time (items not yet processed show ``pending``)."""
         ctx = ctx_of(request)
@@ -335,7 +334,7 @@ def create_json_router() -> APIRouter:
         usage: Annotated[Literal["DS", "KA"] | None, Query()] = None,
         status: Annotated[Literal["P", "I", "N", "E", "R"] | None, Query()] = None,
         kind: Annotated[Literal["root", "org-ca", "device-ca", "org", "device"] | None, Query()] = None,
-        after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> CertificatePage:
         """Search the Repository (criteria combine with AND); pages by ``after``."""

@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smki.domain import CertKind, CertStatus, Usage
+from smki.domain import MAX_ROW_ID, CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError
 from smki.eui64 import eui64_hex, parse_eui64
 from smki.interfaces.cli import revoke_cmd
 from smki.interfaces.cli.common import (
-    DB_INT_MAX,
     DEFAULT_HOME_PATH,
     HomeOption,
     console,
@@ -108,7 +107,7 @@ def search(
     kind: Annotated[CertKind | None, typer.Option("--kind", help="The kind of certificate.")] = None,
     issued_from: Annotated[datetime | None, typer.Option("--issued-from", help="Issued at or after (UTC).")] = None,
     issued_before: Annotated[datetime | None, typer.Option("--issued-before", help="Issued before (UTC).")] = None,
-    after: Annotated[int, typer.Option("--after", min=0, max=DB_INT_MAX,
+    after: Annotated[int, typer.Option("--after", min=0, max=MAX_ROW_ID,
                                        help="Page cursor: the 'next' value of the previous page.")] = 0,
     limit: Annotated[int, typer.Option(min=1, max=MAX_PAGE, help="Certificates per page.")] = 100,
     as_json: JsonOption = False,

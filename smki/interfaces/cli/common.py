@@ -58,10 +58,6 @@ def say_err(text: str) -> None:
     """One line to stderr exactly as given (see ``say``)."""
     sys.stderr.write(text + "\n")
 
-#: The largest number a store column holds (a signed 64-bit integer): ids, cursors and list numbers
-#: beyond it are refused as usage errors rather than reaching the database (an internal error).
-DB_INT_MAX = 2**63 - 1
-
 HomeOption = Annotated[
     Path,
     typer.Option("--home", envvar=env_name("home"), help="The smki home directory (config, database, keys)."),

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from smki.domain import MAX_ROW_ID
 from smki.interfaces.cli.common import (
-    DB_INT_MAX,
     DEFAULT_HOME_PATH,
     HomeOption,
     actor,
@@ -66,7 +66,7 @@ def publish_command(
 def show(
     home: HomeOption = DEFAULT_HOME_PATH,
     kind: Annotated[ListKind, typer.Option("--kind", case_sensitive=False, help="Which list.")] = ListKind.CRL,
-    number: Annotated[int | None, typer.Option("--number", min=1, max=DB_INT_MAX,
+    number: Annotated[int | None, typer.Option("--number", min=1, max=MAX_ROW_ID,
                                                 help="CRL number (default: the newest).")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -98,7 +98,7 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", help="File to write (default: standard output).")] = None,
     home: HomeOption = DEFAULT_HOME_PATH,
     kind: Annotated[ListKind, typer.Option("--kind", case_sensitive=False, help="Which list.")] = ListKind.CRL,
-    number: Annotated[int | None, typer.Option("--number", min=1, max=DB_INT_MAX,
+    number: Annotated[int | None, typer.Option("--number", min=1, max=MAX_ROW_ID,
                                                 help="CRL number (default: the newest).")] = None,
     format: Annotated[Format, typer.Option("--format", help="DER or PEM.")] = Format.der,
 ) -> None:

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from smki.domain import MAX_ROW_ID
+
 if TYPE_CHECKING:
     from smki.store.batches import BatchJobRecord
 
-from smki.interfaces.cli.common import DB_INT_MAX, DEFAULT_HOME_PATH, HomeOption, console, err_console
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console
 from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
 from smki.interfaces.cli.staff_cmd import StaffOption, run_on
 
@@ -31,7 +33,7 @@ def _lifecycle() -> ModuleType:
 
 app = typer.Typer(help="Device CSR batches awaiting the RA: list, approve, reject.", no_args_is_help=True)
 
-BatchId = Annotated[int, typer.Argument(min=1, max=DB_INT_MAX, help="The BatchId.")]
+BatchId = Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="The BatchId.")]
 
 
 class BatchStatus(StrEnum):

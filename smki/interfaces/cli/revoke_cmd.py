@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smki.domain import CertStatus
+from smki.domain import MAX_ROW_ID, CertStatus
 from smki.interfaces.cli.common import (
-    DB_INT_MAX,
     DEFAULT_HOME_PATH,
     HomeOption,
     actor,
@@ -118,7 +117,7 @@ def propose(
 
 @ca_revoke_app.command("approve")
 def approve(
-    item: Annotated[int, typer.Argument(min=1, max=DB_INT_MAX, help="The proposal number.")],
+    item: Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="The proposal number.")],
     staff: StaffOption = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
@@ -136,7 +135,7 @@ def approve(
 
 @ca_revoke_app.command("refuse")
 def refuse(
-    item: Annotated[int, typer.Argument(min=1, max=DB_INT_MAX, help="The proposal number.")],
+    item: Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="The proposal number.")],
     staff: StaffOption = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:

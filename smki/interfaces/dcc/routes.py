@@ -28,7 +28,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from smki.domain import CertKind, CertStatus, Usage
+from smki.domain import MAX_ROW_ID, CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.interfaces.api.context import ListenerContext, ctx_of, requester_of
 from smki.interfaces.api.errors import count_refusal
@@ -150,7 +150,8 @@ def _refused_certificate(item_id: str, error_code: str | None, error_text: str |
 
 
 def _result_head(ctx: ListenerContext, requester: Requester, batch_text: str | None) -> BatchJobRecord | dx.DccError:
-    if batch_text is None or not (batch_text.isascii() and batch_text.isdigit()) or not 0 < int(batch_text) < 2**63:
+    if batch_text is None or not (batch_text.isascii() and batch_text.isdigit()) \
+            or not 0 < int(batch_text) <= MAX_ROW_ID:
         return dx.DccError(dx.FM_UNKNOWN_BATCH, "BatchId must be a positive integer naming one of your batches")
     try:
         return batch_jobs.job_for_party(ctx.home, int(batch_text), requester.party_id)

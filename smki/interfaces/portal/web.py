@@ -21,7 +21,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from smki.domain import Route
+from smki.domain import MAX_ROW_ID, Route
 from smki.errors import SmkiError
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.ra import PolicyRefusal, RuleResult
@@ -159,9 +159,9 @@ class PortalContext:
 
 def number_in_url(text: str) -> int | None:
     """A record's number as a URL gives it (a batch, an audit record, a page cursor), or None: ASCII
-    digits only (``int`` alone reads '٣' as 3 and '²' not at all) and at most 18 of them, so that
-    it fits the store's integer (a larger one reached the database and was a 500)."""
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
+    digits only (``int`` alone reads '٣' as 3 and '²' not at all), at most ``MAX_ROW_ID`` (a larger
+    one reached the database and was a 500)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > MAX_ROW_ID:
         return None
     return int(text)
 
