@@ -190,3 +190,16 @@ def test_xml_csr_batch_result_on_spoti_is_a_workflow_error_naming_the_rule(live:
         refused = dx.parse_csr_batch_result(response.content)
         assert refused.status is dx.BatchStatus.WORKFLOW_ERROR and not refused.certificates
         assert refused.error is not None and refused.error.code == "WF:RA1" and RULE in refused.error.text
+
+
+def test_a_refused_read_is_not_counted_as_a_refused_csr(live: LiveListeners, home: Home, aro: ClientFiles) -> None:
+    """smki_csrs_total counts CSRs; an access refusal (also ra.refused) is no CSR."""
+    from prometheus_client import REGISTRY
+
+    def refused() -> float:
+        return REGISTRY.get_sample_value("smki_csrs_total", {"outcome": "refused", "code": "ra.refused"}) or 0.0
+
+    device = _device(live.client(aro, Route.GATEWAY), 1)
+    before = refused()
+    _refused_by_the_rule(live.client(aro, Route.SPOTI).get(f"/api/v1/certificates/{device}"))
+    assert refused() == before
