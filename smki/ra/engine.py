@@ -14,13 +14,16 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
+from smki.domain import CertificatePolicy, Route
 from smki.errors import SmkiError
 from smki.ra.rules import (
+    ACCESS_RULES,
     APPROVAL_RULES,
     DEVICE_RULES,
     POLICY_RULES,
     REVOCATION_RULES,
     STAFF_RULES,
+    AccessContext,
     ApprovalContext,
     EligibilityContext,
     RevocationContext,
@@ -51,10 +54,12 @@ class Outcome(StrEnum):
 
 
 class DecisionKind(StrEnum):
-    """Whether a decision is on an application for subscriber status or on a certificate request."""
+    """Whether a decision is on an application for subscriber status, on a certificate request, or
+    on a read of certificates (``access``)."""
 
     APPLICATION = "application"
     REQUEST = "request"
+    ACCESS = "access"
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,13 @@ def _chosen(on: date, ruleset: RuleSet | None) -> RuleSet:
     return ruleset if ruleset is not None else ruleset_for(on, RULESETS)
 
 
+def _decided(rules: RuleSet, on: date, results: tuple[RuleResult, ...], kind: DecisionKind, subject: str,
+             basis: EvidenceBasis = EvidenceBasis.INSTALLATION_NEED) -> Decision:
+    """The decision the ``results`` of ``rules`` make: approved exactly when every rule passed."""
+    return Decision(outcome=_outcome(results), ruleset=rules.name, decided_on=on, results=results, kind=kind,
+                    subject=subject, evidence_basis=basis)
+
+
 def decide_application(
     application: Application,
     party: PartyState,
@@ -210,18 +222,9 @@ def decide_application(
         party=party, on=on, policy=application.policy, evidence_basis=basis, application=application
     )
     results = _evaluate(rules.for_application(application.policy), context)
-    return Decision(
-        outcome=_outcome(results),
-        ruleset=rules.name,
-        decided_on=on,
-        results=results,
-        kind=DecisionKind.APPLICATION,
-        subject=(
-            f"application {application.application_id}: {application.policy.value} Authorised "
-            f"Subscriber status for {party.party_id}"
-        ),
-        evidence_basis=basis,
-    )
+    subject = (f"application {application.application_id}: {application.policy.value} Authorised "
+               f"Subscriber status for {party.party_id}")
+    return _decided(rules, on, results, DecisionKind.APPLICATION, subject, basis)
 
 
 def decide_request(
@@ -246,18 +249,23 @@ def decide_request(
         party=party, on=on, policy=facts.policy, evidence_basis=basis, request=facts, aro=aro
     )
     results = _evaluate(rules.for_request(facts.policy), context)
-    return Decision(
-        outcome=_outcome(results),
-        ruleset=rules.name,
-        decided_on=on,
-        results=results,
-        kind=DecisionKind.REQUEST,
-        subject=(
-            f"{facts.policy.value} certificate request from {party.party_id} by ARO {aro.aro_id} "
-            f"via {facts.route.value}"
-        ),
-        evidence_basis=basis,
-    )
+    subject = (f"{facts.policy.value} certificate request from {party.party_id} by ARO {aro.aro_id} "
+               f"via {facts.route.value}")
+    return _decided(rules, on, results, DecisionKind.REQUEST, subject, basis)
+
+
+def decide_access(route: Route, policy: CertificatePolicy, subject: str, on: date, *,
+                  ruleset: RuleSet | None = None) -> Decision:
+    """Decide whether certificates of ``policy`` (``subject``: a serial, a search, a device batch)
+    may be read over ``route``, under the access rules of the rule set in force on ``on``.
+
+    A rule set with no access rules (before MP074) approves every read; from MP074 a Device
+    Certificate read over SPOTI is refused by ``channel.spoti-organisation-access``.
+    """
+    rules = _chosen(on, ruleset)
+    context = AccessContext(route=route, policy=policy, subject=subject)
+    results = tuple(ACCESS_RULES[rule_id].evaluate(context) for rule_id in rules.for_access())
+    return _decided(rules, on, results, DecisionKind.ACCESS, f"access to {subject} ({policy.value}) via {route.value}")
 
 
 def check_dual_control(proposed_by: str, approver: str, approver_roles: Iterable[StaffRole]) -> RuleResult:
@@ -320,6 +328,7 @@ __all__ = [
     "check_dual_control",
     "check_eligible_subscriber",
     "check_staff_role",
+    "decide_access",
     "decide_application",
     "decide_request",
     "render_explanation",

@@ -40,6 +40,8 @@ def _where(rule_id: str, rulesets: Sequence[RuleSet]) -> str:
     for policy in CertificatePolicy:
         if any(rule_id in rs.for_request(policy) for rs in rulesets):
             places.append(f"{policy.value} request")
+    if any(rule_id in rs.for_access() for rs in rulesets):
+        places.append("every read of certificates (Repository, batch results, Portal)")
     if any(rule_id in rs.control_rules for rs in rulesets):
         places.append("RA staff control")
     if rule_id in REVOCATION_RULES:
@@ -91,6 +93,8 @@ def rules_by_ruleset_markdown(rulesets: Sequence[RuleSet] = RULESETS) -> str:
         for policy in CertificatePolicy:
             ids = ", ".join(f"`{i}`" for i in rs.for_request(policy))
             lines.append(f"| `{rs.name}` | {policy.value} request | {ids} |")
+        ids = ", ".join(f"`{i}`" for i in rs.for_access()) or "none: every read is allowed"
+        lines.append(f"| `{rs.name}` | access (reading certificates) | {ids} |")
     return "\n".join(lines)
 
 

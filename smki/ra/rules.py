@@ -146,6 +146,18 @@ class RevocationContext:
 
 
 @dataclass(frozen=True)
+class AccessContext:
+    """Facts for ``channel.spoti-organisation-access``: a request to *read* certificates — of which
+    Certificate Policy, named by ``subject`` (a serial, a search, a device batch's results) — and
+    the route of the listener it reached. No Party and no date: the Repository answers any valid
+    credential, RA staff's too, and what may be read over a route depends on the route alone."""
+
+    route: Route
+    policy: CertificatePolicy
+    subject: str
+
+
+@dataclass(frozen=True)
 class StaffContext:
     """Facts for ``ra.staff-role``: a person, the roles they hold, and what they are attempting."""
 
@@ -189,6 +201,8 @@ APPROVAL_RULES: dict[str, Rule[ApprovalContext]] = {}
 STAFF_RULES: dict[str, Rule[StaffContext]] = {}
 REVOCATION_RULES: dict[str, Rule[RevocationContext]] = {}
 """Rules that decide whether a subscriber's (ARO's) request to revoke a certificate may proceed."""
+ACCESS_RULES: dict[str, Rule[AccessContext]] = {}
+"""Rules that decide whether certificates of a policy may be read over a route; rule sets name them."""
 
 
 class Eligible(StrEnum):
@@ -242,11 +256,15 @@ DEVICE_RULES: dict[str, Rule[EligibilityContext]] = {}
 """Rules evaluated per Device CSR (per Device ID), after the request rules admitted the request."""
 
 AnyRule = (Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext] | Rule[RevocationContext]
-           | Rule[EligibilityContext])
+           | Rule[EligibilityContext] | Rule[AccessContext])
+
+
+_TABLES: tuple[dict[str, Any], ...] = (POLICY_RULES, ACCESS_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES,
+                                       DEVICE_RULES)
 
 
 def _register(table: dict[str, Rule[C]], rule: Rule[C]) -> None:
-    if any(rule.rule_id in t for t in (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES, DEVICE_RULES)):
+    if any(rule.rule_id in t for t in _TABLES):
         raise SmkiError("ra.rule-duplicate", f"rule {rule.rule_id} is already registered")
     if "\n" in rule.description or "\n" in rule.reference:
         raise SmkiError("ra.rule-invalid", f"rule {rule.rule_id}: description and reference are one line")
@@ -270,15 +288,15 @@ def policy_rule(
 
 
 def all_rules() -> list[AnyRule]:
-    """Every registered rule: policy rules, RA staff rules, then revocation rules, in registration order."""
-    return [*POLICY_RULES.values(), *APPROVAL_RULES.values(), *STAFF_RULES.values(), *REVOCATION_RULES.values(),
-            *DEVICE_RULES.values()]
+    """Every registered rule: policy, access, RA staff, revocation, then per-Device rules, each in
+    registration order."""
+    return [*POLICY_RULES.values(), *ACCESS_RULES.values(), *APPROVAL_RULES.values(), *STAFF_RULES.values(),
+            *REVOCATION_RULES.values(), *DEVICE_RULES.values()]
 
 
 def describe(rule_id: str) -> AnyRule:
     """The registered rule ``rule_id``, or a ``ra.rule-unknown`` refusal."""
-    tables: tuple[dict[str, Any], ...] = (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES, DEVICE_RULES)
-    for table in tables:
+    for table in _TABLES:
         if rule_id in table:
             found: AnyRule = table[rule_id]
             return found
@@ -431,15 +449,25 @@ def device_via_gateway(ctx: RuleContext) -> Verdict:
     return fail(f"Device CSR arrived by {request.route.value}; only a DCC Gateway Connection may carry one")
 
 
+REF_SPOTI_ORGANISATION_ONLY = (
+    "MP074 Modification Report §7 (DCC comments adopted): Parties using SPOTI can only access "
+    "Organisation Certificates, not Device Certificates; SEC Appendix N as amended by MP074"
+)
+
+
 @policy_rule(
     "channel.spoti-organisation-only",
-    "SPOTI (the SMKI Portal over the Internet) serves Organisation Certificates only",
-    "MP074 Modification Report §7 (DCC comments adopted): Parties using SPOTI can only access "
-    "Organisation Certificates, not Device Certificates; SEC Appendix N as amended by MP074",
+    "SPOTI (the SMKI Portal over the Internet) serves Organisation Certificates only: no Device CSR over SPOTI",
+    REF_SPOTI_ORGANISATION_ONLY,
     scope=RuleScope.REQUEST,
 )
 def spoti_organisation_only(ctx: RuleContext) -> Verdict:
-    """SPOTI may carry Organisation CSRs only; other routes are not this rule's business."""
+    """SPOTI may carry Organisation CSRs only; other routes are not this rule's business.
+
+    The same SEC sentence also forbids *reading* Device Certificates over SPOTI; that half is the
+    sibling access rule ``channel.spoti-organisation-access``, because a read has no Party, ARO or
+    CSR for this rule's context to hold.
+    """
     request = ctx.need_request("channel.spoti-organisation-only")
     if request.route is Route.OPERATOR:
         return ok("operator console, not SPOTI")
@@ -448,6 +476,35 @@ def spoti_organisation_only(ctx: RuleContext) -> Verdict:
     if request.policy is CertificatePolicy.ORGANISATION:
         return ok("Organisation CSR over SPOTI")
     return fail("SPOTI serves Organisation Certificates only, and this is a Device CSR")
+
+
+def spoti_organisation_access(ctx: AccessContext) -> Verdict:
+    """Over SPOTI nothing of a Device Certificate is handed out: not the certificate, not a search
+    for one, not a device batch's status or results, not a Portal page or download of them.
+
+    [design] The route alone decides, whoever asks (an ARO, an Authorised System or RA staff): the
+    SEC sentence is about the channel, and a Device Certificate read over SPOTI is the same
+    disclosure whoever reads it. Certificate Authority certificates are not Device Certificates and
+    stay readable, as do the CRL and ARL.
+    """
+    if ctx.route is not Route.SPOTI:
+        return ok(f"{ctx.subject} read by {ctx.route.value}, not SPOTI")
+    if ctx.policy is CertificatePolicy.ORGANISATION:
+        return ok(f"{ctx.subject} read over SPOTI: Organisation Certificates")
+    return fail(f"{ctx.subject} read over SPOTI: SPOTI gives access to Organisation Certificates only, "
+                "never Device Certificates")
+
+
+_register(
+    ACCESS_RULES,
+    Rule(
+        "channel.spoti-organisation-access",
+        "Over SPOTI only Organisation Certificates can be accessed: no Device Certificate, Device search, "
+        "or device batch status or result (Repository, JSON API, DCC XML services, Portal)",
+        REF_SPOTI_ORGANISATION_ONLY,
+        spoti_organisation_access,
+    ),
+)
 
 
 # --- request time: subscriber standing ---------------------------------------------------------

@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from smki.domain import CertificatePolicy
 from smki.errors import SmkiError
-from smki.ra.rules import APPROVAL_RULES, POLICY_RULES, STAFF_RULES, RuleScope
+from smki.ra.rules import ACCESS_RULES, APPROVAL_RULES, POLICY_RULES, STAFF_RULES, RuleScope
 
 ORG = CertificatePolicy.ORGANISATION
 DEVICE = CertificatePolicy.DEVICE
@@ -51,7 +51,9 @@ def _per_policy(
 class RuleSet:
     """The rules in force from ``effective_from`` until the next rule set takes over.
 
-    ``control_rules`` govern RA staff (dual control, staff roles) rather than Parties.
+    ``control_rules`` govern RA staff (dual control, staff roles) rather than Parties;
+    ``access_rules`` decide which certificates may be *read* over which route (from MP074: no
+    Device Certificate over SPOTI).
     """
 
     name: str
@@ -61,6 +63,7 @@ class RuleSet:
     request_rules: Mapping[CertificatePolicy, RuleIds]
     control_rules: RuleIds = ()
     based_on: str | None = None
+    access_rules: RuleIds = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "application_rules", _per_policy(self.application_rules, self.name))
@@ -75,6 +78,7 @@ class RuleSet:
         object.__setattr__(
             self, "control_rules", _known(self.control_rules, {**APPROVAL_RULES, **STAFF_RULES}, self.name)
         )
+        object.__setattr__(self, "access_rules", _known(self.access_rules, ACCESS_RULES, f"{self.name} (access)"))
 
     def for_application(self, policy: CertificatePolicy) -> RuleIds:
         """Rule ids an application for Authorised Subscriber status for ``policy`` must pass."""
@@ -84,9 +88,13 @@ class RuleSet:
         """Rule ids every certificate request under ``policy`` must pass."""
         return self.request_rules[policy]
 
+    def for_access(self) -> RuleIds:
+        """Rule ids every read of certificates (a Repository search or retrieval, a batch's results) must pass."""
+        return self.access_rules
+
     def rule_ids(self) -> frozenset[str]:
         """Every rule id this rule set uses, anywhere."""
-        ids = set(self.control_rules)
+        ids = set(self.control_rules) | set(self.access_rules)
         for table in (self.application_rules, self.request_rules):
             for ids_for_policy in table.values():
                 ids.update(ids_for_policy)
@@ -101,6 +109,7 @@ class RuleSet:
         application_rules: Mapping[CertificatePolicy, Sequence[str]] | None = None,
         request_rules: Mapping[CertificatePolicy, Sequence[str]] | None = None,
         control_rules: Sequence[str] = (),
+        access_rules: Sequence[str] = (),
     ) -> RuleSet:
         """A new rule set: this one plus the given rules, in force from ``effective_from``.
 
@@ -122,6 +131,7 @@ class RuleSet:
             request_rules={p: (*self.request_rules[p], *req_add.get(p, ())) for p in CertificatePolicy},
             control_rules=(*self.control_rules, *control_rules),
             based_on=self.name,
+            access_rules=(*self.access_rules, *access_rules),
         )
 
 
@@ -130,7 +140,8 @@ _ARO_RULES = ("aro.active", "aro.identity-verified", "aro.belongs-to-party")
 BASELINE = RuleSet(
     name="baseline",
     effective_from=date.min,
-    description="Before MP074: RAPP §5.5 evidence of need and SREPT; no UEPT and no channel rule",
+    description="Before MP074: RAPP §5.5 evidence of need and SREPT; no UEPT and no channel rule (so no "
+    "access rule either: nothing then limited what SPOTI could read)",
     application_rules={
         ORG: ("any.srept-passed",),
         DEVICE: ("any.srept-passed", "device.evidence-of-need"),
@@ -158,7 +169,7 @@ MP074 = BASELINE.extend(
     date(2019, 11, 7),
     "MP074 'Clarity on Obtaining SMKI Device Certificates' (SEC November 2019 Release): UEPT and a "
     "DCC Gateway Connection for Device Certificates; Device CSRs only over the Gateway; SPOTI "
-    "Organisation only",
+    "Organisation only, for CSRs and for access to certificates",
     application_rules={DEVICE: ("device.uept-completed", "device.gateway-channel")},
     request_rules={
         DEVICE: (
@@ -168,6 +179,7 @@ MP074 = BASELINE.extend(
             "channel.spoti-organisation-only",
         ),
     },
+    access_rules=("channel.spoti-organisation-access",),
 )
 
 MP127 = MP074.extend(

@@ -92,6 +92,9 @@ class CertificateQuery:
     issued_before: datetime | None = None
     batch_id: str | None = None
     changed_since: datetime | None = None
+    #: Kinds left out in the query itself (the SPOTI listener's Device Certificates), so that a page
+    #: still holds ``limit`` rows and ``after_id`` paging stays correct.
+    exclude_kinds: frozenset[CertKind] = frozenset()
     after_id: int = 0
     limit: int = 100
 
@@ -230,6 +233,8 @@ class Store:
         stmt = select(certificates).where(_c.id > query.after_id)
         if query.kind is not None:
             stmt = stmt.where(_c.kind == query.kind.value)
+        if query.exclude_kinds:
+            stmt = stmt.where(_c.kind.not_in(sorted(k.value for k in query.exclude_kinds)))
         if query.status is not None:
             stmt = stmt.where(_c.status == query.status.value)
         if query.usage is not None:

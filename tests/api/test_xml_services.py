@@ -205,7 +205,7 @@ def test_50001_csrs_is_fm_aa2(live: LiveListeners, home: Home, aro: ClientFiles)
 
 def test_repository_search_and_retrieve(live: LiveListeners, home: Home, aro: ClientFiles) -> None:
     _known(home)
-    client = live.client(aro, Route.SPOTI)
+    client = live.client(aro, Route.GATEWAY)  # Device Certificates: never over SPOTI (tests/api/test_spoti_access.py)
     search = dx.render_certificate_search_request(dx.CertificateSearchRequest(dx.SearchBy.SUBJECT_ALT_NAME, KNOWN))
     response = client.post("/services/certificatesearch", content=search, headers=XML, params={"apikey": "any"})
     assert response.status_code == 200 and response.headers["content-type"] == "application/xml"

@@ -176,7 +176,8 @@ def test_the_same_upload_on_spoti_is_refused_with_the_rule_shown(home: Home, bro
         # nothing overflows sideways at phone width
         assert aro.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
         aro.shot(tmp_path, "3-spoti-refused-phone")
-        assert aro.goto("/portal/aro/batches") == 404  # the Device pages do not exist on SPOTI
+        assert aro.goto("/portal/aro/batches") == 403  # the Device pages are refused on SPOTI, naming the rule
+        assert aro.page.locator('[data-rule="channel.spoti-organisation-access"]').count() == 1
         aro.close()
     assert not home.store.find_certificates(CertificateQuery(device_id=bytes.fromhex("00db123456789001")))
 

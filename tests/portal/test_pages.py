@@ -153,7 +153,8 @@ def test_spoti_refuses_a_device_csr_naming_the_rule(home: Home, clients: Clients
     assert app_id is not None
     approve_device(home, app_id)
     sp = clients.spoti
-    assert sp.get("/portal/aro/batches", headers=ARO_H).status_code == 404  # the Device pages do not exist
+    batches = sp.get("/portal/aro/batches", headers=ARO_H)  # the Device pages are refused by rule
+    assert batches.status_code == 403 and 'data-rule="channel.spoti-organisation-access"' in batches.text
     t = token(sp.get("/portal/aro/csr", headers=ARO_H))
     pasted = pem_csr(make_device_csr(bytes.fromhex("00db123456789001"), Usage.DS))
     reply = sp.post("/portal/aro/csr", headers=ARO_H, data={"csrf": t, "csr_text": pasted})

@@ -47,6 +47,7 @@ def test_the_spec_rule_ids_are_all_registered() -> None:
         "any.srept-passed",
         "channel.device-via-gateway",
         "channel.spoti-organisation-only",
+        "channel.spoti-organisation-access",
         "subscriber.authorised-for-policy",
         "org.entity-belongs-to-party",
         "org.role-permitted",

@@ -3,7 +3,8 @@
 ``create_app(ctx)`` builds the app for one listener; ``ctx.route`` (Gateway or SPOTI) is fixed here
 and stored as ``app.state.route``. Every route is registered on both listeners: what a route may do
 on SPOTI is the RA rules' decision (a Device CSR on SPOTI is refused by
-``channel.device-via-gateway``, audited), not the absence of a URL.
+``channel.device-via-gateway``, a read of Device Certificates or device batch results by
+``channel.spoti-organisation-access``, both audited), not the absence of a URL.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from smki.errors import NotFound, SmkiError
 from smki.observability.access import request_id
-from smki.ra.engine import PolicyRefusal
+from smki.ra.engine import DecisionKind, PolicyRefusal
 
 _UNAUTHENTICATED = {"credential.missing", "credential.unknown", "credential.unrecognised"}
 _FORBIDDEN_PREFIXES = ("ra.", "credential.", "api.forbidden", "portal.forbidden")
@@ -62,9 +62,12 @@ def error_body(code: str, message: str, rules: list[dict[str, str]] | None = Non
 
 def count_refusal(error: SmkiError, csrs: int = 1) -> None:
     """Metrics: ``csrs`` CSRs refused (by code; a whole batch refused up front counts each of its
-    CSRs), or a key-backend fault."""
+    CSRs), or a key-backend fault. A refused *read* (``channel.spoti-organisation-access``) is no CSR
+    and is not counted."""
     from smki.observability import metrics
 
+    if isinstance(error, PolicyRefusal) and error.decision.kind is DecisionKind.ACCESS:
+        return
     if error.code.startswith(("csr.", "ra.", "capacity.", "eui64.")):
         metrics.csr_refused(error.code, csrs)
     elif error.code.startswith(("key.", "hsm.")):

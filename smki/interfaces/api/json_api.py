@@ -4,6 +4,9 @@ Organisation and Device CSRs (one, or a batch run as a job with progress and res
 search and download, CRL/ARL download. Every request is authenticated by the listener (mutual TLS)
 and every certificate request goes through the RA's subscriber path with the listener's route, so
 a Device CSR on SPOTI is refused 403 by ``channel.device-via-gateway`` like everywhere else.
+Reads follow ``channel.spoti-organisation-access`` (:mod:`smki.services.certificate_access`): on
+SPOTI a Device Certificate, a search for them and a device batch's status or results are refused
+403, and other searches leave Device Certificates out.
 Handlers are plain functions: FastAPI runs them in its thread pool, off the event loop. One is a
 coroutine: a batch's status with ``?wait=`` (long polling) waits on the event loop, holding no
 thread, and reads the store in the thread pool.
@@ -29,6 +32,7 @@ from smki.errors import NotFound, SmkiError
 from smki.eui64 import eui64_hex, parse_eui64
 from smki.interfaces.api.context import ctx_of, identity_of, requester_of
 from smki.services import batch_jobs, batch_watch
+from smki.services import certificate_access as access
 from smki.services.requests import request_organisation
 from smki.store import CertificateQuery, CertificateRecord
 from smki.store.batches import BatchJobRecord
@@ -173,6 +177,18 @@ def _stored(request: Request, serial: str) -> CertificateRecord:
     return record
 
 
+def _readable(request: Request, serial: str) -> CertificateRecord:
+    """A stored certificate this listener may hand out (a Device Certificate on SPOTI is refused 403)."""
+    ctx = ctx_of(request)
+    return access.readable(ctx.home, ctx.route, identity_of(request).actor, _stored(request, serial))
+
+
+def _device_batch_readable(request: Request, batch_id: int) -> None:
+    """A device batch's status or results, which SPOTI never gives (403 ``ra.refused``)."""
+    ctx = ctx_of(request)
+    access.authorise_device_batch(ctx.home, ctx.route, identity_of(request).actor, batch_id)
+
+
 def batch_out(job: BatchJobRecord) -> BatchOut:
     return BatchOut(
         batch_id=job.id, reference=job.client_ref, status=job.status.lower(),  # type: ignore[arg-type]
@@ -294,9 +310,11 @@ def create_json_router() -> APIRouter:
         "(long polling); 0 answers at once")] = 0) -> BatchOut:
         """A batch's status and progress (your Party's batches only). With ``wait``, the answer comes
         as soon as the status changes (queued → processing → completed), or after ``wait`` seconds
-        with the status unchanged: a client waiting for its batch asks once rather than over and over."""
+        with the status unchanged: a client waiting for its batch asks once rather than over and over.
+        Gateway only: refused 403 ``channel.spoti-organisation-access`` on SPOTI."""
         ctx = ctx_of(request)
         party_id = requester_of(request).party_id
+        await run_in_threadpool(_device_batch_readable, request, batch_id)
         job = await _status_after(lambda: batch_jobs.job_for_party(ctx.home, batch_id, party_id), wait,
                                   lambda: ctx.stopping)
         return batch_out(job)
@@ -304,8 +322,10 @@ def create_json_router() -> APIRouter:
     @router.get("/device-batches/{batch_id}/results", response_model=BatchResultsPage, tags=["batches"])
     def batch_results(request: Request, batch_id: DbId, after: Annotated[int, Query(ge=-1, le=MAX_ROW_ID)] = -1,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> BatchResultsPage:
-        """Per-CSR results, a page at a time (items not yet processed show ``pending``)."""
+        """Per-CSR results, a page at a time (items not yet processed show ``pending``). Gateway only:
+        refused 403 ``channel.spoti-organisation-access`` on SPOTI."""
         ctx = ctx_of(request)
+        _device_batch_readable(request, batch_id)
         job = batch_jobs.job_for_party(ctx.home, batch_id, requester_of(request).party_id)
         rules = batch_jobs.job_rules(job)
         items = batch_jobs.result_items(ctx.home, job, after=after, limit=limit)
@@ -337,33 +357,38 @@ def create_json_router() -> APIRouter:
         after: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> CertificatePage:
-        """Search the Repository (criteria combine with AND); pages by ``after``."""
-        store = ctx_of(request).home.store
-        if serial is not None:
-            record = store.certificate_by_serial(serial)
-            found = [record] if record is not None and _matches(record, device_id, entity_id, role, usage, status,
-                                                                 kind) else []
-            return CertificatePage(certificates=[certificate_out(r) for r in found], next_after=None)
+        """Search the Repository (criteria combine with AND); pages by ``after``. On SPOTI a search
+        for Device Certificates (``kind=device``, ``device_id``) is refused 403
+        ``channel.spoti-organisation-access`` and other searches leave them out."""
+        ctx = ctx_of(request)
+        store = ctx.home.store
         query = CertificateQuery(
             kind=_enum(CertKind, kind, "kind"), status=_enum(CertStatus, status, "status"),
             usage=_enum(Usage, usage, "usage"), device_id=None if device_id is None else parse_eui64(device_id),
             entity_id=None if entity_id is None else parse_eui64(entity_id), role=role, after_id=after, limit=limit,
         )
-        page = store.find_certificates(query)
+        if serial is not None:
+            access.authorise_search(ctx.home, ctx.route, identity_of(request).actor, query)
+            record = store.certificate_by_serial(serial)
+            found = [record] if record is not None and access.visible(ctx.route, record) and _matches(
+                record, device_id, entity_id, role, usage, status, kind) else []
+            return CertificatePage(certificates=[certificate_out(r) for r in found], next_after=None)
+        page = access.search(ctx.home, ctx.route, identity_of(request).actor, query)
         return CertificatePage(certificates=[certificate_out(r) for r in page],
                                next_after=page[-1].id if len(page) == limit else None)
 
     @router.get("/certificates/{serial}", response_model=CertificateOut, tags=["repository"])
     def certificate(serial: str, request: Request) -> CertificateOut:
-        """One certificate's Repository record, with its PEM."""
-        return certificate_out(_stored(request, serial), with_pem=True)
+        """One certificate's Repository record, with its PEM (a Device Certificate: Gateway only,
+        refused 403 ``channel.spoti-organisation-access`` on SPOTI)."""
+        return certificate_out(_readable(request, serial), with_pem=True)
 
     @router.get("/certificates/{serial}/download", tags=["repository"],
                 responses={200: {"content": {"application/pkix-cert": {}, "application/x-pem-file": {}}}})
     def download(serial: str, request: Request,
                  format: Annotated[Literal["pem", "der"], Query()] = "pem") -> Response:
-        """The certificate as PEM or DER."""
-        record = _stored(request, serial)
+        """The certificate as PEM or DER (a Device Certificate: Gateway only, as for its record)."""
+        record = _readable(request, serial)
         if format == "der":
             return Response(record.der, media_type="application/pkix-cert",
                             headers={"Content-Disposition": f'attachment; filename="{record.serial}.cer"'})

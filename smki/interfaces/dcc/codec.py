@@ -136,6 +136,8 @@ __all__ = [
     "render_device_csr_response",
     "render_submit_csr_batch",
     "render_submit_csr_batch_status",
+    "rule_refusal",
+    "rules_text",
     "serial_hex",
 ]
 
@@ -196,7 +198,9 @@ BATCH_REJECTED_CODE = "WF:RJ1"  # a batch the RA rejected (REJECTED); ErrorText 
 ANOMALY_CODE = "IA:AA1"  # issuance anomaly (prefix not fixed by the spec; smki's choice)
 CA_CODE = "CA:AA1"  # the CA could not sign (key backend, HSM); prefix is smki's choice
 WORKFLOW_CODE = "WF:AA1"  # capacity limits and other refusals of the request as a whole
-RA_WORKFLOW_CODE = "WF:RA1"  # an RA refusal on the Ad Hoc service, which has no INELIGIBLE status
+#: An RA refusal of a request as a whole: on the Ad Hoc service (which has no INELIGIBLE status), of a
+#: SubmitCSRBatch, and of a CSRBatchResult asked for over SPOTI (``channel.spoti-organisation-access``).
+RA_WORKFLOW_CODE = "WF:RA1"
 OTHER_CODE = "WF:AA9"  # any refusal code not listed here
 
 #: Refusal code prefixes that mean the CA (signing) failed rather than the request.
@@ -242,7 +246,7 @@ def dcc_error_for(
     coded = _one_line(f"{code}: {message}")
     rule_ids = [rule for rule in rules if rule]
     if rule_ids:
-        listed = _one_line("refused by RA rule(s): " + ", ".join(rule_ids))
+        listed = rules_text(rule_ids)
         if ad_hoc:
             return DccOutcome(AdHocStatus.WORKFLOW_ERROR, DccError(RA_WORKFLOW_CODE, listed))
         return DccOutcome(DeviceStatus.INELIGIBLE, DccError(RULE_CODES.get(rule_ids[0], RULE_OTHER), listed))
@@ -266,6 +270,17 @@ def dcc_error_for(
     workflow = AdHocStatus.WORKFLOW_ERROR if ad_hoc else DeviceStatus.WORKFLOW_ERROR
     known = code.startswith(_WORKFLOW_PREFIXES) or code in {UNKNOWN_DEVICE}
     return DccOutcome(workflow, DccError(WORKFLOW_CODE if known else OTHER_CODE, coded))
+
+
+def rules_text(rule_ids: Iterable[str]) -> str:
+    """ErrorText for a refusal by RA rules: every failing rule id, in one line."""
+    return _one_line("refused by RA rule(s): " + ", ".join(rule_ids))
+
+
+def rule_refusal(rule_ids: Iterable[str]) -> DccError:
+    """The Error for a whole request refused by RA rules (a SubmitCSRBatch, a CSRBatchResult over
+    SPOTI): a WORKFLOW_ERROR's code must be ``WF:``, so ``WF:RA1``, with the rules in ErrorText."""
+    return DccError(RA_WORKFLOW_CODE, rules_text(rule_ids))
 
 
 def dcc_error_from(service: Service, error: SmkiError, rules: Iterable[str] = ()) -> DccOutcome:

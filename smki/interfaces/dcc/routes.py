@@ -8,10 +8,16 @@
   ``WORKFLOW_ERROR`` ``WF:AA1`` (``workflow.role-not-permitted``).
 * Batched Device CSR service — ``POST /1.0/PortalCSRBatch/SubmitCSRBatch`` and
   ``GET /1.0/PortalCSRBatch/CSRBatchResult?BatchId=N`` (Gateway only): batches become jobs run by
-  the server's batch runner; results are streamed from the store and kept 30 days.
+  the server's batch runner; results are streamed from the store and kept 30 days. On SPOTI a
+  CSRBatchResult is ``WORKFLOW_ERROR`` ``WF:RA1`` (``channel.spoti-organisation-access``): the
+  request as a whole is refused by rule, before the BatchId is even looked at.
 * Repository — ``POST /services/certificatesearch`` and ``/services/retrievecertificate`` (both
   listeners): 401 for invalid search parameters, 402 for no result, ``application/xml``. If
-  ``[api] repository-apikey`` is set, ``?apikey=`` must match it (403 otherwise).
+  ``[api] repository-apikey`` is set, ``?apikey=`` must match it (403 otherwise). On SPOTI, where
+  only Organisation Certificates may be read (``channel.spoti-organisation-access``), a search by
+  Device ID (``CertificateSubjectAltName``) is 401 — a search SPOTI does not offer, not an empty
+  result — and a Device Certificate's serial is 402, as if not in the Repository: SPOTI's
+  Repository holds no Device Certificate. Both refusals are audited ``access.refused``.
 
 Handlers read the body themselves (the listener middleware has already bounded its size) and do
 the blocking work in the thread pool.
@@ -28,13 +34,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from smki.domain import MAX_ROW_ID, CertKind, CertStatus, Usage
+from smki.domain import MAX_ROW_ID, CertificatePolicy, CertKind, CertStatus, Usage
 from smki.errors import SmkiError
-from smki.interfaces.api.context import ListenerContext, ctx_of, requester_of
+from smki.interfaces.api.context import ListenerContext, ctx_of, identity_of, requester_of
 from smki.interfaces.api.errors import count_refusal
 from smki.interfaces.dcc import codec as dx
 from smki.ra.engine import PolicyRefusal
 from smki.services import batch_jobs
+from smki.services import certificate_access as access
 from smki.services.requests import Requester
 from smki.store import CertificateRecord
 from smki.store.batches import BatchJobRecord
@@ -116,8 +123,7 @@ def _submit(ctx: ListenerContext, requester: Requester, body: bytes) -> dx.Submi
                                       head_start=ctx.head_start)
     except PolicyRefusal as exc:
         count_refusal(exc, len(batch.csrs))
-        listed = "refused by RA rule(s): " + ", ".join(exc.decision.failed_ids)
-        return dx.SubmitCSRBatchStatus(dx.SubmitStatus.WORKFLOW_ERROR, error=dx.DccError("WF:RA1", listed))
+        return dx.SubmitCSRBatchStatus(dx.SubmitStatus.WORKFLOW_ERROR, error=dx.rule_refusal(exc.decision.failed_ids))
     except SmkiError as exc:
         count_refusal(exc, len(batch.csrs))
         outcome = dx.dcc_error_from(dx.Service.BATCH, exc)
@@ -149,14 +155,27 @@ def _refused_certificate(item_id: str, error_code: str | None, error_text: str |
     return dx.DeviceCertificate(item_id, outcome.status, error=outcome.error)  # type: ignore[arg-type]
 
 
-def _result_head(ctx: ListenerContext, requester: Requester, batch_text: str | None) -> BatchJobRecord | dx.DccError:
+def _result_head(ctx: ListenerContext, requester: Requester, batch_text: str | None
+                 ) -> BatchJobRecord | dx.CSRBatchResult:
+    """The batch a CSRBatchResult asks for, or the answer that refuses it: WORKFLOW_ERROR ``WF:RA1``
+    naming the rule on a listener that may not hand out Device Certificates (SPOTI), whatever the
+    BatchId; else FORMAT_ERROR ``FM:AA3`` for a BatchId that is not one of the Party's batches."""
+    shown = " ".join((batch_text or "?")[:40].split())  # client text, bounded, for the audit record
+    try:
+        access.authorise_device_batch(ctx.home, ctx.route, requester.actor, shown)
+    except PolicyRefusal as exc:
+        return dx.CSRBatchResult(dx.BatchStatus.WORKFLOW_ERROR, error=dx.rule_refusal(exc.decision.failed_ids))
     if batch_text is None or not (batch_text.isascii() and batch_text.isdigit()) \
             or not 0 < int(batch_text) <= MAX_ROW_ID:
-        return dx.DccError(dx.FM_UNKNOWN_BATCH, "BatchId must be a positive integer naming one of your batches")
+        return _unknown_batch("BatchId must be a positive integer naming one of your batches")
     try:
         return batch_jobs.job_for_party(ctx.home, int(batch_text), requester.party_id)
     except SmkiError:
-        return dx.DccError(dx.FM_UNKNOWN_BATCH, f"no batch {batch_text} for this Party")
+        return _unknown_batch(f"no batch {batch_text} for this Party")
+
+
+def _unknown_batch(text: str) -> dx.CSRBatchResult:
+    return dx.CSRBatchResult(dx.BatchStatus.FORMAT_ERROR, error=dx.DccError(dx.FM_UNKNOWN_BATCH, text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,23 +199,28 @@ def _audit_reference() -> str:
     return secrets.token_hex(8).upper()
 
 
-def _search(ctx: ListenerContext, body: bytes) -> Response:
+def _search(ctx: ListenerContext, actor: str, body: bytes) -> Response:
     try:
         request = dx.parse_certificate_search_request(body, max_bytes=ctx.api.max_body)
     except dx.DccFormatError:
         return _xml(b"", 401)
     store = ctx.home.store
     if request.by is dx.SearchBy.SUBJECT_ALT_NAME:
+        try:  # 401: over SPOTI a search by Device ID is not a valid search at all (module docstring)
+            access.authorise_read(ctx.home, ctx.route, actor, CertificatePolicy.DEVICE,
+                                  f"a search by Device ID {request.eui64.hex()}")
+        except PolicyRefusal:
+            return _xml(b"", 401)
         found = store.certificates_for_device(request.eui64)
     else:
         found = store.certificates_for_entity(request.eui64)
-    results = tuple(_dcc_record(r) for r in found if _listed(r))
+    results = tuple(_dcc_record(r) for r in found if _listed(r) and access.visible(ctx.route, r))
     if not results:
         return _xml(b"", 402)
     return _xml(dx.render_certificate_search_response(dx.CertificateSearchResponse(_audit_reference(), results)))
 
 
-def _retrieve(ctx: ListenerContext, body: bytes) -> Response:
+def _retrieve(ctx: ListenerContext, actor: str, body: bytes) -> Response:
     try:
         request = dx.parse_certificate_data_request(body, max_bytes=ctx.api.max_body)
     except dx.DccFormatError:
@@ -205,6 +229,10 @@ def _retrieve(ctx: ListenerContext, body: bytes) -> Response:
         return _xml(b"", 402)
     record = ctx.home.store.certificate_by_serial(request.serial)
     if record is None or not _listed(record):
+        return _xml(b"", 402)
+    try:  # 402: SPOTI's Repository holds no Device Certificate (module docstring)
+        access.readable(ctx.home, ctx.route, actor, record)
+    except PolicyRefusal:
         return _xml(b"", 402)
     return _xml(dx.render_certificate_data_response(
         dx.CertificateDataResponse(_audit_reference(), _dcc_record(record), record.der)))
@@ -253,12 +281,13 @@ def create_device_router() -> APIRouter:
 
     @router.get(RESULT_PATH, response_class=Response, responses=_XML_OUT)
     async def result(request: Request) -> Response:
-        """``CSRBatchResult`` for one of your batches (``?BatchId=N``); ``FM:AA3`` if unknown or not yours."""
+        """``CSRBatchResult`` for one of your batches (``?BatchId=N``); ``FM:AA3`` if unknown or not yours;
+        ``WORKFLOW_ERROR`` ``WF:RA1`` on SPOTI (``channel.spoti-organisation-access``)."""
         ctx = ctx_of(request)
         requester = requester_of(request)
         head = await run_in_threadpool(_result_head, ctx, requester, request.query_params.get("BatchId"))
-        if isinstance(head, dx.DccError):
-            return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(dx.BatchStatus.FORMAT_ERROR, error=head)))
+        if isinstance(head, dx.CSRBatchResult):
+            return _xml(dx.render_csr_batch_result(head))
         status = dx.BatchStatus(head.status)
         if status is dx.BatchStatus.REJECTED:  # the RA's reason travels in the optional Error
             reason = dx.DccError(dx.BATCH_REJECTED_CODE, head.error_text or "rejected by the Registration Authority")
@@ -284,7 +313,7 @@ def create_repository_router() -> APIRouter:
         if not _apikey_ok(ctx, request):
             return _forbidden_key()
         body = await request.body()
-        return await run_in_threadpool(_search, ctx, body)
+        return await run_in_threadpool(_search, ctx, identity_of(request).actor, body)
 
     @router.post("/services/retrievecertificate", response_class=Response, openapi_extra=_XML_BODY,
                  responses={**_XML_OUT, 401: {"description": "Invalid search parameters"},
@@ -295,6 +324,6 @@ def create_repository_router() -> APIRouter:
         if not _apikey_ok(ctx, request):
             return _forbidden_key()
         body = await request.body()
-        return await run_in_threadpool(_retrieve, ctx, body)
+        return await run_in_threadpool(_retrieve, ctx, identity_of(request).actor, body)
 
     return router

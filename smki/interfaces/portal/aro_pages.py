@@ -1,8 +1,11 @@
 """ARO pages: the Party's standing, applications and evidence, CSRs, certificates, revocation, batches.
 
-What a page offers follows the listener's route (spec §3): on SPOTI the Device pages are not
-registered at all, and a Device CSR pasted into the single-CSR form is refused by the RA rules
-(``channel.device-via-gateway``) with the rule's SEC reference shown, never silently dropped.
+What a page offers follows the listener's route (spec §3) as the RA rules decide it: on SPOTI no
+page, link or download offers a Device Certificate or a device batch, and reaching one by its URL
+(a batch page, its response ZIP, a Device Certificate's serial, a Device ID search) shows the
+refusal page naming ``channel.spoti-organisation-access`` (403, audited). A Device CSR pasted into
+the single-CSR form is refused by ``channel.device-via-gateway`` with the rule's SEC reference
+shown, never silently dropped.
 """
 
 from __future__ import annotations
@@ -26,8 +29,17 @@ from smki.interfaces.api.errors import count_refusal
 from smki.interfaces.portal.dcc_status import classify_batch_outcome
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.interfaces.portal.limits import MAX_CSR_UPLOAD, MAX_EVIDENCE_UPLOAD
-from smki.interfaces.portal.web import SECURITY_HEADERS, PortalContext, describe, download, number_in_url
+from smki.interfaces.portal.web import (
+    SECURITY_HEADERS,
+    PortalContext,
+    actor_of,
+    describe,
+    download,
+    number_in_url,
+    status_for,
+)
 from smki.services import applications as apps
+from smki.services import certificate_access
 from smki.services import requests as rq
 from smki.services.context import Home
 from smki.services.device_issuance import DeviceOutcome
@@ -86,8 +98,9 @@ def party_certificates(ctx: PortalContext, party_id: str, *, serial: str = "",
 
 
 def _owned(ctx: PortalContext, identity: PortalIdentity, serial: str) -> CertificateRecord:
-    """A certificate this ARO may download: its Party's own, or (on the Gateway) a Device Certificate,
-    which the Repository publishes to every Gateway user anyway."""
+    """A certificate this ARO may download: its Party's own, or a Device Certificate, which the
+    Repository publishes to every Gateway user anyway (refused on SPOTI by
+    ``channel.spoti-organisation-access``)."""
     assert identity.party_id is not None
     home = ctx.home()
     try:
@@ -95,8 +108,8 @@ def _owned(ctx: PortalContext, identity: PortalIdentity, serial: str) -> Certifi
     except SmkiError:
         record = None
     if record is not None:
-        if record.kind is CertKind.DEVICE and ctx.gateway:
-            return record
+        if record.kind is CertKind.DEVICE:
+            return certificate_access.readable(home, ctx.route, requester(ctx, identity).actor, record)
         party = home.store.registry.require_party(identity.party_id)
         if record.kind is CertKind.ORGANISATION and record.entity_id in party.entities:
             return record
@@ -189,14 +202,17 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
         found = party_certificates(ctx, identity.party_id, serial=serial, status=status)
         devices: list[CertificateRecord] = []
         error = None
-        if device and ctx.gateway:
+        status_code = 200
+        if device:
             try:
-                devices = ctx.home().store.find_certificates(
+                devices = certificate_access.search(
+                    ctx.home(), ctx.route, actor_of(request),
                     CertificateQuery(kind=CertKind.DEVICE, device_id=parse_eui64(device), limit=200))
             except SmkiError as exc:
                 error = describe(exc)
-        return ctx.render(request, "certificates.html", certificates=found, devices=devices, error=error,
-                          query={"serial": serial, "status": status, "device": device})
+                status_code = status_for(exc) if exc.code == "ra.refused" else 200  # a mistyped ID is no refusal
+        return ctx.render(request, "certificates.html", status_code, certificates=found, devices=devices,
+                          error=error, query={"serial": serial, "status": status, "device": device})
 
     @router.get("/aro/certificates/{serial}.{fmt}")
     def certificate_download(request: Request, serial: str, fmt: str) -> Response:
@@ -239,8 +255,7 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
             return ctx.error_page(request, exc)
         return ctx.redirect(request, "/aro/certificates", "revoked")
 
-    if ctx.gateway:
-        _add_batch_routes(router, ctx)
+    _add_batch_routes(router, ctx)
 
 
 def _consume(home: Home, identity: PortalIdentity, limit: str, amount: int) -> None:
@@ -299,9 +314,17 @@ def _job_id(ref: str) -> int:
 
 
 def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
+    """The device batch pages, on both listeners: each first asks the RA's access rule, so on SPOTI a
+    batch URL shows the refusal page naming ``channel.spoti-organisation-access``, not a 404."""
+
+    def device_batches(request: Request, what: str = "the device batch pages") -> PortalIdentity:
+        identity = aro_of(request)
+        ctx.authorise_device_read(request, what)
+        return identity
+
     @router.get("/aro/batches")
     def batches(request: Request) -> Response:
-        identity = aro_of(request)
+        identity = device_batches(request)
         assert identity.party_id is not None
         return ctx.render(request, "batches.html", batches=_all_batches(ctx, identity.party_id or ""))
 
@@ -309,6 +332,7 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
     async def batch_upload(request: Request) -> Response:
         from smki.services.capacity import capacity_settings
 
+        await run_in_threadpool(device_batches, request)
         try:
             identity, form = await ctx.check_form(request)
             identity = aro_of(request)
@@ -333,7 +357,7 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
         return ctx.redirect(request, f"/aro/batches/{job.id}")
 
     def mine(request: Request, ref: str) -> PortalBatch:
-        identity = aro_of(request)
+        identity = device_batches(request, f"device batch {ref[:40]}")
         return portal_batch(ctx.home(), _job_id(ref), identity.party_id or "", _classify)
 
     @router.get("/aro/batches/{ref}")
@@ -349,8 +373,8 @@ def _add_batch_routes(router: APIRouter, ctx: PortalContext) -> None:
         try:
             batch = mine(request, ref)
         except SmkiError as exc:
-            return JSONResponse({"error": exc.code, "message": exc.message}, status_code=404,
-                                headers=SECURITY_HEADERS)
+            return JSONResponse({"error": exc.code, "message": exc.message},
+                                status_code=403 if exc.code == "ra.refused" else 404, headers=SECURITY_HEADERS)
         return JSONResponse(batch.as_json(), headers=SECURITY_HEADERS)
 
     @router.get("/aro/batches/{ref}/response.zip")

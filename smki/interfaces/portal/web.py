@@ -21,10 +21,11 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from smki.domain import MAX_ROW_ID, Route
+from smki.domain import MAX_ROW_ID, CertificatePolicy, Route
 from smki.errors import SmkiError
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
 from smki.ra import PolicyRefusal, RuleResult
+from smki.services import certificate_access
 from smki.services.context import Home
 from smki.services.shared_secrets import form_token_keys
 
@@ -111,6 +112,17 @@ class PortalContext:
     def gateway(self) -> bool:
         return self.route is Route.GATEWAY
 
+    @property
+    def device_access(self) -> bool:
+        """Whether this listener shows Device Certificates and device batches at all (not on SPOTI:
+        ``channel.spoti-organisation-access``); a page or link for them is offered only if so."""
+        return certificate_access.may_read(self.route, CertificatePolicy.DEVICE)
+
+    def authorise_device_read(self, request: Request, what: str) -> None:
+        """Refuse ``what`` (a device batch page, a Device search) where Device Certificates may not be
+        read: audited, and raised as ``ra.refused`` naming the rule for the refusal page."""
+        certificate_access.authorise_read(self.home(), self.route, actor_of(request), CertificatePolicy.DEVICE, what)
+
     def portal_dir(self) -> Path:
         return self.home().settings.home / "portal"
 
@@ -138,7 +150,8 @@ class PortalContext:
         body = _env.get_template(template).render(
             identity=identity if isinstance(identity, PortalIdentity) else None,
             csrf=self.token(identity) if isinstance(identity, PortalIdentity) else "",
-            route=self.route, gateway=self.gateway, base=self.base(request), notice=notice, **values,
+            route=self.route, gateway=self.gateway, device_access=self.device_access, base=self.base(request),
+            notice=notice, **values,
         )
         return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
 
@@ -155,6 +168,14 @@ class PortalContext:
     def redirect(self, request: Request, path: str, done: str | None = None) -> RedirectResponse:
         target = self.base(request) + path + (f"?done={done}" if done else "")
         return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+
+
+def actor_of(request: Request) -> str:
+    """The audit actor of the Portal's caller: ``aro:<ARO>@<Party>`` or ``staff:<id>``."""
+    identity = identity_of(request)
+    if identity.kind == "aro":
+        return f"aro:{identity.aro_id}@{identity.party_id}"
+    return f"staff:{identity.staff_id}"
 
 
 def number_in_url(text: str) -> int | None:
