@@ -7,7 +7,8 @@ certificate from the transport's ``ssl_object`` and adds it to every request's s
 TLS extension, ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM) plus the DER under
 ``client_cert_der``. Nothing a client sends can put anything there.
 
-It also bounds how long a stopping server waits for idle connections to close (``shutdown``).
+It also bounds how long a stopping server waits for connections to close once idle or answered
+(``shutdown``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ TLS_EXTENSION = "tls"
 #: socket, and asyncio waits up to 30 s for it (``ssl_shutdown_timeout``): per connection, and
 #: uvicorn's stop waits for every connection, so one idle client held a SIGTERM for 30 s.
 IDLE_CLOSE_GRACE = 1.0
+#: At shutdown, how often a connection with a request in flight looks whether its answer is out.
+_ANSWER_POLL = 0.25
 
 
 def server_ssl_context(files: ServerFiles) -> ssl.SSLContext:
@@ -47,8 +50,19 @@ class PeerCertH11Protocol(H11Protocol):
     def shutdown(self) -> None:
         idle = self.cycle is None or self.cycle.response_complete
         super().shutdown()  # an idle connection: close_notify sent, the transport closing
-        if idle:  # a request in flight finishes first, as before; its connection then closes
+        if idle:
             self.loop.call_later(IDLE_CLOSE_GRACE, self.transport.abort)
+        else:  # a request in flight finishes first, as before; its connection then closes
+            self._abort_when_answered()
+
+    def _abort_when_answered(self) -> None:
+        """Once the in-flight request's answer is written and the connection closing, the same grace
+        as an idle one: a client that stopped reading (a stalled upload answered 408) would otherwise
+        hold the stop for the 30 s TLS close wait. An answer still being written is left to finish."""
+        if self.transport.is_closing() and self.transport.get_write_buffer_size() == 0:
+            self.loop.call_later(IDLE_CLOSE_GRACE, self.transport.abort)
+        elif self in self.connections:
+            self.loop.call_later(_ANSWER_POLL, self._abort_when_answered)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
