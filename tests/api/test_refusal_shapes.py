@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from smki.services.context import Home
 from smki.services.credentials import revoke_credential
 from tests.api.conftest import ClientFiles, LiveListeners
+from tests.api.test_stalled_body import read_response, stalled_upload
 
 XML = {"content-type": "application/xml"}
 
@@ -56,3 +59,17 @@ def test_a_refused_credential_on_the_xml_services_is_their_xml(live: LiveListene
     search = client.post("/services/certificatesearch", content=b"<x/>", headers=XML)
     assert search.status_code == 403 and search.headers["content-type"].startswith("application/xml")
     assert client.get("/api/v1/whoami").json()["error"]["code"] == "credential.revoked"  # JSON stays JSON
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+    b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",  # over h11's head limit
+    b"POST /api/v1/organisation-certificates HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+])
+def test_a_request_too_malformed_for_the_app_is_the_json_error_object(live: LiveListeners, aro: ClientFiles,
+                                                                       head: bytes) -> None:
+    """uvicorn answered these in plain text ("Invalid HTTP request received.")."""
+    with stalled_upload(live, aro, "", "", raw=head) as tls:
+        status, headers, body = read_response(tls)
+    assert status == 400 and headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "request.malformed"

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from smki.domain import Route
+from smki.interfaces.api import tls as tls_module
 from smki.interfaces.api.settings import ApiSettings
 from tests.api.conftest import ClientFiles, LiveListeners, start_listeners
 
@@ -26,12 +27,13 @@ def api_settings(api_settings: ApiSettings) -> ApiSettings:
     return replace(api_settings, body_timeout=0.5)
 
 
-def stalled_upload(live: LiveListeners, who: ClientFiles, path: str, content_type: str) -> ssl.SSLSocket:
-    """Headers promising 5,000 bytes, 10 of them, then nothing more."""
+def stalled_upload(live: LiveListeners, who: ClientFiles, path: str, content_type: str,
+                   raw: bytes | None = None) -> ssl.SSLSocket:
+    """Headers promising 5,000 bytes, 10 of them, then nothing more (or ``raw``, as it is)."""
     url = urlsplit(live.url(Route.GATEWAY))
-    raw = socket.create_connection((url.hostname, url.port), timeout=15)
-    tls = who.context().wrap_socket(raw, server_hostname=url.hostname)
-    tls.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+    sock = socket.create_connection((url.hostname, url.port), timeout=15)
+    tls = who.context().wrap_socket(sock, server_hostname=url.hostname)
+    tls.sendall(raw if raw is not None else f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: 5000\r\n\r\n".encode() + b"0123456789")
     return tls
 
@@ -102,3 +104,31 @@ def test_a_stopping_server_does_not_wait_for_a_stalled_upload(home: object, aro:
         tls.close()
     finally:
         live.stop()
+
+
+def test_a_request_head_that_never_completes_is_closed(live: LiveListeners, aro: ClientFiles,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn armed no timer before a connection's first response, and the keep-alive timer stops
+    at a request's first byte: a client that connected and sent nothing, or part of a request head
+    (slowloris), held its connection for ever. Now ``HEAD_TIMEOUT`` closes it, with a 408 if part
+    of a head had come — also on a kept-alive connection between requests."""
+    monkeypatch.setattr(tls_module, "HEAD_TIMEOUT", 0.5)
+    url = urlsplit(live.url(Route.GATEWAY))
+
+    def connect() -> ssl.SSLSocket:
+        raw = socket.create_connection((url.hostname, url.port), timeout=10)
+        return aro.context().wrap_socket(raw, server_hostname=url.hostname)
+
+    with connect() as silent:
+        assert silent.recv(100) == b""  # closed, nothing said
+    with connect() as partial:
+        partial.sendall(b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        status, headers, body = read_response(partial)
+        assert status == 408 and headers["connection"] == "close"
+        assert json.loads(body)["error"]["code"] == "request.timeout"
+    with connect() as kept:
+        kept.sendall(b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(kept)[0] == 200
+        time.sleep(0.2)
+        kept.sendall(b"GET /api/v1/whoami HTTP/1.1\r\nHo")
+        assert read_response(kept)[0] == 408
