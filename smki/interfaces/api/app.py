@@ -41,6 +41,7 @@ DESCRIPTION = (
 
 
 INTERNAL_MESSAGE = "smki could not complete the request; it has been logged"
+INCOMPLETE_MESSAGE = "the client closed the connection before the request body was complete"
 
 
 class InternalErrorMiddleware:
@@ -70,8 +71,7 @@ class InternalErrorMiddleware:
             # access line and the metrics record a 400, as the JSON routes' body reading does.
             if tracked.started:
                 raise
-            await send_error(send, 400, "request.incomplete",
-                             "the client closed the connection before the request body was complete")
+            await send_error(send, 400, "request.incomplete", INCOMPLETE_MESSAGE)
         except Exception as exc:
             if tracked.started:
                 raise
@@ -128,6 +128,8 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
         cause = exc.__cause__
         if isinstance(cause, BodyRefused):  # FastAPI wraps errors reading the body as a 400
             return await body_refused(request, cause)
+        if isinstance(cause, ClientDisconnect):
+            return JSONResponse(error_body("request.incomplete", INCOMPLETE_MESSAGE), status_code=400)
         if exc.status_code == 400 and cause is not None:
             # FastAPI could not parse the body (JSON that is not UTF-8, say): malformed JSON, as documented
             return JSONResponse(error_body("request.bad-json", f"the body is not valid JSON: {_reason(cause)}"),
