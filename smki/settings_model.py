@@ -183,6 +183,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api.max-body", INTEGER, 262144, "largest request body in bytes (all but batch submission)",
             minimum=1024),
     Setting("api.max-batch-body", INTEGER, 67108864, "largest batch submission body in bytes", minimum=1024),
+    Setting("api.body-timeout", NUMBER, 30.0, "seconds a request body may make no progress before it is refused "
+            "(408 request.timeout); a stopping server allows 2 s", minimum=0.1, maximum=3600),
     Setting("api.repository-apikey", STRING, "", "if set, the XML Repository services also need ?apikey=<this>",
             secret=True),
     Setting("api.batch-lease", NUMBER, 60.0, "seconds without a heartbeat after which another process (node) "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from smki.audit import AuditEvent
 from smki.domain import CertificatePolicy, Route
@@ -35,3 +36,28 @@ def test_an_evidence_document_of_a_few_mb_is_accepted_and_one_over_the_limit_ref
     over = client.post(url, data={"csrf": match.group(1)},
                        files={"document": ("big.pdf", b"x" * (MAX_EVIDENCE_UPLOAD + 1), "application/pdf")})
     assert over.status_code in (400, 413)
+
+
+def test_a_portal_post_over_the_body_limit_gets_an_html_page_saying_the_limit(
+        live: LiveListeners, aro: ClientFiles) -> None:
+    """A browser got the JSON API's 413 object; now the Portal's error page, status 413, the limit in
+    KiB — whether the size was declared (Content-Length) or counted as a chunked body streamed."""
+    client = live.client(aro, Route.GATEWAY, follow_redirects=False)
+    match = CSRF.search(client.get("/portal/aro").text)
+    assert match
+
+    def chunks() -> Iterator[bytes]:
+        yield f"csrf={match.group(1)}&policy=".encode()
+        for _ in range(40):
+            yield b"x" * 8192
+
+    declared = client.post("/portal/aro/apply", data={"csrf": match.group(1), "policy": "x" * 300_000})
+    streamed = client.post("/portal/aro/apply", content=chunks(),
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+    for reply in (declared, streamed):
+        assert reply.status_code == 413
+        assert reply.headers["content-type"].startswith("text/html")
+        assert "request.too-large" in reply.text and "limit of 256 KiB" in reply.text
+        assert "Content-Security-Policy" in reply.headers
+    api = client.post("/api/v1/organisation-certificates", json={"csr": "a" * 300_000})
+    assert api.status_code == 413 and api.json()["error"]["code"] == "request.too-large"

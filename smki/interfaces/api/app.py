@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -25,8 +25,10 @@ from smki.interfaces.api.devices_api import create_devices_router
 from smki.interfaces.api.docs import create_docs_router
 from smki.interfaces.api.errors import TrackedSend, count_refusal, error_body, error_response, send_error
 from smki.interfaces.api.json_api import PREFIX, create_json_router
-from smki.interfaces.api.security import BodyTooLarge, ListenerMiddleware
+from smki.interfaces.api.refusals import Refusals
+from smki.interfaces.api.security import BodyRefused, ListenerMiddleware
 from smki.interfaces.dcc.routes import create_device_router, create_repository_router
+from smki.interfaces.portal.web import PortalContext
 from smki.observability.access import AccessLogMiddleware, request_id
 from smki.observability.metrics import install as install_metrics
 
@@ -40,6 +42,7 @@ DESCRIPTION = (
 
 
 INTERNAL_MESSAGE = "smki could not complete the request; it has been logged"
+INCOMPLETE_MESSAGE = "the client closed the connection before the request body was complete"
 
 
 class InternalErrorMiddleware:
@@ -69,8 +72,7 @@ class InternalErrorMiddleware:
             # access line and the metrics record a 400, as the JSON routes' body reading does.
             if tracked.started:
                 raise
-            await send_error(send, 400, "request.incomplete",
-                             "the client closed the connection before the request body was complete")
+            await send_error(send, 400, "request.incomplete", INCOMPLETE_MESSAGE)
         except Exception as exc:
             if tracked.started:
                 raise
@@ -89,6 +91,11 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}"[:300] + more
 
 
+def _reason(cause: BaseException) -> str:
+    """Why a body could not be read, in one short line (no client bytes beyond what Python quotes)."""
+    return (str(cause).splitlines() or [type(cause).__name__])[0][:200]
+
+
 def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
     app = FastAPI(
         title="smki",
@@ -100,6 +107,11 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.route = ctx.route
+    portal = PortalContext(ctx.home_factory, ctx.route, wake=ctx.wake_runner) if with_portal else None
+    refusals = Refusals(portal)
+
+    async def body_refused(request: Request, exc: BodyRefused) -> Response:
+        return await refusals.response(request, exc.status, exc.code, exc.message, limit=getattr(exc, "limit", None))
 
     @app.exception_handler(SmkiError)
     async def smki_error(_request: Request, exc: SmkiError) -> JSONResponse:
@@ -113,18 +125,21 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
         return JSONResponse(error_body(code, _validation_message(exc)), status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps errors reading the body as a 400
-            return JSONResponse(error_body("request.too-large", "the request body is over the size limit"),
-                                status_code=413)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        cause = exc.__cause__
+        if isinstance(cause, BodyRefused):  # FastAPI wraps errors reading the body as a 400
+            return await body_refused(request, cause)
+        if isinstance(cause, ClientDisconnect):
+            return JSONResponse(error_body("request.incomplete", INCOMPLETE_MESSAGE), status_code=400)
+        if exc.status_code == 400 and cause is not None:
+            # FastAPI could not parse the body (JSON that is not UTF-8, say): malformed JSON, as documented
+            return JSONResponse(error_body("request.bad-json", f"the body is not valid JSON: {_reason(cause)}"),
+                                status_code=400)
         codes = {404: "http.not-found", 405: "http.method-not-allowed"}
         return JSONResponse(error_body(codes.get(exc.status_code, "http.error"), str(exc.detail)),
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(_request: Request, _exc: BodyTooLarge) -> JSONResponse:
-        return JSONResponse(error_body("request.too-large", "the request body is over the size limit"),
-                            status_code=413)
+    app.add_exception_handler(BodyRefused, body_refused)  # type: ignore[arg-type]
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
@@ -145,7 +160,8 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
 
         app.include_router(create_portal_router(ctx.home_factory, ctx.route, wake=ctx.wake_runner))
     app.add_middleware(ListenerMiddleware, home_factory=ctx.home_factory, max_body=ctx.api.max_body,
-                       max_batch_body=ctx.api.max_batch_body)
+                       max_batch_body=ctx.api.max_batch_body, body_timeout=ctx.api.body_timeout,
+                       draining=lambda: ctx.stopping, refuse=refusals.send)
     app.add_middleware(InternalErrorMiddleware)  # inside the access log: a 500 carries the request id
     app.add_middleware(AccessLogMiddleware, listener=ctx.route.value)  # outermost: sees every request
     install_metrics()

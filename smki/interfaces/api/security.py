@@ -11,10 +11,18 @@ A pure ASGI middleware, so it also guards the Portal and the XML services:
 * **Body size.** ``Content-Length`` over the limit is refused before reading; a chunked body is
   counted as it streams and refused the moment it passes the limit (413 ``request.too-large``).
   Batch submissions get the larger batch limit.
+* **Body time.** A client that sends its headers and then stops sending the body (a stalled or
+  malicious upload) would hold its request, and a stopping server, for ever: a body that makes no
+  progress for ``body_timeout`` seconds is refused (408 ``request.timeout``, ``Connection: close``,
+  a warning line), and once the server is stopping (``draining()``) ``DRAIN_BODY_GRACE`` is enough.
+
+A refusal made here goes out in the shape the path's client reads (``refuse``: JSON, the DCC
+services' XML, the Portal's HTML page; :mod:`smki.interfaces.api.refusals`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -27,6 +35,7 @@ from smki.interfaces.api.errors import TrackedSend, send_error, status_for
 from smki.interfaces.api.tls import TLS_EXTENSION
 from smki.interfaces.portal.identity import PortalIdentity
 from smki.interfaces.portal.limits import MAX_EVIDENCE_UPLOAD
+from smki.observability.access import request_id
 from smki.services.context import Home
 from smki.services.credentials import ApiIdentity, resolve_identity
 
@@ -46,8 +55,44 @@ EVIDENCE_PATH = re.compile(r"/portal/aro/applications/[^/]+/evidence")
 EVIDENCE_BODY = MAX_EVIDENCE_UPLOAD + 64 * 1024  # the document, the description and the multipart framing
 
 
-class BodyTooLarge(Exception):
-    pass
+#: Once the server is stopping, how long a request body may go without progress before it is
+#: refused: a SIGTERM drain waits this long (not ``body_timeout``) for a stalled upload.
+DRAIN_BODY_GRACE = 2.0
+#: How often a request waiting for its body looks whether the server has begun stopping.
+_DRAIN_POLL = 0.5
+
+#: ``refuse(scope, send, status, code, message, limit)``: answers a refusal in the path's shape
+#: (``limit``: the size limit in bytes a body went over, else None).
+Refuse = Callable[[Scope, Send, int, str, str, int | None], Awaitable[None]]
+
+
+class BodyRefused(Exception):
+    """Reading the request body was stopped: raised from ``receive``, answered by the app's handler."""
+
+    status = 400
+    code = "request.invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BodyTooLarge(BodyRefused):
+    status = 413
+    code = "request.too-large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is over the limit of {limit} bytes")
+        self.limit = limit
+
+
+class BodyTimeout(BodyRefused):
+    status = 408
+    code = "request.timeout"
+
+
+async def _json_refusal(_scope: Scope, send: Send, status: int, code: str, message: str, _limit: int | None) -> None:
+    await send_error(send, status, code, message)
 
 
 def portal_identity(identity: ApiIdentity) -> PortalIdentity | None:
@@ -59,11 +104,16 @@ def portal_identity(identity: ApiIdentity) -> PortalIdentity | None:
 
 
 class ListenerMiddleware:
-    def __init__(self, app: ASGIApp, *, home_factory: Callable[[], Home], max_body: int, max_batch_body: int) -> None:
+    def __init__(self, app: ASGIApp, *, home_factory: Callable[[], Home], max_body: int, max_batch_body: int,
+                 body_timeout: float = 30.0, draining: Callable[[], bool] = lambda: False,
+                 refuse: Refuse = _json_refusal) -> None:
         self.app = app
         self.home_factory = home_factory
         self.max_body = max_body
         self.max_batch_body = max_batch_body
+        self.body_timeout = body_timeout
+        self.draining = draining
+        self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,16 +122,18 @@ class ListenerMiddleware:
         tls = scope.get("extensions", {}).get(TLS_EXTENSION) or {}
         der = tls.get("client_cert_der")
         if not der:
-            await send_error(send, 401, "credential.missing", "a client certificate (SMKI credential) is required")
+            await self.refuse(scope, send, 401, "credential.missing",
+                              "a client certificate (SMKI credential) is required", None)
             return
         try:
             identity = await anyio.to_thread.run_sync(resolve_identity, self.home_factory(), der)
         except SmkiError as exc:
-            await send_error(send, status_for(exc), exc.code, exc.message)
+            await self.refuse(scope, send, status_for(exc), exc.code, exc.message, None)
             return
         except Exception:  # the register could not be read: refuse rather than guess
             log.exception("identity check failed")
-            await send_error(send, 503, "store.unavailable", "the credential could not be checked; try again")
+            await self.refuse(scope, send, 503, "store.unavailable", "the credential could not be checked; try again",
+                              None)
             return
         state = scope.setdefault("state", {})
         state["api_identity"] = identity
@@ -98,30 +150,55 @@ class ListenerMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await send_error(send, 400, "request.bad-length", "Content-Length is not a number")
+                    await self.refuse(scope, send, 400, "request.bad-length", "Content-Length is not a number", None)
                     return
                 if declared > limit:
-                    await _too_large(send, limit)
+                    await self.refuse_body(scope, send, BodyTooLarge(limit))
                     return
         received = 0
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body only ``http.disconnect`` is left to wait for: no time limit
+                return await receive()
+            message = await self._next_body_message(scope, receive, received)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(limit)
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         tracked = TrackedSend(send)
         try:
             await self.app(scope, limited_receive, tracked)
-        except BodyTooLarge:
+        except BodyRefused as exc:  # only when the app did not answer it itself
             if not tracked.started:
-                await _too_large(send, limit)
+                await self.refuse_body(scope, send, exc)
 
+    async def refuse_body(self, scope: Scope, send: Send, exc: BodyRefused) -> None:
+        await self.refuse(scope, send, exc.status, exc.code, exc.message, getattr(exc, "limit", None))
 
-async def _too_large(send: Send, limit: int) -> None:
-    await send_error(send, 413, "request.too-large", f"the request body is over the limit of {limit} bytes")
+    async def _next_body_message(self, scope: Scope, receive: Receive, received: int) -> Message:
+        """The next piece of the body, or :class:`BodyTimeout` once none came for ``body_timeout``
+        seconds (``DRAIN_BODY_GRACE`` once the server is stopping). Cancelling uvicorn's
+        ``receive`` while it waits loses nothing: what arrives meanwhile is kept for the next call."""
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while True:
+            allowed = min(self.body_timeout, DRAIN_BODY_GRACE) if self.draining() else self.body_timeout
+            left = since + allowed - loop.time()
+            if left <= 0:
+                log.warning("request body stalled: no data for %.1f s after %d bytes of %s %s; refused with 408",
+                            loop.time() - since, received, scope.get("method", ""), scope.get("path", ""),
+                            extra={"request_id": request_id.get()})
+                raise BodyTimeout(f"the request body made no progress for {allowed:g} s")
+            try:
+                async with asyncio.timeout(min(left, _DRAIN_POLL)):
+                    return await receive()
+            except TimeoutError:
+                continue
 

@@ -25,6 +25,8 @@ class ApiSettings:
     batch_workers: int | None = default("api.batch-workers")
     max_body: int = default("api.max-body")
     max_batch_body: int = default("api.max-batch-body")
+    #: Seconds a request body may make no progress (between chunks) before it is refused with 408.
+    body_timeout: float = default("api.body-timeout")
     repository_apikey: str = default("api.repository-apikey")
     batch_poll: float = default("api.batch-poll")
     batch_lease: float = default("api.batch-lease")
@@ -44,6 +46,7 @@ def api_settings(settings: Settings) -> ApiSettings:
         batch_workers=values["api.batch-workers"],
         max_body=values["api.max-body"],
         max_batch_body=values["api.max-batch-body"],
+        body_timeout=values["api.body-timeout"],
         repository_apikey=values["api.repository-apikey"],
         batch_poll=values["api.batch-poll"],
         batch_lease=values["api.batch-lease"],

@@ -7,15 +7,19 @@ certificate from the transport's ``ssl_object`` and adds it to every request's s
 TLS extension, ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM) plus the DER under
 ``client_cert_der``. Nothing a client sends can put anything there.
 
-It also bounds how long a stopping server waits for idle connections to close (``shutdown``).
+It also bounds how long a stopping server waits for connections to close once idle or answered
+(``shutdown``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import ssl
 from typing import Any
 
+import h11
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -28,6 +32,24 @@ TLS_EXTENSION = "tls"
 #: socket, and asyncio waits up to 30 s for it (``ssl_shutdown_timeout``): per connection, and
 #: uvicorn's stop waits for every connection, so one idle client held a SIGTERM for 30 s.
 IDLE_CLOSE_GRACE = 1.0
+#: At shutdown, how often a connection with a request in flight looks whether its answer is out.
+_ANSWER_POLL = 0.25
+#: Seconds a connection may take to send a complete request head (request line and headers), from
+#: its start or from the previous response; then it is closed (408 if part of a head had come).
+HEAD_TIMEOUT = 30.0
+log = logging.getLogger("smki.api")
+
+
+def _error_json(code: str, message: str) -> str:
+    """The JSON error object for a refusal made before any request reached the app (no request id)."""
+    return json.dumps({"error": {"code": code, "message": message, "rules": [], "request_id": ""}})
+
+
+def _head_timeout_response(seconds: float) -> bytes:
+    """The 408 for an incomplete head, written raw: h11 cannot answer a request it has not read."""
+    body = _error_json("request.timeout", f"the request head was not complete in {seconds:g} s")
+    return ("HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncache-control: no-store\r\n"
+            f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n{body}").encode()
 
 
 def server_ssl_context(files: ServerFiles) -> ssl.SSLContext:
@@ -42,16 +64,87 @@ def server_ssl_context(files: ServerFiles) -> ssl.SSLContext:
 
 class PeerCertH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, publishing the verified client certificate to the app; at shutdown
-    an idle connection is closed at once rather than after up to 30 s (``IDLE_CLOSE_GRACE``)."""
+    an idle connection is closed at once rather than after up to 30 s (``IDLE_CLOSE_GRACE``); a
+    request head that does not arrive in ``HEAD_TIMEOUT`` closes the connection."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        """No complete request head in ``HEAD_TIMEOUT``: uvicorn sets no timer until a first response
+        is sent, and the keep-alive timer stops at a request's first byte, so a client that connected
+        and sent nothing, or part of a head (slowloris), held its connection for ever. A partial head
+        is answered 408 ``request.timeout``; a silent connection is closed as an idle one."""
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        waiting = self.cycle is not None and not self.cycle.response_complete
+        if waiting:  # a request's head did arrive meanwhile; its own timers apply
+            return
+        partial = bool(self.conn.trailing_data[0])
+        if partial:
+            log.warning("request head incomplete after %g s from %s; closed with 408", HEAD_TIMEOUT,
+                        self.client[0] if self.client else "?")
+            self.transport.write(_head_timeout_response(HEAD_TIMEOUT))
+        self.transport.close()
+        self.loop.call_later(IDLE_CLOSE_GRACE, self.transport.abort)
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle:  # a new request's head arrived
+            self._disarm_head_timer()
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        super().on_response_complete()
+        if self.cycle is cycle and not self.transport.is_closing():  # waiting for the next request's head
+            self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request too malformed to reach the app (a head over h11's 16 KiB, a header line without a
+        colon, an unreadable ``Content-Length``): uvicorn answered it in plain text, where every
+        other refusal is the JSON error object (``request.malformed``)."""
+        body = _error_json("request.malformed", "the request is not valid HTTP/1.1").encode()
+        headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+                   (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                      h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
 
     def shutdown(self) -> None:
         idle = self.cycle is None or self.cycle.response_complete
         super().shutdown()  # an idle connection: close_notify sent, the transport closing
-        if idle:  # a request in flight finishes first, as before; its connection then closes
+        if idle:
             self.loop.call_later(IDLE_CLOSE_GRACE, self.transport.abort)
+        else:  # a request in flight finishes first, as before; its connection then closes
+            self._abort_when_answered()
+
+    def _abort_when_answered(self) -> None:
+        """Once the in-flight request's answer is written and the connection closing, the same grace
+        as an idle one: a client that stopped reading (a stalled upload answered 408) would otherwise
+        hold the stop for the 30 s TLS close wait. An answer still being written is left to finish."""
+        if self.transport.is_closing() and self.transport.get_write_buffer_size() == 0:
+            self.loop.call_later(IDLE_CLOSE_GRACE, self.transport.abort)
+        elif self in self.connections:
+            self.loop.call_later(_ANSWER_POLL, self._abort_when_answered)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._arm_head_timer()
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         if der:

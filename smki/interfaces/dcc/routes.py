@@ -251,6 +251,39 @@ def _forbidden_key() -> Response:
 
 
 # ---------------------------------------------------------------------------------------------
+# Refusals made before a handler ran
+
+
+def dcc_refusal(path: str, status: int, code: str, message: str) -> Response | None:
+    """A refusal made before the handler at ``path`` ran (the listener's credential check, a body over
+    the limit or stalled), as that XML service answers; None if ``path`` is not one of them.
+
+    The Device CSR services answer HTTP 200 with their own message, as spec §3.2 says the Ad Hoc
+    service does even for errors: a body over the limit is ``FORMAT_ERROR`` ``FM:AA1`` (the codec's
+    ``MessageTooLarge``), anything else ``WORKFLOW_ERROR`` as :func:`dx.dcc_error_for` codes it. The
+    Repository answers the status with an empty body, as its own refusals (401, 402, 403) do.
+    """
+    if path.startswith(("/services/certificatesearch", "/services/retrievecertificate")):
+        return _xml(b"", status)
+    if path not in (ADHOC_PATH, SUBMIT_PATH, RESULT_PATH):
+        return None
+    if code == "request.too-large":
+        error = dx.DccError(dx.FM_INVALID_XML, f"MessageTooLarge: {message}")
+    else:
+        error = dx.dcc_error_for(dx.Service.BATCH, code, message).error
+    assert error is not None
+    if path == ADHOC_PATH:
+        status_ad_hoc = dx.AdHocStatus.FORMAT_ERROR if error.code.startswith("FM:") else dx.AdHocStatus.WORKFLOW_ERROR
+        return _xml(dx.render_device_csr_response(
+            dx.DeviceCertificateSigningResponse(None, _transaction_id(), status_ad_hoc, error=error)))
+    if path == SUBMIT_PATH:
+        submit = dx.SubmitStatus.FORMAT_ERROR if error.code.startswith("FM:") else dx.SubmitStatus.WORKFLOW_ERROR
+        return _xml(dx.render_submit_csr_batch_status(dx.SubmitCSRBatchStatus(submit, error=error)))
+    result = dx.BatchStatus.FORMAT_ERROR if error.code.startswith("FM:") else dx.BatchStatus.WORKFLOW_ERROR
+    return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(result, error=error)))
+
+
+# ---------------------------------------------------------------------------------------------
 # Routers
 
 _XML_BODY: dict[str, Any] = {"requestBody": {"content": {XML: {"schema": {"type": "string"}}}, "required": True}}

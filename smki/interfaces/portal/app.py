@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from smki.domain import Route
 from smki.errors import SmkiError
@@ -74,8 +75,8 @@ def _route_class(ctx: PortalContext) -> type[APIRoute]:
             async def guarded(request: Request) -> Response:
                 try:
                     return await handler(request)
-                except SmkiError as exc:
-                    return ctx.error_page(request, exc)
+                except SmkiError as exc:  # the page reads the form-token key: not on the event loop
+                    return await run_in_threadpool(ctx.error_page, request, exc)
 
             return guarded
 

@@ -69,17 +69,17 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
         def register(run: Callable[[PortalIdentity, Any, dict[str, str]], None]) -> Callable[..., Awaitable[Response]]:
             async def endpoint(request: Request) -> Response:
                 kept: dict[str, str] = {}
-                try:
-                    _, form = await ctx.check_form(request)
+
+                def work(_form_identity: PortalIdentity, form: Any) -> Response:  # in a worker thread
                     identity = staff_of(request)
-                    kept = {k: str(v)[:500] for k, v in form.items() if isinstance(v, str) and k != "csrf"}
+                    kept.update({k: str(v)[:500] for k, v in form.items() if isinstance(v, str) and k != "csrf"})
                     try:
                         run(identity, request.path_params, kept)
                     except ValueError:
                         raise SmkiError("portal.bad-id", "that is not a valid number or id") from None
-                except SmkiError as exc:
-                    return page(request, 400, error_exc=exc, kept=kept)
-                return ctx.redirect(request, path, done)
+                    return ctx.redirect(request, path, done)
+
+                return await ctx.handle_form(request, work, lambda exc: page(request, 400, error_exc=exc, kept=kept))
             router.add_api_route(_route_path(run), endpoint, methods=["POST"], name=run.__name__)
             return endpoint
         return register

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from smki.domain import MAX_ROW_ID, CertificatePolicy, Route
 from smki.errors import SmkiError
@@ -138,11 +139,31 @@ class PortalContext:
         identity = identity_of(request)
         form = await request.form()
         token = form.get("csrf")
-        keys = form_token_keys(self.home())  # the current key, and the one before a rotation
+        # the current key, and the one before a rotation: a database read, so not on the event loop
+        keys = await run_in_threadpool(form_token_keys, self.home())
         if not isinstance(token, str) or not token.isascii() or not any(
                 hmac.compare_digest(token, self.token(identity, key)) for key in keys):
             raise SmkiError("portal.form-expired", "this form has expired or came from another site; reload the page")
         return identity, form
+
+    async def handle_form(self, request: Request, work: Callable[[PortalIdentity, Any], Response],
+                          refused: Callable[[SmkiError], Response]) -> Response:
+        """A POST: the form is read and its token checked on the event loop, then ``work`` (store and
+        service calls, files, rendering) runs in a worker thread, as a sync page does, so a slow
+        database never holds up the process's other requests. ``refused`` renders a refusal (also
+        in a thread: a page reads the form-token key)."""
+        try:
+            identity, form = await self.check_form(request)
+        except SmkiError as exc:
+            return await run_in_threadpool(refused, exc)
+
+        def run() -> Response:
+            try:
+                return work(identity, form)
+            except SmkiError as exc:
+                return refused(exc)
+
+        return await run_in_threadpool(run)
 
     def render(self, request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
         identity = getattr(request.state, "identity", None)
