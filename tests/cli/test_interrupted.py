@@ -1,0 +1,163 @@
+"""What an interrupted CLI command leaves behind: Ctrl-C (SIGINT to the terminal's process group) or
+SIGTERM in the middle of a batch closes the batch in the audit log, with exactly the certificates
+it committed, and the log still verifies; a resumed batch finishes the job. One real ``smki``
+process per interrupted command, signalled as an operator's terminal or a service manager would."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from smki.ca.devcsr import write_device_csrs
+from smki.domain import CertKind
+from smki.services.context import open_home
+from smki.store import CertificateQuery, Store
+from tests.cli.conftest import Run
+from tests.cli.helpers import Result, smki_env
+from tests.cli.test_qa_cli import one_line
+
+ARO = ("--party", "P1", "--aro", "A1", "--route", "gateway")
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def interrupted(args: list[str], home: Path, database_url: str, results: Path, sig: signal.Signals,
+                after: int = 600) -> Result:
+    """``smki ARGS`` in its own process group, sent ``sig`` once ``results`` has ``after`` lines:
+    SIGINT to the whole group (as a terminal's Ctrl-C), SIGTERM to the process alone (as ``kill``)."""
+    proc = subprocess.Popen([sys.executable, "-m", "smki.interfaces.cli.main", *args, "--home", str(home)],
+                            env={**smki_env(database_url), "SMKI_ACTOR": "admin:test"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while _lines(results) < after and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the batch finished before it could be interrupted: make it larger"
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    return Result(proc.returncode, out, err)
+
+
+def _batch_records(database_url: str, ref: str) -> list[tuple[str, dict[str, object]]]:
+    store = Store.open(database_url)
+    try:
+        assert store.verify_audit().ok
+        return [(row.action, row.details_dict) for row in store.audit_rows_for(ref)]
+    finally:
+        store.close()
+
+
+def _device_serials(run: Run) -> set[str]:
+    store = open_home(run.home).store
+    try:
+        return {record.serial for record in store.iter_certificates(CertificateQuery(kind=CertKind.DEVICE))}
+    finally:
+        store.close()
+
+
+def _issued_in(records: list[tuple[str, dict[str, object]]]) -> set[str]:
+    return {str(entry[0]) for action, details in records if action == "device-certificates.issued"
+            for entry in details["issued"]}  # type: ignore[attr-defined]
+
+
+def _check_closed(run: Run, database_url: str, ref: str, signal_name: str, out: Path) -> int:
+    """The batch's last record says it was interrupted, with as many issued as the store holds and
+    its audit records list; results.csv reports no certificate that was not committed."""
+    records = _batch_records(database_url, ref)
+    action, details = records[-1]
+    assert action == "batch.interrupted" and details["signal"] == signal_name, records[-1]
+    serials = _device_serials(run)
+    assert details["issued"] == len(serials) > 0
+    assert _issued_in(records) == serials
+    with (out / "results.csv").open(newline="") as handle:
+        assert {line["serial"] for line in csv.DictReader(handle)} <= serials
+    assert run("audit", "verify").code == 0
+    return len(serials)
+
+
+def _subscriber(run: Run) -> None:
+    """P1 approved for Device certificates, its ARO A1 verified and screened (tests.ra_services)."""
+    from smki.services import applications as apps
+    from smki.services.staff import add_staff
+    from tests.ra_services.conftest import qualified_party, verified_aro
+
+    home = open_home(run.home)
+    try:
+        add_staff(home, "op1", "Olive Operator", ["ra-operator"], actor="admin")
+        add_staff(home, "ap1", "April Approver", ["ra-approver"], actor="admin")
+        qualified_party(home)
+        verified_aro(home)
+        app = apps.apply(home, "P1", "device", staff_id="op1")
+        apps.add_evidence(home, app.application_id, "installation-need", "RA-EV-1", staff_id="op1")
+        apps.propose(home, app.application_id, staff_id="op1")
+        apps.approve(home, app.application_id, staff_id="ap1")
+    finally:
+        home.close()
+
+
+def test_ctrl_c_in_an_issue_batch_closes_it_in_the_audit_log_and_resume_finishes_it(
+        run: Run, tmp_path: Path, database_url: str) -> None:
+    csrs, out = tmp_path / "csrs.pem", tmp_path / "out"
+    write_device_csrs(csrs, 20_000)
+    stopped = interrupted(["issue", "batch", str(csrs), "--out", str(out), "--workers", "2", "--chunk-size", "250"],
+                          run.home, database_url, out / "results.csv", signal.SIGINT)
+    assert stopped.code == 130 and one_line(stopped) == "interrupted", stopped.err
+    ref = next(r["subject"] for r in json.loads(run("audit", "tail", "-n", "50", "--json").out)
+               if r["action"] == "batch.started")
+    issued = _check_closed(run, database_url, ref, "SIGINT", out)
+    resumed = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--resume", ref)
+    assert resumed.code == 0, resumed.err
+    assert f"{20_000 - issued} issued" in resumed.out
+    assert len(_device_serials(run)) == 20_000 == len(list(out.glob("*.pem")))
+    assert _batch_records(database_url, ref)[-1][0] == "batch.completed"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_request_batch_is_closed_in_the_audit_log(
+        run: Run, tmp_path: Path, database_url: str, sig: signal.Signals) -> None:
+    _subscriber(run)
+    csrs, out = tmp_path / "csrs.pem", tmp_path / "out"
+    write_device_csrs(csrs, 20_000)
+    stopped = interrupted(["request", "batch", str(csrs), "--out", str(out), *ARO, "--workers", "0"],
+                          run.home, database_url, out / "results.csv", sig)
+    expected = (143, "terminated") if sig == signal.SIGTERM else (130, "interrupted")
+    assert (stopped.code, one_line(stopped)) == expected, stopped.err
+    ref = next(r["subject"] for r in json.loads(run("audit", "tail", "-n", "50", "--json").out)
+               if r["action"] == "batch.started")
+    _check_closed(run, database_url, ref, sig.name, out)
+
+
+def test_ctrl_c_before_the_first_chunk_commits_still_records_the_opening_and_the_end(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process (``issue device``) the opening records go with the first chunk's commit:
+    interrupted before it, they are written with ``batch.interrupted`` (nothing issued)."""
+    from smki.services import device_issuance
+
+    csr = tmp_path / "d.csr"
+    assert run("dev", "make-csr", "device", "--device-id", "00DB000000000001", "--out", str(csr)).code == 0
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(device_issuance, "_record_chunks", ctrl_c)
+    result = run("issue", "device", str(csr), "--out", str(tmp_path / "out"))
+    assert result.code == 130 and one_line(result) == "interrupted"
+    tail = json.loads(run("audit", "tail", "-n", "2", "--json").out)
+    assert [r["action"] for r in tail] == ["batch.started", "batch.interrupted"]
+    assert tail[1]["details"] == {"kind": "device", "signal": "SIGINT", "issued": 0, "rejected": 0}
+    assert run("audit", "verify").code == 0 and not _device_serials(run)
