@@ -21,7 +21,7 @@ from smki.domain import CertKind
 from smki.services.context import open_home
 from smki.store import CertificateQuery, Store
 from tests.cli.conftest import Run
-from tests.cli.helpers import Result, smki_env
+from tests.cli.helpers import Result, ctrl_c_on_chunk, smki_env
 from tests.cli.test_qa_cli import one_line
 
 ARO = ("--party", "P1", "--aro", "A1", "--route", "gateway")
@@ -91,7 +91,8 @@ def _check_closed(run: Run, database_url: str, ref: str, signal_name: str, out: 
 
 
 def _subscriber(run: Run) -> None:
-    """P1 approved for Device certificates, its ARO A1 verified and screened (tests.ra_services)."""
+    """P1 and P2 approved for Device certificates, their AROs A1 and A2 verified and screened (the
+    helpers of tests.ra_services)."""
     from smki.services import applications as apps
     from smki.services.staff import add_staff
     from tests.ra_services.conftest import qualified_party, verified_aro
@@ -100,12 +101,13 @@ def _subscriber(run: Run) -> None:
     try:
         add_staff(home, "op1", "Olive Operator", ["ra-operator"], actor="admin")
         add_staff(home, "ap1", "April Approver", ["ra-approver"], actor="admin")
-        qualified_party(home)
-        verified_aro(home)
-        app = apps.apply(home, "P1", "device", staff_id="op1")
-        apps.add_evidence(home, app.application_id, "installation-need", "RA-EV-1", staff_id="op1")
-        apps.propose(home, app.application_id, staff_id="op1")
-        apps.approve(home, app.application_id, staff_id="ap1")
+        for party, aro, entity in (("P1", "A1", "90B3D51F30010000"), ("P2", "A2", "90B3D51F30020000")):
+            qualified_party(home, party, entity)
+            verified_aro(home, aro, party)
+            app = apps.apply(home, party, "device", staff_id="op1")
+            apps.add_evidence(home, app.application_id, "installation-need", "RA-EV-1", staff_id="op1")
+            apps.propose(home, app.application_id, staff_id="op1")
+            apps.approve(home, app.application_id, staff_id="ap1")
     finally:
         home.close()
 
@@ -161,3 +163,40 @@ def test_ctrl_c_before_the_first_chunk_commits_still_records_the_opening_and_the
     assert [r["action"] for r in tail] == ["batch.started", "batch.interrupted"]
     assert tail[1]["details"] == {"kind": "device", "signal": "SIGINT", "issued": 0, "rejected": 0}
     assert run("audit", "verify").code == 0 and not _device_serials(run)
+
+
+def test_request_batch_resume_redelivers_and_finishes_under_the_ra_rules_checked_again(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _subscriber(run)
+    csrs, out = tmp_path / "csrs.pem", tmp_path / "out"
+    write_device_csrs(csrs, 10)
+    monkeypatch.setattr("smki.services.requests.DEFAULT_CHUNK", 3)  # request batch has no --chunk-size
+    with ctrl_c_on_chunk(2):
+        first = run("request", "batch", str(csrs), "--out", str(out), *ARO, "--workers", "0")
+    assert first.code == 130 and one_line(first) == "interrupted"
+    assert len(list(out.glob("*.pem"))) == 3
+    ref = next(r["subject"] for r in json.loads(run("audit", "tail", "--json").out) if r["action"] == "batch.started")
+
+    # Another Party's ARO, or the batch of nobody: refused and audited, nothing written.
+    other = ("--party", "P2", "--aro", "A2", "--route", "gateway")
+    for args, code in (((*other, "--resume", ref), "request.batch-not-found"),
+                       ((*ARO, "--resume", "cli-20260101T000000Z-00000000"), "request.batch-not-found")):
+        refused = run("request", "batch", str(csrs), "--out", str(out), *args, "--workers", "0")
+        assert refused.code == 1 and refused.err.startswith(f"error: {code}: "), refused.err
+        assert json.loads(run("audit", "tail", "-n", "1", "--json").out)[0]["action"] == "request.refused"
+    # A suspended Party: the RA rules refuse the resumption before anything is written out.
+    assert run("party", "subscriber", "P1", "--policy", "device", "--standing", "suspended", "--as", "op1").code == 0
+    suspended = run("request", "batch", str(csrs), "--out", str(out), *ARO, "--workers", "0", "--resume", ref)
+    assert suspended.code == 1 and "FAIL subscriber.authorised-for-policy:" in suspended.err
+    assert len(list(out.glob("*.pem"))) == 3 and len(_device_serials(run)) == 6
+    assert run("party", "subscriber", "P1", "--policy", "device", "--standing", "approved", "--as", "ap1").code == 0
+
+    resumed = run("request", "batch", str(csrs), "--out", str(out), *ARO, "--workers", "0", "--resume", ref)
+    assert resumed.code == 0, resumed.err
+    assert "4 issued" in resumed.out and "wrote 3 certificate(s)" in resumed.err
+    serials = _device_serials(run)
+    assert len(serials) == 10 == len(list(out.glob("*.pem")))
+    with (out / "results.csv").open() as handle:
+        assert sorted(line["serial"] for line in csv.DictReader(handle)) == sorted(serials)
+    tail = [r["action"] for r in json.loads(run("audit", "tail", "-n", "4", "--json").out)]
+    assert tail[-1] == "batch.completed" and "batch.resumed" in tail and run("audit", "verify").code == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Run
-from tests.cli.helpers import Result
+from tests.cli.helpers import Result, ctrl_c_on_chunk
 
 
 def one_line(result: Result) -> str:
@@ -120,23 +120,11 @@ def test_a_revocation_beyond_the_staff_members_role_is_audited_like_every_other(
 
 def test_a_resumed_batch_writes_out_what_the_interrupted_run_committed_but_never_wrote(
         run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from smki.interfaces.cli import issue_cmd
-
     csrs, out = tmp_path / "csrs.pem", tmp_path / "out"
     assert run("dev", "make-csr", "batch", "--count", "10", "--out", str(csrs)).code == 0
-    real_call = issue_cmd.BatchWriter.__call__
-    calls = []
-
-    def interrupted_on_the_second_chunk(self: issue_cmd.BatchWriter, outcomes: list[object]) -> None:
-        calls.append(len(outcomes))
-        if len(calls) == 2:  # chunk 2 is committed (and audited): Ctrl-C before its files are written
-            raise KeyboardInterrupt
-        real_call(self, outcomes)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(issue_cmd.BatchWriter, "__call__", interrupted_on_the_second_chunk)
-    first = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--chunk-size", "3")
+    with ctrl_c_on_chunk(2):
+        first = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--chunk-size", "3")
     assert first.code == 130 and one_line(first) == "interrupted"
-    monkeypatch.setattr(issue_cmd.BatchWriter, "__call__", real_call)
     assert len(list(out.glob("*.pem"))) == 3
     ref = next(r["subject"] for r in json.loads(run("audit", "tail", "--json").out) if r["action"] == "batch.started")
     resumed = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--resume", ref)
