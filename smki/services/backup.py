@@ -42,6 +42,7 @@ from sqlalchemy.engine import make_url
 from smki import __version__
 from smki.config import CONFIG_FILE, Settings, load_settings
 from smki.errors import SmkiError
+from smki.services.files import replaced_on_success
 from smki.settings_model import environment
 
 MANIFEST = "manifest.json"
@@ -161,16 +162,15 @@ def create_backup(home: Path | str, out: Path) -> BackupReport:
             "excluded": excluded,
         }
         out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(out.name + ".partial")
-        with tarfile.open(partial, "w:gz") as archive:
+        # Owner-only from its first byte (it holds the database and the key files); interrupted, no
+        # half archive is left, named or .partial.
+        with replaced_on_success(out, private=True) as partial, tarfile.open(partial, "w:gz") as archive:
             _add(archive, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
             for name, item in payload.items():
                 if isinstance(item, Path):
                     archive.add(item, arcname=name)
                 else:
                     _add(archive, name, item)
-        os.chmod(partial, 0o600)
-        partial.replace(out)
     return BackupReport(out, manifest)
 
 

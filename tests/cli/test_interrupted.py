@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,60 @@ def test_request_batch_resume_redelivers_and_finishes_under_the_ra_rules_checked
         assert sorted(line["serial"] for line in csv.DictReader(handle)) == sorted(serials)
     tail = [r["action"] for r in json.loads(run("audit", "tail", "-n", "4", "--json").out)]
     assert tail[-1] == "batch.completed" and "batch.resumed" in tail and run("audit", "verify").code == 0
+
+
+def test_an_interrupted_make_csr_batch_leaves_no_file(tmp_path: Path, database_url: str) -> None:
+    out = tmp_path / "csrs" / "batch.pem"
+    proc = subprocess.Popen([sys.executable, "-m", "smki.interfaces.cli.main", "dev", "make-csr", "batch",
+                             "--count", "1000000", "--out", str(out)], env=smki_env(database_url),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    partial = out.with_name(out.name + ".partial")
+    deadline = time.monotonic() + 60
+    while _lines(partial) < 1000 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "make-csr finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and one_line(Result(proc.returncode, "", err)) == "interrupted"
+    assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("format", ["pem", "json"])
+def test_a_make_csr_batch_that_fails_part_way_keeps_the_file_that_was_there(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, format: str) -> None:
+    from smki.ca import devcsr
+
+    out = tmp_path / "csrs" / "batch.pem"
+    out.parent.mkdir()
+    out.write_bytes(b"the previous batch")
+    real_stream = devcsr.device_csr_stream
+
+    def stream_then_ctrl_c(*args: object, **kwargs: object) -> Iterator[tuple[bytes, object, bytes]]:
+        for n, item in enumerate(real_stream(*args, **kwargs)):  # type: ignore[arg-type]
+            if n == 5:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(devcsr, "device_csr_stream", stream_then_ctrl_c)
+    result = run("dev", "make-csr", "batch", "--count", "10", "--format", format, "--out", str(out))
+    assert result.code == 130 and one_line(result) == "interrupted"
+    assert out.read_bytes() == b"the previous batch" and list(out.parent.iterdir()) == [out]
+
+
+def test_an_interrupted_backup_leaves_no_archive_and_is_never_readable_by_others(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from smki.services import backup
+
+    out = tmp_path / "backups" / "b.tar.gz"
+    real_add = backup._add
+    modes: list[int] = []
+
+    def add_then_ctrl_c(archive: object, name: str, data: bytes) -> None:
+        modes.append(out.with_name(out.name + ".partial").stat().st_mode & 0o777)
+        real_add(archive, name, data)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup, "_add", add_then_ctrl_c)
+    result = run("backup", "create", "--out", str(out))
+    assert result.code == 130 and one_line(result) == "interrupted"
+    assert modes == [0o600] and list(out.parent.iterdir()) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from smki.interfaces.cli.common import (
     open_for_signing,
     rich_console,
 )
+from smki.services.files import write_whole
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -42,10 +42,6 @@ def pem(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def read_input(path: Path) -> bytes:
@@ -71,7 +67,7 @@ def org(
     finally:
         opened.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, pem(issued.der))
+    write_whole(out, pem(issued.der))
     console.print(f"issued {issued.serial} → {out}")
 
 
@@ -125,7 +121,7 @@ class BatchWriter:
             if outcome.ok:
                 assert outcome.der is not None
                 name = f"{outcome.file_stem}.pem"
-                write_atomic(self.out / name, pem(outcome.der))
+                write_whole(self.out / name, pem(outcome.der))
                 self.writer.writerow([outcome.item_id, "issued", outcome.serial, name, "", ""])
             else:
                 self.errors.append(outcome)
@@ -172,7 +168,7 @@ def redeliver(opened: Home, batch_ref: str, out: Path, writer: BatchWriter, item
         if record is None:  # pragma: no cover - the audit record and the certificate commit together
             continue
         name = f"{device_hex}-{usage.lower()}.pem"
-        write_atomic(out / name, pem(record.der))
+        write_whole(out / name, pem(record.der))
         writer.writer.writerow([names.get(index, f"#{index + 1}"), "issued", serial, name, "", ""])
     writer.results.flush()
     return len(missing)

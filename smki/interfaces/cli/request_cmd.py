@@ -17,8 +17,9 @@ import typer
 
 from smki.domain import Route
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, open_for_signing
-from smki.interfaces.cli.issue_cmd import BatchWriter, exit_if_none_issued, pem, read_input, run_batch, write_atomic
+from smki.interfaces.cli.issue_cmd import BatchWriter, exit_if_none_issued, pem, read_input, run_batch
 from smki.interfaces.cli.ra_cmd import refusals_explained
+from smki.services.files import write_whole
 
 if TYPE_CHECKING:
     from smki.ra import Decision
@@ -78,7 +79,7 @@ def org(
     finally:
         opened.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, pem(issued.der))
+    write_whole(out, pem(issued.der))
     console.print(f"issued {issued.serial} → {out}")
 
 

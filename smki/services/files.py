@@ -1,0 +1,40 @@
+"""Files smki writes for an operator: whole or not at all.
+
+A command stopped part-way (Ctrl-C, SIGTERM, a full disk, a bad row late in its input) must not
+leave half a CSR batch, extract or backup under the name the operator asked for, where the next
+step would take it for a whole one; nor a stray temporary file beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def replaced_on_success(path: Path, *, private: bool = False) -> Iterator[Path]:
+    """Yield ``<path>.partial`` (beside ``path``, so the rename stays on one file system and is
+    atomic) for the caller to write; when the block ends normally it replaces ``path``, and when it
+    raises anything (``KeyboardInterrupt`` included) it is removed and ``path`` is left as it was.
+
+    ``private``: the partial file is made owner-only (0600) before anything is written to it, so a
+    key or a backup is never readable by others, not even while it is being written.
+    """
+    partial = path.with_name(path.name + ".partial")
+    try:
+        if private:
+            partial.unlink(missing_ok=True)  # a stale one, perhaps another user's: never written through
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        yield partial
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def write_whole(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Write ``data`` to ``path`` through :func:`replaced_on_success`."""
+    with replaced_on_success(path, private=private) as partial:
+        partial.write_bytes(data)
