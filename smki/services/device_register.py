@@ -47,8 +47,10 @@ class ImportSummary:
     seconds: float
 
 
-def _bad(line: int, message: str) -> SmkiError:
-    return SmkiError("device.bad-row", f"row {line}: {message}")
+def _bad(line: int, message: str, code: str = "device.bad-row") -> SmkiError:
+    """A bad row of an import (``row N: …``) or, with ``line`` 0, a bad single record. An invalid
+    Device ID keeps the code every other bad EUI-64 has, ``eui64.invalid``."""
+    return SmkiError(code, f"row {line}: {message}" if line else message)
 
 
 _TYPES = {t.value: t.value for t in DeviceType}
@@ -65,7 +67,7 @@ def device_row(values: dict[str, Any], parties: frozenset[str], line: int = 0, o
     try:
         device_id = parse_eui64(str(get("device_id") or ""))
     except SmkiError as exc:
-        raise _bad(line, exc.message) from None
+        raise _bad(line, f"device_id: {exc.message}", exc.code) from None
     device_type = _TYPES.get(str(get("device_type") or "").upper())
     if device_type is None:
         raise _bad(line, f"device_type {str(get('device_type'))[:20]!r} is not one of {', '.join(_TYPES)}")
@@ -216,7 +218,8 @@ class _Checker:
                 network_operator, self.dates[effective] if effective else self.on)
 
     def slow(self, values: dict[str, Any], line: int) -> DeviceRecord:
-        """A row that is not plain, through :func:`device_row` (which raises ``device.bad-row``)."""
+        """A row that is not plain, through :func:`device_row` (which raises ``device.bad-row``, or
+        ``eui64.invalid`` for the Device ID)."""
         row = device_row(values, self.parties, line, self.on)
         effective = values.get("effective")
         if effective and isinstance(effective, str):  # later rows of this date take the fast path

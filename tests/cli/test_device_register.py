@@ -65,7 +65,13 @@ def test_bulk_import_and_update_from_csv_and_json_lines(run: Run, tmp_path: Path
     assert "imported 10 rows" in ok(run, "device", "import", str(update), "--as", "op1")
     bad = tmp_path / "bad.csv"
     bad.write_text(lines[0] + "\n00DB000000000001,ESME,commissioned,,,,\n00DB00000000000Z,ESME,pending,,,,\n")
-    assert "row 3:" in fails(run, "device.bad-row", "device", "import", str(bad), "--as", "op1")
+    assert "row 3: device_id: '00DB00000000000Z' is not an EUI-64" in fails(  # the code every bad EUI-64 has
+        run, "eui64.invalid", "device", "import", str(bad), "--as", "op1")
+    bad.write_text(lines[0] + "\n00DB000000000001,ESME,commissioned,,,,\n00DB000000000002,TOASTER,pending,,,,\n")
+    assert "row 3: device_type 'TOASTER'" in fails(run, "device.bad-row", "device", "import", str(bad), "--as", "op1")
+    bad_lines = tmp_path / "bad.jsonl"
+    bad_lines.write_text('{"device_id": "00DB0000000000", "device_type": "ESME", "smi_status": "pending"}\n')
+    assert "row 1: device_id: " in fails(run, "eui64.invalid", "device", "import", str(bad_lines), "--as", "op1")
     store = Store.open(database_url)
     try:
         reads = device_reads(store)
