@@ -639,7 +639,7 @@ def issue_device_batch(
             opening_seq = tx.append_audit(opened)[-1]
         opened = []
 
-    counts = [0, 0]
+    counts = [0, 0, 0]  # issued, rejected, and 1 once this run's batch.completed is committed (in this process)
     try:
         completed = _issue_all(home, items, actor=actor, batch_ref=batch_ref, workers=workers,
                                chunk_size=chunk_size, on_chunk=on_chunk, pool=pool, in_transaction=in_transaction,
@@ -650,6 +650,8 @@ def issue_device_batch(
         _record_interrupted(home, actor, batch_ref, exc, opened, opening_seq, resume=resume)
         raise
     except Exception as exc:
+        if counts[2]:  # it came after the last commit (writing the caller's files): the run is recorded whole
+            raise
         # A started batch always ends in the audit log: what stopped it, with the code the caller sees
         # (and, in this process, the opening records that were to commit with the first chunk).
         code = exc.code if isinstance(exc, SmkiError) else ISSUANCE_ANOMALY
@@ -743,6 +745,8 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
         opened.clear()
         counts[0] += issued
         counts[1] += refused
+        if last:
+            counts[2] = 1
         if on_chunk is not None:
             for chunk_outcomes in outcomes:
                 on_chunk(chunk_outcomes)

@@ -258,3 +258,43 @@ def test_an_interrupted_backup_leaves_no_archive_and_is_never_readable_by_others
     result = run("backup", "create", "--out", str(out))
     assert result.code == 130 and one_line(result) == "interrupted"
     assert modes == [0o600] and list(out.parent.iterdir()) == []
+
+
+def test_an_out_that_cannot_take_the_certificates_is_refused_before_any_is_issued(
+        run: Run, tmp_path: Path) -> None:
+    csr, org = tmp_path / "d.csr", tmp_path / "o.csr"
+    assert run("dev", "make-csr", "device", "--device-id", "00DB000000000001", "--out", str(csr)).code == 0
+    assert run("dev", "make-csr", "org", "--entity-id", "90B3D51F30010000", "--out", str(org)).code == 0
+    a_file, a_dir = tmp_path / "a-file", tmp_path / "a-dir"
+    a_file.write_text("not a directory")
+    a_dir.mkdir()
+    before = run("audit", "tail", "-n", "1", "--json").out
+    for args, code in ((("issue", "device", str(csr), "--out", str(a_file)), "output.not-a-directory"),
+                       (("issue", "batch", str(csr), "--out", str(a_file)), "output.not-a-directory"),
+                       (("request", "batch", str(csr), "--out", str(a_file), *ARO), "output.not-a-directory"),
+                       (("issue", "org", str(org), "--out", str(a_dir)), "output.is-directory"),
+                       (("request", "org", str(org), "--out", str(a_dir), *ARO), "output.is-directory")):
+        result = run(*args)
+        assert result.code == 1 and one_line(result).startswith(f"error: {code}: "), (args, result.err)
+    assert run("audit", "tail", "-n", "1", "--json").out == before and not _device_serials(run)
+
+
+def test_a_file_error_after_the_last_commit_leaves_the_batch_completed_not_also_failed(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process ``batch.completed`` commits with the last chunk; a certificate file that then
+    cannot be written (a full disk) is an io error, and the audit log still says what happened."""
+    import errno
+
+    from smki.interfaces.cli import issue_cmd
+
+    csr = tmp_path / "d.csr"
+    assert run("dev", "make-csr", "device", "--device-id", "00DB000000000001", "--out", str(csr)).code == 0
+
+    def disk_full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(issue_cmd, "write_whole", disk_full)
+    result = run("issue", "device", str(csr), "--out", str(tmp_path / "out"))
+    assert result.code == 1 and "No space left on device" in one_line(result)
+    tail = [r["action"] for r in json.loads(run("audit", "tail", "-n", "2", "--json").out)]
+    assert tail == ["device-certificates.issued", "batch.completed"] and run("audit", "verify").code == 0

@@ -44,6 +44,19 @@ def pem(der: bytes) -> bytes:
 
 
 
+def check_out_file(out: Path) -> None:
+    """Refuse, before anything is issued, an ``--out`` that cannot take the certificate file: found
+    only when writing it, the certificate would be issued and never delivered."""
+    if out.is_dir():
+        raise SmkiError("output.is-directory", f"{out} is a directory: --out names the PEM file to write")
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse, before anything is issued, an ``--out`` that is not a directory (see ``check_out_file``)."""
+    if out.exists() and not out.is_dir():
+        raise SmkiError("output.not-a-directory", f"{out} is not a directory: --out names one for the certificates")
+
+
 def read_input(path: Path) -> bytes:
     try:
         with path.open("rb") as handle:
@@ -61,6 +74,7 @@ def org(
     """Issue one Organisation Certificate."""
     from smki.services.org_issuance import issue_organisation
 
+    check_out_file(out)
     opened = open_for_signing(home)
     try:
         issued = issue_organisation(opened, read_input(csr), actor=actor())
@@ -191,6 +205,7 @@ def run_batch(home: Path, items: Sequence[BatchItem] | None, source: Path | None
     request batch) has let the batch go on: a refused requester gets nothing, not even those."""
     from smki.services.batch_sources import read_batch_source
 
+    check_out_dir(out)
     opened = open_for_signing(home)
     batch_ref = resume or f"{ref_prefix}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
     iterable = items if items is not None else read_batch_source(source)  # type: ignore[arg-type]

@@ -17,7 +17,14 @@ import typer
 
 from smki.domain import Route
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, open_for_signing
-from smki.interfaces.cli.issue_cmd import BatchWriter, exit_if_none_issued, pem, read_input, run_batch
+from smki.interfaces.cli.issue_cmd import (
+    BatchWriter,
+    check_out_file,
+    exit_if_none_issued,
+    pem,
+    read_input,
+    run_batch,
+)
 from smki.interfaces.cli.ra_cmd import refusals_explained
 from smki.services.files import write_whole
 
@@ -72,6 +79,7 @@ def org(
     if dry_run:
         dry_run_organisation(home, on, party, aro, route.value, data)
         return
+    check_out_file(out)
     opened = open_for_signing(home)
     try:
         with refusals_explained():
