@@ -85,3 +85,24 @@ def test_bulk_import_and_update_from_csv_and_json_lines(run: Run, tmp_path: Path
             ("commissioned", "2026-03-01"), ("withdrawn", "2026-04-01")]
     finally:
         store.close()
+
+
+def test_an_import_that_stops_part_way_says_what_it_imported_and_a_spreadsheets_bom_is_read(
+        run: Run, tmp_path: Path) -> None:
+    _staff_and_parties(run)
+    header = "device_id,device_type,smi_status,import_supplier,gas_supplier,network_operator,effective"
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes(("\ufeff" + header + "\n00DB000000000001,ESME,pending,,,,\n").encode())
+    assert "imported 1 rows" in ok(run, "device", "import", str(bom), "--as", "op1")
+    stops = tmp_path / "stops.csv"
+    rows = [f"00DB0000000{n:05X},ESME,commissioned,SUPP1,,,2026-03-01" for n in range(10_001)]
+    stops.write_text("\n".join([header, *rows, "00DB00000000000Z,ESME,pending,,,,"]) + "\n")
+    err = fails(run, "eui64.invalid", "device", "import", str(stops), "--as", "op1")
+    assert "row 10003: device_id: " in err and "the 10,000 rows before it are imported" in err
+
+
+def test_a_binary_csv_manifest_is_a_malformed_batch_not_an_internal_error(run: Run, tmp_path: Path) -> None:
+    manifest = tmp_path / "csrs.csv"
+    manifest.write_bytes(bytes(range(128, 256)) * 4)
+    result = run("issue", "batch", str(manifest), "--out", str(tmp_path / "out"), "--workers", "0")
+    assert result.code == 1 and result.err.startswith("error: batch.malformed: "), result.err
