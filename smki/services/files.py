@@ -7,6 +7,7 @@ step would take it for a whole one; nor a stray temporary file beside it.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ def replaced_on_success(path: Path, *, private: bool = False) -> Iterator[Path]:
     ``private``: the partial file is made owner-only (0600) before anything is written to it, so a
     key or a backup is never readable by others, not even while it is being written.
     """
+    if path.is_dir():  # else the rename fails last, naming the .partial file rather than ``path``
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     partial = path.with_name(path.name + ".partial")
     try:
         if private:
@@ -29,6 +32,11 @@ def replaced_on_success(path: Path, *, private: bool = False) -> Iterator[Path]:
             os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         yield partial
         partial.replace(path)
+    except OSError as exc:  # named as the file the operator asked for, not the one beside it
+        partial.unlink(missing_ok=True)
+        if exc.filename == str(partial) and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
