@@ -298,3 +298,28 @@ def test_a_file_error_after_the_last_commit_leaves_the_batch_completed_not_also_
     assert result.code == 1 and "No space left on device" in one_line(result)
     tail = [r["action"] for r in json.loads(run("audit", "tail", "-n", "2", "--json").out)]
     assert tail == ["device-certificates.issued", "batch.completed"] and run("audit", "verify").code == 0
+
+
+def test_a_restore_that_fails_part_way_leaves_the_new_home_as_it_found_it(
+        run: Run, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if database_url.startswith("postgresql"):
+        pytest.skip("restores a SQLite backup (a PostgreSQL one needs a second empty database)")
+    from smki.services import backup
+
+    archive, target = tmp_path / "b.tar.gz", tmp_path / "restored"
+    assert run("backup", "create", "--out", str(archive)).code == 0
+    monkeypatch.delenv("SMKI_DATABASE_URL")
+    real_point = backup._point_config_at
+
+    def ctrl_c(*args: object) -> None:  # every file is written by then
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup, "_point_config_at", ctrl_c)
+    stopped = run("backup", "restore", str(archive), "--home", str(target))
+    assert stopped.code == 130 and not target.exists()
+    target.mkdir()
+    assert run("backup", "restore", str(archive), "--home", str(target)).code == 130
+    assert target.is_dir() and list(target.iterdir()) == []
+    monkeypatch.setattr(backup, "_point_config_at", real_point)
+    restored = run("backup", "restore", str(archive), "--home", str(target))
+    assert restored.code == 0, restored.err
