@@ -192,6 +192,8 @@ def test_request_batch_resume_redelivers_and_finishes_under_the_ra_rules_checked
     assert len(list(out.glob("*.pem"))) == 3 and len(_device_serials(run)) == 6
     assert run("party", "subscriber", "P1", "--policy", "device", "--standing", "approved", "--as", "ap1").code == 0
 
+    what_if = run("request", "batch", str(csrs), "--out", str(out), *ARO, "--resume", ref, "--dry-run")
+    assert what_if.code == 1 and one_line(what_if).startswith("error: request.resume-with-dry-run: ")
     resumed = run("request", "batch", str(csrs), "--out", str(out), *ARO, "--workers", "0", "--resume", ref)
     assert resumed.code == 0, resumed.err
     assert "4 issued" in resumed.out and "wrote 3 certificate(s)" in resumed.err

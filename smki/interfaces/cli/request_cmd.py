@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from smki.domain import Route
+from smki.errors import SmkiError
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, open_for_signing
 from smki.interfaces.cli.issue_cmd import (
     BatchWriter,
@@ -161,6 +162,8 @@ def batch(
 
     items = read_batch_source(source)
     refuse_on_without_dry_run(on, dry_run)
+    if dry_run and resume is not None:  # a what-if issues nothing, so it has nothing to continue
+        raise SmkiError("request.resume-with-dry-run", "--resume continues a batch; --dry-run issues nothing")
     if dry_run:
         dry_run_device(home, on, party, aro, route.value, [(item.item_id, item.data) for item in items])
         return
