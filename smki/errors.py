@@ -27,3 +27,10 @@ class NotFound(SmkiError):
 
 class ConfigError(SmkiError):
     """The configuration or home directory is missing or inconsistent."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the CLI (``smki.interfaces.cli.main``) so a command
+    stops as it does on Ctrl-C: its ``finally`` blocks run, partial files are removed and a
+    running batch is closed in the audit log (``batch.interrupted``), where the default action
+    would end the process with none of that."""

@@ -42,6 +42,7 @@ from sqlalchemy.engine import make_url
 from smki import __version__
 from smki.config import CONFIG_FILE, Settings, load_settings
 from smki.errors import SmkiError
+from smki.services.files import replaced_on_success
 from smki.settings_model import environment
 
 MANIFEST = "manifest.json"
@@ -161,16 +162,15 @@ def create_backup(home: Path | str, out: Path) -> BackupReport:
             "excluded": excluded,
         }
         out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(out.name + ".partial")
-        with tarfile.open(partial, "w:gz") as archive:
+        # Owner-only from its first byte (it holds the database and the key files); interrupted, no
+        # half archive is left, named or .partial.
+        with replaced_on_success(out, private=True) as partial, tarfile.open(partial, "w:gz") as archive:
             _add(archive, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
             for name, item in payload.items():
                 if isinstance(item, Path):
                     archive.add(item, arcname=name)
                 else:
                     _add(archive, name, item)
-        os.chmod(partial, 0o600)
-        partial.replace(out)
     return BackupReport(out, manifest)
 
 
@@ -224,9 +224,6 @@ def _read(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
 
 def restore_backup(path: Path, home: Path, *, database_url: str = "", actor: str) -> BackupReport:
     """Restore into a new, empty ``home`` (and an empty database when the backup is PostgreSQL's)."""
-    from smki.audit import AuditEvent
-    from smki.services.context import open_home
-
     report = verify_backup(path)
     if home.exists() and any(home.iterdir()):
         raise SmkiError("backup.home-not-empty", f"{home} is not empty: restore into a new home")
@@ -239,7 +236,35 @@ def restore_backup(path: Path, home: Path, *, database_url: str = "", actor: str
     if not is_pg and target_url:
         raise SmkiError("backup.needs-database", "this backup is of a SQLite database; it is restored into "
                                                  "the new home (unset SMKI_DATABASE_URL / --database-url)")
+    made = not home.exists()
     home.mkdir(parents=True, exist_ok=True)
+    try:
+        _restore_into(path, home, manifest, is_pg=is_pg, target_url=target_url, database_url=database_url,
+                      actor=actor)
+    except BaseException:  # a failed or interrupted restore leaves the home as it found it, to try again
+        _empty(home, remove=made)
+        raise
+    load_settings(home)
+    return report
+
+
+def _empty(home: Path, *, remove: bool) -> None:
+    """Remove what a restore wrote into ``home`` (and ``home`` itself if the restore made it)."""
+    if remove:
+        shutil.rmtree(home, ignore_errors=True)
+        return
+    for child in home.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _restore_into(path: Path, home: Path, manifest: dict[str, Any], *, is_pg: bool, target_url: str,
+                  database_url: str, actor: str) -> None:
+    from smki.audit import AuditEvent
+    from smki.services.context import open_home
+
     with tarfile.open(path, "r:gz") as archive, tempfile.TemporaryDirectory(prefix="smki-restore-") as tmp:
         for name in manifest["files"]:
             data = _read(archive, archive.getmember(name))
@@ -262,8 +287,6 @@ def restore_backup(path: Path, home: Path, *, database_url: str = "", actor: str
                 "schema": manifest["schema"]})])
     finally:
         opened.close()
-    load_settings(home)
-    return report
 
 
 def _pg_restore(dump: Path, url: str) -> None:

@@ -73,7 +73,7 @@ def count_batch_source(path: Path) -> int | None:
                 entries = entries.get("csrs")
             return len(entries) if isinstance(entries, list) else None
         if suffix == ".csv":
-            with path.open(newline="", encoding="utf-8") as handle:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
                 return sum(1 for _ in csv.DictReader(handle))
         return _count_pem_blocks(path)
     except (OSError, UnicodeDecodeError, ValueError, csv.Error):
@@ -199,12 +199,15 @@ def _from_json_manifest(path: Path) -> Iterator[BatchItem]:
 def _from_csv_manifest(path: Path) -> Iterator[BatchItem]:
     """A CSV with a header naming ``id`` and ``csr`` (base64 or PEM) or ``file`` columns."""
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not the header
     except OSError as exc:
         raise BatchSourceError("batch.malformed", f"{path}: {exc}") from exc
     with handle:
         reader = csv.DictReader(handle)
-        fields = set(reader.fieldnames or [])
+        try:  # reading the header reads the file's first bytes: binary or not CSV is found here
+            fields = set(reader.fieldnames or [])
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise BatchSourceError("batch.malformed", f"{path}: not a CSV manifest ({exc})") from exc
         if not ({"csr", "file"} & fields):
             raise BatchSourceError("batch.malformed", f"{path}: the CSV header needs a 'csr' or 'file' column")
         try:

@@ -15,6 +15,7 @@ in-use certificate for that Device and usage to *not in use* (``N``) in the same
 from __future__ import annotations
 
 import functools
+import logging
 import multiprocessing
 import os
 import signal
@@ -36,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smki.audit import AuditEvent
 from smki.ca.keyid import key_fingerprint
 from smki.domain import CertKind, CertStatus, Usage
-from smki.errors import SmkiError
+from smki.errors import SmkiError, Terminated
 from smki.eui64 import eui64_hex
 from smki.services.batch_sources import BatchItem
 from smki.services.key_register import (
@@ -63,7 +64,10 @@ InTransaction = Callable[["Transaction", Sequence["DeviceOutcome"]], None]
 DEFAULT_CHUNK = 500
 #: The code of a CSR that failed through no fault of its own (DCC status ISSUANCE_ANOMALY).
 ISSUANCE_ANOMALY = "issuance.anomaly"
+log = logging.getLogger("smki.batch")
 BATCH_ISSUED_ACTION = "device-certificates.issued"
+#: The records that end one run of a batch (a resumed batch has one per run).
+BATCH_CLOSING_ACTIONS = frozenset({"batch.completed", "batch.failed", "batch.interrupted"})
 DEVICE_CA_LABEL = "device-ca"
 DEVICE_NOT_AFTER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # spec §4.1: no defined expiry
 
@@ -629,19 +633,25 @@ def issue_device_batch(
     in_process = workers is not None and workers <= 0
     opened = [*opening, AuditEvent(actor, "batch.resumed" if resume else "batch.started", batch_ref,
                                    {"kind": "device", "already_issued": len(done)})]
+    opening_seq: int | None = None
     if not in_process:
         with home.store.transaction() as tx:
-            tx.append_audit(opened)
+            opening_seq = tx.append_audit(opened)[-1]
         opened = []
 
-    counts = [0, 0]
+    counts = [0, 0, 0]  # issued, rejected, and 1 once this run's batch.completed is committed (in this process)
     try:
         completed = _issue_all(home, items, actor=actor, batch_ref=batch_ref, workers=workers,
                                chunk_size=chunk_size, on_chunk=on_chunk, pool=pool, in_transaction=in_transaction,
                                issuer_der=issuer_der, issuer_key_id=issuer_key_id, counts=counts, opened=opened,
                                in_process=in_process, screen=screen,
                                known_keys=None if read_ahead is None else read_ahead.keys)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM in the CLI (``Terminated``)
+        _record_interrupted(home, actor, batch_ref, exc, opened, opening_seq, resume=resume)
+        raise
     except Exception as exc:
+        if counts[2]:  # it came after the last commit (writing the caller's files): the run is recorded whole
+            raise
         # A started batch always ends in the audit log: what stopped it, with the code the caller sees
         # (and, in this process, the opening records that were to commit with the first chunk).
         code = exc.code if isinstance(exc, SmkiError) else ISSUANCE_ANOMALY
@@ -660,6 +670,47 @@ def issue_device_batch(
                 "kind": "device", "issued": counts[0], "rejected": counts[1],
             })])
     return BatchSummary(batch_ref, counts[0], counts[1], time.perf_counter() - started)
+
+
+def _record_interrupted(home: Home, actor: str, batch_ref: str, exc: KeyboardInterrupt, opened: Sequence[AuditEvent],
+                        opening_seq: int | None, *, resume: bool) -> None:
+    """Close an interrupted batch in the audit log: ``batch.interrupted`` with what this run issued.
+
+    The counts are read back from the batch's committed ``device-certificates.issued`` records,
+    not from the running totals: an interrupt can land between a chunk's commit and the totals'
+    update (or the clearing of ``opened``), and the record must agree with the certificates the
+    store holds. ``opening_seq`` is this run's committed ``batch.started``/``batch.resumed``; in
+    this process (None) it is the newest such record not followed by a closing one, if any, else
+    the opening records were never committed and go first. Nothing is written if the run's
+    closing record committed already (the interrupt came after the last chunk). A failure to
+    write (a second Ctrl-C, the database gone) leaves the interrupt to propagate as it was.
+    """
+    try:
+        rows = home.store.audit_rows_for(batch_ref)
+        if opening_seq is None:
+            opening = "batch.resumed" if resume else "batch.started"
+            for row in rows:
+                if row.action == opening:
+                    opening_seq = row.seq
+                elif row.action in BATCH_CLOSING_ACTIONS:
+                    opening_seq = None
+        after = [row for row in rows if opening_seq is not None and row.seq > opening_seq]
+        if any(row.action in BATCH_CLOSING_ACTIONS for row in after):
+            return
+        issued = rejected = 0
+        for row in after:
+            if row.action == BATCH_ISSUED_ACTION:
+                details = row.details_dict
+                issued += len(details["issued"])
+                rejected += len(details["rejected"])
+        pending = [] if opening_seq is not None else list(opened)
+        with home.store.transaction() as tx:
+            tx.append_audit([*pending, AuditEvent(actor, "batch.interrupted", batch_ref, {
+                "kind": "device", "signal": "SIGTERM" if isinstance(exc, Terminated) else "SIGINT",
+                "issued": issued, "rejected": rejected,
+            })])
+    except BaseException:
+        log.warning("batch %s: its interruption could not be recorded", batch_ref, exc_info=True)
 
 
 def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref: str, workers: int | None,
@@ -694,6 +745,8 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
         opened.clear()
         counts[0] += issued
         counts[1] += refused
+        if last:
+            counts[2] = 1
         if on_chunk is not None:
             for chunk_outcomes in outcomes:
                 on_chunk(chunk_outcomes)

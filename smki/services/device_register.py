@@ -8,7 +8,7 @@ and who recorded it. The RA reads it per CSR for the Eligible Subscriber check (
 Bulk import and update read CSV or JSON Lines as a stream, in chunks of ``CHUNK`` rows, each chunk
 one transaction with one audit record; an update is an import of the Devices' new full state (the
 last row for a Device ID wins). A bad row stops the import with its line number; the chunks before
-it are committed, and importing the file again is harmless (an upsert).
+it are committed (the error says how many rows), and importing the file again is harmless (an upsert).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from smki.services.staff import require_action
 from smki.store.devices import DeviceChangeRecord, DeviceRecord, DeviceRow, device_reads, device_writes
 
 CHUNK = 10_000
+#: UTF-8, with or without the byte-order mark spreadsheet programs put before a CSV export's header
+#: (read as plain UTF-8, it made the first column ``\ufeffdevice_id`` and the header "lack device_id").
+TEXT_ENCODING = "utf-8-sig"
 COLUMNS = ("device_id", "device_type", "smi_status", "import_supplier", "gas_supplier", "network_operator",
            "effective")
 _PARTY_FIELDS = ("import_supplier", "gas_supplier", "network_operator")
@@ -47,8 +50,10 @@ class ImportSummary:
     seconds: float
 
 
-def _bad(line: int, message: str) -> SmkiError:
-    return SmkiError("device.bad-row", f"row {line}: {message}")
+def _bad(line: int, message: str, code: str = "device.bad-row") -> SmkiError:
+    """A bad row of an import (``row N: …``) or, with ``line`` 0, a bad single record. An invalid
+    Device ID keeps the code every other bad EUI-64 has, ``eui64.invalid``."""
+    return SmkiError(code, f"row {line}: {message}" if line else message)
 
 
 _TYPES = {t.value: t.value for t in DeviceType}
@@ -65,7 +70,7 @@ def device_row(values: dict[str, Any], parties: frozenset[str], line: int = 0, o
     try:
         device_id = parse_eui64(str(get("device_id") or ""))
     except SmkiError as exc:
-        raise _bad(line, exc.message) from None
+        raise _bad(line, f"device_id: {exc.message}", exc.code) from None
     device_type = _TYPES.get(str(get("device_type") or "").upper())
     if device_type is None:
         raise _bad(line, f"device_type {str(get('device_type'))[:20]!r} is not one of {', '.join(_TYPES)}")
@@ -95,7 +100,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line, values) of each row of a CSV (with a header) or JSON Lines file, streamed; ``.json``
     may also be one array (read whole)."""
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding=TEXT_ENCODING) as handle:
             reader = csv.DictReader(handle)
             missing = {"device_id", "device_type", "smi_status"} - set(reader.fieldnames or ())
             if missing:
@@ -103,7 +108,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             for number, values in enumerate(reader, start=2):
                 yield number, values
         return
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding=TEXT_ENCODING) as handle:
         first = handle.read(1)
         while first.isspace():
             first = handle.read(1)
@@ -150,21 +155,27 @@ def import_rows(home: Home, rows: Iterable[tuple[int, dict[str, Any]]], *, actor
     count = chunks = 0
     batch: list[DeviceRow] = []
 
+    committed = 0
+
     def flush() -> None:
-        nonlocal chunks
+        nonlocal chunks, committed
         with home.store.transaction() as tx:
             device_writes(tx).put(batch, actor)
             tx.append_audit([_imported(actor, batch[0].device_id, batch[-1].device_id, len(batch))])
         chunks += 1
+        committed += len(batch)
         batch.clear()
 
-    for line, values in rows:
-        batch.append(device_row(values, parties, line, on))
-        count += 1
-        if len(batch) >= chunk:
+    try:
+        for line, values in rows:
+            batch.append(device_row(values, parties, line, on))
+            count += 1
+            if len(batch) >= chunk:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
+    except SmkiError as exc:
+        raise _with_committed(exc, committed) from None
     return ImportSummary(count, chunks, time.perf_counter() - started)
 
 
@@ -216,7 +227,8 @@ class _Checker:
                 network_operator, self.dates[effective] if effective else self.on)
 
     def slow(self, values: dict[str, Any], line: int) -> DeviceRecord:
-        """A row that is not plain, through :func:`device_row` (which raises ``device.bad-row``)."""
+        """A row that is not plain, through :func:`device_row` (which raises ``device.bad-row``, or
+        ``eui64.invalid`` for the Device ID)."""
         row = device_row(values, self.parties, line, self.on)
         effective = values.get("effective")
         if effective and isinstance(effective, str):  # later rows of this date take the fast path
@@ -228,7 +240,7 @@ class _Checker:
 def _csv_records(path: Path, check: _Checker) -> Iterator[DeviceRecord]:
     """The rows of a CSV file as :data:`DeviceRecord` tuples, read as :func:`read_rows` reads them
     (the same header check, row numbers and values) but with ``csv.reader``, not a dict per row."""
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding=TEXT_ENCODING) as handle:
         reader = csv.reader(handle)
         header = next(reader, None) or []
         missing = {"device_id", "device_type", "smi_status"} - set(header)
@@ -279,10 +291,29 @@ def import_path(home: Home, path: Path, *, actor: str, chunk: int = CHUNK,
                         "not a CSV or JSON Lines file")
     check = _Checker(_party_ids(home), today())
     records = _csv_records(path, check) if path.suffix.lower() == ".csv" else _dict_records(read_rows(path), check)
+    done = [0]
+
+    def committed(rows: int) -> None:
+        done[0] += rows
+        if on_chunk is not None:
+            on_chunk(rows)
+
     try:
-        return _import_records(home, records, actor=actor, chunk=chunk, on_chunk=on_chunk)
+        return _import_records(home, records, actor=actor, chunk=chunk, on_chunk=committed)
     except UnicodeDecodeError as exc:  # chunks before the bad bytes are committed, as for a bad row
-        raise SmkiError("device.bad-file", f"{path.name}: not UTF-8 text (byte {exc.start} of a read)") from None
+        raise _with_committed(SmkiError("device.bad-file", f"{path.name}: not UTF-8 text (byte {exc.start} of a "
+                                        "read)"), done[0]) from None
+    except SmkiError as exc:
+        raise _with_committed(exc, done[0]) from None
+
+
+def _with_committed(error: SmkiError, rows: int) -> SmkiError:
+    """``error``, saying that the chunks before it are in the register (else the operator cannot tell
+    an import that stopped at row 25,001 from one that changed nothing)."""
+    if not rows:
+        return error
+    return type(error)(error.code, f"{error.message}; the {rows:,} rows before it are imported (each chunk "
+                                   "commits on its own; importing the fixed file again is harmless)")
 
 
 def _import_records(home: Home, records: Iterable[DeviceRecord], *, actor: str, chunk: int,

@@ -152,7 +152,8 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
                          chunk_size: int | None = None,
                          screens: Sequence[Screen] = (),
                          party: PartyRecord | None = None,
-                         read_ahead: ReadAhead | None = None) -> BatchSummary:
+                         read_ahead: ReadAhead | None = None,
+                         resume: bool = False) -> BatchSummary:
     """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
 
     Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches. A
@@ -163,12 +164,13 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     Party may not have its certificates. ``screens`` follow it, in order, on each chunk the
     eligibility check passes (the web services' per-Device limit). ``party`` is the Party's record
     if this request has read it already; ``read_ahead`` what it has read of the issuance's own reads.
+    ``resume`` continues an earlier run of ``batch_ref`` (see ``issue_device_batch``); the
+    authorisation then also checks that the batch is this Party's (``authorise_device_requests``).
     """
     from smki.services.eligibility import eligibility_screen
 
     if decision is None:
-        facts = CertificateRequestFacts(policy=CertificatePolicy.DEVICE, route=requester.route)
-        decision = authorise(home, requester, facts)
+        decision = authorise_device_requests(home, requester, resuming=batch_ref if resume else None)
     authorised = AuditEvent(requester.actor, "request.authorised", batch_ref, {
         **requester.audit_details(), "policy": CertificatePolicy.DEVICE.value, "batch": batch_ref,
         **_passed(decision)})
@@ -177,7 +179,7 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
                               on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised],
                               screen=in_order(*chain) if chain else None, chunk_size=chunk_size or DEFAULT_CHUNK,
-                              read_ahead=read_ahead)
+                              read_ahead=read_ahead, resume=resume)
 
 
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",
@@ -201,10 +203,23 @@ def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id
     return outcomes[0]
 
 
-def authorise_device_requests(home: Home, requester: Requester) -> Decision:
+def authorise_device_requests(home: Home, requester: Requester, *, resuming: str | None = None) -> Decision:
     """The Device request rules for this requester's route, before any CSR is read (so a Device CSR
-    or batch arriving over SPOTI is refused up front, naming ``channel.device-via-gateway``)."""
-    return authorise(home, requester, CertificateRequestFacts(CertificatePolicy.DEVICE, requester.route))
+    or batch arriving over SPOTI is refused up front, naming ``channel.device-via-gateway``).
+
+    ``resuming`` a batch: the rules are applied again, as the register stands now (a Party
+    suspended since the batch started gets nothing more), and the batch must be one authorised for
+    this Party (its ``request.authorised`` record): a requester cannot continue, or have written out,
+    another Party's batch or the CA operator's. That refusal is audited like any other.
+    """
+    facts = CertificateRequestFacts(CertificatePolicy.DEVICE, requester.route)
+    decision = authorise(home, requester, facts)
+    if resuming is not None and not any(
+            row.details_dict.get("party") == requester.party_id
+            for row in home.store.audit_rows_for(resuming, "request.authorised")):
+        raise _refuse_unknown(home, requester, facts, NotFound(
+            "request.batch-not-found", f"no request batch {resuming!r} of Party {requester.party_id!r}"))
+    return decision
 
 
 def csr_policy(der: bytes) -> CertificatePolicy:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smki.services.device_issuance import DeviceOutcome
 
 PASSPHRASE = "test-passphrase-123"
 
@@ -44,3 +50,25 @@ def openssl_verify(root: Path, intermediate: Path, *certs: Path) -> subprocess.C
         ["openssl", "verify", "-CAfile", str(root), "-untrusted", str(intermediate), *map(str, certs)],
         capture_output=True, text=True,
     )
+
+
+@contextmanager
+def ctrl_c_on_chunk(number: int) -> Iterator[None]:
+    """Within: Ctrl-C as a batch's CLI writer is handed committed chunk ``number`` (1-based), so that
+    chunk is committed and audited but its certificates are never written out."""
+    from smki.interfaces.cli.issue_cmd import BatchWriter
+
+    real_call = BatchWriter.__call__
+    calls: list[int] = []
+
+    def interrupted(self: BatchWriter, outcomes: Sequence[DeviceOutcome]) -> None:
+        calls.append(len(outcomes))
+        if len(calls) == number:
+            raise KeyboardInterrupt
+        real_call(self, outcomes)
+
+    BatchWriter.__call__ = interrupted  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BatchWriter.__call__ = real_call  # type: ignore[method-assign]

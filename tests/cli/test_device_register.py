@@ -65,7 +65,13 @@ def test_bulk_import_and_update_from_csv_and_json_lines(run: Run, tmp_path: Path
     assert "imported 10 rows" in ok(run, "device", "import", str(update), "--as", "op1")
     bad = tmp_path / "bad.csv"
     bad.write_text(lines[0] + "\n00DB000000000001,ESME,commissioned,,,,\n00DB00000000000Z,ESME,pending,,,,\n")
-    assert "row 3:" in fails(run, "device.bad-row", "device", "import", str(bad), "--as", "op1")
+    assert "row 3: device_id: '00DB00000000000Z' is not an EUI-64" in fails(  # the code every bad EUI-64 has
+        run, "eui64.invalid", "device", "import", str(bad), "--as", "op1")
+    bad.write_text(lines[0] + "\n00DB000000000001,ESME,commissioned,,,,\n00DB000000000002,TOASTER,pending,,,,\n")
+    assert "row 3: device_type 'TOASTER'" in fails(run, "device.bad-row", "device", "import", str(bad), "--as", "op1")
+    bad_lines = tmp_path / "bad.jsonl"
+    bad_lines.write_text('{"device_id": "00DB0000000000", "device_type": "ESME", "smi_status": "pending"}\n')
+    assert "row 1: device_id: " in fails(run, "eui64.invalid", "device", "import", str(bad_lines), "--as", "op1")
     store = Store.open(database_url)
     try:
         reads = device_reads(store)
@@ -79,3 +85,24 @@ def test_bulk_import_and_update_from_csv_and_json_lines(run: Run, tmp_path: Path
             ("commissioned", "2026-03-01"), ("withdrawn", "2026-04-01")]
     finally:
         store.close()
+
+
+def test_an_import_that_stops_part_way_says_what_it_imported_and_a_spreadsheets_bom_is_read(
+        run: Run, tmp_path: Path) -> None:
+    _staff_and_parties(run)
+    header = "device_id,device_type,smi_status,import_supplier,gas_supplier,network_operator,effective"
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes(("\ufeff" + header + "\n00DB000000000001,ESME,pending,,,,\n").encode())
+    assert "imported 1 rows" in ok(run, "device", "import", str(bom), "--as", "op1")
+    stops = tmp_path / "stops.csv"
+    rows = [f"00DB0000000{n:05X},ESME,commissioned,SUPP1,,,2026-03-01" for n in range(10_001)]
+    stops.write_text("\n".join([header, *rows, "00DB00000000000Z,ESME,pending,,,,"]) + "\n")
+    err = fails(run, "eui64.invalid", "device", "import", str(stops), "--as", "op1")
+    assert "row 10003: device_id: " in err and "the 10,000 rows before it are imported" in err
+
+
+def test_a_binary_csv_manifest_is_a_malformed_batch_not_an_internal_error(run: Run, tmp_path: Path) -> None:
+    manifest = tmp_path / "csrs.csv"
+    manifest.write_bytes(bytes(range(128, 256)) * 4)
+    result = run("issue", "batch", str(manifest), "--out", str(tmp_path / "out"), "--workers", "0")
+    assert result.code == 1 and result.err.startswith("error: batch.malformed: "), result.err

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Run
-from tests.cli.helpers import Result
+from tests.cli.helpers import Result, ctrl_c_on_chunk
 
 
 def one_line(result: Result) -> str:
@@ -26,10 +26,12 @@ def test_an_out_file_in_a_missing_directory_or_a_directory_is_an_io_error_not_in
     root = json.loads(run("ca", "show", "--json").out)[0]["serial"]
     for args in (("cert", "export", root, "--format", "pem", "--out", str(missing)),
                  ("cert", "export", root, "--format", "der", "--out", str(tmp_path)),
-                 ("cert", "show", "F" * 400)):
+                 ("cert", "show", "F" * 400), ("repo", "extract", "--full", "--out", str(missing))):
         result = run(*args)
         assert result.code == 1, (args, result)
         assert one_line(result).startswith("error: io: "), result.err
+        assert ".partial" not in result.err  # the file the operator named, not the one written beside it
+    assert not list(tmp_path.glob("*.partial"))  # nothing left behind
 
 
 def test_ctrl_c_inside_a_command_says_interrupted_with_status_130(
@@ -120,23 +122,11 @@ def test_a_revocation_beyond_the_staff_members_role_is_audited_like_every_other(
 
 def test_a_resumed_batch_writes_out_what_the_interrupted_run_committed_but_never_wrote(
         run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from smki.interfaces.cli import issue_cmd
-
     csrs, out = tmp_path / "csrs.pem", tmp_path / "out"
     assert run("dev", "make-csr", "batch", "--count", "10", "--out", str(csrs)).code == 0
-    real_call = issue_cmd.BatchWriter.__call__
-    calls = []
-
-    def interrupted_on_the_second_chunk(self: issue_cmd.BatchWriter, outcomes: list[object]) -> None:
-        calls.append(len(outcomes))
-        if len(calls) == 2:  # chunk 2 is committed (and audited): Ctrl-C before its files are written
-            raise KeyboardInterrupt
-        real_call(self, outcomes)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(issue_cmd.BatchWriter, "__call__", interrupted_on_the_second_chunk)
-    first = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--chunk-size", "3")
+    with ctrl_c_on_chunk(2):
+        first = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--chunk-size", "3")
     assert first.code == 130 and one_line(first) == "interrupted"
-    monkeypatch.setattr(issue_cmd.BatchWriter, "__call__", real_call)
     assert len(list(out.glob("*.pem"))) == 3
     ref = next(r["subject"] for r in json.loads(run("audit", "tail", "--json").out) if r["action"] == "batch.started")
     resumed = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--resume", ref)

@@ -72,8 +72,8 @@ def test_operator_revokes_and_openssl_honours_the_crl(ca_home: Path, env: dict[s
     h = ["--home", str(ca_home)]
 
     _refused(smki(["cert", "revoke", _serial(revoked), "--reason", "keyCompromise", *h], env), "staff.required")
-    _refused(smki(["cert", "revoke", _serial(revoked), "--reason", "onHold", "--as", "op", *h], env),
-             "revocation.bad-reason")
+    on_hold = smki(["cert", "revoke", _serial(revoked), "--reason", "onHold", "--as", "op", *h], env)
+    assert on_hold.code == 2 and "Invalid value for '--reason'" in on_hold.err  # a usage error, choices listed
     done = _ok(smki(["cert", "revoke", _serial(revoked), "--reason", "keyCompromise", *h], {**env, "SMKI_STAFF": "op"}))
     assert "published CRL #1 (1 entries)" in done.out
 
@@ -145,5 +145,5 @@ def test_publish_status_and_populate_commands(ca_home: Path, env: dict[str, str]
     assert "0 certificate(s) expired" in _ok(smki(["cert", "expire-due", *h], env)).out
     listed = _ok(smki(["staff", "list", *h], env)).out
     assert "ra-approver, ra-operator" in listed
-    _refused(smki(["staff", "add", "x", "--name", "X", "--role", "root", *h], env), "staff.bad-role")
+    assert smki(["staff", "add", "x", "--name", "X", "--role", "root", *h], env).code == 2
     _ok(smki(["audit", "verify", *h], env))

@@ -10,6 +10,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -175,6 +176,13 @@ def test_constants_repeated_for_fast_help_match_their_source() -> None:
     assert cert_cmd.MAX_PAGE == MAX_PAGE
     assert populate_cmd.DEFAULT_CHUNK == DEFAULT_CHUNK
     assert tuple(REASON_CODES) == revoke_cmd.REASON_NAMES
+    assert get_args(revoke_cmd.ReasonChoice) == (*REASON_CODES, *(str(code) for code in REASON_CODES.values()))
+    from smki.interfaces.cli import serve_cmd
+    from smki.settings_model import SETTINGS
+
+    choices = {setting.key: setting.choices for setting in SETTINGS}
+    assert get_args(serve_cmd.LogLevel) == choices["log-level"]
+    assert get_args(serve_cmd.LogFormat) == choices["log-format"]
     from smki.services import batch_lifecycle
 
     assert {s.value for s in ra_batches_cmd.BatchStatus} == {

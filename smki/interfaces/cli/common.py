@@ -108,10 +108,11 @@ def open_for_signing(home: Path) -> Home:
 
 
 def write_output(data: bytes, out: Path | None) -> None:
-    """Write an exported object to ``out``, or to standard output (binary-safe) when none is given."""
-    import sys
-
+    """Write an exported object to ``out`` (whole or not at all: ``write_whole``), or to standard
+    output (binary-safe) when none is given."""
     if out is None:
         sys.stdout.buffer.write(data)
     else:
-        out.write_bytes(data)
+        from smki.services.files import write_whole
+
+        write_whole(out, data)

@@ -35,12 +35,13 @@ def _write(out: Path, der: bytes, key_out: Path | None, key: ec.EllipticCurvePri
     from cryptography.hazmat.primitives import serialization
     from cryptography.x509 import load_der_x509_csr
 
+    from smki.services.files import write_whole
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM))
-    if key_out is not None:
-        key_out.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption()))
-        key_out.chmod(0o600)
+    write_whole(out, load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM))
+    if key_out is not None:  # owner-only from the start: never readable by others, even briefly
+        write_whole(key_out, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()), private=True)
     console.print(f"wrote {out}")
 
 
@@ -101,21 +102,23 @@ def batch(
 ) -> None:
     """COUNT Device CSRs (DS and KA for consecutive Device IDs) as a multi-PEM file or a request body."""
     from smki.ca.devcsr import device_csr_stream, write_device_csrs
+    from smki.services.files import replaced_on_success
 
     first = int.from_bytes(parse_eui64(start), "big")
     last = first + (count - 1) // 2  # DS and KA for each Device ID
     if last > 0xFFFFFFFFFFFFFFFF:
         raise SmkiError("dev.bad-start", f"{count} CSRs from {start} need Device IDs past FFFFFFFFFFFFFFFF; "
                         "start lower")
-    if format is BatchFormat.pem:
-        write_device_csrs(out, count, first)
-    else:
-        if count > 50_000:
-            raise SmkiError("batch.too-large", "a JSON or XML batch holds at most 50,000 CSRs")
-        # a fresh key per CSR, as real Devices make: smki certifies a key once (csr.duplicate)
-        ders = [der for _device, _usage, der in device_csr_stream(count, first_device=first)]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(_batch_body(format, out.stem, ders))
+    if format is not BatchFormat.pem and count > 50_000:
+        raise SmkiError("batch.too-large", "a JSON or XML batch holds at most 50,000 CSRs")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_on_success(out) as partial:  # Ctrl-C part-way leaves no half batch to be issued
+        if format is BatchFormat.pem:
+            write_device_csrs(partial, count, first)
+        else:
+            # a fresh key per CSR, as real Devices make: smki certifies a key once (csr.duplicate)
+            ders = [der for _device, _usage, der in device_csr_stream(count, first_device=first)]
+            partial.write_bytes(_batch_body(format, out.stem, ders))
     console.print(f"wrote {count} CSRs to {out}")
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
@@ -22,13 +21,14 @@ from smki.interfaces.cli.common import (
     open_for_signing,
     rich_console,
 )
+from smki.services.files import write_whole
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from smki.services.batch_sources import BatchItem
     from smki.services.context import Home
-    from smki.services.device_issuance import DeviceOutcome
+    from smki.services.device_issuance import BatchSummary, DeviceOutcome
 
 app = typer.Typer(help="Issue certificates from PKCS#10 CSRs (CA operator).", no_args_is_help=True)
 
@@ -42,10 +42,19 @@ def pem(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+
+
+def check_out_file(out: Path) -> None:
+    """Refuse, before anything is issued, an ``--out`` that cannot take the certificate file: found
+    only when writing it, the certificate would be issued and never delivered."""
+    if out.is_dir():
+        raise SmkiError("output.is-directory", f"{out} is a directory: --out names the PEM file to write")
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse, before anything is issued, an ``--out`` that is not a directory (see ``check_out_file``)."""
+    if out.exists() and not out.is_dir():
+        raise SmkiError("output.not-a-directory", f"{out} is not a directory: --out names one for the certificates")
 
 
 def read_input(path: Path) -> bytes:
@@ -65,13 +74,14 @@ def org(
     """Issue one Organisation Certificate."""
     from smki.services.org_issuance import issue_organisation
 
+    check_out_file(out)
     opened = open_for_signing(home)
     try:
         issued = issue_organisation(opened, read_input(csr), actor=actor())
     finally:
         opened.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, pem(issued.der))
+    write_whole(out, pem(issued.der))
     console.print(f"issued {issued.serial} → {out}")
 
 
@@ -125,7 +135,7 @@ class BatchWriter:
             if outcome.ok:
                 assert outcome.der is not None
                 name = f"{outcome.file_stem}.pem"
-                write_atomic(self.out / name, pem(outcome.der))
+                write_whole(self.out / name, pem(outcome.der))
                 self.writer.writerow([outcome.item_id, "issued", outcome.serial, name, "", ""])
             else:
                 self.errors.append(outcome)
@@ -172,51 +182,76 @@ def redeliver(opened: Home, batch_ref: str, out: Path, writer: BatchWriter, item
         if record is None:  # pragma: no cover - the audit record and the certificate commit together
             continue
         name = f"{device_hex}-{usage.lower()}.pem"
-        write_atomic(out / name, pem(record.der))
+        write_whole(out / name, pem(record.der))
         writer.writer.writerow([names.get(index, f"#{index + 1}"), "issued", serial, name, "", ""])
     writer.results.flush()
     return len(missing)
 
 
-def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, out: Path,
-               workers: int | None, chunk_size: int, resume: str | None = None) -> None:
-    from smki.services.batch_sources import read_batch_source
-    from smki.services.device_issuance import issue_device_batch
+#: Issues one run of a batch: (the opened home, the items still to issue, the batch reference,
+#: the writer to hand each committed chunk) → the summary. ``issue batch`` issues as the CA operator,
+#: ``request batch`` under the RA rules.
+IssueRun = Callable[["Home", Iterable["BatchItem"], str, BatchWriter], "BatchSummary"]
 
+
+def run_batch(home: Path, items: Sequence[BatchItem] | None, source: Path | None, out: Path, *, ref_prefix: str,
+              issue: IssueRun, resume: str | None = None,
+              authorise: Callable[[Home, str], object] | None = None) -> BatchSummary:
+    """One run of a Device batch from the CLI, shared by ``issue batch`` and ``request batch``:
+    open the home, name the batch (``<ref_prefix>-<time>-<random>``, or ``resume``'s reference),
+    show progress, write each committed chunk's certificates and results.csv lines, and report
+    the rejected CSRs on stderr. With ``resume`` the certificates its earlier run committed but
+    never wrote out are written first (``redeliver``), after ``authorise`` (the RA rules of a
+    request batch) has let the batch go on: a refused requester gets nothing, not even those."""
+    from smki.services.batch_sources import read_batch_source
+
+    check_out_dir(out)
     opened = open_for_signing(home)
-    batch_ref = resume or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    batch_ref = resume or f"{ref_prefix}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
     iterable = items if items is not None else read_batch_source(source)  # type: ignore[arg-type]
     progress, total = batch_progress("issuing", items, source)
     with progress:
         task = progress.add_task("issue", total=total)
         writer = BatchWriter(out, progress, task)
-        if resume is not None:
-            try:
-                delivered = redeliver(opened, resume, out, writer, items, source)
-            except BaseException:
-                writer.close()
-                opened.close()
-                raise
-            if delivered:
-                err_console.print(f"wrote {delivered} certificate(s) batch {resume} had committed but not written "
-                                  f"out", highlight=False, soft_wrap=True)
         try:
-            summary = issue_device_batch(opened, iterable, actor=actor(), batch_ref=batch_ref,
-                                         workers=workers, chunk_size=chunk_size, on_chunk=writer,
-                                         resume=resume is not None)
+            if authorise is not None:
+                authorise(opened, batch_ref)
+            if resume is not None:
+                delivered = redeliver(opened, resume, out, writer, items, source)
+                if delivered:
+                    err_console.print(f"wrote {delivered} certificate(s) batch {resume} had committed but not "
+                                      f"written out", highlight=False, soft_wrap=True, markup=False)
+            summary = issue(opened, iterable, batch_ref, writer)
         finally:
             writer.close()
             opened.close()
     for outcome in writer.errors[:20]:
         err_console.print(f"rejected {outcome.item_id}: {outcome.error_code}: {outcome.error_message}",
-                          highlight=False, soft_wrap=True)
+                          highlight=False, soft_wrap=True, markup=False)
     if len(writer.errors) > 20:
         err_console.print(f"… and {len(writer.errors) - 20} more (see {out / 'results.csv'})")
+    return summary
+
+
+def exit_if_none_issued(summary: BatchSummary) -> None:
+    """Exit 1 when every CSR of the batch was rejected (the summary line is printed first)."""
+    if summary.issued == 0 and summary.rejected:
+        raise typer.Exit(1)
+
+
+def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, out: Path,
+               workers: int | None, chunk_size: int, resume: str | None = None) -> None:
+    from smki.services.device_issuance import issue_device_batch
+
+    def issue(opened: Home, todo: Iterable[BatchItem], batch_ref: str, writer: BatchWriter) -> BatchSummary:
+        return issue_device_batch(opened, todo, actor=actor(), batch_ref=batch_ref, workers=workers,
+                                  chunk_size=chunk_size, on_chunk=writer, resume=resume is not None)
+
+    summary = run_batch(home, items, source, out, ref_prefix="cli", issue=issue, resume=resume)
     rate = summary.issued / summary.seconds if summary.seconds else 0.0
     console.print(f"batch {summary.batch_ref}: {summary.issued} issued, {summary.rejected} rejected "
                   f"in {summary.seconds:.1f}s ({rate:,.0f} certs/s) → {out}")
-    if summary.issued == 0 and summary.rejected:
-        raise typer.Exit(1)
+    exit_if_none_issued(summary)
 
 
 @app.command("device")

@@ -8,21 +8,25 @@ answer without importing cryptography, SQLAlchemy or FastAPI.
 statuses"): 0 done; 1 a ``SmkiError`` (one line on stderr, ``error: <code>: <message>``: a refusal,
 bad input, a missing home); 2 a usage error (one line, ``error: usage: …``); 3 ``ra propose``
 recorded a refusing proposal; 4 an internal error (one line; the traceback only with
-``SMKI_DEBUG=1``); 130 interrupted. A file the operator named that cannot be read or written
-(a missing directory, a directory where a file was expected, a name too long) is an input error
-(status 1, ``error: io: …``), not an internal one.
+``SMKI_DEBUG=1``); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM, which ``run`` turns into
+an exception, ``smki.errors.Terminated``, so a command's clean-up runs as it does on Ctrl-C). A
+file the operator named that cannot be read or written (a missing directory, a directory where a
+file was expected, a name too long) is an input error (status 1, ``error: io: …``), not an
+internal one.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 
 import typer
 from typer import _click
 from typer.exceptions import Abort
 
-from smki.errors import SmkiError
+from smki.errors import SmkiError, Terminated
 from smki.interfaces.cli.lazy import LazyCommands
 
 EXIT_ERROR = 1
@@ -30,6 +34,7 @@ EXIT_USAGE = 2
 EXIT_PROPOSAL_REFUSED = 3
 EXIT_INTERNAL = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 COMMANDS = LazyCommands()
 
@@ -114,7 +119,32 @@ def _fail(line: str, code: int) -> None:
     sys.exit(code)
 
 
+#: Set when SIGTERM arrives: Typer turns any KeyboardInterrupt (``Terminated`` is one) into Exit(130).
+_terminated: list[int] = []
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    _terminated.append(signum)
+    raise Terminated
+
+
+def _stopped() -> None:
+    if _terminated:
+        _fail("terminated", EXIT_TERMINATED)
+    _fail("interrupted", EXIT_INTERRUPTED)
+
+
 def run() -> None:
+    """Run the command in ``sys.argv`` with SIGTERM raising ``Terminated`` (then restored)."""
+    _terminated.clear()
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run() -> None:
     from smki.observability.logs import configure_logging
     from smki.settings_model import env_name, environment
 
@@ -138,7 +168,7 @@ def run() -> None:
     except _click.exceptions.ClickException as exc:
         _fail(f"error: input: {' '.join(exc.format_message().split())}", EXIT_ERROR)
     except (KeyboardInterrupt, Abort, EOFError):
-        _fail("interrupted", EXIT_INTERRUPTED)
+        _stopped()
     except OSError as exc:
         _fail(f"error: io: {_os_error_text(exc)}", EXIT_ERROR)
     except Exception as exc:
@@ -147,7 +177,7 @@ def run() -> None:
         message = " ".join(str(exc).split())  # one line, whatever the exception's text holds
         _fail(f"error: internal: {type(exc).__name__}: {message} (set SMKI_DEBUG=1 for details)", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into Exit(130), silently
-        _fail("interrupted", EXIT_INTERRUPTED)
+        _stopped()
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -3,7 +3,7 @@ Authorised Subscriber standing (RA staff, ``--as``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -20,8 +20,12 @@ app = typer.Typer(help="SEC Parties in the RA register.", no_args_is_help=True)
 
 
 PartyId = Annotated[str, typer.Argument(help="The Party's id in the register.")]
-_CATEGORIES = ", ".join(c.value for c in PartyCategory)
+#: Any spelling of a role ("Import Supplier"), checked by the service (``ra.bad-registered-role``).
 _REGISTERED_ROLES = ", ".join(r.value for r in RegisteredUserRole)
+#: The fixed choices of ``party subscriber``: a value outside them is a usage error (exit 2, the
+#: choices listed) before the command runs; the service still checks for its other callers.
+PolicyChoice = Literal["organisation", "org", "device"]
+StandingChoice = Literal["suspended", "withdrawn", "approved"]
 
 
 def _say(text: str) -> None:
@@ -64,14 +68,14 @@ def party_json(p: PartyRecord) -> dict[str, Any]:
 def add(
     party_id: PartyId,
     name: Annotated[str, typer.Option("--name", help="The Party's name.")],
-    category: Annotated[str, typer.Option("--category", help=f"SEC Party category: {_CATEGORIES}.")],
+    category: Annotated[PartyCategory, typer.Option("--category", case_sensitive=False, help="SEC Party category.")],
     staff: StaffOption = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Register a SEC Party (RA operator)."""
     from smki.services.registry import add_party
 
-    record = run_on(home, lambda h: add_party(h, party_id, name, category, staff_id=staff))
+    record = run_on(home, lambda h: add_party(h, party_id, name, category.value, staff_id=staff))
     _say(f"party {record.party_id} added ({record.category})")
 
 
@@ -151,8 +155,10 @@ def entity(
 @app.command("subscriber")
 def subscriber(
     party_id: PartyId,
-    policy: Annotated[str, typer.Option("--policy", help="organisation or device.")],
-    standing: Annotated[str, typer.Option("--standing", help="suspended, withdrawn, or approved (reinstate).")],
+    policy: Annotated[PolicyChoice, typer.Option("--policy", case_sensitive=False,
+                                                 help="organisation (or org) or device.")],
+    standing: Annotated[StandingChoice, typer.Option("--standing", case_sensitive=False,
+                                                     help="suspended, withdrawn, or approved (reinstate).")],
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the audit log).")] = None,
     staff: StaffOption = None,
     home: HomeOption = DEFAULT_HOME_PATH,
@@ -162,5 +168,5 @@ def subscriber(
 
     record = run_on(home, lambda h: set_subscriber_standing(h, party_id, policy, standing, staff_id=staff,
                                                             reason=reason))
-    shown = "organisation" if policy.strip().lower() in ("org", "organisation") else policy.strip().lower()
+    shown = "organisation" if policy in ("org", "organisation") else policy
     _say(f"party {record.party_id}: {shown} subscriber {record.subscriptions.get(shown, 'none')}")

@@ -26,6 +26,7 @@ def extract(
 ) -> None:
     """Stream the full extract or an increment as CSV, a page at a time (flat memory)."""
     from smki.repository.extract import write_extract
+    from smki.services.files import replaced_on_success
 
     if full == (since is not None):
         raise SmkiError("extract.invalid", "give exactly one of --full or --since DATE")
@@ -37,18 +38,12 @@ def extract(
         else:
             if out.is_dir():
                 raise SmkiError("extract.out-is-directory", f"{out} is a directory: name the CSV file to write")
-            tmp = out.with_name(out.name + ".partial")
-            try:
-                with tmp.open("w", encoding="utf-8", newline="") as handle:
-                    count = write_extract(opened.store, handle, since=moment,
-                                          on_progress=lambda n: err_console.print(f"{n:,} records…",
-                                                                                  highlight=False))
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                tmp.replace(out)  # a reader never sees half an extract
-            except BaseException:  # Ctrl-C, a full disk: no half extract is left beside it either
-                tmp.unlink(missing_ok=True)
-                raise
+            # A reader never sees half an extract; Ctrl-C or a full disk leaves none beside it either.
+            with replaced_on_success(out) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
+                count = write_extract(opened.store, handle, since=moment,
+                                      on_progress=lambda n: err_console.print(f"{n:,} records…", highlight=False))
+                handle.flush()
+                os.fsync(handle.fileno())
     finally:
         opened.close()
     err_console.print(f"{count:,} certificate(s) extracted", highlight=False)

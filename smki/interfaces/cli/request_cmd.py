@@ -8,9 +8,7 @@ is touched; a refusal prints each failing rule with its SEC reference and exits 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,13 +16,24 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from smki.domain import Route
-from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console, open_for_signing
-from smki.interfaces.cli.issue_cmd import BatchWriter, batch_progress, pem, read_input, write_atomic
+from smki.errors import SmkiError
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, open_for_signing
+from smki.interfaces.cli.issue_cmd import (
+    BatchWriter,
+    check_out_file,
+    exit_if_none_issued,
+    pem,
+    read_input,
+    run_batch,
+)
 from smki.interfaces.cli.ra_cmd import refusals_explained
+from smki.services.files import write_whole
 
 if TYPE_CHECKING:
+    from smki.ra import Decision
     from smki.services.batch_sources import BatchItem
-    from smki.services.device_issuance import DeviceOutcome
+    from smki.services.context import Home
+    from smki.services.device_issuance import BatchSummary
     from smki.services.requests import Requester
 
 app = typer.Typer(help="Request certificates as a Party's ARO, under the RA rules.", no_args_is_help=True)
@@ -71,6 +80,7 @@ def org(
     if dry_run:
         dry_run_organisation(home, on, party, aro, route.value, data)
         return
+    check_out_file(out)
     opened = open_for_signing(home)
     try:
         with refusals_explained():
@@ -78,45 +88,32 @@ def org(
     finally:
         opened.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, pem(issued.der))
+    write_whole(out, pem(issued.der))
     console.print(f"issued {issued.serial} → {out}")
 
 
-def _run(home: Path, requester: Requester, items: Iterable[BatchItem], out: Path, workers: int | None,
-         given: Sequence[BatchItem] | None, source: Path | None) -> None:
-    from smki.services.requests import request_device_batch
+def _run(home: Path, requester: Requester, out: Path, workers: int | None, items: Sequence[BatchItem] | None,
+         source: Path | None, resume: str | None = None) -> None:
+    from smki.services.requests import authorise_device_requests, request_device_batch
 
-    opened = open_for_signing(home)
-    batch_ref = f"req-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-    progress, total = batch_progress("issuing", given, source)
-    writer: BatchWriter | None = None
-    try:
-        with refusals_explained(), progress:
-            task = progress.add_task("issue", total=total)
+    decided: list[Decision] = []
 
-            def on_chunk(outcomes: Sequence[DeviceOutcome]) -> None:
-                nonlocal writer
-                if writer is None:  # created on the first committed chunk: a refusal leaves no files
-                    writer = BatchWriter(out, progress, task)
-                writer(outcomes)
+    def authorise(opened: Home, batch_ref: str) -> None:
+        """The RA rules, before anything is read or written; on resume also that the batch is a
+        request batch of this Party (its certificates are written out only after this)."""
+        decided.append(authorise_device_requests(opened, requester, resuming=resume))
 
-            summary = request_device_batch(opened, requester, items, batch_ref=batch_ref,
-                                           workers=workers, on_chunk=on_chunk)
-    finally:
-        if writer is not None:
-            writer.close()
-        opened.close()
-    errors = [] if writer is None else writer.errors
-    for outcome in errors[:20]:
-        err_console.print(f"rejected {outcome.item_id}: {outcome.error_code}: {outcome.error_message}",
-                          highlight=False, soft_wrap=True, markup=False)
-    if len(errors) > 20:
-        err_console.print(f"… and {len(errors) - 20} more (see {out / 'results.csv'})")
+    def issue(opened: Home, todo: Iterable[BatchItem], batch_ref: str, writer: BatchWriter) -> BatchSummary:
+        return request_device_batch(opened, requester, todo, batch_ref=batch_ref, workers=workers,
+                                    on_chunk=writer, decision=decided[0], resume=resume is not None)
+
+    with refusals_explained():
+        summary = run_batch(home, items, source, out, ref_prefix="req", issue=issue, resume=resume,
+                            authorise=authorise)
     console.print(f"batch {summary.batch_ref} for {requester.party_id} (ARO {requester.aro_id}, "
                   f"{requester.route.value}): {summary.issued} issued, {summary.rejected} rejected → {out}",
                   highlight=False, soft_wrap=True, markup=False)
-    if summary.issued == 0 and summary.rejected:
-        raise typer.Exit(1)
+    exit_if_none_issued(summary)
 
 
 @app.command("device")
@@ -139,7 +136,7 @@ def device(
     if dry_run:
         dry_run_device(home, on, party, aro, route.value, [(item.item_id, item.data) for item in items])
         return
-    _run(home, _requester(party, aro, route), items, out, workers=0, given=items, source=None)
+    _run(home, _requester(party, aro, route), out, workers=0, items=items, source=None)
 
 
 @app.command("batch")
@@ -154,6 +151,9 @@ def batch(
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core; 0: none).")] = None,
     dry_run: DryRunOpt = False,
     on: OnOpt = None,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", help="Continue batch REF over the same SOURCE (the RA rules are checked again): write out "
+                         "what it committed, skip what it issued, issue the rest.")] = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """A batch of Device CSRs, authorised once before any is read; results.csv has a line per CSR."""
@@ -162,7 +162,9 @@ def batch(
 
     items = read_batch_source(source)
     refuse_on_without_dry_run(on, dry_run)
+    if dry_run and resume is not None:  # a what-if issues nothing, so it has nothing to continue
+        raise SmkiError("request.resume-with-dry-run", "--resume continues a batch; --dry-run issues nothing")
     if dry_run:
         dry_run_device(home, on, party, aro, route.value, [(item.item_id, item.data) for item in items])
         return
-    _run(home, _requester(party, aro, route), items, out, workers=workers, given=None, source=source)
+    _run(home, _requester(party, aro, route), out, workers=workers, items=None, source=source, resume=resume)

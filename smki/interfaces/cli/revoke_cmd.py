@@ -7,7 +7,7 @@ control: one RA operator proposes, a different RA approver approves or refuses.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 import typer
 
@@ -26,17 +26,18 @@ from smki.settings_model import env_name
 if TYPE_CHECKING:
     from smki.services.revocation import Published
 
-#: The names of smki.services.revocation.REASON_CODES, for help without importing the service
-#: (a test keeps them equal).
-REASON_NAMES = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
-                "cessationOfOperation", "privilegeWithdrawn")
+#: smki.services.revocation.REASON_CODES, by name and by number, for the option's choices without
+#: importing the service (a test keeps them equal): anything else is a usage error (exit 2).
+ReasonChoice = Literal["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+                       "cessationOfOperation", "privilegeWithdrawn", "0", "1", "2", "3", "4", "5", "9"]
+REASON_NAMES = get_args(ReasonChoice)[:7]
 
 StaffOption = Annotated[
     str | None,
     typer.Option("--as", envvar=env_name("staff"), help="Your RA staff id (or set SMKI_STAFF)."),
 ]
 ReasonOption = Annotated[
-    str, typer.Option("--reason", help=f"RFC 5280 reason, by name or number: {', '.join(REASON_NAMES)}."),
+    ReasonChoice, typer.Option("--reason", case_sensitive=False, help="RFC 5280 reason, by name or number."),
 ]
 
 ca_revoke_app = typer.Typer(help="Revoke a CA certificate under dual control (onto the Root's ARL).",

@@ -9,7 +9,7 @@ Registration: ``COMMANDS.add("serve", …serve_cmd:serve, …)`` in ``smki.inter
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     pass
 
 
+#: The choices of settings_model's log-level and log-format (a test keeps them equal).
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["auto", "json", "text"]
+
 def serve(
     gateway: Annotated[str | None, typer.Option("--gateway", help="Gateway listener host:port.")] = None,
     spoti: Annotated[str | None, typer.Option("--spoti", help="SPOTI listener host:port.")] = None,
@@ -29,8 +33,10 @@ def serve(
                                                       help="Signing processes per batch (0: in-process).")] = None,
     admin: Annotated[str | None, typer.Option("--admin", help="Admin listener host:port (/healthz, /readyz, "
                                               "/metrics; plain HTTP, keep it on loopback).")] = None,
-    log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning, error.")] = None,
-    log_format: Annotated[str | None, typer.Option("--log-format", help="json, text or auto.")] = None,
+    log_level: Annotated[LogLevel | None, typer.Option("--log-level", case_sensitive=False,
+                                                       help="The log level.")] = None,
+    log_format: Annotated[LogFormat | None, typer.Option("--log-format", case_sensitive=False,
+                                                         help="json, text or auto.")] = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Serve the JSON API, the DCC XML services and the Portal on the Gateway and SPOTI listeners."""

@@ -66,7 +66,7 @@ def parse_date(value: str | None, option: str) -> date | None:
 def add(
     staff_id: Annotated[str, typer.Argument(help="The staff id (what --as names).")],
     name: Annotated[str, typer.Option("--name", help="The person's name.")],
-    role: Annotated[list[str], typer.Option("--role", help=f"A role ({', '.join(StaffRole)}); repeatable.")],
+    role: Annotated[list[StaffRole], typer.Option("--role", case_sensitive=False, help="A role; repeatable.")],
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Register an RA staff member (administrator at the console; no staff role needed)."""
