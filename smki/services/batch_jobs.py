@@ -40,7 +40,7 @@ from smki.errors import NotFound, SmkiError
 from smki.ra import CertificateRequestFacts
 from smki.ra.engine import PolicyRefusal
 from smki.services import batch_watch, key_health
-from smki.services.batch_lifecycle import PAUSED, QUEUED, batch_policy
+from smki.services.batch_lifecycle import PAUSED, QUEUED, RETENTION, batch_policy
 from smki.services.batch_sources import BatchItem
 from smki.services.capacity import CapacitySettings, capacity_settings, consume, give_back
 from smki.services.context import Home
@@ -72,7 +72,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("smki.batch")
 
 MAX_CSRS = 50_000
-RETENTION = timedelta(days=30)
 #: Job states, stored as the DCC's BatchStatus words (the life cycle: :mod:`smki.services.batch_lifecycle`).
 PENDING, PROCESSING, COMPLETED = "PENDING", "PROCESSING", "COMPLETED"
 #: A PROCESSING job whose owner has sent no heartbeat for this long may be taken over.
@@ -177,10 +176,16 @@ def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, by
     return job
 
 
+def _kept(job: BatchJobRecord, now: datetime) -> bool:
+    """Results stay retrievable for 30 days (spec §3.2) from when the batch finished (COMPLETED or
+    REJECTED); a batch still awaiting approval, paused or running never expires."""
+    return job.finished_at is None or job.expires_at >= now
+
+
 def job_for_party(home: Home, job_id: int, party_id: str) -> BatchJobRecord:
     """A Party's own batch; another Party's, or an expired one, is ``batch.not-found`` (no leak)."""
     job = batch_reads(home.store).job(job_id)
-    if job is None or job.party_id != party_id or job.expires_at < _now():
+    if job is None or job.party_id != party_id or not _kept(job, _now()):
         raise NotFound("batch.not-found", f"no batch {job_id} for this Party")
     return job
 
@@ -188,7 +193,7 @@ def job_for_party(home: Home, job_id: int, party_id: str) -> BatchJobRecord:
 def jobs_for_party(home: Home, party_id: str, limit: int = 100) -> list[BatchJobRecord]:
     """A Party's batches submitted over the JSON API or the XML services (newest first, unexpired)."""
     now = _now()
-    return [job for job in batch_reads(home.store).jobs(party_id=party_id, limit=limit) if job.expires_at >= now]
+    return [job for job in batch_reads(home.store).jobs(party_id=party_id, limit=limit) if _kept(job, now)]
 
 
 def iter_results(home: Home, job: BatchJobRecord) -> Iterator[tuple[BatchItemRecord, bytes | None]]:
@@ -477,7 +482,9 @@ class BatchRunner:
         finally:
             beat_stop.set()
             beat.join(5)
-        batch_progress(self.home.store).set_status(job.id, COMPLETED, now=_now(), owner=self.owner, finished=True)
+        done = _now()
+        batch_progress(self.home.store).set_status(job.id, COMPLETED, now=done, owner=self.owner, finished=True,
+                                                   expires_at=done + RETENTION)
         log.info("batch %s (%s) completed", job.id, job.ref)
 
     def _heartbeat(self, job_id: int, stop: threading.Event) -> None:
