@@ -53,7 +53,7 @@ from smki.services.device_issuance import (
     SigningPool,
     key_fault_of,
 )
-from smki.services.device_limit import DEVICE_LIMIT, DEVICE_LIMIT_CODE, DeviceLimitScreen, over_limit_message
+from smki.services.device_limit import DEVICE_LIMIT, DEVICE_LIMIT_CODE, over_limit_message
 from smki.services.requests import Requester, authorise, authorise_with_party, request_device_batch
 from smki.store.batches import (
     BatchItemRecord,
@@ -232,15 +232,6 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def device_limit_screen(home: Home) -> DeviceLimitScreen:
-    """The per-Device limit for one batch of the web services (:mod:`smki.services.device_limit`),
-    counting its refusals in the ``smki_csrs_total`` metric."""
-    from smki.observability.metrics import csr_refused
-
-    return DeviceLimitScreen(home.store.device_certificate_counts,
-                             on_refused=lambda n: csr_refused(DEVICE_LIMIT_CODE, n))
 
 
 class BatchRunner:
@@ -525,7 +516,7 @@ class BatchRunner:
         try:
             request_device_batch(self.home, requester_for(job), batch_items, batch_ref=job.ref,
                                  workers=self.workers, in_transaction=record, pool=self._usable_pool(),
-                                 chunk_size=self.chunk_size, screens=[device_limit_screen(self.home)])
+                                 chunk_size=self.chunk_size)  # the per-Device limit included
         except PolicyRefusal as exc:
             rules = list(exc.decision.failed_ids)
             batch_progress(self.home.store).set_status(job.id, PROCESSING, now=_now(), owner=self.owner,
@@ -663,7 +654,7 @@ def _request_single_device(home: Home, requester: Requester, csr_data: bytes, *,
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
     # Appendix M lists no Eligible Subscriber check on the Ad Hoc web service (spec §7.2).
     outcome = request_device(home, requester, der, decision=decision, eligibility=interface != "adhoc", party=party,
-                             read_ahead=read_ahead)
+                             read_ahead=read_ahead, device_limit=False)  # counted above, with the read-ahead
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome
