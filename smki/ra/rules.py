@@ -241,12 +241,27 @@ class EligibilityContext:
 DEVICE_RULES: dict[str, Rule[EligibilityContext]] = {}
 """Rules evaluated per Device CSR (per Device ID), after the request rules admitted the request."""
 
+
+@dataclass(frozen=True)
+class RepositoryContext:
+    """Facts for ``repository.srept-passed``: the Party reading the Repository, the date its SREPT
+    was recorded as passed (None: never), and the day of the request."""
+
+    party_id: str
+    srept_passed: date | None
+    on: date
+
+
+REPOSITORY_RULES: dict[str, Rule[RepositoryContext]] = {}
+"""Rules on a Party's access to the SMKI Repository (search, retrieve, CRL and ARL)."""
+
 AnyRule = (Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext] | Rule[RevocationContext]
-           | Rule[EligibilityContext])
+           | Rule[EligibilityContext] | Rule[RepositoryContext])
 
 
 def _register(table: dict[str, Rule[C]], rule: Rule[C]) -> None:
-    if any(rule.rule_id in t for t in (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES, DEVICE_RULES)):
+    if any(rule.rule_id in t for t in (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES, DEVICE_RULES,
+                                       REPOSITORY_RULES)):
         raise SmkiError("ra.rule-duplicate", f"rule {rule.rule_id} is already registered")
     if "\n" in rule.description or "\n" in rule.reference:
         raise SmkiError("ra.rule-invalid", f"rule {rule.rule_id}: description and reference are one line")
@@ -272,12 +287,13 @@ def policy_rule(
 def all_rules() -> list[AnyRule]:
     """Every registered rule: policy rules, RA staff rules, then revocation rules, in registration order."""
     return [*POLICY_RULES.values(), *APPROVAL_RULES.values(), *STAFF_RULES.values(), *REVOCATION_RULES.values(),
-            *DEVICE_RULES.values()]
+            *DEVICE_RULES.values(), *REPOSITORY_RULES.values()]
 
 
 def describe(rule_id: str) -> AnyRule:
     """The registered rule ``rule_id``, or a ``ra.rule-unknown`` refusal."""
-    tables: tuple[dict[str, Any], ...] = (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES, DEVICE_RULES)
+    tables: tuple[dict[str, Any], ...] = (POLICY_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES, DEVICE_RULES,
+                                          REPOSITORY_RULES)
     for table in tables:
         if rule_id in table:
             found: AnyRule = table[rule_id]
@@ -685,5 +701,26 @@ _register(
         "provisioning states'; the table is smki's reading [design, spec §7.1]",
         eligible_subscriber,
         RuleScope.REQUEST,
+    ),
+)
+
+
+# --- access to the Repository ------------------------------------------------------------------
+
+
+def repository_srept(ctx: RepositoryContext) -> Verdict:
+    """SREPT gates the Repository as it gates every Certificate Policy (spec §1)."""
+    verdict = _dated_fact(ctx.srept_passed, ctx.on, "SREPT passed")
+    return Verdict(verdict.passed, f"{ctx.party_id}: {verdict.reason}")
+
+
+_register(
+    REPOSITORY_RULES,
+    Rule(
+        "repository.srept-passed",
+        "A Party reading the SMKI Repository has passed the SMKI and Repository Entry Process Tests (SREPT)",
+        "SREPT must be passed before a Party may access the SMKI Repository (DCC SMKI and Repository "
+        "testing; spec §1)",
+        repository_srept,
     ),
 )

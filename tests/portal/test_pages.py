@@ -416,6 +416,19 @@ def test_a_portal_device_csr_for_a_device_with_100_certificates_is_refused(home:
     assert len(home.store.certificates_for_device(full)) == 100  # never signed
 
 
+def test_a_device_search_needs_srept(home: Home, clients: Clients) -> None:
+    """Searching any Device's certificates is a Repository search: rule ``repository.srept-passed``
+    (spec §1). The Party's own certificates stay listed."""
+    from smki.audit import AuditEvent
+
+    register(home)
+    with home.store.transaction() as tx:
+        tx.registry.update_party(PARTY, srept_passed=None)
+        tx.append_audit([AuditEvent("admin", "test.setup", PARTY)])
+    page = clients.gateway.get("/portal/aro/certificates", params={"device": "00db123456789001"}, headers=ARO_H)
+    assert page.status_code == 200 and "repository.srept-passed" in page.text
+
+
 def test_portal_device_csrs_count_against_the_partys_daily_capacity(home: Home, clients: Clients) -> None:
     from smki.services.capacity import capacity_settings, consume
 

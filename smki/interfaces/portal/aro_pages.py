@@ -190,7 +190,8 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
         devices: list[CertificateRecord] = []
         error = None
         if device and ctx.gateway:
-            try:
+            try:  # any Device's certificates: a Repository search (rule repository.srept-passed)
+                rq.authorise_repository(ctx.home(), identity.party_id)
                 devices = ctx.home().store.find_certificates(
                     CertificateQuery(kind=CertKind.DEVICE, device_id=parse_eui64(device), limit=200))
             except SmkiError as exc:
