@@ -671,6 +671,10 @@ _register(
 # --- per Device CSR (issue 13) -------------------------------------------------------------------
 
 
+_ELIGIBLE_WHO = {Eligible.ANY: "any approved Device subscriber", Eligible.SUPPLIER: "its responsible supplier",
+                 Eligible.NETWORK_OPERATOR: "its responsible Network Operator", Eligible.DCC: "the DCC"}
+
+
 def eligible_subscriber(ctx: EligibilityContext) -> Verdict:
     """Whether the requesting Party may have a certificate for this Device in its SMI status."""
     status = "unknown" if ctx.device is None else ctx.device.smi_status
@@ -686,7 +690,9 @@ def eligible_subscriber(ctx: EligibilityContext) -> Verdict:
             return ok(f"Device {device} is {status}: {ctx.party_id} is its responsible supplier")
         if Eligible.NETWORK_OPERATOR in allowed and ctx.party_id == ctx.device.network_operator:
             return ok(f"Device {device} is {status}: {ctx.party_id} is its responsible Network Operator")
-    who = " or ".join(sorted(e.value for e in allowed)) or "no one"
+    if not allowed:
+        return fail(f"Device {device} is {status}: no one may request its certificates")
+    who = " or ".join(_ELIGIBLE_WHO[e] for e in sorted(allowed))
     return fail(f"Device {device} is {status}: only {who} may request its certificates, not {ctx.party_id}")
 
 
