@@ -976,7 +976,9 @@ def check_organisation_csr(
     role = _role(role_text)
     entity_id = _entity_id(entity)
     if role_usages is not None and usage not in role_usages.get(role, frozenset()):
-        allowed = " or ".join(sorted(role_usages.get(role, frozenset()))) or "no usage"
+        allowed = " or ".join(sorted(role_usages.get(role, frozenset())))
+        if not allowed:
+            raise _fail("csr.role-usage", f"role {role.ou} may have no Organisation Certificates")
         raise _fail("csr.role-usage", f"role {role.ou} may have {allowed} Organisation Certificates, not {usage}")
     return OrganisationRequest(entity_id, role, usage, common_name, checked.spki_der, checked.point)
 

@@ -21,11 +21,13 @@ from smki.ra.rules import (
     APPROVAL_RULES,
     DEVICE_RULES,
     POLICY_RULES,
+    REPOSITORY_RULES,
     REVOCATION_RULES,
     STAFF_RULES,
     AccessContext,
     ApprovalContext,
     EligibilityContext,
+    RepositoryContext,
     RevocationContext,
     RuleContext,
     RuleResult,
@@ -132,6 +134,18 @@ class PolicyRefusal(SmkiError):
 
     def __reduce__(self) -> tuple[type[PolicyRefusal], tuple[Decision]]:  # type: ignore[override]
         return (type(self), (self.decision,))
+
+
+class RuleRefusal(SmkiError):
+    """An access refused by one RA rule outside a Decision (e.g. ``repository.srept-passed``); carries
+    the rule's result, so the refusal names the rule, its reason and its SEC reference."""
+
+    def __init__(self, result: RuleResult) -> None:
+        super().__init__("ra.refused", f"refused by {result.rule_id}: {result.reason}")
+        self.result = result
+
+    def __reduce__(self) -> tuple[type[RuleRefusal], tuple[RuleResult]]:  # type: ignore[override]
+        return (type(self), (self.result,))
 
 
 def _invalid(message: str) -> SmkiError:
@@ -284,6 +298,11 @@ def check_own_certificate(serial: str, entity_id: bytes | None, entity_owner: st
     """``revocation.own-certificate``: the certificate names an Entity Identifier of the ARO's Party."""
     context = RevocationContext(serial, entity_id, entity_owner, requesting_party)
     return REVOCATION_RULES["revocation.own-certificate"].evaluate(context)
+
+
+def check_repository_access(party_id: str, srept_passed: date | None, on: date) -> RuleResult:
+    """``repository.srept-passed``: the Party reading the Repository has passed SREPT by ``on``."""
+    return REPOSITORY_RULES["repository.srept-passed"].evaluate(RepositoryContext(party_id, srept_passed, on))
 
 
 def check_eligible_subscriber(context: EligibilityContext) -> RuleResult:

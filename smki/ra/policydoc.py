@@ -12,7 +12,7 @@ from datetime import date
 from smki.domain import CertificatePolicy, RemotePartyRole, Route
 from smki.errors import SmkiError
 from smki.ra.engine import decide_request, render_explanation
-from smki.ra.rules import DEVICE_RULES, REVOCATION_RULES, all_rules
+from smki.ra.rules import DEVICE_RULES, REPOSITORY_RULES, REVOCATION_RULES, all_rules
 from smki.ra.rulesets import RULESETS, RuleSet
 from smki.ra.state import (
     AroState,
@@ -46,6 +46,8 @@ def _where(rule_id: str, rulesets: Sequence[RuleSet]) -> str:
         places.append("RA staff control")
     if rule_id in REVOCATION_RULES:
         places.append("revocation requested by an ARO")
+    if rule_id in REPOSITORY_RULES:
+        places.append("every Repository request by a Party (XML services, JSON API certificates, CRL, ARL)")
     if rule_id in DEVICE_RULES:
         places.append("each Device CSR of a subscriber's batch or Portal request (not the Ad Hoc service)")
     return ", ".join(places) or "unused"
@@ -59,7 +61,8 @@ def rules_table_markdown(rulesets: Sequence[RuleSet] = RULESETS) -> str:
     ]
     for rule in all_rules():
         member = [rs.name for rs in rulesets if rule.rule_id in rs.rule_ids()]
-        if rule.rule_id in REVOCATION_RULES or rule.rule_id in DEVICE_RULES:  # not dated by SEC Release
+        if rule.rule_id in REVOCATION_RULES or rule.rule_id in DEVICE_RULES or rule.rule_id in REPOSITORY_RULES:
+            # not dated by SEC Release
             member = ["all"]
         lines.append(
             f"| `{rule.rule_id}` | {_cell(rule.description)} | {_where(rule.rule_id, rulesets)} "

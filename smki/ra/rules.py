@@ -255,12 +255,26 @@ class EligibilityContext:
 DEVICE_RULES: dict[str, Rule[EligibilityContext]] = {}
 """Rules evaluated per Device CSR (per Device ID), after the request rules admitted the request."""
 
+
+@dataclass(frozen=True)
+class RepositoryContext:
+    """Facts for ``repository.srept-passed``: the Party reading the Repository, the date its SREPT
+    was recorded as passed (None: never), and the day of the request."""
+
+    party_id: str
+    srept_passed: date | None
+    on: date
+
+
+REPOSITORY_RULES: dict[str, Rule[RepositoryContext]] = {}
+"""Rules on a Party's access to the SMKI Repository (search, retrieve, CRL and ARL)."""
+
 AnyRule = (Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext] | Rule[RevocationContext]
-           | Rule[EligibilityContext] | Rule[AccessContext])
+           | Rule[EligibilityContext] | Rule[AccessContext] | Rule[RepositoryContext])
 
 
 _TABLES: tuple[dict[str, Any], ...] = (POLICY_RULES, ACCESS_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES,
-                                       DEVICE_RULES)
+                                       DEVICE_RULES, REPOSITORY_RULES)
 
 
 def _register(table: dict[str, Rule[C]], rule: Rule[C]) -> None:
@@ -288,10 +302,10 @@ def policy_rule(
 
 
 def all_rules() -> list[AnyRule]:
-    """Every registered rule: policy, access, RA staff, revocation, then per-Device rules, each in
-    registration order."""
+    """Every registered rule: policy, access, RA staff, revocation, per-Device, then Repository
+    rules, each in registration order."""
     return [*POLICY_RULES.values(), *ACCESS_RULES.values(), *APPROVAL_RULES.values(), *STAFF_RULES.values(),
-            *REVOCATION_RULES.values(), *DEVICE_RULES.values()]
+            *REVOCATION_RULES.values(), *DEVICE_RULES.values(), *REPOSITORY_RULES.values()]
 
 
 def describe(rule_id: str) -> AnyRule:
@@ -712,6 +726,10 @@ _register(
 # --- per Device CSR (issue 13) -------------------------------------------------------------------
 
 
+_ELIGIBLE_WHO = {Eligible.ANY: "any approved Device subscriber", Eligible.SUPPLIER: "its responsible supplier",
+                 Eligible.NETWORK_OPERATOR: "its responsible Network Operator", Eligible.DCC: "the DCC"}
+
+
 def eligible_subscriber(ctx: EligibilityContext) -> Verdict:
     """Whether the requesting Party may have a certificate for this Device in its SMI status."""
     status = "unknown" if ctx.device is None else ctx.device.smi_status
@@ -727,7 +745,9 @@ def eligible_subscriber(ctx: EligibilityContext) -> Verdict:
             return ok(f"Device {device} is {status}: {ctx.party_id} is its responsible supplier")
         if Eligible.NETWORK_OPERATOR in allowed and ctx.party_id == ctx.device.network_operator:
             return ok(f"Device {device} is {status}: {ctx.party_id} is its responsible Network Operator")
-    who = " or ".join(sorted(e.value for e in allowed)) or "no one"
+    if not allowed:
+        return fail(f"Device {device} is {status}: no one may request its certificates")
+    who = " or ".join(_ELIGIBLE_WHO[e] for e in sorted(allowed))
     return fail(f"Device {device} is {status}: only {who} may request its certificates, not {ctx.party_id}")
 
 
@@ -742,5 +762,26 @@ _register(
         "provisioning states'; the table is smki's reading [design, spec §7.1]",
         eligible_subscriber,
         RuleScope.REQUEST,
+    ),
+)
+
+
+# --- access to the Repository ------------------------------------------------------------------
+
+
+def repository_srept(ctx: RepositoryContext) -> Verdict:
+    """SREPT gates the Repository as it gates every Certificate Policy (spec §1)."""
+    verdict = _dated_fact(ctx.srept_passed, ctx.on, "SREPT passed")
+    return Verdict(verdict.passed, f"{ctx.party_id}: {verdict.reason}")
+
+
+_register(
+    REPOSITORY_RULES,
+    Rule(
+        "repository.srept-passed",
+        "A Party reading the SMKI Repository has passed the SMKI and Repository Entry Process Tests (SREPT)",
+        "SREPT must be passed before a Party may access the SMKI Repository (DCC SMKI and Repository "
+        "testing; spec §1)",
+        repository_srept,
     ),
 )

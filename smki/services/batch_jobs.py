@@ -40,7 +40,7 @@ from smki.errors import NotFound, SmkiError
 from smki.ra import CertificateRequestFacts
 from smki.ra.engine import PolicyRefusal
 from smki.services import batch_watch, key_health
-from smki.services.batch_lifecycle import PAUSED, QUEUED, batch_policy
+from smki.services.batch_lifecycle import PAUSED, QUEUED, RETENTION, batch_policy
 from smki.services.batch_sources import BatchItem
 from smki.services.capacity import CapacitySettings, capacity_settings, consume, give_back
 from smki.services.context import Home
@@ -53,7 +53,7 @@ from smki.services.device_issuance import (
     SigningPool,
     key_fault_of,
 )
-from smki.services.device_limit import DEVICE_LIMIT, DEVICE_LIMIT_CODE, DeviceLimitScreen, over_limit_message
+from smki.services.device_limit import DEVICE_LIMIT, DEVICE_LIMIT_CODE, over_limit_message
 from smki.services.requests import Requester, authorise, authorise_with_party, request_device_batch
 from smki.store.batches import (
     BatchItemRecord,
@@ -72,7 +72,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("smki.batch")
 
 MAX_CSRS = 50_000
-RETENTION = timedelta(days=30)
 #: Job states, stored as the DCC's BatchStatus words (the life cycle: :mod:`smki.services.batch_lifecycle`).
 PENDING, PROCESSING, COMPLETED = "PENDING", "PROCESSING", "COMPLETED"
 #: A PROCESSING job whose owner has sent no heartbeat for this long may be taken over.
@@ -177,10 +176,16 @@ def submit_batch(home: Home, requester: Requester, items: Sequence[tuple[str, by
     return job
 
 
+def _kept(job: BatchJobRecord, now: datetime) -> bool:
+    """Results stay retrievable for 30 days (spec §3.2) from when the batch finished (COMPLETED or
+    REJECTED); a batch still awaiting approval, paused or running never expires."""
+    return job.finished_at is None or job.expires_at >= now
+
+
 def job_for_party(home: Home, job_id: int, party_id: str) -> BatchJobRecord:
     """A Party's own batch; another Party's, or an expired one, is ``batch.not-found`` (no leak)."""
     job = batch_reads(home.store).job(job_id)
-    if job is None or job.party_id != party_id or job.expires_at < _now():
+    if job is None or job.party_id != party_id or not _kept(job, _now()):
         raise NotFound("batch.not-found", f"no batch {job_id} for this Party")
     return job
 
@@ -188,7 +193,7 @@ def job_for_party(home: Home, job_id: int, party_id: str) -> BatchJobRecord:
 def jobs_for_party(home: Home, party_id: str, limit: int = 100) -> list[BatchJobRecord]:
     """A Party's batches submitted over the JSON API or the XML services (newest first, unexpired)."""
     now = _now()
-    return [job for job in batch_reads(home.store).jobs(party_id=party_id, limit=limit) if job.expires_at >= now]
+    return [job for job in batch_reads(home.store).jobs(party_id=party_id, limit=limit) if _kept(job, now)]
 
 
 def iter_results(home: Home, job: BatchJobRecord) -> Iterator[tuple[BatchItemRecord, bytes | None]]:
@@ -227,15 +232,6 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def device_limit_screen(home: Home) -> DeviceLimitScreen:
-    """The per-Device limit for one batch of the web services (:mod:`smki.services.device_limit`),
-    counting its refusals in the ``smki_csrs_total`` metric."""
-    from smki.observability.metrics import csr_refused
-
-    return DeviceLimitScreen(home.store.device_certificate_counts,
-                             on_refused=lambda n: csr_refused(DEVICE_LIMIT_CODE, n))
 
 
 class BatchRunner:
@@ -477,7 +473,9 @@ class BatchRunner:
         finally:
             beat_stop.set()
             beat.join(5)
-        batch_progress(self.home.store).set_status(job.id, COMPLETED, now=_now(), owner=self.owner, finished=True)
+        done = _now()
+        batch_progress(self.home.store).set_status(job.id, COMPLETED, now=done, owner=self.owner, finished=True,
+                                                   expires_at=done + RETENTION)
         log.info("batch %s (%s) completed", job.id, job.ref)
 
     def _heartbeat(self, job_id: int, stop: threading.Event) -> None:
@@ -518,7 +516,7 @@ class BatchRunner:
         try:
             request_device_batch(self.home, requester_for(job), batch_items, batch_ref=job.ref,
                                  workers=self.workers, in_transaction=record, pool=self._usable_pool(),
-                                 chunk_size=self.chunk_size, screens=[device_limit_screen(self.home)])
+                                 chunk_size=self.chunk_size)  # the per-Device limit included
         except PolicyRefusal as exc:
             rules = list(exc.decision.failed_ids)
             batch_progress(self.home.store).set_status(job.id, PROCESSING, now=_now(), owner=self.owner,
@@ -656,7 +654,7 @@ def _request_single_device(home: Home, requester: Requester, csr_data: bytes, *,
     consume(home, capacity, requester.party_id, limit_name, actor=requester.actor, interface=interface)
     # Appendix M lists no Eligible Subscriber check on the Ad Hoc web service (spec §7.2).
     outcome = request_device(home, requester, der, decision=decision, eligibility=interface != "adhoc", party=party,
-                             read_ahead=read_ahead)
+                             read_ahead=read_ahead, device_limit=False)  # counted above, with the read-ahead
     if not outcome.ok:
         raise SmkiError(outcome.error_code or "issuance.anomaly", outcome.error_message or "not issued")
     return outcome

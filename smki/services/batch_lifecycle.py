@@ -25,7 +25,7 @@ person, never a rule.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 from smki.audit import AuditEvent
 from smki.config import Settings
@@ -40,6 +40,8 @@ from smki.store.batches import BatchJobRecord, batch_reads, batch_writes
 PENDING, QUEUED, PROCESSING, PAUSED, REJECTED, COMPLETED = (
     "PENDING", "QUEUED", "PROCESSING", "PAUSED", "REJECTED", "COMPLETED")
 DEFAULT_AUTO_APPROVE_MAX: int = default("batches.auto-approve-max")
+#: A finished batch's results stay retrievable this long from when it finished (spec §3.2).
+RETENTION = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,10 @@ def reject_batch(home: Home, job_id: int, reason: str, *, staff_id: str | None) 
     staff = require_action(home, staff_id, StaffAction.DECIDE, subject=f"batch {job_id}")
     job = _pending(home, job_id)
     with home.store.transaction() as tx:
+        now = datetime.now(UTC)
         if not batch_writes(tx).change_status(job.id, PENDING, REJECTED, error_code="batch.rejected",
-                                              error_text=reason.strip()[:500]):
+                                              error_text=reason.strip()[:500], finished_at=now,
+                                              expires_at=now + RETENTION):
             raise SmkiError("batch.not-pending", f"batch {job_id} is no longer PENDING")
         tx.append_audit([AuditEvent(staff.staff_id, "batch.rejected", job.ref, {
             "batch_id": job.id, "party": job.party_id, "reason": reason.strip()[:500]})])

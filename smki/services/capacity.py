@@ -44,11 +44,14 @@ class Limit:
     off_peak_period: float | None = None
     reference: str = ""
 
-    def rate(self, at: datetime) -> float:
-        period = self.period
+    def period_at(self, at: datetime) -> float:
+        """The period in force at ``at``: ``off_peak_period`` outside core hours, if set."""
         if self.off_peak_period is not None and not is_core_hours(at):
-            period = self.off_peak_period
-        return self.capacity / period
+            return self.off_peak_period
+        return self.period
+
+    def rate(self, at: datetime) -> float:
+        return self.capacity / self.period_at(at)
 
 
 def _limits(values: Mapping[str, Any]) -> dict[str, Limit]:
@@ -106,15 +109,16 @@ def consume(home: Home, settings: CapacitySettings, party_id: str, limit_name: s
     if limit is None:
         return
     moment = time.time() if now is None else now
-    rate = limit.rate(datetime.fromtimestamp(moment, UTC))
+    at = datetime.fromtimestamp(moment, UTC)
+    per = _period(limit.period_at(at))  # the refusal names the period in force (core hours or not)
     if amount > limit.capacity:
         raise _refuse(home, limit, party_id, amount, math.inf, actor, interface,
-                      f"{amount} exceeds the limit of {limit.capacity:g} per {_period(limit)}")
+                      f"{amount} exceeds the limit of {limit.capacity:g} per {per}")
     granted, wait = capacity_ledger(home.store).take_tokens(party_id, limit.name, amount=float(amount),
-                                                         capacity=limit.capacity, rate=rate, now=moment)
+                                                         capacity=limit.capacity, rate=limit.rate(at), now=moment)
     if not granted:
         raise _refuse(home, limit, party_id, amount, wait, actor, interface,
-                      f"Party {party_id} has used its capacity of {limit.capacity:g} per {_period(limit)}")
+                      f"Party {party_id} has used its capacity of {limit.capacity:g} per {per}")
 
 
 def give_back(home: Home, settings: CapacitySettings, party_id: str, limit_name: str, amount: int, *,
@@ -136,8 +140,7 @@ def give_back(home: Home, settings: CapacitySettings, party_id: str, limit_name:
         })])
 
 
-def _period(limit: Limit) -> str:
-    period = limit.period
+def _period(period: float) -> str:
     if period >= 3600 and period % 3600 == 0:
         return f"{period / 3600:g} h"
     return f"{period:g} s"

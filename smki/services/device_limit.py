@@ -1,18 +1,21 @@
 """At most 100 Device Certificates per Device ID: the DCC's ``CR:CL1`` (smki's ``csr.device-limit``).
 
-The web services (Ad Hoc, JSON, batched XML) refuse a Device CSR whose Device ID already has
-``DEVICE_LIMIT`` certificates, counting every certificate ever issued for it, whatever its status.
-A single CSR is checked against the store's count before it is issued
-(:func:`smki.services.batch_jobs.request_single_device`); a batch's CSRs by
-:class:`DeviceLimitScreen`, between the signing workers' checking and signing passes, so a CSR over
-the limit is never signed — and the Device ID it is counted under is the one the full CSR checks
-read, not a guess from the raw bytes.
+Every subscriber request (the web services — Ad Hoc, JSON, batched XML —, the Portal's single CSRs
+and ZIP batches, ``smki request``) refuses a Device CSR whose Device ID already has
+``DEVICE_LIMIT`` certificates, counting every certificate ever issued for it, whatever its status
+(spec §3.2). :func:`smki.services.requests.request_device_batch` applies
+:class:`DeviceLimitScreen` to every chunk, between the signing workers' checking and signing
+passes, so a CSR over the limit is never signed — and the Device ID it is counted under is the one
+the full CSR checks read, not a guess from the raw bytes. The web services' single CSRs are also
+checked against the store's count up front (:func:`smki.services.batch_jobs.request_single_device`).
+Only the CA operator's own ``smki issue`` (no RA, no subscriber) is not limited.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from smki.services.context import Home
 from smki.services.key_register import Entry
 
 DEVICE_LIMIT = 100
@@ -60,3 +63,12 @@ class DeviceLimitScreen:
         if refused and self._on_refused is not None:
             self._on_refused(refused)
         return out
+
+
+def device_limit_screen(home: Home) -> DeviceLimitScreen:
+    """The per-Device limit for one subscriber request or batch, counting its refusals in the
+    ``smki_csrs_total`` metric."""
+    from smki.observability.metrics import csr_refused
+
+    return DeviceLimitScreen(home.store.device_certificate_counts,
+                             on_refused=lambda n: csr_refused(DEVICE_LIMIT_CODE, n))

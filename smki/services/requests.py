@@ -21,7 +21,7 @@ from typing import Any
 from smki.audit import AuditEvent
 from smki.domain import CertificatePolicy, Route
 from smki.errors import NotFound, SmkiError
-from smki.ra import CertificateRequestFacts, Decision, decide_request
+from smki.ra import CertificateRequestFacts, Decision, RuleRefusal, check_repository_access, decide_request
 from smki.services.batch_sources import BatchItem
 from smki.services.context import Home
 from smki.services.device_issuance import (
@@ -153,7 +153,8 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
                          screens: Sequence[Screen] = (),
                          party: PartyRecord | None = None,
                          read_ahead: ReadAhead | None = None,
-                         resume: bool = False) -> BatchSummary:
+                         resume: bool = False,
+                         device_limit: bool = True) -> BatchSummary:
     """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
 
     Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches. A
@@ -161,12 +162,15 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     passes its ``decision`` rather than having the register read and the rules run twice. With
     ``eligibility`` (all but the Ad Hoc service) each CSR's Device is checked against the device
     register (rule ``device.eligible-subscriber``, SEC L3.16) and refused ``ra.ineligible`` if the
-    Party may not have its certificates. ``screens`` follow it, in order, on each chunk the
-    eligibility check passes (the web services' per-Device limit). ``party`` is the Party's record
-    if this request has read it already; ``read_ahead`` what it has read of the issuance's own reads.
+    Party may not have its certificates. Then, with ``device_limit``, the 100-per-Device limit
+    (``csr.device-limit``, spec §3.2), on every subscriber route; a caller that has already counted
+    the Device's certificates for this very CSR turns it off. ``screens`` follow, in order, on each
+    chunk these pass. ``party`` is the Party's record if this request has read it already;
+    ``read_ahead`` what it has read of the issuance's own reads.
     ``resume`` continues an earlier run of ``batch_ref`` (see ``issue_device_batch``); the
     authorisation then also checks that the batch is this Party's (``authorise_device_requests``).
     """
+    from smki.services.device_limit import device_limit_screen
     from smki.services.eligibility import eligibility_screen
 
     if decision is None:
@@ -175,7 +179,8 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
         **requester.audit_details(), "policy": CertificatePolicy.DEVICE.value, "batch": batch_ref,
         **_passed(decision)})
     eligible = eligibility_screen(home, requester.party_id, party=party) if eligibility else None
-    chain = [*([eligible] if eligible is not None else []), *screens]
+    limit = device_limit_screen(home) if device_limit else None
+    chain = [screen for screen in (eligible, limit) if screen is not None] + list(screens)
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
                               on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised],
                               screen=in_order(*chain) if chain else None, chunk_size=chunk_size or DEFAULT_CHUNK,
@@ -185,7 +190,7 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",
                    batch_ref: str | None = None, decision: Decision | None = None,
                    eligibility: bool = True, party: PartyRecord | None = None,
-                   read_ahead: ReadAhead | None = None) -> DeviceOutcome:
+                   read_ahead: ReadAhead | None = None, device_limit: bool = True) -> DeviceOutcome:
     """One Device CSR (the Ad Hoc service): the same rules, issued in this process.
 
     Returns the outcome: a certificate, or a per-CSR error (``csr.*``) as the Ad Hoc service reports
@@ -197,10 +202,23 @@ def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id
     ref = batch_ref or f"adhoc-{secrets.token_hex(6)}"
     request_device_batch(home, requester, [BatchItem(0, item_id, csr_data)], batch_ref=ref, workers=0,
                          on_chunk=outcomes.extend, decision=decision, eligibility=eligibility, party=party,
-                         read_ahead=read_ahead)
+                         read_ahead=read_ahead, device_limit=device_limit)
     if len(outcomes) != 1:
         raise SmkiError("request.no-outcome", "the Device CSR produced no outcome")
     return outcomes[0]
+
+
+def authorise_repository(home: Home, party_id: str | None, party: PartyRecord | None = None) -> None:
+    """Rule ``repository.srept-passed`` (spec §1: SREPT before a Party accesses the Repository), for
+    the Party an ARO or Authorised System acts for, from the register as it is now (``party``: its
+    record if this request has read it). RA staff (no Party) are the RA itself. A refusal is
+    :class:`RuleRefusal` (``ra.refused``) naming the rule, its reason and its reference."""
+    if party_id is None:
+        return
+    record = party if party is not None else home.store.registry.party(party_id)
+    result = check_repository_access(party_id, None if record is None else record.srept_passed, today())
+    if not result.passed:
+        raise RuleRefusal(result)
 
 
 def authorise_device_requests(home: Home, requester: Requester, *, resuming: str | None = None) -> Decision:

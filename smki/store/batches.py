@@ -389,11 +389,16 @@ class BatchProgress:
             return int(conn.execute(stmt).rowcount)
 
     def set_status(self, job_id: int, status: str, *, now: datetime, owner: str | None = None,
-                   finished: bool = False, error_code: str | None = None, error_text: str | None = None) -> None:
+                   finished: bool = False, expires_at: datetime | None = None, error_code: str | None = None,
+                   error_text: str | None = None) -> None:
+        """``finished``: the job has its final status; ``expires_at``: until when its results are kept
+        (counted from now, when they exist, not from the submission)."""
         values: dict[str, Any] = {"status": status, "heartbeat_at": now}
         if finished:
             values["finished_at"] = now
             values["owner"] = None
+        if expires_at is not None:
+            values["expires_at"] = expires_at
         if error_code is not None:
             values["error_code"] = error_code
             values["error_text"] = error_text
@@ -448,10 +453,16 @@ class BatchWrites:
         self._tx.refused_codes.update(code or "unknown" for _idx, code, _text in refused)
 
     def change_status(self, job_id: int, from_status: str, to_status: str, *,
-                      error_code: str | None = None, error_text: str | None = None) -> bool:
+                      error_code: str | None = None, error_text: str | None = None,
+                      finished_at: datetime | None = None, expires_at: datetime | None = None) -> bool:
         """Move a job from ``from_status`` to ``to_status`` (RA approval or rejection, audited in
-        this transaction); False when it was not in ``from_status`` (someone moved it first)."""
+        this transaction); False when it was not in ``from_status`` (someone moved it first).
+        ``finished_at``/``expires_at``: a final status (a rejection) and how long it is kept."""
         values: dict[str, Any] = {"status": to_status}
+        if finished_at is not None:
+            values["finished_at"] = finished_at
+        if expires_at is not None:
+            values["expires_at"] = expires_at
         if error_code is not None:
             values.update(error_code=error_code, error_text=error_text)
         stmt = update(batch_jobs).where(_j.id == job_id, _j.status == from_status).values(**values)

@@ -3,8 +3,9 @@ auto-approval policy does), REJECTED with a reason, PAUSED outside the processin
 
 from __future__ import annotations
 
+import time as time_module
 from dataclasses import replace
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,44 @@ def _pause_then_resume(home: Home, runner: BatchRunner, job: int, total: int, ph
     issued = home.store.find_certificates(CertificateQuery(kind=CertKind.DEVICE, limit=1000))
     assert sorted(c.serial for c in issued) == sorted(s for s in serials if s is not None)  # none issued twice
     assert len({c.device_id for c in issued}) == total
+
+
+def test_results_are_kept_30_days_from_when_the_batch_finished(
+        live: LiveListeners, home: Home, aro: ClientFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spec §3.2: "Results stay retrievable for 30 days." A batch that waited 31 days for the RA is
+    still there (it had no results yet), and its results are then kept 30 days from completion;
+    a rejection is kept 30 days from the rejection. After that: FM:AA3, and the purge deletes it."""
+    from smki.services import batch_jobs
+    from smki.store.batches import batch_progress
+
+    waiting = _with(home, **{"auto-approve-max": 0})
+    done, refused = _submit(waiting, 2, 0x00DB0F0000000500), _submit(waiting, 1, 0x00DB0F0000000600)
+    start = datetime.now(UTC)
+    client = live.client(aro, Route.GATEWAY)
+
+    def at(days: float) -> None:
+        moment = start + timedelta(days=days)
+        monkeypatch.setattr(batch_jobs, "_now", lambda: moment)
+
+    def xml_status(job_id: int) -> tuple[str, str | None]:
+        body = client.get("/1.0/PortalCSRBatch/CSRBatchResult", params={"BatchId": str(job_id)}).content
+        result = dx.parse_csr_batch_result(body)
+        return result.status.value, None if result.error is None else result.error.code
+
+    at(31)
+    assert xml_status(done) == ("PENDING", None)  # waiting for the RA is not the results' 30 days
+    approve_batch(home, done, staff_id=APPROVER)
+    reject_batch(home, refused, "not expected", staff_id=APPROVER)
+    deadline = time_module.monotonic() + 30
+    while _status(home, done) != "COMPLETED":
+        assert time_module.monotonic() < deadline
+        time_module.sleep(0.05)
+    at(31 + 29)
+    assert xml_status(done) == ("COMPLETED", None)
+    at(1 + 29)  # the rejection happened (really) now: kept 30 days from it
+    assert xml_status(refused) == ("REJECTED", "WF:RJ1")
+    at(1 + 31)
+    assert xml_status(refused) == ("FORMAT_ERROR", "FM:AA3")
+    at(31 + 31)
+    assert xml_status(done) == ("FORMAT_ERROR", "FM:AA3")
+    assert batch_progress(home.store).purge_expired(start + timedelta(days=31 + 31)) == 2

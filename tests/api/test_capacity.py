@@ -125,3 +125,17 @@ def test_over_the_limit_is_429_on_json_and_workflow_error_on_xml(home: Home, aro
             "capacity.refused"] * 4
     finally:
         live.stop()
+
+
+def test_a_refusal_names_the_period_in_force(home: Home) -> None:
+    """The Ad Hoc web service's limit is 1 CSR per 0.8 s in core hours and 1 per 4 s otherwise
+    (spec §3.3); a refusal at night must say 4 s, the limit that refused it, not 0.8 s."""
+    limits = CapacitySettings(True, {"adhoc-service": DEFAULT_LIMITS["adhoc-service"]})
+    night = datetime(2024, 1, 15, 22, 0, tzinfo=UTC).timestamp()
+    noon = datetime(2024, 1, 16, 12, 0, tzinfo=UTC).timestamp()
+    for moment, period in ((night, "per 4 s"), (noon, "per 0.8 s")):
+        consume(home, limits, "P", "adhoc-service", actor="a", interface="adhoc", now=moment)
+        with pytest.raises(CapacityExceeded) as caught:
+            consume(home, limits, "P", "adhoc-service", actor="a", interface="adhoc", now=moment + 0.1)
+        assert caught.value.code == "capacity.adhoc-service"
+        assert caught.value.message == f"Party P has used its capacity of 1 {period}"

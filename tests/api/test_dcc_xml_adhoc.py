@@ -131,7 +131,7 @@ def test_surrounding_whitespace_in_values_is_tolerated(xsd: Libxml2Schemas) -> N
 
 ERROR_FOR_STATUS = {
     AdHocStatus.UNKNOWN_DEVICE: DccError("UD:AA1", "no certificate has been issued for Device 00-DB-12-34-56-78-90-01"),
-    AdHocStatus.ISSUANCE_ANOMALY: DccError("IA:AA1", "issuance anomaly threshold reached"),
+    AdHocStatus.ISSUANCE_ANOMALY: DccError("CA:IA1", "issuance anomaly threshold reached"),
     AdHocStatus.CSR_ERROR: DccError("CR:CC1", "csr.signature-algorithm: not ecdsa-with-SHA256"),
     AdHocStatus.CA_ERROR: DccError("CA:AA1", "the Device CA key is unavailable"),
     AdHocStatus.FORMAT_ERROR: DccError("FM:AA1", "not well-formed XML"),

@@ -207,7 +207,7 @@ def test_impossible_submission_statuses_cannot_be_built() -> None:
 # ---- CSRBatchResult
 
 DEVICE_ERRORS = {
-    DeviceStatus.ISSUANCE_ANOMALY: DccError("IA:AA1", "anomaly"),
+    DeviceStatus.ISSUANCE_ANOMALY: DccError("CA:IA1", "anomaly"),
     DeviceStatus.INELIGIBLE: DccError("IN:SU1", "refused by RA rule(s): subscriber.authorised-for-policy"),
     DeviceStatus.CSR_ERROR: DccError("CR:CC1", "csr.signature-algorithm: wrong CSR OID"),
     DeviceStatus.CA_ERROR: DccError("CA:AA1", "signing failed"),

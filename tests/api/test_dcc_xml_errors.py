@@ -127,7 +127,7 @@ def test_the_other_families() -> None:
     ca = dcc_error_from(Service.BATCH, SmkiError("key.locked", "the Device CA key is locked"))
     assert (ca.status, ca.error.code) == (DeviceStatus.CA_ERROR, "CA:AA1")
     anomaly = dcc_error_for(Service.AD_HOC, "issuance.anomaly", "threshold")
-    assert (anomaly.status, anomaly.error.code) == (AdHocStatus.ISSUANCE_ANOMALY, "IA:AA1")
+    assert (anomaly.status, anomaly.error.code) == (AdHocStatus.ISSUANCE_ANOMALY, "CA:IA1")
     capacity = dcc_error_for(Service.AD_HOC, "capacity.adhoc-rate", "1 per 0.8 s")
     assert (capacity.status, capacity.error.code) == (AdHocStatus.WORKFLOW_ERROR, "WF:AA1")
     other = dcc_error_for(Service.BATCH, "store.busy", "x")
@@ -182,3 +182,26 @@ def test_every_table_code_renders_in_both_services(xsd: Libxml2Schemas) -> None:
     assert xsd.errors_for("device-csr-batch.xsd", body) == []
     sent = {entry.error.code for entry in parse_csr_batch_result(body).certificates if entry.error}
     assert set(CSR_ERROR_CODES.values()) | set(RULE_CODES.values()) <= sent
+
+
+def test_issuance_anomaly_and_ca_error_carry_the_ca_prefix() -> None:
+    """Spec §7.2: "ISSUANCE_ANOMALY uses the error prefix CA:, like CA_ERROR" — in the bytes sent,
+    on both services, and a response pairing either status with another prefix cannot be built."""
+    for code in ("issuance.anomaly", "key.locked"):
+        adhoc = dcc_error_for(Service.AD_HOC, code, "signing kept failing")
+        body = render_device_csr_response(DeviceCertificateSigningResponse("r", 1, adhoc.status, error=adhoc.error))
+        assert re.search(rb"<Status>(ISSUANCE_ANOMALY|CA_ERROR)</Status><Error><ErrorCode>CA:[A-Za-z0-9]+</ErrorCode>",
+                         body), body
+        batch = dcc_error_for(Service.BATCH, code, "signing kept failing")
+        body = render_csr_batch_result(
+            CSRBatchResult(BatchStatus.COMPLETED, (DeviceCertificate("a", batch.status, error=batch.error),)))
+        assert re.search(rb"<Status>(ISSUANCE_ANOMALY|CA_ERROR)</Status><Error><ErrorCode>CA:[A-Za-z0-9]+</ErrorCode>",
+                         body), body
+    assert dcc_error_for(Service.BATCH, "issuance.anomaly", "x").error.code != \
+        dcc_error_for(Service.BATCH, "key.locked", "x").error.code  # the status and the code both tell them apart
+    for status in (AdHocStatus.ISSUANCE_ANOMALY, AdHocStatus.CA_ERROR):
+        with pytest.raises(ValueError, match="starts with CA:"):
+            DeviceCertificateSigningResponse("r", 1, status, error=DccError("IA:AA1", "x"))
+    for entry_status in (DeviceStatus.ISSUANCE_ANOMALY, DeviceStatus.CA_ERROR):
+        with pytest.raises(ValueError, match="starts with CA:"):
+            DeviceCertificate("a", entry_status, error=DccError("WF:AA1", "x"))

@@ -244,3 +244,43 @@ def test_repository_apikey_when_configured(home: Home, aro: ClientFiles, api_set
                            params={"apikey": "s3cret"}).status_code == 402
     finally:
         live.stop()
+
+
+def test_a_party_without_srept_may_not_read_the_repository(live: LiveListeners, home: Home,
+                                                         other_aro: ClientFiles) -> None:
+    """Spec §1: SREPT "must be passed before a Party may ... access the SMKI Repository" — rule
+    ``repository.srept-passed`` on the XML Repository services and the JSON API's Repository reads
+    (certificates, CRL, ARL): 403 naming the rule and its reference; passed SREPT opens them."""
+    from datetime import date, timedelta
+
+    from smki.audit import AuditEvent
+
+    _known(home)
+
+    def srept(day: date | None) -> None:
+        with home.store.transaction() as tx:
+            tx.registry.update_party(OTHER_PARTY, srept_passed=day)
+            tx.append_audit([AuditEvent("admin", "test.setup", OTHER_PARTY)])
+
+    client = live.client(other_aro, Route.GATEWAY)
+    search = dx.render_certificate_search_request(dx.CertificateSearchRequest(dx.SearchBy.SUBJECT_ALT_NAME, KNOWN))
+    serial = home.store.certificates_for_device(KNOWN)[0].serial
+    data = dx.render_certificate_data_request(dx.CertificateDataRequest(int(serial, 16)))
+
+    def reads() -> list[httpx.Response]:
+        return [client.post("/services/certificatesearch", content=search, headers=XML),
+                client.post("/services/retrievecertificate", content=data, headers=XML),
+                client.get("/api/v1/certificates", params={"device_id": KNOWN.hex()}),
+                client.get(f"/api/v1/certificates/{serial}"), client.get(f"/api/v1/certificates/{serial}/download"),
+                client.get("/api/v1/crl"), client.get("/api/v1/arl")]
+
+    for day, why in ((None, "SREPT passed: not recorded"), (date.today() + timedelta(days=1), "after the decision")):
+        srept(day)
+        for response in reads():
+            assert response.status_code == 403, response.text
+            error = response.json()["error"]
+            assert error["code"] == "ra.refused" and why in error["message"]
+            assert [rule["id"] for rule in error["rules"]] == ["repository.srept-passed"]
+            assert "access the SMKI Repository" in error["rules"][0]["reference"]
+    srept(date(2019, 1, 10))
+    assert [r.status_code for r in reads()] == [200, 200, 200, 200, 200, 404, 404]  # no CRL nor ARL published yet

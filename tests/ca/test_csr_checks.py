@@ -756,6 +756,10 @@ def test_the_role_usage_table_of_spec_7_3_is_enforced(role: RemotePartyRole, usa
         with pytest.raises(SmkiError) as caught:
             check_organisation_csr(der)
         assert caught.value.code == "csr.role-usage"
+        if role is RemotePartyRole.ISSUING_AUTHORITY:
+            assert caught.value.message == "role 07 may have no Organisation Certificates"
+        else:
+            assert caught.value.message == f"role {role.ou} may have DS Organisation Certificates, not KA"
     assert check_organisation_csr(der, None).role is role  # enforce-role-usages = false
 
 

@@ -272,3 +272,30 @@ def test_what_if_decisions_name_their_date_and_rule_set_and_record_nothing(run: 
         assert ok(run, "ra", "explain", app) == stored
     finally:
         store.close()
+
+
+def test_request_refuses_the_101st_certificate_for_one_device(run: Run, tmp_path: Path, database_url: str) -> None:
+    """Spec §3.2: a CSR is rejected once 100 Device Certificates have been issued for its Device ID —
+    on the console's subscriber path too (``smki request device|batch``), not only the web services."""
+    app = _setup(run)
+    ok(run, "ra", "evidence", app, "--kind", "installation-need", "--reference", "INST-1", "--as", "op1")
+    ok(run, "aro", "verify", "A1", "--check", "passport", "--as", "op1")
+    ok(run, "aro", "screen", "A1", "--date", "2020-01-03", "--as", "op1")
+    ok(run, "ra", "propose", app, "--as", "op1")
+    ok(run, "ra", "approve", app, "--as", "ap1")
+    full = bytes.fromhex("00DB00000000F001")
+    # 100 certificates by the CA operator's own path (no RA, no limit)
+    csrs = [_pem_csr(tmp_path / f"f{i}.csr", make_device_csr(full, Usage.DS)) for i in range(100)]
+    assert "100 issued" in ok(run, "issue", "device", *csrs, "--out", str(tmp_path / "filled"))
+    route = ["--party", "P1", "--aro", "A1", "--route", "gateway"]
+    for command in ("device", "batch"):
+        csr = _pem_csr(tmp_path / f"{command}.csr", make_device_csr(full, Usage.KA))
+        result = run("request", command, csr, "--out", str(tmp_path / command), *route)
+        assert "0 issued, 1 rejected" in result.out, result.out + result.err
+        rows = (tmp_path / command / "results.csv").read_text().splitlines()
+        assert rows[1].split(",")[1:2] == ["rejected"] and ",csr.device-limit," in rows[1], rows
+    store = Store.open(database_url)
+    try:
+        assert store.count_device_certificates(full) == 100  # the refused CSRs were never signed
+    finally:
+        store.close()

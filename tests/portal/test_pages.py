@@ -396,6 +396,40 @@ def test_staff_overview_shows_capacity_use_per_party(home: Home, clients: Client
     assert int(row.group(1)) == 40
 
 
+def test_a_portal_device_csr_for_a_device_with_100_certificates_is_refused(home: Home, clients: Clients) -> None:
+    """Spec §3.2: a CSR is rejected once 100 Device Certificates have been issued for its Device ID —
+    the Portal's single Device CSR too, as the web services and the Portal's ZIP batches do."""
+    from smki.services.batch_sources import BatchItem
+    from smki.services.device_issuance import issue_device_batch
+
+    app_id = register(home)
+    assert app_id is not None
+    approve_device(home, app_id)
+    full = bytes.fromhex("00db0000000000f1")
+    filled = issue_device_batch(home, [BatchItem(i, f"f{i}", make_device_csr(full, Usage.DS)) for i in range(100)],
+                                actor="test", batch_ref="fill-100", workers=0)
+    assert filled.issued == 100
+    gw = clients.gateway
+    t = token(gw.get("/portal/aro/csr", headers=ARO_H))
+    csr = make_device_csr(full, Usage.KA)
+    refused = gw.post("/portal/aro/csr", headers=ARO_H, data={"csrf": t, "csr_text": base64.b64encode(csr).decode()})
+    assert "csr.device-limit" in refused.text and "100 Device Certificates have already been issued" in refused.text
+    assert len(home.store.certificates_for_device(full)) == 100  # never signed
+
+
+def test_a_device_search_needs_srept(home: Home, clients: Clients) -> None:
+    """Searching any Device's certificates is a Repository search: rule ``repository.srept-passed``
+    (spec §1). The Party's own certificates stay listed."""
+    from smki.audit import AuditEvent
+
+    register(home)
+    with home.store.transaction() as tx:
+        tx.registry.update_party(PARTY, srept_passed=None)
+        tx.append_audit([AuditEvent("admin", "test.setup", PARTY)])
+    page = clients.gateway.get("/portal/aro/certificates", params={"device": "00db123456789001"}, headers=ARO_H)
+    assert page.status_code == 403 and "repository.srept-passed" in page.text
+
+
 def test_portal_device_csrs_count_against_the_partys_daily_capacity(home: Home, clients: Clients) -> None:
     from smki.services.capacity import capacity_settings, consume
 

@@ -191,7 +191,7 @@ def test_response_layout(tmp_path: object) -> None:
         DeviceOutcome(1, "bad,name.csr", error_code="csr.bad-signature", error_message="no"),
         DeviceOutcome(2, "m3.csr", error_code="issuance.anomaly", error_message="hsm"),
     ]
-    writer = ResponseWriter("req-7", lambda o: ("anomaly", "IA:AA1") if o.error_code == "issuance.anomaly"
+    writer = ResponseWriter("req-7", lambda o: ("anomaly", "CA:IA1") if o.error_code == "issuance.anomaly"
                             else ("error", "CR:CC5"))
     writer.add(outcomes[:2])
     writer.add(outcomes[2:])
@@ -201,7 +201,7 @@ def test_response_layout(tmp_path: object) -> None:
         record = outer.read("req-7-response.txt").decode()
     assert record.split("\r\n")[0] == RECORD_HEADER
     assert record.split("\r\n")[1:4] == [
-        "1,m1.csr,success,", '2,"bad,name.csr",error,CR:CC5', "3,m3.csr,anomaly,IA:AA1"]
+        "1,m1.csr,success,", '2,"bad,name.csr",error,CR:CC5', "3,m3.csr,anomaly,CA:IA1"]
     response = read_response_zip(path.read_bytes(), "req-7")
     assert response.certificates == {"m1.crt": der}
     assert [line.status for line in response.lines] == ["success", "error", "anomaly"]

@@ -51,6 +51,11 @@ def test_a_refusal_names_the_device_its_status_and_who_may() -> None:
     assert not result.passed
     assert "00-DB-12-34-56-78-90-01" in result.reason.upper() or "00DB123456789001" in result.reason.upper()
     assert "commissioned" in result.reason and "supplier" in result.reason and OTHER in result.reason
+    assert result.reason.endswith("only the DCC or its responsible supplier may request its certificates, not SUPP2")
+    closed = check_eligible_subscriber(EligibilityContext(
+        SUPPLIER, PartyCategory.LARGE_SUPPLIER, DEVICE, DeviceFacts("decommissioned", SUPPLIER, None, None),
+        DEFAULT_ELIGIBILITY))
+    assert closed.reason == "Device 00-DB-12-34-56-78-90-01 is decommissioned: no one may request its certificates"
 
 
 tables = st.dictionaries(st.sampled_from(sorted(DEFAULT_ELIGIBILITY)), st.frozensets(st.sampled_from(list(Eligible))))

@@ -59,6 +59,7 @@ def test_the_spec_rule_ids_are_all_registered() -> None:
         "ra.staff-role",
         "revocation.own-certificate",
         "device.eligible-subscriber",
+        "repository.srept-passed",
     } == ids
 
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from smki.errors import NotFound, SmkiError
 from smki.observability.access import request_id
-from smki.ra.engine import DecisionKind, PolicyRefusal
+from smki.ra.engine import DecisionKind, PolicyRefusal, RuleRefusal
 
 _UNAUTHENTICATED = {"credential.missing", "credential.unknown", "credential.unrecognised"}
 _FORBIDDEN_PREFIXES = ("ra.", "credential.", "api.forbidden", "portal.forbidden")
@@ -49,6 +49,8 @@ def rules_of(error: SmkiError) -> list[dict[str, str]]:
     """The failing RA rules of a refusal, each with its SEC reference and the reason it failed."""
     if isinstance(error, PolicyRefusal):
         return [{"id": r.rule_id, "reference": r.reference, "reason": r.reason} for r in error.decision.failed]
+    if isinstance(error, RuleRefusal):
+        return [{"id": error.result.rule_id, "reference": error.result.reference, "reason": error.result.reason}]
     reference = getattr(error, "reference", "")
     if error.code.startswith("capacity.") and reference:
         return [{"id": error.code, "reference": str(reference), "reason": error.message}]

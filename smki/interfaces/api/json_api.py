@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -33,7 +33,7 @@ from smki.eui64 import eui64_hex, parse_eui64
 from smki.interfaces.api.context import ctx_of, identity_of, requester_of
 from smki.services import batch_jobs, batch_watch
 from smki.services import certificate_access as access
-from smki.services.requests import request_organisation
+from smki.services.requests import authorise_repository, request_organisation
 from smki.store import CertificateQuery, CertificateRecord
 from smki.store.batches import BatchJobRecord
 
@@ -344,7 +344,7 @@ def create_json_router() -> APIRouter:
         next_after = items[-1][0].idx if len(items) == limit else None
         return BatchResultsPage(batch=batch_out(job), results=results, next_after=next_after)
 
-    @router.get("/certificates", response_model=CertificatePage, tags=["repository"])
+    @router.get("/certificates", response_model=CertificatePage, tags=["repository"], dependencies=_REPOSITORY)
     def search(
         request: Request,
         serial: str | None = None,
@@ -377,13 +377,14 @@ def create_json_router() -> APIRouter:
         return CertificatePage(certificates=[certificate_out(r) for r in page],
                                next_after=page[-1].id if len(page) == limit else None)
 
-    @router.get("/certificates/{serial}", response_model=CertificateOut, tags=["repository"])
+    @router.get("/certificates/{serial}", response_model=CertificateOut, tags=["repository"],
+                dependencies=_REPOSITORY)
     def certificate(serial: str, request: Request) -> CertificateOut:
         """One certificate's Repository record, with its PEM (a Device Certificate: Gateway only,
         refused 403 ``channel.spoti-organisation-access`` on SPOTI)."""
         return certificate_out(_readable(request, serial), with_pem=True)
 
-    @router.get("/certificates/{serial}/download", tags=["repository"],
+    @router.get("/certificates/{serial}/download", tags=["repository"], dependencies=_REPOSITORY,
                 responses={200: {"content": {"application/pkix-cert": {}, "application/x-pem-file": {}}}})
     def download(serial: str, request: Request,
                  format: Annotated[Literal["pem", "der"], Query()] = "pem") -> Response:
@@ -398,6 +399,16 @@ def create_json_router() -> APIRouter:
     for kind in ("crl", "arl"):
         _add_list_routes(router, kind)
     return router
+
+
+def repository_access(request: Request) -> None:
+    """Rule ``repository.srept-passed`` before any Repository read (spec §1): the caller's Party has
+    passed SREPT. RA staff read freely."""
+    identity = identity_of(request)
+    authorise_repository(ctx_of(request).home, identity.party_id, identity.party)
+
+
+_REPOSITORY = [Depends(repository_access)]
 
 
 def _matches(record: CertificateRecord, device_id: str | None, entity_id: str | None, role: int | None,
@@ -445,8 +456,10 @@ def _add_list_routes(router: APIRouter, kind: str) -> None:
         return _list_response(record.der, kind, record.number, format)
 
     router.add_api_route(f"/{kind}", latest, methods=["GET"], tags=["repository"], responses=media,
+                         dependencies=_REPOSITORY,
                          summary=f"The latest {upper}", description=f"The newest published {what}.",
                          name=f"{kind}_latest")
     router.add_api_route(f"/{kind}/{{number}}", numbered, methods=["GET"], tags=["repository"], responses=media,
+                         dependencies=_REPOSITORY,
                          summary=f"{upper} by number", description=f"A published {what} by its CRL number.",
                          name=f"{kind}_numbered")

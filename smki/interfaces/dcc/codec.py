@@ -195,8 +195,8 @@ RULE_OTHER = "IN:RA1"
 UNKNOWN_DEVICE_CODE = "UD:AA1"
 INELIGIBLE_DEVICE_CODE = "IN:EL1"  # a CSR whose Device the requester is not an Eligible Subscriber for
 BATCH_REJECTED_CODE = "WF:RJ1"  # a batch the RA rejected (REJECTED); ErrorText is the RA's reason
-ANOMALY_CODE = "IA:AA1"  # issuance anomaly (prefix not fixed by the spec; smki's choice)
-CA_CODE = "CA:AA1"  # the CA could not sign (key backend, HSM); prefix is smki's choice
+ANOMALY_CODE = "CA:IA1"  # issuance anomaly: prefix CA:, like CA_ERROR (spec §7.2); the suffix is smki's
+CA_CODE = "CA:AA1"  # the CA could not sign (key backend, HSM); prefix CA: (spec §7.2)
 WORKFLOW_CODE = "WF:AA1"  # capacity limits and other refusals of the request as a whole
 #: An RA refusal of a request as a whole: on the Ad Hoc service (which has no INELIGIBLE status), of a
 #: SubmitCSRBatch, and of a CSRBatchResult asked for over SPOTI (``channel.spoti-organisation-access``).

@@ -118,6 +118,8 @@ STATUS_PREFIX: dict[str, str] = {
     "FORMAT_ERROR": "FM",
     "WORKFLOW_ERROR": "WF",
     "INELIGIBLE": "IN",
+    "ISSUANCE_ANOMALY": "CA",  # spec §7.2: "ISSUANCE_ANOMALY uses the error prefix CA:, like CA_ERROR"
+    "CA_ERROR": "CA",
 }
 
 _ERROR_STATES = {BatchStatus.FORMAT_ERROR, BatchStatus.WORKFLOW_ERROR}

@@ -31,18 +31,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from smki.domain import MAX_ROW_ID, CertificatePolicy, CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.interfaces.api.context import ListenerContext, ctx_of, identity_of, requester_of
-from smki.interfaces.api.errors import count_refusal
+from smki.interfaces.api.errors import count_refusal, error_body, rules_of
 from smki.interfaces.dcc import codec as dx
-from smki.ra.engine import PolicyRefusal
+from smki.ra.engine import PolicyRefusal, RuleRefusal
 from smki.services import batch_jobs
 from smki.services import certificate_access as access
-from smki.services.requests import Requester
+from smki.services.requests import Requester, authorise_repository
 from smki.store import CertificateRecord
 from smki.store.batches import BatchJobRecord
 from smki.store.registry import PartyRecord
@@ -250,6 +250,18 @@ def _forbidden_key() -> Response:
     return _xml(b"", 403)
 
 
+def _srept_refused(ctx: ListenerContext, request: Request) -> Response | None:
+    """Rule ``repository.srept-passed`` (spec §1): a Party that has not passed SREPT may not read the
+    Repository. HTTP 403 with the API's error object naming the rule and its reference (the DCC's
+    Repository messages have no error element), or None when the caller may read."""
+    identity = identity_of(request)
+    try:
+        authorise_repository(ctx.home, identity.party_id, identity.party)
+    except RuleRefusal as exc:
+        return JSONResponse(error_body(exc.code, exc.message, rules_of(exc)), status_code=403)
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Refusals made before a handler ran
 
@@ -345,6 +357,9 @@ def create_repository_router() -> APIRouter:
         ctx = ctx_of(request)
         if not _apikey_ok(ctx, request):
             return _forbidden_key()
+        refused = await run_in_threadpool(_srept_refused, ctx, request)
+        if refused is not None:
+            return refused
         body = await request.body()
         return await run_in_threadpool(_search, ctx, identity_of(request).actor, body)
 
@@ -356,6 +371,9 @@ def create_repository_router() -> APIRouter:
         ctx = ctx_of(request)
         if not _apikey_ok(ctx, request):
             return _forbidden_key()
+        refused = await run_in_threadpool(_srept_refused, ctx, request)
+        if refused is not None:
+            return refused
         body = await request.body()
         return await run_in_threadpool(_retrieve, ctx, identity_of(request).actor, body)
 
