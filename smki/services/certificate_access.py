@@ -14,6 +14,10 @@ set in force today. Two ways to apply it:
 
 Certificate Authority certificates, the CRL and the ARL are not Device Certificates and stay
 readable on every route.
+
+Before any of that, a Party reading the Repository must have passed SREPT (spec §1; rule
+``repository.srept-passed``, :func:`authorise_repository`), on every route. Both kinds of refusal
+are audited alike (``access.refused``).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from datetime import date
 
 from smki.audit import AuditEvent
 from smki.domain import CertificatePolicy, CertKind, Route
-from smki.ra import Decision, decide_access
+from smki.ra import Decision, RuleRefusal, check_repository_access, decide_access
 from smki.services.context import Home
 from smki.services.ra_state import today
 from smki.store import CertificateQuery, CertificateRecord
+from smki.store.registry import PartyRecord
 
 #: The Certificate Policy a certificate kind is read under; CA certificates fall under no rule.
 _POLICY_OF_KIND = {CertKind.DEVICE: CertificatePolicy.DEVICE, CertKind.ORGANISATION: CertificatePolicy.ORGANISATION}
@@ -53,6 +58,23 @@ def authorise_read(home: Home, route: Route, actor: str, policy: CertificatePoli
             tx.append_audit([AuditEvent(actor, "access.refused", subject[:200], details)])
         raise decision.refusal()
     return decision
+
+
+def authorise_repository(home: Home, actor: str, party_id: str | None, party: PartyRecord | None = None) -> None:
+    """Rule ``repository.srept-passed`` (spec §1: SREPT before a Party accesses the Repository), for
+    the Party an ARO or Authorised System acts for, from the register as it is now (``party``: its
+    record if this request has read it). RA staff (no Party) are the RA itself. A refusal is audited
+    (``access.refused``, as the route's refusals are) and raised as :class:`RuleRefusal`
+    (``ra.refused``) naming the rule, its reason and its reference."""
+    if party_id is None:
+        return
+    record = party if party is not None else home.store.registry.party(party_id)
+    result = check_repository_access(party_id, None if record is None else record.srept_passed, today())
+    if not result.passed:
+        details = {"party": party_id, "rules": [result.rule_id], "reason": result.reason}
+        with home.store.transaction() as tx:
+            tx.append_audit([AuditEvent(actor, "access.refused", "the Repository", details)])
+        raise RuleRefusal(result)
 
 
 def authorise_device_batch(home: Home, route: Route, actor: str, batch: object) -> Decision:

@@ -21,7 +21,7 @@ from typing import Any
 from smki.audit import AuditEvent
 from smki.domain import CertificatePolicy, Route
 from smki.errors import NotFound, SmkiError
-from smki.ra import CertificateRequestFacts, Decision, RuleRefusal, check_repository_access, decide_request
+from smki.ra import CertificateRequestFacts, Decision, decide_request
 from smki.services.batch_sources import BatchItem
 from smki.services.context import Home
 from smki.services.device_issuance import (
@@ -206,19 +206,6 @@ def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id
     if len(outcomes) != 1:
         raise SmkiError("request.no-outcome", "the Device CSR produced no outcome")
     return outcomes[0]
-
-
-def authorise_repository(home: Home, party_id: str | None, party: PartyRecord | None = None) -> None:
-    """Rule ``repository.srept-passed`` (spec §1: SREPT before a Party accesses the Repository), for
-    the Party an ARO or Authorised System acts for, from the register as it is now (``party``: its
-    record if this request has read it). RA staff (no Party) are the RA itself. A refusal is
-    :class:`RuleRefusal` (``ra.refused``) naming the rule, its reason and its reference."""
-    if party_id is None:
-        return
-    record = party if party is not None else home.store.registry.party(party_id)
-    result = check_repository_access(party_id, None if record is None else record.srept_passed, today())
-    if not result.passed:
-        raise RuleRefusal(result)
 
 
 def authorise_device_requests(home: Home, requester: Requester, *, resuming: str | None = None) -> Decision:

@@ -276,7 +276,11 @@ def test_a_party_without_srept_may_not_read_the_repository(live: LiveListeners, 
 
     for day, why in ((None, "SREPT passed: not recorded"), (date.today() + timedelta(days=1), "after the decision")):
         srept(day)
-        for response in reads():
+        since = home.store.audit_head()[0]
+        refused = reads()
+        audited = [r.details_dict for r in home.store.audit_rows(since + 1) if r.action == "access.refused"]
+        assert [(a["party"], a["rules"]) for a in audited] == [(OTHER_PARTY, ["repository.srept-passed"])] * 7
+        for response in refused:
             assert response.status_code == 403, response.text
             error = response.json()["error"]
             assert error["code"] == "ra.refused" and why in error["message"]

@@ -33,7 +33,7 @@ from smki.eui64 import eui64_hex, parse_eui64
 from smki.interfaces.api.context import ctx_of, identity_of, requester_of
 from smki.services import batch_jobs, batch_watch
 from smki.services import certificate_access as access
-from smki.services.requests import authorise_repository, request_organisation
+from smki.services.requests import request_organisation
 from smki.store import CertificateQuery, CertificateRecord
 from smki.store.batches import BatchJobRecord
 
@@ -405,7 +405,7 @@ def repository_access(request: Request) -> None:
     """Rule ``repository.srept-passed`` before any Repository read (spec §1): the caller's Party has
     passed SREPT. RA staff read freely."""
     identity = identity_of(request)
-    authorise_repository(ctx_of(request).home, identity.party_id, identity.party)
+    access.authorise_repository(ctx_of(request).home, identity.actor, identity.party_id, identity.party)
 
 
 _REPOSITORY = [Depends(repository_access)]

@@ -42,7 +42,7 @@ from smki.interfaces.dcc import codec as dx
 from smki.ra.engine import PolicyRefusal, RuleRefusal
 from smki.services import batch_jobs
 from smki.services import certificate_access as access
-from smki.services.requests import Requester, authorise_repository
+from smki.services.requests import Requester
 from smki.store import CertificateRecord
 from smki.store.batches import BatchJobRecord
 from smki.store.registry import PartyRecord
@@ -256,7 +256,7 @@ def _srept_refused(ctx: ListenerContext, request: Request) -> Response | None:
     Repository messages have no error element), or None when the caller may read."""
     identity = identity_of(request)
     try:
-        authorise_repository(ctx.home, identity.party_id, identity.party)
+        access.authorise_repository(ctx.home, identity.actor, identity.party_id, identity.party)
     except RuleRefusal as exc:
         return JSONResponse(error_body(exc.code, exc.message, rules_of(exc)), status_code=403)
     return None

@@ -212,7 +212,7 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
         if device:
             try:  # any Device's certificates: a Repository search (rules repository.srept-passed, then
                 # channel.spoti-organisation-access)
-                rq.authorise_repository(ctx.home(), identity.party_id)
+                certificate_access.authorise_repository(ctx.home(), actor_of(request), identity.party_id)
                 devices = certificate_access.search(
                     ctx.home(), ctx.route, actor_of(request),
                     CertificateQuery(kind=CertKind.DEVICE, device_id=parse_eui64(device), limit=200))
