@@ -103,7 +103,10 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
                 time.sleep(0.1)
             bad_code = client.get(f"{batch_url}/results").json()
         assert len(set(ids)) == 5
-        assert _malformed_request(server.url(Route.GATEWAY), aro).startswith(b"HTTP/1.1 400")
+        malformed = _malformed_request(server.url(Route.GATEWAY), aro)
+        assert malformed.startswith(b"HTTP/1.1 400")
+        malformed_id = next(line.split(b":", 1)[1].strip().decode() for line in malformed.split(b"\r\n")
+                            if line.lower().startswith(b"x-request-id:"))
 
         metrics = httpx.get(f"{admin}/metrics")
         assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
@@ -145,6 +148,9 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
         assert line["time"].endswith("Z")
     probes = [(line["path"], line["status"]) for line in access if line["listener"] == "admin"]
     assert ("/healthz", 200) in probes and ("/readyz", 200) in probes and ("/metrics", 200) in probes
+    # A request too malformed to reach the app has its line and id too (it had uvicorn's warning only).
+    assert {k: by_id[malformed_id][k] for k in ("listener", "method", "path", "status", "subject")} == {
+        "listener": "gateway", "method": "-", "path": "-", "status": 400, "subject": "-"}
     missing_line = by_id[missing.headers["x-request-id"]]
     assert missing_line["status"] == 404
     assert missing_line["path"] == "/api/v1/certificates/00FF?apikey=[redacted]"

@@ -16,10 +16,12 @@ import asyncio
 import ssl
 from typing import Any
 
+import h11
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from smki.observability.access import HEADER, log_unparsed, new_request_id
 from smki.services.credentials import ServerFiles
 
 TLS_EXTENSION = "tls"
@@ -42,7 +44,23 @@ def server_ssl_context(files: ServerFiles) -> ssl.SSLContext:
 
 class PeerCertH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, publishing the verified client certificate to the app; at shutdown
-    an idle connection is closed at once rather than after up to 30 s (``IDLE_CLOSE_GRACE``)."""
+    an idle connection is closed at once rather than after up to 30 s (``IDLE_CLOSE_GRACE``); a
+    request too malformed to parse leaves an access line and a request id like any other."""
+
+    #: The listener's name in the access log (:func:`peer_protocol` makes one class per listener).
+    listener = "-"
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 cannot parse (it never reaches the app, so the access
+        log's middleware never sees it), with ``X-Request-ID`` and its access-log line."""
+        rid = new_request_id()
+        body = msg.encode("ascii")
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close"), (HEADER, rid.encode())]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                      h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+        log_unparsed(self.listener, rid, 400, len(body))
 
     def shutdown(self) -> None:
         idle = self.cycle is None or self.cycle.response_complete
@@ -70,3 +88,8 @@ class PeerCertH11Protocol(H11Protocol):
                 await inner(scope, receive, send)
 
             self.app = with_peer
+
+
+def peer_protocol(listener: str) -> type[PeerCertH11Protocol]:
+    """The protocol class of one listener (its name goes into the access lines it writes itself)."""
+    return type(f"PeerCertH11Protocol_{listener}", (PeerCertH11Protocol,), {"listener": listener})
