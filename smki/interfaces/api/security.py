@@ -29,6 +29,7 @@ from smki.interfaces.portal.identity import PortalIdentity
 from smki.interfaces.portal.limits import MAX_EVIDENCE_UPLOAD
 from smki.services.context import Home
 from smki.services.credentials import ApiIdentity, resolve_identity
+from smki.store.faults import database_away
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -79,8 +80,12 @@ class ListenerMiddleware:
         except SmkiError as exc:
             await send_error(send, status_for(exc), exc.code, exc.message)
             return
-        except Exception:  # the register could not be read: refuse rather than guess
-            log.exception("identity check failed")
+        except Exception as exc:  # the register could not be read: refuse rather than guess
+            away = database_away(exc)
+            if away is None:
+                log.exception("identity check failed")
+            else:  # a line per request while the database is away, not a traceback each
+                log.warning("identity check failed: the database is unavailable (%s)", away)
             await send_error(send, 503, "store.unavailable", "the credential could not be checked; try again")
             return
         state = scope.setdefault("state", {})
