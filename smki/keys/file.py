@@ -107,6 +107,9 @@ class FileKeyBackend:
             pem = path.read_bytes()
         except FileNotFoundError as exc:
             raise KeyBackendError("key.missing", f"no key labelled {label!r} in {self._directory}") from exc
+        if b"-----BEGIN " not in pem or b"-----END " not in pem:  # no passphrase would open it
+            raise KeyBackendError("key.corrupt", f"the key file {path} is not a PEM private key (empty, truncated "
+                                  "or overwritten): restore it from a backup")
         try:
             key = serialization.load_pem_private_key(pem, password=self._passphrase)
         except (ValueError, TypeError) as exc:

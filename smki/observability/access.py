@@ -121,3 +121,14 @@ class AccessLogMiddleware:
                             duration_ms=round(seconds * 1000, 2), bytes=sent, subject=redact(_subject(scope)),
                             request_id=rid)
         log.handle(record)
+
+
+def log_unparsed(listener: str, rid: str, status: int, sent: int) -> None:
+    """The access line of a request too malformed to parse (the HTTP server answered it 400 itself,
+    before any app saw it): counted and logged like every other, method and path ``-``."""
+    metrics.observe_request(listener, "unparsed", status, 0.0)
+    if log.isEnabledFor(logging.INFO):
+        record = ScreenedRecord(log.name, logging.INFO, __file__, 0, f"- - {status}", None, None)
+        vars(record).update(listener=listener, method="-", path="-", status=status, duration_ms=0.0, bytes=sent,
+                            subject="-", request_id=rid)
+        log.handle(record)

@@ -21,6 +21,7 @@ counting certificates already issued and earlier CSRs of the same batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -64,6 +65,7 @@ from smki.store.batches import (
     batch_reads,
     batch_writes,
 )
+from smki.store.faults import database_away
 from smki.store.registry import PartyRecord
 
 if TYPE_CHECKING:
@@ -93,6 +95,11 @@ class _HandedBack(Exception):
 
 class _WindowClosed(Exception):
     """The processing window closed: the batch was left at a chunk boundary, PAUSED until it opens."""
+
+
+class _DatabaseAway(Exception):
+    """The database stopped answering mid-batch: committed chunks stand, the rest waits for it
+    (the job is handed back, or, if even that failed, taken up again by its own runner)."""
 
 
 #: The code a run cut short by a shutdown ends with (audited as its ``batch.failed``; then resumed).
@@ -257,6 +264,7 @@ class BatchRunner:
         self._last_probe = 0.0
         self._pool: SigningPool | None = None
         self._processing = False
+        self._database_away = False
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -286,12 +294,25 @@ class BatchRunner:
             try:
                 self._probe_key()
                 self.run_once()
+                if self._database_away:
+                    log.warning("batch runner: the database answers again")
+                    self._database_away = False
                 if self._pool is not None:
                     self._pool.drop_old_checks()  # a head start no batch of this process took
-            except Exception:  # keep the runner alive; the job stays claimable and is retried
-                log.exception("batch runner iteration failed")
+            except Exception as exc:  # keep the runner alive; the job stays claimable and is retried
+                self._iteration_failed(exc)
             self._wake.wait(self.poll)
             self._wake.clear()
+
+    def _iteration_failed(self, exc: Exception) -> None:
+        """Log a failed loop: the database being away is one line, once until it answers again
+        (not a traceback every ``poll`` seconds for as long as it is away); anything else in full."""
+        away = database_away(exc)
+        if away is None:
+            log.exception("batch runner iteration failed")
+        elif not self._database_away:
+            log.warning("batch runner: the database is unavailable (%s); retrying every %g s", away, self.poll)
+        self._database_away = away is not None
 
     # -- signing processes -----------------------------------------------------------------------
 
@@ -361,9 +382,10 @@ class BatchRunner:
         else:
             startable = [QUEUED, PAUSED, PROCESSING]
         for job in reversed(reads.jobs(statuses=startable, limit=200)):
-            if job.status == PROCESSING and job.owner == self.owner:
-                continue
-            if self._dead_owner(job.owner) and job.owner is not None:
+            # Our own PROCESSING job, while we run none (a run is synchronous: this is between two):
+            # a run the database's going away cut short before it could hand the job back. Taken
+            # up again here, or it would wait for a lease no other process may ever be there to see.
+            if job.owner is not None and (job.owner == self.owner or self._dead_owner(job.owner)):
                 won = progress.claim_from(job.id, self.owner, job.owner, now, PROCESSING)
             else:
                 won = progress.claim(job.id, self.owner, statuses=startable,
@@ -470,6 +492,16 @@ class BatchRunner:
             batch_progress(self.home.store).release(job.id, self.owner, status=PAUSED)
             log.info("batch %s (%s) paused: the processing window closed", job.id, job.ref)
             return
+        except Exception as exc:  # a read or a write the database's going away broke (_DatabaseAway or raw)
+            away = database_away(exc)
+            if away is None:
+                raise
+            self._database_away = True
+            log.warning("batch %s (%s) interrupted: the database is unavailable (%s); its committed CSRs "
+                        "stand, the rest is issued when it answers", job.id, job.ref, away)
+            with contextlib.suppress(Exception):  # still away: this runner takes the job up again itself
+                batch_progress(self.home.store).release(job.id, self.owner)
+            raise _DatabaseAway(away) from exc  # no more claims until the next poll
         finally:
             beat_stop.set()
             beat.join(5)
@@ -533,6 +565,9 @@ class BatchRunner:
                 raise _HandedBack from exc
             if exc.code == WINDOW_CLOSED:
                 raise _WindowClosed from exc
+            away = database_away(exc)
+            if away is not None:  # transient: never the outcome of the CSRs not yet committed
+                raise _DatabaseAway(away) from exc
             log.warning("batch %s failed: %s", job.id, exc)
             self._fail_rest(job, exc.code, exc.message)
 

@@ -10,6 +10,7 @@ its oldest job, capacity bucket levels per Party, CRL/ARL age and the time to th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +40,9 @@ class Readiness:
 
 
 def _error(exc: BaseException) -> str:
-    return f"{exc.code}: {exc.message}" if isinstance(exc, SmkiError) else f"{type(exc).__name__}: {exc}"
+    """One line (a driver's error runs to several, with a link to SQLAlchemy's help)."""
+    text = f"{exc.code}: {exc.message}" if isinstance(exc, SmkiError) else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def check_keys(home: Home) -> tuple[bool, str]:
@@ -61,12 +64,26 @@ def check_keys(home: Home) -> tuple[bool, str]:
     return True, f"{len(CA_KEYS)} CA keys sign"
 
 
-def readiness(home: Home, runner_beats: dict[int, float], *, max_beat_age: float, runners: int = 1) -> Readiness:
-
-    from smki.observability.metrics import key_backend_error
-    from smki.services.batch_jobs import pid_alive
-
+def readiness(home: Callable[[], Home], runner_beats: dict[int, float], *, max_beat_age: float,
+              runners: int = 1) -> Readiness:
+    """``home`` opens the node's home (once; the admin process opens it at its first probe): a
+    database away at that moment is the probe's ``database`` check failing (503), not an error."""
     report = Readiness()
+    try:
+        opened = home()
+    except Exception as exc:
+        report.add("database", False, _error(exc))
+        report.add("schema", False, "database unreachable")
+        report.add("ca_keys", False, "not checked: the home could not be opened")
+    else:
+        _home_checks(report, opened)
+    _runner_check(report, runner_beats, max_beat_age=max_beat_age, runners=runners)
+    return report
+
+
+def _home_checks(report: Readiness, home: Home) -> None:
+    from smki.observability.metrics import key_backend_error
+
     try:
         home.store.ping()
         report.add("database", True, home.store.dialect)
@@ -87,6 +104,11 @@ def readiness(home: Home, runner_beats: dict[int, float], *, max_beat_age: float
             key_backend_error(exc.code)
         report.add("ca_keys", False, _error(exc))
         home.reset_backend()  # an HSM that came back is reopened on the next probe
+
+
+def _runner_check(report: Readiness, runner_beats: dict[int, float], *, max_beat_age: float, runners: int) -> None:
+    from smki.services.batch_jobs import pid_alive
+
     now = time.time()
     live = {pid: beat for pid, beat in runner_beats.items() if pid_alive(pid)}
     stale = sorted(pid for pid, beat in live.items() if now - beat > max_beat_age)
@@ -96,7 +118,6 @@ def readiness(home: Home, runner_beats: dict[int, float], *, max_beat_age: float
         report.add("batch_runner", False, f"no loop for over {max_beat_age:.0f} s in pid {', '.join(map(str, stale))}")
     else:
         report.add("batch_runner", True, f"{len(live)} running")
-    return report
 
 
 @dataclass(frozen=True)

@@ -290,3 +290,91 @@ def test_the_per_device_limit_refuses_before_signing_counting_the_store_and_the_
     assert outcomes["bad"][1] != bj.DEVICE_LIMIT_CODE
     assert outcomes["c"] == ("error", bj.DEVICE_LIMIT_CODE)
     assert home.store.count_device_certificates(full) == bj.DEVICE_LIMIT  # the refused CSR was never signed
+
+
+def _outage_after(committed: int, error: Exception) -> object:
+    """``request_device_batch`` whose first run commits ``committed`` CSRs, then loses the database."""
+    import itertools
+
+    real = bj.request_device_batch
+    calls: list[int] = []
+
+    def flaky(home_: Home, requester: Requester, items: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            real(home_, requester, itertools.islice(items, committed), **kwargs)  # type: ignore[call-overload]
+            raise error
+        return real(home_, requester, items, **kwargs)  # type: ignore[arg-type]
+
+    return flaky
+
+
+def test_a_database_outage_mid_batch_refuses_nothing_and_the_batch_resumes(home: Home,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # The database going away is no CSR's outcome: the rest of the batch used to be reported as
+    # refused with store.unavailable the moment a connection was terminated.
+    monkeypatch.setattr(bj, "request_device_batch", _outage_after(
+        3, SmkiError("store.unavailable", "the database refused the write: terminating connection")))
+    job = bj.submit_batch(home, ME, _items(7, 0x00DB980000000000), interface="json", client_ref="r", capacity=OFF)
+    runner = bj.BatchRunner(home, workers=0)
+    with pytest.raises(Exception, match=r"store\.unavailable"):
+        runner.run_once()
+    cut = batch_reads(home.store).job(job.id)
+    assert cut is not None and (cut.status, cut.processed, cut.rejected, cut.owner) == ("PROCESSING", 3, 0, None)
+    assert runner.run_once() == 1
+    done = batch_reads(home.store).job(job.id)
+    assert done is not None and (done.status, done.issued, done.rejected) == ("COMPLETED", 7, 0)
+    assert len(list(home.store.iter_certificates(_query(job.ref)))) == 7
+
+
+def test_a_runner_takes_up_its_own_batch_it_could_not_hand_back(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Still away when the runner tried to hand the batch back: it stays the runner's own. With one
+    # server process nobody else would ever take it over, so the runner takes it up itself.
+    from sqlalchemy.exc import OperationalError
+
+    from smki.store.batches import BatchProgress
+
+    lost = OperationalError("SELECT 1", {}, Exception('database "smki" is not currently accepting connections'))
+    monkeypatch.setattr(bj, "request_device_batch", _outage_after(2, lost))
+    original = BatchProgress.release
+
+    def release_fails(self: BatchProgress, *args: object, **kwargs: object) -> bool:
+        raise SmkiError("store.unavailable", "the database refused the write")
+
+    monkeypatch.setattr(BatchProgress, "release", release_fails)
+    job = bj.submit_batch(home, ME, _items(5, 0x00DB970000000000), interface="json", client_ref="r", capacity=OFF)
+    runner = bj.BatchRunner(home, workers=0)
+    with pytest.raises(Exception, match="not currently accepting connections"):
+        runner.run_once()
+    cut = batch_reads(home.store).job(job.id)
+    assert cut is not None and cut.owner == runner.owner and cut.rejected == 0
+    monkeypatch.setattr(BatchProgress, "release", original)
+    assert runner.run_once() == 1
+    done = batch_reads(home.store).job(job.id)
+    assert done is not None and (done.status, done.issued, done.rejected) == ("COMPLETED", 5, 0)
+
+
+def test_the_runner_logs_a_database_outage_once_without_a_traceback(home: Home, monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    import time
+
+    runner = bj.BatchRunner(home, workers=0, poll=0.01)
+    outage = {"on": True}
+
+    def run_once() -> int:
+        if outage["on"]:
+            raise SmkiError("store.unavailable", "cannot read from the database: connection refused")
+        return 0
+
+    monkeypatch.setattr(runner, "run_once", run_once)
+    with caplog.at_level("INFO", logger="smki.batch"):
+        runner.start()
+        time.sleep(0.3)
+        outage["on"] = False
+        time.sleep(0.1)
+        runner.stop()
+    lines = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records if r.name == "smki.batch"]
+    assert lines == [
+        ("WARNING", "batch runner: the database is unavailable (store.unavailable: cannot read from the database: "
+                    "connection refused); retrying every 0.01 s", None),
+        ("WARNING", "batch runner: the database answers again", None)]

@@ -243,3 +243,33 @@ def test_a_500_carries_its_request_id_into_the_answer_and_both_log_lines(
     access = [r for r in caplog.records if r.name == "smki.access" and getattr(r, "request_id", None) == rid]
     assert len(access) == 1 and access[0].status == 500 and access[0].bytes == len(response.content)  # type: ignore[attr-defined]
     assert client.get("/portal/staff/applications").status_code == 200
+
+
+def test_the_database_going_away_under_a_request_is_a_503_and_one_line(
+        live: LiveListeners, aro: ClientFiles, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A connection the database terminated under a request (a restart, a failover) was a 500
+    ``internal.error`` with a traceback; it passes when the database is back: 503, retry."""
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    from smki.services import batch_jobs
+
+    def away(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("SELECT", {}, Exception("terminating connection due to administrator command"))
+
+    from smki.interfaces.api import security
+
+    monkeypatch.setattr(batch_jobs, "job_for_party", away)
+    with caplog.at_level(logging.INFO):
+        client = live.client(aro)
+        response = client.get("/api/v1/device-batches/1")
+        monkeypatch.setattr(security, "resolve_identity", away)  # the credential check cannot read it either
+        refused = client.get("/api/v1/whoami")
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "store.unavailable" and error["request_id"] == response.headers["x-request-id"]
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "store.unavailable"
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for the database being away"
+    assert any("the database is unavailable" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from smki.ca.devcsr import make_device_csr
 from smki.domain import Route, Usage
+from smki.errors import SmkiError
 from smki.services.context import Home
 from tests.api.conftest import ARO, PARTY, SECRET, ClientFiles, LiveListeners
 from tests.api.serve_process import ServeProcess, write_api_config
@@ -102,7 +103,10 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
                 time.sleep(0.1)
             bad_code = client.get(f"{batch_url}/results").json()
         assert len(set(ids)) == 5
-        assert _malformed_request(server.url(Route.GATEWAY), aro).startswith(b"HTTP/1.1 400")
+        malformed = _malformed_request(server.url(Route.GATEWAY), aro)
+        assert malformed.startswith(b"HTTP/1.1 400")
+        malformed_id = next(line.split(b":", 1)[1].strip().decode() for line in malformed.split(b"\r\n")
+                            if line.lower().startswith(b"x-request-id:"))
 
         metrics = httpx.get(f"{admin}/metrics")
         assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
@@ -144,6 +148,9 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
         assert line["time"].endswith("Z")
     probes = [(line["path"], line["status"]) for line in access if line["listener"] == "admin"]
     assert ("/healthz", 200) in probes and ("/readyz", 200) in probes and ("/metrics", 200) in probes
+    # A request too malformed to reach the app has its line and id too (it had uvicorn's warning only).
+    assert {k: by_id[malformed_id][k] for k in ("listener", "method", "path", "status", "subject")} == {
+        "listener": "gateway", "method": "-", "path": "-", "status": 400, "subject": "-"}
     missing_line = by_id[missing.headers["x-request-id"]]
     assert missing_line["status"] == 404
     assert missing_line["path"] == "/api/v1/certificates/00FF?apikey=[redacted]"
@@ -277,6 +284,27 @@ def test_readyz_is_503_naming_what_is_not_ready(home: Home) -> None:
     with TestClient(create_admin_app(lambda: home, runners=0)) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
+
+
+def test_readyz_is_503_when_the_database_is_away_as_the_admin_process_opens_its_home(home: Home) -> None:
+    """The admin process opens its home at the first probe: with the database away then (a restart
+    during an outage), /readyz was a 500 and a traceback, not a 503 a load balancer understands."""
+    from starlette.testclient import TestClient
+
+    from smki.interfaces.admin.app import create_admin_app
+
+    def away() -> Home:
+        raise SmkiError("store.unavailable", 'cannot reach the database: database "smki" is not currently '
+                        "accepting connections")
+
+    with TestClient(create_admin_app(away, runners=0), raise_server_exceptions=False) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503, response.text
+        checks = response.json()["checks"]
+        assert checks["database"] == {"ok": False, "detail": 'store.unavailable: cannot reach the database: '
+                                      'database "smki" is not currently accepting connections'}
+        assert not checks["schema"]["ok"] and not checks["ca_keys"]["ok"] and checks["batch_runner"]["ok"]
+        assert "smki_database_up 0.0" in client.get("/metrics").text
 
 
 def test_dcc_xml_refusals_are_counted_by_code(live: LiveListeners, home: Home, aro: ClientFiles) -> None:

@@ -72,4 +72,6 @@ def test_a_request_too_malformed_for_the_app_is_the_json_error_object(live: Live
     with stalled_upload(live, aro, "", "", raw=head) as tls:
         status, headers, body = read_response(tls)
     assert status == 400 and headers["content-type"] == "application/json" and headers["connection"] == "close"
-    assert json.loads(body)["error"]["code"] == "request.malformed"
+    error = json.loads(body)["error"]
+    assert error["code"] == "request.malformed"
+    assert len(headers["x-request-id"]) >= 8 and error["request_id"] == headers["x-request-id"]

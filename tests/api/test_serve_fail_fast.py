@@ -72,6 +72,18 @@ def test_a_key_that_does_not_match_its_certificate(home: Home, tmp_path: Path) -
     assert "device-ca" in line
 
 
+@pytest.mark.parametrize("damage", ["empty", "truncated", "overwritten"])
+def test_a_damaged_key_file_is_not_called_a_wrong_passphrase(home: Home, damage: str) -> None:
+    """A truncated or overwritten key file was ``key.locked: … wrong passphrase?``: an operator would
+    retry passphrases rather than restore the file."""
+    write_api_config(home.settings.home)
+    path = home.settings.keys_dir / "device-ca.key.pem"
+    pem = path.read_bytes()
+    path.write_bytes({"empty": b"", "truncated": pem[:200], "overwritten": b"garbage\n"}[damage])
+    line = _assert_refused(home.settings.home, SECRET, "key.corrupt")
+    assert str(path) in line and "restore it from a backup" in line
+
+
 def test_a_missing_key(home: Home) -> None:
     write_api_config(home.settings.home)
     (home.settings.keys_dir / "organisation-ca.key.pem").unlink()

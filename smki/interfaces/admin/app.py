@@ -60,7 +60,7 @@ def create_admin_app(home: Callable[[], Home], *, max_beat_age: float = 30.0, ru
         from smki.services.health import readiness
 
         with lock:
-            report = readiness(home(), runner_heartbeats(), max_beat_age=max_beat_age, runners=runners)
+            report = readiness(home, runner_heartbeats(), max_beat_age=max_beat_age, runners=runners)
         return (200 if report.ready else 503), report.as_json()
 
     async def readyz(_request: Request) -> Response:

@@ -31,6 +31,7 @@ from smki.interfaces.dcc.routes import create_device_router, create_repository_r
 from smki.interfaces.portal.web import PortalContext
 from smki.observability.access import AccessLogMiddleware, request_id
 from smki.observability.metrics import install as install_metrics
+from smki.store.faults import UNAVAILABLE, database_away
 
 log = logging.getLogger("smki.api")
 OPENAPI_URL = f"{PREFIX}/openapi.json"
@@ -43,6 +44,8 @@ DESCRIPTION = (
 
 INTERNAL_MESSAGE = "smki could not complete the request; it has been logged"
 INCOMPLETE_MESSAGE = "the client closed the connection before the request body was complete"
+#: The answer (503 ``store.unavailable``) when the database went away under a request.
+DATABASE_AWAY = "the database is unavailable; try again"
 
 
 class InternalErrorMiddleware:
@@ -54,6 +57,8 @@ class InternalErrorMiddleware:
     text. Here the request id is still set: the error is logged once with it, and the 500 goes out
     through the access log's ``send`` (``Connection: close``, so a kept-alive client opens a new
     connection). A fault after the response has started cannot be answered; it goes on up as before.
+    The database going away under a request is no fault of smki's and passes when it is back: a
+    503 ``store.unavailable`` and one warning line, as when the credential check cannot read it.
     """
 
     def __init__(self, app: Any) -> None:
@@ -76,6 +81,12 @@ class InternalErrorMiddleware:
         except Exception as exc:
             if tracked.started:
                 raise
+            away = database_away(exc)
+            if away is not None:
+                log.warning("%s %s: the database is unavailable (%s)", scope.get("method", ""), scope.get("path", ""),
+                            away, extra={"request_id": request_id.get()})
+                await send_error(send, 503, UNAVAILABLE, DATABASE_AWAY)
+                return
             log.error("unhandled error in %s %s", scope.get("method", ""), scope.get("path", ""), exc_info=exc,
                       extra={"request_id": request_id.get()})
             await send_error(send, 500, "internal.error", INTERNAL_MESSAGE, [(b"connection", b"close")])

@@ -38,6 +38,7 @@ from smki.interfaces.portal.limits import MAX_EVIDENCE_UPLOAD
 from smki.observability.access import request_id
 from smki.services.context import Home
 from smki.services.credentials import ApiIdentity, resolve_identity
+from smki.store.faults import database_away
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -130,8 +131,12 @@ class ListenerMiddleware:
         except SmkiError as exc:
             await self.refuse(scope, send, status_for(exc), exc.code, exc.message, None)
             return
-        except Exception:  # the register could not be read: refuse rather than guess
-            log.exception("identity check failed")
+        except Exception as exc:  # the register could not be read: refuse rather than guess
+            away = database_away(exc)
+            if away is None:
+                log.exception("identity check failed")
+            else:  # a line per request while the database is away, not a traceback each
+                log.warning("identity check failed: the database is unavailable (%s)", away)
             await self.refuse(scope, send, 503, "store.unavailable", "the credential could not be checked; try again",
                               None)
             return

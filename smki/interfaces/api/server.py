@@ -38,7 +38,7 @@ from smki.interfaces.api.app import create_app
 from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.settings import ApiSettings, Listen
 from smki.interfaces.api.supervisor import Supervisor
-from smki.interfaces.api.tls import PeerCertH11Protocol, server_ssl_context
+from smki.interfaces.api.tls import peer_protocol, server_ssl_context
 from smki.services import batch_watch
 from smki.services.batch_jobs import BatchRunner
 from smki.services.capacity import capacity_settings
@@ -101,7 +101,7 @@ class Listeners:
             # request too malformed to reach the app: "Invalid HTTP request received.") is a line of
             # smki's log, as JSON like every other, not plain text beside it on stderr.
             config = uvicorn.Config(
-                create_app(ctx), http=PeerCertH11Protocol, lifespan="off", log_level="warning",
+                create_app(ctx), http=peer_protocol(route.value), lifespan="off", log_level="warning",
                 ssl_context_factory=lambda _config, _default: context, timeout_keep_alive=30,
                 access_log=False, server_header=False, log_config=None,
             )

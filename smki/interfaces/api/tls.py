@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from smki.observability.access import HEADER, log_unparsed, new_request_id
 from smki.services.credentials import ServerFiles
 
 TLS_EXTENSION = "tls"
@@ -40,9 +41,9 @@ HEAD_TIMEOUT = 30.0
 log = logging.getLogger("smki.api")
 
 
-def _error_json(code: str, message: str) -> str:
-    """The JSON error object for a refusal made before any request reached the app (no request id)."""
-    return json.dumps({"error": {"code": code, "message": message, "rules": [], "request_id": ""}})
+def _error_json(code: str, message: str, request_id: str = "") -> str:
+    """The JSON error object for a refusal made before any request reached the app."""
+    return json.dumps({"error": {"code": code, "message": message, "rules": [], "request_id": request_id}})
 
 
 def _head_timeout_response(seconds: float) -> bytes:
@@ -65,7 +66,11 @@ def server_ssl_context(files: ServerFiles) -> ssl.SSLContext:
 class PeerCertH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, publishing the verified client certificate to the app; at shutdown
     an idle connection is closed at once rather than after up to 30 s (``IDLE_CLOSE_GRACE``); a
-    request head that does not arrive in ``HEAD_TIMEOUT`` closes the connection."""
+    request head that does not arrive in ``HEAD_TIMEOUT`` closes the connection; a request too
+    malformed to parse leaves an access line and a request id like any other."""
+
+    #: The listener's name in the access log (:func:`peer_protocol` makes one class per listener).
+    listener = "-"
 
     _head_timer: asyncio.TimerHandle | None = None
 
@@ -116,14 +121,17 @@ class PeerCertH11Protocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         """A request too malformed to reach the app (a head over h11's 16 KiB, a header line without a
         colon, an unreadable ``Content-Length``): uvicorn answered it in plain text, where every
-        other refusal is the JSON error object (``request.malformed``)."""
-        body = _error_json("request.malformed", "the request is not valid HTTP/1.1").encode()
+        other refusal is the JSON error object (``request.malformed``); and, never reaching the app,
+        it had no access-log line (the middleware's) nor ``X-Request-ID``: it has both here."""
+        rid = new_request_id()
+        body = _error_json("request.malformed", "the request is not valid HTTP/1.1", rid).encode()
         headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
-                   (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+                   (b"content-length", str(len(body)).encode()), (b"connection", b"close"), (HEADER, rid.encode())]
         for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
                       h11.EndOfMessage()):
             self.transport.write(self.conn.send(event) or b"")
         self.transport.close()
+        log_unparsed(self.listener, rid, 400, len(body))
 
     def shutdown(self) -> None:
         idle = self.cycle is None or self.cycle.response_complete
@@ -163,3 +171,8 @@ class PeerCertH11Protocol(H11Protocol):
                 await inner(scope, receive, send)
 
             self.app = with_peer
+
+
+def peer_protocol(listener: str) -> type[PeerCertH11Protocol]:
+    """The protocol class of one listener (its name goes into the access lines it writes itself)."""
+    return type(f"PeerCertH11Protocol_{listener}", (PeerCertH11Protocol,), {"listener": listener})
