@@ -2,7 +2,8 @@
 
 A command stopped part-way (Ctrl-C, SIGTERM, a full disk, a bad row late in its input) must not
 leave half a CSR batch, extract or backup under the name the operator asked for, where the next
-step would take it for a whole one; nor a stray temporary file beside it.
+step would take it for a whole one; nor a stray temporary file beside it. A file is flushed to the
+disk before it takes its name, so a machine that crashes just after never shows it empty.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def replaced_on_success(path: Path, *, private: bool = False) -> Iterator[Path]:
             partial.unlink(missing_ok=True)  # a stale one, perhaps another user's: never written through
             os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         yield partial
+        _sync(partial)  # on disk before its name is: a crash after the rename never finds it empty
         partial.replace(path)
     except OSError as exc:  # named as the file the operator asked for, not the one beside it
         partial.unlink(missing_ok=True)
@@ -40,6 +42,17 @@ def replaced_on_success(path: Path, *, private: bool = False) -> Iterator[Path]:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def _sync(path: Path) -> None:
+    """Flush ``path``'s data to the disk (the caller's writes may sit in the page cache)."""
+    if not path.exists():  # the caller wrote nothing (a command that had nothing to write)
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_whole(path: Path, data: bytes, *, private: bool = False) -> None:

@@ -325,3 +325,26 @@ def test_a_restore_that_fails_part_way_leaves_the_new_home_as_it_found_it(
     monkeypatch.setattr(backup, "_point_config_at", real_point)
     restored = run("backup", "restore", str(archive), "--home", str(target))
     assert restored.code == 0, restored.err
+
+
+def test_a_file_is_on_the_disk_before_it_takes_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``replaced_on_success`` flushes the finished ``.partial`` to the disk, then renames it: a
+    crash just after the rename finds the whole file under its name, never an empty one."""
+    from smki.services import files
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, Path.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync " + os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1])
+        real_fsync(fd)
+
+    def replace(self: Path, target: str | os.PathLike[str]) -> Path:
+        events.append(f"rename {self.name}")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Path, "replace", replace)
+    files.write_whole(tmp_path / "extract.csv", b"serial\n")
+    assert events == ["fsync extract.csv.partial", "rename extract.csv.partial"]
+    assert (tmp_path / "extract.csv").read_bytes() == b"serial\n"
