@@ -63,7 +63,9 @@ def test_a_refused_credential_on_the_xml_services_is_their_xml(live: LiveListene
 
 @pytest.mark.parametrize("head", [
     b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
-    b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",  # over h11's head limit
+    # over h11's 16 KiB head limit, and never ended: h11 refuses a head that grows past its limit while
+    # incomplete; a whole one that arrives in a single read (as on a loaded machine) it would parse
+    b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000,
     b"POST /api/v1/organisation-certificates HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
 ])
 def test_a_request_too_malformed_for_the_app_is_the_json_error_object(live: LiveListeners, aro: ClientFiles,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,16 @@ def smki_env(database_url: str, **extra: str) -> dict[str, str]:
     env.pop("SMKI_DEBUG", None)
     env.update(extra)
     return env
+
+
+def ctrl_c_answered() -> None:
+    """``preexec_fn`` for a ``smki`` that a test will Ctrl-C: SIGINT back to its default.
+
+    A process started in the background by a non-interactive shell (``cmd &``, ``nohup``, as a CI
+    runner may start the suite) inherits SIGINT *ignored*, and Python then installs no
+    ``KeyboardInterrupt`` handler: the command would never see the test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def smki(args: list[str], env: dict[str, str], timeout: float = 120) -> Result:

@@ -22,7 +22,7 @@ from smki.domain import CertKind
 from smki.services.context import open_home
 from smki.store import CertificateQuery, Store
 from tests.cli.conftest import Run
-from tests.cli.helpers import Result, ctrl_c_on_chunk, smki_env
+from tests.cli.helpers import Result, ctrl_c_answered, ctrl_c_on_chunk, smki_env
 from tests.cli.test_qa_cli import one_line
 
 ARO = ("--party", "P1", "--aro", "A1", "--route", "gateway")
@@ -41,7 +41,8 @@ def interrupted(args: list[str], home: Path, database_url: str, results: Path, s
     SIGINT to the whole group (as a terminal's Ctrl-C), SIGTERM to the process alone (as ``kill``)."""
     proc = subprocess.Popen([sys.executable, "-m", "smki.interfaces.cli.main", *args, "--home", str(home)],
                             env={**smki_env(database_url), "SMKI_ACTOR": "admin:test"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+                            preexec_fn=ctrl_c_answered)
     deadline = time.monotonic() + 120
     while _lines(results) < after and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -209,7 +210,8 @@ def test_an_interrupted_make_csr_batch_leaves_no_file(tmp_path: Path, database_u
     out = tmp_path / "csrs" / "batch.pem"
     proc = subprocess.Popen([sys.executable, "-m", "smki.interfaces.cli.main", "dev", "make-csr", "batch",
                              "--count", "1000000", "--out", str(out)], env=smki_env(database_url),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=ctrl_c_answered)
     partial = out.with_name(out.name + ".partial")
     deadline = time.monotonic() + 60
     while _lines(partial) < 1000 and proc.poll() is None and time.monotonic() < deadline:
