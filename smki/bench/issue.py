@@ -129,7 +129,7 @@ def run_issue_benchmark(count: int, workdir: Path, database_url: str = "", worke
     code = (
         "import sys; from pathlib import Path; from smki.bench.issue import _child; "
         f"_child(Path({str(source)!r}), Path({str(home)!r}), {database_url!r}, {count}, {workers!r}, "
-        f"{backend!r}, {module!r}, {token!r})"
+        f"{str(backend)!r}, {module!r}, {token!r})"  # str(): a StrEnum member's repr is no Python literal
     )
     env.pop("SMKI_DATABASE_URL", None)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

@@ -158,6 +158,16 @@ def test_bench_issue_starts_each_run_from_an_empty_database(database_url: str, t
         assert run.count == run.issued == count
 
 
+def test_bench_issue_runs_with_the_backend_as_the_cli_gives_it(database_url: str, tmp_path: Path) -> None:
+    """``--backend`` is an enum choice: its member, written into the child's code by ``repr``, was
+    ``<Backend.file: 'file'>``, and every ``smki bench issue`` failed with a SyntaxError."""
+    from smki.bench.issue import run_issue_benchmark
+    from smki.interfaces.cli.bench_cmd import Backend
+
+    run = run_issue_benchmark(20, tmp_path, database_url, workers=1, backend=Backend.file)
+    assert run.count == run.issued == 20
+
+
 @pytest.mark.parametrize("name", ["postgres", "template1", ""])
 def test_a_bench_never_drops_the_server_s_own_databases(name: str) -> None:
     from smki.bench.repository_scale import fresh_database
