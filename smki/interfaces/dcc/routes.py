@@ -214,7 +214,8 @@ def _search(ctx: ListenerContext, actor: str, body: bytes) -> Response:
         found = store.certificates_for_device(request.eui64)
     else:
         found = store.certificates_for_entity(request.eui64)
-    results = tuple(_dcc_record(r) for r in found if _listed(r) and access.visible(ctx.route, r))
+    hidden = access.hidden_kinds(ctx.route)  # once per search, not per certificate found
+    results = tuple(_dcc_record(r) for r in found if _listed(r) and r.kind not in hidden)
     if not results:
         return _xml(b"", 402)
     return _xml(dx.render_certificate_search_response(dx.CertificateSearchResponse(_audit_reference(), results)))
