@@ -1,16 +1,21 @@
 """Domain vocabulary shared by the RA, the CA, the store and the interfaces (spec §1, §3.1, §4).
 
-Plain enums only: no behaviour, no I/O. Their values are the codes that appear on the wire and in
+Plain enums and constants only: no behaviour, no I/O. Their values are the codes that appear on the wire and in
 the store, so they never change once released.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from zoneinfo import ZoneInfo
 
 #: The largest id, number or cursor a database row can hold (a signed 64-bit BIGINT): every
 #: interface refuses a larger one itself, since the driver would overflow rather than find no row.
 MAX_ROW_ID = 2**63 - 1
+
+#: The clock the SEC's times of day are read on: core hours (07:00-20:00, Appendix N §3.1) and the
+#: batch processing window (20:00-08:00) are UK local time, GMT in winter and BST in summer.
+UK_TIME = ZoneInfo("Europe/London")
 
 
 class Usage(StrEnum):

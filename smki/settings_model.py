@@ -200,7 +200,7 @@ SETTINGS: tuple[Setting, ...] = (
     # -- [batches]: the batch lifecycle (SEC Appendix M App. D) -----------------------------------------
     Setting("batches.auto-approve-max", INTEGER, 50000, "batches of up to this many CSRs are approved at once; "
             "larger ones stay PENDING until an RA approver decides (0: every batch waits)", minimum=0),
-    Setting("batches.window", WINDOW, "", "processing window HH:MM-HH:MM in UTC (the DCC's: 20:00-08:00); "
+    Setting("batches.window", WINDOW, "", "processing window HH:MM-HH:MM in UK local time (the DCC's: 20:00-08:00); "
             "outside it queued batches are PAUSED; empty: no window"),
 )
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from smki.audit import AuditEvent
 from smki.config import Settings
+from smki.domain import UK_TIME
 from smki.errors import NotFound, SmkiError
 from smki.ra import StaffAction
 from smki.services import batch_watch
@@ -54,11 +55,12 @@ class BatchPolicy:
         return QUEUED if csrs <= self.auto_approve_max else PENDING
 
     def open_at(self, moment: datetime) -> bool:
-        """Whether batches may start at ``moment`` (UTC; always, without a window)."""
+        """Whether batches may start at ``moment`` (always, without a window). The window is read on
+        UK local time, as the SEC's is (its 20:00-08:00 is 19:00-07:00 UTC in summer)."""
         if self.window is None:
             return True
         start, end = self.window
-        now = moment.astimezone(UTC).time()
+        now = moment.astimezone(UK_TIME).time()
         if start <= end:
             return start <= now < end
         return now >= start or now < end  # a window across midnight, as the DCC's 20:00-08:00

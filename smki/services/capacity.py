@@ -22,15 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from smki.audit import AuditEvent
+from smki.domain import UK_TIME
 from smki.errors import SmkiError
 from smki.services.context import Home
 from smki.settings_model import limit_names, section_defaults
 from smki.store.capacity import capacity_ledger
 
-_UK = ZoneInfo("Europe/London")
 DAY = 86_400.0
 
 
@@ -89,7 +88,7 @@ class CapacityExceeded(SmkiError):
 
 
 def is_core_hours(at: datetime) -> bool:
-    local = at.astimezone(_UK)
+    local = at.astimezone(UK_TIME)
     return 7 <= local.hour < 20
 
 

@@ -91,6 +91,21 @@ def test_the_processing_window(window: tuple[time, time], moment: time, open_: b
     assert BatchPolicy().open_at(at)
 
 
+@pytest.mark.parametrize(("utc", "open_"), [
+    (datetime(2026, 7, 1, 19, 30, tzinfo=UTC), True),    # 20:30 BST: open, though 19:30 UTC is before 20:00
+    (datetime(2026, 7, 1, 6, 30, tzinfo=UTC), True),     # 07:30 BST
+    (datetime(2026, 7, 1, 7, 30, tzinfo=UTC), False),    # 08:30 BST: closed, though 07:30 UTC is before 08:00
+    (datetime(2026, 1, 15, 19, 30, tzinfo=UTC), False),  # 19:30 GMT
+    (datetime(2026, 3, 29, 0, 30, tzinfo=UTC), True),    # the night the clocks go forward
+    (datetime(2026, 10, 25, 6, 30, tzinfo=UTC), True),   # they went back at 01:00 UTC: 06:30 GMT
+    (datetime(2026, 10, 24, 7, 30, tzinfo=UTC), False),  # the day before, 08:30 BST
+])
+def test_the_window_is_read_on_uk_time(utc: datetime, open_: bool) -> None:
+    """The DCC's 20:00-08:00 (spec §3.3) is UK local time, as capacity's core hours are: in summer the
+    window opens at 19:00 UTC and closes at 07:00 UTC."""
+    assert BatchPolicy(window=(time(20), time(8))).open_at(utc) is open_
+
+
 def test_the_policy_is_read_from_the_configuration(home: Home) -> None:
     assert batch_policy(_with(home, window="20:00-08:00").settings).window == (time(20), time(8))
     assert batch_policy(home.settings).auto_approve_max == 50_000
