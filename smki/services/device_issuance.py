@@ -639,7 +639,7 @@ def issue_device_batch(
             opening_seq = tx.append_audit(opened)[-1]
         opened = []
 
-    counts = [0, 0, 0]  # issued, rejected, and 1 once this run's batch.completed is committed (in this process)
+    counts = _Tally()
     try:
         completed = _issue_all(home, items, actor=actor, batch_ref=batch_ref, workers=workers,
                                chunk_size=chunk_size, on_chunk=on_chunk, pool=pool, in_transaction=in_transaction,
@@ -650,7 +650,7 @@ def issue_device_batch(
         _record_interrupted(home, actor, batch_ref, exc, opened, opening_seq, resume=resume)
         raise
     except Exception as exc:
-        if counts[2]:  # it came after the last commit (writing the caller's files): the run is recorded whole
+        if counts.closed:  # it came after the last commit (writing the caller's files): the run is recorded whole
             raise
         # A started batch always ends in the audit log: what stopped it, with the code the caller sees
         # (and, in this process, the opening records that were to commit with the first chunk).
@@ -661,15 +661,27 @@ def issue_device_batch(
             code, message = key[0], f"{key[1]} ({message})" if message != key[1] else message
         with home.store.transaction() as tx:
             tx.append_audit([*opened, AuditEvent(actor, "batch.failed", batch_ref, {
-                "kind": "device", "code": code, "reason": message[:300], "issued": counts[0], "rejected": counts[1],
+                "kind": "device", "code": code, "reason": message[:300],
+                "issued": counts.issued, "rejected": counts.rejected,
             })])
         raise
     if not completed:
         with home.store.transaction() as tx:
             tx.append_audit([*opened, AuditEvent(actor, "batch.completed", batch_ref, {
-                "kind": "device", "issued": counts[0], "rejected": counts[1],
+                "kind": "device", "issued": counts.issued, "rejected": counts.rejected,
             })])
-    return BatchSummary(batch_ref, counts[0], counts[1], time.perf_counter() - started)
+    return BatchSummary(batch_ref, counts.issued, counts.rejected, time.perf_counter() - started)
+
+
+@dataclass
+class _Tally:
+    """What one run of a batch has committed so far, kept by the chunk commits for the run's closing
+    record. ``closed``: this run's ``batch.completed`` was committed with its last chunk (in this
+    process), so a later failure (writing the caller's files) must not record the run a second time."""
+
+    issued: int = 0
+    rejected: int = 0
+    closed: bool = False
 
 
 def _record_interrupted(home: Home, actor: str, batch_ref: str, exc: KeyboardInterrupt, opened: Sequence[AuditEvent],
@@ -716,7 +728,7 @@ def _record_interrupted(home: Home, actor: str, batch_ref: str, exc: KeyboardInt
 def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref: str, workers: int | None,
                chunk_size: int, on_chunk: Callable[[Sequence[DeviceOutcome]], None] | None,
                pool: SigningPool | None, in_transaction: InTransaction | None, issuer_der: bytes,
-               issuer_key_id: str, counts: list[int], opened: list[AuditEvent], in_process: bool,
+               issuer_key_id: str, counts: _Tally, opened: list[AuditEvent], in_process: bool,
                screen: Screen | None = None, known_keys: Mapping[bytes, str | None] | None = None) -> bool:
     """The body of :func:`issue_device_batch`: sign and commit every chunk, counting into ``counts``.
 
@@ -728,7 +740,7 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
 
     def completed(issued: int, refused: int) -> list[AuditEvent]:
         return [AuditEvent(actor, "batch.completed", batch_ref, {
-            "kind": "device", "issued": counts[0] + issued, "rejected": counts[1] + refused})]
+            "kind": "device", "issued": counts.issued + issued, "rejected": counts.rejected + refused})]
 
     keys = DeviceKeyScreen(home, known=known_keys)
     screen = keys if screen is None else in_order(screen, keys)  # the caller's first: a refused CSR claims no key
@@ -743,10 +755,10 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
                                          after=completed if last else None)
         keys.committed(len(ready))
         opened.clear()
-        counts[0] += issued
-        counts[1] += refused
+        counts.issued += issued
+        counts.rejected += refused
         if last:
-            counts[2] = 1
+            counts.closed = True
         if on_chunk is not None:
             for chunk_outcomes in outcomes:
                 on_chunk(chunk_outcomes)
@@ -776,7 +788,7 @@ def _issue_all(home: Home, items: Iterable[BatchItem], *, actor: str, batch_ref:
 
 
 def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], screen: Screen,
-                 commit: Callable[[Sequence[_ChunkResult]], None], counts: list[int], batch_ref: str,
+                 commit: Callable[[Sequence[_ChunkResult]], None], counts: _Tally, batch_ref: str,
                  issue_here: Callable[[list[_Item], Screen], _ChunkResult] | None = None) -> None:
     """Each chunk goes to the workers twice — checked, screened here, then signed — with at most
     ``2 x workers + MIN_CHUNKS_PER_COMMIT`` chunks in flight; finished chunks commit in batch
@@ -838,14 +850,14 @@ def _run_in_pool(pool: SigningPool, chunks: Iterator[list[_Item]], screen: Scree
         pool.broken = True
         raise SmkiError(
             "batch.worker-failed",
-            f"a worker process died; {counts[0]} certificates were committed — resume batch {batch_ref}",
+            f"a worker process died; {counts.issued} certificates were committed — resume batch {batch_ref}",
         ) from exc
     except WorkerKeyUnavailable as exc:
         pool.broken = True  # its workers will never sign: the owner makes a new pool
         code, message = exc.args
         raise KeyUnavailable(
             "batch.worker-failed",
-            f"a worker could not open the CA key ({code}: {message}); {counts[0]} certificates were "
+            f"a worker could not open the CA key ({code}: {message}); {counts.issued} certificates were "
             f"committed — resume batch {batch_ref}", key_code=code, key_message=message,
         ) from exc
     finally:
