@@ -25,7 +25,8 @@ certificate.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,6 +119,22 @@ def _refuse_unrevocable(record: CertificateRecord) -> None:
         raise SmkiError("revocation.already-revoked", f"certificate {record.serial} is already revoked")
 
 
+@contextmanager
+def _audited_refusal(home: Home, actor: str, serial: str, party: str | None) -> Iterator[None]:
+    """A refusal by a revocation rule is an audit record (``revocation.refused``) before it reaches
+    the user, as a refused request or Repository read is: someone asking to revoke what they may
+    not (another Party's certificate, a Device Certificate) is what an auditor looks for."""
+    try:
+        yield
+    except SmkiError as exc:
+        details: dict[str, object] = {"code": exc.code}
+        if party is not None:
+            details["party"] = party
+        with home.store.transaction() as tx:
+            tx.append_audit([AuditEvent(actor, "revocation.refused", serial, details)])
+        raise
+
+
 def check_own_certificate(home: Home, record: CertificateRecord, requesting_party: str) -> None:
     """Apply rule ``revocation.own-certificate`` (in :mod:`smki.ra.rules`) with the register's owner
     of the Entity Identifier the certificate names; a failure is a refusal naming the rule."""
@@ -146,9 +163,10 @@ def revoke_organisation_certificate(
     if reason not in REASON_NAMES:
         raise SmkiError("revocation.bad-reason", f"{reason!r} is not a reason code smki accepts")
     record = _certificate(home, serial)
-    _refuse_unrevocable(record)
-    if requesting_party is not None:
-        check_own_certificate(home, record, requesting_party)
+    with _audited_refusal(home, actor, record.serial, requesting_party):
+        _refuse_unrevocable(record)
+        if requesting_party is not None:
+            check_own_certificate(home, record, requesting_party)
     _require_signer(home, CRL)
     moment = _moment(now)
     audit: dict[str, object] = {"kind": record.kind.value, "reason": reason, "reason_name": REASON_NAMES[reason]}
@@ -196,11 +214,12 @@ def propose_ca_revocation(home: Home, serial: str, reason: int, *, staff_id: str
     if reason not in REASON_NAMES:
         raise SmkiError("revocation.bad-reason", f"{reason!r} is not a reason code smki accepts")
     record = _certificate(home, serial)
-    if record.kind not in CA_KINDS:
-        raise SmkiError("revocation.not-a-ca",
-                        "only Organisation CA and Device CA certificates go on the ARL")
-    if record.status is CertStatus.REVOKED:
-        raise SmkiError("revocation.already-revoked", f"certificate {record.serial} is already revoked")
+    with _audited_refusal(home, f"staff:{staff_id}", record.serial, None):
+        if record.kind not in CA_KINDS:
+            raise SmkiError("revocation.not-a-ca",
+                            "only Organisation CA and Device CA certificates go on the ARL")
+        if record.status is CertStatus.REVOKED:
+            raise SmkiError("revocation.already-revoked", f"certificate {record.serial} is already revoked")
     for item in home.store.registry.dual_control_items("pending"):
         if item.action == CA_REVOKE_ACTION and item.subject == record.serial:
             raise SmkiError("revocation.already-proposed",
