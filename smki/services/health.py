@@ -150,8 +150,12 @@ def gauges(home: Home) -> list[Gauge]:
     ]
     age: list[tuple[tuple[str, ...], float]] = []
     next_update: list[tuple[tuple[str, ...], float]] = []
+    from smki.services.revocation import unpublished_revocations
+
+    unpublished: list[tuple[tuple[str, ...], float]] = []
     for kind in ("CRL", "ARL"):
         record = home.store.revocation_list(kind)
+        unpublished.append(((kind,), float(unpublished_revocations(home, kind, record))))
         if record is not None:
             age.append(((kind,), (now - record.this_update).total_seconds()))
             next_update.append(((kind,), (record.next_update - now).total_seconds()))
@@ -159,10 +163,7 @@ def gauges(home: Home) -> list[Gauge]:
                         ("kind",), age))
     result.append(Gauge("smki_revocation_list_next_update_seconds",
                         "Seconds until the newest CRL/ARL's nextUpdate (negative: overdue)", ("kind",), next_update))
-    from smki.services.revocation import unpublished_revocations
-
     result.append(Gauge("smki_revocations_unpublished",
                         "Revoked certificates the newest CRL/ARL does not list yet (a publication was "
-                        "interrupted; the scheduler's next tick publishes them)", ("kind",),
-                        [((kind,), float(unpublished_revocations(home, kind))) for kind in ("CRL", "ARL")]))
+                        "interrupted; the scheduler's next tick publishes them)", ("kind",), unpublished))
     return result

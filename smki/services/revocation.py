@@ -383,12 +383,13 @@ def write_list_files(home: Home, record: RevocationListRecord) -> Path:
     return latest
 
 
-def unpublished_revocations(home: Home, kind: str) -> int:
+def unpublished_revocations(home: Home, kind: str, latest: RevocationListRecord | None = None) -> int:
     """How many revoked certificates of the list's kinds its newest published list does not hold.
 
     Non-zero when a revocation was recorded but its list never signed: the process died between
     the two transactions, or signing failed (an HSM away, a lint refusal). Entries never leave a
     list (a revocation is final), so the newest list holds them all exactly when the counts agree.
+    ``latest`` is the newest list when the caller has already read it (it can be megabytes).
     """
     from smki.ca.keyid import key_identifier
 
@@ -397,7 +398,7 @@ def unpublished_revocations(home: Home, kind: str) -> int:
     if home.store.ca_certificate(issuer_kind) is None:
         return 0  # no issuer in use: no list can be signed (and ``publish_due`` skips it)
     issuer_kid = key_identifier(home.ca_certificate(issuer_kind).public_key()).hex()  # type: ignore[arg-type]
-    latest = home.store.revocation_list(kind)
+    latest = latest or home.store.revocation_list(kind)
     return home.store.revoked_count(kinds, issuer_kid) - (0 if latest is None else latest.entries)
 
 
@@ -411,7 +412,7 @@ def publish_due(home: Home, *, actor: str, now: datetime | None = None) -> list[
     for kind in LIST_KINDS:
         latest = home.store.revocation_list(kind)
         if (latest is None or moment >= latest.next_update - (latest.next_update - latest.this_update) / 4
-                or unpublished_revocations(home, kind) > 0):
+                or unpublished_revocations(home, kind, latest) > 0):
             try:
                 done.append(publish(home, kind, actor=actor, now=moment))
             except NotFound as exc:
