@@ -4,7 +4,8 @@
 key signs (a probe signature checked against the CA certificate's public key, so a key that opens
 but does not match is caught too), and every live server process's batch runner has looped
 recently. ``gauges(home)`` is read on each ``/metrics`` scrape: batch queue depth and the age of
-its oldest job, capacity bucket levels per Party, CRL/ARL age and the time to their next update.
+its oldest job, capacity bucket levels per Party, CRL/ARL age and the time to their next update,
+and revocations no published list holds yet.
 """
 
 from __future__ import annotations
@@ -149,8 +150,12 @@ def gauges(home: Home) -> list[Gauge]:
     ]
     age: list[tuple[tuple[str, ...], float]] = []
     next_update: list[tuple[tuple[str, ...], float]] = []
+    from smki.services.revocation import unpublished_revocations
+
+    unpublished: list[tuple[tuple[str, ...], float]] = []
     for kind in ("CRL", "ARL"):
         record = home.store.revocation_list(kind)
+        unpublished.append(((kind,), float(unpublished_revocations(home, kind, record))))
         if record is not None:
             age.append(((kind,), (now - record.this_update).total_seconds()))
             next_update.append(((kind,), (record.next_update - now).total_seconds()))
@@ -158,4 +163,7 @@ def gauges(home: Home) -> list[Gauge]:
                         ("kind",), age))
     result.append(Gauge("smki_revocation_list_next_update_seconds",
                         "Seconds until the newest CRL/ARL's nextUpdate (negative: overdue)", ("kind",), next_update))
+    result.append(Gauge("smki_revocations_unpublished",
+                        "Revoked certificates the newest CRL/ARL does not list yet (a publication was "
+                        "interrupted; the scheduler's next tick publishes them)", ("kind",), unpublished))
     return result

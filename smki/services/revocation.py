@@ -25,7 +25,8 @@ certificate.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,6 +119,22 @@ def _refuse_unrevocable(record: CertificateRecord) -> None:
         raise SmkiError("revocation.already-revoked", f"certificate {record.serial} is already revoked")
 
 
+@contextmanager
+def _audited_refusal(home: Home, actor: str, serial: str, party: str | None) -> Iterator[None]:
+    """A refusal by a revocation rule is an audit record (``revocation.refused``) before it reaches
+    the user, as a refused request or Repository read is: someone asking to revoke what they may
+    not (another Party's certificate, a Device Certificate) is what an auditor looks for."""
+    try:
+        yield
+    except SmkiError as exc:
+        details: dict[str, object] = {"code": exc.code}
+        if party is not None:
+            details["party"] = party
+        with home.store.transaction() as tx:
+            tx.append_audit([AuditEvent(actor, "revocation.refused", serial, details)])
+        raise
+
+
 def check_own_certificate(home: Home, record: CertificateRecord, requesting_party: str) -> None:
     """Apply rule ``revocation.own-certificate`` (in :mod:`smki.ra.rules`) with the register's owner
     of the Entity Identifier the certificate names; a failure is a refusal naming the rule."""
@@ -146,9 +163,10 @@ def revoke_organisation_certificate(
     if reason not in REASON_NAMES:
         raise SmkiError("revocation.bad-reason", f"{reason!r} is not a reason code smki accepts")
     record = _certificate(home, serial)
-    _refuse_unrevocable(record)
-    if requesting_party is not None:
-        check_own_certificate(home, record, requesting_party)
+    with _audited_refusal(home, actor, record.serial, requesting_party):
+        _refuse_unrevocable(record)
+        if requesting_party is not None:
+            check_own_certificate(home, record, requesting_party)
     _require_signer(home, CRL)
     moment = _moment(now)
     audit: dict[str, object] = {"kind": record.kind.value, "reason": reason, "reason_name": REASON_NAMES[reason]}
@@ -163,7 +181,21 @@ def revoke_organisation_certificate(
         if exc.code == "store.status-changed":
             raise SmkiError("revocation.already-revoked", f"certificate {record.serial} is already revoked") from exc
         raise
-    return publish(home, CRL, actor=actor, now=moment)
+    return _publish_after_revoking(home, CRL, record.serial, actor=actor, now=moment)
+
+
+def _publish_after_revoking(home: Home, kind: str, serial: str, *, actor: str, now: datetime) -> Published:
+    """Publish the list a revocation just recorded belongs on. The revocation stands whatever
+    happens here, so a failure says so, and says how the list catches up, rather than leaving the
+    user to guess whether the certificate was revoked."""
+    try:
+        return publish(home, kind, actor=actor, now=now)
+    except SmkiError as exc:
+        raise SmkiError(
+            "revocation.list-not-published",
+            f"certificate {serial} is revoked, but the {kind} could not be published ({exc.code}: {exc.message}); "
+            f"'smki crl publish --kind {kind}', or a running server's scheduler, publishes it with this revocation",
+        ) from exc
 
 
 def revoke_as_operator(home: Home, serial: str, reason: int, *, staff_id: str | None,
@@ -182,11 +214,12 @@ def propose_ca_revocation(home: Home, serial: str, reason: int, *, staff_id: str
     if reason not in REASON_NAMES:
         raise SmkiError("revocation.bad-reason", f"{reason!r} is not a reason code smki accepts")
     record = _certificate(home, serial)
-    if record.kind not in CA_KINDS:
-        raise SmkiError("revocation.not-a-ca",
-                        "only Organisation CA and Device CA certificates go on the ARL")
-    if record.status is CertStatus.REVOKED:
-        raise SmkiError("revocation.already-revoked", f"certificate {record.serial} is already revoked")
+    with _audited_refusal(home, f"staff:{staff_id}", record.serial, None):
+        if record.kind not in CA_KINDS:
+            raise SmkiError("revocation.not-a-ca",
+                            "only Organisation CA and Device CA certificates go on the ARL")
+        if record.status is CertStatus.REVOKED:
+            raise SmkiError("revocation.already-revoked", f"certificate {record.serial} is already revoked")
     for item in home.store.registry.dual_control_items("pending"):
         if item.action == CA_REVOKE_ACTION and item.subject == record.serial:
             raise SmkiError("revocation.already-proposed",
@@ -230,7 +263,7 @@ def decide_ca_revocation(home: Home, item_id: int, *, staff_id: str | None, appr
         if exc.code == "store.status-changed":
             raise SmkiError("revocation.already-revoked", f"certificate {item.subject} is already revoked") from exc
         raise
-    return publish(home, ARL, actor=actor, now=moment) if approve else None
+    return _publish_after_revoking(home, ARL, item.subject, actor=actor, now=moment) if approve else None
 
 
 def set_status(home: Home, serial: str, status: CertStatus, *, staff_id: str | None,
@@ -350,14 +383,36 @@ def write_list_files(home: Home, record: RevocationListRecord) -> Path:
     return latest
 
 
+def unpublished_revocations(home: Home, kind: str, latest: RevocationListRecord | None = None) -> int:
+    """How many revoked certificates of the list's kinds its newest published list does not hold.
+
+    Non-zero when a revocation was recorded but its list never signed: the process died between
+    the two transactions, or signing failed (an HSM away, a lint refusal). Entries never leave a
+    list (a revocation is final), so the newest list holds them all exactly when the counts agree.
+    ``latest`` is the newest list when the caller has already read it (it can be megabytes).
+    """
+    from smki.ca.keyid import key_identifier
+
+    issuer_kind, kinds = (CertKind.ORGANISATION_CA, (CertKind.ORGANISATION,)) if kind == CRL else (CertKind.ROOT,
+                                                                                                  CA_KINDS)
+    if home.store.ca_certificate(issuer_kind) is None:
+        return 0  # no issuer in use: no list can be signed (and ``publish_due`` skips it)
+    issuer_kid = key_identifier(home.ca_certificate(issuer_kind).public_key()).hex()  # type: ignore[arg-type]
+    latest = latest or home.store.revocation_list(kind)
+    return home.store.revoked_count(kinds, issuer_kid) - (0 if latest is None else latest.entries)
+
+
 def publish_due(home: Home, *, actor: str, now: datetime | None = None) -> list[Published]:
-    """Re-sign each list whose nextUpdate is near (within a quarter of its lifetime) or that was never
-    published: the step a server's scheduler runs. A list whose issuer has been revoked is skipped."""
+    """Re-sign each list whose nextUpdate is near (within a quarter of its lifetime), that was never
+    published, or that misses a recorded revocation (``unpublished_revocations``: a revocation whose
+    publication was interrupted): the step a server's scheduler runs, at start and on every tick.
+    A list whose issuer has been revoked is skipped."""
     moment = now or datetime.now(UTC)
     done = []
     for kind in LIST_KINDS:
         latest = home.store.revocation_list(kind)
-        if latest is None or moment >= latest.next_update - (latest.next_update - latest.this_update) / 4:
+        if (latest is None or moment >= latest.next_update - (latest.next_update - latest.this_update) / 4
+                or unpublished_revocations(home, kind, latest) > 0):
             try:
                 done.append(publish(home, kind, actor=actor, now=moment))
             except NotFound as exc:

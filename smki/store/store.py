@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam, select, text
+from sqlalchemy import Engine, Select, bindparam, func, select, text
 from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 
 from smki.audit import AuditReport, AuditRow, verify_chain
@@ -377,6 +377,18 @@ class Store:
             for row in conn.execute(stmt):
                 yield RevokedEntry(int(row.serial, 16), row.revoked_at, row.revocation_reason)
             conn.commit()  # read only: ended without a ROLLBACK, which would drop psycopg's prepared statements
+
+    def revoked_count(self, kinds: tuple[CertKind, ...], issuer_key_id: str) -> int:
+        """How many certificates :meth:`revoked_entries` would stream: a publisher compares it with the
+        newest list's entry count to find a revocation that no published list holds yet."""
+        stmt = (
+            select(func.count())
+            .select_from(certificates)
+            .where(text("status = 'R'"), _c.issuer_key_id == issuer_key_id,  # literal: matches the partial index
+                   _c.kind.in_([k.value for k in kinds]))
+        )
+        with read_connection(self._engine) as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     def revocation_list(self, kind: str, number: int | None = None) -> RevocationListRecord | None:
         """The CRL/ARL with ``number``, or the newest one."""

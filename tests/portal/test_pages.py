@@ -504,3 +504,23 @@ def test_the_audit_log_filters_pages_exports_and_links_records_by_hash(home: Hom
     assert 'href="/portal/staff/audit/1" rel="prev"' in detail and 'href="/portal/staff/audit/3" rel="next"' in detail
     assert "matches" in detail and "recomputed and equal" in detail
     assert gw.get("/portal/staff/audit/999999", headers=staff(AUDITOR)).status_code == 404
+
+
+def test_an_aro_asking_to_revoke_a_device_certificate_is_refused_with_the_documented_code(
+        home: Home, clients: Clients) -> None:
+    """The Portal refuses with the same code as every other interface (README:
+    ``revocation.device-certificate``), and nothing changes."""
+    from smki.domain import CertKind
+    from smki.services.populate import populate_devices
+    from smki.store import CertificateQuery
+
+    register(home, device_applied=False)
+    populate_devices(home, 1, actor="test")
+    device = home.store.find_certificates(CertificateQuery(kind=CertKind.DEVICE, limit=1))[0]
+    gw = clients.gateway
+    t = token(gw.get("/portal/aro/csr", headers=ARO_H))
+    refused = gw.post(f"/portal/aro/certificates/{device.serial}/revoke", headers=ARO_H,
+                      data={"csrf": t, "reason": "keyCompromise", "confirm": "yes"})
+    assert refused.status_code == 400 and "revocation.device-certificate" in refused.text
+    record = home.store.certificate_by_serial(device.serial)
+    assert record is not None and record.status is device.status

@@ -15,7 +15,6 @@ thread, and reads the store in the thread pool.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +30,7 @@ from smki.domain import MAX_ROW_ID, CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError
 from smki.eui64 import eui64_hex, parse_eui64
 from smki.interfaces.api.context import ctx_of, identity_of, requester_of
+from smki.interfaces.api.list_download import list_response
 from smki.services import batch_jobs, batch_watch
 from smki.services import certificate_access as access
 from smki.services.requests import request_organisation
@@ -424,36 +424,25 @@ def _matches(record: CertificateRecord, device_id: str | None, entity_id: str | 
     return all(checks)
 
 
-def _list_response(der: bytes, kind: str, number: int, fmt: str) -> Response:
-    name = f"{kind}-{number}"
-    if fmt == "pem":
-        text = "-----BEGIN X509 CRL-----\n" + "\n".join(
-            base64.b64encode(der).decode()[i:i + 64] for i in range(0, len(base64.b64encode(der)), 64)
-        ) + "\n-----END X509 CRL-----\n"
-        return Response(text, media_type="application/x-pem-file",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.pem"'})
-    return Response(der, media_type="application/pkix-crl",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'})
-
-
 def _add_list_routes(router: APIRouter, kind: str) -> None:
     upper = kind.upper()
     what = "CRL (Organisation CA)" if kind == "crl" else "ARL (Root: revoked CA certificates)"
     media: dict[int | str, dict[str, Any]] = {
-        200: {"content": {"application/pkix-crl": {}, "application/x-pem-file": {}}}}
+        200: {"content": {"application/pkix-crl": {}, "application/x-pem-file": {}}},
+        304: {"description": "Not Modified: the If-None-Match / If-Modified-Since list is still current"}}
 
     def latest(request: Request, format: Annotated[Literal["der", "pem"], Query()] = "der") -> Response:
         record = ctx_of(request).home.store.revocation_list(upper)
         if record is None:
             raise NotFound(f"{kind}.not-found", f"no {upper} has been published yet")
-        return _list_response(record.der, kind, record.number, format)
+        return list_response(request, record, kind, format, newest=True)
 
     def numbered(number: DbId, request: Request,
                  format: Annotated[Literal["der", "pem"], Query()] = "der") -> Response:
         record = ctx_of(request).home.store.revocation_list(upper, number)
         if record is None:
             raise NotFound(f"{kind}.not-found", f"no {upper} number {number}")
-        return _list_response(record.der, kind, record.number, format)
+        return list_response(request, record, kind, format, newest=False)
 
     router.add_api_route(f"/{kind}", latest, methods=["GET"], tags=["repository"], responses=media,
                          dependencies=_REPOSITORY,

@@ -251,7 +251,10 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
             identity = aro_of(request)
             record = _owned(ctx, identity, serial)
             if record.kind is not CertKind.ORGANISATION:
-                raise SmkiError("revoke.device-certificate", "only Organisation Certificates are revoked here")
+                # the code every other interface refuses with (README)
+                raise SmkiError("revocation.device-certificate",
+                                "Device Certificates are never put on a CRL: their Repository status changes "
+                                "instead, which the RA sets")
             if form.get("confirm") != "yes":
                 raise SmkiError("portal.confirm", "tick the box to confirm the revocation")
             reason = parse_reason(str(form.get("reason", "unspecified")))
