@@ -146,3 +146,21 @@ def test_a_flood_from_many_kinds_is_capped_and_counted(live: LiveListeners, capl
     assert len(lines) == 2, lines
     assert lines[1] == (f"TLS handshake failed 3 more times on gateway in the last {WINDOW:g} s, from other peers "
                         "or for other reasons (not logged one by one)")
+
+
+def test_a_stopping_server_drops_a_connection_still_in_its_handshake(home: Home, api_settings: ApiSettings) -> None:
+    """A connection mid-handshake is one of the server's connections: a stop drops it at once
+    rather than waiting out ``handshake-timeout``."""
+    live = start_listeners(home, replace(api_settings, handshake_timeout=30.0), runner=False)
+    try:
+        with socket.create_connection(_address(live), timeout=10) as silent:
+            time.sleep(0.2)
+            started = time.monotonic()
+            live.listeners.stop()
+            live.thread.join(timeout=15)
+            assert not live.thread.is_alive() and time.monotonic() - started < 5
+            with pytest.raises(ConnectionError):
+                if silent.recv(100) == b"":
+                    raise ConnectionResetError("closed")
+    finally:
+        live.stop()
