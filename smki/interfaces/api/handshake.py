@@ -102,6 +102,8 @@ class TlsAcceptor(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         try:
+            if transport.is_closing():  # lost before the handshake could start: nothing would end it
+                return
             tls = await loop.start_tls(transport, self, self.context, server_side=True,
                                        ssl_handshake_timeout=self.timeout)
         except Exception as exc:  # every failure is the client's: logged, never raised
