@@ -185,6 +185,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api.max-batch-body", INTEGER, 67108864, "largest batch submission body in bytes", minimum=1024),
     Setting("api.body-timeout", NUMBER, 30.0, "seconds a request body may make no progress before it is refused "
             "(408 request.timeout); a stopping server allows 2 s", minimum=0.1, maximum=3600),
+    Setting("api.head-timeout", NUMBER, 30.0, "seconds a connection may take to send a complete request head, "
+            "from its start or its previous response (then closed; 408 request.timeout if part had come)",
+            minimum=0.1, maximum=3600),
+    Setting("api.handshake-timeout", NUMBER, 10.0, "seconds a connection may take to complete its TLS handshake "
+            "(then closed and logged)", minimum=0.1, maximum=300),
+    Setting("api.send-timeout", NUMBER, 60.0, "seconds a response may wait for a client that stopped reading it "
+            "(no write progress) before the connection is closed and logged", minimum=0.1, maximum=3600),
     Setting("api.repository-apikey", STRING, "", "if set, the XML Repository services also need ?apikey=<this>",
             secret=True),
     Setting("api.batch-lease", NUMBER, 60.0, "seconds without a heartbeat after which another process (node) "

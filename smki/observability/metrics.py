@@ -15,6 +15,9 @@ Counted where they happen (per process, summed on scrape):
 ``smki_audit_records_total``                audit records written, by ``action``
 ``smki_key_backend_errors_total``           key-backend (file/HSM) errors by ``code``
 ``smki_batch_runner_heartbeat_timestamp``   last loop of each process's batch runner (per ``pid``)
+``smki_tls_handshake_failures_total``       failed TLS handshakes by ``listener`` and ``reason`` (a category:
+                                            no-certificate, certificate-rejected, plain-http, protocol,
+                                            client-alert, timeout, closed, other)
 =========================================== =========================================================
 
 Read from the database on each scrape (:mod:`smki.services.health`): batch queue depth and oldest
@@ -61,6 +64,8 @@ class _Metrics:
         self.issued = Counter("smki_certificates_issued", "Certificates issued by kind", ["kind"])
         self.audit = Counter("smki_audit_records", "Audit records written by action", ["action"])
         self.key_errors = Counter("smki_key_backend_errors", "Key backend errors by code", ["code"])
+        self.handshakes = Counter("smki_tls_handshake_failures", "Failed TLS handshakes by listener and reason",
+                                  ["listener", "reason"])
         self.heartbeat = Gauge("smki_batch_runner_heartbeat_timestamp", "Last loop of the batch runner (unix time)",
                                multiprocess_mode="liveall")
 
@@ -102,6 +107,11 @@ def csr_refused(code: str, count: int = 1) -> None:
 
 def key_backend_error(code: str) -> None:
     _m().key_errors.labels(code).inc()
+
+
+def handshake_failed(listener: str, reason: str) -> None:
+    """A TLS handshake failed (counted every time, though its log line may be one of many summed up)."""
+    _m().handshakes.labels(listener, reason).inc()
 
 
 def runner_heartbeat() -> None:

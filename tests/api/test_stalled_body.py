@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from smki.domain import Route
-from smki.interfaces.api import tls as tls_module
 from smki.interfaces.api.settings import ApiSettings
 from tests.api.conftest import ClientFiles, LiveListeners, start_listeners
 
@@ -106,13 +105,20 @@ def test_a_stopping_server_does_not_wait_for_a_stalled_upload(home: object, aro:
         live.stop()
 
 
-def test_a_request_head_that_never_completes_is_closed(live: LiveListeners, aro: ClientFiles,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_request_head_that_never_completes_is_closed(home: object, aro: ClientFiles,
+                                                      api_settings: ApiSettings) -> None:
     """uvicorn armed no timer before a connection's first response, and the keep-alive timer stops
     at a request's first byte: a client that connected and sent nothing, or part of a request head
-    (slowloris), held its connection for ever. Now ``HEAD_TIMEOUT`` closes it, with a 408 if part
-    of a head had come — also on a kept-alive connection between requests."""
-    monkeypatch.setattr(tls_module, "HEAD_TIMEOUT", 0.5)
+    (slowloris), held its connection for ever. Now ``[api] head-timeout`` closes it, with a 408 if
+    part of a head had come — also on a kept-alive connection between requests."""
+    live = start_listeners(home, replace(api_settings, head_timeout=0.5), runner=False)  # type: ignore[arg-type]
+    try:
+        _head_timeout(live, aro)
+    finally:
+        live.stop()
+
+
+def _head_timeout(live: LiveListeners, aro: ClientFiles) -> None:
     url = urlsplit(live.url(Route.GATEWAY))
 
     def connect() -> ssl.SSLSocket:

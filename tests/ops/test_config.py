@@ -45,7 +45,7 @@ def test_the_model_covers_every_field_and_is_the_only_parser() -> None:
 def test_api_capacity_and_batches_come_from_the_file_the_environment_and_flags(tmp_path: Path) -> None:
     (tmp_path / "smki.toml").write_text(
         '[api]\nworkers = 3\nspoti-enabled = false\nadmin = "127.0.0.1:9100"\ncrl-check-seconds = 7\n'
-        'body-timeout = 12.5\n'
+        'body-timeout = 12.5\nhead-timeout = 20\nhandshake-timeout = 4.5\nsend-timeout = 90\n'
         '[capacity.batch-csrs]\ncapacity = 10\nperiod = 60\n[capacity.my-limit]\ncapacity = 5\nreference = "mine"\n'
         '[capacity.portal-adhoc]\nenabled = false\n[batches]\nwindow = "20:00-08:00"\nauto-approve-max = 9\n')
     settings = load_settings(tmp_path, environ={"SMKI_LOG_LEVEL": "debug"},
@@ -53,6 +53,7 @@ def test_api_capacity_and_batches_come_from_the_file_the_environment_and_flags(t
     api = api_settings(settings)
     assert (api.workers, str(api.gateway), api.spoti, str(api.admin), api.crl_check_seconds, api.body_timeout) == (
         4, "0.0.0.0:1", None, "127.0.0.1:9100", 7.0, 12.5)
+    assert (api.head_timeout, api.handshake_timeout, api.send_timeout) == (20, 4.5, 90)
     assert settings.log_level == "debug"
     assert settings.sources["api.workers"] == "flag --workers" and settings.sources["api.admin"] == "smki.toml"
     assert settings.sources["log-level"] == "env SMKI_LOG_LEVEL"
@@ -121,6 +122,10 @@ def test_the_written_smki_toml_has_every_section_and_every_key(tmp_path: Path) -
     ("[api]\nbatch-poll = 0", "api.batch-poll: must be at least"),
     ("[api]\nbody-timeout = 0", "api.body-timeout: must be at least 0.1"),
     ("[api]\nbody-timeout = 'slow'", "api.body-timeout: expected number"),
+    ("[api]\nhead-timeout = 0", "api.head-timeout: must be at least 0.1"),
+    ("[api]\nhandshake-timeout = 301", "api.handshake-timeout: must be at most 300"),
+    ("[api]\nhandshake-timeout = 'soon'", "api.handshake-timeout: expected number"),
+    ("[api]\nsend-timeout = -1", "api.send-timeout: must be at least 0.1"),
     ("[api]\nadmin = '127.0.0.1'", "api.admin: must be host:port"),
     ("[batches]\nwindow = '8pm-8am'", "batches.window: must be HH:MM-HH:MM"),
     ("[batches]\nauto-approve-max = -1", "batches.auto-approve-max: must be at least 0"),

@@ -35,6 +35,7 @@ import uvicorn
 from smki.domain import Route
 from smki.errors import SmkiError
 from smki.interfaces.api.app import create_app
+from smki.interfaces.api.connlog import ConnectionLog
 from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.settings import ApiSettings, Listen
 from smki.interfaces.api.supervisor import Supervisor
@@ -89,6 +90,8 @@ class Listeners:
     runner: BatchRunner | None = None
     servers: dict[Route, _Server] = field(default_factory=dict)
     contexts: list[ListenerContext] = field(default_factory=list)
+    #: Failed handshakes and stalled sends of both listeners, repeats summed up.
+    events: ConnectionLog = field(default_factory=lambda: ConnectionLog(logging.getLogger("smki.api")))
 
     def __post_init__(self) -> None:
         capacity = capacity_settings(self.home)
@@ -99,16 +102,20 @@ class Listeners:
             self.contexts.append(ctx)
             # log_config=None: uvicorn sets up no log handlers of its own, so what it logs itself (a
             # request too malformed to reach the app: "Invalid HTTP request received.") is a line of
-            # smki's log, as JSON like every other, not plain text beside it on stderr.
+            # smki's log, as JSON like every other, not plain text beside it on stderr. No SSL context
+            # for uvicorn: the protocol runs each connection's handshake (smki.interfaces.api.handshake).
             config = uvicorn.Config(
-                create_app(ctx), http=peer_protocol(route.value), lifespan="off", log_level="warning",
-                ssl_context_factory=lambda _config, _default: context, timeout_keep_alive=30,
-                access_log=False, server_header=False, log_config=None,
+                create_app(ctx), http=peer_protocol(route.value, self.api, context, self.events), lifespan="off",
+                log_level="warning", timeout_keep_alive=30, access_log=False, server_header=False, log_config=None,
             )
             self.servers[route] = _Server(config)
 
     async def serve(self) -> None:
-        await asyncio.gather(*(server.serve(sockets=[self.sockets[route]]) for route, server in self.servers.items()))
+        try:
+            await asyncio.gather(*(server.serve(sockets=[self.sockets[route]])
+                                   for route, server in self.servers.items()))
+        finally:
+            self.events.flush()  # repeats counted in the last window are logged, not lost
 
     @property
     def started(self) -> bool:

@@ -27,6 +27,12 @@ class ApiSettings:
     max_batch_body: int = default("api.max-batch-body")
     #: Seconds a request body may make no progress (between chunks) before it is refused with 408.
     body_timeout: float = default("api.body-timeout")
+    #: Seconds a connection may take to send a complete request head (from its start or previous response).
+    head_timeout: float = default("api.head-timeout")
+    #: Seconds a connection may take to complete its TLS handshake.
+    handshake_timeout: float = default("api.handshake-timeout")
+    #: Seconds a response may make no write progress (the client stopped reading) before the connection closes.
+    send_timeout: float = default("api.send-timeout")
     repository_apikey: str = default("api.repository-apikey")
     batch_poll: float = default("api.batch-poll")
     batch_lease: float = default("api.batch-lease")
@@ -47,6 +53,9 @@ def api_settings(settings: Settings) -> ApiSettings:
         max_body=values["api.max-body"],
         max_batch_body=values["api.max-batch-body"],
         body_timeout=values["api.body-timeout"],
+        head_timeout=values["api.head-timeout"],
+        handshake_timeout=values["api.handshake-timeout"],
+        send_timeout=values["api.send-timeout"],
         repository_apikey=values["api.repository-apikey"],
         batch_poll=values["api.batch-poll"],
         batch_lease=values["api.batch-lease"],

@@ -8,7 +8,8 @@ TLS extension, ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM) plus th
 ``client_cert_der``. Nothing a client sends can put anything there.
 
 It also bounds how long a stopping server waits for connections to close once idle or answered
-(``shutdown``).
+(``shutdown``), and how long a request head may take (``[api] head-timeout``). The TLS handshake,
+and the watch on a response's progress, are below this protocol (:mod:`smki.interfaces.api.handshake`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from smki.interfaces.api.connlog import ConnectionLog
+from smki.interfaces.api.handshake import TlsAcceptor
+from smki.interfaces.api.settings import ApiSettings
 from smki.observability.access import HEADER, log_unparsed, new_request_id
 from smki.services.credentials import ServerFiles
 
@@ -35,9 +39,6 @@ TLS_EXTENSION = "tls"
 IDLE_CLOSE_GRACE = 1.0
 #: At shutdown, how often a connection with a request in flight looks whether its answer is out.
 _ANSWER_POLL = 0.25
-#: Seconds a connection may take to send a complete request head (request line and headers), from
-#: its start or from the previous response; then it is closed (408 if part of a head had come).
-HEAD_TIMEOUT = 30.0
 log = logging.getLogger("smki.api")
 
 
@@ -66,17 +67,20 @@ def server_ssl_context(files: ServerFiles) -> ssl.SSLContext:
 class PeerCertH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, publishing the verified client certificate to the app; at shutdown
     an idle connection is closed at once rather than after up to 30 s (``IDLE_CLOSE_GRACE``); a
-    request head that does not arrive in ``HEAD_TIMEOUT`` closes the connection; a request too
+    request head that does not arrive in ``head_timeout`` closes the connection; a request too
     malformed to parse leaves an access line and a request id like any other."""
 
     #: The listener's name in the access log (:func:`peer_protocol` makes one class per listener).
     listener = "-"
+    #: Seconds a connection may take to send a complete request head (request line and headers),
+    #: from its start or from the previous response; then it is closed (408 if part of a head had come).
+    head_timeout = 30.0
 
     _head_timer: asyncio.TimerHandle | None = None
 
     def _arm_head_timer(self) -> None:
         self._disarm_head_timer()
-        self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_timed_out)
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
 
     def _disarm_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -84,7 +88,7 @@ class PeerCertH11Protocol(H11Protocol):
             self._head_timer = None
 
     def _head_timed_out(self) -> None:
-        """No complete request head in ``HEAD_TIMEOUT``: uvicorn sets no timer until a first response
+        """No complete request head in ``head_timeout``: uvicorn sets no timer until a first response
         is sent, and the keep-alive timer stops at a request's first byte, so a client that connected
         and sent nothing, or part of a head (slowloris), held its connection for ever. A partial head
         is answered 408 ``request.timeout``; a silent connection is closed as an idle one."""
@@ -96,9 +100,9 @@ class PeerCertH11Protocol(H11Protocol):
             return
         partial = bool(self.conn.trailing_data[0])
         if partial:
-            log.warning("request head incomplete after %g s from %s; closed with 408", HEAD_TIMEOUT,
+            log.warning("request head incomplete after %g s from %s; closed with 408", self.head_timeout,
                         self.client[0] if self.client else "?")
-            self.transport.write(_head_timeout_response(HEAD_TIMEOUT))
+            self.transport.write(_head_timeout_response(self.head_timeout))
         self.transport.close()
         self.loop.call_later(IDLE_CLOSE_GRACE, self.transport.abort)
 
@@ -173,6 +177,13 @@ class PeerCertH11Protocol(H11Protocol):
             self.app = with_peer
 
 
-def peer_protocol(listener: str) -> type[PeerCertH11Protocol]:
-    """The protocol class of one listener (its name goes into the access lines it writes itself)."""
-    return type(f"PeerCertH11Protocol_{listener}", (PeerCertH11Protocol,), {"listener": listener})
+def peer_protocol(listener: str, api: ApiSettings, context: ssl.SSLContext,
+                  events: ConnectionLog) -> type[TlsAcceptor]:
+    """The protocol uvicorn starts each connection of one listener with: the TLS handshake
+    (:class:`TlsAcceptor`), then the HTTP protocol, both with the listener's name (it goes into
+    the log lines they write themselves) and the ``[api]`` time limits."""
+    http = type(f"PeerCertH11Protocol_{listener}", (PeerCertH11Protocol,), {
+        "listener": listener, "head_timeout": api.head_timeout})
+    return type(f"TlsAcceptor_{listener}", (TlsAcceptor,), {
+        "http": http, "context": context, "listener": listener, "timeout": api.handshake_timeout,
+        "send_timeout": api.send_timeout, "events": events})
