@@ -1,0 +1,333 @@
+"""A hostile user against the Portal, over real HTTPS with real SMKI client credentials.
+
+Each test drives a live listener (``tests.api.conftest.start_listeners``: uvicorn, mutual TLS
+against the credentials CA, on 127.0.0.1) the way a browser or a script would: cross-site form
+posts, another Party's ids in URLs, RA staff acting beyond their role, markup in every field a user
+fills, and hostile batch ZIPs. The Portal has no password login and no cookie session: the client
+certificate is checked on every request (see docs/portal.md, "Misuse").
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smki.audit import AuditEvent
+from smki.ca.devcsr import make_device_csr, make_organisation_csr
+from smki.domain import CertificatePolicy, CertStatus, RemotePartyRole, Route, Usage
+from smki.services import applications as apps
+from smki.services import registry as reg
+from smki.services.batch_jobs import submit_batch
+from smki.services.capacity import capacity_settings
+from smki.services.context import Home
+from smki.services.requests import Requester, request_organisation
+from tests.api.conftest import ClientFiles, LiveListeners, credential, start_listeners
+from tests.portal.conftest import (
+    APPROVER,
+    ARO,
+    AUDITOR,
+    ENTITY,
+    OPERATOR,
+    OTHER_ENTITY,
+    OTHER_PARTY,
+    PARTY,
+    approve_device,
+    register,
+)
+
+OTHER_ARO = "aro2"
+CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+HEADERS = {
+    "content-security-policy": "frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+}
+
+
+@dataclass
+class Portal:
+    live: LiveListeners
+    aro: httpx.Client
+    other_aro: httpx.Client
+    operator: httpx.Client
+    approver: httpx.Client
+    auditor: httpx.Client
+    application: int
+    org_serial: str
+    other_serial: str
+
+
+@pytest.fixture
+def portal(home: Home, tmp_path: Path) -> Iterator[Portal]:
+    application = register(home)
+    assert application is not None
+    approve_device(home, application)
+    reg.nominate_aro(home, OTHER_ARO, OTHER_PARTY, "Oscar Other", "SRO Sue", staff_id=OPERATOR)
+    reg.verify_aro(home, OTHER_ARO, "passport", staff_id=OPERATOR)
+    reg.screen_aro(home, OTHER_ARO, date(2021, 3, 1), "BS 7858:2019", staff_id=OPERATOR)
+    with home.store.transaction() as tx:
+        tx.registry.update_party(OTHER_PARTY, srept_passed=date(2019, 1, 10), uept_completed=date(2019, 2, 1),
+                                 registered_user_roles=["import-supplier"], gateway_connections=["DGC-002"])
+        tx.registry.set_subscription(OTHER_PARTY, "organisation", "approved")
+        tx.append_audit([AuditEvent("admin", "test.setup", OTHER_PARTY)])
+    approve_device(home, apps.apply(home, OTHER_PARTY, CertificatePolicy.DEVICE, staff_id=OPERATOR).application_id)
+    org = request_organisation(home, Requester(PARTY, ARO, Route.GATEWAY),
+                               make_organisation_csr(ENTITY, RemotePartyRole.SUPPLIER, Usage.DS))
+    other = request_organisation(home, Requester(OTHER_PARTY, OTHER_ARO, Route.GATEWAY),
+                                 make_organisation_csr(OTHER_ENTITY, RemotePartyRole.NETWORK_OPERATOR, Usage.DS))
+    files: dict[str, ClientFiles] = {
+        "aro": credential(home, tmp_path, "aro", ARO), "other_aro": credential(home, tmp_path, "aro", OTHER_ARO),
+        "operator": credential(home, tmp_path, "staff", OPERATOR),
+        "approver": credential(home, tmp_path, "staff", APPROVER),
+        "auditor": credential(home, tmp_path, "staff", AUDITOR)}
+    live = start_listeners(home, runner=False)
+    try:
+        yield Portal(live, *(live.client(files[k]) for k in ("aro", "other_aro", "operator", "approver", "auditor")),
+                     application, org.serial, other.serial)
+    finally:
+        live.stop()
+
+
+def token(client: httpx.Client, page: str) -> str:
+    match = CSRF.search(client.get(page).text)
+    assert match, page
+    return match.group(1)
+
+
+def refused(reply: httpx.Response, status: int, code: str) -> None:
+    assert reply.status_code == status, (reply.status_code, reply.text[-800:])
+    assert code in reply.text, reply.text[-800:]
+    assert "Traceback" not in reply.text
+
+
+# --- cross-site request forgery ---------------------------------------------------------------
+
+
+def test_a_post_without_a_token_or_with_another_users_token_changes_nothing(portal: Portal, home: Home) -> None:
+    serial = portal.org_serial
+    theirs = token(portal.other_aro, "/portal/aro")
+    for form in ({}, {"csrf": ""}, {"csrf": theirs}, {"csrf": "0" * 64}):
+        reply = portal.aro.post(f"/portal/aro/certificates/{serial}/revoke",
+                                data={**form, "confirm": "yes", "reason": "keyCompromise"})
+        refused(reply, 403, "portal.form-expired")
+    assert home.store.certificate_by_serial(serial).status is CertStatus.IN_USE  # type: ignore[union-attr]
+    # a staff form with an ARO's token, and with another staff member's
+    for forged in (token(portal.aro, "/portal/aro"), token(portal.operator, "/portal/staff/parties")):
+        reply = portal.approver.post("/portal/staff/aros/aro1/suspend", data={"csrf": forged, "reason": "x"})
+        refused(reply, 403, "portal.form-expired")
+    assert home.store.registry.aro(ARO).status == "active"  # type: ignore[union-attr]
+    # the user's own token does work (the check above refused the token, not the action)
+    reply = portal.aro.post(f"/portal/aro/certificates/{serial}/revoke", follow_redirects=False,
+                            data={"csrf": token(portal.aro, "/portal/aro"), "confirm": "yes", "reason": "superseded"})
+    assert reply.status_code == 303
+
+
+def test_form_tokens_of_two_identities_never_coincide(portal: Portal, home: Home, tmp_path: Path) -> None:
+    """Register ids may hold ':': ARO 'B:C' of Party 'A' and ARO 'C' of Party 'A:B' were both named
+    'aro:A:B:C' for the form token, so each one's token forged the other's forms."""
+    clients = []
+    for party, aro in (("A", "B:C"), ("A:B", "C")):
+        with home.store.transaction() as tx:
+            tx.registry.add_party(party, f"Party {party}", "large-supplier")
+            tx.append_audit([AuditEvent("admin", "test.setup", party)])
+        reg.nominate_aro(home, aro, party, f"Officer {aro}", "SRO", staff_id=OPERATOR)
+        reg.verify_aro(home, aro, "passport", staff_id=OPERATOR)
+        reg.screen_aro(home, aro, date(2021, 3, 1), "BS 7858:2019", staff_id=OPERATOR)
+        clients.append(portal.live.client(credential(home, tmp_path / party.replace(":", "_"), "aro", aro)))
+    first, second = clients
+    reply = second.post("/portal/aro/apply", data={"csrf": token(first, "/portal/aro"), "policy": "organisation"})
+    refused(reply, 403, "portal.form-expired")
+    assert not home.store.registry.applications(party_id="A:B")
+
+
+# --- sessions: there are none ---------------------------------------------------------------
+
+
+def test_no_cookie_is_ever_set_and_every_page_sends_the_security_headers(portal: Portal, home: Home) -> None:
+    job = submit_batch(home, Requester(PARTY, ARO, Route.GATEWAY),
+                       [("1", make_device_csr(bytes.fromhex("00db000000000501"), Usage.DS))],
+                       interface="json", client_ref="ref", capacity=capacity_settings(home))
+    gets = [(portal.aro, "/portal/aro"), (portal.aro, "/portal/aro/certificates"),
+            (portal.aro, f"/portal/aro/certificates/{portal.org_serial}"),
+            (portal.aro, f"/portal/aro/certificates/{portal.org_serial}.pem"),
+            (portal.aro, f"/portal/aro/batches/{job.id}"), (portal.aro, f"/portal/aro/batches/{job.id}/status"),
+            (portal.aro, "/portal/aro/batches/999"), (portal.aro, "/portal/staff"),
+            (portal.aro, "/portal/no-such-page"), (portal.aro, "/portal/aro/apply"),
+            (portal.auditor, "/portal/staff/audit"), (portal.auditor, "/portal/staff/audit.csv"),
+            (portal.aro, "/portal/static/portal.css")]
+    for client, path in gets:
+        reply = client.get(path)
+        assert "set-cookie" not in reply.headers, path
+        for name, value in HEADERS.items():
+            assert value in reply.headers.get(name, ""), (path, reply.status_code, name, dict(reply.headers))
+        if "static" not in path:
+            assert reply.headers.get("cache-control") == "no-store", (path, dict(reply.headers))
+    # a mistyped or made-up Portal URL is the Portal's own page, not the JSON API's error object
+    refused(portal.aro.get("/portal/no-such-page"), 404, "http.not-found")
+    wrong = portal.aro.get("/portal/aro/apply")
+    refused(wrong, 405, "http.method-not-allowed")
+    assert wrong.headers["allow"] == "POST" and wrong.headers["content-type"].startswith("text/html")
+    redirect = portal.aro.get("/portal/", follow_redirects=False)
+    assert redirect.status_code == 303 and "set-cookie" not in redirect.headers
+    # a refusal the listener makes (a body over the limit) is the Portal's page, with the headers
+    big = portal.aro.post("/portal/aro/apply", content=b"x" * (300 * 1024),
+                          headers={"content-type": "application/x-www-form-urlencoded"})
+    assert big.status_code == 413
+    for name, value in HEADERS.items():
+        assert value in big.headers.get(name, ""), (name, dict(big.headers))
+
+
+# --- authorisation -------------------------------------------------------------------------
+
+
+def test_an_aro_reaches_neither_staff_pages_nor_another_partys_things(portal: Portal, home: Home) -> None:
+    for path in ("/portal/staff", "/portal/staff/applications", "/portal/staff/audit", "/portal/staff/audit.csv",
+                 "/portal/staff/audit/1", "/portal/staff/parties", "/portal/staff/batches", "/portal/staff/devices"):
+        refused(portal.aro.get(path), 403, "portal.forbidden")
+    for path in ("/portal/aro", "/portal/aro/certificates", "/portal/aro/batches"):
+        refused(portal.operator.get(path), 403, "portal.forbidden")
+    staff_token = token(portal.aro, "/portal/aro")
+    refused(portal.aro.post("/portal/staff/aros/aro2/suspend", data={"csrf": staff_token}), 403, "portal.forbidden")
+    # another Party's certificate, batch and application, by id
+    other = portal.other_serial
+    for path in (f"/portal/aro/certificates/{other}", f"/portal/aro/certificates/{other}.pem",
+                 f"/portal/aro/certificates/{other}.der"):
+        refused(portal.aro.get(path), 404, "certificate.not-found")
+    mine = token(portal.aro, "/portal/aro")
+    refused(portal.aro.post(f"/portal/aro/certificates/{other}/revoke",
+                            data={"csrf": mine, "confirm": "yes", "reason": "keyCompromise"}), 404, "not-found")
+    assert home.store.certificate_by_serial(other).status is CertStatus.IN_USE  # type: ignore[union-attr]
+    job = submit_batch(home, Requester(OTHER_PARTY, OTHER_ARO, Route.GATEWAY),
+                       [("1", make_device_csr(bytes.fromhex("00db000000000601"), Usage.DS))],
+                       interface="json", client_ref="theirs", capacity=capacity_settings(home))
+    for path in (f"/portal/aro/batches/{job.id}", f"/portal/aro/batches/{job.id}/response.zip"):
+        refused(portal.aro.get(path), 404, "batch.not-found")
+    assert portal.aro.get(f"/portal/aro/batches/{job.id}/status").status_code == 404
+    assert "theirs" not in portal.aro.get("/portal/aro/batches").text
+    theirs = home.store.registry.applications(party_id=PARTY)[0].application_id
+    other_token = token(portal.other_aro, "/portal/aro")
+    reply = portal.other_aro.post(f"/portal/aro/applications/{theirs}/evidence", data={"csrf": other_token},
+                                  files={"document": ("doc.pdf", b"%PDF-1.4", "application/pdf")})
+    refused(reply, 404, "ra.application-not-found")
+    assert not list((home.settings.home / "portal").glob("evidence/**/*.pdf"))
+
+
+def test_staff_act_only_as_their_role_permits(portal: Portal, home: Home) -> None:
+    """Each staff member posts with their own valid token: the role check, not the form check, refuses."""
+    reg.nominate_aro(home, "aro3", PARTY, "Third", "SRO Sam", staff_id=OPERATOR)
+    job = submit_batch(home, Requester(PARTY, ARO, Route.GATEWAY),
+                       [("1", make_device_csr(bytes.fromhex("00db000000000701"), Usage.DS))],
+                       interface="json", client_ref="held", capacity=capacity_settings(home))
+    approver = token(portal.approver, "/portal/staff/parties")
+    for path, form in (("/portal/staff/aros/aro3/verify", {"check": "passport"}),
+                       ("/portal/staff/aros/aro3/screen", {"standard": "BS 7858:2019"}),
+                       ("/portal/staff/publish/crl", {}),
+                       (f"/portal/staff/applications/{portal.application}/propose", {}),
+                       (f"/portal/staff/applications/{portal.application}/evidence",
+                        {"kind": "installation-need", "reference": "x"})):
+        refused(portal.approver.post(path, data={"csrf": approver, **form}), 403, "role")
+    refused(portal.approver.post("/portal/staff/aros", data={"csrf": approver, "aro_id": "aro9", "party_id": PARTY,
+                                                             "name": "N", "nominated_by": "S"}), 403, "ra.staff-role")
+    assert home.store.registry.aro("aro9") is None
+    assert home.store.registry.aro("aro3").identity_verified is None  # type: ignore[union-attr]
+    operator = token(portal.operator, "/portal/staff/parties")
+    for path in (f"/portal/staff/batches/{job.id}/approve", f"/portal/staff/batches/{job.id}/reject",
+                 f"/portal/staff/applications/{portal.application}/approve",
+                 f"/portal/staff/applications/{portal.application}/refuse"):
+        reply = portal.operator.post(path, data={"csrf": operator, "reason": "no"})
+        assert reply.status_code in (403, 404), (path, reply.status_code)  # 404: the batch was not PENDING
+        assert "Traceback" not in reply.text
+    # the auditor's pages offer no form, so the auditor has no token: any post is refused
+    assert not CSRF.search(portal.auditor.get("/portal/staff/parties").text)
+    refused(portal.auditor.post("/portal/staff/aros/aro1/suspend", data={"csrf": approver}), 403,
+            "portal.form-expired")
+    assert home.store.registry.aro(ARO).status == "active"  # type: ignore[union-attr]
+
+
+# --- output encoding -----------------------------------------------------------------------
+
+MARKUP = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
+
+
+def test_what_users_type_is_shown_escaped(portal: Portal, home: Home) -> None:
+    job = submit_batch(home, Requester(PARTY, ARO, Route.GATEWAY),
+                       [("1", make_device_csr(bytes.fromhex("00db000000000801"), Usage.DS))],
+                       interface="json", client_ref=MARKUP + "\r\nX-Evil: 1", capacity=capacity_settings(home))
+    mine = token(portal.aro, "/portal/aro")
+    applied = portal.aro.post("/portal/aro/apply", data={"csrf": mine, "policy": "organisation"})
+    application = home.store.registry.applications(party_id=PARTY)[-1].application_id
+    reply = portal.aro.post(f"/portal/aro/applications/{application}/evidence",
+                            data={"csrf": mine, "description": MARKUP},
+                            files={"document": (MARKUP + ".pdf", b"%PDF-1.4", "application/pdf")})
+    assert reply.status_code in (200, 303, 400), (applied.status_code, reply.status_code)
+    pages = [portal.aro.get("/portal/aro/batches"), portal.aro.get(f"/portal/aro/batches/{job.id}"),
+             portal.aro.get("/portal/aro"), portal.operator.get("/portal/staff/applications"),
+             portal.aro.get("/portal/aro/certificates", params={"serial": MARKUP, "device": MARKUP}),
+             portal.aro.get(f"/portal/aro/batches/{MARKUP}"), portal.aro.get(f"/portal/aro/certificates/{MARKUP}"),
+             portal.auditor.get("/portal/staff/audit", params={"actor": MARKUP, "subject": MARKUP}),
+             portal.auditor.get("/portal/staff/devices", params={"device": MARKUP})]
+    audit_pages = [portal.auditor.get(f"/portal/staff/audit/{r.seq}") for r in list(home.store.audit_rows(1))[-15:]]
+    for page in pages + audit_pages:
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text, (page.url, page.text[-600:])
+    with portal.aro.stream("GET", f"/portal/aro/batches/{job.id}/response.zip") as download:
+        disposition = download.headers.get("content-disposition", "")
+        assert "\r" not in disposition and "\n" not in disposition and "<" not in disposition
+        assert "x-evil" not in download.headers
+
+
+# --- uploads -------------------------------------------------------------------------------
+
+
+def _zip(entries: list[tuple[str | zipfile.ZipInfo, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _non_utf8_zip() -> bytes:
+    data = bytearray(_zip([("abcdef.csr", b"x")]))
+    # the name's bytes, in both the local header and the central directory: Latin-1 'é', no UTF-8 flag
+    return bytes(data.replace(b"abcdef.csr", b"ab\xe9\xff\xfef.csr"))
+
+
+def test_hostile_batch_zips_get_a_refusal_page(portal: Portal, home: Home) -> None:
+    csr = make_device_csr(bytes.fromhex("00db000000000901"), Usage.DS)
+    # 1,100 files of 1 MiB of zeros: about 1 MB of ZIP, over 64 MB as read (64 KiB + 1 byte of each)
+    bomb = _zip([(f"{i:04d}.csr", bytes(1024 * 1024)) for i in range(1_100)])
+    many = io.BytesIO()
+    with zipfile.ZipFile(many, "w", zipfile.ZIP_STORED) as archive:
+        for i in range(50_001):
+            archive.writestr(f"{i}.csr", b"")
+    cases = {
+        "not-a-zip": (b"PK\x03\x04 garbage", "portal.zip-invalid"),
+        "bomb": (bomb, "portal.zip-too-large"),
+        "traversal": (_zip([("../../etc/x.csr", csr)]), "portal.zip-bad-entry"),
+        "absolute": (_zip([("/tmp/x.csr", csr)]), "portal.zip-bad-entry"),
+        "backslash": (_zip([("..\\x.csr", csr)]), "portal.zip-bad-entry"),
+        "nested": (_zip([("dir/a.csr", csr)]), "portal.zip-bad-entry"),
+        "duplicate": (_zip([("a.csr", csr), ("A.CSR", csr)]), "portal.zip-duplicate"),
+        "non-utf8": (_non_utf8_zip(), "portal.zip-bad-entry"),
+        "markup": (_zip([("<b>x</b>.csr", csr)]), "portal.zip-bad-entry"),
+        "too-many": (many.getvalue(), "portal.zip-too-many"),
+        "empty": (_zip([]), "portal.zip-"),
+    }
+    before = len(home.store.registry.applications())
+    for label, (data, code) in cases.items():
+        mine = token(portal.aro, "/portal/aro/batches")
+        reply = portal.aro.post("/portal/aro/batches", data={"csrf": mine},
+                                files={"batch": (f'{label}"\r\n<x>.zip', data, "application/zip")})
+        assert reply.status_code == 400, (label, reply.status_code, reply.text[-600:])
+        assert code in reply.text and "Traceback" not in reply.text, (label, reply.text[-600:])
+        assert "<b>x</b>" not in reply.text
+    assert len(home.store.registry.applications()) == before
