@@ -331,3 +331,30 @@ def test_hostile_batch_zips_get_a_refusal_page(portal: Portal, home: Home) -> No
         assert code in reply.text and "Traceback" not in reply.text, (label, reply.text[-600:])
         assert "<b>x</b>" not in reply.text
     assert len(home.store.registry.applications()) == before
+
+
+def test_the_response_zip_of_a_json_batch_names_no_file_outside_where_it_is_unpacked(portal: Portal,
+                                                                                      home: Home) -> None:
+    """A JSON or XML batch's CSR ids are any text (1-100 characters): the Portal's response ZIP named
+    each certificate '<id>.crt', so '../../x' or '/etc/x' was a path that unzip writes outside its folder."""
+    from smki.services.batch_jobs import BatchRunner
+
+    ids = ["../../evil", "/etc/evil", "..\\win", "a/b", "a_b", "ok-1", "<x>", ".hidden"]
+    job = submit_batch(home, Requester(PARTY, ARO, Route.GATEWAY),
+                       [(item, make_device_csr(bytes.fromhex(f"00db0000000010{n:02x}"), Usage.DS))
+                        for n, item in enumerate(ids)],
+                       interface="json", client_ref="../../ref", capacity=capacity_settings(home))
+    BatchRunner(home, workers=0, poll=0.01).run_once()
+    reply = portal.aro.get(f"/portal/aro/batches/{job.id}/response.zip")
+    assert reply.status_code == 200, reply.text[-500:]
+    with zipfile.ZipFile(io.BytesIO(reply.content)) as outer:
+        names = outer.namelist()
+        inner_name = next(n for n in names if n.endswith("-response.zip"))
+        record = outer.read(next(n for n in names if n.endswith("-response.txt"))).decode()
+        with zipfile.ZipFile(io.BytesIO(outer.read(inner_name))) as inner:
+            names += inner.namelist()
+    for name in names:
+        assert "/" not in name and "\\" not in name and not name.startswith(".") and "<" not in name, names
+    assert len({n.lower() for n in names}) == len(names), names  # no two entries alike
+    assert sum(n.endswith(".crt") for n in names) == len(ids) and "ok-1.crt" in names
+    assert all(item in record for item in ("../../evil", "a/b"))  # the record still names each CSR's own id
