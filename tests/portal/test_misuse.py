@@ -358,3 +358,25 @@ def test_the_response_zip_of_a_json_batch_names_no_file_outside_where_it_is_unpa
     assert len({n.lower() for n in names}) == len(names), names  # no two entries alike
     assert sum(n.endswith(".crt") for n in names) == len(ids) and "ok-1.crt" in names
     assert all(item in record for item in ("../../evil", "a/b"))  # the record still names each CSR's own id
+
+
+def test_the_audit_csv_starts_no_cell_with_a_spreadsheet_formula(portal: Portal, home: Home) -> None:
+    """A staff member's refused action is audited with the id from the URL as its subject: an
+    approver posting to /staff/aros/=HYPERLINK(…)/verify planted a formula that the auditor's
+    spreadsheet ran when it opened the export."""
+    approver = token(portal.approver, "/portal/staff/parties")
+    planted = '=HYPERLINK("https:evil.example","x")'
+    reply = portal.approver.post(f"/portal/staff/aros/{planted}/verify", data={"csrf": approver, "check": "x"})
+    refused(reply, 403, "ra.staff-role")
+    refused(portal.approver.post("/portal/staff/aros/@SUM(1+1)/screen", data={"csrf": approver, "standard": "x"}),
+            403, "ra.staff-role")
+    exported = portal.auditor.get("/portal/staff/audit.csv")
+    assert exported.status_code == 200
+    import csv
+
+    rows = list(csv.reader(io.StringIO(exported.text)))
+    subjects = [row[4] for row in rows[1:]]
+    assert "'" + planted in subjects and "'@SUM(1+1)" in subjects
+    for row in rows:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
