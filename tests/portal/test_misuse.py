@@ -380,3 +380,58 @@ def test_the_audit_csv_starts_no_cell_with_a_spreadsheet_formula(portal: Portal,
     for row in rows:
         for cell in row:
             assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
+
+
+def test_a_form_the_server_cannot_parse_is_the_portals_refusal_page(portal: Portal) -> None:
+    """Starlette refuses some multipart bodies itself (over 1,000 fields or files, a field over 1 MB,
+    no boundary); that surfaced as the JSON API's 'request.bad-json' object on a Portal page."""
+    many = [("f", ("x", b"1")) for _ in range(1_001)]
+    bodies = [
+        ("/portal/aro/batches", {"files": many}),
+        ("/portal/aro/batches", {"files": {"note": (None, b"x" * (1024 * 1024 + 10))}}),
+        ("/portal/aro/apply", {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}}),
+        ("/portal/aro/apply", {"content": b"\xff\xfe=\xff", "headers": {
+            "content-type": "application/x-www-form-urlencoded"}}),
+    ]
+    for path, how in bodies:
+        reply = portal.aro.post(path, **how)  # type: ignore[arg-type]
+        assert reply.status_code in (400, 403), (path, reply.status_code, reply.text[-300:])
+        assert reply.headers["content-type"].startswith("text/html"), (path, reply.text[-300:])
+        assert "bad-json" not in reply.text and "Traceback" not in reply.text
+        assert "frame-ancestors 'none'" in reply.headers.get("content-security-policy", "")
+
+
+def test_a_refused_evidence_upload_leaves_no_file_behind(portal: Portal, home: Home) -> None:
+    """The document was written under <home>/portal/evidence before the service refused it (an
+    application already decided), so an ARO could fill the disk 10 MB a post with refused uploads."""
+    from smki.services import applications as apps_service
+
+    with home.store.transaction() as tx:
+        tx.registry.set_subscription(PARTY, "organisation", "none")
+        tx.append_audit([AuditEvent("admin", "test.setup", PARTY)])
+    mine = token(portal.aro, "/portal/aro")
+
+    def apply() -> None:
+        reply = portal.aro.post("/portal/aro/apply", data={"csrf": mine, "policy": "organisation"},
+                                follow_redirects=False)
+        assert reply.status_code == 303, reply.text[-400:]
+
+    apply()
+    application = home.store.registry.applications(party_id=PARTY)[-1].application_id
+    apps_service.propose(home, application, staff_id=OPERATOR)
+    apps_service.refuse(home, application, "no need shown", staff_id=APPROVER)
+    for n in range(3):
+        reply = portal.aro.post(f"/portal/aro/applications/{application}/evidence", data={"csrf": mine},
+                                files={"document": (f"doc{n}.pdf", b"%PDF-1.4 " + bytes([n]) * 999, "application/pdf")})
+        refused(reply, 400, "ra.application-status")
+    assert not [p for p in (home.settings.home / "portal").rglob("*") if p.is_file()]
+    # an accepted one is kept, under its digest and safe name
+    apply()
+    open_one = home.store.registry.applications(party_id=PARTY)[-1].application_id
+    reply = portal.aro.post(f"/portal/aro/applications/{open_one}/evidence", data={"csrf": mine},
+                            files={"document": ("../../plan.pdf", b"%PDF-1.4 plan", "application/pdf")},
+                            follow_redirects=False)
+    assert reply.status_code == 303, reply.text[-400:]
+    kept = [p for p in (home.settings.home / "portal").rglob("*") if p.is_file()]
+    assert len(kept) == 1 and kept[0].parent.parent == home.settings.home / "portal" / "evidence"
+    assert kept[0].name.endswith("plan.pdf") and kept[0].read_bytes() == b"%PDF-1.4 plan"

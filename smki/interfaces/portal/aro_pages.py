@@ -168,9 +168,18 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
             name = _SAFE_FILE.sub("_", upload.filename or "evidence")[-80:]
             folder = ctx.portal_dir() / "evidence" / str(record.application_id)
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{digest[:16]}-{name}").write_bytes(data)
-            reference = f"{name} sha256:{digest}" + (f" — {description[:200]}" if description else "")
-            apps.add_evidence(home, record.application_id, apps.DOCUMENT, reference, aro=requester(ctx, identity))
+            # Kept under its name only once the service has recorded it: a refused upload (an
+            # application already decided, say) leaves nothing behind to fill the disk.
+            partial = folder / f".{digest[:16]}-{uuid.uuid4().hex[:8]}.partial"
+            partial.write_bytes(data)
+            try:
+                reference = f"{name} sha256:{digest}" + (f" — {description[:200]}" if description else "")
+                apps.add_evidence(home, record.application_id, apps.DOCUMENT, reference,
+                                  aro=requester(ctx, identity))
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            partial.replace(folder / f"{digest[:16]}-{name}")
             return ctx.redirect(request, "/aro", "evidence")
 
         return await ctx.handle_form(request, work, error_page(request))
