@@ -435,3 +435,47 @@ def test_a_refused_evidence_upload_leaves_no_file_behind(portal: Portal, home: H
     kept = [p for p in (home.settings.home / "portal").rglob("*") if p.is_file()]
     assert len(kept) == 1 and kept[0].parent.parent == home.settings.home / "portal" / "evidence"
     assert kept[0].name.endswith("plan.pdf") and kept[0].read_bytes() == b"%PDF-1.4 plan"
+
+
+# --- what stands in for sessions: the client certificate, checked on every request -------------
+
+
+def test_suspension_and_revocation_end_access_on_the_open_connection(portal: Portal, home: Home) -> None:
+    """No session to fixate, steal or forget to end: a suspended ARO or a revoked credential is
+    refused on its very next request, even down the keep-alive connection it already has open."""
+    from smki.services.credentials import list_credentials, revoke_credential
+
+    assert portal.aro.get("/portal/aro").status_code == 200
+    suspend = token(portal.approver, "/portal/staff/parties")
+    assert portal.approver.post(f"/portal/staff/aros/{ARO}/suspend", data={"csrf": suspend},
+                                follow_redirects=False).status_code == 303
+    refused(portal.aro.get("/portal/aro"), 403, "credential.aro-suspended")
+    assert portal.approver.get("/portal/staff").status_code == 200
+    serial = next(c.serial for c in list_credentials(home, "staff") if c.name == APPROVER)
+    revoke_credential(home, serial, actor="operator:test")
+    reply = portal.approver.get("/portal/staff")
+    assert reply.status_code in (401, 403) and "credential.revoked" in reply.text
+
+
+def test_suspension_holds_in_every_worker_process(home: Home, tmp_path: Path) -> None:
+    """With ``--workers 2`` each fresh connection may reach either process: none lets the ARO in."""
+    from tests.api.serve_process import ServeProcess, write_api_config
+    from tests.portal.conftest import PASSPHRASE
+
+    register(home)
+    aro = credential(home, tmp_path, "aro", ARO)
+    write_api_config(home.settings.home)
+    server = ServeProcess(home.settings.home, PASSPHRASE, "--workers", "2", "--batch-workers", "0")
+    try:
+        def status() -> set[int]:
+            seen = set()
+            for _ in range(8):
+                with httpx.Client(base_url=server.url(Route.GATEWAY), verify=aro.context(), timeout=30) as client:
+                    seen.add(client.get("/portal/aro").status_code)
+            return seen
+
+        assert status() == {200}
+        reg.set_aro_status(home, ARO, "suspended", staff_id=APPROVER, reason="test")
+        assert status() == {403}
+    finally:
+        server.stop()
