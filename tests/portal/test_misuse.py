@@ -479,3 +479,27 @@ def test_suspension_holds_in_every_worker_process(home: Home, tmp_path: Path) ->
         assert status() == {403}
     finally:
         server.stop()
+
+
+def test_a_form_token_expires(portal: Portal, home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token was HMAC(key, identity) alone, the same for every page for as long as the key was not
+    rotated by hand: one that leaked (a proxy log, a saved page) forged that user's forms for ever."""
+    from smki.interfaces.portal import web
+
+    start = web.now_seconds()
+    monkeypatch.setattr(web, "now_seconds", lambda: start)
+    first = token(portal.aro, "/portal/aro")
+    monkeypatch.setattr(web, "now_seconds", lambda: start + 60)
+    assert token(portal.aro, "/portal/aro") != first  # each page's own
+
+    def post(form_token: str) -> httpx.Response:
+        return portal.aro.post("/portal/aro/apply", data={"csrf": form_token, "policy": "no-such-policy"})
+
+    monkeypatch.setattr(web, "now_seconds", lambda: start + web.FORM_TOKEN_SECONDS)
+    refused(post(first), 400, "portal.bad-policy")  # still good at the end of its life
+    monkeypatch.setattr(web, "now_seconds", lambda: start + web.FORM_TOKEN_SECONDS + 1)
+    refused(post(first), 403, "portal.form-expired")
+    # nor can its date be moved on: the time is part of what the HMAC covers
+    later = f"{start + web.FORM_TOKEN_SECONDS:08x}" + first[8:]
+    refused(post(later), 403, "portal.form-expired")
+    refused(post(first[8:]), 403, "portal.form-expired")  # the old, undated form
