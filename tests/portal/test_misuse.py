@@ -503,3 +503,30 @@ def test_a_form_token_expires(portal: Portal, home: Home, monkeypatch: pytest.Mo
     later = f"{start + web.FORM_TOKEN_SECONDS:08x}" + first[8:]
     refused(post(later), 403, "portal.form-expired")
     refused(post(first[8:]), 403, "portal.form-expired")  # the old, undated form
+
+
+def test_a_party_without_srept_reads_no_device_certificate_by_its_serial(portal: Portal, home: Home,
+                                                                         tmp_path: Path) -> None:
+    """Rule repository.srept-passed: a Party reads the Repository only once it has passed SREPT, on
+    every route. The Portal's Device ID search asked it, but a Device Certificate's page and
+    downloads by serial did not, so such a Party's ARO read any Device's certificate that way."""
+    from smki.services.requests import request_device
+
+    device = request_device(home, Requester(PARTY, ARO, Route.GATEWAY),
+                            make_device_csr(bytes.fromhex("00db000000002001"), Usage.DS))
+    assert device.serial is not None
+    with home.store.transaction() as tx:
+        tx.registry.add_party("NEW3", "New Three Ltd", "large-supplier")
+        tx.append_audit([AuditEvent("admin", "test.setup", "NEW3")])
+    reg.nominate_aro(home, "aro3", "NEW3", "Nina New", "SRO", staff_id=OPERATOR)
+    reg.verify_aro(home, "aro3", "passport", staff_id=OPERATOR)
+    reg.screen_aro(home, "aro3", date(2021, 3, 1), "BS 7858:2019", staff_id=OPERATOR)
+    newcomer = portal.live.client(credential(home, tmp_path / "new3", "aro", "aro3"))
+    for path in (f"/portal/aro/certificates/{device.serial}", f"/portal/aro/certificates/{device.serial}.pem",
+                 f"/portal/aro/certificates/{device.serial}.der",
+                 "/portal/aro/certificates?device=00db000000002001"):
+        reply = newcomer.get(path)
+        assert reply.status_code == 403, (path, reply.status_code)
+        assert 'data-rule="repository.srept-passed"' in reply.text and "BEGIN CERTIFICATE" not in reply.text
+    # a Party that has passed SREPT reads it, as before
+    assert portal.other_aro.get(f"/portal/aro/certificates/{device.serial}.pem").status_code == 200

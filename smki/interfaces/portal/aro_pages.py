@@ -101,8 +101,9 @@ def party_certificates(ctx: PortalContext, party_id: str, *, serial: str = "",
 
 def _owned(ctx: PortalContext, identity: PortalIdentity, serial: str) -> CertificateRecord:
     """A certificate this ARO may download: its Party's own, or a Device Certificate, which the
-    Repository publishes to every Gateway user anyway (refused on SPOTI by
-    ``channel.spoti-organisation-access``)."""
+    Repository publishes to every Gateway user anyway — a Repository read, so first rule
+    ``repository.srept-passed`` (as the Device ID search), then refused on SPOTI by
+    ``channel.spoti-organisation-access``."""
     assert identity.party_id is not None
     home = ctx.home()
     try:
@@ -111,7 +112,9 @@ def _owned(ctx: PortalContext, identity: PortalIdentity, serial: str) -> Certifi
         record = None
     if record is not None:
         if record.kind is CertKind.DEVICE:
-            return certificate_access.readable(home, ctx.route, requester(ctx, identity).actor, record)
+            actor = requester(ctx, identity).actor
+            certificate_access.authorise_repository(home, actor, identity.party_id)
+            return certificate_access.readable(home, ctx.route, actor, record)
         party = home.store.registry.require_party(identity.party_id)
         if record.kind is CertKind.ORGANISATION and record.entity_id in party.entities:
             return record

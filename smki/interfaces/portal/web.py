@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from smki.domain import MAX_ROW_ID, CertificatePolicy, Route
 from smki.errors import SmkiError
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
-from smki.ra import PolicyRefusal, RuleResult
+from smki.ra import PolicyRefusal, RuleRefusal, RuleResult
 from smki.services import certificate_access
 from smki.services.context import Home
 from smki.services.shared_secrets import form_token_keys
@@ -257,6 +257,8 @@ class ShownError:
 def describe(exc: SmkiError) -> ShownError:
     if isinstance(exc, PolicyRefusal):
         return ShownError(exc.code, exc.message, exc.decision.failed, exc.decision.ruleset)
+    if isinstance(exc, RuleRefusal):  # one rule outside a decision (repository.srept-passed): shown alike
+        return ShownError(exc.code, exc.message, (exc.result,))
     return ShownError(exc.code, exc.message)
 
 
