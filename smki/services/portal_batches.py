@@ -208,6 +208,17 @@ def _csr_stem(file_name: str) -> str:
     return file_name[:-4] if file_name.lower().endswith(".csr") else file_name
 
 
+_UNSAFE_ENTRY = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def _entry_stem(item_id: str) -> str:
+    """A certificate's name in the response ZIP from its CSR's id. A Portal upload's ids are safe file
+    names already (``_NAME``) and stay as they are; a JSON or XML batch's ids are any text, and
+    ``../../x`` or ``/etc/x`` would make unzip write outside its folder: every other character
+    becomes ``_`` and leading dots go."""
+    return _UNSAFE_ENTRY.sub("_", _csr_stem(item_id)).lstrip(". ") or "csr"
+
+
 @dataclass
 class ResponseWriter:
     """Builds the response ZIP as the batch's committed chunks arrive (see the module docstring).
@@ -222,6 +233,7 @@ class ResponseWriter:
     _lines: list[str] = field(default_factory=list)
     _spool: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile())  # noqa: SIM115
     _certs: zipfile.ZipFile | None = None
+    _entries: set[str] = field(default_factory=set)  # the certificate names used, lower case
 
     def __post_init__(self) -> None:
         self._certs = zipfile.ZipFile(self._spool, "w", zipfile.ZIP_DEFLATED)
@@ -233,7 +245,7 @@ class ResponseWriter:
             if outcome.ok:
                 assert outcome.der is not None
                 line = RecordLine(str(outcome.index + 1), outcome.item_id, "success")
-                self._certs.writestr(f"{_csr_stem(outcome.item_id)}.crt", base64.b64encode(outcome.der))
+                self._certs.writestr(self._entry(outcome), base64.b64encode(outcome.der))
             else:
                 status, code = self.classify(outcome)
                 if status not in STATUSES or status == "success":
@@ -241,6 +253,16 @@ class ResponseWriter:
                 line = RecordLine(str(outcome.index + 1), outcome.item_id, status, code)
             self.counts[line.status] += 1
             self._lines.append(line.render())
+
+    def _entry(self, outcome: DeviceOutcome) -> str:
+        """``<csr-name>.crt`` made safe, unique (case-insensitively) within the ZIP: ids that were
+        made alike (``a/b``, ``a_b``) get ``~<line>`` from their record line."""
+        stem = _entry_stem(outcome.item_id)
+        name, suffix = f"{stem}.crt", outcome.index + 1
+        while name.lower() in self._entries:  # ("a_b~5" may itself be another CSR's id)
+            name, suffix = f"{stem}~{suffix}.crt", suffix + 100_000
+        self._entries.add(name.lower())
+        return name
 
     def finish(self, path: Path) -> Path:
         """Write ``<name>-response.txt`` and ``<name>-response.zip`` into one ZIP at ``path``."""

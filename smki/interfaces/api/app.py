@@ -107,6 +107,9 @@ def _reason(cause: BaseException) -> str:
     return (str(cause).splitlines() or [type(cause).__name__])[0][:200]
 
 
+_PORTAL_HTTP_MESSAGES = {404: "there is no such Portal page", 405: "this Portal page does not take that method"}
+
+
 def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
     app = FastAPI(
         title="smki",
@@ -147,6 +150,11 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
             return JSONResponse(error_body("request.bad-json", f"the body is not valid JSON: {_reason(cause)}"),
                                 status_code=400)
         codes = {404: "http.not-found", 405: "http.method-not-allowed"}
+        if refusals.on_portal(request):  # a browser's mistyped or forged Portal URL: the Portal's page, headers
+            page = await refusals.response(request, exc.status_code, codes.get(exc.status_code, "http.error"),
+                                           _PORTAL_HTTP_MESSAGES.get(exc.status_code, str(exc.detail)))
+            page.headers.update(getattr(exc, "headers", None) or {})  # 405's Allow
+            return page
         return JSONResponse(error_body(codes.get(exc.status_code, "http.error"), str(exc.detail)),
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
 

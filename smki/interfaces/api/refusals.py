@@ -52,7 +52,7 @@ class Refusals:
             xml.headers.update(headers)
             return xml
         portal = self.portal
-        if portal is not None and (path == portal.prefix or path.startswith(portal.prefix + "/")):
+        if portal is not None and self.on_portal(request):
             shown = message
             if limit is not None:
                 shown = f"what you sent is over this page's limit of {human_size(limit)}"
@@ -61,6 +61,11 @@ class Refusals:
             return page
         return JSONResponse(error_body(code, message), status_code=status,
                             headers={"Cache-Control": "no-store", **headers})
+
+    def on_portal(self, request: Request) -> bool:
+        """Whether ``request`` is for one of the Portal's paths (its refusals are the Portal's page)."""
+        path = request.url.path
+        return self.portal is not None and (path == self.portal.prefix or path.startswith(self.portal.prefix + "/"))
 
     async def send(self, scope: Scope, send: Send, status: int, code: str, message: str,
                    limit: int | None = None) -> None:

@@ -101,8 +101,9 @@ def party_certificates(ctx: PortalContext, party_id: str, *, serial: str = "",
 
 def _owned(ctx: PortalContext, identity: PortalIdentity, serial: str) -> CertificateRecord:
     """A certificate this ARO may download: its Party's own, or a Device Certificate, which the
-    Repository publishes to every Gateway user anyway (refused on SPOTI by
-    ``channel.spoti-organisation-access``)."""
+    Repository publishes to every Gateway user anyway — a Repository read, so first rule
+    ``repository.srept-passed`` (as the Device ID search), then refused on SPOTI by
+    ``channel.spoti-organisation-access``."""
     assert identity.party_id is not None
     home = ctx.home()
     try:
@@ -111,7 +112,9 @@ def _owned(ctx: PortalContext, identity: PortalIdentity, serial: str) -> Certifi
         record = None
     if record is not None:
         if record.kind is CertKind.DEVICE:
-            return certificate_access.readable(home, ctx.route, requester(ctx, identity).actor, record)
+            actor = requester(ctx, identity).actor
+            certificate_access.authorise_repository(home, actor, identity.party_id)
+            return certificate_access.readable(home, ctx.route, actor, record)
         party = home.store.registry.require_party(identity.party_id)
         if record.kind is CertKind.ORGANISATION and record.entity_id in party.entities:
             return record
@@ -168,9 +171,18 @@ def add_aro_routes(router: APIRouter, ctx: PortalContext) -> None:
             name = _SAFE_FILE.sub("_", upload.filename or "evidence")[-80:]
             folder = ctx.portal_dir() / "evidence" / str(record.application_id)
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{digest[:16]}-{name}").write_bytes(data)
-            reference = f"{name} sha256:{digest}" + (f" — {description[:200]}" if description else "")
-            apps.add_evidence(home, record.application_id, apps.DOCUMENT, reference, aro=requester(ctx, identity))
+            # Kept under its name only once the service has recorded it: a refused upload (an
+            # application already decided, say) leaves nothing behind to fill the disk.
+            partial = folder / f".{digest[:16]}-{uuid.uuid4().hex[:8]}.partial"
+            partial.write_bytes(data)
+            try:
+                reference = f"{name} sha256:{digest}" + (f" — {description[:200]}" if description else "")
+                apps.add_evidence(home, record.application_id, apps.DOCUMENT, reference,
+                                  aro=requester(ctx, identity))
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            partial.replace(folder / f"{digest[:16]}-{name}")
             return ctx.redirect(request, "/aro", "evidence")
 
         return await ctx.handle_form(request, work, error_page(request))

@@ -8,6 +8,7 @@ anything the browser sends (a header, a form field, a cookie).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,10 +36,14 @@ class PortalIdentity:
 
     @property
     def key(self) -> str:
-        """A stable string naming this identity (used to bind form tokens to it)."""
+        """A stable string naming this identity, and no other (form tokens are bound to it).
+
+        A JSON list, not ``aro:<Party>:<ARO>``: register ids may hold ``:``, so ARO ``B:C`` of
+        Party ``A`` and ARO ``C`` of Party ``A:B`` were one string, and each could post the other's forms.
+        """
         if self.kind == "aro":
-            return f"aro:{self.party_id}:{self.aro_id}"
-        return f"staff:{self.staff_id}"
+            return json.dumps(["aro", self.party_id, self.aro_id])
+        return json.dumps(["staff", self.staff_id])
 
 
 def identity_of(request: Request) -> PortalIdentity:

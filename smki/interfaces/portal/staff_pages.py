@@ -270,7 +270,8 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
             while True:
                 rows = home.store.audit_search(page)
                 for r in rows:
-                    writer.writerow([r.seq, r.at, r.actor, r.action, r.subject, r.details, r.prev_hash.hex(),
+                    writer.writerow([r.seq, r.at, spreadsheet_text(r.actor), spreadsheet_text(r.action),
+                                     spreadsheet_text(r.subject), spreadsheet_text(r.details), r.prev_hash.hex(),
                                      r.hash.hex()])
                 yield out.getvalue()
                 out.seek(0)
@@ -319,6 +320,15 @@ def _batch_id(text: str) -> int:
 
 
 AUDIT_CSV_PAGE = 5_000
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: str) -> str:
+    """``value`` for a CSV cell a spreadsheet will not run: text starting ``=``, ``+``, ``-``, ``@``,
+    a tab or a CR gets a leading ``'`` (OWASP's CSV injection advice). Audit subjects can hold what
+    a user typed (an id from a URL that was refused, say), and auditors open the export in a
+    spreadsheet. Drop that ``'`` to recompute a record's hash from the export."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
 _AUDIT_FILTERS = ("actor", "action", "subject", "since", "until")
 
 

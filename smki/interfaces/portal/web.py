@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from smki.domain import MAX_ROW_ID, CertificatePolicy, Route
 from smki.errors import SmkiError
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
-from smki.ra import PolicyRefusal, RuleResult
+from smki.ra import PolicyRefusal, RuleRefusal, RuleResult
 from smki.services import certificate_access
 from smki.services.context import Home
 from smki.services.shared_secrets import form_token_keys
@@ -37,6 +38,7 @@ CSP = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",  # frame-ancestors 'none' for browsers that predate CSP level 2
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
@@ -127,12 +129,15 @@ class PortalContext:
     def portal_dir(self) -> Path:
         return self.home().settings.home / "portal"
 
-    def token(self, identity: PortalIdentity, key: bytes | None = None) -> str:
-        """A form token bound to the identity: a cross-site form post (which the browser would send
-        with the user's client certificate) cannot know it. The key is shared by every process of
-        every node (:mod:`smki.services.shared_secrets`), so any of them accepts any one's form."""
+    def token(self, identity: PortalIdentity, key: bytes | None = None, issued: int | None = None) -> str:
+        """A form token bound to the identity and to when the page was made: a cross-site form post
+        (which the browser would send with the user's client certificate) cannot know it, and one
+        that leaked stops working after :data:`FORM_TOKEN_SECONDS`. The key is shared by every
+        process of every node (:mod:`smki.services.shared_secrets`), so any of them accepts any
+        one's form. Hex throughout: the issue time (8 digits), then the HMAC of identity and time."""
         key = form_token_keys(self.home())[0] if key is None else key
-        return hmac.new(key, identity.key.encode(), hashlib.sha256).hexdigest()
+        stamp = f"{now_seconds() if issued is None else issued:08x}"
+        return stamp + hmac.new(key, f"{identity.key}\n{stamp}".encode(), hashlib.sha256).hexdigest()
 
     async def check_form(self, request: Request) -> tuple[PortalIdentity, Any]:
         """The caller's identity and the posted form, after checking the form token."""
@@ -141,8 +146,9 @@ class PortalContext:
         token = form.get("csrf")
         # the current key, and the one before a rotation: a database read, so not on the event loop
         keys = await run_in_threadpool(form_token_keys, self.home())
-        if not isinstance(token, str) or not token.isascii() or not any(
-                hmac.compare_digest(token, self.token(identity, key)) for key in keys):
+        issued = _token_time(token)
+        if issued is None or not isinstance(token, str) or not any(
+                hmac.compare_digest(token, self.token(identity, key, issued)) for key in keys):
             raise SmkiError("portal.form-expired", "this form has expired or came from another site; reload the page")
         return identity, form
 
@@ -191,6 +197,27 @@ class PortalContext:
         return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
 
 
+#: How long a page's forms may be posted after it was made: a leaked token is not good for ever.
+FORM_TOKEN_SECONDS = 12 * 3600
+#: How far ahead of this node's clock another node's token may be dated (their clocks differ a little).
+FORM_TOKEN_SKEW = 300
+_TOKEN = re.compile(r"[0-9a-f]{72}")
+
+
+def now_seconds() -> int:
+    """The Unix time in whole seconds (form tokens are dated with it)."""
+    return int(time.time())
+
+
+def _token_time(token: object) -> int | None:
+    """When a well-formed form token was issued, if that is recent enough to accept; else None."""
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        return None
+    issued = int(token[:8], 16)
+    now = now_seconds()
+    return issued if now - FORM_TOKEN_SECONDS <= issued <= now + FORM_TOKEN_SKEW else None
+
+
 def actor_of(request: Request) -> str:
     """The audit actor of the Portal's caller: ``aro:<ARO>@<Party>`` or ``staff:<id>``."""
     identity = identity_of(request)
@@ -230,6 +257,8 @@ class ShownError:
 def describe(exc: SmkiError) -> ShownError:
     if isinstance(exc, PolicyRefusal):
         return ShownError(exc.code, exc.message, exc.decision.failed, exc.decision.ruleset)
+    if isinstance(exc, RuleRefusal):  # one rule outside a decision (repository.srept-passed): shown alike
+        return ShownError(exc.code, exc.message, (exc.result,))
     return ShownError(exc.code, exc.message)
 
 
