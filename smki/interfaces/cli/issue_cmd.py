@@ -243,6 +243,7 @@ def exit_if_none_issued(summary: BatchSummary) -> None:
 def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, out: Path,
                workers: int | None, chunk_size: int, resume: str | None = None) -> None:
     from smki.services.device_issuance import check_resumable, issue_device_batch
+    from smki.services.device_limit import device_limit_screen
 
     def resumable(opened: Home, batch_ref: str) -> None:
         """On resume, before anything is written out: the batch is one ``smki issue`` started."""
@@ -250,8 +251,11 @@ def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, o
             check_resumable(opened, batch_ref, operator=True)
 
     def issue(opened: Home, todo: Iterable[BatchItem], batch_ref: str, writer: BatchWriter) -> BatchSummary:
+        # Spec §3.2's 100-per-Device limit has no exception for the CA's own route: held here as on
+        # every subscriber route, with the same code (csr.device-limit) and before anything is signed.
         return issue_device_batch(opened, todo, actor=actor(), batch_ref=batch_ref, workers=workers,
-                                  chunk_size=chunk_size, on_chunk=writer, resume=resume is not None)
+                                  chunk_size=chunk_size, on_chunk=writer, resume=resume is not None,
+                                  screen=device_limit_screen(opened))
 
     summary = run_batch(home, items, source, out, ref_prefix="cli", issue=issue, resume=resume,
                         authorise=resumable)
