@@ -274,7 +274,7 @@ def _srept_refused(ctx: ListenerContext, request: Request) -> Response | None:
 
 def dcc_refusal(path: str, status: int, code: str, message: str) -> Response | None:
     """A refusal made before the handler at ``path`` ran (the listener's credential check, a body over
-    the limit or stalled), as that XML service answers; None if ``path`` is not one of them.
+    the limit or stalled, a wrong method), as that XML service answers; None if ``path`` is not one of them.
 
     The Device CSR services answer HTTP 200 with their own message, as spec §3.2 says the Ad Hoc
     service does even for errors: a body over the limit is ``FORMAT_ERROR`` ``FM:AA1`` (the codec's
