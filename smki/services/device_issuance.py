@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smki.audit import AuditEvent
 from smki.ca.keyid import key_fingerprint
 from smki.domain import CertKind, CertStatus, Usage
-from smki.errors import SmkiError, Terminated
+from smki.errors import NotFound, SmkiError, Terminated
 from smki.eui64 import eui64_hex
 from smki.services.batch_sources import BatchItem
 from smki.services.key_register import (
@@ -627,6 +627,7 @@ def issue_device_batch(
     issuer_key_id = _key_id_hex(issuer)
     done: set[int] = set()
     if resume:
+        check_resumable(home, batch_ref)
         for row in home.store.audit_rows_for(batch_ref, BATCH_ISSUED_ACTION):
             done.update(int(entry[3]) for entry in row.details_dict["issued"])
         items = (item for item in items if item.index not in done)
@@ -682,6 +683,22 @@ class _Tally:
     issued: int = 0
     rejected: int = 0
     closed: bool = False
+
+
+def check_resumable(home: Home, batch_ref: str, *, operator: bool = False) -> None:
+    """That ``batch_ref`` names a Device batch whose first run started (its ``batch.started`` is
+    recorded), so resuming it continues something; else ``batch.not-found``. Without this a
+    mistyped or never-started reference would start a fresh batch under that name, recorded as
+    ``batch.resumed``. With ``operator`` (``smki issue batch --resume``) the batch must also be the
+    CA operator's own: a Party's request batch (its ``request.authorised``) is continued under the
+    RA rules, by ``smki request batch --resume``, never without them."""
+    started = home.store.audit_rows_for(batch_ref, "batch.started")
+    if not any(row.details_dict.get("kind") == "device" for row in started):
+        raise NotFound("batch.not-found", f"no Device batch {batch_ref!r} was ever started, so there is nothing "
+                                          f"to resume (give the reference its first run printed)")
+    if operator and home.store.audit_rows_for(batch_ref, "request.authorised"):
+        raise NotFound("batch.not-found", f"batch {batch_ref!r} is a Party's request batch, not one of "
+                                          f"smki issue: resume it with smki request batch --resume")
 
 
 def _record_interrupted(home: Home, actor: str, batch_ref: str, exc: KeyboardInterrupt, opened: Sequence[AuditEvent],

@@ -1,14 +1,16 @@
 """At most 100 Device Certificates per Device ID: the DCC's ``CR:CL1`` (smki's ``csr.device-limit``).
 
-Every subscriber request (the web services — Ad Hoc, JSON, batched XML —, the Portal's single CSRs
-and ZIP batches, ``smki request``) refuses a Device CSR whose Device ID already has
+Every route that issues Device Certificates (the web services — Ad Hoc, JSON, batched XML —, the
+Portal's single CSRs and ZIP batches, ``smki request``, and the CA operator's own ``smki issue``:
+the spec has no exception for it) refuses a Device CSR whose Device ID already has
 ``DEVICE_LIMIT`` certificates, counting every certificate ever issued for it, whatever its status
 (spec §3.2). :func:`smki.services.requests.request_device_batch` applies
 :class:`DeviceLimitScreen` to every chunk, between the signing workers' checking and signing
 passes, so a CSR over the limit is never signed — and the Device ID it is counted under is the one
 the full CSR checks read, not a guess from the raw bytes. The web services' single CSRs are also
 checked against the store's count up front (:func:`smki.services.batch_jobs.request_single_device`).
-Only the CA operator's own ``smki issue`` (no RA, no subscriber) is not limited.
+``smki issue`` passes :func:`device_limit_screen` to the batch issuance itself. Only the benchmarks
+(``smki bench``, random Device IDs, a throw-away home) run without it.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class DeviceLimitScreen:
 
 
 def device_limit_screen(home: Home) -> DeviceLimitScreen:
-    """The per-Device limit for one subscriber request or batch, counting its refusals in the
+    """The per-Device limit for one request or batch (subscriber or CA operator), counting its refusals in the
     ``smki_csrs_total`` metric."""
     from smki.observability.metrics import csr_refused
 

@@ -61,6 +61,24 @@ def test_a_refused_credential_on_the_xml_services_is_their_xml(live: LiveListene
     assert client.get("/api/v1/whoami").json()["error"]["code"] == "credential.revoked"  # JSON stays JSON
 
 
+def test_a_wrong_method_on_the_xml_services_is_their_xml(live: LiveListeners, aro: ClientFiles) -> None:
+    """A GET to the Repository or a Device CSR service was the JSON error object: now the Repository
+    answers 405 with an empty XML body (and ``Allow``), a Device CSR service HTTP 200 with its own
+    message, ``WORKFLOW_ERROR`` naming ``http.method-not-allowed``, as the listener's refusals."""
+    client = live.client(aro)
+    for path in ("/services/certificatesearch", "/services/retrievecertificate"):
+        response = client.get(path)
+        assert response.status_code == 405 and response.headers["allow"] == "POST"
+        assert response.headers["content-type"].startswith("application/xml") and response.content == b""
+    for method, path, status in (("GET", "/1.0/DeviceCSR", b"<Status>WORKFLOW_ERROR</Status>"),
+                                 ("GET", "/1.0/PortalCSRBatch/SubmitCSRBatch", b"<BatchStatus>WORKFLOW_ERROR</"),
+                                 ("POST", "/1.0/PortalCSRBatch/CSRBatchResult", b"<BatchStatus>WORKFLOW_ERROR</")):
+        response = client.request(method, path)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("application/xml")
+        assert status in response.content and b"http.method-not-allowed" in response.content, response.content
+    assert client.get("/api/v1/device-certificates").json()["error"]["code"] == "http.method-not-allowed"
+
+
 @pytest.mark.parametrize("head", [
     b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
     # over h11's 16 KiB head limit, and never ended: h11 refuses a head that grows past its limit while

@@ -250,7 +250,9 @@ def test_a_party_without_srept_may_not_read_the_repository(live: LiveListeners, 
                                                          other_aro: ClientFiles) -> None:
     """Spec §1: SREPT "must be passed before a Party may ... access the SMKI Repository" — rule
     ``repository.srept-passed`` on the XML Repository services and the JSON API's Repository reads
-    (certificates, CRL, ARL): 403 naming the rule and its reference; passed SREPT opens them."""
+    (certificates, CRL, ARL), each refusal audited: the JSON API answers 403 naming the rule and its
+    reference; the XML services 403 with an empty ``application/xml`` body, the shape of their other
+    refusals of the caller (DCC clients cannot read smki's JSON); passed SREPT opens them."""
     from datetime import date, timedelta
 
     from smki.audit import AuditEvent
@@ -280,7 +282,10 @@ def test_a_party_without_srept_may_not_read_the_repository(live: LiveListeners, 
         refused = reads()
         audited = [r.details_dict for r in home.store.audit_rows(since + 1) if r.action == "access.refused"]
         assert [(a["party"], a["rules"]) for a in audited] == [(OTHER_PARTY, ["repository.srept-passed"])] * 7
-        for response in refused:
+        for response in refused[:2]:  # the DCC XML services: their own shape
+            assert response.status_code == 403, response.text
+            assert response.headers["content-type"].startswith("application/xml") and response.content == b""
+        for response in refused[2:]:  # the JSON API: its error object
             assert response.status_code == 403, response.text
             error = response.json()["error"]
             assert error["code"] == "ra.refused" and why in error["message"]

@@ -350,3 +350,40 @@ def test_a_file_is_on_the_disk_before_it_takes_its_name(tmp_path: Path, monkeypa
     files.write_whole(tmp_path / "extract.csv", b"serial\n")
     assert events == ["fsync extract.csv.partial", "rename extract.csv.partial"]
     assert (tmp_path / "extract.csv").read_bytes() == b"serial\n"
+
+
+def test_resume_of_a_batch_never_started_is_refused_in_one_line_and_starts_nothing(
+        run: Run, tmp_path: Path) -> None:
+    """``smki issue batch --resume REF`` with a REF no batch ever had started a fresh batch under that
+    name, recorded as ``batch.resumed`` — and of a Party's request batch, continued it without the RA
+    rules. Both are ``batch.not-found``; ``smki request batch --resume`` of the CA operator's batch,
+    or of none, is ``request.batch-not-found`` (the Party's batches only)."""
+    _subscriber(run)
+    csrs = tmp_path / "csrs.pem"
+    write_device_csrs(csrs, 3)
+    issued = run("issue", "batch", str(csrs), "--out", str(tmp_path / "op"), "--workers", "0")
+    assert issued.code == 0, issued.err
+    operator_ref = issued.out.split()[1].rstrip(":")
+    requested = run("request", "batch", str(csrs), "--out", str(tmp_path / "req"), *ARO, "--workers", "0")
+    assert requested.code == 1 and "0 issued, 3 rejected" in requested.out  # the keys are certified already
+    request_ref = next(r["subject"] for r in json.loads(run("audit", "tail", "--json").out)
+                       if r["action"] == "request.authorised")
+    before = run("audit", "tail", "-n", "1", "--json").out
+    serials = _device_serials(run)
+
+    for ref in ("cli-20260101T000000Z-00000000", request_ref):
+        out = tmp_path / f"out-{ref}"
+        refused = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--resume", ref)
+        assert refused.code == 1 and one_line(refused).startswith("error: batch.not-found: "), refused.err
+        assert ref in refused.err and not out.exists()
+    assert "request batch" in refused.err  # says how a Party's batch is resumed
+    assert run("audit", "tail", "-n", "1", "--json").out == before and _device_serials(run) == serials
+
+    for ref in ("req-20260101T000000Z-00000000", operator_ref):
+        refused = run("request", "batch", str(csrs), "--out", str(tmp_path / "r2"), *ARO, "--workers", "0",
+                      "--resume", ref)
+        assert refused.code == 1 and one_line(refused).startswith("error: request.batch-not-found: "), refused.err
+    assert _device_serials(run) == serials
+
+    again = run("issue", "batch", str(csrs), "--out", str(tmp_path / "op"), "--workers", "0", "--resume", operator_ref)
+    assert again.code == 0 and "0 issued, 0 rejected" in again.out, again.out + again.err

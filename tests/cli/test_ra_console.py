@@ -274,9 +274,11 @@ def test_what_if_decisions_name_their_date_and_rule_set_and_record_nothing(run: 
         store.close()
 
 
-def test_request_refuses_the_101st_certificate_for_one_device(run: Run, tmp_path: Path, database_url: str) -> None:
+def test_every_console_route_refuses_the_101st_certificate_for_one_device(run: Run, tmp_path: Path,
+                                                                          database_url: str) -> None:
     """Spec §3.2: a CSR is rejected once 100 Device Certificates have been issued for its Device ID —
-    on the console's subscriber path too (``smki request device|batch``), not only the web services."""
+    on the console's subscriber path too (``smki request device|batch``), not only the web services,
+    and on the CA operator's own ``smki issue device|batch``: the spec makes no exception for it."""
     app = _setup(run)
     ok(run, "ra", "evidence", app, "--kind", "installation-need", "--reference", "INST-1", "--as", "op1")
     ok(run, "aro", "verify", "A1", "--check", "passport", "--as", "op1")
@@ -284,9 +286,22 @@ def test_request_refuses_the_101st_certificate_for_one_device(run: Run, tmp_path
     ok(run, "ra", "propose", app, "--as", "op1")
     ok(run, "ra", "approve", app, "--as", "ap1")
     full = bytes.fromhex("00DB00000000F001")
-    # 100 certificates by the CA operator's own path (no RA, no limit)
-    csrs = [_pem_csr(tmp_path / f"f{i}.csr", make_device_csr(full, Usage.DS)) for i in range(100)]
-    assert "100 issued" in ok(run, "issue", "device", *csrs, "--out", str(tmp_path / "filled"))
+    # 99 certificates by the CA operator's own path (no RA), then a batch of two: the 100th is
+    # issued, the 101st refused within the same batch; then a single CSR, the 101st again
+    csrs = [_pem_csr(tmp_path / f"f{i}.csr", make_device_csr(full, Usage.DS)) for i in range(99)]
+    assert "99 issued" in ok(run, "issue", "device", *csrs, "--out", str(tmp_path / "filled"))
+    two = tmp_path / "two.pem"
+    two.write_text("".join(Path(_pem_csr(tmp_path / f"t{i}.csr", make_device_csr(full, Usage.DS))).read_text()
+                           for i in range(2)))
+    batch = run("issue", "batch", str(two), "--out", str(tmp_path / "op-batch"), "--workers", "0")
+    assert batch.code == 0 and "1 issued, 1 rejected" in batch.out, batch.out + batch.err
+    rows = (tmp_path / "op-batch" / "results.csv").read_text().splitlines()
+    assert [row.split(",")[1] for row in rows[1:]] == ["issued", "rejected"] and ",csr.device-limit," in rows[2]
+    single = run("issue", "device", _pem_csr(tmp_path / "op.csr", make_device_csr(full, Usage.KA)),
+                 "--out", str(tmp_path / "op-single"))
+    assert single.code == 1 and "0 issued, 1 rejected" in single.out, single.out + single.err
+    assert "csr.device-limit: 100 Device Certificates have already been issued for Device ID 00DB00000000F001" \
+        in single.err
     route = ["--party", "P1", "--aro", "A1", "--route", "gateway"]
     for command in ("device", "batch"):
         csr = _pem_csr(tmp_path / f"{command}.csr", make_device_csr(full, Usage.KA))

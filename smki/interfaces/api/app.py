@@ -27,7 +27,7 @@ from smki.interfaces.api.errors import TrackedSend, count_refusal, error_body, e
 from smki.interfaces.api.json_api import PREFIX, create_json_router
 from smki.interfaces.api.refusals import Refusals
 from smki.interfaces.api.security import BodyRefused, ListenerMiddleware
-from smki.interfaces.dcc.routes import create_device_router, create_repository_router
+from smki.interfaces.dcc.routes import create_device_router, create_repository_router, dcc_refusal
 from smki.interfaces.portal.web import PortalContext
 from smki.observability.access import AccessLogMiddleware, request_id
 from smki.observability.metrics import install as install_metrics
@@ -150,12 +150,19 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
             return JSONResponse(error_body("request.bad-json", f"the body is not valid JSON: {_reason(cause)}"),
                                 status_code=400)
         codes = {404: "http.not-found", 405: "http.method-not-allowed"}
+        code = codes.get(exc.status_code, "http.error")
         if refusals.on_portal(request):  # a browser's mistyped or forged Portal URL: the Portal's page, headers
-            page = await refusals.response(request, exc.status_code, codes.get(exc.status_code, "http.error"),
+            page = await refusals.response(request, exc.status_code, code,
                                            _PORTAL_HTTP_MESSAGES.get(exc.status_code, str(exc.detail)))
             page.headers.update(getattr(exc, "headers", None) or {})  # 405's Allow
             return page
-        return JSONResponse(error_body(codes.get(exc.status_code, "http.error"), str(exc.detail)),
+        # A DCC XML service's client reads its own XML, never the JSON error object: a wrong method
+        # (GET /services/certificatesearch) is answered as the listener's refusals are there.
+        xml = dcc_refusal(request.url.path, exc.status_code, code, str(exc.detail))
+        if xml is not None:
+            xml.headers.update(getattr(exc, "headers", None) or {})  # Allow, for a 405
+            return xml
+        return JSONResponse(error_body(code, str(exc.detail)),
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     app.add_exception_handler(BodyRefused, body_refused)  # type: ignore[arg-type]

@@ -2,8 +2,8 @@
 
 The listener middleware refuses some requests before any route runs (no or a refused credential,
 a body over the limit or stalled, an unreadable ``Content-Length``), and the app answers a body
-refused while a handler read it. Those refusals used to be JSON on every path; a DCC client and a
-browser cannot read JSON:
+refused while a handler read it (and, on the DCC paths, a wrong method). Those refusals used to
+be JSON on every path; a DCC client and a browser cannot read JSON:
 
 * **DCC Device CSR services** (``/1.0/...``, spec §3.2): the Ad Hoc service answers HTTP 200 even
   for errors, with a ``DeviceCertificateSigningResponse``; the batch services the same way with

@@ -202,7 +202,8 @@ def run_batch(home: Path, items: Sequence[BatchItem] | None, source: Path | None
     show progress, write each committed chunk's certificates and results.csv lines, and report
     the rejected CSRs on stderr. With ``resume`` the certificates its earlier run committed but
     never wrote out are written first (``redeliver``), after ``authorise`` (the RA rules of a
-    request batch) has let the batch go on: a refused requester gets nothing, not even those."""
+    request batch; that an operator batch to resume was started) has let the batch go on: a
+    refused requester gets nothing, not even those."""
     from smki.services.batch_sources import read_batch_source
 
     check_out_dir(out)
@@ -241,13 +242,23 @@ def exit_if_none_issued(summary: BatchSummary) -> None:
 
 def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, out: Path,
                workers: int | None, chunk_size: int, resume: str | None = None) -> None:
-    from smki.services.device_issuance import issue_device_batch
+    from smki.services.device_issuance import check_resumable, issue_device_batch
+    from smki.services.device_limit import device_limit_screen
+
+    def resumable(opened: Home, batch_ref: str) -> None:
+        """On resume, before anything is written out: the batch is one ``smki issue`` started."""
+        if resume is not None:
+            check_resumable(opened, batch_ref, operator=True)
 
     def issue(opened: Home, todo: Iterable[BatchItem], batch_ref: str, writer: BatchWriter) -> BatchSummary:
+        # Spec §3.2's 100-per-Device limit has no exception for the CA's own route: held here as on
+        # every subscriber route, with the same code (csr.device-limit) and before anything is signed.
         return issue_device_batch(opened, todo, actor=actor(), batch_ref=batch_ref, workers=workers,
-                                  chunk_size=chunk_size, on_chunk=writer, resume=resume is not None)
+                                  chunk_size=chunk_size, on_chunk=writer, resume=resume is not None,
+                                  screen=device_limit_screen(opened))
 
-    summary = run_batch(home, items, source, out, ref_prefix="cli", issue=issue, resume=resume)
+    summary = run_batch(home, items, source, out, ref_prefix="cli", issue=issue, resume=resume,
+                        authorise=resumable)
     rate = summary.issued / summary.seconds if summary.seconds else 0.0
     console.print(f"batch {summary.batch_ref}: {summary.issued} issued, {summary.rejected} rejected "
                   f"in {summary.seconds:.1f}s ({rate:,.0f} certs/s) → {out}")

@@ -17,7 +17,9 @@
   only Organisation Certificates may be read (``channel.spoti-organisation-access``), a search by
   Device ID (``CertificateSubjectAltName``) is 401 — a search SPOTI does not offer, not an empty
   result — and a Device Certificate's serial is 402, as if not in the Repository: SPOTI's
-  Repository holds no Device Certificate. Both refusals are audited ``access.refused``.
+  Repository holds no Device Certificate. Both refusals are audited ``access.refused``. A Party
+  that has not passed SREPT (``repository.srept-passed``, spec §1) is 403 with an empty body, as a
+  refused credential is: the caller may not read, whatever it asks (also audited ``access.refused``).
 
 Handlers read the body themselves (the listener middleware has already bounded its size) and do
 the blocking work in the thread pool.
@@ -31,13 +33,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from smki.domain import MAX_ROW_ID, CertificatePolicy, CertKind, CertStatus, Usage
 from smki.errors import SmkiError
 from smki.interfaces.api.context import ListenerContext, ctx_of, identity_of, requester_of
-from smki.interfaces.api.errors import count_refusal, error_body, rules_of
+from smki.interfaces.api.errors import count_refusal
 from smki.interfaces.dcc import codec as dx
 from smki.ra.engine import PolicyRefusal, RuleRefusal
 from smki.services import batch_jobs
@@ -253,13 +255,16 @@ def _forbidden_key() -> Response:
 
 def _srept_refused(ctx: ListenerContext, request: Request) -> Response | None:
     """Rule ``repository.srept-passed`` (spec §1): a Party that has not passed SREPT may not read the
-    Repository. HTTP 403 with the API's error object naming the rule and its reference (the DCC's
-    Repository messages have no error element), or None when the caller may read."""
+    Repository. None when the caller may read; else HTTP 403 with an empty ``application/xml`` body,
+    the shape these services give every refusal of the *caller* (a wrong apikey, a refused
+    credential): DCC clients read the status, and the messages have no error element. Not 401 (the
+    parameters are valid) nor 402 (a client reads it as "no certificate", which is false). The
+    refusal, with its rule and reason, is in the audit log (``access.refused``)."""
     identity = identity_of(request)
     try:
         access.authorise_repository(ctx.home, identity.actor, identity.party_id, identity.party)
-    except RuleRefusal as exc:
-        return JSONResponse(error_body(exc.code, exc.message, rules_of(exc)), status_code=403)
+    except RuleRefusal:
+        return _xml(b"", 403)
     return None
 
 
@@ -269,7 +274,7 @@ def _srept_refused(ctx: ListenerContext, request: Request) -> Response | None:
 
 def dcc_refusal(path: str, status: int, code: str, message: str) -> Response | None:
     """A refusal made before the handler at ``path`` ran (the listener's credential check, a body over
-    the limit or stalled), as that XML service answers; None if ``path`` is not one of them.
+    the limit or stalled, a wrong method), as that XML service answers; None if ``path`` is not one of them.
 
     The Device CSR services answer HTTP 200 with their own message, as spec §3.2 says the Ad Hoc
     service does even for errors: a body over the limit is ``FORMAT_ERROR`` ``FM:AA1`` (the codec's
@@ -301,6 +306,9 @@ def dcc_refusal(path: str, status: int, code: str, message: str) -> Response | N
 
 _XML_BODY: dict[str, Any] = {"requestBody": {"content": {XML: {"schema": {"type": "string"}}}, "required": True}}
 _XML_OUT: dict[int | str, dict[str, Any]] = {200: {"content": {XML: {"schema": {"type": "string"}}}}}
+#: The Repository's refusal of the caller (a wrong apikey, a Party without SREPT): empty body.
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Refused: wrong apikey, or the Party has not passed SREPT (empty body)"}}
 
 
 def create_device_router() -> APIRouter:
@@ -352,7 +360,7 @@ def create_repository_router() -> APIRouter:
 
     @router.post("/services/certificatesearch", response_class=Response, openapi_extra=_XML_BODY,
                  responses={**_XML_OUT, 401: {"description": "Invalid search parameters"},
-                            402: {"description": "No result"}})
+                            402: {"description": "No result"}, **_REFUSED})
     async def certificatesearch(request: Request) -> Response:
         """Search by Entity Identifier (``CertificateSubjectName``) or Device ID (``CertificateSubjectAltName``)."""
         ctx = ctx_of(request)
@@ -366,7 +374,7 @@ def create_repository_router() -> APIRouter:
 
     @router.post("/services/retrievecertificate", response_class=Response, openapi_extra=_XML_BODY,
                  responses={**_XML_OUT, 401: {"description": "Invalid search parameters"},
-                            402: {"description": "No result"}})
+                            402: {"description": "No result"}, **_REFUSED})
     async def retrievecertificate(request: Request) -> Response:
         """One certificate by serial (``CertificateDataRequest``), with its body as base64 DER."""
         ctx = ctx_of(request)
