@@ -18,6 +18,9 @@ Counted where they happen (per process, summed on scrape):
 ``smki_tls_handshake_failures_total``       failed TLS handshakes by ``listener`` and ``reason`` (a category:
                                             no-certificate, certificate-rejected, plain-http, protocol,
                                             client-alert, timeout, closed, other)
+``smki_connections_dropped_total``          connections dropped for slowness by ``listener`` and ``reason``
+                                            (head-timeout: a partial request head; send-stalled: a
+                                            response not read)
 =========================================== =========================================================
 
 Read from the database on each scrape (:mod:`smki.services.health`): batch queue depth and oldest
@@ -66,6 +69,9 @@ class _Metrics:
         self.key_errors = Counter("smki_key_backend_errors", "Key backend errors by code", ["code"])
         self.handshakes = Counter("smki_tls_handshake_failures", "Failed TLS handshakes by listener and reason",
                                   ["listener", "reason"])
+        self.dropped = Counter("smki_connections_dropped", "Connections dropped for a client too slow to "
+                               "send a request head or to read its response, by listener and reason",
+                               ["listener", "reason"])
         self.heartbeat = Gauge("smki_batch_runner_heartbeat_timestamp", "Last loop of the batch runner (unix time)",
                                multiprocess_mode="liveall")
 
@@ -112,6 +118,12 @@ def key_backend_error(code: str) -> None:
 def handshake_failed(listener: str, reason: str) -> None:
     """A TLS handshake failed (counted every time, though its log line may be one of many summed up)."""
     _m().handshakes.labels(listener, reason).inc()
+
+
+def connection_dropped(listener: str, reason: str) -> None:
+    """A connection was dropped for slowness: ``head-timeout`` (part of a request head, then nothing
+    for ``[api] head-timeout``) or ``send-stalled`` (nothing of a response read for ``[api] send-timeout``)."""
+    _m().dropped.labels(listener, reason).inc()
 
 
 def runner_heartbeat() -> None:

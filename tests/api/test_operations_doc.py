@@ -77,7 +77,7 @@ def test_the_curl_examples_of_operations_md_run(home: Home, aro: ClientFiles) ->
     # Families with no sample yet (no refusal, no key error, no capacity row) are absent from a fresh node.
     may_be_empty = {"smki_key_backend_errors", "smki_capacity_bucket_level", "smki_csrs",
                     "smki_certificates_issued", "smki_revocation_list_age_seconds",
-                    "smki_revocation_list_next_update_seconds"}
+                    "smki_revocation_list_next_update_seconds", "smki_connections_dropped"}
     assert named - exported - may_be_empty == set()
 
 

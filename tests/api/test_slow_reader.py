@@ -73,6 +73,9 @@ def _read_all(tls: ssl.SSLSocket, pause: float = 0.0) -> bytes:
 
 def test_a_client_that_stops_reading_is_dropped_and_logged_once(live: LiveListeners, aro: ClientFiles,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from tests.api.test_stalled_body import _dropped
+
+    before = _dropped("gateway", "send-stalled")
     with caplog.at_level(logging.WARNING, logger="smki.api"), _request(live, aro) as tls:
         time.sleep(SEND_TIMEOUT + 1.5)  # reading nothing
         started = time.monotonic()
@@ -82,6 +85,7 @@ def test_a_client_that_stops_reading_is_dropped_and_logged_once(live: LiveListen
     assert len(received) < 1_000_000, "the whole response was still waiting for the client"
     lines = [r.getMessage() for r in caplog.records if "response send stalled" in r.getMessage()]
     assert len(lines) == 1, lines
+    assert _dropped("gateway", "send-stalled") - before == 1
     assert lines[0].startswith("response send stalled from 127.0.0.1:")
     assert lines[0].endswith(f" on gateway: the client read nothing of the response for {SEND_TIMEOUT:g} s; "
                              f"connection dropped (GET {ASSET})")

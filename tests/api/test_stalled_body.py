@@ -138,3 +138,40 @@ def _head_timeout(live: LiveListeners, aro: ClientFiles) -> None:
         time.sleep(0.2)
         kept.sendall(b"GET /api/v1/whoami HTTP/1.1\r\nHo")
         assert read_response(kept)[0] == 408
+
+
+def _dropped(listener: str, reason: str) -> float:
+    from smki.observability.metrics import registry
+
+    for family in registry().collect():
+        if family.name == "smki_connections_dropped":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels == {"listener": listener, "reason": reason}:
+                    return float(sample.value)
+    return 0.0
+
+
+def test_a_slowloris_flood_is_one_log_line_a_minute_and_counted(home: object, aro: ClientFiles,
+                                                                 api_settings: ApiSettings,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Each connection that sends part of a head and stops is answered 408 and counted in
+    ``smki_connections_dropped_total{reason="head-timeout"}``; its log line goes through the
+    connection log's flood control, as a failed handshake's does: five from one peer are one line
+    now (the rest summed up at the minute's end), not five."""
+    import logging
+
+    live = start_listeners(home, replace(api_settings, head_timeout=0.3), runner=False)  # type: ignore[arg-type]
+    url = urlsplit(live.url(Route.GATEWAY))
+    before = _dropped("gateway", "head-timeout")
+    try:
+        with caplog.at_level(logging.INFO, logger="smki.api"):
+            for _ in range(5):
+                raw = socket.create_connection((url.hostname, url.port), timeout=10)
+                with aro.context().wrap_socket(raw, server_hostname=url.hostname) as partial:
+                    partial.sendall(b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    assert read_response(partial)[0] == 408
+            lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request head incomplete")]
+    finally:
+        live.stop()
+    assert len(lines) == 1 and "on gateway: no complete request head in 0.3 s" in lines[0], lines
+    assert _dropped("gateway", "head-timeout") - before == 5

@@ -140,6 +140,7 @@ class TlsAcceptor(asyncio.Protocol):
         a ``close`` would wait to send what the client does not read)."""
         scope = getattr(self._http, "scope", None)
         request = f"{scope['method']} {scope['path']}" if scope else "-"
+        metrics.connection_dropped(self.listener, "send-stalled")
         self.events.report(logging.WARNING, SEND_STALLED, self.listener, peer,
                            f"the client read nothing of the response for {self.send_timeout:g} s; connection "
                            f"dropped ({request})")

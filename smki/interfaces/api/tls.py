@@ -28,6 +28,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from smki.interfaces.api.connlog import ConnectionLog
 from smki.interfaces.api.handshake import TlsAcceptor
 from smki.interfaces.api.settings import ApiSettings
+from smki.observability import metrics
 from smki.observability.access import HEADER, log_unparsed, new_request_id
 from smki.services.credentials import ServerFiles
 
@@ -40,6 +41,7 @@ IDLE_CLOSE_GRACE = 1.0
 #: At shutdown, how often a connection with a request in flight looks whether its answer is out.
 _ANSWER_POLL = 0.25
 log = logging.getLogger("smki.api")
+HEAD_INCOMPLETE = "request head incomplete"
 
 
 def _error_json(code: str, message: str, request_id: str = "") -> str:
@@ -75,6 +77,8 @@ class PeerCertH11Protocol(H11Protocol):
     #: Seconds a connection may take to send a complete request head (request line and headers),
     #: from its start or from the previous response; then it is closed (408 if part of a head had come).
     head_timeout = 30.0
+    #: The process's connection events (one line per kind a minute: :mod:`.connlog`).
+    events: ConnectionLog
 
     _head_timer: asyncio.TimerHandle | None = None
 
@@ -99,9 +103,10 @@ class PeerCertH11Protocol(H11Protocol):
         if waiting:  # a request's head did arrive meanwhile; its own timers apply
             return
         partial = bool(self.conn.trailing_data[0])
-        if partial:
-            log.warning("request head incomplete after %g s from %s; closed with 408", self.head_timeout,
-                        self.client[0] if self.client else "?")
+        if partial:  # a slowloris flood is one line per peer a minute, as failed handshakes are
+            metrics.connection_dropped(self.listener, "head-timeout")
+            self.events.report(logging.WARNING, HEAD_INCOMPLETE, self.listener, self.client,
+                               f"no complete request head in {self.head_timeout:g} s; closed with 408")
             self.transport.write(_head_timeout_response(self.head_timeout))
         self.transport.close()
         self.loop.call_later(IDLE_CLOSE_GRACE, self.transport.abort)
@@ -183,7 +188,7 @@ def peer_protocol(listener: str, api: ApiSettings, context: ssl.SSLContext,
     (:class:`TlsAcceptor`), then the HTTP protocol, both with the listener's name (it goes into
     the log lines they write themselves) and the ``[api]`` time limits."""
     http = type(f"PeerCertH11Protocol_{listener}", (PeerCertH11Protocol,), {
-        "listener": listener, "head_timeout": api.head_timeout})
+        "listener": listener, "head_timeout": api.head_timeout, "events": events})
     return type(f"TlsAcceptor_{listener}", (TlsAcceptor,), {
         "http": http, "context": context, "listener": listener, "timeout": api.handshake_timeout,
         "send_timeout": api.send_timeout, "events": events})
