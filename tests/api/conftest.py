@@ -143,6 +143,19 @@ class LiveListeners:
             self.runner.stop()
 
 
+def counted(family: str, **labels: str) -> float:
+    """The value of counter ``family`` (its name without ``_total``) for exactly ``labels``, in this
+    process's metrics registry (the listeners a test starts run in the test's process)."""
+    from smki.observability.metrics import registry
+
+    for metric in registry().collect():
+        if metric.name == family:
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels == labels:
+                    return float(sample.value)
+    return 0.0
+
+
 def start_listeners(home: Home, api: ApiSettings | None = None, *, runner: bool = True) -> LiveListeners:
     api = api or ApiSettings(gateway=Listen("127.0.0.1", 0), spoti=Listen("127.0.0.1", 0), batch_workers=0,
                              batch_poll=0.05)

@@ -20,9 +20,8 @@ import pytest
 from smki.domain import Route
 from smki.interfaces.api import connlog
 from smki.interfaces.api.settings import ApiSettings
-from smki.observability.metrics import registry
 from smki.services.context import Home
-from tests.api.conftest import ClientFiles, LiveListeners, start_listeners
+from tests.api.conftest import ClientFiles, LiveListeners, counted, start_listeners
 from tests.api.test_http_identity import _foreign_client
 
 WINDOW = 1.0
@@ -66,12 +65,7 @@ def _wait_for(caplog: pytest.LogCaptureFixture, count: int, seconds: float = 5.0
 
 
 def _counted(listener: str, reason: str) -> float:
-    for family in registry().collect():
-        if family.name == "smki_tls_handshake_failures":
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels == {"listener": listener, "reason": reason}:
-                    return float(sample.value)
-    return 0.0
+    return counted("smki_tls_handshake_failures", listener=listener, reason=reason)
 
 
 def _no_certificate(live: LiveListeners) -> ssl.SSLContext:

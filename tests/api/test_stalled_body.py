@@ -18,7 +18,7 @@ import pytest
 
 from smki.domain import Route
 from smki.interfaces.api.settings import ApiSettings
-from tests.api.conftest import ClientFiles, LiveListeners, start_listeners
+from tests.api.conftest import ClientFiles, LiveListeners, counted, start_listeners
 
 
 @pytest.fixture
@@ -141,14 +141,7 @@ def _head_timeout(live: LiveListeners, aro: ClientFiles) -> None:
 
 
 def _dropped(listener: str, reason: str) -> float:
-    from smki.observability.metrics import registry
-
-    for family in registry().collect():
-        if family.name == "smki_connections_dropped":
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels == {"listener": listener, "reason": reason}:
-                    return float(sample.value)
-    return 0.0
+    return counted("smki_connections_dropped", listener=listener, reason=reason)
 
 
 def test_a_slowloris_flood_is_one_log_line_a_minute_and_counted(home: object, aro: ClientFiles,
