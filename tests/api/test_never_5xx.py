@@ -212,8 +212,10 @@ def test_a_500_closes_the_kept_alive_connection(staff_client: tuple[httpx.Client
     response = client.post("/portal/staff/applications/1/propose", data={"csrf": token})
     assert response.status_code == 500
     assert response.headers.get("connection") == "close"
-    assert response.json()["error"]["code"] == "internal.error"
-    assert "simulated" not in response.text
+    # on the Portal, a browser's page (with its security headers), not the JSON error object
+    assert response.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert "internal.error" in response.text and "simulated" not in response.text
     # The client opens a new connection for the next request, and it is answered.
     assert client.get("/portal/staff/applications").status_code == 200
 
@@ -236,8 +238,8 @@ def test_a_500_carries_its_request_id_into_the_answer_and_both_log_lines(
         response = client.post("/portal/staff/applications/1/propose", data={"csrf": token})
     assert response.status_code == 500 and response.headers.get("connection") == "close"
     rid = response.headers.get("x-request-id")
-    assert rid and response.json()["error"]["request_id"] == rid
-    assert response.json()["error"]["code"] == "internal.error" and "simulated" not in response.text
+    assert rid and f"(request id {rid})" in response.text  # the Portal's page names it for the operator
+    assert "internal.error" in response.text and "simulated" not in response.text
     errors = [r for r in caplog.records if r.name == "smki.api" and r.levelno == logging.ERROR]
     assert [getattr(r, "request_id", None) for r in errors] == [rid]
     access = [r for r in caplog.records if r.name == "smki.access" and getattr(r, "request_id", None) == rid]
@@ -273,3 +275,30 @@ def test_the_database_going_away_under_a_request_is_a_503_and_one_line(
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "store.unavailable"
     assert not [r for r in caplog.records if r.exc_info], "no traceback for the database being away"
     assert any("the database is unavailable" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_a_portal_fault_is_the_portals_page_and_json_when_even_that_fails(
+        staff_client: tuple[httpx.Client, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database going away under a Portal page is the Portal's 503 page (a browser cannot read
+    the JSON object); if the Portal cannot make its own error page, the JSON object still goes out,
+    never a connection dropped without an answer."""
+    from sqlalchemy.exc import OperationalError
+
+    from smki.interfaces.portal.web import PortalContext
+    from smki.services import applications
+
+    def away(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("SELECT", {}, Exception("terminating connection due to administrator command"))
+
+    monkeypatch.setattr(applications, "propose", away)
+    client, token = staff_client
+    response = client.post("/portal/staff/applications/1/propose", data={"csrf": token})
+    assert response.status_code == 503 and response.headers["content-type"].startswith("text/html")
+    assert "store.unavailable" in response.text and response.headers.get("connection") != "close"
+
+    def no_page(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("template gone")
+
+    monkeypatch.setattr(PortalContext, "error_page", no_page)
+    response = client.post("/portal/staff/applications/1/propose", data={"csrf": token})
+    assert response.status_code == 503 and response.json()["error"]["code"] == "store.unavailable"

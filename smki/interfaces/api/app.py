@@ -61,8 +61,31 @@ class InternalErrorMiddleware:
     503 ``store.unavailable`` and one warning line, as when the credential check cannot read it.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, refusals: Refusals | None = None) -> None:
         self.app = app
+        self.refusals = refusals
+
+    async def _answer(self, scope: Any, send: Any, status: int, code: str, message: str) -> None:
+        """The error in the path's shape: on the Portal its error page (a browser cannot read JSON;
+        it keeps the Portal's security headers), elsewhere the JSON error object. The DCC paths
+        keep the JSON 5xx: their XML answers a fault as HTTP 200, which would hide it from alerting.
+        If the Portal's page itself cannot be made, the JSON object still goes out."""
+        close = [(b"connection", b"close")] if status == 500 else []
+        if self.refusals is not None:
+            request = Request(scope)
+            if self.refusals.on_portal(request):
+                try:  # a person reads this page: the request id lets the operator find the log line
+                    page = await self.refusals.response(request, status, code,
+                                                        f"{message} (request id {request_id.get() or '-'})")
+                except Exception:
+                    log.warning("the Portal's error page could not be made for a %d", status, exc_info=True,
+                                extra={"request_id": request_id.get()})
+                else:
+                    if close:
+                        page.headers["Connection"] = "close"
+                    await page(scope, _nothing_to_receive, send)
+                    return
+        await send_error(send, status, code, message, close)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -85,11 +108,15 @@ class InternalErrorMiddleware:
             if away is not None:
                 log.warning("%s %s: the database is unavailable (%s)", scope.get("method", ""), scope.get("path", ""),
                             away, extra={"request_id": request_id.get()})
-                await send_error(send, 503, UNAVAILABLE, DATABASE_AWAY)
+                await self._answer(scope, send, 503, UNAVAILABLE, DATABASE_AWAY)
                 return
             log.error("unhandled error in %s %s", scope.get("method", ""), scope.get("path", ""), exc_info=exc,
                       extra={"request_id": request_id.get()})
-            await send_error(send, 500, "internal.error", INTERNAL_MESSAGE, [(b"connection", b"close")])
+            await self._answer(scope, send, 500, "internal.error", INTERNAL_MESSAGE)
+
+
+async def _nothing_to_receive() -> dict[str, Any]:  # an error page only sends
+    return {"type": "http.disconnect"}
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -188,7 +215,7 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
     app.add_middleware(ListenerMiddleware, home_factory=ctx.home_factory, max_body=ctx.api.max_body,
                        max_batch_body=ctx.api.max_batch_body, body_timeout=ctx.api.body_timeout,
                        draining=lambda: ctx.stopping, refuse=refusals.send)
-    app.add_middleware(InternalErrorMiddleware)  # inside the access log: a 500 carries the request id
+    app.add_middleware(InternalErrorMiddleware, refusals=refusals)  # inside the access log: a 500 has the request id
     app.add_middleware(AccessLogMiddleware, listener=ctx.route.value)  # outermost: sees every request
     install_metrics()
     return app
