@@ -370,9 +370,17 @@ def test_staff_parties_aros_audit_and_publication(home: Home, clients: Clients) 
     assert published.status_code == 200
     assert re.search(r'data-list="CRL"><td data-label="List">CRL</td>\s*<td data-label="Number">1</td>',
                      published.text)
-    audit = gw.get("/portal/staff/audit", headers=staff(AUDITOR), params={"verify": "1"})
+    audit = gw.get("/portal/staff/audit", headers={**staff(AUDITOR), "Sec-Fetch-Site": "same-origin"},
+                   params={"verify": "1"})
     assert re.search(r"Chain verified: all \d+ records are intact", audit.text)
     assert "aro.suspended" in audit.text
+    # Another site's page cannot make a staff member's browser run the verification (it reads every
+    # record): a browser names a cross-site request so (Fetch Metadata), and it is refused.
+    for site in ("cross-site", "same-site"):
+        forged = gw.get("/portal/staff/audit", headers={**staff(AUDITOR), "Sec-Fetch-Site": site},
+                        params={"verify": "1"})
+        assert forged.status_code == 403 and "portal.cross-site" in forged.text
+        assert "Chain verified" not in forged.text
 
 
 @pytest.mark.parametrize("path", ["/portal/static/portal.css", "/portal/static/portal.js"])

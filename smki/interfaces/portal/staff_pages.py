@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from smki.domain import CertStatus
 from smki.errors import NotFound, SmkiError
 from smki.interfaces.portal.identity import PortalIdentity, identity_of
-from smki.interfaces.portal.web import PortalContext, number_in_url
+from smki.interfaces.portal.web import PortalContext, asked_from_this_site, number_in_url
 from smki.ra import Decision
 from smki.ra.state import INSTALLATION_NEED_EVIDENCE
 from smki.services import applications as apps
@@ -249,7 +249,16 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
 
             return ctx.render(request, "staff_audit.html", status_for(exc), error=describe(exc), rows=[],
                               report=None, filters=dict(request.query_params), older=None, can=_can(home, identity))
-        report = home.store.verify_audit() if request.query_params.get("verify") else None
+        report = None
+        if request.query_params.get("verify"):
+            if not asked_from_this_site(request):
+                from smki.interfaces.portal.web import describe
+
+                return ctx.render(request, "staff_audit.html", 403, error=describe(SmkiError(
+                    "portal.cross-site", "the hash chain is verified only from this page's own button, not from "
+                    "a link on another site")), rows=[], report=None, filters={}, older=None,
+                    can=_can(home, identity))
+            report = home.store.verify_audit()
         rows = home.store.audit_search(query)
         older = rows[-1].seq if len(rows) == query.limit else None
         filters = {k: v for k, v in request.query_params.items() if k in _AUDIT_FILTERS and v}

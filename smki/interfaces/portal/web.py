@@ -204,6 +204,16 @@ FORM_TOKEN_SKEW = 300
 _TOKEN = re.compile(r"[0-9a-f]{72}")
 
 
+def asked_from_this_site(request: Request) -> bool:
+    """Whether a GET that costs the server real work (the audit chain's verification reads every
+    record) was asked by this Portal's own page, or typed or bookmarked (``Sec-Fetch-Site``
+    ``same-origin`` or ``none``), rather than by another site's page through the staff member's
+    browser, which presents their client certificate wherever it is sent: browsers send this
+    Fetch Metadata header with every request; a client that sends none (a script) is not a browser
+    another site can steer."""
+    return request.headers.get("sec-fetch-site", "none") in ("same-origin", "none")
+
+
 def now_seconds() -> int:
     """The Unix time in whole seconds (form tokens are dated with it)."""
     return int(time.time())
