@@ -208,14 +208,19 @@ def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id
     return outcomes[0]
 
 
-def authorise_device_requests(home: Home, requester: Requester, *, resuming: str | None = None) -> Decision:
+def authorise_device_requests(home: Home, requester: Requester, *, resuming: str | None = None,
+                              server_batch: bool = True) -> Decision:
     """The Device request rules for this requester's route, before any CSR is read (so a Device CSR
     or batch arriving over SPOTI is refused up front, naming ``channel.device-via-gateway``).
 
     ``resuming`` a batch: the rules are applied again, as the register stands now (a Party
     suspended since the batch started gets nothing more), and the batch must be one authorised for
     this Party (its ``request.authorised`` record): a requester cannot continue, or have written out,
-    another Party's batch or the CA operator's. That refusal is audited like any other.
+    another Party's batch or the CA operator's. That refusal is audited like any other. Without
+    ``server_batch`` (``smki request batch --resume``, which reads its CSRs from the caller's file)
+    the batch must not be one the server holds (XML, JSON, Portal): the server's own runner resumes
+    those from their stored items, and a file's CSRs issued under its reference would mix two
+    batches in one.
     """
     facts = CertificateRequestFacts(CertificatePolicy.DEVICE, requester.route)
     decision = authorise(home, requester, facts)
@@ -224,6 +229,13 @@ def authorise_device_requests(home: Home, requester: Requester, *, resuming: str
             for row in home.store.audit_rows_for(resuming, "request.authorised")):
         raise _refuse_unknown(home, requester, facts, NotFound(
             "request.batch-not-found", f"no request batch {resuming!r} of Party {requester.party_id!r}"))
+    if resuming is not None and not server_batch:
+        from smki.store.batches import batch_reads
+
+        if batch_reads(home.store).job_by_ref(resuming) is not None:
+            raise _refuse_unknown(home, requester, facts, SmkiError(
+                "request.batch-on-server", f"batch {resuming!r} was submitted to the server, whose runner resumes "
+                "it from its stored CSRs; 'smki request batch --resume' continues only a batch it started"))
     return decision
 
 

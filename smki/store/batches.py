@@ -207,6 +207,12 @@ class BatchReads:
             row = conn.execute(select(batch_jobs).where(_j.id == job_id)).one_or_none()
         return None if row is None else _job(row)
 
+    def job_by_ref(self, ref: str) -> BatchJobRecord | None:
+        """The server-held batch (XML, JSON or Portal) with reference ``ref``, if there is one."""
+        with read_connection(self._engine) as conn:
+            row = conn.execute(select(batch_jobs).where(_j.ref == ref)).one_or_none()
+        return None if row is None else _job(row)
+
     def jobs(self, *, party_id: str | None = None, statuses: Sequence[str] | None = None,
              limit: int = 100) -> list[BatchJobRecord]:
         stmt = select(batch_jobs)

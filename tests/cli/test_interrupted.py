@@ -387,3 +387,38 @@ def test_resume_of_a_batch_never_started_is_refused_in_one_line_and_starts_nothi
 
     again = run("issue", "batch", str(csrs), "--out", str(tmp_path / "op"), "--workers", "0", "--resume", operator_ref)
     assert again.code == 0 and "0 issued, 0 rejected" in again.out, again.out + again.err
+
+
+def test_request_batch_resume_of_a_batch_the_server_holds_is_refused(run: Run, tmp_path: Path) -> None:
+    """A batch the Party submitted to the server (XML, JSON, Portal) is resumed by the server's
+    runner from its stored CSRs; ``smki request batch --resume`` of its reference would issue the
+    CSRs of the caller's file under it, two batches in one. Refused ``request.batch-on-server``,
+    audited, nothing issued."""
+    from smki.domain import Route
+    from smki.services.batch_jobs import BatchRunner, submit_batch
+    from smki.services.capacity import capacity_settings
+    from smki.services.requests import Requester
+
+    _subscriber(run)
+    server_csrs, file_csrs = tmp_path / "server.pem", tmp_path / "file.pem"
+    write_device_csrs(server_csrs, 2, start=0x00DB000000000A00)
+    write_device_csrs(file_csrs, 2, start=0x00DB000000000B00)
+    from smki.services.batch_sources import read_batch_source
+
+    from tests.cli.helpers import PASSPHRASE
+
+    home = open_home(run.home, PASSPHRASE.encode())
+    try:
+        job = submit_batch(home, Requester("P1", "A1", Route.GATEWAY),
+                           [(item.item_id, item.data) for item in read_batch_source(server_csrs)],
+                           interface="json", client_ref="c1", capacity=capacity_settings(home))
+        assert BatchRunner(home, workers=0, poll=0.01).run_once() == 1
+    finally:
+        home.close()
+    serials = _device_serials(run)
+    refused = run("request", "batch", str(file_csrs), "--out", str(tmp_path / "r"), *ARO, "--workers", "0",
+                  "--resume", job.ref)
+    assert refused.code == 1 and one_line(refused).startswith("error: request.batch-on-server: "), refused.err
+    assert _device_serials(run) == serials and not (tmp_path / "r").exists()
+    last = json.loads(run("audit", "tail", "-n", "1", "--json").out)[-1]
+    assert last["action"] == "request.refused" and "request.batch-on-server" in json.dumps(last)

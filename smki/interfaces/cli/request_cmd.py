@@ -101,7 +101,7 @@ def _run(home: Path, requester: Requester, out: Path, workers: int | None, items
     def authorise(opened: Home, batch_ref: str) -> None:
         """The RA rules, before anything is read or written; on resume also that the batch is a
         request batch of this Party (its certificates are written out only after this)."""
-        decided.append(authorise_device_requests(opened, requester, resuming=resume))
+        decided.append(authorise_device_requests(opened, requester, resuming=resume, server_batch=False))
 
     def issue(opened: Home, todo: Iterable[BatchItem], batch_ref: str, writer: BatchWriter) -> BatchSummary:
         return request_device_batch(opened, requester, todo, batch_ref=batch_ref, workers=workers,
