@@ -396,17 +396,15 @@ def test_request_batch_resume_of_a_batch_the_server_holds_is_refused(run: Run, t
     audited, nothing issued."""
     from smki.domain import Route
     from smki.services.batch_jobs import BatchRunner, submit_batch
+    from smki.services.batch_sources import read_batch_source
     from smki.services.capacity import capacity_settings
     from smki.services.requests import Requester
+    from tests.cli.helpers import PASSPHRASE
 
     _subscriber(run)
     server_csrs, file_csrs = tmp_path / "server.pem", tmp_path / "file.pem"
     write_device_csrs(server_csrs, 2, start=0x00DB000000000A00)
     write_device_csrs(file_csrs, 2, start=0x00DB000000000B00)
-    from smki.services.batch_sources import read_batch_source
-
-    from tests.cli.helpers import PASSPHRASE
-
     home = open_home(run.home, PASSPHRASE.encode())
     try:
         job = submit_batch(home, Requester("P1", "A1", Route.GATEWAY),
