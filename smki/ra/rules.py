@@ -127,11 +127,13 @@ only ever withdraws a capability and must be quick; approving never is open to o
 
 @dataclass(frozen=True)
 class ApprovalContext:
-    """Facts for ``ra.dual-control``: who proposed a decision and who is approving or refusing it."""
+    """Facts for ``ra.dual-control`` and ``ra.approver-judgement``: who proposed a decision, who is
+    approving or refusing it, and (when refusing) the approver's reason."""
 
     proposed_by: str
     approver: str
     approver_roles: frozenset[StaffRole]
+    refusal_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -675,6 +677,32 @@ _register(
         "[design] four-eyes control of RA decisions (issue 3 item 4), following the RAPP's separation "
         "of RA duties",
         dual_control,
+    ),
+)
+
+
+def approver_judgement(ctx: ApprovalContext) -> Verdict:
+    """The approver's own judgement, recorded as a rule so a refusal always names what it rests on.
+
+    Approving passes it; refusing fails it with the approver's reason, also when every policy rule
+    passed (the RA "shall determine ... whether there is reasonable evidence": a recorded evidence
+    reference is necessary, not sufficient).
+    """
+    reason = " ".join((ctx.refusal_reason or "").split())
+    if reason:
+        return fail(f"refused by RA approver {ctx.approver}: {reason}")
+    return ok(f"RA approver {ctx.approver} found no reason to refuse")
+
+
+_register(
+    APPROVAL_RULES,
+    Rule(
+        "ra.approver-judgement",
+        "An RA approver may refuse an application, giving the reason, even when every policy rule passes",
+        f"{REF_RAPP_55}: the Registration Authority shall determine whether there is reasonable evidence "
+        "(Agreed Interpretation written into the SEC by MP074); the judgement is the approver's, recorded "
+        "with its reason [design]",
+        approver_judgement,
     ),
 )
 
