@@ -392,7 +392,9 @@ def evidence_of_need(ctx: RuleContext) -> Verdict:
     needs = [e for e in ctx.application.evidence if e.kind == INSTALLATION_NEED_EVIDENCE]
     usable = [e for e in needs if e.reference.strip() and e.recorded_by.strip() and e.recorded_on <= ctx.on]
     if usable:
-        first = usable[0]
+        # The earliest usable record, by content not by position: the same evidence in another order
+        # (a restore, another database's row order) must give the same stored reason.
+        first = min(usable, key=lambda e: (e.recorded_on, e.reference, e.recorded_by))
         return ok(
             f"installation-need evidence {first.reference!r} recorded by {first.recorded_by}"
             f" on {first.recorded_on.isoformat()}"
