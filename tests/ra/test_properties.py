@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import pickle
+import random
 from datetime import date, timedelta
 from typing import TypeVar
 
