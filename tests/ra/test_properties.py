@@ -13,7 +13,7 @@ import json
 import pickle
 import random
 from datetime import date, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
@@ -303,15 +303,15 @@ def test_meeting_one_more_requirement_never_turns_an_approval_into_a_refusal(
     """Passing SREPT or UEPT (by the decision date), adding a Gateway Connection or a Registered User
     role only ever removes failures, for applications and for requests alike."""
     party, aro, facts, on, basis = scenario
-    changes = {
+    changes: dict[str, Any] = {
         "srept": {"srept_passed": on},
         "uept": {"uept_completed": on},
         "gateway": {"gateway_connections": (*party.gateway_connections, "GW-NEW")},
         "registered": {"registered_user_roles": party.registered_user_roles | {"gas-supplier"}},
     }[requirement]
-    better = dataclasses.replace(party, **changes)  # type: ignore[arg-type]
-    for decide in (lambda p: decide_application(application, p, on, evidence_basis=basis),
-                   lambda p: decide_request(facts, p, aro, on, evidence_basis=basis)):
-        before, after = decide(party), decide(better)
+    better = dataclasses.replace(party, **changes)
+    pairs = [(decide_application(application, p, on, evidence_basis=basis),
+              decide_request(facts, p, aro, on, evidence_basis=basis)) for p in (party, better)]
+    for before, after in zip(pairs[0], pairs[1], strict=True):
         assert set(after.failed_ids) <= set(before.failed_ids)
         assert after.approved or not before.approved
