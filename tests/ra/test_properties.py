@@ -303,13 +303,13 @@ def test_meeting_one_more_requirement_never_turns_an_approval_into_a_refusal(
     """Passing SREPT or UEPT (by the decision date), adding a Gateway Connection or a Registered User
     role only ever removes failures, for applications and for requests alike."""
     party, aro, facts, on, basis = scenario
-    changes: dict[str, Any] = {
+    every: dict[str, dict[str, Any]] = {
         "srept": {"srept_passed": on},
         "uept": {"uept_completed": on},
         "gateway": {"gateway_connections": (*party.gateway_connections, "GW-NEW")},
         "registered": {"registered_user_roles": party.registered_user_roles | {"gas-supplier"}},
-    }[requirement]
-    better = dataclasses.replace(party, **changes)
+    }
+    better = dataclasses.replace(party, **every[requirement])
     pairs = [(decide_application(application, p, on, evidence_basis=basis),
               decide_request(facts, p, aro, on, evidence_basis=basis)) for p in (party, better)]
     for before, after in zip(pairs[0], pairs[1], strict=True):
