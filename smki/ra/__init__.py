@@ -19,6 +19,7 @@ from smki.ra.engine import (
     decide_access,
     decide_application,
     decide_request,
+    refused_by_approver,
     render_explanation,
 )
 from smki.ra.rules import RuleResult, StaffAction
@@ -66,6 +67,7 @@ __all__ = [
     "decide_access",
     "decide_application",
     "decide_request",
+    "refused_by_approver",
     "render_explanation",
     "ruleset_for",
     "ruleset_named",

@@ -288,6 +288,21 @@ def check_dual_control(proposed_by: str, approver: str, approver_roles: Iterable
     return APPROVAL_RULES["ra.dual-control"].evaluate(context)
 
 
+def refused_by_approver(decision: Decision, proposed_by: str, approver: str,
+                        approver_roles: Iterable[StaffRole], reason: str) -> Decision:
+    """The final decision when an RA approver refuses an application: the rules' own results plus
+    ``ra.approver-judgement`` failing with the approver's reason, so the stored refusal names the
+    rule it rests on even when every policy rule passed."""
+    context = ApprovalContext(proposed_by, approver, frozenset(approver_roles), refusal_reason=reason)
+    judgement = APPROVAL_RULES["ra.approver-judgement"].evaluate(context)
+    if judgement.passed:
+        raise SmkiError("ra.reason-required", "give the reason for refusing")
+    results = (*decision.results, judgement)
+    return Decision(outcome=_outcome(results), ruleset=decision.ruleset, decided_on=decision.decided_on,
+                    results=results, kind=decision.kind, subject=decision.subject,
+                    evidence_basis=decision.evidence_basis)
+
+
 def check_staff_role(person: str, roles: Iterable[StaffRole], action: StaffAction) -> RuleResult:
     """``ra.staff-role``: ``person`` holds a staff role that permits ``action``."""
     return STAFF_RULES["ra.staff-role"].evaluate(StaffContext(person, frozenset(roles), action))
@@ -350,5 +365,6 @@ __all__ = [
     "decide_access",
     "decide_application",
     "decide_request",
+    "refused_by_approver",
     "render_explanation",
 ]

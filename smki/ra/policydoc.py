@@ -12,7 +12,7 @@ from datetime import date
 from smki.domain import CertificatePolicy, RemotePartyRole, Route
 from smki.errors import SmkiError
 from smki.ra.engine import decide_request, render_explanation
-from smki.ra.rules import DEVICE_RULES, REPOSITORY_RULES, REVOCATION_RULES, all_rules
+from smki.ra.rules import APPROVAL_RULES, DEVICE_RULES, REPOSITORY_RULES, REVOCATION_RULES, all_rules
 from smki.ra.rulesets import RULESETS, RuleSet
 from smki.ra.state import (
     AroState,
@@ -44,6 +44,8 @@ def _where(rule_id: str, rulesets: Sequence[RuleSet]) -> str:
         places.append("every read of certificates (Repository, batch results, Portal)")
     if any(rule_id in rs.control_rules for rs in rulesets):
         places.append("RA staff control")
+    if rule_id in APPROVAL_RULES and not any(rule_id in rs.control_rules for rs in rulesets):
+        places.append("an RA approver's decision on an application")
     if rule_id in REVOCATION_RULES:
         places.append("revocation requested by an ARO")
     if rule_id in REPOSITORY_RULES:
@@ -61,7 +63,8 @@ def rules_table_markdown(rulesets: Sequence[RuleSet] = RULESETS) -> str:
     ]
     for rule in all_rules():
         member = [rs.name for rs in rulesets if rule.rule_id in rs.rule_ids()]
-        if rule.rule_id in REVOCATION_RULES or rule.rule_id in DEVICE_RULES or rule.rule_id in REPOSITORY_RULES:
+        if (rule.rule_id in REVOCATION_RULES or rule.rule_id in DEVICE_RULES or rule.rule_id in REPOSITORY_RULES
+                or (rule.rule_id in APPROVAL_RULES and not member)):
             # not dated by SEC Release
             member = ["all"]
         lines.append(

@@ -127,11 +127,13 @@ only ever withdraws a capability and must be quick; approving never is open to o
 
 @dataclass(frozen=True)
 class ApprovalContext:
-    """Facts for ``ra.dual-control``: who proposed a decision and who is approving or refusing it."""
+    """Facts for ``ra.dual-control`` and ``ra.approver-judgement``: who proposed a decision, who is
+    approving or refusing it, and (when refusing) the approver's reason."""
 
     proposed_by: str
     approver: str
     approver_roles: frozenset[StaffRole]
+    refusal_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -390,7 +392,9 @@ def evidence_of_need(ctx: RuleContext) -> Verdict:
     needs = [e for e in ctx.application.evidence if e.kind == INSTALLATION_NEED_EVIDENCE]
     usable = [e for e in needs if e.reference.strip() and e.recorded_by.strip() and e.recorded_on <= ctx.on]
     if usable:
-        first = usable[0]
+        # The earliest usable record, by content not by position: the same evidence in another order
+        # (a restore, another database's row order) must give the same stored reason.
+        first = min(usable, key=lambda e: (e.recorded_on, e.reference, e.recorded_by))
         return ok(
             f"installation-need evidence {first.reference!r} recorded by {first.recorded_by}"
             f" on {first.recorded_on.isoformat()}"
@@ -675,6 +679,32 @@ _register(
         "[design] four-eyes control of RA decisions (issue 3 item 4), following the RAPP's separation "
         "of RA duties",
         dual_control,
+    ),
+)
+
+
+def approver_judgement(ctx: ApprovalContext) -> Verdict:
+    """The approver's own judgement, recorded as a rule so a refusal always names what it rests on.
+
+    Approving passes it; refusing fails it with the approver's reason, also when every policy rule
+    passed (the RA "shall determine ... whether there is reasonable evidence": a recorded evidence
+    reference is necessary, not sufficient).
+    """
+    reason = " ".join((ctx.refusal_reason or "").split())
+    if reason:
+        return fail(f"refused by RA approver {ctx.approver}: {reason}")
+    return ok(f"RA approver {ctx.approver} found no reason to refuse")
+
+
+_register(
+    APPROVAL_RULES,
+    Rule(
+        "ra.approver-judgement",
+        "An RA approver may refuse an application, giving the reason, even when every policy rule passes",
+        f"{REF_RAPP_55}: the Registration Authority shall determine whether there is reasonable evidence "
+        "(Agreed Interpretation written into the SEC by MP074); the judgement is the approver's, recorded "
+        "with its reason [design]",
+        approver_judgement,
     ),
 )
 

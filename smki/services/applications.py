@@ -30,6 +30,7 @@ from smki.ra import (
     SubscriberStanding,
     check_dual_control,
     decide_application,
+    refused_by_approver,
     render_explanation,
 )
 from smki.services.context import Home
@@ -43,7 +44,7 @@ from smki.services.ra_state import (
 )
 from smki.services.registry import check_id, parse_policy
 from smki.services.staff import require_action, staff_roles
-from smki.store.registry import ApplicationRecord
+from smki.store.registry import ApplicationRecord, StaffRecord
 
 if TYPE_CHECKING:  # not at run time: smki.services.requests brings the issuance path and cryptography
     from smki.services.requests import Requester
@@ -196,8 +197,8 @@ def propose(home: Home, application_id: int | str, *, staff_id: str | None, on: 
     return Decided(load_application(home, record.application_id), decision)
 
 
-def _four_eyes(home: Home, record: ApplicationRecord, staff_id: str | None) -> str:
-    """The deciding approver's id, after ``ra.staff-role`` and ``ra.dual-control`` (both audited)."""
+def _four_eyes(home: Home, record: ApplicationRecord, staff_id: str | None) -> StaffRecord:
+    """The deciding approver, after ``ra.staff-role`` and ``ra.dual-control`` (both audited)."""
     subject = _subject(record)
     staff = require_action(home, staff_id, StaffAction.DECIDE, subject=subject)
     _require_status(record, PROPOSED)
@@ -208,7 +209,7 @@ def _four_eyes(home: Home, record: ApplicationRecord, staff_id: str | None) -> s
             "proposed_by": record.proposed_by,
         })
         raise SmkiError("ra.dual-control", verdict.reason)
-    return staff.staff_id
+    return staff
 
 
 def approve(home: Home, application_id: int | str, *, staff_id: str | None, on: date | None = None) -> Decided:
@@ -219,7 +220,7 @@ def approve(home: Home, application_id: int | str, *, staff_id: str | None, on: 
     for the approver to refuse or for an operator to add evidence.
     """
     record = load_application(home, application_id)
-    approver = _four_eyes(home, record, staff_id)
+    approver = _four_eyes(home, record, staff_id).staff_id
     decision = decide_on(home, record, on or today())
     if not decision.approved:
         _audit(home, approver, "application.approval-refused", _subject(record), {
@@ -241,13 +242,17 @@ def approve(home: Home, application_id: int | str, *, staff_id: str | None, on: 
 
 def refuse(home: Home, application_id: int | str, reason: str, *, staff_id: str | None,
            on: date | None = None) -> Decided:
-    """A different RA approver refuses, giving a reason; the rules' view on that date is stored with it."""
+    """A different RA approver refuses, giving a reason: the rules' view on that date is stored with
+    ``ra.approver-judgement`` failing on that reason, so the refusal always names the rule it rests on."""
     reason = " ".join(reason.split())
     if not reason or len(reason) > 500:
         raise SmkiError("ra.reason-required", "give the reason for refusing (1 to 500 characters)")
     record = load_application(home, application_id)
-    approver = _four_eyes(home, record, staff_id)
-    decision = decide_on(home, record, on or today())
+    staff = _four_eyes(home, record, staff_id)
+    approver = staff.staff_id
+    # The stored refusal names the rule it rests on (ra.approver-judgement), whatever the rules say.
+    decision = refused_by_approver(decide_on(home, record, on or today()), record.proposed_by or "", approver,
+                                   staff_roles(staff), reason)
     stored = {**decision.to_dict(), "reason": reason}
     with home.store.transaction() as tx:
         tx.registry.update_application(record.application_id, expect_status=PROPOSED, status=REFUSED,
@@ -255,7 +260,8 @@ def refuse(home: Home, application_id: int | str, reason: str, *, staff_id: str 
         tx.registry.set_subscription(record.party_id, record.policy, SubscriberStanding.REFUSED.value)
         tx.append_audit([AuditEvent(approver, "application.refused", _subject(record), {
             "party": record.party_id, "policy": record.policy, "proposed_by": record.proposed_by,
-            "reason": reason, "ruleset": decision.ruleset, "decision": decision.to_dict(),
+            "reason": reason, "ruleset": decision.ruleset, "failed": list(decision.failed_ids),
+            "decision": decision.to_dict(),
         })])
     return Decided(load_application(home, record.application_id), decision)
 

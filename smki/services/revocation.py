@@ -36,9 +36,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smki.audit import AuditEvent
 from smki.domain import CertKind, CertStatus
 from smki.errors import NotFound, SmkiError
+from smki.ra import check_dual_control
 from smki.ra import check_own_certificate as check_own_certificate_rule
 from smki.services.context import Home
-from smki.services.staff import require_staff
+from smki.services.staff import require_staff, staff_roles
 from smki.store import CertificateRecord, RevocationListRecord, normalise_serial
 
 #: RFC 5280 §5.3.1 reason codes an operator may give. Left out: certificateHold (6) and
@@ -235,17 +236,23 @@ def propose_ca_revocation(home: Home, serial: str, reason: int, *, staff_id: str
 def decide_ca_revocation(home: Home, item_id: int, *, staff_id: str | None, approve: bool,
                          now: datetime | None = None) -> Published | None:
     """A different RA approver approves (revoke + ARL) or refuses the proposal (rule ``ra.dual-control``)."""
-    require_staff(home, staff_id, "ra-approver", subject=f"ca-revocation:{item_id}",
-                  action="approve-ca-revocation" if approve else "refuse-ca-revocation")
+    staff = require_staff(home, staff_id, "ra-approver", subject=f"ca-revocation:{item_id}",
+                          action="approve-ca-revocation" if approve else "refuse-ca-revocation")
     assert staff_id is not None
     item = home.store.registry.dual_control(item_id)
     if item is None or item.action != CA_REVOKE_ACTION:
         raise NotFound("ra.not-found", f"no CA revocation proposal {item_id}")
     if item.status != "pending":
         raise SmkiError("ra.already-decided", f"proposal {item_id} was already {item.status}")
-    if item.proposed_by == staff_id:
-        raise SmkiError("ra.dual-control",
-                        "ra.dual-control: the person who proposed an action cannot also approve or refuse it")
+    # The same rule as for applications (names compared case-insensitively), and audited when it refuses.
+    verdict = check_dual_control(item.proposed_by, staff.staff_id, staff_roles(staff))
+    if not verdict.passed:
+        with home.store.transaction() as tx:
+            tx.append_audit([AuditEvent(f"staff:{staff.staff_id}", "ca.dual-control-refused", item.subject, {
+                "item": item_id, "rule": verdict.rule_id, "reason": verdict.reason,
+                "reference": verdict.reference, "proposed_by": item.proposed_by,
+            })])
+        raise SmkiError("ra.dual-control", f"ra.dual-control: {verdict.reason}")
     if approve:
         _require_signer(home, ARL)
     moment = _moment(now)

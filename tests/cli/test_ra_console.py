@@ -94,6 +94,37 @@ def test_an_approver_cannot_approve_what_the_rules_refuse_but_can_refuse_it(run:
     assert "Not yet proposed." in ok(run, "ra", "explain", app2)
 
 
+def test_an_approvers_refusal_of_what_the_rules_approve_names_the_rule_it_rests_on(
+        run: Run, database_url: str) -> None:
+    """The RA determines whether the evidence is reasonable (RAPP §5.5): an approver may refuse an
+    application every rule passes, and the stored decision (and its audit) is then a refusal naming
+    ``ra.approver-judgement`` with the reason, never an "APPROVE" beside a refused status."""
+    app = _setup(run)
+    ok(run, "ra", "evidence", app, "--kind", "installation-need", "--reference", "EV-1 plan", "--as", "op1")
+    assert "the rules (MP127) approve" in ok(run, "ra", "propose", app, "--as", "op1")
+    ok(run, "ra", "refuse", app, "--reason", "the rollout plan is not credible", "--as", "ap1")
+    explained = ok(run, "ra", "explain", app)
+    final = explained.split("== Decision: refused by ap1")[1]
+    assert "Decision        REFUSE" in final and "Approved:" not in final
+    assert "FAIL    ra.approver-judgement" in final and "the rollout plan is not credible" in final
+    assert "ref: SEC Appendix D (SMKI RAPP) §5.5" in final
+    assert "Refused by 1 of 5 rules: ra.approver-judgement" in final
+    store = Store.open(database_url)
+    try:
+        rows = [r for r in store.audit_rows() if r.action == "application.refused"]
+    finally:
+        store.close()
+    decision = rows[-1].details_dict["decision"]
+    assert decision["outcome"] == "refuse"
+    assert [r["rule_id"] for r in decision["results"] if not r["passed"]] == ["ra.approver-judgement"]
+    # Refusing what the rules refuse anyway names those rules and the approver's judgement too.
+    app2 = ok(run, "apply", "device", "--party", "P1", "--as", "op1").strip()
+    run("ra", "propose", app2, "--as", "op1")
+    ok(run, "ra", "refuse", app2, "--reason", "no evidence", "--as", "ap1")
+    final2 = ok(run, "ra", "explain", app2).split("== Decision: refused by ap1")[1]
+    assert "Refused by 2 of 5 rules: device.evidence-of-need, ra.approver-judgement" in final2
+
+
 def test_bad_input_is_one_coded_line(run: Run) -> None:
     _setup(run)
     cases = [

@@ -125,6 +125,26 @@ def test_ca_revocation_under_dual_control(ca_home: Path, env: dict[str, str], tm
     _ok(smki(["audit", "verify", *h], env))
 
 
+def test_ca_revocation_dual_control_is_the_ra_rule_and_is_audited(
+        ca_home: Path, env: dict[str, str]) -> None:
+    """The CA revocation's four eyes are rule ``ra.dual-control``, as for applications: the proposer
+    under another spelling of their id (``Both`` for ``both``) is the same person, and a refusal is
+    audited with the rule and its reference."""
+    _staff(ca_home, env)
+    h = ["--home", str(ca_home)]
+    _ok(smki(["staff", "add", "Both", "--name", "BOTH again", "--role", "ra-approver", *h], env))
+    dca = _serial(ca_home / "device-ca.pem")
+    proposed = _ok(smki(["ca", "revoke", "propose", dca, "--reason", "cACompromise", "--as", "both", *h], env))
+    item = re.search(r"proposal (\d+)", proposed.out)
+    assert item is not None
+    _refused(smki(["ca", "revoke", "approve", item.group(1), "--as", "Both", *h], env), "ra.dual-control")
+    _refused(smki(["ca", "revoke", "refuse", item.group(1), "--as", "both", *h], env), "ra.dual-control")
+    assert "pending" in _ok(smki(["ca", "revoke", "list", *h], env)).out
+    tail = _ok(smki(["audit", "tail", "-n", "2", "--json", *h], env)).out
+    assert tail.count('"ca.dual-control-refused"') == 2 and '"rule": "ra.dual-control"' in tail
+    _ok(smki(["audit", "verify", *h], env))
+
+
 def test_publish_status_and_populate_commands(ca_home: Path, env: dict[str, str]) -> None:
     h = ["--home", str(ca_home)]
     _ok(smki(["staff", "add", "op", "--name", "Op", "--role", "ra-operator", "--role", "ra-approver", *h], env))

@@ -56,6 +56,7 @@ def test_the_spec_rule_ids_are_all_registered() -> None:
         "aro.screened",
         "aro.belongs-to-party",
         "ra.dual-control",
+        "ra.approver-judgement",
         "ra.staff-role",
         "revocation.own-certificate",
         "device.eligible-subscriber",

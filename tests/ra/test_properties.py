@@ -8,10 +8,12 @@ in force is evaluated, every failed rule id is named in the refusal, and stored 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
+import random
 from datetime import date, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
@@ -260,3 +262,56 @@ def test_the_generator_reaches_both_sides_of_the_invariant() -> None:
         settings=SEARCH,
     )
     assert only_route[2].route is Route.OPERATOR
+
+
+# --- monotonicity and order independence ---------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(applications, scenarios(), st.randoms(use_true_random=False))
+def test_an_application_decision_does_not_depend_on_the_order_of_its_evidence(
+    application: Application, scenario: Scenario, rnd: random.Random
+) -> None:
+    """The same evidence, recorded in another order (a restore, another database's row order), gives
+    the same decision, reasons included: a stored decision must be reproducible from the facts."""
+    party, _, _, on, basis = scenario
+    shuffled = list(application.evidence)
+    rnd.shuffle(shuffled)
+    reordered = Application(application.application_id, application.party_id, application.policy, tuple(shuffled))
+    assert decide_application(reordered, party, on, evidence_basis=basis) == decide_application(
+        application, party, on, evidence_basis=basis)
+
+
+@settings(max_examples=300, deadline=None)
+@given(applications, scenarios(), evidence)
+def test_more_evidence_never_turns_an_approval_into_a_refusal(
+    application: Application, scenario: Scenario, extra: Evidence
+) -> None:
+    party, _, _, on, basis = scenario
+    before = decide_application(application, party, on, evidence_basis=basis)
+    more = Application(application.application_id, application.party_id, application.policy,
+                       (*application.evidence, extra))
+    after = decide_application(more, party, on, evidence_basis=basis)
+    assert set(after.failed_ids) <= set(before.failed_ids)
+
+
+@settings(max_examples=300, deadline=None)
+@given(applications, scenarios(), st.sampled_from(["srept", "uept", "gateway", "registered"]))
+def test_meeting_one_more_requirement_never_turns_an_approval_into_a_refusal(
+    application: Application, scenario: Scenario, requirement: str
+) -> None:
+    """Passing SREPT or UEPT (by the decision date), adding a Gateway Connection or a Registered User
+    role only ever removes failures, for applications and for requests alike."""
+    party, aro, facts, on, basis = scenario
+    every: dict[str, dict[str, Any]] = {
+        "srept": {"srept_passed": on},
+        "uept": {"uept_completed": on},
+        "gateway": {"gateway_connections": (*party.gateway_connections, "GW-NEW")},
+        "registered": {"registered_user_roles": party.registered_user_roles | {"gas-supplier"}},
+    }
+    better = dataclasses.replace(party, **every[requirement])
+    pairs = [(decide_application(application, p, on, evidence_basis=basis),
+              decide_request(facts, p, aro, on, evidence_basis=basis)) for p in (party, better)]
+    for before, after in zip(pairs[0], pairs[1], strict=True):
+        assert set(after.failed_ids) <= set(before.failed_ids)
+        assert after.approved or not before.approved
