@@ -167,7 +167,9 @@ def _result_head(ctx: ListenerContext, requester: Requester, batch_text: str | N
         access.authorise_device_batch(ctx.home, ctx.route, requester.actor, shown)
     except PolicyRefusal as exc:
         return dx.CSRBatchResult(dx.BatchStatus.WORKFLOW_ERROR, error=dx.rule_refusal(exc.decision.failed_ids))
-    if batch_text is None or not (batch_text.isascii() and batch_text.isdigit()) \
+    # At most 19 digits (MAX_ROW_ID's) before int(): Python refuses int() of over 4,300 digits with
+    # a ValueError, which would be a 500 with a JSON body on an XML service.
+    if batch_text is None or not (batch_text.isascii() and batch_text.isdigit()) or len(batch_text) > 19 \
             or not 0 < int(batch_text) <= MAX_ROW_ID:
         return _unknown_batch("BatchId must be a positive integer naming one of your batches")
     try:
