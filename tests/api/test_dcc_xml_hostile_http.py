@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from smki.ca.devcsr import make_device_csr
 from smki.domain import Usage
 from smki.interfaces.dcc import codec as dx
+from smki.services.context import Home
 from tests.api.conftest import ClientFiles, LiveListeners
 from tests.api.test_dcc_xml_support import require_xsd
 
@@ -232,3 +233,27 @@ def test_a_namespaced_attribute_may_not_stand_in_for_id(gateway: httpx.Client, p
         assert _submit_outcome(gateway.post(path, content=body, headers=XML)) == ("FORMAT_ERROR", "FM:AA1")
     inner = SUBMIT_CANON.replace(b'<DeviceCSR ID="a"', b'<DeviceCSR xmlns:a="urn:a" ID="a" a:ID="c"', 1)
     assert _submit_outcome(gateway.post(SUBMIT, content=inner, headers=XML)) == ("FORMAT_ERROR", "FM:AA1")
+
+
+def test_an_ra_reason_xml_cannot_carry_still_gives_a_valid_rejected_result(
+        live: LiveListeners, home: Home, aro: ClientFiles) -> None:
+    """The RA's reason comes from a terminal or a form: a control character (an escape sequence
+    pasted in, a stray BEL) is text XML 1.0 cannot carry, and building the Error refused it — a 500
+    with a JSON body instead of the REJECTED result."""
+    from dataclasses import replace
+
+    from smki.domain import Route
+    from smki.services.batch_jobs import submit_batch
+    from smki.services.batch_lifecycle import reject_batch
+    from smki.services.capacity import capacity_settings
+    from smki.services.requests import Requester
+    from tests.api.conftest import APPROVER, ARO, PARTY
+
+    waiting_home = replace(home, settings=home.settings.configured({"batches": {"auto-approve-max": 0}}))
+    job = submit_batch(waiting_home, Requester(PARTY, ARO, Route.GATEWAY), [("c0", CSR)], interface="json",
+                       client_ref="r-ctl", capacity=capacity_settings(home))
+    reject_batch(home, job.id, "not \x1b[31mexpected\x07 here\x00", staff_id=APPROVER)
+    answer = _result_answer(live.client(aro).get(RESULT, params={"BatchId": str(job.id)}))
+    assert answer.status is dx.BatchStatus.REJECTED and answer.error is not None
+    assert answer.error.code == "WF:RJ1"
+    assert answer.error.text.startswith("not ") and "expected" in answer.error.text and "here" in answer.error.text

@@ -346,8 +346,7 @@ def create_device_router() -> APIRouter:
             return _xml(dx.render_csr_batch_result(head))
         status = dx.BatchStatus(head.status)
         if status is dx.BatchStatus.REJECTED:  # the RA's reason travels in the optional Error
-            reason = dx.DccError(dx.BATCH_REJECTED_CODE, head.error_text or "rejected by the Registration Authority")
-            return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status, error=reason)))
+            return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status, error=dx.rejected_error(head.error_text))))
         if status is not dx.BatchStatus.COMPLETED:
             return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status)))
         chunks = dx.iter_csr_batch_result(status, _device_certificates(ctx, head), chunk_bytes=RESULT_CHUNK)
