@@ -257,3 +257,26 @@ def test_an_ra_reason_xml_cannot_carry_still_gives_a_valid_rejected_result(
     assert answer.status is dx.BatchStatus.REJECTED and answer.error is not None
     assert answer.error.code == "WF:RJ1"
     assert answer.error.text.startswith("not ") and "expected" in answer.error.text and "here" in answer.error.text
+
+
+@pytest.mark.parametrize("char", ["x", "\N{GRINNING FACE}"], ids=["ascii", "astral"])
+def test_the_spec_id_lengths_hold_at_the_server(gateway: httpx.Client, char: str) -> None:
+    """Spec §3.2: Ad Hoc ID 1-32 characters, batch ID 1-256, DeviceCSR ID 1-100 — characters, as
+    the XSD's maxLength counts them, not UTF-8 bytes."""
+    def adhoc(rid: str) -> tuple[str | None, str, str | None]:
+        body = ADHOC_CANON.replace(b'ID="R1"', f'ID="{rid}"'.encode())
+        return _adhoc_outcome(gateway.post(ADHOC, content=body, headers=XML))
+
+    def submit(batch_id: str, csr_id: str) -> tuple[str, str | None]:
+        body = SUBMIT_CANON.replace(b'ID="B1"', f'ID="{batch_id}"'.encode()).replace(
+            b'ID="a"', f'ID="{csr_id}"'.encode())
+        return _submit_outcome(gateway.post(SUBMIT, content=body, headers=XML))
+
+    assert adhoc(char * 32) == (char * 32, "UNKNOWN_DEVICE", "UD:AA1")
+    assert adhoc(char * 33) == (None, "FORMAT_ERROR", "FM:AA1")
+    assert adhoc("") == (None, "FORMAT_ERROR", "FM:AA1")
+    assert submit(char * 256, char * 100) == ("PENDING", None)
+    assert submit(char * 257, "a") == ("FORMAT_ERROR", "FM:AA1")
+    assert submit("B1", char * 101) == ("FORMAT_ERROR", "FM:AA1")
+    assert submit("", "a") == ("FORMAT_ERROR", "FM:AA1")
+    assert submit("B1", "") == ("FORMAT_ERROR", "FM:AA1")
