@@ -88,7 +88,15 @@ def _hostile(canon: bytes, root: str) -> dict[str, bytes]:
     first_child = body.index("><") + 1
     head, tail = body[:first_child], body[first_child:]
     end = f"</{root}>"
+    first_name = tail[1:].split(">", 1)[0].split(" ", 1)[0]
+    first = tail[: tail.index(f"</{first_name}>") + len(first_name) + 3]
+    rest = tail[len(first):]
     return {
+        "no-children": (head + end).encode(),
+        "first-child-missing": (head + rest).encode(),
+        "first-child-twice": (head + first + tail).encode(),
+        "first-child-last": (head + rest.removesuffix(end) + first + end).encode()
+        if rest != end else (head + first + first + end).encode(),
         "empty": b"",
         "whitespace": b"  \n ",
         "not-xml": b"hello",
@@ -146,8 +154,24 @@ def gateway(live: LiveListeners, aro: ClientFiles) -> Iterator[httpx.Client]:
     yield live.client(aro)
 
 
-ADHOC_SAME = _respell(ADHOC_CANON, "DeviceCertificateSigningRequest")
-ADHOC_BAD = _hostile(ADHOC_CANON, "DeviceCertificateSigningRequest")
+HALF = len(B64) // 2
+INSIDE_BASE64 = {  # what may and may not come between the characters of a CSR's base64
+    "comment": (b"<!-- split -->", True),
+    "processing-instruction": (b"<?pi x?>", True),
+    "cdata": (b"<![CDATA[]]>", True),
+    "newline": (b"\n", False),
+    "space": (b" ", False),
+    "char-ref-newline": (b"&#10;", False),
+}
+
+
+def _inside_base64(canon: bytes, accepted: bool) -> dict[str, bytes]:
+    return {f"base64-{name}": canon.replace(B64, B64[:HALF] + insert + B64[HALF:])
+            for name, (insert, ok) in INSIDE_BASE64.items() if ok is accepted}
+
+
+ADHOC_SAME = _respell(ADHOC_CANON, "DeviceCertificateSigningRequest") | _inside_base64(ADHOC_CANON, True)
+ADHOC_BAD = _hostile(ADHOC_CANON, "DeviceCertificateSigningRequest") | _inside_base64(ADHOC_CANON, False)
 
 
 def test_adhoc_respellings_answer_as_the_canonical_body(gateway: httpx.Client) -> None:
@@ -165,8 +189,8 @@ def test_adhoc_hostile_bodies_are_format_errors(gateway: httpx.Client) -> None:
     assert wrong == {}
 
 
-SUBMIT_SAME = _respell(SUBMIT_CANON, "SubmitCSRBatch")
-SUBMIT_BAD = _hostile(SUBMIT_CANON, "SubmitCSRBatch")
+SUBMIT_SAME = _respell(SUBMIT_CANON, "SubmitCSRBatch") | _inside_base64(SUBMIT_CANON, True)
+SUBMIT_BAD = _hostile(SUBMIT_CANON, "SubmitCSRBatch") | _inside_base64(SUBMIT_CANON, False)
 
 
 def test_batch_respellings_are_accepted(gateway: httpx.Client) -> None:
