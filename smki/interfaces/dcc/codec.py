@@ -127,6 +127,7 @@ __all__ = [
     "parse_device_csr_response",
     "parse_submit_csr_batch",
     "parse_submit_csr_batch_status",
+    "rejected_error",
     "render_certificate_data_request",
     "render_certificate_data_response",
     "render_certificate_search_request",
@@ -281,6 +282,15 @@ def rule_refusal(rule_ids: Iterable[str]) -> DccError:
     """The Error for a whole request refused by RA rules (a SubmitCSRBatch, a CSRBatchResult over
     SPOTI): a WORKFLOW_ERROR's code must be ``WF:``, so ``WF:RA1``, with the rules in ErrorText."""
     return DccError(RA_WORKFLOW_CODE, rules_text(rule_ids))
+
+
+def rejected_error(reason: str | None) -> DccError:
+    """The optional Error of a REJECTED ``CSRBatchResult``: ``WF:RJ1`` with the RA's reason.
+
+    The reason was typed at a terminal or into a form and stored as given; a control character in
+    it (a pasted escape sequence) is text XML 1.0 cannot carry, so it is flattened as every
+    ErrorText is rather than making the answer impossible to build."""
+    return DccError(BATCH_REJECTED_CODE, _one_line(reason or "") or "rejected by the Registration Authority")
 
 
 def dcc_error_from(service: Service, error: SmkiError, rules: Iterable[str] = ()) -> DccOutcome:

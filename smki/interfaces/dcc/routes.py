@@ -167,7 +167,9 @@ def _result_head(ctx: ListenerContext, requester: Requester, batch_text: str | N
         access.authorise_device_batch(ctx.home, ctx.route, requester.actor, shown)
     except PolicyRefusal as exc:
         return dx.CSRBatchResult(dx.BatchStatus.WORKFLOW_ERROR, error=dx.rule_refusal(exc.decision.failed_ids))
-    if batch_text is None or not (batch_text.isascii() and batch_text.isdigit()) \
+    # At most 19 digits (MAX_ROW_ID's) before int(): Python refuses int() of over 4,300 digits with
+    # a ValueError, which would be a 500 with a JSON body on an XML service.
+    if batch_text is None or not (batch_text.isascii() and batch_text.isdigit()) or len(batch_text) > 19 \
             or not 0 < int(batch_text) <= MAX_ROW_ID:
         return _unknown_batch("BatchId must be a positive integer naming one of your batches")
     try:
@@ -344,8 +346,7 @@ def create_device_router() -> APIRouter:
             return _xml(dx.render_csr_batch_result(head))
         status = dx.BatchStatus(head.status)
         if status is dx.BatchStatus.REJECTED:  # the RA's reason travels in the optional Error
-            reason = dx.DccError(dx.BATCH_REJECTED_CODE, head.error_text or "rejected by the Registration Authority")
-            return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status, error=reason)))
+            return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status, error=dx.rejected_error(head.error_text))))
         if status is not dx.BatchStatus.COMPLETED:
             return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(status)))
         chunks = dx.iter_csr_batch_result(status, _device_certificates(ctx, head), chunk_bytes=RESULT_CHUNK)

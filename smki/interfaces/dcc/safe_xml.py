@@ -140,7 +140,11 @@ class _Builder:
             if " " not in key:
                 attrs[key] = value
             elif not key.startswith(_XSI_PREFIX):
-                attrs[_local(key)] = value
+                local_key = _local(key)
+                if local_key in attributes or local_key in attrs:
+                    # ``ID`` and ``a:ID``: read by local name, one would silently replace the other.
+                    raise self.fail(f"<{local[:_SHOWN]}> has attribute {shown(local_key)} twice (in two namespaces)")
+                attrs[local_key] = value
         node = Node(local, attrs, [], [])
         if not self.stack:
             if local != self.root_name:
