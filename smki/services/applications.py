@@ -44,6 +44,7 @@ from smki.services.ra_state import (
 )
 from smki.services.registry import check_id, parse_policy
 from smki.services.staff import require_action, staff_roles
+from smki.services.typed_text import typed_text
 from smki.store.registry import ApplicationRecord, StaffRecord
 
 if TYPE_CHECKING:  # not at run time: smki.services.requests brings the issuance path and cryptography
@@ -244,9 +245,7 @@ def refuse(home: Home, application_id: int | str, reason: str, *, staff_id: str 
            on: date | None = None) -> Decided:
     """A different RA approver refuses, giving a reason: the rules' view on that date is stored with
     ``ra.approver-judgement`` failing on that reason, so the refusal always names the rule it rests on."""
-    reason = " ".join(reason.split())
-    if not reason or len(reason) > 500:
-        raise SmkiError("ra.reason-required", "give the reason for refusing (1 to 500 characters)")
+    reason = typed_text(reason, "the reason for refusing", limit=500, code="ra.reason-required")
     record = load_application(home, application_id)
     staff = _four_eyes(home, record, staff_id)
     approver = staff.staff_id

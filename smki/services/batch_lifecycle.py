@@ -35,6 +35,7 @@ from smki.ra import StaffAction
 from smki.services import batch_watch
 from smki.services.context import Home
 from smki.services.staff import require_action
+from smki.services.typed_text import typed_text
 from smki.settings_model import default
 from smki.store.batches import BatchJobRecord, batch_reads, batch_writes
 
@@ -100,14 +101,13 @@ def approve_batch(home: Home, job_id: int, *, staff_id: str | None) -> BatchJobR
 
 def reject_batch(home: Home, job_id: int, reason: str, *, staff_id: str | None) -> BatchJobRecord:
     """An RA approver rejects a PENDING batch, giving the reason: it is REJECTED and never processed."""
-    if not reason.strip():
-        raise SmkiError("ra.reason-required", "a rejected batch needs the reason")
+    reason = typed_text(reason, "the reason for rejecting a batch", limit=500, code="ra.reason-required")
     staff = require_action(home, staff_id, StaffAction.DECIDE, subject=f"batch {job_id}")
     job = _pending(home, job_id)
     with home.store.transaction() as tx:
         now = datetime.now(UTC)
         if not batch_writes(tx).change_status(job.id, PENDING, REJECTED, error_code="batch.rejected",
-                                              error_text=reason.strip()[:500], finished_at=now,
+                                              error_text=reason, finished_at=now,
                                               expires_at=now + RETENTION):
             raise SmkiError("batch.not-pending", f"batch {job_id} is no longer PENDING")
         tx.append_audit([AuditEvent(staff.staff_id, "batch.rejected", job.ref, {

@@ -25,6 +25,7 @@ from smki.ra import AroStatus, PartyCategory, RegisteredUserRole, StaffAction, S
 from smki.services.context import Home
 from smki.services.ra_state import load_aro, load_party, today
 from smki.services.staff import require_action
+from smki.services.typed_text import typed_text
 from smki.store.registry import AroRecord, PartyRecord
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
@@ -41,10 +42,7 @@ def check_id(value: str, what: str) -> str:
 
 
 def _text(value: str, what: str, limit: int = 200) -> str:
-    text = " ".join(value.split())
-    if not text or len(text) > limit:
-        raise SmkiError("ra.bad-text", f"{what} must be 1 to {limit} characters")
-    return text
+    return typed_text(value, what, limit=limit, code="ra.bad-text")
 
 
 def parse_category(value: str) -> PartyCategory:

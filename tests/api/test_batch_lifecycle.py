@@ -54,8 +54,13 @@ def test_small_batches_are_auto_approved_and_large_ones_wait_for_the_ra(home: Ho
         approve_batch(home, large, staff_id=OPERATOR)  # an operator does not decide
     assert caught.value.code == "ra.staff-role"
     assert approve_batch(home, large, staff_id=APPROVER).status == "QUEUED"
-    with pytest.raises(SmkiError):
-        reject_batch(home, refused, " ", staff_id=APPROVER)
+    # A reason the store cannot hold (PostgreSQL refuses a NUL; a lone surrogate neither) or the
+    # DCC's XML cannot carry was a database error (500); it is refused, naming what is wrong.
+    for bad in (" ", "dup\x00licate", "dup\ud800", "bell\x07", "x" * 501):
+        with pytest.raises(SmkiError) as caught:
+            reject_batch(home, refused, bad, staff_id=APPROVER)
+        assert caught.value.code == "ra.reason-required"
+    assert _status(home, refused) == "PENDING"
     rejected = reject_batch(home, refused, "CSRs for devices not yet contracted", staff_id=APPROVER)
     assert (rejected.status, rejected.error_text) == ("REJECTED", "CSRs for devices not yet contracted")
     with pytest.raises(SmkiError) as caught:
