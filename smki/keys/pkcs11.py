@@ -234,10 +234,30 @@ def _library(path: str) -> _Library:
                     lib = loaded.lib
                     lib.reinitialize()
         except p11.PKCS11Error as exc:
-            raise KeyBackendError("key.module-missing", f"cannot load the PKCS#11 module {path!r}") from exc
+            raise _module_error(path, exc) from exc
         loaded = _Library(path, lib, os.getpid())
         _libraries[path] = loaded
         return loaded
+
+
+def _module_error(path: str, exc: p11.PKCS11Error) -> KeyBackendError:
+    """Why the module at ``path`` cannot be used: three faults with three different fixes.
+
+    python-pkcs11 reports a failed ``dlopen`` as a bare ``PKCS11Error`` "OS exception while loading
+    <path>: <dlerror>"; a module that loads but whose ``C_Initialize`` fails raises the PKCS#11
+    error it returned (its own configuration: ``SOFTHSM2_CONF``, the vendor client's files).
+    """
+    text = str(exc)
+    if type(exc) is p11.PKCS11Error and text.startswith("OS exception"):
+        reason = text.rsplit(": ", 1)[-1].strip()[:200] or "unknown"
+        if "C_GetFunctionList" in text:
+            reason = "not a PKCS#11 module (no C_GetFunctionList)"
+        elif "invalid ELF header" in text or "file too short" in text:
+            reason = f"not a shared library ({reason})"
+        return KeyBackendError("key.module-missing", f"cannot load the PKCS#11 module {path!r}: {reason}")
+    return KeyBackendError("key.module-failed", f"the PKCS#11 module {path!r} loads but will not start "
+                           f"({type(exc).__name__}): check its own configuration (e.g. SOFTHSM2_CONF, the "
+                           "HSM client's configuration and its connection to the HSM)")
 
 
 def _find_token(lib: Any, label: str) -> Any:
