@@ -469,6 +469,9 @@ class SigningPool:
     def __init__(self, settings: Settings, secret: bytes, issuer_der: bytes, workers: int | None = None) -> None:
         self.issuer_der = issuer_der
         self.workers = max(1, (os.cpu_count() or 1) if workers is None else workers)
+        from smki.services.procguard import start_forkserver
+
+        start_forkserver()  # without the secrets in its environment (a server has started it already)
         self._executor = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("forkserver"),
