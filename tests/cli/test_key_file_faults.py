@@ -83,3 +83,24 @@ def test_a_passphrase_that_is_not_utf8_is_a_coded_refusal_not_an_internal_error(
         run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMKI_KEY_PASSPHRASE", os.fsdecode(b"\xff\xfe-not-utf-8-passphrase"))
     _refused(run, tmp_path, "key.locked")
+
+
+@pytest.mark.parametrize("fault", ["passphrase", "mismatch"])
+def test_a_batch_refused_for_its_key_leaves_no_audit_record_of_a_batch(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    """A key that cannot sign is found before the batch is named in the audit log: no
+    ``batch.started``/``batch.failed`` pair for a batch that never could start."""
+    from smki.store import Store
+
+    if fault == "passphrase":
+        monkeypatch.setenv("SMKI_KEY_PASSPHRASE", "not-the-passphrase")
+    else:
+        _key(run).write_bytes(_key(run, "organisation-ca").read_bytes())
+    store = Store.open(os.environ["SMKI_DATABASE_URL"])
+    try:
+        before = len(list(store.audit_rows()))
+        _refused(run, tmp_path, "key.locked" if fault == "passphrase" else "key.mismatch")
+        actions = [row.action for row in store.audit_rows()][before:]
+    finally:
+        store.close()
+    assert actions == [], actions
