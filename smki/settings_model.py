@@ -365,6 +365,12 @@ def environment(key: str, environ: Mapping[str, str] | None = None) -> Any:
     return _typed(setting, value)
 
 
+def secret_env_names() -> tuple[str, ...]:
+    """The environment variables that carry secrets (passphrase, PIN, passwords): what a process
+    smki starts by ``exec`` must not inherit (:func:`smki.services.procguard.secrets_withheld`)."""
+    return tuple(s.env for s in SETTINGS if s.secret and s.env)
+
+
 def env_name(key: str) -> str:
     """The environment variable of ``key`` (for messages and Typer's ``envvar``)."""
     return BY_KEY[key].env

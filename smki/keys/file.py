@@ -1,5 +1,9 @@
 """File key backend: each CA key is an encrypted PKCS#8 PEM file, mode 0600, under ``<home>/keys``.
 
+A key file that others may read or write (any group or other permission bit) is refused
+(``key.permissions``), as ssh refuses such a private key: encrypted or not, a copy is open to offline
+guessing of the passphrase, and the file says nothing about who has taken one.
+
 The passphrase is given to the backend by the caller (the CLI reads ``SMKI_KEY_PASSPHRASE`` or
 prompts); it is held in memory only and never written anywhere. Files are created atomically with
 O_EXCL so a crash never leaves a half-written key and an existing key is never overwritten.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -104,16 +109,45 @@ class FileKeyBackend:
     def signer(self, label: str) -> FileSigner:
         path = self._path(label)
         try:
-            pem = path.read_bytes()
+            with open(path, "rb") as handle:
+                mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+                pem = handle.read()
         except FileNotFoundError as exc:
             raise KeyBackendError("key.missing", f"no key labelled {label!r} in {self._directory}") from exc
+        if mode & 0o077:  # as ssh does: an encrypted key others can copy is open to offline guessing
+            raise KeyBackendError("key.permissions", f"the key file {path} is accessible to others (mode "
+                                  f"{mode:04o}): run 'chmod 600 {path}' (and check who may have copied it)")
         if b"-----BEGIN " not in pem or b"-----END " not in pem:  # no passphrase would open it
             raise KeyBackendError("key.corrupt", f"the key file {path} is not a PEM private key (empty, truncated "
                                   "or overwritten): restore it from a backup")
+        kind = pem[pem.index(b"-----BEGIN ") + 11:].split(b"-----", 1)[0].decode("ascii", "replace")
+        if not kind.endswith("PRIVATE KEY"):
+            raise KeyBackendError("key.corrupt", f"the key file {path} holds a PEM {kind[:40]!r}, not a private "
+                                  "key: restore it from a backup")
         try:
             key = serialization.load_pem_private_key(pem, password=self._passphrase)
-        except (ValueError, TypeError) as exc:
-            raise KeyBackendError("key.locked", f"cannot decrypt key {label!r}: wrong passphrase?") from exc
+        except TypeError as exc:  # "password was given but private key is not encrypted"
+            raise KeyBackendError("key.unencrypted", f"the key file {path} is not encrypted: a CA key must be "
+                                  "stored under the passphrase; restore it from a backup") from exc
+        except ValueError as exc:
+            raise self._undecryptable(label, path) from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
             raise KeyBackendError("key.wrong-type", f"key {label!r} is not a P-256 key")
         return FileSigner(label, key)
+
+    def _undecryptable(self, label: str, path: Path) -> KeyBackendError:
+        """A key that does not decrypt: a wrong passphrase, unless the same passphrase opens another
+        CA key in this directory — then this file is damaged (or was encrypted under another
+        passphrase), and "wrong passphrase?" would send the operator after the wrong fault."""
+        for other in sorted(self._directory.glob("*.key.pem")):
+            if other == path:
+                continue
+            try:
+                serialization.load_pem_private_key(other.read_bytes(), password=self._passphrase)
+            except (OSError, ValueError, TypeError):
+                continue
+            opened = other.name.removesuffix(".key.pem")
+            return KeyBackendError("key.corrupt", f"cannot decrypt key {label!r} although the passphrase opens key "
+                                   f"{opened!r}: the file {path} is damaged or under another passphrase; restore "
+                                   "it from a backup")
+        return KeyBackendError("key.locked", f"cannot decrypt key {label!r}: wrong passphrase?")

@@ -161,6 +161,9 @@ class _Library:
     # object handles are plain numbers that a restarted module hands out afresh, so a handle from
     # an older epoch may now name another thread's session or another key: never use or close it.
     epoch: int = 0
+    # Set when a token went away or lost keys under us (see ``_TokenLink.note_fault``): the next
+    # login starts the module afresh, since a module only rescans its tokens when initialised.
+    faulted: bool = False
 
 
 _registry_lock = threading.Lock()
@@ -234,10 +237,30 @@ def _library(path: str) -> _Library:
                     lib = loaded.lib
                     lib.reinitialize()
         except p11.PKCS11Error as exc:
-            raise KeyBackendError("key.module-missing", f"cannot load the PKCS#11 module {path!r}") from exc
+            raise _module_error(path, exc) from exc
         loaded = _Library(path, lib, os.getpid())
         _libraries[path] = loaded
         return loaded
+
+
+def _module_error(path: str, exc: p11.PKCS11Error) -> KeyBackendError:
+    """Why the module at ``path`` cannot be used: three faults with three different fixes.
+
+    python-pkcs11 reports a failed ``dlopen`` as a bare ``PKCS11Error`` "OS exception while loading
+    <path>: <dlerror>"; a module that loads but whose ``C_Initialize`` fails raises the PKCS#11
+    error it returned (its own configuration: ``SOFTHSM2_CONF``, the vendor client's files).
+    """
+    text = str(exc)
+    if type(exc) is p11.PKCS11Error and text.startswith("OS exception"):
+        reason = text.rsplit(": ", 1)[-1].strip()[:200] or "unknown"
+        if "C_GetFunctionList" in text:
+            reason = "not a PKCS#11 module (no C_GetFunctionList)"
+        elif "invalid ELF header" in text or "file too short" in text:
+            reason = f"not a shared library ({reason})"
+        return KeyBackendError("key.module-missing", f"cannot load the PKCS#11 module {path!r}: {reason}")
+    return KeyBackendError("key.module-failed", f"the PKCS#11 module {path!r} loads but will not start "
+                           f"({type(exc).__name__}): check its own configuration (e.g. SOFTHSM2_CONF, the "
+                           "HSM client's configuration and its connection to the HSM)")
 
 
 def _find_token(lib: Any, label: str) -> Any:
@@ -318,7 +341,19 @@ class _TokenLink:
         return self.library.lock if self._serialize else nullcontext()
 
     def _logged_in(self) -> bool:
-        return self._anchor is not None and self._anchor_epoch == self.library.epoch
+        return self._anchor is not None and self._anchor_epoch == self.library.epoch and not self.library.faulted
+
+    def note_fault(self, error: KeyBackendError) -> None:
+        """A token that failed, vanished or lost its keys: the next login restarts the module.
+
+        SoftHSM reads its token directory only in ``C_Initialize``, and an HSM client that lost
+        its connection may likewise need starting again: logging in afresh in the same process
+        would find no token (or an empty one) for ever, and a server would stay unready until
+        restarted by hand. Restarting costs one ``C_Finalize``/``C_Initialize`` per fault; the
+        epoch keeps every session and handle from before it unused.
+        """
+        if error.code in ("key.token-failed", "key.token-not-found", "key.missing"):
+            self.library.faulted = True
 
     def login(self) -> None:
         """Open the anchor session and log in; every pooled session inherits the login."""
@@ -338,9 +373,13 @@ class _TokenLink:
             lib = self.library.lib
             try:
                 with _host_lock(self.library.path), self.library.lock:
-                    if not lib.initialized:  # finalised under us: start the module again
+                    if self.library.faulted and lib.initialized:  # rescan the tokens (note_fault)
+                        log.warning("PKCS#11 module %r: restarting it after a token fault", self.library.path)
+                        lib.finalize()
+                    if not lib.initialized:  # finalised under us (or above): start the module again
                         lib.initialize()
                         self.library.epoch += 1
+                    self.library.faulted = False
                     token = _find_token(lib, self.token_label)
                     self._anchor = token.open(rw=True, user_pin=self._pin)
                     self._anchor_epoch = self.library.epoch
@@ -348,6 +387,7 @@ class _TokenLink:
             except p11.PKCS11Error as exc:
                 error = translate(exc, doing, no_token=no_token)
                 self._pin_refused = error.code == "key.locked"
+                self.note_fault(error)
                 raise error from exc
             self._ever_logged_in = True
 
@@ -369,6 +409,7 @@ class _TokenLink:
             raise KeyBackendError("key.token-failed", f"{doing}: the PKCS#11 module was restarted") from None
         except p11.PKCS11Error as exc:
             error = translate(exc, doing)
+            self.note_fault(error)
             self._discard(pooled, whole_login=error.code == "key.token-failed")
             raise error from exc
         except BaseException:
@@ -396,7 +437,9 @@ class _TokenLink:
             except p11.PKCS11Error as exc:
                 self._unreserve(generation)
                 self.reset(generation)
-                raise translate(exc, doing) from exc
+                error = translate(exc, doing)
+                self.note_fault(error)
+                raise error from exc
             if session is not None:
                 return _Pooled(session, generation, epoch)
             self._unreserve(generation)  # the login was dropped meanwhile: log in again first
@@ -684,7 +727,10 @@ class Pkcs11KeyBackend:
         if len(found) == 1:
             return found[0]
         if not found:
-            raise KeyBackendError("key.missing", f"no key labelled {label!r} on token {self._token_label!r}")
+            error = KeyBackendError("key.missing", f"no key labelled {label!r} on token {self._token_label!r}")
+            if self._link is not None:
+                self._link.note_fault(error)  # SoftHSM: a token whose files went away looks empty
+            raise error
         raise KeyBackendError("key.ambiguous", f"{len(found)} objects labelled {label!r}; expected one")
 
     def exists(self, label: str) -> bool:

@@ -43,7 +43,7 @@ from smki.ra.engine import PolicyRefusal
 from smki.services import batch_watch, key_health
 from smki.services.batch_lifecycle import PAUSED, QUEUED, RETENTION, batch_policy
 from smki.services.batch_sources import BatchItem
-from smki.services.capacity import CapacitySettings, capacity_settings, consume, give_back
+from smki.services.capacity import CapacitySettings, consume
 from smki.services.context import Home
 from smki.services.credentials import SystemRequester
 from smki.services.device_issuance import (
@@ -95,6 +95,10 @@ class _HandedBack(Exception):
 
 class _WindowClosed(Exception):
     """The processing window closed: the batch was left at a chunk boundary, PAUSED until it opens."""
+
+
+class _KeyAway(Exception):
+    """A CA key stopped signing mid-batch: committed chunks stand, the rest waits for the key."""
 
 
 class _DatabaseAway(Exception):
@@ -399,6 +403,8 @@ class BatchRunner:
         ran = 0
         self._purge()
         while not self._stop.is_set():
+            if key_health.fault() is not None:  # nothing could be signed: leave the queue to the probe
+                return ran
             job = self.claim_next()
             if job is None:
                 return ran
@@ -488,6 +494,11 @@ class BatchRunner:
             batch_progress(self.home.store).release(job.id, self.owner)
             log.info("batch %s (%s) handed back at shutdown", job.id, job.ref)
             return
+        except _KeyAway as exc:
+            batch_progress(self.home.store).release(job.id, self.owner)
+            log.warning("batch %s (%s) waits for the CA key (%s): its committed CSRs stand, the rest is issued "
+                        "when the key signs again", job.id, job.ref, exc)
+            return
         except _WindowClosed:
             batch_progress(self.home.store).release(job.id, self.owner, status=PAUSED)
             log.info("batch %s (%s) paused: the processing window closed", job.id, job.ref)
@@ -558,7 +569,7 @@ class BatchRunner:
             key = key_fault_of(exc)
             if key is not None:
                 self._key_failed(job, *key)
-                return
+                raise _KeyAway(key[0]) from exc
             if exc.code == "batch.worker-failed":
                 raise _WorkerDied(exc.message) from exc
             if exc.code == HANDED_BACK:
@@ -579,18 +590,15 @@ class BatchRunner:
             return None
 
     def _key_failed(self, job: BatchJobRecord, code: str, message: str) -> None:
-        """The CA key became unusable during ``job``: refuse new work in this process (key_health),
-        report the rest of the batch with the key's code, and give back the capacity its
-        never-attempted CSRs were charged."""
+        """The CA key became unusable during ``job``: refuse new work in this process (key_health)
+        and hand ``job`` back unfinished (``_KeyAway``). The chunk that met the fault was rolled
+        back; every committed chunk stands and every later CSR keeps no outcome, so the batch is
+        resumed where it stopped once the key signs again — by this runner after its probe, or by
+        another node whose key works. No CSR is failed for the CA's fault, and the capacity the
+        batch was charged stays charged: its CSRs will still be attempted."""
         key_health.report_unusable(code, message)
-        log.error("batch %s: the CA key is unusable (%s: %s); new batches are refused until it is back",
-                  job.id, code, message)
-        rest = self._fail_rest(job, code, f"not attempted: the CA key is unusable ({message})")
-        batch_progress(self.home.store).set_status(job.id, PROCESSING, now=_now(), owner=self.owner,
-                                                   error_code=code, error_text=message[:500])
-        give_back(self.home, capacity_settings(self.home), job.party_id, "batch-csrs", rest,
-                  actor=SYSTEM_ACTOR, interface=job.interface,
-                  reason=f"batch {job.ref}: {rest} CSRs not attempted ({code})")
+        log.error("batch %s: the CA key is unusable (%s: %s); batches wait and new ones are refused until it "
+                  "is back", job.id, code, message)
 
     def _probe_key(self) -> None:
         """While the key is known to be unusable, try it again now and then; clear the fault when it

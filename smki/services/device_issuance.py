@@ -40,6 +40,7 @@ from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError, Terminated
 from smki.eui64 import eui64_hex
 from smki.services.batch_sources import BatchItem
+from smki.services.key_health import is_key_fault
 from smki.services.key_register import (
     Checked,
     DeviceKeyScreen,
@@ -414,6 +415,11 @@ def _commit_chunks(home: Home, chunks: Sequence[_ChunkResult], actor: str, batch
         for result in results:
             if len(result) != 4:
                 latest[(result[2], result[3])] = result[4]
+            elif is_key_fault(str(result[2])):
+                # The CA could not sign (an HSM gone, a key unreadable): not this CSR's fault. The
+                # batch stops here with the key's code and nothing of this commit: every CSR after
+                # the last committed chunk keeps no outcome and is issued when the batch resumes.
+                raise SmkiError(str(result[2]), str(result[3]))
     rows: list[tuple[object, ...]] = []
     keys: list[tuple[bytes, str]] = []
     issued_list: list[list[object]] = []
@@ -469,6 +475,9 @@ class SigningPool:
     def __init__(self, settings: Settings, secret: bytes, issuer_der: bytes, workers: int | None = None) -> None:
         self.issuer_der = issuer_der
         self.workers = max(1, (os.cpu_count() or 1) if workers is None else workers)
+        from smki.services.procguard import start_forkserver
+
+        start_forkserver()  # without the secrets in its environment (a server has started it already)
         self._executor = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("forkserver"),

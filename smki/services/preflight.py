@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smki.ca.credentials import CREDENTIALS_CA_LABEL
+from smki.domain import CertKind
 from smki.errors import SmkiError
 from smki.services.context import Home, open_home
 
@@ -78,6 +79,24 @@ def check_ca_keys(home: Home) -> list[str]:
             raise SmkiError("key.mismatch", f"key {CREDENTIALS_CA_LABEL!r} does not match the credentials CA") from None
         labels.append(CREDENTIALS_CA_LABEL)
     return labels
+
+
+def check_signing_key(home: Home, kind: CertKind) -> None:
+    """The CA key a command is about to sign with opens, matches its certificate and signs.
+
+    Checked before a CLI batch is named in the audit log or writes anything: a wrong passphrase, a
+    damaged or swapped key file or an absent token is one line with nothing recorded, not a
+    ``batch.started``/``batch.failed`` pair for a batch that never could start."""
+    from smki.services.health import CA_KEYS
+
+    certificate = _guard(lambda: home.ca_certificate(kind))
+    public = certificate.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    label = CA_KEYS[kind]
+    try:
+        public.verify(home.backend().signer(label).sign(PROBE), PROBE, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise SmkiError("key.mismatch", f"key {label!r} does not match the {kind.value} certificate") from None
 
 
 def check_listener_context(make: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:

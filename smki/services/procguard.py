@@ -17,6 +17,8 @@ import ctypes.util
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
@@ -54,7 +56,32 @@ def start_guarded_forkserver() -> None:
     import multiprocessing.forkserver as forkserver
 
     forkserver.set_forkserver_preload([_PRELOAD])
-    forkserver.ensure_running()
+    start_forkserver()
+
+
+def start_forkserver() -> None:
+    """Start this process's multiprocessing forkserver (if not yet running) without the secrets in
+    its environment: its signing workers get the passphrase or PIN as a pickled argument through a
+    pipe, and an ``exec``'d process's initial environment stays readable in ``/proc/PID/environ`` for
+    its whole life. The resource tracker it starts alongside is spared them too."""
+    import multiprocessing.forkserver as forkserver
+
+    with secrets_withheld():
+        forkserver.ensure_running()
+
+
+@contextmanager
+def secrets_withheld() -> Iterator[None]:
+    """Remove the secret environment variables while a child process is ``exec``'d, then put them
+    back (a CLI command may open its key again in this process). Call from the main thread, as
+    ``start_forkserver`` is: another thread reading the environment meanwhile would miss them."""
+    from smki.settings_model import secret_env_names
+
+    held = {name: os.environ.pop(name) for name in secret_env_names() if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(held)
 
 
 def set_process_name(name: str) -> None:

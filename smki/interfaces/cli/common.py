@@ -85,7 +85,7 @@ def read_secret(settings: Settings, *, confirm: bool = False) -> bytes:
     value = str(environment(key))
     if value:
         register_secret(value)
-        return value.encode()
+        return value.encode("utf-8", "surrogateescape")  # the variable's own bytes, UTF-8 or not
     if not os.isatty(0):
         raise ConfigError("key.secret-missing", f"set {env} (no terminal to prompt on)")
     label = "Token PIN" if settings.key_backend == "pkcs11" else "CA key passphrase"

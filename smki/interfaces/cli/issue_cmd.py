@@ -204,10 +204,17 @@ def run_batch(home: Path, items: Sequence[BatchItem] | None, source: Path | None
     never wrote out are written first (``redeliver``), after ``authorise`` (the RA rules of a
     request batch; that an operator batch to resume was started) has let the batch go on: a
     refused requester gets nothing, not even those."""
+    from smki.domain import CertKind
     from smki.services.batch_sources import read_batch_source
+    from smki.services.preflight import check_signing_key
 
     check_out_dir(out)
     opened = open_for_signing(home)
+    try:
+        check_signing_key(opened, CertKind.DEVICE_CA)  # before the batch is audited or anything written
+    except BaseException:
+        opened.close()
+        raise
     batch_ref = resume or f"{ref_prefix}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
     iterable = items if items is not None else read_batch_source(source)  # type: ignore[arg-type]
     progress, total = batch_progress("issuing", items, source)

@@ -1,0 +1,65 @@
+"""The key passphrase never reaches the processes ``smki serve`` starts by ``exec`` (keys-qa).
+
+The server's forkserver, its resource tracker and the signing workers forked from it get the
+passphrase as a pickled argument through a pipe; the environment they were started with
+(``/proc/PID/environ``, readable by the same user and root for the life of each process) must not
+carry ``SMKI_KEY_PASSPHRASE`` too, and no command line (``ps``) may show it. Server processes made
+by ``fork`` share the parent's own environment block: that one cannot be scrubbed short of ``exec``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from smki.services.context import Home
+from tests.api.conftest import SECRET
+from tests.api.serve_process import ServeProcess, write_api_config
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(status.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found[1:]
+
+
+def _read(pid: int, name: str) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / name).read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_no_exec_started_child_of_the_server_carries_the_passphrase(home: Home) -> None:
+    write_api_config(home.settings.home)
+    server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "1")
+    try:
+        deadline = time.monotonic() + 20
+        execed: list[int] = []
+        while time.monotonic() < deadline:
+            pids = _descendants(server.process.pid)
+            execed = [pid for pid in pids if b"multiprocessing" in _read(pid, "cmdline")]
+            if len(execed) >= 4:  # a forkserver and a resource tracker per server process
+                break
+            time.sleep(0.2)
+        assert execed, "no forkserver started"
+        for pid in _descendants(server.process.pid):
+            assert SECRET not in _read(pid, "cmdline"), pid
+        for pid in execed:
+            environ = _read(pid, "environ")
+            assert environ and b"SMKI_KEY_PASSPHRASE" not in environ and SECRET not in environ, pid
+    finally:
+        server.stop()
