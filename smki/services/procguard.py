@@ -63,11 +63,23 @@ def start_forkserver() -> None:
     """Start this process's multiprocessing forkserver (if not yet running) without the secrets in
     its environment: its signing workers get the passphrase or PIN as a pickled argument through a
     pipe, and an ``exec``'d process's initial environment stays readable in ``/proc/PID/environ`` for
-    its whole life. The resource tracker it starts alongside is spared them too."""
+    its whole life. The resource tracker it starts alongside is spared them too.
+
+    Only the first start in a process touches the environment: a server starts its forkserver
+    from its main thread, and a signing pool made later by its batch runner's thread must not take
+    the secrets out of an environment other threads may be reading."""
     import multiprocessing.forkserver as forkserver
 
+    global _started_in
+    if _started_in == os.getpid():
+        return
     with secrets_withheld():
         forkserver.ensure_running()
+    _started_in = os.getpid()
+
+
+#: The process that started its forkserver through :func:`start_forkserver` (a forked child has its own).
+_started_in: int | None = None
 
 
 @contextmanager
