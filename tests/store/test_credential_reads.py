@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ from smki.store import Store
 from smki.store.credentials import CredentialRecord, credential_reads, credential_writes
 
 _NOW = datetime(2026, 12, 6, tzinfo=UTC)
+_entity_numbers = itertools.count()
 
 #: (kind, how it names its ARO: by aro_id, by an empty aro_id and its name, or by its name alone,
 #: whether that ARO exists, whether the name is also another existing ARO's id, which Party it names:
@@ -36,7 +38,9 @@ def test_a_credential_its_aro_and_its_party_read_in_one_statement_are_the_three_
         tx.registry.add_party(f"P-{tag}", "Party", "other")
         tx.registry.add_party(f"Q-{tag}", "Bare Party", "other")
         for e in range(entities):
-            tx.registry.set_entity(f"P-{tag}", bytes.fromhex("90b3d51f3001") + uuid.uuid4().bytes[:2], [1 + e % 4])
+            # distinct across the examples sharing this store: two random bytes collided (ra.entity-taken)
+            tx.registry.set_entity(f"P-{tag}", (0x90B3D51F30000000 + next(_entity_numbers)).to_bytes(8, "big"),
+                                   [1 + e % 4])
         for policy in ("organisation", "device")[:subscriptions]:
             tx.registry.set_subscription(f"P-{tag}", policy, "approved")
         tx.registry.add_aro(f"other-{tag}", f"P-{tag}", "Other", "ra:test")
