@@ -120,25 +120,6 @@ def consume(home: Home, settings: CapacitySettings, party_id: str, limit_name: s
                       f"Party {party_id} has used its capacity of {limit.capacity:g} per {per}")
 
 
-def give_back(home: Home, settings: CapacitySettings, party_id: str, limit_name: str, amount: int, *,
-              actor: str, interface: str, reason: str) -> None:
-    """Return ``amount`` units a Party was charged for work smki then could not do (audited): e.g. the
-    CSRs of a batch never attempted because the CA key became unusable. The bucket never rises above
-    its capacity (it is capped when next read)."""
-    if not settings.enabled or amount <= 0:
-        return
-    limit = settings.limits.get(limit_name)
-    if limit is None:
-        return
-    moment = time.time()
-    capacity_ledger(home.store).take_tokens(party_id, limit.name, amount=-float(amount), capacity=limit.capacity,
-                                            rate=limit.rate(datetime.fromtimestamp(moment, UTC)), now=moment)
-    with home.store.transaction() as tx:
-        tx.append_audit([AuditEvent(actor, "capacity.returned", party_id, {
-            "limit": limit.name, "returned": amount, "interface": interface, "reason": reason[:300],
-        })])
-
-
 def _period(period: float) -> str:
     if period >= 3600 and period % 3600 == 0:
         return f"{period / 3600:g} h"
