@@ -25,14 +25,25 @@ device register. Each configuration issues the same CSRs into a fresh home (and 
 
 Switching the duplicate-key screen off is for this measurement only: smki has no such setting.
 
+With ``--profile-writer N``, the batch of step 1 runs with the writer's thread under ``cProfile``
+(the signing workers are not profiled) and the N functions with the most time of their own are
+listed, in µs of the thread's CPU per certificate (not wall time: waiting for the workers is not
+counted): where the single writer's share goes (SQLite statements, commits,
+the duplicate-key look-up, reading the source, IPC). ``cProfile`` slows Python code more than C
+code, so compare the lines with each other, and not the total with an unprofiled run.
+
+    smki bench batch-cpu --count 100000 --profile-writer 25
+
 Figures from a loaded machine are not comparable between runs; compare the lines of one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import hashlib
 import os
+import pstats
 import resource
 import tempfile
 import time
@@ -66,8 +77,9 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def pool_split(home: Home, work: Path, count: int, screen: Screen | None = None,
-               quiet: bool = False) -> tuple[float, float, float, int]:
-    """Issue ``count`` CSRs through a warm pool: (wall s, parent CPU s, workers' CPU s, issued)."""
+               quiet: bool = False, profile: int = 0) -> tuple[float, float, float, int]:
+    """Issue ``count`` CSRs through a warm pool: (wall s, parent CPU s, workers' CPU s, issued).
+    With ``profile``, the writer's thread runs under ``cProfile`` and its top functions are listed."""
     source = prepare_csrs(count, work)
     pool = device_issuance.SigningPool.for_home(home)
     try:
@@ -75,9 +87,14 @@ def pool_split(home: Home, work: Path, count: int, screen: Screen | None = None,
         pids = list(pool._executor._processes)  # the live worker processes
         workers_before = [_cpu_seconds(pid) for pid in pids]
         before = resource.getrusage(resource.RUSAGE_SELF)
+        profiler = cProfile.Profile(time.thread_time) if profile else None  # CPU, not waiting
         started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         summary = device_issuance.issue_device_batch(home, read_batch_source(source), actor="bench",
                                                      batch_ref="cpu", pool=pool, screen=screen)
+        if profiler is not None:
+            profiler.disable()
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
         workers = sum(_cpu_seconds(pid) - b for pid, b in zip(pids, workers_before, strict=True))
@@ -90,7 +107,29 @@ def pool_split(home: Home, work: Path, count: int, screen: Screen | None = None,
     print(f"batch of {n:,} with a warm pool: {wall:.2f} s, {n / wall:,.0f} certs/s; CPU per certificate: "
           f"parent {parent / n * 1e6:.0f} µs, workers {workers / n * 1e6:.0f} µs, "
           f"{(parent + workers) / wall:.2f} cores busy")
+    if profiler is not None:
+        print(writer_profile(profiler, n, profile))
     return wall, parent, workers, n
+
+
+def writer_profile(profiler: cProfile.Profile, certificates: int, top: int) -> str:
+    """The ``top`` functions by time of their own in a ``cProfile`` of the writer, per certificate."""
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    rows = sorted(((own, calls, _where(key)) for key, (_cc, calls, own, _cum, _callers) in stats.items()),
+                  reverse=True)[:top]
+    total = sum(own for _cc, _nc, own, _cum, _callers in stats.values())
+    lines = [f"the writer under cProfile: {total / certificates * 1e6:.1f} µs per certificate in all; "
+             f"the top {len(rows)} by own time:"]
+    lines += [f"  {own / certificates * 1e6:7.2f} µs  {calls:>9,} calls  {where}" for own, calls, where in rows]
+    return "\n".join(lines)
+
+
+def _where(key: tuple[str, int, str]) -> str:
+    """A profile entry's name: ``module.py:line(function)``, or the built-in's own name."""
+    filename, line, name = key
+    if filename == "~":
+        return name
+    return f"{Path(filename).name}:{line}({name})"
 
 
 #: The in-process goal of issue 15: a share of the openssl limit at 100,000 CSRs.
@@ -302,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="with --screens: runs of each configuration")
     parser.add_argument("--database-url", default="",
                         help="with --screens: a PostgreSQL database to drop and re-create for each run")
+    parser.add_argument("--profile-writer", type=int, default=0, metavar="N",
+                        help="run the batch with the writer under cProfile and list its N costliest functions")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="smki-batch-cpu-") as tmp:
         work = Path(tmp)
@@ -314,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             cores = os.cpu_count() or 1
             limit = openssl_limit(cores)[2]
-            _wall, parent, workers, issued = pool_split(home, work, args.count)
+            _wall, parent, workers, issued = pool_split(home, work, args.count, profile=args.profile_writer)
             print(ceiling(cores, (parent + workers) / issued, limit))
             one_core_split(home)
         finally:

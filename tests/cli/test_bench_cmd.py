@@ -186,3 +186,36 @@ def test_batch_cpu_ceiling_is_cores_over_cpu_per_certificate() -> None:
     line = ceiling(2, 100e-6, 25_000.0)
     assert "20,000 certs/s, 80% of the openssl limit (25,000 certs/s on 2 cores)" in line
     assert "60% would allow 133 µs per certificate (now 100)" in line
+
+
+def test_batch_cpu_writer_profile_lists_own_cpu_per_certificate_costliest_first() -> None:
+    """``--profile-writer``: a thread-CPU profile, each function's own time divided by the batch's
+    certificates, the costliest first; a function that only waits costs (nearly) nothing."""
+    import cProfile
+    import re
+    import time
+
+    from smki.bench.batch_cpu import writer_profile
+
+    def burn() -> int:
+        return sum(i * i for i in range(300_000))
+
+    def idle() -> None:
+        time.sleep(0.2)
+
+    profiler = cProfile.Profile(time.thread_time)
+    profiler.enable()
+    burn()
+    idle()
+    profiler.disable()
+    report = writer_profile(profiler, certificates=1_000, top=50).splitlines()
+    assert report[0].startswith("the writer under cProfile: ")
+    rows = [re.match(r"\s+([\d.]+) µs\s+([\d,]+) calls  (.+)$", line) for line in report[1:]]
+    assert all(rows), report
+    costs = [float(row[1]) for row in rows if row]
+    assert costs == sorted(costs, reverse=True)
+    by_name = {row[3]: float(row[1]) for row in rows if row}
+    generator = next(name for name in by_name if "<genexpr>" in name)
+    assert by_name[generator] > 10  # 300,000 steps over 1,000 certificates: well over 10 µs each
+    sleep = next(name for name in by_name if "sleep" in name)
+    assert by_name[sleep] < by_name[generator] / 10  # 200 ms asleep is not CPU
