@@ -23,11 +23,16 @@ from smki.errors import SmkiError
 from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.devices_api import create_devices_router
 from smki.interfaces.api.docs import create_docs_router
-from smki.interfaces.api.errors import TrackedSend, count_refusal, error_body, error_response, send_error
+from smki.interfaces.api.errors import TrackedSend, count_refusal, error_body, error_response, send_error, status_for
 from smki.interfaces.api.json_api import PREFIX, create_json_router
 from smki.interfaces.api.refusals import Refusals
 from smki.interfaces.api.security import BodyRefused, ListenerMiddleware
-from smki.interfaces.dcc.routes import create_device_router, create_repository_router, dcc_refusal
+from smki.interfaces.dcc.routes import (
+    DccFallbackRoute,
+    create_device_router,
+    create_repository_router,
+    dcc_refusal,
+)
 from smki.interfaces.portal.web import PortalContext
 from smki.observability.access import AccessLogMiddleware, request_id
 from smki.observability.metrics import install as install_metrics
@@ -155,8 +160,14 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
         return await refusals.response(request, exc.status, exc.code, exc.message, limit=getattr(exc, "limit", None))
 
     @app.exception_handler(SmkiError)
-    async def smki_error(_request: Request, exc: SmkiError) -> JSONResponse:
+    async def smki_error(request: Request, exc: SmkiError) -> Response:
         count_refusal(exc)
+        status = status_for(exc)
+        if status < 500:  # a client's error on a DCC XML service (RA staff credentials on the Device
+            # CSR services) is that service's XML; smki's own faults stay JSON 5xx, seen by alerting
+            xml = dcc_refusal(request.url.path, status, exc.code, exc.message, request.method)
+            if xml is not None:
+                return xml
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -185,7 +196,7 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
             return page
         # A DCC XML service's client reads its own XML, never the JSON error object: a wrong method
         # (GET /services/certificatesearch) is answered as the listener's refusals are there.
-        xml = dcc_refusal(request.url.path, exc.status_code, code, str(exc.detail))
+        xml = dcc_refusal(request.url.path, exc.status_code, code, str(exc.detail), request.method)
         if xml is not None:
             xml.headers.update(getattr(exc, "headers", None) or {})  # Allow, for a 405
             return xml
@@ -212,6 +223,7 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
         from smki.interfaces.portal.app import create_portal_router
 
         app.include_router(create_portal_router(ctx.home_factory, ctx.route, wake=ctx.wake_runner))
+    app.router.routes.append(DccFallbackRoute())  # last: only what no route above matched
     app.add_middleware(ListenerMiddleware, home_factory=ctx.home_factory, max_body=ctx.api.max_body,
                        max_batch_body=ctx.api.max_batch_body, body_timeout=ctx.api.body_timeout,
                        draining=lambda: ctx.stopping, refuse=refusals.send)

@@ -47,7 +47,7 @@ class Refusals:
         """The refusal as a response for ``request``'s path; ``limit`` is a size limit (bytes) passed."""
         path = request.url.path
         headers = {"Connection": "close"} if status == 408 else {}  # a stalled client is not kept
-        xml = dcc_refusal(path, status, code, message)
+        xml = dcc_refusal(path, status, code, message, request.method)
         if xml is not None:
             xml.headers.update(headers)
             return xml

@@ -21,6 +21,10 @@
   that has not passed SREPT (``repository.srept-passed``, spec §1) is 403 with an empty body, as a
   refused credential is: the caller may not read, whatever it asks (also audited ``access.refused``).
 
+Everything else under ``/1.0`` and ``/services`` — a trailing slash, a mistyped path, a wrong method,
+the listener's refusals, a repeated ``BatchId`` or ``apikey`` — is refused in a service's own shape
+(:func:`dcc_refusal`, :class:`DccFallbackRoute`), never smki's JSON or a redirect of a POST.
+
 Handlers read the body themselves (the listener middleware has already bounded its size) and do
 the blocking work in the thread pool.
 """
@@ -35,6 +39,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Scope, Send
 
 from smki.domain import MAX_ROW_ID, CertificatePolicy, CertKind, CertStatus, Usage
 from smki.errors import SmkiError
@@ -53,6 +59,14 @@ XML = "application/xml"
 ADHOC_PATH = "/1.0/DeviceCSR"
 SUBMIT_PATH = "/1.0/PortalCSRBatch/SubmitCSRBatch"
 RESULT_PATH = "/1.0/PortalCSRBatch/CSRBatchResult"
+SEARCH_PATH = "/services/certificatesearch"
+RETRIEVE_PATH = "/services/retrievecertificate"
+#: The path prefixes of the DCC services: every request under them is answered in a service's own
+#: shape (a wrong method, a trailing slash, a mistyped name), never smki's JSON or a redirect.
+DEVICE_PREFIX = "/1.0"
+REPOSITORY_PREFIX = "/services"
+#: Each service's path and method, as the spec names them (no trailing slash).
+SERVICES = {ADHOC_PATH: "POST", SUBMIT_PATH: "POST", RESULT_PATH: "GET", SEARCH_PATH: "POST", RETRIEVE_PATH: "POST"}
 ADHOC_ROLES = frozenset({"import-supplier", "gas-supplier", "dcc"})
 #: Bytes per chunk of a streamed ``CSRBatchResult``: each chunk is one hop from the thread pool to
 #: the event loop, so a 30 MB answer goes out in ~30 of them rather than ~500 of 64 KB.
@@ -157,16 +171,20 @@ def _refused_certificate(item_id: str, error_code: str | None, error_text: str |
     return dx.DeviceCertificate(item_id, outcome.status, error=outcome.error)  # type: ignore[arg-type]
 
 
-def _result_head(ctx: ListenerContext, requester: Requester, batch_text: str | None
+def _result_head(ctx: ListenerContext, requester: Requester, batch_ids: list[str]
                  ) -> BatchJobRecord | dx.CSRBatchResult:
-    """The batch a CSRBatchResult asks for, or the answer that refuses it: WORKFLOW_ERROR ``WF:RA1``
-    naming the rule on a listener that may not hand out Device Certificates (SPOTI), whatever the
-    BatchId; else FORMAT_ERROR ``FM:AA3`` for a BatchId that is not one of the Party's batches."""
-    shown = " ".join((batch_text or "?")[:40].split())  # client text, bounded, for the audit record
+    """The batch a CSRBatchResult asks for (``batch_ids``: every ``BatchId`` in the query), or the
+    answer that refuses it: WORKFLOW_ERROR ``WF:RA1`` naming the rule on a listener that may not hand
+    out Device Certificates (SPOTI), whatever the BatchId; else FORMAT_ERROR ``FM:AA3`` for a BatchId
+    that is not one of the Party's batches, or that is given more than once (which would it be?)."""
+    shown = " ".join((",".join(batch_ids) or "?")[:40].split())  # client text, bounded, for the audit record
     try:
         access.authorise_device_batch(ctx.home, ctx.route, requester.actor, shown)
     except PolicyRefusal as exc:
         return dx.CSRBatchResult(dx.BatchStatus.WORKFLOW_ERROR, error=dx.rule_refusal(exc.decision.failed_ids))
+    if len(batch_ids) > 1:
+        return _unknown_batch(f"BatchId is given {len(batch_ids)} times: give it once")
+    batch_text = batch_ids[0] if batch_ids else None
     # At most 19 digits (MAX_ROW_ID's) before int(): Python refuses int() of over 4,300 digits with
     # a ValueError, which would be a 500 with a JSON body on an XML service.
     if batch_text is None or not (batch_text.isascii() and batch_text.isdigit()) or len(batch_text) > 19 \
@@ -247,8 +265,9 @@ def _apikey_ok(ctx: ListenerContext, request: Request) -> bool:
     wanted = ctx.api.repository_apikey
     if not wanted:
         return True
-    given = request.query_params.get("apikey", "")
-    return hmac.compare_digest(given.encode(), wanted.encode())
+    given = request.query_params.getlist("apikey")
+    # Given twice (``?apikey=a&apikey=b``), it is no one key: refused, not the last one silently.
+    return len(given) == 1 and hmac.compare_digest(given[0].encode(), wanted.encode())
 
 
 def _forbidden_key() -> Response:
@@ -274,33 +293,99 @@ def _srept_refused(ctx: ListenerContext, request: Request) -> Response | None:
 # Refusals made before a handler ran
 
 
-def dcc_refusal(path: str, status: int, code: str, message: str) -> Response | None:
-    """A refusal made before the handler at ``path`` ran (the listener's credential check, a body over
-    the limit or stalled, a wrong method), as that XML service answers; None if ``path`` is not one of them.
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def dcc_service_at(path: str, method: str) -> str | None:
+    """The service whose message answers a refusal at ``path`` (one of :data:`SERVICES`), or None if
+    ``path`` is not under the DCC services' prefixes.
+
+    A service's own path is that service. Under ``/1.0``, a near miss — the same path with trailing
+    slashes or in another case (``/1.0/DeviceCSR/``) — is the service the client meant; any other
+    path is answered as the service its method suggests: GET as ``CSRBatchResult`` (the only GET),
+    else under ``/1.0/PortalCSRBatch`` as ``SubmitCSRBatchStatus``, else as the Ad Hoc service.
+    Under ``/services`` every path is the Repository's (its refusals are a status, whichever).
+    """
+    if _under(path, REPOSITORY_PREFIX):
+        return path if path in (SEARCH_PATH, RETRIEVE_PATH) else SEARCH_PATH
+    if not _under(path, DEVICE_PREFIX):
+        return None
+    meant = path.rstrip("/").casefold()
+    for known in (ADHOC_PATH, SUBMIT_PATH, RESULT_PATH):
+        if meant == known.casefold():
+            return known
+    if method in ("GET", "HEAD"):
+        return RESULT_PATH
+    return SUBMIT_PATH if _under(meant, "/1.0/portalcsrbatch") else ADHOC_PATH
+
+
+def dcc_refusal(path: str, status: int, code: str, message: str, method: str = "POST") -> Response | None:
+    """A refusal made outside the handler at ``path`` (the listener's credential check, a body over the
+    limit or stalled, a wrong method, no such path), as that XML service answers; None if ``path`` is
+    not under the DCC services' prefixes (:func:`dcc_service_at` says which service answers).
 
     The Device CSR services answer HTTP 200 with their own message, as spec §3.2 says the Ad Hoc
     service does even for errors: a body over the limit is ``FORMAT_ERROR`` ``FM:AA1`` (the codec's
     ``MessageTooLarge``), anything else ``WORKFLOW_ERROR`` as :func:`dx.dcc_error_for` codes it. The
     Repository answers the status with an empty body, as its own refusals (401, 402, 403) do.
     """
-    if path.startswith(("/services/certificatesearch", "/services/retrievecertificate")):
-        return _xml(b"", status)
-    if path not in (ADHOC_PATH, SUBMIT_PATH, RESULT_PATH):
+    service = dcc_service_at(path, method)
+    if service is None:
         return None
+    if service in (SEARCH_PATH, RETRIEVE_PATH):
+        return _xml(b"", status)
     if code == "request.too-large":
         error = dx.DccError(dx.FM_INVALID_XML, f"MessageTooLarge: {message}")
     else:
         error = dx.dcc_error_for(dx.Service.BATCH, code, message).error
-    assert error is not None
-    if path == ADHOC_PATH:
+        assert error is not None
+        if not error.code.startswith(("FM:", "WF:")):  # these refusals have only the two statuses
+            error = dx.DccError(dx.OTHER_CODE, error.text)
+    if service == ADHOC_PATH:
         status_ad_hoc = dx.AdHocStatus.FORMAT_ERROR if error.code.startswith("FM:") else dx.AdHocStatus.WORKFLOW_ERROR
         return _xml(dx.render_device_csr_response(
             dx.DeviceCertificateSigningResponse(None, _transaction_id(), status_ad_hoc, error=error)))
-    if path == SUBMIT_PATH:
+    if service == SUBMIT_PATH:
         submit = dx.SubmitStatus.FORMAT_ERROR if error.code.startswith("FM:") else dx.SubmitStatus.WORKFLOW_ERROR
         return _xml(dx.render_submit_csr_batch_status(dx.SubmitCSRBatchStatus(submit, error=error)))
     result = dx.BatchStatus.FORMAT_ERROR if error.code.startswith("FM:") else dx.BatchStatus.WORKFLOW_ERROR
     return _xml(dx.render_csr_batch_result(dx.CSRBatchResult(result, error=error)))
+
+
+def _not_found_message(path: str, method: str) -> str:
+    service = dcc_service_at(path, method)
+    if service is not None and path.rstrip("/").casefold() == service.casefold():
+        return f"no service at this path: the service is {SERVICES[service]} {service} (no trailing slash)"
+    listed = ", ".join(f"{verb} {known}" for known, verb in SERVICES.items()
+                       if _under(known, REPOSITORY_PREFIX) == _under(path, REPOSITORY_PREFIX))
+    return f"no service at this path; the services are {listed}"
+
+
+class DccFallbackRoute(BaseRoute):
+    """Every path under the DCC services' prefixes that is not a service: answered 404 as the service
+    :func:`dcc_service_at` names refuses (HTTP 200 and its message under ``/1.0``, 404 with an empty
+    body under ``/services``), not smki's JSON 404. Registered after every other route, it also
+    keeps Starlette from answering ``POST /1.0/DeviceCSR/`` with a 307 redirect to the path without
+    the slash, which a client posting a body does not follow safely (its redirect is tried only when
+    no route matched). A service's own path with the wrong method is not matched here: the router's
+    405, with ``Allow``, goes to :func:`dcc_refusal` from the app's handler."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path not in SERVICES and dcc_service_at(path, scope["method"]) is not None:
+                return Match.FULL, {}
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        response = dcc_refusal(path, 404, "http.not-found", _not_found_message(path, method), method)
+        assert response is not None
+        await response(scope, receive, send)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +426,7 @@ def create_device_router() -> APIRouter:
         ``WORKFLOW_ERROR`` ``WF:RA1`` on SPOTI (``channel.spoti-organisation-access``)."""
         ctx = ctx_of(request)
         requester = requester_of(request)
-        head = await run_in_threadpool(_result_head, ctx, requester, request.query_params.get("BatchId"))
+        head = await run_in_threadpool(_result_head, ctx, requester, request.query_params.getlist("BatchId"))
         if isinstance(head, dx.CSRBatchResult):
             return _xml(dx.render_csr_batch_result(head))
         status = dx.BatchStatus(head.status)
@@ -359,7 +444,7 @@ def create_repository_router() -> APIRouter:
     """The DCC Repository services: both listeners."""
     router = APIRouter(tags=["DCC Repository services (XML)"])
 
-    @router.post("/services/certificatesearch", response_class=Response, openapi_extra=_XML_BODY,
+    @router.post(SEARCH_PATH, response_class=Response, openapi_extra=_XML_BODY,
                  responses={**_XML_OUT, 401: {"description": "Invalid search parameters"},
                             402: {"description": "No result"}, **_REFUSED})
     async def certificatesearch(request: Request) -> Response:
@@ -373,7 +458,7 @@ def create_repository_router() -> APIRouter:
         body = await request.body()
         return await run_in_threadpool(_search, ctx, identity_of(request).actor, body)
 
-    @router.post("/services/retrievecertificate", response_class=Response, openapi_extra=_XML_BODY,
+    @router.post(RETRIEVE_PATH, response_class=Response, openapi_extra=_XML_BODY,
                  responses={**_XML_OUT, 401: {"description": "Invalid search parameters"},
                             402: {"description": "No result"}, **_REFUSED})
     async def retrievecertificate(request: Request) -> Response:
