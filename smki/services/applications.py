@@ -28,7 +28,6 @@ from smki.ra import (
     Decision,
     StaffAction,
     SubscriberStanding,
-    check_dual_control,
     decide_application,
     refused_by_approver,
     render_explanation,
@@ -43,7 +42,7 @@ from smki.services.ra_state import (
     today,
 )
 from smki.services.registry import check_id, parse_policy
-from smki.services.staff import require_action, staff_roles
+from smki.services.staff import require_action, require_second_person, staff_roles
 from smki.services.typed_text import typed_text
 from smki.store.registry import ApplicationRecord, StaffRecord
 
@@ -203,13 +202,8 @@ def _four_eyes(home: Home, record: ApplicationRecord, staff_id: str | None) -> S
     subject = _subject(record)
     staff = require_action(home, staff_id, StaffAction.DECIDE, subject=subject)
     _require_status(record, PROPOSED)
-    verdict = check_dual_control(record.proposed_by or "", staff.staff_id, staff_roles(staff))
-    if not verdict.passed:
-        _audit(home, staff.staff_id, "application.dual-control-refused", subject, {
-            "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference,
-            "proposed_by": record.proposed_by,
-        })
-        raise SmkiError("ra.dual-control", verdict.reason)
+    require_second_person(home, staff, record.proposed_by or "", refused_event="application.dual-control-refused",
+                          subject=subject)
     return staff
 
 

@@ -11,10 +11,11 @@ trying to act beyond their role is exactly what an audit trail is for.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from smki.audit import AuditEvent
 from smki.errors import SmkiError
-from smki.ra import StaffAction, StaffRole, check_staff_role
+from smki.ra import StaffAction, StaffRole, check_dual_control, check_staff_role
 from smki.services.context import Home
 from smki.store.registry import StaffRecord
 
@@ -72,6 +73,26 @@ def require_action(home: Home, staff_id: str | None, action: StaffAction, *, sub
             })])
         raise SmkiError("ra.staff-role", verdict.reason)
     return record
+
+
+def require_second_person(home: Home, staff: StaffRecord, proposed_by: str, *, refused_event: str, subject: str,
+                          details: dict[str, Any] | None = None) -> None:
+    """Four eyes (rule ``ra.dual-control``): ``staff``, deciding what ``proposed_by`` proposed, must be a
+    different person holding the RA approver role. A refusal is audited as ``refused_event`` with the
+    rule, its reason and reference, then raised as ``ra.dual-control``.
+
+    Every RA decision that grants or restores the ability to obtain certificates (an application, the
+    reinstatement of a subscriber or an ARO) and every CA revocation goes through this one step.
+    """
+    verdict = check_dual_control(proposed_by, staff.staff_id, staff_roles(staff))
+    if verdict.passed:
+        return
+    with home.store.transaction() as tx:
+        tx.append_audit([AuditEvent(staff.staff_id, refused_event, subject, {
+            **(details or {}), "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference,
+            "proposed_by": proposed_by,
+        })])
+    raise SmkiError("ra.dual-control", verdict.reason)
 
 
 def parse_roles(roles: Iterable[str]) -> list[StaffRole]:
