@@ -25,9 +25,11 @@ from smki.audit import AuditEvent
 from smki.domain import CertificatePolicy
 from smki.errors import SmkiError
 from smki.ra import (
+    DOCUMENT_EVIDENCE,
     Decision,
     StaffAction,
     SubscriberStanding,
+    check_evidence_submitter,
     decide_application,
     refused_by_approver,
     render_explanation,
@@ -60,9 +62,8 @@ _MAY_APPLY = frozenset({SubscriberStanding.NONE, SubscriberStanding.REFUSED, Sub
 subscriber is reinstated instead (``smki party subscriber --standing approved``)."""
 
 
-DOCUMENT = "document"
-"""The evidence kind of a document an ARO uploads: it supports an application, but only an RA
-operator records the ``installation-need`` evidence the ``device.evidence-of-need`` rule reads."""
+DOCUMENT = DOCUMENT_EVIDENCE
+"""The evidence kind of a document an ARO uploads (rule ``ra.aro-document-only``)."""
 
 
 def _acting(home: Home, staff_id: str | None, aro: Requester | None, action: StaffAction,
@@ -139,13 +140,16 @@ def add_evidence(home: Home, application_id: int | str, kind: str, reference: st
     text = " ".join(reference.split())
     if not text or len(text) > 500:
         raise SmkiError("ra.bad-text", "an evidence reference is 1 to 500 characters")
-    if aro is not None and kind != DOCUMENT:
-        raise SmkiError("ra.aro-document-only",
-                        f"an ARO uploads documents; only an RA operator records {kind} evidence")
     subject = f"application {application_id}"
     actor, how = _acting(home, staff_id, aro, StaffAction.RECORD_EVIDENCE, f"application:{application_id}")
     record = load_application(home, application_id)
     _own_party(aro, record.party_id, subject)
+    verdict = check_evidence_submitter(kind, by_aro=aro is not None)
+    if not verdict.passed:
+        _audit(home, actor, "application.evidence-refused", _subject(record), {
+            "kind": kind, "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference, **how,
+        })
+        raise SmkiError(verdict.rule_id, verdict.reason)
     _require_status(record, *UNDECIDED)
     when = on or today()
     with home.store.transaction() as tx:

@@ -15,7 +15,7 @@ from typing import Any
 
 from smki.audit import AuditEvent
 from smki.errors import SmkiError
-from smki.ra import StaffAction, StaffRole, check_dual_control, check_staff_role
+from smki.ra import StaffAction, StaffRole, check_dual_control, check_staff_holds_role, check_staff_role
 from smki.services.context import Home
 from smki.store.registry import StaffRecord
 
@@ -43,19 +43,22 @@ def require_staff(home: Home, staff_id: str | None, role: str | StaffRole, *, su
     """The active staff member ``staff_id`` holding ``role``, or a coded refusal.
 
     For actions that need one particular role whatever the permission table says (e.g. the CA
-    revocation proposals). RA register actions use :func:`require_action` instead. A refusal is
-    audited (``staff.refused``) before it is raised, as :func:`require_action`'s are: a person
-    acting beyond their role is recorded whichever kind of action they tried.
+    revocation proposals): rule ``ra.staff-holds-role``. RA register actions use
+    :func:`require_action` (rule ``ra.staff-role``) instead. A refusal is audited (``staff.refused``,
+    naming the rule) before it is raised, as :func:`require_action`'s are: a person acting beyond
+    their role is recorded whichever kind of action they tried.
     """
     record = _load(home, staff_id)
-    wanted = StaffRole(role).value if isinstance(role, StaffRole) else role
-    if wanted not in record.roles:
-        reason = f"{staff_id!r} does not hold the {wanted} role"
+    wanted = StaffRole(role)
+    doing = action or f"act as {wanted.value}"
+    verdict = check_staff_holds_role(record.staff_id, staff_roles(record), wanted, doing)
+    if not verdict.passed:
         with home.store.transaction() as tx:
-            tx.append_audit([AuditEvent(record.staff_id, "staff.refused", subject or action or wanted, {
-                "action": action or f"needs {wanted}", "rule": "ra.staff-role", "reason": reason,
+            tx.append_audit([AuditEvent(record.staff_id, "staff.refused", subject or action or wanted.value, {
+                "action": doing, "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference,
             })])
-        raise SmkiError("staff.role-required", reason)
+        # The code is older than the rule and stays, for scripts that test it; the message names the rule.
+        raise SmkiError("staff.role-required", f"{verdict.rule_id}: {verdict.reason}")
     return record
 
 

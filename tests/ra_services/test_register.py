@@ -8,6 +8,7 @@ import pytest
 
 from smki.audit import AuditEvent
 from smki.errors import SmkiError
+from smki.ra.rules import describe
 from smki.services import registry as reg
 from smki.services.context import Home
 from smki.services.staff import add_staff, require_staff
@@ -204,6 +205,11 @@ def test_staff_identity_is_required_and_checked(staffed: Home) -> None:
         add_staff(staffed, "two words", "X", ["auditor"], actor="admin")
     assert _code(info) == "staff.bad-id"
     assert require_staff(staffed, "ap1", "ra-approver").staff_id == "ap1"
+    seq = head(staffed)
     with pytest.raises(SmkiError) as info:
-        require_staff(staffed, "op1", "ra-approver")
-    assert _code(info) == "staff.role-required"
+        require_staff(staffed, "op1", "ra-approver", subject="01", action="approve-ca-revocation")
+    assert _code(info) == "staff.role-required" and info.value.message.startswith("ra.staff-holds-role: ")
+    [(actor, action, details)] = audit_after(staffed, seq)  # the refusal names the rule that made it
+    assert (actor, action, details["rule"], details["action"]) == (
+        "op1", "staff.refused", "ra.staff-holds-role", "approve-ca-revocation")
+    assert details["reference"] == describe("ra.staff-holds-role").reference
