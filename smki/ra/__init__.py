@@ -11,10 +11,13 @@ from smki.ra.engine import (
     Outcome,
     PolicyRefusal,
     RuleRefusal,
+    check_device_limit,
     check_dual_control,
     check_eligible_subscriber,
+    check_evidence_submitter,
     check_own_certificate,
     check_repository_access,
+    check_staff_holds_role,
     check_staff_role,
     decide_access,
     decide_application,
@@ -22,7 +25,7 @@ from smki.ra.engine import (
     refused_by_approver,
     render_explanation,
 )
-from smki.ra.rules import RuleResult, StaffAction
+from smki.ra.rules import DEVICE_LIMIT, DOCUMENT_EVIDENCE, RuleResult, StaffAction, device_limit_refusal
 from smki.ra.rulesets import RULESETS, RuleSet, ruleset_for, ruleset_named
 from smki.ra.state import (
     Application,
@@ -39,6 +42,8 @@ from smki.ra.state import (
 )
 
 __all__ = [
+    "DEVICE_LIMIT",
+    "DOCUMENT_EVIDENCE",
     "RULESETS",
     "Application",
     "AroState",
@@ -59,14 +64,18 @@ __all__ = [
     "StaffAction",
     "StaffRole",
     "SubscriberStanding",
+    "check_device_limit",
     "check_dual_control",
     "check_eligible_subscriber",
+    "check_evidence_submitter",
     "check_own_certificate",
     "check_repository_access",
+    "check_staff_holds_role",
     "check_staff_role",
     "decide_access",
     "decide_application",
     "decide_request",
+    "device_limit_refusal",
     "refused_by_approver",
     "render_explanation",
     "ruleset_for",

@@ -19,15 +19,21 @@ from smki.errors import SmkiError
 from smki.ra.rules import (
     ACCESS_RULES,
     APPROVAL_RULES,
+    DEVICE_COUNT_RULES,
     DEVICE_RULES,
+    EVIDENCE_RULES,
     POLICY_RULES,
     REPOSITORY_RULES,
+    RESERVED_ROLE_RULES,
     REVOCATION_RULES,
     STAFF_RULES,
     AccessContext,
     ApprovalContext,
+    DeviceCountContext,
     EligibilityContext,
+    EvidenceContext,
     RepositoryContext,
+    ReservedRoleContext,
     RevocationContext,
     RuleContext,
     RuleResult,
@@ -308,6 +314,23 @@ def check_staff_role(person: str, roles: Iterable[StaffRole], action: StaffActio
     return STAFF_RULES["ra.staff-role"].evaluate(StaffContext(person, frozenset(roles), action))
 
 
+def check_staff_holds_role(person: str, roles: Iterable[StaffRole], required: StaffRole, action: str) -> RuleResult:
+    """``ra.staff-holds-role``: ``person`` holds ``required``, the one role ``action`` is reserved to."""
+    return RESERVED_ROLE_RULES["ra.staff-holds-role"].evaluate(
+        ReservedRoleContext(person, frozenset(roles), required, action))
+
+
+def check_evidence_submitter(kind: str, *, by_aro: bool) -> RuleResult:
+    """``ra.aro-document-only``: an ARO attaches only documents; RA staff record any kind of evidence."""
+    return EVIDENCE_RULES["ra.aro-document-only"].evaluate(EvidenceContext(kind, by_aro))
+
+
+def check_device_limit(device_id: bytes, issued: int) -> RuleResult:
+    """``csr.device-limit`` for one Device CSR, as a rule result (the batch path's tight loop calls
+    :func:`smki.ra.rules.device_limit_refusal` directly: the same decision, without a result object)."""
+    return DEVICE_COUNT_RULES["csr.device-limit"].evaluate(DeviceCountContext(device_id, issued))
+
+
 def check_own_certificate(serial: str, entity_id: bytes | None, entity_owner: str | None,
                           requesting_party: str) -> RuleResult:
     """``revocation.own-certificate``: the certificate names an Entity Identifier of the ARO's Party."""
@@ -359,8 +382,11 @@ __all__ = [
     "PolicyRefusal",
     "StaffAction",
     "StaffRole",
+    "check_device_limit",
     "check_dual_control",
     "check_eligible_subscriber",
+    "check_evidence_submitter",
+    "check_staff_holds_role",
     "check_staff_role",
     "decide_access",
     "decide_application",

@@ -6,13 +6,22 @@ Pure string functions: the test suite compares the generated tables with the one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 
 from smki.domain import CertificatePolicy, RemotePartyRole, Route
 from smki.errors import SmkiError
 from smki.ra.engine import decide_request, render_explanation
-from smki.ra.rules import APPROVAL_RULES, DEVICE_RULES, REPOSITORY_RULES, REVOCATION_RULES, all_rules
+from smki.ra.rules import (
+    APPROVAL_RULES,
+    DEVICE_COUNT_RULES,
+    DEVICE_RULES,
+    EVIDENCE_RULES,
+    REPOSITORY_RULES,
+    RESERVED_ROLE_RULES,
+    REVOCATION_RULES,
+    all_rules,
+)
 from smki.ra.rulesets import RULESETS, RuleSet
 from smki.ra.state import (
     AroState,
@@ -31,6 +40,18 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+_TABLE_PLACES: tuple[tuple[Mapping[str, object], str], ...] = (
+    (REVOCATION_RULES, "revocation requested by an ARO"),
+    (REPOSITORY_RULES, "every Repository request by a Party (XML services, JSON API certificates, CRL, ARL)"),
+    (DEVICE_RULES, "each Device CSR of a subscriber's batch or Portal request (not the Ad Hoc service)"),
+    (DEVICE_COUNT_RULES, "each Device CSR on every route (web services, Portal, smki request, smki issue), "
+                         "before signing"),
+    (RESERVED_ROLE_RULES, "RA staff actions reserved to one role"),
+    (EVIDENCE_RULES, "evidence attached to an application"),
+)
+"""Where the rules of a table apply, for tables that no rule set lists (they are not dated by SEC Release)."""
+
+
 def _where(rule_id: str, rulesets: Sequence[RuleSet]) -> str:
     """Where a rule is applied: application/request per policy, or RA staff control."""
     places: list[str] = []
@@ -46,12 +67,7 @@ def _where(rule_id: str, rulesets: Sequence[RuleSet]) -> str:
         places.append("RA staff control")
     if rule_id in APPROVAL_RULES and not any(rule_id in rs.control_rules for rs in rulesets):
         places.append("an RA approver's decision on an application")
-    if rule_id in REVOCATION_RULES:
-        places.append("revocation requested by an ARO")
-    if rule_id in REPOSITORY_RULES:
-        places.append("every Repository request by a Party (XML services, JSON API certificates, CRL, ARL)")
-    if rule_id in DEVICE_RULES:
-        places.append("each Device CSR of a subscriber's batch or Portal request (not the Ad Hoc service)")
+    places.extend(place for table, place in _TABLE_PLACES if rule_id in table)
     return ", ".join(places) or "unused"
 
 
@@ -63,8 +79,8 @@ def rules_table_markdown(rulesets: Sequence[RuleSet] = RULESETS) -> str:
     ]
     for rule in all_rules():
         member = [rs.name for rs in rulesets if rule.rule_id in rs.rule_ids()]
-        if (rule.rule_id in REVOCATION_RULES or rule.rule_id in DEVICE_RULES or rule.rule_id in REPOSITORY_RULES
-                or (rule.rule_id in APPROVAL_RULES and not member)):
+        undated = any(rule.rule_id in table for table, _ in _TABLE_PLACES)
+        if undated or (rule.rule_id in APPROVAL_RULES and not member):
             # not dated by SEC Release
             member = ["all"]
         lines.append(

@@ -168,6 +168,26 @@ class StaffContext:
     action: StaffAction
 
 
+@dataclass(frozen=True)
+class ReservedRoleContext:
+    """Facts for ``ra.staff-holds-role``: a person, the roles they hold, the one role an action is
+    reserved to, and the action (``revoke-certificate``, ``approve-ca-revocation``, ``publish``…)."""
+
+    person: str
+    roles: frozenset[StaffRole]
+    required: StaffRole
+    action: str
+
+
+@dataclass(frozen=True)
+class EvidenceContext:
+    """Facts for ``ra.aro-document-only``: the kind of evidence being attached to an application,
+    and whether the Party's own ARO (rather than RA staff) is attaching it."""
+
+    kind: str
+    by_aro: bool
+
+
 # --- the registry ------------------------------------------------------------------------------
 
 C = TypeVar("C")
@@ -254,6 +274,16 @@ class EligibilityContext:
     table: dict[str, frozenset[Eligible]]
 
 
+@dataclass(frozen=True)
+class DeviceCountContext:
+    """Facts for ``csr.device-limit``: a Device CSR's Device ID and how many Device Certificates
+    count as issued for it already (every one ever issued, whatever its status, plus those of the
+    same batch already let through)."""
+
+    device_id: bytes
+    issued: int
+
+
 DEVICE_RULES: dict[str, Rule[EligibilityContext]] = {}
 """Rules evaluated per Device CSR (per Device ID), after the request rules admitted the request."""
 
@@ -271,12 +301,21 @@ class RepositoryContext:
 REPOSITORY_RULES: dict[str, Rule[RepositoryContext]] = {}
 """Rules on a Party's access to the SMKI Repository (search, retrieve, CRL and ARL)."""
 
+RESERVED_ROLE_RULES: dict[str, Rule[ReservedRoleContext]] = {}
+"""Rules on RA staff actions reserved to one staff role, whatever ``ra.staff-role``'s table says."""
+EVIDENCE_RULES: dict[str, Rule[EvidenceContext]] = {}
+"""Rules on who may attach which evidence to an application for Authorised Subscriber status."""
+DEVICE_COUNT_RULES: dict[str, Rule[DeviceCountContext]] = {}
+"""Rules on the number of certificates a Device ID may have (evaluated per Device CSR, before signing)."""
+
 AnyRule = (Rule[RuleContext] | Rule[ApprovalContext] | Rule[StaffContext] | Rule[RevocationContext]
-           | Rule[EligibilityContext] | Rule[AccessContext] | Rule[RepositoryContext])
+           | Rule[EligibilityContext] | Rule[AccessContext] | Rule[RepositoryContext] | Rule[ReservedRoleContext]
+           | Rule[EvidenceContext] | Rule[DeviceCountContext])
 
 
-_TABLES: tuple[dict[str, Any], ...] = (POLICY_RULES, ACCESS_RULES, APPROVAL_RULES, STAFF_RULES, REVOCATION_RULES,
-                                       DEVICE_RULES, REPOSITORY_RULES)
+_TABLES: tuple[dict[str, Any], ...] = (POLICY_RULES, ACCESS_RULES, APPROVAL_RULES, STAFF_RULES, RESERVED_ROLE_RULES,
+                                       EVIDENCE_RULES, REVOCATION_RULES, DEVICE_RULES, DEVICE_COUNT_RULES,
+                                       REPOSITORY_RULES)
 
 
 def _register(table: dict[str, Rule[C]], rule: Rule[C]) -> None:
@@ -304,10 +343,11 @@ def policy_rule(
 
 
 def all_rules() -> list[AnyRule]:
-    """Every registered rule: policy, access, RA staff, revocation, per-Device, then Repository
-    rules, each in registration order."""
+    """Every registered rule: policy, access, RA staff, evidence, revocation, per-Device, then
+    Repository rules, each in registration order."""
     return [*POLICY_RULES.values(), *ACCESS_RULES.values(), *APPROVAL_RULES.values(), *STAFF_RULES.values(),
-            *REVOCATION_RULES.values(), *DEVICE_RULES.values(), *REPOSITORY_RULES.values()]
+            *RESERVED_ROLE_RULES.values(), *EVIDENCE_RULES.values(), *REVOCATION_RULES.values(),
+            *DEVICE_RULES.values(), *DEVICE_COUNT_RULES.values(), *REPOSITORY_RULES.values()]
 
 
 def describe(rule_id: str) -> AnyRule:
@@ -709,13 +749,16 @@ _register(
 )
 
 
+def _held(roles: Iterable[StaffRole]) -> str:
+    return ", ".join(sorted(r.value for r in roles)) or "no RA staff role"
+
+
 def staff_role(ctx: StaffContext) -> Verdict:
     """Each RA action needs a staff role that permits it; the auditor only reads."""
     allowed = sorted(r.value for r in ctx.roles if ctx.action in STAFF_PERMISSIONS[r])
     if allowed:
         return ok(f"{ctx.person} may {ctx.action.value} as {allowed[0]}")
-    held = ", ".join(sorted(r.value for r in ctx.roles)) or "no RA staff role"
-    return fail(f"{ctx.person} ({held}) may not {ctx.action.value}")
+    return fail(f"{ctx.person} ({_held(ctx.roles)}) may not {ctx.action.value}")
 
 
 _register(
@@ -725,6 +768,58 @@ _register(
         "The RA staff member holds a role permitting the action (operator, approver, read-only auditor)",
         "[design] RA staff roles: RA operator, RA approver, auditor (issue 3 item 1)",
         staff_role,
+    ),
+)
+
+
+def staff_holds_role(ctx: ReservedRoleContext) -> Verdict:
+    """Some RA actions belong to one role by design, not by the ``ra.staff-role`` permission table:
+    an RA operator revokes Organisation Certificates, sets Repository statuses, publishes lists and
+    proposes CA revocations; an RA approver decides CA revocations (with ``ra.dual-control``)."""
+    if ctx.required not in ctx.roles:
+        return fail(f"{ctx.person!r} ({_held(ctx.roles)}) does not hold the {ctx.required.value} role that "
+                    f"{ctx.action} needs")
+    return ok(f"{ctx.person} may {ctx.action} as {ctx.required.value}")
+
+
+_register(
+    RESERVED_ROLE_RULES,
+    Rule(
+        "ra.staff-holds-role",
+        "An RA action reserved to one staff role (revoking an Organisation Certificate, setting a Repository "
+        "status, publishing a CRL or ARL, proposing or deciding a CA revocation) is taken by a holder of that role",
+        "[design] RA staff roles: RA operator, RA approver, auditor (issue 3 item 1); CA certificates revoked "
+        "under dual control, operator proposing and approver deciding (issue 5)",
+        staff_holds_role,
+    ),
+)
+
+
+# --- evidence attached to an application -------------------------------------------------------
+
+DOCUMENT_EVIDENCE = "document"
+"""The evidence kind of a document an ARO uploads: it supports an application, but only RA staff
+record the evidence the policy rules read (e.g. ``installation-need`` for ``device.evidence-of-need``)."""
+
+
+def aro_document_only(ctx: EvidenceContext) -> Verdict:
+    """An ARO uploads supporting documents; the evidence the RA judges is recorded by RA staff."""
+    if not ctx.by_aro:
+        return ok(f"RA staff record {ctx.kind} evidence")
+    if ctx.kind == DOCUMENT_EVIDENCE:
+        return ok("an ARO uploads a document")
+    return fail(f"an ARO uploads documents; only an RA operator records {ctx.kind} evidence")
+
+
+_register(
+    EVIDENCE_RULES,
+    Rule(
+        "ra.aro-document-only",
+        "The Party's ARO may attach only documents to its application; any other evidence (e.g. installation "
+        "need) is recorded by an RA operator",
+        f"{REF_RAPP_55}: the Registration Authority shall determine whether there is reasonable evidence, so "
+        "the evidence the rules read is the RA's record, not the applicant's claim [design]",
+        aro_document_only,
     ),
 )
 
@@ -791,6 +886,42 @@ _register(
         "Remote Party Role of the requester is limited to requesting certificates for meters in certain "
         "provisioning states'; the table is smki's reading [design, spec §7.1]",
         eligible_subscriber,
+        RuleScope.REQUEST,
+    ),
+)
+
+
+DEVICE_LIMIT = 100
+"""At most this many Device Certificates per Device ID (spec §3.2; the DCC's ``CR:CL1``)."""
+
+
+def device_limit_refusal(device_id: bytes, issued: int) -> str | None:
+    """``csr.device-limit`` as the batch issuance's tight loop calls it, once per Device CSR, with
+    the two facts it already holds: None while the Device is under the limit, else the refusal's
+    one-line reason. No context object is built, so the decision costs no more than the comparison
+    it replaced; :func:`device_limit` is the same decision as a registered rule."""
+    if issued < DEVICE_LIMIT:
+        return None
+    return f"{DEVICE_LIMIT} Device Certificates have already been issued for Device ID {device_id.hex().upper()}"
+
+
+def device_limit(ctx: DeviceCountContext) -> Verdict:
+    """Once a Device ID has its hundredth certificate, every further CSR for it is refused, whoever asks."""
+    refusal = device_limit_refusal(ctx.device_id, ctx.issued)
+    if refusal is not None:
+        return fail(refusal)
+    return ok(f"{ctx.issued} of {DEVICE_LIMIT} Device Certificates issued for Device ID {ctx.device_id.hex().upper()}")
+
+
+_register(
+    DEVICE_COUNT_RULES,
+    Rule(
+        "csr.device-limit",
+        f"At most {DEVICE_LIMIT} Device Certificates are issued per Device ID, counting every one ever issued "
+        "whatever its status (CSR_ERROR CR:CL1)",
+        "SEC Appendix M v8.0 §2.3-2.5 (Device CSR web services and Portal batches): a CSR is rejected once 100 "
+        "Device Certificates have been issued for its Device ID (spec §3.2)",
+        device_limit,
         RuleScope.REQUEST,
     ),
 )

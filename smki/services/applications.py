@@ -25,10 +25,11 @@ from smki.audit import AuditEvent
 from smki.domain import CertificatePolicy
 from smki.errors import SmkiError
 from smki.ra import (
+    DOCUMENT_EVIDENCE,
     Decision,
     StaffAction,
     SubscriberStanding,
-    check_dual_control,
+    check_evidence_submitter,
     decide_application,
     refused_by_approver,
     render_explanation,
@@ -43,7 +44,7 @@ from smki.services.ra_state import (
     today,
 )
 from smki.services.registry import check_id, parse_policy
-from smki.services.staff import require_action, staff_roles
+from smki.services.staff import require_action, require_second_person, staff_roles
 from smki.services.typed_text import typed_text
 from smki.store.registry import ApplicationRecord, StaffRecord
 
@@ -61,9 +62,8 @@ _MAY_APPLY = frozenset({SubscriberStanding.NONE, SubscriberStanding.REFUSED, Sub
 subscriber is reinstated instead (``smki party subscriber --standing approved``)."""
 
 
-DOCUMENT = "document"
-"""The evidence kind of a document an ARO uploads: it supports an application, but only an RA
-operator records the ``installation-need`` evidence the ``device.evidence-of-need`` rule reads."""
+DOCUMENT = DOCUMENT_EVIDENCE
+"""The evidence kind of a document an ARO uploads (rule ``ra.aro-document-only``)."""
 
 
 def _acting(home: Home, staff_id: str | None, aro: Requester | None, action: StaffAction,
@@ -140,13 +140,16 @@ def add_evidence(home: Home, application_id: int | str, kind: str, reference: st
     text = " ".join(reference.split())
     if not text or len(text) > 500:
         raise SmkiError("ra.bad-text", "an evidence reference is 1 to 500 characters")
-    if aro is not None and kind != DOCUMENT:
-        raise SmkiError("ra.aro-document-only",
-                        f"an ARO uploads documents; only an RA operator records {kind} evidence")
     subject = f"application {application_id}"
     actor, how = _acting(home, staff_id, aro, StaffAction.RECORD_EVIDENCE, f"application:{application_id}")
     record = load_application(home, application_id)
     _own_party(aro, record.party_id, subject)
+    verdict = check_evidence_submitter(kind, by_aro=aro is not None)
+    if not verdict.passed:
+        _audit(home, actor, "application.evidence-refused", _subject(record), {
+            "kind": kind, "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference, **how,
+        })
+        raise SmkiError(verdict.rule_id, verdict.reason)
     _require_status(record, *UNDECIDED)
     when = on or today()
     with home.store.transaction() as tx:
@@ -203,13 +206,8 @@ def _four_eyes(home: Home, record: ApplicationRecord, staff_id: str | None) -> S
     subject = _subject(record)
     staff = require_action(home, staff_id, StaffAction.DECIDE, subject=subject)
     _require_status(record, PROPOSED)
-    verdict = check_dual_control(record.proposed_by or "", staff.staff_id, staff_roles(staff))
-    if not verdict.passed:
-        _audit(home, staff.staff_id, "application.dual-control-refused", subject, {
-            "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference,
-            "proposed_by": record.proposed_by,
-        })
-        raise SmkiError("ra.dual-control", verdict.reason)
+    require_second_person(home, staff, record.proposed_by or "", refused_event="application.dual-control-refused",
+                          subject=subject)
     return staff
 
 

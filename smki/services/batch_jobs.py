@@ -38,7 +38,7 @@ from smki.ca.csr import peek_device_id
 from smki.ca.keyid import peek_key_fingerprint
 from smki.domain import CertificatePolicy, Route
 from smki.errors import NotFound, SmkiError
-from smki.ra import CertificateRequestFacts
+from smki.ra import CertificateRequestFacts, check_device_limit
 from smki.ra.engine import PolicyRefusal
 from smki.services import batch_watch, key_health
 from smki.services.batch_lifecycle import PAUSED, QUEUED, RETENTION, batch_policy
@@ -54,7 +54,6 @@ from smki.services.device_issuance import (
     SigningPool,
     key_fault_of,
 )
-from smki.services.device_limit import DEVICE_LIMIT, DEVICE_LIMIT_CODE, over_limit_message
 from smki.services.requests import Requester, authorise, authorise_with_party, request_device_batch
 from smki.store.batches import (
     BatchItemRecord,
@@ -688,8 +687,9 @@ def _request_single_device(home: Home, requester: Requester, csr_data: bytes, *,
             read_ahead = ReadAhead(ahead.device_ca_der, {fingerprint: ahead.key_certified_as})
         else:
             count = home.store.count_device_certificates(device)
-        if count >= DEVICE_LIMIT:
-            raise _refuse_single(home, requester, DEVICE_LIMIT_CODE, over_limit_message(device), device)
+        limit = check_device_limit(device, count)  # the RA's rule csr.device-limit
+        if not limit.passed:
+            raise _refuse_single(home, requester, limit.rule_id, limit.reason, device)
         if require_known_device and count == 0:
             raise _refuse_single(home, requester, UNKNOWN_DEVICE_CODE,
                                  f"no certificate has been issued yet for Device ID {device.hex().upper()}", device)

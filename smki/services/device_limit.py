@@ -11,21 +11,23 @@ the full CSR checks read, not a guess from the raw bytes. The web services' sing
 checked against the store's count up front (:func:`smki.services.batch_jobs.request_single_device`).
 ``smki issue`` passes :func:`device_limit_screen` to the batch issuance itself. Only the benchmarks
 (``smki bench``, random Device IDs, a throw-away home) run without it.
+
+The decision itself is the RA's rule ``csr.device-limit`` (:func:`smki.ra.rules.device_limit_refusal`,
+pure: a Device ID and its count in, a refusal or None out); this module only counts — the store's
+count, read once per Device per batch, plus the batch's own — and turns refusals into entries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from smki.ra import DEVICE_LIMIT, device_limit_refusal
 from smki.services.context import Home
 from smki.services.key_register import Entry
 
-DEVICE_LIMIT = 100
 DEVICE_LIMIT_CODE = "csr.device-limit"
-
-
-def over_limit_message(device_id: bytes) -> str:
-    return f"{DEVICE_LIMIT} Device Certificates have already been issued for Device ID {device_id.hex().upper()}"
+"""The refusal's code: the id of the RA rule that decides it (``smki.ra.rules.device_limit``)."""
+__all__ = ["DEVICE_LIMIT", "DEVICE_LIMIT_CODE", "DeviceLimitScreen", "device_limit_screen"]
 
 
 class DeviceLimitScreen:
@@ -56,8 +58,9 @@ class DeviceLimitScreen:
             if len(entry) != 4:
                 device = entry[2]  # a checked entry: its Device ID
                 count = counts[device]
-                if count >= DEVICE_LIMIT:
-                    out.append((entry[0], entry[1], DEVICE_LIMIT_CODE, over_limit_message(device)))
+                refusal = device_limit_refusal(device, count)  # the RA's decision: once per CSR, as before
+                if refusal is not None:
+                    out.append((entry[0], entry[1], DEVICE_LIMIT_CODE, refusal))
                     refused += 1
                     continue
                 counts[device] = count + 1

@@ -215,25 +215,35 @@ _STANDING_CHANGES: dict[SubscriberStanding, tuple[frozenset[SubscriberStanding],
     SubscriberStanding.WITHDRAWN: (
         frozenset({SubscriberStanding.APPROVED, SubscriberStanding.SUSPENDED}), StaffAction.SUSPEND,
         "subscriber.withdrawn"),
-    SubscriberStanding.APPROVED: (
-        frozenset({SubscriberStanding.SUSPENDED}), StaffAction.DECIDE, "subscriber.reinstated"),
 }
 """[design] Which standing may follow which, who may do it, and what the audit calls it. Suspending
-and withdrawing only take a capability away, so operators and approvers may do it at once;
-reinstating gives it back, so only an RA approver may, and only from *suspended* — a withdrawn or
-refused subscriber applies again (``smki apply``)."""
+and withdrawing only take a capability away, so one operator or approver does it at once, alone:
+a second person would only delay stopping a subscriber whose key or conduct is in doubt, and
+nothing is granted. Reinstating gives the capability back, so it is never done here by one person:
+an RA operator proposes it and a different RA approver approves it (``ra.dual-control``,
+:mod:`smki.services.reinstatement`), and only from *suspended* — a withdrawn or refused subscriber
+applies again (``smki apply``)."""
+
+REINSTATE_UNDER_DUAL_CONTROL = ("reinstating is under dual control: an RA operator proposes it and a different "
+                                "RA approver approves it (smki ra reinstatements approve ITEM)")
 
 
 def set_subscriber_standing(home: Home, party_id: str, policy: str | CertificatePolicy, standing: str, *,
                             staff_id: str | None, reason: str | None = None) -> PartyRecord:
-    """Suspend, withdraw or reinstate a Party's Authorised Subscriber status for one Certificate Policy."""
+    """Suspend or withdraw a Party's Authorised Subscriber status for one Certificate Policy.
+
+    Reinstatement is not done here but under dual control (:mod:`smki.services.reinstatement`).
+    """
     parsed_policy = parse_policy(policy)
     try:
         wanted = SubscriberStanding(standing.strip().lower())
     except ValueError:
         wanted = SubscriberStanding.NONE
+    if wanted is SubscriberStanding.APPROVED:
+        raise SmkiError("ra.dual-control-required", REINSTATE_UNDER_DUAL_CONTROL)
     if wanted not in _STANDING_CHANGES:
-        raise SmkiError("ra.bad-standing", "a standing may be set to suspended, withdrawn or approved (reinstate)")
+        raise SmkiError("ra.bad-standing", "a standing may be set to suspended or withdrawn here "
+                        "(reinstating is proposed, then approved by a different RA approver)")
     allowed_from, action, event = _STANDING_CHANGES[wanted]
     staff = require_action(home, staff_id, action, subject=party_id)
     before = load_party(home, party_id)
@@ -305,19 +315,25 @@ def screen_aro(home: Home, aro_id: str, screened_on: date, standard: str, *, sta
 _ARO_CHANGES: dict[AroStatus, tuple[frozenset[AroStatus], StaffAction, str]] = {
     AroStatus.SUSPENDED: (frozenset({AroStatus.ACTIVE}), StaffAction.SUSPEND, "aro.suspended"),
     AroStatus.REVOKED: (frozenset({AroStatus.ACTIVE, AroStatus.SUSPENDED}), StaffAction.SUSPEND, "aro.revoked"),
-    AroStatus.ACTIVE: (frozenset({AroStatus.SUSPENDED}), StaffAction.DECIDE, "aro.reinstated"),
 }
-"""[design] As for subscribers: suspending or revoking is quick (operator or approver); reinstating
-a suspended ARO is an RA approver's decision; a revoked ARO is never reinstated (nominate anew)."""
+"""[design] As for subscribers: suspending or revoking only takes a capability away, so it is quick and
+single-person (operator or approver); reinstating a suspended ARO is proposed by an RA operator and
+approved by a different RA approver (:mod:`smki.services.reinstatement`); a revoked ARO is never
+reinstated (nominate anew)."""
 
 
 def set_aro_status(home: Home, aro_id: str, status: AroStatus | str, *, staff_id: str | None,
                    reason: str | None = None) -> AroRecord:
-    """Suspend, revoke or reinstate an ARO; takes effect on the ARO's very next request."""
+    """Suspend or revoke an ARO; takes effect on the ARO's very next request.
+
+    Reinstatement is not done here but under dual control (:mod:`smki.services.reinstatement`).
+    """
     try:
         wanted = AroStatus(str(status))
     except ValueError:
         raise SmkiError("ra.bad-status", "an ARO is active, suspended or revoked") from None
+    if wanted is AroStatus.ACTIVE:
+        raise SmkiError("ra.dual-control-required", REINSTATE_UNDER_DUAL_CONTROL)
     allowed_from, action, event = _ARO_CHANGES[wanted]
     staff = require_action(home, staff_id, action, subject=aro_id)
     aro = load_aro(home, aro_id)

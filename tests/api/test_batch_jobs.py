@@ -13,11 +13,13 @@ from smki.ca.der import der_tlv
 from smki.ca.devcsr import make_device_csr
 from smki.domain import Route, Usage
 from smki.errors import SmkiError
+from smki.ra import DEVICE_LIMIT
 from smki.services import batch_jobs as bj
 from smki.services.batch_sources import BatchItem
 from smki.services.capacity import CapacitySettings
 from smki.services.context import Home
 from smki.services.device_issuance import issue_device_batch
+from smki.services.device_limit import DEVICE_LIMIT_CODE
 from smki.services.requests import Requester
 from smki.store.batches import batch_progress, batch_reads
 from tests.api.conftest import ARO, OTHER_PARTY, PARTY
@@ -270,7 +272,7 @@ def test_the_per_device_limit_refuses_before_signing_counting_the_store_and_the_
     counts the store's certificates and the batch's earlier CSRs, after the workers' checks read
     the Device ID; a malformed CSR naming a full Device keeps its own refusal and uses no slot."""
     full, other = bytes.fromhex("00db7a0000000001"), bytes.fromhex("00db7a0000000002")
-    earlier = [BatchItem(i, f"e{i}", make_device_csr(full, Usage.DS)) for i in range(bj.DEVICE_LIMIT - 2)]
+    earlier = [BatchItem(i, f"e{i}", make_device_csr(full, Usage.DS)) for i in range(DEVICE_LIMIT - 2)]
     issue_device_batch(home, earlier, actor=ME.actor, batch_ref="earlier", workers=0)
     broken = bytearray(make_device_csr(full, Usage.KA))
     broken[-3] ^= 0xFF  # its signature no longer verifies
@@ -287,9 +289,9 @@ def test_the_per_device_limit_refuses_before_signing_counting_the_store_and_the_
     outcomes = {item.item_id: (item.outcome, item.error_code) for item in batch_reads(home.store).iter_items(job.id)}
     assert outcomes["a"] == outcomes["b"] == outcomes["d"] == ("ok", None)
     assert outcomes["bad"][1] is not None and outcomes["bad"][1].startswith("csr.")
-    assert outcomes["bad"][1] != bj.DEVICE_LIMIT_CODE
-    assert outcomes["c"] == ("error", bj.DEVICE_LIMIT_CODE)
-    assert home.store.count_device_certificates(full) == bj.DEVICE_LIMIT  # the refused CSR was never signed
+    assert outcomes["bad"][1] != DEVICE_LIMIT_CODE
+    assert outcomes["c"] == ("error", DEVICE_LIMIT_CODE)
+    assert home.store.count_device_certificates(full) == DEVICE_LIMIT  # the refused CSR was never signed
 
 
 def _outage_after(committed: int, error: Exception) -> object:

@@ -191,7 +191,9 @@ def test_request_batch_resume_redelivers_and_finishes_under_the_ra_rules_checked
     suspended = run("request", "batch", str(csrs), "--out", str(out), *ARO, "--workers", "0", "--resume", ref)
     assert suspended.code == 1 and "FAIL subscriber.authorised-for-policy:" in suspended.err
     assert len(list(out.glob("*.pem"))) == 3 and len(_device_serials(run)) == 6
-    assert run("party", "subscriber", "P1", "--policy", "device", "--standing", "approved", "--as", "ap1").code == 0
+    assert run("party", "subscriber", "P1", "--policy", "device", "--standing", "approved", "--as", "op1").code == 0
+    item = json.loads(run("ra", "reinstatements", "list", "--json").out)[0]["item"]
+    assert run("ra", "reinstatements", "approve", str(item), "--as", "ap1").code == 0
 
     what_if = run("request", "batch", str(csrs), "--out", str(out), *ARO, "--resume", ref, "--dry-run")
     assert what_if.code == 1 and one_line(what_if).startswith("error: request.resume-with-dry-run: ")

@@ -4,6 +4,7 @@ story is ``test_ra_story.py``)."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -238,8 +239,26 @@ def test_organisation_requests_dual_control_and_aro_suspension(run: Run, tmp_pat
     ok(run, "aro", "suspend", "A1", "--reason", "left the company", "--as", "op1")
     assert "FAIL aro.active: ARO A1 is suspended" in fails(
         run, "ra.refused", "request", "org", ours, "--out", str(tmp_path / "again.pem"), *route)
-    fails(run, "ra.staff-role", "aro", "reinstate", "A1", "--as", "op1")
-    ok(run, "aro", "reinstate", "A1", "--as", "ap1")
+    # Reinstating is under dual control: op1 proposes (an approver may not), a different person approves.
+    fails(run, "ra.staff-role", "aro", "reinstate", "A1", "--as", "ap1")
+    proposed = ok(run, "aro", "reinstate", "A1", "--reason", "came back", "--as", "op1")
+    item = re.search(r"reinstatement (\d+) of ARO A1: pending \(proposed by op1\)", proposed)
+    assert item is not None, proposed
+    assert "FAIL aro.active: ARO A1 is suspended" in fails(  # a proposal alone changes nothing
+        run, "ra.refused", "request", "org", ours, "--out", str(tmp_path / "again.pem"), *route)
+    assert f"{item.group(1)},aro,A1,-,came back,pending,op1,-" in ok(run, "ra", "reinstatements", "list", "--csv")
+    fails(run, "ra.staff-role", "ra", "reinstatements", "approve", item.group(1), "--as", "op1")
+    assert "approved (proposed by op1, decided by ap1)" in ok(
+        run, "ra", "reinstatements", "approve", item.group(1), "--as", "ap1")
+    fails(run, "ra.already-decided", "ra", "reinstatements", "refuse", item.group(1), "--as", "ap1")
+    # So is reinstating a suspended subscriber: boss proposes, and so may not approve as well.
+    ok(run, "party", "subscriber", "P1", "--policy", "org", "--standing", "suspended", "--as", "op1")
+    proposed = ok(run, "party", "subscriber", "P1", "--policy", "org", "--standing", "approved", "--as", "boss")
+    item = re.search(r"reinstatement (\d+) of organisation subscriber P1: pending", proposed)
+    assert item is not None, proposed
+    assert "boss proposed this" in fails(run, "ra.dual-control", "ra", "reinstatements", "approve", item.group(1),
+                                         "--as", "boss")
+    ok(run, "ra", "reinstatements", "approve", item.group(1), "--as", "ap1")
     # The same CSR again is a duplicate key (issue 13, CR:9999); a new key is served.
     fails(run, "csr.duplicate", "request", "org", ours, "--out", str(tmp_path / "again.pem"), *route)
     ours = _pem_csr(tmp_path / "p1b.csr", make_organisation_csr(
@@ -263,11 +282,13 @@ def test_organisation_requests_dual_control_and_aro_suspension(run: Run, tmp_pat
         ["org.entity-belongs-to-party", "org.role-permitted"],
         ["org.role-permitted"],
         ["aro.active"],
+        ["aro.active"],
         ["subscriber.authorised-for-policy", "device.evidence-of-need"],
     ]
     issued = [r.details_dict for r in rows if r.action == "certificate.issued" and r.actor == "aro:A1@P1"]
     assert [(d["party"], d["aro"], d["route"]) for d in issued] == [("P1", "A1", "spoti")] * 2
-    assert {"application.dual-control-refused", "aro.suspended", "aro.reinstated", "staff.refused"} <= {
+    assert {"application.dual-control-refused", "aro.suspended", "aro.reinstatement-proposed", "aro.reinstated",
+            "subscriber.dual-control-refused", "subscriber.reinstated", "staff.refused"} <= {
         r.action for r in rows}
 
 

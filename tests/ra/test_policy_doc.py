@@ -58,8 +58,11 @@ def test_the_spec_rule_ids_are_all_registered() -> None:
         "ra.dual-control",
         "ra.approver-judgement",
         "ra.staff-role",
+        "ra.staff-holds-role",
+        "ra.aro-document-only",
         "revocation.own-certificate",
         "device.eligible-subscriber",
+        "csr.device-limit",
         "repository.srept-passed",
     } == ids
 

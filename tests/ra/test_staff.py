@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from smki.ra.engine import StaffAction, StaffRole, check_dual_control, check_staff_role
+from smki.ra.engine import (
+    StaffAction,
+    StaffRole,
+    check_dual_control,
+    check_evidence_submitter,
+    check_staff_holds_role,
+    check_staff_role,
+)
 from smki.ra.rules import describe
 
 OP, AP, AU = StaffRole.RA_OPERATOR, StaffRole.RA_APPROVER, StaffRole.AUDITOR
@@ -59,3 +66,24 @@ def test_operator_cannot_decide_and_auditor_cannot_write() -> None:
     assert not check_staff_role("op.alice", [OP], StaffAction.DECIDE).passed
     for action in set(StaffAction) - {StaffAction.READ}:
         assert not check_staff_role("au.dave", [AU], action).passed
+
+
+@pytest.mark.parametrize(
+    ("roles", "required", "passed"),
+    [({OP}, OP, True), ({AP}, OP, False), ({OP, AP}, AP, True), ({AU}, AP, False), (set(), OP, False)],
+)
+def test_an_action_reserved_to_a_role_needs_that_role(roles: set[StaffRole], required: StaffRole,
+                                                      passed: bool) -> None:
+    result = check_staff_holds_role("someone", roles, required, "revoke-certificate")
+    assert (result.rule_id, result.passed) == ("ra.staff-holds-role", passed)
+    assert "revoke-certificate" in result.reason and required.value in result.reason
+    assert result.reference == describe("ra.staff-holds-role").reference and "[design]" in result.reference
+
+
+def test_an_aro_attaches_documents_only_and_staff_any_evidence() -> None:
+    assert check_evidence_submitter("document", by_aro=True).passed
+    refused = check_evidence_submitter("installation-need", by_aro=True)
+    assert (refused.rule_id, refused.passed) == ("ra.aro-document-only", False)
+    assert "only an RA operator records installation-need evidence" in refused.reason
+    assert "RAPP" in refused.reference
+    assert check_evidence_submitter("installation-need", by_aro=False).passed

@@ -194,6 +194,9 @@ def test_an_aro_opens_and_documents_only_its_own_partys_application(staffed: Hom
     with pytest.raises(SmkiError) as kind:
         apps.add_evidence(staffed, record.application_id, "installation-need", "plan", aro=aro)
     assert kind.value.code == "ra.aro-document-only"
+    [refused] = [r.details_dict for r in staffed.store.audit_rows() if r.action == "application.evidence-refused"]
+    assert (refused["rule"], refused["kind"], refused["aro"]) == ("ra.aro-document-only", "installation-need", "A1")
+    assert "RAPP" in str(refused["reference"])
     with pytest.raises(SmkiError) as foreign:
         apps.add_evidence(staffed, theirs.application_id, apps.DOCUMENT, "x.pdf", aro=aro)
     assert foreign.value.code == "ra.application-not-found"

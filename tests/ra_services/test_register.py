@@ -8,6 +8,7 @@ import pytest
 
 from smki.audit import AuditEvent
 from smki.errors import SmkiError
+from smki.ra.rules import describe
 from smki.services import registry as reg
 from smki.services.context import Home
 from smki.services.staff import add_staff, require_staff
@@ -93,29 +94,25 @@ def test_subscriber_standing_moves_only_along_allowed_paths_by_the_right_role(st
     with pytest.raises(SmkiError) as info:  # never approved: nothing to suspend
         reg.set_subscriber_standing(home, "P1", "device", "suspended", staff_id="op1")
     assert _code(info) == "ra.bad-standing"
-    with pytest.raises(SmkiError) as info:  # approval only comes through an application
+    with pytest.raises(SmkiError) as info:  # approval only comes through an application (or dual control)
         reg.set_subscriber_standing(home, "P1", "device", "approved", staff_id="ap1")
-    assert _code(info) == "ra.bad-standing"
+    assert _code(info) == "ra.dual-control-required"
     with home.store.transaction() as tx:  # as an approved application would leave it
         tx.registry.set_subscription("P1", "device", "approved")
         tx.append_audit([AuditEvent("test", "test.setup", "P1")])
     assert reg.set_subscriber_standing(home, "P1", "device", "suspended", staff_id="op1",
                                        reason="complaint").subscriptions["device"] == "suspended"
-    with pytest.raises(SmkiError) as info:  # an operator may suspend but not reinstate
-        reg.set_subscriber_standing(home, "P1", "device", "approved", staff_id="op1")
-    assert _code(info) == "ra.staff-role"
+    for who in ("op1", "ap1"):  # nobody reinstates alone (smki.services.reinstatement: dual control)
+        with pytest.raises(SmkiError) as info:
+            reg.set_subscriber_standing(home, "P1", "device", "approved", staff_id=who)
+        assert _code(info) == "ra.dual-control-required"
+    assert reg.show_party(home, "P1").subscriptions["device"] == "suspended"
     seq = head(home)
-    assert reg.set_subscriber_standing(home, "P1", "device", "approved",
-                                       staff_id="ap1").subscriptions["device"] == "approved"
     assert reg.set_subscriber_standing(home, "P1", "device", "withdrawn",
                                        staff_id="ap1").subscriptions["device"] == "withdrawn"
-    with pytest.raises(SmkiError) as info:  # withdrawn: the Party applies again
-        reg.set_subscriber_standing(home, "P1", "device", "approved", staff_id="ap1")
-    assert _code(info) == "ra.bad-standing"
     events = audit_after(home, seq)
     assert [(a, act, d["from"], d["to"]) for a, act, d in events] == [
-        ("ap1", "subscriber.reinstated", "suspended", "approved"),
-        ("ap1", "subscriber.withdrawn", "approved", "withdrawn"),
+        ("ap1", "subscriber.withdrawn", "suspended", "withdrawn"),
     ]
     with pytest.raises(SmkiError) as info:
         reg.set_subscriber_standing(home, "P1", "device", "refused", staff_id="ap1")
@@ -151,12 +148,12 @@ def test_aro_status_transitions_and_roles(staffed: Home) -> None:
     qualified_party(home)
     verified_aro(home)
     assert reg.set_aro_status(home, "A1", "suspended", staff_id="op1").status == "suspended"
-    with pytest.raises(SmkiError) as info:
-        reg.set_aro_status(home, "A1", "active", staff_id="op1")
-    assert _code(info) == "ra.staff-role"
-    assert reg.set_aro_status(home, "A1", "active", staff_id="ap1").status == "active"
+    for who in ("op1", "ap1"):  # nobody reinstates alone (smki.services.reinstatement: dual control)
+        with pytest.raises(SmkiError) as info:
+            reg.set_aro_status(home, "A1", "active", staff_id=who)
+        assert _code(info) == "ra.dual-control-required"
     assert reg.set_aro_status(home, "A1", "revoked", staff_id="ap2").status == "revoked"
-    for status in ("active", "suspended", "revoked"):
+    for status in ("suspended", "revoked"):
         with pytest.raises(SmkiError) as info:
             reg.set_aro_status(home, "A1", status, staff_id="ap1")
         assert _code(info) == "ra.bad-status"
@@ -208,6 +205,11 @@ def test_staff_identity_is_required_and_checked(staffed: Home) -> None:
         add_staff(staffed, "two words", "X", ["auditor"], actor="admin")
     assert _code(info) == "staff.bad-id"
     assert require_staff(staffed, "ap1", "ra-approver").staff_id == "ap1"
+    seq = head(staffed)
     with pytest.raises(SmkiError) as info:
-        require_staff(staffed, "op1", "ra-approver")
-    assert _code(info) == "staff.role-required"
+        require_staff(staffed, "op1", "ra-approver", subject="01", action="approve-ca-revocation")
+    assert _code(info) == "staff.role-required" and info.value.message.startswith("ra.staff-holds-role: ")
+    [(actor, action, details)] = audit_after(staffed, seq)  # the refusal names the rule that made it
+    assert (actor, action, details["rule"], details["action"]) == (
+        "op1", "staff.refused", "ra.staff-holds-role", "approve-ca-revocation")
+    assert details["reference"] == describe("ra.staff-holds-role").reference

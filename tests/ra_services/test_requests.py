@@ -20,6 +20,7 @@ from smki.errors import SmkiError
 from smki.ra import AroStatus, CertificateRequestFacts, PolicyRefusal, SubscriberStanding
 from smki.services import applications as apps
 from smki.services import registry as reg
+from smki.services import reinstatement as reinstate
 from smki.services.batch_sources import BatchItem
 from smki.services.context import Home
 from smki.services.requests import (
@@ -111,11 +112,13 @@ def test_suspensions_take_effect_on_the_very_next_request(subscriber: Home) -> N
     reg.set_subscriber_standing(home, "P1", "device", "suspended", staff_id="op1")
     assert _refusal(lambda: authorise(home, GATEWAY, DEVICE_FACTS)).decision.failed_ids == (
         "subscriber.authorised-for-policy",)
-    reg.set_subscriber_standing(home, "P1", "device", "approved", staff_id="ap1")
+    reinstate.decide_reinstatement(home, reinstate.propose_subscriber_reinstatement(
+        home, "P1", "device", staff_id="op1").item, staff_id="ap1", approve=True)
     assert authorise(home, GATEWAY, DEVICE_FACTS).approved
     reg.set_aro_status(home, "A1", "suspended", staff_id="op1")
     assert _refusal(lambda: authorise(home, GATEWAY, DEVICE_FACTS)).decision.failed_ids == ("aro.active",)
-    reg.set_aro_status(home, "A1", "active", staff_id="ap1")
+    reinstate.decide_reinstatement(home, reinstate.propose_aro_reinstatement(home, "A1", staff_id="op1").item,
+                                   staff_id="ap1", approve=True)
     reg.set_party_status(home, "P1", reg.StatusChange(drop_gateways=("GW-1",)), staff_id="op1")
     assert _refusal(lambda: authorise(home, GATEWAY, DEVICE_FACTS)).decision.failed_ids == (
         "device.gateway-channel",)

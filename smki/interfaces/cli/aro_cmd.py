@@ -99,8 +99,14 @@ def suspend(aro_id: AroId, reason: Reason = None, staff: StaffOption = None,
 @app.command("reinstate")
 def reinstate(aro_id: AroId, reason: Reason = None, staff: StaffOption = None,
               home: HomeOption = DEFAULT_HOME_PATH) -> None:
-    """Reinstate a suspended ARO (RA approver)."""
-    _status(aro_id, AroStatus.ACTIVE, reason, staff, home)
+    """Propose reinstating a suspended ARO (RA operator); a different RA approver approves it with
+    'smki ra reinstatements approve ITEM' (dual control)."""
+    from smki.interfaces.cli.ra_reinstatements_cmd import proposal_line
+    from smki.services.reinstatement import propose_aro_reinstatement
+
+    proposal = run_on(home, lambda h: propose_aro_reinstatement(h, aro_id, staff_id=staff, reason=reason))
+    console.print(f"{proposal_line(proposal)}: a different RA approver runs "
+                  f"'smki ra reinstatements approve {proposal.item}'", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("revoke")

@@ -157,13 +157,25 @@ def subscriber(
     party_id: PartyId,
     policy: Annotated[PolicyChoice, typer.Option("--policy", case_sensitive=False,
                                                  help="organisation (or org) or device.")],
-    standing: Annotated[StandingChoice, typer.Option("--standing", case_sensitive=False,
-                                                     help="suspended, withdrawn, or approved (reinstate).")],
+    standing: Annotated[StandingChoice, typer.Option(
+        "--standing", case_sensitive=False,
+        help="suspended or withdrawn (at once), or approved: propose reinstating a suspended subscriber, "
+             "for a different RA approver to approve ('smki ra reinstatements approve ITEM').")],
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the audit log).")] = None,
     staff: StaffOption = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
-    """Suspend, withdraw or reinstate a Party's Authorised Subscriber status (effective on the next request)."""
+    """Suspend or withdraw a Party's Authorised Subscriber status (effective on the next request), or propose
+    reinstating a suspended one (dual control: an RA operator proposes, a different RA approver approves)."""
+    if standing == "approved":
+        from smki.interfaces.cli.ra_reinstatements_cmd import proposal_line
+        from smki.services.reinstatement import propose_subscriber_reinstatement
+
+        proposal = run_on(home, lambda h: propose_subscriber_reinstatement(h, party_id, policy, staff_id=staff,
+                                                                           reason=reason))
+        _say(f"{proposal_line(proposal)}: a different RA approver runs "
+             f"'smki ra reinstatements approve {proposal.item}'")
+        return
     from smki.services.registry import set_subscriber_standing
 
     record = run_on(home, lambda h: set_subscriber_standing(h, party_id, policy, standing, staff_id=staff,

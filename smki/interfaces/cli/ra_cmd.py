@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from smki.ra import Decision
     from smki.store.registry import ApplicationRecord
 
-app = typer.Typer(help="RA decisions: evidence, propose, approve, refuse, explain, queue.", no_args_is_help=True)
+app = typer.Typer(help="RA decisions: evidence, propose, approve, refuse, explain, queue, batches, reinstatements.",
+                  no_args_is_help=True)
 
 #: ``ra propose`` recorded a proposal, and the rules refuse (smki.interfaces.cli.main.EXIT_PROPOSAL_REFUSED).
 EXIT_PROPOSAL_REFUSED = 3
@@ -187,4 +188,12 @@ def _add_batches() -> None:
     app.add_typer(ra_batches_cmd.app, name="batches")
 
 
+def _add_reinstatements() -> None:
+    """``smki ra reinstatements …``: the dual-control queue of reinstatements, a group of its own module."""
+    from smki.interfaces.cli import ra_reinstatements_cmd
+
+    app.add_typer(ra_reinstatements_cmd.app, name="reinstatements")
+
+
 _add_batches()
+_add_reinstatements()

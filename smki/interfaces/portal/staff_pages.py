@@ -165,12 +165,15 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
                            reason=form.get("reason") or None)
 
     def revocations(request: Request, status_code: int = 200, **extra: Any) -> Response:
+        from smki.services.revocation import CA_REVOKE_ACTION
+
         identity = staff_of(request)
         home = ctx.home()
         revoked = home.store.find_certificates(CertificateQuery(status=CertStatus.REVOKED, limit=200))
         lists = {kind: home.store.revocation_list(kind) for kind in ("CRL", "ARL")}
+        dual = [d for d in home.store.registry.dual_control_items() if d.action == CA_REVOKE_ACTION]
         return ctx.render(request, "staff_revocations.html", status_code, revoked=revoked, lists=lists,
-                          dual=home.store.registry.dual_control_items(), can_sign=home.secret is not None,
+                          dual=dual, can_sign=home.secret is not None,
                           can=_can(home, identity), **extra)
 
     revocations_page = show(revocations)
