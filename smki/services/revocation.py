@@ -36,10 +36,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smki.audit import AuditEvent
 from smki.domain import CertKind, CertStatus
 from smki.errors import NotFound, SmkiError
-from smki.ra import check_dual_control
 from smki.ra import check_own_certificate as check_own_certificate_rule
 from smki.services.context import Home
-from smki.services.staff import require_staff, staff_roles
+from smki.services.staff import require_second_person, require_staff
 from smki.store import CertificateRecord, RevocationListRecord, normalise_serial
 
 #: RFC 5280 §5.3.1 reason codes an operator may give. Left out: certificateHold (6) and
@@ -244,15 +243,9 @@ def decide_ca_revocation(home: Home, item_id: int, *, staff_id: str | None, appr
         raise NotFound("ra.not-found", f"no CA revocation proposal {item_id}")
     if item.status != "pending":
         raise SmkiError("ra.already-decided", f"proposal {item_id} was already {item.status}")
-    # The same rule as for applications (names compared case-insensitively), and audited when it refuses.
-    verdict = check_dual_control(item.proposed_by, staff.staff_id, staff_roles(staff))
-    if not verdict.passed:
-        with home.store.transaction() as tx:
-            tx.append_audit([AuditEvent(f"staff:{staff.staff_id}", "ca.dual-control-refused", item.subject, {
-                "item": item_id, "rule": verdict.rule_id, "reason": verdict.reason,
-                "reference": verdict.reference, "proposed_by": item.proposed_by,
-            })])
-        raise SmkiError("ra.dual-control", f"ra.dual-control: {verdict.reason}")
+    # The same four-eyes step as applications and reinstatements (names compared case-insensitively).
+    require_second_person(home, staff, item.proposed_by, refused_event="ca.dual-control-refused",
+                          subject=item.subject, details={"item": item_id}, actor=f"staff:{staff.staff_id}")
     if approve:
         _require_signer(home, ARL)
     moment = _moment(now)

@@ -79,10 +79,10 @@ def require_action(home: Home, staff_id: str | None, action: StaffAction, *, sub
 
 
 def require_second_person(home: Home, staff: StaffRecord, proposed_by: str, *, refused_event: str, subject: str,
-                          details: dict[str, Any] | None = None) -> None:
+                          details: dict[str, Any] | None = None, actor: str | None = None) -> None:
     """Four eyes (rule ``ra.dual-control``): ``staff``, deciding what ``proposed_by`` proposed, must be a
     different person holding the RA approver role. A refusal is audited as ``refused_event`` with the
-    rule, its reason and reference, then raised as ``ra.dual-control``.
+    rule, its reason and reference (by ``actor``, default the staff id), then raised as ``ra.dual-control``.
 
     Every RA decision that grants or restores the ability to obtain certificates (an application, the
     reinstatement of a subscriber or an ARO) and every CA revocation goes through this one step.
@@ -91,7 +91,7 @@ def require_second_person(home: Home, staff: StaffRecord, proposed_by: str, *, r
     if verdict.passed:
         return
     with home.store.transaction() as tx:
-        tx.append_audit([AuditEvent(staff.staff_id, refused_event, subject, {
+        tx.append_audit([AuditEvent(actor or staff.staff_id, refused_event, subject, {
             **(details or {}), "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference,
             "proposed_by": proposed_by,
         })])
