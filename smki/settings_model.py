@@ -16,7 +16,9 @@ Keys are dotted paths: ``database-url`` (top level), ``api.gateway``, ``capacity
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +71,7 @@ class Setting:
     @property
     def file_capable(self) -> bool:
         """Whether the value may come from a file named by ``<env>_FILE`` or from a systemd
-        credential named ``<env>`` (:func:`secret_files`)."""
+        credential named ``<env>`` (:func:`_environment_text`)."""
         return bool(self.env) and (self.secret or self.from_file)
 
     @property
@@ -369,9 +371,6 @@ ENVIRONMENT_SOURCES = ("env ", "file ", "credential ")
 def _secret_file_text(path: str, variable: str) -> str:
     """The text of a secret's file, trailing newline removed, after the checks ``key.permissions``
     makes of a key file: a regular file only its owner may read (a copy is the secret itself)."""
-    import os
-    import stat
-
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
@@ -412,11 +411,12 @@ def _environment_text(setting: Setting, environ: Mapping[str, str]) -> tuple[str
     path = environ.get(file_variable, "")
     directory = environ.get(CREDENTIALS_DIRECTORY, "")
     credential = f"{directory.rstrip('/')}/{setting.env}" if directory else ""
-    has_credential = bool(credential) and _exists(credential)
+    has_credential = bool(credential) and os.path.lexists(credential)
     given = [name for name, present in ((setting.env, bool(text)), (file_variable, bool(path)),
                                         (f"the systemd credential {setting.env}", has_credential)) if present]
     if len(given) > 1:
-        raise ConfigError("secret.conflict", f"{' and '.join(given)} are both set: give {setting.key} one way only")
+        raise ConfigError("secret.conflict", f"{', '.join(given[:-1])} and {given[-1]} are set: give "
+                          f"{setting.key} one way only")
     if text:
         return text, f"env {setting.env}"
     if path:
@@ -426,19 +426,11 @@ def _environment_text(setting: Setting, environ: Mapping[str, str]) -> tuple[str
     return "", ""
 
 
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.lexists(path)
-
-
 def environment(key: str, environ: Mapping[str, str] | None = None) -> Any:
     """The setting ``key`` from its environment variable (checked, typed), or its default: for what
     is read before (or without) a home, such as secrets, the actor and the first log level. A
     secret (and the database URL) may instead come from the file ``<variable>_FILE`` names or the
     systemd credential ``<variable>`` (:func:`_environment_text`)."""
-    import os
-
     setting = BY_KEY[key]
     text, source = _environment_text(setting, os.environ if environ is None else environ)
     if not text:
