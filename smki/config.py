@@ -160,11 +160,12 @@ def load_settings(home: Path | str = DEFAULT_HOME, *, environ: Mapping[str, str]
 def write_default_config(settings: Settings) -> Path:
     """Write the settings in force as a commented ``smki.toml`` with every section, so a deployment
     sees (and can edit) every value (:func:`smki.settings_model.render_toml`)."""
-    from smki.settings_model import render_toml
+    from smki.settings_model import ENVIRONMENT_SOURCES, render_toml
 
-    # A value from the environment (e.g. SMKI_DATABASE_URL, which may hold a password) stays there.
+    # A value from the environment or a file it names (e.g. SMKI_DATABASE_URL or
+    # SMKI_DATABASE_URL_FILE, which may hold a password) stays there.
     values = {key: getattr(settings, name) for key, name in _FIELDS.items()
-              if not settings.sources.get(key, "").startswith("env ")}
+              if not settings.sources.get(key, "").startswith(ENVIRONMENT_SOURCES)}
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.config_path.write_text(render_toml(values), encoding="utf-8")
     return settings.config_path

@@ -16,7 +16,9 @@ Keys are dotted paths: ``database-url`` (top level), ``api.gateway``, ``capacity
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +66,13 @@ class Setting:
     toml: bool = True  # False: environment only (secrets never live in a file)
     empty_ok: bool = True
     deprecated: bool = False  # accepted, not written to a new smki.toml
+    from_file: bool = False  # also <env>_FILE / a systemd credential (every secret with a variable is)
+
+    @property
+    def file_capable(self) -> bool:
+        """Whether the value may come from a file named by ``<env>_FILE`` or from a systemd
+        credential named ``<env>`` (:func:`_environment_text`)."""
+        return bool(self.env) and (self.secret or self.from_file)
 
     @property
     def section(self) -> str:
@@ -111,8 +120,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("home", STRING, "./smki-data", "the home directory: smki.toml, the SQLite database, key files, "
             "certificates, CRLs", env="SMKI_HOME", flag="--home (every command)", toml=False),
     Setting("database-url", STRING, "", "SQLAlchemy URL; empty: SQLite at <home>/smki.db. PostgreSQL: "
-            "postgresql+psycopg://user@host/db (the password is redacted in 'config show')", env="SMKI_DATABASE_URL",
-            flag="smki ca init --database-url", secret=False),
+            "postgresql+psycopg://user@host/db (the password is redacted in 'config show'; a URL with a "
+            "password is best given as SMKI_DATABASE_URL_FILE or a systemd credential)", env="SMKI_DATABASE_URL",
+            flag="smki ca init --database-url", secret=False, from_file=True),
     # -- keys ------------------------------------------------------------------------------------------
     Setting("key-backend", STRING, "file", "where the CA keys live: encrypted PKCS#8 files in <home>/keys, "
             "or a PKCS#11 token", flag="smki ca init --keys", choices=("file", "pkcs11")),
@@ -350,16 +360,82 @@ def default(key: str) -> Any:
     return _typed(setting, setting.default)
 
 
+FILE_SUFFIX = "_FILE"
+#: Where systemd's ``LoadCredential=`` / ``SetCredential=`` put a service's credentials.
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
+#: The start of a source (``Resolved.sources``) that is the environment or a file it names: such a
+#: value is never written to ``smki.toml``.
+ENVIRONMENT_SOURCES = ("env ", "file ", "credential ")
+
+
+def _secret_file_text(path: str, variable: str) -> str:
+    """The text of a secret's file, trailing newline removed, after the checks ``key.permissions``
+    makes of a key file: a regular file only its owner may read (a copy is the secret itself)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise ConfigError("secret.file-missing", f"{variable}: no file {path}") from None
+    except OSError as exc:
+        raise ConfigError("secret.file-unreadable", f"{variable}: cannot read {path}: {exc.strerror}") from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise ConfigError("secret.file-unreadable", f"{variable}: {path} is not a regular file")
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & 0o077:
+            raise ConfigError("secret.file-permissions", f"{variable}: {path} is accessible to others (mode "
+                              f"{mode:04o}): run 'chmod 600 {path}' (and change the secret if others read it)")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ConfigError("secret.file-unreadable", f"{variable}: cannot read {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", "surrogateescape").rstrip("\r\n")  # the file's own bytes, as a variable's
+    if not text:
+        raise ConfigError("secret.file-empty", f"{variable}: {path} is empty")
+    return text
+
+
+def _environment_text(setting: Setting, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The text of ``setting`` from the environment and where it came from: its variable
+    (``env X``), the file ``X_FILE`` names (``file X_FILE``) or the systemd credential ``X``
+    (``credential X``); ("", "") when none is set. More than one is refused (``secret.conflict``).
+
+    A value read from a file is returned, never put in the environment: ``/proc/PID/environ`` of
+    the process and of every process forked from it keeps only the file's name."""
+    text = environ.get(setting.env, "") if setting.env else ""
+    if not setting.file_capable:
+        return (text, f"env {setting.env}") if text else ("", "")
+    file_variable = setting.env + FILE_SUFFIX
+    path = environ.get(file_variable, "")
+    directory = environ.get(CREDENTIALS_DIRECTORY, "")
+    credential = f"{directory.rstrip('/')}/{setting.env}" if directory else ""
+    has_credential = bool(credential) and os.path.lexists(credential)
+    given = [name for name, present in ((setting.env, bool(text)), (file_variable, bool(path)),
+                                        (f"the systemd credential {setting.env}", has_credential)) if present]
+    if len(given) > 1:
+        raise ConfigError("secret.conflict", f"{', '.join(given[:-1])} and {given[-1]} are set: give "
+                          f"{setting.key} one way only")
+    if text:
+        return text, f"env {setting.env}"
+    if path:
+        return _secret_file_text(path, file_variable), f"file {file_variable}"
+    if has_credential:
+        return _secret_file_text(credential, f"{CREDENTIALS_DIRECTORY}/{setting.env}"), f"credential {setting.env}"
+    return "", ""
+
+
 def environment(key: str, environ: Mapping[str, str] | None = None) -> Any:
     """The setting ``key`` from its environment variable (checked, typed), or its default: for what
-    is read before (or without) a home, such as secrets, the actor and the first log level."""
-    import os
-
+    is read before (or without) a home, such as secrets, the actor and the first log level. A
+    secret (and the database URL) may instead come from the file ``<variable>_FILE`` names or the
+    systemd credential ``<variable>`` (:func:`_environment_text`)."""
     setting = BY_KEY[key]
-    text = (os.environ if environ is None else environ).get(setting.env, "")
+    text, source = _environment_text(setting, os.environ if environ is None else environ)
     if not text:
         return _typed(setting, setting.default)
-    name = f"{setting.env} ({setting.key})"
+    name = f"{source.partition(' ')[2]} ({setting.key})"
     value = _from_environment(setting, text, name)
     _check_value(setting, value, name)
     return _typed(setting, value)
@@ -367,8 +443,15 @@ def environment(key: str, environ: Mapping[str, str] | None = None) -> Any:
 
 def secret_env_names() -> tuple[str, ...]:
     """The environment variables that carry secrets (passphrase, PIN, passwords): what a process
-    smki starts by ``exec`` must not inherit (:func:`smki.services.procguard.secrets_withheld`)."""
+    smki starts by ``exec`` must not inherit (:func:`smki.services.procguard.secrets_withheld`).
+    Each may instead be given as ``<name>_FILE`` or a systemd credential (:func:`file_env_names`)."""
     return tuple(s.env for s in SETTINGS if s.secret and s.env)
+
+
+def file_env_names() -> tuple[str, ...]:
+    """The environment variables whose value may come from a file: ``<name>_FILE`` (a path) or
+    ``$CREDENTIALS_DIRECTORY/<name>`` (systemd's ``LoadCredential=<name>:…``)."""
+    return tuple(s.env for s in SETTINGS if s.file_capable)
 
 
 def env_name(key: str) -> str:
@@ -408,10 +491,10 @@ def resolve(document: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         value, source = setting.default, "default"
         if setting.key in found:
             value, source = found[setting.key], "smki.toml"
-        text = (environ or {}).get(setting.env, "") if setting.env else ""
+        text, from_where = _environment_text(setting, environ or {})
         if text:
-            name = f"{setting.env} ({setting.key})"
-            value, source = _from_environment(setting, text, name), f"env {setting.env}"
+            name = f"{from_where.partition(' ')[2]} ({setting.key})"
+            value, source = _from_environment(setting, text, name), from_where
             _check_value(setting, value, name)
         flagged = (flags or {}).get(setting.key)
         if flagged is not None:
@@ -516,7 +599,8 @@ def render_toml(values: Mapping[str, Any] | None = None) -> str:
     values = values or {}
     lines = ["# smki configuration: every setting, with its default. Reference: docs/configuration.md",
              "# Defaults are the SMKI test-environment values (spec §4). Secrets are never read from here:",
-             "# SMKI_KEY_PASSPHRASE / SMKI_PKCS11_PIN / SMKI_P12_PASSWORD come from the environment or a prompt.",
+             "# SMKI_KEY_PASSPHRASE / SMKI_PKCS11_PIN / SMKI_P12_PASSWORD come from the environment, a file",
+             "# named by <variable>_FILE, a systemd credential <variable>, or a prompt.",
              ""]
     for section in SECTIONS:
         members = [s for s in SETTINGS if s.toml and not s.deprecated and s.section.split(".")[0] == section]
@@ -559,8 +643,26 @@ def render_markdown() -> str:
         "unknown key or a value of the wrong type, so a misspelling is never silently ignored; a bad",
         "environment variable or flag is refused the same way, naming it (`SMKI_LOG_LEVEL (log-level): …`,",
         "`--admin (api.admin): …`). Booleans in the environment are 1/0, true/false, yes/no or on/off.",
-        "Secrets (the key passphrase, the PIN, PKCS#12 passwords) are read only from the environment or a",
-        "prompt, never from a file.",
+        "Secrets (the key passphrase, the PIN, PKCS#12 passwords) are never read from `smki.toml`: they come",
+        "from the environment, from a file, or from a prompt on a terminal.",
+        "",
+        "## Secrets from files",
+        "",
+        "Each variable marked (file) below (every secret, and `SMKI_DATABASE_URL`, which may hold a",
+        "password) may instead be given",
+        "",
+        "* as `<VARIABLE>_FILE`: the path of a file holding the value (trailing line breaks removed), e.g.",
+        "  `SMKI_KEY_PASSPHRASE_FILE=/etc/smki/key-passphrase`;",
+        "* as a systemd credential named after the variable: `$CREDENTIALS_DIRECTORY/<VARIABLE>`, which",
+        "  `LoadCredential=SMKI_KEY_PASSPHRASE:/etc/smki/key-passphrase` provides (docs/deployment.md).",
+        "",
+        "A value read from a file is never put in the environment, so `/proc/<pid>/environ` of `smki serve`",
+        "and of every process it starts holds only the file's name. The file must be a regular file that",
+        "only its owner may read or write (`chmod 600`, as for key files); otherwise the command stops with",
+        "one line: `secret.file-missing`, `secret.file-unreadable`, `secret.file-empty` or",
+        "`secret.file-permissions`. Giving one setting two ways (the variable and `_FILE`, or either and a",
+        "credential) is refused `secret.conflict`. `smki config show` names the source (`file …_FILE`,",
+        "`credential …`).",
         "",
     ]
     titles = {"": "Top level", "api": "`[api]`: `smki serve`", "capacity": "`[capacity]`: per-Party limits",
@@ -573,7 +675,8 @@ def render_markdown() -> str:
                 continue
             key = f"`{s.key}`" if s.toml else f"({s.key}, environment only)"
             kind = s.type + (f": {' / '.join(s.choices)}" if s.choices else "") + (" (secret)" if s.secret else "")
-            out.append(f"| {key} | {kind} | {_md(s.default)} | {f'`{s.env}`' if s.env else ''} | "
+            env = f"`{s.env}`" + (" (file)" if s.file_capable else "") if s.env else ""
+            out.append(f"| {key} | {kind} | {_md(s.default)} | {env} | "
                        f"{f'`{s.flag}`' if s.flag else ''} | {s.doc} |")
         if section == "capacity":
             out += ["", "Any other `[capacity.<name>]` table defines a further limit with the same keys "

@@ -32,6 +32,8 @@ import sqlite3
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,14 +77,28 @@ def _database_files(settings: Settings) -> set[Path]:
     return {db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"), db.with_name(db.name + "-journal")}
 
 
-def _pg_env_and_url(url: str) -> tuple[dict[str, str], str]:
-    """libpq's URL (no SQLAlchemy driver suffix) with the password moved to PGPASSWORD (not argv)."""
+@contextmanager
+def _pg_client(url: str) -> Iterator[tuple[dict[str, str], str]]:
+    """The environment and libpq URL (no SQLAlchemy driver suffix, no password) for ``pg_dump`` /
+    ``pg_restore``. The password goes in a temporary password file (``PGPASSFILE``, mode 0600 from
+    its creation, removed on leaving, failure or not), never in their argv or their environment:
+    ``PGPASSWORD`` would stay readable in ``/proc/PID/environ`` for as long as they run."""
     parsed = make_url(url)
     env = dict(os.environ)
-    if parsed.password:
-        env["PGPASSWORD"] = str(parsed.password)
     plain = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
-    return env, plain
+    if not parsed.password:
+        yield env, plain
+        return
+    env.pop("PGPASSWORD", None)  # libpq prefers it to the file
+    fd, name = tempfile.mkstemp(prefix="smki-pgpass-")  # O_EXCL, mode 0600
+    try:
+        escaped = str(parsed.password).replace("\\", "\\\\").replace(":", "\\:")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"*:*:*:*:{escaped}\n")  # this file serves this one command: any host, database, user
+        env["PGPASSFILE"] = name
+        yield env, plain
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 def _snapshot_database(settings: Settings, workdir: Path) -> tuple[str, Path]:
@@ -105,9 +121,9 @@ def _snapshot_database(settings: Settings, workdir: Path) -> tuple[str, Path]:
         if shutil.which("pg_dump") is None:
             raise SmkiError("backup.no-pg-dump", "pg_dump is not installed (apt-get install postgresql-client)")
         target = workdir / "smki.pgdump"
-        env, plain = _pg_env_and_url(url)
-        done = subprocess.run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={target}",
-                               f"--dbname={plain}"], env=env, capture_output=True, text=True)
+        with _pg_client(url) as (env, plain):
+            done = subprocess.run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges",
+                                   f"--file={target}", f"--dbname={plain}"], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SmkiError("backup.pg-dump-failed", (done.stderr.strip().splitlines() or ["pg_dump failed"])[-1])
         return PGDUMP_MEMBER, target
@@ -300,9 +316,9 @@ def _pg_restore(dump: Path, url: str) -> None:
         store.close()
     if shutil.which("pg_restore") is None:
         raise SmkiError("backup.no-pg-restore", "pg_restore is not installed (apt-get install postgresql-client)")
-    env, plain = _pg_env_and_url(url)
-    done = subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", f"--dbname={plain}",
-                           str(dump)], env=env, capture_output=True, text=True)
+    with _pg_client(url) as (env, plain):
+        done = subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
+                               f"--dbname={plain}", str(dump)], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SmkiError("backup.pg-restore-failed", (done.stderr.strip().splitlines() or ["pg_restore failed"])[-1])
 

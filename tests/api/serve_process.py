@@ -24,8 +24,9 @@ def write_api_config(home: Path, extra: str = "") -> None:
 
 
 class ServeProcess:
-    def __init__(self, home: Path, secret: bytes, *args: str) -> None:
-        env = {**os.environ, "SMKI_KEY_PASSPHRASE": secret.decode()}
+    def __init__(self, home: Path, secret: bytes, *args: str, env: dict[str, str] | None = None) -> None:
+        """``env``: the whole environment instead of this one with ``SMKI_KEY_PASSPHRASE`` = ``secret``."""
+        env = {**os.environ, "SMKI_KEY_PASSPHRASE": secret.decode()} if env is None else env
         self.process = subprocess.Popen(
             [sys.executable, "-m", "smki.interfaces.cli.serve_cmd", "--home", str(home), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True, text=True)

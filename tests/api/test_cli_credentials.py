@@ -56,3 +56,23 @@ def test_issue_list_and_revoke_from_the_command_line(cli: typer.Typer, home: Hom
     refused = subprocess.run(["curl", "-s", "--cert-type", "P12", "--cert", f"{out}:p12-secret-pw", "--cacert",
                               str(home.settings.home / "credentials-ca.pem"), url], capture_output=True, text=True)
     assert '"credential.revoked"' in refused.stdout
+
+
+def test_the_p12_password_and_the_passphrase_may_come_from_files(cli: typer.Typer, home: Home,
+                                                                  tmp_path: Path) -> None:
+    """``SMKI_P12_PASSWORD_FILE`` and ``SMKI_KEY_PASSPHRASE_FILE`` (a trailing newline removed): the
+    credentials CA is made and the ARO's credential issued with them, and the PKCS#12 opens with the
+    file's password."""
+    files = {}
+    for name, value in (("SMKI_KEY_PASSPHRASE_FILE", SECRET.decode()), ("SMKI_P12_PASSWORD_FILE", "p12-from-file")):
+        files[name] = tmp_path / name.lower()
+        files[name].write_text(value + "\n")
+        files[name].chmod(0o600)
+    env: dict[str, str | None] = {"SMKI_KEY_PASSPHRASE": None, "SMKI_P12_PASSWORD": None, "SMKI_ACTOR": "operator:t",
+                                  **{name: str(path) for name, path in files.items()}}
+    out = tmp_path / "aro1.p12"
+    for args in (["credential", "init"], ["aro", "credential", "issue", ARO, "--out", str(out)]):
+        result = CliRunner().invoke(cli, [*args, "--home", str(home.settings.home)], env=env)
+        assert result.exit_code == 0, (result.output, result.exception)
+    key, cert, _ = pkcs12.load_key_and_certificates(out.read_bytes(), b"p12-from-file")
+    assert key is not None and cert is not None

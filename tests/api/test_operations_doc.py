@@ -87,9 +87,16 @@ def test_deploy_files_are_valid() -> None:
     rules = yaml.safe_load((ROOT / "deploy" / "smki-alerts.yml").read_text())
     assert all(rule["alert"] and rule["expr"] for rule in rules["groups"][0]["rules"])
     unit = (ROOT / "deploy" / "smki.service").read_text()
-    for needed in ("User=smki", "ProtectSystem=strict", "NoNewPrivileges=yes", "LoadCredential=key-passphrase:",
-                   "--admin 127.0.0.1:9100"):
+    for needed in ("User=smki", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                   "LoadCredential=SMKI_KEY_PASSPHRASE:", "--admin 127.0.0.1:9100"):
         assert needed in unit
+    # Every credential the unit loads (commented examples too) is one smki reads itself, and no
+    # secret is copied into an environment variable on the way.
+    from smki.settings_model import file_env_names, secret_env_names
+
+    loaded = re.findall(r"(?m)^#?LoadCredential=([^:]+):", unit)
+    assert loaded and set(loaded) <= set(file_env_names()), loaded
+    assert not any(f"{name}=" in unit for name in (*secret_env_names(), "SMKI_DATABASE_URL"))
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
     smki = shutil.which("smki") or str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "smki")

@@ -63,3 +63,53 @@ def test_no_exec_started_child_of_the_server_carries_the_passphrase(home: Home) 
             assert environ and b"SMKI_KEY_PASSPHRASE" not in environ and SECRET not in environ, pid
     finally:
         server.stop()
+
+
+DB_PASSWORD = "db-file-password-4711"
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_serve_given_its_secrets_as_files_keeps_them_out_of_every_process_environment(home: Home,
+                                                                                     tmp_path: Path) -> None:
+    """``smki serve`` under systemd is given ``SMKI_KEY_PASSPHRASE_FILE`` (and a database URL with a
+    password in ``SMKI_DATABASE_URL_FILE``): it starts (every CA key opened with the passphrase read
+    from the file), and neither secret is in ``/proc/PID/environ`` of the server, its forked server
+    processes, or anything they start, nor on a command line."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    write_api_config(home.settings.home)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    passphrase = secrets / "key-passphrase"
+    passphrase.write_bytes(SECRET + b"\n")
+    passphrase.chmod(0o600)
+    url = make_url(home.settings.resolved_database_url)
+    if url.get_backend_name() == "postgresql":  # trust authentication: the password is carried, not checked
+        url = url.set(password=DB_PASSWORD)
+    database = secrets / "database-url"
+    database.write_text(url.render_as_string(hide_password=False) + "\n")
+    database.chmod(0o600)
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("SMKI_KEY_PASSPHRASE", "SMKI_DATABASE_URL", "PGPASSWORD")}
+    env.update(SMKI_KEY_PASSPHRASE_FILE=str(passphrase), SMKI_DATABASE_URL_FILE=str(database))
+    server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "1", env=env)
+    try:
+        deadline = time.monotonic() + 20
+        pids: list[int] = []
+        while time.monotonic() < deadline:
+            pids = _descendants(server.process.pid)
+            if len(pids) >= 2 + 4:  # two forked server processes; a forkserver and a resource tracker each
+                break
+            time.sleep(0.2)
+        assert len(pids) >= 2, pids
+        for pid in [server.process.pid, *pids]:
+            environ = _read(pid, "environ")
+            assert environ, pid
+            assert SECRET not in environ and b"SMKI_KEY_PASSPHRASE=" not in environ, pid
+            assert DB_PASSWORD.encode() not in environ and b"SMKI_DATABASE_URL=" not in environ, pid
+            assert b"SMKI_KEY_PASSPHRASE_FILE=" in environ, pid  # the file's name is all they carry
+            assert SECRET not in _read(pid, "cmdline") and DB_PASSWORD.encode() not in _read(pid, "cmdline"), pid
+    finally:
+        server.stop()

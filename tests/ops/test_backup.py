@@ -10,11 +10,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import stat
+import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy.engine import make_url
 
 from smki.ca.devcsr import make_device_csr, make_organisation_csr
 from smki.domain import RemotePartyRole, Usage
@@ -135,3 +140,87 @@ def test_verify_names_an_altered_or_extra_member(tmp_path: Path) -> None:
     write({"manifest.json": json.dumps(manifest).encode(), "root.pem": payload, "k.pem": key})
     result = smki(["backup", "verify", str(archive)], env)
     assert result.code == 1 and "k.pem holds a plaintext private key" in result.err
+
+
+PG_PASSWORD = "pg:pass\\word-77"  # ':' and '\' are escaped in a password file
+
+
+def test_pg_dump_and_pg_restore_get_the_password_from_a_private_file_never_their_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PGPASSWORD`` stays readable in ``/proc/PID/environ`` for as long as pg_dump runs: the
+    password goes in a temporary ``PGPASSFILE`` (0600), removed afterwards, on failure and on
+    interruption too; an inherited ``PGPASSWORD`` (which libpq would prefer) is not passed on."""
+    from smki.config import Settings
+    from smki.errors import SmkiError
+    from smki.services import backup
+    from smki.store import Store
+
+    url = make_url("postgresql+psycopg://smki@db.example/smki").set(password=PG_PASSWORD)
+    calls: list[dict[str, Any]] = []
+    outcome: dict[str, Any] = {"code": 0}
+
+    def run(argv: list[str], *, env: dict[str, str], **_: Any) -> subprocess.CompletedProcess[str]:
+        passfile = Path(env["PGPASSFILE"])
+        calls.append({"argv": argv, "env": env, "passfile": passfile, "text": passfile.read_text(),
+                      "mode": stat.S_IMODE(passfile.stat().st_mode)})
+        if outcome.get("raise"):
+            raise KeyboardInterrupt
+        return subprocess.CompletedProcess(argv, outcome["code"], "", "pg_dump: error: it failed")
+
+    class EmptyStore:
+        def schema_status(self) -> Any:
+            return type("Status", (), {"current": None})()
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setenv("PGPASSWORD", "inherited-password")
+    monkeypatch.setattr(backup.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(backup.subprocess, "run", run)
+    monkeypatch.setattr(Store, "open", staticmethod(lambda _url: EmptyStore()))
+    text_url = url.render_as_string(hide_password=False)
+    backup._snapshot_database(Settings(home=tmp_path, database_url=text_url), tmp_path)
+    backup._pg_restore(tmp_path / "smki.pgdump", text_url)
+    outcome["code"] = 1
+    with pytest.raises(SmkiError) as failed:
+        backup._snapshot_database(Settings(home=tmp_path, database_url=text_url), tmp_path)
+    assert failed.value.code == "backup.pg-dump-failed"
+    outcome["raise"] = True
+    with pytest.raises(KeyboardInterrupt):
+        backup._pg_restore(tmp_path / "smki.pgdump", text_url)
+    assert [call["argv"][0] for call in calls] == ["pg_dump", "pg_restore", "pg_dump", "pg_restore"]
+    for call in calls:
+        assert "PGPASSWORD" not in call["env"]
+        assert PG_PASSWORD not in " ".join(call["argv"]) and PG_PASSWORD not in "".join(call["env"].values())
+        assert call["text"] == "*:*:*:*:pg\\:pass\\\\word-77\n"
+        assert call["mode"] == 0o600
+        assert not call["passfile"].exists()
+
+
+@pytest.mark.skipif(not ADMIN_URL, reason="PostgreSQL only (SMKI_TEST_DATABASE_URL)")
+def test_a_real_pg_dump_and_pg_restore_read_the_password_file(tmp_path: Path, database_url: str,
+                                                              empty_database_url: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same with the real tools (trust authentication: the password is carried, not checked)."""
+    from smki.config import Settings
+    from smki.services import backup
+    from smki.services.ca_admin import initialise_ca
+
+    seen: list[tuple[dict[str, str], Path]] = []
+    real_run = subprocess.run
+
+    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        seen.append((kwargs["env"], Path(kwargs["env"]["PGPASSFILE"])))
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(backup.subprocess, "run", run)
+    with_password = make_url(database_url).set(password=PG_PASSWORD).render_as_string(hide_password=False)
+    home = tmp_path / "home"
+    initialise_ca(Settings(home=home, database_url=with_password), b"backup-passphrase", actor="admin")
+    archive = tmp_path / "b.tar.gz"
+    backup.create_backup(home, archive)
+    target = make_url(empty_database_url).set(password=PG_PASSWORD).render_as_string(hide_password=False)
+    backup.restore_backup(archive, tmp_path / "restored", database_url=target, actor="admin")
+    assert len(seen) == 2
+    for env, passfile in seen:
+        assert "PGPASSWORD" not in env and not passfile.exists()

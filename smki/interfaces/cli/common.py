@@ -74,9 +74,11 @@ def actor() -> str:
 
 
 def read_secret(settings: Settings, *, confirm: bool = False) -> bytes:
-    """The key passphrase (file backend) or token PIN (PKCS#11), from the environment or a prompt.
+    """The key passphrase (file backend) or token PIN (PKCS#11), from the environment, the file
+    ``<variable>_FILE`` names, a systemd credential, or a prompt.
 
-    Never from a file or an argument: those end up in shell history and process listings.
+    Never from an argument or ``smki.toml``: those end up in shell history, process listings and
+    backups. A value read from a file stays out of ``os.environ``.
     """
     key = "pkcs11-pin" if settings.key_backend == "pkcs11" else "key-passphrase"
     env = env_name(key)
@@ -87,7 +89,7 @@ def read_secret(settings: Settings, *, confirm: bool = False) -> bytes:
         register_secret(value)
         return value.encode("utf-8", "surrogateescape")  # the variable's own bytes, UTF-8 or not
     if not os.isatty(0):
-        raise ConfigError("key.secret-missing", f"set {env} (no terminal to prompt on)")
+        raise ConfigError("key.secret-missing", f"set {env} or {env}_FILE (no terminal to prompt on)")
     label = "Token PIN" if settings.key_backend == "pkcs11" else "CA key passphrase"
     text: str = typer.prompt(label, hide_input=True, confirmation_prompt=confirm)
     register_secret(text)

@@ -3,7 +3,8 @@
 
 Credentials are issued by the CA operator at the console (they need the key secret: the
 credentials CA key lives in the same key backend as the CA keys). The PKCS#12 password comes from
-``SMKI_P12_PASSWORD`` or a prompt, never from an argument.
+``SMKI_P12_PASSWORD`` (or the file ``SMKI_P12_PASSWORD_FILE`` names, or a systemd credential) or a
+prompt, never from an argument.
 
 Registration: ``credential`` and ``system`` are groups of ``smki.interfaces.cli.main``;
 ``aro credential`` is added by ``aro_cmd``.
@@ -53,7 +54,8 @@ def _password() -> bytes:
         register_secret(value)
         return value.encode()
     if not os.isatty(0):
-        raise ConfigError("credential.password-missing", f"set {P12_PASSWORD_ENV} (no terminal to prompt on)")
+        raise ConfigError("credential.password-missing", f"set {P12_PASSWORD_ENV} or {P12_PASSWORD_ENV}_FILE "
+                          "(no terminal to prompt on)")
     text: str = typer.prompt("PKCS#12 password", hide_input=True, confirmation_prompt=True)
     register_secret(text)
     return text.encode()
