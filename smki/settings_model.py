@@ -368,9 +368,12 @@ CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
 ENVIRONMENT_SOURCES = ("env ", "file ", "credential ")
 
 
-def _secret_file_text(path: str, variable: str) -> str:
+def _secret_file_text(path: str, variable: str, *, owner_only: bool = True) -> str:
     """The text of a secret's file, trailing newline removed, after the checks ``key.permissions``
-    makes of a key file: a regular file only its owner may read (a copy is the secret itself)."""
+    makes of a key file: a regular file only its owner may read (a copy is the secret itself).
+
+    ``owner_only=False`` for a systemd credential: systemd itself restricts it to the unit's user,
+    and may do so with an ACL, which shows in the mode's group bits (0440) without widening access."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
@@ -382,7 +385,7 @@ def _secret_file_text(path: str, variable: str) -> str:
         if not stat.S_ISREG(status.st_mode):
             raise ConfigError("secret.file-unreadable", f"{variable}: {path} is not a regular file")
         mode = stat.S_IMODE(status.st_mode)
-        if mode & 0o077:
+        if owner_only and mode & 0o077:
             raise ConfigError("secret.file-permissions", f"{variable}: {path} is accessible to others (mode "
                               f"{mode:04o}): run 'chmod 600 {path}' (and change the secret if others read it)")
         with os.fdopen(os.dup(fd), "rb") as handle:
@@ -422,7 +425,8 @@ def _environment_text(setting: Setting, environ: Mapping[str, str]) -> tuple[str
     if path:
         return _secret_file_text(path, file_variable), f"file {file_variable}"
     if has_credential:
-        return _secret_file_text(credential, f"{CREDENTIALS_DIRECTORY}/{setting.env}"), f"credential {setting.env}"
+        return (_secret_file_text(credential, f"{CREDENTIALS_DIRECTORY}/{setting.env}", owner_only=False),
+                f"credential {setting.env}")
     return "", ""
 
 

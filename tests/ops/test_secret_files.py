@@ -175,3 +175,15 @@ def test_a_secret_file_holds_the_value_exactly_but_its_trailing_newline(value: s
         for ending in ("", "\n", "\r\n"):
             path.write_bytes((value + ending).encode())
             assert environment("key-passphrase", {"SMKI_KEY_PASSPHRASE_FILE": str(path)}) == value
+
+
+def test_a_systemd_credential_is_not_held_to_the_owner_only_mode(tmp_path: Path) -> None:
+    """systemd restricts a credential to the unit's user itself, possibly with an ACL that shows as
+    group bits (0440): that mode is accepted for a credential, and still refused for a _FILE."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o500)
+    credential = _secret_file(credentials / "SMKI_KEY_PASSPHRASE", PASSPHRASE + "\n", 0o440)
+    assert environment("key-passphrase", {"CREDENTIALS_DIRECTORY": str(credentials)}) == PASSPHRASE
+    with pytest.raises(ConfigError) as refused:
+        environment("key-passphrase", {"SMKI_KEY_PASSPHRASE_FILE": str(credential)})
+    assert refused.value.code == "secret.file-permissions"
