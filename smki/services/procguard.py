@@ -87,9 +87,12 @@ def secrets_withheld() -> Iterator[None]:
     """Remove the secret environment variables while a child process is ``exec``'d, then put them
     back (a CLI command may open its key again in this process). Call from the main thread, as
     ``start_forkserver`` is: another thread reading the environment meanwhile would miss them."""
-    from smki.settings_model import secret_env_names
+    from smki.settings_model import file_env_names, secret_env_names
 
-    held = {name: os.environ.pop(name) for name in secret_env_names() if name in os.environ}
+    # The secrets, and what may hold one (the database URL's password): every variable that may
+    # also come from a file.
+    names = dict.fromkeys((*secret_env_names(), *file_env_names()))
+    held = {name: os.environ.pop(name) for name in names if name in os.environ}
     try:
         yield
     finally:

@@ -9,6 +9,7 @@ by ``fork`` share the parent's own environment block: that one cannot be scrubbe
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -44,8 +45,11 @@ def _read(pid: int, name: str) -> bytes:
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
 def test_no_exec_started_child_of_the_server_carries_the_passphrase(home: Home) -> None:
+    """Nor the database URL given as a plain variable: it may hold the database's password."""
     write_api_config(home.settings.home)
-    server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "1")
+    url = home.settings.resolved_database_url
+    env = {**os.environ, "SMKI_KEY_PASSPHRASE": SECRET.decode(), "SMKI_DATABASE_URL": url}
+    server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "1", env=env)
     try:
         deadline = time.monotonic() + 20
         execed: list[int] = []
@@ -61,6 +65,7 @@ def test_no_exec_started_child_of_the_server_carries_the_passphrase(home: Home) 
         for pid in execed:
             environ = _read(pid, "environ")
             assert environ and b"SMKI_KEY_PASSPHRASE" not in environ and SECRET not in environ, pid
+            assert b"SMKI_DATABASE_URL" not in environ and url.encode() not in environ, pid
     finally:
         server.stop()
 
