@@ -131,7 +131,9 @@ class StatusChange:
     ``clear_*`` removes a date (the evidence was recorded in error or has lapsed); gateways and
     Registered User roles are added and dropped individually so one change never has to restate
     the whole set. Each addition starts a period, each removal ends one, on ``effective`` (default
-    today; a past date records what held earlier, never a future one), with ``reason``.
+    today; a past date records what held earlier, never a future one), with ``reason``. Adding one
+    already held with an ``effective`` date restates when its period began (e.g. a connection that
+    migration 0013 carried over from its Party's registration date but was live long before).
     """
 
     srept_passed: date | None = None
@@ -154,25 +156,30 @@ def _new_date(current: date | None, given: date | None, clear: bool) -> date | N
 class _PeriodChange:
     kind: str
     value: str
-    start: bool  # True: a period starts; False: the open one ends
+    action: str  # "started": a period starts; "ended": the open one ends; "restated": its start moves
+    previous_start: date | None = None  # a restated period's start before
 
 
-def _period_changes(before: PartyRecord, kind: str, add: Sequence[str], drop: Sequence[str]) -> list[_PeriodChange]:
-    """What adding ``add`` and dropping ``drop`` changes: adding a value already held, or dropping one
-    not held, changes nothing (as before periods); one both added and dropped is refused."""
+def _period_changes(before: PartyRecord, kind: str, add: Sequence[str], drop: Sequence[str],
+                    restate_on: date | None) -> list[_PeriodChange]:
+    """What adding ``add`` and dropping ``drop`` changes: dropping one not held changes nothing, nor
+    does adding one held, unless ``restate_on`` (an explicit effective date) differs from the day
+    its period began; one both added and dropped is refused."""
     both = sorted(set(add) & set(drop))
     if both:
         raise SmkiError("ra.bad-change", f"{both[0]} is both added and removed")
-    held = set(before.gateway_connections if kind == GATEWAY_CONNECTION else before.registered_user_roles)
-    return ([_PeriodChange(kind, v, True) for v in sorted(set(add) - held)]
-            + [_PeriodChange(kind, v, False) for v in sorted(set(drop) & held)])
+    began = {p.value: p.valid_from for p in before.periods if p.kind == kind and p.valid_until is None}
+    return ([_PeriodChange(kind, v, "started") for v in sorted(set(add) - set(began))]
+            + [_PeriodChange(kind, v, "restated", began[v]) for v in sorted(set(add) & set(began))
+               if restate_on is not None and began[v] != restate_on]
+            + [_PeriodChange(kind, v, "ended") for v in sorted(set(drop) & set(began))])
 
 
 def _check_period(history: Sequence[PartyPeriodRecord], change: _PeriodChange, on: date) -> None:
     """A start must follow every earlier period of the value; an end must not precede its start."""
     mine = [p for p in history if p.kind == change.kind and p.value == change.value]
     what = "DCC Gateway Connection" if change.kind == GATEWAY_CONNECTION else "Registered User role"
-    if change.start:
+    if change.action != "ended":
         ended = max((p.valid_until for p in mine if p.valid_until is not None), default=None)
         if ended is not None and on < ended:
             raise SmkiError("ra.bad-period", f"{what} {change.value} was in force until {ended.isoformat()}: "
@@ -208,8 +215,8 @@ def set_party_status(home: Home, party_id: str, change: StatusChange, *, staff_i
     effective = change.effective or today()
     staff = require_action(home, staff_id, StaffAction.MANAGE_REGISTER, subject=party_id)
     before = load_party(home, party_id)
-    periods = (_period_changes(before, GATEWAY_CONNECTION, add_gw, drop_gw)
-               + _period_changes(before, REGISTERED_ROLE, add_ru, drop_ru))
+    periods = (_period_changes(before, GATEWAY_CONNECTION, add_gw, drop_gw, change.effective)
+               + _period_changes(before, REGISTERED_ROLE, add_ru, drop_ru, change.effective))
     gateways = (set(before.gateway_connections) | set(add_gw)) - set(drop_gw)
     registered = (set(before.registered_user_roles) | set(add_ru)) - set(drop_ru)
     srept = _new_date(before.srept_passed, change.srept_passed, change.clear_srept)
@@ -226,23 +233,26 @@ def set_party_status(home: Home, party_id: str, change: StatusChange, *, staff_i
         "gateway_connections": sorted(before.gateway_connections),
         "registered_user_roles": sorted(before.registered_user_roles),
     }
-    if after == previous:
+    if after == previous and not periods:
         raise SmkiError("ra.no-change", f"nothing to change for Party {party_id}")
     with home.store.transaction() as tx:
         history = tx.registry.held_periods(party_id)
         for period in periods:
             _check_period(history, period, effective)
         tx.registry.update_party(party_id, srept_passed=srept, uept_completed=uept)
+        writes = {"started": tx.registry.start_period, "ended": tx.registry.end_period,
+                  "restated": tx.registry.restate_period}
         for period in periods:
-            write = tx.registry.start_period if period.start else tx.registry.end_period
-            write(party_id, period.kind, period.value, on=effective, by=staff.staff_id, reason=reason)
+            writes[period.action](party_id, period.kind, period.value, on=effective, by=staff.staff_id,
+                                  reason=reason)
         details: dict[str, Any] = {
             "from": {k: v for k, v in previous.items() if after[k] != v},
             "to": {k: v for k, v in after.items() if previous[k] != v},
         }
         if periods:
-            details["periods"] = [{"kind": p.kind, "value": p.value, "started" if p.start else "ended":
-                                   effective.isoformat()} for p in periods]
+            details["periods"] = [{"kind": p.kind, "value": p.value, p.action: effective.isoformat(),
+                                   **({} if p.previous_start is None else {"from": p.previous_start.isoformat()})}
+                                  for p in periods]
             details["reason"] = reason
         _audit(tx, staff.staff_id, "party.status-set", party_id, details)
     return load_party(home, party_id)

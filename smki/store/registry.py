@@ -420,6 +420,15 @@ class RegistryWriter:
         ).values(valid_until=on, removed_by=by, removed_reason=reason),
             missing=f"Party {party_id!r} holds no {kind} {value!r}")
 
+    def restate_period(self, party_id: str, kind: str, value: str, *, on: date, by: str,
+                       reason: str | None = None) -> None:
+        """Move the start of ``value``'s open period to ``on`` (a correction: who made it, and why,
+        replace the period's ``added_by`` and ``added_reason``; the audit record keeps the old start)."""
+        self._execute(update(party_periods).where(
+            _pp.party_id == party_id, _pp.kind == kind, _pp.value == value, _pp.valid_until.is_(None),
+        ).values(valid_from=on, added_by=by, added_reason=reason),
+            missing=f"Party {party_id!r} holds no {kind} {value!r}")
+
     def held_periods(self, party_id: str) -> list[PartyPeriodRecord]:
         """The Party's periods, read inside this transaction (the service checks a change against them)."""
         return [_period_record(r) for r in self._conn.execute(_PARTY_HISTORY, {"party_id": party_id})]

@@ -78,3 +78,27 @@ def test_a_what_if_reads_the_gateway_connections_in_force_on_its_date(run: Run, 
           "2021-05-31", "--as", "op1")
     fails(run, "input.bad-date", "party", "set-status", "P1", "--drop-gateway", "GW-1", "--effective", "soon",
           "--as", "op1")
+
+
+def test_adding_a_held_connection_with_an_effective_date_restates_when_it_began(run: Run, tmp_path: Path) -> None:
+    """E.g. one carried over by migration 0013 from the Party's registration date but live earlier."""
+    _approved_subscriber(run)
+    assert _dry_run(run, tmp_path, "2020-01-15")[0] == 1
+    ok(run, "party", "set-status", "P1", "--gateway", "GW-1", "--effective", "2020-01-01", "--reason",
+       "live since DGC order 41", "--as", "op1")
+    code, restated = _dry_run(run, tmp_path, "2020-01-15")
+    assert code == 0 and "PASS    device.gateway-channel" in restated
+    assert "GW-1 from 2020-01-01 in force (added by op1: live since DGC order 41)" in ok(run, "party", "show", "P1")
+    fails(run, "ra.no-change", "party", "set-status", "P1", "--gateway", "GW-1", "--effective", "2020-01-01",
+          "--as", "op1")
+    fails(run, "ra.no-change", "party", "set-status", "P1", "--gateway", "GW-1", "--as", "op1")
+    audit = json.loads(ok(run, "audit", "tail", "--json"))
+    restate = next(r for r in audit if r["action"] == "party.status-set" and "periods" in r["details"]
+                   and "restated" in r["details"]["periods"][0])
+    assert restate["details"]["periods"] == [{"kind": "gateway-connection", "value": "GW-1",
+                                              "restated": "2020-01-01", "from": "2020-03-01"}]
+    # Never back over an earlier period of the same connection.
+    ok(run, "party", "set-status", "P1", "--drop-gateway", "GW-1", "--effective", "2021-01-01", "--as", "op1")
+    ok(run, "party", "set-status", "P1", "--gateway", "GW-1", "--effective", "2021-02-01", "--as", "op1")
+    fails(run, "ra.bad-period", "party", "set-status", "P1", "--gateway", "GW-1", "--effective", "2020-12-31",
+          "--as", "op1")
