@@ -185,8 +185,8 @@ def _check_period(history: Sequence[PartyPeriodRecord], change: _PeriodChange, o
             raise SmkiError("ra.bad-period", f"{what} {change.value} was in force until {ended.isoformat()}: "
                                              f"it cannot start again on {on.isoformat()}, before that")
         return
-    started = next(p.valid_from for p in mine if p.valid_until is None)
-    if on < started:
+    started = next((p.valid_from for p in mine if p.valid_until is None), None)
+    if started is not None and on < started:  # None: ended meanwhile, and end_period says so
         raise SmkiError("ra.bad-period", f"{what} {change.value} is in force from {started.isoformat()}: "
                                          f"it cannot end on {on.isoformat()}, before it began")
 
