@@ -94,8 +94,9 @@ def _subscriber(home_path: Path, database_url: str) -> Path:
         add_staff(home, "ap", "Approver", ["ra-approver"], actor="bench")
         with home.store.transaction() as tx:
             tx.registry.add_party("P1", "Bench Energy", "large-supplier")
-            tx.registry.update_party("P1", srept_passed=date(2019, 1, 1), uept_completed=date(2019, 1, 2),
-                                     registered_user_roles=["import-supplier"], gateway_connections=["GW"])
+            tx.registry.update_party("P1", srept_passed=date(2019, 1, 1), uept_completed=date(2019, 1, 2))
+            tx.registry.start_period("P1", "registered-role", "import-supplier", on=date(2019, 1, 2), by="bench")
+            tx.registry.start_period("P1", "gateway-connection", "GW", on=date(2019, 1, 2), by="bench")
             tx.append_audit([AuditEvent("bench", "bench.setup", "P1")])
         reg.nominate_aro(home, "A1", "P1", "Bench Officer", "SRO", staff_id="op")
         reg.verify_aro(home, "A1", "bench", staff_id="op")

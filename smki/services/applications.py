@@ -175,9 +175,9 @@ class Decided:
 def decide_on(home: Home, record: ApplicationRecord, on: date | None = None) -> Decision:
     """What the rules say about an application on ``on`` (default today), with the register as it
     is now, rule by rule: recomputed, never stored."""
-    party = party_state(load_party(home, record.party_id))
-    return decide_application(application_state(record), party, on or today(),
-                              evidence_basis=evidence_basis(home))
+    day = on or today()
+    party = party_state(load_party(home, record.party_id), day)
+    return decide_application(application_state(record), party, day, evidence_basis=evidence_basis(home))
 
 
 def propose(home: Home, application_id: int | str, *, staff_id: str | None, on: date | None = None) -> Decided:

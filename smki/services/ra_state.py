@@ -25,7 +25,7 @@ from smki.ra import (
     SubscriberStanding,
 )
 from smki.services.context import Home
-from smki.store.registry import ApplicationRecord, AroRecord, PartyRecord
+from smki.store.registry import GATEWAY_CONNECTION, REGISTERED_ROLE, ApplicationRecord, AroRecord, PartyRecord
 
 
 def _corrupt(what: str) -> SmkiError:
@@ -42,8 +42,10 @@ def _enum(kind: type[E], value: object, what: str) -> E:
         raise _corrupt(f"{what} {value!r}") from None
 
 
-def party_state(record: PartyRecord) -> PartyState:
-    """The engine's view of a Party record."""
+def party_state(record: PartyRecord, on: date) -> PartyState:
+    """The engine's view of a Party record on the decision date ``on``: the DCC Gateway Connections
+    and Registered User roles are those in force on that date (a what-if or replay for a past date
+    does not count one added since, and does count one removed since)."""
     roles: dict[bytes, frozenset[RemotePartyRole]] = {}
     for entity, numbers in record.entities.items():
         roles[entity] = frozenset(_enum(RemotePartyRole, n, "Remote Party Role") for n in numbers)
@@ -58,8 +60,8 @@ def party_state(record: PartyRecord) -> PartyState:
         entity_roles=roles,
         srept_passed=record.srept_passed,
         uept_completed=record.uept_completed,
-        registered_user_roles=frozenset(record.registered_user_roles),
-        gateway_connections=tuple(record.gateway_connections),
+        registered_user_roles=frozenset(record.in_force(REGISTERED_ROLE, on)),
+        gateway_connections=record.in_force(GATEWAY_CONNECTION, on),
         subscriber=subscriber,
     )
 

@@ -26,7 +26,13 @@ from smki.services.context import Home
 from smki.services.ra_state import load_aro, load_party, today
 from smki.services.staff import require_action
 from smki.services.typed_text import typed_text
-from smki.store.registry import AroRecord, PartyRecord
+from smki.store.registry import (
+    GATEWAY_CONNECTION,
+    REGISTERED_ROLE,
+    AroRecord,
+    PartyPeriodRecord,
+    PartyRecord,
+)
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 CA_ROLES = frozenset({RemotePartyRole.ROOT, RemotePartyRole.ISSUING_AUTHORITY})
@@ -124,7 +130,10 @@ class StatusChange:
 
     ``clear_*`` removes a date (the evidence was recorded in error or has lapsed); gateways and
     Registered User roles are added and dropped individually so one change never has to restate
-    the whole set.
+    the whole set. Each addition starts a period, each removal ends one, on ``effective`` (default
+    today; a past date records what held earlier, never a future one), with ``reason``. Adding one
+    already held with an ``effective`` date restates when its period began (e.g. a connection that
+    migration 0013 carried over from its Party's registration date but was live long before).
     """
 
     srept_passed: date | None = None
@@ -135,14 +144,59 @@ class StatusChange:
     drop_gateways: tuple[str, ...] = ()
     add_registered_roles: tuple[str, ...] = ()
     drop_registered_roles: tuple[str, ...] = ()
+    effective: date | None = None
+    reason: str | None = None
 
 
 def _new_date(current: date | None, given: date | None, clear: bool) -> date | None:
     return None if clear else (given if given is not None else current)
 
 
+@dataclass(frozen=True)
+class _PeriodChange:
+    kind: str
+    value: str
+    action: str  # "started": a period starts; "ended": the open one ends; "restated": its start moves
+    previous_start: date | None = None  # a restated period's start before
+
+
+def _period_changes(before: PartyRecord, kind: str, add: Sequence[str], drop: Sequence[str],
+                    restate_on: date | None) -> list[_PeriodChange]:
+    """What adding ``add`` and dropping ``drop`` changes: dropping one not held changes nothing, nor
+    does adding one held, unless ``restate_on`` (an explicit effective date) differs from the day
+    its period began; one both added and dropped is refused."""
+    both = sorted(set(add) & set(drop))
+    if both:
+        raise SmkiError("ra.bad-change", f"{both[0]} is both added and removed")
+    began = {p.value: p.valid_from for p in before.periods if p.kind == kind and p.valid_until is None}
+    return ([_PeriodChange(kind, v, "started") for v in sorted(set(add) - set(began))]
+            + [_PeriodChange(kind, v, "restated", began[v]) for v in sorted(set(add) & set(began))
+               if restate_on is not None and began[v] != restate_on]
+            + [_PeriodChange(kind, v, "ended") for v in sorted(set(drop) & set(began))])
+
+
+def _check_period(history: Sequence[PartyPeriodRecord], change: _PeriodChange, on: date) -> None:
+    """A start must follow every earlier period of the value; an end must not precede its start."""
+    mine = [p for p in history if p.kind == change.kind and p.value == change.value]
+    what = "DCC Gateway Connection" if change.kind == GATEWAY_CONNECTION else "Registered User role"
+    if change.action != "ended":
+        ended = max((p.valid_until for p in mine if p.valid_until is not None), default=None)
+        if ended is not None and on < ended:
+            raise SmkiError("ra.bad-period", f"{what} {change.value} was in force until {ended.isoformat()}: "
+                                             f"it cannot start again on {on.isoformat()}, before that")
+        return
+    started = next((p.valid_from for p in mine if p.valid_until is None), None)
+    if started is not None and on < started:  # None: ended meanwhile, and end_period says so
+        raise SmkiError("ra.bad-period", f"{what} {change.value} is in force from {started.isoformat()}: "
+                                         f"it cannot end on {on.isoformat()}, before it began")
+
+
 def set_party_status(home: Home, party_id: str, change: StatusChange, *, staff_id: str | None) -> PartyRecord:
-    """Record a Party's SREPT, UEPT, Registered User roles and DCC Gateway Connections (RA operator)."""
+    """Record a Party's SREPT, UEPT, Registered User roles and DCC Gateway Connections (RA operator).
+
+    Connections and roles are dated periods: an addition is in force from ``change.effective``
+    (default today), a removal ends its period that day; the history is kept, so a decision for a
+    past date reads what held then (``smki.services.ra_state.party_state``)."""
     if change.clear_srept and change.srept_passed is not None:
         raise SmkiError("ra.bad-change", "give either an SREPT date or --no-srept, not both")
     if change.clear_uept and change.uept_completed is not None:
@@ -151,11 +205,18 @@ def set_party_status(home: Home, party_id: str, change: StatusChange, *, staff_i
     drop_gw = [check_id(g, "a DCC Gateway Connection id") for g in change.drop_gateways]
     add_ru = [RegisteredUserRole.parse(r).value for r in change.add_registered_roles]
     drop_ru = [check_id(r, "a Registered User role") for r in change.drop_registered_roles]
-    for fact in (change.srept_passed, change.uept_completed):
+    reason = None if change.reason is None else _text(change.reason, "the reason")
+    for fact in (change.srept_passed, change.uept_completed, change.effective):
         if fact is not None and fact > today():
             raise SmkiError("ra.future-date", f"evidence dated {fact.isoformat()} has not happened yet")
+    if (change.effective is not None or reason is not None) and not (add_gw or drop_gw or add_ru or drop_ru):
+        raise SmkiError("ra.bad-change", "an effective date or reason goes with a Gateway Connection or "
+                                         "Registered User role added or removed")
+    effective = change.effective or today()
     staff = require_action(home, staff_id, StaffAction.MANAGE_REGISTER, subject=party_id)
     before = load_party(home, party_id)
+    periods = (_period_changes(before, GATEWAY_CONNECTION, add_gw, drop_gw, change.effective)
+               + _period_changes(before, REGISTERED_ROLE, add_ru, drop_ru, change.effective))
     gateways = (set(before.gateway_connections) | set(add_gw)) - set(drop_gw)
     registered = (set(before.registered_user_roles) | set(add_ru)) - set(drop_ru)
     srept = _new_date(before.srept_passed, change.srept_passed, change.clear_srept)
@@ -172,18 +233,36 @@ def set_party_status(home: Home, party_id: str, change: StatusChange, *, staff_i
         "gateway_connections": sorted(before.gateway_connections),
         "registered_user_roles": sorted(before.registered_user_roles),
     }
-    if after == previous:
+    if after == previous and not periods:
         raise SmkiError("ra.no-change", f"nothing to change for Party {party_id}")
     with home.store.transaction() as tx:
-        tx.registry.update_party(
-            party_id, srept_passed=srept, uept_completed=uept,
-            gateway_connections=sorted(gateways), registered_user_roles=sorted(registered),
-        )
-        _audit(tx, staff.staff_id, "party.status-set", party_id, {
+        history = tx.registry.held_periods(party_id)
+        for period in periods:
+            _check_period(history, period, effective)
+        tx.registry.update_party(party_id, srept_passed=srept, uept_completed=uept)
+        writes = {"started": tx.registry.start_period, "ended": tx.registry.end_period,
+                  "restated": tx.registry.restate_period}
+        for period in periods:
+            writes[period.action](party_id, period.kind, period.value, on=effective, by=staff.staff_id,
+                                  reason=reason)
+        details: dict[str, Any] = {
             "from": {k: v for k, v in previous.items() if after[k] != v},
             "to": {k: v for k, v in after.items() if previous[k] != v},
-        })
+        }
+        if periods:
+            details["periods"] = [{"kind": p.kind, "value": p.value, p.action: effective.isoformat(),
+                                   **({} if p.previous_start is None else {"from": p.previous_start.isoformat()})}
+                                  for p in periods]
+            details["reason"] = reason
+        _audit(tx, staff.staff_id, "party.status-set", party_id, details)
     return load_party(home, party_id)
+
+
+def party_history(home: Home, party_id: str) -> list[PartyPeriodRecord]:
+    """Every period of a Party's Gateway Connections and Registered User roles: since when, until
+    when, who recorded each and why (or ``ra.party-not-found``)."""
+    load_party(home, party_id)
+    return home.store.registry.party_history(party_id)
 
 
 def set_party_entity(home: Home, party_id: str, entity: str, roles: Iterable[str | int], *,

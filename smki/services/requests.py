@@ -106,7 +106,8 @@ def authorise_with_party(home: Home, requester: Requester, facts: CertificateReq
         else home.store.registry.aro(requester.aro_id)
     if aro_record is None:
         raise _refuse_unknown(home, requester, facts, NotFound("ra.aro-not-found", f"no ARO {requester.aro_id!r}"))
-    decision = decide_request(facts, party_state(party_record), aro_state(aro_record), on or today(),
+    day = on or today()
+    decision = decide_request(facts, party_state(party_record, day), aro_state(aro_record), day,
                               evidence_basis=evidence_basis(home))
     if not decision.approved:
         details: dict[str, Any] = {

@@ -3,7 +3,8 @@
 ``smki ra explain APP --on DATE`` and ``smki request … --dry-run --on DATE`` used to need libfaketime.
 Here the date is an argument of the engine (it always was: rule sets are chosen by date and every
 dated fact is compared with it), so a what-if is the same decision as the real one, made from the
-register as it is now, on another date — and nothing is audited, proposed, issued or stored. The
+register as it is now, on another date (the Party's Gateway Connections and Registered User roles
+as in force on that date: they are dated periods) — and nothing is audited, proposed, issued or stored. The
 result names the date and the rule set, so it can never pass for a recorded decision.
 
 For Device CSRs a dry run also reports, per CSR, what the CA and the request-time checks would say
@@ -64,7 +65,7 @@ class WhatIf:
 def application_on(home: Home, application_id: int | str, on: date) -> WhatIf:
     """How the rules in force on ``on`` decide an application, from its evidence and the register now."""
     record = load_application(home, application_id)
-    party = party_state(load_party(home, record.party_id))
+    party = party_state(load_party(home, record.party_id), on)
     decision = decide_application(application_state(record), party, on, evidence_basis=evidence_basis(home))
     return WhatIf(on, decision)
 
@@ -76,7 +77,7 @@ def _request_decision(home: Home, party_id: str, aro_id: str, facts: Certificate
     aro = home.store.registry.aro(aro_id)
     if aro is None:
         raise NotFound("ra.aro-not-found", f"no ARO {aro_id!r}")
-    return decide_request(facts, party_state(party), aro_state(aro), on, evidence_basis=evidence_basis(home))
+    return decide_request(facts, party_state(party, on), aro_state(aro), on, evidence_basis=evidence_basis(home))
 
 
 def organisation_request_on(home: Home, party_id: str, aro_id: str, route: str, csr_data: bytes,

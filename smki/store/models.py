@@ -144,7 +144,8 @@ audit_head = Table(
 
 
 # -- The Registration Authority's register (issue 3) ----------------------------------------------
-# Small sets (roles, connections) are JSON text: they are read whole with their row, never searched.
+# Small sets (RPRs of an entity, staff roles) are JSON text: they are read whole with their row, never
+# searched. A Party's Gateway Connections and Registered User roles are dated rows (``party_periods``).
 
 
 parties = Table(
@@ -154,9 +155,34 @@ parties = Table(
     Column("category", String(40), nullable=False),
     Column("srept_passed", Date),
     Column("uept_completed", Date),
-    Column("registered_user_roles", Text, nullable=False, default="[]"),
-    Column("gateway_connections", Text, nullable=False, default="[]"),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+#: The kinds of ``party_periods`` row: a DCC Gateway Connection, a Registered User role.
+PERIOD_KINDS = ("gateway-connection", "registered-role")
+
+#: A Party's DCC Gateway Connection or Registered User role and the period it is in force:
+#: ``valid_from`` (inclusive) until ``valid_until`` (the day it no longer holds; NULL: still in
+#: force), who recorded each end and why (migration 0013). Removing one ends its period; rows are
+#: never deleted, so a decision for a past date reads what held then. At most one open period per
+#: Party, kind and value (a database guarantee, as for in-use Device Certificates).
+party_periods = Table(
+    "party_periods", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("party_id", ForeignKey("parties.party_id"), nullable=False, index=True),
+    Column("kind", String(24), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_until", Date),
+    Column("added_by", String(64), nullable=False),
+    Column("added_reason", Text),
+    Column("removed_by", String(64)),
+    Column("removed_reason", Text),
+    _partial_index("uq_party_periods_open", "party_id", "kind", "value", unique=True,
+                   where=text("valid_until IS NULL")),
+    CheckConstraint("kind = 'gateway-connection' OR kind = 'registered-role'", name="kind"),
+    CheckConstraint("valid_until IS NULL OR valid_until >= valid_from", name="period"),
 )
 
 

@@ -15,7 +15,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Connection, Engine, bindparam, insert, null, select, union_all, update
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Date,
+    Engine,
+    String,
+    bindparam,
+    cast,
+    insert,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from smki.errors import NotFound, SmkiError
@@ -26,6 +39,7 @@ from smki.store.models import (
     evidence,
     parties,
     party_entities,
+    party_periods,
     staff,
     subscriptions,
 )
@@ -36,19 +50,39 @@ from smki.store.reads import read_connection
 #: much as running it on SQLite (measured: ~90 µs a fresh ``select`` against ~43 µs a prebuilt one).
 _PARTY_ENTITIES = select(party_entities).where(party_entities.c.party_id == bindparam("party_id"))
 _PARTY_SUBSCRIPTIONS = select(subscriptions).where(subscriptions.c.party_id == bindparam("party_id"))
+_pp = party_periods.c
+_PERIOD_COLUMNS = (_pp.kind, _pp.value, _pp.valid_from, _pp.valid_until)
+_PARTY_PERIODS = select(*_PERIOD_COLUMNS).where(_pp.party_id == bindparam("party_id"))
+_PARTY_HISTORY = (select(party_periods).where(_pp.party_id == bindparam("party_id"))
+                  .order_by(_pp.kind, _pp.value, _pp.valid_from, _pp.id))
+
+GATEWAY_CONNECTION = "gateway-connection"
+REGISTERED_ROLE = "registered-role"
 
 
 def whole_party(where: Any, *, columns: Sequence[Any] = (parties,), joined: Any = parties) -> CompoundSelect[Any]:
-    """A Party with its entities and its subscriptions in one statement (one round trip, not three):
-    a row per entity (or one with no entity), then a row per subscription, ``columns`` on each (the
-    Party's, or those of ``joined``, a join that holds ``parties``). ``party_from_rows`` reads it."""
+    """A Party with its entities, its subscriptions and its dated Gateway Connections and Registered
+    User roles in one statement (one round trip, not four): a row per entity (or one with no
+    entity), then a row per subscription, then a row per period, ``columns`` on each (the Party's,
+    or those of ``joined``, a join that holds ``parties``). ``party_from_rows`` reads it.
+
+    The nulls of the date columns are cast: PostgreSQL types a UNION's columns from its first
+    branches, where an untyped NULL would become text and then clash with the periods' dates."""
+    no_date = cast(null(), Date)
+    no_text = cast(null(), String)
     return union_all(
         select(*columns, party_entities.c.entity_id, party_entities.c.roles,
-               null().label("policy"), null().label("standing"))
+               null().label("policy"), null().label("standing"), no_text.label("period_kind"),
+               no_text.label("period_value"), no_date.label("valid_from"), no_date.label("valid_until"))
         .select_from(joined.outerjoin(party_entities, party_entities.c.party_id == parties.c.party_id))
         .where(where),
-        select(*columns, null(), null(), subscriptions.c.policy, subscriptions.c.standing)
+        select(*columns, null(), null(), subscriptions.c.policy, subscriptions.c.standing,
+               no_text, no_text, no_date, no_date)
         .select_from(joined.join(subscriptions, subscriptions.c.party_id == parties.c.party_id))
+        .where(where),
+        select(*columns, null(), null(), null(), null(), _pp.kind.label("period_kind"),
+               _pp.value.label("period_value"), _pp.valid_from, _pp.valid_until)
+        .select_from(joined.join(party_periods, _pp.party_id == parties.c.party_id))
         .where(where),
     )
 
@@ -59,17 +93,58 @@ _STAFF = select(staff).where(staff.c.staff_id == bindparam("staff_id"))
 
 
 @dataclass(frozen=True)
+class PartyPeriod:
+    """A Gateway Connection or Registered User role (``kind``) and when it is in force: from
+    ``valid_from`` until the day before ``valid_until`` (None: still in force)."""
+
+    kind: str
+    value: str
+    valid_from: date
+    valid_until: date | None
+
+    def in_force_on(self, on: date) -> bool:
+        return self.valid_from <= on and (self.valid_until is None or on < self.valid_until)
+
+
+@dataclass(frozen=True)
+class PartyPeriodRecord(PartyPeriod):
+    """A period with who recorded each end and why (``registry.party_history``)."""
+
+    added_by: str = ""
+    added_reason: str | None = None
+    removed_by: str | None = None
+    removed_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class PartyRecord:
     party_id: str
     name: str
     category: str
     srept_passed: date | None
     uept_completed: date | None
-    registered_user_roles: tuple[str, ...]
-    gateway_connections: tuple[str, ...]
     created_at: datetime
     entities: Mapping[bytes, tuple[int, ...]] = field(default_factory=dict)
     subscriptions: Mapping[str, str] = field(default_factory=dict)
+    #: Every period of the Party's Gateway Connections and Registered User roles, past and present.
+    periods: tuple[PartyPeriod, ...] = ()
+
+    def in_force(self, kind: str, on: date) -> tuple[str, ...]:
+        """The connections or roles (``kind``) in force on ``on``, sorted."""
+        return tuple(sorted({p.value for p in self.periods if p.kind == kind and p.in_force_on(on)}))
+
+    def _held(self, kind: str) -> tuple[str, ...]:
+        return tuple(sorted({p.value for p in self.periods if p.kind == kind and p.valid_until is None}))
+
+    @property
+    def gateway_connections(self) -> tuple[str, ...]:
+        """The DCC Gateway Connections held now (their periods are open: no date is ever in the future)."""
+        return self._held(GATEWAY_CONNECTION)
+
+    @property
+    def registered_user_roles(self) -> tuple[str, ...]:
+        """The Registered User roles held now."""
+        return self._held(REGISTERED_ROLE)
 
 
 @dataclass(frozen=True)
@@ -142,28 +217,30 @@ def _json_or_none(text: str | None) -> dict[str, Any] | None:
     return None if text is None else dict(json.loads(text))
 
 
-def _party_record(row: Any, entities: list[tuple[Any, str]], subscriptions: list[tuple[str, str]]) -> PartyRecord:
-    """A Party from its ``parties`` row, its entities' ``(entity_id, roles)`` and its subscriptions'
-    ``(policy, standing)``."""
+def _party_record(row: Any, entities: list[tuple[Any, str]], subscriptions: list[tuple[str, str]],
+                  periods: list[PartyPeriod]) -> PartyRecord:
+    """A Party from its ``parties`` row, its entities' ``(entity_id, roles)``, its subscriptions'
+    ``(policy, standing)`` and its periods."""
     return PartyRecord(
         party_id=row.party_id,
         name=row.name,
         category=row.category,
         srept_passed=row.srept_passed,
         uept_completed=row.uept_completed,
-        registered_user_roles=_json_list(row.registered_user_roles),
-        gateway_connections=_json_list(row.gateway_connections),
         created_at=row.created_at,
         entities={bytes(entity): tuple(int(r) for r in json.loads(roles)) for entity, roles in entities},
         subscriptions=dict(subscriptions),
+        periods=tuple(sorted(periods, key=lambda p: (p.kind, p.value, p.valid_from))),
     )
 
 
 def party_from_rows(party_row: Any, rows: Sequence[Any]) -> PartyRecord:
-    """The Party a ``whole_party`` statement read: its columns from ``party_row``, its entities and
-    subscriptions from ``rows``."""
+    """The Party a ``whole_party`` statement read: its columns from ``party_row``, its entities,
+    subscriptions and periods from ``rows``."""
     return _party_record(party_row, [(r.entity_id, r.roles) for r in rows if r.entity_id is not None],
-                        [(r.policy, r.standing) for r in rows if r.policy is not None])
+                        [(r.policy, r.standing) for r in rows if r.policy is not None],
+                        [PartyPeriod(r.period_kind, r.period_value, r.valid_from, r.valid_until)
+                         for r in rows if r.period_kind is not None])
 
 
 class RegistryReader:
@@ -198,8 +275,16 @@ class RegistryReader:
     def _party(self, conn: Connection, row: Any) -> PartyRecord:
         entity_rows = conn.execute(_PARTY_ENTITIES, {"party_id": row.party_id}).all()
         sub_rows = conn.execute(_PARTY_SUBSCRIPTIONS, {"party_id": row.party_id}).all()
+        period_rows = conn.execute(_PARTY_PERIODS, {"party_id": row.party_id}).all()
         return _party_record(row, [(e.entity_id, e.roles) for e in entity_rows],
-                             [(s.policy, s.standing) for s in sub_rows])
+                             [(s.policy, s.standing) for s in sub_rows],
+                             [PartyPeriod(p.kind, p.value, p.valid_from, p.valid_until) for p in period_rows])
+
+    def party_history(self, party_id: str) -> list[PartyPeriodRecord]:
+        """Every period of a Party's Gateway Connections and Registered User roles, with who recorded
+        each end and why, by kind, value and start."""
+        with read_connection(self._engine) as conn:
+            return [_period_record(r) for r in conn.execute(_PARTY_HISTORY, {"party_id": party_id})]
 
     def staff(self, staff_id: str) -> StaffRecord | None:
         with read_connection(self._engine) as conn:
@@ -275,6 +360,11 @@ class RegistryReader:
         )
 
 
+def _period_record(row: Any) -> PartyPeriodRecord:
+    return PartyPeriodRecord(row.kind, row.value, row.valid_from, row.valid_until, row.added_by, row.added_reason,
+                             row.removed_by, row.removed_reason)
+
+
 def _dual(row: Any) -> DualControlRecord:
     m = dict(row._mapping)
     m["payload"] = json.loads(m["payload"])
@@ -300,27 +390,48 @@ class RegistryWriter:
 
     def add_party(self, party_id: str, name: str, category: str) -> None:
         self._execute(insert(parties).values(
-            party_id=party_id, name=name, category=category, registered_user_roles="[]",
-            gateway_connections="[]", created_at=datetime.now(UTC),
+            party_id=party_id, name=name, category=category, created_at=datetime.now(UTC),
         ))
 
     def update_party(self, party_id: str, *, srept_passed: date | bool | None = False,
-                     uept_completed: date | bool | None = False,
-                     registered_user_roles: Sequence[str] | None = None,
-                     gateway_connections: Sequence[str] | None = None) -> None:
+                     uept_completed: date | bool | None = False) -> None:
         """Change a Party's dated evidence. ``False`` (the default) leaves a date unchanged; ``None`` clears it."""
         values: dict[str, Any] = {}
         if srept_passed is not False:
             values["srept_passed"] = srept_passed
         if uept_completed is not False:
             values["uept_completed"] = uept_completed
-        if registered_user_roles is not None:
-            values["registered_user_roles"] = json.dumps(sorted(set(registered_user_roles)))
-        if gateway_connections is not None:
-            values["gateway_connections"] = json.dumps(sorted(set(gateway_connections)))
         if values:
             self._execute(update(parties).where(parties.c.party_id == party_id).values(**values),
                           missing=f"no Party {party_id!r}")
+
+    def start_period(self, party_id: str, kind: str, value: str, *, on: date, by: str,
+                     reason: str | None = None) -> None:
+        """A Gateway Connection or Registered User role (``kind``) in force from ``on``. One already
+        in force is a conflict (``ra.conflict``: the store allows one open period per value)."""
+        self._execute(insert(party_periods).values(
+            party_id=party_id, kind=kind, value=value, valid_from=on, added_by=by, added_reason=reason))
+
+    def end_period(self, party_id: str, kind: str, value: str, *, on: date, by: str,
+                   reason: str | None = None) -> None:
+        """End the open period of ``value``: from ``on`` it is no longer in force (kept, not deleted)."""
+        self._execute(update(party_periods).where(
+            _pp.party_id == party_id, _pp.kind == kind, _pp.value == value, _pp.valid_until.is_(None),
+        ).values(valid_until=on, removed_by=by, removed_reason=reason),
+            missing=f"Party {party_id!r} holds no {kind} {value!r}")
+
+    def restate_period(self, party_id: str, kind: str, value: str, *, on: date, by: str,
+                       reason: str | None = None) -> None:
+        """Move the start of ``value``'s open period to ``on`` (a correction: who made it, and why,
+        replace the period's ``added_by`` and ``added_reason``; the audit record keeps the old start)."""
+        self._execute(update(party_periods).where(
+            _pp.party_id == party_id, _pp.kind == kind, _pp.value == value, _pp.valid_until.is_(None),
+        ).values(valid_from=on, added_by=by, added_reason=reason),
+            missing=f"Party {party_id!r} holds no {kind} {value!r}")
+
+    def held_periods(self, party_id: str) -> list[PartyPeriodRecord]:
+        """The Party's periods, read inside this transaction (the service checks a change against them)."""
+        return [_period_record(r) for r in self._conn.execute(_PARTY_HISTORY, {"party_id": party_id})]
 
     def set_entity(self, party_id: str, entity_id: bytes, roles: Sequence[int]) -> None:
         """Give a Party an Entity Identifier with the Remote Party Roles it may hold under it."""

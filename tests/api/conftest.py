@@ -48,8 +48,9 @@ def qualify(home: Home, party: str, aro: str, entity: bytes, *, device: bool = T
     approved for the Organisation policy and (``device``) for the Device policy by two RA staff."""
     with home.store.transaction() as tx:
         tx.registry.add_party(party, f"{party} Energy", "large-supplier")
-        tx.registry.update_party(party, srept_passed=date(2019, 1, 10), uept_completed=date(2019, 2, 1),
-                                 registered_user_roles=["import-supplier"], gateway_connections=[f"DGC-{party}"])
+        tx.registry.update_party(party, srept_passed=date(2019, 1, 10), uept_completed=date(2019, 2, 1))
+        tx.registry.start_period(party, "registered-role", "import-supplier", on=date(2019, 2, 1), by="admin")
+        tx.registry.start_period(party, "gateway-connection", f"DGC-{party}", on=date(2019, 2, 1), by="admin")
         tx.registry.set_entity(party, entity, [2])
         tx.registry.set_subscription(party, "organisation", "approved")
         tx.append_audit([AuditEvent("admin", "test.setup", party)])

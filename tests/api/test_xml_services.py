@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import time
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -95,7 +96,8 @@ def test_adhoc_is_for_import_and_gas_suppliers_and_the_dcc(live: LiveListeners, 
     from smki.audit import AuditEvent
 
     with home.store.transaction() as tx:
-        tx.registry.update_party(OTHER_PARTY, registered_user_roles=["other-user"])
+        tx.registry.end_period(OTHER_PARTY, "registered-role", "import-supplier", on=date.today(), by="admin")
+        tx.registry.start_period(OTHER_PARTY, "registered-role", "other-user", on=date.today(), by="admin")
         tx.append_audit([AuditEvent("admin", "test.setup", OTHER_PARTY)])
     answer = _adhoc(live.client(other_aro), make_device_csr(KNOWN, Usage.DS))
     assert answer.status is dx.AdHocStatus.WORKFLOW_ERROR and answer.error is not None

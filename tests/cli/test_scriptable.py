@@ -65,6 +65,8 @@ def test_json_and_csv_carry_full_values(run: Run) -> None:
     party = json.loads(ok(run, "party", "show", "P1", "--json"))
     assert party["party_id"] == "P1" and party["srept_passed"] == "2019-06-01"
     assert party["gateway_connections"] == ["GW-1"] and party["subscriptions"]["device"] == "applied"
+    assert [(p["kind"], p["value"], p["valid_until"]) for p in party.pop("history")] == [
+        ("gateway-connection", "GW-1", None)]  # show adds the periods' history to what list shows
     parties = json.loads(ok(run, "party", "list", "--json"))
     assert [p["party_id"] for p in parties] == ["P1"] and parties[0] == party
     rows = list(csv.DictReader(io.StringIO(ok(run, "party", "list", "--csv"))))

@@ -75,8 +75,9 @@ def register(home: Home, *, device_applied: bool = True, org_approved: bool = Tr
     add_staff(home, AUDITOR, "Ada Auditor", ["auditor"], actor="admin")
     with home.store.transaction() as tx:
         tx.registry.add_party(PARTY, "Supplier One Ltd", "large-supplier")
-        tx.registry.update_party(PARTY, srept_passed=date(2019, 1, 10), uept_completed=date(2019, 2, 1),
-                                 registered_user_roles=["import-supplier"], gateway_connections=["DGC-001"])
+        tx.registry.update_party(PARTY, srept_passed=date(2019, 1, 10), uept_completed=date(2019, 2, 1))
+        tx.registry.start_period(PARTY, "registered-role", "import-supplier", on=date(2019, 2, 1), by="admin")
+        tx.registry.start_period(PARTY, "gateway-connection", "DGC-001", on=date(2019, 2, 1), by="admin")
         tx.registry.set_entity(PARTY, ENTITY, [2])
         tx.registry.add_party(OTHER_PARTY, "Network Two plc", "electricity-network-operator")
         tx.registry.set_entity(OTHER_PARTY, OTHER_ENTITY, [3])

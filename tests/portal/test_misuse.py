@@ -75,8 +75,9 @@ def portal(home: Home, tmp_path: Path) -> Iterator[Portal]:
     reg.verify_aro(home, OTHER_ARO, "passport", staff_id=OPERATOR)
     reg.screen_aro(home, OTHER_ARO, date(2021, 3, 1), "BS 7858:2019", staff_id=OPERATOR)
     with home.store.transaction() as tx:
-        tx.registry.update_party(OTHER_PARTY, srept_passed=date(2019, 1, 10), uept_completed=date(2019, 2, 1),
-                                 registered_user_roles=["import-supplier"], gateway_connections=["DGC-002"])
+        tx.registry.update_party(OTHER_PARTY, srept_passed=date(2019, 1, 10), uept_completed=date(2019, 2, 1))
+        tx.registry.start_period(OTHER_PARTY, "registered-role", "import-supplier", on=date(2019, 2, 1), by="admin")
+        tx.registry.start_period(OTHER_PARTY, "gateway-connection", "DGC-002", on=date(2019, 2, 1), by="admin")
         tx.registry.set_subscription(OTHER_PARTY, "organisation", "approved")
         tx.append_audit([AuditEvent("admin", "test.setup", OTHER_PARTY)])
     approve_device(home, apps.apply(home, OTHER_PARTY, CertificatePolicy.DEVICE, staff_id=OPERATOR).application_id)

@@ -356,6 +356,7 @@ def test_staff_parties_aros_audit_and_publication(home: Home, clients: Clients) 
     gw = clients.gateway
     page = gw.get("/portal/staff/parties", headers=staff(OPERATOR))
     assert "Supplier One Ltd" in page.text and "passport and utility bill" in page.text
+    assert "DGC-001 from 2019-02-01 (in force)" in page.text  # since when the Gateway Connection holds
     t = token(page)
     kept = gw.post("/portal/staff/aros", headers=staff(OPERATOR),
                    data={"csrf": t, "party_id": "NOPE", "aro_id": "x9", "name": "Kept Name", "nominated_by": "SRO"})

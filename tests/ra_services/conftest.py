@@ -50,13 +50,15 @@ def staffed(home: Home) -> Home:
 
 def qualified_party(home: Home, party_id: str = "P1", entity: str = ENTITY, *, gateway: bool = True,
                     uept: bool = True, srept: bool = True) -> None:
-    """A Party with SREPT, UEPT, a Gateway Connection and a supplier Entity Identifier (by op1)."""
+    """A Party with SREPT, UEPT, a Gateway Connection and a supplier Entity Identifier (by op1); the
+    connection and Registered User role are in force from the UEPT date."""
     add_party(home, party_id, f"{party_id} Energy", "large-supplier", staff_id="op1")
     change = StatusChange(
         srept_passed=date(2019, 6, 1) if srept else None,
         uept_completed=date(2019, 9, 1) if uept else None,
         add_gateways=("GW-1",) if gateway else (),
         add_registered_roles=("import-supplier",),
+        effective=date(2019, 9, 1),
     )
     set_party_status(home, party_id, change, staff_id="op1")
     set_party_entity(home, party_id, entity, ["2"], staff_id="op1")

@@ -11,6 +11,7 @@ from smki.errors import SmkiError
 from smki.ra.rules import describe
 from smki.services import registry as reg
 from smki.services.context import Home
+from smki.services.ra_state import today
 from smki.services.staff import add_staff, require_staff
 from tests.ra_services.conftest import ENTITY, OTHER_ENTITY, audit_after, head, qualified_party, verified_aro
 
@@ -37,6 +38,8 @@ def test_party_status_evidence_is_recorded_and_audited_with_before_and_after(sta
     assert events[1][2] == {
         "from": {"srept_passed": "2019-06-01", "uept_completed": None, "gateway_connections": ["GW-1", "GW-2"]},
         "to": {"srept_passed": None, "uept_completed": "2019-09-01", "gateway_connections": ["GW-2"]},
+        "periods": [{"kind": "gateway-connection", "value": "GW-1", "ended": today().isoformat()}],
+        "reason": None,
     }
 
 
@@ -45,6 +48,9 @@ def test_party_status_evidence_is_recorded_and_audited_with_before_and_after(sta
     (reg.StatusChange(srept_passed=date(2019, 1, 1), clear_srept=True), "ra.bad-change"),
     (reg.StatusChange(uept_completed=date.today() + timedelta(days=3)), "ra.future-date"),
     (reg.StatusChange(add_gateways=("bad id with spaces",)), "ra.bad-id"),
+    (reg.StatusChange(add_gateways=("GW-1",), effective=date.today() + timedelta(days=3)), "ra.future-date"),
+    (reg.StatusChange(srept_passed=date(2019, 1, 1), effective=date(2019, 1, 1)), "ra.bad-change"),
+    (reg.StatusChange(add_gateways=("GW-1",), drop_gateways=("GW-1",)), "ra.bad-change"),
 ])
 def test_bad_status_changes_are_refused_without_a_change(staffed: Home, change: reg.StatusChange, code: str) -> None:
     reg.add_party(staffed, "P1", "Acme Energy", "large-supplier", staff_id="op1")

@@ -221,8 +221,9 @@ def test_no_device_request_is_authorised_unless_mp074_holds(
     with home.store.transaction() as tx:
         tx.registry.add_party(party, "Hypo", "other-sec-party")
         tx.registry.update_party(party, srept_passed=date(2019, 1, 1) if srept else None,
-                                 uept_completed=date(2019, 1, 1) if uept else None,
-                                 gateway_connections=["GW"] if gateway else [])
+                                 uept_completed=date(2019, 1, 1) if uept else None)
+        if gateway:
+            tx.registry.start_period(party, "gateway-connection", "GW", on=date(2019, 1, 1), by="test")
         if standing is not SubscriberStanding.NONE:
             tx.registry.set_subscription(party, "device", standing.value)
         tx.registry.add_aro(aro, party, "Hypo ARO", "SRO")

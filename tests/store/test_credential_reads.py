@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,9 +24,11 @@ _shapes = st.tuples(st.sampled_from(["aro", "system", "staff"]), st.sampled_from
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shapes=st.lists(_shapes, min_size=1, max_size=4), entities=st.integers(0, 3), subscriptions=st.integers(0, 2))
+@given(shapes=st.lists(_shapes, min_size=1, max_size=4), entities=st.integers(0, 3), subscriptions=st.integers(0, 2),
+       periods=st.integers(0, 3))
 def test_a_credential_its_aro_and_its_party_read_in_one_statement_are_the_three_reads(
-        store: Store, shapes: list[tuple[str, str, bool, bool, str]], entities: int, subscriptions: int) -> None:
+        store: Store, shapes: list[tuple[str, str, bool, bool, str]], entities: int, subscriptions: int,
+        periods: int) -> None:
     """``credential_aro_and_party`` is what a request read in three statements: the credential, the
     ARO named by its ``aro_id`` (or, when that is empty, its ``name``), none for RA staff, and the
     Party it names, with however many entities and subscriptions, or none."""
@@ -43,6 +45,10 @@ def test_a_credential_its_aro_and_its_party_read_in_one_statement_are_the_three_
                                    [1 + e % 4])
         for policy in ("organisation", "device")[:subscriptions]:
             tx.registry.set_subscription(f"P-{tag}", policy, "approved")
+        for p in range(periods):  # dated Gateway Connections (migration 0013), one of them ended
+            tx.registry.start_period(f"P-{tag}", "gateway-connection", f"GW-{p}", on=date(2020, 1, 1 + p), by="t")
+        if periods:
+            tx.registry.end_period(f"P-{tag}", "gateway-connection", "GW-0", on=date(2021, 1, 1), by="t")
         tx.registry.add_aro(f"other-{tag}", f"P-{tag}", "Other", "ra:test")
         for n, (kind, naming, exists, name_is_other, party) in enumerate(shapes):
             aro_id = f"A{n}-{tag}"
@@ -61,3 +67,5 @@ def test_a_credential_its_aro_and_its_party_read_in_one_statement_are_the_three_
         aro = None if record is None or record.kind == "staff" else store.registry.aro(record.aro_id or record.name)
         party = None if record is None or record.party_id is None else store.registry.party(record.party_id)
         assert reads.credential_aro_and_party(serial) == (record, aro, party)
+        if party is not None:  # the one-statement read is also what the per-table reads of ``parties()`` give
+            assert party == next(p for p in store.registry.parties() if p.party_id == party.party_id)

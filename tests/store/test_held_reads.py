@@ -39,9 +39,16 @@ def _general(store: Store) -> tuple[Any, ...]:
     return contextvars.Context().run(_reads, store)
 
 
+def _toggle_role(tx: Any) -> None:
+    """Start the Party's Registered User role, or end it if it is held."""
+    held = any(p.valid_until is None for p in tx.registry.held_periods(PARTY))
+    write = tx.registry.end_period if held else tx.registry.start_period
+    write(PARTY, "registered-role", "import-supplier", on=date(2020, 1, 1), by=STAFF)
+
+
 WRITES: list[Callable[[Any], None]] = [
-    lambda tx: tx.registry.update_party(PARTY, registered_user_roles=["import-supplier"]),
-    lambda tx: tx.registry.update_party(PARTY, registered_user_roles=[], srept_passed=date(2020, 1, 1)),
+    _toggle_role,
+    lambda tx: tx.registry.update_party(PARTY, srept_passed=date(2020, 1, 1)),
     lambda tx: tx.registry.set_subscription(PARTY, "device", "approved"),
     lambda tx: tx.registry.set_subscription(PARTY, "device", "suspended"),
     lambda tx: tx.registry.update_aro(ARO, status="suspended"),

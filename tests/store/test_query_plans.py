@@ -105,3 +105,33 @@ def test_the_ca_read_finds_the_newest_in_use_ca_certificate(store: Store) -> Non
     assert store.ca_certificate(CertKind.DEVICE_CA) is None
     with pytest.raises(Exception, match="not a CA certificate kind"):
         store.ca_certificate(CertKind.DEVICE)
+
+
+def test_a_party_with_its_dated_periods_is_one_statement_on_the_indexes(store: Store) -> None:
+    """Every certificate request reads its Party; the Gateway Connections and Registered User roles
+    (dated rows since migration 0013) come in the same statement, through ``party_periods``' index."""
+    from datetime import date
+
+    with store.transaction() as tx:
+        for n in range(40):
+            tx.registry.add_party(f"P{n}", "Party", "large-supplier")
+            tx.registry.start_period(f"P{n}", "gateway-connection", f"GW-{n}", on=date(2020, 1, 1), by="t")
+            tx.registry.end_period(f"P{n}", "gateway-connection", f"GW-{n}", on=date(2021, 1, 1), by="t")
+            tx.registry.start_period(f"P{n}", "registered-role", "import-supplier", on=date(2020, 1, 1), by="t")
+        tx.append_audit([AuditEvent("test", "test.fill", "parties")])
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn: object, cursor: object, statement: str, parameters: object, context: object,
+                executemany: bool) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        party = store.registry.party("P7")
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    assert party is not None and party.in_force("gateway-connection", date(2020, 6, 1)) == ("GW-7",)
+    queries = [(s, p) for s, p in seen if s.lstrip().upper().startswith("SELECT")]
+    assert len(queries) == 1
+    plan = _plan(store, *queries[0])
+    assert "SCAN party_periods" not in plan and "Seq Scan on party_periods" not in plan, plan

@@ -23,8 +23,9 @@ def _audit(tx_action: str) -> list[AuditEvent]:
 def test_party_with_entities_subscriptions_and_aros_round_trips(store: Store) -> None:
     with store.transaction() as tx:
         tx.registry.add_party("SUP1", "Supplier One", "large-supplier")
-        tx.registry.update_party("SUP1", srept_passed=date(2019, 1, 2), gateway_connections=["GW-1"],
-                                 registered_user_roles=["import-supplier"])
+        tx.registry.update_party("SUP1", srept_passed=date(2019, 1, 2))
+        tx.registry.start_period("SUP1", "gateway-connection", "GW-1", on=date(2019, 1, 2), by="op1")
+        tx.registry.start_period("SUP1", "registered-role", "import-supplier", on=date(2019, 1, 2), by="op1")
         tx.registry.set_entity("SUP1", ENTITY, [2, 2, 127])
         tx.registry.set_subscription("SUP1", "device", "approved")
         tx.registry.add_aro("ARO1", "SUP1", "Ann Example", "SRO Sam")

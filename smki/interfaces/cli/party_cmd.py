@@ -14,7 +14,7 @@ from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, run_on
 from smki.ra.state import PartyCategory, RegisteredUserRole
 
 if TYPE_CHECKING:
-    from smki.store.registry import PartyRecord
+    from smki.store.registry import PartyPeriodRecord, PartyRecord
 
 app = typer.Typer(help="SEC Parties in the RA register.", no_args_is_help=True)
 
@@ -53,6 +53,33 @@ def _print_party(p: PartyRecord) -> None:
         _say(f"  {policy} subscriber: {p.subscriptions.get(policy, 'none')}")
 
 
+def _period_text(period: PartyPeriodRecord) -> str:
+    """``GW-1 from 2019-09-01 until 2020-01-01 (op1: new line; removed by op2: closed)``."""
+    until = "in force" if period.valid_until is None else f"until {period.valid_until.isoformat()}"
+    added = period.added_by + (f": {period.added_reason}" if period.added_reason else "")
+    removed = "" if period.removed_by is None else f"; removed by {period.removed_by}" + (
+        f": {period.removed_reason}" if period.removed_reason else "")
+    return f"{period.value} from {period.valid_from.isoformat()} {until} (added by {added}{removed})"
+
+
+def _print_history(history: list[PartyPeriodRecord]) -> None:
+    """Every period, so a reader can say since when a connection or role held (and until when)."""
+    for kind, title in (("gateway-connection", "Gateway Connection history"),
+                        ("registered-role", "Registered User role history")):
+        shown = [p for p in history if p.kind == kind]
+        if shown:
+            _say(f"  {title}:")
+            for period in shown:
+                _say(f"    {_period_text(period)}")
+
+
+def period_json(period: PartyPeriodRecord) -> dict[str, Any]:
+    """A period as ``--json`` shows it."""
+    return {"kind": period.kind, "value": period.value, "valid_from": period.valid_from,
+            "valid_until": period.valid_until, "added_by": period.added_by, "added_reason": period.added_reason,
+            "removed_by": period.removed_by, "removed_reason": period.removed_reason}
+
+
 def party_json(p: PartyRecord) -> dict[str, Any]:
     """A Party as ``--json`` shows it: every field, full values."""
     return {
@@ -82,12 +109,15 @@ def add(
 @app.command("show")
 def show(party_id: PartyId,
          as_json: JsonOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
-    """Show a Party: status evidence, Entity Identifiers with roles, subscriber standing."""
-    from smki.services.registry import show_party
+    """Show a Party: status evidence, Entity Identifiers with roles, subscriber standing, and since
+    when (until when) each Gateway Connection and Registered User role held, who recorded it and why."""
+    from smki.services.registry import party_history, show_party
 
-    record = run_on(home, lambda h: show_party(h, party_id))
-    if not emit_record(party_json(record), as_json=as_json):
+    record, history = run_on(home, lambda h: (show_party(h, party_id), party_history(h, party_id)))
+    shown = {**party_json(record), "history": [period_json(p) for p in history]}
+    if not emit_record(shown, as_json=as_json):
         _print_party(record)
+        _print_history(history)
 
 
 @app.command("list")
@@ -122,10 +152,18 @@ def set_status(
         "--registered-role", help=f"Add a Registered User role: {_REGISTERED_ROLES}.")] = None,
     drop_registered_role: Annotated[list[str] | None, typer.Option("--drop-registered-role",
                                                                    help="Remove a Registered User role.")] = None,
+    effective: Annotated[str | None, typer.Option(
+        "--effective", help="Date the Gateway Connections and roles added or removed take effect "
+                            "(YYYY-MM-DD; default today, never in the future).")] = None,
+    reason: Annotated[str | None, typer.Option(
+        "--reason", help="Why they are added or removed (kept with their history).")] = None,
     staff: StaffOption = None,
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
-    """Record a Party's dated status evidence: SREPT, UEPT, Registered User roles, Gateway Connections."""
+    """Record a Party's dated status evidence: SREPT, UEPT, Registered User roles, Gateway Connections.
+
+    A connection or role added is in force from --effective (default today); one removed ends
+    there, its history kept (smki party show)."""
     from smki.services.registry import StatusChange, set_party_status
 
     change = StatusChange(
@@ -133,6 +171,7 @@ def set_status(
         uept_completed=parse_date(uept, "--uept"), clear_uept=no_uept,
         add_gateways=tuple(gateway or ()), drop_gateways=tuple(drop_gateway or ()),
         add_registered_roles=tuple(registered_role or ()), drop_registered_roles=tuple(drop_registered_role or ()),
+        effective=parse_date(effective, "--effective"), reason=reason,
     )
     _print_party(run_on(home, lambda h: set_party_status(h, party_id, change, staff_id=staff)))
 
