@@ -32,7 +32,8 @@ HUGE = ["99999999999999999999", "99999999999999999999999", str(2**63), str(2**64
 STAFF_POSTS = ["/portal/staff/applications/{}/propose", "/portal/staff/applications/{}/approve",
                "/portal/staff/applications/{}/refuse", "/portal/staff/applications/{}/evidence",
                "/portal/staff/aros/{}/verify", "/portal/staff/aros/{}/screen", "/portal/staff/aros/{}/suspend",
-               "/portal/staff/publish/{}"]
+               "/portal/staff/publish/{}", "/portal/staff/aros/{}/reinstate", "/portal/staff/parties/{}/reinstate",
+               "/portal/staff/reinstatements/{}/approve", "/portal/staff/reinstatements/{}/refuse"]
 ARO_POSTS = ["/portal/aro/applications/{}/evidence", "/portal/aro/certificates/{}/revoke"]
 ARO_GETS = ["/portal/aro/certificates/{}", "/portal/aro/certificates/{}.pem", "/portal/aro/batches/{}",
             "/portal/aro/batches/{}/status", "/portal/aro/batches/{}/response.zip"]

@@ -99,6 +99,23 @@ def _pending_batch_and_device(home: Home) -> int:
 DEVICE = "00DB000000000B01"
 
 
+def _suspensions(home: Home) -> None:
+    """A suspended ARO (the operator is offered to propose reinstating it) and a suspended subscriber
+    whose reinstatement awaits an approver (the Reinstatements page)."""
+    from smki.services import registry as reg
+    from smki.services.reinstatement import propose_subscriber_reinstatement
+
+    reg.nominate_aro(home, "aro2", "SUPP1", "Bea Second", "SRO Sam", staff_id=OPERATOR)
+    reg.set_aro_status(home, "aro2", "suspended", staff_id=APPROVER)
+    from smki.audit import AuditEvent
+
+    with home.store.transaction() as tx:
+        tx.registry.set_subscription("NETOP2", "organisation", "approved")
+        tx.append_audit([AuditEvent("admin", "test.setup", "NETOP2")])
+    reg.set_subscriber_standing(home, "NETOP2", "organisation", "suspended", staff_id=APPROVER)
+    propose_subscriber_reinstatement(home, "NETOP2", "organisation", staff_id=OPERATOR, reason="fees paid")
+
+
 def _check(page: object, name: str, width: int, results: dict[str, object], problems: list[str]) -> None:
     path = artefacts() / f"{name}-{width}.png"
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
@@ -120,6 +137,7 @@ def _check(page: object, name: str, width: int, results: dict[str, object], prob
 def test_every_page_at_both_widths_is_accessible_and_fits(home: Home, browser: object, tmp_path: Path) -> None:
     serial, _waiting = _prepare(home)
     pending = _pending_batch_and_device(home)
+    _suspensions(home)
     people = {
         "aro": aro_credential(home, PASSPHRASE, ARO, tmp_path),
         "operator": staff_credential(home, PASSPHRASE, OPERATOR, tmp_path),
@@ -131,10 +149,12 @@ def test_every_page_at_both_widths_is_accessible_and_fits(home: Home, browser: o
                 ("certificate", f"/portal/aro/certificates/{serial}"), ("batches", "/portal/aro/batches"),
                 ("batch-pending", f"/portal/aro/batches/{pending}"), ("not-found", "/portal/aro/certificates/00")],
         "operator": [("overview", "/portal/staff"), ("applications", "/portal/staff/applications"),
-                     ("parties", "/portal/staff/parties"), ("revocations", "/portal/staff/revocations"),
+                     ("parties", "/portal/staff/parties"), ("reinstatements", "/portal/staff/reinstatements"),
+                     ("revocations", "/portal/staff/revocations"),
                      ("batch-queue", "/portal/staff/batches"), ("devices", f"/portal/staff/devices?device={DEVICE}"),
                      ("devices-unknown", "/portal/staff/devices?device=00DB000000000B99")],
-        "approver": [("applications", "/portal/staff/applications"), ("batch-queue", "/portal/staff/batches")],
+        "approver": [("applications", "/portal/staff/applications"), ("batch-queue", "/portal/staff/batches"),
+                     ("reinstatements", "/portal/staff/reinstatements")],
         "auditor": [("audit", "/portal/staff/audit?verify=1"), ("audit-record", "/portal/staff/audit/2")],
     }
     results: dict[str, object] = {}
@@ -161,6 +181,7 @@ def test_every_page_at_both_widths_is_accessible_and_fits(home: Home, browser: o
     shots = sorted(p.name for p in artefacts().glob("*.png"))
     assert "gateway-auditor-audit-390.png" in shots and "gateway-aro-batch-1366.png" in shots
     assert "gateway-approver-batch-queue-390.png" in shots and "gateway-operator-devices-1366.png" in shots
+    assert "gateway-approver-reinstatements-390.png" in shots and "gateway-operator-reinstatements-1366.png" in shots
     assert problems == [], "\n".join(problems)
 
 

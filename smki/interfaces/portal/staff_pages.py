@@ -1,4 +1,5 @@
-"""RA staff pages: the applications queue, Parties and AROs, revocations, the audit log, CRL/ARL status.
+"""RA staff pages: the applications queue, Parties and AROs, reinstatements, revocations, the audit log,
+CRL/ARL status.
 
 Every change goes through a service that checks the staff member's role (``smki.services.staff``)
 and, for decisions, dual control (``ra.dual-control``): the page only offers the buttons, the
@@ -26,6 +27,7 @@ from smki.ra import Decision
 from smki.ra.state import INSTALLATION_NEED_EVIDENCE
 from smki.services import applications as apps
 from smki.services import registry as reg
+from smki.services import reinstatement as rs
 from smki.services.batch_lifecycle import batch_policy, batches_waiting
 from smki.services.context import Home
 from smki.services.ra_state import today
@@ -94,23 +96,33 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
             return template_page(request, status_for(error_exc), error=describe(error_exc), kept=kept or {})
         return page
 
-    queue_page = show(queue)
+    def page_at(path: str, build: Callable[..., Response]) -> Callable[..., Response]:
+        """Serve ``build`` at GET ``path``; returns it wrapped by :func:`show`, for its actions' refusals."""
+        page = show(build)
+
+        def get(request: Request) -> Response:
+            return page(request)
+
+        router.add_api_route(path, get, methods=["GET"], name=build.__name__)
+        return page
+
+    queue_page = page_at("/staff/applications", queue)
 
     @router.get("/staff")
     def staff_home(request: Request) -> Response:
+        from smki.services.revocation import CA_REVOKE_ACTION
+
         identity = staff_of(request)
         home = ctx.home()
+        pending = home.store.registry.dual_control_items("pending")  # each kind is counted where it is decided
         return ctx.render(
             request, "staff_home.html", staff=home.store.registry.staff(_staff_id(identity)),
             open_count=len([a for a in home.store.registry.applications() if a.status in ("open", "proposed")]),
-            dual_count=len(home.store.registry.dual_control_items("pending")),
+            revocation_count=len([d for d in pending if d.action == CA_REVOKE_ACTION]),
+            reinstatement_count=len([d for d in pending if d.action in rs.ACTIONS]),
             batch_count=len(batches_waiting(home)),
             capacity=_capacity_rows(home),
         )
-
-    @router.get("/staff/applications")
-    def applications(request: Request) -> Response:
-        return queue_page(request)
 
     @action("/staff/applications", "evidence", queue_page)
     def staff_evidence(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
@@ -132,14 +144,11 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
     def parties(request: Request, status_code: int = 200, **extra: Any) -> Response:
         identity = staff_of(request)
         home = ctx.home()
+        proposed = {(r.kind, r.subject, r.policy): r.item for r in rs.reinstatements(home)}
         return ctx.render(request, "staff_parties.html", status_code, parties=home.store.registry.parties(),
-                          aros=home.store.registry.aros(), can=_can(home, identity), **extra)
+                          aros=home.store.registry.aros(), proposed=proposed, can=_can(home, identity), **extra)
 
-    parties_page = show(parties)
-
-    @router.get("/staff/parties")
-    def parties_get(request: Request) -> Response:
-        return parties_page(request)
+    parties_page = page_at("/staff/parties", parties)
 
     @action("/staff/parties", "nominated", parties_page)
     def staff_nominate(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
@@ -164,6 +173,39 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
         reg.set_aro_status(ctx.home(), params["aro_id"], "suspended", staff_id=_staff_id(identity),
                            reason=form.get("reason") or None)
 
+    @action("/staff/parties", "reinstatement-proposed", parties_page)
+    def staff_propose_subscriber_reinstatement(identity: PortalIdentity, params: dict[str, str],
+                                               form: dict[str, str]) -> None:
+        rs.propose_subscriber_reinstatement(ctx.home(), params["party_id"], form.get("policy", ""),
+                                            staff_id=_staff_id(identity), reason=form.get("reason") or None)
+
+    @action("/staff/parties", "reinstatement-proposed", parties_page)
+    def staff_propose_aro_reinstatement(identity: PortalIdentity, params: dict[str, str],
+                                        form: dict[str, str]) -> None:
+        rs.propose_aro_reinstatement(ctx.home(), params["aro_id"], staff_id=_staff_id(identity),
+                                     reason=form.get("reason") or None)
+
+    def reinstatements(request: Request, status_code: int = 200, **extra: Any) -> Response:
+        """Reinstatement proposals (suspended subscribers and AROs) awaiting an RA approver, and the last decided."""
+        identity = staff_of(request)
+        home = ctx.home()
+        every = rs.reinstatements(home, pending_only=False)
+        return ctx.render(request, "staff_reinstatements.html", status_code,
+                          pending=[r for r in every if r.status == "pending"],
+                          decided=[r for r in every if r.status != "pending"][-20:],
+                          me=_staff_id(identity), can=_can(home, identity), **extra)
+
+    reinstatements_page = page_at("/staff/reinstatements", reinstatements)
+
+    @action("/staff/reinstatements", "reinstated", reinstatements_page)
+    def staff_reinstatement_approve(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
+        rs.decide_reinstatement(ctx.home(), _item_id(params["item"]), staff_id=_staff_id(identity), approve=True)
+
+    @action("/staff/reinstatements", "reinstatement-refused", reinstatements_page)
+    def staff_reinstatement_refuse(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
+        rs.decide_reinstatement(ctx.home(), _item_id(params["item"]), staff_id=_staff_id(identity), approve=False,
+                                reason=form.get("reason") or None)
+
     def revocations(request: Request, status_code: int = 200, **extra: Any) -> Response:
         from smki.services.revocation import CA_REVOKE_ACTION
 
@@ -176,11 +218,7 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
                           dual=dual, can_sign=home.secret is not None,
                           can=_can(home, identity), **extra)
 
-    revocations_page = show(revocations)
-
-    @router.get("/staff/revocations")
-    def revocations_get(request: Request) -> Response:
-        return revocations_page(request)
+    revocations_page = page_at("/staff/revocations", revocations)
 
     @action("/staff/revocations", "published", revocations_page)
     def staff_publish(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
@@ -222,11 +260,7 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
         return ctx.render(request, "staff_batches.html", status_code, waiting=batches_waiting(home),
                           now=datetime.now(UTC), policy=policy, can=_can(home, identity), **extra)
 
-    batches_page = show(batch_queue)
-
-    @router.get("/staff/batches")
-    def batches_get(request: Request) -> Response:
-        return batches_page(request)
+    batches_page = page_at("/staff/batches", batch_queue)
 
     @action("/staff/batches", "batch-approved", batches_page)
     def staff_batch_approve(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
@@ -331,6 +365,14 @@ def _batch_id(text: str) -> int:
     return number
 
 
+def _item_id(text: str) -> int:
+    """A reinstatement proposal's number from its URL (not a number: the service's not-found)."""
+    number = number_in_url(text)
+    if number is None:
+        raise NotFound("ra.not-found", f"no reinstatement proposal {text[:40]}")
+    return number
+
+
 AUDIT_CSV_PAGE = 5_000
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -399,6 +441,10 @@ _PATHS = {
     "staff_verify": "/staff/aros/{aro_id}/verify",
     "staff_screen": "/staff/aros/{aro_id}/screen",
     "staff_suspend": "/staff/aros/{aro_id}/suspend",
+    "staff_propose_aro_reinstatement": "/staff/aros/{aro_id}/reinstate",
+    "staff_propose_subscriber_reinstatement": "/staff/parties/{party_id}/reinstate",
+    "staff_reinstatement_approve": "/staff/reinstatements/{item}/approve",
+    "staff_reinstatement_refuse": "/staff/reinstatements/{item}/refuse",
     "staff_publish": "/staff/publish/{kind}",
     "staff_batch_approve": "/staff/batches/{batch_id}/approve",
     "staff_batch_reject": "/staff/batches/{batch_id}/reject",

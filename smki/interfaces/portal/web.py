@@ -55,6 +55,10 @@ NOTICES: Mapping[str, str] = {
     "verified": "The ARO's identity verification was recorded.",
     "screened": "The ARO's security screening was recorded.",
     "suspended": "The ARO was suspended; it cannot act from its very next request.",
+    "reinstatement-proposed": "The reinstatement was proposed. A different RA approver must now approve or refuse "
+                              "it (Reinstatements).",
+    "reinstated": "The reinstatement was approved: the subscriber or ARO may request certificates again.",
+    "reinstatement-refused": "The reinstatement was refused; the subscriber or ARO stays suspended.",
     "revoked": "The certificate was revoked and a new CRL was published.",
     "published": "The revocation list was signed and published.",
     "batch-approved": "The batch was approved: it is queued and runs in turn (inside the processing window, if set).",
