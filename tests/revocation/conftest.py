@@ -38,20 +38,6 @@ def home(tmp_path: Path, database_url: str) -> Iterator[Home]:
         yield opened
 
 
-def made_before_the_ceremony_published_lists(home: Home) -> None:
-    """Make ``home`` what an earlier smki's ``ca init`` left: a hierarchy and no CRL or ARL yet (the
-    ceremony publishes the first ones now). A server started on such a home still publishes them."""
-    import shutil
-
-    from sqlalchemy import delete
-
-    from smki.store.models import revocation_lists
-
-    with home.store.engine.begin() as connection:
-        connection.execute(delete(revocation_lists))
-    shutil.rmtree(home.settings.home / "crl")
-
-
 def issue_org(home: Home, entity: bytes = ENTITY_A, usage: Usage = Usage.DS) -> IssuedOrganisation:
     """An Organisation Certificate for ``entity`` (PEM-free: the CSR is DER)."""
     from smki.ca.devcsr import make_organisation_csr

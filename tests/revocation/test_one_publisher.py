@@ -10,7 +10,7 @@ from smki.services.context import Home
 from smki.services.revocation import ARL, CRL, RevocationListScheduler
 from smki.store import Store
 from smki.store.locks import exclusive, lock_key
-from tests.revocation.conftest import made_before_the_ceremony_published_lists
+from tests.conftest import made_before_the_ceremony_published_lists
 
 
 def test_the_lock_is_held_by_one_at_a_time(home: Home) -> None:

@@ -6,7 +6,7 @@ import time
 
 from smki.services.context import Home
 from smki.services.revocation import ARL, CRL, RevocationListScheduler, publish_due
-from tests.revocation.conftest import made_before_the_ceremony_published_lists
+from tests.conftest import made_before_the_ceremony_published_lists
 
 
 def test_scheduler_finds_nothing_due_after_the_ceremony(home: Home) -> None:
