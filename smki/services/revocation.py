@@ -12,7 +12,8 @@
   ``smki crl publish`` and ``smki cert expire-due`` run.
 
 Each published list gets the next CRL number for its kind and is kept in the store, so earlier
-ones stay retrievable by number; the newest is also written to ``<home>/crl/``. Every change is
+ones stay retrievable by number; the newest is also written to ``<home>/crl/``. Number 1 of each,
+empty, is the key ceremony's (``first_lists``, recorded in the ceremony's transaction). Every change is
 audited in the transaction that makes it.
 
 Why the key is opened before the change: a revocation whose CRL cannot then be signed (no
