@@ -97,6 +97,20 @@ def ca_home(tmp_path: Path, database_url: str, secret: bytes, *, actor: str = "t
         opened.close()
 
 
+def made_before_the_ceremony_published_lists(home: Home) -> None:
+    """Make ``home`` what an earlier smki's ``ca init`` left: a hierarchy and no CRL or ARL yet (the
+    ceremony publishes the first ones now). A server started on such a home still publishes them."""
+    import shutil
+
+    from sqlalchemy import delete
+
+    from smki.store.models import revocation_lists
+
+    with home.store.engine.begin() as connection:
+        connection.execute(delete(revocation_lists))
+    shutil.rmtree(home.settings.home / "crl")
+
+
 def checks_started(pool: SigningPool, monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
     """Every checking pass ``pool``'s processes are asked for from now on, as the chunk it was given
     (by ``check`` or ``check_ahead``; a check taken from those started ahead starts none)."""

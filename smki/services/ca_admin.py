@@ -1,8 +1,11 @@
 """The key ceremony: create the Root, Organisation CA and Device CA, and record them.
 
 Keys are generated inside the configured key backend; the three certificates are stored as
-certificates of kind root / org-ca / device-ca, with one audit record each, in one transaction.
-Their PEM files are also written to the home directory so operators can hand them to ``openssl``.
+certificates of kind root / org-ca / device-ca, with one audit record each, in one transaction,
+together with the first (empty) CRL and ARL (spec §4.3), so that relying parties can check
+revocation (``openssl verify -crl_check_all``) from the first certificate issued. Their PEM files
+are also written to the home directory so operators can hand them to ``openssl``, and the lists
+to ``<home>/crl/`` as every later publication writes them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -22,6 +26,9 @@ from smki.config import Settings, write_default_config
 from smki.domain import CertKind, CertStatus
 from smki.errors import SmkiError
 from smki.services.context import Home, open_home
+
+if TYPE_CHECKING:
+    from smki.store import RevocationListRecord
 
 CA_FILES = {
     CertKind.ROOT: "root.pem",
@@ -80,6 +87,7 @@ def _move_into_place(staging: Path, final: Path) -> None:
 def _initialise_in(settings: Settings, secret: bytes, *, actor: str, now: datetime | None,
                    shown: Path) -> list[CaSummary]:
     from smki.ca.hierarchy import create_hierarchy
+    from smki.services.revocation import first_lists, write_list_files
 
     settings.home.mkdir(parents=True, exist_ok=True)
     if not settings.config_path.exists():
@@ -96,7 +104,10 @@ def _initialise_in(settings: Settings, secret: bytes, *, actor: str, now: dateti
             CertKind.ORGANISATION_CA: hierarchy.organisation_ca,
             CertKind.DEVICE_CA: hierarchy.device_ca,
         }
-        _record_ca_certificates(home, certificates, actor)
+        lists = first_lists(home, certificates, moment)
+        _record_ceremony(home, certificates, lists, actor)
+        for record in lists:
+            write_list_files(home, record)
         for kind, cert in certificates.items():
             path = settings.home / CA_FILES[kind]
             path.write_bytes(cert.public_bytes(Encoding.PEM))
@@ -105,8 +116,10 @@ def _initialise_in(settings: Settings, secret: bytes, *, actor: str, now: dateti
         home.close()
 
 
-def _record_ca_certificates(home: Home, certificates: dict[CertKind, x509.Certificate], actor: str) -> None:
+def _record_ceremony(home: Home, certificates: dict[CertKind, x509.Certificate],
+                            lists: list[RevocationListRecord], actor: str) -> None:
     from smki.ca.keyid import key_identifier
+    from smki.services.revocation import record_list
     from smki.store import NewCertificate
 
     root_key_id = key_identifier(certificates[CertKind.ROOT].public_key()).hex()  # type: ignore[arg-type]
@@ -129,6 +142,8 @@ def _record_ca_certificates(home: Home, certificates: dict[CertKind, x509.Certif
         tx.add_certificates(rows)
         record_ca_keys(tx, [(row.der, row.serial) for row in rows])
         tx.append_audit(events)
+        for record in lists:
+            record_list(tx, record, actor)
 
 
 def describe_ca(home: Home) -> list[CaSummary]:

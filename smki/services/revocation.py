@@ -12,7 +12,8 @@
   ``smki crl publish`` and ``smki cert expire-due`` run.
 
 Each published list gets the next CRL number for its kind and is kept in the store, so earlier
-ones stay retrievable by number; the newest is also written to ``<home>/crl/``. Every change is
+ones stay retrievable by number; the newest is also written to ``<home>/crl/``. Number 1 of each,
+empty, is the key ceremony's (``first_lists``, recorded in the ceremony's transaction). Every change is
 audited in the transaction that makes it.
 
 Why the key is opened before the change: a revocation whose CRL cannot then be signed (no
@@ -25,12 +26,13 @@ certificate.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from smki.audit import AuditEvent
@@ -39,7 +41,7 @@ from smki.errors import NotFound, SmkiError
 from smki.ra import check_own_certificate as check_own_certificate_rule
 from smki.services.context import Home
 from smki.services.staff import require_second_person, require_staff
-from smki.store import CertificateRecord, RevocationListRecord, normalise_serial
+from smki.store import CertificateRecord, RevocationListRecord, Transaction, normalise_serial
 
 #: RFC 5280 §5.3.1 reason codes an operator may give. Left out: certificateHold (6) and
 #: removeFromCRL (8), because a revocation here is final, and aACompromise (10), which is about
@@ -317,52 +319,74 @@ def expire_due(home: Home, *, actor: str, now: datetime | None = None) -> list[s
     return serials
 
 
+def _list_profile(home: Home, kind: str) -> tuple[CertKind, str, tuple[CertKind, ...], timedelta]:
+    """A list's issuer, the issuer's key label, the kinds of certificate it lists, and its lifetime."""
+    from smki.ca.hierarchy import ORGANISATION_CA_LABEL, ROOT_LABEL
+
+    if kind == CRL:
+        return (CertKind.ORGANISATION_CA, ORGANISATION_CA_LABEL, (CertKind.ORGANISATION,),
+                timedelta(hours=home.settings.crl_next_update_hours))
+    if kind == ARL:
+        return CertKind.ROOT, ROOT_LABEL, CA_KINDS, timedelta(days=home.settings.arl_next_update_days)
+    raise SmkiError("crl.bad-kind", f"a revocation list is a CRL or an ARL, not {kind[:10]!r}")
+
+
+def _sign_list(home: Home, kind: str, issuer: x509.Certificate, entries: Sequence[tuple[int, datetime, int | None]],
+               number: int, moment: datetime) -> RevocationListRecord:
+    """Build, sign and lint (``crl_lint``) list ``number`` of ``kind``; nothing is recorded yet."""
+    from smki.ca.crl import build_crl
+    from smki.ca.lint import refuse_on_errors
+    from smki.services.crl_lint import publication_findings
+
+    _issuer_kind, label, _kinds, lifetime = _list_profile(home, kind)
+    crl = build_crl(issuer, home.backend().signer(label), entries, number, moment, moment + lifetime)
+    der = crl.public_bytes(Encoding.DER)
+    refuse_on_errors(publication_findings(der, kind), kind)
+    return RevocationListRecord(kind, number, moment, moment + lifetime, len(entries), der)
+
+
+def record_list(tx: Transaction, record: RevocationListRecord, actor: str) -> None:
+    """Record a signed list, audited ``crl.published``, in the caller's transaction."""
+    tx.add_revocation_list(record)
+    tx.append_audit([AuditEvent(actor, "crl.published", f"{record.kind}#{record.number}",
+                                {"kind": record.kind, "number": record.number, "entries": record.entries})])
+
+
 def publish(home: Home, kind: str, *, actor: str, now: datetime | None = None) -> Published:
     """Sign and record the next CRL (Organisation CA) or ARL (Root), and write it under ``<home>/crl``.
 
     The list holds every revoked certificate of its kinds issued by its issuer's key, streamed
     from the store; it is linted (``crl_lint``) before it is recorded.
     """
-    from smki.ca.crl import build_crl
-    from smki.ca.hierarchy import ORGANISATION_CA_LABEL, ROOT_LABEL
     from smki.ca.keyid import key_identifier
-    from smki.ca.lint import refuse_on_errors
-    from smki.services.crl_lint import publication_findings
 
-    if kind == CRL:
-        issuer_kind, label = CertKind.ORGANISATION_CA, ORGANISATION_CA_LABEL
-        kinds: tuple[CertKind, ...] = (CertKind.ORGANISATION,)
-        lifetime = timedelta(hours=home.settings.crl_next_update_hours)
-    elif kind == ARL:
-        issuer_kind, label, kinds = CertKind.ROOT, ROOT_LABEL, CA_KINDS
-        lifetime = timedelta(days=home.settings.arl_next_update_days)
-    else:
-        raise SmkiError("crl.bad-kind", f"a revocation list is a CRL or an ARL, not {kind[:10]!r}")
+    issuer_kind, _label, kinds, _lifetime = _list_profile(home, kind)
     if home.store.ca_certificate(issuer_kind) is None:
         raise NotFound("crl.no-issuer", f"no in-use {issuer_kind.value} certificate to sign the {kind}")
     issuer = home.ca_certificate(issuer_kind)
     moment = _moment(now)
-    signer = home.backend().signer(label)
     issuer_kid = key_identifier(issuer.public_key()).hex()  # type: ignore[arg-type]
     entries = [(e.serial, e.revoked_at, e.reason) for e in home.store.revoked_entries(kinds, issuer_kid)]
     for _attempt in range(3):  # a concurrent publisher may take our number: sign the next one
         latest = home.store.revocation_list(kind)
-        number = 1 if latest is None else latest.number + 1
-        crl = build_crl(issuer, signer, entries, number, moment, moment + lifetime)
-        der = crl.public_bytes(Encoding.DER)
-        refuse_on_errors(publication_findings(der, kind), kind)
-        record = RevocationListRecord(kind, number, moment, moment + lifetime, len(entries), der)
+        record = _sign_list(home, kind, issuer, entries, 1 if latest is None else latest.number + 1, moment)
         try:
             with home.store.transaction() as tx:
-                tx.add_revocation_list(record)
-                tx.append_audit([AuditEvent(actor, "crl.published", f"{kind}#{number}",
-                                            {"kind": kind, "number": number, "entries": len(entries)})])
+                record_list(tx, record, actor)
         except SmkiError as exc:
             if exc.code == "store.duplicate-crl-number":
                 continue
             raise
-        return Published(kind, number, len(entries), write_list_files(home, record))
+        return Published(kind, record.number, record.entries, write_list_files(home, record))
     raise SmkiError("crl.busy", f"could not publish the {kind}: other publishers kept taking the number")
+
+
+def first_lists(home: Home, issuers: Mapping[CertKind, x509.Certificate], now: datetime) -> list[RevocationListRecord]:
+    """The key ceremony's lists (spec §4.3): CRL and ARL number 1, empty, signed by the new
+    Organisation CA and Root (``issuers``, not yet recorded), so relying parties can check
+    revocation from the first certificate on. The ceremony records them (:func:`record_list`) in
+    its own transaction, so a list that cannot be signed or linted fails the whole ceremony."""
+    return [_sign_list(home, kind, issuers[_list_profile(home, kind)[0]], [], 1, _moment(now)) for kind in LIST_KINDS]
 
 
 def write_list_files(home: Home, record: RevocationListRecord) -> Path:
@@ -393,8 +417,7 @@ def unpublished_revocations(home: Home, kind: str, latest: RevocationListRecord 
     """
     from smki.ca.keyid import key_identifier
 
-    issuer_kind, kinds = (CertKind.ORGANISATION_CA, (CertKind.ORGANISATION,)) if kind == CRL else (CertKind.ROOT,
-                                                                                                  CA_KINDS)
+    issuer_kind, _label, kinds, _lifetime = _list_profile(home, kind)
     if home.store.ca_certificate(issuer_kind) is None:
         return 0  # no issuer in use: no list can be signed (and ``publish_due`` skips it)
     issuer_kid = key_identifier(home.ca_certificate(issuer_kind).public_key()).hex()  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from smki.store.batches import batch_reads
 from tests.api.conftest import SECRET, ClientFiles
 from tests.api.serve_process import write_api_config
 from tests.api.test_serve import RESULT, SUBMIT, _batch, _check_results
+from tests.conftest import made_before_the_ceremony_published_lists
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 BATCHES, SIZE = 4, 1500
@@ -104,6 +105,7 @@ def _portal_forms_cross_nodes(url: str, who: ClientFiles, rounds: int) -> list[i
 
 def test_two_nodes_behind_haproxy_survive_a_killed_node(home: Home, aro: ClientFiles, tmp_path: Path) -> None:
     write_api_config(home.settings.home)
+    made_before_the_ceremony_published_lists(home)  # both schedulers find both lists due at once
     homes = [home.settings.home, add_node_home(home.settings.home, tmp_path / "node-b")]
     node_a, node_b = _start_together(homes)
     proxy = HAProxy.start(tmp_path, [node_a.port, node_b.port])

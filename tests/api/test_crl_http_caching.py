@@ -10,14 +10,13 @@ from cryptography import x509
 
 from smki.domain import Route
 from smki.services.context import Home
-from smki.services.revocation import ARL, CRL, publish
+from smki.services.revocation import CRL, publish
 from tests.api.conftest import ClientFiles, LiveListeners
 
 
 def test_latest_lists_are_revalidated_by_etag_and_date_on_both_listeners(
         live: LiveListeners, home: Home, aro: ClientFiles) -> None:
-    publish(home, CRL, actor="t")
-    publish(home, ARL, actor="t")
+    # the key ceremony's CRL and ARL (#1 each), served as any later list is
     for route in (Route.GATEWAY, Route.SPOTI):
         client = live.client(aro, route)
         for kind in ("crl", "arl"):
@@ -51,12 +50,12 @@ def test_a_new_list_changes_the_etag_and_a_numbered_list_is_immutable(
     newer = client.get("/api/v1/crl", headers={"if-none-match": etag, "if-modified-since": stamp})
     assert newer.status_code == 200 and newer.headers["etag"] != etag
     assert x509.load_der_x509_crl(newer.content).extensions.get_extension_for_class(
-        x509.CRLNumber).value.crl_number == 2
+        x509.CRLNumber).value.crl_number == 3  # #1 is the ceremony's
 
-    numbered = client.get("/api/v1/crl/1")
+    numbered = client.get("/api/v1/crl/2")
     assert numbered.status_code == 200 and numbered.headers["etag"] == etag
     assert "immutable" in numbered.headers["cache-control"] and "max-age=" in numbered.headers["cache-control"]
-    assert client.get("/api/v1/crl/1", headers={"if-none-match": etag}).status_code == 304
-    assert client.get("/api/v1/crl/1", headers={"if-none-match": "*"}).status_code == 304
-    assert client.get("/api/v1/crl/1", headers={"if-none-match": '"other", ' + etag}).status_code == 304
-    assert client.get("/api/v1/crl/1", headers={"if-modified-since": "not a date"}).status_code == 200
+    assert client.get("/api/v1/crl/2", headers={"if-none-match": etag}).status_code == 304
+    assert client.get("/api/v1/crl/2", headers={"if-none-match": "*"}).status_code == 304
+    assert client.get("/api/v1/crl/2", headers={"if-none-match": '"other", ' + etag}).status_code == 304
+    assert client.get("/api/v1/crl/2", headers={"if-modified-since": "not a date"}).status_code == 200

@@ -141,13 +141,24 @@ def test_search_and_download(live: LiveListeners, home: Home, aro: ClientFiles, 
 def test_crl_and_arl_download_latest_and_by_number(live: LiveListeners, home: Home, aro: ClientFiles,
                                                    tmp_path: Path) -> None:
     client = live.client(aro, Route.SPOTI)
-    assert client.get("/api/v1/crl").json()["error"]["code"] == "crl.not-found"
+    # right after the key ceremony: its empty CRL (Organisation CA) and ARL (Root), number 1 each
+    for kind, issuer_kind in (("crl", CertKind.ORGANISATION_CA), ("arl", CertKind.ROOT)):
+        served = client.get(f"/api/v1/{kind}")
+        assert served.status_code == 200 and served.headers["content-type"] == "application/pkix-crl"
+        assert client.get(f"/api/v1/{kind}/1").content == served.content
+        issued = x509.load_der_x509_crl(served.content)
+        issuer = home.ca_certificate(issuer_kind)
+        assert issued.issuer == issuer.subject and issued.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        assert issued.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1
+        assert issued.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier == (
+            issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
+        assert len(issued) == 0
     publish(home, CRL, actor="t")
     publish(home, CRL, actor="t")
     latest = client.get("/api/v1/crl")
     assert latest.status_code == 200 and latest.headers["content-type"] == "application/pkix-crl"
     crl = x509.load_der_x509_crl(latest.content)
-    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 3
     first = client.get("/api/v1/crl/1", params={"format": "pem"})
     assert x509.load_pem_x509_crl(first.content).extensions.get_extension_for_class(
         x509.CRLNumber).value.crl_number == 1

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from smki.ca.devcsr import make_device_csr, make_organisation_csr
@@ -57,6 +60,50 @@ def test_ceremony_creates_three_cas_with_protected_keys(ca_home: Path, env: dict
     assert again.code == 1
     assert again.err.startswith("error: ca.exists:")
     assert "Traceback" not in again.err
+
+
+def test_ceremony_publishes_empty_crl_and_arl_that_openssl_checks_against(
+        ca_home: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """Spec §4.3: the ceremony publishes the first CRL (Organisation CA) and ARL (Root), so a relying
+    party's ``openssl verify -crl_check_all`` passes from the first certificate issued."""
+    root = x509.load_pem_x509_certificate((ca_home / "root.pem").read_bytes())
+    oca = x509.load_pem_x509_certificate((ca_home / "organisation-ca.pem").read_bytes())
+    pems = {}
+    for kind, issuer, other, published in (("CRL", oca, root, "organisation-ca.crl"), ("ARL", root, oca, "root.arl")):
+        out = tmp_path / f"{kind}.pem"
+        exported = smki(["crl", "export", "--kind", kind, "--format", "pem", "--out", str(out),
+                         "--home", str(ca_home)], env)
+        assert exported.code == 0, exported.err
+        crl = x509.load_pem_x509_crl(out.read_bytes())
+        assert (ca_home / "crl" / published).read_bytes() == crl.public_bytes(Encoding.DER)
+        assert crl.issuer == issuer.subject
+        assert crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        assert not crl.is_signature_valid(other.public_key())  # type: ignore[arg-type]
+        assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1
+        assert crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier == (
+            issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
+        assert len(crl) == 0 and crl.next_update_utc is not None
+        pems[kind] = out
+    tail = smki(["audit", "tail", "--json", "--home", str(ca_home)], env)
+    published = [(r["action"], r["subject"]) for r in json.loads(tail.out) if r["action"] == "crl.published"]
+    assert published == [("crl.published", "CRL#1"), ("crl.published", "ARL#1")]
+
+    der = make_organisation_csr(ENTITY, RemotePartyRole.SUPPLIER, Usage.DS, "TEST SUPPLIER")
+    (tmp_path / "org.csr").write_bytes(_pem_csr(der))
+    org = tmp_path / "org.pem"
+    assert smki(["issue", "org", str(tmp_path / "org.csr"), "--out", str(org), "--home", str(ca_home)], env).code == 0
+    trusted = tmp_path / "root+oca.pem"
+    trusted.write_bytes((ca_home / "root.pem").read_bytes() + (ca_home / "organisation-ca.pem").read_bytes())
+
+    def verify(*lists: Path) -> subprocess.CompletedProcess[str]:
+        crl_files = [arg for path in lists for arg in ("-CRLfile", str(path))]
+        return subprocess.run(["openssl", "verify", "-crl_check_all", "-CAfile", str(trusted), *crl_files, str(org)],
+                              capture_output=True, text=True)
+
+    checked = verify(pems["CRL"], pems["ARL"])
+    assert checked.returncode == 0 and f"{org}: OK" in checked.stdout, checked.stdout + checked.stderr
+    without_arl = verify(pems["CRL"])  # the check needs both lists: this is what the ceremony's ARL gives
+    assert without_arl.returncode != 0 and "unable to get certificate CRL" in without_arl.stdout + without_arl.stderr
 
 
 def test_organisation_certificate_verifies_and_is_searchable(ca_home: Path, env: dict[str, str],

@@ -75,25 +75,25 @@ def test_operator_revokes_and_openssl_honours_the_crl(ca_home: Path, env: dict[s
     on_hold = smki(["cert", "revoke", _serial(revoked), "--reason", "onHold", "--as", "op", *h], env)
     assert on_hold.code == 2 and "Invalid value for '--reason'" in on_hold.err  # a usage error, choices listed
     done = _ok(smki(["cert", "revoke", _serial(revoked), "--reason", "keyCompromise", *h], {**env, "SMKI_STAFF": "op"}))
-    assert "published CRL #1 (1 entries)" in done.out
+    assert "published CRL #2 (1 entries)" in done.out  # #1 is the key ceremony's, empty
 
-    crl1 = tmp_path / "crl1.pem"
-    _ok(smki(["crl", "export", "--kind", "CRL", "--number", "1", "--format", "pem", "--out", str(crl1), *h], env))
+    crl2 = tmp_path / "crl2.pem"
+    _ok(smki(["crl", "export", "--kind", "CRL", "--number", "2", "--format", "pem", "--out", str(crl2), *h], env))
     root, oca = ca_home / "root.pem", ca_home / "organisation-ca.pem"
-    assert openssl_crl_verify(crl1, oca).returncode == 0
-    rejected = openssl_verify_with_crl(root, oca, crl1, revoked)
+    assert openssl_crl_verify(crl2, oca).returncode == 0
+    rejected = openssl_verify_with_crl(root, oca, crl2, revoked)
     assert rejected.returncode != 0 and "certificate revoked" in rejected.stdout + rejected.stderr
-    accepted = openssl_verify_with_crl(root, oca, crl1, kept)
+    accepted = openssl_verify_with_crl(root, oca, crl2, kept)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
 
     _ok(smki(["cert", "revoke", _serial(kept), "--reason", "superseded", "--as", "op", *h], env))
     shown = _ok(smki(["crl", "show", "--kind", "crl", *h], env)).out
-    assert re.search(r"number\s+│\s+2\b", shown) and "1, 2" in shown
-    older = _ok(smki(["crl", "show", "--number", "1", *h], env)).out
+    assert re.search(r"number\s+│\s+3\b", shown) and "1, 2, 3" in shown
+    older = _ok(smki(["crl", "show", "--number", "2", *h], env)).out
     assert re.search(r"entries\s+│\s+1\b", older)
-    again = tmp_path / "crl1-again.der"
-    _ok(smki(["crl", "export", "--number", "1", "--out", str(again), *h], env))
-    assert x509.load_der_x509_crl(again.read_bytes()).public_bytes(Encoding.PEM) == crl1.read_bytes()
+    again = tmp_path / "crl2-again.der"
+    _ok(smki(["crl", "export", "--number", "2", "--out", str(again), *h], env))
+    assert x509.load_der_x509_crl(again.read_bytes()).public_bytes(Encoding.PEM) == crl2.read_bytes()
     status = _ok(smki(["cert", "search", "--status", "R", *h], env)).out
     assert _serial(revoked).rjust(32, "0") in status and _serial(kept).rjust(32, "0") in status
     _ok(smki(["audit", "verify", *h], env))
@@ -113,7 +113,7 @@ def test_ca_revocation_under_dual_control(ca_home: Path, env: dict[str, str], tm
     listed = _ok(smki(["ca", "revoke", "list", *h], env)).out
     assert "pending" in listed and "both" in listed
     approved = _ok(smki(["ca", "revoke", "approve", item.group(1), "--as", "ap", *h], env))
-    assert "published ARL #1 (1 entries)" in approved.out
+    assert "published ARL #2 (1 entries)" in approved.out  # #1 is the key ceremony's
     _refused(smki(["ca", "revoke", "approve", item.group(1), "--as", "ap", *h], env), "ra.already-decided")
     arl = tmp_path / "arl.pem"
     _ok(smki(["crl", "export", "--kind", "ARL", "--format", "pem", "--out", str(arl), *h], env))
@@ -159,9 +159,9 @@ def test_publish_status_and_populate_commands(ca_home: Path, env: dict[str, str]
     _refused(smki(["cert", "set-status", serial.group(1), "R", "--as", "op", *h], env), "status.not-settable")
     assert "│ N " in _ok(smki(["cert", "show", serial.group(1), *h], env)).out
     published = _ok(smki(["crl", "publish", *h], env)).out
-    assert "published CRL #1 (0 entries)" in published and "published ARL #1 (0 entries)" in published
-    assert "published CRL #2" in _ok(smki(["crl", "publish", "--kind", "crl", *h], env)).out
-    assert (ca_home / "crl" / "organisation-ca-2.crl").exists() and (ca_home / "crl" / "root.arl").exists()
+    assert "published CRL #2 (0 entries)" in published and "published ARL #2 (0 entries)" in published
+    assert "published CRL #3" in _ok(smki(["crl", "publish", "--kind", "crl", *h], env)).out
+    assert (ca_home / "crl" / "organisation-ca-3.crl").exists() and (ca_home / "crl" / "root.arl").exists()
     assert "0 certificate(s) expired" in _ok(smki(["cert", "expire-due", *h], env)).out
     listed = _ok(smki(["staff", "list", *h], env)).out
     assert "ra-approver, ra-operator" in listed

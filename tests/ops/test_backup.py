@@ -109,7 +109,7 @@ def test_backup_verify_restore_round_trip(tmp_path: Path, database_url: str, emp
     assert before < after and len(after - before) == 3
     published = smki(["crl", "publish", "--kind", "CRL", "--home", str(new_home)], restore_env)
     assert published.code == 0, published.err
-    assert (new_home / "crl" / "organisation-ca-2.crl").exists()
+    assert (new_home / "crl" / "organisation-ca-3.crl").exists()  # #1 the ceremony's, #2 before the backup
 
     again = smki(["backup", "restore", str(archive), "--home", str(new_home), *restore_args], restore_env)
     assert again.code == 1 and "backup.home-not-empty" in again.err

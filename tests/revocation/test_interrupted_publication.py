@@ -20,7 +20,6 @@ from smki.services.revocation import (
     decide_ca_revocation,
     list_record,
     propose_ca_revocation,
-    publish,
     publish_due,
     revoke_as_operator,
     unpublished_revocations,
@@ -57,9 +56,7 @@ def _revoke_and_die(home: Home, serial: str, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_publish_due_catches_up_a_revocation_whose_crl_was_never_signed(
         home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
-    now = datetime.now(UTC).replace(microsecond=0)
-    publish(home, CRL, actor="test", now=now)
-    publish(home, ARL, actor="test", now=now)
+    now = datetime.now(UTC).replace(microsecond=0)  # the ceremony published CRL and ARL #1 just now
     serial = issue_org(home).serial
     _revoke_and_die(home, serial, monkeypatch)
     record = home.store.certificate_by_serial(serial)
@@ -78,8 +75,6 @@ def test_publish_due_catches_up_a_revocation_whose_crl_was_never_signed(
 def test_publish_due_catches_up_an_approved_ca_revocation_whose_arl_was_never_signed(
         home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    publish(home, CRL, actor="test", now=now)
-    publish(home, ARL, actor="test", now=now)
     dca = f"{home.ca_certificate(CertKind.DEVICE_CA).serial_number:032x}"
     item = propose_ca_revocation(home, dca, 2, staff_id="op")
     with monkeypatch.context() as patched:
@@ -93,8 +88,6 @@ def test_publish_due_catches_up_an_approved_ca_revocation_whose_arl_was_never_si
 
 def test_a_server_starting_after_the_crash_publishes_the_missing_revocation(
         home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
-    publish(home, CRL, actor="test")
-    publish(home, ARL, actor="test")
     serial = issue_org(home).serial
     _revoke_and_die(home, serial, monkeypatch)
     scheduler = RevocationListScheduler(home, interval=3600)
@@ -125,4 +118,4 @@ def test_a_failed_publication_says_the_certificate_is_revoked_and_how_the_list_c
     assert "smki crl publish" in failed.value.message
     record = home.store.certificate_by_serial(serial)
     assert record is not None and record.status is CertStatus.REVOKED
-    assert [p.kind for p in publish_due(home, actor="test")] == [CRL, ARL] and _lists(home, CRL, serial)
+    assert [p.kind for p in publish_due(home, actor="test")] == [CRL] and _lists(home, CRL, serial)

@@ -10,6 +10,7 @@ from smki.services.context import Home
 from smki.services.revocation import ARL, CRL, RevocationListScheduler
 from smki.store import Store
 from smki.store.locks import exclusive, lock_key
+from tests.conftest import made_before_the_ceremony_published_lists
 
 
 def test_the_lock_is_held_by_one_at_a_time(home: Home) -> None:
@@ -34,7 +35,8 @@ def test_lock_keys_are_stable_signed_64_bit() -> None:
 
 def test_several_schedulers_publish_one_list_per_interval(home: Home) -> None:
     """Four schedulers, as four processes over two nodes, each with its own connections, started
-    at once: each list is published once, not once per scheduler."""
+    at once, on a home whose lists are all due: each list is published once, not once per scheduler."""
+    made_before_the_ceremony_published_lists(home)
     homes = [Home(home.settings, Store.open(str(home.store.engine.url)), home.secret) for _ in range(4)]
     schedulers = [RevocationListScheduler(h, interval=0.02) for h in homes]
     try:

@@ -62,7 +62,7 @@ def test_revoked_certificate_fails_openssl_crl_check_and_unrevoked_passes(home: 
     revoked = issue_org(home)
     kept = issue_org(home, usage=Usage.KA)
     done = revoke_as_operator(home, revoked.serial, parse_reason("keyCompromise"), staff_id="op")
-    assert (done.kind, done.number, done.entries) == (CRL, 1, 1)
+    assert (done.kind, done.number, done.entries) == (CRL, 2, 1)  # #1 is the ceremony's, empty
     assert done.path == home.settings.home / "crl" / "organisation-ca.crl"
 
     crl = x509.load_der_x509_crl(done.path.read_bytes())
@@ -83,7 +83,7 @@ def test_revoked_certificate_fails_openssl_crl_check_and_unrevoked_passes(home: 
     record = home.store.certificate_by_serial(revoked.serial)
     assert record is not None and record.status is CertStatus.REVOKED and record.revocation_reason == 1
     assert ("certificate.revoked", revoked.serial, "staff:op") in _audit_actions(home)
-    assert ("crl.published", "CRL#1", "staff:op") in _audit_actions(home)
+    assert ("crl.published", "CRL#2", "staff:op") in _audit_actions(home)
     assert home.store.verify_audit().ok
 
 
@@ -91,12 +91,12 @@ def test_crl_numbers_increase_and_earlier_lists_stay_retrievable(home: Home) -> 
     serials = [issue_org(home).serial for _ in range(3)]
     for serial, reason in zip(serials, ("unspecified", "superseded", "9"), strict=True):
         revoke_as_operator(home, serial, parse_reason(reason), staff_id="op")
-    first = list_record(home, CRL, 1)
+    first = list_record(home, CRL, 1)  # the key ceremony's
     again = publish(home, CRL, actor="test")
-    assert again.number == 4
-    assert home.store.revocation_list_numbers(CRL) == [1, 2, 3, 4]
+    assert again.number == 5
+    assert home.store.revocation_list_numbers(CRL) == [1, 2, 3, 4, 5]
     assert list_record(home, CRL, 1).der == first.der  # kept byte for byte
-    for number, entries in ((1, 1), (2, 2), (3, 3), (4, 3)):
+    for number, entries in ((1, 0), (2, 1), (3, 2), (4, 3), (5, 3)):
         crl = _crl(home, CRL, number)
         assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == number
         assert len(crl) == entries
@@ -154,7 +154,7 @@ def test_aro_may_revoke_only_its_own_partys_certificate(home: Home) -> None:
     assert "party-a" in refused.value.message
     record = home.store.certificate_by_serial(theirs.serial)
     assert record is not None and record.status is CertStatus.IN_USE
-    assert home.store.revocation_list(CRL) is None  # nothing was published either
+    assert home.store.revocation_list_numbers(CRL) == [1]  # nothing was published either
 
     ours = issue_org(home, ENTITY_A)
     done = revoke_organisation_certificate(home, ours.serial, 3, actor="aro:alice", requesting_party="party-a")
@@ -208,12 +208,12 @@ def test_ca_certificates_need_dual_control(home: Home, tmp_path: Path) -> None:
         with pytest.raises(SmkiError) as role:
             decide_ca_revocation(home, item, staff_id=staff, approve=True)
         assert role.value.code == "staff.role-required"
-    assert home.store.revocation_list(ARL) is None
+    assert home.store.revocation_list_numbers(ARL) == [1]  # the ceremony's only
     record = home.store.certificate_by_serial(dca.serial_number)
     assert record is not None and record.status is CertStatus.IN_USE
 
     done = decide_ca_revocation(home, item, staff_id="approver", approve=True)
-    assert done is not None and (done.kind, done.number, done.entries) == (ARL, 1, 1)
+    assert done is not None and (done.kind, done.number, done.entries) == (ARL, 2, 1)
     with pytest.raises(SmkiError) as decided:
         decide_ca_revocation(home, item, staff_id="approver", approve=False)
     assert decided.value.code == "ra.already-decided"
@@ -324,7 +324,7 @@ def test_expiry_marks_only_organisation_certificates_past_not_after(home: Home) 
 
 def test_publish_due_renews_only_lists_near_next_update(home: Home) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    assert sorted(p.kind for p in publish_due(home, actor="test", now=now)) == [ARL, CRL]
+    assert publish_due(home, actor="test", now=now) == []  # the ceremony's lists are fresh
     assert publish_due(home, actor="test", now=now + timedelta(hours=1)) == []
     assert [p.kind for p in publish_due(home, actor="test", now=now + timedelta(hours=19))] == [CRL]
     assert [p.number for p in publish_due(home, actor="test", now=now + timedelta(days=23))] == [3, 2]
