@@ -117,7 +117,7 @@ def _initialise_in(settings: Settings, secret: bytes, *, actor: str, now: dateti
 
 
 def _record_ceremony(home: Home, certificates: dict[CertKind, x509.Certificate],
-                            lists: list[RevocationListRecord], actor: str) -> None:
+                     lists: list[RevocationListRecord], actor: str) -> None:
     from smki.ca.keyid import key_identifier
     from smki.services.revocation import record_list
     from smki.store import NewCertificate

@@ -118,8 +118,9 @@ def test_ca_init_leaves_nothing_behind_when_it_fails(run: Run, tmp_path: Path,
     assert run("ca", "init", "--home", str(fresh)).code == 1
     assert [p.name for p in fresh.iterdir()] == ["smki.toml"]
     monkeypatch.setenv("SMKI_KEY_PASSPHRASE", "a-long-enough-passphrase")
-    assert run("ca", "init", "--home", str(fresh)).code == 0
-    assert {"smki.toml", "smki.db", "root.pem", "keys"} <= {p.name for p in fresh.iterdir()}
+    made = run("ca", "init", "--home", str(fresh))
+    assert made.code == 0 and "CRL 1 (Organisation CA) and ARL 1 (Root) published" in made.out
+    assert {"smki.toml", "smki.db", "root.pem", "keys", "crl"} <= {p.name for p in fresh.iterdir()}
     assert "crl-next-update-hours = 12" in (fresh / "smki.toml").read_text()
     assert len(json.loads(ok(run, "ca", "show", "--json", "--home", str(fresh)))) == 3
 

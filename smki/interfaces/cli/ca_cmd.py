@@ -50,6 +50,7 @@ def init(
         raise typer.BadParameter("--keys pkcs11 needs --module and --token")
     summaries = initialise_ca(settings, read_secret(settings, confirm=True), actor=actor())
     _show(summaries)
+    console.print("Revocation lists: CRL 1 (Organisation CA) and ARL 1 (Root) published, empty (smki crl show)")
     console.print(f"Configuration: {settings.config_path}")
 
 
