@@ -88,6 +88,8 @@ def test_a_ca_revocation_is_proposed_shown_in_full_and_approved_by_a_different_a
     assert operator_approves.status_code == 403 and "ra.staff-holds-role" in operator_approves.text
     # the approver sees exactly what is revoked before deciding
     page = gw.get(REVOCATIONS, headers=staff(APPROVER))
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert operator_approves.headers["x-frame-options"] == "DENY"  # refusals are Portal pages too
     card = page.text[page.text.index(f'id="ca-revocation-{item}"'):]
     card = card[:card.index("</article>")]
     for fact in (subject, serial, "Device CA", "cACompromise (code 2)", OPERATOR, "cannot be undone"):
