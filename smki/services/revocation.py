@@ -41,7 +41,8 @@ from smki.errors import NotFound, SmkiError
 from smki.ra import check_own_certificate as check_own_certificate_rule
 from smki.services.context import Home
 from smki.services.staff import require_second_person, require_staff
-from smki.store import CertificateRecord, RevocationListRecord, Transaction, normalise_serial
+from smki.services.typed_text import typed_text
+from smki.store import CertificateQuery, CertificateRecord, RevocationListRecord, Transaction, normalise_serial
 
 #: RFC 5280 §5.3.1 reason codes an operator may give. Left out: certificateHold (6) and
 #: removeFromCRL (8), because a revocation here is final, and aACompromise (10), which is about
@@ -235,8 +236,11 @@ def propose_ca_revocation(home: Home, serial: str, reason: int, *, staff_id: str
 
 
 def decide_ca_revocation(home: Home, item_id: int, *, staff_id: str | None, approve: bool,
-                         now: datetime | None = None) -> Published | None:
-    """A different RA approver approves (revoke + ARL) or refuses the proposal (rule ``ra.dual-control``)."""
+                         reason: str | None = None, now: datetime | None = None) -> Published | None:
+    """A different RA approver approves (revoke + ARL) or refuses the proposal (rule ``ra.dual-control``).
+
+    ``reason`` is the approver's own reason for refusing (optional; recorded in the audit as ``refusal``).
+    """
     staff = require_staff(home, staff_id, "ra-approver", subject=f"ca-revocation:{item_id}",
                           action="approve-ca-revocation" if approve else "refuse-ca-revocation")
     assert staff_id is not None
@@ -250,22 +254,88 @@ def decide_ca_revocation(home: Home, item_id: int, *, staff_id: str | None, appr
                           subject=item.subject, details={"item": item_id}, actor=f"staff:{staff.staff_id}")
     if approve:
         _require_signer(home, ARL)
+    refusal = None if approve or not reason or not reason.strip() else typed_text(
+        reason, "the reason", limit=500, code="ra.bad-text")
     moment = _moment(now)
-    reason = int(item.payload["reason"])
+    code = int(item.payload["reason"])
     actor = f"staff:{staff_id}"
+    details: dict[str, object] = {"item": item_id, "reason": code, "proposed_by": item.proposed_by}
+    if refusal is not None:
+        details["refusal"] = refusal
     try:
         with home.store.transaction() as tx:
             tx.registry.decide_dual_control(item_id, "approved" if approve else "refused", staff_id)
             if approve:
-                tx.set_certificate_status(item.subject, CertStatus.REVOKED, reason=reason, at=moment,
+                tx.set_certificate_status(item.subject, CertStatus.REVOKED, reason=code, at=moment,
                                           only_from=_LIVE)
             tx.append_audit([AuditEvent(actor, "ca.revoked" if approve else "ca.revocation-refused", item.subject,
-                                        {"item": item_id, "reason": reason, "proposed_by": item.proposed_by})])
+                                        details)])
     except SmkiError as exc:
         if exc.code == "store.status-changed":
             raise SmkiError("revocation.already-revoked", f"certificate {item.subject} is already revoked") from exc
         raise
     return _publish_after_revoking(home, ARL, item.subject, actor=actor, now=moment) if approve else None
+
+
+@dataclass(frozen=True)
+class CaCertificate:
+    """An Organisation CA or Device CA certificate as RA staff see it before proposing or deciding
+    its revocation: what it is (subject, kind), which one (serial, validity) and where it stands."""
+
+    serial: str
+    kind: CertKind
+    subject: str  # RFC 4514
+    not_before: datetime
+    not_after: datetime
+    status: CertStatus
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CaRevocation:
+    """A CA revocation proposal with everything the approver must see before deciding: the
+    certificate it revokes (``certificate``: None only if that serial is not in the store), the
+    reason the proposer gave, who proposed it and when, and where it stands."""
+
+    item: int
+    serial: str
+    certificate: CaCertificate | None
+    reason: int
+    reason_name: str
+    status: str  # pending / approved / refused
+    proposed_by: str
+    proposed_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+
+
+def _ca_view(record: CertificateRecord) -> CaCertificate:
+    subject = x509.load_der_x509_certificate(record.der).subject.rfc4514_string()
+    return CaCertificate(record.serial, record.kind, subject, record.not_before, record.not_after, record.status,
+                         record.revoked_at)
+
+
+def ca_certificates(home: Home) -> list[CaCertificate]:
+    """Every Organisation CA and Device CA certificate in the store (any status), oldest first: what
+    an RA operator may propose revoking (``propose_ca_revocation``)."""
+    found: list[CaCertificate] = []
+    for kind in CA_KINDS:
+        found += [_ca_view(r) for r in home.store.find_certificates(CertificateQuery(kind=kind, limit=1000))]
+    return found
+
+
+def ca_revocations(home: Home, *, pending_only: bool = True) -> list[CaRevocation]:
+    """CA revocation proposals, oldest first (those awaiting an RA approver unless ``pending_only`` is False)."""
+    views: list[CaRevocation] = []
+    for item in home.store.registry.dual_control_items("pending" if pending_only else None):
+        if item.action != CA_REVOKE_ACTION:
+            continue
+        record = home.store.certificate_by_serial(item.subject)
+        code = int(item.payload.get("reason", 0))
+        views.append(CaRevocation(item.id, item.subject, None if record is None else _ca_view(record), code,
+                                  REASON_NAMES.get(code, str(code)), item.status, item.proposed_by,
+                                  item.proposed_at, item.decided_by, item.decided_at))
+    return views
 
 
 def set_status(home: Home, serial: str, status: CertStatus, *, staff_id: str | None,

@@ -33,7 +33,10 @@ STAFF_POSTS = ["/portal/staff/applications/{}/propose", "/portal/staff/applicati
                "/portal/staff/applications/{}/refuse", "/portal/staff/applications/{}/evidence",
                "/portal/staff/aros/{}/verify", "/portal/staff/aros/{}/screen", "/portal/staff/aros/{}/suspend",
                "/portal/staff/publish/{}", "/portal/staff/aros/{}/reinstate", "/portal/staff/parties/{}/reinstate",
-               "/portal/staff/reinstatements/{}/approve", "/portal/staff/reinstatements/{}/refuse"]
+               "/portal/staff/reinstatements/{}/approve", "/portal/staff/reinstatements/{}/refuse",
+               "/portal/staff/parties/{}/suspend", "/portal/staff/parties/{}/withdraw",
+               "/portal/staff/ca-certificates/{}/propose", "/portal/staff/revocations/{}/approve",
+               "/portal/staff/revocations/{}/refuse", "/portal/staff/certificates/revoke"]
 ARO_POSTS = ["/portal/aro/applications/{}/evidence", "/portal/aro/certificates/{}/revoke"]
 ARO_GETS = ["/portal/aro/certificates/{}", "/portal/aro/certificates/{}.pem", "/portal/aro/batches/{}",
             "/portal/aro/batches/{}/status", "/portal/aro/batches/{}/response.zip"]
@@ -42,8 +45,8 @@ path_ids = st.one_of(st.sampled_from(HUGE), st.integers().map(str),
                      st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"),
                              min_size=1, max_size=40))
 forms = st.dictionaries(st.sampled_from(["kind", "reference", "reason", "check", "standard", "screened_on",
-                                         "description", "policy"]),
-                        st.text(max_size=60), max_size=4)
+                                         "description", "policy", "serial", "confirm"]),
+                        st.one_of(st.text(max_size=60), st.just("yes")), max_size=4)
 
 
 @pytest.fixture
@@ -94,7 +97,7 @@ def test_the_reported_overflowing_ids_are_404_not_500(staff_client: tuple[httpx.
     assert "ra.application-not-found" in response.text
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(STAFF_POSTS), ident=path_ids, form=forms)
 def test_staff_posts_never_5xx(staff_client: tuple[httpx.Client, str], path: str, ident: str,
                                form: dict[str, str]) -> None:

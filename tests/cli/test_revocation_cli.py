@@ -122,7 +122,25 @@ def test_ca_revocation_under_dual_control(ca_home: Path, env: dict[str, str], tm
     assert openssl_verify_with_arl(root, arl, ca_home / "device-ca.pem").returncode != 0
     assert openssl_verify_with_arl(root, arl, ca_home / "organisation-ca.pem").returncode == 0
     assert "approved" in _ok(smki(["ca", "revoke", "list", "--all", *h], env)).out
+    # a refusal may give the approver's reason, which the audit record keeps
+    oca = _serial(ca_home / "organisation-ca.pem")
+    other = re.search(r"proposal (\d+)", _ok(smki(["ca", "revoke", "propose", oca, "--reason", "superseded",
+                                                   "--as", "op", *h], env)).out)
+    assert other is not None
+    _ok(smki(["ca", "revoke", "refuse", other.group(1), "--as", "ap", "--reason", "not superseded yet", *h], env))
+    assert _refusal_reason(ca_home, env) == "not superseded yet"
     _ok(smki(["audit", "verify", *h], env))
+
+
+def _refusal_reason(home: Path, env: dict[str, str]) -> object:
+    from smki.store import Store
+
+    store = Store.open(env["SMKI_DATABASE_URL"])
+    try:
+        [record] = [r for r in store.audit_tail(100) if r.action == "ca.revocation-refused"]
+        return record.details_dict.get("refusal")
+    finally:
+        store.close()
 
 
 def test_ca_revocation_dual_control_is_the_ra_rule_and_is_audited(

@@ -116,6 +116,18 @@ def _suspensions(home: Home) -> None:
     propose_subscriber_reinstatement(home, "NETOP2", "organisation", staff_id=OPERATOR, reason="fees paid")
 
 
+def _ca_revocation(home: Home) -> None:
+    """A proposal to revoke the Device CA awaiting an approver (the approver's Revocations page shows
+    the certificate in full, the warning, the confirmation box and both buttons). Only proposed: the
+    live server still issues Device Certificates for the batch pages."""
+    from smki.domain import CertKind
+    from smki.services.revocation import propose_ca_revocation
+
+    device_ca = home.store.ca_certificate(CertKind.DEVICE_CA)
+    assert device_ca is not None
+    propose_ca_revocation(home, device_ca.serial, 2, staff_id=OPERATOR)
+
+
 def _check(page: object, name: str, width: int, results: dict[str, object], problems: list[str]) -> None:
     path = artefacts() / f"{name}-{width}.png"
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
@@ -138,6 +150,7 @@ def test_every_page_at_both_widths_is_accessible_and_fits(home: Home, browser: o
     serial, _waiting = _prepare(home)
     pending = _pending_batch_and_device(home)
     _suspensions(home)
+    _ca_revocation(home)
     people = {
         "aro": aro_credential(home, PASSPHRASE, ARO, tmp_path),
         "operator": staff_credential(home, PASSPHRASE, OPERATOR, tmp_path),
@@ -154,7 +167,8 @@ def test_every_page_at_both_widths_is_accessible_and_fits(home: Home, browser: o
                      ("batch-queue", "/portal/staff/batches"), ("devices", f"/portal/staff/devices?device={DEVICE}"),
                      ("devices-unknown", "/portal/staff/devices?device=00DB000000000B99")],
         "approver": [("applications", "/portal/staff/applications"), ("batch-queue", "/portal/staff/batches"),
-                     ("reinstatements", "/portal/staff/reinstatements")],
+                     ("reinstatements", "/portal/staff/reinstatements"), ("parties", "/portal/staff/parties"),
+                     ("revocations", "/portal/staff/revocations")],
         "auditor": [("audit", "/portal/staff/audit?verify=1"), ("audit-record", "/portal/staff/audit/2")],
     }
     results: dict[str, object] = {}
@@ -182,6 +196,8 @@ def test_every_page_at_both_widths_is_accessible_and_fits(home: Home, browser: o
     assert "gateway-auditor-audit-390.png" in shots and "gateway-aro-batch-1366.png" in shots
     assert "gateway-approver-batch-queue-390.png" in shots and "gateway-operator-devices-1366.png" in shots
     assert "gateway-approver-reinstatements-390.png" in shots and "gateway-operator-reinstatements-1366.png" in shots
+    assert "gateway-approver-revocations-390.png" in shots and "gateway-operator-revocations-1366.png" in shots
+    assert "gateway-approver-parties-390.png" in shots
     assert problems == [], "\n".join(problems)
 
 

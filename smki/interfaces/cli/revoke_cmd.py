@@ -139,13 +139,14 @@ def refuse(
     item: Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="The proposal number.")],
     staff: StaffOption = None,
     home: HomeOption = DEFAULT_HOME_PATH,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the audit log).")] = None,
 ) -> None:
     """Refuse a CA revocation (RA approver, not the proposer)."""
     from smki.services.revocation import decide_ca_revocation
 
     opened = open_for_reading(home)
     try:
-        decide_ca_revocation(opened, item, staff_id=staff, approve=False)
+        decide_ca_revocation(opened, item, staff_id=staff, approve=False, reason=reason)
     finally:
         opened.close()
     console.print(f"proposal {item} refused", highlight=False)

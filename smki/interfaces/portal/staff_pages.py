@@ -28,6 +28,7 @@ from smki.ra.state import INSTALLATION_NEED_EVIDENCE
 from smki.services import applications as apps
 from smki.services import registry as reg
 from smki.services import reinstatement as rs
+from smki.services import revocation as rv
 from smki.services.batch_lifecycle import batch_policy, batches_waiting
 from smki.services.context import Home
 from smki.services.ra_state import today
@@ -110,15 +111,13 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
 
     @router.get("/staff")
     def staff_home(request: Request) -> Response:
-        from smki.services.revocation import CA_REVOKE_ACTION
-
         identity = staff_of(request)
         home = ctx.home()
         pending = home.store.registry.dual_control_items("pending")  # each kind is counted where it is decided
         return ctx.render(
             request, "staff_home.html", staff=home.store.registry.staff(_staff_id(identity)),
             open_count=len([a for a in home.store.registry.applications() if a.status in ("open", "proposed")]),
-            revocation_count=len([d for d in pending if d.action == CA_REVOKE_ACTION]),
+            revocation_count=len([d for d in pending if d.action == rv.CA_REVOKE_ACTION]),
             reinstatement_count=len([d for d in pending if d.action in rs.ACTIONS]),
             batch_count=len(batches_waiting(home)),
             capacity=_capacity_rows(home),
@@ -173,6 +172,17 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
         reg.set_aro_status(ctx.home(), params["aro_id"], "suspended", staff_id=_staff_id(identity),
                            reason=form.get("reason") or None)
 
+    @action("/staff/parties", "subscriber-suspended", parties_page)
+    def staff_suspend_subscriber(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
+        reg.set_subscriber_standing(ctx.home(), params["party_id"], form.get("policy", ""), "suspended",
+                                    staff_id=_staff_id(identity), reason=form.get("reason") or None)
+
+    @action("/staff/parties", "subscriber-withdrawn", parties_page)
+    def staff_withdraw_subscriber(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
+        _confirmed(form, "tick the box to confirm the withdrawal: it cannot be reinstated, only applied for anew")
+        reg.set_subscriber_standing(ctx.home(), params["party_id"], form.get("policy", ""), "withdrawn",
+                                    staff_id=_staff_id(identity), reason=form.get("reason") or None)
+
     @action("/staff/parties", "reinstatement-proposed", parties_page)
     def staff_propose_subscriber_reinstatement(identity: PortalIdentity, params: dict[str, str],
                                                form: dict[str, str]) -> None:
@@ -197,37 +207,64 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
 
     reinstatements_page = page_at("/staff/reinstatements", reinstatements)
 
+    def decide(service: Callable[..., object], what: str, identity: PortalIdentity, params: dict[str, str],
+               form: dict[str, str], *, approve: bool) -> None:
+        """Approve or refuse the dual-control proposal in the URL (``{item}``) with ``service``, which
+        checks the role and ``ra.dual-control``; a refusal carries the approver's optional reason."""
+        refusal = {} if approve else {"reason": form.get("reason") or None}
+        service(ctx.home(), _item_id(params["item"], what), staff_id=_staff_id(identity), approve=approve, **refusal)
+
     @action("/staff/reinstatements", "reinstated", reinstatements_page)
     def staff_reinstatement_approve(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        rs.decide_reinstatement(ctx.home(), _item_id(params["item"]), staff_id=_staff_id(identity), approve=True)
+        decide(rs.decide_reinstatement, "reinstatement", identity, params, form, approve=True)
 
     @action("/staff/reinstatements", "reinstatement-refused", reinstatements_page)
     def staff_reinstatement_refuse(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        rs.decide_reinstatement(ctx.home(), _item_id(params["item"]), staff_id=_staff_id(identity), approve=False,
-                                reason=form.get("reason") or None)
+        decide(rs.decide_reinstatement, "reinstatement", identity, params, form, approve=False)
 
     def revocations(request: Request, status_code: int = 200, **extra: Any) -> Response:
-        from smki.services.revocation import CA_REVOKE_ACTION
-
         identity = staff_of(request)
         home = ctx.home()
         revoked = home.store.find_certificates(CertificateQuery(status=CertStatus.REVOKED, limit=200))
         lists = {kind: home.store.revocation_list(kind) for kind in ("CRL", "ARL")}
-        dual = [d for d in home.store.registry.dual_control_items() if d.action == CA_REVOKE_ACTION]
+        every = rv.ca_revocations(home, pending_only=False)
+        pending = [r for r in every if r.status == "pending"]
         return ctx.render(request, "staff_revocations.html", status_code, revoked=revoked, lists=lists,
-                          dual=dual, can_sign=home.secret is not None,
-                          can=_can(home, identity), **extra)
+                          ca_certificates=rv.ca_certificates(home), pending=pending,
+                          proposed={r.serial: r.item for r in pending},
+                          decided=[r for r in every if r.status != "pending"][-20:],
+                          reasons=list(rv.REASON_CODES), me=_staff_id(identity),
+                          can_sign=home.secret is not None, can=_can(home, identity), **extra)
 
     revocations_page = page_at("/staff/revocations", revocations)
 
     @action("/staff/revocations", "published", revocations_page)
     def staff_publish(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
-        from smki.services.revocation import publish
         from smki.services.staff import require_staff
 
         kind = params["kind"].upper()
         require_staff(ctx.home(), identity.staff_id, "ra-operator", subject=kind, action="publish")
-        publish(ctx.home(), kind, actor=f"staff:{identity.staff_id}")
+        rv.publish(ctx.home(), kind, actor=f"staff:{identity.staff_id}")
+
+    @action("/staff/revocations", "ca-revocation-proposed", revocations_page)
+    def staff_propose_ca_revocation(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
+        rv.propose_ca_revocation(ctx.home(), params["serial"], rv.parse_reason(form.get("reason", "")),
+                                 staff_id=_staff_id(identity))
+
+    @action("/staff/revocations", "ca-revoked", revocations_page)
+    def staff_ca_revocation_approve(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
+        _confirmed(form, "tick the box to confirm revoking the CA certificate: it cannot be undone")
+        decide(rv.decide_ca_revocation, "CA revocation", identity, params, form, approve=True)
+
+    @action("/staff/revocations", "ca-revocation-refused", revocations_page)
+    def staff_ca_revocation_refuse(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
+        decide(rv.decide_ca_revocation, "CA revocation", identity, params, form, approve=False)
+
+    @action("/staff/revocations", "revoked", revocations_page)
+    def staff_revoke_certificate(identity: PortalIdentity, params: dict[str, str], form: dict[str, str]) -> None:
+        _confirmed(form, "tick the box to confirm the revocation")
+        rv.revoke_as_operator(ctx.home(), form.get("serial", "").strip(), rv.parse_reason(form.get("reason", "")),
+                              staff_id=_staff_id(identity))
 
     def devices(request: Request, status_code: int = 200, **extra: Any) -> Response:
         """The device register, one Device at a time: its state in force today and every dated change."""
@@ -365,12 +402,18 @@ def _batch_id(text: str) -> int:
     return number
 
 
-def _item_id(text: str) -> int:
-    """A reinstatement proposal's number from its URL (not a number: the service's not-found)."""
+def _item_id(text: str, what: str) -> int:
+    """A dual-control proposal's number from its URL (not a number: the service's not-found)."""
     number = number_in_url(text)
     if number is None:
-        raise NotFound("ra.not-found", f"no reinstatement proposal {text[:40]}")
+        raise NotFound("ra.not-found", f"no {what} proposal {text[:40]}")
     return number
+
+
+def _confirmed(form: dict[str, str], message: str) -> None:
+    """An irreversible action needs its confirmation box ticked (as the ARO's revocation does)."""
+    if form.get("confirm") != "yes":
+        raise SmkiError("portal.confirm", message)
 
 
 AUDIT_CSV_PAGE = 5_000
@@ -427,8 +470,11 @@ def _can(home: Home, identity: PortalIdentity) -> frozenset[str]:
             allowed |= {action.value for action in STAFF_PERMISSIONS[StaffRole(role)]}
         except (ValueError, KeyError):
             continue
+    # Actions reserved to one role by design (rule ``ra.staff-holds-role``, ``smki.services.revocation``).
     if StaffRole.RA_OPERATOR.value in staff.roles:
-        allowed.add("publish")
+        allowed |= {"publish", "revoke-certificate", "propose-ca-revocation"}
+    if StaffRole.RA_APPROVER.value in staff.roles:
+        allowed.add("decide-ca-revocation")
     return frozenset(allowed)
 
 
@@ -445,7 +491,13 @@ _PATHS = {
     "staff_propose_subscriber_reinstatement": "/staff/parties/{party_id}/reinstate",
     "staff_reinstatement_approve": "/staff/reinstatements/{item}/approve",
     "staff_reinstatement_refuse": "/staff/reinstatements/{item}/refuse",
+    "staff_suspend_subscriber": "/staff/parties/{party_id}/suspend",
+    "staff_withdraw_subscriber": "/staff/parties/{party_id}/withdraw",
     "staff_publish": "/staff/publish/{kind}",
+    "staff_propose_ca_revocation": "/staff/ca-certificates/{serial}/propose",
+    "staff_ca_revocation_approve": "/staff/revocations/{item}/approve",
+    "staff_ca_revocation_refuse": "/staff/revocations/{item}/refuse",
+    "staff_revoke_certificate": "/staff/certificates/revoke",
     "staff_batch_approve": "/staff/batches/{batch_id}/approve",
     "staff_batch_reject": "/staff/batches/{batch_id}/reject",
 }

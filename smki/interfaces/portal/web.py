@@ -59,7 +59,14 @@ NOTICES: Mapping[str, str] = {
                               "it (Reinstatements).",
     "reinstated": "The reinstatement was approved: the subscriber or ARO may request certificates again.",
     "reinstatement-refused": "The reinstatement was refused; the subscriber or ARO stays suspended.",
+    "subscriber-suspended": "The subscriber standing was suspended: the Party's AROs are refused certificates under "
+                            "that policy from their very next request.",
+    "subscriber-withdrawn": "The subscriber standing was withdrawn: the Party must apply anew for that policy.",
     "revoked": "The certificate was revoked and a new CRL was published.",
+    "ca-revocation-proposed": "The CA revocation was proposed. A different RA approver must now approve or refuse it "
+                              "(below).",
+    "ca-revoked": "The CA certificate was revoked and a new ARL was signed and published.",
+    "ca-revocation-refused": "The CA revocation was refused; the certificate stays as it was.",
     "published": "The revocation list was signed and published.",
     "batch-approved": "The batch was approved: it is queued and runs in turn (inside the processing window, if set).",
     "batch-rejected": "The batch was rejected with your reason; none of its CSRs will be processed.",
