@@ -36,7 +36,8 @@ STAFF_POSTS = ["/portal/staff/applications/{}/propose", "/portal/staff/applicati
                "/portal/staff/reinstatements/{}/approve", "/portal/staff/reinstatements/{}/refuse",
                "/portal/staff/parties/{}/suspend", "/portal/staff/parties/{}/withdraw",
                "/portal/staff/ca-certificates/{}/propose", "/portal/staff/revocations/{}/approve",
-               "/portal/staff/revocations/{}/refuse", "/portal/staff/certificates/revoke"]
+               "/portal/staff/revocations/{}/refuse", "/portal/staff/certificates/revoke",
+               "/portal/staff/batches/{}/approve", "/portal/staff/batches/{}/reject"]
 ARO_POSTS = ["/portal/aro/applications/{}/evidence", "/portal/aro/certificates/{}/revoke"]
 ARO_GETS = ["/portal/aro/certificates/{}", "/portal/aro/certificates/{}.pem", "/portal/aro/batches/{}",
             "/portal/aro/batches/{}/status", "/portal/aro/batches/{}/response.zip"]
