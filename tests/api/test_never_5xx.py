@@ -37,7 +37,7 @@ STAFF_POSTS = ["/portal/staff/applications/{}/propose", "/portal/staff/applicati
                "/portal/staff/parties/{}/suspend", "/portal/staff/parties/{}/withdraw",
                "/portal/staff/ca-certificates/{}/propose", "/portal/staff/revocations/{}/approve",
                "/portal/staff/revocations/{}/refuse", "/portal/staff/certificates/revoke",
-               "/portal/staff/batches/{}/approve", "/portal/staff/batches/{}/reject"]
+               "/portal/staff/batches/{}/approve", "/portal/staff/batches/{}/reject", "/portal/staff/aros"]
 ARO_POSTS = ["/portal/aro/applications/{}/evidence", "/portal/aro/certificates/{}/revoke"]
 ARO_GETS = ["/portal/aro/certificates/{}", "/portal/aro/certificates/{}.pem", "/portal/aro/batches/{}",
             "/portal/aro/batches/{}/status", "/portal/aro/batches/{}/response.zip"]
@@ -307,3 +307,12 @@ def test_a_portal_fault_is_the_portals_page_and_json_when_even_that_fails(
     monkeypatch.setattr(PortalContext, "error_page", no_page)
     response = client.post("/portal/staff/applications/1/propose", data={"csrf": token})
     assert response.status_code == 503 and response.json()["error"]["code"] == "store.unavailable"
+
+
+def test_every_staff_post_route_is_fuzzed() -> None:
+    """A staff POST added to the Portal without being added here would go unfuzzed."""
+    import re
+
+    from smki.interfaces.portal.staff_pages import _PATHS
+
+    assert {"/portal" + re.sub(r"\{[a-z_]+\}", "{}", path) for path in _PATHS.values()} == set(STAFF_POSTS)
