@@ -165,9 +165,15 @@ def decide_reinstatement(home: Home, item_id: int, *, staff_id: str | None, appr
     details["from"] = "suspended"
     with home.store.transaction() as tx:
         tx.registry.decide_dual_control(item_id, "approved", staff.staff_id)
+        # Suspended → approved/active is checked again by the UPDATE: a withdrawal or revocation another
+        # transaction committed since the checks above is never undone (this one rolls back whole).
         if proposal.kind == "subscriber":
-            tx.registry.set_subscription(proposal.subject, details["policy"], SubscriberStanding.APPROVED.value)
+            changed = tx.registry.change_subscription(proposal.subject, details["policy"],
+                                                      SubscriberStanding.SUSPENDED.value, details["to"])
         else:
-            tx.registry.update_aro(proposal.subject, status=AroStatus.ACTIVE.value)
+            changed = tx.registry.change_aro_status(proposal.subject, AroStatus.SUSPENDED.value, details["to"])
+        if not changed:
+            raise SmkiError("ra.bad-standing" if proposal.kind == "subscriber" else "ra.bad-status",
+                            f"{proposal.subject} is no longer suspended; the proposal stays, for an approver to refuse")
         tx.append_audit([AuditEvent(staff.staff_id, f"{prefix}.reinstated", proposal.subject, details)])
     return reinstatement(home, item_id)

@@ -460,6 +460,29 @@ class RegistryWriter:
         else:
             self._on_change()
 
+    def change_subscription(self, party_id: str, policy: str, from_standing: str, to_standing: str) -> bool:
+        """``from_standing`` → ``to_standing``, checked by the UPDATE itself: False (nothing changed) if the
+        standing is no longer ``from_standing`` (a change another transaction committed meanwhile stands)."""
+        result = self._conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.party_id == party_id, subscriptions.c.policy == policy,
+                   subscriptions.c.standing == from_standing)
+            .values(standing=to_standing, updated_at=datetime.now(UTC))
+        )
+        if result.rowcount == 0:
+            return False
+        self._on_change()
+        return True
+
+    def change_aro_status(self, aro_id: str, from_status: str, to_status: str) -> bool:
+        """An ARO's ``from_status`` → ``to_status``, checked by the UPDATE itself (as ``change_subscription``)."""
+        result = self._conn.execute(update(aros).where(aros.c.aro_id == aro_id, aros.c.status == from_status)
+                                    .values(status=to_status))
+        if result.rowcount == 0:
+            return False
+        self._on_change()
+        return True
+
     def add_staff(self, staff_id: str, name: str, roles: Sequence[str]) -> None:
         self._execute(insert(staff).values(staff_id=staff_id, name=name, roles=json.dumps(sorted(set(roles))),
                                            active=True))

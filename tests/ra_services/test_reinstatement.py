@@ -129,3 +129,18 @@ def test_a_ca_revocation_proposal_is_not_a_reinstatement(staffed: Home) -> None:
         tx.append_audit([AuditEvent("test", "test.setup", "01")])
     _refused("ra.not-found", lambda: rein.decide_reinstatement(home, item, staff_id="ap1", approve=True))
     assert rein.reinstatements(home) == []
+
+
+def test_an_approval_never_undoes_a_withdrawal_committed_after_its_checks(staffed: Home,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Approval checks that the subscriber is still suspended, then reinstates it in a transaction of
+    its own: a withdrawal committed in between (stood in for by the check passing on a withdrawn
+    subscriber) must stand, and the proposal stay pending."""
+    home = staffed
+    _suspended_subscriber(home)
+    proposal = rein.propose_subscriber_reinstatement(home, "P1", "device", staff_id="op1")
+    reg.set_subscriber_standing(home, "P1", "device", "withdrawn", staff_id="op1", reason="left the SEC")
+    monkeypatch.setattr(rein, "_require_suspended_subscriber", lambda *_args: None)  # the check ran before it
+    _refused("ra.bad-standing", lambda: rein.decide_reinstatement(home, proposal.item, staff_id="ap1", approve=True))
+    assert _standing(home) == "withdrawn"
+    assert rein.reinstatement(home, proposal.item).status == "pending"
