@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,24 @@ def _alive(pid: int) -> bool:
     return bool(stat) and stat.rsplit(b")", 1)[1].split()[0] != b"Z"
 
 
+def _descendants_once(root: int, enough: Callable[[list[int]], bool]) -> list[int]:
+    """``root``'s descendants once ``enough`` of them have started (or after 20 s, as they are then)."""
+    deadline = time.monotonic() + 20
+    pids = _descendants(root)
+    while not enough(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        pids = _descendants(root)
+    return pids
+
+
+def _environments(pids: Iterable[int]) -> Iterator[tuple[int, bytes]]:
+    """Each process's ``/proc/PID/environ``, leaving out one that exited (or is a zombie) since it was listed."""
+    for pid in pids:
+        environ = _read(pid, "environ")
+        if environ or _alive(pid):
+            yield pid, environ
+
+
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
 def test_no_exec_started_child_of_the_server_carries_the_passphrase(home: Home) -> None:
     """Nor the database URL given as a plain variable: it may hold the database's password."""
@@ -57,21 +76,15 @@ def test_no_exec_started_child_of_the_server_carries_the_passphrase(home: Home) 
     env = {**os.environ, "SMKI_KEY_PASSPHRASE": SECRET.decode(), "SMKI_DATABASE_URL": url}
     server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "1", env=env)
     try:
-        deadline = time.monotonic() + 20
-        execed: list[int] = []
-        while time.monotonic() < deadline:
-            pids = _descendants(server.process.pid)
-            execed = [pid for pid in pids if b"multiprocessing" in _read(pid, "cmdline")]
-            if len(execed) >= 4:  # a forkserver and a resource tracker per server process
-                break
-            time.sleep(0.2)
+        def execed_of(pids: list[int]) -> list[int]:
+            return [pid for pid in pids if b"multiprocessing" in _read(pid, "cmdline")]
+
+        # a forkserver and a resource tracker per server process
+        execed = execed_of(_descendants_once(server.process.pid, lambda pids: len(execed_of(pids)) >= 4))
         assert execed, "no forkserver started"
         for pid in _descendants(server.process.pid):
             assert SECRET not in _read(pid, "cmdline"), pid
-        for pid in execed:
-            environ = _read(pid, "environ")
-            if not environ and not _alive(pid):  # exited since it was listed
-                continue
+        for pid, environ in _environments(execed):
             assert environ and b"SMKI_KEY_PASSPHRASE" not in environ and SECRET not in environ, pid
             assert b"SMKI_DATABASE_URL" not in environ and url.encode() not in environ, pid
     finally:
@@ -109,18 +122,10 @@ def test_serve_given_its_secrets_as_files_keeps_them_out_of_every_process_enviro
     env.update(SMKI_KEY_PASSPHRASE_FILE=str(passphrase), SMKI_DATABASE_URL_FILE=str(database))
     server = ServeProcess(home.settings.home, SECRET, "--workers", "2", "--batch-workers", "1", env=env)
     try:
-        deadline = time.monotonic() + 20
-        pids: list[int] = []
-        while time.monotonic() < deadline:
-            pids = _descendants(server.process.pid)
-            if len(pids) >= 2 + 4:  # two forked server processes; a forkserver and a resource tracker each
-                break
-            time.sleep(0.2)
+        # two forked server processes; a forkserver and a resource tracker each
+        pids = _descendants_once(server.process.pid, lambda pids: len(pids) >= 2 + 4)
         assert len(pids) >= 2, pids
-        for pid in [server.process.pid, *pids]:
-            environ = _read(pid, "environ")
-            if not environ and not _alive(pid):  # exited (or a zombie) since it was listed: nothing to read
-                continue
+        for pid, environ in _environments([server.process.pid, *pids]):
             assert environ, pid
             assert SECRET not in environ and b"SMKI_KEY_PASSPHRASE=" not in environ, pid
             assert DB_PASSWORD.encode() not in environ and b"SMKI_DATABASE_URL=" not in environ, pid
