@@ -70,6 +70,8 @@ class Settings:
     #: SEC L3.16 Eligible Subscribers on batched and Portal Device CSRs (rule
     #: ``device.eligible-subscriber``); its table is the default unless ``[eligibility]`` changes rows.
     eligible_subscriber_check: bool = _default("eligible-subscriber-check")
+    #: How a Device CSR's self-signature is verified (``smki.ca.p256_verify``): "libcrypto" or "cryptography".
+    csr_signature_check: str = _default("csr-signature-check")
 
     log_level: str = _default("log-level")  # debug, info, warning, error, critical
     log_format: str = _default("log-format")  # json, text, or auto (text on a terminal, else json)

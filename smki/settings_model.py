@@ -166,6 +166,11 @@ SETTINGS: tuple[Setting, ...] = (
             "may be re-issued for the same key and subject (spec §7.6); other key reuse is csr.duplicate"),
     Setting("eligible-subscriber-check", BOOLEAN, True, "SEC L3.16 Eligible Subscribers on batched and Portal "
             "Device CSRs (rule device.eligible-subscriber, docs/policy.md); rows can be changed in [eligibility]"),
+    Setting("csr-signature-check", STRING, "libcrypto", "how a Device CSR's self-signature (proof of possession) "
+            "is verified: libcrypto (the system's OpenSSL 3 through ctypes, with one reusable key; cryptography "
+            "where it cannot be loaded) or cryptography (a key object made per CSR: ~20 µs more per CSR); both "
+            "give the same answers (docs/performance.md)", env="SMKI_CSR_SIGNATURE_CHECK",
+            choices=("libcrypto", "cryptography")),
     Setting("staff", STRING, "", "the RA staff member acting, for RA commands", env="SMKI_STAFF",
             flag="--as", toml=False),
     Setting("actor", STRING, "", "who the audit log names for CA-operator commands (default operator:<user>)",

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtensionOID
 
 from smki.ca.oids import HARDWARE_MODULE_NAME
+from smki.ca.p256_verify import p256_signature_valid
 from smki.ca.requests import DeviceRequest, OrganisationRequest
 from smki.config import DEFAULT_HW_TYPES
 from smki.domain import ROLE_USAGES, RemotePartyRole, Usage
@@ -842,11 +843,8 @@ def _known_shape_fields(der: bytes) -> tuple[bytes, Usage, bytes, str] | None:
     if usage is None:
         return None
     point = b"\x04" + point_hole
-    try:
-        public_key = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, point)
-        public_key.verify(signature, hashlib.sha256(der[4:tbs_end]).digest(), _ECDSA_PREHASHED_SHA256)
-    except (ValueError, InvalidSignature):
-        return None
+    if not p256_signature_valid(point, signature, hashlib.sha256(der[4:tbs_end]).digest()):
+        return None  # the full path refuses it, saying whether the key or the signature is at fault
     return device_id, usage, point, hw_type
 
 

@@ -94,6 +94,9 @@ def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = 
     from smki.store import Store
 
     settings = load_settings(home)
+    from smki.ca import p256_verify
+
+    p256_verify.use(settings.csr_signature_check)  # how this process checks CSRs' self-signatures
     if not create and settings.uses_default_database and not settings.default_database_path.exists():
         raise NotFound("home.not-initialised",
                        f"{settings.home} holds no smki home: run 'smki ca init --home {settings.home}' first")

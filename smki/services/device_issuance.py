@@ -145,8 +145,11 @@ _FACTORY: DeviceCertificateFactory | None = None
 
 def _make_factory(settings: Settings, secret: bytes, issuer_der: bytes,
                   backend: KeyBackend | None = None) -> DeviceCertificateFactory:
+    from smki.ca import p256_verify
     from smki.ca.device_template import DeviceCertificateFactory
     from smki.keys import open_backend
+
+    p256_verify.use(settings.csr_signature_check)  # how this process checks the CSRs it signs for
 
     signer = (backend or open_backend(settings, secret)).signer(DEVICE_CA_LABEL)
     return DeviceCertificateFactory(x509.load_der_x509_certificate(issuer_der), signer, settings)
