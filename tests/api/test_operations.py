@@ -73,8 +73,9 @@ def test_access_log_request_ids_health_and_metrics(home: Home, aro: ClientFiles)
         assert ready.status_code == 200, ready.text
         checks = ready.json()["checks"]
         assert {name: c["ok"] for name, c in checks.items()} == {
-            "database": True, "schema": True, "ca_keys": True, "batch_runner": True}
+            "database": True, "schema": True, "csr_signature_check": True, "ca_keys": True, "batch_runner": True}
         assert checks["batch_runner"]["detail"] == "2 running"
+        assert checks["csr_signature_check"]["detail"] in ("libcrypto", "cryptography")
 
         ids = []
         with httpx.Client(base_url=server.url(Route.GATEWAY), verify=aro.context(), timeout=60) as client:
