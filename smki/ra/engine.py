@@ -143,15 +143,21 @@ class PolicyRefusal(SmkiError):
 
 
 class RuleRefusal(SmkiError):
-    """An access refused by one RA rule outside a Decision (e.g. ``repository.srept-passed``); carries
-    the rule's result, so the refusal names the rule, its reason and its SEC reference."""
+    """A refusal by one RA rule outside a Decision (``repository.srept-passed``, ``ra.dual-control``,
+    ``ra.staff-role``…); carries the rule's result, so every interface can show the rule, its reason
+    and its SEC reference without looking the rule up again.
 
-    def __init__(self, result: RuleResult) -> None:
-        super().__init__("ra.refused", f"refused by {result.rule_id}: {result.reason}")
+    ``code`` and ``message`` default to ``ra.refused`` and "refused by <rule>: <reason>"; a service
+    whose refusal had its own stable code before it carried the rule (``ra.dual-control``,
+    ``staff.role-required``) passes that code and message, so clients matching on them see no change.
+    """
+
+    def __init__(self, result: RuleResult, code: str = "ra.refused", message: str | None = None) -> None:
+        super().__init__(code, f"refused by {result.rule_id}: {result.reason}" if message is None else message)
         self.result = result
 
-    def __reduce__(self) -> tuple[type[RuleRefusal], tuple[RuleResult]]:  # type: ignore[override]
-        return (type(self), (self.result,))
+    def __reduce__(self) -> tuple[type[RuleRefusal], tuple[RuleResult, str, str]]:  # type: ignore[override]
+        return (type(self), (self.result, self.code, self.message))
 
 
 def _invalid(message: str) -> SmkiError:

@@ -27,6 +27,7 @@ from smki.errors import SmkiError
 from smki.ra import (
     DOCUMENT_EVIDENCE,
     Decision,
+    RuleRefusal,
     StaffAction,
     SubscriberStanding,
     check_evidence_submitter,
@@ -149,7 +150,7 @@ def add_evidence(home: Home, application_id: int | str, kind: str, reference: st
         _audit(home, actor, "application.evidence-refused", _subject(record), {
             "kind": kind, "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference, **how,
         })
-        raise SmkiError(verdict.rule_id, verdict.reason)
+        raise RuleRefusal(verdict, verdict.rule_id, verdict.reason)
     _require_status(record, *UNDECIDED)
     when = on or today()
     with home.store.transaction() as tx:

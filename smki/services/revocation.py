@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smki.audit import AuditEvent
 from smki.domain import CertKind, CertStatus
 from smki.errors import NotFound, SmkiError
+from smki.ra import RuleRefusal
 from smki.ra import check_own_certificate as check_own_certificate_rule
 from smki.services.context import Home
 from smki.services.staff import require_second_person, require_staff
@@ -144,7 +145,7 @@ def check_own_certificate(home: Home, record: CertificateRecord, requesting_part
     owner = home.store.registry.party_for_entity(record.entity_id) if record.entity_id else None
     result = check_own_certificate_rule(record.serial, record.entity_id, owner, requesting_party)
     if not result.passed:
-        raise SmkiError(result.rule_id, f"{result.rule_id}: {result.reason}")
+        raise RuleRefusal(result, result.rule_id, f"{result.rule_id}: {result.reason}")
 
 
 def revoke_organisation_certificate(

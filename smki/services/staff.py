@@ -15,7 +15,14 @@ from typing import Any
 
 from smki.audit import AuditEvent
 from smki.errors import SmkiError
-from smki.ra import StaffAction, StaffRole, check_dual_control, check_staff_holds_role, check_staff_role
+from smki.ra import (
+    RuleRefusal,
+    StaffAction,
+    StaffRole,
+    check_dual_control,
+    check_staff_holds_role,
+    check_staff_role,
+)
 from smki.services.context import Home
 from smki.store.registry import StaffRecord
 
@@ -58,7 +65,7 @@ def require_staff(home: Home, staff_id: str | None, role: str | StaffRole, *, su
                 "action": doing, "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference,
             })])
         # The code is older than the rule and stays, for scripts that test it; the message names the rule.
-        raise SmkiError("staff.role-required", f"{verdict.rule_id}: {verdict.reason}")
+        raise RuleRefusal(verdict, "staff.role-required", f"{verdict.rule_id}: {verdict.reason}")
     return record
 
 
@@ -73,8 +80,9 @@ def require_action(home: Home, staff_id: str | None, action: StaffAction, *, sub
         with home.store.transaction() as tx:
             tx.append_audit([AuditEvent(record.staff_id, "staff.refused", subject or action.value, {
                 "action": action.value, "rule": verdict.rule_id, "reason": verdict.reason,
+                "reference": verdict.reference,
             })])
-        raise SmkiError("ra.staff-role", verdict.reason)
+        raise RuleRefusal(verdict, "ra.staff-role", verdict.reason)
     return record
 
 
@@ -95,7 +103,7 @@ def require_second_person(home: Home, staff: StaffRecord, proposed_by: str, *, r
             **(details or {}), "rule": verdict.rule_id, "reason": verdict.reason, "reference": verdict.reference,
             "proposed_by": proposed_by,
         })])
-    raise SmkiError("ra.dual-control", verdict.reason)
+    raise RuleRefusal(verdict, "ra.dual-control", verdict.reason)
 
 
 def parse_roles(roles: Iterable[str]) -> list[StaffRole]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from smki.domain import Route
+from smki.ra.rules import STAFF_RULES
 from smki.services.context import Home
-from tests.api.conftest import OPERATOR, PARTY, ClientFiles, LiveListeners, credential
+from tests.api.conftest import APPROVER, OPERATOR, PARTY, ClientFiles, LiveListeners, credential
 
 
 def test_staff_read_and_record_devices_and_subscribers_cannot(live: LiveListeners, home: Home, aro: ClientFiles,
@@ -26,3 +27,11 @@ def test_staff_read_and_record_devices_and_subscribers_cannot(live: LiveListener
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "device.bad-row"
     refused = live.client(aro, Route.GATEWAY).get(url)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "api.forbidden"
+    # an RA approver may read but not change the register: rule ra.staff-role, named with its reference
+    approver = live.client(credential(home, tmp_path, "staff", APPROVER), Route.GATEWAY)
+    not_theirs = approver.put(url, json={"device_type": "GSME", "smi_status": "installed", "gas_supplier": PARTY})
+    error = not_theirs.json()["error"]
+    assert not_theirs.status_code == 403 and error["code"] == "ra.staff-role"
+    [rule] = error["rules"]
+    assert (rule["id"], rule["reference"]) == ("ra.staff-role", STAFF_RULES["ra.staff-role"].reference)
+    assert rule["reason"] == error["message"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -19,10 +20,20 @@ def _ok(result: Result) -> Result:
     return result
 
 
-def _refused(result: Result, code: str) -> None:
+def _refused(result: Result, code: str, rule: str | None = None) -> None:
+    """One error line; under a refusal by an RA rule, then the rule, its reason and its reference."""
     assert result.code == 1, result.out
     lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {code}:"), result.err
+    assert lines and lines[0].startswith(f"error: {code}:"), result.err
+    if rule is None:
+        assert len(lines) == 1, result.err
+    else:
+        from smki.ra.rules import APPROVAL_RULES, RESERVED_ROLE_RULES, Rule
+
+        rules: dict[str, Rule[Any]] = {**APPROVAL_RULES, **RESERVED_ROLE_RULES}
+        reference = rules[rule].reference
+        assert len(lines) == 3 and lines[1].startswith(f"  FAIL {rule}: "), result.err
+        assert lines[2].strip() == f"ref: {reference}", result.err
     assert "Traceback" not in result.err
 
 
@@ -108,8 +119,10 @@ def test_ca_revocation_under_dual_control(ca_home: Path, env: dict[str, str], tm
     proposed = _ok(smki(["ca", "revoke", "propose", dca, "--reason", "cACompromise", "--as", "both", *h], env))
     item = re.search(r"proposal (\d+)", proposed.out)
     assert item is not None
-    _refused(smki(["ca", "revoke", "approve", item.group(1), "--as", "both", *h], env), "ra.dual-control")
-    _refused(smki(["ca", "revoke", "refuse", item.group(1), "--as", "op", *h], env), "staff.role-required")
+    _refused(smki(["ca", "revoke", "approve", item.group(1), "--as", "both", *h], env), "ra.dual-control",
+             "ra.dual-control")
+    _refused(smki(["ca", "revoke", "refuse", item.group(1), "--as", "op", *h], env), "staff.role-required",
+             "ra.staff-holds-role")
     listed = _ok(smki(["ca", "revoke", "list", *h], env)).out
     assert "pending" in listed and "both" in listed
     approved = _ok(smki(["ca", "revoke", "approve", item.group(1), "--as", "ap", *h], env))
@@ -155,8 +168,10 @@ def test_ca_revocation_dual_control_is_the_ra_rule_and_is_audited(
     proposed = _ok(smki(["ca", "revoke", "propose", dca, "--reason", "cACompromise", "--as", "both", *h], env))
     item = re.search(r"proposal (\d+)", proposed.out)
     assert item is not None
-    _refused(smki(["ca", "revoke", "approve", item.group(1), "--as", "Both", *h], env), "ra.dual-control")
-    _refused(smki(["ca", "revoke", "refuse", item.group(1), "--as", "both", *h], env), "ra.dual-control")
+    _refused(smki(["ca", "revoke", "approve", item.group(1), "--as", "Both", *h], env), "ra.dual-control",
+             "ra.dual-control")
+    _refused(smki(["ca", "revoke", "refuse", item.group(1), "--as", "both", *h], env), "ra.dual-control",
+             "ra.dual-control")
     assert "pending" in _ok(smki(["ca", "revoke", "list", *h], env)).out
     tail = _ok(smki(["audit", "tail", "-n", "2", "--json", *h], env)).out
     assert tail.count('"ca.dual-control-refused"') == 2 and '"rule": "ra.dual-control"' in tail

@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.testclient import TestClient
+from markupsafe import escape
 
 from smki.audit import AuditEvent
 from smki.config import Settings
@@ -90,6 +92,16 @@ def register(home: Home, *, device_applied: bool = True, org_approved: bool = Tr
     if device_applied:
         return apps.apply(home, PARTY, CertificatePolicy.DEVICE, staff_id=OPERATOR).application_id
     return None
+
+
+def shows_rule(page: str, rule_id: str) -> bool:
+    """Whether a refusal page names ``rule_id`` with its reason and the reference it rests on (the
+    rule's own text, from the RA's registry, escaped as the page's Jinja2 escapes it): a refusal that names a rule
+    but not its SEC clause or design decision does not explain itself."""
+    from smki.ra.rules import APPROVAL_RULES, RESERVED_ROLE_RULES, STAFF_RULES, Rule
+
+    rules: dict[str, Rule[Any]] = {**APPROVAL_RULES, **STAFF_RULES, **RESERVED_ROLE_RULES}
+    return f'data-rule="{rule_id}"' in page and f"Rests on: {escape(rules[rule_id].reference)}" in page
 
 
 def approve_device(home: Home, application_id: int) -> None:

@@ -29,6 +29,7 @@ from tests.portal.conftest import (
     Clients,
     approve_device,
     register,
+    shows_rule,
 )
 
 ARO_H = {"x-test-identity": f"aro:{PARTY}:{ARO}"}
@@ -94,6 +95,7 @@ def test_dual_control_over_http(home: Home, clients: Clients) -> None:
     # the operator cannot approve; nor can an auditor
     refused = gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff(OPERATOR), data={"csrf": t_op})
     assert refused.status_code == 403 and "ra.staff-role" in refused.text
+    assert shows_rule(refused.text, "ra.staff-role")  # the rule, its reason and what it rests on
     for page_path in ("/portal/staff/applications", "/portal/staff/parties", "/portal/staff/revocations"):
         offered = gw.get(page_path, headers=staff(AUDITOR))  # an auditor is offered no action at all
         assert offered.status_code == 200 and 'method="post"' not in offered.text, page_path
@@ -119,6 +121,7 @@ def test_a_person_holding_both_roles_cannot_approve_their_own_proposal(home: Hom
             data={"csrf": t})
     reply = gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff("both1"), data={"csrf": t})
     assert reply.status_code == 403 and "ra.dual-control" in reply.text
+    assert shows_rule(reply.text, "ra.dual-control")
 
 
 def test_gateway_issues_a_device_certificate_and_openssl_verifies_it(home: Home, clients: Clients,

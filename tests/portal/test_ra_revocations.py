@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from smki.ca.devcsr import make_organisation_csr
 from smki.domain import CertKind, RemotePartyRole, Route, Usage
 from smki.services.context import Home
-from tests.portal.conftest import APPROVER, AUDITOR, ENTITY, OPERATOR, PARTY, Clients, register
+from tests.portal.conftest import APPROVER, AUDITOR, ENTITY, OPERATOR, PARTY, Clients, register, shows_rule
 from tests.portal.test_pages import ARO_H, staff, token
 
 REVOCATIONS = "/portal/staff/revocations"
@@ -72,6 +72,7 @@ def test_a_ca_revocation_is_proposed_shown_in_full_and_approved_by_a_different_a
         assert "/propose\"" not in page.text
         refused = _propose(gw, home, serial, who=other)
         assert refused.status_code == 403 and "ra.staff-holds-role" in refused.text and 'role="alert"' in refused.text
+        assert "staff.role-required" in refused.text and shows_rule(refused.text, "ra.staff-holds-role")
     proposed = _propose(gw, home, serial)
     assert proposed.status_code == 200 and "A different RA approver must now approve or refuse it" in proposed.text
     item = _item(proposed.text)
@@ -135,6 +136,7 @@ def test_the_proposer_cannot_approve_a_ca_revocation_even_holding_both_roles(hom
     own = gw.post(f"/portal/staff/revocations/{item}/approve", headers=staff("both1"),
                   data={"csrf": t, "confirm": "yes"})
     assert own.status_code == 403 and "ra.dual-control" in own.text and "different" in own.text
+    assert shows_rule(own.text, "ra.dual-control")
     assert _audited(home, "ca.dual-control-refused") == [("staff:both1", serial)]
     assert home.store.certificate_by_serial(serial).status.value != "R"  # type: ignore[union-attr]
     # a different approver refuses it, with a reason: nothing revoked, audited with that reason

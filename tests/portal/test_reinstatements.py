@@ -14,7 +14,7 @@ from smki.ca.devcsr import make_organisation_csr
 from smki.domain import RemotePartyRole, Usage
 from smki.services import registry as reg
 from smki.services.context import Home
-from tests.portal.conftest import APPROVER, ARO, AUDITOR, ENTITY, OPERATOR, PARTY, Clients, register
+from tests.portal.conftest import APPROVER, ARO, AUDITOR, ENTITY, OPERATOR, PARTY, Clients, register, shows_rule
 from tests.portal.test_pages import ARO_H, staff, token
 
 
@@ -54,7 +54,7 @@ def test_an_operator_proposes_reinstating_an_aro_and_a_different_approver_reinst
     assert again.status_code == 400 and "ra.already-proposed" in again.text
     t_ap = token(gw.get("/portal/staff/reinstatements", headers=staff(APPROVER)))
     wrong_role = gw.post(f"/portal/staff/aros/{ARO}/reinstate", headers=staff(APPROVER), data={"csrf": t_ap})
-    assert wrong_role.status_code == 403 and "ra.staff-role" in wrong_role.text
+    assert wrong_role.status_code == 403 and shows_rule(wrong_role.text, "ra.staff-role")
     # the overview's count links to where the proposal is decided
     overview = gw.get("/portal/staff", headers=staff(OPERATOR)).text
     assert re.search(r'href="/portal/staff/reinstatements"><strong>1</strong> reinstatements pending', overview)
@@ -103,7 +103,7 @@ def test_the_proposer_cannot_approve_their_own_subscriber_reinstatement(home: Ho
                                                                headers=staff("both1")).text)
     own = gw.post(f"/portal/staff/reinstatements/{first}/approve", headers=staff("both1"), data={"csrf": t})
     assert own.status_code == 403 and "ra.dual-control" in own.text and 'role="alert"' in own.text
-    assert "different" in own.text  # the rule's reason is shown
+    assert "different" in own.text and shows_rule(own.text, "ra.dual-control")  # reason and reference shown
     assert _audited(home, "subscriber.dual-control-refused") == [("both1", PARTY)]
     assert home.store.registry.require_party(PARTY).subscriptions["organisation"] == "suspended"
     # a different approver refuses it, with a reason: still suspended, audited

@@ -19,6 +19,8 @@ from smki.ra.engine import (
     DecisionKind,
     Outcome,
     PolicyRefusal,
+    RuleRefusal,
+    check_dual_control,
     decide_application,
     decide_request,
     render_explanation,
@@ -43,6 +45,15 @@ def test_refusal_names_the_rules_and_carries_the_decision() -> None:
     )
     assert [r.reference for r in refusal.decision.failed] == [r.reference for r in decision.failed]
     assert pickle.loads(pickle.dumps(refusal)).decision == decision  # crosses batch worker processes
+
+
+def test_a_single_rule_refusal_keeps_its_own_code_and_carries_the_rule_across_processes() -> None:
+    result = check_dual_control("op1", "op1", [])
+    refusal = RuleRefusal(result, "ra.dual-control", result.reason)
+    copy = pickle.loads(pickle.dumps(refusal))
+    assert (copy.code, copy.message, copy.result) == ("ra.dual-control", result.reason, result)
+    default = RuleRefusal(result)
+    assert (default.code, default.message) == ("ra.refused", f"refused by ra.dual-control: {result.reason}")
 
 
 def test_an_approved_decision_has_no_refusal() -> None:

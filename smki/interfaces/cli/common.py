@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -17,6 +18,7 @@ from smki.settings_model import env_name, environment
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from smki.ra.rules import RuleResult
     from smki.services.context import Home
 
 
@@ -57,6 +59,15 @@ def say(text: str) -> None:
 def say_err(text: str) -> None:
     """One line to stderr exactly as given (see ``say``)."""
     sys.stderr.write(text + "\n")
+
+
+def say_failed_rules(results: Iterable[RuleResult]) -> None:
+    """Each failing RA rule under a refusal's error line: its id and why, then the SEC reference it
+    rests on (to stderr). One format for a refused decision (``ra propose``) and for a refusal by a
+    single rule (``ra.dual-control``, ``ra.staff-role``…), so a reader finds the clause the same way."""
+    for result in results:
+        say_err(f"  FAIL {result.rule_id}: {result.reason}")
+        say_err(f"       ref: {result.reference}")
 
 HomeOption = Annotated[
     Path,

@@ -112,6 +112,18 @@ def _os_error_text(exc: OSError) -> str:
     return f"{text}: {reason}" if text else reason
 
 
+def _explain_rule(exc: SmkiError) -> None:
+    """Under a refusal by one RA rule (``ra.dual-control``, ``ra.staff-role``, ``staff.role-required``…),
+    the rule, its reason and the SEC reference it rests on, as ``ra propose`` shows a refused
+    decision's rules: the error line alone named no clause."""
+    from smki.ra.engine import RuleRefusal
+
+    if isinstance(exc, RuleRefusal):
+        from smki.interfaces.cli.common import say_failed_rules
+
+        say_failed_rules((exc.result,))
+
+
 def _fail(line: str, code: int) -> None:
     from smki.interfaces.cli.common import err_console
 
@@ -158,6 +170,7 @@ def _run() -> None:
         from smki.interfaces.cli.common import err_console
 
         err_console.print(f"[bold red]error:[/] {exc.code}: {exc.message}", highlight=False, soft_wrap=True)
+        _explain_rule(exc)
         sys.exit(EXIT_ERROR)
     except _click.exceptions.NoArgsIsHelpError as exc:
         if exc.ctx is not None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, console, err_console, say_failed_rules
 from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows, print_json
 from smki.interfaces.cli.staff_cmd import StaffOption, parse_date, run_on
 from smki.ra.engine import PolicyRefusal
@@ -45,9 +45,7 @@ def say_err(text: str) -> None:
 
 def print_failed_rules(decision: Decision) -> None:
     """Each failing rule: its id, why it failed, and the SEC reference it rests on (to stderr)."""
-    for result in decision.failed:
-        say_err(f"  FAIL {result.rule_id}: {result.reason}")
-        say_err(f"       ref: {result.reference}")
+    say_failed_rules(decision.failed)
 
 
 @contextmanager

@@ -278,7 +278,9 @@ class ShownError:
 def describe(exc: SmkiError) -> ShownError:
     if isinstance(exc, PolicyRefusal):
         return ShownError(exc.code, exc.message, exc.decision.failed, exc.decision.ruleset)
-    if isinstance(exc, RuleRefusal):  # one rule outside a decision (repository.srept-passed): shown alike
+    if isinstance(exc, RuleRefusal):
+        # One rule outside a decision (repository.srept-passed, ra.dual-control, ra.staff-role,
+        # ra.staff-holds-role under staff.role-required…): shown alike, with the reference it carries.
         return ShownError(exc.code, exc.message, (exc.result,))
     return ShownError(exc.code, exc.message)
 
