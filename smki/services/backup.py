@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from smki import __version__
 from smki.config import CONFIG_FILE, Settings, load_settings
@@ -77,28 +77,55 @@ def _database_files(settings: Settings) -> set[Path]:
     return {db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"), db.with_name(db.name + "-journal")}
 
 
+def _password_of(parsed: URL) -> str:
+    """The password of a PostgreSQL URL: in its userinfo, or (as libpq and psycopg also take it)
+    its ``password`` query parameter."""
+    given = parsed.query.get("password")
+    from_query = given if isinstance(given, str) else given[-1] if given else ""
+    return str(parsed.password or from_query or "")
+
+
 @contextmanager
 def _pg_client(url: str) -> Iterator[tuple[dict[str, str], str]]:
     """The environment and libpq URL (no SQLAlchemy driver suffix, no password) for ``pg_dump`` /
     ``pg_restore``. The password goes in a temporary password file (``PGPASSFILE``, mode 0600 from
     its creation, removed on leaving, failure or not), never in their argv or their environment:
-    ``PGPASSWORD`` would stay readable in ``/proc/PID/environ`` for as long as they run."""
+    ``PGPASSWORD`` would stay readable in ``/proc/PID/environ`` for as long as they run, and the
+    command line in ``ps`` for anyone on the machine.
+
+    ``URL.set(password=None)`` leaves the password in place (``set`` ignores ``None``): only
+    ``_replace`` removes it. In the file, ``:`` and ``\\`` are escaped with ``\\`` (libpq's
+    password-file format); a line break cannot be written there at all, so it is refused."""
     parsed = make_url(url)
+    password = _password_of(parsed)
     env = dict(os.environ)
-    plain = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
-    if not parsed.password:
+    stripped = parsed.difference_update_query(["password"])._replace(drivername="postgresql", password=None)
+    plain = stripped.render_as_string(hide_password=False)
+    if not password:
         yield env, plain
         return
+    if "\n" in password or "\r" in password:
+        raise SmkiError("backup.password-unsupported", "the database password holds a line break, which a "
+                        "libpq password file cannot hold: change the password to back up with pg_dump")
     env.pop("PGPASSWORD", None)  # libpq prefers it to the file
     fd, name = tempfile.mkstemp(prefix="smki-pgpass-")  # O_EXCL, mode 0600
     try:
-        escaped = str(parsed.password).replace("\\", "\\\\").replace(":", "\\:")
+        escaped = password.replace("\\", "\\\\").replace(":", "\\:")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(f"*:*:*:*:{escaped}\n")  # this file serves this one command: any host, database, user
         env["PGPASSFILE"] = name
         yield env, plain
     finally:
         Path(name).unlink(missing_ok=True)
+
+
+def _tool_error(tool: str, stderr: str) -> str:
+    """The line of ``tool``'s stderr that says what failed: its last ``<tool>: error:`` line. The
+    last line may only follow it: libpq's ``password retrieved from file ...`` after a refused
+    password, pg_restore's ``Command was: <SQL>`` after a failed statement."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(f"{tool}: error:")]
+    return " ".join((errors or lines or [f"{tool} failed"])[-1].split())
 
 
 def _snapshot_database(settings: Settings, workdir: Path) -> tuple[str, Path]:
@@ -125,7 +152,7 @@ def _snapshot_database(settings: Settings, workdir: Path) -> tuple[str, Path]:
             done = subprocess.run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges",
                                    f"--file={target}", f"--dbname={plain}"], env=env, capture_output=True, text=True)
         if done.returncode != 0:
-            raise SmkiError("backup.pg-dump-failed", (done.stderr.strip().splitlines() or ["pg_dump failed"])[-1])
+            raise SmkiError("backup.pg-dump-failed", _tool_error("pg_dump", done.stderr))
         return PGDUMP_MEMBER, target
     raise SmkiError("backup.unsupported-database", f"cannot back up a {backend} database")
 
@@ -320,7 +347,7 @@ def _pg_restore(dump: Path, url: str) -> None:
         done = subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
                                f"--dbname={plain}", str(dump)], env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SmkiError("backup.pg-restore-failed", (done.stderr.strip().splitlines() or ["pg_restore failed"])[-1])
+        raise SmkiError("backup.pg-restore-failed", _tool_error("pg_restore", done.stderr))
 
 
 def _point_config_at(home: Path, database_url: str) -> None:

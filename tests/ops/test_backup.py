@@ -118,8 +118,8 @@ def test_backup_verify_restore_round_trip(tmp_path: Path, database_url: str, emp
 def test_verify_names_an_altered_or_extra_member(tmp_path: Path) -> None:
     archive = tmp_path / "b.tar.gz"
     payload = b"root certificate"
-    manifest = {"format": 1, "files": {"root.pem": {"sha256": hashlib.sha256(payload).hexdigest(),
-                                                    "size": len(payload)}}, "excluded": []}
+    manifest: dict[str, Any] = {"format": 1, "excluded": [], "files": {
+        "root.pem": {"sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}}}
 
     def write(members: dict[str, bytes]) -> None:
         with tarfile.open(archive, "w:gz") as tar:
@@ -175,8 +175,8 @@ def test_pg_dump_and_pg_restore_get_the_password_from_a_private_file_never_their
             pass
 
     monkeypatch.setenv("PGPASSWORD", "inherited-password")
-    monkeypatch.setattr(backup.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(backup.subprocess, "run", run)
+    monkeypatch.setattr("smki.services.backup.shutil.which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("smki.services.backup.subprocess.run", run)
     monkeypatch.setattr(Store, "open", staticmethod(lambda _url: EmptyStore()))
     text_url = url.render_as_string(hide_password=False)
     backup._snapshot_database(Settings(home=tmp_path, database_url=text_url), tmp_path)
@@ -192,16 +192,46 @@ def test_pg_dump_and_pg_restore_get_the_password_from_a_private_file_never_their
     for call in calls:
         assert "PGPASSWORD" not in call["env"]
         assert PG_PASSWORD not in " ".join(call["argv"]) and PG_PASSWORD not in "".join(call["env"].values())
+        assert "word-77" not in " ".join(call["argv"])  # nor percent-encoded in the URL (``ps`` shows argv)
         assert call["text"] == "*:*:*:*:pg\\:pass\\\\word-77\n"
         assert call["mode"] == 0o600
         assert not call["passfile"].exists()
+
+
+def test_a_password_in_the_query_goes_in_the_file_and_a_line_break_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg (and libpq) also take ``?password=``: it leaves the command line for the file too. A
+    line break cannot be written in a password file: refused with smki's error, before pg_dump runs."""
+    from smki.config import Settings
+    from smki.errors import SmkiError
+    from smki.services import backup
+
+    calls: list[tuple[list[str], str]] = []
+
+    def run(argv: list[str], *, env: dict[str, str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append((argv, Path(env["PGPASSFILE"]).read_text()))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr("smki.services.backup.shutil.which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("smki.services.backup.subprocess.run", run)
+    query = "postgresql+psycopg://smki@db.example/smki?sslmode=require&password=pg%3Apass%5Cword-77"
+    backup._snapshot_database(Settings(home=tmp_path, database_url=query), tmp_path)
+    [(argv, text)] = calls
+    assert text == "*:*:*:*:pg\\:pass\\\\word-77\n"
+    assert "word-77" not in " ".join(argv) and "sslmode=require" in " ".join(argv)
+    broken = make_url("postgresql+psycopg://smki@db.example/smki").set(password="two\nlines")
+    with pytest.raises(SmkiError) as refused:
+        backup._snapshot_database(Settings(home=tmp_path, database_url=broken.render_as_string(
+            hide_password=False)), tmp_path)
+    assert refused.value.code == "backup.password-unsupported" and len(calls) == 1
 
 
 @pytest.mark.skipif(not ADMIN_URL, reason="PostgreSQL only (SMKI_TEST_DATABASE_URL)")
 def test_a_real_pg_dump_and_pg_restore_read_the_password_file(tmp_path: Path, database_url: str,
                                                               empty_database_url: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same with the real tools (trust authentication: the password is carried, not checked)."""
+    """The same with the real tools (trust authentication: the password is carried, not checked;
+    ``tests/ops/test_backup_scram.py`` checks it against a server that does)."""
     from smki.config import Settings
     from smki.services import backup
     from smki.services.ca_admin import initialise_ca
@@ -213,7 +243,7 @@ def test_a_real_pg_dump_and_pg_restore_read_the_password_file(tmp_path: Path, da
         seen.append((kwargs["env"], Path(kwargs["env"]["PGPASSFILE"])))
         return real_run(argv, **kwargs)
 
-    monkeypatch.setattr(backup.subprocess, "run", run)
+    monkeypatch.setattr("smki.services.backup.subprocess.run", run)
     with_password = make_url(database_url).set(password=PG_PASSWORD).render_as_string(hide_password=False)
     home = tmp_path / "home"
     initialise_ca(Settings(home=home, database_url=with_password), b"backup-passphrase", actor="admin")
