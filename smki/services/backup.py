@@ -356,6 +356,8 @@ def _point_config_at(home: Path, database_url: str) -> None:
     if not config.exists():
         return
     text = config.read_text(encoding="utf-8")
-    line = f'database-url = "{database_url}"'
-    new, count = re.subn(r"(?m)^database-url\s*=.*$", line, text)
+    # A TOML basic string (JSON's escapes are TOML's), put in by a function: a URL's ``\`` or
+    # ``"`` would otherwise break the file, and ``re`` would read ``\1`` or ``\n`` as a template.
+    line = f"database-url = {json.dumps(database_url)}"
+    new, count = re.subn(r"(?m)^database-url\s*=.*$", lambda _match: line, text)
     config.write_text(new if count else line + "\n" + text, encoding="utf-8")

@@ -254,3 +254,17 @@ def test_a_real_pg_dump_and_pg_restore_read_the_password_file(tmp_path: Path, da
     assert len(seen) == 2
     for env, passfile in seen:
         assert "PGPASSWORD" not in env and not passfile.exists()
+
+
+def test_the_restored_config_names_any_database_url_as_toml(tmp_path: Path) -> None:
+    """A URL with ``\\``, ``"`` and what ``re`` would read as a template (``\\1``, ``\\n``) is written to
+    the restored smki.toml so that TOML reads back exactly that URL, and the rest of the file stays."""
+    import tomllib
+
+    from smki.services.backup import _point_config_at
+
+    (tmp_path / "smki.toml").write_text('root-name = "SMKI Root"\ndatabase-url = "old"\n', encoding="utf-8")
+    url = 'postgresql+psycopg://smki:pa"ss\\1\\n@127.0.0.1/smki'
+    _point_config_at(tmp_path, url)
+    read = tomllib.loads((tmp_path / "smki.toml").read_text(encoding="utf-8"))
+    assert read == {"root-name": "SMKI Root", "database-url": url}
