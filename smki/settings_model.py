@@ -671,7 +671,9 @@ def render_markdown() -> str:
         "one line: `secret.file-missing`, `secret.file-unreadable`, `secret.file-empty` or",
         "`secret.file-permissions`. Giving one setting two ways (the variable and `_FILE`, or either and a",
         "credential) is refused `secret.conflict`. `smki config show` names the source (`file …_FILE`,",
-        "`credential …`).",
+        "`credential …`). `smki serve` given a secret as the plain variable (or `SMKI_DATABASE_URL` with a",
+        "password in it) starts, but logs a warning naming it: the processes it starts never inherit it, yet",
+        "its own `/proc/<pid>/environ` keeps it for as long as it runs.",
         "",
     ]
     titles = {"": "Top level", "api": "`[api]`: `smki serve`", "capacity": "`[capacity]`: per-Party limits",

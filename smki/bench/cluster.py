@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smki.bench._serve_env import passphrase_file_env
+
 ANNOUNCE = re.compile(r"smki: listening (.*) workers=(\d+) pid=(\d+)")
 #: Request-rate rounds of each kind, alternated.
 ROUNDS = 3
@@ -78,7 +80,7 @@ class Node:
     @classmethod
     def start(cls, home: Path, secret: str, *args: str) -> Node:
         port = free_port()
-        env = {**os.environ, "SMKI_KEY_PASSPHRASE": secret}
+        env = passphrase_file_env(home, secret)
         process = subprocess.Popen(
             [sys.executable, "-m", "smki.interfaces.cli.serve_cmd", "--home", str(home), "--gateway",
              f"127.0.0.1:{port}", "--no-spoti", *args],

@@ -33,6 +33,7 @@ from typing import Any
 
 from smki.bench._cfssl_peer import PeerRun
 from smki.bench._procstat import Watch
+from smki.bench._serve_env import passphrase_file_env
 
 PASSPHRASE = "bench-passphrase-not-secret"
 #: How long one status request may wait for the batch's status to change (``?wait=``: long polling).
@@ -338,7 +339,7 @@ class Server:
 def running_server(home_path: Path, creds: Path, args: Sequence[str] = ()) -> Iterator[Server]:
     """``smki serve`` on ``home_path`` as a child process, and an HTTP client with ``creds`` for its
     Gateway listener; stops the server after."""
-    env = {**os.environ, "SMKI_KEY_PASSPHRASE": PASSPHRASE}
+    env = passphrase_file_env(home_path, PASSPHRASE)
     process = subprocess.Popen(
         [sys.executable, "-m", "smki.interfaces.cli.serve_cmd", "--home", str(home_path), *args],
         stdout=subprocess.PIPE, env=env, text=True, start_new_session=True)

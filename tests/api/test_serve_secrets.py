@@ -89,6 +89,12 @@ def test_no_exec_started_child_of_the_server_carries_the_passphrase(home: Home) 
             assert b"SMKI_DATABASE_URL" not in environ and url.encode() not in environ, pid
     finally:
         server.stop()
+    # the server's own environment still holds it: the log says so, and what to do instead
+    assert server.process.stderr is not None
+    log = server.process.stderr.read()
+    assert "SMKI_KEY_PASSPHRASE is given in smki serve's environment" in log, log[-2000:]
+    assert "SMKI_KEY_PASSPHRASE_FILE or a systemd credential" in log
+    assert SECRET.decode() not in log
 
 
 DB_PASSWORD = "db-file-password-4711"
@@ -133,3 +139,5 @@ def test_serve_given_its_secrets_as_files_keeps_them_out_of_every_process_enviro
             assert SECRET not in _read(pid, "cmdline") and DB_PASSWORD.encode() not in _read(pid, "cmdline"), pid
     finally:
         server.stop()
+    assert server.process.stderr is not None
+    assert "smki serve's environment" not in server.process.stderr.read()  # nothing to warn of

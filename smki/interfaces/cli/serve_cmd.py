@@ -2,13 +2,16 @@
 
 Settings come from ``[api]`` in ``smki.toml``; the flags are the settings model's (each names its
 key: docs/configuration.md) and override the file and the environment. The key secret (needed to issue) comes from the
-environment or a prompt.
+environment (better: a file it names, or a systemd credential; a secret given as a plain variable is
+warned of) or a prompt.
 
 Registration: ``COMMANDS.add("serve", …serve_cmd:serve, …)`` in ``smki.interfaces.cli.main``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
@@ -54,7 +57,33 @@ def serve(
     register_secret(api.repository_apikey)
     secret = read_secret(settings)
     register_secret(secret)
+    _warn_of_secrets_in_the_environment(os.environ)
     run_server(home, secret, api)
+
+
+def _warn_of_secrets_in_the_environment(environ: Mapping[str, str]) -> None:
+    """One warning per secret given to ``smki serve`` as a plain variable (the database URL only when
+    it carries a password). The processes it starts never inherit them, but its own initial
+    environment, ``/proc/PID/environ``, keeps them readable by root and the service's user for as
+    long as it runs; the ``_FILE`` form or a systemd credential leaves only a file's name there."""
+    import logging
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from smki.settings_model import env_name, secret_env_names
+
+    names = [name for name in secret_env_names() if environ.get(name)]
+    database = env_name("database-url")
+    try:
+        if environ.get(database) and make_url(environ[database]).password:
+            names.append(database)
+    except ArgumentError:  # not a URL: the settings refused it before this could run
+        pass
+    for name in names:
+        logging.getLogger("smki.serve").warning(
+            "%s is given in smki serve's environment, where /proc/<pid>/environ keeps it readable while the "
+            "server runs: give it as %s_FILE or a systemd credential instead (docs/configuration.md)", name, name)
 
 
 def main() -> None:
