@@ -122,6 +122,9 @@ def test_a_person_holding_both_roles_cannot_approve_their_own_proposal(home: Hom
     reply = gw.post(f"/portal/staff/applications/{app_id}/approve", headers=staff("both1"), data={"csrf": t})
     assert reply.status_code == 403 and "ra.dual-control" in reply.text
     assert shows_rule(reply.text, "ra.dual-control")
+    # the rule's reason is on its line, once: the error message above it does not repeat it
+    reason = re.search(r'class="rule-id">ra\.dual-control</strong> — ([^<]+)</p>', reply.text)
+    assert reason is not None and reply.text.count(reason.group(1)) == 1, reply.text
 
 
 def test_gateway_issues_a_device_certificate_and_openssl_verifies_it(home: Home, clients: Clients,

@@ -281,7 +281,10 @@ def describe(exc: SmkiError) -> ShownError:
     if isinstance(exc, RuleRefusal):
         # One rule outside a decision (repository.srept-passed, ra.dual-control, ra.staff-role,
         # ra.staff-holds-role under staff.role-required…): shown alike, with the reference it carries.
-        return ShownError(exc.code, exc.message, (exc.result,))
+        result = exc.result
+        # The rule's line below gives its reason: a message that only repeats it is not shown twice.
+        repeats = exc.message in (result.reason, f"{result.rule_id}: {result.reason}")
+        return ShownError(exc.code, "" if repeats else exc.message, (result,))
     return ShownError(exc.code, exc.message)
 
 
