@@ -20,6 +20,15 @@ def one_line(result: Result) -> str:
     return lines[0]
 
 
+def refused_by_rule(result: Result, rule_id: str) -> str:
+    """The error line of a refusal by one RA rule, after checking what follows it: the rule with its
+    reason, then the reference it rests on (as ``ra propose`` lists a decision's failing rules)."""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 3 and "Traceback" not in result.err, result.err
+    assert lines[1].startswith(f"  FAIL {rule_id}: ") and lines[2].lstrip().startswith("ref: "), result.err
+    return lines[0]
+
+
 def test_an_out_file_in_a_missing_directory_or_a_directory_is_an_io_error_not_internal(
         run: Run, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-dir" / "x"
@@ -108,11 +117,13 @@ def test_a_revocation_beyond_the_staff_members_role_is_audited_like_every_other(
                 ("ca", "revoke", "propose", cas["org-ca"], "--reason", "keyCompromise", "--as", "ap1")]
     for args in attempts:
         result = run(*args)
-        assert result.code == 1 and one_line(result).startswith("error: staff.role-required: "), result.err
+        assert result.code == 1, result.err
+        assert refused_by_rule(result, "ra.staff-holds-role").startswith("error: staff.role-required: ")
     proposed = run("ca", "revoke", "propose", cas["org-ca"], "--reason", "keyCompromise", "--as", "op1")
     assert proposed.code == 0, proposed.err
     approve = run("ca", "revoke", "approve", "1", "--as", "op1")
-    assert approve.code == 1 and one_line(approve).startswith("error: staff.role-required: ")
+    assert approve.code == 1
+    assert refused_by_rule(approve, "ra.staff-holds-role").startswith("error: staff.role-required: ")
     tail = json.loads(run("audit", "tail", "-n", "10", "--json").out)
     refused = [(r["actor"], r["subject"]) for r in tail if r["action"] == "staff.refused"]
     assert refused == [("aud", serial), ("ap1", serial), ("ap1", cas["org-ca"]), ("op1", "ca-revocation:1")]

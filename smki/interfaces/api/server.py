@@ -194,8 +194,11 @@ def _child(home_path: Path, secret: bytes, api: ApiSettings, files: ServerFiles,
     run_process(home_path, secret, api, files, sockets)
 
 
-def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print) -> None:
+def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callable[[str], None] = print,
+          listening: Callable[[], None] | None = None) -> None:
     """Check everything (:mod:`smki.services.preflight`), bind, and serve with ``api.workers`` processes.
+    ``listening`` runs once the listeners are bound and announced (a start-up warning there never
+    comes before a refusal to start, which stays one line).
 
     Nothing is bound until the database, every CA key and the listener credential have been opened:
     a failure is a ``SmkiError`` (one line from the CLI, non-zero exit) with no port ever open.
@@ -218,6 +221,8 @@ def serve(home_path: Path, secret: bytes, api: ApiSettings, *, announce: Callabl
         announce(f"smki: admin http://{host}:{port}")
     if hasattr(sys.stdout, "flush"):
         sys.stdout.flush()
+    if listening is not None:
+        listening()
     if api.workers <= 1 and admin is None:
         run_process(home_path, secret, api, files, sockets)
         return

@@ -57,8 +57,7 @@ def serve(
     register_secret(api.repository_apikey)
     secret = read_secret(settings)
     register_secret(secret)
-    _warn_of_secrets_in_the_environment(os.environ)
-    run_server(home, secret, api)
+    run_server(home, secret, api, listening=lambda: _warn_of_secrets_in_the_environment(os.environ))
 
 
 def _warn_of_secrets_in_the_environment(environ: Mapping[str, str]) -> None:
