@@ -20,9 +20,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from smki.store import Store
 from tests.cli.helpers import smki, smki_env
 from tests.ops.private_postgres import PrivateCluster, Unavailable, new_cluster
+from tests.ops.test_backup import _serials
 
 ADMIN_PASSWORD = "admin-Pw-19"
 #: ':' and '\' must be escaped in a password file; '@', '/', '%' and ' ' are percent-encoded in the URL.
@@ -64,15 +64,6 @@ def _new_role(cluster: PrivateCluster, password: str) -> str:
     quoted = password.replace("'", "''")
     _admin(cluster, f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{quoted}'")
     return role
-
-
-def _serials(url: str) -> set[str]:
-    store = Store.open(url)
-    try:
-        with store.engine.connect() as conn:
-            return {row[0] for row in conn.exec_driver_sql("SELECT serial FROM certificates")}
-    finally:
-        store.close()
 
 
 URL_PROBE = "postgresql+psycopg://u@127.0.0.1:1/d"
