@@ -23,7 +23,16 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, delete, func, insert, or_, select, update
 
-from smki.store.driver import PLANNED_WITH_ITS_VALUES, driver_rows, placeholder, read_ahead, write_connection
+from smki.store.driver import (
+    PLANNED_WITH_ITS_VALUES,
+    driver_rows,
+    pg_hex_array,
+    pg_int_array,
+    placeholder,
+    read_ahead,
+    use_c_bytea_dumper,
+    write_connection,
+)
 from smki.store.models import batch_items, batch_jobs, certificates
 from smki.store.reads import read_connection
 from smki.store.store import Store
@@ -133,12 +142,13 @@ def _record_outcomes(conn: Any, job_id: int, owner: str | None, issued: Sequence
     ok = 0
     if set_based:
         if issued:
+            indices = [idx for idx, _ in issued]
+            serials = [serial for _, serial in issued]
             ok = int(conn.exec_driver_sql(
                 f"{PLANNED_WITH_ITS_VALUES} UPDATE batch_items AS i SET outcome = 'ok', serial = v.serial "
                 "FROM unnest(%s::integer[], %s::varchar[]) AS v(idx, serial) "
                 "WHERE i.batch_id = %s AND i.idx BETWEEN %s AND %s AND i.idx = v.idx AND i.outcome IS NULL",
-                ([idx for idx, _ in issued], [serial for _, serial in issued], job_id,
-                 *_span(idx for idx, _ in issued))).rowcount)
+                (pg_int_array(indices), pg_hex_array(serials) or serials, job_id, *_span(indices))).rowcount)
         if refused:
             done = int(conn.exec_driver_sql(
                 f"{PLANNED_WITH_ITS_VALUES} UPDATE batch_items AS i "
@@ -183,11 +193,12 @@ def _add_items(conn: Any, job_id: int, items: Sequence[NewItem], *, copy: bool |
 
         raw = conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
-        with raw.cursor() as cursor, cursor.copy(
-                "COPY batch_items (batch_id, idx, item_id, csr) FROM STDIN (FORMAT BINARY)") as load:
-            load.set_types(["int8", "int4", "varchar", "bytea"])
-            for idx, item_id, csr in items:
-                load.write_row((job_id, idx, item_id, csr))
+        with raw.cursor() as cursor:
+            use_c_bytea_dumper(cursor)
+            with cursor.copy("COPY batch_items (batch_id, idx, item_id, csr) FROM STDIN (FORMAT BINARY)") as load:
+                load.set_types(["int8", "int4", "varchar", "bytea"])
+                for idx, item_id, csr in items:
+                    load.write_row((job_id, idx, item_id, csr))
         return
     mark = placeholder(conn)
     sql = f"INSERT INTO batch_items (batch_id, idx, item_id, csr) VALUES ({mark}, {mark}, {mark}, {mark})"

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from smki.store.driver import pg_fixed_width_any, pg_packed_rows, placeholder
+from smki.store.driver import pg_fixed_width_any, pg_packed_rows, placeholder, use_c_bytea_dumper
 from smki.store.reads import holding, read_connection
 from smki.store.store import Store
 from smki.store.transaction import Transaction, duplicate_key, integrity_error
@@ -146,11 +146,12 @@ class CertifiedKeyWrites:
                                        list(pairs))
             return
         try:
-            with raw.cursor() as cursor, cursor.copy(
-                    "COPY certified_keys (fingerprint, serial) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["bytea", "varchar"])
-                for pair in pairs:
-                    copy.write_row(pair)
+            with raw.cursor() as cursor:
+                use_c_bytea_dumper(cursor)
+                with cursor.copy("COPY certified_keys (fingerprint, serial) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(["bytea", "varchar"])
+                    for pair in pairs:
+                        copy.write_row(pair)
         except psycopg.errors.UniqueViolation as exc:  # raw driver: SQLAlchemy does not wrap these
             raise duplicate_key() from exc
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from smki.store.driver import pg_fixed_width_any, placeholder
+from smki.store.driver import pg_fixed_width_any, placeholder, use_c_bytea_dumper
 from smki.store.reads import read_connection
 from smki.store.store import Store
 from smki.store.transaction import Transaction
@@ -240,6 +240,7 @@ class DeviceWrites:
         assert isinstance(raw, psycopg.Connection)
         columns = ", ".join((*_FIELDS, "changed_on"))
         with raw.cursor() as cursor:
+            use_c_bytea_dumper(cursor)
             cursor.execute(
                 "CREATE TEMPORARY TABLE IF NOT EXISTS devices_in (n int4, device_id bytea, device_type text, "
                 "smi_status text, import_supplier text, gas_supplier text, network_operator text, changed_on date) "

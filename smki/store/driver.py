@@ -6,6 +6,7 @@ cost more than the SQL itself there. Only the hot paths of :mod:`smki.store.batc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -108,6 +109,40 @@ def pg_fixed_width_any(values: Sequence[bytes], width: int) -> tuple[str, tuple[
         return "(%s)", (values[0],)
     packed = pg_packed_rows(len(values), [(b"".join(values), width)])
     return None if packed is None else (f"ANY(ARRAY({packed[0]}))", packed[1])
+
+
+_HEX_ITEMS = re.compile(r"[0-9A-Fa-f]+(?:,[0-9A-Fa-f]+)*")
+
+
+def pg_int_array(values: Sequence[int]) -> str:
+    """A PostgreSQL array literal (``{1,2,3}``) of integers, for a ``%s::integer[]`` parameter.
+
+    psycopg adapts a Python list element by element in Python (``ListDumper``: ~1.4 µs an element
+    of the writer's CPU, measured for a commit's 2,000 outcomes); one ``join`` costs ~0.1 µs, and
+    the server reads the text as it would the binary array."""
+    return "{" + ",".join(map(str, map(int, values))) + "}"
+
+
+def pg_hex_array(values: Sequence[str]) -> str | None:
+    """A PostgreSQL array literal of hexadecimal strings (serial numbers), as :func:`pg_int_array`
+    for a ``%s::varchar[]`` parameter; None when a value is empty or not hexadecimal (the caller
+    then passes the list). Hex digits need no quoting and can never spell ``NULL``."""
+    joined = ",".join(values)
+    if not values or _HEX_ITEMS.fullmatch(joined) is None or joined.count(",") != len(values) - 1:
+        return None
+    return "{" + joined + "}"
+
+
+def use_c_bytea_dumper(cursor: Any) -> None:
+    """Make a psycopg cursor's binary ``COPY`` write ``bytea`` columns with psycopg's C dumper.
+
+    ``Copy.set_types`` looks dumpers up by type OID, and for ``bytea`` psycopg's DB-API module has
+    registered its Python ``BinaryBinaryDumper`` (for ``psycopg.Binary`` objects) last: two Python
+    calls per value, ~1 µs of the batch writer's CPU per certificate (two ``bytea`` columns). The
+    cursor's own adapters map is a copy, so nothing else on the connection changes."""
+    from psycopg.types.string import BytesBinaryDumper
+
+    cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
 
 
 def driver_rows(engine: Engine, sql: str, params: tuple[object, ...]) -> list[Any]:

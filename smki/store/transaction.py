@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from smki.audit import AuditEvent, canonical_details, row_hash
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import NotFound, SmkiError
-from smki.store.driver import pg_fixed_width_any, pipelined_first_rows
+from smki.store.driver import pg_fixed_width_any, pipelined_first_rows, use_c_bytea_dumper
 from smki.store.models import audit_head, audit_log, certificates, revocation_lists
 from smki.store.records import NewCertificate, RevocationListRecord, normalise_serial
 from smki.store.registry import RegistryWriter
@@ -380,10 +380,12 @@ class Transaction:
 
         raw = self._conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
-        with _constraints_named(), raw.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
-            copy.set_types(_COPY_TYPES)
-            for row in rows:
-                copy.write_row(row)
+        with _constraints_named(), raw.cursor() as cursor:
+            use_c_bytea_dumper(cursor)
+            with cursor.copy(_COPY_SQL) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
         self._changes += count
 
     def add_revocation_list(self, record: RevocationListRecord) -> None:
