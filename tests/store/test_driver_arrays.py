@@ -43,13 +43,17 @@ def test_the_server_reads_back_what_was_given(raw, ints: list[int], texts: list[
 
 
 def test_the_c_bytea_dumper_is_the_cursors_own(raw) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
     from psycopg.pq import Format
 
     oid = raw.adapters.types["bytea"].oid
     before = raw.adapters.get_dumper_by_oid(oid, Format.BINARY)
     with raw.cursor() as cursor:
         use_c_bytea_dumper(cursor)
-        assert cursor.adapters.get_dumper_by_oid(oid, Format.BINARY) is not before
+        chosen = cursor.adapters.get_dumper_by_oid(oid, Format.BINARY)
+        assert chosen is not before
+        if psycopg.pq.__impl__ in ("binary", "c"):  # psycopg's C extension is loaded: its dumper it is
+            assert chosen.__module__.endswith("_psycopg"), chosen
         cursor.execute("CREATE TEMPORARY TABLE copied (b bytea)")
         values = [b"", b"\x00\xff" * 300, bytes(range(256))]
         with cursor.copy("COPY copied (b) FROM STDIN (FORMAT BINARY)") as copy:
