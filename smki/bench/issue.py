@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from smki.ca.devcsr import write_device_csrs
 
@@ -33,6 +34,27 @@ class IssueRun:
     certs_per_second: float
     parent_peak_mib: float
     worker_peak_mib: float
+    #: PostgreSQL: autovacuum and autoanalyze passes over the store's tables that ended during the
+    #: run, or were still running at its end. A run starts from an empty database, whose thresholds
+    #: 100,000 inserts pass: those passes take the same cores as the batch (docs/performance.md).
+    autovacuums: int = 0
+
+
+_AUTOVACUUMS = (
+    "SELECT (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables), "
+    "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' "
+    "AND datname = current_database())")
+
+
+def _autovacuums(engine: Any) -> tuple[int, int]:
+    """(passes ended so far, passes running now) over this database's tables; (0, 0) on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return 0, 0
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        ended, running = conn.execute(text(_AUTOVACUUMS)).one()
+    return int(ended), int(running)
 
 
 def openssl_limit(cores: int, seconds: int = 3) -> tuple[float, float, float]:
@@ -76,17 +98,19 @@ def _child(source: Path, home: Path, database_url: str, count: int, workers: int
     initialise_ca(Settings(home=home, database_url=database_url, key_backend=backend, pkcs11_module=module,
                            pkcs11_token=token), secret, actor="bench")
     opened = open_home(home, secret)
+    vacuumed_before, _ = _autovacuums(opened.store.engine)
     started = time.perf_counter()
     summary = issue_device_batch(opened, read_batch_source(source), actor="bench", batch_ref="bench",
                                  workers=workers)
     seconds = time.perf_counter() - started
+    vacuumed_after, running = _autovacuums(opened.store.engine)
     opened.close()
     stop.set()
     sampler.join()
     self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_peak = max(peaks.values(), default=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     print(json.dumps(asdict(IssueRun(count, summary.issued, seconds, summary.issued / seconds,
-                                     self_peak, child_peak))))
+                                     self_peak, child_peak, vacuumed_after - vacuumed_before + running))))
 
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"

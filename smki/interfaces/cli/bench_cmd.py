@@ -55,8 +55,11 @@ def issue(
     console.print(f"openssl speed ecdsap256 -multi {cores}: {sign:,.0f} sign/s, {verify:,.0f} verify/s "
                   f"→ limit {limit:,.0f} certs/s (one verify + one sign each)")
     table = Table(title="Batch Device issuance (store: " + (database_url or "SQLite") + ")")
-    for column in ("backend", "CSRs", "seconds", "certs/s", "limit", "% of limit", "vs file", "vs file at limit",
-                   "parent peak MiB", "worker peak MiB"):
+    columns = ["backend", "CSRs", "seconds", "certs/s", "limit", "% of limit", "vs file", "vs file at limit",
+               "parent peak MiB", "worker peak MiB"]
+    if database_url:  # the new tables' autovacuum passes share the cores: a run with some is slower
+        columns.append("autovacuum")
+    for column in columns:
         table.add_column(column, justify="right")
     for n in count:
         file_rate = file_share = None
@@ -74,7 +77,7 @@ def issue(
             at_limit = f"{share / file_share:.2f}" if file_share and name != "file" else "-"
             table.add_row(name, f"{n:,}", f"{run.seconds:.2f}", f"{run.certs_per_second:,.0f}", f"{around:,.0f}",
                           f"{100 * share:.0f}%", ratio, at_limit, f"{run.parent_peak_mib:.0f}",
-                          f"{run.worker_peak_mib:.0f}")
+                          f"{run.worker_peak_mib:.0f}", *([str(run.autovacuums)] if database_url else []))
     Console(width=max(console.width, 160)).print(table)  # whole figures even when not on a terminal
 
 
