@@ -19,9 +19,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from smki.ca.devcsr import write_device_csrs
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 BENCH_PASSPHRASE = "bench-passphrase-not-secret"
 
@@ -46,7 +49,7 @@ _AUTOVACUUMS = (
     "AND datname = current_database())")
 
 
-def _autovacuums(engine: Any) -> tuple[int, int]:
+def _autovacuums(engine: Engine) -> tuple[int, int]:
     """(passes ended so far, passes running now) over this database's tables; (0, 0) on SQLite."""
     if engine.dialect.name != "postgresql":
         return 0, 0
