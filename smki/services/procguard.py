@@ -13,16 +13,27 @@ Elsewhere than Linux these are no-ops: the parent-pid watch in :func:`exit_if_or
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 _PRELOAD = "smki.services.procguard_forkserver"
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library already loaded in this process (``dlopen(NULL)``: its global symbols).
+
+    Not ``ctypes.util.find_library("c")``: on Linux that runs ``/sbin/ldconfig -p`` as a child
+    process on every call, so every signing worker and forkserver started one more process just to
+    name a library it already has.
+    """
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def die_with_parent(sig: int = signal.SIGKILL, *, parent: int | None = None) -> bool:
@@ -36,8 +47,7 @@ def die_with_parent(sig: int = signal.SIGKILL, *, parent: int | None = None) -> 
     done = False
     if sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            done = libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+            done = _libc().prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
         except OSError:
             done = False
     exit_if_orphaned(parent)
@@ -104,8 +114,5 @@ def set_process_name(name: str) -> None:
     so an operator can tell the admin listener from the server processes it was forked beside."""
     if not sys.platform.startswith("linux"):
         return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
-    except OSError:
-        pass
+    with suppress(OSError):
+        _libc().prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
