@@ -130,15 +130,20 @@ SQL_FORMS = ["in-use look-up, packed", "in-use look-up, plain", "per-Device coun
              "round trip (SELECT 1)", "wide read, prepared", "wide read, parsed each time"]
 
 
+@pytest.mark.parametrize("name", ["sql-forms", "pg-indexes"])
+def test_the_postgresql_benches_refuse_sqlite_in_one_line(name: str, tmp_path: Path) -> None:
+    """They measure what only PostgreSQL has (packed forms, its indexes): given SQLite, a usage error."""
+    url = f"sqlite:///{tmp_path / 'smki.db'}"
+    run = smki(["bench", name, "--database-url", url], smki_env(url))
+    assert run.code == 2 and "PostgreSQL" in run.err and "Traceback" not in run.err
+
+
 def test_bench_sql_forms_times_both_forms_of_each_single_csr_statement(database_url: str) -> None:
-    """issue 15: the plain and packed form of every statement a single CSR makes, on PostgreSQL;
-    on SQLite (which has no packed forms) it refuses in one line."""
+    """issue 15: the plain and packed form of every statement a single CSR makes, on PostgreSQL."""
     import json
 
     if not database_url.startswith("postgresql"):
-        run = smki(["bench", "sql-forms", "--database-url", database_url], smki_env(database_url))
-        assert run.code == 2 and "PostgreSQL" in run.err and "Traceback" not in run.err
-        return
+        pytest.skip("PostgreSQL's (SQLite's refusal: test_the_postgresql_benches_refuse_sqlite_in_one_line)")
     run = smki(["bench", "sql-forms", "--database-url", database_url, "--rows", "300", "--runs", "5", "--json"],
                smki_env(database_url))
     assert run.code == 0, run.err
@@ -146,6 +151,35 @@ def test_bench_sql_forms_times_both_forms_of_each_single_csr_statement(database_
     assert list(figures) == SQL_FORMS
     assert all(f["wall_us"] > 0 and len(f["rounds_wall_us"]) == 2 and f["backend_cpu_us"] >= 0
                and f["client_cpu_us"] >= 0 for f in figures.values())
+
+
+def test_bench_pg_indexes_times_the_table_without_each_of_its_five_secondary_indexes(database_url: str) -> None:
+    """issue 15: every variant is measured on a table that really lacks its indexes (and has them all
+    back afterwards)."""
+    import json
+
+    from smki.bench.pg_indexes import AS_IS, NONE_OF_THEM, SECONDARY
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's (SQLite's refusal: test_the_postgresql_benches_refuse_sqlite_in_one_line)")
+    run = smki(["bench", "pg-indexes", "--database-url", database_url, "--rows", "3000", "--rounds", "2", "--json"],
+               smki_env(database_url))
+    assert run.code == 0, run.err
+    figures = json.loads(run.out)
+    assert list(figures) == [AS_IS, *(f"without {name}" for name in SECONDARY), NONE_OF_THEM]
+    assert figures[AS_IS]["wall_vs_as_is_us"] == 0
+    assert all(f["wall_us"] > 0 and len(f["rounds_wall_us"]) == 2 for f in figures.values())
+    from sqlalchemy import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            indexes = set(conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE tablename = 'certificates'")
+                          .scalars())
+            rows = conn.exec_driver_sql("SELECT count(*) FROM certificates").scalar_one()
+    finally:
+        engine.dispose()
+    assert set(SECONDARY) <= indexes and rows == 3000  # the last variant's table, its indexes back
 
 
 def test_bench_issue_starts_each_run_from_an_empty_database(database_url: str, tmp_path: Path) -> None:

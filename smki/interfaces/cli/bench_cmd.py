@@ -97,6 +97,7 @@ FORWARDED = {
     "access-log": ("access_log", "Per-request cost of the access log and request metrics (ASGI, with vs without)."),
     "service-phases": ("service_phases", "The Gateway batch service's own CPU per CSR, phase by phase, without HTTP."),
     "sql-forms": ("sql_forms", "A single CSR's store statements, plain against the batch's packed forms (PostgreSQL)."),
+    "pg-indexes": ("pg_indexes", "What each index of certificates costs a Device row's insert (PostgreSQL)."),
 }
 
 
