@@ -20,13 +20,13 @@ table as it is.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 from typing import Any
 
 from smki.bench._procstat import cpu_seconds
+from smki.bench._scratch_pg import parse_postgres_args, scratch_postgres_parser
 
 #: The indexes device rows enter besides the primary key and the serial's (which every row needs).
 SECONDARY = ("ix_certificates_issued_at", "ix_certificates_changed_at", "ix_certificates_batch_id",
@@ -97,15 +97,10 @@ def run(database_url: str, *, rows: int, rounds: int) -> dict[str, dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", required=True,
-                        help="a PostgreSQL database to drop and re-create (postgresql+psycopg://…)")
+    parser = scratch_postgres_parser(__doc__)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true", help="one JSON object instead of lines")
-    args = parser.parse_args(argv)
-    if not args.database_url.startswith("postgresql"):
-        parser.error("the bench measures PostgreSQL's indexes: give --database-url postgresql+psycopg://…")
+    args = parse_postgres_args(parser, argv, "the indexes measured are")
     if args.rows < 1 or args.rounds < 1:
         parser.error("--rows and --rounds must be at least 1")
     figures = run(args.database_url, rows=args.rows, rounds=args.rounds)

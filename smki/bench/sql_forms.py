@@ -23,7 +23,6 @@ Two more pairs put figures on what a statement costs whatever its form:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -32,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from smki.bench._procstat import cpu_seconds
+from smki.bench._scratch_pg import parse_postgres_args, scratch_postgres_parser
 
 _DEVICE_SQL = "SELECT device_id, usage FROM certificates WHERE status = 'I' AND device_id = {}"
 _COUNT_SQL = "SELECT device_id, count(*) FROM certificates WHERE device_id = {} GROUP BY device_id"
@@ -137,15 +137,10 @@ def run(database_url: str, *, rows: int, runs: int) -> dict[str, dict[str, Any]]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", required=True,
-                        help="a PostgreSQL database to drop and re-create (postgresql+psycopg://…)")
+    parser = scratch_postgres_parser(__doc__)
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--json", action="store_true", help="one JSON object instead of lines")
-    args = parser.parse_args(argv)
-    if not args.database_url.startswith("postgresql"):
-        parser.error("the packed forms are PostgreSQL's: give --database-url postgresql+psycopg://…")
+    args = parse_postgres_args(parser, argv, "the packed forms are")
     figures = run(args.database_url, rows=args.rows, runs=args.runs)
     if args.json:
         print(json.dumps(figures))
