@@ -159,6 +159,35 @@ def load_settings(home: Path | str = DEFAULT_HOME, *, environ: Mapping[str, str]
     return Settings(home=home_path, **top, sections=sectioned(values), sources=resolved.sources)
 
 
+def database_url_password(url: str) -> str:
+    """The password a database URL carries: in its userinfo, or (as libpq and psycopg also take it)
+    its ``password`` query parameter; empty when it has none (or no URL is given)."""
+    if not url:
+        return ""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    given = parsed.query.get("password")
+    from_query = given if isinstance(given, str) else given[-1] if given else ""
+    return str(parsed.password or from_query or "")
+
+
+def database_url_without_password(url: str) -> str:
+    """``url`` with its password taken out (userinfo and ``password`` query parameter), the rest
+    as given: what smki writes into ``smki.toml``, which is backed up, copied to other nodes and
+    readable by whoever administers the home. The password then comes from where PostgreSQL's own
+    tools look for one (``~/.pgpass``, ``PGPASSFILE``) or from ``SMKI_DATABASE_URL_FILE``.
+
+    ``URL.set(password=None)`` would leave the password in place (``set`` ignores ``None``): only
+    ``_replace`` removes it."""
+    if not database_url_password(url):
+        return url
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.difference_update_query(["password"])._replace(password=None).render_as_string(hide_password=False)
+
+
 def write_default_config(settings: Settings) -> Path:
     """Write the settings in force as a commented ``smki.toml`` with every section, so a deployment
     sees (and can edit) every value (:func:`smki.settings_model.render_toml`)."""
@@ -168,6 +197,8 @@ def write_default_config(settings: Settings) -> Path:
     # SMKI_DATABASE_URL_FILE, which may hold a password) stays there.
     values = {key: getattr(settings, name) for key, name in _FIELDS.items()
               if not settings.sources.get(key, "").startswith(ENVIRONMENT_SOURCES)}
+    if values.get("database-url"):  # never a password in smki.toml (see database_url_without_password)
+        values["database-url"] = database_url_without_password(values["database-url"])
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.config_path.write_text(render_toml(values), encoding="utf-8")
     return settings.config_path

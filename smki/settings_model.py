@@ -120,8 +120,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("home", STRING, "./smki-data", "the home directory: smki.toml, the SQLite database, key files, "
             "certificates, CRLs", env="SMKI_HOME", flag="--home (every command)", toml=False),
     Setting("database-url", STRING, "", "SQLAlchemy URL; empty: SQLite at <home>/smki.db. PostgreSQL: "
-            "postgresql+psycopg://user@host/db (the password is redacted in 'config show'; a URL with a "
-            "password is best given as SMKI_DATABASE_URL_FILE or a systemd credential)", env="SMKI_DATABASE_URL",
+            "postgresql+psycopg://user@host/db. smki writes it into smki.toml without a password and refuses "
+            "one in --database-url: give the password in ~/.pgpass, or the whole URL as "
+            "SMKI_DATABASE_URL_FILE or a systemd credential (redacted in 'config show')", env="SMKI_DATABASE_URL",
             flag="smki ca init --database-url", secret=False, from_file=True),
     # -- keys ------------------------------------------------------------------------------------------
     Setting("key-backend", STRING, "file", "where the CA keys live: encrypted PKCS#8 files in <home>/keys, "

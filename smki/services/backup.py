@@ -39,10 +39,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from smki import __version__
-from smki.config import CONFIG_FILE, Settings, load_settings
+from smki.config import (
+    CONFIG_FILE,
+    Settings,
+    database_url_password,
+    database_url_without_password,
+    load_settings,
+)
 from smki.errors import SmkiError
 from smki.services.files import replaced_on_success
 from smki.settings_model import environment
@@ -77,14 +83,6 @@ def _database_files(settings: Settings) -> set[Path]:
     return {db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"), db.with_name(db.name + "-journal")}
 
 
-def _password_of(parsed: URL) -> str:
-    """The password of a PostgreSQL URL: in its userinfo, or (as libpq and psycopg also take it)
-    its ``password`` query parameter."""
-    given = parsed.query.get("password")
-    from_query = given if isinstance(given, str) else given[-1] if given else ""
-    return str(parsed.password or from_query or "")
-
-
 @contextmanager
 def _pg_client(url: str) -> Iterator[tuple[dict[str, str], str]]:
     """The environment and libpq URL (no SQLAlchemy driver suffix, no password) for ``pg_dump`` /
@@ -97,7 +95,7 @@ def _pg_client(url: str) -> Iterator[tuple[dict[str, str], str]]:
     ``_replace`` removes it. In the file, ``:`` and ``\\`` are escaped with ``\\`` (libpq's
     password-file format); a line break cannot be written there at all, so it is refused."""
     parsed = make_url(url)
-    password = _password_of(parsed)
+    password = database_url_password(url)
     env = dict(os.environ)
     stripped = parsed.difference_update_query(["password"])._replace(drivername="postgresql", password=None)
     plain = stripped.render_as_string(hide_password=False)
@@ -282,8 +280,7 @@ def restore_backup(path: Path, home: Path, *, database_url: str = "", actor: str
     made = not home.exists()
     home.mkdir(parents=True, exist_ok=True)
     try:
-        _restore_into(path, home, manifest, is_pg=is_pg, target_url=target_url, database_url=database_url,
-                      actor=actor)
+        _restore_into(path, home, manifest, is_pg=is_pg, target_url=target_url, actor=actor)
     except BaseException:  # a failed or interrupted restore leaves the home as it found it, to try again
         _empty(home, remove=made)
         raise
@@ -304,9 +301,9 @@ def _empty(home: Path, *, remove: bool) -> None:
 
 
 def _restore_into(path: Path, home: Path, manifest: dict[str, Any], *, is_pg: bool, target_url: str,
-                  database_url: str, actor: str) -> None:
+                  actor: str) -> None:
     from smki.audit import AuditEvent
-    from smki.services.context import open_home
+    from smki.store import Store
 
     with tarfile.open(path, "r:gz") as archive, tempfile.TemporaryDirectory(prefix="smki-restore-") as tmp:
         for name in manifest["files"]:
@@ -321,15 +318,18 @@ def _restore_into(path: Path, home: Path, manifest: dict[str, Any], *, is_pg: bo
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-    _point_config_at(home, database_url if is_pg else "")
-    opened = open_home(home)
+    _point_config_at(home, target_url if is_pg else "")
+    # The database restored into, by the URL given (its password too): the restored smki.toml names
+    # it without one, for the password to come from the environment or ~/.pgpass from now on.
+    store = Store.open(target_url or load_settings(home).resolved_database_url)
     try:
-        with opened.store.transaction() as tx:
+        store.require_current_schema()
+        with store.transaction() as tx:
             tx.append_audit([AuditEvent(actor, "backup.restored", path.name, {
                 "created": manifest["created"], "smki_version": manifest["smki_version"],
                 "schema": manifest["schema"]})])
     finally:
-        opened.close()
+        store.close()
 
 
 def _pg_restore(dump: Path, url: str) -> None:
@@ -351,13 +351,14 @@ def _pg_restore(dump: Path, url: str) -> None:
 
 
 def _point_config_at(home: Path, database_url: str) -> None:
-    """The restored smki.toml names the restored database: the new home's SQLite file, or ``database_url``."""
+    """The restored smki.toml names the restored database: the new home's SQLite file, or
+    ``database_url`` without its password (:func:`smki.config.database_url_without_password`)."""
     config = home / CONFIG_FILE
     if not config.exists():
         return
     text = config.read_text(encoding="utf-8")
     # A TOML basic string (JSON's escapes are TOML's), put in by a function: a URL's ``\`` or
     # ``"`` would otherwise break the file, and ``re`` would read ``\1`` or ``\n`` as a template.
-    line = f"database-url = {json.dumps(database_url)}"
+    line = f"database-url = {json.dumps(database_url_without_password(database_url))}"
     new, count = re.subn(r"(?m)^database-url\s*=.*$", lambda _match: line, text)
     config.write_text(new if count else line + "\n" + text, encoding="utf-8")

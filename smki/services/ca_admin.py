@@ -92,7 +92,7 @@ def _initialise_in(settings: Settings, secret: bytes, *, actor: str, now: dateti
     settings.home.mkdir(parents=True, exist_ok=True)
     if not settings.config_path.exists():
         write_default_config(settings)
-    home = open_home(settings.home, secret, migrate=True, create=True)
+    home = open_home(settings.home, secret, migrate=True, create=True, given_database_url=settings.database_url)
     home = replace(home, settings=settings)
     try:
         if home.store.ca_certificate(CertKind.ROOT) is not None:

@@ -8,11 +8,11 @@ reads environment variables or prompts for it.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smki.config import Settings, load_settings
+from smki.config import Settings, database_url_without_password, load_settings
 from smki.domain import CertKind, CertStatus
 from smki.errors import ConfigError, NotFound, SmkiError
 
@@ -80,7 +80,7 @@ def _parsed_certificate(der: bytes) -> x509.Certificate:
 
 
 def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = False,
-              create: bool = False) -> Home:
+              create: bool = False, given_database_url: str = "") -> Home:
     """Open the home directory's settings and store.
 
     The schema must be current (``store.schema-outdated`` otherwise): only the key ceremony and
@@ -89,11 +89,16 @@ def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = 
     A home whose database is the default SQLite file, when that file does not exist, was never
     initialised: that is ``home.not-initialised`` naming ``smki ca init``, rather than SQLite's
     "unable to open database file" (or, worse, an empty database created for a register that then
-    has no CA). Only the key ceremony opens a home with ``create=True``.
+    has no CA). Only the key ceremony opens a home with ``create=True``, and ``given_database_url`` the
+    database URL it was given: when the home's settings name that database without its password
+    (``smki.toml`` never holds one, :func:`smki.config.database_url_without_password`), it is
+    opened with the URL as given.
     """
     from smki.store import Store
 
     settings = load_settings(home)
+    if given_database_url and settings.database_url == database_url_without_password(given_database_url):
+        settings = replace(settings, database_url=given_database_url)
     from smki.ca import p256_verify
 
     p256_verify.use(settings.csr_signature_check)  # how this process checks CSRs' self-signatures

@@ -247,13 +247,18 @@ def test_a_real_pg_dump_and_pg_restore_read_the_password_file(tmp_path: Path, da
     with_password = make_url(database_url).set(password=PG_PASSWORD).render_as_string(hide_password=False)
     home = tmp_path / "home"
     initialise_ca(Settings(home=home, database_url=with_password), b"backup-passphrase", actor="admin")
+    assert PG_PASSWORD not in (home / "smki.toml").read_text(encoding="utf-8")  # it comes from the environment:
+    monkeypatch.setenv("SMKI_DATABASE_URL", with_password)
     archive = tmp_path / "b.tar.gz"
     backup.create_backup(home, archive)
+    monkeypatch.delenv("SMKI_DATABASE_URL")
     target = make_url(empty_database_url).set(password=PG_PASSWORD).render_as_string(hide_password=False)
     backup.restore_backup(archive, tmp_path / "restored", database_url=target, actor="admin")
     assert len(seen) == 2
     for env, passfile in seen:
         assert "PGPASSWORD" not in env and not passfile.exists()
+    restored_config = (tmp_path / "restored" / "smki.toml").read_text(encoding="utf-8")
+    assert PG_PASSWORD not in restored_config and make_url(empty_database_url).database in restored_config
 
 
 def test_the_restored_config_names_any_database_url_as_toml(tmp_path: Path) -> None:
@@ -264,7 +269,7 @@ def test_the_restored_config_names_any_database_url_as_toml(tmp_path: Path) -> N
     from smki.services.backup import _point_config_at
 
     (tmp_path / "smki.toml").write_text('root-name = "SMKI Root"\ndatabase-url = "old"\n', encoding="utf-8")
-    url = 'postgresql+psycopg://smki:pa"ss\\1\\n@127.0.0.1/smki'
+    url = 'postgresql+psycopg://smki@127.0.0.1/smki?application_name=pa"ss\\1\\n'
     _point_config_at(tmp_path, url)
     read = tomllib.loads((tmp_path / "smki.toml").read_text(encoding="utf-8"))
     assert read == {"root-name": "SMKI Root", "database-url": url}

@@ -109,11 +109,16 @@ def test_backup_and_restore_authenticate_through_the_password_file(tmp_path: Pat
     assert created.code == 0, created.err
     assert "database postgresql" in created.out
 
+    # The URL with its password from the environment (the command line refuses it): the restored
+    # smki.toml names the database without the password.
     restore_env = {k: v for k, v in env.items() if k != "SMKI_DATABASE_URL"}
-    restored = smki(["backup", "restore", str(archive), "--home", str(tmp_path / "restored"),
-                     "--database-url", restored_url], restore_env)
+    restored = smki(["backup", "restore", str(archive), "--home", str(tmp_path / "restored")],
+                    {**restore_env, "SMKI_DATABASE_URL": restored_url})
     assert restored.code == 0, restored.err
     assert _serials(restored_url) == before
+    config = (tmp_path / "restored" / "smki.toml").read_text(encoding="utf-8")
+    assert _in_url(PASSWORD) not in config and PASSWORD not in config
+    assert f"{role}@127.0.0.1:{cluster.port}/{make_url(restored_url).database}" in config
 
     # The same home and an empty database, with a wrong password: smki's one-line error, no archive.
     wrong = smki(["backup", "create", "--out", str(tmp_path / "wrong.tar.gz"), "--home", str(home)],
@@ -121,8 +126,8 @@ def test_backup_and_restore_authenticate_through_the_password_file(tmp_path: Pat
     _one_line_error(wrong, "store.unavailable")
     assert "password authentication failed" in wrong.err and not (tmp_path / "wrong.tar.gz").exists()
     empty_url = cluster.url(_owned_database(cluster, role), user=role, password=WRONG)
-    refused = smki(["backup", "restore", str(archive), "--home", str(tmp_path / "again"),
-                    "--database-url", empty_url], restore_env)
+    refused = smki(["backup", "restore", str(archive), "--home", str(tmp_path / "again")],
+                   {**restore_env, "SMKI_DATABASE_URL": empty_url})
     _one_line_error(refused, "store.unavailable")
     assert not (tmp_path / "again").exists()
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console
+from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, database_url_flag
 
 Archive = Annotated[Path, typer.Argument(help="The backup archive (.tar.gz) made by 'smki backup create'.")]
 
@@ -47,12 +47,14 @@ def verify(archive: Archive) -> None:
 @app.command("restore")
 def restore(archive: Archive,
             home: Annotated[Path, typer.Option("--home", help="A new, empty home to restore into.")],
-            database_url: Annotated[str, typer.Option(help="An empty PostgreSQL database (PostgreSQL backups).")] = "",
+            database_url: Annotated[str, typer.Option(help=(
+                "An empty PostgreSQL database (PostgreSQL backups), or SMKI_DATABASE_URL; a password "
+                "goes in ~/.pgpass or SMKI_DATABASE_URL_FILE, never here."))] = "",
             ) -> None:
     """Restore a verified backup into a new, empty home."""
     from smki.services.backup import restore_backup
 
-    report = restore_backup(archive, home, database_url=database_url, actor=actor())
+    report = restore_backup(archive, home, database_url=database_url_flag(database_url), actor=actor())
     console.print(f"restored {archive} into {home}: {report.files} files, schema {report.manifest['schema']}",
                   highlight=False)
 

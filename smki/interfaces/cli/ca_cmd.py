@@ -9,7 +9,15 @@ import typer
 
 from smki.config import load_settings
 from smki.interfaces.cli import revoke_cmd
-from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, actor, console, open_for_reading, read_secret
+from smki.interfaces.cli.common import (
+    DEFAULT_HOME_PATH,
+    HomeOption,
+    actor,
+    console,
+    database_url_flag,
+    open_for_reading,
+    read_secret,
+)
 from smki.interfaces.cli.output import CsvOption, JsonOption, emit_rows
 
 if TYPE_CHECKING:
@@ -36,7 +44,9 @@ def init(
     keys: Annotated[KeyStore, typer.Option(help="Key backend: encrypted files or a PKCS#11 token.")] = KeyStore.file,
     module: Annotated[str, typer.Option(help="PKCS#11 module path (with --keys pkcs11).")] = "",
     token: Annotated[str, typer.Option(help="PKCS#11 token label (with --keys pkcs11).")] = "",
-    database_url: Annotated[str, typer.Option(help="SQLAlchemy URL; default SQLite in the home.")] = "",
+    database_url: Annotated[str, typer.Option(help=(
+        "SQLAlchemy URL (or SMKI_DATABASE_URL); default SQLite in the home. A password goes in "
+        "~/.pgpass or SMKI_DATABASE_URL_FILE, never here."))] = "",
 ) -> None:
     """Generate the CA keys and certificates (spec §4.3) in a new home directory.
 
@@ -45,7 +55,8 @@ def init(
     from smki.services.ca_admin import initialise_ca
 
     settings = load_settings(home, flags={"key-backend": keys.value, "pkcs11-module": module or None,
-                                          "pkcs11-token": token or None, "database-url": database_url or None})
+                                          "pkcs11-token": token or None,
+                                          "database-url": database_url_flag(database_url) or None})
     if keys is KeyStore.pkcs11 and not (settings.pkcs11_module and settings.pkcs11_token):
         raise typer.BadParameter("--keys pkcs11 needs --module and --token")
     summaries = initialise_ca(settings, read_secret(settings, confirm=True), actor=actor())

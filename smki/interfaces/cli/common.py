@@ -84,6 +84,24 @@ def actor() -> str:
     return str(environment("actor")) or f"operator:{getpass.getuser()}"
 
 
+def database_url_flag(value: str) -> str:
+    """A ``--database-url`` as given, refused (exit 2, one line) when it carries a password.
+
+    A command line is kept in shell history and shown to every user of the machine by ``ps``, and
+    smki writes the URL into ``smki.toml`` without its password (``database_url_without_password``):
+    the password belongs in the environment (``SMKI_DATABASE_URL`` or ``SMKI_DATABASE_URL_FILE``,
+    which every command reads) or in libpq's own ``~/.pgpass`` / ``PGPASSFILE``.
+    """
+    from smki.config import database_url_password
+
+    if value and database_url_password(value):
+        raise typer.BadParameter(
+            "holds a password, which a command line shows to 'ps' and keeps in shell history: give the "
+            "URL without it, and the password in ~/.pgpass (or PGPASSFILE), or the whole URL as "
+            f"{env_name('database-url')}_FILE", param_hint="'--database-url'")
+    return value
+
+
 def read_secret(settings: Settings, *, confirm: bool = False) -> bytes:
     """The key passphrase (file backend) or token PIN (PKCS#11), from the environment, the file
     ``<variable>_FILE`` names, a systemd credential, or a prompt.
