@@ -10,7 +10,8 @@ transaction). The archive (tar.gz) holds:
 * every file of the home as it lies (``smki.toml``, the CA and credential certificates, the
   published CRLs and ARLs under ``crl/``, the encrypted CA key files under ``keys/``) except the
   database files and any **plaintext** private key (the listeners' TLS key, re-issued on the next
-  start), which are listed in the manifest as excluded and why;
+  start), which are listed in the manifest as excluded and why; a database password that an
+  older ``smki.toml`` holds is taken out of the archived copy (and listed so);
 * with a PKCS#11 key backend, ``HSM-KEYS.txt``: the CA keys stay in the HSM and are not in the
   archive; restoring needs the same token (or its own backup, made with the HSM's tools).
 
@@ -48,6 +49,7 @@ from smki.config import (
     database_url_password,
     database_url_without_password,
     load_settings,
+    read_document,
 )
 from smki.errors import SmkiError
 from smki.services.files import replaced_on_success
@@ -180,6 +182,10 @@ def create_backup(home: Path | str, out: Path) -> BackupReport:
         if _PLAINTEXT_KEY.search(data):
             excluded.append({"path": relative.as_posix(), "why": "plaintext private key (never backed up)"})
             continue
+        if relative.as_posix() == CONFIG_FILE and (redacted := _archived_config(path, data)) is not None:
+            data = redacted
+            excluded.append({"path": f"{CONFIG_FILE}: the password in database-url",
+                             "why": "a database password (never backed up)"})
         payload[relative.as_posix()] = data
     if settings.key_backend == "pkcs11":
         payload[HSM_NOTE] = (
@@ -356,9 +362,24 @@ def _point_config_at(home: Path, database_url: str) -> None:
     config = home / CONFIG_FILE
     if not config.exists():
         return
-    text = config.read_text(encoding="utf-8")
+    config.write_text(_naming_database(config.read_text(encoding="utf-8"), database_url), encoding="utf-8")
+
+
+def _naming_database(text: str, database_url: str) -> str:
+    """``smki.toml``'s text with its ``database-url`` line (added if missing) naming ``database_url``
+    without its password."""
     # A TOML basic string (JSON's escapes are TOML's), put in by a function: a URL's ``\`` or
     # ``"`` would otherwise break the file, and ``re`` would read ``\1`` or ``\n`` as a template.
     line = f"database-url = {json.dumps(database_url_without_password(database_url))}"
     new, count = re.subn(r"(?m)^database-url\s*=.*$", lambda _match: line, text)
-    config.write_text(new if count else line + "\n" + text, encoding="utf-8")
+    return new if count else line + "\n" + text
+
+
+def _archived_config(path: Path, data: bytes) -> bytes | None:
+    """``smki.toml`` (``path``, read as ``data``) as the archive holds it when it names the database
+    with a password (written before smki kept passwords out of it): the same file without the
+    password. None when there is none to take out."""
+    written = read_document(path).get("database-url")  # read (and checked) as the home was opened
+    if not isinstance(written, str) or not database_url_password(written):
+        return None
+    return _naming_database(data.decode("utf-8"), written).encode("utf-8")

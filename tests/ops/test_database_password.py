@@ -116,3 +116,36 @@ def test_config_check_warns_of_a_password_left_in_smki_toml(tmp_path: Path) -> N
                                         encoding="utf-8")
     quiet = smki(["config", "check", "--home", str(tmp_path)], smki_env(""))
     assert quiet.code == 0 and quiet.err == "", quiet.err
+
+
+def test_a_backup_never_carries_a_password_left_in_smki_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older home's smki.toml with a password in database-url is archived without it (the rest of
+    the file as it lies), the manifest says so, and the archive verifies."""
+    import json
+    import tarfile
+
+    from smki.services import backup
+    from smki.services.ca_admin import initialise_ca
+
+    home = tmp_path / "home"
+    initialise_ca(Settings(home=home), b"backup-passphrase", actor="admin")
+    config = home / "smki.toml"
+    original = config.read_text(encoding="utf-8")
+    config.write_text(f'database-url = "{WITH_PASSWORD}"\n' + original.replace('database-url = ""\n', ""),
+                      encoding="utf-8")
+    # the environment's URL wins over smki.toml's: the home's own SQLite database is backed up
+    monkeypatch.setenv("SMKI_DATABASE_URL", f"sqlite:///{(home / 'smki.db').resolve()}")
+    archive = tmp_path / "b.tar.gz"
+    report = backup.create_backup(home, archive)
+    with tarfile.open(archive) as tar:
+        archived = tar.extractfile("smki.toml").read().decode()  # type: ignore[union-attr]
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    assert SECRET not in archived and quote(SECRET, safe="") not in archived
+    assert tomllib.loads(archived)["database-url"] == database_url_without_password(WITH_PASSWORD)
+    assert archived.replace(f'database-url = "{database_url_without_password(WITH_PASSWORD)}"\n', "") == (
+        original.replace('database-url = ""\n', ""))
+    assert {"path": "smki.toml: the password in database-url", "why": "a database password (never backed up)"} in (
+        manifest["excluded"])
+    assert report.manifest == manifest
+    backup.verify_backup(archive)
+    assert WITH_PASSWORD in config.read_text(encoding="utf-8")  # the home itself is left as it is
