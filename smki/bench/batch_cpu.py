@@ -3,7 +3,7 @@ crypto against the rest of their work.
 
     smki bench batch-cpu [--count 50000]
 
-1. A batch of ``--count`` Device CSRs (multi-PEM, file key backend, SQLite) through a warm
+1. A batch of ``--count`` Device CSRs (multi-PEM, file key backend, SQLite or ``--database-url``) through a warm
    ``SigningPool``: wall time, and the CPU seconds of the parent (the writer: reading the source,
    SQLite, audit, IPC) and of the workers (read from ``/proc`` before and after), per certificate.
    With it, the batch's *ceiling*: the rate that CPU per certificate would give with every core
@@ -36,6 +36,14 @@ code, so compare the lines with each other, and not the total with an unprofiled
 
     smki bench batch-cpu --count 100000 --profile-writer 25
 
+With ``--writer-phases``, the batch of step 1 runs with the writer's phases timed instead, each in
+the thread CPU of its own calls (no profiler, so the split is the unprofiled writer's): reading the
+source, the key register's look-ups (the screens), the commits and, within them, the certificates'
+insert, the key register's insert, the in-use look-up and the audit record; after each phase's
+parts, what they leave over (the commit's own Python, the transaction and SQLite's commit).
+
+    smki bench batch-cpu --count 100000 --writer-phases
+
 Figures from a loaded machine are not comparable between runs; compare the lines of one run.
 """
 
@@ -44,14 +52,15 @@ from __future__ import annotations
 import argparse
 import cProfile
 import hashlib
+import inspect
 import os
 import pstats
 import resource
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -80,16 +89,42 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class Split(NamedTuple):
+    """One batch through a warm pool: wall seconds and the CPU seconds of each side."""
+
+    wall: float
+    parent: float  # this process: the writer and the pool's threads
+    workers: float
+    issued: int
+    database: float  # PostgreSQL's server processes for this database (0 on SQLite)
+
+
+def _cpu_of(pids: Iterable[int]) -> float:
+    """The CPU seconds of ``pids`` so far; a process that ended counts nothing (it can no longer be read)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += _cpu_seconds(pid)
+        except OSError:
+            continue
+    return total
+
+
 def pool_split(home: Home, work: Path, count: int, screen: Screen | None = None,
-               quiet: bool = False, profile: int = 0) -> tuple[float, float, float, int]:
-    """Issue ``count`` CSRs through a warm pool: (wall s, parent CPU s, workers' CPU s, issued).
-    With ``profile``, the writer's thread runs under ``cProfile`` and its top functions are listed."""
+               quiet: bool = False, profile: int = 0) -> Split:
+    """Issue ``count`` CSRs through a warm pool, timing each side's CPU (on PostgreSQL, the
+    database's too: it runs on the same cores). With ``profile``, the writer's thread runs under
+    ``cProfile`` and its top functions are listed."""
+    from smki.bench.http import backend_pids
+
     source = prepare_csrs(count, work)
+    url = home.settings.resolved_database_url if home.store.engine.dialect.name == "postgresql" else ""
     pool = device_issuance.SigningPool.for_home(home)
     try:
         pool.warm()
         pids = list(pool._executor._processes)  # the live worker processes
         workers_before = [_cpu_seconds(pid) for pid in pids]
+        database_before = _cpu_of(backend_pids(url))
         before = resource.getrusage(resource.RUSAGE_SELF)
         profiler = cProfile.Profile(time.thread_time) if profile else None  # CPU, not waiting
         started = time.perf_counter()
@@ -102,18 +137,21 @@ def pool_split(home: Home, work: Path, count: int, screen: Screen | None = None,
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
         workers = sum(_cpu_seconds(pid) - b for pid, b in zip(pids, workers_before, strict=True))
+        database = _cpu_of(backend_pids(url)) - database_before  # a connection made during the batch: all of it
     finally:
         pool.close()
     parent = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     n = summary.issued
+    split = Split(wall, parent, workers, n, database)
     if quiet:
-        return wall, parent, workers, n
+        return split
+    on_database = f", database {database / n * 1e6:.0f} µs" if url else ""
     print(f"batch of {n:,} with a warm pool: {wall:.2f} s, {n / wall:,.0f} certs/s; CPU per certificate: "
-          f"parent {parent / n * 1e6:.0f} µs, workers {workers / n * 1e6:.0f} µs, "
-          f"{(parent + workers) / wall:.2f} cores busy")
+          f"parent {parent / n * 1e6:.0f} µs, workers {workers / n * 1e6:.0f} µs{on_database}, "
+          f"{(parent + workers + database) / wall:.2f} cores busy")
     if profiler is not None:
         print(writer_profile(profiler, n, profile))
-    return wall, parent, workers, n
+    return split
 
 
 def writer_profile(profiler: cProfile.Profile, certificates: int, top: int) -> str:
@@ -253,36 +291,105 @@ def _register_devices(home: Home, count: int) -> None:
     import_rows(home, rows, actor="bench")
 
 
-def _timed_key_register() -> tuple[dict[str, list[float]], Callable[[], None]]:
-    """Time the writer's own duplicate-key work (the screen's look-ups, the register's insert) in this
-    process: thread CPU and wall seconds of each, summed (for this benchmark only); returns the undo.
+def _timed(targets: Sequence[tuple[str, object, str]]) -> tuple[dict[str, list[float]], Callable[[], None]]:
+    """Time each ``(name, owner, attribute)`` call in this process — thread CPU and wall seconds,
+    summed per name — by replacing ``owner.attribute`` (for this benchmark only); returns the sums
+    and the undo. A generator function's result is timed at each item it yields.
 
-    Why: on a shared machine the parent's CPU moves by more between runs than the screen costs, so
-    on-against-off cannot show it; timing the two calls themselves can."""
-    from smki.services import key_register
-
-    spent = {"screen": [0.0, 0.0], "insert": [0.0, 0.0]}
-    insert = "record_device_keys"  # by name: the issuance module imports it, it does not export it
-    screen_call, record = key_register.DeviceKeyScreen.__call__, getattr(device_issuance, insert)
+    Why not cProfile: it slows Python code several times more than the C it calls (SQLite), so its
+    split of the writer's time is not the writer's; thread CPU around a few calls costs next to nothing."""
+    spent = {name: [0.0, 0.0] for name, _owner, _attribute in targets}
+    originals = [(owner, attribute, getattr(owner, attribute)) for _name, owner, attribute in targets]
 
     def timed(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
-        def run(*args: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
             cpu, wall = time.thread_time(), time.perf_counter()
             try:
-                return call(*args)
+                return call(*args, **kwargs)
             finally:
                 spent[name][0] += time.thread_time() - cpu
                 spent[name][1] += time.perf_counter() - wall
         return run
 
-    key_register.DeviceKeyScreen.__call__ = timed("screen", screen_call)  # type: ignore[method-assign]
-    setattr(device_issuance, insert, timed("insert", record))
+    def timed_items(name: str, call: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+        def run(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            items = timed(name, call)(*args, **kwargs)
+            step = timed(name, next)
+            while (item := step(items, _END)) is not _END:
+                yield item
+        return run
+
+    for (name, owner, attribute), (_owner, _attribute, original) in zip(targets, originals, strict=True):
+        wrap = timed_items if inspect.isgeneratorfunction(original) else timed
+        setattr(owner, attribute, wrap(name, original))
 
     def undo() -> None:
-        key_register.DeviceKeyScreen.__call__ = screen_call  # type: ignore[method-assign]
-        setattr(device_issuance, insert, record)
+        for owner, attribute, original in originals:
+            setattr(owner, attribute, original)
 
     return spent, undo
+
+
+_END = object()
+
+
+def _timed_key_register() -> tuple[dict[str, list[float]], Callable[[], None]]:
+    """Time the writer's own duplicate-key work (the screen's look-ups, the register's insert).
+
+    Why: on a shared machine the parent's CPU moves by more between runs than the screen costs, so
+    on-against-off cannot show it; timing the two calls themselves can."""
+    from smki.services import key_register
+
+    # by name: the issuance module imports record_device_keys, it does not export it
+    return _timed([("screen", key_register.DeviceKeyScreen, "__call__"),
+                   ("insert", device_issuance, "record_device_keys")])
+
+
+#: The single writer's phases ``--writer-phases`` times: (name, owner, attribute). Indented names
+#: are parts of the unindented one above them.
+def _writer_phases() -> list[tuple[str, object, str]]:
+    from smki.services import key_register
+    from smki.store.transaction import Transaction
+
+    return [
+        ("the writer, in all", device_issuance, "issue_device_batch"),
+        ("  reading the source", device_issuance, "_chunks"),
+        ("  screens (the key register's look-ups)", key_register.DeviceKeyScreen, "__call__"),
+        ("  commits, in all", device_issuance, "_commit_chunks"),
+        ("    certificates' insert", Transaction, "copy_certificates"),
+        ("    key register's insert", device_issuance, "record_device_keys"),
+        ("    in-use certificates' look-up", Transaction, "retire_in_use_device_certificates"),
+        ("    audit record", Transaction, "append_audit"),
+    ]
+
+
+def writer_phases(spent: dict[str, list[float]], certificates: int) -> str:
+    """The writer's thread CPU per certificate by phase; after each phase's parts, what they leave over."""
+    def depth(name: str) -> int:
+        return len(name) - len(name.lstrip())
+
+    def per(seconds: float) -> float:
+        return seconds / certificates * 1e6
+
+    names = list(spent)
+    lines = ["the writer's thread CPU per certificate, by phase (no profiler; wall in brackets):"]
+    pending: list[tuple[int, str]] = []  # (depth, line) of "the rest", printed after the phase's last part
+    for position, name in enumerate(names):
+        while pending and pending[-1][0] >= depth(name):
+            lines.append(pending.pop()[1])
+        cpu, wall = spent[name]
+        lines.append(f"  {name:<42} {per(cpu):6.2f} µs ({per(wall):6.2f})")
+        parts = []
+        for other in names[position + 1:]:
+            if depth(other) <= depth(name):
+                break
+            if depth(other) == depth(name) + 2:
+                parts.append(other)
+        if parts:
+            rest = cpu - sum(spent[part][0] for part in parts)
+            pending.append((depth(name), f"  {' ' * (depth(name) + 2) + 'the rest':<42} {per(rest):6.2f} µs"))
+    lines += [line for _depth, line in reversed(pending)]
+    return "\n".join(lines)
 
 
 def screens(work: Path, count: int, rounds: int, database_url: str) -> None:
@@ -293,7 +400,7 @@ def screens(work: Path, count: int, rounds: int, database_url: str) -> None:
     secret = BENCH_PASSPHRASE.encode()
     prepare_csrs(count, work)
     configurations = ("duplicate keys on (default)", "duplicate keys off", "eligibility on, Devices registered")
-    best: dict[str, tuple[float, float, float, int]] = {}
+    best: dict[str, Split] = {}
     register = ""
     for number in range(rounds):
         turn = number % len(configurations)  # each round starts with another: none always runs first
@@ -317,7 +424,7 @@ def screens(work: Path, count: int, rounds: int, database_url: str) -> None:
                 if undo is not None:
                     undo()
                 home.close()
-            wall, parent, workers, n = run
+            wall, parent, workers, n, _database = run
             print(f"  round {number + 1}, {name}: {wall:.2f} s, {n / wall:,.0f} certs/s; parent "
                   f"{parent / n * 1e6:.1f} µs, workers {workers / n * 1e6:.1f} µs per certificate", flush=True)
             if spent is not None:
@@ -333,14 +440,14 @@ def screens(work: Path, count: int, rounds: int, database_url: str) -> None:
     print(f"{count:,} CSRs on {store}, best of {rounds} round(s) each (1-minute load average "
           f"{os.getloadavg()[0]:.2f}):")
     for name in configurations:
-        wall, parent, workers, n = best[name]
+        wall, parent, workers, n, _database = best[name]
         print(f"  {name}: {n / wall:,.0f} certs/s (time {wall / base[0]:.3f} of the default's); parent "
               f"{parent / n * 1e6:.1f} µs ({parent / n * 1e6 - base[1] / base[3] * 1e6:+.1f}), workers "
               f"{workers / n * 1e6:.1f} µs per certificate")
     print(f"  round 1, {register}")
     off, eligible = best["duplicate keys off"], best[configurations[2]]
 
-    def cpu(run: tuple[float, float, float, int]) -> float:
+    def cpu(run: Split) -> float:
         return (run[1] + run[2]) / run[3]  # parent + workers, per certificate
 
     parent_extra = (base[1] / base[3] - off[1] / off[3]) * 1e6
@@ -359,9 +466,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="the duplicate-key and eligibility screens' cost, on against off, in one run")
     parser.add_argument("--rounds", type=int, default=2, help="with --screens: runs of each configuration")
     parser.add_argument("--database-url", default="",
-                        help="with --screens: a PostgreSQL database to drop and re-create for each run")
+                        help="a scratch PostgreSQL database to drop and re-create (for each run with --screens)")
     parser.add_argument("--profile-writer", type=int, default=0, metavar="N",
                         help="run the batch with the writer under cProfile and list its N costliest functions")
+    parser.add_argument("--writer-phases", action="store_true",
+                        help="time the writer's phases (reading, screens, commits and their parts) in thread CPU")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="smki-batch-cpu-") as tmp:
         work = Path(tmp)
@@ -369,13 +478,24 @@ def main(argv: list[str] | None = None) -> None:
             screens(work, args.count, args.rounds, args.database_url)
             return
         secret = BENCH_PASSPHRASE.encode()
-        initialise_ca(Settings(home=work / "home"), secret, actor="bench")
+        if args.database_url:
+            from smki.bench.repository_scale import fresh_database
+
+            fresh_database(args.database_url)
+        initialise_ca(Settings(home=work / "home", database_url=args.database_url), secret, actor="bench")
         home = open_home(work / "home", secret)
         try:
             cores = os.cpu_count() or 1
             limit = openssl_limit(cores)[2]
-            _wall, parent, workers, issued = pool_split(home, work, args.count, profile=args.profile_writer)
-            print(ceiling(cores, (parent + workers) / issued, limit))
+            spent, undo = _timed(_writer_phases()) if args.writer_phases else (None, None)
+            try:
+                split = pool_split(home, work, args.count, profile=args.profile_writer)
+            finally:
+                if undo is not None:
+                    undo()
+            if spent is not None:
+                print(writer_phases(spent, split.issued))
+            print(ceiling(cores, (split.parent + split.workers + split.database) / split.issued, limit))
             one_core_split(home)
         finally:
             home.close()

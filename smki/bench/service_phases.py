@@ -38,18 +38,6 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _cpu_of(pids: list[int]) -> float:
-    from smki.bench.batch_cpu import _cpu_seconds
-
-    total = 0.0
-    for pid in pids:
-        try:
-            total += _cpu_seconds(pid)
-        except OSError:  # a process that ended: its CPU is no longer readable
-            continue
-    return total
-
-
 def _streamed(home: Any, job_id: int, ahead: bool) -> float:
     """Seconds to read and render a finished batch's whole ``CSRBatchResult`` as the server streams
     it (rows a page at a time, rendered as they come), the next page read ahead or not."""
@@ -65,6 +53,7 @@ def _streamed(home: Any, job_id: int, ahead: bool) -> float:
 
 
 def run(count: int, database_url: str = "", workers: int = 2) -> dict[str, float]:
+    from smki.bench.batch_cpu import _cpu_of
     from smki.bench.http import PASSPHRASE, _body, _subscriber, backend_pids
     from smki.domain import Route
     from smki.interfaces.dcc import codec as dx

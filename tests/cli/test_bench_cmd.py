@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,60 @@ def test_batch_cpu_writer_profile_lists_own_cpu_per_certificate_costliest_first(
     assert by_name[generator] > 10  # 300,000 steps over 1,000 certificates: well over 10 µs each
     sleep = next(name for name in by_name if "sleep" in name)
     assert by_name[sleep] < by_name[generator] / 10  # 200 ms asleep is not CPU
+
+
+def test_batch_cpu_writer_phases_time_a_real_batch_and_put_everything_back(tmp_path: Path) -> None:
+    """``--writer-phases``: each phase of the single writer gets the thread CPU of its calls (a
+    generator's at every item it yields), a phase is never less than its parts, the report says what
+    the parts leave over, and afterwards every replaced function is the original again."""
+    import re
+
+    from smki.bench.batch_cpu import _timed, _writer_phases, writer_phases
+    from smki.bench.issue import BENCH_PASSPHRASE, prepare_csrs
+    from smki.config import Settings
+    from smki.services import device_issuance
+    from smki.services.batch_sources import read_batch_source
+    from smki.services.ca_admin import initialise_ca
+    from smki.services.context import open_home
+
+    targets = _writer_phases()
+    originals = [getattr(owner, attribute) for _name, owner, attribute in targets]
+    secret = BENCH_PASSPHRASE.encode()
+    initialise_ca(Settings(home=tmp_path / "home"), secret, actor="bench")
+    home = open_home(tmp_path / "home", secret)
+    source = prepare_csrs(1_200, tmp_path)
+    spent, undo = _timed(targets)
+    try:
+        summary = device_issuance.issue_device_batch(home, read_batch_source(source), actor="bench",
+                                                     batch_ref="phases", workers=1)
+    finally:
+        undo()
+        home.close()
+    assert summary.issued == 1_200
+    assert [getattr(owner, attribute) for _name, owner, attribute in targets] == originals
+    cpu = {name.strip(): seconds for name, (seconds, _wall) in spent.items()}
+    assert all(seconds > 0 for seconds in cpu.values()), cpu
+    parts = ("certificates' insert", "key register's insert", "in-use certificates' look-up", "audit record")
+    assert cpu["commits, in all"] >= sum(cpu[part] for part in parts)
+    assert cpu["the writer, in all"] >= cpu["commits, in all"] + cpu["reading the source"]
+    report = writer_phases(spent, summary.issued).splitlines()
+    assert report[0].startswith("the writer's thread CPU per certificate, by phase")
+    names = [re.match(r"\s+(.+?)\s{2,}-?[\d.]+ µs", line)[1] for line in report[1:]]  # type: ignore[index]
+    assert names == ["the writer, in all", "reading the source", "screens (the key register's look-ups)",
+                     "commits, in all", *parts, "the rest", "the rest"]
+
+
+def test_batch_cpu_timed_generators_yield_what_they_did() -> None:
+    from smki.bench.batch_cpu import _timed
+
+    class Owner:
+        @staticmethod
+        def numbers(n: int) -> Iterator[int]:
+            yield from range(n)
+
+    spent, undo = _timed([("numbers", Owner, "numbers")])
+    try:
+        assert list(Owner.numbers(5)) == [0, 1, 2, 3, 4]
+    finally:
+        undo()
+    assert spent["numbers"][1] > 0 and list(Owner.numbers(2)) == [0, 1]
