@@ -149,3 +149,28 @@ def test_a_backup_never_carries_a_password_left_in_smki_toml(tmp_path: Path, mon
     assert report.manifest == manifest
     backup.verify_backup(archive)
     assert WITH_PASSWORD in config.read_text(encoding="utf-8")  # the home itself is left as it is
+
+
+def test_serve_warns_of_a_password_in_smki_toml_or_the_environment(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """At start-up ``smki serve`` logs one warning for a password in smki.toml's database-url and one
+    for a URL with a password (in either form) in its environment; never the password itself."""
+    import logging
+
+    from smki.interfaces.cli.serve_cmd import _warn_of_secrets_in_the_environment
+
+    config = tmp_path / "smki.toml"
+    config.write_text(f'database-url = "{WITH_PASSWORD}"\n', encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="smki.serve"):
+        _warn_of_secrets_in_the_environment({"SMKI_DATABASE_URL": IN_QUERY}, config)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("SMKI_DATABASE_URL is given in smki serve's environment")
+    assert messages[1].startswith(f"database-url in {config} holds a password")
+    assert not any(SECRET in m or quote(SECRET, safe="") in m for m in messages)
+    caplog.clear()
+    config.write_text(f'database-url = "{database_url_without_password(WITH_PASSWORD)}"\n', encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="smki.serve"):
+        _warn_of_secrets_in_the_environment({}, config)
+        _warn_of_secrets_in_the_environment({}, tmp_path / "none.toml")
+    assert caplog.records == []

@@ -20,7 +20,7 @@ from smki.config import load_settings
 from smki.interfaces.cli.common import DEFAULT_HOME_PATH, HomeOption, read_secret
 
 if TYPE_CHECKING:
-    pass
+    from pathlib import Path
 
 
 #: The choices of settings_model's log-level and log-format (a test keeps them equal).
@@ -57,32 +57,43 @@ def serve(
     register_secret(api.repository_apikey)
     secret = read_secret(settings)
     register_secret(secret)
-    run_server(home, secret, api, listening=lambda: _warn_of_secrets_in_the_environment(os.environ))
+    run_server(home, secret, api, listening=lambda: _warn_of_secrets_in_the_environment(
+        os.environ, settings.config_path))
 
 
-def _warn_of_secrets_in_the_environment(environ: Mapping[str, str]) -> None:
+def _warn_of_secrets_in_the_environment(environ: Mapping[str, str], config: Path | None = None) -> None:
     """One warning per secret given to ``smki serve`` as a plain variable (the database URL only when
     it carries a password). The processes it starts never inherit them, but its own initial
     environment, ``/proc/PID/environ``, keeps them readable by root and the service's user for as
-    long as it runs; the ``_FILE`` form or a systemd credential leaves only a file's name there."""
+    long as it runs; the ``_FILE`` form or a systemd credential leaves only a file's name there.
+    And one when ``config`` (smki.toml, written before smki kept passwords out of it) names the
+    database with a password: backups and copies of the file carry it."""
     import logging
 
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    from smki.config import database_url_password, read_document
     from smki.settings_model import env_name, secret_env_names
 
+    log = logging.getLogger("smki.serve")
     names = [name for name in secret_env_names() if environ.get(name)]
     database = env_name("database-url")
     try:
-        if environ.get(database) and make_url(environ[database]).password:
+        if environ.get(database) and database_url_password(environ[database]):
             names.append(database)
     except ArgumentError:  # not a URL: the settings refused it before this could run
         pass
     for name in names:
-        logging.getLogger("smki.serve").warning(
-            "%s is given in smki serve's environment, where /proc/<pid>/environ keeps it readable while the "
-            "server runs: give it as %s_FILE or a systemd credential instead (docs/configuration.md)", name, name)
+        log.warning("%s is given in smki serve's environment, where /proc/<pid>/environ keeps it readable while "
+                    "the server runs: give it as %s_FILE or a systemd credential instead (docs/configuration.md)",
+                    name, name)
+    written = read_document(config).get("database-url") if config is not None else None
+    try:
+        if isinstance(written, str) and written and database_url_password(written):
+            log.warning("database-url in %s holds a password, which backups and copies of the file carry: move it "
+                        "to ~/.pgpass, or the whole URL to %s_FILE (docs/configuration.md)", config, database)
+    except ArgumentError:
+        pass
 
 
 def main() -> None:
