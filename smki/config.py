@@ -188,6 +188,14 @@ def database_url_without_password(url: str) -> str:
     return parsed.difference_update_query(["password"])._replace(password=None).render_as_string(hide_password=False)
 
 
+def password_bearing_url_in(config: Path) -> str:
+    """The ``database-url`` the ``smki.toml`` at ``config`` holds when it carries a password (a
+    home written before smki kept passwords out of the file), else ``""``: what ``config check``
+    and ``serve`` warn of, and what ``backup create`` leaves out of its archive."""
+    written = read_document(config).get("database-url")
+    return written if isinstance(written, str) and database_url_password(written) else ""
+
+
 def write_default_config(settings: Settings) -> Path:
     """Write the settings in force as a commented ``smki.toml`` with every section, so a deployment
     sees (and can edit) every value (:func:`smki.settings_model.render_toml`)."""

@@ -49,7 +49,7 @@ from smki.config import (
     database_url_password,
     database_url_without_password,
     load_settings,
-    read_document,
+    password_bearing_url_in,
 )
 from smki.errors import SmkiError
 from smki.services.files import replaced_on_success
@@ -93,13 +93,11 @@ def _pg_client(url: str) -> Iterator[tuple[dict[str, str], str]]:
     ``PGPASSWORD`` would stay readable in ``/proc/PID/environ`` for as long as they run, and the
     command line in ``ps`` for anyone on the machine.
 
-    ``URL.set(password=None)`` leaves the password in place (``set`` ignores ``None``): only
-    ``_replace`` removes it. In the file, ``:`` and ``\\`` are escaped with ``\\`` (libpq's
-    password-file format); a line break cannot be written there at all, so it is refused."""
-    parsed = make_url(url)
+    In the file, ``:`` and ``\\`` are escaped with ``\\`` (libpq's password-file format); a line
+    break cannot be written there at all, so it is refused."""
     password = database_url_password(url)
     env = dict(os.environ)
-    stripped = parsed.difference_update_query(["password"])._replace(drivername="postgresql", password=None)
+    stripped = make_url(database_url_without_password(url))._replace(drivername="postgresql")
     plain = stripped.render_as_string(hide_password=False)
     if not password:
         yield env, plain
@@ -379,7 +377,5 @@ def _archived_config(path: Path, data: bytes) -> bytes | None:
     """``smki.toml`` (``path``, read as ``data``) as the archive holds it when it names the database
     with a password (written before smki kept passwords out of it): the same file without the
     password. None when there is none to take out."""
-    written = read_document(path).get("database-url")  # read (and checked) as the home was opened
-    if not isinstance(written, str) or not database_url_password(written):
-        return None
-    return _naming_database(data.decode("utf-8"), written).encode("utf-8")
+    written = password_bearing_url_in(path)
+    return _naming_database(data.decode("utf-8"), written).encode("utf-8") if written else None

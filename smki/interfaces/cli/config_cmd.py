@@ -36,12 +36,11 @@ def check(home: HomeOption = DEFAULT_HOME_PATH) -> None:
 
     A database password in smki.toml (a home made before smki stopped writing one there) is
     allowed, with a warning: the file is backed up and copied between nodes."""
-    from smki.config import database_url_password, load_settings, read_document
+    from smki.config import load_settings, password_bearing_url_in
     from smki.interfaces.cli.common import err_console
 
     settings = load_settings(home)
-    written = read_document(settings.config_path).get("database-url")
-    if isinstance(written, str) and database_url_password(written):
+    if password_bearing_url_in(settings.config_path):
         err_console.print("warning: database-url in smki.toml holds a password, which backups and copies of "
                           "the file carry: move it to ~/.pgpass, or the whole URL to SMKI_DATABASE_URL_FILE",
                           highlight=False, soft_wrap=True)

@@ -72,7 +72,7 @@ def _warn_of_secrets_in_the_environment(environ: Mapping[str, str], config: Path
 
     from sqlalchemy.exc import ArgumentError
 
-    from smki.config import database_url_password, read_document
+    from smki.config import database_url_password, password_bearing_url_in
     from smki.settings_model import env_name, secret_env_names
 
     log = logging.getLogger("smki.serve")
@@ -87,13 +87,9 @@ def _warn_of_secrets_in_the_environment(environ: Mapping[str, str], config: Path
         log.warning("%s is given in smki serve's environment, where /proc/<pid>/environ keeps it readable while "
                     "the server runs: give it as %s_FILE or a systemd credential instead (docs/configuration.md)",
                     name, name)
-    written = read_document(config).get("database-url") if config is not None else None
-    try:
-        if isinstance(written, str) and written and database_url_password(written):
-            log.warning("database-url in %s holds a password, which backups and copies of the file carry: move it "
-                        "to ~/.pgpass, or the whole URL to %s_FILE (docs/configuration.md)", config, database)
-    except ArgumentError:
-        pass
+    if config is not None and password_bearing_url_in(config):
+        log.warning("database-url in %s holds a password, which backups and copies of the file carry: move it "
+                    "to ~/.pgpass, or the whole URL to %s_FILE (docs/configuration.md)", config, database)
 
 
 def main() -> None:
