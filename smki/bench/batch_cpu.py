@@ -68,6 +68,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from smki.bench._procstat import cpu_seconds
 from smki.bench.issue import BENCH_PASSPHRASE, openssl_limit, prepare_csrs
 from smki.ca import p256_verify
 from smki.ca.devcsr import device_csr_stream
@@ -83,12 +84,6 @@ if TYPE_CHECKING:
     from smki.services.key_register import Screen
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Split(NamedTuple):
     """One batch through a warm pool: wall seconds and the CPU seconds of each side."""
 
@@ -100,14 +95,8 @@ class Split(NamedTuple):
 
 
 def _cpu_of(pids: Iterable[int]) -> float:
-    """The CPU seconds of ``pids`` so far; a process that ended counts nothing (it can no longer be read)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            total += _cpu_seconds(pid)
-        except OSError:
-            continue
-    return total
+    """The CPU seconds of ``pids`` so far (a process that ended counts nothing: it can no longer be read)."""
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def pool_split(home: Home, work: Path, count: int, screen: Screen | None = None,
@@ -123,7 +112,7 @@ def pool_split(home: Home, work: Path, count: int, screen: Screen | None = None,
     try:
         pool.warm()
         pids = list(pool._executor._processes)  # the live worker processes
-        workers_before = [_cpu_seconds(pid) for pid in pids]
+        workers_before = [cpu_seconds(pid) for pid in pids]
         database_before = _cpu_of(backend_pids(url))
         before = resource.getrusage(resource.RUSAGE_SELF)
         profiler = cProfile.Profile(time.thread_time) if profile else None  # CPU, not waiting
@@ -136,7 +125,7 @@ def pool_split(home: Home, work: Path, count: int, screen: Screen | None = None,
             profiler.disable()
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
-        workers = sum(_cpu_seconds(pid) - b for pid, b in zip(pids, workers_before, strict=True))
+        workers = sum(cpu_seconds(pid) - b for pid, b in zip(pids, workers_before, strict=True))
         database = _cpu_of(backend_pids(url)) - database_before  # a connection made during the batch: all of it
     finally:
         pool.close()

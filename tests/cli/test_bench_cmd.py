@@ -7,6 +7,7 @@ import inspect
 import pkgutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,16 +140,22 @@ def test_the_postgresql_benches_refuse_sqlite_in_one_line(name: str, tmp_path: P
     assert run.code == 2 and "PostgreSQL" in run.err and "Traceback" not in run.err
 
 
-def test_bench_sql_forms_times_both_forms_of_each_single_csr_statement(database_url: str) -> None:
-    """issue 15: the plain and packed form of every statement a single CSR makes, on PostgreSQL."""
+def _postgresql_bench(database_url: str, name: str, *options: str) -> dict[str, dict[str, Any]]:
+    """A PostgreSQL-only bench's ``--json`` figures (skipped on the SQLite lane, whose refusal
+    test_the_postgresql_benches_refuse_sqlite_in_one_line checks)."""
     import json
 
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's (SQLite's refusal: test_the_postgresql_benches_refuse_sqlite_in_one_line)")
-    run = smki(["bench", "sql-forms", "--database-url", database_url, "--rows", "300", "--runs", "5", "--json"],
-               smki_env(database_url))
+    run = smki(["bench", name, "--database-url", database_url, *options, "--json"], smki_env(database_url))
     assert run.code == 0, run.err
-    figures = json.loads(run.out)
+    figures: dict[str, dict[str, Any]] = json.loads(run.out)
+    return figures
+
+
+def test_bench_sql_forms_times_both_forms_of_each_single_csr_statement(database_url: str) -> None:
+    """issue 15: the plain and packed form of every statement a single CSR makes, on PostgreSQL."""
+    figures = _postgresql_bench(database_url, "sql-forms", "--rows", "300", "--runs", "5")
     assert list(figures) == SQL_FORMS
     assert all(f["wall_us"] > 0 and len(f["rounds_wall_us"]) == 2 and f["backend_cpu_us"] >= 0
                and f["client_cpu_us"] >= 0 for f in figures.values())
@@ -157,16 +164,9 @@ def test_bench_sql_forms_times_both_forms_of_each_single_csr_statement(database_
 def test_bench_pg_indexes_times_the_table_without_each_of_its_five_secondary_indexes(database_url: str) -> None:
     """issue 15: every variant is measured on a table that really lacks its indexes (and has them all
     back afterwards)."""
-    import json
-
     from smki.bench.pg_indexes import AS_IS, NONE_OF_THEM, SECONDARY
 
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's (SQLite's refusal: test_the_postgresql_benches_refuse_sqlite_in_one_line)")
-    run = smki(["bench", "pg-indexes", "--database-url", database_url, "--rows", "3000", "--rounds", "2", "--json"],
-               smki_env(database_url))
-    assert run.code == 0, run.err
-    figures = json.loads(run.out)
+    figures = _postgresql_bench(database_url, "pg-indexes", "--rows", "3000", "--rounds", "2")
     assert list(figures) == [AS_IS, *(f"without {name}" for name in SECONDARY), NONE_OF_THEM]
     assert figures[AS_IS]["wall_vs_as_is_us"] == 0
     assert all(f["wall_us"] > 0 and len(f["rounds_wall_us"]) == 2 for f in figures.values())
