@@ -229,11 +229,12 @@ def key_fault_of(exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
-def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
+def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes, owner: int) -> None:
     global _FACTORY, _INIT_FAILURE
-    from smki.services.procguard import die_with_parent
+    from smki.services.procguard import die_with_parent, exit_with
 
     die_with_parent()  # a worker never outlives its forkserver (which dies with the server)
+    exit_with(owner)  # nor the process that owns its pool (a CLI batch killed outright)
     # Ctrl-C reaches the terminal's whole process group: the process that owns the pool decides
     # what stops (and reports it in one line); a worker interrupted mid-wait only printed a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -485,7 +486,7 @@ class SigningPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_init_worker,
-            initargs=(settings, secret, issuer_der),
+            initargs=(settings, secret, issuer_der, os.getpid()),
         )
         self.broken = False
         #: Checking passes started ahead of the batch that will ask for them (``check_ahead``): each

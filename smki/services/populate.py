@@ -113,6 +113,15 @@ def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
                       public.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)))
 
 
+def _init_pool_worker(settings: Settings, secret: bytes, issuer_der: bytes, owner: int) -> None:
+    """A worker process's start: it ends with the process that owns the pool (``exit_with``), even
+    one killed outright, rather than wait for work for ever with the CA key open."""
+    from smki.services.procguard import exit_with
+
+    exit_with(owner)
+    _init_worker(settings, secret, issuer_der)
+
+
 def _make_rows(plan: _Plan, start: int, stop: int) -> list[Row]:
     """Records ``start``..``stop``-1 of the run: record i is Device ``first + i // 2``, DS then KA."""
     from smki.ca.requests import DeviceRequest
@@ -213,8 +222,8 @@ def _parallel(home: Home, plan: _Plan, issuer_der: bytes, bounds: list[tuple[int
     """Chunks signed by ``workers`` processes, yielded in order, at most two per worker in flight."""
     assert home.secret is not None
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(home.settings, home.secret, issuer_der)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_pool_worker,
+                             initargs=(home.settings, home.secret, issuer_der, os.getpid())) as pool:
         pending: deque[tuple[int, Future[list[Row]]]] = deque()
         for start, stop in bounds:
             pending.append((start, pool.submit(_make_rows, plan, start, stop)))

@@ -54,6 +54,50 @@ def die_with_parent(sig: int = signal.SIGKILL, *, parent: int | None = None) -> 
     return done
 
 
+def exit_with(owner: int) -> None:
+    """Exit this process (``os._exit``) as soon as process ``owner`` has ended, watched from a
+    daemon thread.
+
+    For pool workers, whose parent is the forkserver rather than the process that owns the pool.
+    Every worker holds the forkserver's keep-alive pipe (multiprocessing passes it to each child),
+    so when the owner is killed outright (``kill -9``, the OOM killer: a CLI batch with no guarded
+    forkserver) the forkserver waits for its workers, and they wait for work on a queue whose
+    other end they hold themselves: both ran on for ever, the workers with the CA key open. Linux
+    ≥ 5.3 signals the owner's end through a pidfd; elsewhere the thread looks once a second.
+    """
+    import threading
+
+    pidfd_open = getattr(os, "pidfd_open", None)
+    try:
+        handle = pidfd_open(owner) if pidfd_open is not None else None
+    except ProcessLookupError:
+        os._exit(1)  # it ended before this process began to watch it
+    except OSError:
+        handle = None
+
+    def watch() -> None:
+        if handle is not None:
+            import select
+
+            select.select([handle], [], [])  # readable once the process has ended
+        else:
+            while _alive(owner):
+                threading.Event().wait(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="smki-owner-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def exit_if_orphaned(parent: int) -> None:
     """Exit now if ``parent`` is no longer this process's parent (it died: we were reparented)."""
     if os.getppid() != parent:

@@ -71,3 +71,49 @@ def test_sigkill_mid_batch_leaves_only_whole_records(ca_home: Path, env: dict[st
     check = openssl_verify(ca_home / "root.pem", ca_home / "device-ca.pem", *sample)
     assert check.returncode == 0, check.stdout + check.stderr
     assert len(released) <= len(certificates)
+
+
+def _session_processes(session: int) -> list[int]:
+    """The live (not zombie) processes of a session, read from ``/proc``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == session:  # state, …, session id
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigkill_of_the_batch_process_alone_leaves_no_worker_or_forkserver(ca_home: Path, env: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    """``kill -9`` of the CLI process only (not its group, as the OOM killer or an operator's
+    ``kill -9 PID`` does): its signing workers and forkserver end too. They ran on for ever, with
+    the CA key open: the workers' parent is the forkserver, which lives while a worker holds its
+    keep-alive pipe, and a worker waited for work on a queue whose other end it held itself."""
+    source = tmp_path / "csrs.pem"
+    write_device_csrs(source, 40_000)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smki.interfaces.cli.main", "issue", "batch", str(source), "--out", str(out),
+         "--workers", "2", "--chunk-size", "250", "--home", str(ca_home)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _lines(out / "results.csv") < 1000 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the batch finished before it could be killed: make it larger"
+        assert len(_session_processes(proc.pid)) >= 4  # the CLI, its forkserver, two workers
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while _session_processes(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _session_processes(proc.pid) == []
+    finally:
+        if _session_processes(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -164,10 +165,11 @@ def test_signing_workers_leave_ctrl_c_to_the_process_that_owns_them(monkeypatch:
     from smki.services import device_issuance, procguard
 
     monkeypatch.setattr(procguard, "die_with_parent", lambda *a, **k: True)
+    monkeypatch.setattr(procguard, "exit_with", lambda *a, **k: None)
     monkeypatch.setattr(device_issuance, "_make_factory", lambda *a: None)
     previous = signal.getsignal(signal.SIGINT)
     try:
-        device_issuance._init_worker(None, b"", b"")  # type: ignore[arg-type]
+        device_issuance._init_worker(None, b"", b"", os.getpid())  # type: ignore[arg-type]
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
