@@ -26,16 +26,21 @@ def _lines(path: Path) -> int:
         return 0
 
 
+def _start_batch(source: Path, out: Path, ca_home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``smki issue batch`` with two workers, in a session of its own (its process group is its pid)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "smki.interfaces.cli.main", "issue", "batch", str(source), "--out", str(out),
+         "--workers", "2", "--chunk-size", "250", "--home", str(ca_home)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+
+
 def test_sigkill_mid_batch_leaves_only_whole_records(ca_home: Path, env: dict[str, str], tmp_path: Path,
                                                      database_url: str) -> None:
     source = tmp_path / "csrs.pem"
     write_device_csrs(source, 40_000)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smki.interfaces.cli.main", "issue", "batch", str(source), "--out", str(out),
-         "--workers", "2", "--chunk-size", "250", "--home", str(ca_home)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
+    proc = _start_batch(source, out, ca_home, env)
     deadline = time.monotonic() + 120
     while _lines(out / "results.csv") < 1500 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -97,11 +102,7 @@ def test_sigkill_of_the_batch_process_alone_leaves_no_worker_or_forkserver(ca_ho
     source = tmp_path / "csrs.pem"
     write_device_csrs(source, 40_000)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smki.interfaces.cli.main", "issue", "batch", str(source), "--out", str(out),
-         "--workers", "2", "--chunk-size", "250", "--home", str(ca_home)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
+    proc = _start_batch(source, out, ca_home, env)
     try:
         deadline = time.monotonic() + 120
         while _lines(out / "results.csv") < 1000 and proc.poll() is None and time.monotonic() < deadline:
