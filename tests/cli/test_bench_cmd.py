@@ -313,3 +313,38 @@ def test_batch_cpu_timed_generators_yield_what_they_did() -> None:
     finally:
         undo()
     assert spent["numbers"][1] > 0 and list(Owner.numbers(2)) == [0, 1]
+
+
+def test_batch_growth_issues_every_batch_into_each_store_in_turn(database_url: str, tmp_path: Path) -> None:
+    """issue 15: each store takes each batch, the order alternating by round; each row counts what
+    the store held before it, and the bytes written (SQLite: by this process; PostgreSQL: its WAL).
+    On SQLite each store is made with the page size it is named after, and smki's own is left as it was."""
+    import sqlite3
+
+    from smki.bench import batch_growth
+    from smki.store import engine as store_engine
+
+    on_postgresql = database_url.startswith("postgresql")
+    own_page_size = store_engine.SQLITE_PAGE_SIZE
+    sizes = [] if on_postgresql else [4096, 16384]
+    rows = batch_growth.run(tmp_path, 150, 2, sizes, database_url if on_postgresql else "")
+    assert own_page_size == store_engine.SQLITE_PAGE_SIZE
+    names = ["postgresql"] if on_postgresql else ["sqlite, 4 KiB pages", "sqlite, 16 KiB pages"]
+    order = names + names[1:] + names[:1]
+    assert [row.store for row in rows] == order
+    assert [row.before for row in rows] == [0] * len(names) + [150] * len(names)
+    assert all(row.issued == 150 and row.written_kib > 0 and row.limit > 0 and row.parent_us > 0 for row in rows)
+    if not on_postgresql:
+        for size in sizes:
+            with sqlite3.connect(tmp_path / f"sqlite-{size}" / "smki.db") as db:
+                assert db.execute("PRAGMA page_size").fetchone()[0] == size
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    (["--page-size", "1000"], "power of two"),
+    (["--count", "0"], "at least 1"),
+    (["--page-size", "4096", "--database-url", "postgresql+psycopg://postgres@127.0.0.1:1/scratch"], "SQLite's"),
+])
+def test_batch_growth_refuses_bad_options_in_one_line(options: list[str], said: str) -> None:
+    run = smki(["bench", "batch-growth", *options], smki_env(""))
+    assert run.code == 2 and said in run.err and "Traceback" not in run.err

@@ -90,6 +90,7 @@ FORWARDED = {
     "crl": ("crl", "CRL generation time for N revoked entries."),
     "device-factory": ("device_factory", "Device Certificate build + sign rate on one core."),
     "batch-cpu": ("batch_cpu", "Where a batch's CPU goes: the single writer vs the signing workers."),
+    "batch-growth": ("batch_growth", "Batch issuance as the store grows: batch after batch into one store."),
     "cluster": ("cluster", "One node direct vs two nodes behind HAProxy on one PostgreSQL, in one run."),
     "store-size": ("store_size", "Single-CSR issuance (Ad Hoc, JSON) and results-page latency as the store grows."),
     "devices": ("device_register", "Device register bulk import / update of N rows and request-time look-ups."),
