@@ -21,13 +21,19 @@ from smki.settings_model import database_url_problem
 #: Execution option a connection carries when it will write (see ``_begin``).
 WRITE_OPTION = "smki_write"
 BUSY_TIMEOUT_MS = 60_000
-#: The page size of a new SQLite database: 16 KiB rather than SQLite's 4 KiB. A certificate row is
-#: ~600 bytes, so a 4 KiB page held six and a batch's commit wrote (and its WAL checkpoint copied)
-#: four times as many pages of the table. With 16 KiB pages the single writer's insert and commit
-#: of a Device Certificate cost ~3 µs of CPU less, of the ~30 µs it spends per certificate (issue 15;
-#: docs/performance.md). A database made before keeps its size; ``VACUUM`` after
-#: ``PRAGMA journal_mode=DELETE`` would convert it.
-SQLITE_PAGE_SIZE = 16_384
+#: The page size of a new SQLite database: 4 KiB (SQLite's own default, set here so that a build
+#: with another default makes the same file). A batch's commit writes every page it touched to the
+#: WAL, whole, and two indexes every Device Certificate enters take random keys (the serial, spec
+#: §4, and the key register's fingerprint): once the store holds a few hundred thousand
+#: certificates, each certificate touches a page of each of its own, so the bytes written per
+#: certificate grow with the page size. Measured with ``smki bench batch-growth --page-size 4096
+#: --page-size 16384`` (docs/performance.md, "sixteenth session"): at 500,000 to 1,000,000
+#: certificates, 17-19 KiB written per certificate with 4 KiB pages against 36-48 KiB with 16 KiB,
+#: and the single writer's CPU 6-19 µs less per certificate; 16 KiB pages were up to ~5 µs cheaper only
+#: while the store was under ~300,000 certificates (less than a night of the DCC's batches). A
+#: database made before keeps its size (WAL mode cannot change it): ``VACUUM`` after ``PRAGMA
+#: journal_mode=DELETE`` would convert it.
+SQLITE_PAGE_SIZE = 4_096
 #: How much WAL SQLite lets grow before it checkpoints (see ``_connect``).
 WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024
 
@@ -111,7 +117,7 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # Checkpoint every ~64 MB of WAL rather than 4 MB: a checkpoint fsyncs the database,
             # and batch issuance writes a few hundred KB per commit. SQLite counts it in pages,
-            # whose size is the database's own (4 KiB in one made before SQLITE_PAGE_SIZE).
+            # whose size is the database's own (16 KiB in one made while SQLITE_PAGE_SIZE was).
             page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
             cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
             cursor.execute("PRAGMA cache_size=-16384")

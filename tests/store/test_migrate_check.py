@@ -28,9 +28,10 @@ def test_is_current_follows_the_database(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_new_sqlite_database_has_16k_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
-    """``SQLITE_PAGE_SIZE`` applies to a database made from now on; one made with SQLite's default
-    4 KiB pages keeps them (WAL mode cannot change it) and is still migrated and written."""
+def test_a_new_sqlite_database_has_4k_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """``SQLITE_PAGE_SIZE`` applies to a database made from now on; one made with the 16 KiB pages
+    an earlier smki chose keeps them (WAL mode cannot change it) and is still migrated and written,
+    with its WAL checkpointed at the same size in bytes."""
     import sqlite3
 
     from smki.store.engine import SQLITE_PAGE_SIZE
@@ -38,12 +39,14 @@ def test_a_new_sqlite_database_has_16k_pages_and_an_old_one_keeps_its_own(tmp_pa
     new = Store.open(f"sqlite:///{tmp_path / 'new.db'}")
     old_path = tmp_path / "old.db"
     made_before = sqlite3.connect(old_path)
+    made_before.execute("PRAGMA page_size=16384")
     made_before.execute("PRAGMA journal_mode=WAL")
-    made_before.execute("CREATE TABLE before_16k (x INTEGER)")
+    made_before.execute("CREATE TABLE before_4k (x INTEGER)")
     made_before.close()
     old = Store.open(f"sqlite:///{old_path}")
     try:
-        for store, size in ((new, SQLITE_PAGE_SIZE), (old, 4096)):
+        assert SQLITE_PAGE_SIZE == 4096
+        for store, size in ((new, SQLITE_PAGE_SIZE), (old, 16384)):
             store.migrate()
             with store.engine.begin() as conn:
                 assert conn.execute(text("PRAGMA page_size")).scalar() == size
