@@ -1,6 +1,7 @@
 """Batch issuance as the store grows: the same batch size, issued again and again into one store.
 
     smki bench batch-growth [--count 100000] [--batches 5] [--page-size 4096 --page-size 16384]
+    smki bench batch-growth --count 50000 --batches 8 --through service
     smki bench batch-growth --database-url postgresql+psycopg://postgres@127.0.0.1:5432/smki_bench
 
 ``smki bench issue`` and ``batch-cpu`` start from an empty store. A real one holds millions of
@@ -17,6 +18,11 @@ each batch: the certificates in the store before it, certificates per second and
 the openssl limit (measured before each round), the CPU per certificate of the writer (this process),
 of the workers and of PostgreSQL's server, and the bytes written per certificate (SQLite: what this
 process wrote, WAL and checkpoints; PostgreSQL: the WAL it generated).
+
+With ``--through service``, each batch goes the way a Gateway ``SubmitCSRBatch`` goes, without the
+HTTP: stored as a batch job of an approved subscriber (``batch_jobs.submit_batch``), then issued by
+the server's batch runner, whose commits also write each item's outcome. The writer's CPU then
+counts both.
 
 With ``--page-size`` given more than once (SQLite), each page size has its own store, and the
 stores take each batch in turn, the order alternating from round to round, so each row of one
@@ -36,16 +42,24 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from smki.bench._procstat import cpu_seconds
 from smki.bench.issue import BENCH_PASSPHRASE, openssl_limit
 from smki.ca.devcsr import write_device_csrs
 from smki.config import Settings
 from smki.services import device_issuance
+from smki.services.batch_jobs import MAX_CSRS
 from smki.services.batch_sources import read_batch_source
 from smki.services.ca_admin import initialise_ca
 from smki.services.context import Home, open_home
 from smki.store import engine as store_engine
+
+if TYPE_CHECKING:
+    from smki.services.batch_jobs import BatchRunner
 
 #: The first batch's first Device ID; batch i starts ``i * count`` Devices further (two CSRs each).
 FIRST_DEVICE = 0x00DB_6000_0000_0000
@@ -114,23 +128,55 @@ def _wal_position(home: Home) -> int:
 
 
 class Store:
-    """One home and its warm pool, taking the batches one after another."""
+    """One home and its warm pool, taking the batches one after another (``service``: as the
+    server's batch runner takes stored batch jobs)."""
 
-    def __init__(self, name: str, home: Path, database_url: str, stack: ExitStack) -> None:
+    def __init__(self, name: str, home: Path, database_url: str, stack: ExitStack, service: bool = False) -> None:
         self.name = name
         self.url = database_url
         self.issued = 0
-        secret = BENCH_PASSPHRASE.encode()
+        self.runner: BatchRunner | None = None
         if database_url:
             from smki.bench.repository_scale import fresh_database
 
             fresh_database(database_url)
-        initialise_ca(Settings(home=home, database_url=database_url), secret, actor="bench")
-        self.home = open_home(home, secret)
-        stack.callback(self.home.close)
-        self.pool = device_issuance.SigningPool.for_home(self.home)
-        stack.callback(self.pool.close)
+        if service:
+            from smki.bench.http import PASSPHRASE, _subscriber
+            from smki.services.batch_jobs import BatchRunner
+
+            _subscriber(home, database_url)  # a CA and an approved Device subscriber, P1 / A1
+            self.home = open_home(home, PASSPHRASE.encode())
+            stack.callback(self.home.close)
+            self.runner = BatchRunner(self.home, workers=os.cpu_count() or 1)
+            stack.callback(self.runner.stop)
+            pool = self.runner.signing_pool()
+            assert pool is not None
+            self.pool = pool
+        else:
+            secret = BENCH_PASSPHRASE.encode()
+            initialise_ca(Settings(home=home, database_url=database_url), secret, actor="bench")
+            self.home = open_home(home, secret)
+            stack.callback(self.home.close)
+            self.pool = device_issuance.SigningPool.for_home(self.home)
+            stack.callback(self.pool.close)
         self.pool.warm()
+
+    def _issue(self, source: Path, number: int) -> int:
+        """Issue the batch in ``source``; how many certificates it issued."""
+        if self.runner is None:
+            return device_issuance.issue_device_batch(self.home, read_batch_source(source), actor="bench",
+                                                      batch_ref=f"growth-{number}", pool=self.pool).issued
+        from smki.domain import Route
+        from smki.services.batch_jobs import submit_batch
+        from smki.services.capacity import CapacitySettings
+        from smki.services.requests import Requester
+        from smki.store.batches import batch_reads
+
+        job = submit_batch(self.home, Requester("P1", "A1", Route.GATEWAY), _ders(source), interface="xml",
+                           client_ref=f"growth-{number}", capacity=CapacitySettings(enabled=False))
+        self.runner.run_once()
+        done = batch_reads(self.home.store).job(job.id)
+        return 0 if done is None else done.issued
 
     def issue(self, source: Path, number: int, limit: float) -> BatchRow:
         from smki.bench.batch_cpu import _cpu_of
@@ -142,14 +188,12 @@ class Store:
         written = _wal_position(self.home) if self.url else _written_bytes()
         before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        summary = device_issuance.issue_device_batch(self.home, read_batch_source(source), actor="bench",
-                                                     batch_ref=f"growth-{number}", pool=self.pool)
+        n = self._issue(source, number)
         seconds = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
         written = (_wal_position(self.home) if self.url else _written_bytes()) - written
-        n = summary.issued
         if n == 0:
-            raise SystemExit(f"batch {number} issued nothing: {summary}")
+            raise SystemExit(f"batch {number} issued nothing")
         row = BatchRow(
             self.name, self.issued, n, seconds, limit,
             ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / n * 1e6,
@@ -161,7 +205,14 @@ class Store:
         return row
 
 
-def run(work: Path, count: int, batches: int, page_sizes: Sequence[int], database_url: str) -> list[BatchRow]:
+def _ders(source: Path) -> list[tuple[str, bytes]]:
+    """The batch's items as a Gateway client sends them: (item id, CSR DER)."""
+    return [(str(item.item_id), x509.load_pem_x509_csr(item.data).public_bytes(Encoding.DER))
+            for item in read_batch_source(source)]
+
+
+def run(work: Path, count: int, batches: int, page_sizes: Sequence[int], database_url: str,
+        service: bool = False) -> list[BatchRow]:
     """Issue the batches into each store in turn; print and return a row per batch and store."""
     sources = csr_files(work, count, batches)
     cores = os.cpu_count() or 1
@@ -169,11 +220,11 @@ def run(work: Path, count: int, batches: int, page_sizes: Sequence[int], databas
     with ExitStack() as stack:
         stores: list[Store] = []
         if database_url:
-            stores.append(Store("postgresql", work / "postgresql", database_url, stack))
+            stores.append(Store("postgresql", work / "postgresql", database_url, stack, service))
         for size in page_sizes:
             made_with, store_engine.SQLITE_PAGE_SIZE = store_engine.SQLITE_PAGE_SIZE, size  # only while made
             try:
-                stores.append(Store(f"sqlite, {size // 1024} KiB pages", work / f"sqlite-{size}", "", stack))
+                stores.append(Store(f"sqlite, {size // 1024} KiB pages", work / f"sqlite-{size}", "", stack, service))
             finally:
                 store_engine.SQLITE_PAGE_SIZE = made_with
         print(header(bool(database_url)), flush=True)
@@ -193,11 +244,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=5, help="batches issued one after another into each store")
     parser.add_argument("--page-size", type=int, action="append", default=[],
                         help="SQLite: a store made with this page size (repeatable; default: smki's own)")
+    parser.add_argument("--through", choices=("issuance", "service"), default="issuance",
+                        help="issuance: smki issue batch's path; service: the Gateway batch service's (no HTTP)")
     parser.add_argument("--database-url", default="",
                         help="a scratch PostgreSQL database to drop and re-create (instead of SQLite)")
     args = parser.parse_args(argv)
     if args.count < 1 or args.batches < 1:
         parser.error("--count and --batches must be at least 1")
+    if args.through == "service" and args.count > MAX_CSRS:
+        parser.error(f"--through service: a Gateway batch holds at most {MAX_CSRS:,} CSRs")
     if args.database_url and args.page_size:
         parser.error("--page-size is SQLite's; leave it out with --database-url")
     for size in args.page_size:
@@ -205,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"a SQLite page size is a power of two from 512 to 65536, not {size}")
     page_sizes = [] if args.database_url else (args.page_size or [store_engine.SQLITE_PAGE_SIZE])
     with tempfile.TemporaryDirectory(prefix="smki-batch-growth-") as tmp:
-        run(Path(tmp), args.count, args.batches, page_sizes, args.database_url)
+        run(Path(tmp), args.count, args.batches, page_sizes, args.database_url, args.through == "service")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ BUSY_TIMEOUT_MS = 60_000
 #: certificate grow with the page size. Measured with ``smki bench batch-growth --page-size 4096
 #: --page-size 16384`` (docs/performance.md, "sixteenth session"): at 500,000 to 1,000,000
 #: certificates, 17-19 KiB written per certificate with 4 KiB pages against 36-48 KiB with 16 KiB,
-#: and the single writer's CPU 6-19 µs less per certificate; 16 KiB pages were up to ~5 µs cheaper only
-#: while the store was under ~300,000 certificates (less than a night of the DCC's batches). A
+#: and the single writer's CPU 6-19 µs less per certificate. 16 KiB pages were the cheaper only while
+#: the store held under ~300,000 certificates (~350,000 through the Gateway batch service, whose
+#: commits also update the stored batch's items): less than a night of the DCC's batches. A
 #: database made before keeps its size (WAL mode cannot change it): ``VACUUM`` after ``PRAGMA
 #: journal_mode=DELETE`` would convert it.
 SQLITE_PAGE_SIZE = 4_096

@@ -315,10 +315,13 @@ def test_batch_cpu_timed_generators_yield_what_they_did() -> None:
     assert spent["numbers"][1] > 0 and list(Owner.numbers(2)) == [0, 1]
 
 
-def test_batch_growth_issues_every_batch_into_each_store_in_turn(database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("service", [False, True], ids=["issuance", "service"])
+def test_batch_growth_issues_every_batch_into_each_store_in_turn(database_url: str, tmp_path: Path,
+                                                                 service: bool) -> None:
     """issue 15: each store takes each batch, the order alternating by round; each row counts what
     the store held before it, and the bytes written (SQLite: by this process; PostgreSQL: its WAL).
-    On SQLite each store is made with the page size it is named after, and smki's own is left as it was."""
+    On SQLite each store is made with the page size it is named after, and smki's own is left as it
+    was. Through the service, every batch is a stored job the batch runner issued in full."""
     import sqlite3
 
     from smki.bench import batch_growth
@@ -327,7 +330,7 @@ def test_batch_growth_issues_every_batch_into_each_store_in_turn(database_url: s
     on_postgresql = database_url.startswith("postgresql")
     own_page_size = store_engine.SQLITE_PAGE_SIZE
     sizes = [] if on_postgresql else [4096, 16384]
-    rows = batch_growth.run(tmp_path, 150, 2, sizes, database_url if on_postgresql else "")
+    rows = batch_growth.run(tmp_path, 150, 2, sizes, database_url if on_postgresql else "", service)
     assert own_page_size == store_engine.SQLITE_PAGE_SIZE
     names = ["postgresql"] if on_postgresql else ["sqlite, 4 KiB pages", "sqlite, 16 KiB pages"]
     order = names + names[1:] + names[:1]
@@ -338,11 +341,14 @@ def test_batch_growth_issues_every_batch_into_each_store_in_turn(database_url: s
         for size in sizes:
             with sqlite3.connect(tmp_path / f"sqlite-{size}" / "smki.db") as db:
                 assert db.execute("PRAGMA page_size").fetchone()[0] == size
+                jobs = db.execute("SELECT count(*), sum(issued) FROM batch_jobs WHERE status = 'COMPLETED'").fetchone()
+                assert tuple(jobs) == ((2, 300) if service else (0, None))
 
 
 @pytest.mark.parametrize(("options", "said"), [
     (["--page-size", "1000"], "power of two"),
     (["--count", "0"], "at least 1"),
+    (["--through", "service", "--count", "50001"], "at most 50,000"),
     (["--page-size", "4096", "--database-url", "postgresql+psycopg://postgres@127.0.0.1:1/scratch"], "SQLite's"),
 ])
 def test_batch_growth_refuses_bad_options_in_one_line(options: list[str], said: str) -> None:
