@@ -54,6 +54,7 @@ from smki.services.device_issuance import (
     SigningPool,
     key_fault_of,
 )
+from smki.services.procguard import pid_alive
 from smki.services.requests import Requester, authorise, authorise_with_party, request_device_batch
 from smki.store.batches import (
     BatchItemRecord,
@@ -232,16 +233,6 @@ def job_rules(job: BatchJobRecord) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # The runner
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class BatchRunner:

@@ -113,7 +113,7 @@ def _home_checks(report: Readiness, home: Home) -> None:
 
 
 def _runner_check(report: Readiness, runner_beats: dict[int, float], *, max_beat_age: float, runners: int) -> None:
-    from smki.services.batch_jobs import pid_alive
+    from smki.services.procguard import pid_alive
 
     now = time.time()
     live = {pid: beat for pid, beat in runner_beats.items() if pid_alive(pid)}

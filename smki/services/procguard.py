@@ -81,14 +81,15 @@ def exit_with(owner: int) -> None:
 
             select.select([handle], [], [])  # readable once the process has ended
         else:
-            while _alive(owner):
+            while pid_alive(owner):
                 threading.Event().wait(1.0)
         os._exit(1)
 
     threading.Thread(target=watch, name="smki-owner-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts: signalling it is refused)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
