@@ -17,7 +17,8 @@ Devices and keys, made once in parallel) through a warm signing pool into one st
 each batch: the certificates in the store before it, certificates per second and their share of
 the openssl limit (measured before each round), the CPU per certificate of the writer (this process),
 of the workers and of PostgreSQL's server, and the bytes written per certificate (SQLite: what this
-process wrote, WAL and checkpoints; PostgreSQL: the WAL it generated).
+process wrote, WAL and checkpoints; PostgreSQL: the server's WAL while the batch ran, which counts
+any other database's writes of that time too: run it on an otherwise idle server).
 
 With ``--through service``, each batch goes the way a Gateway ``SubmitCSRBatch`` goes, without the
 HTTP: stored as a batch job of an approved subscriber (``batch_jobs.submit_batch``), then issued by
