@@ -95,6 +95,19 @@ def _status_mib(pid: int, field: str) -> float:
     return 0.0
 
 
+def written_bytes(pid: int | str = "self") -> int:
+    """Bytes the process has written so far (``/proc/PID/io`` ``wchar``: every write call, to files,
+    pipes and sockets alike); 0 if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/io", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def rss_mib(pid: int) -> float:
     """Current resident memory (VmRSS) in MiB; 0 if the process is gone."""
     return _status_mib(pid, "VmRSS:")

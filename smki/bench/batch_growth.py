@@ -45,11 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from smki.bench._procstat import cpu_seconds
+from smki.bench._procstat import written_bytes
 from smki.bench.issue import BENCH_PASSPHRASE, openssl_limit
+from smki.ca.csr import decode_csr_text
 from smki.ca.devcsr import write_device_csrs
 from smki.config import Settings
 from smki.services import device_issuance
@@ -110,15 +108,6 @@ def csr_files(work: Path, count: int, batches: int) -> list[Path]:
 def _write_batch(job: tuple[Path, int, int]) -> None:
     path, count, number = job
     write_device_csrs(path, count, start=FIRST_DEVICE + number * count)
-
-
-def _written_bytes() -> int:
-    """What this process has written so far (``wchar``: every write, to the WAL and the database)."""
-    with open("/proc/self/io", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith("wchar:"):
-                return int(line.split()[1])
-    return 0
 
 
 def _wal_position(home: Home) -> int:
@@ -184,21 +173,21 @@ class Store:
         from smki.bench.http import backend_pids
 
         pids = list(self.pool._executor._processes)  # the live worker processes
-        workers = [cpu_seconds(pid) for pid in pids]
+        workers = _cpu_of(pids)
         database = _cpu_of(backend_pids(self.url))
-        written = _wal_position(self.home) if self.url else _written_bytes()
+        written = _wal_position(self.home) if self.url else written_bytes()
         before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         n = self._issue(source, number)
         seconds = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
-        written = (_wal_position(self.home) if self.url else _written_bytes()) - written
+        written = (_wal_position(self.home) if self.url else written_bytes()) - written
         if n == 0:
             raise SystemExit(f"batch {number} issued nothing")
         row = BatchRow(
             self.name, self.issued, n, seconds, limit,
             ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / n * 1e6,
-            sum(cpu_seconds(pid) - cpu for pid, cpu in zip(pids, workers, strict=True)) / n * 1e6,
+            (_cpu_of(pids) - workers) / n * 1e6,
             (_cpu_of(backend_pids(self.url)) - database) / n * 1e6,
             written / n / 1024,
         )
@@ -208,8 +197,7 @@ class Store:
 
 def _ders(source: Path) -> list[tuple[str, bytes]]:
     """The batch's items as a Gateway client sends them: (item id, CSR DER)."""
-    return [(str(item.item_id), x509.load_pem_x509_csr(item.data).public_bytes(Encoding.DER))
-            for item in read_batch_source(source)]
+    return [(str(item.item_id), decode_csr_text(item.data)) for item in read_batch_source(source)]
 
 
 def run(work: Path, count: int, batches: int, page_sizes: Sequence[int], database_url: str,

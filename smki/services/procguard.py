@@ -17,6 +17,7 @@ import functools
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -82,7 +83,7 @@ def exit_with(owner: int) -> None:
             select.select([handle], [], [])  # readable once the process has ended
         else:
             while pid_alive(owner):
-                threading.Event().wait(1.0)
+                time.sleep(1.0)
         os._exit(1)
 
     threading.Thread(target=watch, name="smki-owner-watch", daemon=True).start()
