@@ -117,16 +117,34 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return cuts[49] * 1000, cuts[98] * 1000
 
 
-def time_lookups(home: Home, runs: list[tuple[int, int]], devices: int, count: int) -> tuple[float, ...]:
+def sample_serials(url: str, count: int, rng: random.Random) -> list[int]:
+    """``count`` serials of Device Certificates in the store, picked at random: the serials are
+    random themselves (``smki dev populate`` draws them as issuance does), so they are read back,
+    by random row ids, before any lookup is timed."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            low, high = conn.execute(text("SELECT min(id), max(id) FROM certificates")).one()
+            serials: list[int] = []
+            while len(serials) < count:
+                ids = sorted({rng.randint(low, high) for _ in range(count - len(serials))})
+                found = conn.execute(text("SELECT serial FROM certificates WHERE kind = 'device' AND id IN "
+                                          f"({', '.join(map(str, ids))})")).scalars()
+                serials.extend(int(serial, 16) for serial in found)
+    finally:
+        engine.dispose()
+    return serials[:count]
+
+
+def time_lookups(home: Home, url: str, devices: int, count: int) -> tuple[float, ...]:
     """p50/p99 of serial and Device ID lookups over ``count`` random existing keys each."""
     rng = random.Random(7)
     store = home.store
+    serials = sample_serials(url, count, rng)
     serial_times, device_times = [], []
     for _ in range(50):  # warm the connection pool and statement cache
         store.certificate_by_serial(1)
-    for _ in range(count):
-        prefix, size = rng.choice(runs)
-        serial = (prefix << 64) | rng.randrange(size)
+    for serial in serials:
         started = time.perf_counter()
         found = store.certificate_by_serial(serial)
         serial_times.append(time.perf_counter() - started)
@@ -168,30 +186,24 @@ def time_extract(home_dir: Path, url: str) -> tuple[int, float, float]:
     return records, seconds, peak_kib / 1024
 
 
-def populated_runs(url: str) -> list[tuple[int, int]]:
-    """(serial prefix, records) of every populate run, read back from its ``dev.populated`` audit records."""
-    from smki.store import Store
-
-    store = Store.open(url)
-    runs: dict[int, int] = {}
-    for row in store.audit_rows():
-        if row.action == "dev.populated":
-            details = json.loads(row.details)
-            prefix = int(details["first_serial"], 16) >> 64
-            runs[prefix] = runs.get(prefix, 0) + int(details["count"])
-    store.close()
-    return sorted(runs.items())
+def device_records(url: str) -> int:
+    """How many Device Certificate records the store holds."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM certificates WHERE kind = 'device'")).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def measure_existing(url: str, lookups: int, extract: bool) -> None:
     """Lookups (and the extract) on a store an earlier run left behind: no CA key needed."""
     from smki.store import Store
 
-    runs = populated_runs(url)
-    total = sum(count for _, count in runs)
+    total = device_records(url)
     store = Store.open(url)
     home = Home(settings=Settings(), store=store)
-    result = time_lookups(home, runs, (total + 1) // 2, lookups)
+    result = time_lookups(home, url, (total + 1) // 2, lookups)
     print(json.dumps({"records": total, "serial_p50_ms": round(result[0], 3), "serial_p99_ms": round(result[1], 3),
                       "device_p50_ms": round(result[2], 3), "device_p99_ms": round(result[3], 3)}), flush=True)
     if extract:
@@ -225,22 +237,20 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(home=Path(tmp) / "home", database_url=url)
         initialise_ca(settings, PASSPHRASE, actor="bench")
         home = open_home(settings.home, PASSPHRASE)
-        runs: list[tuple[int, int]] = []
         have = 0
         for size in sizes:
             populate_seconds = 0.0
             if size > have:
                 started = time.perf_counter()
-                summary = populate_devices(home, size - have, actor="bench", workers=args.workers,
-                                           on_progress=functools.partial(show_progress, have))
+                populate_devices(home, size - have, actor="bench", workers=args.workers,
+                                 on_progress=functools.partial(show_progress, have))
                 populate_seconds = time.perf_counter() - started
                 print(file=sys.stderr)
-                runs.append((int(summary.first_serial, 16) >> 64, summary.records))
                 have = size
             if not rows and args.revoked:
                 populate_revoked_organisation(home, args.revoked, actor="bench")
             db_mib = analyse(url)
-            lookups = time_lookups(home, runs, (have + 1) // 2, args.lookups)
+            lookups = time_lookups(home, url, (have + 1) // 2, args.lookups)
             started = time.perf_counter()
             done = publish(home, CRL, actor="bench")
             crl_seconds = time.perf_counter() - started

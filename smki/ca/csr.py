@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtensionOID
 
+from smki.ca.keyid import P256_SPKI_PREFIX
 from smki.ca.oids import HARDWARE_MODULE_NAME
 from smki.ca.p256_verify import p256_signature_valid
 from smki.ca.requests import DeviceRequest, OrganisationRequest
@@ -264,7 +265,7 @@ def _valid_oid_body(body: bytes) -> bool:
 
 _ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
 #: SubjectPublicKeyInfo prefix of every P-256 key with a named curve and an uncompressed point.
-_P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+_P256_SPKI_PREFIX = P256_SPKI_PREFIX
 _P256_SPKI_LENGTH = len(_P256_SPKI_PREFIX) + 65
 _EC_PUBLIC_KEY = bytes.fromhex("2a8648ce3d0201")
 _PRIME256V1 = bytes.fromhex("2a8648ce3d030107")

@@ -31,7 +31,7 @@ def key_identifier(public_key: ec.EllipticCurvePublicKey) -> bytes:
 
 
 #: DER SubjectPublicKeyInfo of a P-256 key up to its 65-byte uncompressed point (as in the profiles).
-_P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
 
 
 def key_fingerprint(point: bytes) -> bytes:
@@ -58,8 +58,8 @@ def peek_key_fingerprint(der: bytes) -> bytes | None:
     """:func:`key_fingerprint` of the first P-256 SubjectPublicKeyInfo in ``der`` (a certificate,
     or a CSR before it is checked), None if there is none. For a CSR it is a guess made without
     checking it: a caller reading ahead with it must compare it with the checked key's."""
-    at = der.find(_P256_SPKI_PREFIX)
-    if at < 0 or len(der) < at + len(_P256_SPKI_PREFIX) + 65:
+    at = der.find(P256_SPKI_PREFIX)
+    if at < 0 or len(der) < at + len(P256_SPKI_PREFIX) + 65:
         return None
-    start = at + len(_P256_SPKI_PREFIX)
+    start = at + len(P256_SPKI_PREFIX)
     return key_fingerprint(der[start:start + 65])

@@ -1,19 +1,27 @@
 """A data generator for scale tests and benchmarks (``smki dev populate``; issue 5).
 
-It fills a store with realistic Device Certificate records — real DER from the production fast
-path (``DeviceCertificateFactory``), signed by the home's Device CA — as fast as the database can
-take them. What makes it fast, and why it is still realistic:
+It fills a store with Device Certificate records such as issuance itself leaves — real DER from
+the production fast path (``DeviceCertificateFactory``), signed by the home's Device CA — as fast
+as the database can take them. What a record shares with one that was issued:
 
-* A small pool of reused subject keys: generating a P-256 key per certificate would cost more
-  than signing it, and nothing downstream (search, extract, CRL) looks at the subject key.
-* Serials are a random 64-bit run prefix followed by a 64-bit counter: still 16 positive octets
-  like every smki serial, unique without a database round trip, and one audit record per chunk can
-  name its serial range.
+* Its own subject key, made for it and recorded in the key register (issue 13) with its serial,
+  as every issuance records the key it certified: a populated store holds no duplicate key, and
+  the register grows with the certificates, as it does in service.
+* A random serial drawn by the factory, as for every certificate (spec §4): the serial index and
+  the register's fingerprint index take their keys at random places, as they do in service, so a
+  benchmark on a populated store pays what a real store of that size costs (until the seventeenth
+  session a run's serials were a prefix plus a counter and 16 keys were reused: both indexes were
+  appended to, and the register stayed empty).
 * Device IDs continue after the highest Device ID already in the store, each Device getting a DS
   and a KA certificate (both in use), so a second run adds Devices rather than colliding.
+
+What makes it fast:
+
 * Rows are bulk-loaded in big transactions (``Transaction.copy_certificates``: PostgreSQL ``COPY``,
-  SQLite ``executemany``) with one audit record per chunk (``dev.populated``, count and ranges).
-* Signing can run in worker processes while the parent streams the previous chunk to the database.
+  SQLite ``executemany``) with one audit record per chunk (``dev.populated``: count, batch and
+  Device range; the batch id is on every record it added).
+* Signing, and making the keys, run in worker processes while the parent streams the previous
+  chunk to the database.
 
 ``populate_revoked_organisation`` adds revoked Organisation Certificate records for CRL tests: one
 real linted certificate per (role, usage) prototype from the profile, then copies that differ only
@@ -41,6 +49,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from smki.audit import AuditEvent
 from smki.domain import CertKind, CertStatus, RemotePartyRole, Usage
 from smki.errors import ConfigError, SmkiError
+from smki.services.key_register import record_device_keys
 
 if TYPE_CHECKING:
     from smki.ca.device_template import DeviceCertificateFactory
@@ -50,9 +59,10 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK = 50_000
 MAX_RECORDS = 100_000_000
 FIRST_DEVICE = 0x00DB_0000_0000_0000
-KEY_POOL = 16
 DEVICE_NOT_AFTER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 Row = tuple[object, ...]
+#: A chunk's certificate rows and their keys' (fingerprint, serial) pairs.
+_Chunk = tuple[list[Row], list[tuple[bytes, str]]]
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,6 @@ class PopulateSummary:
     records: int
     first_device: bytes
     last_device: bytes
-    first_serial: str
-    last_serial: str
     batch_id: str
     seconds: float
 
@@ -77,7 +85,6 @@ class _Plan:
     """Everything a worker needs to produce any chunk of a run (picklable)."""
 
     first_device: int
-    serial_prefix: int
     batch_id: str
     issuer_key_id: str
     count: int
@@ -94,7 +101,6 @@ def _run_prefix() -> int:
 # -- worker side: CPU only --------------------------------------------------------------------
 
 _FACTORY: DeviceCertificateFactory | None = None
-_KEYS: list[tuple[bytes, bytes]] = []
 
 
 def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
@@ -102,15 +108,10 @@ def _init_worker(settings: Settings, secret: bytes, issuer_der: bytes) -> None:
     from smki.ca.hierarchy import DEVICE_CA_LABEL
     from smki.keys import open_backend
 
-    global _FACTORY, _KEYS
+    global _FACTORY
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (one line, no traceback)
     signer = open_backend(settings, secret).signer(DEVICE_CA_LABEL)
     _FACTORY = DeviceCertificateFactory(x509.load_der_x509_certificate(issuer_der), signer, settings)
-    _KEYS = []
-    for _ in range(KEY_POOL):
-        public = ec.generate_private_key(ec.SECP256R1()).public_key()
-        _KEYS.append((public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo),
-                      public.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)))
 
 
 def _init_pool_worker(settings: Settings, secret: bytes, issuer_der: bytes, owner: int) -> None:
@@ -122,26 +123,31 @@ def _init_pool_worker(settings: Settings, secret: bytes, issuer_der: bytes, owne
     _init_worker(settings, secret, issuer_der)
 
 
-def _make_rows(plan: _Plan, start: int, stop: int) -> list[Row]:
-    """Records ``start``..``stop``-1 of the run: record i is Device ``first + i // 2``, DS then KA."""
+def _make_rows(plan: _Plan, start: int, stop: int) -> _Chunk:
+    """Records ``start``..``stop``-1 of the run, and their keys' (fingerprint, serial) for the key
+    register: record i is Device ``first + i // 2``, DS then KA, each with a key of its own and a
+    random serial. Only the public half of each key is kept (nothing is ever signed with it)."""
+    from smki.ca.keyid import P256_SPKI_PREFIX, key_fingerprint
     from smki.ca.requests import DeviceRequest
 
     assert _FACTORY is not None, "worker not initialised"
     now = datetime.now(UTC).replace(microsecond=0)
     issue = _FACTORY.issue
     usages = (Usage.DS, Usage.KA)
+    curve = ec.SECP256R1()
     rows: list[Row] = []
-    append = rows.append
+    keys: list[tuple[bytes, str]] = []
     for i in range(start, stop):
         device_id = (plan.first_device + i // 2).to_bytes(8, "big")
         usage = usages[i & 1]
-        spki, point = _KEYS[i % KEY_POOL]
-        serial = (plan.serial_prefix << 64) | i
-        issued = issue(DeviceRequest(device_id, usage, spki, point), now, serial)
-        append((f"{serial:032x}", "device", usage.value, plan.issuer_key_id, device_id, None, None, "I",
-                issued.not_before, DEVICE_NOT_AFTER, issued.der, issued.not_before, plan.batch_id,
-                issued.not_before))
-    return rows
+        point = ec.generate_private_key(curve).public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        issued = issue(DeviceRequest(device_id, usage, P256_SPKI_PREFIX + point, point), now)
+        serial = f"{issued.serial:032x}"
+        rows.append((serial, "device", usage.value, plan.issuer_key_id, device_id, None, None, "I",
+                     issued.not_before, DEVICE_NOT_AFTER, issued.der, issued.not_before, plan.batch_id,
+                     issued.not_before))
+        keys.append((key_fingerprint(point), serial))
+    return rows, keys
 
 
 # -- parent side: the single writer ----------------------------------------------------------
@@ -175,23 +181,23 @@ def populate_devices(
     first_device = FIRST_DEVICE if highest is None else max(FIRST_DEVICE, int.from_bytes(highest, "big") + 1)
     if first_device + (count + 1) // 2 > 1 << 64:
         raise SmkiError("populate.no-device-ids", "no room left for that many Device IDs after the highest one")
-    prefix = _run_prefix()
-    plan = _Plan(first_device, prefix, f"populate-{prefix:016x}",
+    plan = _Plan(first_device, f"populate-{secrets.token_hex(8)}",
                  key_identifier(issuer.public_key()).hex(), count)  # type: ignore[arg-type]
     issuer_der = issuer.public_bytes(Encoding.DER)
     done = 0
 
-    def commit(start: int, rows: list[Row]) -> None:
+    def commit(start: int, chunk: _Chunk) -> None:
         nonlocal done
+        rows, keys = chunk
         stop = start + len(rows)
         details = {
             "count": len(rows), "batch": plan.batch_id,
-            "first_serial": str(rows[0][0]), "last_serial": str(rows[-1][0]),
             "first_device": (plan.first_device + start // 2).to_bytes(8, "big").hex(),
             "last_device": (plan.first_device + (stop - 1) // 2).to_bytes(8, "big").hex(),
         }
         with home.store.transaction() as tx:
             tx.copy_certificates(rows, count=len(rows))
+            record_device_keys(tx, keys)
             tx.append_audit([AuditEvent(actor, "dev.populated", plan.batch_id, details)])
         done += len(rows)
         if on_progress is not None:
@@ -203,28 +209,26 @@ def populate_devices(
         for start, stop in bounds:
             commit(start, _make_rows(plan, start, stop))
     else:
-        for start, rows in _parallel(home, plan, issuer_der, bounds, workers):
-            commit(start, rows)
+        for start, chunk in _parallel(home, plan, issuer_der, bounds, workers):
+            commit(start, chunk)
     last = count - 1
     return PopulateSummary(
         records=count,
         first_device=first_device.to_bytes(8, "big"),
         last_device=(first_device + last // 2).to_bytes(8, "big"),
-        first_serial=f"{prefix << 64:032x}",
-        last_serial=f"{(prefix << 64) | last:032x}",
         batch_id=plan.batch_id,
         seconds=time.perf_counter() - started,
     )
 
 
 def _parallel(home: Home, plan: _Plan, issuer_der: bytes, bounds: list[tuple[int, int]],
-              workers: int) -> Iterator[tuple[int, list[Row]]]:
+              workers: int) -> Iterator[tuple[int, _Chunk]]:
     """Chunks signed by ``workers`` processes, yielded in order, at most two per worker in flight."""
     assert home.secret is not None
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_pool_worker,
                              initargs=(home.settings, home.secret, issuer_der, os.getpid())) as pool:
-        pending: deque[tuple[int, Future[list[Row]]]] = deque()
+        pending: deque[tuple[int, Future[_Chunk]]] = deque()
         for start, stop in bounds:
             pending.append((start, pool.submit(_make_rows, plan, start, stop)))
             if len(pending) >= 2 * workers:

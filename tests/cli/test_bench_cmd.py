@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import inspect
 import pkgutil
 from collections.abc import Iterator
@@ -354,3 +355,22 @@ def test_batch_growth_issues_every_batch_into_each_store_in_turn(database_url: s
 def test_batch_growth_refuses_bad_options_in_one_line(options: list[str], said: str) -> None:
     run = smki(["bench", "batch-growth", *options], smki_env(""))
     assert run.code == 2 and said in run.err and "Traceback" not in run.err
+
+
+def test_bench_repository_looks_up_populated_records_at_each_size(tmp_path: Path) -> None:
+    """The serials populate draws are random: the look-ups read existing ones back, at every size,
+    and on a store an earlier run left (``--existing``)."""
+    url = f"sqlite:///{tmp_path / 'repository.db'}"
+    rows_file = tmp_path / "rows.jsonl"
+    env = smki_env("")
+    run = smki(["bench", "repository", "--records", "300", "--records", "500", "--revoked", "3",
+                "--lookups", "30", "--no-extract", "--workers", "0", "--database-url", url,
+                "--json", str(rows_file)], env)
+    assert run.code == 0, run.err
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    assert [row["records"] for row in rows] == [300, 500]
+    assert all(row["serial_p50_ms"] > 0 and row["device_p50_ms"] > 0 and row["crl_entries"] == 3 for row in rows)
+    assert all(row["populate_per_second"] > 0 for row in rows)
+    again = smki(["bench", "repository", "--existing", "--lookups", "20", "--no-extract", "--database-url", url], env)
+    assert again.code == 0, again.err
+    assert json.loads(again.out.strip().splitlines()[-1])["records"] == 500

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from smki.ca.crl import build_crl
 from smki.ca.hierarchy import ORGANISATION_CA_LABEL
+from smki.ca.keyid import certificate_key_fingerprint
 from smki.ca.lint import Severity, crl_findings
 from smki.domain import CertKind, CertStatus, Usage
 from smki.errors import SmkiError
@@ -26,6 +27,7 @@ from smki.services.crl_lint import FULL_LINT_LIMIT, publication_findings, sample
 from smki.services.populate import FIRST_DEVICE, populate_devices, populate_revoked_organisation
 from smki.services.revocation import CRL, list_record, publish, revoke_as_operator
 from smki.store import MAX_PAGE, CertificateQuery, Store
+from smki.store.certified_keys import certified_key_reads
 from tests.revocation.conftest import issue_org
 from tests.revocation.openssl_tools import crl_pem, openssl_crl_verify
 
@@ -44,7 +46,15 @@ def test_populate_adds_real_device_certificates_signed_by_the_device_ca(home: Ho
     records = list(home.store.iter_certificates(CertificateQuery(kind=CertKind.DEVICE)))
     assert len(records) == 1_001
     assert {r.status for r in records} == {CertStatus.IN_USE}
-    assert records[0].serial == summary.first_serial and records[-1].serial == summary.last_serial
+    assert len({r.serial for r in records}) == 1_001
+    # As issuance leaves them: every key its own, each in the key register under its certificate's serial.
+    fingerprints = [certificate_key_fingerprint(r.der) for r in records]
+    assert len(set(fingerprints)) == 1_001
+    assert certified_key_reads(home.store).serials(fingerprints) == {
+        fingerprint: r.serial for fingerprint, r in zip(fingerprints, records, strict=True)}
+    # Random serials, as drawn for every certificate: not a run of consecutive numbers.
+    ordered = sorted(int(r.serial, 16) for r in records)
+    assert ordered[-1] - ordered[0] > 1 << 100  # a run of 1,001 consecutive serials would span 1,000
     dca = home.ca_certificate(CertKind.DEVICE_CA)
     for index, record in enumerate(records):
         cert = x509.load_der_x509_certificate(record.der)
@@ -57,7 +67,10 @@ def test_populate_adds_real_device_certificates_signed_by_the_device_ca(home: Ho
             cert.verify_directly_issued_by(dca)
     audit = [r for r in home.store.audit_rows() if r.action == "dev.populated"]
     assert [json.loads(r.details)["count"] for r in audit] == [400, 400, 201]
-    assert json.loads(audit[0].details)["first_serial"] == summary.first_serial
+    assert json.loads(audit[0].details) == {
+        "count": 400, "batch": summary.batch_id, "first_device": summary.first_device.hex(),
+        "last_device": (FIRST_DEVICE + 199).to_bytes(8, "big").hex()}
+    assert {r.batch_id for r in records} == {summary.batch_id}
     assert home.store.verify_audit().ok
 
     again = populate_devices(home, 4, actor="test")  # continues after the highest Device ID
@@ -72,6 +85,8 @@ def test_populate_in_worker_processes_matches_in_process(home: Home) -> None:
     dca = home.ca_certificate(CertKind.DEVICE_CA)
     certs[0].verify_directly_issued_by(dca)
     certs[-1].verify_directly_issued_by(dca)
+    fingerprints = [certificate_key_fingerprint(c.public_bytes(Encoding.DER)) for c in certs]
+    assert len(certified_key_reads(home.store).serials(fingerprints)) == len(set(fingerprints)) == 600
 
 
 def test_populate_refuses_bad_counts(home: Home) -> None:

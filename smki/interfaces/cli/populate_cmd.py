@@ -52,8 +52,7 @@ def populate(
             console.print(
                 f"added {summary.records:,} Device Certificate records in {summary.seconds:.1f} s "
                 f"({summary.per_second:,.0f}/s): Devices {eui64_hex(summary.first_device)}.."
-                f"{eui64_hex(summary.last_device)}, serials {summary.first_serial}..{summary.last_serial}, "
-                f"batch {summary.batch_id}", highlight=False, soft_wrap=True,
+                f"{eui64_hex(summary.last_device)}, batch {summary.batch_id}", highlight=False, soft_wrap=True,
             )
         if revoked_organisation:
             populate_revoked_organisation(opened, revoked_organisation, actor=who)
