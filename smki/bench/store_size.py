@@ -1,23 +1,31 @@
 """Single-CSR issuance latency against the size of the store: populate, then issue over HTTP.
 
-``smki bench store-size --records 10000 --records 100000 --records 1000000`` makes a fresh home
-(CA, an approved Device subscriber, its ARO's credential, capacity limits off), and for each size,
-smallest first: fills the store up to that many Device Certificate records with ``smki dev
-populate``'s service, starts a fresh ``smki serve`` on it (a fresh process: what is measured is the
-data, not a warm process), and times over mutual TLS, one request at a time, after a warm-up:
+``smki bench store-size --records 10000 --records 100000 --records 1000000`` makes one fresh home
+per size (CA, an approved Device subscriber, its ARO's credential, capacity limits off; on
+PostgreSQL a database each) and fills each to its size with ``smki dev populate``'s service — every
+record with its own key in the key register and a random serial, as issuance leaves them. It then
+starts a fresh ``smki serve`` on each (fresh processes: what is measured is the data, not a warm
+process), all at once, and times over mutual TLS, one request at a time, after a warm-up:
 
 * **Ad Hoc**: ``POST /1.0/DeviceCSR`` (the DCC XML Ad Hoc service) for Devices that already have
   certificates (the service requires a known Device);
 * **JSON**: ``POST /api/v1/device-certificates``;
 * **results page**: ``GET /api/v1/device-batches/{id}/results?limit=100`` of a finished
-  1,000-CSR batch submitted at that size.
+  1,000-CSR batch.
+
+The stores' requests are timed *in turn* (the first request of each store, then the second of
+each …), so a spell of a shared machine falls on every size alike: measured one size after the
+other, as until the seventeenth session, the smallest store's requests once took 3.5 ms of the
+server's CPU and the largest's 8.5, in a run where the two sizes measured alone, in one spell,
+took the same.
 
 It reports p50 and p99 of each, the server's CPU time per request (read from ``/proc``, with
-PostgreSQL's backends for the bench's database included: on a shared machine the wall times move
+PostgreSQL's backends for that store's database included: on a shared machine the wall times move
 with everything else that runs, the server's CPU is its own work), each against the smallest
 size's, and, on SQLite, the size of the write-ahead log.
-``--database-url`` runs it on PostgreSQL (the database named in the URL is dropped and
-re-created). Every response is checked (a certificate came back).
+``--database-url`` runs it on PostgreSQL: the database named in the URL (the smallest size's) is
+dropped and re-created, and the other sizes' (``<name>_1`` …) are made beside it and dropped at the
+end. Every response is checked (a certificate came back).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -110,29 +119,46 @@ def _settle(url: str, home_path: Path) -> float | None:
     return round(wal.stat().st_size / 2**20, 1) if wal.exists() else 0.0
 
 
-def _timed(calls: list[Callable[[], None]], warm_up: int, pid: int, database_url: str) -> Samples:
-    for call in calls[:warm_up]:
-        call()
-    samples = []
-    pids = [pid, *backend_pids(database_url)]  # PostgreSQL: its backends' CPU is the server's work too
-    cpu = sum(cpu_seconds(p) for p in pids)
-    for call in calls[warm_up:]:
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return Samples(samples, (sum(cpu_seconds(p) for p in pids) - cpu) / len(samples))
+class _Kind:
+    """One kind of request against one server: its calls (warm-up first), and the processes whose
+    CPU is that server's work."""
+
+    def __init__(self, calls: list[Callable[[], None]], pids: list[int]) -> None:
+        self.calls = calls
+        self.pids = pids
+        self.seconds: list[float] = []
+        self.cpu = 0.0
 
 
-def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int,
-             database_url: str) -> tuple[Samples, ...]:
+def _timed_in_turn(kinds: list[_Kind], warm_up: int) -> list[Samples]:
+    """Every kind's warm-up, then its timed calls *in turn* (the first of each, the second of
+    each …), so that every store's requests meet the machine in the same spells: measured one
+    store after the other, a shared host's spell could make one store's requests twice as dear as
+    another's for the same work (seventeenth session: 3.5 against 8.5 ms of CPU)."""
+    for kind in kinds:
+        for call in kind.calls[:warm_up]:
+            call()
+    for kind in kinds:
+        kind.cpu = -sum(cpu_seconds(p) for p in kind.pids)
+    for position in range(warm_up, min(len(kind.calls) for kind in kinds)):
+        for kind in kinds:
+            started = time.perf_counter()
+            kind.calls[position]()
+            kind.seconds.append(time.perf_counter() - started)
+    for kind in kinds:
+        kind.cpu += sum(cpu_seconds(p) for p in kind.pids)
+    return [Samples(kind.seconds, kind.cpu / len(kind.seconds)) for kind in kinds]
+
+
+def _calls(client: Any, requests: int, warm_up: int) -> tuple[list[Callable[[], None]], ...]:
+    """Ad Hoc, JSON and results-page calls for one server (its store populated from
+    ``FIRST_DEVICE``); the results pages are of a 1,000-CSR batch submitted and finished here."""
     from smki.ca.devcsr import device_csr_stream
     from smki.interfaces.dcc import codec as dx
 
     total = requests + warm_up
-    # Known Devices (the Ad Hoc service requires one): a different slice of the populated ones per
-    # size, so no Device nears its 100-certificate limit however many sizes run.
-    known = FIRST_DEVICE + size_index * total
-    csrs = [der for _d, _u, der in device_csr_stream(2 * total, first_device=known)]
+    # Known Devices (the Ad Hoc service requires one), each given one more certificate.
+    csrs = [der for _d, _u, der in device_csr_stream(2 * total, first_device=FIRST_DEVICE)]
 
     def adhoc(der: bytes, n: int) -> Callable[[], None]:
         body = dx.render_device_csr_request(dx.DeviceCertificateSigningRequest(f"R{n}", der))
@@ -152,11 +178,8 @@ def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int
                 raise RuntimeError(f"JSON request refused: {response.text}")
         return call
 
-    adhoc_samples = _timed([adhoc(der, n) for n, der in enumerate(csrs[:total])], warm_up, pid, database_url)
-    json_samples = _timed([single(der) for der in csrs[total:]], warm_up, pid, database_url)
-
     batch = [{"id": f"c{n}", "csr": base64.b64encode(der).decode()} for n, (_d, _u, der) in enumerate(
-        device_csr_stream(RESULTS_BATCH, first_device=0x00DC_0000_0000_0000 + size_index * RESULTS_BATCH))]
+        device_csr_stream(RESULTS_BATCH, first_device=0x00DC_0000_0000_0000))]
     submitted = client.post("/api/v1/device-batches", json={"reference": "bench", "csrs": batch})
     batch_id = submitted.json()["batch_id"]
     while client.get(f"/api/v1/device-batches/{batch_id}").json()["status"] != "completed":
@@ -170,22 +193,62 @@ def _measure(client: Any, pid: int, size_index: int, requests: int, warm_up: int
                 raise RuntimeError("a results page came back without its certificates")
         return call
 
-    results_samples = _timed([page((n * 100) % (RESULTS_BATCH - 100) - 1) for n in range(total)], warm_up,
-                             pid, database_url)
-    return adhoc_samples, json_samples, results_samples
+    return ([adhoc(der, n) for n, der in enumerate(csrs[:total])], [single(der) for der in csrs[total:]],
+            [page((n * 100) % (RESULTS_BATCH - 100) - 1) for n in range(total)])
+
+
+def _database_for(database_url: str, position: int) -> str:
+    """Each size's own store: SQLite in its own home; PostgreSQL the URL's database for the
+    smallest, and ``<name>_<position>`` beside it for the others (dropped at the end)."""
+    if not database_url or position == 0:
+        return database_url
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(database_url)
+    return parsed.set(database=f"{parsed.database}_{position}").render_as_string(hide_password=False)
+
+
+def _drop(url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def run(sizes: list[int], *, requests: int, warm_up: int, database_url: str = "") -> dict[str, object]:
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="smki-store-size-") as tmp:
-        home_path, creds = bench_home(tmp, database_url)
-        for n, size in enumerate(sorted(sizes)):
-            records = _populate_to(home_path, size)
-            wal = _settle(database_url, home_path)
-            with running_server(home_path, creds) as server:
-                adhoc, single, results = _measure(server.client, server.pid, n, requests, warm_up, database_url)
-            rows.append(Row(records, *adhoc.figures(), *single.figures(), *results.figures(), wal))
-            print(json.dumps(asdict(rows[-1])), file=sys.stderr, flush=True)
+    """One store per size, each filled to its size; then one server per store, all running at
+    once, and their requests timed in turn (see :func:`_timed_in_turn`)."""
+    sizes = sorted(sizes)
+    extra = [_database_for(database_url, n) for n in range(1, len(sizes))] if database_url else []
+    try:
+        with tempfile.TemporaryDirectory(prefix="smki-store-size-") as tmp, ExitStack() as servers:
+            stores = []
+            for n, size in enumerate(sizes):
+                url = _database_for(database_url, n)
+                home_path, creds = bench_home(str(Path(tmp) / str(n)), url)
+                records = _populate_to(home_path, size)
+                stores.append((home_path, creds, url, records, _settle(url, home_path)))
+                print(json.dumps({"records": records, "populated": True}), file=sys.stderr, flush=True)
+            running = [servers.enter_context(running_server(home_path, creds))
+                       for home_path, creds, _url, _records, _wal in stores]
+            per_server = [_calls(server.client, requests, warm_up) for server in running]
+            measured = []
+            for kind in range(3):  # Ad Hoc, JSON, results pages: each kind in turn across the stores
+                measured.append(_timed_in_turn(
+                    [_Kind(calls[kind], [server.pid, *backend_pids(url)])
+                     for calls, server, (_h, _c, url, _r, _w) in zip(per_server, running, stores, strict=True)],
+                    warm_up))
+    finally:
+        for url in extra:
+            _drop(url)
+    rows = [Row(records, *measured[0][n].figures(), *measured[1][n].figures(), *measured[2][n].figures(), wal)
+            for n, (_h, _c, _u, records, wal) in enumerate(stores)]
+    for row in rows:
+        print(json.dumps(asdict(row)), file=sys.stderr, flush=True)
     base = rows[0]
     return {
         "store": "postgresql" if database_url else "sqlite", "cores": os.cpu_count(), "requests": requests,
@@ -205,6 +268,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default="",
                         help="PostgreSQL URL (its database is dropped and re-created); default: SQLite")
     args = parser.parse_args(argv)
+    if args.database_url and not args.database_url.startswith("postgresql"):
+        parser.error("--database-url names a PostgreSQL database (postgresql+psycopg://…); "
+                     "without it each store is SQLite in its own home")
+    # Each store's home names its own database; an inherited SMKI_DATABASE_URL would override it
+    # here and in every server started, and point them all at one store.
+    os.environ.pop("SMKI_DATABASE_URL", None)
     print(json.dumps(run(args.records or [10_000, 100_000], requests=args.requests, warm_up=args.warm_up,
                          database_url=args.database_url), indent=2))
 

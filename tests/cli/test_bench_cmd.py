@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import json
 import inspect
+import json
 import pkgutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,9 +133,10 @@ SQL_FORMS = ["in-use look-up, packed", "in-use look-up, plain", "per-Device coun
              "round trip (SELECT 1)", "wide read, prepared", "wide read, parsed each time"]
 
 
-@pytest.mark.parametrize("name", ["sql-forms", "pg-indexes"])
+@pytest.mark.parametrize("name", ["sql-forms", "pg-indexes", "store-size"])
 def test_the_postgresql_benches_refuse_sqlite_in_one_line(name: str, tmp_path: Path) -> None:
-    """They measure what only PostgreSQL has (packed forms, its indexes): given SQLite, a usage error."""
+    """Their --database-url is PostgreSQL's (sql-forms and pg-indexes measure what only it has; store-size
+    keeps a SQLite store in each home): given SQLite, a usage error."""
     url = f"sqlite:///{tmp_path / 'smki.db'}"
     run = smki(["bench", name, "--database-url", url], smki_env(url))
     assert run.code == 2 and "PostgreSQL" in run.err and "Traceback" not in run.err
@@ -374,3 +375,31 @@ def test_bench_repository_looks_up_populated_records_at_each_size(tmp_path: Path
     again = smki(["bench", "repository", "--existing", "--lookups", "20", "--no-extract", "--database-url", url], env)
     assert again.code == 0, again.err
     assert json.loads(again.out.strip().splitlines()[-1])["records"] == 500
+
+
+def test_bench_store_size_times_each_store_in_turn(database_url: str) -> None:
+    """One store per size, each filled to its size; every kind of request answered by each. On
+    PostgreSQL the larger size's database is made beside the URL's and dropped at the end."""
+    if not database_url.startswith("postgresql"):
+        database_url = ""  # SQLite: each store in its own home (a SQLite --database-url is refused)
+    options = ["--database-url", database_url] if database_url else []
+    run = smki(["bench", "store-size", "--records", "60", "--records", "120", "--requests", "6",
+                "--warm-up", "2", *options], smki_env(database_url))
+    assert run.code == 0, run.err
+    report = json.loads(run.out)
+    assert [row["records"] for row in report["rows"]] == [60, 120]
+    for row in report["rows"]:
+        assert all(row[f"{kind}_p50_ms"] > 0 and row[f"{kind}_cpu_ms"] > 0 for kind in ("adhoc", "json", "results"))
+    assert report["rows"][0]["adhoc_vs_smallest"] == 1.0
+    if database_url:
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        name = make_url(database_url).database
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as conn:
+                left = set(conn.exec_driver_sql("SELECT datname FROM pg_database").scalars())
+        finally:
+            engine.dispose()
+        assert name in left and f"{name}_1" not in left
