@@ -82,6 +82,13 @@ def fresh_database(url: str) -> None:
             for suffix in ("", "-wal", "-shm"):
                 Path(parsed.database + suffix).unlink(missing_ok=True)
         return
+    drop_database(url, then_create=True)
+
+
+def drop_database(url: str, *, then_create: bool = False) -> None:
+    """Drop the PostgreSQL database ``url`` names (and make it again, empty, with ``then_create``);
+    the server's own databases are refused (``bench.database-not-scratch``) before connecting."""
+    parsed = make_url(url)
     if not parsed.database or parsed.database in MAINTENANCE_DATABASES:
         raise SmkiError("bench.database-not-scratch",
                         f"a bench drops and re-creates the database its --database-url names; name a "
@@ -89,7 +96,8 @@ def fresh_database(url: str) -> None:
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+        if then_create:
+            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
     admin.dispose()
 
 
@@ -124,7 +132,9 @@ def sample_serials(url: str, count: int, rng: random.Random) -> list[int]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            low, high = conn.execute(text("SELECT min(id), max(id) FROM certificates")).one()
+            low, high = conn.execute(text("SELECT min(id), max(id) FROM certificates WHERE kind = 'device'")).one()
+            if low is None:
+                raise SmkiError("bench.no-device-records", "the store holds no Device Certificate to look up")
             serials: list[int] = []
             while len(serials) < count:
                 ids = sorted({rng.randint(low, high) for _ in range(count - len(serials))})

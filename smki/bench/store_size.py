@@ -46,6 +46,7 @@ from typing import Any
 
 from smki.bench._procstat import cpu_seconds
 from smki.bench.http import PASSPHRASE, backend_pids, bench_home, running_server
+from smki.bench.repository_scale import drop_database
 
 #: Device IDs the populated records start at (``smki.services.populate.FIRST_DEVICE``).
 FIRST_DEVICE = 0x00DB_0000_0000_0000
@@ -208,17 +209,6 @@ def _database_for(database_url: str, position: int) -> str:
     return parsed.set(database=f"{parsed.database}_{position}").render_as_string(hide_password=False)
 
 
-def _drop(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def run(sizes: list[int], *, requests: int, warm_up: int, database_url: str = "") -> dict[str, object]:
     """One store per size, each filled to its size; then one server per store, all running at
     once, and their requests timed in turn (see :func:`_timed_in_turn`)."""
@@ -244,7 +234,7 @@ def run(sizes: list[int], *, requests: int, warm_up: int, database_url: str = ""
                     warm_up))
     finally:
         for url in extra:
-            _drop(url)
+            drop_database(url)
     rows = [Row(records, *measured[0][n].figures(), *measured[1][n].figures(), *measured[2][n].figures(), wal)
             for n, (_h, _c, _u, records, wal) in enumerate(stores)]
     for row in rows:
