@@ -42,7 +42,7 @@ from smki.config import Settings
 from smki.errors import SmkiError
 from smki.services.ca_admin import initialise_ca
 from smki.services.context import Home, open_home
-from smki.services.populate import FIRST_DEVICE, populate_devices, populate_revoked_organisation
+from smki.services.populate import FIRST_DEVICE, default_workers, populate_devices, populate_revoked_organisation
 from smki.services.revocation import CRL, publish
 from smki.store import CertificateQuery
 
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/smki_bench")
     parser.add_argument("--revoked", type=int, default=100_000, help="revoked Organisation records on the CRL")
     parser.add_argument("--lookups", type=int, default=2_000)
-    parser.add_argument("--workers", type=int, default=max(0, (os.cpu_count() or 1) - 1))
+    parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--no-extract", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON lines here")
     parser.add_argument("--existing", action="store_true",

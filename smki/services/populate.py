@@ -240,8 +240,11 @@ def _parallel(home: Home, plan: _Plan, issuer_der: bytes, bounds: list[tuple[int
 
 
 def default_workers() -> int:
-    """One signer per core beyond the first (which the writer and the database share)."""
-    return max(0, (os.cpu_count() or 1) - 1)
+    """One worker per core. Each record's key is made in a worker as well as signed there, so the
+    workers do nearly all the work and the writer mostly waits for them. Measured on 2 cores with
+    ``smki dev populate --devices 200000 --workers N``, alternated: 2 workers 1.33-1.51 times as
+    fast as 1 on SQLite, 1.52-1.60 times on PostgreSQL, whose server shares the cores."""
+    return os.cpu_count() or 1
 
 
 # -- revoked Organisation Certificates (for CRL tests and benchmarks) ------------------------

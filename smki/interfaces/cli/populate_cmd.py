@@ -25,7 +25,7 @@ def populate(
     revoked_organisation: Annotated[int, typer.Option(
         "--revoked-organisation", min=0, help="Also add this many revoked Organisation Certificate records.")] = 0,
     workers: Annotated[int | None, typer.Option("--workers", min=0,
-                                                help="Signing processes (default: cores - 1; 0 = in this process).")]
+                                                help="Signing processes (default: one per core; 0 = in this process).")]
     = None,
     chunk: Annotated[int, typer.Option("--chunk", min=1, help="Records per transaction.")] = DEFAULT_CHUNK,
     home: HomeOption = DEFAULT_HOME_PATH,
