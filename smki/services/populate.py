@@ -25,7 +25,9 @@ What makes it fast:
 
 ``populate_revoked_organisation`` adds revoked Organisation Certificate records for CRL tests: one
 real linted certificate per (role, usage) prototype from the profile, then copies that differ only
-in their serial, each re-signed by the Organisation CA, so every record is a valid certificate.
+in their serial (random, as the factory draws them), each re-signed by the Organisation CA, so every
+record is a valid certificate. The copies share their prototype's key and are left out of the key
+register (which issuance would not allow): they are there for the CRL, which lists serials only.
 """
 
 from __future__ import annotations
@@ -88,14 +90,6 @@ class _Plan:
     batch_id: str
     issuer_key_id: str
     count: int
-
-
-def _run_prefix() -> int:
-    """64 random bits whose top octet is 0x01..0x7F: prefix << 64 is then a 16-octet positive serial."""
-    while True:
-        value = secrets.randbits(63)
-        if value >> 56:
-            return value
 
 
 # -- worker side: CPU only --------------------------------------------------------------------
@@ -267,7 +261,7 @@ def populate_revoked_organisation(
     from smki.ca.devcsr import make_organisation_csr
     from smki.ca.hierarchy import ORGANISATION_CA_LABEL
     from smki.ca.keyid import key_identifier
-    from smki.ca.profiles import build_organisation
+    from smki.ca.profiles import build_organisation, random_serial
 
     if not 1 <= count <= 10_000_000:
         raise SmkiError("populate.bad-count", "populate adds 1 to 10,000,000 revoked Organisation records")
@@ -280,13 +274,12 @@ def populate_revoked_organisation(
         cert = build_organisation(request, issuer, signer, home.settings, moment)
         prototypes.append((usage, cert))
     issuer_kid = key_identifier(issuer.public_key()).hex()  # type: ignore[arg-type]
-    prefix = _run_prefix()
-    batch_id = f"populate-org-{prefix:016x}"
+    batch_id = f"populate-org-{secrets.token_hex(8)}"
     for start in range(0, count, chunk_size):
         rows: list[Row] = []
         for i in range(start, min(start + chunk_size, count)):
             usage, cert = prototypes[i & 1]
-            serial = (prefix << 64) | i
+            serial = random_serial()  # as the factory draws every serial: the index sees real keys
             der = _with_serial(cert, serial, signer.sign)
             rows.append((f"{serial:032x}", CertKind.ORGANISATION.value, usage.value, issuer_kid, None, entity_id,
                          int(RemotePartyRole.OTHER), CertStatus.IN_USE.value, cert.not_valid_before_utc,

@@ -108,6 +108,10 @@ def test_revoked_organisation_records_make_a_long_crl(home: Home, tmp_path: Path
     der = list_record(home, CRL).der
     crl = x509.load_der_x509_crl(der)
     assert len(crl) == 2_500 and crl.is_signature_valid(oca.public_key())  # type: ignore[arg-type]
+    serials = [entry.serial_number for entry in crl]
+    # random 16-octet serials, as the factory draws them (not a run's prefix and a counter)
+    assert all(serial.bit_length() > 120 and serial.bit_length() <= 127 for serial in serials)
+    assert len({serial >> 64 for serial in serials}) == 2_500
     assert openssl_crl_verify(crl_pem(der, tmp_path / "crl.pem"), home.settings.home / "organisation-ca.pem"
                               ).returncode == 0
 
