@@ -57,7 +57,13 @@ def initialise_ca(settings: Settings, secret: bytes, *, actor: str, now: datetim
     generate) leaves the home as it was, so no later command finds a half-built one. A database
     named by URL and keys generated in a token are outside the directory and are not undone.
     """
-    final = settings.home
+    # Absolute and normalised: the staging directory is named after the home and made beside it,
+    # which ``.``, ``..`` or ``""`` (no name, no parent of their own) would put inside the home itself.
+    final = Path(os.path.abspath(settings.home))
+    if final.exists() and not final.is_dir():
+        raise SmkiError("home.not-a-directory", f"{settings.home} is a file, not a directory: give a home directory")
+    if final == final.parent:
+        raise SmkiError("home.bad-path", f"{settings.home} is the file system's root: give a directory for the home")
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.init-", dir=final.parent))
     try:

@@ -125,6 +125,30 @@ def test_ca_init_leaves_nothing_behind_when_it_fails(run: Run, tmp_path: Path,
     assert len(json.loads(ok(run, "ca", "show", "--json", "--home", str(fresh)))) == 3
 
 
+def test_ca_init_in_the_working_directory(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--home .`` (and ``""``) is a home like any other: its staging directory goes beside it, not
+    inside it, where copying the home into it lost the keys it had just made."""
+    monkeypatch.setenv("SMKI_KEY_PASSPHRASE", "a-long-enough-passphrase")
+    monkeypatch.delenv("SMKI_DATABASE_URL")
+    for name, given in (("dot", "."), ("empty", "")):
+        here = tmp_path / name
+        here.mkdir()
+        (here / "notes.txt").write_text("the operator's own file\n")
+        monkeypatch.chdir(here)
+        made = run("ca", "init", "--home", given)
+        assert made.code == 0, made.err
+        assert {"smki.toml", "smki.db", "root.pem", "device-ca.pem", "keys", "crl", "notes.txt"} <= {
+            p.name for p in here.iterdir()}
+        assert not [p.name for p in tmp_path.iterdir() if ".init-" in p.name]  # no staging directory left
+        assert len(json.loads(ok(run, "ca", "show", "--json", "--home", given))) == 3
+        assert (here / "notes.txt").read_text() == "the operator's own file\n"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    refused = run("ca", "init", "--home", str(a_file))
+    assert refused.code == 1 and one_line(refused).startswith("error: home.not-a-directory: ")
+    assert [p.name for p in tmp_path.iterdir() if "a-file" in p.name] == ["a-file"]
+
+
 def test_a_fresh_home_says_to_run_ca_init_first(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SMKI_DATABASE_URL")
     nowhere = tmp_path / "nowhere"
