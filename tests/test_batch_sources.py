@@ -100,3 +100,18 @@ def test_blocks_match_a_whole_file_regex(tmp_path_factory: pytest.TempPathFactor
     elif not matches:
         expected = "batch.empty"
     assert got == expected
+
+
+_ITEMS = st.lists(st.tuples(st.text(max_size=6), st.binary(max_size=6)), max_size=4)
+
+
+@given(_ITEMS, _ITEMS)
+def test_the_source_digest_tells_apart_any_two_different_lists_of_items(
+        first: list[tuple[str, bytes]], second: list[tuple[str, bytes]]) -> None:
+    """What a resumed batch's source is checked with: equal exactly when the items (names and bytes,
+    in order) are, whatever the boundaries between names and bytes (each is length-prefixed)."""
+    def digest(items: list[tuple[str, bytes]]) -> str:
+        return batch_sources.source_digest(batch_sources.BatchItem(n, name, data)
+                                           for n, (name, data) in enumerate(items))
+
+    assert (digest(first) == digest(second)) == (first == second)

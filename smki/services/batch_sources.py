@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,6 +56,24 @@ def read_batch_source(path: Path) -> Iterator[BatchItem]:
     if suffix == ".csv":
         return _from_csv_manifest(path)
     return _from_multi_pem(path)
+
+
+def source_digest(items: Iterable[BatchItem]) -> str:
+    """SHA-256 (hex) of a batch's items in order — each one's identifier and bytes, length-prefixed.
+
+    A resumed batch skips its items by position (those its earlier runs issued), so resuming it
+    over another source would skip CSRs that were never issued and file the earlier run's
+    certificates under the new source's names. The CLI records this digest when a batch starts
+    (``batch.started``'s ``source``) and refuses a resumption whose source gives another one
+    (``batch.other-source``). The items are digested rather than the file, so the same CSRs in
+    the same order from the same kind of source always agree."""
+    digest = hashlib.sha256()
+    for item in items:
+        name = item.item_id.encode("utf-8", "surrogateescape")
+        digest.update(b"%d:%d:" % (len(name), len(item.data)))
+        digest.update(name)
+        digest.update(item.data)
+    return digest.hexdigest()
 
 
 def count_batch_source(path: Path) -> int | None:

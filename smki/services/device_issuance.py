@@ -604,6 +604,7 @@ def issue_device_batch(
     opening: Sequence[AuditEvent] = (),
     screen: Screen | None = None,
     read_ahead: ReadAhead | None = None,
+    source_digest: str | None = None,
 ) -> BatchSummary:
     """Issue a Device Certificate for every good CSR in ``items``; report bad ones individually.
 
@@ -620,6 +621,8 @@ def issue_device_batch(
     CSRs whose key is already certified, or is an earlier CSR's of the batch, are refused
     (:mod:`smki.services.key_register`). A refused CSR is never signed. ``read_ahead``: the issuer
     and key-register reads one Device CSR's request has made already (``ReadAhead``).
+    ``source_digest`` (the CLI's batches) is recorded in the opening record as ``source``, for
+    ``check_same_source`` when the batch is resumed.
 
     In this process (``workers=0``: one Device CSR over the web services, the Portal, tests) the
     opening records are committed with the first chunk and ``batch.completed`` with the last, so a
@@ -646,7 +649,8 @@ def issue_device_batch(
         items = (item for item in items if item.index not in done)
     in_process = workers is not None and workers <= 0
     opened = [*opening, AuditEvent(actor, "batch.resumed" if resume else "batch.started", batch_ref,
-                                   {"kind": "device", "already_issued": len(done)})]
+                                   {"kind": "device", "already_issued": len(done),
+                                    **({"source": source_digest} if source_digest else {})})]
     opening_seq: int | None = None
     if not in_process:
         with home.store.transaction() as tx:
@@ -712,6 +716,18 @@ def check_resumable(home: Home, batch_ref: str, *, operator: bool = False) -> No
     if operator and home.store.audit_rows_for(batch_ref, "request.authorised"):
         raise NotFound("batch.not-found", f"batch {batch_ref!r} is a Party's request batch, not one of "
                                           f"smki issue: resume it with smki request batch --resume")
+
+
+def check_same_source(home: Home, batch_ref: str, digest: str) -> None:
+    """That a batch being resumed is given the items its first run was (``source_digest`` of
+    :mod:`smki.services.batch_sources`, recorded in its ``batch.started``), else
+    ``batch.other-source``: its items are skipped by position, so another source would have CSRs
+    skipped that were never issued. A batch whose start recorded no digest is not checked."""
+    for row in home.store.audit_rows_for(batch_ref, "batch.started"):
+        recorded = row.details_dict.get("source")
+        if recorded and recorded != digest:
+            raise SmkiError("batch.other-source", f"batch {batch_ref} was started from other CSRs: resume it "
+                                                  f"with the SOURCE its first run was given, unchanged")
 
 
 def _record_interrupted(home: Home, actor: str, batch_ref: str, exc: KeyboardInterrupt, opened: Sequence[AuditEvent],

@@ -155,7 +155,8 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
                          party: PartyRecord | None = None,
                          read_ahead: ReadAhead | None = None,
                          resume: bool = False,
-                         device_limit: bool = True) -> BatchSummary:
+                         device_limit: bool = True,
+                         source_digest: str | None = None) -> BatchSummary:
     """A batch of Device CSRs for an ARO: authorised once, before any item is read or key touched.
 
     Bad CSRs are reported per item by the batch issuance, as for the CA operator's batches. A
@@ -170,6 +171,7 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     ``read_ahead`` what it has read of the issuance's own reads.
     ``resume`` continues an earlier run of ``batch_ref`` (see ``issue_device_batch``); the
     authorisation then also checks that the batch is this Party's (``authorise_device_requests``).
+    ``source_digest`` is recorded with the batch's opening record (see ``check_same_source``).
     """
     from smki.services.device_limit import device_limit_screen
     from smki.services.eligibility import eligibility_screen
@@ -185,7 +187,7 @@ def request_device_batch(home: Home, requester: Requester, items: Iterable[Batch
     return issue_device_batch(home, items, actor=requester.actor, batch_ref=batch_ref, workers=workers,
                               on_chunk=on_chunk, pool=pool, in_transaction=in_transaction, opening=[authorised],
                               screen=in_order(*chain) if chain else None, chunk_size=chunk_size or DEFAULT_CHUNK,
-                              read_ahead=read_ahead, resume=resume)
+                              read_ahead=read_ahead, resume=resume, source_digest=source_digest)
 
 
 def request_device(home: Home, requester: Requester, csr_data: bytes, *, item_id: str = "adhoc",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,14 @@ def one_line(result: Result) -> str:
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.err, result.err
     return lines[0]
+
+
+def stopped_batch(result: Result, word: str = "interrupted") -> str:
+    """The reference of the batch a stopped ``issue``/``request`` command names in its one line:
+    its summary line, never printed when stopped, is where the reference ``--resume`` needs was."""
+    matched = re.fullmatch(rf"{word}: batch (\S+) stopped; continue it with --resume (\S+)", one_line(result))
+    assert matched is not None and matched[1] == matched[2], result.err
+    return matched[1]
 
 
 def refused_by_rule(result: Result, rule_id: str) -> str:
@@ -139,9 +148,11 @@ def test_a_resumed_batch_writes_out_what_the_interrupted_run_committed_but_never
     assert run("dev", "make-csr", "batch", "--count", "10", "--out", str(csrs)).code == 0
     with ctrl_c_on_chunk(2):
         first = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--chunk-size", "3")
-    assert first.code == 130 and one_line(first) == "interrupted"
+    assert first.code == 130
+    ref = stopped_batch(first)
     assert len(list(out.glob("*.pem"))) == 3
-    ref = next(r["subject"] for r in json.loads(run("audit", "tail", "--json").out) if r["action"] == "batch.started")
+    assert ref == next(r["subject"] for r in json.loads(run("audit", "tail", "--json").out)
+                       if r["action"] == "batch.started")
     resumed = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--resume", ref)
     assert resumed.code == 0, resumed.err
     assert "4 issued" in resumed.out and "wrote 3 certificate(s)" in resumed.err
@@ -155,6 +166,32 @@ def test_a_resumed_batch_writes_out_what_the_interrupted_run_committed_but_never
     again = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--resume", ref)
     assert again.code == 0 and "0 issued" in again.out and "wrote" not in again.err
 
+
+
+def test_a_batch_is_resumed_only_over_the_source_it_started_with(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resumed batch skips its items by position: over another source it skipped CSRs that were
+    never issued (exit 0) and filed the first run's certificates under the new source's names."""
+    csrs, other, out = tmp_path / "csrs.pem", tmp_path / "other.pem", tmp_path / "out"
+    assert run("dev", "make-csr", "batch", "--count", "10", "--out", str(csrs)).code == 0
+    assert run("dev", "make-csr", "batch", "--count", "10", "--start", "00DB000000200000",
+               "--out", str(other)).code == 0
+    with ctrl_c_on_chunk(2):
+        first = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--chunk-size", "3")
+    ref = stopped_batch(first)
+    results = (out / "results.csv").read_bytes()
+    trail = json.loads(run("audit", "tail", "-n", "1", "--json").out)
+    reordered = tmp_path / "reordered.pem"  # the same CSRs, another order: their positions differ
+    blocks = csrs.read_text().split("-----END CERTIFICATE REQUEST-----\n")[:-1]
+    reordered.write_text("".join(f"{b}-----END CERTIFICATE REQUEST-----\n" for b in reversed(blocks)))
+    for source in (other, reordered):
+        refused = run("issue", "batch", str(source), "--out", str(out), "--workers", "0", "--resume", ref)
+        assert refused.code == 1 and one_line(refused).startswith("error: batch.other-source: "), refused.err
+        assert (out / "results.csv").read_bytes() == results and len(list(out.glob("*.pem"))) == 3
+        assert json.loads(run("audit", "tail", "-n", "1", "--json").out) == trail  # nothing recorded, nothing issued
+    resumed = run("issue", "batch", str(csrs), "--out", str(out), "--workers", "0", "--resume", ref)
+    assert resumed.code == 0 and "4 issued" in resumed.out, resumed.err
+    assert len(list(out.glob("*.pem"))) == 10
 
 
 def test_signing_workers_leave_ctrl_c_to_the_process_that_owns_them(monkeypatch: pytest.MonkeyPatch) -> None:

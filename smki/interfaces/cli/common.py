@@ -73,6 +73,12 @@ HomeOption = Annotated[
     Path,
     typer.Option("--home", envvar=env_name("home"), help="The smki home directory (config, database, keys)."),
 ]
+#: What the "interrupted" (or "terminated") line adds when a command is stopped: set by a command
+#: whose work can be continued (a batch: the reference ``--resume`` needs, which its summary line,
+#: never printed when stopped, would have given).
+stop_notes: list[str] = []
+
+
 DEFAULT_HOME_PATH = DEFAULT_HOME
 
 PASSPHRASE_ENV = env_name("key-passphrase")

@@ -20,6 +20,7 @@ from smki.interfaces.cli.common import (
     err_console,
     open_for_signing,
     rich_console,
+    stop_notes,
 )
 from smki.services.files import write_whole
 
@@ -189,9 +190,9 @@ def redeliver(opened: Home, batch_ref: str, out: Path, writer: BatchWriter, item
 
 
 #: Issues one run of a batch: (the opened home, the items still to issue, the batch reference,
-#: the writer to hand each committed chunk) → the summary. ``issue batch`` issues as the CA operator,
-#: ``request batch`` under the RA rules.
-IssueRun = Callable[["Home", Iterable["BatchItem"], str, BatchWriter], "BatchSummary"]
+#: the writer to hand each committed chunk, the source's digest) → the summary. ``issue batch``
+#: issues as the CA operator, ``request batch`` under the RA rules.
+IssueRun = Callable[["Home", Iterable["BatchItem"], str, BatchWriter, str], "BatchSummary"]
 
 
 def run_batch(home: Path, items: Sequence[BatchItem] | None, source: Path | None, out: Path, *, ref_prefix: str,
@@ -205,10 +206,14 @@ def run_batch(home: Path, items: Sequence[BatchItem] | None, source: Path | None
     request batch; that an operator batch to resume was started) has let the batch go on: a
     refused requester gets nothing, not even those."""
     from smki.domain import CertKind
-    from smki.services.batch_sources import read_batch_source
+    from smki.services.batch_sources import read_batch_source, source_digest
+    from smki.services.device_issuance import check_same_source
     from smki.services.preflight import check_signing_key
 
     check_out_dir(out)
+    # One pass over the source before any: what a resumption's source must give again (its items
+    # are skipped by position), and a source that cannot be read refused before the batch starts.
+    digest = source_digest(items if items is not None else read_batch_source(source))  # type: ignore[arg-type]
     opened = open_for_signing(home)
     try:
         check_signing_key(opened, CertKind.DEVICE_CA)  # before the batch is audited or anything written
@@ -221,15 +226,22 @@ def run_batch(home: Path, items: Sequence[BatchItem] | None, source: Path | None
     with progress:
         task = progress.add_task("issue", total=total)
         writer = BatchWriter(out, progress, task)
+        started = resume is not None  # a first run's batch exists once it is being issued
         try:
             if authorise is not None:
                 authorise(opened, batch_ref)
             if resume is not None:
+                check_same_source(opened, resume, digest)
                 delivered = redeliver(opened, resume, out, writer, items, source)
                 if delivered:
                     err_console.print(f"wrote {delivered} certificate(s) batch {resume} had committed but not "
                                       f"written out", highlight=False, soft_wrap=True, markup=False)
-            summary = issue(opened, iterable, batch_ref, writer)
+            started = True
+            summary = issue(opened, iterable, batch_ref, writer, digest)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the one line then names the batch to resume
+            if started:
+                stop_notes.append(f"batch {batch_ref} stopped; continue it with --resume {batch_ref}")
+            raise
         finally:
             writer.close()
             opened.close()
@@ -257,12 +269,13 @@ def _run_batch(home: Path, items: list[BatchItem] | None, source: Path | None, o
         if resume is not None:
             check_resumable(opened, batch_ref, operator=True)
 
-    def issue(opened: Home, todo: Iterable[BatchItem], batch_ref: str, writer: BatchWriter) -> BatchSummary:
+    def issue(opened: Home, todo: Iterable[BatchItem], batch_ref: str, writer: BatchWriter,
+              digest: str) -> BatchSummary:
         # Spec §3.2's 100-per-Device limit has no exception for the CA's own route: held here as on
         # every subscriber route, with the same code (csr.device-limit) and before anything is signed.
         return issue_device_batch(opened, todo, actor=actor(), batch_ref=batch_ref, workers=workers,
                                   chunk_size=chunk_size, on_chunk=writer, resume=resume is not None,
-                                  screen=device_limit_screen(opened))
+                                  screen=device_limit_screen(opened), source_digest=digest)
 
     summary = run_batch(home, items, source, out, ref_prefix="cli", issue=issue, resume=resume,
                         authorise=resumable)

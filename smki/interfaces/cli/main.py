@@ -141,14 +141,20 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def _stopped() -> None:
+    from smki.interfaces.cli.common import stop_notes
+
+    note = f": {stop_notes[-1]}" if stop_notes else ""
     if _terminated:
-        _fail("terminated", EXIT_TERMINATED)
-    _fail("interrupted", EXIT_INTERRUPTED)
+        _fail(f"terminated{note}", EXIT_TERMINATED)
+    _fail(f"interrupted{note}", EXIT_INTERRUPTED)
 
 
 def run() -> None:
     """Run the command in ``sys.argv`` with SIGTERM raising ``Terminated`` (then restored)."""
+    from smki.interfaces.cli.common import stop_notes
+
     _terminated.clear()
+    stop_notes.clear()
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         _run()

@@ -103,9 +103,11 @@ def _run(home: Path, requester: Requester, out: Path, workers: int | None, items
         request batch of this Party (its certificates are written out only after this)."""
         decided.append(authorise_device_requests(opened, requester, resuming=resume, server_batch=False))
 
-    def issue(opened: Home, todo: Iterable[BatchItem], batch_ref: str, writer: BatchWriter) -> BatchSummary:
+    def issue(opened: Home, todo: Iterable[BatchItem], batch_ref: str, writer: BatchWriter,
+              digest: str) -> BatchSummary:
         return request_device_batch(opened, requester, todo, batch_ref=batch_ref, workers=workers,
-                                    on_chunk=writer, decision=decided[0], resume=resume is not None)
+                                    on_chunk=writer, decision=decided[0], resume=resume is not None,
+                                    source_digest=digest)
 
     with refusals_explained():
         summary = run_batch(home, items, source, out, ref_prefix="req", issue=issue, resume=resume,
