@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from smki.keys.base import KeyBackendError
 
 MIN_PASSPHRASE_LENGTH = 8
+#: OpenSSL's PEM password buffer: a longer passphrase cannot encrypt a key file (cryptography refuses it).
+MAX_PASSPHRASE_BYTES = 1023
 
 
 class FileSigner:
@@ -63,6 +65,11 @@ class FileKeyBackend:
             raise KeyBackendError(
                 "key.passphrase-too-short",
                 f"the key passphrase must be at least {MIN_PASSPHRASE_LENGTH} characters",
+            )
+        if len(passphrase) > MAX_PASSPHRASE_BYTES:
+            raise KeyBackendError(
+                "key.passphrase-too-long",
+                f"the key passphrase must be at most {MAX_PASSPHRASE_BYTES} bytes (OpenSSL's limit for a key file's)",
             )
         self._directory = directory
         self._passphrase = passphrase

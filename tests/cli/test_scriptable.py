@@ -112,6 +112,10 @@ def test_ca_init_leaves_nothing_behind_when_it_fails(run: Run, tmp_path: Path,
     assert result.code == 1 and one_line(result).startswith("error: key.passphrase-too-short: ")
     assert not fresh.exists()
     assert [p.name for p in tmp_path.iterdir() if "fresh" in p.name] == []  # no staging directory either
+    monkeypatch.setenv("SMKI_KEY_PASSPHRASE", "x" * 1024)  # over OpenSSL's limit: was an internal ValueError
+    result = run("ca", "init", "--home", str(fresh))
+    assert result.code == 1 and one_line(result).startswith("error: key.passphrase-too-long: ")
+    assert not fresh.exists()
     # An existing home (an operator's smki.toml) keeps exactly what it had.
     fresh.mkdir()
     (fresh / "smki.toml").write_text("crl-next-update-hours = 12\n")
