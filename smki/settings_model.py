@@ -156,8 +156,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("organisation-validity-years", INTEGER, 10, "Organisation Certificate validity", minimum=1,
             maximum=MAX_VALIDITY_YEARS),
     # -- revocation ------------------------------------------------------------------------------------
-    Setting("crl-next-update-hours", INTEGER, 24, "the CRL's nextUpdate after thisUpdate", minimum=1),
-    Setting("arl-next-update-days", INTEGER, 30, "the ARL's nextUpdate after thisUpdate", minimum=1),
+    # At most a year: a list is re-signed well before its nextUpdate, and a larger value (once, years
+    # beyond 9999) failed only when the list was signed, after a revocation had committed.
+    Setting("crl-next-update-hours", INTEGER, 24, "the CRL's nextUpdate after thisUpdate (at most a year)", minimum=1,
+            maximum=366 * 24),
+    Setting("arl-next-update-days", INTEGER, 30, "the ARL's nextUpdate after thisUpdate (at most a year)", minimum=1,
+            maximum=366),
     # -- registration authority -----------------------------------------------------------------------
     Setting("evidence-basis", STRING, "installation-need", "what Device applications are decided on (spec §2.1)",
             choices=("installation-need", "registered-user")),

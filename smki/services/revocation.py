@@ -194,10 +194,11 @@ def _publish_after_revoking(home: Home, kind: str, serial: str, *, actor: str, n
     user to guess whether the certificate was revoked."""
     try:
         return publish(home, kind, actor=actor, now=now)
-    except SmkiError as exc:
+    except Exception as exc:  # whatever it was, the revocation stands: that is what the user must read
+        why = f"{exc.code}: {exc.message}" if isinstance(exc, SmkiError) else f"internal: {type(exc).__name__}: {exc}"
         raise SmkiError(
             "revocation.list-not-published",
-            f"certificate {serial} is revoked, but the {kind} could not be published ({exc.code}: {exc.message}); "
+            f"certificate {serial} is revoked, but the {kind} could not be published ({why}); "
             f"'smki crl publish --kind {kind}', or a running server's scheduler, publishes it with this revocation",
         ) from exc
 
@@ -448,7 +449,13 @@ def publish(home: Home, kind: str, *, actor: str, now: datetime | None = None) -
             if exc.code == "store.duplicate-crl-number":
                 continue
             raise
-        return Published(kind, record.number, record.entries, write_list_files(home, record))
+        try:
+            written = write_list_files(home, record)
+        except OSError as exc:  # the list is published (recorded, served by the Repository): say so
+            raise SmkiError("crl.file-not-written", f"{kind} {record.number} is published (recorded, and served by "
+                                                    f"the Repository), but its file under {home.settings.home / 'crl'} "
+                                                    f"could not be written: {exc.strerror or exc}") from exc
+        return Published(kind, record.number, record.entries, written)
     raise SmkiError("crl.busy", f"could not publish the {kind}: other publishers kept taking the number")
 
 

@@ -217,6 +217,8 @@ def test_signing_workers_leave_ctrl_c_to_the_process_that_owns_them(monkeypatch:
     b'device-policy-oid = "not.an.oid"\n',
     b'hw-type-oids = ["1.2.826.0.1.8641679.1.2.2.1", "hwtype"]\n',
     b"organisation-validity-years = 100000\n",
+    b"crl-next-update-hours = 99999999999\n",  # passed, then failed every revocation's CRL (OverflowError)
+    b"arl-next-update-days = 367\n",
     b'database-url = "mysql://smki@127.0.0.1/smki"\n',
     b'database-url = "postgresql+psycopg2://smki@127.0.0.1/smki"\n',
     b'database-url = "not a url"\n',

@@ -119,3 +119,41 @@ def test_a_failed_publication_says_the_certificate_is_revoked_and_how_the_list_c
     record = home.store.certificate_by_serial(serial)
     assert record is not None and record.status is CertStatus.REVOKED
     assert [p.kind for p in publish_due(home, actor="test")] == [CRL] and _lists(home, CRL, serial)
+
+
+def test_a_list_whose_file_cannot_be_written_is_published_and_says_so(home: Home) -> None:
+    """``<home>/crl`` made a file (or the disk full): the list is recorded and served, so the error
+    says it is published and only its file is missing, rather than an OSError that reads as though
+    nothing was; a revocation then says it stands, as for any other failure to publish."""
+    serial = issue_org(home).serial
+    crl_dir = home.settings.home / "crl"
+    for path in crl_dir.iterdir():
+        path.unlink()
+    crl_dir.rmdir()
+    crl_dir.write_text("not a directory")
+    before = list_record(home, CRL).number
+    with pytest.raises(SmkiError) as failed:
+        revoke_as_operator(home, serial, 1, staff_id="op")
+    assert failed.value.code == "revocation.list-not-published"
+    assert f"{serial} is revoked" in failed.value.message and "crl.file-not-written" in failed.value.message
+    newest = list_record(home, CRL)
+    assert newest.number == before + 1 and _lists(home, CRL, serial)  # published all the same
+    with pytest.raises(SmkiError) as again:
+        revocation.publish(home, CRL, actor="test")
+    assert again.value.code == "crl.file-not-written" and f"CRL {before + 2} is published" in again.value.message
+
+
+def test_a_publication_that_fails_unexpectedly_still_says_the_certificate_is_revoked(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = issue_org(home).serial
+
+    def overflow(*_args: object, **_kwargs: object) -> object:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(revocation, "publish", overflow)
+    with pytest.raises(SmkiError) as failed:
+        revoke_as_operator(home, serial, 1, staff_id="op")
+    assert failed.value.code == "revocation.list-not-published"
+    assert "internal: OverflowError: date value out of range" in failed.value.message
+    record = home.store.certificate_by_serial(serial)
+    assert record is not None and record.status is CertStatus.REVOKED
