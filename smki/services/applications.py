@@ -138,9 +138,7 @@ def add_evidence(home: Home, application_id: int | str, kind: str, reference: st
     application must be proposed again.
     """
     kind = check_id(kind, "an evidence kind")[:40]
-    text = " ".join(reference.split())
-    if not text or len(text) > 500:
-        raise SmkiError("ra.bad-text", "an evidence reference is 1 to 500 characters")
+    text = typed_text(reference, "an evidence reference", limit=500, code="ra.bad-text")
     subject = f"application {application_id}"
     actor, how = _acting(home, staff_id, aro, StaffAction.RECORD_EVIDENCE, f"application:{application_id}")
     record = load_application(home, application_id)

@@ -10,6 +10,7 @@ trying to act beyond their role is exactly what an audit trail is for.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,10 +25,15 @@ from smki.ra import (
     check_staff_role,
 )
 from smki.services.context import Home
+from smki.services.typed_text import typed_text
 from smki.store.registry import StaffRecord
 
 STAFF_ROLES = tuple(role.value for role in StaffRole)
 MAX_STAFF_ID = 64
+#: A new staff id: ASCII, as a Party id, so that two ids that look alike are alike (a zero-width
+#: character or a Cyrillic a (U+0430) would make a second identity that reads as the first in the audit
+#: log, and dual control would take the two for two people); '@' too, for an e-mail address.
+_STAFF_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{MAX_STAFF_ID - 1}}}")
 
 
 def staff_roles(record: StaffRecord) -> frozenset[StaffRole]:
@@ -128,16 +134,21 @@ def add_staff(home: Home, staff_id: str, name: str, roles: Sequence[str | StaffR
     """
     parsed = sorted({r.value for r in parse_roles(str(r) for r in roles)})
     staff_id = staff_id.strip()
-    if not staff_id or len(staff_id) > MAX_STAFF_ID or any(c.isspace() for c in staff_id):
-        raise SmkiError("staff.bad-id", f"a staff id is 1 to {MAX_STAFF_ID} characters, no spaces")
-    if not name.strip():
-        raise SmkiError("staff.bad-name", "give the staff member's name")
-    if home.store.registry.staff(staff_id) is not None:
-        raise SmkiError("staff.exists", f"staff member {staff_id!r} already exists")
+    if not _STAFF_ID.fullmatch(staff_id):
+        raise SmkiError("staff.bad-id", f"a staff id is 1 to {MAX_STAFF_ID} ASCII letters, digits, '.', '_', ':', "
+                                        f"'@' or '-', starting with a letter or digit")
+    name = typed_text(name, "the staff member's name", limit=200, code="staff.bad-name")
+    # Dual control takes ids that differ only in case for one person (``ra.dual-control``): a second
+    # such id would be a second login for the same person, not a second person.
+    taken = next((s.staff_id for s in home.store.registry.staff_members()
+                  if s.staff_id.casefold() == staff_id.casefold()), None)
+    if taken is not None:
+        same = "" if taken == staff_id else " (staff ids are the same in any case)"
+        raise SmkiError("staff.exists", f"staff member {taken!r} already exists{same}")
     with home.store.transaction() as tx:
-        tx.registry.add_staff(staff_id, name.strip(), parsed)
-        tx.append_audit([AuditEvent(actor, "staff.added", staff_id, {"name": name.strip(), "roles": parsed})])
-    return StaffRecord(staff_id, name.strip(), tuple(parsed), True)
+        tx.registry.add_staff(staff_id, name, parsed)
+        tx.append_audit([AuditEvent(actor, "staff.added", staff_id, {"name": name, "roles": parsed})])
+    return StaffRecord(staff_id, name, tuple(parsed), True)
 
 
 def list_staff(home: Home) -> list[StaffRecord]:

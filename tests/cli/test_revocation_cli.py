@@ -156,6 +156,21 @@ def _refusal_reason(home: Path, env: dict[str, str]) -> object:
         store.close()
 
 
+def _add_staff_as_an_earlier_version_could(env: dict[str, str], staff_id: str, name: str, roles: list[str]) -> None:
+    """Straight into the register: ``staff add`` now refuses an id that differs from another only in
+    case, but a home from before it may hold both, and dual control must still take them for one."""
+    from smki.audit import AuditEvent
+    from smki.store import Store
+
+    store = Store.open(env["SMKI_DATABASE_URL"])
+    try:
+        with store.transaction() as tx:
+            tx.registry.add_staff(staff_id, name, roles)
+            tx.append_audit([AuditEvent("admin", "staff.added", staff_id, {"name": name, "roles": roles})])
+    finally:
+        store.close()
+
+
 def test_ca_revocation_dual_control_is_the_ra_rule_and_is_audited(
         ca_home: Path, env: dict[str, str]) -> None:
     """The CA revocation's four eyes are rule ``ra.dual-control``, as for applications: the proposer
@@ -163,7 +178,9 @@ def test_ca_revocation_dual_control_is_the_ra_rule_and_is_audited(
     audited with the rule and its reference."""
     _staff(ca_home, env)
     h = ["--home", str(ca_home)]
-    _ok(smki(["staff", "add", "Both", "--name", "BOTH again", "--role", "ra-approver", *h], env))
+    refused = smki(["staff", "add", "Both", "--name", "BOTH again", "--role", "ra-approver", *h], env)
+    assert refused.code == 1 and "staff.exists: staff member 'both' already exists" in refused.err
+    _add_staff_as_an_earlier_version_could(env, "Both", "BOTH again", ["ra-approver"])
     dca = _serial(ca_home / "device-ca.pem")
     proposed = _ok(smki(["ca", "revoke", "propose", dca, "--reason", "cACompromise", "--as", "both", *h], env))
     item = re.search(r"proposal (\d+)", proposed.out)

@@ -207,9 +207,17 @@ def test_staff_identity_is_required_and_checked(staffed: Home) -> None:
     with pytest.raises(SmkiError) as info:
         add_staff(staffed, "op1", "Again", ["auditor"], actor="admin")
     assert _code(info) == "staff.exists"
+    for lookalike in ("two words", "op1\u200b", "\u043ep1", "op1\x1b", "-op"):  # zero-width, Cyrillic o (U+043E), ESC
+        with pytest.raises(SmkiError) as info:
+            add_staff(staffed, lookalike, "X", ["auditor"], actor="admin")
+        assert _code(info) == "staff.bad-id", lookalike
+    with pytest.raises(SmkiError) as info:  # dual control takes it for op1: one person, not a second one
+        add_staff(staffed, "OP1", "Olive, in capitals", ["ra-approver"], actor="admin")
+    assert _code(info) == "staff.exists" and "'op1'" in info.value.message
     with pytest.raises(SmkiError) as info:
-        add_staff(staffed, "two words", "X", ["auditor"], actor="admin")
-    assert _code(info) == "staff.bad-id"
+        add_staff(staffed, "x2", "X\x1b[2JY", ["auditor"], actor="admin")
+    assert _code(info) == "staff.bad-name"
+    assert add_staff(staffed, "olive.o@example.org", "  Olive   O. ", ["auditor"], actor="admin").name == "Olive O."
     assert require_staff(staffed, "ap1", "ra-approver").staff_id == "ap1"
     seq = head(staffed)
     with pytest.raises(SmkiError) as info:

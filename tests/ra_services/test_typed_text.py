@@ -31,3 +31,18 @@ def test_a_party_name_the_store_cannot_hold_is_refused_not_a_database_error(staf
         reg.add_party(staffed, "P9", name, "large-supplier", staff_id="op1")
     assert caught.value.code == "ra.bad-text"
     assert staffed.store.registry.party("P9") is None
+
+
+@pytest.mark.parametrize("reference", ["ok\x1b[2J\x07", "RA-EV-1\x00", "RA\ud800"])
+def test_an_evidence_reference_is_typed_text_too(staffed: Home, reference: str) -> None:
+    """An escape sequence in evidence was stored and shown raw by ``ra explain``: it could clear or
+    rewrite the approver's screen."""
+    from smki.services import applications as apps
+    from tests.ra_services.conftest import qualified_party
+
+    qualified_party(staffed)
+    app = apps.apply(staffed, "P1", "device", staff_id="op1")
+    with pytest.raises(SmkiError) as caught:
+        apps.add_evidence(staffed, app.application_id, "installation-need", reference, staff_id="op1")
+    assert caught.value.code == "ra.bad-text"
+    assert apps.load_application(staffed, app.application_id).evidence == ()
