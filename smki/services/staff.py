@@ -151,6 +151,47 @@ def add_staff(home: Home, staff_id: str, name: str, roles: Sequence[str | StaffR
     return StaffRecord(staff_id, name, tuple(parsed), True)
 
 
+def set_staff_active(home: Home, staff_id: str, active: bool, *, actor: str) -> StaffRecord:
+    """Deactivate a staff member who has left (or reactivate one): a console administrator's action,
+    as ``add_staff`` is, audited ``staff.deactivated`` / ``staff.reactivated``. An inactive staff
+    member can do nothing: every staff check refuses them (``staff.unknown``) and so does the
+    Portal's login with their credential (``credential.staff-inactive``). The record stays, since
+    the audit log names them."""
+    record = _registered(home, staff_id)
+    if record.active == active:
+        raise SmkiError("staff.unchanged", f"staff member {record.staff_id!r} is already "
+                                           f"{'active' if active else 'inactive'}")
+    with home.store.transaction() as tx:
+        if not tx.registry.change_staff(record.staff_id, active=active):  # pragma: no cover - a record is never deleted
+            raise SmkiError("staff.unknown", f"no RA staff member {staff_id!r}")
+        tx.append_audit([AuditEvent(actor, "staff.reactivated" if active else "staff.deactivated",
+                                    record.staff_id, {"name": record.name, "roles": list(record.roles)})])
+    return StaffRecord(record.staff_id, record.name, record.roles, active)
+
+
+def set_staff_roles(home: Home, staff_id: str, roles: Sequence[str | StaffRole], *, actor: str) -> StaffRecord:
+    """Replace a staff member's roles (a console administrator's action), audited ``staff.roles-changed``
+    with the roles before and after."""
+    parsed = sorted({r.value for r in parse_roles(str(r) for r in roles)})
+    record = _registered(home, staff_id)
+    if sorted(record.roles) == parsed:
+        raise SmkiError("staff.unchanged", f"staff member {record.staff_id!r} already holds {', '.join(parsed)}")
+    with home.store.transaction() as tx:
+        if not tx.registry.change_staff(record.staff_id, roles=parsed):  # pragma: no cover - never deleted
+            raise SmkiError("staff.unknown", f"no RA staff member {staff_id!r}")
+        tx.append_audit([AuditEvent(actor, "staff.roles-changed", record.staff_id,
+                                    {"before": sorted(record.roles), "after": parsed})])
+    return StaffRecord(record.staff_id, record.name, tuple(parsed), record.active)
+
+
+def _registered(home: Home, staff_id: str) -> StaffRecord:
+    """The staff member ``staff_id``, active or not, or ``staff.unknown``."""
+    record = home.store.registry.staff(staff_id.strip())
+    if record is None:
+        raise SmkiError("staff.unknown", f"no RA staff member {staff_id.strip()[:64]!r}")
+    return record
+
+
 def list_staff(home: Home) -> list[StaffRecord]:
     """Every RA staff member, by id."""
     return home.store.registry.staff_members()

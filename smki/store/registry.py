@@ -487,6 +487,19 @@ class RegistryWriter:
         self._execute(insert(staff).values(staff_id=staff_id, name=name, roles=json.dumps(sorted(set(roles))),
                                            active=True))
 
+    def change_staff(self, staff_id: str, *, active: bool | None = None, roles: Sequence[str] | None = None) -> bool:
+        """Set a staff member's ``active`` flag and/or roles; False if there is no such staff member."""
+        values: dict[str, object] = {}
+        if active is not None:
+            values["active"] = active
+        if roles is not None:
+            values["roles"] = json.dumps(sorted(set(roles)))
+        result = self._conn.execute(update(staff).where(staff.c.staff_id == staff_id).values(**values))
+        if result.rowcount == 0:
+            return False
+        self._on_change()
+        return True
+
     def add_aro(self, aro_id: str, party_id: str, name: str, nominated_by: str) -> None:
         self._execute(insert(aros).values(
             aro_id=aro_id, party_id=party_id, name=name, nominated_by=nominated_by, status="active",

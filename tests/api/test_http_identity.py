@@ -182,3 +182,21 @@ def test_the_portal_is_served_on_the_listeners_with_the_certificate_identity(
     assert live.client(staff).get("/portal/aro").status_code == 403  # staff are not AROs
     refused = live.client(staff).post("/api/v1/device-certificates", json={"csr": "AAAA"})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "credential.not-a-subscriber"
+
+
+def test_a_deactivated_staff_member_s_credential_is_refused_until_reactivated(home: Home) -> None:
+    """``smki staff deactivate``: a departed staff member's Portal credential stops working with it."""
+    from smki.services.credentials import issue_credential, resolve_identity
+    from smki.services.staff import set_staff_active
+    from tests.api.conftest import P12_PASSWORD
+
+    issued = issue_credential(home, "staff", OPERATOR, password=P12_PASSWORD, actor="t")
+    der = issued.certificate.public_bytes(serialization.Encoding.DER)
+    assert resolve_identity(home, der).name == OPERATOR
+    set_staff_active(home, OPERATOR, False, actor="admin")
+    with pytest.raises(Exception) as caught:
+        resolve_identity(home, der)
+    assert getattr(caught.value, "code", "") == "credential.staff-inactive"
+    set_staff_active(home, OPERATOR, True, actor="admin")
+    assert resolve_identity(home, der).name == OPERATOR
+

@@ -77,6 +77,47 @@ def add(
                   soft_wrap=True, markup=False)
 
 
+@app.command("deactivate")
+def deactivate(
+    staff_id: Annotated[str, typer.Argument(help="The staff id of someone who has left or must not act.")],
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Deactivate a staff member (administrator at the console): they can no longer act, here or on the Portal."""
+    from smki.services.staff import set_staff_active
+
+    record = run_on(home, lambda h: set_staff_active(h, staff_id, False, actor=actor()))
+    console.print(f"staff {record.staff_id} ({record.name}) deactivated", highlight=False, soft_wrap=True,
+                  markup=False)
+
+
+@app.command("reactivate")
+def reactivate(
+    staff_id: Annotated[str, typer.Argument(help="The staff id of a deactivated staff member.")],
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Let a deactivated staff member act again (administrator at the console)."""
+    from smki.services.staff import set_staff_active
+
+    record = run_on(home, lambda h: set_staff_active(h, staff_id, True, actor=actor()))
+    console.print(f"staff {record.staff_id} ({record.name}) reactivated: {', '.join(record.roles)}",
+                  highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command("set-roles")
+def set_roles(
+    staff_id: Annotated[str, typer.Argument(help="The staff id.")],
+    role: Annotated[list[StaffRole], typer.Option("--role", case_sensitive=False,
+                                                  help="A role the staff member is to hold; repeatable.")],
+    home: HomeOption = DEFAULT_HOME_PATH,
+) -> None:
+    """Replace a staff member's roles (administrator at the console)."""
+    from smki.services.staff import set_staff_roles
+
+    record = run_on(home, lambda h: set_staff_roles(h, staff_id, role, actor=actor()))
+    console.print(f"staff {record.staff_id} ({record.name}): {', '.join(record.roles)}", highlight=False,
+                  soft_wrap=True, markup=False)
+
+
 @app.command("list")
 def list_(as_json: JsonOption = False, as_csv: CsvOption = False, home: HomeOption = DEFAULT_HOME_PATH) -> None:
     """List RA staff and their roles."""
