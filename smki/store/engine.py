@@ -57,6 +57,25 @@ PREPARE_AFTER_USES = 1
 #: A pooled PostgreSQL connection idle longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 10.0
 
+#: Each process's pool of connections: ``POOL_SIZE`` kept open, up to ``POOL_OVERFLOW`` more while
+#: busy. A server bounds the requests it works on at once by it (``request_threads``), since a
+#: request can hold several connections at once and one waiting for a connection that none of the
+#: others will give back waits for ever (they all did, at 17 single Device CSRs at once).
+POOL_SIZE = 5
+POOL_OVERFLOW = 19
+#: How many connections one request can hold at once: its held reads (``store.held_reads``), its
+#: write transaction, and a read begun while another of its reads is still streaming.
+CONNECTIONS_PER_REQUEST = 3
+#: Connections left to a server process's own threads (the batch runner's writer, the CRL scheduler).
+BACKGROUND_CONNECTIONS = 3
+
+
+def request_threads() -> int:
+    """How many requests a server process works on at once (its thread pool's size): as many as the
+    pool can serve whatever each holds (the others wait their turn, in order), with the background's
+    connections kept free. Requests here are CPU-bound on a few cores, so this costs no throughput."""
+    return max(1, (POOL_SIZE + POOL_OVERFLOW - BACKGROUND_CONNECTIONS) // CONNECTIONS_PER_REQUEST)
+
 
 def _postgresql_engine(url: str) -> Engine:
     """PostgreSQL with a liveness check that costs nothing on a busy server.
@@ -81,7 +100,8 @@ def _postgresql_engine(url: str) -> Engine:
     # (marked smki.store.driver.PLANNED_WITH_ITS_VALUES) never is: SmkiCursor sends them unprepared.
     from smki.store.pg_cursor import SmkiCursor
 
-    engine = create_engine(url, connect_args={"prepare_threshold": PREPARE_AFTER_USES, "cursor_factory": SmkiCursor})
+    engine = create_engine(url, connect_args={"prepare_threshold": PREPARE_AFTER_USES, "cursor_factory": SmkiCursor},
+                           pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
     @event.listens_for(engine, "checkin")
     def _checkin(_dbapi_connection: Any, record: Any) -> None:
@@ -102,7 +122,8 @@ def _postgresql_engine(url: str) -> Engine:
 
 
 def _sqlite_engine(url: str, synchronous: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, pool_size=POOL_SIZE,
+                           max_overflow=POOL_OVERFLOW)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:

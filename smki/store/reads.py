@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 
 class _Held:
@@ -66,7 +67,12 @@ def held_reads(engine: Engine) -> Iterator[None]:
     if _find(engine) is not None:
         yield
         return
-    conn = engine.connect()
+    try:
+        conn = engine.connect()
+    except PoolTimeout as exc:  # every pooled connection in use for the pool's whole timeout
+        from smki.errors import SmkiError
+
+        raise SmkiError("store.unavailable", f"no database connection came free: {str(exc).splitlines()[0]}") from exc
     try:
         conn = reading(conn)
         token = _held.set((*_held.get(), _Held(engine, conn)))

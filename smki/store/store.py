@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, bindparam, func, select, text
 from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from smki.audit import AuditReport, AuditRow, verify_chain
 from smki.domain import CertKind, CertStatus, Usage
@@ -194,6 +195,8 @@ class Store:
                     tx.ended()
         except OperationalError as exc:
             raise SmkiError("store.unavailable", f"the database refused the write: {_first_line(exc)}") from exc
+        except PoolTimeout as exc:  # every pooled connection in use for the pool's whole timeout
+            raise SmkiError("store.unavailable", f"no database connection came free: {_first_line(exc)}") from exc
         if _commit_hooks and (tx.issued_kinds or tx.audit_actions or tx.refused_codes):
             for hook in _commit_hooks:
                 hook(tx.issued_kinds, tx.audit_actions, tx.refused_codes)

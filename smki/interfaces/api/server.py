@@ -111,6 +111,13 @@ class Listeners:
             self.servers[route] = _Server(config)
 
     async def serve(self) -> None:
+        import anyio.to_thread
+
+        from smki.store.engine import request_threads
+
+        # Every request's store work runs in this loop's thread pool (sync routes, run_in_threadpool,
+        # the credential check): sized so the connection pool can never run dry under it.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads()
         try:
             await asyncio.gather(*(server.serve(sockets=[self.sockets[route]])
                                    for route, server in self.servers.items()))
