@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from smki.domain import MAX_ROW_ID, CertKind, CertStatus, Usage
@@ -91,16 +91,30 @@ class CertificatePage(BaseModel):
     next_after: int | None = Field(description="Pass as ?after= for the next page; null on the last page")
 
 
+def _printable(value: str) -> str:
+    """An id or reference a batch's results carry back: in the DCC's XML (``CSRBatchResult``), which
+    cannot carry a control character, a lone surrogate or U+FFFE/U+FFFF, and on Portal pages and in
+    response files. Refused here, at submission: once stored, such an id made the batch's XML result
+    a 200 cut off after its headers, for good."""
+    if not value.isprintable():
+        raise ValueError("must be printable text: no control, format or unassigned characters")
+    return value
+
+
 class BatchCsrIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=100)
     csr: str = Field(min_length=1, max_length=MAX_CSR_TEXT)
+
+    _id_printable = field_validator("id")(_printable)
 
 
 class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reference: str = Field(default="", max_length=256, description="The client's own reference for the batch")
     csrs: list[BatchCsrIn] = Field(min_length=1, max_length=batch_jobs.MAX_CSRS)
+
+    _reference_printable = field_validator("reference")(_printable)
 
 
 class BatchOut(BaseModel):
