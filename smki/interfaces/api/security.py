@@ -104,6 +104,34 @@ def portal_identity(identity: ApiIdentity) -> PortalIdentity | None:
     return None  # an Authorised System uses the web services, not the Portal's pages
 
 
+#: The most a request head (request line and headers) may hold: h11's limit for a head that arrives
+#: in pieces, applied here to one that arrives whole, which h11 took whatever its size.
+MAX_REQUEST_HEAD = 16 * 1024
+
+
+def framing_problem(scope: Scope) -> str | None:
+    """Why a request's head cannot be taken as it stands, or None.
+
+    * Both ``Content-Length`` and ``Transfer-Encoding``: the two disagree on where the body ends,
+      and a proxy in front that reads the other one sees another request in what follows (request
+      smuggling). RFC 9112 §6.3 lets a server refuse it, and then the connection must close.
+    * A head over ``MAX_REQUEST_HEAD``.
+    """
+    size = len(scope.get("method", "")) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+    lengths = encodings = 0
+    for name, value in scope.get("headers", ()):
+        size += len(name) + len(value) + 4
+        if name == b"content-length":
+            lengths += 1
+        elif name == b"transfer-encoding":
+            encodings += 1
+    if lengths and encodings:
+        return "a request with both Content-Length and Transfer-Encoding has no one length (RFC 9112 §6.3)"
+    if size > MAX_REQUEST_HEAD:
+        return f"the request head is over {MAX_REQUEST_HEAD // 1024} KiB"
+    return None
+
+
 class ListenerMiddleware:
     def __init__(self, app: ASGIApp, *, home_factory: Callable[[], Home], max_body: int, max_batch_body: int,
                  body_timeout: float = 30.0, draining: Callable[[], bool] = lambda: False,
@@ -119,6 +147,10 @@ class ListenerMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        problem = framing_problem(scope)
+        if problem is not None:  # answered, and the connection closed: nothing after it is read as a request
+            await send_error(send, 400, "request.malformed", problem, [(b"connection", b"close")])
             return
         tls = scope.get("extensions", {}).get(TLS_EXTENSION) or {}
         der = tls.get("client_cert_der")
