@@ -79,6 +79,31 @@ def _parsed_certificate(der: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
+#: What a key ceremony leaves in a home beside its database: with any of them there, a home whose
+#: database file is gone lost its register, not its CA.
+_CA_MATERIAL = ("root.pem", "organisation-ca.pem", "device-ca.pem", "keys")
+
+
+def require_database_file(settings: Settings) -> None:
+    """That a home on the default SQLite database has its file, else a refusal naming what to do.
+
+    Without a file, a home holding no CA was never initialised (``home.not-initialised``: run
+    ``smki ca init``). One holding CA certificates or keys has lost its database
+    (``home.database-missing``): ``ca init`` would only refuse (the keys exist) and ``db upgrade``
+    would build an empty register beside the CA, so this names the way back, ``smki backup restore``.
+    Nothing here creates the file, as opening it with SQLite would."""
+    if not settings.uses_default_database or settings.default_database_path.exists():
+        return
+    found = [name for name in _CA_MATERIAL if (settings.home / name).exists()]
+    if found:
+        raise NotFound("home.database-missing",
+                       f"{settings.home} holds a CA ({', '.join(found)}) but not its database "
+                       f"{settings.default_database_path.name}: restore the home from a backup ('smki backup "
+                       f"restore'); 'smki ca init' there would make another CA")
+    raise NotFound("home.not-initialised",
+                   f"{settings.home} holds no smki home: run 'smki ca init --home {settings.home}' first")
+
+
 def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = False,
               create: bool = False, given_database_url: str = "") -> Home:
     """Open the home directory's settings and store.
@@ -102,9 +127,8 @@ def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = 
     from smki.ca import p256_verify
 
     p256_verify.use(settings.csr_signature_check)  # how this process checks CSRs' self-signatures
-    if not create and settings.uses_default_database and not settings.default_database_path.exists():
-        raise NotFound("home.not-initialised",
-                       f"{settings.home} holds no smki home: run 'smki ca init --home {settings.home}' first")
+    if not create:
+        require_database_file(settings)
     store = Store.open(settings.resolved_database_url)
     try:
         if migrate:

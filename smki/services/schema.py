@@ -28,9 +28,11 @@ def redacted_url(url: str) -> str:
 
 
 def schema_report(home: Path | str) -> SchemaReport:
+    from smki.services.context import require_database_file
     from smki.store import Store
 
     settings = load_settings(home)
+    require_database_file(settings)  # a status never creates the database it reports on
     store = Store.open(settings.resolved_database_url)
     try:
         return SchemaReport(redacted_url(settings.resolved_database_url), store.schema_status())
@@ -41,15 +43,20 @@ def schema_report(home: Path | str) -> SchemaReport:
 def upgrade_schema(home: Path | str, *, actor: str) -> tuple[SchemaStatus, SchemaStatus]:
     """Upgrade to this smki's head; returns the status before and after. A no-op when current."""
     from smki.audit import AuditEvent
+    from smki.errors import SmkiError
+    from smki.services.context import require_database_file
     from smki.store import Store
 
     settings = load_settings(home)
+    require_database_file(settings)
     store = Store.open(settings.resolved_database_url)
     try:
         before = store.schema_status()
-        if before.current is not None and not before.known:
-            from smki.errors import SmkiError
-
+        if before.current is None:  # an upgrade builds on a register; an empty one beside a CA is none
+            raise SmkiError("store.not-initialised",
+                            "the database has no smki schema, so there is nothing to upgrade: 'smki ca init' "
+                            "makes a new home, 'smki backup restore' brings back one that was lost")
+        if not before.known:
             raise SmkiError("store.schema-unknown",
                             f"the database schema is at {before.current}, newer than this smki ({before.head})")
         store.migrate()

@@ -170,7 +170,8 @@ class Store:
             return
         if status.current is None:
             raise SmkiError("store.not-initialised",
-                            "the database has no smki schema: run 'smki ca init' (or 'smki db upgrade')")
+                            "the database has no smki schema: run 'smki ca init' for a new home, or "
+                            "'smki backup restore' to bring one back")
         if not status.known:
             raise SmkiError("store.schema-unknown",
                             f"the database schema is at {status.current}, newer than this smki ({status.head})")

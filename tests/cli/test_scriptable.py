@@ -153,6 +153,31 @@ def test_ca_init_in_the_working_directory(run: Run, tmp_path: Path, monkeypatch:
     assert [p.name for p in tmp_path.iterdir() if "a-file" in p.name] == ["a-file"]
 
 
+def test_a_home_that_lost_its_database_says_to_restore_it_and_nothing_makes_an_empty_one(
+        run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: ``ca show`` said to run ``ca init`` (which refused: the keys exist), ``db status``
+    created an empty database file, and ``db upgrade`` built an empty register beside the CA."""
+    monkeypatch.setenv("SMKI_KEY_PASSPHRASE", "a-long-enough-passphrase")
+    monkeypatch.delenv("SMKI_DATABASE_URL")
+    home = tmp_path / "lost"
+    assert run("ca", "init", "--home", str(home)).code == 0
+    for name in ("smki.db", "smki.db-wal", "smki.db-shm"):
+        (home / name).unlink(missing_ok=True)
+    for args in (("ca", "show"), ("db", "status"), ("db", "upgrade"), ("audit", "verify")):
+        result = run(*args, "--home", str(home))
+        assert result.code == 1, (args, result)
+        line = one_line(result)
+        assert line.startswith("error: home.database-missing: ") and "smki backup restore" in line, line
+        assert not (home / "smki.db").exists(), args
+    (home / "smki.db").write_bytes(b"")  # an empty database (SQLite's, or a PostgreSQL one made afresh)
+    result = run("db", "upgrade", "--home", str(home))
+    assert result.code == 1 and one_line(result).startswith("error: store.not-initialised: "), result.err
+    import sqlite3
+
+    with sqlite3.connect(home / "smki.db") as db:  # no schema was built: nothing but what opening it wrote
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone() == (0,)
+
+
 def test_a_fresh_home_says_to_run_ca_init_first(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SMKI_DATABASE_URL")
     nowhere = tmp_path / "nowhere"
