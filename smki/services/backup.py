@@ -51,7 +51,7 @@ from smki.config import (
     load_settings,
     password_bearing_url_in,
 )
-from smki.errors import SmkiError
+from smki.errors import NotFound, SmkiError
 from smki.services.files import replaced_on_success
 from smki.settings_model import environment
 
@@ -233,7 +233,10 @@ def _safe_name(name: str) -> bool:
 
 
 def verify_backup(path: Path) -> BackupReport:
-    """Every member present, unaltered (sha256), nothing extra, no plaintext key; else ``backup.corrupt``."""
+    """Every member present, unaltered (sha256), nothing extra, no plaintext key; else ``backup.corrupt``
+    (``backup.not-found`` when there is no such file: a mistyped name is not a damaged backup)."""
+    if not path.is_file():
+        raise NotFound("backup.not-found", f"{path}: no such file" if not path.exists() else f"{path} is not a file")
     try:
         with tarfile.open(path, "r:gz") as archive:
             members = {m.name: m for m in archive.getmembers()}

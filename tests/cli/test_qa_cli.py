@@ -45,12 +45,16 @@ def test_an_out_file_in_a_missing_directory_or_a_directory_is_an_io_error_not_in
     root = json.loads(run("ca", "show", "--json").out)[0]["serial"]
     for args in (("cert", "export", root, "--format", "pem", "--out", str(missing)),
                  ("cert", "export", root, "--format", "der", "--out", str(tmp_path)),
-                 ("cert", "show", "F" * 400), ("repo", "extract", "--full", "--out", str(missing))):
+                 ("repo", "extract", "--full", "--out", str(missing))):
         result = run(*args)
         assert result.code == 1, (args, result)
         assert one_line(result).startswith("error: io: "), result.err
         assert ".partial" not in result.err  # the file the operator named, not the one written beside it
     assert not list(tmp_path.glob("*.partial"))  # nothing left behind
+    # Too long for a file name, and not a serial either: a serial's refusal, whatever its length
+    for which in ("F" * 400, "F" * 5000):
+        shown = run("cert", "show", which)
+        assert shown.code == 1 and one_line(shown).startswith("error: store.bad-serial: "), shown.err
 
 
 def test_ctrl_c_inside_a_command_says_interrupted_with_status_130(

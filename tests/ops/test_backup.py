@@ -273,3 +273,14 @@ def test_the_restored_config_names_any_database_url_as_toml(tmp_path: Path) -> N
     _point_config_at(tmp_path, url)
     read = tomllib.loads((tmp_path / "smki.toml").read_text(encoding="utf-8"))
     assert read == {"root-name": "SMKI Root", "database-url": url}
+
+
+def test_a_backup_that_is_not_there_is_not_called_corrupt(tmp_path: Path) -> None:
+    """A mistyped name said ``backup.corrupt``, sending the operator after a damaged archive."""
+    from smki.errors import SmkiError
+    from smki.services.backup import verify_backup
+
+    for path, said in ((tmp_path / "nothere.tar.gz", "no such file"), (tmp_path, "is not a file")):
+        with pytest.raises(SmkiError) as refused:
+            verify_backup(path)
+        assert refused.value.code == "backup.not-found" and said in refused.value.message

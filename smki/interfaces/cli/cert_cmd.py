@@ -77,7 +77,11 @@ def show(
 
     status = "(not in this store)"
     path = Path(which)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long for a file (a pasted serial of thousands of characters): not a file
+        is_file = False
+    if is_file:
         cert = _load_file(path)
     else:
         record = _stored(home, which)
