@@ -232,6 +232,17 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks smki's handler, so configuring again replaces it instead of adding a second one."""
 
 
+class InterruptFilter(logging.Filter):
+    """Drops a record whose exception is an interrupt (Ctrl-C, or SIGTERM turned into one): a library
+    cleaning up as the interrupt passes through it (SQLAlchemy's pool closing a connection, at a
+    second Ctrl-C) logged it with its traceback, beside the one line the command itself gives
+    (``interrupted``), which already says what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[0] if record.exc_info else None
+        return not (isinstance(exc, type) and issubclass(exc, KeyboardInterrupt))
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     if level not in LEVELS:
         from smki.errors import ConfigError
@@ -246,6 +257,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         fmt = "text" if out.isatty() else "json"
     handler = _Handler(out)
     handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
+    handler.addFilter(InterruptFilter())  # first: the redacting filter turns the exception into text
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:

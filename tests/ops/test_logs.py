@@ -246,3 +246,24 @@ def test_json_lines_write_other_types_as_text() -> None:
     line = json.loads(stream.getvalue())
     assert line["when"] == "2026-12-06T04:00:00+00:00" and line["colour"] == "red"
     assert line["what"] == "<class 'object'>" and line["n"] == 3 and line["items"] == [1, "a"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_a_library_logging_an_interrupt_as_it_passes_prints_no_traceback(fmt: str) -> None:
+    """A second Ctrl-C during a batch: SQLAlchemy's pool logged "Exception closing connection" with
+    the KeyboardInterrupt's traceback beside the command's one line, ``interrupted``."""
+    from smki.errors import Terminated
+
+    stream = _capture(fmt)
+    pool = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
+    for interrupt in (KeyboardInterrupt, Terminated):
+        try:
+            raise interrupt
+        except KeyboardInterrupt:
+            pool.error("Exception closing connection", exc_info=True)
+    assert stream.getvalue() == ""
+    try:
+        raise OSError("the disk is full")
+    except OSError:
+        pool.error("Exception closing connection", exc_info=True)  # any other fault is still logged whole
+    assert "Exception closing connection" in stream.getvalue() and "the disk is full" in stream.getvalue()
