@@ -216,3 +216,16 @@ def test_the_same_device_csr_posted_three_times_gets_one_certificate(live: LiveL
     for again in answers[1:]:
         assert again.status_code >= 400 and again.json()["error"]["code"] == "csr.duplicate"
     assert len(home.store.certificates_for_device(bytes.fromhex("00db0000000d0001"))) == 1
+
+
+def test_head_is_answered_wherever_get_is(live: LiveListeners, aro: ClientFiles) -> None:
+    """RFC 9110 §9.3.2: HEAD was 405 ``http.method-not-allowed`` (found by an exploratory run)."""
+    client = live.client(aro)
+    for path in ("/api/v1/whoami", "/api/v1/crl"):
+        got, head = client.get(path), client.head(path)
+        assert got.status_code == head.status_code == 200, (path, head.status_code)
+        assert head.content == b"" and head.headers["content-length"] == str(len(got.content))
+        assert head.headers["content-type"] == got.headers["content-type"]
+    assert client.head("/api/v1/device-batches/999").status_code == 404  # the GET's own refusal
+    refused = client.head("/api/v1/organisation-certificates")  # no GET there: no HEAD either
+    assert refused.status_code == 405 and refused.content == b""

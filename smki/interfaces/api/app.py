@@ -24,6 +24,7 @@ from smki.interfaces.api.context import ListenerContext
 from smki.interfaces.api.devices_api import create_devices_router
 from smki.interfaces.api.docs import create_docs_router
 from smki.interfaces.api.errors import TrackedSend, count_refusal, error_body, error_response, send_error, status_for
+from smki.interfaces.api.head import HeadAsGetMiddleware
 from smki.interfaces.api.json_api import PREFIX, create_json_router
 from smki.interfaces.api.refusals import Refusals
 from smki.interfaces.api.security import BodyRefused, ListenerMiddleware
@@ -226,6 +227,7 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
         app.include_router(create_portal_router(ctx.home_factory, ctx.route, wake=ctx.wake_runner))
     app.router.routes.append(DccFallbackRoute())  # last: only what no route above matched
     app.router.routes.append(NoBodyRedirectRoute())  # and then: no 307 for a request with a body
+    app.add_middleware(HeadAsGetMiddleware)  # innermost: the routes see a GET, everything outside the HEAD
     app.add_middleware(ListenerMiddleware, home_factory=ctx.home_factory, max_body=ctx.api.max_body,
                        max_batch_body=ctx.api.max_batch_body, body_timeout=ctx.api.body_timeout,
                        draining=lambda: ctx.stopping, refuse=refusals.send)
