@@ -182,12 +182,25 @@ def _time(record: logging.LogRecord) -> str:
     return f"{text}.{int(record.msecs):03d}Z"
 
 
+#: Characters that end or rewrite a line on a terminal or in a file: a line feed, a carriage return,
+#: an escape sequence, Unicode's own line separators.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every line-breaking or control character written as its escape (``\\n``,
+    ``\\x1b``): a request path with an encoded newline (``%0a``) wrote a second, forged log line."""
+    return _LINE_BREAKING.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class TextFormatter(logging.Formatter):
-    """``2026-12-06T00:41:02.113Z INFO smki.access GET /api/v1/whoami status=200 ...``"""
+    """``2026-12-06T00:41:02.113Z INFO smki.access GET /api/v1/whoami status=200 ...``: one line per
+    record, whatever its message and fields hold (control characters escaped); then the traceback,
+    if any."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
-        line = f"{_time(record)} {record.levelname} {record.name} {record.getMessage()}"
+        extras = " ".join(f"{k}={_one_line(str(v))}" for k, v in vars(record).items() if k not in _STANDARD)
+        line = f"{_time(record)} {record.levelname} {record.name} {_one_line(record.getMessage())}"
         if extras:
             line += " " + extras
         if record.exc_text:

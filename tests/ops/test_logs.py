@@ -267,3 +267,16 @@ def test_a_library_logging_an_interrupt_as_it_passes_prints_no_traceback(fmt: st
     except OSError:
         pool.error("Exception closing connection", exc_info=True)  # any other fault is still logged whole
     assert "Exception closing connection" in stream.getvalue() and "the disk is full" in stream.getvalue()
+
+
+@settings(max_examples=200, deadline=None)
+@given(message=st.text(max_size=40), path=st.text(max_size=40))
+def test_a_text_log_record_is_one_line_whatever_it_holds(message: str, path: str) -> None:
+    """A request path with an encoded newline (``/portal/aro/batches/1%0a2026-… INFO smki.access POST
+    …/approve 303 subject=staff:ap2``) wrote a forged access line in the text format (found by an
+    exploratory run); JSON escaped it already."""
+    stream = _capture("text")
+    logging.getLogger("smki.access").info(message, extra={"path": path})
+    written = stream.getvalue()
+    assert written.endswith("\n") and written.count("\n") == 1, written
+    assert "\r" not in written and "\x1b" not in written and "\u2028" not in written
