@@ -104,6 +104,12 @@ def declared_entries(source: IO[bytes]) -> int | None:
     before the count could be checked. Reading the count first refuses that at once. The
     position is restored.
     """
+    found = _end_record(source)
+    return None if found is None else found[0]
+
+
+def _end_record(source: IO[bytes]) -> tuple[int, int] | None:
+    """(entries, central directory size) from the end record, the ZIP64 one if it defers to it."""
     start = source.tell()
     try:
         size = source.seek(0, 2)
@@ -113,10 +119,11 @@ def declared_entries(source: IO[bytes]) -> int | None:
         at = tail.rfind(_END_SIGNATURE)
         if at < 0 or len(tail) - at < _END.size:
             return None
-        entries = _END.unpack_from(tail, at)[4]
-        if entries != 0xFFFF:
-            return int(entries)
-        locator_at = at - _ZIP64_LOCATOR.size  # ZIP64: the count is in the ZIP64 end record
+        end = _END.unpack_from(tail, at)
+        entries, directory = end[4], end[5]
+        if entries != 0xFFFF and directory != 0xFFFFFFFF:
+            return int(entries), int(directory)
+        locator_at = at - _ZIP64_LOCATOR.size  # ZIP64: the figures are in the ZIP64 end record
         if locator_at < 0 or tail[locator_at:locator_at + 4] != b"PK\x06\x07":
             return None
         record_at = _ZIP64_LOCATOR.unpack_from(tail, locator_at)[2]
@@ -124,9 +131,16 @@ def declared_entries(source: IO[bytes]) -> int | None:
         record = source.read(_ZIP64_END.size)
         if len(record) < _ZIP64_END.size or record[:4] != b"PK\x06\x06":
             return None
-        return int(_ZIP64_END.unpack(record)[7])
+        fields = _ZIP64_END.unpack(record)
+        return int(fields[7]), int(fields[8])
     finally:
         source.seek(start)
+
+
+#: The most a central directory of ``max_items`` CSR entries and ``MAX_OTHER_ENTRIES`` others can
+#: need: 46 octets of fixed header, a name of at most 100 (``_NAME``), and room for extra fields
+#: (ZIP64 sizes, timestamps: a few dozen octets as tools write them) and a comment.
+_DIRECTORY_BYTES_PER_ENTRY = 46 + 100 + 256
 
 
 def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> list[BatchItem]:
@@ -140,10 +154,13 @@ def read_portal_zip(source: bytes | IO[bytes], *, max_items: int = MAX_CSRS) -> 
         if len(source) > MAX_ZIP_BYTES:
             raise PortalZipError("portal.zip-too-large", f"the ZIP is over {MAX_ZIP_BYTES // (1024 * 1024)} MB")
         source = BytesIO(source)
-    declared = declared_entries(source)
-    if declared is not None and declared > max_items + MAX_OTHER_ENTRIES:
+    declared = _end_record(source)
+    if declared is not None and declared[0] > max_items + MAX_OTHER_ENTRIES:
         raise PortalZipError(
-            "portal.zip-too-many", f"Number of submitted CSRs exceeds maximum volume ({declared} > {max_items})")
+            "portal.zip-too-many", f"Number of submitted CSRs exceeds maximum volume ({declared[0]} > {max_items})")
+    if declared is not None and declared[1] > (max_items + MAX_OTHER_ENTRIES) * _DIRECTORY_BYTES_PER_ENTRY:
+        raise PortalZipError(
+            "portal.zip-too-many", f"the ZIP's directory is too large for {max_items} CSRs ({declared[1]} bytes)")
     try:
         archive = zipfile.ZipFile(source)
     except Exception:  # whatever the decoder trips on (BadZipFile, struct/EOF/Unicode errors …): not a ZIP we read

@@ -123,6 +123,29 @@ def test_a_zip_declaring_far_too_many_entries_is_refused_before_its_directory_is
         assert f"({declared} > {max_items})" in refused.value.message
 
 
+def test_a_zip_whose_end_record_understates_its_entries_is_refused_by_its_directory_s_size(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An end record can say 10 entries for a directory of 640,000: the count passed, and
+    ``zipfile`` then made an object per real entry (485 MB and seconds per upload; found by an
+    exploratory run). The directory's size, which ``zipfile`` reads whatever the count says, is
+    checked too."""
+    import struct
+
+    from smki.services import portal_batches
+
+    data = bytearray(_entries_zip(20_000))
+    at = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<2H", data, at + 8, 3, 3)  # entries on this disk, entries in all: "3"
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the ZIP's directory was read")
+
+    monkeypatch.setattr(portal_batches.zipfile, "ZipFile", never)
+    with pytest.raises(PortalZipError) as refused:
+        read_portal_zip(bytes(data), max_items=5)
+    assert refused.value.code == "portal.zip-too-many" and "directory is too large" in refused.value.message
+
+
 @given(count=st.integers(0, 40), comment=st.binary(max_size=300), zip64=st.booleans(),
        prefix=st.binary(max_size=40))
 @settings(max_examples=200, deadline=None)
