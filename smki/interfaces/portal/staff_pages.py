@@ -75,7 +75,8 @@ def add_staff_routes(router: APIRouter, ctx: PortalContext) -> None:
 
                 def work(_form_identity: PortalIdentity, form: Any) -> Response:  # in a worker thread
                     identity = staff_of(request)
-                    kept.update({k: str(v)[:500] for k, v in form.items() if isinstance(v, str) and k != "csrf"})
+                    # whole: a service refuses what is too long (ra.bad-text); cut here, it was stored cut
+                    kept.update({k: str(v) for k, v in form.items() if isinstance(v, str) and k != "csrf"})
                     try:
                         run(identity, request.path_params, kept)
                     except ValueError:
