@@ -54,3 +54,19 @@ def test_a_get_with_a_trailing_slash_is_still_redirected_and_real_paths_are_unto
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "http.method-not-allowed"
     unknown = client.post("/api/v1/nothing", content=b"{}")  # no slash, no such path: 404 as before
     assert unknown.status_code == 404 and "trailing slash" not in unknown.json()["error"]["message"]
+
+
+def test_the_redirect_is_relative_whatever_the_host_header_says_and_carries_the_security_headers(
+        live: LiveListeners, aro: ClientFiles) -> None:
+    """Starlette's redirect was ``https://<Host header>/portal/staff`` with none of the Portal's
+    security headers (found by an exploratory run)."""
+    client = live.client(aro)
+    moved = client.get("/portal/staff/?tab=1", headers={"host": "evil.example"})
+    assert moved.status_code == 307 and moved.headers["location"] == "/portal/staff?tab=1"
+    assert moved.headers["x-frame-options"] == "DENY" and moved.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in moved.headers["content-security-policy"]
+    assert client.head("/api/v1/whoami/").headers["location"] == "/api/v1/whoami"
+    response = client.get("//evil.example/")  # its redirect would read as another host: not redirected
+    assert response.status_code == 404 and "location" not in response.headers
+    encoded = client.get("/%2F/evil.example/")  # an encoded slash stays a path on this host
+    assert encoded.status_code == 307 and encoded.headers["location"] == "/%2F/evil.example"

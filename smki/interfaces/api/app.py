@@ -28,7 +28,7 @@ from smki.interfaces.api.head import HeadAsGetMiddleware
 from smki.interfaces.api.json_api import PREFIX, create_json_router
 from smki.interfaces.api.refusals import Refusals
 from smki.interfaces.api.security import BodyRefused, ListenerMiddleware
-from smki.interfaces.api.slashes import NoBodyRedirectRoute
+from smki.interfaces.api.slashes import NoBodyRedirectRoute, SlashRedirectRoute
 from smki.interfaces.dcc.routes import (
     DccFallbackRoute,
     create_device_router,
@@ -227,6 +227,8 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
         app.include_router(create_portal_router(ctx.home_factory, ctx.route, wake=ctx.wake_runner))
     app.router.routes.append(DccFallbackRoute())  # last: only what no route above matched
     app.router.routes.append(NoBodyRedirectRoute())  # and then: no 307 for a request with a body
+    app.router.routes.append(SlashRedirectRoute())  # a relative 307 for a safe one, not Starlette's
+    app.router.redirect_slashes = False
     app.add_middleware(HeadAsGetMiddleware)  # innermost: the routes see a GET, everything outside the HEAD
     app.add_middleware(ListenerMiddleware, home_factory=ctx.home_factory, max_body=ctx.api.max_body,
                        max_batch_body=ctx.api.max_batch_body, body_timeout=ctx.api.body_timeout,
