@@ -65,3 +65,11 @@ def test_a_head_within_the_limit_is_served(live: LiveListeners, aro: ClientFiles
     fits = b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 12_000 + b"\r\nConnection: close\r\n\r\n"
     [(status, _headers, _body)] = _responses(_exchange(live, aro, fits))
     assert status == 200
+
+
+def test_on_the_portal_the_refusal_is_the_portal_s_page(live: LiveListeners, aro: ClientFiles) -> None:
+    smuggled = (b"POST /portal/aro/csr HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + WHOAMI)
+    [(status, headers, body)] = _responses(_exchange(live, aro, smuggled))
+    assert status == 400 and headers["connection"] == "close"
+    assert headers["content-type"].startswith("text/html") and b"request.malformed" in body

@@ -139,6 +139,7 @@ def test_gateway_issues_a_device_certificate_and_openssl_verifies_it(home: Home,
     assert reply.status_code == 200, reply.text
     serial = re.search(r'id="serial">([0-9a-f]+)<', reply.text)
     assert serial
+    assert "<dt>Status</dt><dd>In use</dd>" in reply.text  # a word, as on the list, not the store's "I"
     der = gw.get(f"/portal/aro/certificates/{serial.group(1)}.der", headers=ARO_H)
     assert der.headers["content-disposition"].endswith('.der"')
     (tmp_path / "dev.der").write_bytes(der.content)

@@ -132,6 +132,15 @@ def framing_problem(scope: Scope) -> str | None:
     return None
 
 
+def _closing(send: Send) -> Send:
+    """``send`` with ``Connection: close`` on the response: nothing after it on the connection is read."""
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        await send(message)
+    return closing
+
+
 class ListenerMiddleware:
     def __init__(self, app: ASGIApp, *, home_factory: Callable[[], Home], max_body: int, max_batch_body: int,
                  body_timeout: float = 30.0, draining: Callable[[], bool] = lambda: False,
@@ -149,8 +158,8 @@ class ListenerMiddleware:
             await self.app(scope, receive, send)
             return
         problem = framing_problem(scope)
-        if problem is not None:  # answered, and the connection closed: nothing after it is read as a request
-            await send_error(send, 400, "request.malformed", problem, [(b"connection", b"close")])
+        if problem is not None:  # answered in the listener's shape, and the connection closed after it
+            await self.refuse(scope, _closing(send), 400, "request.malformed", problem, None)
             return
         tls = scope.get("extensions", {}).get(TLS_EXTENSION) or {}
         der = tls.get("client_cert_der")
