@@ -534,8 +534,18 @@ class RegistryWriter:
         stmt = update(applications).where(applications.c.application_id == application_id)
         if expect_status is not None:
             stmt = stmt.where(applications.c.status == expect_status)
-        self._execute(stmt.values(**values),
-                      missing=f"application {application_id} does not exist or is no longer {expect_status}")
+        if self._execute(stmt.values(**values)).rowcount == 0:
+            self._lost_race(applications.c.application_id, application_id,
+                            f"application {application_id} is no longer {expect_status}: it was decided meanwhile",
+                            f"no application {application_id}")
+
+    def _lost_race(self, key: Any, value: object, decided: str, missing: str) -> None:
+        """A conditional update that changed nothing: the row was changed meanwhile by a concurrent
+        decision (``ra.already-decided``, as when it was decided before the request began), or it
+        is not there (``ra.not-found``). The loser of two simultaneous approvals got the latter."""
+        if self._conn.execute(select(key).where(key == value)).first() is not None:
+            raise SmkiError("ra.already-decided", decided)
+        raise NotFound("ra.not-found", missing)
 
     def propose_dual_control(self, action: str, subject: str, payload: dict[str, Any], proposed_by: str) -> int:
         result = self._execute(insert(dual_control).values(
@@ -546,8 +556,9 @@ class RegistryWriter:
 
     def decide_dual_control(self, item_id: int, status: str, decided_by: str) -> None:
         """Approve or refuse a pending item; only one decision can ever be made on it."""
-        self._execute(
+        result = self._execute(
             update(dual_control).where(dual_control.c.id == item_id, dual_control.c.status == "pending")
-            .values(status=status, decided_by=decided_by, decided_at=datetime.now(UTC)),
-            missing=f"dual-control item {item_id} does not exist or was already decided",
-        )
+            .values(status=status, decided_by=decided_by, decided_at=datetime.now(UTC)))
+        if result.rowcount == 0:
+            self._lost_race(dual_control.c.id, item_id, f"proposal {item_id} was decided meanwhile",
+                            f"no proposal {item_id}")

@@ -68,9 +68,20 @@ def test_application_status_changes_only_from_the_expected_status(store: Store) 
     record = store.registry.application(app_id)
     assert record is not None and record.status == "proposed" and record.proposal == {"outcome": "approve"}
     assert [e.reference for e in record.evidence] == ["REF-1"]
-    with pytest.raises(SmkiError) as info, store.transaction() as tx:
+    with pytest.raises(SmkiError) as info, store.transaction() as tx:  # a concurrent decision got there first
         tx.registry.update_application(app_id, expect_status="open", status="proposed")
+    assert info.value.code == "ra.already-decided"
+    with pytest.raises(SmkiError) as info, store.transaction() as tx:
+        tx.registry.update_application(app_id + 99, expect_status="open", status="proposed")
     assert info.value.code == "ra.not-found"
+    with store.transaction() as tx:
+        item = tx.registry.propose_dual_control("ca.revoke", "01", {}, "op1")
+        tx.registry.decide_dual_control(item, "approved", "ap1")
+        tx.append_audit(_audit("ca.revocation-approved"))
+    for target, code in ((item, "ra.already-decided"), (item + 99, "ra.not-found")):  # the loser of a race; none
+        with pytest.raises(SmkiError) as info, store.transaction() as tx:
+            tx.registry.decide_dual_control(target, "approved", "ap2")
+        assert info.value.code == code
 
 
 def test_register_changes_need_an_audit_record(store: Store) -> None:
