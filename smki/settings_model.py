@@ -16,6 +16,7 @@ Keys are dotted paths: ``database-url`` (top level), ``api.gateway``, ``capacity
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -307,6 +308,8 @@ def _check_value(setting: Setting, value: Any, name: str = "") -> None:
         raise ConfigError("config.invalid", f"{key}: expected {setting.type}, got {value!r}")
     if setting.choices and value not in setting.choices:
         raise ConfigError("config.invalid", f"{key}: must be one of {', '.join(setting.choices)}, not {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison; inf every minimum
+        raise ConfigError("config.invalid", f"{key}: must be a finite number, not {value!r}")
     if setting.minimum is not None and value < setting.minimum:
         raise ConfigError("config.invalid", f"{key}: must be at least {setting.minimum:g}, not {value!r}")
     if setting.maximum is not None and value > setting.maximum:

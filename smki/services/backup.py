@@ -243,7 +243,8 @@ def verify_backup(path: Path) -> BackupReport:
             if MANIFEST not in members:
                 raise SmkiError("backup.corrupt", f"{path}: no {MANIFEST}")
             manifest = json.loads(_read(archive, members[MANIFEST]))
-            listed = manifest.get("files", {})
+            _check_manifest_shape(manifest, path)
+            listed = manifest["files"]
             extra = sorted(set(members) - set(listed) - {MANIFEST})
             if extra:
                 raise SmkiError("backup.corrupt", f"{path}: {extra[0]} is not in the manifest")
@@ -268,6 +269,17 @@ def _read(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     if handle is None:
         raise SmkiError("backup.corrupt", f"{member.name} is not a file")
     return handle.read()
+
+
+def _check_manifest_shape(manifest: Any, path: Path) -> None:
+    """What ``verify`` and ``restore`` read of a manifest is there, of its type, else ``backup.corrupt``
+    (a manifest of another shape was an internal AttributeError, TypeError or KeyError, and one
+    without its database kind passed ``verify`` to fail ``restore``)."""
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if (not isinstance(files, dict)
+            or not all(isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in files.values())
+            or manifest.get("database") not in ("sqlite", "postgresql")):
+        raise SmkiError("backup.corrupt", f"{path}: its {MANIFEST} is not an smki backup's manifest")
 
 
 def restore_backup(path: Path, home: Path, *, database_url: str = "", actor: str) -> BackupReport:

@@ -303,6 +303,9 @@ def import_path(home: Home, path: Path, *, actor: str, chunk: int = CHUNK,
     except UnicodeDecodeError as exc:  # chunks before the bad bytes are committed, as for a bad row
         raise _with_committed(SmkiError("device.bad-file", f"{path.name}: not UTF-8 text (byte {exc.start} of a "
                                         "read)"), done[0]) from None
+    except csv.Error as exc:  # a field over the csv module's limit (131,072 characters), a NUL byte …
+        raise _with_committed(SmkiError("device.bad-file", f"{path.name}: not a CSV file smki reads ({exc})"),
+                              done[0]) from None
     except SmkiError as exc:
         raise _with_committed(exc, done[0]) from None
 

@@ -223,6 +223,9 @@ def test_signing_workers_leave_ctrl_c_to_the_process_that_owns_them(monkeypatch:
     b"organisation-validity-years = 100000\n",
     b"crl-next-update-hours = 99999999999\n",  # passed, then failed every revocation's CRL (OverflowError)
     b"arl-next-update-days = 367\n",
+    b"[api]\ncrl-check-seconds = nan\n",  # passed every range check: an idle server spun at 87% CPU
+    b"[api]\nbatch-lease = inf\n",
+    b"[api]\nhandshake-timeout = -nan\n",
     b'database-url = "mysql://smki@127.0.0.1/smki"\n',
     b'database-url = "postgresql+psycopg2://smki@127.0.0.1/smki"\n',
     b'database-url = "not a url"\n',
@@ -249,7 +252,9 @@ def test_device_import_of_a_missing_file_a_directory_or_binary_is_one_line(run: 
     _staff_and_aro(run)
     binary = tmp_path / "devices.csv"
     binary.write_bytes(b"\xbb\xff\x00" * 100)
-    for source in (tmp_path / "missing.csv", tmp_path, binary):
+    huge = tmp_path / "huge.csv"  # a field over the csv module's limit: was an internal csv.Error (exit 4)
+    huge.write_text("device_id,device_type,smi_status\n0011223344556603,ESME," + "A" * 200_000 + "\n")
+    for source in (tmp_path / "missing.csv", tmp_path, binary, huge):
         result = run("device", "import", str(source), "--as", "op1")
         assert result.code == 1, (source, result)
         assert one_line(result).startswith("error: device.bad-file: "), result.err

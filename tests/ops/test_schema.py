@@ -147,6 +147,25 @@ def test_no_command_but_ca_init_and_db_upgrade_migrates(tmp_path: Path, empty_da
     assert smki(["audit", "verify", "--home", str(home)], env).code == 0
 
 
+def test_a_schema_newer_than_this_smki_is_not_called_out_of_date(tmp_path: Path, empty_database_url: str) -> None:
+    """``db status`` said "out of date: run 'smki db upgrade'" of a schema a newer smki made, and
+    ``db upgrade`` then refused it (found by an exploratory run)."""
+    env = smki_env(empty_database_url)
+    home = _home(tmp_path)
+    assert smki(["ca", "init", "--home", str(home)], env).code == 0
+    store = Store.open(empty_database_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        store.close()
+    status = smki(["db", "status", "--home", str(home)], env)
+    assert status.code == 1 and "schema: 9999 " in status.out and "unknown to this smki" in status.out
+    assert "db upgrade" not in status.out
+    upgrade = smki(["db", "upgrade", "--home", str(home)], env)
+    assert upgrade.code == 1 and upgrade.err.startswith("error: store.schema-unknown: ")
+
+
 def test_version_names_the_package_and_the_schema(tmp_path: Path, empty_database_url: str) -> None:
     result = smki(["--version"], smki_env(empty_database_url))
     assert result.code == 0

@@ -20,8 +20,14 @@ def status(home: HomeOption = DEFAULT_HOME_PATH) -> None:
     from smki.services.schema import schema_report
 
     report = schema_report(home)
-    state = "current" if report.status.up_to_date else (
-        "not initialised" if report.status.current is None else "out of date: run 'smki db upgrade'")
+    if report.status.up_to_date:
+        state = "current"
+    elif report.status.current is None:
+        state = "not initialised"
+    elif not report.status.known:  # newer than this smki, or not smki's: an upgrade cannot help
+        state = "unknown to this smki (newer, or not smki's): run the smki that made it"
+    else:
+        state = "out of date: run 'smki db upgrade'"
     console.print(f"database: {report.database}", highlight=False, soft_wrap=True)
     console.print(f"schema: {report.status.current or '-'} (this smki: {report.status.head}) {state}",
                   highlight=False)
