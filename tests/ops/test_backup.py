@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
 from smki.ca.devcsr import make_device_csr, make_organisation_csr
@@ -296,3 +298,40 @@ def test_a_backup_that_is_not_there_is_not_called_corrupt(tmp_path: Path) -> Non
         with pytest.raises(SmkiError) as refused:
             verify_backup(path)
         assert refused.value.code == "backup.not-found" and said in refused.value.message
+
+
+def test_a_keys_directory_linked_in_from_elsewhere_is_backed_up_and_restored(tmp_path: Path) -> None:
+    """``Path.rglob`` does not follow a link to a directory: a home whose ``keys/`` lives on another
+    disk and is linked in was backed up without its CA keys, with exit status 0, and the restored
+    home could not sign (found by an exploratory run)."""
+    env = smki_env("")
+    env.pop("SMKI_DATABASE_URL", None)
+    home = tmp_path / "home"
+    assert smki(["ca", "init", "--home", str(home)], env).code == 0
+    elsewhere = tmp_path / "secure-disk" / "keys"
+    elsewhere.parent.mkdir()
+    (home / "keys").rename(elsewhere)
+    (home / "keys").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(home, target_is_directory=True)  # a link back: walked once, not for ever
+    archive = tmp_path / "b.tar.gz"
+    assert smki(["backup", "create", "--out", str(archive), "--home", str(home)], env).code == 0, "create"
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {f"keys/{p.name}" for p in elsewhere.glob("*.key.pem")} <= names and len(list(elsewhere.glob("*.key.pem")))
+    restored = tmp_path / "restored"
+    assert smki(["backup", "restore", str(archive), "--home", str(restored)], env).code == 0
+    published = smki(["crl", "publish", "--home", str(restored)], env)
+    assert published.code == 0, published.err
+
+
+@given(st.binary(max_size=300), st.binary(max_size=300), st.integers(1, 8))
+def test_a_member_is_scanned_as_a_whole_whatever_its_blocks(before: bytes, after: bytes, cut: int) -> None:
+    """Members are hashed and searched block by block: the digest is the whole's, and a plaintext
+    key's header is found even when a block boundary falls inside it."""
+    from smki.services import backup
+
+    data = before + b"-----BEGIN EC PRIVATE KEY-----" + after
+    at = len(before) + cut * 3  # inside the header
+    digest, size, found = backup._scan(iter((data[:at], data[at:])))
+    assert (digest, size, found) == (hashlib.sha256(data).hexdigest(), len(data), True)
+    assert backup._scan(iter((before, after)))[2] == (backup._PLAINTEXT_KEY.search(before + after) is not None)
