@@ -98,11 +98,12 @@ def _initialise_in(settings: Settings, secret: bytes, *, actor: str, now: dateti
     settings.home.mkdir(parents=True, exist_ok=True)
     if not settings.config_path.exists():
         write_default_config(settings)
-    home = open_home(settings.home, secret, migrate=True, create=True, given_database_url=settings.database_url)
+    home = open_home(settings.home, secret, new_store=True, create=True, given_database_url=settings.database_url)
     home = replace(home, settings=settings)
     try:
         if home.store.ca_certificate(CertKind.ROOT) is not None:
-            raise SmkiError("ca.exists", f"{shown} already holds a CA hierarchy")
+            holder = shown if settings.uses_default_database else "its database"
+            raise SmkiError("ca.exists", f"{holder} already holds a CA hierarchy")
         moment = (now or datetime.now(UTC)).replace(microsecond=0)
         hierarchy = create_hierarchy(home.backend(), settings, moment)
         certificates = {

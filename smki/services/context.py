@@ -79,6 +79,19 @@ def _parsed_certificate(der: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
+def _schema_for_a_new_home(store: Store) -> None:
+    """The key ceremony's store: an empty database gets this smki's schema, a current one is used as
+    it is (its own check refuses one that holds a CA already), and one at any other revision is
+    refused before anything is changed: it is another home's store, and ``ca init`` migrated it
+    (unaudited, mid rolling upgrade) and only then refused (found by an exploratory run)."""
+    status = store.schema_status()
+    if status.current is None:
+        store.migrate()
+    elif not status.up_to_date:
+        raise SmkiError("ca.exists", f"the database already holds an smki store (schema {status.current}, this "
+                                     f"smki's {status.head}): a key ceremony makes a home in an empty database")
+
+
 #: What a key ceremony leaves in a home beside its database: with any of them there, a home whose
 #: database file is gone lost its register, not its CA.
 _CA_MATERIAL = ("root.pem", "organisation-ca.pem", "device-ca.pem", "keys")
@@ -105,11 +118,12 @@ def require_database_file(settings: Settings) -> None:
 
 
 def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = False,
-              create: bool = False, given_database_url: str = "") -> Home:
+              create: bool = False, given_database_url: str = "", new_store: bool = False) -> Home:
     """Open the home directory's settings and store.
 
     The schema must be current (``store.schema-outdated`` otherwise): only the key ceremony and
-    ``smki db upgrade`` pass ``migrate=True``.
+    ``smki db upgrade`` pass ``migrate=True``; the key ceremony passes ``new_store=True`` (an empty
+    database gets the schema, any other revision is refused untouched).
 
     A home whose database is the default SQLite file, when that file does not exist, was never
     initialised: that is ``home.not-initialised`` naming ``smki ca init``, rather than SQLite's
@@ -131,7 +145,9 @@ def open_home(home: Path | str, secret: bytes | None = None, *, migrate: bool = 
         require_database_file(settings)
     store = Store.open(settings.resolved_database_url)
     try:
-        if migrate:
+        if new_store:
+            _schema_for_a_new_home(store)
+        elif migrate:
             store.migrate()
         else:
             store.require_current_schema()

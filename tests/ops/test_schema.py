@@ -176,3 +176,29 @@ def test_revisions_are_a_single_chain_ending_at_head() -> None:
     chain = revisions()
     assert chain[0] == "0001" and chain[-1] == head_revision()
     assert len(set(chain)) == len(chain)
+
+
+def test_ca_init_on_another_home_s_older_store_changes_nothing(tmp_path: Path, empty_database_url: str) -> None:
+    """A key ceremony given another home's database one release behind migrated it (unaudited: every
+    old node then found a newer schema) and only then refused, naming a home that did not exist
+    (found by an exploratory run)."""
+    env = smki_env(empty_database_url)
+    first = _home(tmp_path)
+    assert smki(["ca", "init", "--home", str(first)], env).code == 0
+    store = Store.open(empty_database_url)
+    older = revisions()[-2]
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": older})
+        before = len(store.audit_tail(1000))
+    finally:
+        store.close()
+    second = tmp_path / "second"
+    refused = smki(["ca", "init", "--home", str(second)], env)
+    assert refused.code == 1 and refused.err.startswith("error: ca.exists: the database already holds an smki store")
+    assert not second.exists()
+    store = Store.open(empty_database_url)
+    try:
+        assert store.schema_status().current == older and len(store.audit_tail(1000)) == before
+    finally:
+        store.close()
