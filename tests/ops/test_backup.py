@@ -335,3 +335,36 @@ def test_a_member_is_scanned_as_a_whole_whatever_its_blocks(before: bytes, after
     digest, size, found = backup._scan(iter((data[:at], data[at:])))
     assert (digest, size, found) == (hashlib.sha256(data).hexdigest(), len(data), True)
     assert backup._scan(iter((before, after)))[2] == (backup._PLAINTEXT_KEY.search(before + after) is not None)
+
+
+@pytest.mark.skipif(not ADMIN_URL, reason="PostgreSQL only (SMKI_TEST_DATABASE_URL)")
+def test_a_restore_into_a_database_holding_someone_else_s_tables_is_refused(
+        tmp_path: Path, database_url: str, empty_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only an smki schema was looked for: smki's tables were restored in beside a stranger's
+    ``customers`` (exit 0), or, with a ``parties`` of its own, half of them (found by an exploratory run)."""
+    import sqlalchemy as sa
+
+    from smki.config import Settings
+    from smki.errors import SmkiError
+    from smki.services import backup
+    from smki.services.ca_admin import initialise_ca
+
+    home = tmp_path / "home"
+    initialise_ca(Settings(home=home, database_url=database_url), b"backup-passphrase", actor="admin")
+    archive = tmp_path / "b.tar.gz"
+    monkeypatch.setenv("SMKI_DATABASE_URL", database_url)
+    backup.create_backup(home, archive)
+    monkeypatch.delenv("SMKI_DATABASE_URL")
+    engine = sa.create_engine(empty_database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE customers (id int)"))
+        with pytest.raises(SmkiError) as refused:
+            backup.restore_backup(archive, tmp_path / "restored", database_url=empty_database_url, actor="admin")
+        assert refused.value.code == "backup.database-not-empty" and "public.customers" in refused.value.message
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT table_name FROM information_schema.tables "
+                                        "WHERE table_schema = 'public'")).scalars().all() == ["customers"]
+    finally:
+        engine.dispose()
+    assert not (tmp_path / "restored").exists()
