@@ -411,16 +411,11 @@ def _restore_into(path: Path, home: Path, manifest: dict[str, Any], *, is_pg: bo
 def _pg_restore(dump: Path, url: str) -> None:
     from smki.store import Store
 
-    from sqlalchemy import text
-
     store = Store.open(url)
     try:
         if store.schema_status().current is not None:
             raise SmkiError("backup.database-not-empty", "the target database already holds an smki schema")
-        with store.engine.connect() as conn:  # anyone's tables: smki's would be restored in among them
-            tables = conn.execute(text(
-                "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1 LIMIT 3")).scalars().all()
+        tables = store.some_tables()  # anyone's: smki's would be restored in among them
         if tables:
             raise SmkiError("backup.database-not-empty", f"the target database is not empty (it holds "
                                                          f"{', '.join(tables)}): restore into an empty database")

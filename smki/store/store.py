@@ -145,6 +145,22 @@ class Store:
         except OperationalError as exc:
             raise SmkiError("store.unavailable", f"cannot reach the database: {_first_line(exc)}") from exc
 
+    def some_tables(self, limit: int = 3) -> list[str]:
+        """Up to ``limit`` tables in the database, anyone's (``schema.table``; SQLite: the name): what
+        shows that a database given to restore into is not empty, whoever made it."""
+        from sqlalchemy import inspect
+
+        inspector = inspect(self._engine)
+        found: list[str] = []
+        for schema in inspector.get_schema_names():
+            if schema in ("information_schema", "pg_catalog") or schema.startswith("pg_toast"):
+                continue
+            found += [f"{schema}.{name}" if self._engine.dialect.name != "sqlite" else name
+                      for name in inspector.get_table_names(schema=schema)]
+            if len(found) >= limit:
+                break
+        return sorted(found)[:limit]
+
     def schema_status(self) -> SchemaStatus:
         try:
             return SchemaStatus(current_revision(self._engine), head_revision())

@@ -185,6 +185,9 @@ def test_pg_dump_and_pg_restore_get_the_password_from_a_private_file_never_their
         def schema_status(self) -> Any:
             return type("Status", (), {"current": None})()
 
+        def some_tables(self) -> list[str]:
+            return []
+
         def close(self) -> None:
             pass
 
