@@ -23,6 +23,7 @@ empty home (and an empty PostgreSQL database when the backup came from one), and
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -352,27 +353,27 @@ def restore_backup(path: Path, home: Path, *, database_url: str = "", actor: str
     if not is_pg and target_url:
         raise SmkiError("backup.needs-database", "this backup is of a SQLite database; it is restored into "
                                                  "the new home (unset SMKI_DATABASE_URL / --database-url)")
-    made = not home.exists()
-    home.mkdir(parents=True, exist_ok=True)
+    # Built beside the home and renamed into place whole, as ``ca init`` builds one: a restore that
+    # fails, is killed (kill -9 left a truncated smki.db that no rerun would overwrite) or loses a
+    # race with another restore into the same home (whose clean-up deleted the winner's files) never
+    # leaves a half home, and a rerun starts clean (found by an exploratory run).
+    final = Path(os.path.abspath(home))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.restore-", dir=final.parent))
     try:
-        _restore_into(path, home, manifest, is_pg=is_pg, target_url=target_url, actor=actor)
-    except BaseException:  # a failed or interrupted restore leaves the home as it found it, to try again
-        _empty(home, remove=made)
+        _restore_into(path, staging, manifest, is_pg=is_pg, target_url=target_url, actor=actor)
+        load_settings(staging)
+        try:
+            os.rename(staging, final)  # the home absent, or an empty directory: either is replaced whole
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise SmkiError("backup.home-not-empty", f"{home} is not empty (a home, or another restore, got "
+                                                         "there meanwhile): restore into a new home") from exc
+            raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
-    load_settings(home)
     return report
-
-
-def _empty(home: Path, *, remove: bool) -> None:
-    """Remove what a restore wrote into ``home`` (and ``home`` itself if the restore made it)."""
-    if remove:
-        shutil.rmtree(home, ignore_errors=True)
-        return
-    for child in home.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
 
 
 def _restore_into(path: Path, home: Path, manifest: dict[str, Any], *, is_pg: bool, target_url: str,

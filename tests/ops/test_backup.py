@@ -371,3 +371,46 @@ def test_a_restore_into_a_database_holding_someone_else_s_tables_is_refused(
     finally:
         engine.dispose()
     assert not (tmp_path / "restored").exists()
+
+
+def test_a_restore_is_built_beside_the_home_and_never_leaves_half_of_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It wrote straight into the home: killed, it left a truncated smki.db no rerun would overwrite;
+    racing another restore into the same home, its clean-up deleted the winner's files, leaving an
+    empty home that had been reported restored (found by an exploratory run)."""
+    from smki.errors import SmkiError
+    from smki.services import backup
+
+    env = smki_env("")
+    env.pop("SMKI_DATABASE_URL", None)
+    monkeypatch.delenv("SMKI_DATABASE_URL", raising=False)
+    home = tmp_path / "home"
+    assert smki(["ca", "init", "--home", str(home)], env).code == 0
+    archive = tmp_path / "b.tar.gz"
+    assert smki(["backup", "create", "--out", str(archive), "--home", str(home)], env).code == 0
+    target = tmp_path / "restored"
+    real = backup._restore_into
+
+    def the_other_restore_wins(path: Path, into: Path, *args: Any, **kwargs: Any) -> None:
+        assert into.parent == tmp_path and into.name.startswith(".restored.restore-")  # beside, not in, the home
+        real(path, into, *args, **kwargs)
+        target.mkdir()
+        (target / "smki.toml").write_text("the winner's\n")
+
+    monkeypatch.setattr(backup, "_restore_into", the_other_restore_wins)
+    with pytest.raises(SmkiError) as lost:
+        backup.restore_backup(archive, target, actor="admin")
+    assert lost.value.code == "backup.home-not-empty"
+    assert [p.name for p in target.iterdir()] == ["smki.toml"]
+    assert (target / "smki.toml").read_text() == "the winner's\n"
+
+    def killed(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup, "_restore_into", killed)
+    with pytest.raises(KeyboardInterrupt):
+        backup.restore_backup(archive, tmp_path / "second", actor="admin")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.gz", "home", "restored"]  # no staging left
+    monkeypatch.setattr(backup, "_restore_into", real)
+    backup.restore_backup(archive, tmp_path / "second", actor="admin")
+    assert smki(["audit", "verify", "--home", str(tmp_path / "second")], env).code == 0
