@@ -480,8 +480,12 @@ def write_list_files(home: Home, record: RevocationListRecord) -> Path:
             if newest is not None and newest.number > record.number:
                 continue  # a concurrent publisher already wrote a newer list
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(record.der)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(record.der)
+            os.replace(tmp, path)
+        except BaseException:  # a file that cannot be replaced (a directory in its place): no stray .tmp left
+            tmp.unlink(missing_ok=True)
+            raise
     return latest
 
 

@@ -141,6 +141,13 @@ def test_a_list_whose_file_cannot_be_written_is_published_and_says_so(home: Home
     with pytest.raises(SmkiError) as again:
         revocation.publish(home, CRL, actor="test")
     assert again.value.code == "crl.file-not-written" and f"CRL {before + 2} is published" in again.value.message
+    crl_dir.unlink()
+    crl_dir.mkdir()
+    (crl_dir / "organisation-ca.crl").mkdir()  # the newest list's name taken by a directory: cannot be replaced
+    with pytest.raises(SmkiError) as blocked:
+        revocation.publish(home, CRL, actor="test")
+    assert blocked.value.code == "crl.file-not-written"
+    assert sorted(p.name for p in crl_dir.iterdir()) == [f"organisation-ca-{before + 3}.crl", "organisation-ca.crl"]
 
 
 def test_a_publication_that_fails_unexpectedly_still_says_the_certificate_is_revoked(
