@@ -313,3 +313,25 @@ def test_dev_make_csr_batch_refuses_device_ids_past_the_last_instead_of_wrapping
     fits = run("dev", "make-csr", "batch", "--count", "2", "--start", "FFFFFFFFFFFFFFFF", "--out", str(out))
     assert fits.code == 0, fits
     assert out.read_bytes().count(b"-----BEGIN CERTIFICATE REQUEST-----") == 2
+
+
+def test_an_interrupted_device_import_says_how_many_rows_are_in(run: Run, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM or Ctrl-C printed only ``terminated``/``interrupted``; a bad row's error said how many
+    rows were already in the register (found by an exploratory run)."""
+    from smki.services import device_register
+
+    def two_chunks_then_ctrl_c(_home: object, _source: Path, *, staff_id: str | None,
+                               on_chunk: object) -> None:
+        for _ in range(2):
+            on_chunk(10_000)  # type: ignore[operator]
+        raise KeyboardInterrupt
+
+    _staff_and_aro(run)
+    source = tmp_path / "devices.csv"
+    source.write_text("device_id,device_type,smi_status\n")
+    monkeypatch.setattr(device_register, "import_file", two_chunks_then_ctrl_c)
+    result = run("device", "import", str(source), "--as", "op1")
+    assert result.code == 130
+    assert one_line(result) == ("interrupted: 20,000 rows were imported before it (each chunk commits on its own; "
+                                "importing the file again is harmless)")

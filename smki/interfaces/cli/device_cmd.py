@@ -107,16 +107,26 @@ def import_(
     """Bulk import or update, streamed in chunks of 10,000 rows (RA operator); the last row for a Device wins."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from smki.interfaces.cli.common import err_console, rich_console
+    from smki.interfaces.cli.common import err_console, rich_console, stop_notes
 
     register = _register()
     total = register.count_import_rows(source) if source.is_file() else None  # a missing file: the service says so
     progress = Progress(TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=rich_console(stderr=True), transient=False, disable=not err_console.is_terminal)
+    imported = [0]
+
+    def committed(rows: int) -> None:
+        imported[0] += rows
+        progress.advance(task, rows)
+
     with progress:
         task = progress.add_task("import", total=total)
-        summary = run_on(home, lambda h: register.import_file(
-            h, source, staff_id=staff, on_chunk=lambda rows: progress.advance(task, rows)))
+        try:
+            summary = run_on(home, lambda h: register.import_file(h, source, staff_id=staff, on_chunk=committed))
+        except KeyboardInterrupt:  # as a bad row's error says: what is in the register, and that a rerun is safe
+            stop_notes.append(f"{imported[0]:,} rows were imported before it (each chunk commits on its own; "
+                              "importing the file again is harmless)")
+            raise
         progress.update(task, total=summary.rows, completed=summary.rows)
     console.print(f"imported {summary.rows} rows in {summary.chunks} chunks, {summary.seconds:.1f} s "
                   f"({summary.rows / max(summary.seconds, 1e-9):,.0f} rows/s)", highlight=False, markup=False)
