@@ -327,7 +327,7 @@ def _check_value(setting: Setting, value: Any, name: str = "") -> None:
     if setting.type == WINDOW and value:
         match = re.fullmatch(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})", value.strip())
         if not match or int(match[1]) > 23 or int(match[3]) > 23 or int(match[2]) > 59 or int(match[4]) > 59:
-            raise ConfigError("config.invalid", f"{key}: must be HH:MM-HH:MM (UTC), not {value!r}")
+            raise ConfigError("config.invalid", f"{key}: must be HH:MM-HH:MM (UK local time), not {value!r}")
 
 
 def _from_environment(setting: Setting, text: str, name: str) -> Any:
