@@ -155,6 +155,11 @@ def load_settings(home: Path | str = DEFAULT_HOME, *, environ: Mapping[str, str]
     path = home_path / CONFIG_FILE
     resolved = resolve(read_document(path), os.environ if environ is None else environ, flags, str(path))
     values = resolved.values
+    if values["key-backend"] == "pkcs11":  # settings that only mean something together
+        missing = [key for key in ("pkcs11-module", "pkcs11-token") if not values[key]]
+        if missing:
+            raise ConfigError("config.invalid", f"key-backend = \"pkcs11\" needs {' and '.join(missing)} "
+                                                "(the CA keys' module and token)")
     top = {name: values[key] for key, name in _FIELDS.items()}
     return Settings(home=home_path, **top, sections=sectioned(values), sources=resolved.sources)
 

@@ -64,6 +64,8 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     oid: bool = False  # dotted-decimal object identifiers (each of a list)
+    ca_name: bool = False  # a CA's common name: PrintableString text, as the key ceremony writes it
+    host_names: bool = False  # DNS names or IP addresses (each of a list), as a certificate's SANs
     toml: bool = True  # False: environment only (secrets never live in a file)
     empty_ok: bool = True
     deprecated: bool = False  # accepted, not written to a new smki.toml
@@ -148,9 +150,10 @@ SETTINGS: tuple[Setting, ...] = (
             oid=True),
     Setting("hw-type-oid", STRING, "", "before spec §7.4: a single hwType (read as hw-type-oids = [it])",
             deprecated=True, oid=True),
-    Setting("root-name", STRING, "SMKI Root", "the Root's common name", empty_ok=False),
-    Setting("organisation-ca-name", STRING, "Z1", "the Organisation CA's common name", empty_ok=False),
-    Setting("device-ca-name", STRING, "E357", "the Device CA's common name", empty_ok=False),
+    Setting("root-name", STRING, "SMKI Root", "the Root's common name", empty_ok=False, ca_name=True),
+    Setting("organisation-ca-name", STRING, "Z1", "the Organisation CA's common name", empty_ok=False,
+            ca_name=True),
+    Setting("device-ca-name", STRING, "E357", "the Device CA's common name", empty_ok=False, ca_name=True),
     Setting("root-validity-years", INTEGER, 25, "Root certificate validity", minimum=1, maximum=MAX_VALIDITY_YEARS),
     Setting("ca-validity-years", INTEGER, 25, "Organisation CA and Device CA validity", minimum=1,
             maximum=MAX_VALIDITY_YEARS),
@@ -196,7 +199,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api.spoti-enabled", BOOLEAN, True, "false switches the SPOTI listener off",
             flag="smki serve --no-spoti"),
     Setting("api.server-names", STRINGS, ["127.0.0.1", "localhost"],
-            "subject alternative names of the listeners' server certificate", empty_ok=False),
+            "subject alternative names of the listeners' server certificate", empty_ok=False, host_names=True),
     Setting("api.workers", INTEGER, 1, "server processes, each serving both listeners (PostgreSQL for more "
             "than one)", flag="smki serve --workers", minimum=1),
     Setting("api.batch-workers", INTEGER, None, "signing processes per running batch (0: in the server "
@@ -300,6 +303,29 @@ def database_url_problem(url: str) -> str | None:
     return f"unsupported database {backend!r}: use sqlite or postgresql+psycopg"
 
 
+#: A CA name (spec §7.5): PrintableString text of at most 64 characters (X.520's ub-common-name).
+#: Checked here so ``config check`` refuses what the key ceremony would (``ca.bad-name``).
+MAX_COMMON_NAME = 64
+PRINTABLE_STRING = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _host_name(name: object) -> bool:
+    """Whether ``name`` can be a server certificate's subject alternative name: an IP address, or
+    a DNS name of letters, digits and hyphens in dot-separated labels (RFC 1123), at most 253
+    characters. ``"bad name!"`` or ``"a..b"`` went into the certificate as given."""
+    import ipaddress
+
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    return len(name) <= 253 and all(_DNS_LABEL.fullmatch(label) for label in name.split("."))
+
+
 def _check_value(setting: Setting, value: Any, name: str = "") -> None:
     """Refuse a value of the wrong type or out of range; ``name`` is how the error calls it
     (the key for the file, ``SMKI_X (key)`` for the environment, ``--flag (key)`` for a flag)."""
@@ -314,6 +340,14 @@ def _check_value(setting: Setting, value: Any, name: str = "") -> None:
         raise ConfigError("config.invalid", f"{key}: must be at least {setting.minimum:g}, not {value!r}")
     if setting.maximum is not None and value > setting.maximum:
         raise ConfigError("config.invalid", f"{key}: must be at most {setting.maximum:g}, not {value!r}")
+    if setting.ca_name and value and (len(value) > MAX_COMMON_NAME or not PRINTABLE_STRING.fullmatch(value)):
+        raise ConfigError("config.invalid", f"{key}: a CA name is 1 to {MAX_COMMON_NAME} characters of "
+                                            f"PrintableString text (letters, digits, space and '()+,-./:=?), "
+                                            f"not {value!r}")
+    if setting.host_names:
+        for name in value:
+            if not _host_name(name):
+                raise ConfigError("config.invalid", f"{key}: {name!r} is neither a DNS name nor an IP address")
     if setting.oid:
         for oid in value if isinstance(value, list) else [value] if value else []:
             if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", oid):

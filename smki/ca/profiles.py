@@ -15,7 +15,6 @@ certificate the linter refuses never carries a CA signature.
 from __future__ import annotations
 
 import os
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 
@@ -40,6 +39,7 @@ from smki.config import Settings
 from smki.domain import CertKind, RemotePartyRole, Usage
 from smki.errors import SmkiError
 from smki.keys.base import Signer
+from smki.settings_model import MAX_COMMON_NAME, PRINTABLE_STRING
 
 #: Device Certificates have no defined expiry (spec §4.1); RFC 5280 §4.1.2.5 spells that
 #: 99991231235959Z, and ``cryptography`` encodes years >= 2050 as GeneralizedTime.
@@ -50,10 +50,8 @@ DEVICE_NOT_AFTER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
 
 SERIAL_OCTETS = 16
-#: X.520 upper bound on a commonName (ub-common-name).
-MAX_COMMON_NAME = 64
-
-_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")
+# MAX_COMMON_NAME (X.520's ub-common-name) and PrintableString's characters: the settings check a
+# CA name with the same two, so config check refuses what the key ceremony would.
 
 
 @cache
@@ -121,7 +119,7 @@ def _name_attribute(oid: ObjectIdentifier, value: str) -> x509.NameAttribute[str
     """A PrintableString, as the DCC's CA names are (spec §7.5); other text is refused, not re-typed."""
     if not value or len(value) > MAX_COMMON_NAME:
         raise SmkiError("ca.bad-name", f"a CA name must be 1 to {MAX_COMMON_NAME} characters, got {value!r}")
-    if not _PRINTABLE.fullmatch(value):
+    if not PRINTABLE_STRING.fullmatch(value):
         raise SmkiError("ca.bad-name", f"a CA name must be PrintableString text (spec §7.5), got {value!r}")
     return x509.NameAttribute(oid, value, _ASN1Type.PrintableString)
 

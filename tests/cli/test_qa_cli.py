@@ -226,6 +226,11 @@ def test_signing_workers_leave_ctrl_c_to_the_process_that_owns_them(monkeypatch:
     b"[api]\ncrl-check-seconds = nan\n",  # passed every range check: an idle server spun at 87% CPU
     b"[api]\nbatch-lease = inf\n",
     b"[api]\nhandshake-timeout = -nan\n",
+    b'key-backend = "pkcs11"\npkcs11-module = ""\n',  # config check said OK; commands then key.not-configured
+    b'root-name = "Root \xc3\xa9"\n',  # not PrintableString: ca init refused it (ca.bad-name), config check did not
+    b'device-ca-name = "' + b"E" * 65 + b'"\n',
+    b'[api]\nserver-names = ["localhost", "bad name!"]\n',  # went into the server certificate as given
+    b'[api]\nserver-names = ["a..b"]\n',
     b'database-url = "mysql://smki@127.0.0.1/smki"\n',
     b'database-url = "postgresql+psycopg2://smki@127.0.0.1/smki"\n',
     b'database-url = "not a url"\n',
