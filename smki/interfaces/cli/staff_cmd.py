@@ -83,11 +83,7 @@ def deactivate(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Deactivate a staff member (administrator at the console): they can no longer act, here or on the Portal."""
-    from smki.services.staff import set_staff_active
-
-    record = run_on(home, lambda h: set_staff_active(h, staff_id, False, actor=actor()))
-    console.print(f"staff {record.staff_id} ({record.name}) deactivated", highlight=False, soft_wrap=True,
-                  markup=False)
+    _set_active(home, staff_id, active=False)
 
 
 @app.command("reactivate")
@@ -96,11 +92,15 @@ def reactivate(
     home: HomeOption = DEFAULT_HOME_PATH,
 ) -> None:
     """Let a deactivated staff member act again (administrator at the console)."""
+    _set_active(home, staff_id, active=True)
+
+
+def _set_active(home: Path, staff_id: str, *, active: bool) -> None:
     from smki.services.staff import set_staff_active
 
-    record = run_on(home, lambda h: set_staff_active(h, staff_id, True, actor=actor()))
-    console.print(f"staff {record.staff_id} ({record.name}) reactivated: {', '.join(record.roles)}",
-                  highlight=False, soft_wrap=True, markup=False)
+    record = run_on(home, lambda h: set_staff_active(h, staff_id, active, actor=actor()))
+    done = f"reactivated: {', '.join(record.roles)}" if active else "deactivated"
+    console.print(f"staff {record.staff_id} ({record.name}) {done}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("set-roles")
