@@ -74,10 +74,6 @@ class BackupReport:
         return len(self.manifest["files"])
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 #: Members are hashed and searched a block at a time: a database of millions of certificates is
 #: gigabytes, and ``create``, ``verify`` and ``restore`` held each member whole (337 MB of memory
 #: for a 287 MB database; found by an exploratory run).
