@@ -243,7 +243,10 @@ def create_backup(home: Path | str, out: Path) -> BackupReport:
             f"The CA keys of this home live in the PKCS#11 token {settings.pkcs11_token!r} "
             f"(module {settings.pkcs11_module}). They are not in this backup: restoring needs the same\n"
             "token, or a copy made with the HSM's own backup tools, and its PIN (SMKI_PKCS11_PIN).\n").encode()
-    with tempfile.TemporaryDirectory(prefix="smki-backup-") as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The database's snapshot is as large as the database: beside the archive, on the disk meant for
+    # backups, not in /tmp (often memory, and where a killed run's copy was never seen again).
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.snapshot-", dir=out.parent) as tmp:
         member, snapshot = _snapshot_database(settings, Path(tmp))
         payload[member] = snapshot
         for name, item in payload.items():
@@ -259,7 +262,6 @@ def create_backup(home: Path | str, out: Path) -> BackupReport:
             "files": files,
             "excluded": excluded,
         }
-        out.parent.mkdir(parents=True, exist_ok=True)
         # Owner-only from its first byte (it holds the database and the key files); interrupted, no
         # half archive is left, named or .partial.
         with replaced_on_success(out, private=True) as partial, tarfile.open(partial, "w:gz") as archive:
@@ -377,7 +379,7 @@ def _restore_into(path: Path, home: Path, manifest: dict[str, Any], *, is_pg: bo
     from smki.audit import AuditEvent
     from smki.store import Store
 
-    with tarfile.open(path, "r:gz") as archive, tempfile.TemporaryDirectory(prefix="smki-restore-") as tmp:
+    with tarfile.open(path, "r:gz") as archive, tempfile.TemporaryDirectory(prefix=".pgdump-", dir=home) as tmp:
         for name in manifest["files"]:
             blocks = _member_blocks(archive, archive.getmember(name))
             if name == PGDUMP_MEMBER:
@@ -387,7 +389,7 @@ def _restore_into(path: Path, home: Path, manifest: dict[str, Any], *, is_pg: bo
                 _pg_restore(dump, target_url)
                 continue
             target = home / (CONFIG_FILE if name == CONFIG_FILE else "smki.db" if name == SQLITE_MEMBER else name)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only, as ca init makes keys/
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 _scan(blocks, handle.write)

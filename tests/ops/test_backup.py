@@ -414,3 +414,5 @@ def test_a_restore_is_built_beside_the_home_and_never_leaves_half_of_one(
     monkeypatch.setattr(backup, "_restore_into", real)
     backup.restore_backup(archive, tmp_path / "second", actor="admin")
     assert smki(["audit", "verify", "--home", str(tmp_path / "second")], env).code == 0
+    for directory in (tmp_path / "second", tmp_path / "second" / "keys"):  # owner-only, as ca init made keys/
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
