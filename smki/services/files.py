@@ -16,24 +16,34 @@ from pathlib import Path
 
 
 @contextmanager
-def replaced_on_success(path: Path, *, private: bool = False) -> Iterator[Path]:
+def replaced_on_success(path: Path, *, private: bool = False, exclusive: bool = False) -> Iterator[Path]:
     """Yield ``<path>.partial`` (beside ``path``, so the rename stays on one file system and is
     atomic) for the caller to write; when the block ends normally it replaces ``path``, and when it
     raises anything (``KeyboardInterrupt`` included) it is removed and ``path`` is left as it was.
 
     ``private``: the partial file is made owner-only (0600) before anything is written to it, so a
     key or a backup is never readable by others, not even while it is being written.
+
+    ``exclusive``: ``path`` is never replaced — the finished file takes its name only if no file has
+    it (a hard link, which fails if one does: ``FileExistsError``), and the partial file's name is
+    this run's own (``<path>.<pid>.partial``). Two runs writing the same new file (two backups with
+    one ``--out``) shared ``<path>.partial``: the second removed the first's and the later one
+    replaced the earlier's finished file.
     """
     if path.is_dir():  # else the rename fails last, naming the .partial file rather than ``path``
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial" if exclusive else f"{path.name}.partial")
     try:
         if private:
             partial.unlink(missing_ok=True)  # a stale one, perhaps another user's: never written through
             os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         yield partial
         _sync(partial)  # on disk before its name is: a crash after the rename never finds it empty
-        partial.replace(path)
+        if exclusive:
+            os.link(partial, path)
+            partial.unlink()
+        else:
+            partial.replace(path)
     except OSError as exc:  # named as the file the operator asked for, not the one beside it
         partial.unlink(missing_ok=True)
         if exc.filename == str(partial) and exc.errno is not None:

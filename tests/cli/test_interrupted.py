@@ -260,7 +260,7 @@ def test_an_interrupted_backup_leaves_no_archive_and_is_never_readable_by_others
     modes: list[int] = []
 
     def add_then_ctrl_c(archive: object, name: str, data: bytes) -> None:
-        modes.append(out.with_name(out.name + ".partial").stat().st_mode & 0o777)
+        modes.append(out.with_name(f"{out.name}.{os.getpid()}.partial").stat().st_mode & 0o777)
         real_add(archive, name, data)  # type: ignore[arg-type]
         raise KeyboardInterrupt
 

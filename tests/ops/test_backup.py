@@ -416,3 +416,31 @@ def test_a_restore_is_built_beside_the_home_and_never_leaves_half_of_one(
     assert smki(["audit", "verify", "--home", str(tmp_path / "second")], env).code == 0
     for directory in (tmp_path / "second", tmp_path / "second" / "keys"):  # owner-only, as ca init made keys/
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+
+
+def test_a_backup_never_replaces_one_that_took_its_name_while_it_was_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ``backup create --out X`` at once shared ``X.partial`` (the second removed the first's)
+    and the later one replaced the earlier's archive, though a backup is never overwritten (found
+    by an exploratory run)."""
+    from smki.errors import SmkiError
+    from smki.services import backup
+
+    monkeypatch.delenv("SMKI_DATABASE_URL", raising=False)
+    env = smki_env("")
+    env.pop("SMKI_DATABASE_URL", None)
+    home = tmp_path / "home"
+    assert smki(["ca", "init", "--home", str(home)], env).code == 0
+    out = tmp_path / "backups" / "b.tar.gz"
+    real_add = backup._add
+
+    def the_other_run_finishes_first(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+        if not out.exists():
+            out.write_bytes(b"the other run's archive")
+        real_add(archive, name, data)
+
+    monkeypatch.setattr(backup, "_add", the_other_run_finishes_first)
+    with pytest.raises(SmkiError) as refused:
+        backup.create_backup(home, out)
+    assert refused.value.code == "backup.exists"
+    assert out.read_bytes() == b"the other run's archive" and [p.name for p in out.parent.iterdir()] == ["b.tar.gz"]
