@@ -229,3 +229,13 @@ def test_head_is_answered_wherever_get_is(live: LiveListeners, aro: ClientFiles)
     assert client.head("/api/v1/device-batches/999").status_code == 404  # the GET's own refusal
     refused = client.head("/api/v1/organisation-certificates")  # no GET there: no HEAD either
     assert refused.status_code == 405 and refused.content == b""
+
+
+def test_json_sent_as_another_content_type_is_told_so(live: LiveListeners, aro: ClientFiles) -> None:
+    """It was a bare 422 "request: Input should be a valid dictionary" (found by an exploratory run)."""
+    client = live.client(aro)
+    sent = client.post("/api/v1/device-batches", content=b'{"csrs": [{"id": "a", "csr": "x"}]}',
+                       headers={"content-type": "text/plain"})
+    assert sent.status_code == 422 and sent.json()["error"]["code"] == "request.invalid"
+    assert sent.json()["error"]["message"].startswith(
+        "the body must be JSON, sent as Content-Type: application/json (not text/plain); ")

@@ -173,10 +173,15 @@ def create_app(ctx: ListenerContext, *, with_portal: bool = True) -> FastAPI:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         status = 400 if any(e.get("type") == "json_invalid" for e in exc.errors()) else 422
         code = "request.bad-json" if status == 400 else "request.invalid"
-        return JSONResponse(error_body(code, _validation_message(exc)), status_code=status)
+        message = _validation_message(exc)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method in ("POST", "PUT", "PATCH") and kind and kind != "application/json" \
+                and not kind.endswith("+json"):  # FastAPI reads such a body as no JSON at all
+            message = f"the body must be JSON, sent as Content-Type: application/json (not {kind[:60]}); {message}"
+        return JSONResponse(error_body(code, message[:400]), status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
