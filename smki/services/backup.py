@@ -265,13 +265,13 @@ def create_backup(home: Path | str, out: Path) -> BackupReport:
         # Owner-only from its first byte (it holds the database and the key files); interrupted, no
         # half archive is left, named or .partial; and never over a backup that took the name meanwhile.
         try:
-            written = _write_archive(out, manifest, payload)
+            _write_archive(out, manifest, payload)
         except FileExistsError as exc:  # another backup took the name while this one was written
             raise SmkiError("backup.exists", f"{out} exists; not overwriting a backup") from exc
-    return BackupReport(written, manifest)
+    return BackupReport(out, manifest)
 
 
-def _write_archive(out: Path, manifest: dict[str, Any], payload: dict[str, bytes | Path]) -> Path:
+def _write_archive(out: Path, manifest: dict[str, Any], payload: dict[str, bytes | Path]) -> None:
     """The archive at ``out``, which it never replaces (``FileExistsError`` if a file took the name)."""
     with replaced_on_success(out, private=True, exclusive=True) as partial, tarfile.open(partial, "w:gz") as archive:
         _add(archive, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -280,7 +280,6 @@ def _write_archive(out: Path, manifest: dict[str, Any], payload: dict[str, bytes
                 archive.add(item, arcname=name)
             else:
                 _add(archive, name, item)
-    return out
 
 
 def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
